@@ -1,0 +1,947 @@
+/* agent: see agent.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "backoff.h"
+#include "credfile.h"
+#include "duration.h"
+#include "hooks.h"
+#include "hostkey.h"
+#include "log.h"
+#include "notify.h"
+#include "validate.h"
+
+#define RETRY_MIN_USEC (1 * USEC_PER_SEC)
+#define RETRY_MAX_USEC (300 * USEC_PER_SEC)
+/* A failure that repeats is logged again only after this long (then at growing gaps). */
+#define RELOG_MIN_USEC (60 * USEC_PER_SEC)
+#define RELOG_MAX_USEC (3600 * USEC_PER_SEC)
+
+enum cred_state {
+    CS_PENDING = 0,      /* no attempt finished yet */
+    CS_CURRENT,          /* published file holds the store's latest version */
+    CS_REFUSED,          /* Redis refused the candidate */
+    CS_UNREACHABLE,      /* Redis could not be asked */
+    CS_MISCONFIGURED,    /* Redis has no password configured */
+    CS_REDIS_ERROR,      /* unexpected replies */
+    CS_STORE_ERROR,      /* the store failed (class in last_class) */
+    CS_PUBLISH_ERROR,    /* writing the file failed */
+};
+
+static const char *const cred_state_names[] = {
+    [CS_PENDING] = "pending",       [CS_CURRENT] = "current",
+    [CS_REFUSED] = "refused",       [CS_UNREACHABLE] = "unreachable",
+    [CS_MISCONFIGURED] = "misconfigured", [CS_REDIS_ERROR] = "redis-error",
+    [CS_STORE_ERROR] = "store-error", [CS_PUBLISH_ERROR] = "publish-error",
+};
+
+enum phase { PH_IDLE = 0, PH_QUEUED, PH_FETCH, PH_VALIDATE };
+
+struct source_rt;
+struct cred_rt;
+
+struct cred_job {
+    struct job job;
+    struct cred_rt *c;
+    struct rc_credential rc;
+    /* fetch */
+    int fetch_r;
+    struct rc_candidate cand;
+    struct rc_error err;
+    uint64_t next_check_usec;
+    /* validate */
+    char *cur_username;
+    struct secret *cur_password;
+    struct validate_result vres;
+};
+
+struct cred_rt {
+    struct agent *a;
+    const struct config_credential *cfg;
+    struct source_rt *src;
+    gid_t gid;
+
+    struct credfile cur;       /* what is published */
+    bool have_cur;
+
+    enum phase phase;
+    bool wake_pending;         /* woken while busy: fetch again when done */
+    bool first_done;
+    sd_event_source *timer;
+    struct backoff retry;
+
+    enum cred_state state;
+    enum rc_err_class last_class;
+    char last_error[512];
+    char pending_version[RC_VERSION_MAX];   /* a candidate not (yet) published */
+    char nodes[512];
+    int64_t last_check, last_change;        /* unix seconds; 0 = never */
+    uint64_t next_check_mono;               /* CLOCK_MONOTONIC usec; 0 = none */
+    uint64_t errors_total;
+
+    /* rate-limited failure logging */
+    char logged_error[512];
+    uint64_t logged_at, relog_gap;
+
+    struct cred_job job;
+};
+
+struct source_rt {
+    struct agent *a;
+    const struct config_source *cfg;
+    const struct rc_source_type *type;
+    void *state;
+    struct rc_host host;
+    bool busy;
+    char open_error[512];      /* non-empty: open() failed, its credentials cannot run */
+    sd_event_source *watch;
+};
+
+struct agent {
+    struct agent_params p;
+    struct config *cfg;
+    gid_t gid;                 /* agent.group */
+    struct source_rt *sources;
+    size_t n_sources;
+    struct cred_rt *creds;
+    size_t n_creds;
+    bool ready_sent, stopping, reload_pending;
+    sd_event_source *startup_timer;
+    char last_status[2048];
+};
+
+static void request_fetch(struct cred_rt *c);
+static void update_status(struct agent *a);
+
+static uint64_t now_mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int64_t now_real(void) {
+    return (int64_t)time(NULL);
+}
+
+static struct log_ctx cred_ctx(const struct cred_rt *c, const char *mid, const char *version) {
+    return (struct log_ctx){
+        .message_id = mid,
+        .name = c->cfg->name,
+        .version = version,
+        .source = c->cfg->source,
+        .nodes = c->nodes[0] ? c->nodes : NULL,
+    };
+}
+
+/* ---- host services for plugins ---- */
+
+static void host_log(void *h, int level, const char *credential, const char *fmt, ...) {
+    struct source_rt *s = h;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_ctx_msg(level, &(struct log_ctx){ .name = credential, .source = s->cfg->name },
+                "%s: %s", s->cfg->name, msg);
+}
+
+static int host_keyed_version(void *h, const void *data, size_t len, char *out) {
+    struct source_rt *s = h;
+    char v[HOSTKEY_VERSION_LEN];
+    int r = hostkey_version(s->a->p.hostkey, data, len, v);
+    if (r < 0)
+        return r;
+    snprintf(out, RC_VERSION_MAX, "%s", v);
+    return 0;
+}
+
+static void host_wake(void *h, const char *credential) {
+    struct source_rt *s = h;
+    for (size_t i = 0; i < s->a->n_creds; i++) {
+        struct cred_rt *c = &s->a->creds[i];
+        if (c->src == s && strcmp(c->cfg->name, credential) == 0) {
+            log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = credential }, "store changed: checking now");
+            /* A change resets the retry backoff: it may be the fix we were waiting for. */
+            backoff_reset(&c->retry);
+            request_fetch(c);
+        }
+    }
+}
+
+/* ---- status, logging ---- */
+
+static bool cred_failed(const struct cred_rt *c) {
+    return c->state != CS_CURRENT && c->state != CS_PENDING;
+}
+
+/* Logs a failure at `level` the first time and when its text changes; a repeat is
+ * logged again after a gap that doubles up to an hour, else at debug. */
+static void log_failure(struct cred_rt *c, int level, const char *mid, const char *version,
+                        const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void log_failure(struct cred_rt *c, int level, const char *mid, const char *version,
+                        const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    uint64_t now = now_mono();
+    bool repeat = strcmp(msg, c->logged_error) == 0;
+    if (repeat && now - c->logged_at < c->relog_gap)
+        level = LOG_DEBUG;
+    else if (repeat) {
+        c->relog_gap = c->relog_gap * 2 > RELOG_MAX_USEC ? RELOG_MAX_USEC : c->relog_gap * 2;
+        c->logged_at = now;
+    } else {
+        snprintf(c->logged_error, sizeof c->logged_error, "%s", msg);
+        c->relog_gap = RELOG_MIN_USEC;
+        c->logged_at = now;
+    }
+    struct log_ctx ctx = cred_ctx(c, mid, version);
+    log_ctx_msg(level, &ctx, "%s", msg);
+    snprintf(c->last_error, sizeof c->last_error, "%s", msg);
+    c->errors_total++;
+}
+
+static void mark_recovered(struct cred_rt *c) {
+    if (c->logged_error[0]) {
+        struct log_ctx ctx = cred_ctx(c, NULL, c->have_cur ? c->cur.cur.version : NULL);
+        log_ctx_msg(LOG_INFO, &ctx, "recovered: %s is current again", c->cfg->name);
+    }
+    c->logged_error[0] = '\0';
+    c->last_error[0] = '\0';
+    c->pending_version[0] = '\0';
+}
+
+static void write_metrics(struct agent *a) {
+    const char *path = a->cfg->agent.metrics_file;
+    if (!path || !path[0])
+        return;
+    char *copy1 = strdup(path), *copy2 = strdup(path);
+    size_t cap = 256 + a->n_creds * 1024, len = 0;
+    char *buf = malloc(cap);
+    if (!copy1 || !copy2 || !buf)
+        goto out;
+#define M(...) do { int n_ = snprintf(buf + len, cap - len, __VA_ARGS__); \
+                    if (n_ > 0 && (size_t)n_ < cap - len) len += (size_t)n_; } while (0)
+    M("# HELP redis_creds_current 1 when the published credential is the store's latest validated version.\n"
+      "# TYPE redis_creds_current gauge\n");
+    for (size_t i = 0; i < a->n_creds; i++)
+        M("redis_creds_current{name=\"%s\"} %d\n", a->creds[i].cfg->name, a->creds[i].state == CS_CURRENT);
+    M("# HELP redis_creds_last_change_timestamp_seconds When the credential was last published.\n"
+      "# TYPE redis_creds_last_change_timestamp_seconds gauge\n");
+    for (size_t i = 0; i < a->n_creds; i++)
+        M("redis_creds_last_change_timestamp_seconds{name=\"%s\"} %lld\n", a->creds[i].cfg->name,
+          (long long)a->creds[i].last_change);
+    M("# HELP redis_creds_last_check_timestamp_seconds When the store was last checked.\n"
+      "# TYPE redis_creds_last_check_timestamp_seconds gauge\n");
+    for (size_t i = 0; i < a->n_creds; i++)
+        M("redis_creds_last_check_timestamp_seconds{name=\"%s\"} %lld\n", a->creds[i].cfg->name,
+          (long long)a->creds[i].last_check);
+    M("# HELP redis_creds_errors_total Failed checks (store, Redis or publish).\n"
+      "# TYPE redis_creds_errors_total counter\n");
+    for (size_t i = 0; i < a->n_creds; i++)
+        M("redis_creds_errors_total{name=\"%s\"} %llu\n", a->creds[i].cfg->name,
+          (unsigned long long)a->creds[i].errors_total);
+#undef M
+    int dfd = open(dirname(copy1), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        int r = credfile_write_atomic(dfd, basename(copy2), buf, len, 0644, (gid_t)-1);
+        if (r < 0)
+            log_debug("metrics_file %s: %s", path, strerror(-r));
+        close(dfd);
+    }
+out:
+    free(copy1);
+    free(copy2);
+    free(buf);
+}
+
+static void update_status(struct agent *a) {
+    char buf[2048];
+    size_t len = 0;
+    unsigned current = 0;
+    for (size_t i = 0; i < a->n_creds; i++)
+        current += a->creds[i].state == CS_CURRENT;
+    len += (size_t)snprintf(buf, sizeof buf, "%u/%zu current", current, a->n_creds);
+    for (size_t i = 0; i < a->n_creds && len < sizeof buf; i++) {
+        const struct cred_rt *c = &a->creds[i];
+        const char *v = c->have_cur ? c->cur.cur.version : "none";
+        int n;
+        if (c->state == CS_CURRENT || c->state == CS_PENDING)
+            n = snprintf(buf + len, sizeof buf - len, "; %s %s%s", c->cfg->name, v,
+                         c->state == CS_PENDING ? " (pending)" : "");
+        else
+            n = snprintf(buf + len, sizeof buf - len, "; %s %s (%s%s%s: %.160s)", c->cfg->name, v,
+                         cred_state_names[c->state], c->pending_version[0] ? " " : "",
+                         c->pending_version, c->last_error);
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+    if (strcmp(buf, a->last_status) != 0) {
+        snprintf(a->last_status, sizeof a->last_status, "%s", buf);
+        notify_status(buf);
+    }
+    write_metrics(a);
+}
+
+/* READY=1 when every credential's first attempt has ended (DESIGN §6). */
+static void check_ready(struct agent *a) {
+    if (a->ready_sent)
+        return;
+    for (size_t i = 0; i < a->n_creds; i++)
+        if (!a->creds[i].first_done)
+            return;
+    a->ready_sent = true;
+    a->startup_timer = sd_event_source_disable_unref(a->startup_timer);
+    update_status(a);
+    notify_ready();
+    log_info("ready: %s", a->last_status);
+}
+
+static int on_startup_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+    struct agent *a = userdata;
+    if (!a->ready_sent) {
+        a->ready_sent = true;
+        update_status(a);
+        notify_ready();
+        log_warning("ready after startup_timeout with first attempts still running: %s", a->last_status);
+    }
+    return 0;
+}
+
+static void check_once_done(struct agent *a) {
+    if (!a->p.once)
+        return;
+    for (size_t i = 0; i < a->n_creds; i++)
+        if (!a->creds[i].first_done || a->creds[i].phase != PH_IDLE)
+            return;
+    sd_event_exit(a->p.event, 0);
+}
+
+/* ---- scheduling ---- */
+
+static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+    struct cred_rt *c = userdata;
+    c->next_check_mono = 0;
+    request_fetch(c);
+    return 0;
+}
+
+/* Next look in `delay` usec (replacing any earlier schedule). */
+static void schedule(struct cred_rt *c, uint64_t delay) {
+    struct agent *a = c->a;
+    if (a->p.once || a->stopping)
+        return;
+    uint64_t when = now_mono() + delay;
+    int r;
+    if (c->timer) {
+        r = sd_event_source_set_time(c->timer, when);
+        if (r >= 0)
+            r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
+    } else
+        r = sd_event_add_time(a->p.event, &c->timer, CLOCK_MONOTONIC, when, 0, on_timer, c);
+    if (r < 0) {
+        log_error("%s: cannot schedule the next check: %s", c->cfg->name, strerror(-r));
+        return;
+    }
+    c->next_check_mono = when;
+}
+
+static uint64_t retry_delay(struct cred_rt *c) {
+    uint64_t cap = c->cfg->poll_interval_usec < RETRY_MAX_USEC ? c->cfg->poll_interval_usec : RETRY_MAX_USEC;
+    if (cap < RETRY_MIN_USEC)
+        cap = RETRY_MIN_USEC;
+    c->retry.max_usec = cap;
+    return backoff_next(&c->retry, backoff_random());
+}
+
+static void attempt_done(struct cred_rt *c) {
+    c->first_done = true;
+    c->last_check = now_real();
+    c->phase = PH_IDLE;
+    update_status(c->a);
+    check_ready(c->a);
+    check_once_done(c->a);
+    if (c->wake_pending && !c->a->stopping) {
+        c->wake_pending = false;
+        request_fetch(c);
+    }
+}
+
+/* ---- jobs ---- */
+
+static void fetch_run(struct job *j) {
+    struct cred_job *cj = (struct cred_job *)j;
+    struct cred_rt *c = cj->c;
+    const struct rc_source_type *t = c->src->type;
+    memset(&cj->cand, 0, sizeof cj->cand);
+    cj->cand.expires_at = INT64_MIN;
+    memset(&cj->err, 0, sizeof cj->err);
+    cj->fetch_r = t->fetch(c->src->state, &cj->rc, &cj->cand, &cj->err);
+    cj->next_check_usec = cj->fetch_r == 0 && t->next_check ? t->next_check(c->src->state, &cj->rc) : 0;
+}
+
+static void validate_run(struct job *j) {
+    struct cred_job *cj = (struct cred_job *)j;
+    validate_candidate(&cj->c->cfg->redis, cj->cand.username, cj->cand.password,
+                       cj->cur_username, cj->cur_password, &cj->vres);
+}
+
+static void candidate_clear(struct rc_candidate *cand) {
+    free(cand->username);
+    cand->username = NULL;
+    cand->password = secret_free(cand->password);
+}
+
+static void job_clear(struct cred_job *cj) {
+    candidate_clear(&cj->cand);
+    free(cj->cur_username);
+    cj->cur_username = NULL;
+    cj->cur_password = secret_free(cj->cur_password);
+}
+
+static void dispatch_next_for_source(struct source_rt *s);
+
+static void fetch_done(struct job *j);
+static void validate_done(struct job *j);
+
+static void start_fetch(struct cred_rt *c) {
+    struct cred_job *cj = &c->job;
+    job_clear(cj);
+    cj->c = c;
+    cj->rc.name = c->cfg->name;
+    cj->rc.node = c->cfg->node;
+    cj->job.run = fetch_run;
+    cj->job.done = fetch_done;
+    c->phase = PH_FETCH;
+    c->src->busy = true;
+    worker_pool_submit(c->a->p.pool, &cj->job);
+}
+
+static void request_fetch(struct cred_rt *c) {
+    struct agent *a = c->a;
+    if (a->stopping)
+        return;
+    if (c->phase == PH_FETCH || c->phase == PH_VALIDATE) {
+        c->wake_pending = true;
+        return;
+    }
+    if (c->src->open_error[0]) {
+        c->state = CS_STORE_ERROR;
+        c->last_class = RC_ERR_FATAL;
+        snprintf(c->last_error, sizeof c->last_error, "source %s: %s", c->src->cfg->name, c->src->open_error);
+        attempt_done(c);
+        return;
+    }
+    c->phase = PH_QUEUED;
+    if (!c->src->busy && !a->reload_pending)
+        start_fetch(c);
+}
+
+static void dispatch_next_for_source(struct source_rt *s) {
+    struct agent *a = s->a;
+    if (s->busy || a->reload_pending || a->stopping)
+        return;
+    for (size_t i = 0; i < a->n_creds; i++)
+        if (a->creds[i].src == s && a->creds[i].phase == PH_QUEUED) {
+            start_fetch(&a->creds[i]);
+            return;
+        }
+}
+
+static void publish(struct cred_rt *c, struct rc_candidate *cand, const char *validated);
+static void maybe_reload(struct agent *a);
+
+static void store_failed(struct cred_rt *c, const struct rc_error *err) {
+    static const char *const mids[] = {
+        [RC_ERR_TRANSIENT] = LOG_MID_STORE_UNREACHABLE,
+    };
+    const char *mid = err->cls == RC_ERR_TRANSIENT ? mids[RC_ERR_TRANSIENT] : LOG_MID_STORE_ERROR;
+    c->state = CS_STORE_ERROR;
+    c->last_class = err->cls;
+    const char *cls = rc_err_class_to_string(err->cls);
+    log_failure(c, LOG_WARNING, mid, NULL, "store %s (%s): %s%s", c->cfg->source, cls ? cls : "?",
+                err->message, c->have_cur ? "; keeping the published credential" : "");
+    switch (err->cls) {
+    case RC_ERR_TRANSIENT: {
+        uint64_t d = retry_delay(c);
+        schedule(c, err->retry_after_usec > d ? err->retry_after_usec : d);
+        break;
+    }
+    case RC_ERR_FATAL:
+        break;   /* until SIGHUP or refresh */
+    default:
+        schedule(c, c->cfg->poll_interval_usec);
+        break;
+    }
+}
+
+static void fetch_done(struct job *j) {
+    struct cred_job *cj = (struct cred_job *)j;
+    struct cred_rt *c = cj->c;
+    struct agent *a = c->a;
+    c->src->busy = false;
+    dispatch_next_for_source(c->src);
+
+    if (a->stopping) {
+        job_clear(cj);
+        c->phase = PH_IDLE;
+        return;
+    }
+    if (cj->fetch_r < 0) {
+        store_failed(c, &cj->err);
+        job_clear(cj);
+        attempt_done(c);
+        maybe_reload(a);
+        return;
+    }
+
+    if (c->have_cur && strcmp(cj->cand.version, c->cur.cur.version) == 0) {
+        /* The store has what we publish: nothing to do. */
+        bool was_failed = cred_failed(c);
+        c->state = CS_CURRENT;
+        if (was_failed)
+            mark_recovered(c);
+        c->pending_version[0] = '\0';
+        backoff_reset(&c->retry);
+        log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = cj->cand.version },
+                    "version %s unchanged", cj->cand.version);
+        uint64_t next = c->cfg->poll_interval_usec;
+        if (cj->next_check_usec && cj->next_check_usec < next)
+            next = cj->next_check_usec;
+        schedule(c, next);
+        job_clear(cj);
+        attempt_done(c);
+        maybe_reload(a);
+        return;
+    }
+
+    snprintf(c->pending_version, sizeof c->pending_version, "%s", cj->cand.version);
+    if (c->cfg->redis.validate == VALIDATE_NONE) {
+        publish(c, &cj->cand, "none");
+        schedule(c, c->cfg->poll_interval_usec);
+        job_clear(cj);
+        attempt_done(c);
+        maybe_reload(a);
+        return;
+    }
+
+    /* Validate off the loop; hand the worker copies of the current credential so it
+     * can tell whether it still works (DESIGN §8, unreachable nodes). */
+    if (c->have_cur) {
+        cj->cur_username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
+        cj->cur_password = secret_dup(c->cur.cur.password);
+    }
+    cj->job.run = validate_run;
+    cj->job.done = validate_done;
+    c->phase = PH_VALIDATE;
+    log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = cj->cand.version },
+                "new version %s: validating against %zu endpoint(s)", cj->cand.version,
+                c->cfg->redis.n_endpoints);
+    worker_pool_submit(a->p.pool, &cj->job);
+}
+
+static void validate_done(struct job *j) {
+    struct cred_job *cj = (struct cred_job *)j;
+    struct cred_rt *c = cj->c;
+    struct agent *a = c->a;
+    const struct validate_result *v = &cj->vres;
+
+    if (a->stopping) {
+        job_clear(cj);
+        c->phase = PH_IDLE;
+        return;
+    }
+    snprintf(c->nodes, sizeof c->nodes, "%s", v->nodes);
+    const char *ver = cj->cand.version;
+    switch (v->outcome) {
+    case VALIDATE_PUBLISH:
+        publish(c, &cj->cand, validate_policy_to_string(c->cfg->redis.validate));
+        break;
+    case VALIDATE_REFUSED:
+        c->state = CS_REFUSED;
+        log_failure(c, LOG_WARNING, LOG_MID_VALIDATION_REFUSED, ver,
+                    "candidate version %s refused by Redis (%u/%u nodes refused: %s); keeping %s",
+                    ver, v->refused, v->total, v->detail,
+                    c->have_cur ? c->cur.cur.version : "nothing published");
+        schedule(c, retry_delay(c));
+        break;
+    case VALIDATE_UNREACHABLE:
+        c->state = CS_UNREACHABLE;
+        log_failure(c, LOG_WARNING, LOG_MID_REDIS_UNREACHABLE, ver,
+                    "cannot validate version %s: Redis unreachable (%u/%u nodes: %s); keeping %s",
+                    ver, v->unreachable, v->total, v->detail,
+                    c->have_cur ? c->cur.cur.version : "nothing published");
+        schedule(c, retry_delay(c));
+        break;
+    case VALIDATE_MISCONFIGURED:
+        c->state = CS_MISCONFIGURED;
+        log_failure(c, LOG_ERR, LOG_MID_VALIDATION_REFUSED, ver,
+                    "cannot validate version %s: Redis has no password configured (%s)", ver, v->detail);
+        schedule(c, retry_delay(c));
+        break;
+    case VALIDATE_ERROR:
+        c->state = CS_REDIS_ERROR;
+        log_failure(c, LOG_WARNING, LOG_MID_VALIDATION_REFUSED, ver,
+                    "cannot validate version %s: unexpected reply from Redis (%s)", ver, v->detail);
+        schedule(c, retry_delay(c));
+        break;
+    }
+    if (v->outcome == VALIDATE_PUBLISH)
+        schedule(c, c->cfg->poll_interval_usec);
+    job_clear(cj);
+    attempt_done(c);
+    maybe_reload(a);
+}
+
+static void publish(struct cred_rt *c, struct rc_candidate *cand, const char *validated) {
+    struct agent *a = c->a;
+    const char *path = config_node_string(&c->cfg->node, "path");
+    char source[512], err[512] = "";
+    struct credfile cf = { 0 };
+    int r = -ENOMEM;
+
+    snprintf(source, sizeof source, "%s%s%s", c->cfg->source, path ? ":" : "", path ? path : "");
+    cf.name = strdup(c->cfg->name);
+    cf.source = strdup(source);
+    cf.validated = strdup(validated);
+    cf.published_at = now_real();
+    cf.cur.username = cand->username;   /* moved below on success */
+    cf.cur.password = cand->password;
+    cf.cur.version = strdup(cand->version);
+    cf.cur.expires_at = cand->expires_at == INT64_MIN ? CREDFILE_NO_EXPIRY : cand->expires_at;
+    if (c->have_cur) {
+        cf.has_previous = true;
+        cf.prev = c->cur.cur;   /* borrowed until success */
+    }
+    if (cf.name && cf.source && cf.validated && cf.cur.version) {
+        mode_t mode = (mode_t)c->cfg->mode;
+        r = runtime_publish(a->p.runtime, &cf, c->cfg->formats, mode, c->gid, err, sizeof err);
+    }
+    if (r < 0) {
+        cf.cur.username = NULL;
+        cf.cur.password = NULL;
+        cf.has_previous = false;
+        memset(&cf.prev, 0, sizeof cf.prev);
+        credfile_clear(&cf);
+        c->state = CS_PUBLISH_ERROR;
+        log_failure(c, LOG_ERR, LOG_MID_STORE_ERROR, cand->version, "cannot publish version %s: %s",
+                    cand->version, err[0] ? err : strerror(-r));
+        schedule(c, retry_delay(c));
+        return;
+    }
+    /* Success: cf owns the candidate and the old current value. */
+    cand->username = NULL;
+    cand->password = NULL;
+    if (c->have_cur) {
+        c->cur.cur = (struct cred_value){ 0 };
+        cred_value_clear(&c->cur.prev);
+        c->cur.has_previous = false;
+    }
+    credfile_clear(&c->cur);
+    c->cur = cf;
+    c->have_cur = true;
+    bool was_failed = cred_failed(c);
+    c->state = CS_CURRENT;
+    if (was_failed)
+        mark_recovered(c);
+    c->pending_version[0] = '\0';
+    c->last_change = cf.published_at;
+    backoff_reset(&c->retry);
+
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_PUBLISHED, cf.cur.version);
+    log_ctx_msg(LOG_INFO, &ctx, "published %s version %s (validated: %s%s%s)", c->cfg->name,
+                cf.cur.version, validated, c->nodes[0] && strcmp(validated, "none") ? ", " : "",
+                strcmp(validated, "none") ? c->nodes : "");
+    if (c->cfg->on_change) {
+        char file[4200];
+        snprintf(file, sizeof file, "%s/%s.json", a->p.runtime->dir, c->cfg->name);
+        hooks_run(a->p.event, c->cfg->on_change, c->cfg->name, cf.cur.version, file);
+    }
+}
+
+/* ---- sources ---- */
+
+static int on_watch(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+    struct source_rt *s = userdata;
+    s->type->watch_event(s->state);
+    return 0;
+}
+
+static void sources_close(struct source_rt *sources, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        sd_event_source_disable_unref(sources[i].watch);
+        if (sources[i].state)
+            sources[i].type->close(sources[i].state);
+    }
+    free(sources);
+}
+
+static void creds_free(struct cred_rt *creds, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        sd_event_source_disable_unref(creds[i].timer);
+        job_clear(&creds[i].job);
+        credfile_clear(&creds[i].cur);
+    }
+    free(creds);
+}
+
+/* Builds source and credential state for cfg, moving published state over from the
+ * previous generation (reload) or adopting files (start). */
+static int apply_config(struct agent *a, struct config *cfg, char *err, size_t errlen) {
+    gid_t agid;
+    int r = runtime_resolve_group(cfg->agent.group, &agid, err, errlen);
+    if (r < 0)
+        return r;
+    gid_t *gids = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *gids);
+    if (!gids)
+        return -ENOMEM;
+    bool mixed = false;
+    for (size_t i = 0; i < cfg->n_credentials; i++) {
+        const struct config_credential *cc = &cfg->credentials[i];
+        gids[i] = agid;
+        if (cc->group && (r = runtime_resolve_group(cc->group, &gids[i], err, errlen)) < 0) {
+            free(gids);
+            return r;
+        }
+        if (gids[i] != agid)
+            mixed = true;
+    }
+
+    struct source_rt *sources = calloc(cfg->n_sources ? cfg->n_sources : 1, sizeof *sources);
+    struct cred_rt *creds = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *creds);
+    if (!sources || !creds) {
+        free(sources);
+        free(creds);
+        free(gids);
+        return -ENOMEM;
+    }
+
+    for (size_t i = 0; i < cfg->n_sources; i++) {
+        struct source_rt *s = &sources[i];
+        const struct config_source *cs = &cfg->sources[i];
+        char e[512];
+        s->a = a;
+        s->cfg = cs;
+        s->host = (struct rc_host){ .h = s, .instance = cs->name, .log = host_log,
+                                    .keyed_version = host_keyed_version, .wake = host_wake };
+        r = plugins_find_type(a->p.plugins, cfg->agent.plugin_dir, cs->type, &s->type, e, sizeof e);
+        if (r < 0) {
+            snprintf(s->open_error, sizeof s->open_error, "%s", e);
+            continue;
+        }
+        size_t n = 0;
+        for (size_t k = 0; k < cfg->n_credentials; k++)
+            n += cfg->credentials[k].source_index == i;
+        struct rc_credential *rcs = calloc(n ? n : 1, sizeof *rcs);
+        if (!rcs) {
+            snprintf(s->open_error, sizeof s->open_error, "out of memory");
+            continue;
+        }
+        n = 0;
+        for (size_t k = 0; k < cfg->n_credentials; k++)
+            if (cfg->credentials[k].source_index == i)
+                rcs[n++] = (struct rc_credential){ .name = cfg->credentials[k].name,
+                                                   .node = cfg->credentials[k].node };
+        struct rc_error rerr = { 0 };
+        if (s->type->open(&s->host, &cs->node, rcs, n, &s->state, &rerr) < 0) {
+            snprintf(s->open_error, sizeof s->open_error, "%s", rerr.message);
+            s->state = NULL;
+            log_ctx_msg(LOG_ERR, &(struct log_ctx){ .message_id = LOG_MID_STORE_ERROR, .source = cs->name },
+                        "source %s: cannot open: %s", cs->name, rerr.message);
+        }
+        free(rcs);
+        int fd = s->state && s->type->watch_fd ? s->type->watch_fd(s->state) : -1;
+        if (fd >= 0 && s->type->watch_event) {
+            r = sd_event_add_io(a->p.event, &s->watch, fd, EPOLLIN, on_watch, s);
+            if (r < 0)
+                log_warning("source %s: cannot watch for changes: %s", cs->name, strerror(-r));
+        }
+    }
+
+    char **names = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *names);
+    unsigned *fmts = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *fmts);
+    for (size_t i = 0; i < cfg->n_credentials; i++) {
+        struct cred_rt *c = &creds[i];
+        const struct config_credential *cc = &cfg->credentials[i];
+        c->a = a;
+        c->cfg = cc;
+        c->src = &sources[cc->source_index];
+        c->gid = gids[i];
+        backoff_init(&c->retry, RETRY_MIN_USEC, RETRY_MAX_USEC);
+        if (names) {
+            names[i] = cc->name;
+            fmts[i] = cc->formats;
+        }
+
+        struct cred_rt *old = NULL;
+        for (size_t k = 0; k < a->n_creds; k++)
+            if (strcmp(a->creds[k].cfg->name, cc->name) == 0)
+                old = &a->creds[k];
+        if (old) {
+            /* Keep what is published and the history of this credential. */
+            c->cur = old->cur;
+            c->have_cur = old->have_cur;
+            old->cur = (struct credfile){ 0 };
+            old->have_cur = false;
+            c->state = old->state;
+            c->last_check = old->last_check;
+            c->last_change = old->last_change;
+            c->errors_total = old->errors_total;
+            c->first_done = true;
+            snprintf(c->last_error, sizeof c->last_error, "%s", old->last_error);
+        } else {
+            char e[512];
+            r = runtime_adopt(a->p.runtime, cc->name, &c->cur, e, sizeof e);
+            if (r == 0) {
+                c->have_cur = true;
+                log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = cc->name, .version = c->cur.cur.version },
+                            "adopted %s/%s.json (version %s)", a->p.runtime->dir, cc->name,
+                            c->cur.cur.version);
+            } else if (r != -ENOENT)
+                log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name },
+                            "ignoring existing file: %s", e);
+        }
+        if (c->have_cur) {
+            char e[512];
+            if (runtime_complete_formats(a->p.runtime, &c->cur, cc->formats, (mode_t)cc->mode, c->gid,
+                                         e, sizeof e) < 0)
+                log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name }, "%s", e);
+        }
+    }
+
+    /* Swap generations. No job is in flight here (reload waits for that). */
+    creds_free(a->creds, a->n_creds);
+    sources_close(a->sources, a->n_sources);
+    struct config *old_cfg = a->cfg;
+    a->cfg = cfg;
+    a->sources = sources;
+    a->n_sources = cfg->n_sources;
+    a->creds = creds;
+    a->n_creds = cfg->n_credentials;
+    a->gid = agid;
+    config_free(old_cfg);
+
+    if (names)
+        runtime_prune(a->p.runtime, names, fmts, cfg->n_credentials);
+    free(names);
+    free(fmts);
+    free(gids);
+    r = runtime_set_dir_mode(a->p.runtime, agid, mixed);
+    if (r < 0)
+        log_warning("runtime_dir %s: cannot set mode and group: %s", a->p.runtime->dir, strerror(-r));
+    log_set_level(cfg->agent.log_level);
+    return 0;
+}
+
+int agent_start(const struct agent_params *p, struct config *cfg, struct agent **ret) {
+    char err[512];
+    struct agent *a = calloc(1, sizeof *a);
+    if (!a) {
+        config_free(cfg);
+        return -ENOMEM;
+    }
+    a->p = *p;
+    int r = apply_config(a, cfg, err, sizeof err);
+    if (r < 0) {
+        log_error("%s", err);
+        config_free(cfg);
+        free(a);
+        return r;
+    }
+    if (!a->p.once && a->cfg->agent.startup_timeout_usec) {
+        notify_extend_timeout(a->cfg->agent.startup_timeout_usec + 5 * USEC_PER_SEC);
+        sd_event_add_time_relative(a->p.event, &a->startup_timer, CLOCK_MONOTONIC,
+                                   a->cfg->agent.startup_timeout_usec, 0, on_startup_timeout, a);
+    }
+    update_status(a);
+    for (size_t i = 0; i < a->n_creds; i++)
+        request_fetch(&a->creds[i]);
+    check_ready(a);        /* no credentials at all: ready at once */
+    check_once_done(a);
+    *ret = a;
+    return 0;
+}
+
+/* Applies a pending reload once no job is in flight (jobs point into the config). */
+static void maybe_reload(struct agent *a) {
+    if (!a->reload_pending || worker_pool_in_flight(a->p.pool) > 0)
+        return;
+    a->reload_pending = false;
+
+    char err[1024];
+    struct config *cfg = NULL;
+    int r = config_load(a->p.config_path, plugins_schema_lookup, a->p.plugins, &cfg, err, sizeof err);
+    if (r >= 0) {
+        const struct config_agent *o = &a->cfg->agent, *n = &cfg->agent;
+        if (strcmp(o->runtime_dir, n->runtime_dir) || strcmp(o->state_dir, n->state_dir) ||
+            strcmp(o->control_socket, n->control_socket) || o->workers != n->workers)
+            log_warning("reload: runtime_dir, state_dir, control_socket and workers take effect "
+                        "only at restart; keeping the running values");
+        /* Keep the running values for what cannot change live. */
+        free(cfg->agent.runtime_dir);
+        cfg->agent.runtime_dir = strdup(o->runtime_dir);
+        r = cfg->agent.runtime_dir ? apply_config(a, cfg, err, sizeof err) : -ENOMEM;
+        if (r < 0)
+            config_free(cfg);
+    }
+    if (r < 0) {
+        log_error("reload failed, keeping the running configuration: %s", err);
+        /* Credentials queued while we waited still need their look. */
+        for (size_t i = 0; i < a->n_creds; i++)
+            if (a->creds[i].phase == PH_QUEUED) {
+                a->creds[i].phase = PH_IDLE;
+                request_fetch(&a->creds[i]);
+            }
+    } else {
+        log_info("reloaded %s: %zu source(s), %zu credential(s)", a->p.config_path, a->n_sources,
+                 a->n_creds);
+        for (size_t i = 0; i < a->n_creds; i++)
+            request_fetch(&a->creds[i]);
+    }
+    a->last_status[0] = '\0';   /* resend STATUS */
+    update_status(a);
+    notify_ready();
+}
+
+void agent_reload(struct agent *a) {
+    notify_reloading();
+    log_info("reloading %s", a->p.config_path);
+    a->reload_pending = true;
+    maybe_reload(a);
+}
+
+void agent_stop(struct agent *a) {
+    a->stopping = true;
+    for (size_t i = 0; i < a->n_creds; i++)
+        sd_event_source_set_enabled(a->creds[i].timer, SD_EVENT_OFF);
+}
+
+int agent_exit_code(const struct agent *a) {
+    for (size_t i = 0; i < a->n_creds; i++)
+        if (a->creds[i].state != CS_CURRENT)
+            return 1;
+    return 0;
+}
+
+struct agent *agent_free(struct agent *a) {
+    if (!a)
+        return NULL;
+    creds_free(a->creds, a->n_creds);
+    sources_close(a->sources, a->n_sources);
+    sd_event_source_disable_unref(a->startup_timer);
+    config_free(a->cfg);
+    free(a);
+    return NULL;
+}

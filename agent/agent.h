@@ -1,0 +1,44 @@
+/* agent: the pipeline of DESIGN §2 on one sd-event loop.
+ *
+ * For each credential: timer / store wake-up -> fetch (worker) -> new version? ->
+ * validate (worker) -> publish (loop) -> notify, hooks, STATUS, metrics. The agent owns
+ * every source instance and credential state; everything here runs on the loop thread,
+ * workers only run jobs and hand them back. A source's fetch is never run concurrently
+ * (per-source busy flag and queue). Retry policy lives here: backoff with jitter per
+ * credential, reset on success; repeated failures are logged at a growing interval.
+ *
+ * Start-up and shutdown order is in agent/main.c; this module only needs the loop, the
+ * worker pool, the runtime directory and the host key it is given.
+ */
+#pragma once
+#include <stdbool.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "plugins.h"
+#include "runtime.h"
+#include "secret.h"
+#include "worker.h"
+
+struct agent;
+
+struct agent_params {
+    sd_event *event;
+    struct worker_pool *pool;
+    struct runtime *runtime;
+    const struct secret *hostkey;
+    struct plugins *plugins;
+    const char *config_path;
+    bool once;                /* one attempt per credential, then exit */
+};
+
+/* Takes ownership of cfg. Opens the sources, adopts existing files, schedules the first
+ * attempts. 0 and *ret, or -errno (logged). */
+int agent_start(const struct agent_params *p, struct config *cfg, struct agent **ret);
+/* SIGHUP: reload the config file; a config that fails to load keeps the old one. */
+void agent_reload(struct agent *a);
+/* SIGTERM: stop scheduling; the caller stops the pool and frees. */
+void agent_stop(struct agent *a);
+/* --once: 0 when every credential is current, else 1 (valid after the loop exits). */
+int agent_exit_code(const struct agent *a);
+struct agent *agent_free(struct agent *a);

@@ -1,0 +1,113 @@
+/* hooks: see hooks.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "hooks.h"
+#include "log.h"
+
+extern char **environ;
+
+struct hook {
+    char *name;
+    char *cmd;
+    sd_event_source *child;
+    sd_event_source *timer;
+};
+
+static void hook_free(struct hook *h) {
+    sd_event_source_disable_unref(h->child);
+    sd_event_source_disable_unref(h->timer);
+    free(h->name);
+    free(h->cmd);
+    free(h);
+}
+
+static int on_exit_cb(sd_event_source *s, const siginfo_t *si, void *userdata) {
+    struct hook *h = userdata;
+    struct log_ctx ctx = { .name = h->name };
+    if (si->si_code == CLD_EXITED && si->si_status == 0)
+        log_ctx_msg(LOG_DEBUG, &ctx, "on_change %s exited 0", h->cmd);
+    else if (si->si_code == CLD_EXITED)
+        log_ctx_msg(LOG_WARNING, &ctx, "on_change %s exited with status %d", h->cmd, si->si_status);
+    else
+        log_ctx_msg(LOG_WARNING, &ctx, "on_change %s killed by signal %d", h->cmd, si->si_status);
+    hook_free(h);
+    return 0;
+}
+
+static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+    struct hook *h = userdata;
+    log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = h->name },
+                "on_change %s still running after %llus: killing it", h->cmd,
+                (unsigned long long)(HOOK_TIMEOUT_USEC / 1000000));
+    sd_event_source_send_child_signal(h->child, SIGKILL, NULL, 0);
+    return 0;
+}
+
+int hooks_run(sd_event *e, char *const *argv, const char *name, const char *version,
+              const char *file) {
+    size_t n_env = 0;
+    while (environ[n_env])
+        n_env++;
+    char **envp = calloc(n_env + 4, sizeof *envp);
+    char e_name[128], e_version[200], e_file[4200];
+    if (!envp)
+        return -ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < n_env; i++)
+        if (strncmp(environ[i], "REDIS_CREDS_", 12) != 0 && strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0 &&
+            strncmp(environ[i], "WATCHDOG_", 9) != 0)
+            envp[k++] = environ[i];
+    snprintf(e_name, sizeof e_name, "REDIS_CREDS_NAME=%s", name);
+    snprintf(e_version, sizeof e_version, "REDIS_CREDS_VERSION=%s", version);
+    snprintf(e_file, sizeof e_file, "REDIS_CREDS_FILE=%s", file);
+    envp[k++] = e_name;
+    envp[k++] = e_version;
+    envp[k++] = e_file;
+
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none;
+    sigemptyset(&none);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setsigmask(&attr, &none);   /* the agent blocks signals; the hook must not */
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+
+    pid_t pid;
+    int r = posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    free(envp);
+    struct log_ctx ctx = { .name = name, .version = version };
+    if (r != 0) {
+        log_ctx_msg(LOG_WARNING, &ctx, "on_change %s: cannot start: %s", argv[0], strerror(r));
+        return -r;
+    }
+
+    struct hook *h = calloc(1, sizeof *h);
+    if (h) {
+        h->name = strdup(name);
+        h->cmd = strdup(argv[0]);
+    }
+    if (!h || !h->name || !h->cmd ||
+        sd_event_add_child(e, &h->child, pid, WEXITED, on_exit_cb, h) < 0 ||
+        sd_event_add_time_relative(e, &h->timer, CLOCK_MONOTONIC, HOOK_TIMEOUT_USEC, 0, on_timeout, h) < 0) {
+        /* Cannot track it: let it run; it is reaped when we exit. */
+        log_ctx_msg(LOG_WARNING, &ctx, "on_change %s started (pid %ld) but cannot be tracked",
+                    argv[0], (long)pid);
+        if (h)
+            hook_free(h);
+        return 0;
+    }
+    log_ctx_msg(LOG_DEBUG, &ctx, "on_change %s started (pid %ld)", argv[0], (long)pid);
+    return 0;
+}

@@ -1,0 +1,15 @@
+/* hooks: run a credential's on_change command after each publish (DESIGN §3).
+ *
+ * The argv runs without a shell, with stdin on /dev/null, and with REDIS_CREDS_NAME,
+ * REDIS_CREDS_VERSION and REDIS_CREDS_FILE added to the environment (never a secret).
+ * The loop reaps it through an sd-event child source (SIGCHLD must be blocked) and logs
+ * a non-zero exit; a hook still running after HOOK_TIMEOUT is killed. Loop thread only.
+ */
+#pragma once
+#include <systemd/sd-event.h>
+
+#define HOOK_TIMEOUT_USEC (60ULL * 1000000ULL)
+
+/* Returns 0 once the child is started, or -errno (logged). */
+int hooks_run(sd_event *e, char *const *argv, const char *name, const char *version,
+              const char *file);

@@ -1,0 +1,25 @@
+/* plugins: find, check and dlopen source plugins (DESIGN §7).
+ *
+ * Type T is served by <plugin_dir>/<first word of T>.so ("azure-entra" -> azure.so).
+ * The directory and the file must be owned by root or the agent's user and not be
+ * writable by group or others; the plugin must export RC_PLUGIN_SYMBOL with our ABI
+ * version and list the type. A registry keeps every plugin loaded until plugins_free(),
+ * so a type's schema and functions stay valid across config reloads. Loop thread only.
+ */
+#pragma once
+#include <stddef.h>
+#include "plugin.h"
+
+struct plugins;
+
+struct plugins *plugins_new(void);
+struct plugins *plugins_free(struct plugins *p);   /* dlcloses; NULL accepted */
+
+/* Finds the type, loading its plugin when needed. 0 and *ret, or -errno with err. */
+int plugins_find_type(struct plugins *p, const char *plugin_dir, const char *type,
+                      const struct rc_source_type **ret, char *err, size_t errlen);
+
+/* A config_schema_lookup (common/config.h) over a struct plugins* userdata. */
+int plugins_schema_lookup(void *userdata, const char *plugin_dir, const char *type,
+                          const struct config_key **ret_source_keys,
+                          const struct config_key **ret_credential_keys, char *err, size_t errlen);

@@ -1,0 +1,257 @@
+/* runtime: see runtime.h. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "runtime.h"
+
+static const struct {
+    unsigned flag;
+    const char *ext;
+} formats_ext[] = {
+    /* Order matters: the .json goes last. */
+    { CRED_FORMAT_ENV, "env" },
+    { CRED_FORMAT_PASSWORD, "password" },
+    { CRED_FORMAT_JSON, "json" },
+};
+
+int runtime_open(const char *dir, struct runtime **ret, char *err, size_t errlen) {
+    struct stat st;
+    if (dir[0] != '/') {
+        snprintf(err, errlen, "runtime_dir %s: must be an absolute path", dir);
+        return -EINVAL;
+    }
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+        int r = -errno;
+        snprintf(err, errlen, "runtime_dir %s: cannot create: %s", dir, strerror(errno));
+        return r;
+    }
+    if (lstat(dir, &st) < 0) {
+        int r = -errno;
+        snprintf(err, errlen, "runtime_dir %s: %s", dir, strerror(errno));
+        return r;
+    }
+    if (S_ISLNK(st.st_mode) || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "runtime_dir %s: is a symlink or not a directory (refused)", dir);
+        return -ENOTDIR;
+    }
+    if (st.st_mode & S_IWOTH) {
+        snprintf(err, errlen, "runtime_dir %s: writable by others (mode %04o; refused)",
+                 dir, (unsigned)(st.st_mode & 07777));
+        return -EPERM;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) {
+        int r = -errno;
+        snprintf(err, errlen, "runtime_dir %s: %s", dir, strerror(errno));
+        return r;
+    }
+    int lfd = openat(dfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (lfd < 0) {
+        int r = -errno;
+        snprintf(err, errlen, "runtime_dir %s: cannot open .lock: %s", dir, strerror(errno));
+        close(dfd);
+        return r;
+    }
+    if (flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+        int r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        char pid[32] = "";
+        ssize_t n = pread(lfd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        if (r == -EBUSY)
+            snprintf(err, errlen, "runtime_dir %s in use by pid %s", dir, pid[0] ? pid : "?");
+        else
+            snprintf(err, errlen, "runtime_dir %s: lock: %s", dir, strerror(-r));
+        close(lfd);
+        close(dfd);
+        return r;
+    }
+    char pid[32];
+    int plen = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(lfd, 0) < 0 || pwrite(lfd, pid, (size_t)plen, 0) != plen)
+        log_warning("runtime_dir %s: cannot record our pid in .lock: %s", dir, strerror(errno));
+
+    int removed = credfile_remove_temps(dfd);
+    if (removed > 0)
+        log_notice("runtime_dir %s: removed %d stale temporary file(s)", dir, removed);
+
+    struct runtime *rt = calloc(1, sizeof *rt);
+    if (!rt || !(rt->dir = strdup(dir))) {
+        free(rt);
+        close(lfd);
+        close(dfd);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    rt->dirfd = dfd;
+    rt->lockfd = lfd;
+    *ret = rt;
+    return 0;
+}
+
+struct runtime *runtime_close(struct runtime *rt) {
+    if (!rt)
+        return NULL;
+    close(rt->lockfd);   /* releases the flock */
+    close(rt->dirfd);
+    free(rt->dir);
+    free(rt);
+    return NULL;
+}
+
+int runtime_set_dir_mode(struct runtime *rt, gid_t gid, bool mixed_groups) {
+    if (gid != (gid_t)-1 && fchown(rt->dirfd, (uid_t)-1, gid) < 0)
+        return -errno;
+    if (fchmod(rt->dirfd, mixed_groups ? 0755 : 0750) < 0)
+        return -errno;
+    return 0;
+}
+
+int runtime_resolve_group(const char *group, gid_t *ret, char *err, size_t errlen) {
+    if (!group || !group[0]) {
+        *ret = (gid_t)-1;
+        return 0;
+    }
+    char buf[4096];
+    struct group gr, *res = NULL;
+    int r = getgrnam_r(group, &gr, buf, sizeof buf, &res);
+    if (r != 0 || !res) {
+        snprintf(err, errlen, "group \"%s\": %s", group, r ? strerror(r) : "no such group");
+        return r ? -r : -ENOENT;
+    }
+    *ret = res->gr_gid;
+    return 0;
+}
+
+static int write_format(struct runtime *rt, const struct credfile *cf, unsigned flag, const char *ext,
+                        mode_t mode, gid_t gid, char *err, size_t errlen) {
+    struct secret *data = NULL;
+    char fname[96];
+    int r;
+    switch (flag) {
+    case CRED_FORMAT_ENV: r = credfile_format_env(cf, &data, err, errlen); break;
+    case CRED_FORMAT_PASSWORD: r = credfile_format_password(cf, &data); break;
+    default: r = credfile_format_json(cf, &data); break;
+    }
+    if (r < 0) {
+        if (flag != CRED_FORMAT_ENV)
+            snprintf(err, errlen, "cannot format %s.%s: %s", cf->name, ext, strerror(-r));
+        return r;
+    }
+    snprintf(fname, sizeof fname, "%s.%s", cf->name, ext);
+    r = credfile_write_atomic(rt->dirfd, fname, secret_data(data), secret_len(data), mode, gid);
+    secret_free(data);
+    if (r < 0)
+        snprintf(err, errlen, "cannot write %s/%s: %s", rt->dir, fname, strerror(-r));
+    return r;
+}
+
+int runtime_publish(struct runtime *rt, const struct credfile *cf, unsigned formats,
+                    mode_t mode, gid_t gid, char *err, size_t errlen) {
+    for (size_t i = 0; i < sizeof formats_ext / sizeof formats_ext[0]; i++) {
+        if (!(formats & formats_ext[i].flag))
+            continue;
+        int r = write_format(rt, cf, formats_ext[i].flag, formats_ext[i].ext, mode, gid, err, errlen);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int runtime_complete_formats(struct runtime *rt, const struct credfile *cf, unsigned formats,
+                             mode_t mode, gid_t gid, char *err, size_t errlen) {
+    for (size_t i = 0; i < sizeof formats_ext / sizeof formats_ext[0]; i++) {
+        char fname[96];
+        struct stat st;
+        if (!(formats & formats_ext[i].flag))
+            continue;
+        snprintf(fname, sizeof fname, "%s.%s", cf->name, formats_ext[i].ext);
+        if (fstatat(rt->dirfd, fname, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            continue;
+        int r = write_format(rt, cf, formats_ext[i].flag, formats_ext[i].ext, mode, gid, err, errlen);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int runtime_adopt(struct runtime *rt, const char *name, struct credfile *ret, char *err, size_t errlen) {
+    char fname[96];
+    struct credfile cf = { 0 };
+    snprintf(fname, sizeof fname, "%s.json", name);
+    int r = credfile_read(rt->dirfd, fname, &cf, err, errlen);
+    if (r < 0)
+        return r;
+    if (!cf.name || strcmp(cf.name, name) != 0) {
+        snprintf(err, errlen, "%s/%s: names credential \"%s\", not \"%s\"", rt->dir, fname,
+                 cf.name ? cf.name : "", name);
+        credfile_clear(&cf);
+        return -EINVAL;
+    }
+    *ret = cf;
+    return 0;
+}
+
+/* Splits "<name>.<ext>" for our formats; returns the format flag or 0. */
+static unsigned published_format(const char *fname, char *name, size_t size) {
+    const char *dot = strrchr(fname, '.');
+    if (!dot || fname[0] == '.' || (size_t)(dot - fname) >= size)
+        return 0;
+    for (size_t i = 0; i < sizeof formats_ext / sizeof formats_ext[0]; i++)
+        if (strcmp(dot + 1, formats_ext[i].ext) == 0) {
+            memcpy(name, fname, (size_t)(dot - fname));
+            name[dot - fname] = '\0';
+            return config_name_valid(name) ? formats_ext[i].flag : 0;
+        }
+    return 0;
+}
+
+void runtime_prune(struct runtime *rt, char *const *names, const unsigned *formats, size_t n) {
+    int fd = dup(rt->dirfd);   /* fdopendir takes the fd */
+    if (fd < 0)
+        return;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    rewinddir(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char name[80];
+        unsigned f = published_format(de->d_name, name, sizeof name);
+        if (!f || de->d_type == DT_DIR)
+            continue;
+        bool wanted = false;
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(names[i], name) == 0)
+                wanted = (formats[i] & f) != 0;
+        if (wanted)
+            continue;
+        if (f == CRED_FORMAT_JSON) {
+            /* Only remove what is recognisably ours. */
+            struct credfile cf = { 0 };
+            char e[128];
+            int r = credfile_read(rt->dirfd, de->d_name, &cf, e, sizeof e);
+            credfile_clear(&cf);
+            if (r < 0)
+                continue;
+        }
+        if (unlinkat(rt->dirfd, de->d_name, 0) == 0)
+            log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = name },
+                        "removed %s/%s: no longer in the configuration", rt->dir, de->d_name);
+        else
+            log_warning("cannot remove %s/%s: %s", rt->dir, de->d_name, strerror(errno));
+    }
+    closedir(d);
+}

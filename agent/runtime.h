@@ -1,0 +1,46 @@
+/* runtime: the runtime directory the agent publishes into (DESIGN §2, §4).
+ *
+ * runtime_open() creates the directory when missing, refuses a symlink or a directory
+ * writable by others, takes flock(LOCK_EX) on <dir>/.lock (a second agent gets -EBUSY
+ * and "runtime_dir DIR in use by pid N"), and removes stale temporary files under the
+ * lock. Publishing writes the configured formats through the directory fd, .env and
+ * .password before .json, so the .json's IN_MOVED_TO means the whole set is current.
+ * Loop thread only (the loop is the only writer of published files).
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "credfile.h"
+
+struct runtime {
+    char *dir;
+    int dirfd;
+    int lockfd;
+};
+
+int runtime_open(const char *dir, struct runtime **ret, char *err, size_t errlen);
+struct runtime *runtime_close(struct runtime *rt);   /* releases the lock; NULL accepted */
+
+/* Directory mode and group: 0750 + gid, or 0755 when files use different groups. */
+int runtime_set_dir_mode(struct runtime *rt, gid_t gid, bool mixed_groups);
+
+/* "" -> (gid_t)-1 (the agent's own group), else the group's gid, or -ENOENT + err. */
+int runtime_resolve_group(const char *group, gid_t *ret, char *err, size_t errlen);
+
+/* Writes every format in `formats` (CRED_FORMAT_*). 0 or -errno + err. */
+int runtime_publish(struct runtime *rt, const struct credfile *cf, unsigned formats,
+                    mode_t mode, gid_t gid, char *err, size_t errlen);
+/* Writes just the formats in `formats` that are missing on disk (after adoption). */
+int runtime_complete_formats(struct runtime *rt, const struct credfile *cf, unsigned formats,
+                             mode_t mode, gid_t gid, char *err, size_t errlen);
+
+/* Reads <name>.json; fails with -ENOENT when absent, -EINVAL when unusable or its name
+ * differs. */
+int runtime_adopt(struct runtime *rt, const char *name, struct credfile *ret, char *err, size_t errlen);
+
+/* Removes published files that the config no longer asks for: any <name>.<fmt> whose
+ * name is not configured, or whose format is not in that credential's formats. names and
+ * formats are parallel arrays. Logs a notice for each removed file. */
+void runtime_prune(struct runtime *rt, char *const *names, const unsigned *formats, size_t n);

@@ -1,0 +1,1789 @@
+/* config: load and check the agent's configuration (DESIGN §3). See config.h.
+ *
+ * libconfig parses; everything else is ours. Two things libconfig 1.5 (Debian 12) gets
+ * wrong for us, and why this file lexes the text itself before handing it over:
+ *
+ *  - Integers. It reads a literal with atoi(): `3000000000` becomes -1294967296 and
+ *    `0x1FFFFFFFF` becomes -1, silently; `0640` is read as decimal 640. The parsed tree
+ *    cannot show that this happened. So while expanding the text we lex it the way
+ *    libconfig's scanner does (same token rules, same longest match) and keep every integer
+ *    literal as written. Each integer literal makes exactly one integer setting, in
+ *    document order, so the i-th integer setting of the tree is the i-th literal: we attach
+ *    the literal to the setting (its hook) and fix the setting's value when libconfig
+ *    wrapped it. Out-of-range values are then errors, and `mode = 0640` can mean octal.
+ *
+ *  - @include. It prepends include_dir to every include path, absolute ones too, so
+ *    "/etc/x.conf" cannot be included once include_dir is set. We expand @include
+ *    ourselves: a relative path resolves against the main config file's directory (also
+ *    inside included files, like libconfig's include_dir), an absolute one is used as is.
+ *    A table maps lines of the expanded text back to file and line, and every setting's
+ *    file and line are rewritten after the parse, so messages and config_node_line()
+ *    name the real place.
+ *
+ * The input is bounded: CONFIG_FILE_MAX per file, CONFIG_TOTAL_MAX for the expanded text,
+ * CONFIG_INCLUDE_DEPTH_MAX levels of @include.
+ *
+ * Defaults live in the key tables only (the host's below, the plugins' through `lookup`);
+ * getters fall back to them, so a default is written down exactly once.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+
+#include "duration.h"
+
+#define CONFIG_FILE_MAX (1024 * 1024)
+#define CONFIG_TOTAL_MAX (4 * 1024 * 1024)
+#define CONFIG_INCLUDE_DEPTH_MAX 10
+#define CONFIG_NAME_MAX 64
+#define CONFIG_SCHEMA_DEPTH_MAX 8
+#define KEY_PATH_MAX 256   /* dotted key path in a message ("credentials[0].redis.timeout") */
+#define QUOTE_MAX 160      /* a quoted value in a message */
+
+#define UNIX_PATH_MAX_ (sizeof(((struct sockaddr_un *)0)->sun_path))
+
+/* ---- host schema ------------------------------------------------------------------- */
+
+static const struct config_key agent_keys[] = {
+    { .name = "runtime_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_RUNTIME_DIR },
+    { .name = "state_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_STATE_DIR },
+    { .name = "group", .type = CONFIG_T_STRING, .default_value = "redis-creds" },
+    { .name = "plugin_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_PLUGIN_DIR },
+    { .name = "control_socket", .type = CONFIG_T_STRING,
+      .default_value = RC_DEFAULT_CONTROL_SOCKET },
+    { .name = "log_level", .type = CONFIG_T_STRING, .default_value = "info" },
+    { .name = "metrics_file", .type = CONFIG_T_STRING, .default_value = "" },
+    { .name = "workers", .type = CONFIG_T_INT, .default_value = "4", .min = 1, .max = 64 },
+    { .name = "startup_timeout", .type = CONFIG_T_DURATION, .default_value = "30s" },
+    { .name = NULL },
+};
+
+static const struct config_key redis_keys[] = {
+    { .name = "endpoints", .type = CONFIG_T_STRING_LIST, .required = true },
+    { .name = "cluster", .type = CONFIG_T_BOOL, .default_value = "false" },
+    { .name = "tls", .type = CONFIG_T_BOOL, .default_value = "false" },
+    { .name = "ca_file", .type = CONFIG_T_STRING },
+    { .name = "ca_path", .type = CONFIG_T_STRING },
+    { .name = "cert_file", .type = CONFIG_T_STRING },
+    { .name = "key_file", .type = CONFIG_T_STRING },
+    { .name = "server_name", .type = CONFIG_T_STRING },
+    { .name = "tls_insecure_skip_verify", .type = CONFIG_T_BOOL, .default_value = "false" },
+    { .name = "validate", .type = CONFIG_T_STRING, .default_value = "all" },
+    { .name = "timeout", .type = CONFIG_T_DURATION, .default_value = "2s" },
+    { .name = NULL },
+};
+
+static const struct config_key source_host_keys[] = {
+    { .name = "name", .type = CONFIG_T_STRING, .required = true },
+    { .name = "type", .type = CONFIG_T_STRING, .required = true },
+    { .name = NULL },
+};
+
+/* `mode` (integer or string) and `rotation` are checked by hand: see cred_extra_keys. */
+static const struct config_key cred_host_keys[] = {
+    { .name = "name", .type = CONFIG_T_STRING, .required = true },
+    { .name = "source", .type = CONFIG_T_STRING, .required = true },
+    { .name = "poll_interval", .type = CONFIG_T_DURATION, .default_value = "30s" },
+    { .name = "group", .type = CONFIG_T_STRING },
+    { .name = "redis", .type = CONFIG_T_GROUP, .required = true, .group_keys = redis_keys },
+    { .name = "formats", .type = CONFIG_T_STRING_LIST, .default_value = "json" },
+    { .name = "on_change", .type = CONFIG_T_STRING_LIST },
+    { .name = NULL },
+};
+
+static const char *const cred_extra_keys[] = { "mode", "rotation", NULL };
+
+#define DEFAULT_MODE 0640
+
+static const struct {
+    const char *name;
+    int level;
+} log_levels[] = {
+    { "debug", LOG_DEBUG }, { "info", LOG_INFO }, { "notice", LOG_NOTICE },
+    { "warning", LOG_WARNING }, { "err", LOG_ERR },
+};
+
+static const struct {
+    const char *name;
+    unsigned flag;
+} formats[] = {
+    { "json", CRED_FORMAT_JSON }, { "env", CRED_FORMAT_ENV }, { "password", CRED_FORMAT_PASSWORD },
+};
+
+/* ---- private state ----------------------------------------------------------------- */
+
+/* An integer literal as written in the text. */
+struct int_literal {
+    char text[32];       /* as written (cut), for messages */
+    int64_t value;       /* what it says: decimal (even with a leading zero) or hex */
+    int64_t octal_value; /* when `octal` */
+    bool overflow;       /* does not fit in int64 */
+    bool leading_zero;   /* decimal written with a leading zero ("0640") */
+    bool octal;          /* leading_zero and every digit 0-7 */
+    bool hex;
+};
+
+/* Lines [out_line, next segment) of the expanded text are lines src_line... of file. */
+struct segment {
+    unsigned out_line, file, src_line;
+};
+
+struct lc_state {
+    config_t lc;         /* first member: struct config's `lc` works as a config_t* */
+    bool lc_ready;
+    char **files;        /* [0] is the main file's display name; settings point here */
+    size_t n_files;
+    struct int_literal *ints;
+    size_t n_ints, cap_ints;
+    struct segment *segs;
+    size_t n_segs, cap_segs;
+};
+
+/* ---- small helpers ----------------------------------------------------------------- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    if (!err || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap * 2 : 16;
+    while (n < need)
+        n *= 2;
+    void *q = reallocarray(*p, n, elem);
+    if (!q)
+        return -ENOMEM;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
+static bool is_xdigit(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+static int xdigit_value(char c) {
+    if (is_digit(c))
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return c - 'A' + 10;
+}
+
+/* A value for a message: quoted, printable ASCII as is, the rest as \xNN, cut short. */
+static const char *quote(const char *s, char *buf, size_t size) {
+    size_t o = 0;
+    if (size < 8) {
+        if (size)
+            buf[0] = '\0';
+        return buf;
+    }
+    buf[o++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (o + 8 >= size) {
+            buf[o++] = '.';
+            buf[o++] = '.';
+            buf[o++] = '.';
+            break;
+        }
+        if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+            buf[o++] = (char)*p;
+        else
+            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", *p);
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+/* ---- names --------------------------------------------------------------------------- */
+
+bool config_name_valid(const char *name) {
+    size_t n = 0;
+    if (!name || name[0] == '\0' || name[0] == '.')
+        return false;
+    for (const char *p = name; *p; p++, n++) {
+        if (n >= CONFIG_NAME_MAX)
+            return false;
+        if (!is_alpha(*p) && !is_digit(*p) && *p != '_' && *p != '.' && *p != '-')
+            return false;
+    }
+    return true;
+}
+
+/* Why a name is not valid, for a message; NULL when it is. */
+static const char *name_problem(const char *name) {
+    if (name[0] == '\0')
+        return "must not be empty";
+    if (name[0] == '.')
+        return "must not start with '.'";
+    if (strlen(name) > CONFIG_NAME_MAX)
+        return "is longer than 64 characters";
+    if (!config_name_valid(name))
+        return "may contain only letters, digits, '_', '.' and '-' (it becomes a file name)";
+    return NULL;
+}
+
+const char *validate_policy_to_string(enum validate_policy p) {
+    switch (p) {
+    case VALIDATE_ALL: return "all";
+    case VALIDATE_ANY: return "any";
+    case VALIDATE_NONE: return "none";
+    }
+    return NULL;
+}
+
+/* ---- reading files ------------------------------------------------------------------- */
+
+/* Reads a whole regular file of at most `max` bytes without NUL bytes. 0, or -errno with
+ * a reason in why. */
+static int read_file(const char *path, size_t max, char **ret, size_t *ret_len, char *why,
+                     size_t whylen) {
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        r = -errno;
+        set_err(why, whylen, "cannot open: %s", strerror(-r));
+        return r;
+    }
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        set_err(why, whylen, "cannot stat: %s", strerror(-r));
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = -EINVAL;
+        set_err(why, whylen, "not a regular file");
+        goto fail;
+    }
+    buf = malloc(max + 1);
+    if (!buf) {
+        r = -ENOMEM;
+        set_err(why, whylen, "out of memory");
+        goto fail;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf + len, max + 1 - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            r = -errno;
+            set_err(why, whylen, "cannot read: %s", strerror(-r));
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > max) {
+            r = -EFBIG;
+            set_err(why, whylen, "larger than %zu bytes", max);
+            goto fail;
+        }
+    }
+    if (memchr(buf, '\0', len)) {
+        r = -EINVAL;
+        set_err(why, whylen, "contains a NUL byte (not a text file)");
+        goto fail;
+    }
+    buf[len] = '\0';
+    close(fd);
+    *ret = buf;
+    *ret_len = len;
+    return 0;
+fail:
+    free(buf);
+    close(fd);
+    return r;
+}
+
+/* ---- expanding @include and collecting integer literals ---------------------------- */
+
+struct pp {
+    struct lc_state *st;
+    char *out;
+    size_t len, cap;
+    unsigned out_line;         /* line of the expanded text being written, from 1 */
+    size_t total;              /* bytes read from files */
+    const char *include_dir;   /* NULL: relative paths as they are (against the cwd) */
+    char *err;
+    size_t errlen;
+};
+
+static int pp_fail(struct pp *p, unsigned file, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int pp_fail(struct pp *p, unsigned file, unsigned line, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    set_err(p->err, p->errlen, "%s:%u: %s", p->st->files[file], line, msg);
+    return -EINVAL;
+}
+
+static int pp_append(struct pp *p, const char *s, size_t n) {
+    if (n == 0)
+        return 0;
+    if (p->len + n > CONFIG_TOTAL_MAX) {
+        set_err(p->err, p->errlen, "%s: configuration larger than %d bytes with its includes",
+                p->st->files[0], CONFIG_TOTAL_MAX);
+        return -EFBIG;
+    }
+    if (grow((void **)&p->out, &p->cap, p->len + n + 1, 1) < 0)
+        return -ENOMEM;
+    memcpy(p->out + p->len, s, n);
+    p->len += n;
+    p->out[p->len] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\n')
+            p->out_line++;
+    return 0;
+}
+
+static int pp_segment(struct pp *p, unsigned file, unsigned src_line) {
+    struct lc_state *st = p->st;
+    if (grow((void **)&st->segs, &st->cap_segs, st->n_segs + 1, sizeof *st->segs) < 0)
+        return -ENOMEM;
+    st->segs[st->n_segs++] = (struct segment){ p->out_line, file, src_line };
+    return 0;
+}
+
+static int add_file(struct lc_state *st, const char *name, unsigned *ret) {
+    char **f = reallocarray(st->files, st->n_files + 1, sizeof *st->files);
+    if (!f)
+        return -ENOMEM;
+    st->files = f;
+    if (!(f[st->n_files] = strdup(name)))
+        return -ENOMEM;
+    *ret = (unsigned)st->n_files++;
+    return 0;
+}
+
+/* Maps a line of the expanded text to file and line. */
+static void map_line(const struct lc_state *st, unsigned out_line, unsigned *ret_file,
+                     unsigned *ret_line) {
+    size_t lo = 0, hi = st->n_segs;   /* find the last segment starting at or before */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (st->segs[mid].out_line <= out_line)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0 || out_line == 0) {
+        *ret_file = 0;
+        *ret_line = out_line;
+        return;
+    }
+    const struct segment *s = &st->segs[lo - 1];
+    *ret_file = s->file;
+    *ret_line = s->src_line + (out_line - s->out_line);
+}
+
+enum lit_kind { LIT_NONE, LIT_FLOAT, LIT_INT, LIT_INT64, LIT_HEX, LIT_HEX64 };
+
+static size_t skip_digits(const char *s, size_t n, size_t i) {
+    while (i < n && is_digit(s[i]))
+        i++;
+    return i;
+}
+
+/* [eE][-+]?[0-9]+ at i: the end, or 0 when there is none. */
+static size_t match_exponent(const char *s, size_t n, size_t i) {
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        size_t j = i + 1;
+        if (j < n && (s[j] == '+' || s[j] == '-'))
+            j++;
+        size_t k = skip_digits(s, n, j);
+        if (k > j)
+            return k;
+    }
+    return 0;
+}
+
+/* The longest number token at s, by libconfig 1.5's scanner rules (lib/scanner.l):
+ *   float     ([-+]?([0-9]*)?\.[0-9]*([eE][-+]?[0-9]+)?)|([-+]?([0-9]+)(\.[0-9]*)?[eE][-+]?[0-9]+)
+ *   integer   [-+]?[0-9]+          integer64  [-+]?[0-9]+L(L)?
+ *   hex       0[Xx][0-9A-Fa-f]+    hex64      0[Xx][0-9A-Fa-f]+L(L)?
+ * Ties go to the earlier rule, as in flex (float, integer, integer64, hex, hex64). */
+static enum lit_kind number_at(const char *s, size_t n, size_t *ret_len) {
+    enum lit_kind kind = LIT_NONE;
+    size_t best = 0;
+    size_t i0 = (n > 0 && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
+    size_t i = skip_digits(s, n, i0);
+
+    if (i < n && s[i] == '.') {
+        size_t j = skip_digits(s, n, i + 1);
+        size_t e = match_exponent(s, n, j);
+        size_t len = e ? e : j;
+        if (len > best)
+            best = len, kind = LIT_FLOAT;
+    }
+    if (i > i0) {
+        size_t j = i;
+        if (j < n && s[j] == '.')
+            j = skip_digits(s, n, j + 1);
+        size_t e = match_exponent(s, n, j);
+        if (e > best)
+            best = e, kind = LIT_FLOAT;
+        if (i > best)
+            best = i, kind = LIT_INT;
+        if (i < n && s[i] == 'L') {
+            j = i + 1;
+            if (j < n && s[j] == 'L')
+                j++;
+            if (j > best)
+                best = j, kind = LIT_INT64;
+        }
+    }
+    if (n >= 3 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && is_xdigit(s[2])) {
+        size_t j = 2;
+        while (j < n && is_xdigit(s[j]))
+            j++;
+        if (j > best)
+            best = j, kind = LIT_HEX;
+        if (j < n && s[j] == 'L') {
+            size_t k = j + 1;
+            if (k < n && s[k] == 'L')
+                k++;
+            if (k > best)
+                best = k, kind = LIT_HEX64;
+        }
+    }
+    *ret_len = best;
+    return kind;
+}
+
+static int add_int_literal(struct lc_state *st, const char *s, size_t len, enum lit_kind kind) {
+    struct int_literal lit = { 0 };
+    bool neg = false;
+    size_t i = 0;
+
+    snprintf(lit.text, sizeof lit.text, "%.*s", (int)len, s);
+    if (kind == LIT_HEX || kind == LIT_HEX64) {
+        uint64_t v = 0;
+        lit.hex = true;
+        for (i = 2; i < len && is_xdigit(s[i]); i++) {
+            if (v > (uint64_t)INT64_MAX >> 4) {
+                lit.overflow = true;
+                break;
+            }
+            v = (v << 4) | (uint64_t)xdigit_value(s[i]);
+        }
+        if (v > (uint64_t)INT64_MAX)
+            lit.overflow = true;
+        lit.value = (int64_t)v;
+    } else {
+        uint64_t v = 0, o = 0;
+        if (s[0] == '+' || s[0] == '-')
+            neg = s[i++] == '-';
+        size_t first = i;
+        lit.octal = true;
+        for (; i < len && is_digit(s[i]); i++) {
+            unsigned d = (unsigned)(s[i] - '0');
+            if (v > ((uint64_t)INT64_MAX - d) / 10)
+                lit.overflow = true;
+            else
+                v = v * 10 + d;
+            if (d > 7)
+                lit.octal = false;
+            else if (o <= ((uint64_t)INT64_MAX - d) / 8)
+                o = o * 8 + d;
+        }
+        lit.leading_zero = i - first > 1 && s[first] == '0';
+        lit.octal = lit.octal && lit.leading_zero;
+        lit.value = neg ? -(int64_t)v : (int64_t)v;
+        lit.octal_value = neg ? -(int64_t)o : (int64_t)o;
+    }
+    if (grow((void **)&st->ints, &st->cap_ints, st->n_ints + 1, sizeof *st->ints) < 0)
+        return -ENOMEM;
+    st->ints[st->n_ints++] = lit;
+    return 0;
+}
+
+/* At a line start: [ \t]*@include[ \t]+" — returns the offset after the quote, or 0. */
+static size_t include_at(const char *s, size_t n) {
+    size_t i = 0;
+    while (i < n && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    if (n - i < 8 || memcmp(s + i, "@include", 8) != 0)
+        return 0;
+    i += 8;
+    size_t ws = i;
+    while (i < n && (s[i] == ' ' || s[i] == '\t'))
+        i++;
+    if (i == ws || i >= n || s[i] != '"')
+        return 0;
+    return i + 1;
+}
+
+static int expand(struct pp *p, const char *t, size_t n, unsigned file, unsigned depth);
+
+static int include_file(struct pp *p, const char *name, unsigned parent, unsigned line,
+                        unsigned depth) {
+    char q[QUOTE_MAX], why[256];
+    char *path = NULL, *text = NULL;
+    size_t len;
+    unsigned idx;
+    int r;
+
+    if (depth >= CONFIG_INCLUDE_DEPTH_MAX)
+        return pp_fail(p, parent, line, "@include %s: nested more than %d deep (a file that "
+                       "includes itself?)", quote(name, q, sizeof q), CONFIG_INCLUDE_DEPTH_MAX);
+    if (name[0] == '\0')
+        return pp_fail(p, parent, line, "@include \"\": empty file name");
+    if (name[0] != '/' && p->include_dir) {
+        if (asprintf(&path, "%s/%s", p->include_dir, name) < 0)
+            return -ENOMEM;
+    } else if (!(path = strdup(name)))
+        return -ENOMEM;
+
+    r = read_file(path, CONFIG_FILE_MAX, &text, &len, why, sizeof why);
+    if (r < 0) {
+        pp_fail(p, parent, line, "@include %s: %s", quote(path, q, sizeof q), why);
+        free(path);
+        return r;
+    }
+    p->total += len;
+    if (p->total > CONFIG_TOTAL_MAX) {
+        free(path);
+        free(text);
+        return pp_fail(p, parent, line, "@include: configuration larger than %d bytes with "
+                       "its includes", CONFIG_TOTAL_MAX);
+    }
+    r = add_file(p->st, path, &idx);
+    free(path);
+    if (r >= 0)
+        r = expand(p, text, len, idx, depth + 1);
+    free(text);
+    return r;
+}
+
+/* Copies text `t` of `file` into p->out with its @include lines replaced by the included
+ * files, and records integer literals. The remainder of an @include line goes on a line of
+ * its own: newlines are whitespace to libconfig, and the segment table keeps line numbers
+ * right. */
+static int expand(struct pp *p, const char *t, size_t n, unsigned file, unsigned depth) {
+    size_t i = 0, flushed = 0;
+    unsigned line = 1;
+    bool bol = true;
+    int r;
+
+    if ((r = pp_segment(p, file, 1)) < 0)
+        return r;
+    while (i < n) {
+        size_t q;
+        char c = t[i];
+
+        if (bol && (q = include_at(t + i, n - i)) > 0) {
+            char *name = malloc(n - i);   /* the path is shorter than the rest of t */
+            size_t k = 0, j = i + q;
+            if (!name)
+                return -ENOMEM;
+            for (;; j++) {
+                if (j >= n || t[j] == '\n') {
+                    free(name);
+                    return pp_fail(p, file, line, "@include: missing closing '\"'");
+                }
+                if (t[j] == '"')
+                    break;
+                if (t[j] == '\\') {
+                    if (j + 1 < n && (t[j + 1] == '\\' || t[j + 1] == '"')) {
+                        name[k++] = t[++j];
+                        continue;
+                    }
+                    free(name);
+                    return pp_fail(p, file, line, "@include: only \\\\ and \\\" may be escaped");
+                }
+                name[k++] = t[j];
+            }
+            name[k] = '\0';
+            if ((r = pp_append(p, t + flushed, i - flushed)) < 0 ||
+                (r = include_file(p, name, file, line, depth)) < 0) {
+                free(name);
+                return r;
+            }
+            free(name);
+            if (p->len > 0 && p->out[p->len - 1] != '\n' && (r = pp_append(p, "\n", 1)) < 0)
+                return r;
+            if ((r = pp_segment(p, file, line)) < 0)
+                return r;
+            i = flushed = j + 1;
+            bol = false;
+            continue;
+        }
+        bol = false;
+
+        if (c == '\n') {
+            line++;
+            bol = true;
+            i++;
+        } else if (c == '#' || (c == '/' && i + 1 < n && t[i + 1] == '/')) {
+            while (i < n && t[i] != '\n')
+                i++;
+        } else if (c == '/' && i + 1 < n && t[i + 1] == '*') {
+            unsigned start = line;
+            for (i += 2;; i++) {
+                if (i + 1 >= n)
+                    return pp_fail(p, file, start, "unterminated /* comment");
+                if (t[i] == '*' && t[i + 1] == '/')
+                    break;
+                if (t[i] == '\n')
+                    line++;
+            }
+            i += 2;
+        } else if (c == '"') {
+            unsigned start = line;
+            for (i++;; i++) {
+                if (i >= n)
+                    return pp_fail(p, file, start, "unterminated string");
+                if (t[i] == '"')
+                    break;
+                if (t[i] == '\\' && i + 1 < n && t[i + 1] != '\0' &&
+                    strchr("\\\"nrtf", t[i + 1])) {
+                    i++;   /* an escaped quote or backslash does not end the string */
+                    continue;
+                }
+                if (t[i] == '\n')
+                    line++;
+            }
+            i++;
+        } else if (c == '@') {
+            /* libconfig would call it a syntax error too; we must stop here, because the
+             * line split after an @include could make a second one look like a line start. */
+            return pp_fail(p, file, line, "syntax error: '@' outside an @include line");
+        } else if (is_alpha(c) || c == '*') {
+            /* a name: [A-Za-z*][-A-Za-z0-9_*]* (its digits are not numbers) */
+            for (i++; i < n && (is_alpha(t[i]) || is_digit(t[i]) || t[i] == '-' ||
+                                t[i] == '_' || t[i] == '*');
+                 i++)
+                ;
+        } else if (is_digit(c) || c == '+' || c == '-' || c == '.') {
+            size_t len;
+            enum lit_kind k = number_at(t + i, n - i, &len);
+            if (len == 0) {
+                i++;
+                continue;
+            }
+            if (k != LIT_FLOAT && (r = add_int_literal(p->st, t + i, len, k)) < 0)
+                return r;
+            i += len;
+        } else {
+            i++;
+        }
+    }
+    return pp_append(p, t + flushed, n - flushed);
+}
+
+/* After the parse: gives every setting its real file and line, and its integer literal. */
+static int fix_settings(struct lc_state *st, config_setting_t *s, size_t *next) {
+    unsigned f, l;
+    map_line(st, s->line, &f, &l);
+    s->file = st->files[f];
+    s->line = l;
+    int t = config_setting_type(s);
+    if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64) {
+        if (*next >= st->n_ints)
+            return -EPROTO;
+        struct int_literal *lit = &st->ints[(*next)++];
+        config_setting_set_hook(s, lit);
+        if (!lit->overflow) {
+            /* Undo libconfig's wrap-around: store what the text says. */
+            if (t == CONFIG_TYPE_INT && lit->value >= INT_MIN && lit->value <= INT_MAX) {
+                s->value.ival = (int)lit->value;
+            } else {
+                s->type = CONFIG_TYPE_INT64;
+                s->value.llval = lit->value;
+            }
+        }
+    }
+    if (config_setting_is_aggregate(s)) {
+        int n = config_setting_length(s);
+        for (int i = 0; i < n; i++) {
+            int r = fix_settings(st, config_setting_get_elem(s, (unsigned)i), next);
+            if (r < 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+/* ---- checking against a schema ------------------------------------------------------- */
+
+struct ctx {
+    struct config *c;
+    struct lc_state *st;
+    config_schema_lookup lookup;
+    void *userdata;
+    const struct config_key **cred_keys;   /* per source: its type's credential keys */
+    bool oom;
+    char *err;
+    size_t errlen;
+};
+
+static int fail(struct ctx *x, const config_setting_t *s, const char *path, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+static int fail(struct ctx *x, const config_setting_t *s, const char *path, const char *fmt,
+                ...) {
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *file = s && s->file ? s->file : x->st->files[0];
+    unsigned line = s ? s->line : 0;
+    if (path && *path)
+        set_err(x->err, x->errlen, "%s:%u: %s: %s", file, line, path, msg);
+    else
+        set_err(x->err, x->errlen, "%s:%u: %s", file, line, msg);
+    return -EINVAL;
+}
+
+static char *xdup(struct ctx *x, const char *s) {
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        x->oom = true;
+    return d;
+}
+
+/* A path cut short still reads as one ("credentials[0].redis.endpo..."). */
+static void mark_cut(char *buf, size_t size, int n) {
+    if ((n < 0 || (size_t)n >= size) && size >= 4)
+        memcpy(buf + size - 4, "...", 4);
+}
+
+static void key_path(char *buf, size_t size, const char *parent, const char *key) {
+    mark_cut(buf, size, snprintf(buf, size, "%s%s%s", parent, *parent ? "." : "", key));
+}
+
+static void index_path(char *buf, size_t size, const char *parent, int i) {
+    mark_cut(buf, size, snprintf(buf, size, "%s[%d]", parent, i));
+}
+
+static const char *type_name(const config_setting_t *s) {
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_GROUP: return "a group";
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64: return "an integer";
+    case CONFIG_TYPE_FLOAT: return "a float";
+    case CONFIG_TYPE_STRING: return "a string";
+    case CONFIG_TYPE_BOOL: return "a boolean";
+    case CONFIG_TYPE_ARRAY: return "an array";
+    case CONFIG_TYPE_LIST: return "a list";
+    }
+    return "nothing";
+}
+
+static int wrong_type(struct ctx *x, const config_setting_t *s, const char *path,
+                      const char *expected) {
+    return fail(x, s, path, "expected %s, got %s", expected, type_name(s));
+}
+
+static config_setting_t *member(const config_setting_t *g, const char *key) {
+    if (!g || config_setting_type(g) != CONFIG_TYPE_GROUP)
+        return NULL;
+    return config_setting_get_member(g, key);
+}
+
+static const struct config_key *find_key(const struct config_key *keys, const char *name) {
+    for (; keys && keys->name; keys++)
+        if (strcmp(keys->name, name) == 0)
+            return keys;
+    return NULL;
+}
+
+static bool is_int(const config_setting_t *s) {
+    return config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64;
+}
+
+static bool is_vector(const config_setting_t *s) {
+    return config_setting_type(s) == CONFIG_TYPE_ARRAY || config_setting_type(s) == CONFIG_TYPE_LIST;
+}
+
+/* The integer as written. Leading zeros are refused (libconfig would read 010 as ten,
+ * a C reader as eight) unless octal_ok, where they mean octal. */
+static int int_value(struct ctx *x, const config_setting_t *s, const char *path,
+                     bool octal_ok, int64_t *ret) {
+    if (!is_int(s))
+        return wrong_type(x, s, path, "an integer");
+    const struct int_literal *lit = config_setting_get_hook(s);
+    if (!lit) {   /* not reached: every integer setting has its literal */
+        *ret = config_setting_get_int64(s);
+        return 0;
+    }
+    if (lit->overflow)
+        return fail(x, s, path, "%s is out of range", lit->text);
+    if (lit->leading_zero) {
+        if (!octal_ok)
+            return fail(x, s, path, "%s: a leading zero is ambiguous here (octal or "
+                        "decimal?); write the number without it", lit->text);
+        if (!lit->octal)
+            return fail(x, s, path, "%s is not an octal number", lit->text);
+        *ret = lit->octal_value;
+        return 0;
+    }
+    *ret = lit->value;
+    return 0;
+}
+
+static int duration_value(struct ctx *x, const config_setting_t *s, const char *path,
+                          uint64_t *ret) {
+    char q[QUOTE_MAX];
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return wrong_type(x, s, path, "a duration string like \"30s\"");
+    const char *v = config_setting_get_string(s);
+    int r = duration_parse(v, ret);
+    if (r == -ERANGE)
+        return fail(x, s, path, "duration %s is too large", quote(v, q, sizeof q));
+    if (r < 0)
+        return fail(x, s, path, "bad duration %s (use a number and a unit: ms, s, m, h, d)",
+                    quote(v, q, sizeof q));
+    return 0;
+}
+
+static int check_group(struct ctx *x, const config_setting_t *g, const char *path,
+                       const struct config_key *const *tables, size_t n_tables,
+                       const char *const *extra, bool allow_unknown, unsigned depth);
+
+static int check_value(struct ctx *x, const config_setting_t *s, const struct config_key *k,
+                       const char *path, unsigned depth) {
+    char sub[KEY_PATH_MAX];
+    int64_t v;
+    uint64_t u;
+    int r;
+
+    switch (k->type) {
+    case CONFIG_T_STRING:
+        if (config_setting_type(s) != CONFIG_TYPE_STRING)
+            return wrong_type(x, s, path, "a string");
+        return 0;
+    case CONFIG_T_INT: {
+        if ((r = int_value(x, s, path, false, &v)) < 0)
+            return r;
+        int64_t lo = k->min, hi = k->max;
+        if (lo == 0 && hi == 0)
+            hi = INT32_MAX;
+        if (v < lo || v > hi)
+            return fail(x, s, path, "%lld is out of range (%lld..%lld)", (long long)v,
+                        (long long)lo, (long long)hi);
+        return 0;
+    }
+    case CONFIG_T_BOOL:
+        if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+            return wrong_type(x, s, path, "a boolean (true or false)");
+        return 0;
+    case CONFIG_T_FLOAT:
+        if (is_int(s))
+            return int_value(x, s, path, false, &v);
+        if (config_setting_type(s) != CONFIG_TYPE_FLOAT)
+            return wrong_type(x, s, path, "a number");
+        if (!isfinite(config_setting_get_float(s)))
+            return fail(x, s, path, "is not a finite number");
+        return 0;
+    case CONFIG_T_DURATION:
+        return duration_value(x, s, path, &u);
+    case CONFIG_T_STRING_LIST:
+        if (!is_vector(s))
+            return wrong_type(x, s, path, "a list of strings like [ \"a\", \"b\" ]");
+        for (int i = 0; i < config_setting_length(s); i++) {
+            const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+                index_path(sub, sizeof sub, path, i);
+                return wrong_type(x, e, sub, "a string");
+            }
+        }
+        return 0;
+    case CONFIG_T_GROUP:
+        if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+            return wrong_type(x, s, path, "a group { ... }");
+        return check_group(x, s, path, &k->group_keys, 1, NULL, false, depth + 1);
+    }
+    return fail(x, s, path, "key has an unknown type %d in its schema", (int)k->type);
+}
+
+/* Checks every member of group g against the key tables (the first match wins) and that
+ * every required key is there. Members named in `extra` are left to the caller. */
+static int check_group(struct ctx *x, const config_setting_t *g, const char *path,
+                       const struct config_key *const *tables, size_t n_tables,
+                       const char *const *extra, bool allow_unknown, unsigned depth) {
+    char sub[KEY_PATH_MAX];
+    int r;
+
+    if (depth > CONFIG_SCHEMA_DEPTH_MAX)
+        return fail(x, g, path, "groups nested too deep");
+    for (int i = 0; i < config_setting_length(g); i++) {
+        const config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+        const char *name = config_setting_name(m);
+        const struct config_key *k = NULL;
+        bool handled = false;
+
+        key_path(sub, sizeof sub, path, name);
+        for (size_t t = 0; t < n_tables && !k; t++)
+            k = find_key(tables[t], name);
+        for (const char *const *e = extra; e && *e && !k; e++)
+            handled = handled || strcmp(*e, name) == 0;
+        if (!k) {
+            if (handled || allow_unknown)
+                continue;
+            return fail(x, m, sub, "unknown key");
+        }
+        if ((r = check_value(x, m, k, sub, depth)) < 0)
+            return r;
+    }
+    for (size_t t = 0; t < n_tables; t++)
+        for (const struct config_key *k = tables[t]; k && k->name; k++)
+            if (k->required && !member(g, k->name)) {
+                key_path(sub, sizeof sub, path, k->name);
+                return fail(x, g, sub, "required key is missing");
+            }
+    return 0;
+}
+
+/* A plugin's key table is code, not config; still, a broken one must not make getters
+ * return nonsense. Returns NULL, or what is wrong (in buf). */
+static const char *schema_problem(const struct config_key *keys, unsigned depth, char *buf,
+                                  size_t size) {
+    char q[QUOTE_MAX];
+    if (depth > CONFIG_SCHEMA_DEPTH_MAX)
+        return "groups nested too deep";
+    for (const struct config_key *k = keys; k && k->name; k++) {
+        const char *d = k->default_value;
+        const char *bad = NULL;
+        switch (k->type) {
+        case CONFIG_T_STRING:
+        case CONFIG_T_STRING_LIST:
+            break;
+        case CONFIG_T_INT: {
+            int64_t lo = k->min, hi = k->max;
+            if (lo == 0 && hi == 0)
+                hi = INT32_MAX;
+            if (lo > hi) {
+                snprintf(buf, size, "key %s: min > max", k->name);
+                return buf;
+            }
+            if (d) {
+                char *end;
+                errno = 0;
+                long long v = strtoll(d, &end, 10);
+                if (errno || end == d || *end || v < lo || v > hi)
+                    bad = "an integer in range";
+            }
+            break;
+        }
+        case CONFIG_T_BOOL:
+            if (d && strcmp(d, "true") != 0 && strcmp(d, "false") != 0)
+                bad = "true or false";
+            break;
+        case CONFIG_T_FLOAT:
+            if (d) {
+                char *end;
+                errno = 0;
+                double v = strtod(d, &end);
+                if (errno || end == d || *end || !isfinite(v))
+                    bad = "a number";
+            }
+            break;
+        case CONFIG_T_DURATION: {
+            uint64_t u;
+            if (d && duration_parse(d, &u) < 0)
+                bad = "a duration";
+            break;
+        }
+        case CONFIG_T_GROUP: {
+            if (!k->group_keys || d) {
+                snprintf(buf, size, "key %s: a group needs group_keys and no default", k->name);
+                return buf;
+            }
+            const char *p = schema_problem(k->group_keys, depth + 1, buf, size);
+            if (p)
+                return p;
+            break;
+        }
+        default:
+            snprintf(buf, size, "key %s: unknown type %d", k->name, (int)k->type);
+            return buf;
+        }
+        if (bad) {
+            snprintf(buf, size, "key %s: default %s is not %s", k->name, quote(d, q, sizeof q),
+                     bad);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+/* ---- node getters -------------------------------------------------------------------- */
+
+static const config_setting_t *node_member(const struct config_node *n, const char *key) {
+    if (!n || !key)
+        return NULL;
+    return member(n->setting, key);
+}
+
+static const char *node_default(const struct config_node *n, const char *key) {
+    const struct config_key *k = n ? find_key(n->keys, key) : NULL;
+    return k ? k->default_value : NULL;
+}
+
+bool config_node_has(const struct config_node *n, const char *key) {
+    return node_member(n, key) != NULL;
+}
+
+const char *config_node_string(const struct config_node *n, const char *key) {
+    const config_setting_t *s = node_member(n, key);
+    if (s && config_setting_type(s) == CONFIG_TYPE_STRING)
+        return config_setting_get_string(s);
+    return node_default(n, key);
+}
+
+int64_t config_node_int(const struct config_node *n, const char *key) {
+    const config_setting_t *s = node_member(n, key);
+    if (s && is_int(s))
+        return config_setting_get_int64(s);
+    const char *d = node_default(n, key);
+    return d ? strtoll(d, NULL, 10) : 0;
+}
+
+bool config_node_bool(const struct config_node *n, const char *key) {
+    const config_setting_t *s = node_member(n, key);
+    if (s && config_setting_type(s) == CONFIG_TYPE_BOOL)
+        return config_setting_get_bool(s);
+    const char *d = node_default(n, key);
+    return d && strcmp(d, "true") == 0;
+}
+
+double config_node_float(const struct config_node *n, const char *key) {
+    const config_setting_t *s = node_member(n, key);
+    if (s && config_setting_type(s) == CONFIG_TYPE_FLOAT)
+        return config_setting_get_float(s);
+    if (s && is_int(s))
+        return (double)config_setting_get_int64(s);
+    const char *d = node_default(n, key);
+    return d ? strtod(d, NULL) : 0.0;
+}
+
+uint64_t config_node_duration(const struct config_node *n, const char *key) {
+    const config_setting_t *s = node_member(n, key);
+    uint64_t u;
+    if (s && config_setting_type(s) == CONFIG_TYPE_STRING &&
+        duration_parse(config_setting_get_string(s), &u) == 0)
+        return u;
+    const char *d = node_default(n, key);
+    if (d && duration_parse(d, &u) == 0)
+        return u;
+    return 0;
+}
+
+/* A list's default_value, when set and not empty, is a list of that one string. */
+size_t config_node_list_len(const struct config_node *n, const char *key) {
+    const config_setting_t *s = node_member(n, key);
+    if (s && is_vector(s))
+        return (size_t)config_setting_length(s);
+    const char *d = node_default(n, key);
+    return d && *d ? 1 : 0;
+}
+
+const char *config_node_list_get(const struct config_node *n, const char *key, size_t i) {
+    const config_setting_t *s = node_member(n, key);
+    if (s && is_vector(s)) {
+        if (i >= (size_t)config_setting_length(s))
+            return NULL;
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        return config_setting_type(e) == CONFIG_TYPE_STRING ? config_setting_get_string(e)
+                                                            : NULL;
+    }
+    const char *d = node_default(n, key);
+    return i == 0 && d && *d ? d : NULL;
+}
+
+void config_node_group(const struct config_node *n, const char *key, struct config_node *ret) {
+    const config_setting_t *s = node_member(n, key);
+    const struct config_key *k = n ? find_key(n->keys, key) : NULL;
+    if (s && config_setting_type(s) != CONFIG_TYPE_GROUP)
+        s = NULL;
+    *ret = (struct config_node){
+        .setting = s,
+        .keys = k ? k->group_keys : NULL,
+        .file = s && s->file ? s->file : (n ? n->file : NULL),
+    };
+}
+
+int config_node_line(const struct config_node *n, const char *key) {
+    const config_setting_t *s = key ? node_member(n, key) : (n ? n->setting : NULL);
+    return s ? (int)s->line : 0;
+}
+
+/* ---- the host's own sections --------------------------------------------------------- */
+
+static int check_absolute(struct ctx *x, const config_setting_t *g, const char *key,
+                          const char *value, bool empty_ok) {
+    char path[KEY_PATH_MAX], q[QUOTE_MAX];
+    if ((empty_ok && value[0] == '\0') || value[0] == '/')
+        return 0;
+    key_path(path, sizeof path, "agent", key);
+    const config_setting_t *m = member(g, key);
+    return fail(x, m ? m : g, path, "%s must be an absolute path%s", quote(value, q, sizeof q),
+                empty_ok ? " or \"\"" : "");
+}
+
+static int parse_agent(struct ctx *x, const config_setting_t *g) {
+    struct config_agent *a = &x->c->agent;
+    const struct config_key *tables[] = { agent_keys };
+    char q[QUOTE_MAX];
+    int r;
+
+    if (g && (r = check_group(x, g, "agent", tables, 1, NULL, false, 0)) < 0)
+        return r;
+    const config_setting_t *where = g ? g : config_root_setting(&x->st->lc);
+    struct config_node n = { .setting = g, .keys = agent_keys, .file = where->file };
+
+    a->runtime_dir = xdup(x, config_node_string(&n, "runtime_dir"));
+    a->state_dir = xdup(x, config_node_string(&n, "state_dir"));
+    a->group = xdup(x, config_node_string(&n, "group"));
+    a->plugin_dir = xdup(x, config_node_string(&n, "plugin_dir"));
+    a->control_socket = xdup(x, config_node_string(&n, "control_socket"));
+    a->metrics_file = xdup(x, config_node_string(&n, "metrics_file"));
+    a->workers = (unsigned)config_node_int(&n, "workers");
+    a->startup_timeout_usec = config_node_duration(&n, "startup_timeout");
+    if (x->oom)
+        return -ENOMEM;
+
+    if ((r = check_absolute(x, where, "runtime_dir", a->runtime_dir, false)) < 0 ||
+        (r = check_absolute(x, where, "state_dir", a->state_dir, false)) < 0 ||
+        (r = check_absolute(x, where, "plugin_dir", a->plugin_dir, false)) < 0 ||
+        (r = check_absolute(x, where, "control_socket", a->control_socket, false)) < 0 ||
+        (r = check_absolute(x, where, "metrics_file", a->metrics_file, true)) < 0)
+        return r;
+    if (strlen(a->control_socket) >= UNIX_PATH_MAX_) {
+        const config_setting_t *m = member(g, "control_socket");
+        return fail(x, m ? m : where, "agent.control_socket",
+                    "longer than %zu bytes, too long for a unix socket", UNIX_PATH_MAX_ - 1);
+    }
+
+    const char *lvl = config_node_string(&n, "log_level");
+    a->log_level = -1;
+    for (size_t i = 0; i < sizeof log_levels / sizeof log_levels[0]; i++)
+        if (strcmp(lvl, log_levels[i].name) == 0)
+            a->log_level = log_levels[i].level;
+    if (a->log_level < 0) {
+        const config_setting_t *m = member(g, "log_level");
+        return fail(x, m ? m : where, "agent.log_level",
+                    "unknown level %s (use debug, info, notice, warning or err)",
+                    quote(lvl, q, sizeof q));
+    }
+    return 0;
+}
+
+/* name = "..." of a source or credential: present, a string, a valid name, unique among
+ * the first `n_before` entries of `names`. */
+static int check_entry_name(struct ctx *x, const config_setting_t *e, const char *path,
+                            const char *what, char *const *names, const config_setting_t *const *where,
+                            size_t n_before, const char **ret) {
+    char sub[KEY_PATH_MAX], q[QUOTE_MAX];
+    const config_setting_t *m = member(e, "name");
+    key_path(sub, sizeof sub, path, "name");
+    if (!m)
+        return fail(x, e, sub, "required key is missing");
+    if (config_setting_type(m) != CONFIG_TYPE_STRING)
+        return wrong_type(x, m, sub, "a string");
+    const char *name = config_setting_get_string(m);
+    const char *why = name_problem(name);
+    if (why)
+        return fail(x, m, sub, "name %s %s", quote(name, q, sizeof q), why);
+    for (size_t i = 0; i < n_before; i++)
+        if (strcmp(names[i], name) == 0)
+            return fail(x, m, sub, "duplicate %s name %s (also at %s:%u)", what,
+                        quote(name, q, sizeof q), where[i]->file, where[i]->line);
+    *ret = name;
+    return 0;
+}
+
+static int parse_sources(struct ctx *x, const config_setting_t *list) {
+    struct config *c = x->c;
+    int n = list ? config_setting_length(list) : 0;
+    char path[KEY_PATH_MAX], sub[KEY_PATH_MAX], q[QUOTE_MAX], why[512];
+    int r;
+
+    if (n == 0)
+        return 0;
+    c->sources = calloc((size_t)n, sizeof *c->sources);
+    x->cred_keys = calloc((size_t)n, sizeof *x->cred_keys);
+    const config_setting_t **where = calloc((size_t)n, sizeof *where);
+    char **names = calloc((size_t)n, sizeof *names);
+    if (!c->sources || !x->cred_keys || !where || !names) {
+        free(where);
+        free(names);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        struct config_source *src = &c->sources[i];
+        const struct config_key *sk = NULL, *ck = NULL;
+        const char *name, *type;
+
+        index_path(path, sizeof path, "sources", i);
+        if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
+            r = wrong_type(x, e, path, "a group { name = ...; type = ...; }");
+            goto out;
+        }
+        if ((r = check_entry_name(x, e, path, "source", names, where, (size_t)i, &name)) < 0)
+            goto out;
+        names[i] = (char *)name;
+        where[i] = member(e, "name");
+
+        const config_setting_t *m = member(e, "type");
+        key_path(sub, sizeof sub, path, "type");
+        if (!m) {
+            r = fail(x, e, sub, "required key is missing");
+            goto out;
+        }
+        if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+            r = wrong_type(x, m, sub, "a string");
+            goto out;
+        }
+        type = config_setting_get_string(m);
+        if (!config_name_valid(type)) {
+            r = fail(x, m, sub, "%s is not a valid source type", quote(type, q, sizeof q));
+            goto out;
+        }
+        if (x->lookup) {
+            why[0] = '\0';
+            r = x->lookup(x->userdata, c->agent.plugin_dir, type, &sk, &ck, why, sizeof why);
+            if (r < 0) {
+                fail(x, m, sub, "source %s: %s", quote(name, q, sizeof q),
+                     why[0] ? why : strerror(-r));
+                goto out;
+            }
+            const char *p = schema_problem(sk, 0, why, sizeof why);
+            if (!p)
+                p = schema_problem(ck, 0, why, sizeof why);
+            if (p) {
+                r = fail(x, m, sub, "the plugin's schema for type %s is broken: %s",
+                         quote(type, q, sizeof q), p);
+                goto out;
+            }
+        }
+        const struct config_key *tables[] = { source_host_keys, sk };
+        if ((r = check_group(x, e, path, tables, 2, NULL, !x->lookup, 0)) < 0)
+            goto out;
+
+        c->n_sources = (size_t)i + 1;   /* from here config_free() cleans it up */
+        src->name = xdup(x, name);
+        src->type = xdup(x, type);
+        src->node = (struct config_node){ .setting = e, .keys = sk, .file = e->file };
+        x->cred_keys[i] = ck;
+        if (x->oom) {
+            r = -ENOMEM;
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    free(where);
+    free(names);
+    return r;
+}
+
+/* host:port, [v6addr]:port or unix:/path. Returns NULL, or what is wrong. */
+static const char *endpoint_problem(const char *e) {
+    const char *port;
+
+    if (e[0] == '\0')
+        return "is empty";
+    for (const char *p = e; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return "contains a space or control character";
+    if (strncmp(e, "unix:", 5) == 0) {
+        if (e[5] != '/')
+            return "needs an absolute socket path (unix:/run/redis/redis.sock)";
+        if (strlen(e + 5) >= UNIX_PATH_MAX_)
+            return "has a socket path too long for a unix socket";
+        return NULL;
+    }
+    if (e[0] == '[') {
+        const char *close = strchr(e, ']');
+        if (!close || close == e + 1)
+            return "is not [address]:port";
+        if (close[1] != ':')
+            return "needs a port ([address]:port)";
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(e, ':');
+        if (!colon)
+            return "needs a port (host:port)";
+        if (colon == e)
+            return "needs a host (host:port)";
+        if (memchr(e, ':', (size_t)(colon - e)))
+            return "has an IPv6 address without brackets (use [address]:port)";
+        if (memchr(e, '/', (size_t)(colon - e)) || memchr(e, '[', (size_t)(colon - e)) ||
+            memchr(e, ']', (size_t)(colon - e)))
+            return "has a bad host name";
+        port = colon + 1;
+    }
+    unsigned v = 0;
+    size_t nd = 0;
+    for (; is_digit(port[nd]) && nd < 6; nd++)
+        v = v * 10 + (unsigned)(port[nd] - '0');
+    if (nd == 0 || port[nd] != '\0' || v == 0 || v > 65535)
+        return "has a bad port (1..65535)";
+    return NULL;
+}
+
+static int parse_mode(struct ctx *x, const config_setting_t *m, const char *path, int *ret) {
+    char q[QUOTE_MAX];
+    int64_t v = 0;
+    int r;
+
+    if (!m) {
+        *ret = DEFAULT_MODE;
+        return 0;
+    }
+    if (config_setting_type(m) == CONFIG_TYPE_STRING) {
+        /* A string is always octal, like chmod's argument: "0640" or "640". */
+        const char *s = config_setting_get_string(m);
+        size_t i = 0;
+        for (; s[i] >= '0' && s[i] <= '7' && i < 12; i++)
+            v = v * 8 + (s[i] - '0');
+        if (i == 0 || s[i] != '\0')
+            return fail(x, m, path, "%s is not an octal file mode like \"0640\"",
+                        quote(s, q, sizeof q));
+        if (v > 0777)
+            return fail(x, m, path, "0%llo is out of range (0..0777)", (unsigned long long)v);
+    } else if (is_int(m)) {
+        if ((r = int_value(x, m, path, true, &v)) < 0)
+            return r;
+        const struct int_literal *lit = config_setting_get_hook(m);
+        /* A plain decimal would be a trap: `mode = 640` is 01200, `400` is 0620. */
+        if (lit && !lit->leading_zero && !lit->hex && v != 0)
+            return fail(x, m, path, "%s: write a file mode in octal with a leading zero "
+                        "(0640) or as a string (\"0640\")", lit->text);
+        if (v < 0 || v > 0777)
+            return fail(x, m, path, "%s is out of range (0..0777)", lit ? lit->text : "mode");
+    } else {
+        return wrong_type(x, m, path, "a file mode like 0640 or \"0640\"");
+    }
+    *ret = (int)v;
+    return 0;
+}
+
+/* The string at key, NULL when unset or "" (the config's way to say "none"). */
+static char *opt_string(struct ctx *x, const struct config_node *n, const char *key) {
+    const char *s = config_node_string(n, key);
+    return s && *s ? xdup(x, s) : NULL;
+}
+
+static int parse_redis(struct ctx *x, const struct config_node *cn, const char *cpath,
+                       struct config_redis *rd) {
+    char path[KEY_PATH_MAX], sub[KEY_PATH_MAX], q[QUOTE_MAX];
+    struct config_node n;
+    const config_setting_t *m;
+
+    config_node_group(cn, "redis", &n);
+    key_path(path, sizeof path, cpath, "redis");
+    const config_setting_t *g = n.setting;
+
+    size_t ne = config_node_list_len(&n, "endpoints");
+    key_path(sub, sizeof sub, path, "endpoints");
+    if (ne == 0)
+        return fail(x, member(g, "endpoints"), sub, "needs at least one endpoint (host:port)");
+    rd->endpoints = calloc(ne, sizeof *rd->endpoints);
+    if (!rd->endpoints)
+        return -ENOMEM;
+    for (size_t i = 0; i < ne; i++) {
+        const char *e = config_node_list_get(&n, "endpoints", i);
+        const char *why = endpoint_problem(e);
+        if (why) {
+            char ep[KEY_PATH_MAX];
+            index_path(ep, sizeof ep, sub, (int)i);
+            return fail(x, config_setting_get_elem(member(g, "endpoints"), (unsigned)i), ep,
+                        "endpoint %s %s", quote(e, q, sizeof q), why);
+        }
+        rd->endpoints[i] = xdup(x, e);
+        rd->n_endpoints = i + 1;
+    }
+    rd->cluster = config_node_bool(&n, "cluster");
+    rd->tls.enabled = config_node_bool(&n, "tls");
+    rd->tls.ca_file = opt_string(x, &n, "ca_file");
+    rd->tls.ca_path = opt_string(x, &n, "ca_path");
+    rd->tls.cert_file = opt_string(x, &n, "cert_file");
+    rd->tls.key_file = opt_string(x, &n, "key_file");
+    rd->tls.server_name = opt_string(x, &n, "server_name");
+    rd->tls.insecure_skip_verify = config_node_bool(&n, "tls_insecure_skip_verify");
+
+    const char *pol = config_node_string(&n, "validate");
+    if (strcmp(pol, "all") == 0)
+        rd->validate = VALIDATE_ALL;
+    else if (strcmp(pol, "any") == 0)
+        rd->validate = VALIDATE_ANY;
+    else if (strcmp(pol, "none") == 0)
+        rd->validate = VALIDATE_NONE;
+    else {
+        key_path(sub, sizeof sub, path, "validate");
+        return fail(x, member(g, "validate"), sub, "unknown policy %s (use all, any or none)",
+                    quote(pol, q, sizeof q));
+    }
+    rd->timeout_usec = config_node_duration(&n, "timeout");
+    if (rd->timeout_usec == 0) {
+        key_path(sub, sizeof sub, path, "timeout");
+        m = member(g, "timeout");
+        return fail(x, m ? m : g, sub, "must be more than 0s");
+    }
+    return x->oom ? -ENOMEM : 0;
+}
+
+static int parse_credential(struct ctx *x, const config_setting_t *e, const char *path,
+                            struct config_credential *cr) {
+    struct config *c = x->c;
+    char sub[KEY_PATH_MAX], q[QUOTE_MAX];
+    const config_setting_t *m;
+    int r;
+
+    /* The source first: its type says which plugin keys the credential may have. */
+    key_path(sub, sizeof sub, path, "source");
+    m = member(e, "source");
+    if (!m)
+        return fail(x, e, sub, "required key is missing");
+    if (config_setting_type(m) != CONFIG_TYPE_STRING)
+        return wrong_type(x, m, sub, "a string");
+    const char *source = config_setting_get_string(m);
+    size_t si = c->n_sources;
+    for (size_t i = 0; i < c->n_sources; i++)
+        if (strcmp(c->sources[i].name, source) == 0)
+            si = i;
+    if (si == c->n_sources)
+        return fail(x, m, sub, "no source named %s is defined in sources", quote(source, q, sizeof q));
+
+    if ((m = member(e, "rotation"))) {
+        key_path(sub, sizeof sub, path, "rotation");
+        return fail(x, m, sub, "not supported by this version yet");
+    }
+    const struct config_key *ck = x->cred_keys[si];
+    const struct config_key *tables[] = { cred_host_keys, ck };
+    if ((r = check_group(x, e, path, tables, 2, cred_extra_keys, !x->lookup, 0)) < 0)
+        return r;
+
+    struct config_node hn = { .setting = e, .keys = cred_host_keys, .file = e->file };
+    cr->source = xdup(x, source);
+    cr->source_index = si;
+    cr->node = (struct config_node){ .setting = e, .keys = ck, .file = e->file };
+
+    cr->poll_interval_usec = config_node_duration(&hn, "poll_interval");
+    if (cr->poll_interval_usec == 0) {
+        key_path(sub, sizeof sub, path, "poll_interval");
+        return fail(x, member(e, "poll_interval"), sub, "must be more than 0s");
+    }
+    const char *grp = config_node_string(&hn, "group");
+    cr->group = grp ? xdup(x, grp) : NULL;   /* "" stays "": the agent's own group */
+
+    key_path(sub, sizeof sub, path, "mode");
+    if ((r = parse_mode(x, member(e, "mode"), sub, &cr->mode)) < 0)
+        return r;
+
+    if ((r = parse_redis(x, &hn, path, &cr->redis)) < 0)
+        return r;
+
+    key_path(sub, sizeof sub, path, "formats");
+    m = member(e, "formats");
+    size_t nf = config_node_list_len(&hn, "formats");
+    for (size_t i = 0; i < nf; i++) {
+        const char *f = config_node_list_get(&hn, "formats", i);
+        unsigned flag = 0;
+        for (size_t k = 0; k < sizeof formats / sizeof formats[0]; k++)
+            if (strcmp(f, formats[k].name) == 0)
+                flag = formats[k].flag;
+        if (!flag)
+            return fail(x, m, sub, "unknown format %s (use json, env or password)",
+                        quote(f, q, sizeof q));
+        if (cr->formats & flag)
+            return fail(x, m, sub, "format %s is listed twice", quote(f, q, sizeof q));
+        cr->formats |= flag;
+    }
+    if (!(cr->formats & CRED_FORMAT_JSON))
+        return fail(x, m ? m : e, sub, "\"json\" is required (<name>.json is always written; "
+                    "env and password come in addition)");
+
+    if ((m = member(e, "on_change"))) {
+        size_t na = (size_t)config_setting_length(m);
+        key_path(sub, sizeof sub, path, "on_change");
+        if (na == 0)
+            return fail(x, m, sub, "needs a program to run (an absolute path), or leave it out");
+        const char *prog = config_setting_get_string_elem(m, 0);
+        if (prog[0] != '/') {
+            char ep[KEY_PATH_MAX];
+            index_path(ep, sizeof ep, sub, 0);
+            return fail(x, config_setting_get_elem(m, 0), ep,
+                        "%s must be an absolute path (it runs without a shell or $PATH)",
+                        quote(prog, q, sizeof q));
+        }
+        cr->on_change = calloc(na + 1, sizeof *cr->on_change);
+        if (!cr->on_change)
+            return -ENOMEM;
+        for (size_t i = 0; i < na; i++)
+            cr->on_change[i] = xdup(x, config_setting_get_string_elem(m, (int)i));
+        cr->n_on_change = na;
+    }
+    return x->oom ? -ENOMEM : 0;
+}
+
+static int parse_credentials(struct ctx *x, const config_setting_t *list) {
+    struct config *c = x->c;
+    int n = list ? config_setting_length(list) : 0;
+    char path[KEY_PATH_MAX];
+    int r = 0;
+
+    if (n == 0)
+        return 0;
+    c->credentials = calloc((size_t)n, sizeof *c->credentials);
+    const config_setting_t **where = calloc((size_t)n, sizeof *where);
+    char **names = calloc((size_t)n, sizeof *names);
+    if (!c->credentials || !where || !names) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        struct config_credential *cr = &c->credentials[i];
+        const char *name;
+
+        index_path(path, sizeof path, "credentials", i);
+        if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
+            r = wrong_type(x, e, path, "a group { name = ...; source = ...; redis = { ... }; }");
+            goto out;
+        }
+        if ((r = check_entry_name(x, e, path, "credential", names, where, (size_t)i, &name)) < 0)
+            goto out;
+        names[i] = (char *)name;
+        where[i] = member(e, "name");
+        c->n_credentials = (size_t)i + 1;   /* from here config_free() cleans it up */
+        cr->name = xdup(x, name);
+        if ((r = parse_credential(x, e, path, cr)) < 0)
+            goto out;
+    }
+out:
+    free(where);
+    free(names);
+    return r;
+}
+
+static int parse_root(struct ctx *x) {
+    const config_setting_t *root = config_root_setting(&x->st->lc);
+    const config_setting_t *agent = NULL, *sources = NULL, *creds = NULL;
+    int r;
+
+    for (int i = 0; i < config_setting_length(root); i++) {
+        const config_setting_t *m = config_setting_get_elem(root, (unsigned)i);
+        const char *name = config_setting_name(m);
+        if (strcmp(name, "agent") == 0) {
+            if (config_setting_type(m) != CONFIG_TYPE_GROUP)
+                return wrong_type(x, m, name, "a group { ... }");
+            agent = m;
+        } else if (strcmp(name, "sources") == 0 || strcmp(name, "credentials") == 0) {
+            if (!is_vector(m))
+                return wrong_type(x, m, name, "a list ( { ... }, { ... } )");
+            if (name[0] == 's')
+                sources = m;
+            else
+                creds = m;
+        } else {
+            return fail(x, m, name, "unknown key");
+        }
+    }
+    if ((r = parse_agent(x, agent)) < 0 || (r = parse_sources(x, sources)) < 0 ||
+        (r = parse_credentials(x, creds)) < 0)
+        return r;
+    return 0;
+}
+
+/* ---- load / free --------------------------------------------------------------------- */
+
+struct config *config_free(struct config *c) {
+    if (!c)
+        return NULL;
+    free(c->file);
+    free(c->agent.runtime_dir);
+    free(c->agent.state_dir);
+    free(c->agent.group);
+    free(c->agent.plugin_dir);
+    free(c->agent.control_socket);
+    free(c->agent.metrics_file);
+    for (size_t i = 0; i < c->n_sources; i++) {
+        free(c->sources[i].name);
+        free(c->sources[i].type);
+    }
+    free(c->sources);
+    for (size_t i = 0; i < c->n_credentials; i++) {
+        struct config_credential *cr = &c->credentials[i];
+        free(cr->name);
+        free(cr->source);
+        free(cr->group);
+        for (size_t k = 0; k < cr->redis.n_endpoints; k++)
+            free(cr->redis.endpoints[k]);
+        free(cr->redis.endpoints);
+        free(cr->redis.tls.ca_file);
+        free(cr->redis.tls.ca_path);
+        free(cr->redis.tls.cert_file);
+        free(cr->redis.tls.key_file);
+        free(cr->redis.tls.server_name);
+        for (size_t k = 0; k < cr->n_on_change; k++)
+            free(cr->on_change[k]);
+        free(cr->on_change);
+    }
+    free(c->credentials);
+    struct lc_state *st = c->lc;
+    if (st) {
+        if (st->lc_ready)
+            config_destroy(&st->lc);
+        for (size_t i = 0; i < st->n_files; i++)
+            free(st->files[i]);
+        free(st->files);
+        free(st->ints);
+        free(st->segs);
+        free(st);
+    }
+    free(c);
+    return NULL;
+}
+
+static int load_text(const char *text, size_t len, const char *display, const char *include_dir,
+                     config_schema_lookup lookup, void *userdata, struct config **ret, char *err,
+                     size_t errlen) {
+    struct config *c = calloc(1, sizeof *c);
+    struct lc_state *st = calloc(1, sizeof *st);
+    struct pp p = { .st = st, .out_line = 1, .total = len, .include_dir = include_dir,
+                    .err = err, .errlen = errlen };
+    unsigned idx;
+    int r;
+
+    if (!c || !st) {
+        free(c);
+        free(st);
+        set_err(err, errlen, "%s: out of memory", display);
+        return -ENOMEM;
+    }
+    c->lc = st;
+    if (!(c->file = strdup(display)) || add_file(st, display, &idx) < 0) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    if ((r = expand(&p, text, len, 0, 0)) < 0)
+        goto fail;
+
+    config_init(&st->lc);
+    st->lc_ready = true;
+    if (include_dir)   /* unused (no @include is left), but keeps libconfig consistent */
+        config_set_include_dir(&st->lc, include_dir);
+    if (!config_read_string(&st->lc, p.out ? p.out : "")) {
+        unsigned f, l;
+        map_line(st, (unsigned)config_error_line(&st->lc), &f, &l);
+        set_err(err, errlen, "%s:%u: %s", config_error_file(&st->lc) ? config_error_file(&st->lc)
+                                                                      : st->files[f],
+                l, config_error_text(&st->lc));
+        r = -EINVAL;
+        goto fail;
+    }
+    free(p.out);
+    p.out = NULL;
+
+    size_t next = 0;
+    r = fix_settings(st, config_root_setting(&st->lc), &next);
+    if (r == 0 && next != st->n_ints)
+        r = -EPROTO;
+    if (r < 0) {
+        set_err(err, errlen, "%s: internal error: integer literals do not match the parsed "
+                "settings (please report this configuration)", display);
+        goto fail;
+    }
+
+    struct ctx x = { .c = c, .st = st, .lookup = lookup, .userdata = userdata,
+                     .err = err, .errlen = errlen };
+    r = parse_root(&x);
+    free(x.cred_keys);
+    if (r == -ENOMEM || (r == 0 && x.oom)) {
+        set_err(err, errlen, "%s: out of memory", display);
+        r = -ENOMEM;
+    }
+    if (r < 0)
+        goto fail;
+    *ret = c;
+    return 0;
+fail:
+    if (r == -ENOMEM)
+        set_err(err, errlen, "%s: out of memory", display);
+    free(p.out);
+    config_free(c);
+    return r;
+}
+
+int config_load_string(const char *text, const char *display_name, const char *include_dir,
+                       config_schema_lookup lookup, void *userdata, struct config **ret,
+                       char *err, size_t errlen) {
+    const char *name = display_name ? display_name : "<string>";
+    size_t len = text ? strnlen(text, CONFIG_FILE_MAX + 1) : 0;
+    if (len > CONFIG_FILE_MAX) {
+        set_err(err, errlen, "%s: larger than %d bytes", name, CONFIG_FILE_MAX);
+        return -EFBIG;
+    }
+    return load_text(text ? text : "", len, name, include_dir, lookup, userdata, ret, err,
+                     errlen);
+}
+
+int config_load(const char *path, config_schema_lookup lookup, void *userdata,
+                struct config **ret, char *err, size_t errlen) {
+    char why[256];
+    char *text = NULL, *dir = NULL;
+    size_t len;
+    int r;
+
+    if (!path || !*path) {
+        set_err(err, errlen, "no configuration file given");
+        return -EINVAL;
+    }
+    r = read_file(path, CONFIG_FILE_MAX, &text, &len, why, sizeof why);
+    if (r < 0) {
+        set_err(err, errlen, "%s: %s", path, why);
+        return r;
+    }
+    /* Relative @include paths resolve against the directory of the main file. */
+    const char *slash = strrchr(path, '/');
+    if (slash) {
+        dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+        if (!dir) {
+            free(text);
+            set_err(err, errlen, "%s: out of memory", path);
+            return -ENOMEM;
+        }
+    }
+    r = load_text(text, len, path, dir, lookup, userdata, ret, err, errlen);
+    free(dir);
+    free(text);
+    return r;
+}

@@ -1,0 +1,148 @@
+/* config: load and check the agent's configuration file (libconfig), DESIGN §3.
+ *
+ * config_load() reads the whole file, checks every key against a schema (the host's own
+ * keys here, each source type's keys from its plugin through `lookup`), and returns a
+ * struct config, or an error naming file, line and key ("agent.conf:12: credentials.[0].
+ * redis.timeout: bad duration \"5x\""). Unknown keys, wrong types, out-of-range integers
+ * (libconfig 1.5 wraps silently above INT_MAX: we range-check) and invalid names are
+ * errors; integers are accepted for float keys.
+ *
+ * Plugin-level keys are read through struct config_node getters, which return the value
+ * or the key's default; they cannot fail, because config_load() already checked types.
+ * A struct config is immutable after load; any thread may read it; config_free() frees it.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum config_type {
+    CONFIG_T_STRING = 1,
+    CONFIG_T_INT,
+    CONFIG_T_BOOL,
+    CONFIG_T_FLOAT,
+    CONFIG_T_DURATION,     /* a string like "30s"; read as usec */
+    CONFIG_T_STRING_LIST,  /* an array or list of strings */
+    CONFIG_T_GROUP,        /* a nested group with its own key table */
+};
+
+/* One key of a schema. Tables end with an entry whose name is NULL. */
+struct config_key {
+    const char *name;
+    enum config_type type;
+    bool required;
+    const char *default_value;            /* text form ("10s", "true", "0.7"); NULL = none */
+    int64_t min, max;                     /* INT only; both 0 = [0, INT32_MAX] */
+    const struct config_key *group_keys;  /* GROUP only */
+};
+
+/* A view of one group of settings with its schema (a source, a credential, or a nested
+ * group). `setting` may be NULL: every getter then returns defaults. */
+struct config_node {
+    const void *setting;                  /* config_setting_t*, opaque here */
+    const struct config_key *keys;
+    const char *file;
+};
+
+bool config_node_has(const struct config_node *n, const char *key);
+const char *config_node_string(const struct config_node *n, const char *key);  /* NULL: unset, no default */
+int64_t config_node_int(const struct config_node *n, const char *key);
+bool config_node_bool(const struct config_node *n, const char *key);
+double config_node_float(const struct config_node *n, const char *key);
+uint64_t config_node_duration(const struct config_node *n, const char *key);
+size_t config_node_list_len(const struct config_node *n, const char *key);
+const char *config_node_list_get(const struct config_node *n, const char *key, size_t i);
+/* Fills *ret with the nested group (an empty node with the group's schema when unset). */
+void config_node_group(const struct config_node *n, const char *key, struct config_node *ret);
+/* Line of the key in the file (or of the group when key is NULL); 0 when unknown. */
+int config_node_line(const struct config_node *n, const char *key);
+
+enum validate_policy { VALIDATE_ALL = 0, VALIDATE_ANY, VALIDATE_NONE };
+const char *validate_policy_to_string(enum validate_policy p);
+
+enum {
+    CRED_FORMAT_JSON = 1 << 0,
+    CRED_FORMAT_ENV = 1 << 1,
+    CRED_FORMAT_PASSWORD = 1 << 2,
+};
+
+struct config_tls {
+    bool enabled;
+    char *ca_file, *ca_path, *cert_file, *key_file, *server_name;  /* NULL = unset */
+    bool insecure_skip_verify;
+};
+
+struct config_redis {
+    char **endpoints;
+    size_t n_endpoints;
+    bool cluster;
+    struct config_tls tls;
+    enum validate_policy validate;
+    uint64_t timeout_usec;
+};
+
+struct config_agent {
+    char *runtime_dir, *state_dir, *group, *plugin_dir, *control_socket, *metrics_file;
+    int log_level;                 /* LOG_ERR .. LOG_DEBUG */
+    unsigned workers;
+    uint64_t startup_timeout_usec;
+};
+
+struct config_source {
+    char *name;
+    char *type;
+    struct config_node node;       /* the whole source group, with the plugin's schema */
+};
+
+struct config_credential {
+    char *name;
+    char *source;                  /* source name */
+    size_t source_index;           /* into config.sources */
+    uint64_t poll_interval_usec;
+    char *group;                   /* NULL = agent.group */
+    int mode;                      /* file mode, default 0640 */
+    struct config_redis redis;
+    unsigned formats;              /* CRED_FORMAT_* */
+    char **on_change;              /* argv, NULL-terminated; NULL = none */
+    size_t n_on_change;
+    struct config_node node;       /* the credential group, with the plugin's credential schema */
+};
+
+struct config {
+    char *file;
+    struct config_agent agent;
+    struct config_source *sources;
+    size_t n_sources;
+    struct config_credential *credentials;
+    size_t n_credentials;
+    void *lc;                      /* config_t*, kept alive for the nodes */
+};
+
+/* Gives the schema of a source type: its source-level and credential-level keys.
+ * Returns 0, or -errno with a message in err (e.g. unknown type, plugin refused). */
+typedef int (*config_schema_lookup)(void *userdata, const char *plugin_dir, const char *type,
+                                    const struct config_key **ret_source_keys,
+                                    const struct config_key **ret_credential_keys,
+                                    char *err, size_t errlen);
+
+/* Loads `path`. Returns 0 and *ret, or -errno with err filled ("FILE:LINE: key: why"). */
+int config_load(const char *path, config_schema_lookup lookup, void *userdata,
+                struct config **ret, char *err, size_t errlen);
+/* Same, from a string (tests; relative @include resolves against include_dir). */
+int config_load_string(const char *text, const char *display_name, const char *include_dir,
+                       config_schema_lookup lookup, void *userdata,
+                       struct config **ret, char *err, size_t errlen);
+struct config *config_free(struct config *c);
+
+/* [A-Za-z0-9_.-]{1,64}, not starting with '.'. */
+bool config_name_valid(const char *name);
+
+/* Built-in defaults (DESIGN §3), overridable at build time. */
+#ifndef RC_DEFAULT_PLUGIN_DIR
+#define RC_DEFAULT_PLUGIN_DIR "/usr/lib/x86_64-linux-gnu/redis-creds/plugins"
+#endif
+#define RC_DEFAULT_CONFIG_FILE "/etc/redis-creds/agent.conf"
+#define RC_DEFAULT_RUNTIME_DIR "/run/redis-creds"
+#define RC_DEFAULT_STATE_DIR "/var/lib/redis-creds"
+#define RC_DEFAULT_CONTROL_SOCKET "/run/redis-creds-agent/control.sock"

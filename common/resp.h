@@ -1,0 +1,96 @@
+/* resp: a blocking-with-deadline connection to one Redis node, and the RESP reader.
+ *
+ * resp_reader wraps hiredis's I/O-free reader with our caps: a reply larger than
+ * max_bytes or an array longer than max_elements is an error, not an allocation.
+ * resp_conn connects to "host:port", "[v6addr]:port" or "unix:/path", every connect,
+ * read and write bounded by the timeout given at connect (poll() on a non-blocking fd).
+ * The transport (plain socket now) sits behind struct resp_transport so TLS over OpenSSL
+ * can slot in without touching the protocol code.
+ *
+ * resp_auth() judges AUTH as DESIGN §8 says: +OK accepts (a following PING answered
+ * -NOPERM still counts), WRONGPASS / "invalid password" / "invalid username-password
+ * pair" refuse, "without any password configured" is its own outcome. Commands carrying
+ * secrets are wiped after sending; error texts keep only the first word of replies to
+ * such commands. A connection is used by one thread at a time; it has a sticky error.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <hiredis/hiredis.h>
+
+#include "secret.h"
+
+#define RESP_MAX_REPLY_BYTES (4 * 1024 * 1024)
+#define RESP_MAX_ELEMENTS (64 * 1024)
+
+enum resp_endpoint_kind { RESP_EP_TCP, RESP_EP_UNIX };
+
+struct resp_endpoint {
+    enum resp_endpoint_kind kind;
+    char host[256];          /* TCP: name or address literal (no brackets) */
+    uint16_t port;
+    char path[108];          /* UNIX */
+};
+
+/* Returns 0 or -EINVAL. */
+int resp_endpoint_parse(const char *s, struct resp_endpoint *ret);
+/* "host:port", "[::1]:port" or "unix:/path". Returns buf. */
+const char *resp_endpoint_format(const struct resp_endpoint *ep, char *buf, size_t size);
+
+/* --- reader (pure, fuzzable) --- */
+struct resp_reader;
+/* 0 for either cap means the RESP_MAX_* default. NULL on allocation failure. */
+struct resp_reader *resp_reader_new(size_t max_bytes, size_t max_elements);
+struct resp_reader *resp_reader_free(struct resp_reader *r);
+int resp_reader_feed(struct resp_reader *r, const char *buf, size_t len);   /* 0 or -EMSGSIZE */
+/* 1 and *ret when a whole reply is there, 0 when more bytes are needed, -EPROTO/-EMSGSIZE
+ * on a protocol error or a cap exceeded (sticky). Free the reply with freeReplyObject(). */
+int resp_reader_get(struct resp_reader *r, redisReply **ret);
+const char *resp_reader_errstr(const struct resp_reader *r);
+
+/* --- transport --- */
+struct resp_transport {
+    /* Return bytes moved, 0 on EOF (read), or -errno. The deadline is CLOCK_MONOTONIC usec. */
+    ssize_t (*read)(struct resp_transport *t, void *buf, size_t len, uint64_t deadline);
+    ssize_t (*write)(struct resp_transport *t, const void *buf, size_t len, uint64_t deadline);
+    void (*close)(struct resp_transport *t);   /* closes and frees */
+};
+
+/* --- connection --- */
+struct resp_conn;
+
+/* Connects (resolving names, trying each address) within timeout_usec.
+ * Returns 0 or -errno (-ETIMEDOUT, -ECONNREFUSED, ...) with a message in err. */
+int resp_connect(const struct resp_endpoint *ep, uint64_t timeout_usec,
+                 struct resp_conn **ret, char *err, size_t errlen);
+/* Wraps an already connected transport (TLS will use this). Takes ownership of t even
+ * when it fails (returns NULL and closes t). */
+struct resp_conn *resp_conn_new(struct resp_transport *t, uint64_t timeout_usec);
+struct resp_conn *resp_close(struct resp_conn *c);
+
+/* Sends one command and reads its reply within the connection's timeout.
+ * secret_args: the command carries a secret; its formatted bytes are wiped, and an error
+ * reply is cut down to its first word (or "(redacted)" when that word is not an error
+ * code or contains an argument), the rest wiped.
+ * Returns 0 and *ret (any reply type, error replies included), or -errno; an I/O,
+ * protocol or cap error is sticky and leaves its message in resp_errstr(). */
+int resp_command(struct resp_conn *c, int argc, const char **argv, const size_t *argvlen,
+                 bool secret_args, redisReply **ret);
+const char *resp_errstr(const struct resp_conn *c);
+
+enum resp_auth_result {
+    RESP_AUTH_ACCEPTED = 0,
+    RESP_AUTH_REFUSED,         /* wrong password / user */
+    RESP_AUTH_NOPASS,          /* the server has no password configured */
+    RESP_AUTH_UNEXPECTED,      /* some other reply */
+    RESP_AUTH_IO,              /* I/O error or timeout */
+};
+const char *resp_auth_result_to_string(enum resp_auth_result r);
+
+/* AUTH [username] password, then PING. detail gets a short reason (never the password). */
+enum resp_auth_result resp_auth(struct resp_conn *c, const char *username,
+                                const struct secret *password, char *detail, size_t detail_len);
+
+uint64_t resp_now_usec(void);   /* CLOCK_MONOTONIC */

@@ -1,0 +1,341 @@
+/* The `file` source: credentials in a local directory (DESIGN §3, docs/sources.md).
+ *
+ * Each credential's `path` names a file in `directory` holding JSON {"username",
+ * "password"} or a bare password (one trailing newline is dropped). The directory is
+ * watched with inotify (IN_CLOSE_WRITE, IN_MOVED_TO), so a write is picked up at once;
+ * poll_interval stays as the fallback. The version is the host's keyed hash of the
+ * username and password, never a plain hash of the secret.
+ *
+ * State: the directory path and the inotify fd are set in open() and only read after;
+ * watch_event() (loop thread) touches nothing fetch() (worker) uses but the immutable
+ * list of credential paths.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "plugin.h"
+
+#define FILE_MAX_SIZE (64 * 1024)
+
+struct file_cred {
+    char *name;   /* credential name */
+    char *path;   /* file name inside the directory */
+};
+
+struct file_source {
+    const struct rc_host *host;
+    char *directory;
+    int inotify_fd;
+    bool watch_lost;
+    struct file_cred *creds;
+    size_t n_creds;
+};
+
+static const struct config_key file_source_keys[] = {
+    { .name = "directory", .type = CONFIG_T_STRING, .required = true },
+    { .name = NULL },
+};
+
+static const struct config_key file_credential_keys[] = {
+    { .name = "path", .type = CONFIG_T_STRING, .required = true },
+    { .name = NULL },
+};
+
+/* A file name inside the directory: no '/', not hidden (temporary files of writers
+ * that rename into place start with '.'), at most NAME_MAX. */
+static bool file_name_ok(const char *p) {
+    size_t n = strlen(p);
+    return n > 0 && n <= NAME_MAX && p[0] != '.' && !strchr(p, '/');
+}
+
+static void file_close(void *state) {
+    struct file_source *s = state;
+    if (!s)
+        return;
+    if (s->inotify_fd >= 0)
+        close(s->inotify_fd);
+    for (size_t i = 0; i < s->n_creds; i++) {
+        free(s->creds[i].name);
+        free(s->creds[i].path);
+    }
+    free(s->creds);
+    free(s->directory);
+    free(s);
+}
+
+static int file_open(const struct rc_host *host, const struct config_node *source,
+                     const struct rc_credential *credentials, size_t n_credentials,
+                     void **ret_state, struct rc_error *err) {
+    const char *dir = config_node_string(source, "directory");
+    struct stat st;
+
+    if (!dir || dir[0] != '/')
+        return rc_error_set(err, RC_ERR_FATAL, "directory must be an absolute path");
+    if (stat(dir, &st) < 0)
+        return rc_error_set(err, RC_ERR_FATAL, "directory %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return rc_error_set(err, RC_ERR_FATAL, "directory %s: not a directory", dir);
+
+    struct file_source *s = calloc(1, sizeof *s);
+    if (!s)
+        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    s->host = host;
+    s->inotify_fd = -1;
+    s->directory = strdup(dir);
+    s->creds = calloc(n_credentials ? n_credentials : 1, sizeof *s->creds);
+    if (!s->directory || !s->creds)
+        goto oom;
+    for (size_t i = 0; i < n_credentials; i++) {
+        const char *p = config_node_string(&credentials[i].node, "path");
+        if (!p || !file_name_ok(p)) {
+            rc_error_set(err, RC_ERR_FATAL,
+                         "credential %s: path must be a file name in %s (no '/', not starting with '.')",
+                         credentials[i].name, dir);
+            file_close(s);
+            return -1;
+        }
+        s->creds[i].name = strdup(credentials[i].name);
+        s->creds[i].path = strdup(p);
+        s->n_creds = i + 1;
+        if (!s->creds[i].name || !s->creds[i].path)
+            goto oom;
+    }
+
+    s->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (s->inotify_fd < 0 ||
+        inotify_add_watch(s->inotify_fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+        /* Not fatal: poll_interval still finds changes. */
+        host->log(host->h, LOG_WARNING, NULL, "cannot watch %s (%s); relying on poll_interval",
+                  dir, strerror(errno));
+        if (s->inotify_fd >= 0)
+            close(s->inotify_fd);
+        s->inotify_fd = -1;
+    }
+    *ret_state = s;
+    return 0;
+oom:
+    file_close(s);
+    return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+}
+
+static const struct file_cred *file_find(const struct file_source *s, const char *name) {
+    for (size_t i = 0; i < s->n_creds; i++)
+        if (strcmp(s->creds[i].name, name) == 0)
+            return &s->creds[i];
+    return NULL;
+}
+
+/* Reads at most FILE_MAX_SIZE bytes of a regular file into a wiped-on-free buffer. */
+static int file_read(const char *dir, const char *path, struct secret **ret, struct rc_error *err) {
+    char full[PATH_MAX];
+    struct stat st;
+    int n = snprintf(full, sizeof full, "%s/%s", dir, path);
+    if (n < 0 || (size_t)n >= sizeof full)
+        return rc_error_set(err, RC_ERR_FATAL, "%s/%s: path too long", dir, path);
+
+    /* O_NONBLOCK: a FIFO planted at the name must not hang the worker. */
+    int fd = open(full, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return rc_error_set(err, RC_ERR_NOT_FOUND, "%s: no such file", full);
+        if (e == EACCES || e == EPERM)
+            return rc_error_set(err, RC_ERR_AUTH, "%s: %s", full, strerror(e));
+        if (e == ELOOP)
+            return rc_error_set(err, RC_ERR_INVALID, "%s: is a symlink (refused)", full);
+        return rc_error_set(err, RC_ERR_TRANSIENT, "%s: %s", full, strerror(e));
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return rc_error_set(err, RC_ERR_INVALID, "%s: not a regular file", full);
+    }
+    if (st.st_size > FILE_MAX_SIZE) {
+        close(fd);
+        return rc_error_set(err, RC_ERR_INVALID, "%s: larger than %d bytes", full, FILE_MAX_SIZE);
+    }
+
+    char *buf = malloc(FILE_MAX_SIZE + 1);
+    size_t len = 0;
+    if (!buf) {
+        close(fd);
+        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    }
+    for (;;) {
+        ssize_t r = read(fd, buf + len, FILE_MAX_SIZE + 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            secret_wipe_free(buf, FILE_MAX_SIZE + 1);
+            return rc_error_set(err, RC_ERR_TRANSIENT, "%s: read: %s", full, strerror(e));
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+        if (len > FILE_MAX_SIZE) {
+            close(fd);
+            secret_wipe_free(buf, FILE_MAX_SIZE + 1);
+            return rc_error_set(err, RC_ERR_INVALID, "%s: larger than %d bytes", full, FILE_MAX_SIZE);
+        }
+    }
+    close(fd);
+    *ret = secret_new(buf, len);
+    secret_wipe_free(buf, FILE_MAX_SIZE + 1);
+    if (!*ret)
+        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    return 0;
+}
+
+/* JSON {"username": string|null (optional), "password": string}. */
+static int file_parse_json(const char *full, const struct secret *content, struct rc_candidate *c,
+                           struct rc_error *err) {
+    json_error_t jerr;
+    json_t *root = json_loadb(secret_data(content), secret_len(content), JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)  /* jerr.text may quote the input: report only the position */
+        return rc_error_set(err, RC_ERR_INVALID, "%s: malformed JSON at line %d column %d",
+                            full, jerr.line, jerr.column);
+    int r = -1;
+    json_t *user = json_object_get(root, "username");
+    json_t *pass = json_object_get(root, "password");
+    if (!json_is_object(root))
+        rc_error_set(err, RC_ERR_INVALID, "%s: expected a JSON object", full);
+    else if (!pass)
+        rc_error_set(err, RC_ERR_NOT_FOUND, "%s: no \"password\" field", full);
+    else if (!json_is_string(pass))
+        rc_error_set(err, RC_ERR_INVALID, "%s: \"password\" must be a string", full);
+    else if (json_string_length(pass) == 0)
+        rc_error_set(err, RC_ERR_INVALID, "%s: empty password", full);
+    else if (user && !json_is_string(user) && !json_is_null(user))
+        rc_error_set(err, RC_ERR_INVALID, "%s: \"username\" must be a string or null", full);
+    else if (json_is_string(user) && json_string_length(user) == 0)
+        rc_error_set(err, RC_ERR_INVALID, "%s: empty username (use null for the default user)", full);
+    else {
+        c->username = json_is_string(user) ? strdup(json_string_value(user)) : NULL;
+        c->password = secret_new(json_string_value(pass), json_string_length(pass));
+        if ((json_is_string(user) && !c->username) || !c->password) {
+            free(c->username);
+            c->username = NULL;
+            c->password = secret_free(c->password);
+            rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        } else
+            r = 0;
+    }
+    json_decref(root);   /* jansson's free wipes (secret_init) */
+    return r;
+}
+
+static int file_fetch(void *state, const struct rc_credential *cred, struct rc_candidate *ret,
+                      struct rc_error *err) {
+    struct file_source *s = state;
+    const struct file_cred *fc = file_find(s, cred->name);
+    _cleanup_secret_ struct secret *content = NULL;
+    struct rc_candidate c = { .expires_at = INT64_MIN };
+
+    if (!fc)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    if (file_read(s->directory, fc->path, &content, err) < 0)
+        return -1;
+
+    const char *d = secret_data(content);
+    size_t len = secret_len(content), i = 0;
+    while (i < len && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r'))
+        i++;
+    if (i < len && d[i] == '{') {
+        if (file_parse_json(fc->path, content, &c, err) < 0)
+            return -1;
+    } else {
+        /* A bare password: drop one trailing newline (editors add one). */
+        if (len > 0 && d[len - 1] == '\n')
+            len--;
+        if (len > 0 && d[len - 1] == '\r')
+            len--;
+        if (len == 0)
+            return rc_error_set(err, RC_ERR_INVALID, "%s: empty password", fc->path);
+        c.password = secret_new(d, len);
+        if (!c.password)
+            return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    }
+
+    /* Version: keyed hash of what AUTH will use, so reformatting the file is no change. */
+    size_t ulen = c.username ? strlen(c.username) : 0;
+    size_t mlen = ulen + 1 + secret_len(c.password);
+    char *material = malloc(mlen);
+    int r = material ? 0 : -ENOMEM;
+    if (material) {
+        if (ulen)
+            memcpy(material, c.username, ulen);
+        material[ulen] = c.username ? 'u' : 'd';   /* "user:pw" differs from default user */
+        memcpy(material + ulen + 1, secret_data(c.password), secret_len(c.password));
+        r = s->host->keyed_version(s->host->h, material, mlen, c.version);
+        secret_wipe_free(material, mlen);
+    }
+    if (r < 0) {
+        free(c.username);
+        secret_free(c.password);
+        return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
+    }
+    *ret = c;
+    return 0;
+}
+
+static int file_watch_fd(void *state) {
+    struct file_source *s = state;
+    return s->inotify_fd;
+}
+
+static void file_watch_event(void *state) {
+    struct file_source *s = state;
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+    for (;;) {
+        ssize_t n = read(s->inotify_fd, buf, sizeof buf);
+        if (n <= 0)
+            return;   /* EAGAIN: drained */
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            p += sizeof *ev + ev->len;
+            if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
+                if (!s->watch_lost)
+                    s->host->log(s->host->h, LOG_WARNING, NULL,
+                                 "directory %s went away; relying on poll_interval until restart or reload",
+                                 s->directory);
+                s->watch_lost = true;
+                continue;
+            }
+            if (!ev->len)
+                continue;
+            for (size_t i = 0; i < s->n_creds; i++)
+                if (strcmp(ev->name, s->creds[i].path) == 0)
+                    s->host->wake(s->host->h, s->creds[i].name);
+        }
+    }
+}
+
+static const struct rc_source_type file_types[] = {
+    {
+        .type = "file",
+        .source_keys = file_source_keys,
+        .credential_keys = file_credential_keys,
+        .open = file_open,
+        .fetch = file_fetch,
+        .watch_fd = file_watch_fd,
+        .watch_event = file_watch_event,
+        .close = file_close,
+    },
+};
+
+RC_PLUGIN_EXPORT const struct rc_plugin redis_creds_plugin = {
+    .abi_version = RC_PLUGIN_ABI_VERSION,
+    .name = "file",
+    .types = file_types,
+    .n_types = sizeof file_types / sizeof file_types[0],
+};

@@ -1,0 +1,134 @@
+/* plugin.h: the one header a source plugin includes (DESIGN §7).
+ *
+ * A plugin is a shared object exporting `const struct rc_plugin redis_creds_plugin`.
+ * It names the source types it serves and, for each, the schema of its source-level and
+ * credential-level config keys, so the host checks a config without running plugin code.
+ *
+ * Threads: open() and close() run on the agent's loop thread. fetch() runs on a worker
+ * thread and may block (bounded by its own timeouts); the host never calls fetch()
+ * concurrently for one source instance, but different instances run in parallel.
+ * watch_event() runs on the loop and must not block. A plugin talks to the host only
+ * through struct rc_host (logging with its instance name, config getters, keyed versions);
+ * it may use common/ (secret, json, http, duration) through the headers included here.
+ *
+ * Errors: fetch() returns 0, or -1 with *err filled: an error class and a message without
+ * secrets ("GET secret/data/redis/cache: 403 permission denied").
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <syslog.h>   /* LOG_* levels for rc_host.log */
+
+#include "../common/config.h"
+#include "../common/secret.h"
+
+/* Bump on any incompatible change of the structs below. */
+#define RC_PLUGIN_ABI_VERSION 1
+
+/* Error classes: numbers never change or get reused. */
+enum rc_err_class {
+    RC_ERR_NONE = 0,
+    RC_ERR_TRANSIENT = 1,   /* network, timeout, 429, 5xx: back off and retry */
+    RC_ERR_AUTH = 2,        /* the store refused our own identity */
+    RC_ERR_NOT_FOUND = 3,   /* secret, version or field missing */
+    RC_ERR_INVALID = 4,     /* unusable answer: malformed, wrong shape, disabled */
+    RC_ERR_FATAL = 5,       /* configuration is wrong: retry on SIGHUP or refresh only */
+    RC_ERR_CLASS_MAX_ = 6,
+};
+
+static inline const char *rc_err_class_to_string(enum rc_err_class c) {
+    switch (c) {
+    case RC_ERR_NONE: return "none";
+    case RC_ERR_TRANSIENT: return "transient";
+    case RC_ERR_AUTH: return "auth";
+    case RC_ERR_NOT_FOUND: return "not-found";
+    case RC_ERR_INVALID: return "invalid";
+    case RC_ERR_FATAL: return "fatal";
+    case RC_ERR_CLASS_MAX_: break;
+    }
+    return NULL;
+}
+
+struct rc_error {
+    enum rc_err_class cls;
+    uint64_t retry_after_usec;   /* 0 = none; honoured for TRANSIENT */
+    char message[512];
+};
+
+#define RC_VERSION_MAX 128
+
+/* What fetch() hands back. The host takes ownership of password and username. */
+struct rc_candidate {
+    char *username;               /* malloc'd; NULL = the default user */
+    struct secret *password;
+    char version[RC_VERSION_MAX]; /* opaque; equality only */
+    int64_t expires_at;           /* unix seconds, or INT64_MIN for none */
+};
+
+/* A credential as a plugin sees it. */
+struct rc_credential {
+    const char *name;
+    struct config_node node;      /* the credential's group, with the type's credential keys */
+};
+
+struct rc_source_type;
+
+/* Services the host offers. `h` is the host's opaque context for this instance. */
+struct rc_host {
+    void *h;
+    const char *instance;         /* the source's name, prefixes its logs */
+    void (*log)(void *h, int level, const char *credential, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+    /* "h-" + 16 hex of HMAC(host key, data) into out[RC_VERSION_MAX]. 0 or -errno. */
+    int (*keyed_version)(void *h, const void *data, size_t len, char *out);
+    /* From watch_event(): credential `name` changed, fetch it now. Loop thread only. */
+    void (*wake)(void *h, const char *credential);
+};
+
+struct rc_source_type {
+    const char *type;                          /* e.g. "file", "vault", "azure-entra" */
+    const struct config_key *source_keys;      /* name, type: host keys; add your own */
+    const struct config_key *credential_keys;  /* keys beyond the host's credential keys */
+
+    /* Opens an instance for one config source block. 0 and *ret_state, or -1 + err. */
+    int (*open)(const struct rc_host *host, const struct config_node *source,
+                const struct rc_credential *credentials, size_t n_credentials,
+                void **ret_state, struct rc_error *err);
+    /* Fetches the current candidate. 0, or -1 with err. */
+    int (*fetch)(void *state, const struct rc_credential *cred, struct rc_candidate *ret,
+                 struct rc_error *err);
+    /* Optional: usec from now when the source wants the next look (e.g. a TTL), or 0
+     * to leave it to poll_interval. Called on a worker right after fetch(). */
+    uint64_t (*next_check)(void *state, const struct rc_credential *cred);
+    /* Optional: an fd the loop watches for readability; then watch_event() runs. */
+    int (*watch_fd)(void *state);
+    void (*watch_event)(void *state);
+    /* Frees the instance. NULL is accepted. */
+    void (*close)(void *state);
+};
+
+struct rc_plugin {
+    uint32_t abi_version;        /* RC_PLUGIN_ABI_VERSION */
+    const char *name;            /* "file": the file name is <name>.so */
+    const struct rc_source_type *types;
+    size_t n_types;
+};
+
+#define RC_PLUGIN_SYMBOL "redis_creds_plugin"
+/* Plugins are built with hidden visibility; this marks the one exported symbol. */
+#define RC_PLUGIN_EXPORT __attribute__((visibility("default")))
+
+/* Fill an rc_error (message is formatted; never pass secrets). */
+#include <stdarg.h>
+#include <stdio.h>
+static inline int rc_error_set(struct rc_error *e, enum rc_err_class cls, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline int rc_error_set(struct rc_error *e, enum rc_err_class cls, const char *fmt, ...) {
+    va_list ap;
+    e->cls = cls;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}

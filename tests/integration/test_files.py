@@ -1,0 +1,133 @@
+"""The files in runtime_dir: modes, stale temporaries, symlinks, extra formats (DESIGN §4)."""
+import os
+import time
+
+import rc_harness as h
+
+
+def test_published_file_is_0640_and_runtime_dir_is_created_0750(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    assert not os.path.exists(sc.tree.runtime)
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    assert h.mode_of(sc.tree.runtime) == 0o750, oct(h.mode_of(sc.tree.runtime))
+    p = sc.path("cache.json")
+    assert h.is_regular(p)
+    assert h.mode_of(p) == 0o640, oct(h.mode_of(p))
+    st = os.stat(p)
+    assert st.st_gid == os.getgid(), "group \"\" means the agent's own group"
+
+
+def test_credential_mode_override_applies_to_every_format(sc):
+    sc.redis.create_user("app", "pw1", "pw2")
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(mode=h.Raw("0600"), formats=["json", "env", "password"])])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    for f in ("cache.json", "cache.env", "cache.password"):
+        assert h.mode_of(sc.path(f)) == 0o600, "%s: %s" % (f, oct(h.mode_of(sc.path(f))))
+    sc.store_cred("app", "pw2")              # a republish keeps the mode
+    sc.wait_published(password="pw2")
+    assert h.mode_of(sc.path("cache.json")) == 0o600
+
+
+def test_stale_temporary_files_are_removed_at_start(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    os.mkdir(sc.tree.runtime, 0o750)
+    stale = [".tmp-cache.json-1a2b3c", ".tmp-cache.env-XXXXXX", ".tmp-gone.json-0"]
+    for f in stale:
+        with open(os.path.join(sc.tree.runtime, f), "w") as fh:
+            fh.write('{"format": 1, "name": "cache", "passw')   # a torn leftover
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    left = sorted(set(os.listdir(sc.tree.runtime)) & set(stale))
+    assert not left, "stale temporary files left in runtime_dir: %r" % left
+
+
+def test_symlink_planted_at_target_is_replaced_not_followed(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    os.mkdir(sc.tree.runtime, 0o750)
+    victim = os.path.join(sc.tree.root, "victim.txt")
+    with open(victim, "w") as f:
+        f.write("precious\n")
+    os.chmod(victim, 0o644)
+    os.symlink(victim, sc.path("cache.json"))
+    a = sc.start_agent()
+    a.wait_ready()
+    h.wait_until(lambda: h.is_regular(sc.path("cache.json")), 5,
+                 "cache.json to become a regular file")
+    assert sc.read_doc()["password"] == "pw1"
+    with open(victim) as f:
+        assert f.read() == "precious\n", "the agent wrote through a planted symlink"
+    assert h.mode_of(victim) == 0o644
+    assert a.alive()
+
+
+def test_runtime_dir_that_is_a_symlink_is_refused(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    elsewhere = os.path.join(sc.tree.root, "elsewhere")
+    os.mkdir(elsewhere, 0o750)
+    os.symlink(elsewhere, sc.tree.runtime)
+    sc.write_config()
+    a = sc.start_agent()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and a.alive() and not os.listdir(elsewhere):
+        time.sleep(0.02)
+    published = [f for f in os.listdir(elsewhere) if not f.startswith(".")]
+    assert not published, "published through a symlinked runtime_dir: %r" % published
+    rc = a.wait_exit(timeout=5)
+    a.check_exit = False
+    assert rc != 0, "a symlinked runtime_dir must be refused (§4)"
+
+
+def test_env_and_password_formats_are_written_before_json(sc):
+    sc.redis.create_user("app", "pw1", "pw2")
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(formats=["json", "env", "password"])])
+    seen = []
+
+    def consumer(ev):
+        # when the JSON is renamed into place, the whole set must already be current
+        if ev.name == "cache.json" and ev.mask & h.IN_MOVED_TO:
+            doc = sc.read_doc()
+            seen.append((doc["password"], sc.read_bytes("cache.password"),
+                         sc.read_bytes("cache.env")))
+
+    w = sc.watch_runtime(on_event=consumer)
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+
+    env = sc.read_bytes("cache.env").decode()
+    lines = env.splitlines()
+    assert "REDIS_USERNAME='app'" in lines, env
+    assert "REDIS_PASSWORD='pw1'" in lines, env
+    assert sc.read_bytes("cache.password") == b"pw1", "the password alone, no newline"
+    for f in ("cache.json", "cache.env", "cache.password"):
+        assert h.mode_of(sc.path(f)) == 0o640, "%s: %s" % (f, oct(h.mode_of(sc.path(f))))
+
+    sc.store_cred("app", "pw2")
+    sc.wait_published(password="pw2")
+    h.wait_until(lambda: len(seen) >= 2, 2, "two IN_MOVED_TO for cache.json")
+    assert not w.errors, w.errors
+    for pw, pwfile, envfile in seen:
+        assert pwfile == pw.encode(), "cache.password not current when cache.json moved in"
+        assert ("REDIS_PASSWORD='%s'" % pw) in envfile.decode().splitlines()
+
+    order = [e.name for e in w.snapshot(mask=h.IN_MOVED_TO)
+             if e.name in ("cache.json", "cache.env", "cache.password")]
+    # every publish: env and password renamed into place, then json last
+    assert order.count("cache.json") == 2, order
+    j1 = order.index("cache.json")
+    assert set(order[:j1]) == {"cache.env", "cache.password"}, order
+    assert set(order[j1 + 1:-1]) == {"cache.env", "cache.password"} and order[-1] == "cache.json", order

@@ -1,0 +1,118 @@
+"""Publishing: the credential file's contents, rotation through the store, store formats
+(DESIGN §2, §3 `file` source, §4)."""
+import calendar
+import json
+import time
+
+import rc_harness as h
+
+
+def test_first_credential_is_published_with_every_contract_field(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    raw = sc.read_bytes("cache.json")
+    assert raw is not None, "cache.json not published before READY=1 (DESIGN §6)"
+    assert raw.endswith(b"\n"), "the file ends with a newline (DESIGN §4)"
+    doc = json.loads(raw.decode("utf-8"))
+    assert doc["format"] == 1
+    assert doc["name"] == "cache"
+    assert doc["username"] == "app"
+    assert doc["password"] == "pw1"
+    assert h.VERSION_RE.match(doc["version"]), doc["version"]
+    assert doc["source"] == "local:cache.json"
+    assert h.RFC3339_UTC_RE.match(doc["published_at"]), doc["published_at"]
+    assert doc["validated"] == "all"
+    assert doc["expires_at"] is None
+    assert doc["previous"] is None
+    # published_at is now-ish
+    ts = time.strptime(doc["published_at"][:19], "%Y-%m-%dT%H:%M:%S")
+    assert abs(calendar.timegm(ts) - time.time()) < 60
+
+
+def test_new_password_in_store_is_published_quickly_with_previous_after_acl_first_rotation(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    first = sc.wait_published(password="pw1")
+
+    # ACL first: Redis accepts both, then the store moves to the new password.
+    sc.redis.add_password("app", "pw2")
+    t0 = time.monotonic()
+    sc.store_cred("app", "pw2")
+    doc = sc.wait_published(password="pw2", timeout=5)
+    elapsed = time.monotonic() - t0
+    assert elapsed < 2.0, "publish took %.3fs after the store changed (inotify source)" % elapsed
+    assert doc["version"] != first["version"]
+    assert h.VERSION_RE.match(doc["version"])
+    assert doc["previous"] == {"username": "app", "password": "pw1",
+                               "version": first["version"], "expires_at": None}
+    assert a.find_log(lambda l: "published" in l) is not None
+    # then the old password is dropped from the ACL: nothing changes for the agent
+    sc.redis.remove_password("app", "pw1")
+    assert sc.read_doc()["password"] == "pw2"
+    assert a.alive()
+
+
+def test_store_written_in_place_is_published(sc):
+    """A writer that opens, truncates and writes the store file (IN_CLOSE_WRITE)."""
+    sc.redis.create_user("app", "pw1", "pw2")
+    sc.store_cred("app", "pw1", atomic=False)
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    t0 = time.monotonic()
+    sc.store_cred("app", "pw2", atomic=False)
+    doc = sc.wait_published(password="pw2", timeout=5)
+    assert time.monotonic() - t0 < 2.0
+    assert doc["previous"]["password"] == "pw1"
+
+
+def test_bare_password_store_file_publishes_null_username(sc):
+    sc.redis.set_default_password("bare-pw-1")
+    sc.store("cache.json", "bare-pw-1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    doc = sc.wait_published(password="bare-pw-1")
+    assert doc["username"] is None, "a bare password is the default user: username null (§4)"
+    assert h.VERSION_RE.match(doc["version"])
+    # the published credential really works as the default user
+    assert sc.redis.auth_ok(None, doc["password"])
+
+
+def test_empty_store_file_at_start_is_not_published_and_error_logged(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store("cache.json", "")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    a.wait_log(lambda l: "cache" in l and h.level_is_error(l), what="an error about cache")
+    assert sc.read_bytes("cache.json") is None
+    assert a.alive()
+
+
+def test_empty_store_file_keeps_published_credential_and_logs_error(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    before = sc.read_bytes()
+    mark = a.log_mark()
+    sc.store("cache.json", "", atomic=False)
+    a.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark,
+               what="an error about the empty store file")
+    time.sleep(0.2)
+    assert sc.read_bytes() == before, "a failing store never damages the published file (§2)"
+    assert a.alive()
+    # and the next good value still goes through
+    sc.redis.add_password("app", "pw2")
+    sc.store_cred("app", "pw2")
+    sc.wait_published(password="pw2")

@@ -1,0 +1,81 @@
+/* mock_host: see mock_host.h. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hostkey.h"
+#include "mock_host.h"
+
+static const struct rc_plugin *the_plugin;
+
+static void mock_log(void *h, int level, const char *credential, const char *fmt, ...) {
+    struct mock_host *m = h;
+    size_t used = strlen(m->log);
+    va_list ap;
+    va_start(ap, fmt);
+    if (used < sizeof m->log)
+        vsnprintf(m->log + used, sizeof m->log - used, fmt, ap);
+    va_end(ap);
+    used = strlen(m->log);
+    if (used + 1 < sizeof m->log) {
+        m->log[used] = '\n';
+        m->log[used + 1] = '\0';
+    }
+}
+
+static int mock_keyed_version(void *h, const void *data, size_t len, char *out) {
+    struct mock_host *m = h;
+    char v[HOSTKEY_VERSION_LEN];
+    int r = hostkey_version(m->key, data, len, v);
+    if (r == 0)
+        snprintf(out, RC_VERSION_MAX, "%s", v);
+    return r;
+}
+
+static void mock_wake(void *h, const char *credential) {
+    struct mock_host *m = h;
+    if (m->n_woken < 16)
+        snprintf(m->woken[m->n_woken++], sizeof m->woken[0], "%s", credential);
+}
+
+static int lookup(void *ud, const char *plugin_dir, const char *type, const struct config_key **src,
+                  const struct config_key **cred, char *err, size_t errlen) {
+    for (size_t i = 0; i < the_plugin->n_types; i++)
+        if (strcmp(the_plugin->types[i].type, type) == 0) {
+            *src = the_plugin->types[i].source_keys;
+            *cred = the_plugin->types[i].credential_keys;
+            return 0;
+        }
+    snprintf(err, errlen, "unknown type %s", type);
+    return -2;
+}
+
+int mock_host_init(struct mock_host *m, const struct rc_plugin *plugin, const char *config_text) {
+    char err[1024];
+    memset(m, 0, sizeof *m);
+    the_plugin = plugin;
+    m->host = (struct rc_host){ .h = m, .instance = "test", .log = mock_log,
+                                .keyed_version = mock_keyed_version, .wake = mock_wake };
+    m->key = secret_new("0123456789abcdef0123456789abcdef", 32);
+    if (config_load_string(config_text, "test.conf", "/tmp", lookup, NULL, &m->cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "mock_host: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+void mock_host_fini(struct mock_host *m) {
+    m->cfg = config_free(m->cfg);
+    m->key = secret_free(m->key);
+}
+
+struct rc_credential *mock_host_credentials(struct mock_host *m, size_t source, size_t *n) {
+    struct rc_credential *r = calloc(m->cfg->n_credentials + 1, sizeof *r);
+    *n = 0;
+    for (size_t i = 0; r && i < m->cfg->n_credentials; i++)
+        if (m->cfg->credentials[i].source_index == source)
+            r[(*n)++] = (struct rc_credential){ .name = m->cfg->credentials[i].name,
+                                                .node = m->cfg->credentials[i].node };
+    return r;
+}

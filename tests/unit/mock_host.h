@@ -1,0 +1,22 @@
+/* mock_host: a stand-in for the agent's host services, so a plugin can be unit-tested
+ * without the agent. It records log lines and wake-ups and computes keyed versions with
+ * a fixed test key. Also builds config nodes from config text through config.c. */
+#pragma once
+#include <stddef.h>
+#include "plugin.h"
+
+struct mock_host {
+    struct rc_host host;
+    char log[8192];            /* every log line, newline-separated */
+    char woken[16][64];        /* credential names passed to wake() */
+    size_t n_woken;
+    struct secret *key;
+    struct config *cfg;
+};
+
+/* Loads `config_text` (a whole agent config) with the plugin's schema. Returns 0 or -1
+ * (the error is printed). */
+int mock_host_init(struct mock_host *m, const struct rc_plugin *plugin, const char *config_text);
+void mock_host_fini(struct mock_host *m);
+/* The credentials of source i, as open() wants them; *n set. Caller frees the array. */
+struct rc_credential *mock_host_credentials(struct mock_host *m, size_t source, size_t *n);

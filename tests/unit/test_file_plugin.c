@@ -1,0 +1,307 @@
+/* Unit tests of the file source plugin, through the mock host. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mock_host.h"
+
+extern const struct rc_plugin redis_creds_plugin;
+
+struct fx {
+    char dir[256];
+    struct mock_host m;
+    void *state;
+    struct rc_credential *creds;
+    size_t n;
+};
+
+static void write_file(const char *dir, const char *name, const char *content, size_t len) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, content, len), (ssize_t)len);
+    close(fd);
+}
+
+static int setup(void **st) {
+    struct fx *f = calloc(1, sizeof *f);
+    const char *tmp = getenv("REDIS_CREDS_TEST_TMP");
+    char conf[2048];
+    snprintf(f->dir, sizeof f->dir, "%s/filepl-XXXXXX", tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(conf, sizeof conf,
+             "sources = ( { name = \"local\"; type = \"file\"; directory = \"%s\"; } );\n"
+             "credentials = (\n"
+             "  { name = \"cache\"; source = \"local\"; path = \"cache.json\";\n"
+             "    redis = { endpoints = [ \"127.0.0.1:6379\" ]; }; },\n"
+             "  { name = \"bare\"; source = \"local\"; path = \"bare\";\n"
+             "    redis = { endpoints = [ \"127.0.0.1:6379\" ]; }; } );\n",
+             f->dir);
+    assert_int_equal(mock_host_init(&f->m, &redis_creds_plugin, conf), 0);
+    f->creds = mock_host_credentials(&f->m, 0, &f->n);
+    assert_int_equal(f->n, 2);
+    struct rc_error err = { 0 };
+    const struct rc_source_type *t = &redis_creds_plugin.types[0];
+    assert_int_equal(t->open(&f->m.host, &f->m.cfg->sources[0].node, f->creds, f->n, &f->state, &err), 0);
+    *st = f;
+    return 0;
+}
+
+static int teardown(void **st) {
+    struct fx *f = *st;
+    char cmd[600];
+    redis_creds_plugin.types[0].close(f->state);
+    free(f->creds);
+    mock_host_fini(&f->m);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static int fetch(struct fx *f, size_t i, struct rc_candidate *c, struct rc_error *err) {
+    memset(c, 0, sizeof *c);
+    memset(err, 0, sizeof *err);
+    return redis_creds_plugin.types[0].fetch(f->state, &f->creds[i], c, err);
+}
+
+static void cand_clear(struct rc_candidate *c) {
+    free(c->username);
+    secret_free(c->password);
+    memset(c, 0, sizeof *c);
+}
+
+static void test_plugin_abi_and_error_class_texts(void **st) {
+    assert_int_equal(redis_creds_plugin.abi_version, RC_PLUGIN_ABI_VERSION);
+    for (int c = 0; c < RC_ERR_CLASS_MAX_; c++)
+        assert_non_null(rc_err_class_to_string((enum rc_err_class)c));
+    assert_null(rc_err_class_to_string(RC_ERR_CLASS_MAX_));
+}
+
+static void test_json_file_gives_username_password_and_keyed_version(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    const char *json = "{\"username\": \"app\", \"password\": \"s3cr3t-pw\"}\n";
+    write_file(f->dir, "cache.json", json, strlen(json));
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    assert_string_equal(c.username, "app");
+    assert_string_equal(secret_data(c.password), "s3cr3t-pw");
+    assert_int_equal(strlen(c.version), 18);
+    assert_memory_equal(c.version, "h-", 2);
+    assert_null(strstr(c.version, "s3cr3t"));
+    assert_true(c.expires_at == INT64_MIN || c.expires_at == 0);
+    cand_clear(&c);
+}
+
+static void test_reformatted_json_keeps_version_and_new_password_changes_it(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate a, b, d;
+    struct rc_error err;
+    const char *j1 = "{\"username\":\"app\",\"password\":\"pw1\"}";
+    const char *j2 = "{\n  \"password\": \"pw1\",\n  \"username\": \"app\"\n}\n";
+    const char *j3 = "{\"username\":\"app\",\"password\":\"pw2\"}";
+    write_file(f->dir, "cache.json", j1, strlen(j1));
+    assert_int_equal(fetch(f, 0, &a, &err), 0);
+    write_file(f->dir, "cache.json", j2, strlen(j2));
+    assert_int_equal(fetch(f, 0, &b, &err), 0);
+    write_file(f->dir, "cache.json", j3, strlen(j3));
+    assert_int_equal(fetch(f, 0, &d, &err), 0);
+    assert_string_equal(a.version, b.version);
+    assert_string_not_equal(a.version, d.version);
+    cand_clear(&a);
+    cand_clear(&b);
+    cand_clear(&d);
+}
+
+static void test_bare_password_drops_one_newline_and_means_default_user(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c, d;
+    struct rc_error err;
+    write_file(f->dir, "bare", "hunter2\n", strlen("hunter2\n"));
+    assert_int_equal(fetch(f, 1, &c, &err), 0);
+    assert_null(c.username);
+    assert_int_equal(secret_len(c.password), 7);
+    assert_string_equal(secret_data(c.password), "hunter2");
+    /* The same password for a named user is a different credential. */
+    write_file(f->dir, "cache.json", "{\"username\":\"u\",\"password\":\"hunter2\"}", strlen("{\"username\":\"u\",\"password\":\"hunter2\"}"));
+    assert_int_equal(fetch(f, 0, &d, &err), 0);
+    assert_string_not_equal(c.version, d.version);
+    cand_clear(&c);
+    cand_clear(&d);
+}
+
+static void test_empty_password_is_refused(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    write_file(f->dir, "bare", "\n", strlen("\n"));
+    assert_int_equal(fetch(f, 1, &c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_non_null(strstr(err.message, "empty password"));
+    write_file(f->dir, "cache.json", "{\"username\":\"u\",\"password\":\"\"}", strlen("{\"username\":\"u\",\"password\":\"\"}"));
+    assert_int_equal(fetch(f, 0, &c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+}
+
+static void test_missing_file_is_not_found(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    assert_int_equal(fetch(f, 0, &c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_NOT_FOUND);
+}
+
+static void test_malformed_json_is_invalid_without_quoting_the_secret(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    const char *bad = "{\"username\":\"app\",\"password\":\"TOPSECRET\" oops}";
+    write_file(f->dir, "cache.json", bad, strlen(bad));
+    assert_int_equal(fetch(f, 0, &c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_null(strstr(err.message, "TOPSECRET"));
+    assert_non_null(strstr(err.message, "malformed JSON"));
+}
+
+static void test_wrong_types_are_invalid(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    const char *cases[] = { "{\"password\": 42}", "{\"username\": 1, \"password\": \"x\"}", "{\"password\": null}",
+                            "{\"username\": \"\", \"password\": \"x\"}" };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_file(f->dir, "cache.json", cases[i], strlen(cases[i]));
+        assert_int_equal(fetch(f, 0, &c, &err), -1);
+        assert_int_equal(err.cls, RC_ERR_INVALID);
+    }
+    write_file(f->dir, "cache.json", "{\"username\": \"u\"}", strlen("{\"username\": \"u\"}"));
+    assert_int_equal(fetch(f, 0, &c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.message, "password"));
+}
+
+static void test_oversized_file_is_refused(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    size_t n = 70 * 1024;
+    char *big = malloc(n);
+    memset(big, 'a', n);
+    write_file(f->dir, "bare", big, n);
+    free(big);
+    assert_int_equal(fetch(f, 1, &c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+}
+
+static void test_symlink_and_fifo_are_refused_without_hanging(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    char p[512];
+    snprintf(p, sizeof p, "%s/cache.json", f->dir);
+    assert_int_equal(symlink("/etc/hostname", p), 0);
+    assert_int_equal(fetch(f, 0, &c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    snprintf(p, sizeof p, "%s/bare", f->dir);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    assert_int_equal(fetch(f, 1, &c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+}
+
+static void test_write_and_rename_wake_the_credential(void **st) {
+    struct fx *f = *st;
+    const struct rc_source_type *t = &redis_creds_plugin.types[0];
+    int fd = t->watch_fd(f->state);
+    assert_true(fd >= 0);
+
+    write_file(f->dir, "cache.json", "{\"password\":\"a\"}", strlen("{\"password\":\"a\"}"));
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    assert_int_equal(poll(&pfd, 1, 2000), 1);
+    t->watch_event(f->state);
+    assert_int_equal(f->m.n_woken, 1);
+    assert_string_equal(f->m.woken[0], "cache");
+
+    /* A writer that renames a hidden temp file into place: IN_MOVED_TO wakes "bare". */
+    write_file(f->dir, ".bare.tmp", "pw", strlen("pw"));
+    char from[512], to[512];
+    snprintf(from, sizeof from, "%s/.bare.tmp", f->dir);
+    snprintf(to, sizeof to, "%s/bare", f->dir);
+    assert_int_equal(rename(from, to), 0);
+    assert_int_equal(poll(&pfd, 1, 2000), 1);
+    t->watch_event(f->state);
+    assert_int_equal(f->m.n_woken, 2);
+    assert_string_equal(f->m.woken[1], "bare");
+
+    /* Unrelated files wake nobody. */
+    write_file(f->dir, "other", "x", strlen("x"));
+    assert_int_equal(poll(&pfd, 1, 2000), 1);
+    t->watch_event(f->state);
+    assert_int_equal(f->m.n_woken, 2);
+}
+
+static void test_path_with_slash_is_fatal_at_open(void **st) {
+    struct mock_host m;
+    char conf[1024];
+    const char *tmp = getenv("REDIS_CREDS_TEST_TMP");
+    snprintf(conf, sizeof conf,
+             "sources = ( { name = \"local\"; type = \"file\"; directory = \"%s\"; } );\n"
+             "credentials = ( { name = \"c\"; source = \"local\"; path = \"../etc/passwd\";\n"
+             "    redis = { endpoints = [ \"127.0.0.1:6379\" ]; }; } );\n", tmp ? tmp : "/tmp");
+    assert_int_equal(mock_host_init(&m, &redis_creds_plugin, conf), 0);
+    size_t n;
+    struct rc_credential *creds = mock_host_credentials(&m, 0, &n);
+    void *state = NULL;
+    struct rc_error err = { 0 };
+    assert_int_equal(redis_creds_plugin.types[0].open(&m.host, &m.cfg->sources[0].node, creds, n, &state, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_non_null(strstr(err.message, "path"));
+    assert_null(state);
+    free(creds);
+    mock_host_fini(&m);
+}
+
+static void test_missing_directory_is_fatal_at_open(void **st) {
+    struct mock_host m;
+    const char *conf =
+        "sources = ( { name = \"local\"; type = \"file\"; directory = \"/nonexistent/redis-creds\"; } );\n"
+        "credentials = ( );\n";
+    assert_int_equal(mock_host_init(&m, &redis_creds_plugin, conf), 0);
+    void *state = NULL;
+    struct rc_error err = { 0 };
+    assert_int_equal(redis_creds_plugin.types[0].open(&m.host, &m.cfg->sources[0].node, NULL, 0, &state, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_non_null(strstr(err.message, "/nonexistent/redis-creds"));
+    mock_host_fini(&m);
+}
+
+int main(void) {
+    secret_init(0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plugin_abi_and_error_class_texts),
+        cmocka_unit_test_setup_teardown(test_json_file_gives_username_password_and_keyed_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reformatted_json_keeps_version_and_new_password_changes_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bare_password_drops_one_newline_and_means_default_user, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_password_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_file_is_not_found, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_json_is_invalid_without_quoting_the_secret, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_types_are_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_file_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_and_fifo_are_refused_without_hanging, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_and_rename_wake_the_credential, setup, teardown),
+        cmocka_unit_test(test_path_with_slash_is_fatal_at_open),
+        cmocka_unit_test(test_missing_directory_is_fatal_at_open),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
