@@ -69,7 +69,7 @@ int runtime_open(const char *dir, struct runtime **ret, char *err, size_t errlen
         pid[n > 0 ? n : 0] = '\0';
         pid[strcspn(pid, "\n")] = '\0';
         if (r == -EBUSY)
-            snprintf(err, errlen, "runtime_dir %s in use by pid %s", dir, pid[0] ? pid : "?");
+            snprintf(err, errlen, "runtime_dir in use by pid %s (%s)", pid[0] ? pid : "?", dir);
         else
             snprintf(err, errlen, "runtime_dir %s: lock: %s", dir, strerror(-r));
         close(lfd);

@@ -1351,7 +1351,7 @@ static const char *endpoint_problem(const char *e) {
     }
     unsigned v = 0;
     size_t nd = 0;
-    for (; is_digit(port[nd]) && nd < 6; nd++)
+    for (; nd < 6 && is_digit(port[nd]); nd++)
         v = v * 10 + (unsigned)(port[nd] - '0');
     if (nd == 0 || port[nd] != '\0' || v == 0 || v > 65535)
         return "has a bad port (1..65535)";

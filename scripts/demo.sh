@@ -81,6 +81,7 @@ stop_pid() {
     return "$rc"
 }
 
+# shellcheck disable=SC2317  # called from the EXIT trap
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -330,10 +331,21 @@ else
     note "checked: no password appears in the agent's log"
 fi
 
+# The verdict: every INCR succeeded and no password reached the log.
+outcome=0
+if ((failed > 0)); then
+    verdict=$(printf 'demo: %d commands, %d failed: the rotation was NOT seamless' "$total" "$failed")
+    outcome=1
+elif ((leaked)); then
+    verdict=$(printf 'demo: %d commands, 0 failed, but a password leaked into the log' "$total")
+    outcome=1
+else
+    verdict=$(printf 'demo: %d commands, 0 failed across a live password rotation' "$total")
+fi
+
 if ((keep)); then
+    printf '\n%s\n' "$verdict"
     # Ctrl-C now ends a demo that has already given its result: exit with that result.
-    outcome=0
-    ((failed == 0 && leaked == 0)) || outcome=1
     trap 'exit $outcome' INT TERM
     say "still running (Ctrl-C stops everything and removes $tmp)"
     note "published file:  $run/demo.json"
@@ -351,12 +363,5 @@ watch_pid=""
 stop_pid "$agent_pid" 10 || rc=$?
 agent_pid=""
 note "agent exited with status $rc"
-if ((failed > 0)); then
-    printf '\ndemo: %d commands, %d failed: the rotation was NOT seamless\n' "$total" "$failed"
-    exit 1
-fi
-if ((leaked)); then
-    printf '\ndemo: %d commands, 0 failed, but a password leaked into the log\n' "$total"
-    exit 1
-fi
-printf '\ndemo: %d commands, 0 failed across a live password rotation\n' "$total"
+printf '\n%s\n' "$verdict"
+exit "$outcome"
