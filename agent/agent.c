@@ -52,15 +52,16 @@ struct cred_job {
     struct job job;
     struct cred_rt *c;
     struct rc_credential rc;
-    /* fetch */
-    int fetch_r;
-    struct rc_candidate cand;
+    /* fetch: cands[0] is the store's current candidate, cands[1] a PEER or HINT */
+    int n_cands;
+    struct rc_candidate cands[RC_MAX_CANDIDATES];
     struct rc_error err;
     uint64_t next_check_usec;
     /* validate */
     char *cur_username;
     struct secret *cur_password;
-    struct validate_result vres;
+    bool check_second;                    /* validate cands[1] too */
+    struct validate_result vres[RC_MAX_CANDIDATES];
 };
 
 struct cred_rt {
@@ -385,17 +386,30 @@ static void fetch_run(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
     const struct rc_source_type *t = c->src->type;
-    memset(&cj->cand, 0, sizeof cj->cand);
-    cj->cand.expires_at = INT64_MIN;
+    memset(cj->cands, 0, sizeof cj->cands);
+    for (size_t i = 0; i < RC_MAX_CANDIDATES; i++)
+        cj->cands[i].expires_at = INT64_MIN;
     memset(&cj->err, 0, sizeof cj->err);
-    cj->fetch_r = t->fetch(c->src->state, &cj->rc, &cj->cand, &cj->err);
-    cj->next_check_usec = cj->fetch_r == 0 && t->next_check ? t->next_check(c->src->state, &cj->rc) : 0;
+    cj->n_cands = t->fetch(c->src->state, &cj->rc, cj->cands, &cj->err);
+    if (cj->n_cands == 0 || cj->n_cands > RC_MAX_CANDIDATES || (cj->n_cands > 0 && !cj->cands[0].password)) {
+        /* A plugin bug; never let it through as a credential. */
+        rc_error_set(&cj->err, RC_ERR_INVALID, "source returned %d candidate(s) without a password", cj->n_cands);
+        cj->n_cands = cj->n_cands > RC_MAX_CANDIDATES ? RC_MAX_CANDIDATES : cj->n_cands;
+        for (int i = 0; i < cj->n_cands; i++) {
+            free(cj->cands[i].username);
+            secret_free(cj->cands[i].password);
+        }
+        memset(cj->cands, 0, sizeof cj->cands);
+        cj->n_cands = -1;
+    }
+    cj->next_check_usec = cj->n_cands > 0 && t->next_check ? t->next_check(c->src->state, &cj->rc) : 0;
 }
 
 static void validate_run(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
-    validate_candidate(&cj->c->cfg->redis, cj->cand.username, cj->cand.password,
-                       cj->cur_username, cj->cur_password, &cj->vres);
+    for (int i = 0; i < (cj->check_second ? 2 : 1); i++)
+        validate_candidate(&cj->c->cfg->redis, cj->cands[i].username, cj->cands[i].password,
+                           cj->cur_username, cj->cur_password, &cj->vres[i]);
 }
 
 static void candidate_clear(struct rc_candidate *cand) {
@@ -405,7 +419,10 @@ static void candidate_clear(struct rc_candidate *cand) {
 }
 
 static void job_clear(struct cred_job *cj) {
-    candidate_clear(&cj->cand);
+    for (size_t i = 0; i < RC_MAX_CANDIDATES; i++)
+        candidate_clear(&cj->cands[i]);
+    cj->n_cands = 0;
+    cj->check_second = false;
     free(cj->cur_username);
     cj->cur_username = NULL;
     cj->cur_password = secret_free(cj->cur_password);
@@ -460,7 +477,8 @@ static void dispatch_next_for_source(struct source_rt *s) {
         }
 }
 
-static void publish(struct cred_rt *c, struct rc_candidate *cand, const char *validated);
+static void publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
+                    const char *validated);
 static void maybe_reload(struct agent *a);
 
 static void store_failed(struct cred_rt *c, const struct rc_error *err) {
@@ -487,6 +505,22 @@ static void store_failed(struct cred_rt *c, const struct rc_error *err) {
     }
 }
 
+/* The store (or the accepted peer) has what we publish: nothing to write. */
+static void still_current(struct cred_rt *c, const char *version, uint64_t next_check_usec) {
+    bool was_failed = cred_failed(c);
+    c->state = CS_CURRENT;
+    if (was_failed)
+        mark_recovered(c);
+    c->pending_version[0] = '\0';
+    backoff_reset(&c->retry);
+    log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = version },
+                "version %s unchanged", version);
+    uint64_t next = c->cfg->poll_interval_usec;
+    if (next_check_usec && next_check_usec < next)
+        next = next_check_usec;
+    schedule(c, next);
+}
+
 static void fetch_done(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
@@ -499,7 +533,7 @@ static void fetch_done(struct job *j) {
         c->phase = PH_IDLE;
         return;
     }
-    if (cj->fetch_r < 0) {
+    if (cj->n_cands < 0) {
         store_failed(c, &cj->err);
         job_clear(cj);
         attempt_done(c);
@@ -507,29 +541,19 @@ static void fetch_done(struct job *j) {
         return;
     }
 
-    if (c->have_cur && strcmp(cj->cand.version, c->cur.cur.version) == 0) {
+    struct rc_candidate *cand = &cj->cands[0];
+    if (c->have_cur && strcmp(cand->version, c->cur.cur.version) == 0) {
         /* The store has what we publish: nothing to do. */
-        bool was_failed = cred_failed(c);
-        c->state = CS_CURRENT;
-        if (was_failed)
-            mark_recovered(c);
-        c->pending_version[0] = '\0';
-        backoff_reset(&c->retry);
-        log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = cj->cand.version },
-                    "version %s unchanged", cj->cand.version);
-        uint64_t next = c->cfg->poll_interval_usec;
-        if (cj->next_check_usec && cj->next_check_usec < next)
-            next = cj->next_check_usec;
-        schedule(c, next);
+        still_current(c, cand->version, cj->next_check_usec);
         job_clear(cj);
         attempt_done(c);
         maybe_reload(a);
         return;
     }
 
-    snprintf(c->pending_version, sizeof c->pending_version, "%s", cj->cand.version);
+    snprintf(c->pending_version, sizeof c->pending_version, "%s", cand->version);
     if (c->cfg->redis.validate == VALIDATE_NONE) {
-        publish(c, &cj->cand, "none");
+        publish(c, cand, NULL, "none");
         schedule(c, c->cfg->poll_interval_usec);
         job_clear(cj);
         attempt_done(c);
@@ -543,11 +567,15 @@ static void fetch_done(struct job *j) {
         cj->cur_username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
         cj->cur_password = secret_dup(c->cur.cur.password);
     }
+    /* A PEER is always judged with the candidate; a HINT (the store's prior version) only
+     * matters when there is no published file to take `previous` from. */
+    cj->check_second = cj->n_cands > 1 &&
+                       (cj->cands[1].role == RC_CAND_PEER || (cj->cands[1].role == RC_CAND_HINT && !c->have_cur));
     cj->job.run = validate_run;
     cj->job.done = validate_done;
     c->phase = PH_VALIDATE;
-    log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = cj->cand.version },
-                "new version %s: validating against %zu endpoint(s)", cj->cand.version,
+    log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = cand->version },
+                "new version %s: validating against %zu endpoint(s)", cand->version,
                 c->cfg->redis.n_endpoints);
     worker_pool_submit(a->p.pool, &cj->job);
 }
@@ -556,18 +584,35 @@ static void validate_done(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
     struct agent *a = c->a;
-    const struct validate_result *v = &cj->vres;
+    const struct validate_result *v = &cj->vres[0];
+    struct rc_candidate *cand = &cj->cands[0], *second = cj->check_second ? &cj->cands[1] : NULL;
+    bool second_ok = second && cj->vres[1].outcome == VALIDATE_PUBLISH;
 
     if (a->stopping) {
         job_clear(cj);
         c->phase = PH_IDLE;
         return;
     }
+    const char *policy = validate_policy_to_string(c->cfg->redis.validate);
+    if (v->outcome != VALIDATE_PUBLISH && second_ok && second->role == RC_CAND_PEER) {
+        /* The preferred candidate fails but its peer works: publish the peer (the
+         * other access key), unless that is what is published already. */
+        snprintf(c->nodes, sizeof c->nodes, "%s", cj->vres[1].nodes);
+        if (c->have_cur && strcmp(second->version, c->cur.cur.version) == 0)
+            still_current(c, second->version, 0);
+        else
+            publish(c, second, NULL, policy);
+        schedule(c, c->cfg->poll_interval_usec);
+        job_clear(cj);
+        attempt_done(c);
+        maybe_reload(a);
+        return;
+    }
     snprintf(c->nodes, sizeof c->nodes, "%s", v->nodes);
-    const char *ver = cj->cand.version;
+    const char *ver = cand->version;
     switch (v->outcome) {
     case VALIDATE_PUBLISH:
-        publish(c, &cj->cand, validate_policy_to_string(c->cfg->redis.validate));
+        publish(c, cand, second_ok ? second : NULL, policy);
         break;
     case VALIDATE_REFUSED:
         c->state = CS_REFUSED;
@@ -605,7 +650,10 @@ static void validate_done(struct job *j) {
     maybe_reload(a);
 }
 
-static void publish(struct cred_rt *c, struct rc_candidate *cand, const char *validated) {
+/* Publishes cand. `previous` is prev when given (a peer or hint that validated), else the
+ * credential published until now. */
+static void publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
+                    const char *validated) {
     struct agent *a = c->a;
     const char *path = config_node_string(&c->cfg->node, "path");
     char source[512], err[512] = "";
@@ -621,7 +669,13 @@ static void publish(struct cred_rt *c, struct rc_candidate *cand, const char *va
     cf.cur.password = cand->password;
     cf.cur.version = strdup(cand->version);
     cf.cur.expires_at = cand->expires_at == INT64_MIN ? CREDFILE_NO_EXPIRY : cand->expires_at;
-    if (c->have_cur) {
+    if (prev) {
+        cf.has_previous = true;   /* borrowed until success */
+        cf.prev = (struct cred_value){ .username = prev->username, .password = prev->password,
+                                       .version = prev->version,
+                                       .expires_at = prev->expires_at == INT64_MIN ? CREDFILE_NO_EXPIRY
+                                                                                  : prev->expires_at };
+    } else if (c->have_cur) {
         cf.has_previous = true;
         cf.prev = c->cur.cur;   /* borrowed until success */
     }
@@ -641,13 +695,20 @@ static void publish(struct cred_rt *c, struct rc_candidate *cand, const char *va
         schedule(c, retry_delay(c));
         return;
     }
-    /* Success: cf owns the candidate and the old current value. */
+    /* Success: cf owns the candidate and its previous value. */
     cand->username = NULL;
     cand->password = NULL;
-    if (c->have_cur) {
+    if (prev) {
+        /* cf.prev points into prev: give cf its own copy of the version string. */
+        cf.prev.version = strdup(prev->version);
+        prev->username = NULL;
+        prev->password = NULL;
+        if (!cf.prev.version) {
+            cred_value_clear(&cf.prev);
+            cf.has_previous = false;
+        }
+    } else if (c->have_cur) {
         c->cur.cur = (struct cred_value){ 0 };
-        cred_value_clear(&c->cur.prev);
-        c->cur.has_previous = false;
     }
     credfile_clear(&c->cur);
     c->cur = cf;

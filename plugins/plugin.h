@@ -11,7 +11,7 @@
  * through struct rc_host (logging with its instance name, config getters, keyed versions);
  * it may use common/ (secret, json, http, duration) through the headers included here.
  *
- * Errors: fetch() returns 0, or -1 with *err filled: an error class and a message without
+ * Errors: fetch() returns the number of candidates, or -1 with *err filled: an error class and a message without
  * secrets ("GET secret/data/redis/cache: 403 permission denied").
  */
 #pragma once
@@ -58,12 +58,28 @@ struct rc_error {
 
 #define RC_VERSION_MAX 128
 
+/* What a candidate is to the host. */
+enum rc_cand_role {
+    /* The store's current credential: the one to publish once it validates. */
+    RC_CAND_CURRENT = 0,
+    /* An equally valid alternative (the other of two access keys): validated in the same
+     * cycle; the host publishes the one Redis accepts, the CURRENT one when both are,
+     * and the other as `previous` when it validated too. */
+    RC_CAND_PEER = 1,
+    /* The store's prior version: used only at start-up, as `previous`, when no published
+     * file exists and only if it validates. */
+    RC_CAND_HINT = 2,
+};
+
+#define RC_MAX_CANDIDATES 2
+
 /* What fetch() hands back. The host takes ownership of password and username. */
 struct rc_candidate {
     char *username;               /* malloc'd; NULL = the default user */
     struct secret *password;
     char version[RC_VERSION_MAX]; /* opaque; equality only */
     int64_t expires_at;           /* unix seconds, or INT64_MIN for none */
+    enum rc_cand_role role;
 };
 
 /* A credential as a plugin sees it. */
@@ -95,9 +111,12 @@ struct rc_source_type {
     int (*open)(const struct rc_host *host, const struct config_node *source,
                 const struct rc_credential *credentials, size_t n_credentials,
                 void **ret_state, struct rc_error *err);
-    /* Fetches the current candidate. 0, or -1 with err. */
-    int (*fetch)(void *state, const struct rc_credential *cred, struct rc_candidate *ret,
-                 struct rc_error *err);
+    /* Fetches the candidates: ret[0] is always the RC_CAND_CURRENT one; at most one more
+     * (a PEER or a HINT) may follow. The host zeroes ret and sets every expires_at to
+     * INT64_MIN before the call. Returns the number of candidates (1 or 2), or -1 with
+     * err. On -1 the plugin has freed whatever it put in ret. */
+    int (*fetch)(void *state, const struct rc_credential *cred,
+                 struct rc_candidate ret[RC_MAX_CANDIDATES], struct rc_error *err);
     /* Optional: usec from now when the source wants the next look (e.g. a TTL), or 0
      * to leave it to poll_interval. Called on a worker right after fetch(). */
     uint64_t (*next_check)(void *state, const struct rc_credential *cred);

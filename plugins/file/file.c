@@ -233,8 +233,8 @@ static int file_parse_json(const char *full, const struct secret *content, struc
     return r;
 }
 
-static int file_fetch(void *state, const struct rc_credential *cred, struct rc_candidate *ret,
-                      struct rc_error *err) {
+static int file_fetch(void *state, const struct rc_credential *cred,
+                      struct rc_candidate ret[RC_MAX_CANDIDATES], struct rc_error *err) {
     struct file_source *s = state;
     const struct file_cred *fc = file_find(s, cred->name);
     _cleanup_secret_ struct secret *content = NULL;
@@ -283,8 +283,8 @@ static int file_fetch(void *state, const struct rc_credential *cred, struct rc_c
         secret_free(c.password);
         return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
     }
-    *ret = c;
-    return 0;
+    ret[0] = c;
+    return 1;
 }
 
 static int file_watch_fd(void *state) {

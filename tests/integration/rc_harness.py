@@ -63,6 +63,11 @@ def free_port():
     return port
 
 
+def closed_port_endpoint():
+    """A loopback endpoint nobody listens on (connection refused)."""
+    return "127.0.0.1:%d" % free_port()
+
+
 def clean_env(extra=None):
     """The environment for a child: ours without anything systemd or the agent reads."""
     env = {k: v for k, v in os.environ.items()
@@ -213,9 +218,13 @@ class NotifyListener:
                 data = self.sock.recv(1 << 16)
             except OSError:
                 continue
-            m = NotifyMessage(time.monotonic(), data.decode("utf-8", "replace"))
+            m = self.parse(time.monotonic(), data)
             with self._lock:
                 self.messages.append(m)
+
+    @staticmethod
+    def parse(t, data):
+        return NotifyMessage(t, data.decode("utf-8", "replace"))
 
     def close(self):
         self._stop.set()
@@ -282,6 +291,34 @@ class NotifyListener:
             fail("timed out waiting for %s; STATUS history: %r"
                  % (what, [v for _, v in self.values("STATUS")][-10:]))
         return self.last_status()
+
+
+class JournalListener(NotifyListener):
+    """Binds a datagram socket in place of journald's native socket and parses entries
+    (KEY=VALUE lines, or KEY, a little-endian 64-bit length, the bytes, for values with a
+    newline). .fields of each message is a dict; .raw the whole datagram as text."""
+
+    @staticmethod
+    def parse(t, data):
+        m = NotifyMessage(t, "")
+        m.raw = data.decode("utf-8", "replace")
+        fields = {}
+        i = 0
+        while i < len(data):
+            nl = data.find(b"\n", i)
+            if nl < 0:
+                break
+            line = data[i:nl]
+            if b"=" in line:
+                k, v = line.split(b"=", 1)
+                fields[k.decode()] = v.decode("utf-8", "replace")
+                i = nl + 1
+            else:
+                (ln,) = struct.unpack_from("<Q", data, nl + 1)
+                fields[line.decode()] = data[nl + 9: nl + 9 + ln].decode("utf-8", "replace")
+                i = nl + 9 + ln + 1
+        m.fields = fields
+        return m
 
 
 # --------------------------------------------------------------------------- inotify
@@ -468,7 +505,7 @@ def write_store_inplace(directory, filename, content):
 
 class Agent:
     def __init__(self, tree, conf, args=(), watchdog_usec=None, notify=True, env=None,
-                 tag="agent"):
+                 tag="agent", journal=False):
         self.tree = tree
         self.conf = conf
         self.check_exit = True
@@ -483,6 +520,14 @@ class Agent:
         if env:
             e.update(env)
         self._logf = open(self.logpath, "wb")
+        self.journal = None
+        if journal:
+            # systemd's way of saying "stderr is the journal": JOURNAL_STREAM=DEV:INO of
+            # stderr; the journal socket itself is injectable (DESIGN §6).
+            self.journal = JournalListener(os.path.join(tree.root, "%s%d.journal" % (tag, n)))
+            st = os.fstat(self._logf.fileno())
+            e["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+            e["REDIS_CREDS_JOURNAL_SOCKET"] = self.journal.path
         self.t_start = time.monotonic()
         self.proc = subprocess.Popen([AGENT_BIN, "-c", conf, "--foreground"] + list(args),
                                      stdin=subprocess.DEVNULL, stdout=self._logf,
@@ -584,6 +629,8 @@ class Agent:
             self._logf.close()
         if self.notify:
             self.notify.close()
+        if self.journal:
+            self.journal.close()
 
 
 # --------------------------------------------------------------------------- a test's world
@@ -717,6 +764,13 @@ class Scenario:
 
     def on_close(self, fn):
         self._closers.append(fn)
+
+    def another_redis(self):
+        """A second redis-server (e.g. another node), stopped at teardown."""
+        r = RedisServer(os.path.join(self.tree.root, "redis%d" % (len(self._closers) + 2)))
+        r.start()
+        self.on_close(r.stop)
+        return r
 
     def run_agent(self, *args, conf=None, timeout=20):
         """Runs the agent to completion (--once, --check-config); returns CompletedProcess."""

@@ -236,3 +236,40 @@ def test_cli_watch_prints_a_line_per_republish(sc):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_cli_status_exits_0_when_current_and_1_otherwise(sc):
+    a, doc = _published(sc)
+    r = sc.run_cli("-c", sc.tree.conf, "status")
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    assert "cache" in r.stdout and doc["version"] in r.stdout, r.stdout
+    assert "pw1" not in r.stdout
+    r = sc.run_cli("-c", sc.tree.conf, "status", "--json")
+    assert r.returncode == 0, (r.returncode, r.stderr)
+    import json
+    j = json.loads(r.stdout)
+    assert "cache" in json.dumps(j) and "pw1" not in r.stdout
+    mark = a.log_mark()
+    sc.store_cred("app", "refused-pw")
+    a.wait_log("refused", since=mark)
+    r = sc.run_cli("-c", sc.tree.conf, "status")
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "refused-pw" not in r.stdout + r.stderr
+
+
+def test_cli_refresh_checks_the_store_now(sc):
+    sc.redis.create_user("app", "pw1", "pw2")
+    sc.store_cred("app", "pw1", atomic=False)
+    sc.write_config()                             # poll_interval 30s
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    outside = os.path.join(sc.tree.root, "outside")
+    os.mkdir(outside, 0o700)
+    os.link(os.path.join(sc.tree.store, "cache.json"), os.path.join(outside, "cache.json"))
+    h.write_store_inplace(outside, "cache.json", h.store_json("app", "pw2"))   # no inotify
+    time.sleep(0.3)
+    assert sc.read_doc()["password"] == "pw1"
+    r = sc.run_cli("-c", sc.tree.conf, "refresh", "cache")
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    sc.wait_published(password="pw2", timeout=3)

@@ -131,3 +131,39 @@ def test_env_and_password_formats_are_written_before_json(sc):
     j1 = order.index("cache.json")
     assert set(order[:j1]) == {"cache.env", "cache.password"}, order
     assert set(order[j1 + 1:-1]) == {"cache.env", "cache.password"} and order[-1] == "cache.json", order
+
+
+def test_world_writable_runtime_dir_is_never_published_into(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    os.mkdir(sc.tree.runtime)
+    os.chmod(sc.tree.runtime, 0o777)
+    a = sc.start_agent()
+    h.wait_until(lambda: not a.alive() or h.is_regular(sc.path("cache.json")), 5,
+                 "the agent to refuse the directory or publish")
+    if h.is_regular(sc.path("cache.json")):
+        assert h.mode_of(sc.tree.runtime) & 0o002 == 0, \
+            "published into a runtime_dir writable by others (§4): %s" % oct(h.mode_of(sc.tree.runtime))
+    else:
+        a.check_exit = False
+        assert a.proc.returncode != 0
+
+
+def test_env_format_refuses_a_password_with_a_quote(sc):
+    bad = "pw'2"
+    sc.redis.create_user("app", "pw1", bad)
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(formats=["json", "env"])])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    mark = a.log_mark()
+    sc.store_cred("app", bad)
+    a.wait_log(lambda l: "env" in l and h.level_is_error(l), since=mark,
+               what="an error about the env format")
+    time.sleep(0.3)
+    env = sc.read_bytes("cache.env")
+    assert env is not None and b"pw'2" not in env, env
+    assert b"REDIS_PASSWORD='pw1'" in env
+    assert a.alive()

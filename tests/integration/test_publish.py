@@ -2,6 +2,7 @@
 (DESIGN §2, §3 `file` source, §4)."""
 import calendar
 import json
+import os
 import time
 
 import rc_harness as h
@@ -116,3 +117,55 @@ def test_empty_store_file_keeps_published_credential_and_logs_error(sc):
     sc.redis.add_password("app", "pw2")
     sc.store_cred("app", "pw2")
     sc.wait_published(password="pw2")
+
+
+def _hardlinked_store(sc, filename="cache.json"):
+    """A second name for the store file outside the watched directory: writes through it
+    raise no inotify event in the store directory."""
+    outside = os.path.join(sc.tree.root, "outside")
+    os.mkdir(outside, 0o700)
+    os.link(os.path.join(sc.tree.store, filename), os.path.join(outside, filename))
+    return outside
+
+
+def test_poll_interval_catches_a_change_inotify_did_not_see(sc):
+    sc.redis.create_user("app", "pw1", "pw2")
+    sc.store_cred("app", "pw1", atomic=False)
+    sc.write_config([sc.cred(poll_interval="1s")])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    outside = _hardlinked_store(sc)
+    h.write_store_inplace(outside, "cache.json", h.store_json("app", "pw2"))
+    sc.wait_published(password="pw2", timeout=4)
+
+
+def test_on_change_hook_runs_after_each_publish_and_sees_the_new_file(sc):
+    sc.redis.create_user("app", "pw1", "pw2")
+    sc.store_cred("app", "pw1")
+    hook = os.path.join(sc.tree.root, "hook.py")
+    out = os.path.join(sc.tree.root, "hook.out")
+    with open(hook, "w") as f:
+        f.write("import json, sys\n"
+                "d = json.load(open(sys.argv[1] + '/cache.json'))\n"
+                "open(sys.argv[2], 'a').write(d['version'] + ' ' + json.dumps(sys.argv[3:]) + '\\n')\n")
+    os.chmod(hook, 0o755)
+    sc.write_config([sc.cred(on_change=["/usr/bin/python3", hook, sc.tree.runtime, out,
+                                        "two words", "$HOME"])])
+    a = sc.start_agent()
+    a.wait_ready()
+    v1 = sc.wait_published(password="pw1")["version"]
+
+    def lines():
+        try:
+            return open(out).read().splitlines()
+        except FileNotFoundError:
+            return []
+    h.wait_until(lambda: len(lines()) >= 1, 5, "the on_change hook to run")
+    assert lines()[0] == v1 + ' ["two words", "$HOME"]', "argv passed as is, no shell: %r" % lines()
+    sc.store_cred("app", "pw2")
+    v2 = sc.wait_published(password="pw2")["version"]
+    h.wait_until(lambda: len(lines()) >= 2, 5, "the on_change hook to run again")
+    assert lines()[1].split()[0] == v2
+    time.sleep(0.3)
+    assert len(lines()) == 2, lines()

@@ -82,3 +82,138 @@ def test_redis_down_at_start_publishes_nothing_and_still_reports_ready(sc):
     sc.redis.start()
     sc.wait_published(password="pw1", timeout=12)
 
+
+
+def test_refused_candidate_is_retried_with_backoff_not_in_a_tight_loop(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    mark = a.log_mark()
+    sc.store_cred("app", "pw2")
+    a.wait_log("refused", since=mark)
+    c = sc.redis.client()
+    c.acl_log_reset()
+    time.sleep(3.5)
+    attempts = sum(int(e.get("count", 1)) for e in c.acl_log()
+                   if e.get("reason") == "auth" and e.get("username") == "app")
+    c.close()
+    # backoff from 1 s (1, 2, 4 ... with jitter): one to three retries in 3.5 s, not hundreds
+    assert 1 <= attempts <= 4, "%d AUTH attempts with the refused candidate in 3.5 s" % attempts
+
+
+def test_newer_store_version_replaces_a_refused_candidate_at_once(sc):
+    sc.redis.create_user("app", "pw1", "pw3")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    mark = a.log_mark()
+    sc.store_cred("app", "pw2")                   # refused
+    a.wait_log("refused", since=mark)
+    t0 = time.monotonic()
+    sc.store_cred("app", "pw3")                   # newer, accepted
+    doc = sc.wait_published(password="pw3", timeout=5)
+    assert time.monotonic() - t0 < 2.0, "a newer version must not wait for the refused one's backoff"
+    assert doc["previous"]["password"] == "pw1"
+
+
+def test_noperm_on_ping_after_auth_still_counts_as_accepted(sc):
+    # a user that may AUTH but run nothing: PING answers -NOPERM (DESIGN §8)
+    sc.redis.acl_setuser("app", "reset", "on", ">pw1", "-@all")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    doc = sc.wait_published(password="pw1", timeout=3)
+    assert doc["validated"] == "all"
+
+
+def test_server_without_any_password_is_a_misconfiguration_not_published(sc):
+    # default user is `nopass`: AUTH <pw> -> "called without any password configured"
+    sc.store("cache.json", "bare-pw-1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready(timeout=8)
+    status = a.notify.wait_status(lambda s: "0/1" in s, timeout=3, what="STATUS '0/1 current'")
+    assert sc.read_bytes() is None
+    assert "refused" not in status, "no password configured is its own status, not 'refused' (§8): %r" % status
+
+
+def test_validate_none_publishes_without_contacting_redis(sc):
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(endpoints=[h.closed_port_endpoint()],
+                             redis_extra={"validate": "none"})])
+    a = sc.start_agent()
+    a.wait_ready()
+    doc = sc.wait_published(password="pw1", timeout=3)
+    assert doc["validated"] == "none"
+
+
+def test_validate_any_publishes_when_one_reachable_node_accepts(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(endpoints=[h.closed_port_endpoint(), sc.redis.endpoint],
+                             redis_extra={"validate": "any"})])
+    a = sc.start_agent()
+    a.wait_ready()
+    doc = sc.wait_published(password="pw1", timeout=3)
+    assert doc["validated"] == "any"
+
+
+def test_validate_any_does_not_publish_when_a_node_refuses_and_none_accepts(sc):
+    r2 = sc.another_redis()
+    sc.redis.create_user("app", "other")
+    r2.create_user("app", "other")
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(endpoints=[sc.redis.endpoint, r2.endpoint],
+                             redis_extra={"validate": "any"})])
+    a = sc.start_agent()
+    a.wait_ready()
+    a.notify.wait_status(lambda s: "refused" in s, timeout=3, what="STATUS refused")
+    assert sc.read_bytes() is None
+
+
+def test_all_does_not_publish_when_one_node_of_two_refuses(sc):
+    r1, r2 = sc.redis, sc.another_redis()
+    r1.create_user("app", "pw1")
+    r2.create_user("app", "other")
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(endpoints=[r1.endpoint, r2.endpoint])])
+    a = sc.start_agent()
+    a.wait_ready()
+    a.notify.wait_status(lambda s: "refused" in s, timeout=3, what="STATUS refused")
+    assert sc.read_bytes() is None
+    r2.add_password("app", "pw1")
+    doc = sc.wait_published(password="pw1", timeout=12)
+    assert doc["validated"] == "all"
+
+
+def test_unreachable_node_blocks_publication_only_while_current_still_works(sc):
+    r1, r2 = sc.redis, sc.another_redis()
+    for r in (r1, r2):
+        r.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(endpoints=[r1.endpoint, r2.endpoint])])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+
+    # r2 goes away; r1 accepts the new candidate but pw1 still works on r1: blocked
+    r2.stop()
+    r1.add_password("app", "pw2")
+    mark = a.log_mark()
+    sc.store_cred("app", "pw2")
+    a.wait_log("unreachable", since=mark, timeout=5)
+    time.sleep(0.5)
+    assert sc.read_doc()["password"] == "pw1", \
+        "published while a node was down and the current credential still worked (§8)"
+
+    # the store's rotation is finished on r1 (old password gone): the current credential
+    # works nowhere any more, so what every reachable node accepts is published
+    r1.remove_password("app", "pw1")
+    doc = sc.wait_published(password="pw2", timeout=12)
+    assert doc["previous"]["password"] == "pw1"

@@ -1136,6 +1136,46 @@ static void test_include_in_string_relative_to_include_dir(void **state) {
     config_free(c);
 }
 
+/* config/agent.conf.example documents every default: it must load, and say what the code does. */
+static void test_reference_example_loads_and_matches_the_defaults(void **state) {
+    char path[PATH_MAX];
+    const char *slash = strrchr(__FILE__, '/');
+    snprintf(path, sizeof path, "%.*s/../../config/agent.conf.example",
+             slash ? (int)(slash - __FILE__) : 1, slash ? __FILE__ : ".");
+    if (access(path, R_OK) < 0)
+        skip();
+    struct config *c = NULL;
+    int r = config_load(path, fake_lookup, NULL, &c, err, sizeof err);
+    if (r != 0)
+        print_error("%s\n", err);
+    assert_int_equal(r, 0);
+
+    struct config *d = load_ok(SRC_LOCAL "credentials = ( { name = \"cache\"; source = \"local\"; "
+                               "path = \"cache\"; " REDIS_OK " } );\n");
+    assert_string_equal(c->agent.runtime_dir, d->agent.runtime_dir);
+    assert_string_equal(c->agent.state_dir, d->agent.state_dir);
+    assert_string_equal(c->agent.group, d->agent.group);
+    assert_string_equal(c->agent.plugin_dir, d->agent.plugin_dir);
+    assert_string_equal(c->agent.control_socket, d->agent.control_socket);
+    assert_int_equal(c->agent.log_level, d->agent.log_level);
+    assert_string_equal(c->agent.metrics_file, d->agent.metrics_file);
+    assert_int_equal(c->agent.workers, d->agent.workers);
+    assert_true(c->agent.startup_timeout_usec == d->agent.startup_timeout_usec);
+    const struct config_credential *a = &c->credentials[0], *b = &d->credentials[0];
+    assert_true(a->poll_interval_usec == b->poll_interval_usec);
+    assert_int_equal(a->mode, b->mode);
+    assert_int_equal(a->formats, b->formats);
+    assert_int_equal(a->redis.cluster, b->redis.cluster);
+    assert_int_equal(a->redis.tls.enabled, b->redis.tls.enabled);
+    assert_int_equal(a->redis.tls.insecure_skip_verify, b->redis.tls.insecure_skip_verify);
+    assert_int_equal(a->redis.validate, b->redis.validate);
+    assert_true(a->redis.timeout_usec == b->redis.timeout_usec);
+    assert_null(a->group);
+    assert_null(a->on_change);
+    config_free(d);
+    config_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_config_loads_every_value),
@@ -1180,6 +1220,7 @@ int main(void) {
         cmocka_unit_test(test_oversized_text_is_refused),
         cmocka_unit_test(test_name_valid_follows_the_contract),
         cmocka_unit_test(test_validate_policy_to_string_names_each_policy),
+        cmocka_unit_test(test_reference_example_loads_and_matches_the_defaults),
         cmocka_unit_test_setup_teardown(test_include_resolves_relative_to_the_config_files_directory,
                                         make_tmpdir, remove_tmpdir),
         cmocka_unit_test_setup_teardown(test_error_in_included_file_names_that_file_and_line,

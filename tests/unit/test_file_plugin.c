@@ -70,10 +70,19 @@ static int teardown(void **st) {
     return 0;
 }
 
+/* One fetch; the file source always hands back exactly one CURRENT candidate. */
 static int fetch(struct fx *f, size_t i, struct rc_candidate *c, struct rc_error *err) {
-    memset(c, 0, sizeof *c);
+    struct rc_candidate cs[RC_MAX_CANDIDATES];
+    memset(cs, 0, sizeof cs);
+    cs[0].expires_at = cs[1].expires_at = INT64_MIN;
     memset(err, 0, sizeof *err);
-    return redis_creds_plugin.types[0].fetch(f->state, &f->creds[i], c, err);
+    int r = redis_creds_plugin.types[0].fetch(f->state, &f->creds[i], cs, err);
+    if (r < 0)
+        return r;
+    assert_int_equal(r, 1);
+    assert_int_equal(cs[0].role, RC_CAND_CURRENT);
+    *c = cs[0];
+    return 0;
 }
 
 static void cand_clear(struct rc_candidate *c) {
