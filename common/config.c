@@ -1206,7 +1206,8 @@ static int parse_agent(struct ctx *x, const config_setting_t *g) {
 /* name = "..." of a source or credential: present, a string, a valid name, unique among
  * the first `n_before` entries of `names`. */
 static int check_entry_name(struct ctx *x, const config_setting_t *e, const char *path,
-                            const char *what, char *const *names, const config_setting_t *const *where,
+                            const char *what, const char *const *names,
+                            const config_setting_t *const *where,
                             size_t n_before, const char **ret) {
     char sub[KEY_PATH_MAX], q[QUOTE_MAX];
     const config_setting_t *m = member(e, "name");
@@ -1238,7 +1239,7 @@ static int parse_sources(struct ctx *x, const config_setting_t *list) {
     c->sources = calloc((size_t)n, sizeof *c->sources);
     x->cred_keys = calloc((size_t)n, sizeof *x->cred_keys);
     const config_setting_t **where = calloc((size_t)n, sizeof *where);
-    char **names = calloc((size_t)n, sizeof *names);
+    const char **names = calloc((size_t)n, sizeof *names);
     if (!c->sources || !x->cred_keys || !where || !names) {
         free(where);
         free(names);
@@ -1257,7 +1258,7 @@ static int parse_sources(struct ctx *x, const config_setting_t *list) {
         }
         if ((r = check_entry_name(x, e, path, "source", names, where, (size_t)i, &name)) < 0)
             goto out;
-        names[i] = (char *)name;
+        names[i] = name;
         where[i] = member(e, "name");
 
         const config_setting_t *m = member(e, "type");
@@ -1564,7 +1565,7 @@ static int parse_credentials(struct ctx *x, const config_setting_t *list) {
         return 0;
     c->credentials = calloc((size_t)n, sizeof *c->credentials);
     const config_setting_t **where = calloc((size_t)n, sizeof *where);
-    char **names = calloc((size_t)n, sizeof *names);
+    const char **names = calloc((size_t)n, sizeof *names);
     if (!c->credentials || !where || !names) {
         r = -ENOMEM;
         goto out;
@@ -1581,7 +1582,7 @@ static int parse_credentials(struct ctx *x, const config_setting_t *list) {
         }
         if ((r = check_entry_name(x, e, path, "credential", names, where, (size_t)i, &name)) < 0)
             goto out;
-        names[i] = (char *)name;
+        names[i] = name;
         where[i] = member(e, "name");
         c->n_credentials = (size_t)i + 1;   /* from here config_free() cleans it up */
         cr->name = xdup(x, name);

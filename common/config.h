@@ -2,7 +2,7 @@
  *
  * config_load() reads the whole file, checks every key against a schema (the host's own
  * keys here, each source type's keys from its plugin through `lookup`), and returns a
- * struct config, or an error naming file, line and key ("agent.conf:12: credentials.[0].
+ * struct config, or an error naming file, line and key ("agent.conf:12: credentials[0].
  * redis.timeout: bad duration \"5x\""). Unknown keys, wrong types, out-of-range integers
  * (libconfig 1.5 wraps silently above INT_MAX: we range-check) and invalid names are
  * errors; integers are accepted for float keys.

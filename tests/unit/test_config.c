@@ -977,7 +977,7 @@ static void write_file(const char *rel, const char *content) {
 }
 
 static int make_tmpdir(void **state) {
-    const char *base = getenv("REDIS_CREDS_TEST_TMP");
+    const char *base = secure_getenv("REDIS_CREDS_TEST_TMP");
     snprintf(tmpdir, sizeof tmpdir, "%s/test_config.XXXXXX", base && *base ? base : "/tmp");
     if (!mkdtemp(tmpdir))
         return -1;
