@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "agent.h"
 #include "backoff.h"
 #include "credfile.h"
@@ -987,6 +989,83 @@ void agent_stop(struct agent *a) {
     a->stopping = true;
     for (size_t i = 0; i < a->n_creds; i++)
         sd_event_source_set_enabled(a->creds[i].timer, SD_EVENT_OFF);
+}
+
+static struct cred_rt *find_cred(struct agent *a, const char *name) {
+    for (size_t i = 0; i < a->n_creds; i++)
+        if (strcmp(a->creds[i].cfg->name, name) == 0)
+            return &a->creds[i];
+    return NULL;
+}
+
+/* A unix time as RFC 3339, or JSON null for "never". */
+static json_t *json_time(int64_t t) {
+    char buf[40];
+    return t > 0 ? json_string(credfile_time_format(t, buf, sizeof buf)) : json_null();
+}
+
+static json_t *json_str_or_null(const char *s) {
+    return s && s[0] ? json_string(s) : json_null();
+}
+
+json_t *agent_status_json(struct agent *a) {
+    json_t *creds = json_array();
+    uint64_t mono = now_mono();
+    int64_t real = now_real();
+    for (size_t i = 0; creds && i < a->n_creds; i++) {
+        const struct cred_rt *c = &a->creds[i];
+        const char *path = config_node_string(&c->cfg->node, "path");
+        int64_t next = c->next_check_mono && c->timer
+                           ? real + (int64_t)((c->next_check_mono > mono ? c->next_check_mono - mono : 0) / USEC_PER_SEC)
+                           : 0;
+        int64_t exp = c->have_cur && c->cur.cur.expires_at != CREDFILE_NO_EXPIRY ? c->cur.cur.expires_at : 0;
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(c->cfg->name));
+        json_object_set_new(o, "source", json_string(c->cfg->source));
+        json_object_set_new(o, "path", json_str_or_null(path));
+        json_object_set_new(o, "state", json_string(cred_state_names[c->state]));
+        json_object_set_new(o, "current", json_boolean(c->state == CS_CURRENT));
+        json_object_set_new(o, "version", json_str_or_null(c->have_cur ? c->cur.cur.version : NULL));
+        json_object_set_new(o, "pending_version", json_str_or_null(c->pending_version));
+        json_object_set_new(o, "validated", json_str_or_null(c->have_cur ? c->cur.validated : NULL));
+        json_object_set_new(o, "nodes", json_str_or_null(c->nodes));
+        json_object_set_new(o, "last_check", json_time(c->last_check));
+        json_object_set_new(o, "last_change", json_time(c->last_change));
+        json_object_set_new(o, "next_check", json_time(next));
+        json_object_set_new(o, "expires_at", json_time(exp));
+        json_object_set_new(o, "expires_in_seconds", exp ? json_integer(exp - real) : json_null());
+        json_object_set_new(o, "last_error", json_str_or_null(c->last_error));
+        json_object_set_new(o, "errors_total", json_integer((json_int_t)c->errors_total));
+        json_array_append_new(creds, o);
+    }
+    return json_pack("{s:b, s:i, s:s, s:b, s:s, s:o}", "ok", 1, "pid", (int)getpid(), "config",
+                     a->p.config_path, "ready", a->ready_sent, "status", a->last_status,
+                     "credentials", creds ? creds : json_array());
+}
+
+int agent_refresh(struct agent *a, const char *name, char *err, size_t errlen) {
+    struct cred_rt *c = find_cred(a, name);
+    if (!c) {
+        snprintf(err, errlen, "no credential named \"%s\"", name);
+        return -ENOENT;
+    }
+    log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = name }, "refresh requested: checking the store now");
+    backoff_reset(&c->retry);
+    if (c->timer)
+        sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+    c->next_check_mono = 0;
+    request_fetch(c);
+    return 0;
+}
+
+int agent_rotate(struct agent *a, const char *name, char *err, size_t errlen) {
+    if (!find_cred(a, name)) {
+        snprintf(err, errlen, "no credential named \"%s\"", name);
+        return -ENOENT;
+    }
+    snprintf(err, errlen, "rotation is not configured for \"%s\": this version of the agent does "
+             "not drive rotations yet (DESIGN section 9)", name);
+    return -EOPNOTSUPP;
 }
 
 int agent_exit_code(const struct agent *a) {

@@ -12,6 +12,7 @@
  */
 #pragma once
 #include <stdbool.h>
+#include <stddef.h>
 #include <systemd/sd-event.h>
 
 #include "config.h"
@@ -39,6 +40,12 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
 void agent_reload(struct agent *a);
 /* SIGTERM: stop scheduling; the caller stops the pool and frees. */
 void agent_stop(struct agent *a);
+/* Control socket requests (loop thread). status: a JSON object without secrets (the
+ * caller decrefs). refresh: check the store now (also after a FATAL error). rotate: drive a
+ * rotation now. 0, or -errno with err ("no credential named X"). */
+struct json_t *agent_status_json(struct agent *a);
+int agent_refresh(struct agent *a, const char *name, char *err, size_t errlen);
+int agent_rotate(struct agent *a, const char *name, char *err, size_t errlen);
 /* --once: 0 when every credential is current, else 1 (valid after the loop exits). */
 int agent_exit_code(const struct agent *a);
 struct agent *agent_free(struct agent *a);

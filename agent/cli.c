@@ -1,10 +1,13 @@
 /* redis-creds: the operator's command line (DESIGN §5).
  *
- * get and watch read the published files directly; they need no agent running. The
- * runtime directory comes from --runtime-dir, else $REDIS_CREDS_RUNTIME_DIR, else the
- * agent group of the config file (-c, default /etc/redis-creds/agent.conf) when that file
- * exists, else /run/redis-creds. A config file that exists but cannot be read is an
- * error, not a silent fallback. Exit codes: 0 success, 1 runtime failure, 2 usage.
+ * get and watch read the published files directly; they need no agent running. status,
+ * refresh and rotate ask the agent through its control socket. The runtime directory
+ * comes from --runtime-dir, else $REDIS_CREDS_RUNTIME_DIR, else the agent group of the
+ * config file (-c, default /etc/redis-creds/agent.conf) when that file exists, else
+ * /run/redis-creds; the control socket likewise (--control-socket,
+ * $REDIS_CREDS_CONTROL_SOCKET, agent.control_socket). A config file that exists but
+ * cannot be read is an error, not a silent fallback. Exit codes: 0 success, 1 runtime
+ * failure, 2 usage or configuration error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +20,11 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
-#include <libconfig.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+
+#include <jansson.h>
 
 #include "config.h"
 #include "credfile.h"
@@ -29,42 +36,161 @@ static void usage(FILE *f) {
             "Commands:\n"
             "  get NAME [--field username|password|version]\n"
             "                print the published credential NAME (the whole JSON file, or one field)\n"
-            "  watch NAME    print a line each time NAME is republished, until interrupted\n\n"
+            "  watch NAME    print a line each time NAME is republished, until interrupted\n"
+            "  status [--json]\n"
+            "                ask the agent for each credential's state; exit 0 when all are current\n"
+            "  refresh NAME  ask the agent to check the store for NAME now\n"
+            "  rotate NAME   ask the agent to rotate NAME now\n\n"
             "Options:\n"
             "  -c, --config FILE      agent config to find runtime_dir in (default %s)\n"
             "      --runtime-dir DIR  the runtime directory (default: $REDIS_CREDS_RUNTIME_DIR,\n"
             "                         the config's agent.runtime_dir, or %s)\n"
+            "      --control-socket P the agent's control socket (default: $REDIS_CREDS_CONTROL_SOCKET,\n"
+            "                         the config's agent.control_socket, or %s)\n"
             "  -h, --help             this text\n",
-            RC_DEFAULT_CONFIG_FILE, RC_DEFAULT_RUNTIME_DIR);
+            RC_DEFAULT_CONFIG_FILE, RC_DEFAULT_RUNTIME_DIR, RC_DEFAULT_CONTROL_SOCKET);
 }
 
-/* Finds the runtime directory as the contract orders it. Returns a malloc'd path. */
-static char *find_runtime_dir(const char *opt_dir, const char *config_path, bool config_given) {
-    if (opt_dir)
-        return strdup(opt_dir);
-    const char *env = secure_getenv("REDIS_CREDS_RUNTIME_DIR");
-    if (env && env[0])
-        return strdup(env);
-    if (access(config_path, F_OK) == 0) {
-        config_t lc;
-        config_init(&lc);
-        if (config_read_file(&lc, config_path) != CONFIG_TRUE) {
-            fprintf(stderr, "redis-creds: %s:%d: %s\n", config_error_file(&lc) ? config_error_file(&lc) : config_path,
-                    config_error_line(&lc), config_error_text(&lc));
-            config_destroy(&lc);
-            return NULL;
+struct cli_paths {
+    char *runtime_dir;
+    char *control_socket;
+};
+
+/* Finds the runtime directory and control socket as the contract orders them: option,
+ * environment, the config's agent group when the file exists, the default. A config file
+ * that exists but cannot be read or parsed is an error, not a silent fallback. */
+static int find_paths(const char *opt_dir, const char *opt_sock, const char *config_path,
+                      bool config_given, struct cli_paths *ret) {
+    const char *env_dir = secure_getenv("REDIS_CREDS_RUNTIME_DIR");
+    const char *env_sock = secure_getenv("REDIS_CREDS_CONTROL_SOCKET");
+    const char *dir = opt_dir ? opt_dir : env_dir && env_dir[0] ? env_dir : NULL;
+    const char *sock = opt_sock ? opt_sock : env_sock && env_sock[0] ? env_sock : NULL;
+    struct config *cfg = NULL;
+
+    if ((!dir || !sock) && (config_given || access(config_path, F_OK) == 0)) {
+        char err[1024];
+        /* No plugin lookup: the CLI needs only the agent group. */
+        if (config_load(config_path, NULL, NULL, &cfg, err, sizeof err) < 0) {
+            fprintf(stderr, "redis-creds: %s\n", err);
+            return -EINVAL;
         }
-        const char *dir = NULL;
-        char *ret = strdup(config_lookup_string(&lc, "agent.runtime_dir", &dir) == CONFIG_TRUE
-                               ? dir : RC_DEFAULT_RUNTIME_DIR);
-        config_destroy(&lc);
-        return ret;
+        if (!dir)
+            dir = cfg->agent.runtime_dir;
+        if (!sock)
+            sock = cfg->agent.control_socket;
     }
-    if (config_given) {
-        fprintf(stderr, "redis-creds: %s: %s\n", config_path, strerror(errno));
+    ret->runtime_dir = strdup(dir ? dir : RC_DEFAULT_RUNTIME_DIR);
+    ret->control_socket = strdup(sock ? sock : RC_DEFAULT_CONTROL_SOCKET);
+    config_free(cfg);
+    return ret->runtime_dir && ret->control_socket ? 0 : -ENOMEM;
+}
+
+/* Sends one request line to the agent and reads its one-line JSON answer. */
+static json_t *ask_agent(const char *sock, const char *request) {
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    if (strlen(sock) >= sizeof sa.sun_path) {
+        fprintf(stderr, "redis-creds: control socket path too long\n");
         return NULL;
     }
-    return strdup(RC_DEFAULT_RUNTIME_DIR);
+    memcpy(sa.sun_path, sock, strlen(sock) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct timeval tv = { .tv_sec = 10 };
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+        fprintf(stderr, "redis-creds: cannot reach the agent at %s: %s\n", sock, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    size_t len = strlen(request);
+    if (write(fd, request, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
+        fprintf(stderr, "redis-creds: %s: %s\n", sock, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    size_t cap = 1 << 20, got = 0;   /* status of many credentials stays far below 1 MiB */
+    char *buf = malloc(cap);
+    ssize_t n = 0;
+    while (buf && got < cap && (n = read(fd, buf + got, cap - got)) > 0)
+        got += (size_t)n;
+    close(fd);
+    if (!buf || n < 0 || got == 0 || got == cap) {
+        fprintf(stderr, "redis-creds: no answer from the agent at %s%s%s\n", sock, n < 0 ? ": " : "",
+                n < 0 ? strerror(errno) : "");
+        free(buf);
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb(buf, got, 0, &jerr);
+    free(buf);
+    if (!json_is_object(j)) {
+        fprintf(stderr, "redis-creds: malformed answer from the agent\n");
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+static const char *jstr(json_t *o, const char *key) {
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "-";
+}
+
+static int cmd_status(const char *sock, int argc, char **argv) {
+    bool as_json = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            as_json = true;
+        else {
+            fprintf(stderr, "redis-creds status: unexpected argument \"%s\"\n", argv[i]);
+            return 2;
+        }
+    }
+    json_t *j = ask_agent(sock, "status");
+    if (!j)
+        return 1;
+    json_t *creds = json_object_get(j, "credentials");
+    bool all_current = json_is_array(creds);
+    size_t i;
+    json_t *c;
+    json_array_foreach(creds, i, c)
+        if (!json_is_true(json_object_get(c, "current")))
+            all_current = false;
+    if (as_json) {
+        json_dumpf(j, stdout, JSON_INDENT(2));
+        fputc('\n', stdout);
+    } else {
+        printf("%-20s %-14s %-20s %-20s %-20s %-20s %-20s %s\n", "NAME", "STATE", "VERSION", "LAST CHECK",
+               "LAST CHANGE", "NEXT CHECK", "EXPIRES", "NODES / LAST ERROR");
+        json_array_foreach(creds, i, c) {
+            const char *err = jstr(c, "last_error");
+            printf("%-20s %-14s %-20s %-20s %-20s %-20s %-20s %s%s%s\n", jstr(c, "name"), jstr(c, "state"),
+                   jstr(c, "version"), jstr(c, "last_check"), jstr(c, "last_change"), jstr(c, "next_check"),
+                   jstr(c, "expires_at"), jstr(c, "nodes"), strcmp(err, "-") ? "; " : "",
+                   strcmp(err, "-") ? err : "");
+        }
+    }
+    json_decref(j);
+    return all_current ? 0 : 1;
+}
+
+static int cmd_request(const char *sock, const char *verb, int argc, char **argv) {
+    if (argc != 1 || !config_name_valid(argv[0])) {
+        fprintf(stderr, "redis-creds %s: %s\n", verb, argc ? "invalid credential name" : "NAME is required");
+        return 2;
+    }
+    char req[128];
+    snprintf(req, sizeof req, "%s %s", verb, argv[0]);
+    json_t *j = ask_agent(sock, req);
+    if (!j)
+        return 1;
+    int rc = 0;
+    if (!json_is_true(json_object_get(j, "ok"))) {
+        fprintf(stderr, "redis-creds %s: %s\n", verb, jstr(j, "error"));
+        rc = 1;
+    }
+    json_decref(j);
+    return rc;
 }
 
 static int read_cred(const char *dir, const char *name, struct credfile *cf) {
@@ -183,10 +309,11 @@ int main(int argc, char **argv) {
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "runtime-dir", required_argument, NULL, 'r' },
+        { "control-socket", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const char *config_path = RC_DEFAULT_CONFIG_FILE, *opt_dir = NULL;
+    const char *config_path = RC_DEFAULT_CONFIG_FILE, *opt_dir = NULL, *opt_sock = NULL;
     bool config_given = false;
     int opt;
     /* '+': stop at the command, its own options follow it. */
@@ -194,6 +321,7 @@ int main(int argc, char **argv) {
         switch (opt) {
         case 'c': config_path = optarg; config_given = true; break;
         case 'r': opt_dir = optarg; break;
+        case 's': opt_sock = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -206,15 +334,29 @@ int main(int argc, char **argv) {
     const char *cmd = argv[optind];
     int cargc = argc - optind - 1;
     char **cargv = argv + optind + 1;
-    if (strcmp(cmd, "get") && strcmp(cmd, "watch")) {
+    bool is_file_cmd = strcmp(cmd, "get") == 0 || strcmp(cmd, "watch") == 0;
+    bool is_agent_cmd = strcmp(cmd, "status") == 0 || strcmp(cmd, "refresh") == 0 || strcmp(cmd, "rotate") == 0;
+    if (!is_file_cmd && !is_agent_cmd) {
         fprintf(stderr, "redis-creds: unknown command \"%s\"\n", cmd);
         usage(stderr);
         return 2;
     }
-    char *dir = find_runtime_dir(opt_dir, config_path, config_given);
-    if (!dir)
+    struct cli_paths paths = { 0 };
+    if (find_paths(opt_dir, opt_sock, config_path, config_given, &paths) < 0) {
+        free(paths.runtime_dir);
+        free(paths.control_socket);
         return 2;
-    int rc = strcmp(cmd, "get") == 0 ? cmd_get(dir, cargc, cargv) : cmd_watch(dir, cargc, cargv);
-    free(dir);
+    }
+    int rc;
+    if (strcmp(cmd, "get") == 0)
+        rc = cmd_get(paths.runtime_dir, cargc, cargv);
+    else if (strcmp(cmd, "watch") == 0)
+        rc = cmd_watch(paths.runtime_dir, cargc, cargv);
+    else if (strcmp(cmd, "status") == 0)
+        rc = cmd_status(paths.control_socket, cargc, cargv);
+    else
+        rc = cmd_request(paths.control_socket, cmd, cargc, cargv);
+    free(paths.runtime_dir);
+    free(paths.control_socket);
     return rc;
 }

@@ -17,6 +17,7 @@
 
 #include "agent.h"
 #include "config.h"
+#include "control.h"
 #include "hostkey.h"
 #include "http.h"
 #include "log.h"
@@ -152,6 +153,9 @@ int main(int argc, char **argv) {
     struct runtime *rt = NULL;
     struct secret *hostkey = NULL;
     struct worker_pool *pool = NULL;
+    struct control *control = NULL;
+    char *control_path = NULL;
+    gid_t agent_gid = (gid_t)-1;
     bool pool_stopped = true;
 
     r = sd_event_default(&event);
@@ -186,6 +190,11 @@ int main(int argc, char **argv) {
         goto out;
     }
     pool_stopped = false;
+    if (!once && (!(control_path = strdup(cfg->agent.control_socket)) ||
+                  runtime_resolve_group(cfg->agent.group, &agent_gid, err, sizeof err) < 0)) {
+        log_error("%s", control_path ? err : "out of memory");
+        goto out;
+    }
 
     struct agent_params params = {
         .event = event, .pool = pool, .runtime = rt, .hostkey = hostkey,
@@ -195,6 +204,11 @@ int main(int argc, char **argv) {
     cfg = NULL;   /* the agent owns it now, or freed it */
     if (r < 0)
         goto out;
+    /* The control socket last: it answers about an agent that exists. --once has none. */
+    if (!once && (r = control_open(event, control_path, agent_gid, lc.agent, &control, err, sizeof err)) < 0) {
+        log_error("%s", err);
+        goto out;
+    }
     log_info("started (%s)%s", config_path, once ? ", one attempt per credential" : "");
 
     r = sd_event_loop(event);
@@ -203,6 +217,8 @@ int main(int argc, char **argv) {
     exit_code = r < 0 ? 1 : once ? agent_exit_code(lc.agent) : 0;
 
 out:
+    control = control_close(control);
+    free(control_path);
     if (!pool_stopped) {
         if (lc.agent)
             agent_stop(lc.agent);
