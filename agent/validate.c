@@ -1,8 +1,25 @@
-/* validate: see validate.h. */
+/* validate: see validate.h.
+ *
+ * Shape of one call:
+ *   1. the node list: the configured endpoints, or (cluster) what a seed lists;
+ *   2. every node: connect (+TLS), AUTH candidate, PING, all at once on up to
+ *      VALIDATE_MAX_THREADS threads (the calling thread is one of them);
+ *   3. the policy; under "all" with nodes down and the rest accepting, the current
+ *      credential is tried on the reachable nodes, again all at once.
+ * Threads only ever touch their own node's slot and read shared, immutable inputs; they
+ * are all joined before the call returns, so nothing outlives it.
+ */
+#include "validate.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "validate.h"
+#include "tls.h"
 
 const char *validate_outcome_to_string(enum validate_outcome o) {
     switch (o) {
@@ -15,91 +32,607 @@ const char *validate_outcome_to_string(enum validate_outcome o) {
     return "?";
 }
 
-/* One node: connect, AUTH, PING. RESP_AUTH_IO covers connect failures too. */
-static enum resp_auth_result check_node(const struct resp_endpoint *ep, uint64_t timeout_usec,
-                                        const char *username, const struct secret *password,
-                                        char *detail, size_t detail_len) {
-    struct resp_conn *c = NULL;
-    if (resp_connect(ep, timeout_usec, &c, detail, detail_len) < 0)
-        return RESP_AUTH_IO;
-    enum resp_auth_result r = resp_auth(c, username, password, detail, detail_len);
-    resp_close(c);
-    return r;
+/* What one node said. The words are what REDIS_CREDS_NODES shows. */
+enum node_state {
+    N_ACCEPTED = 0,
+    N_REFUSED,
+    N_NOPASS,
+    N_UNEXPECTED,
+    N_UNREACHABLE,
+    N_TLS,           /* handshake failed for another reason than the certificate */
+    N_CERT,          /* the certificate did not verify */
+};
+
+static const char *node_word(enum node_state s) {
+    switch (s) {
+    case N_ACCEPTED: return "accepted";
+    case N_REFUSED: return "refused";
+    case N_NOPASS: return "no-password";
+    case N_UNEXPECTED: return "unexpected";
+    case N_UNREACHABLE: return "unreachable";
+    case N_TLS: return "tls-error";
+    case N_CERT: return "certificate-error";
+    }
+    return "?";
 }
 
-/* Appends ",name=result" (no comma first) to the node list. */
-static void append_node(char *buf, size_t size, const char *name, const char *result) {
-    size_t used = strlen(buf);
-    if (used < size)
-        snprintf(buf + used, size - used, "%s%s=%s", used ? "," : "", name, result);
+static bool unreachable(enum node_state s) {
+    return s == N_UNREACHABLE || s == N_TLS || s == N_CERT;
+}
+
+struct vnode {
+    struct resp_endpoint ep;
+    bool ep_ok;               /* ep parsed; else the node is "unexpected" (bad endpoint) */
+    bool replica;
+    char name[300];           /* host:port, for messages */
+    char verify_name[256];    /* TLS: the name its certificate must carry */
+    /* results */
+    enum node_state state;
+    char detail[256];
+    uint64_t usec;
+};
+
+struct vrun {
+    const struct config_redis *redis;
+    struct tls_ctx *tls;      /* NULL: plain TCP */
+};
+
+/* ------------------------------------------------------------------------------------
+ * One node
+ */
+
+static int node_connect(const struct vrun *x, const struct vnode *nd, struct resp_conn **ret,
+                        char *err, size_t errlen) {
+    /* Redis has no TLS on unix sockets; a local socket is not on the network anyway. */
+    if (x->tls && nd->ep.kind == RESP_EP_TCP)
+        return tls_connect(x->tls, &nd->ep, nd->verify_name, x->redis->timeout_usec, ret, err,
+                           errlen);
+    return resp_connect(&nd->ep, x->redis->timeout_usec, ret, err, errlen);
+}
+
+static enum node_state connect_state(int rc) {
+    return rc == -EKEYREJECTED ? N_CERT : rc == -EPROTO ? N_TLS : N_UNREACHABLE;
+}
+
+static enum node_state auth_state(enum resp_auth_result r) {
+    switch (r) {
+    case RESP_AUTH_ACCEPTED: return N_ACCEPTED;
+    case RESP_AUTH_REFUSED: return N_REFUSED;
+    case RESP_AUTH_NOPASS: return N_NOPASS;
+    case RESP_AUTH_UNEXPECTED: return N_UNEXPECTED;
+    case RESP_AUTH_IO: return N_UNREACHABLE;
+    }
+    return N_UNEXPECTED;
+}
+
+static void check_node(const struct vrun *x, struct vnode *nd, const char *username,
+                       const struct secret *password) {
+    struct resp_conn *c = NULL;
+    uint64_t t0 = resp_now_usec();
+    int rc;
+
+    nd->detail[0] = '\0';
+    if (!nd->ep_ok) {
+        nd->state = N_UNEXPECTED;
+        snprintf(nd->detail, sizeof nd->detail, "not a valid endpoint");
+    } else if ((rc = node_connect(x, nd, &c, nd->detail, sizeof nd->detail)) < 0) {
+        nd->state = connect_state(rc);
+    } else {
+        nd->state = auth_state(resp_auth(c, username, password, nd->detail, sizeof nd->detail));
+        resp_close(c);
+    }
+    nd->usec = resp_now_usec() - t0;
+}
+
+/* ------------------------------------------------------------------------------------
+ * All nodes at once
+ */
+
+struct batch {
+    const struct vrun *x;
+    struct vnode *nodes;
+    size_t n;
+    const bool *skip;          /* optional: nodes not to ask */
+    const char *username;
+    const struct secret *password;
+    atomic_size_t next;
+};
+
+static void *batch_worker(void *arg) {
+    struct batch *b = arg;
+
+    for (;;) {
+        size_t i = atomic_fetch_add(&b->next, 1);
+        if (i >= b->n)
+            break;
+        if (!b->skip || !b->skip[i])
+            check_node(b->x, &b->nodes[i], b->username, b->password);
+    }
+    return NULL;
+}
+
+/* Asks every node concurrently and returns when all have answered or timed out. When a
+ * thread cannot be created the ones that exist (at least the caller) share the work:
+ * slower, never wrong. */
+static void check_all(const struct vrun *x, struct vnode *nodes, size_t n, const bool *skip,
+                      const char *username, const struct secret *password) {
+    struct batch b = { .x = x, .nodes = nodes, .n = n, .skip = skip, .username = username,
+                       .password = password };
+    pthread_t th[VALIDATE_MAX_THREADS];
+    size_t want = n < VALIDATE_MAX_THREADS ? n : VALIDATE_MAX_THREADS, started = 0;
+    pthread_attr_t attr;
+    bool have_attr;
+
+    atomic_init(&b.next, 0);
+    /* A node's work needs little stack (16 KiB read buffer, an OpenSSL handshake); the
+     * default 8 MiB per thread would only waste address space. */
+    have_attr = pthread_attr_init(&attr) == 0;
+    if (have_attr)
+        (void)pthread_attr_setstacksize(&attr, 512 * 1024);
+    for (size_t t = 1; t < want; t++) {
+        if (pthread_create(&th[started], have_attr ? &attr : NULL, batch_worker, &b) != 0)
+            break;
+        started++;
+    }
+    if (have_attr)
+        pthread_attr_destroy(&attr);
+    batch_worker(&b);
+    for (size_t t = 0; t < started; t++)
+        pthread_join(th[t], NULL);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Node lists
+ */
+
+static void node_from_endpoint(const struct config_redis *redis, const char *endpoint,
+                               struct vnode *nd) {
+    memset(nd, 0, sizeof *nd);
+    nd->ep_ok = resp_endpoint_parse(endpoint, &nd->ep) == 0;
+    if (nd->ep_ok)
+        resp_endpoint_format(&nd->ep, nd->name, sizeof nd->name);
+    else
+        snprintf(nd->name, sizeof nd->name, "%s", endpoint);
+    snprintf(nd->verify_name, sizeof nd->verify_name, "%s",
+             redis->tls.server_name ? redis->tls.server_name : nd->ep_ok ? nd->ep.host : "");
+}
+
+static struct vnode *configured_nodes(const struct config_redis *redis, size_t *ret_n) {
+    struct vnode *nodes = calloc(redis->n_endpoints ? redis->n_endpoints : 1, sizeof *nodes);
+
+    if (!nodes)
+        return NULL;
+    for (size_t i = 0; i < redis->n_endpoints; i++)
+        node_from_endpoint(redis, redis->endpoints[i], &nodes[i]);
+    *ret_n = redis->n_endpoints;
+    return nodes;
+}
+
+/* Primaries first, then by name: a stable order for messages and REDIS_CREDS_NODES. */
+static int node_cmp(const void *a, const void *b) {
+    const struct vnode *x = a, *y = b;
+
+    if (x->replica != y->replica)
+        return x->replica ? 1 : -1;
+    return strcmp(x->name, y->name);
+}
+
+/* The required nodes of a topology a seed listed. host "" means "the address you asked";
+ * the TLS name is server_name or the seed's host, never what the node advertised. */
+static struct vnode *topology_nodes(const struct config_redis *redis, const struct vnode *seed,
+                                    const struct resp_cluster_node *cn, size_t ncn,
+                                    size_t *ret_n) {
+    struct vnode *nodes = calloc(ncn ? ncn : 1, sizeof *nodes);
+    size_t n = 0;
+
+    if (!nodes)
+        return NULL;
+    for (size_t i = 0; i < ncn; i++) {
+        struct vnode *nd = &nodes[n];
+        uint16_t port;
+
+        if (cn[i].failed || (!cn[i].primary && !redis->validate_replicas))
+            continue;
+        if (redis->tls.enabled)
+            port = cn[i].tls_port ? cn[i].tls_port : cn[i].port;
+        else
+            port = cn[i].port;
+        nd->ep.kind = RESP_EP_TCP;
+        snprintf(nd->ep.host, sizeof nd->ep.host, "%s",
+                 cn[i].host[0] ? cn[i].host : seed->ep.kind == RESP_EP_TCP ? seed->ep.host
+                                                                           : "127.0.0.1");
+        nd->ep.port = port;
+        nd->replica = !cn[i].primary;
+        nd->ep_ok = true;
+        snprintf(nd->verify_name, sizeof nd->verify_name, "%s", seed->verify_name);
+        if (port == 0) {
+            /* Only a TLS port is advertised and we were told to speak plain TCP. */
+            nd->ep_ok = false;
+            snprintf(nd->name, sizeof nd->name, "%s:(no plaintext port; set tls = true)",
+                     nd->ep.host);
+        } else
+            resp_endpoint_format(&nd->ep, nd->name, sizeof nd->name);
+        n++;
+    }
+    qsort(nodes, n, sizeof *nodes, node_cmp);
+    *ret_n = n;
+    return nodes;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Cluster discovery
+ */
+
+enum discovery {
+    D_OK = 0,
+    D_STANDALONE,     /* the seed has cluster support disabled: validate the seeds */
+    D_FAILED,         /* this seed could not give a topology; seed->state says why */
+};
+
+/* The first word of an error reply, printable, for messages. */
+static void reply_word(const redisReply *r, char *buf, size_t size) {
+    size_t n = 0;
+
+    if (r && r->type == REDIS_REPLY_ERROR && r->str)
+        while (n < r->len && n + 1 < size && n < 32 && r->str[n] > 0x20 && r->str[n] < 0x7f) {
+            buf[n] = r->str[n];
+            n++;
+        }
+    buf[n] = '\0';
+}
+
+static bool reply_says(const redisReply *r, const char *phrase) {
+    return r && r->type == REDIS_REPLY_ERROR && r->str && strcasestr(r->str, phrase);
+}
+
+/* Logs in on c: the current credential first (so discovery does not depend on the
+ * candidate), else the candidate. On failure seed->state/detail say why. */
+static bool discovery_login(struct resp_conn *c, struct vnode *seed, const char *cand_user,
+                            const struct secret *cand_pw, const char *cur_user,
+                            const struct secret *cur_pw) {
+    char detail[256];
+    enum resp_auth_result r;
+
+    if (cur_pw) {
+        r = resp_auth(c, cur_user, cur_pw, detail, sizeof detail);
+        if (r == RESP_AUTH_ACCEPTED || r == RESP_AUTH_NOPASS)
+            return true;   /* NOPASS: an open server needs no login to list its nodes */
+        if (r == RESP_AUTH_IO) {
+            seed->state = N_UNREACHABLE;
+            snprintf(seed->detail, sizeof seed->detail, "%s", detail);
+            return false;
+        }
+    }
+    r = resp_auth(c, cand_user, cand_pw, detail, sizeof detail);
+    if (r == RESP_AUTH_ACCEPTED || r == RESP_AUTH_NOPASS)
+        return true;
+    seed->state = auth_state(r);
+    snprintf(seed->detail, sizeof seed->detail, "%s%s", detail,
+             r == RESP_AUTH_REFUSED && cur_pw ? " (cluster discovery: the current credential "
+                                                "was refused too)" : "");
+    return false;
+}
+
+static enum discovery discover_from(const struct vrun *x, struct vnode *seed,
+                                    const char *cand_user, const struct secret *cand_pw,
+                                    const char *cur_user, const struct secret *cur_pw,
+                                    struct resp_cluster_node *cn, size_t max, size_t *ret_n) {
+    static const char *shards[] = { "CLUSTER", "SHARDS" };
+    static const char *slots[] = { "CLUSTER", "SLOTS" };
+    struct resp_conn *c = NULL;
+    redisReply *reply = NULL;
+    char w1[40] = "", w2[40] = "";
+    enum discovery d = D_FAILED;
+    bool from_slots = false;
+    int rc, n;
+
+    seed->detail[0] = '\0';
+    if (!seed->ep_ok) {
+        seed->state = N_UNEXPECTED;
+        snprintf(seed->detail, sizeof seed->detail, "not a valid endpoint");
+        return D_FAILED;
+    }
+    if ((rc = node_connect(x, seed, &c, seed->detail, sizeof seed->detail)) < 0) {
+        seed->state = connect_state(rc);
+        return D_FAILED;
+    }
+    if (!discovery_login(c, seed, cand_user, cand_pw, cur_user, cur_pw))
+        goto out;
+
+    if (resp_command(c, 2, shards, NULL, false, &reply) < 0)
+        goto io;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        if (reply_says(reply, "cluster support disabled")) {
+            d = D_STANDALONE;
+            goto out;
+        }
+        /* Redis < 7.0 ("unknown subcommand"), or a user allowed CLUSTER SLOTS only. */
+        reply_word(reply, w1, sizeof w1);
+        freeReplyObject(reply);
+        reply = NULL;
+        if (resp_command(c, 2, slots, NULL, false, &reply) < 0)
+            goto io;
+        if (reply->type == REDIS_REPLY_ERROR) {
+            if (reply_says(reply, "cluster support disabled")) {
+                d = D_STANDALONE;
+                goto out;
+            }
+            reply_word(reply, w2, sizeof w2);
+            seed->state = N_UNEXPECTED;
+            snprintf(seed->detail, sizeof seed->detail,
+                     "cluster discovery: CLUSTER SHARDS: %s, CLUSTER SLOTS: %s%s", w1, w2,
+                     strcmp(w2, "NOPERM") == 0 ? " (the user needs +cluster|shards or "
+                                                 "+cluster|slots)" : "");
+            goto out;
+        }
+        from_slots = true;
+    }
+    n = from_slots ? resp_cluster_parse_slots(reply, cn, max)
+                   : resp_cluster_parse_shards(reply, cn, max);
+    if (n <= 0) {
+        seed->state = N_UNEXPECTED;
+        snprintf(seed->detail, sizeof seed->detail, "cluster discovery: CLUSTER %s: %s",
+                 from_slots ? "SLOTS" : "SHARDS",
+                 n == 0 ? "no nodes listed (are slots assigned?)"
+                 : n == -E2BIG ? "more nodes than the limit"
+                               : "reply not understood");
+        goto out;
+    }
+    *ret_n = (size_t)n;
+    d = D_OK;
+    goto out;
+io:
+    seed->state = N_UNREACHABLE;
+    snprintf(seed->detail, sizeof seed->detail, "cluster discovery: %s", resp_errstr(c));
+out:
+    if (reply)
+        freeReplyObject(reply);
+    resp_close(c);
+    return d;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Result
+ */
+
+static void append(char *buf, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t size, const char *fmt, ...) {
+    size_t used = strnlen(buf, size);
+    va_list ap;
+
+    if (used + 1 >= size)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(buf + used, size - used, fmt, ap);
+    va_end(ap);
+}
+
+/* "a:1: reason" for one node, "a:1, b:2: reason-of-a" for several (at most 4 named). */
+static void describe(const struct vnode *nodes, size_t n, bool (*pick)(enum node_state),
+                     char *buf, size_t size) {
+    const struct vnode *first = NULL;
+    size_t named = 0, more = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (!pick(nodes[i].state))
+            continue;
+        if (!first)
+            first = &nodes[i];
+        if (named < 4) {
+            append(buf, size, "%s%s", named ? ", " : "", nodes[i].name);
+            named++;
+        } else
+            more++;
+    }
+    if (!first)
+        return;
+    if (more)
+        append(buf, size, " and %zu more", more);
+    append(buf, size, ": %s", first->detail[0] ? first->detail : node_word(first->state));
+}
+
+static bool pick_refused(enum node_state s) { return s == N_REFUSED; }
+static bool pick_nopass(enum node_state s) { return s == N_NOPASS; }
+static bool pick_other(enum node_state s) { return s == N_UNEXPECTED; }
+static bool pick_unreachable(enum node_state s) { return unreachable(s); }
+static bool pick_problem(enum node_state s) { return s != N_ACCEPTED; }
+
+static void tally(const struct vnode *nodes, size_t n, struct validate_result *res) {
+    res->total = (unsigned)n;
+    for (size_t i = 0; i < n; i++) {
+        append(res->nodes, sizeof res->nodes, "%s%s=%s", i ? "," : "", nodes[i].name,
+               node_word(nodes[i].state));
+        if (nodes[i].usec > res->slowest_node_usec)
+            res->slowest_node_usec = nodes[i].usec;
+        switch (nodes[i].state) {
+        case N_ACCEPTED: res->accepted++; break;
+        case N_REFUSED: res->refused++; break;
+        case N_UNREACHABLE:
+        case N_TLS:
+        case N_CERT: res->unreachable++; break;
+        case N_NOPASS:
+        case N_UNEXPECTED: res->other++; break;
+        }
+    }
+}
+
+/* The policy over tallied nodes. Needs the current credential only in one case (below). */
+static void decide(const struct vrun *x, struct vnode *nodes, size_t n,
+                   const char *current_username, const struct secret *current_password,
+                   struct validate_result *res) {
+    const struct config_redis *redis = x->redis;
+    bool (*why)(enum node_state) = pick_problem;
+    bool nopass = false;
+
+    for (size_t i = 0; i < n; i++)
+        nopass = nopass || nodes[i].state == N_NOPASS;
+
+    if (nopass) {
+        /* reported as such whatever the other nodes said */
+        res->outcome = VALIDATE_MISCONFIGURED;
+        why = pick_nopass;
+    } else if (redis->validate == VALIDATE_ANY) {
+        res->outcome = res->accepted > 0 ? VALIDATE_PUBLISH
+                     : res->refused > 0  ? VALIDATE_REFUSED
+                     : res->other > 0    ? VALIDATE_ERROR
+                                         : VALIDATE_UNREACHABLE;
+        why = res->accepted > 0 ? pick_problem : res->refused > 0 ? pick_refused
+            : res->other > 0 ? pick_other : pick_unreachable;
+    } else if (res->refused > 0) {
+        res->outcome = VALIDATE_REFUSED;
+        why = pick_refused;
+    } else if (res->other > 0) {
+        res->outcome = VALIDATE_ERROR;
+        why = pick_other;
+    } else if (res->unreachable == 0) {
+        res->outcome = VALIDATE_PUBLISH;
+    } else if (res->accepted == 0) {
+        res->outcome = VALIDATE_UNREACHABLE;
+        why = pick_unreachable;
+    } else {
+        /* Some nodes down, the rest accept. Publish only when the current credential
+         * works nowhere any more among the reachable nodes (DESIGN §8). */
+        bool current_works = false;
+        why = pick_unreachable;
+        if (current_password) {
+            struct vnode *cur = malloc(n * sizeof *cur);
+            bool *skip = calloc(n, sizeof *skip);
+            if (cur && skip) {
+                memcpy(cur, nodes, n * sizeof *cur);
+                for (size_t i = 0; i < n; i++)
+                    skip[i] = unreachable(nodes[i].state);
+                check_all(x, cur, n, skip, current_username, current_password);
+                for (size_t i = 0; i < n; i++)
+                    current_works = current_works || (!skip[i] && cur[i].state == N_ACCEPTED);
+            } else
+                current_works = true;   /* cannot tell: the safe side is to keep it */
+            free(cur);
+            free(skip);
+        }
+        res->outcome = current_works ? VALIDATE_UNREACHABLE : VALIDATE_PUBLISH;
+    }
+    describe(nodes, n, why, res->detail, sizeof res->detail);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Entry points
+ */
+
+static void fail_all(struct validate_result *res, enum validate_outcome o, const char *fmt,
+                     ...) __attribute__((format(printf, 3, 4)));
+static void fail_all(struct validate_result *res, enum validate_outcome o, const char *fmt,
+                     ...) {
+    va_list ap;
+
+    res->outcome = o;
+    va_start(ap, fmt);
+    (void)vsnprintf(res->detail, sizeof res->detail, fmt, ap);
+    va_end(ap);
 }
 
 void validate_candidate(const struct config_redis *redis,
                         const char *username, const struct secret *password,
                         const char *current_username, const struct secret *current_password,
                         struct validate_result *ret) {
-    struct validate_result res = { .total = (unsigned)redis->n_endpoints };
-    bool reachable[64] = { false };
-    struct resp_endpoint eps[64];
-    size_t n = redis->n_endpoints < 64 ? redis->n_endpoints : 64;
+    struct validate_result res = { .outcome = VALIDATE_PUBLISH };
+    struct vrun x = { .redis = redis };
+    struct vnode *nodes = NULL, *seeds = NULL;
+    struct resp_cluster_node *cn = NULL;
+    uint64_t t0 = resp_now_usec();
+    size_t n = 0, nseeds = 0;
 
-    /* Nodes are checked one after another for now; cluster discovery and concurrent
-     * validation replace this loop (the result shape already counts nodes). */
-    for (size_t i = 0; i < n; i++) {
-        char detail[256] = "", name[300];
-        enum resp_auth_result r;
-        if (resp_endpoint_parse(redis->endpoints[i], &eps[i]) < 0) {
-            snprintf(detail, sizeof detail, "bad endpoint");
-            snprintf(name, sizeof name, "%s", redis->endpoints[i]);
-            r = RESP_AUTH_UNEXPECTED;
-        } else {
-            r = check_node(&eps[i], redis->timeout_usec, username, password, detail, sizeof detail);
-            resp_endpoint_format(&eps[i], name, sizeof name);
+    if (redis->tls.enabled) {
+        struct tls_options o = {
+            .ca_file = redis->tls.ca_file, .ca_path = redis->tls.ca_path,
+            .cert_file = redis->tls.cert_file, .key_file = redis->tls.key_file,
+            .insecure_skip_verify = redis->tls.insecure_skip_verify,
+        };
+        char err[400];
+        if (tls_ctx_new(&o, &x.tls, err, sizeof err) < 0) {
+            /* Our own TLS set-up is broken: no node can be asked. Retried like an
+             * unreachable Redis, since the files may yet appear. */
+            res.total = (unsigned)redis->n_endpoints;
+            res.unreachable = res.total;
+            for (size_t i = 0; i < redis->n_endpoints; i++)
+                append(res.nodes, sizeof res.nodes, "%s%s=tls-error", i ? "," : "",
+                       redis->endpoints[i]);
+            fail_all(&res, VALIDATE_UNREACHABLE, "%s", err);
+            goto done;
         }
-        append_node(res.nodes, sizeof res.nodes, name, resp_auth_result_to_string(r));
-        reachable[i] = r != RESP_AUTH_IO;
-        switch (r) {
-        case RESP_AUTH_ACCEPTED: res.accepted++; break;
-        case RESP_AUTH_REFUSED: res.refused++; break;
-        case RESP_AUTH_IO: res.unreachable++; break;
-        case RESP_AUTH_NOPASS:
-        case RESP_AUTH_UNEXPECTED: res.other++; break;
-        }
-        if (r != RESP_AUTH_ACCEPTED && !res.detail[0])
-            snprintf(res.detail, sizeof res.detail, "%s: %s", name, detail);
-        if (r == RESP_AUTH_NOPASS && res.outcome == VALIDATE_PUBLISH)
-            res.outcome = VALIDATE_MISCONFIGURED;
     }
 
-    if (res.outcome == VALIDATE_MISCONFIGURED) {
-        /* reported as such whatever the other nodes said */
-    } else if (redis->validate == VALIDATE_ANY) {
-        res.outcome = res.accepted > 0 ? VALIDATE_PUBLISH
-                    : res.refused > 0  ? VALIDATE_REFUSED
-                    : res.other > 0    ? VALIDATE_ERROR
-                                       : VALIDATE_UNREACHABLE;
-    } else if (res.refused > 0) {
-        res.outcome = VALIDATE_REFUSED;
-    } else if (res.other > 0) {
-        res.outcome = VALIDATE_ERROR;
-    } else if (res.unreachable == 0) {
-        res.outcome = VALIDATE_PUBLISH;
-    } else if (res.accepted == 0) {
-        res.outcome = VALIDATE_UNREACHABLE;
-    } else {
-        /* Some nodes down, the rest accept. Publish only when the current credential
-         * works nowhere any more among the reachable nodes (DESIGN §8). */
-        bool current_works = false;
-        if (current_password) {
-            for (size_t i = 0; i < n && !current_works; i++) {
-                char detail[256];
-                if (reachable[i] &&
-                    check_node(&eps[i], redis->timeout_usec, current_username, current_password,
-                               detail, sizeof detail) == RESP_AUTH_ACCEPTED)
-                    current_works = true;
+    if (redis->cluster) {
+        size_t ncn = 0;
+        uint64_t d0 = resp_now_usec();
+        enum discovery d = D_FAILED;
+
+        seeds = configured_nodes(redis, &nseeds);
+        cn = calloc(VALIDATE_MAX_NODES, sizeof *cn);
+        if (!seeds || !cn) {
+            fail_all(&res, VALIDATE_ERROR, "out of memory");
+            goto done;
+        }
+        /* One seed after another: the first healthy one answers in one round trip. */
+        size_t i;
+        for (i = 0; i < nseeds; i++) {
+            d = discover_from(&x, &seeds[i], username, password, current_username,
+                              current_password, cn, VALIDATE_MAX_NODES, &ncn);
+            if (d != D_FAILED)
+                break;
+        }
+        res.discovery_usec = resp_now_usec() - d0;
+        if (d == D_OK) {
+            res.discovered = true;
+            nodes = topology_nodes(redis, &seeds[i], cn, ncn, &n);
+            if (!nodes) {
+                fail_all(&res, VALIDATE_ERROR, "out of memory");
+                goto done;
             }
+        } else if (d == D_FAILED) {
+            /* No seed gave a topology: the seeds' own answers decide. */
+            tally(seeds, nseeds, &res);
+            decide(&x, seeds, nseeds, NULL, NULL, &res);
+            if (res.outcome == VALIDATE_PUBLISH)   /* cannot happen: a seed failed */
+                res.outcome = VALIDATE_ERROR;
+            goto done;
         }
-        res.outcome = current_works ? VALIDATE_UNREACHABLE : VALIDATE_PUBLISH;
+        /* D_STANDALONE: not a cluster after all; the configured endpoints are the nodes. */
     }
+    if (!nodes) {
+        nodes = configured_nodes(redis, &n);
+        if (!nodes) {
+            fail_all(&res, VALIDATE_ERROR, "out of memory");
+            goto done;
+        }
+    }
+
+    check_all(&x, nodes, n, NULL, username, password);
+    tally(nodes, n, &res);
+    decide(&x, nodes, n, current_username, current_password, &res);
+
+done:
+    res.elapsed_usec = resp_now_usec() - t0;
+    free(nodes);
+    free(seeds);
+    free(cn);
+    tls_ctx_free(x.tls);
     *ret = res;
+}
+
+size_t validate_config_warnings(const struct config_redis *redis, const char **ret, size_t max) {
+    size_t n = 0;
+
+    if (redis->tls.enabled && redis->tls.insecure_skip_verify && n < max)
+        ret[n++] = "redis.tls_insecure_skip_verify = true: the Redis servers' certificates "
+                   "are not verified, so anyone on the network path can pose as Redis and "
+                   "collect every candidate password; never use this in production";
+    if (!redis->tls.enabled && (redis->tls.ca_file || redis->tls.ca_path ||
+                                redis->tls.cert_file || redis->tls.key_file ||
+                                redis->tls.server_name || redis->tls.insecure_skip_verify) &&
+        n < max)
+        ret[n++] = "redis: TLS settings (ca_file, ca_path, cert_file, key_file, server_name, "
+                   "tls_insecure_skip_verify) are set but tls = false: connecting without TLS";
+    return n;
 }

@@ -75,6 +75,7 @@ static const struct config_key agent_keys[] = {
 static const struct config_key redis_keys[] = {
     { .name = "endpoints", .type = CONFIG_T_STRING_LIST, .required = true },
     { .name = "cluster", .type = CONFIG_T_BOOL, .default_value = "false" },
+    { .name = "validate_replicas", .type = CONFIG_T_BOOL, .default_value = "false" },
     { .name = "tls", .type = CONFIG_T_BOOL, .default_value = "false" },
     { .name = "ca_file", .type = CONFIG_T_STRING },
     { .name = "ca_path", .type = CONFIG_T_STRING },
@@ -1432,6 +1433,7 @@ static int parse_redis(struct ctx *x, const struct config_node *cn, const char *
         rd->n_endpoints = i + 1;
     }
     rd->cluster = config_node_bool(&n, "cluster");
+    rd->validate_replicas = config_node_bool(&n, "validate_replicas");
     rd->tls.enabled = config_node_bool(&n, "tls");
     rd->tls.ca_file = opt_string(x, &n, "ca_file");
     rd->tls.ca_path = opt_string(x, &n, "ca_path");

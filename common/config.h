@@ -77,6 +77,7 @@ struct config_redis {
     char **endpoints;
     size_t n_endpoints;
     bool cluster;
+    bool validate_replicas;        /* cluster: replicas must accept too, not only primaries */
     struct config_tls tls;
     enum validate_policy validate;
     uint64_t timeout_usec;

@@ -407,7 +407,7 @@ struct sock_transport {
 
 /* Waits until fd is ready for events (or has an error/hangup, which the next syscall
  * reports) or the deadline passes. EINTR restarts with the remaining time. */
-static int wait_fd(int fd, short events, uint64_t deadline) {
+int resp_wait_fd(int fd, short events, uint64_t deadline) {
     for (;;) {
         uint64_t now = resp_now_usec();
         struct pollfd p = {.fd = fd, .events = events};
@@ -441,7 +441,7 @@ static ssize_t sock_read(struct resp_transport *t, void *buf, size_t len, uint64
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        rc = wait_fd(s->fd, POLLIN, deadline);
+        rc = resp_wait_fd(s->fd, POLLIN, deadline);
         if (rc < 0)
             return rc;
     }
@@ -461,7 +461,7 @@ static ssize_t sock_write(struct resp_transport *t, const void *buf, size_t len,
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        rc = wait_fd(s->fd, POLLOUT, deadline);
+        rc = resp_wait_fd(s->fd, POLLOUT, deadline);
         if (rc < 0)
             return rc;
     }
@@ -521,6 +521,16 @@ static const char *io_reason(int err, uint64_t timeout_usec, char *buf, size_t s
         return buf;
     }
     return strerror_r(-err, buf, size);   /* GNU: returns buf or a static string */
+}
+
+/* The transport's own words for a failure when it has them (a TLS alert), else the
+ * errno's. A timeout is always ours: it names the configured timeout. */
+static const char *transport_reason(const struct resp_conn *c, int err, char *buf, size_t size) {
+    const char *s;
+
+    if (err != -ETIMEDOUT && c->t->errstr && (s = c->t->errstr(c->t)) && *s)
+        return s;
+    return io_reason(err, c->timeout_usec, buf, size);
 }
 
 /* Takes ownership of t: on failure t is closed. */
@@ -600,7 +610,7 @@ static int read_reply(struct resp_conn *c, uint64_t deadline, redisReply **ret) 
         }
         if (n < 0) {
             rc = n >= -4095 ? (int)n : -EIO;   /* a transport must return -errno */
-            conn_fail(c, rc, "read: %s", io_reason(rc, c->timeout_usec, why, sizeof(why)));
+            conn_fail(c, rc, "read: %s", transport_reason(c, rc, why, sizeof(why)));
             break;
         }
         rc = resp_reader_feed(c->reader, buf, (size_t)n);
@@ -646,7 +656,7 @@ static int command(struct resp_conn *c, int argc, const char **argv, const size_
         explicit_bzero(cmd, (size_t)len);
     free(cmd);
     if (rc < 0)
-        return conn_fail(c, rc, "write: %s", io_reason(rc, c->timeout_usec, why, sizeof(why)));
+        return conn_fail(c, rc, "write: %s", transport_reason(c, rc, why, sizeof(why)));
 
     return read_reply(c, deadline, ret);
 }
@@ -783,7 +793,7 @@ static int connect_fd(int fd, const struct sockaddr *sa, socklen_t salen, uint64
         }
         case EINPROGRESS:
         case EALREADY:
-            rc = wait_fd(fd, POLLOUT, deadline);
+            rc = resp_wait_fd(fd, POLLOUT, deadline);
             if (rc < 0)
                 return rc;
             if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &l) < 0)
@@ -893,16 +903,14 @@ static int connect_tcp(const struct resp_endpoint *ep, uint64_t deadline, int *r
     return rc;
 }
 
-int resp_connect(const struct resp_endpoint *ep, uint64_t timeout_usec,
-                 struct resp_conn **ret, char *err, size_t errlen) {
+int resp_socket_connect(const struct resp_endpoint *ep, uint64_t timeout_usec, int *ret_fd,
+                        char *err, size_t errlen) {
     char epname[300], detail[NI_MAXHOST + 16] = "", why[96];
-    struct resp_transport *t;
-    struct resp_conn *c;
-    uint64_t deadline = deadline_after(timeout_usec);
     bool resolve_failed = false;
+    uint64_t deadline = deadline_after(timeout_usec);
     int fd = -1, rc;
 
-    if (!ep || !ret) {
+    if (!ep || !ret_fd) {
         fmt_msg(err, errlen, "connect: invalid arguments");
         return -EINVAL;
     }
@@ -923,7 +931,26 @@ int resp_connect(const struct resp_endpoint *ep, uint64_t timeout_usec,
                     io_reason(rc, timeout_usec, why, sizeof(why)));
         return rc;
     }
+    *ret_fd = fd;
+    return 0;
+}
 
+int resp_connect(const struct resp_endpoint *ep, uint64_t timeout_usec,
+                 struct resp_conn **ret, char *err, size_t errlen) {
+    char epname[300];
+    struct resp_transport *t;
+    struct resp_conn *c;
+    int fd = -1, rc;
+
+    if (!ep || !ret) {
+        fmt_msg(err, errlen, "connect: invalid arguments");
+        return -EINVAL;
+    }
+    rc = resp_socket_connect(ep, timeout_usec, &fd, err, errlen);
+    if (rc < 0)
+        return rc;
+
+    resp_endpoint_format(ep, epname, sizeof(epname));
     t = sock_transport_new(fd);
     if (!t) {
         (void)close(fd);
@@ -1081,4 +1108,181 @@ enum resp_auth_result resp_auth(struct resp_conn *c, const char *username,
     }
     free_secret_reply(reply);
     return res;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Cluster topology
+ */
+
+static bool is_str(const redisReply *r) {
+    return r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) && r->str;
+}
+
+static bool str_is(const redisReply *r, const char *s) {
+    return is_str(r) && r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
+}
+
+/* What a node advertises as its address: a host name or an address literal, checked as
+ * resp_endpoint_parse() checks a configured one. "" for "?" / empty (unknown). */
+static int take_host(const redisReply *r, char *host, size_t size) {
+    if (!r || r->type == REDIS_REPLY_NIL) {
+        host[0] = '\0';
+        return 0;
+    }
+    if (!is_str(r) || memchr(r->str, '\0', r->len))
+        return -EPROTO;
+    if (r->len == 0 || (r->len == 1 && r->str[0] == '?')) {
+        host[0] = '\0';
+        return 0;
+    }
+    if (r->len >= size || r->len > 253)
+        return -EPROTO;
+    if (memchr(r->str, ':', r->len)) {
+        if (!is_ipv6_literal(r->str, r->len))
+            return -EPROTO;
+    } else {
+        for (size_t i = 0; i < r->len; i++)
+            if (!is_host_char(r->str[i]))
+                return -EPROTO;
+    }
+    memcpy(host, r->str, r->len);
+    host[r->len] = '\0';
+    return 0;
+}
+
+static int take_port(const redisReply *r, uint16_t *ret) {
+    if (!r || r->type != REDIS_REPLY_INTEGER || r->integer < 0 || r->integer > 65535)
+        return -EPROTO;
+    *ret = (uint16_t)r->integer;
+    return 0;
+}
+
+/* Adds n unless a node with the same address is there already. */
+static int add_node(struct resp_cluster_node *nodes, size_t max, size_t *count,
+                    const struct resp_cluster_node *n) {
+    for (size_t i = 0; i < *count && i < max; i++)
+        if (strcmp(nodes[i].host, n->host) == 0 && nodes[i].port == n->port &&
+            nodes[i].tls_port == n->tls_port) {
+            nodes[i].primary = nodes[i].primary || n->primary;
+            return 0;
+        }
+    if (*count < max)
+        nodes[*count] = *n;
+    (*count)++;
+    return 0;
+}
+
+/* One node of CLUSTER SHARDS: a flat map [key, value, ...]. */
+static int parse_shard_node(const redisReply *m, struct resp_cluster_node *ret) {
+    struct resp_cluster_node n = {0};
+    char ip[256] = "", endpoint[256] = "";
+    bool have_role = false;
+    int rc;
+
+    if (!m || m->type != REDIS_REPLY_ARRAY || m->elements % 2)
+        return -EPROTO;
+    for (size_t i = 0; i < m->elements; i += 2) {
+        const redisReply *k = m->element[i], *v = m->element[i + 1];
+
+        if (!is_str(k))
+            return -EPROTO;
+        if (str_is(k, "ip"))
+            rc = take_host(v, ip, sizeof(ip));
+        else if (str_is(k, "endpoint"))
+            rc = take_host(v, endpoint, sizeof(endpoint));
+        else if (str_is(k, "port"))
+            rc = take_port(v, &n.port);
+        else if (str_is(k, "tls-port"))
+            rc = take_port(v, &n.tls_port);
+        else if (str_is(k, "role")) {
+            if (!is_str(v))
+                return -EPROTO;
+            n.primary = str_is(v, "master") || str_is(v, "primary");
+            have_role = true;
+            rc = 0;
+        } else if (str_is(k, "health")) {
+            if (!is_str(v))
+                return -EPROTO;
+            n.failed = str_is(v, "failed") || str_is(v, "fail");
+            rc = 0;
+        } else
+            rc = 0;   /* id, hostname, replication-offset, and whatever comes later */
+        if (rc < 0)
+            return rc;
+    }
+    if (!have_role || (n.port == 0 && n.tls_port == 0))
+        return -EPROTO;
+    /* "endpoint" is what the server tells clients to use (cluster-preferred-endpoint-type);
+     * servers before it existed only have "ip". */
+    memcpy(n.host, endpoint[0] ? endpoint : ip, sizeof(n.host));
+    *ret = n;
+    return 0;
+}
+
+int resp_cluster_parse_shards(const redisReply *r, struct resp_cluster_node *nodes, size_t max) {
+    size_t count = 0;
+
+    if (!r || r->type != REDIS_REPLY_ARRAY || (!nodes && max))
+        return -EPROTO;
+    for (size_t s = 0; s < r->elements; s++) {
+        const redisReply *shard = r->element[s], *list = NULL;
+
+        if (!shard || shard->type != REDIS_REPLY_ARRAY || shard->elements % 2)
+            return -EPROTO;
+        for (size_t i = 0; i < shard->elements; i += 2) {
+            if (!is_str(shard->element[i]))
+                return -EPROTO;
+            if (str_is(shard->element[i], "nodes"))
+                list = shard->element[i + 1];
+        }
+        if (!list || list->type != REDIS_REPLY_ARRAY)
+            return -EPROTO;
+        for (size_t i = 0; i < list->elements; i++) {
+            struct resp_cluster_node n;
+            int rc = parse_shard_node(list->element[i], &n);
+
+            if (rc < 0)
+                return rc;
+            add_node(nodes, max, &count, &n);
+        }
+    }
+    if (count > max)
+        return -E2BIG;
+    return count > INT_MAX ? -E2BIG : (int)count;
+}
+
+int resp_cluster_parse_slots(const redisReply *r, struct resp_cluster_node *nodes, size_t max) {
+    size_t count = 0;
+
+    if (!r || r->type != REDIS_REPLY_ARRAY || (!nodes && max))
+        return -EPROTO;
+    for (size_t s = 0; s < r->elements; s++) {
+        const redisReply *range = r->element[s];
+
+        /* [start, end, primary, replica...] */
+        if (!range || range->type != REDIS_REPLY_ARRAY || range->elements < 3 ||
+            range->element[0]->type != REDIS_REPLY_INTEGER ||
+            range->element[1]->type != REDIS_REPLY_INTEGER)
+            return -EPROTO;
+        for (size_t i = 2; i < range->elements; i++) {
+            const redisReply *node = range->element[i];
+            struct resp_cluster_node n = {0};
+            int rc;
+
+            /* [ip, port, id (Redis >= 3.2), metadata map (>= 7.0)] */
+            if (!node || node->type != REDIS_REPLY_ARRAY || node->elements < 2)
+                return -EPROTO;
+            if ((rc = take_host(node->element[0], n.host, sizeof(n.host))) < 0 ||
+                (rc = take_port(node->element[1], &n.port)) < 0)
+                return rc;
+            if (n.port == 0)
+                return -EPROTO;
+            n.tls_port = n.port;
+            n.primary = i == 2;
+            add_node(nodes, max, &count, &n);
+        }
+    }
+    if (count > max)
+        return -E2BIG;
+    return count > INT_MAX ? -E2BIG : (int)count;
 }

@@ -56,7 +56,19 @@ struct resp_transport {
     ssize_t (*read)(struct resp_transport *t, void *buf, size_t len, uint64_t deadline);
     ssize_t (*write)(struct resp_transport *t, const void *buf, size_t len, uint64_t deadline);
     void (*close)(struct resp_transport *t);   /* closes and frees */
+    /* Optional (NULL: strerror of the -errno): why the last read or write failed, for
+     * transports whose errors say more than an errno can (TLS alerts). Never secrets. */
+    const char *(*errstr)(struct resp_transport *t);
 };
+
+/* Connects a non-blocking, close-on-exec stream socket to ep (TCP: every resolved address
+ * in turn, TCP_NODELAY) within timeout_usec. Returns 0 and the fd, or -errno with
+ * "connect <ep>: <why>" in err. For transports that wrap the socket (TLS). */
+int resp_socket_connect(const struct resp_endpoint *ep, uint64_t timeout_usec, int *ret_fd,
+                        char *err, size_t errlen);
+/* Waits until fd is ready for events (poll() flags), has an error or hangup, or the
+ * deadline passes (-ETIMEDOUT). EINTR restarts with the time left. 0 or -errno. */
+int resp_wait_fd(int fd, short events, uint64_t deadline);
 
 /* --- connection --- */
 struct resp_conn;
@@ -94,3 +106,22 @@ enum resp_auth_result resp_auth(struct resp_conn *c, const char *username,
                                 const struct secret *password, char *detail, size_t detail_len);
 
 uint64_t resp_now_usec(void);   /* CLOCK_MONOTONIC */
+
+/* --- cluster topology (pure parsers, fuzzable) ---
+ * From replies to CLUSTER SHARDS (Redis >= 7.0) and CLUSTER SLOTS (older servers), as
+ * RESP2 arrays. host is what the node advertises for clients to use ("endpoint", else
+ * "ip"); "" when it advertises nothing usable ("?" or empty: the node does not know its
+ * own address, a client then uses the address it asked). port is the plaintext port and
+ * tls_port the TLS port as CLUSTER SHARDS tells them apart (0 = not advertised); CLUSTER
+ * SLOTS gives one port, the one for the kind of connection that asked, which is stored
+ * in both. A node appears once, however many slot ranges it serves. */
+struct resp_cluster_node {
+    char host[256];
+    uint16_t port, tls_port;
+    bool primary;
+    bool failed;             /* SHARDS health "failed": serves nothing, no client goes there */
+};
+/* Return the number of nodes written, -E2BIG when there are more than max, or -EPROTO
+ * when the reply does not have the documented shape. */
+int resp_cluster_parse_shards(const redisReply *r, struct resp_cluster_node *nodes, size_t max);
+int resp_cluster_parse_slots(const redisReply *r, struct resp_cluster_node *nodes, size_t max);

@@ -1110,6 +1110,108 @@ static void test_auth_result_strings(void **state) {
     assert_string_equal(resp_auth_result_to_string((enum resp_auth_result)99), "unknown");
 }
 
+
+/* ------------------------------------------------------------------------------------
+ * Cluster topology parsers
+ */
+
+/* CLUSTER SHARDS from Redis 7.0 with tls-cluster yes: "port" is the plaintext port,
+ * "tls-port" the TLS one; a primary, its replica, and a failed node. */
+static const char shards_reply[] =
+    "*1\r\n"
+    "*4\r\n$5\r\nslots\r\n*2\r\n:0\r\n:16383\r\n$5\r\nnodes\r\n*3\r\n"
+    "*16\r\n$2\r\nid\r\n$3\r\nabc\r\n$4\r\nport\r\n:7001\r\n$8\r\ntls-port\r\n:17001\r\n"
+    "$2\r\nip\r\n$8\r\n10.0.0.1\r\n$8\r\nendpoint\r\n$11\r\nredis-1.lan\r\n"
+    "$4\r\nrole\r\n$6\r\nmaster\r\n$18\r\nreplication-offset\r\n:5\r\n"
+    "$6\r\nhealth\r\n$6\r\nonline\r\n"
+    "*12\r\n$2\r\nid\r\n$3\r\ndef\r\n$8\r\ntls-port\r\n:17002\r\n"
+    "$2\r\nip\r\n$3\r\n::1\r\n$8\r\nendpoint\r\n$1\r\n?\r\n"
+    "$4\r\nrole\r\n$7\r\nreplica\r\n$6\r\nhealth\r\n$7\r\nloading\r\n"
+    "*10\r\n$4\r\nport\r\n:7003\r\n$2\r\nip\r\n$0\r\n\r\n"
+    "$4\r\nrole\r\n$7\r\nreplica\r\n$6\r\nhealth\r\n$6\r\nfailed\r\n$7\r\nunknown\r\n$1\r\nx\r\n";
+
+static void test_cluster_parse_shards(void **state) {
+    struct resp_cluster_node n[4];
+    redisReply *r = parse_str(shards_reply);
+
+    assert_int_equal(resp_cluster_parse_shards(r, n, 4), 3);
+    assert_string_equal(n[0].host, "redis-1.lan");   /* "endpoint" wins over "ip" */
+    assert_int_equal(n[0].port, 7001);
+    assert_int_equal(n[0].tls_port, 17001);
+    assert_true(n[0].primary);
+    assert_false(n[0].failed);
+    assert_string_equal(n[1].host, "::1");           /* endpoint "?": the ip */
+    assert_int_equal(n[1].port, 0);
+    assert_int_equal(n[1].tls_port, 17002);
+    assert_false(n[1].primary);
+    assert_false(n[1].failed);                        /* loading still counts */
+    assert_string_equal(n[2].host, "");               /* knows no address at all */
+    assert_true(n[2].failed);
+    assert_int_equal(resp_cluster_parse_shards(r, n, 2), -E2BIG);
+    freeReplyObject(r);
+}
+
+static void test_cluster_parse_shards_rejects_bad_shapes(void **state) {
+    static const char *const bad[] = {
+        "+OK\r\n",
+        "*1\r\n:1\r\n",                                                    /* shard not a map */
+        "*1\r\n*2\r\n$5\r\nslots\r\n*0\r\n",                               /* no nodes */
+        "*1\r\n*2\r\n$5\r\nnodes\r\n*1\r\n*2\r\n$4\r\nport\r\n:1\r\n",     /* no role */
+        "*1\r\n*2\r\n$5\r\nnodes\r\n*1\r\n*4\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"
+        "$4\r\nport\r\n:70000\r\n",                                        /* port range */
+        "*1\r\n*2\r\n$5\r\nnodes\r\n*1\r\n*6\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"
+        "$4\r\nport\r\n:1\r\n$2\r\nip\r\n$7\r\nbad/ho!\r\n",               /* bad host */
+        "*1\r\n*2\r\n$5\r\nnodes\r\n*1\r\n*4\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"
+        "$4\r\nport\r\n:0\r\n",                                            /* no port */
+        "*1\r\n*2\r\n$5\r\nnodes\r\n*1\r\n*3\r\n$4\r\nrole\r\n$6\r\nmaster\r\n$4\r\nport\r\n",
+    };
+    struct resp_cluster_node n[4];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        redisReply *r = parse_str(bad[i]);
+        if (resp_cluster_parse_shards(r, n, 4) != -EPROTO)
+            fail_msg("bad shards reply %zu accepted", i);
+        freeReplyObject(r);
+    }
+    assert_int_equal(resp_cluster_parse_shards(NULL, n, 4), -EPROTO);
+}
+
+static void test_cluster_parse_slots_dedups_and_marks_primaries(void **state) {
+    /* two ranges on the same primary (one with the 7.0 metadata map), a replica */
+    static const char reply[] =
+        "*2\r\n"
+        "*4\r\n:0\r\n:100\r\n*4\r\n$9\r\n127.0.0.1\r\n:7001\r\n$2\r\nid\r\n*0\r\n"
+        "*3\r\n$9\r\n127.0.0.1\r\n:7004\r\n$2\r\nid\r\n"
+        "*3\r\n:200\r\n:300\r\n*2\r\n$0\r\n\r\n:7001\r\n";
+    static const char twice[] =
+        "*2\r\n*3\r\n:0\r\n:1\r\n*2\r\n$1\r\nh\r\n:1\r\n*3\r\n:2\r\n:3\r\n*2\r\n$1\r\nh\r\n:1\r\n";
+    struct resp_cluster_node n[4];
+    redisReply *r = parse_str(reply);
+
+    assert_int_equal(resp_cluster_parse_slots(r, n, 4), 3);
+    assert_string_equal(n[0].host, "127.0.0.1");
+    assert_int_equal(n[0].port, 7001);
+    assert_int_equal(n[0].tls_port, 7001);
+    assert_true(n[0].primary);
+    assert_int_equal(n[1].port, 7004);
+    assert_false(n[1].primary);
+    assert_string_equal(n[2].host, "");   /* "" = the address that was asked */
+    assert_true(n[2].primary);
+    freeReplyObject(r);
+
+    r = parse_str(twice);
+    assert_int_equal(resp_cluster_parse_slots(r, n, 4), 1);
+    assert_int_equal(resp_cluster_parse_slots(r, n, 1), 1);   /* duplicates do not count */
+    freeReplyObject(r);
+
+    r = parse_str("*1\r\n*2\r\n:0\r\n:1\r\n");                   /* a range without nodes */
+    assert_int_equal(resp_cluster_parse_slots(r, n, 4), -EPROTO);
+    freeReplyObject(r);
+    r = parse_str("*0\r\n");
+    assert_int_equal(resp_cluster_parse_slots(r, n, 4), 0);
+    freeReplyObject(r);
+}
+
 int main(void) {
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_reader_simple_string),
@@ -1132,6 +1234,9 @@ int main(void) {
         cmocka_unit_test(test_auth_judgement_scripted),
         cmocka_unit_test(test_command_secret_error_keeps_first_word_scripted),
         cmocka_unit_test(test_auth_result_strings),
+        cmocka_unit_test(test_cluster_parse_shards),
+        cmocka_unit_test(test_cluster_parse_shards_rejects_bad_shapes),
+        cmocka_unit_test(test_cluster_parse_slots_dedups_and_marks_primaries),
     };
     const struct CMUnitTest net[] = {
         cmocka_unit_test(test_connect_closed_port_fails_fast),
