@@ -380,7 +380,8 @@ int tls_connect(struct tls_ctx *ctx, const struct resp_endpoint *ep, const char 
             fmt_msg(err, errlen, "connect %s: TLS: %s", epname, why);
             rc = -EKEYREJECTED;
         } else if (rc == -ETIMEDOUT) {
-            fmt_msg(err, errlen, "connect %s: TLS handshake timed out after %llu ms", epname,
+            fmt_msg(err, errlen, "connect %s: TLS handshake timed out after %llu ms (no TLS "
+                    "answer: is this a TLS port?)", epname,
                     (unsigned long long)(timeout_usec / 1000));
         } else if (x->errstr[0]) {
             fmt_msg(err, errlen, "connect %s: %s handshake failed%s", epname, x->errstr,
