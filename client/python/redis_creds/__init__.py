@@ -1,0 +1,37 @@
+"""redis-creds: use the Redis credential that the redis-creds agent publishes.
+
+    from redis_creds import CredentialFile
+    cf = CredentialFile("cache")              # $REDIS_CREDS_RUNTIME_DIR or /run/redis-creds
+    cred = cf.credential()                    # .username (None = default user), .password
+    cf.credential(previous=True)              # the fallback during a rotation
+
+redis-py (imported only when used):
+
+    from redis_creds import redis_client      # any redis-py >= 4.3
+    r = redis_client("cache", host="redis-1.internal", port=6379)
+
+    from redis_creds import CredentialProvider    # redis-py >= 4.4
+    r = redis.Redis(host=..., credential_provider=CredentialProvider("cache"))
+
+Standard library only; redis-py is needed only for the redis-py integration."""
+from .credfile import (DEFAULT_RUNTIME_DIR, Credential, CredentialError, CredentialFile,
+                       CredentialFileError, CredentialUnavailable, Snapshot,
+                       default_runtime_dir, parse)
+from .watcher import Watcher
+
+__version__ = "0.1.0"
+
+_REDIS_NAMES = ("CredentialProvider", "RotatingConnection", "RotatingSSLConnection",
+                "RotatingUnixDomainSocketConnection", "RotatingConnectionPool",
+                "RotatingAuthMixin", "redis_client", "is_refusal")
+
+__all__ = ["DEFAULT_RUNTIME_DIR", "Credential", "CredentialError", "CredentialFile",
+           "CredentialFileError", "CredentialUnavailable", "Snapshot", "Watcher",
+           "default_runtime_dir", "parse"] + list(_REDIS_NAMES)
+
+
+def __getattr__(name):
+    if name in _REDIS_NAMES:
+        from . import redis_py
+        return getattr(redis_py, name)
+    raise AttributeError("module 'redis_creds' has no attribute %r" % name)

@@ -1,0 +1,164 @@
+"""The Python client (client/python, used by path) with redis-py against a real
+redis-server and the real agent: zero failed commands through rotations, the fallback
+to previous, a malformed file. Tested with Debian 12's redis-py 4.3.4; the >= 4.4
+credential provider is tested through its contract (the AUTH redis-py 4.4 sends)."""
+import os
+import threading
+import time
+
+import pytest
+import redis
+
+import client_helpers as ch
+import rc_harness as h
+import redis_creds as rc
+
+ROTATIONS = 30
+
+
+def test_redis_py_client_sees_zero_failed_commands_through_rotations(sc):
+    """Threads INCR through redis_client(); one of them reconnects every 10 commands (a
+    new pool each time, so AUTH happens all through the rotations), one keeps one pool."""
+    ch.start_agent_with_first_credential(sc)
+    changes = []
+    shared = rc.CredentialFile("cache", sc.tree.runtime)
+    long_lived = rc.redis_client("cache", credential_file=shared, port=sc.redis.port,
+                                 host="127.0.0.1", socket_timeout=5,
+                                 on_change=lambda s, e: changes.append((s, e)))
+    stop = threading.Event()
+    stats = {"ok": 0, "failed": 0, "errors": [], "reconnects": 0}
+    lock = threading.Lock()
+
+    def churn():
+        while not stop.is_set():
+            r = rc.redis_client("cache", credential_file=shared, watch=False,
+                                host="127.0.0.1", port=sc.redis.port, socket_timeout=5)
+            for _ in range(10):
+                try:
+                    r.incr("py:churn")
+                    with lock:
+                        stats["ok"] += 1
+                except redis.RedisError as e:
+                    with lock:
+                        stats["failed"] += 1
+                        stats["errors"].append(repr(e))
+            r.connection_pool.disconnect()
+            with lock:
+                stats["reconnects"] += 1
+
+    def steady():
+        while not stop.is_set():
+            try:
+                long_lived.incr("py:steady")
+                with lock:
+                    stats["ok"] += 1
+            except redis.RedisError as e:
+                with lock:
+                    stats["failed"] += 1
+                    stats["errors"].append(repr(e))
+
+    threads = [threading.Thread(target=churn), threading.Thread(target=churn),
+               threading.Thread(target=steady)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.1)
+        for n in range(2, ROTATIONS + 2):
+            ch.rotate(sc, n)
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        long_lived.connection_pool.rc_watcher.stop()
+    print("python client:", {k: v for k, v in stats.items() if k != "errors"})
+    assert stats["failed"] == 0, stats["errors"][:5]
+    assert stats["reconnects"] > ROTATIONS, stats
+    assert h.wait_until(lambda: len([c for c in changes if c[1] is None]) == ROTATIONS, 5,
+                        "a change callback per rotation")
+    # the long-lived pool's idle connection was re-AUTHed with the newest credential
+    conn = long_lived.connection_pool.get_connection("PING")
+    try:
+        assert conn.rc_generation == shared.generation == ROTATIONS + 1
+    finally:
+        long_lived.connection_pool.release(conn)
+
+
+def test_rotating_connection_falls_back_to_previous_then_to_a_reread(sc):
+    """The agent publishes (validate = "none") a password Redis does not know yet: a new
+    connection AUTHs with `previous`; once Redis knows it, with the current one."""
+    sc.redis.create_user("app", ch.rotation_password(1))
+    sc.store_cred("app", ch.rotation_password(1))
+    sc.write_config(credentials=[sc.cred(redis_extra={"validate": "none"})])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password=ch.rotation_password(1))
+    sc.store_cred("app", ch.rotation_password(2))
+    sc.wait_published(password=ch.rotation_password(2))
+    pool = rc.RotatingConnectionPool(credential_name="cache", runtime_dir=sc.tree.runtime,
+                                     host="127.0.0.1", port=sc.redis.port)
+    r = redis.Redis(connection_pool=pool)
+    assert r.incr("fallback") == 1
+    conn = pool.get_connection("PING")
+    assert conn.rc_used_previous is True
+    pool.release(conn)
+    # the server learns the new password and forgets the old one
+    sc.redis.add_password("app", ch.rotation_password(2))
+    sc.redis.remove_password("app", ch.rotation_password(1))
+    pool.disconnect()
+    assert r.incr("fallback") == 2
+    conn = pool.get_connection("PING")
+    assert conn.rc_used_previous is False
+    pool.release(conn)
+    # neither current nor previous works: a clear AuthenticationError, no secret in it
+    sc.redis.acl_setuser("app", "resetpass", ">something-else")
+    pool.disconnect()
+    with pytest.raises(redis.AuthenticationError) as e:
+        r.incr("fallback")
+    assert "refused the current and the previous" in str(e.value)
+    assert "pw-" not in str(e.value)
+
+
+def test_malformed_file_keeps_last_good_and_is_clear_when_never_good(sc):
+    sc.redis.create_user("app", "good-pw")
+    os.makedirs(sc.tree.runtime, mode=0o750)
+    path = sc.path("cache.json")
+    with open(path, "w") as f:
+        f.write('{"format": 1, "username": "app", "password": "good-')
+    with pytest.raises(rc.CredentialUnavailable) as e:
+        rc.redis_client("cache", runtime_dir=sc.tree.runtime, port=sc.redis.port)
+    assert "malformed JSON" in str(e.value) and "good-" not in str(e.value)
+    h.write_store_atomic(sc.tree.runtime, "cache.json",
+                         '{"format": 1, "username": "app", "password": "good-pw", '
+                         '"version": "1", "previous": null}\n')
+    r = rc.redis_client("cache", runtime_dir=sc.tree.runtime, port=sc.redis.port)
+    assert r.incr("m") == 1
+    h.write_store_atomic(sc.tree.runtime, "cache.json", "{ torn")
+    cf = r.connection_pool.connection_kwargs["credential_file"]
+    assert h.wait_until(lambda: cf.last_error is not None, 5, "the watcher to see the bad file")
+    r.connection_pool.disconnect()
+    assert r.incr("m") == 2              # a new connection, with the last good credential
+    assert cf.get().current.version == "1"
+    r.connection_pool.rc_watcher.stop()
+
+
+def test_credential_provider_contract_is_what_redis_py_4_4_sends(sc):
+    """redis-py >= 4.4's Connection.on_connect does: AUTH *provider.get_credentials().
+    Debian 12 ships 4.3.4, so the same AUTH is sent here by hand on a raw connection."""
+    ch.start_agent_with_first_credential(sc)
+    ch.rotate(sc, 2)
+    provider = rc.CredentialProvider("cache", runtime_dir=sc.tree.runtime)
+    for args in (provider.get_credentials(),):
+        c = redis.Connection(host="127.0.0.1", port=sc.redis.port)
+        c.connect()
+        c.send_command("AUTH", *args)
+        assert c.read_response() in (b"OK", "OK")
+        c.send_command("ACL", "WHOAMI")
+        assert c.read_response() in (b"app", "app")
+        c.disconnect()
+    assert args == ("app", ch.rotation_password(2))
+    old = rc.CredentialProvider("cache", runtime_dir=sc.tree.runtime, use_previous=True)
+    assert old.get_credentials() == ("app", ch.rotation_password(1))
+    if hasattr(redis, "credentials"):     # redis-py >= 4.4: the real thing
+        r = redis.Redis(host="127.0.0.1", port=sc.redis.port, credential_provider=provider)
+        assert r.ping()
