@@ -1,0 +1,208 @@
+/* azure: what the three Azure source types of azure.so share (internal header).
+ *
+ * azure.so serves `azure-keyvault`, `azure-entra` and `azure-redis-keys` (DESIGN §3).
+ * Each source block names an identity (`identity = { type = ...; }`); tokens for an
+ * (identity, scope) pair live in one process-wide cache shared by every source instance
+ * of the three types, so three sources using one managed identity for the management
+ * scope make one token request, not three.
+ *
+ * Threads: open()/close() run on the loop thread, fetch()/next_check() on workers, and
+ * different source instances run in parallel. The cache has a global mutex for its table
+ * and one mutex per entry held while that entry talks to its token endpoint, so a second
+ * instance that wants the same token waits for the first instead of asking again. Nothing
+ * here holds a lock while calling back into the host except the entry lock around a
+ * debug log line.
+ *
+ * Errors are rc_error classes (plugin.h); messages name the endpoint, the HTTP status and
+ * the service's error code, never a token, a key or a secret value.
+ */
+#pragma once
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "plugin.h"
+#include "http.h"
+
+#define AZ_DEFAULT_TIMEOUT "10s"
+#define AZ_TOKEN_MAX_LEN (32 * 1024)     /* an access token; Entra's are ~1.5-4 KiB */
+#define AZ_ID_MAX 256                    /* client/object/tenant ids, resource ids */
+
+/* ---- clock ------------------------------------------------------------------------ */
+
+/* Wall clock (unix usec) and CLOCK_MONOTONIC (usec). Tests replace them. */
+int64_t az_now_real(void);
+uint64_t az_now_mono(void);
+void az_clock_override(int64_t (*real)(void), uint64_t (*mono)(void));   /* NULL: system */
+
+/* ---- config pieces ------------------------------------------------------------------ */
+
+extern const struct config_key az_identity_keys[];
+
+/* TLS vocabulary of DESIGN §3, for a source block or the identity block. */
+#define AZ_TLS_KEYS                                                                 \
+    { .name = "ca_file", .type = CONFIG_T_STRING },                                 \
+    { .name = "ca_path", .type = CONFIG_T_STRING },                                 \
+    { .name = "cert_file", .type = CONFIG_T_STRING },                               \
+    { .name = "key_file", .type = CONFIG_T_STRING },                                \
+    { .name = "server_name", .type = CONFIG_T_STRING },                             \
+    { .name = "tls_insecure_skip_verify", .type = CONFIG_T_BOOL, .default_value = "false" }
+
+struct az_tls {
+    char *ca_file, *ca_path, *cert_file, *key_file, *server_name;
+    bool insecure;
+};
+int az_tls_parse(const struct config_node *n, struct az_tls *ret, struct rc_error *err);
+void az_tls_clear(struct az_tls *t);
+struct http_tls az_tls_view(const struct az_tls *t);
+
+/* An owned copy of a string key ("" counts as unset): NULL when unset. */
+int az_config_string(const struct config_node *n, const char *key, char **ret, struct rc_error *err);
+
+/* ---- identity ----------------------------------------------------------------------- */
+
+enum az_id_type { AZ_ID_MANAGED = 0, AZ_ID_WORKLOAD, AZ_ID_CLIENT_SECRET };
+enum az_mi_kind { AZ_MI_IMDS = 0, AZ_MI_APP_SERVICE };
+
+/* An identity with config and environment resolved (config wins). */
+struct az_identity {
+    enum az_id_type type;
+    enum az_mi_kind mi;                 /* managed only */
+    char *client_id, *object_id, *resource_id, *tenant_id;
+    char *authority_host;               /* workload, client_secret: no trailing '/' */
+    char *imds_url;                     /* managed + IMDS: no trailing '/' */
+    char *identity_endpoint;            /* managed + App Service */
+    struct secret *identity_header;     /* App Service's X-IDENTITY-HEADER value */
+    char *federated_token_file;         /* workload */
+    char *client_secret_file;           /* client_secret; NULL: $CREDENTIALS_DIRECTORY */
+    struct az_tls tls;                  /* for the token endpoint */
+    char *key;                          /* cache key: every field above but secrets */
+    char *describe;                     /* "managed identity (IMDS, client_id ...)" for messages */
+};
+
+/* Reads the `identity` group of a source (and the environment). 0, or -1 with err
+ * (FATAL for a configuration that cannot work). */
+int az_identity_parse(const struct config_node *source, struct az_identity *ret,
+                      struct rc_error *err);
+void az_identity_clear(struct az_identity *id);
+
+/* The name under $CREDENTIALS_DIRECTORY when client_secret_file is not set. */
+#define AZ_CLIENT_SECRET_CREDENTIAL "azure-client-secret"
+
+/* ---- token cache -------------------------------------------------------------------- */
+
+/* When to ask for a new token: at `ratio` of its lifetime (iat..exp), and by `margin`
+ * before exp at the latest. */
+struct az_refresh {
+    double ratio;
+    uint64_t margin_usec;
+};
+
+/* The smallest and largest gap between asks while the endpoint keeps handing back the
+ * token we have (IMDS caches tokens). Doubles from MIN to MAX. */
+#define AZ_SAME_TOKEN_MIN_GAP (30 * 1000000ULL)
+#define AZ_SAME_TOKEN_MAX_GAP (16 * 60 * 1000000ULL)
+
+struct az_token {
+    struct secret *value;
+    int64_t exp;              /* unix seconds */
+    char oid[AZ_ID_MAX];      /* the token's oid claim, "" when absent */
+};
+void az_token_clear(struct az_token *t);
+
+struct az_token_ref;
+
+/* A handle on the shared cache entry for (identity, scope). The entry copies what it
+ * needs from id. 0, or -1 with err. */
+int az_tokens_acquire(const struct az_identity *id, const char *scope, uint64_t timeout_usec,
+                      struct az_token_ref **ret, struct rc_error *err);
+/* Drops the handle; the entry goes with its last handle. NULL is accepted. */
+void az_tokens_release(struct az_token_ref *r);
+
+enum {
+    AZ_TOKEN_FORCE = 1 << 0,     /* the service refused the cached token: ask anew */
+    AZ_TOKEN_STALE_OK = 1 << 1,  /* a failed refresh may hand back a token still valid */
+};
+
+/* A token for the handle's scope: the cached one while the refresh point is ahead, else
+ * a new one from the identity endpoint. Returns 0 and *ret (a copy; clear it), or -1
+ * with err. `host` is used for debug lines only. */
+int az_token_get(struct az_token_ref *r, const struct rc_host *host, const struct az_refresh *p,
+                 unsigned flags, struct az_token *ret, struct rc_error *err);
+/* Usec from now until the handle's entry wants its next look under policy p (at least
+ * 1 ms); 0 when nothing is cached. */
+uint64_t az_token_next(struct az_token_ref *r, const struct az_refresh *p);
+/* exp of the cached token (unix seconds), or 0. */
+int64_t az_token_cached_exp(struct az_token_ref *r);
+/* Token requests this process made for the handle's entry (benchmarks, tests). */
+uint64_t az_token_requests(struct az_token_ref *r);
+
+/* Pure parts of the cache, exposed for unit tests. Times in usec (mono). */
+uint64_t az_refresh_point(uint64_t iat_mono, uint64_t exp_mono, const struct az_refresh *p);
+uint64_t az_same_token_next_ask(uint64_t now, unsigned same_count, uint64_t exp_mono,
+                                uint64_t margin_usec);
+
+/* Parses a token endpoint's 200 body (IMDS: numbers as strings; v2: integers). now is
+ * unix seconds. Fills value, exp, oid, and *ret_iat (issue time, unix seconds). */
+int az_token_parse(const char *body, size_t len, int64_t now, struct az_token *ret,
+                   int64_t *ret_iat, struct rc_error *err);
+
+/* ---- HTTP helpers ------------------------------------------------------------------ */
+
+/* Percent-encodes s for a query or form value into a malloc'd, wiped-on-free buffer
+ * (*ret_len set). NULL on allocation failure. */
+char *az_urlencode(const char *s, size_t len, size_t *ret_len);
+/* Frees what az_urlencode returned (or any buffer) after wiping len bytes. */
+void az_wipe_free(char *p, size_t len);
+
+/* Maps a non-2xx response from Key Vault or Azure Resource Manager to an error class
+ * and message: "<what>: <status> <code>[/<inner code>]: <message>". Always -1. */
+int az_service_error(struct rc_error *err, const char *what, const struct http_response *r);
+/* Maps a transport failure (-errno from http_request) to TRANSIENT. Always -1. */
+int az_transport_error(struct rc_error *err, int r, const char *msg);
+/* Retry-After (or x-ms-retry-after-ms) of a response, 0 when none. */
+uint64_t az_retry_after(const struct http_response *r);
+/* The first `max` printable characters of s, for messages (no control characters). */
+void az_clean_text(const char *s, size_t max, char *out, size_t outlen);
+
+/* ---- the source types ------------------------------------------------------------- */
+
+#define AZ_DECLARE_TYPE(p)                                                                \
+    extern const struct config_key p##_source_keys[];                                     \
+    extern const struct config_key p##_credential_keys[];                                 \
+    int p##_open(const struct rc_host *host, const struct config_node *source,            \
+                 const struct rc_credential *credentials, size_t n_credentials,           \
+                 void **ret_state, struct rc_error *err);                                 \
+    int p##_fetch(void *state, const struct rc_credential *cred,                          \
+                  struct rc_candidate ret[RC_MAX_CANDIDATES], struct rc_error *err);      \
+    void p##_close(void *state)
+
+AZ_DECLARE_TYPE(az_keyvault);
+AZ_DECLARE_TYPE(az_entra);
+AZ_DECLARE_TYPE(az_redis_keys);
+uint64_t az_entra_next_check(void *state, const struct rc_credential *cred);
+
+/* A source-level timeout (`timeout` key), TLS and one HTTP client on a base URL. */
+struct az_endpoint {
+    struct http_client *http;
+    char *base_url;           /* no trailing '/' */
+    uint64_t timeout_usec;
+    struct az_tls tls;
+};
+int az_endpoint_open(const struct rc_host *host, const struct config_node *source,
+                     const char *url_key, struct az_endpoint *ret, struct rc_error *err);
+void az_endpoint_close(struct az_endpoint *e);
+
+/* How long Key Vault and management tokens are used before a refresh is tried: like
+ * MSAL's managed identity cache (refresh with 5 min left), and at 70% of the lifetime. */
+extern const struct az_refresh az_data_plane_refresh;
+
+/* One request with "Authorization: Bearer <token for tok's scope>". A 401 makes one
+ * more attempt with a token asked for anew (the cached one may have been revoked or be
+ * for the wrong tenant); a second 401 is handed back like any other response. Returns 0
+ * and *ret for any HTTP response, or -1 with err (no token, transport failure). */
+int az_authed_request(const struct rc_host *host, struct az_endpoint *ep, struct az_token_ref *tok,
+                      const char *method, const char *url, struct http_response *ret,
+                      struct rc_error *err);
+/* The resource (and authorization) named by a 401's WWW-Authenticate, for messages. */
+void az_challenge_describe(const struct http_response *r, char *out, size_t outlen);
