@@ -340,7 +340,10 @@ static int load_file(const char *path, const char *name, struct rc_snapshot **re
         close(fd);
         return -EFBIG;
     }
-    char *buf = malloc(RC_MAX_FILE + 1);
+    /* Sized from fstat (a few hundred bytes, not 64 KiB: a big buffer would be fresh
+     * pages, i.e. page faults, at every reload); grown, wiped, if the file grew since. */
+    size_t cap = (size_t)st.st_size + 1 < 4096 ? 4096 : (size_t)st.st_size + 1;
+    char *buf = malloc(cap);
     if (!buf) {
         close(fd);
         return -ENOMEM;
@@ -348,7 +351,23 @@ static int load_file(const char *path, const char *name, struct rc_snapshot **re
     size_t len = 0;
     int r = 0;
     for (;;) {
-        ssize_t n = read(fd, buf + len, RC_MAX_FILE + 1 - len);
+        if (len == cap) {
+            if (cap > RC_MAX_FILE) {
+                r = -EFBIG;
+                break;
+            }
+            char *bigger = malloc(RC_MAX_FILE + 1);
+            if (!bigger) {
+                r = -ENOMEM;
+                break;
+            }
+            memcpy(bigger, buf, len);
+            explicit_bzero(buf, len);
+            free(buf);
+            buf = bigger;
+            cap = RC_MAX_FILE + 1;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -358,10 +377,6 @@ static int load_file(const char *path, const char *name, struct rc_snapshot **re
         if (n == 0)
             break;
         len += (size_t)n;
-        if (len > RC_MAX_FILE) {
-            r = -EFBIG;
-            break;
-        }
     }
     close(fd);
     if (r == 0)
