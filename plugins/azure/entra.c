@@ -143,5 +143,5 @@ int az_entra_fetch(void *state, const struct rc_credential *cred,
 
 uint64_t az_entra_next_check(void *state, const struct rc_credential *cred) {
     struct entra_source *s = state;
-    return az_token_next(s->tok, &s->policy);
+    return az_token_next(s->tok, s->host, &s->policy);
 }

@@ -532,7 +532,7 @@ uint64_t az_refresh_point(uint64_t iat, uint64_t exp, const struct az_refresh *p
         return iat;
     uint64_t life = exp - iat;
     double ratio = p->ratio > 0 && p->ratio < 1 ? p->ratio : 0.7;
-    uint64_t at = iat + (uint64_t)((double)life * ratio);
+    uint64_t at = iat + (uint64_t)((double)life * ratio + 0.5);
     /* "By margin before expiry at the latest" — unless the whole lifetime is shorter than
      * the margin: then the ratio alone decides (else we would ask at once, forever). */
     if (p->margin_usec < life && exp - p->margin_usec < at)
@@ -943,9 +943,9 @@ int az_token_get(struct az_token_ref *e, const struct rc_host *host, const struc
     return r;
 }
 
-uint64_t az_token_next(struct az_token_ref *e, const struct az_refresh *p) {
+uint64_t az_token_next(struct az_token_ref *e, const struct rc_host *host, const struct az_refresh *p) {
     pthread_mutex_lock(&e->lock);
-    entry_rebase(e, NULL);
+    entry_rebase(e, host);
     uint64_t now = az_now_mono(), d = 0;
     if (e->token) {
         uint64_t at = az_refresh_point(e->iat_mono, e->exp_mono, p);
