@@ -12,7 +12,7 @@ RC_PACKAGES=(
     libcurl4-openssl-dev libjansson-dev libhiredis-dev libssl-dev libconfig-dev
     libsystemd-dev libcmocka-dev
     redis-server redis-tools
-    python3 python3-pytest python3-redis
+    python3 python3-pytest python3-redis python3-venv
     openssl iproute2 procps
 )
 # shellcheck disable=SC2034  # used by the scripts that source this file
