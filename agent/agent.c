@@ -878,9 +878,14 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
         }
         if (c->have_cur) {
             char e[512];
-            if (runtime_complete_formats(a->p.runtime, &c->cur, cc->formats, (mode_t)cc->mode, c->gid,
-                                         e, sizeof e) < 0)
+            int w = runtime_sync_formats(a->p.runtime, &c->cur, cc->formats, (mode_t)cc->mode, c->gid,
+                                         e, sizeof e);
+            if (w < 0)
                 log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name }, "%s", e);
+            else if (w > 0)
+                log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = cc->name, .version = c->cur.cur.version },
+                            "rewrote %d file(s) of %s to match version %s (a format, mode or group "
+                            "changed, or an earlier run stopped mid-publish)", w, cc->name, c->cur.cur.version);
         }
     }
 

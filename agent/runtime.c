@@ -133,27 +133,56 @@ int runtime_resolve_group(const char *group, gid_t *ret, char *err, size_t errle
     return 0;
 }
 
-static int write_format(struct runtime *rt, const struct credfile *cf, unsigned flag, const char *ext,
-                        mode_t mode, gid_t gid, char *err, size_t errlen) {
-    struct secret *data = NULL;
-    char fname[96];
+static int format_bytes(const struct credfile *cf, unsigned flag, struct secret **ret, char *err,
+                        size_t errlen) {
     int r;
     switch (flag) {
-    case CRED_FORMAT_ENV: r = credfile_format_env(cf, &data, err, errlen); break;
-    case CRED_FORMAT_PASSWORD: r = credfile_format_password(cf, &data); break;
-    default: r = credfile_format_json(cf, &data); break;
+    case CRED_FORMAT_ENV: return credfile_format_env(cf, ret, err, errlen);
+    case CRED_FORMAT_PASSWORD: r = credfile_format_password(cf, ret); break;
+    default: r = credfile_format_json(cf, ret); break;
     }
-    if (r < 0) {
-        if (flag != CRED_FORMAT_ENV)
-            snprintf(err, errlen, "cannot format %s.%s: %s", cf->name, ext, strerror(-r));
+    if (r < 0)
+        snprintf(err, errlen, "cannot format %s: %s", cf->name, strerror(-r));
+    return r;
+}
+
+/* True when <dirfd>/<fname> is a regular file with exactly these bytes, mode and group. */
+static bool file_matches(int dirfd, const char *fname, const struct secret *data, mode_t mode, gid_t gid) {
+    struct stat st;
+    int fd = openat(dirfd, fname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return false;
+    bool same = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == mode &&
+                (gid == (gid_t)-1 || st.st_gid == gid) && (size_t)st.st_size == secret_len(data);
+    if (same) {
+        char *buf = malloc(secret_len(data) + 1);
+        ssize_t n = buf ? read(fd, buf, secret_len(data) + 1) : -1;
+        same = n == (ssize_t)secret_len(data) && memcmp(buf, secret_data(data), secret_len(data)) == 0;
+        if (buf)
+            secret_wipe_free(buf, secret_len(data) + 1);
+    }
+    close(fd);
+    return same;
+}
+
+/* Writes one format; with only_if_different, leaves a file that already matches alone. */
+static int write_format(struct runtime *rt, const struct credfile *cf, unsigned flag, const char *ext,
+                        mode_t mode, gid_t gid, bool only_if_different, char *err, size_t errlen) {
+    struct secret *data = NULL;
+    char fname[96];
+    int r = format_bytes(cf, flag, &data, err, errlen);
+    if (r < 0)
         return r;
-    }
     snprintf(fname, sizeof fname, "%s.%s", cf->name, ext);
+    if (only_if_different && file_matches(rt->dirfd, fname, data, mode, gid)) {
+        secret_free(data);
+        return 0;
+    }
     r = credfile_write_atomic(rt->dirfd, fname, secret_data(data), secret_len(data), mode, gid);
     secret_free(data);
     if (r < 0)
         snprintf(err, errlen, "cannot write %s/%s: %s", rt->dir, fname, strerror(-r));
-    return r;
+    return r == 0 && only_if_different ? 1 : r;
 }
 
 int runtime_publish(struct runtime *rt, const struct credfile *cf, unsigned formats,
@@ -161,28 +190,25 @@ int runtime_publish(struct runtime *rt, const struct credfile *cf, unsigned form
     for (size_t i = 0; i < sizeof formats_ext / sizeof formats_ext[0]; i++) {
         if (!(formats & formats_ext[i].flag))
             continue;
-        int r = write_format(rt, cf, formats_ext[i].flag, formats_ext[i].ext, mode, gid, err, errlen);
+        int r = write_format(rt, cf, formats_ext[i].flag, formats_ext[i].ext, mode, gid, false, err, errlen);
         if (r < 0)
             return r;
     }
     return 0;
 }
 
-int runtime_complete_formats(struct runtime *rt, const struct credfile *cf, unsigned formats,
-                             mode_t mode, gid_t gid, char *err, size_t errlen) {
+int runtime_sync_formats(struct runtime *rt, const struct credfile *cf, unsigned formats,
+                         mode_t mode, gid_t gid, char *err, size_t errlen) {
+    int written = 0;
     for (size_t i = 0; i < sizeof formats_ext / sizeof formats_ext[0]; i++) {
-        char fname[96];
-        struct stat st;
         if (!(formats & formats_ext[i].flag))
             continue;
-        snprintf(fname, sizeof fname, "%s.%s", cf->name, formats_ext[i].ext);
-        if (fstatat(rt->dirfd, fname, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
-            continue;
-        int r = write_format(rt, cf, formats_ext[i].flag, formats_ext[i].ext, mode, gid, err, errlen);
+        int r = write_format(rt, cf, formats_ext[i].flag, formats_ext[i].ext, mode, gid, true, err, errlen);
         if (r < 0)
             return r;
+        written += r;
     }
-    return 0;
+    return written;
 }
 
 int runtime_adopt(struct runtime *rt, const char *name, struct credfile *ret, char *err, size_t errlen) {

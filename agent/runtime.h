@@ -32,10 +32,12 @@ int runtime_resolve_group(const char *group, gid_t *ret, char *err, size_t errle
 /* Writes every format in `formats` (CRED_FORMAT_*). 0 or -errno + err. */
 int runtime_publish(struct runtime *rt, const struct credfile *cf, unsigned formats,
                     mode_t mode, gid_t gid, char *err, size_t errlen);
-/* Writes just the formats in `formats` that are missing on disk (after adoption). */
-int runtime_complete_formats(struct runtime *rt, const struct credfile *cf, unsigned formats,
-                             mode_t mode, gid_t gid, char *err, size_t errlen);
-
+/* Makes every format file in `formats` match cf (contents, mode, group), rewriting only
+ * the ones that differ, .json last: after adoption this repairs a set that a crash left
+ * half-published, or a mode or format the config changed, without republishing an
+ * unchanged file. Returns the number of files written, or -errno + err. */
+int runtime_sync_formats(struct runtime *rt, const struct credfile *cf, unsigned formats,
+                         mode_t mode, gid_t gid, char *err, size_t errlen);
 /* Reads <name>.json; fails with -ENOENT when absent, -EINVAL when unusable or its name
  * differs. */
 int runtime_adopt(struct runtime *rt, const char *name, struct credfile *ret, char *err, size_t errlen);
