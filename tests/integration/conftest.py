@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+# ctest runs us from the source tree: do not leave bytecode caches there.
+sys.dont_write_bytecode = True
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "fakes"))

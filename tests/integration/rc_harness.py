@@ -32,6 +32,8 @@ CLI_BIN = os.path.join(BUILD_DIR, "agent", "redis-creds")
 PLUGIN_DIR = os.path.join(BUILD_DIR, "plugins")
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
 ADMIN_USER = "rc-admin"
 ADMIN_PASSWORD = "rc-admin-pw-1b7d0c"
 
@@ -63,6 +65,12 @@ def free_port():
     return port
 
 
+def _die_with_parent():
+    """preexec_fn: the child gets SIGTERM if the test process dies (no orphans when a run
+    is killed, e.g. by ctest's timeout)."""
+    _libc.prctl(1, signal.SIGTERM, 0, 0, 0)   # PR_SET_PDEATHSIG
+
+
 def closed_port_endpoint():
     """A loopback endpoint nobody listens on (connection refused)."""
     return "127.0.0.1:%d" % free_port()
@@ -84,7 +92,7 @@ class RedisServer:
     """A real redis-server on a free loopback port. ACL changes made through this object
     are recorded and replayed after a restart on the same port."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, extra_conf=()):
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.port = free_port()
@@ -102,6 +110,8 @@ class RedisServer:
             f.write("logfile %s\n" % self.logfile)
             f.write("user %s on >%s ~* &* +@all\n" % (ADMIN_USER, ADMIN_PASSWORD))
             f.write("user default on nopass ~* &* +@all\n")
+            for line in extra_conf:
+                f.write(line + "\n")
 
     @property
     def endpoint(self):
@@ -115,7 +125,7 @@ class RedisServer:
         assert self.proc is None or self.proc.poll() is not None
         self.proc = subprocess.Popen([REDIS_SERVER, self.conf], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env=clean_env())
+                                     env=clean_env(), preexec_fn=_die_with_parent)
 
         def up():
             if self.proc.poll() is not None:
@@ -337,7 +347,6 @@ _IN_NONBLOCK = os.O_NONBLOCK
 _IN_CLOEXEC = 0o2000000
 _EVENT = struct.Struct("iIII")
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _libc.inotify_init1.argtypes = [ctypes.c_int]
 _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
 
@@ -531,7 +540,8 @@ class Agent:
         self.t_start = time.monotonic()
         self.proc = subprocess.Popen([AGENT_BIN, "-c", conf, "--foreground"] + list(args),
                                      stdin=subprocess.DEVNULL, stdout=self._logf,
-                                     stderr=subprocess.STDOUT, env=clean_env(e))
+                                     stderr=subprocess.STDOUT, env=clean_env(e),
+                                     preexec_fn=_die_with_parent)
         self.pid = self.proc.pid
 
     # logs
@@ -640,7 +650,7 @@ class Tree:
     to 108 bytes."""
 
     def __init__(self):
-        self.root = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
+        self.root = tempfile.mkdtemp(prefix="rcit-", dir="/tmp")
         self.store = os.path.join(self.root, "store")
         self.runtime = os.path.join(self.root, "run")
         self.state = os.path.join(self.root, "state")
@@ -765,18 +775,19 @@ class Scenario:
     def on_close(self, fn):
         self._closers.append(fn)
 
-    def another_redis(self):
+    def another_redis(self, extra_conf=()):
         """A second redis-server (e.g. another node), stopped at teardown."""
-        r = RedisServer(os.path.join(self.tree.root, "redis%d" % (len(self._closers) + 2)))
+        r = RedisServer(os.path.join(self.tree.root, "redis%d" % (len(self._closers) + 2)),
+                        extra_conf)
         r.start()
         self.on_close(r.stop)
         return r
 
-    def run_agent(self, *args, conf=None, timeout=20):
+    def run_agent(self, *args, conf=None, timeout=20, cwd=None):
         """Runs the agent to completion (--once, --check-config); returns CompletedProcess."""
         return subprocess.run([AGENT_BIN, "-c", conf or self.tree.conf] + list(args),
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=timeout, env=clean_env())
+                              timeout=timeout, env=clean_env(), cwd=cwd)
 
     def run_cli(self, *args, timeout=10, env=None):
         return subprocess.run([CLI_BIN] + list(args), stdin=subprocess.DEVNULL,

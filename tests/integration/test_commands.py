@@ -1,4 +1,5 @@
 """Command-line behaviour: --check-config, --once, and the `redis-creds` CLI (DESIGN §5)."""
+import json
 import os
 import re
 import select
@@ -49,6 +50,13 @@ def _bad_config(sc, case):
     if case == "wrong-type":
         agent = {"log_level": 7}
         return agent, sources, creds, extra, "log_level = 7", "log_level"
+    if case == "name-too-long":
+        creds = [sc.cred(name="n" * 65, path="cache.json")]
+        return agent, sources, creds, extra, '"' + "n" * 65 + '"', "name"
+    if case == "source-name-with-slash":
+        sources = [sc.source(name="lo/cal")]
+        creds = [sc.cred(source="lo/cal")]
+        return agent, sources, creds, extra, 'name = "lo/cal"', "name"
     if case == "unknown-source-reference":
         creds = [sc.cred(source="nowhere")]
         return agent, sources, creds, extra, '"nowhere"', "source"
@@ -57,7 +65,8 @@ def _bad_config(sc, case):
 
 BAD_CASES = ["unknown-agent-key", "unknown-source-key", "unknown-redis-key", "bad-duration",
              "duration-without-unit", "name-with-slash", "name-starting-with-dot",
-             "integer-above-int-max", "wrong-type", "unknown-source-reference"]
+             "integer-above-int-max", "wrong-type", "unknown-source-reference",
+             "name-too-long", "source-name-with-slash"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -200,7 +209,8 @@ def test_cli_watch_prints_a_line_per_republish(sc):
     a, doc = _published(sc)
     p = subprocess.Popen([h.CLI_BIN, "--runtime-dir", sc.tree.runtime, "watch", "cache"],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=h.clean_env())
+                         stderr=subprocess.PIPE, env=h.clean_env(),
+                         preexec_fn=h._die_with_parent)
     sc.on_close(lambda: (p.poll() is None and p.kill(), p.wait()))
     try:
         h.wait_until(lambda: _has_inotify_fd(p.pid) or p.poll() is not None, 3,
@@ -246,7 +256,6 @@ def test_cli_status_exits_0_when_current_and_1_otherwise(sc):
     assert "pw1" not in r.stdout
     r = sc.run_cli("-c", sc.tree.conf, "status", "--json")
     assert r.returncode == 0, (r.returncode, r.stderr)
-    import json
     j = json.loads(r.stdout)
     assert "cache" in json.dumps(j) and "pw1" not in r.stdout
     mark = a.log_mark()
@@ -273,3 +282,67 @@ def test_cli_refresh_checks_the_store_now(sc):
     r = sc.run_cli("-c", sc.tree.conf, "refresh", "cache")
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     sc.wait_published(password="pw2", timeout=3)
+
+
+def test_once_exits_0_when_already_current_even_with_redis_down(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    assert sc.run_agent("--once").returncode == 0
+    before = sc.read_bytes()
+    sc.redis.stop()
+    r = sc.run_agent("--once")
+    assert r.returncode == 0, "an adopted file whose version the store still has is current: %s" % r.stderr
+    assert sc.read_bytes() == before
+
+
+def test_check_config_accepts_a_64_character_name(sc):
+    sc.write_config([sc.cred(name="n" * 64, path="cache.json")])
+    r = sc.run_agent("--check-config")
+    assert r.returncode == 0, r.stderr
+
+
+def test_relative_include_resolves_against_the_config_directory(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    confdir = os.path.join(sc.tree.root, "etc")
+    os.mkdir(confdir)
+    full = sc.config_text()
+    head, creds = full.split("credentials = (", 1)
+    with open(os.path.join(confdir, "credentials.inc"), "w") as f:
+        f.write("credentials = (" + creds)
+    conf = os.path.join(confdir, "agent.conf")
+    with open(conf, "w") as f:
+        f.write(head + '@include "credentials.inc"\n')
+    r = sc.run_agent("--check-config", conf=conf, cwd="/")
+    assert r.returncode == 0, r.stderr
+    r = sc.run_agent("--once", conf=conf, cwd="/")
+    assert r.returncode == 0, r.stderr
+    assert sc.read_doc()["password"] == "pw1"
+
+
+@pytest.mark.parametrize("form", ["ipv6", "unix"])
+def test_endpoint_forms_ipv6_literal_and_unix_socket(sc, form):
+    if form == "ipv6":
+        r = sc.another_redis(extra_conf=["bind 127.0.0.1 ::1"])
+        endpoint = "[::1]:%d" % r.port
+    else:
+        sock = os.path.join(sc.tree.root, "redis.sock")
+        r = sc.another_redis(extra_conf=["unixsocket %s" % sock, "unixsocketperm 700"])
+        endpoint = "unix:" + sock
+    r.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(endpoints=[endpoint])])
+    res = sc.run_agent("--once")
+    assert res.returncode == 0, res.stderr
+    assert sc.read_doc()["password"] == "pw1"
+
+
+def test_cli_finds_runtime_dir_in_config_and_an_unreadable_config_is_an_error(sc):
+    a, doc = _published(sc)
+    r = sc.run_cli("-c", sc.tree.conf, "get", "cache", "--field", "version")
+    assert r.returncode == 0 and r.stdout.strip() == doc["version"], (r.returncode, r.stderr)
+    # a config that exists but cannot be read: an error, not a fallback to the default
+    r = sc.run_cli("-c", sc.tree.root, "get", "cache", "--field", "version",
+                   env={"REDIS_CREDS_RUNTIME_DIR": ""})
+    assert r.returncode != 0 and r.stdout == "", (r.returncode, r.stdout, r.stderr)

@@ -1,5 +1,7 @@
 """The files in runtime_dir: modes, stale temporaries, symlinks, extra formats (DESIGN §4)."""
+import grp
 import os
+import stat
 import time
 
 import rc_harness as h
@@ -167,3 +169,77 @@ def test_env_format_refuses_a_password_with_a_quote(sc):
     assert env is not None and b"pw'2" not in env, env
     assert b"REDIS_PASSWORD='pw1'" in env
     assert a.alive()
+
+
+def test_credential_path_cannot_escape_the_store_directory(sc):
+    sc.redis.create_user("app", "pw1")
+    # a valid credential one level above the store directory
+    h.write_store_atomic(sc.tree.root, "escape.json", h.store_json("app", "pw1"))
+    sc.write_config([sc.cred("cache", path="../escape.json")])
+    r = sc.run_agent("--check-config")
+    a = sc.start_agent()
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline and a.alive():
+        assert sc.read_bytes("cache.json") is None, \
+            "published a credential read from outside the store directory (§4)"
+        time.sleep(0.05)
+    assert sc.read_bytes("cache.json") is None
+    if not a.alive():
+        a.check_exit = False
+        assert a.proc.returncode != 0
+    print("--check-config: %s %s" % (r.returncode, r.stderr.strip()))
+
+
+def test_group_settings_set_file_groups_and_directory_mode(sc):
+    daemon_gid = grp.getgrnam("daemon").gr_gid
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1", filename="cache.json")
+    sc.store_cred("app", "pw1", filename="sessions.json")
+    # agent.group for everything: the directory is 0750 and that group
+    sc.write_config([sc.cred("cache")], agent={"group": "daemon"})
+    assert sc.run_agent("--once").returncode == 0
+    st = os.stat(sc.tree.runtime)
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o750, daemon_gid), (oct(st.st_mode), st.st_gid)
+    assert os.stat(sc.path("cache.json")).st_gid == daemon_gid
+    # credentials with different groups: each file its group, the directory 0755
+    sc.write_config([sc.cred("cache"), sc.cred("sessions", group="nogroup")],
+                    agent={"group": "daemon"})
+    assert sc.run_agent("--once").returncode == 0
+    assert os.stat(sc.path("sessions.json")).st_gid == grp.getgrnam("nogroup").gr_gid
+    assert os.stat(sc.path("cache.json")).st_gid == daemon_gid
+    assert h.mode_of(sc.path("sessions.json")) == 0o640
+    assert h.mode_of(sc.tree.runtime) == 0o755, oct(h.mode_of(sc.tree.runtime))
+
+
+def test_oversized_store_file_is_not_published(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    before = sc.read_bytes()
+    mark = a.log_mark()
+    sc.store_cred("app", "x" * (80 * 1024))        # a credential file is at most 64 KiB
+    a.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark,
+               what="an error about the oversized store file")
+    time.sleep(0.2)
+    assert sc.read_bytes() == before
+    assert a.alive()
+
+
+def test_second_agent_does_not_clean_temporaries_it_does_not_own(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    planted = sc.path(".tmp-cache.json-inflight")   # as if the running agent were writing
+    with open(planted, "w") as f:
+        f.write("{")
+    conf2 = os.path.join(sc.tree.root, "second.conf")
+    sc.write_config(path=conf2, agent={"control_socket": os.path.join(sc.tree.root, "c2.sock")})
+    b = sc.start_agent(conf=conf2, tag="second")
+    assert b.wait_exit(timeout=5) == 1
+    b.check_exit = False
+    assert os.path.exists(planted), "temporary files are cleaned only under the lock (§2)"

@@ -169,3 +169,58 @@ def test_on_change_hook_runs_after_each_publish_and_sees_the_new_file(sc):
     assert lines()[1].split()[0] == v2
     time.sleep(0.3)
     assert len(lines()) == 2, lines()
+
+
+def test_version_is_keyed_by_a_0600_host_key_in_state_dir(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    assert os.listdir(sc.tree.state) == []
+    r = sc.run_agent("--once")
+    assert r.returncode == 0, r.stderr
+    v1 = sc.read_doc()["version"]
+    keys = [f for f in os.listdir(sc.tree.state) if h.is_regular(os.path.join(sc.tree.state, f))]
+    assert keys, "no host key created in state_dir"
+    for f in keys:
+        assert h.mode_of(os.path.join(sc.tree.state, f)) == 0o600, f
+
+    # another host (another state_dir, another runtime_dir): same secret, another version
+    other_state = os.path.join(sc.tree.root, "state2")
+    os.mkdir(other_state, 0o700)
+    other_run = os.path.join(sc.tree.root, "run2")
+    conf2 = sc.write_config(path=os.path.join(sc.tree.root, "other.conf"),
+                            agent={"state_dir": other_state, "runtime_dir": other_run})
+    r = sc.run_agent("--once", conf=conf2)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(other_run, "cache.json")) as f:
+        v2 = json.load(f)["version"]
+    assert h.VERSION_RE.match(v2)
+    assert v1 != v2, "version must be keyed by the host key, not a plain hash of the secret"
+
+
+def test_store_file_created_after_start_is_published_at_once(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready(timeout=8)
+    assert sc.read_bytes() is None
+    assert a.alive()
+    t0 = time.monotonic()
+    sc.store_cred("app", "pw1")
+    sc.wait_published(password="pw1", timeout=5)
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_store_file_that_is_a_fifo_does_not_hang_the_agent(sc):
+    sc.redis.create_user("app", "pw1")
+    os.mkfifo(os.path.join(sc.tree.store, "cache.json"), 0o600)
+    sc.write_config(agent={"startup_timeout": "2s"})
+    a = sc.start_agent(watchdog_usec=1000000)
+    a.wait_ready(timeout=5)
+    t0 = time.monotonic()
+    time.sleep(1.5)
+    pings = [t for t, v in a.notify.values("WATCHDOG") if t >= t0]
+    assert len(pings) >= 2, "the loop stalled on a FIFO in the store"
+    # a writer replaces the FIFO with a regular file: picked up
+    sc.store_cred("app", "pw1")
+    sc.wait_published(password="pw1", timeout=5)

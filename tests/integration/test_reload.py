@@ -91,3 +91,25 @@ def test_credential_removed_from_config_at_start_has_its_file_removed(sc):
     h.wait_until(lambda: sc.read_bytes("sessions.json") is None, 3,
                  "sessions.json removed at start")
     assert sc.read_doc("cache")["password"] == "pw1"
+
+
+def test_sighup_applies_changed_settings_of_a_kept_credential(sc):
+    r2 = sc.another_redis()
+    sc.redis.create_user("app", "pw1")
+    r2.create_user("app", "pw2")
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred()])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    mark = a.log_mark()
+    sc.store_cred("app", "pw2")                     # the old endpoint refuses it
+    a.wait_log("refused", since=mark)
+    # Redis moved: the credential now points at r2, with another mode
+    sc.write_config([sc.cred(endpoints=[r2.endpoint], mode=h.Raw("0600"))])
+    nmark = a.notify.mark()
+    a.send(signal.SIGHUP)
+    a.wait_notify("READY", "1", since=nmark, timeout=5)
+    doc = sc.wait_published(password="pw2", timeout=5)
+    assert doc["previous"]["password"] == "pw1"
+    assert h.mode_of(sc.path("cache.json")) == 0o600

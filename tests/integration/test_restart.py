@@ -1,7 +1,12 @@
 """Restarts and the runtime_dir lock (DESIGN §2, §4)."""
 import json
 import os
+import random
+import signal
+import threading
 import time
+
+import pytest
 
 import rc_harness as h
 
@@ -83,3 +88,113 @@ def test_second_agent_on_same_runtime_dir_exits_1_naming_the_first_pid(sc):
 
     assert a.alive()
     assert sc.read_bytes() == before
+
+
+@pytest.mark.parametrize("existing", ["garbage", "other-name", "oversized"])
+def test_existing_file_that_is_not_ours_is_not_adopted(sc, existing):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    os.mkdir(sc.tree.runtime, 0o750)
+    doc = {"format": 1, "name": "cache", "username": "app", "password": "pw1",
+           "version": "h-0000000000000000", "source": "local:cache.json",
+           "published_at": "2026-01-01T00:00:00Z", "validated": "all", "expires_at": None,
+           "previous": None}
+    if existing == "garbage":
+        data = b'{"format": 1, "name": "cache", "pass'
+    elif existing == "other-name":
+        doc["name"] = "sessions"
+        data = json.dumps(doc).encode() + b"\n"
+    else:
+        doc["padding"] = "x" * (70 * 1024)
+        data = json.dumps(doc).encode() + b"\n"
+    with open(sc.path("cache.json"), "wb") as f:
+        f.write(data)
+    a = sc.start_agent()
+    a.wait_ready()
+    d = sc.wait_published(password="pw1", pred=lambda d: d.get("name") == "cache"
+                          and d.get("version") != "h-0000000000000000", timeout=5)
+    assert "padding" not in d
+    assert d["previous"] is None, "an existing file that is not ours is no `previous`: %r" % d["previous"]
+
+
+def test_sigkill_during_republishing_leaves_a_whole_file_and_the_next_start_recovers(sc):
+    pa, pb = "alpha-" + "a" * 30, "beta-" + "b" * 30
+    sc.redis.create_user("app", pa, pb)
+    sc.store_cred("app", pa)
+    sc.write_config([sc.cred(formats=["json", "env", "password"])])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password=pa)
+    stop = threading.Event()
+
+    def rotate():
+        i = 0
+        while not stop.is_set():
+            sc.store_cred("app", pb if i % 2 == 0 else pa)
+            i += 1
+            time.sleep(0.003)
+    t = threading.Thread(target=rotate, daemon=True)
+    t.start()
+    time.sleep(0.4 + random.random() * 0.4)
+    a.send(signal.SIGKILL)
+    a.wait_exit(3)
+    a.check_exit = False
+    stop.set()
+    t.join(3)
+
+    doc = sc.read_doc()                      # whole and parseable, old or new
+    assert doc["password"] in (pa, pb) and doc["name"] == "cache"
+    # the last store write wins once the agent is back
+    final = json.loads(open(os.path.join(sc.tree.store, "cache.json")).read())["password"]
+    b = sc.start_agent()                     # the stale .lock of a dead agent does not block
+    b.wait_ready()
+    d = sc.wait_published(password=final, timeout=5)
+    assert not [f for f in os.listdir(sc.tree.runtime) if f.startswith(".tmp-")], \
+        "temporary files of the killed agent left behind"
+    assert d["previous"] is None or d["previous"]["password"] in (pa, pb)
+
+
+def test_sighup_storm_leaves_the_agent_working(sc):
+    sc.redis.create_user("app", "pw1", "pw2")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    for _ in range(30):
+        a.send(signal.SIGHUP)
+        time.sleep(0.005)
+    time.sleep(0.5)
+    assert a.alive()
+    mark = a.notify.mark()
+    a.send(signal.SIGHUP)
+    a.wait_notify("READY", "1", since=mark, timeout=5)
+    sc.store_cred("app", "pw2")
+    sc.wait_published(password="pw2")
+
+
+def test_restart_repairs_format_files_a_crash_left_behind_the_json(sc):
+    """A kill between renaming <name>.password/.env and <name>.json (§4: they are written
+    first) leaves them one credential ahead of the JSON. The JSON's IN_MOVED_TO means the
+    whole set is current, so a restarted agent that adopts the JSON must make the set
+    agree with it again."""
+    sc.redis.create_user("app", "pw-old", "pw-new")
+    sc.store_cred("app", "pw-old")
+    sc.write_config([sc.cred(formats=["json", "env", "password"])])
+    assert sc.run_agent("--once").returncode == 0
+    # what a kill right before the JSON's rename leaves behind
+    for f, data in (("cache.password", b"pw-new"),
+                    ("cache.env", b"REDIS_USERNAME='app'\nREDIS_PASSWORD='pw-new'\n")):
+        tmp = sc.path(".tmp-" + f + "-crash")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o640)
+        os.rename(tmp, sc.path(f))
+    a = sc.start_agent()
+    a.wait_ready()
+    assert sc.read_doc()["password"] == "pw-old"
+    h.wait_until(lambda: sc.read_bytes("cache.password") == b"pw-old", 3,
+                 "cache.password to agree with the adopted cache.json again (it holds %r)"
+                 % sc.read_bytes("cache.password"))
+    assert "REDIS_PASSWORD='pw-old'" in sc.read_bytes("cache.env").decode().splitlines()

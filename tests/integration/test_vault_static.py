@@ -1,0 +1,54 @@
+"""Database static roles through the real agent against the fake Vault, whose rotation
+queue ticks every 5 s like Vault's: each rotation must be published within 1 s of the
+moment Vault actually rotated (the new password became what Vault serves)."""
+import rc_harness as h
+from vault_helpers import vault  # noqa: F401
+
+
+def _resetpass(sc):
+    """What Vault's Redis plugin does on rotation: ACL SETUSER user RESETPASS >new."""
+    return lambda user, pw: sc.redis.acl_setuser(user, "resetpass", ">" + pw)
+
+
+def test_static_roles_rotations_are_published_within_1s_of_vaults_rotation(vault, sc):
+    fv = vault.fake
+    assert fv.tick == 5.0
+    fv.database_enable()
+    sc.redis.create_user("period-user", "unused-initial-1")
+    sc.redis.create_user("sched-user", "unused-initial-2")
+    fv.static_role("database", "period", "period-user", rotation_period=5, on_rotate=_resetpass(sc))
+    # A schedule role whose ttl resets at the boundary before the password changes
+    # (Vault issue #31918); boundaries every 6 s stand in for the cron expression.
+    fv.static_role("database", "sched", "sched-user", rotation_schedule="*/6 * * * * *", schedule_period=6,
+                   ttl_reset_bug=True, on_rotate=_resetpass(sc))
+    published = {"period": [], "sched": []}
+
+    def on_event(ev):
+        if ev.mask & h.IN_MOVED_TO and ev.name in ("period.json", "sched.json"):
+            published[ev.name[:-5]].append(ev.t)
+    sc.watch_runtime(on_event=on_event)
+    creds = [vault.cred("period", path="database/static-creds/period", engine="database", poll_interval="30s"),
+             vault.cred("sched", path="database/static-creds/sched", engine="database", poll_interval="30s")]
+    a = vault.start(credentials=creds)
+    first = sc.wait_published("period")
+    sc.wait_published("sched")
+    start = max(published["period"][0], published["sched"][0])
+
+    def rotations(name):
+        return [t for t in fv.static_role_info("database", name)["rotations"] if t > start]
+    h.wait_until(lambda: len(rotations("period")) >= 2 and len(rotations("sched")) >= 1, 20,
+                 "two rotations of the period role and one of the schedule role", interval=0.05)
+    h.wait_until(lambda: all(any(p > r for p in published[n]) for n in published for r in rotations(n)), 3,
+                 "the publications")
+    delays = {n: [min(p for p in published[n] if p > r) - r for r in rotations(n)] for n in published}
+    print("delays", delays)
+    for n, ds in delays.items():
+        assert max(ds) <= 1.0, (n, ds, a.log()[-3000:])
+
+    # Vault's Redis plugin rotates with RESETPASS: the published `previous` is already dead.
+    d = sc.read_doc("period")
+    info = fv.static_role_info("database", "period")
+    assert d["password"] == info["password"] and d["version"] == info["last_vault_rotation"]
+    assert d["previous"] is not None and d["previous"]["version"] != d["version"]
+    assert not sc.redis.auth_ok("period-user", d["previous"]["password"])
+    assert first["version"] != d["version"]
