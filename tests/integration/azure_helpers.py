@@ -164,8 +164,8 @@ def az(sc):
 
 @pytest.fixture
 def az_short(sc):
-    """Tokens that live 12 s, for refresh timing."""
-    return AzureScenario(sc, lifetime=12)
+    """Tokens that live 8 s, for refresh timing."""
+    return AzureScenario(sc, lifetime=8)
 
 
 @pytest.fixture
