@@ -306,15 +306,20 @@ int main(int argc, char **argv) {
     }
     if (torn)
         pthread_join(tt, NULL);
+    unsigned final_rotation = 0;
+    const struct rc_creds *fc = NULL;
+    if (rc_get(handle, &fc) == 0) /* the test's password scheme: which rotation is current */
+        final_rotation = pw_rotation(fc->current.password);
+    fc = rc_creds_unref(fc);
     printf("{\"mode\": \"%s\", \"seconds\": %.3f, \"commands_ok\": %ld, \"failed\": %ld, "
            "\"auth_failed\": %ld, \"reconnects\": %ld, \"reauths\": %ld, \"fallbacks\": %ld, "
            "\"generations_seen\": %llu, \"p50_us\": %ld, \"p99_us\": %ld, \"p999_us\": %ld, "
-           "\"max_us\": %ld, \"torn_reads\": %ld, \"torn_bad\": %ld, \"torn_first\": \"%s\", "
+           "\"max_us\": %ld, \"final_rotation\": %u, \"torn_reads\": %ld, \"torn_bad\": %ld, \"torn_first\": \"%s\", "
            "\"first_error\": \"%s\"}\n",
            seed_mode ? "seed" : "lib", secs, ok, failed, auth_failed, reconnects, reauths,
            fallbacks, (unsigned long long)(rc_generation(handle) - gen0), percentile(hist, ok, 0.50),
            percentile(hist, ok, 0.99), percentile(hist, ok, 0.999), percentile(hist, ok, 1.0 - 1e-12),
-           atomic_load(&torn_reads), atomic_load(&torn_bad), torn_first, first_error);
+           final_rotation, atomic_load(&torn_reads), atomic_load(&torn_bad), torn_first, first_error);
     fflush(stdout);
     for (int i = 0; i < nworkers; i++)
         free(w[i].hist);

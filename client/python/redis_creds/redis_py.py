@@ -108,11 +108,16 @@ class RotatingAuthMixin:
                     self.rc_generation = snap.generation
                     self.rc_used_previous = is_prev
                     return
-            # both refused: a newer credential may have been published a moment ago
-            if attempt == 0 and self.rc_file.reload():
-                snap = self.rc_file.get()
-            else:
+            # both refused: a newer credential may have been published a moment ago (by
+            # the time we read it, a watcher may already have loaded it: compare with the
+            # snapshot tried, not with what reload() found)
+            if attempt == 1:
                 break
+            self.rc_file.reload()
+            fresh = self.rc_file.get()
+            if fresh.generation == snap.generation:
+                break
+            snap = fresh
         raise AuthenticationError("redis-creds %s: Redis refused the current and the previous "
                                   "credential (%s)" % (self.rc_file.name,
                                                        str(refused).split(" ", 1)[0]))
@@ -143,6 +148,10 @@ class RotatingConnectionPool(ConnectionPool):
     an authenticated connection working when its password is removed."""
 
     def __init__(self, connection_class=RotatingConnection, **kwargs):
+        # one CredentialFile (one cache, one watcher) for all the pool's connections
+        if kwargs.get("credential_file") is None and "credential_name" in kwargs:
+            kwargs["credential_file"] = CredentialFile(kwargs.pop("credential_name"),
+                                                       kwargs.pop("runtime_dir", None))
         super().__init__(connection_class=connection_class, **kwargs)
 
     def get_connection(self, command_name, *keys, **options):
