@@ -1,0 +1,294 @@
+/* Tests of the hiredis helper (redis_creds_hiredis.h) against a real redis-server that the
+ * test starts on a free loopback port: current, previous, the re-read after both are
+ * refused, everything refused, re-AUTH on change, expiry, the default user. Skipped
+ * when redis-server is missing. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "client_test_util.h"
+#include "redis_creds_hiredis.h"
+
+#define REDIS_SERVER "/usr/bin/redis-server"
+
+static pid_t server_pid;
+static int port;
+static char *server_dir;
+
+static int free_port(void) {
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof a;
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0 ||
+        getsockname(s, (struct sockaddr *)&a, &n) < 0)
+        return -1;
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static redisContext *connect_redis(void) {
+    struct timeval tv = {2, 0};
+    return redisConnectWithTimeout("127.0.0.1", port, tv);
+}
+
+/* Runs a command as the default user (no password: the admin of this test). */
+static void admin(const char *fmt, ...) {
+    redisContext *c = connect_redis();
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+static int start_server(void **state) {
+    (void)state;
+    if (access(REDIS_SERVER, X_OK) != 0)
+        return 0; /* the tests skip */
+    server_dir = tu_mkdtemp();
+    port = free_port();
+    char portbuf[16];
+    snprintf(portbuf, sizeof portbuf, "%d", port);
+    server_pid = fork();
+    if (server_pid == 0) {
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl(REDIS_SERVER, REDIS_SERVER, "--port", portbuf, "--bind", "127.0.0.1", "--save", "",
+              "--appendonly", "no", "--dir", server_dir, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        redisContext *c = connect_redis();
+        bool up = c && !c->err;
+        redisFree(c);
+        if (up)
+            return 0;
+        tu_sleep_ms(10);
+    }
+    return -1;
+}
+
+static int stop_server(void **state) {
+    (void)state;
+    if (server_pid > 0) {
+        kill(server_pid, SIGTERM);
+        waitpid(server_pid, NULL, 0);
+    }
+    if (server_dir) {
+        tu_rm_rf(server_dir);
+        free(server_dir);
+    }
+    return 0;
+}
+
+struct fx {
+    char *dir;
+    rc_handle *h;
+    redisContext *c;
+};
+
+static int setup(void **state) {
+    if (server_pid <= 0)
+        return 0;
+    struct fx *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    *state = f;
+    admin("ACL SETUSER app reset on >%s ~* &* +@all", "unused-initial");
+    return 0;
+}
+
+static int teardown(void **state) {
+    struct fx *f = *state;
+    if (!f)
+        return 0;
+    redisFree(f->c);
+    rc_close(f->h);
+    tu_rm_rf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+#define SKIP_WITHOUT_SERVER()                                   \
+    do {                                                        \
+        if (server_pid <= 0) {                                  \
+            print_message("redis-server not found: skipped\n"); \
+            skip();                                             \
+        }                                                       \
+    } while (0)
+
+/* Redis accepts exactly the passwords of these rotations for user app. */
+static void redis_accepts(const unsigned *rot, int n) {
+    char cmd[4096];
+    int k = snprintf(cmd, sizeof cmd, "ACL SETUSER app resetpass");
+    for (int i = 0; i < n; i++) {
+        char pw[256];
+        tu_password(pw, sizeof pw, rot[i]);
+        k += snprintf(cmd + k, sizeof cmd - (size_t)k, " >%s", pw);
+    }
+    admin(cmd);
+}
+
+static const char *whoami(redisContext *c) {
+    static char buf[64];
+    redisReply *r = redisCommand(c, "ACL WHOAMI");
+    snprintf(buf, sizeof buf, "%s", r && r->type == REDIS_REPLY_STRING ? r->str : "?");
+    freeReplyObject(r);
+    return buf;
+}
+
+static void open_at(struct fx *f, unsigned rotation, unsigned flags) {
+    assert_int_equal(tu_publish_n(f->dir, "cache", rotation), 0);
+    assert_int_equal(rc_open_ex("cache", f->dir, flags, 0, &f->h), 0);
+    f->c = connect_redis();
+    assert_int_equal(f->c->err, 0);
+}
+
+static void test_auth_with_current(void **state) {
+    SKIP_WITHOUT_SERVER();
+    struct fx *f = *state;
+    redis_accepts((unsigned[]){2}, 1);
+    open_at(f, 2, 0);
+    struct rc_redis_session s = {0};
+    assert_int_equal(rc_redis_auth_session(f->c, f->h, &s), 0);
+    assert_string_equal(whoami(f->c), "app");
+    assert_int_equal(s.used_previous, 0);
+    assert_int_equal(s.generation, 1);
+}
+
+static void test_falls_back_to_previous(void **state) {
+    SKIP_WITHOUT_SERVER();
+    struct fx *f = *state;
+    redis_accepts((unsigned[]){2}, 1); /* the server does not know rotation 3 yet */
+    open_at(f, 3, 0);
+    struct rc_redis_session s = {0};
+    assert_int_equal(rc_redis_auth_session(f->c, f->h, &s), 0);
+    assert_string_equal(whoami(f->c), "app");
+    assert_int_equal(s.used_previous, 1);
+    assert_int_equal(rc_redis_auth(f->c, f->h), 0);
+}
+
+static void test_rereads_the_file_when_current_and_previous_are_refused(void **state) {
+    SKIP_WITHOUT_SERVER();
+    struct fx *f = *state;
+    /* no library thread: the handle does not know about rotation 5 until it reads again */
+    open_at(f, 2, RC_OPEN_NO_THREAD);
+    assert_int_equal(tu_publish_n(f->dir, "cache", 5), 0);
+    redis_accepts((unsigned[]){5}, 1);
+    struct rc_redis_session s = {0};
+    assert_int_equal(rc_redis_auth_session(f->c, f->h, &s), 0);
+    assert_string_equal(whoami(f->c), "app");
+    assert_int_equal(s.generation, 2);
+    assert_int_equal(s.used_previous, 0);
+}
+
+static void test_everything_refused_is_ekeyrejected(void **state) {
+    SKIP_WITHOUT_SERVER();
+    struct fx *f = *state;
+    redis_accepts((unsigned[]){9}, 1);
+    open_at(f, 3, 0);
+    assert_int_equal(rc_redis_auth(f->c, f->h), -EKEYREJECTED);
+    assert_string_equal(whoami(f->c), "default"); /* still usable, as before */
+    assert_string_equal(rc_strerror(-EKEYREJECTED),
+                        "Redis refused the credential (current and previous)");
+}
+
+static void test_reauth_only_when_the_credential_changed(void **state) {
+    SKIP_WITHOUT_SERVER();
+    struct fx *f = *state;
+    redis_accepts((unsigned[]){1, 2, 3}, 3);
+    open_at(f, 1, 0);
+    struct rc_redis_session s = {0};
+    assert_int_equal(rc_redis_reauth_if_changed(f->c, f->h, &s), 1); /* first AUTH */
+    assert_int_equal(rc_redis_reauth_if_changed(f->c, f->h, &s), 0);
+    assert_int_equal(rc_redis_reauth_if_changed(f->c, f->h, &s), 0);
+    for (unsigned n = 2; n <= 3; n++) {
+        assert_int_equal(tu_publish_n(f->dir, "cache", n), 0);
+        long long t0 = tu_now_ns();
+        while (rc_generation(f->h) < n)
+            assert_true(tu_now_ns() - t0 < 2000000000LL);
+        assert_int_equal(rc_redis_reauth_if_changed(f->c, f->h, &s), 1);
+        assert_int_equal(s.generation, n);
+        assert_int_equal(rc_redis_reauth_if_changed(f->c, f->h, &s), 0);
+    }
+    /* a broken connection is reported, not hidden */
+    redisContext *broken = connect_redis();
+    broken->err = REDIS_ERR_IO;
+    struct rc_redis_session s2 = {0};
+    assert_int_equal(rc_redis_reauth_if_changed(broken, f->h, &s2), -ECONNRESET);
+    redisFree(broken);
+}
+
+static void test_expired_token_with_nothing_newer_is_ekeyexpired(void **state) {
+    SKIP_WITHOUT_SERVER();
+    struct fx *f = *state;
+    admin("ACL SETUSER app resetpass >tok-1");
+    assert_int_equal(tu_publish(f->dir, "cache.json",
+                                "{\"format\":1,\"username\":\"app\",\"password\":\"tok-1\","
+                                "\"version\":\"1\",\"expires_at\":\"2001-01-01T00:00:00Z\"}"),
+                     0);
+    assert_int_equal(rc_open("cache", f->dir, &f->h), 0);
+    f->c = connect_redis();
+    struct rc_redis_session s = {0};
+    assert_int_equal(rc_redis_reauth_if_changed(f->c, f->h, &s), 1);
+    assert_int_equal(s.expires_at, 978307200);
+    assert_int_equal(rc_redis_reauth_if_changed(f->c, f->h, &s), -EKEYEXPIRED);
+}
+
+static void test_default_user_auth_with_the_password_alone(void **state) {
+    SKIP_WITHOUT_SERVER();
+    struct fx *f = *state;
+    assert_int_equal(tu_publish(f->dir, "cache.json",
+                                "{\"format\":1,\"username\":null,\"password\":\"default-pw\","
+                                "\"version\":\"1\"}"),
+                     0);
+    assert_int_equal(rc_open("cache", f->dir, &f->h), 0);
+    f->c = connect_redis();
+    admin("ACL SETUSER default resetpass >default-pw");
+    assert_int_equal(rc_redis_auth(f->c, f->h), 0);
+    redisReply *r = redisCommand(f->c, "ACL SETUSER default nopass");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+}
+
+static void test_invalid_arguments(void **state) {
+    (void)state;
+    struct rc_redis_session s = {0};
+    assert_int_equal(rc_redis_auth(NULL, NULL), -EINVAL);
+    assert_int_equal(rc_redis_reauth_if_changed(NULL, NULL, &s), -EINVAL);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+        T(test_auth_with_current),
+        T(test_falls_back_to_previous),
+        T(test_rereads_the_file_when_current_and_previous_are_refused),
+        T(test_everything_refused_is_ekeyrejected),
+        T(test_reauth_only_when_the_credential_changed),
+        T(test_expired_token_with_nothing_newer_is_ekeyexpired),
+        T(test_default_user_auth_with_the_password_alone),
+        cmocka_unit_test(test_invalid_arguments),
+#undef T
+    };
+    return cmocka_run_group_tests_name("client_hiredis", tests, start_server, stop_server);
+}
