@@ -2,22 +2,27 @@
  *
  * Shape of one call:
  *   1. the node list: the configured endpoints, or (cluster) what a seed lists;
- *   2. every node: connect (+TLS), AUTH candidate, PING, all at once on up to
- *      VALIDATE_MAX_THREADS threads (the calling thread is one of them);
+ *   2. every node: connect (+TLS), AUTH candidate, PING, all at once from this thread,
+ *      one poll() over all the connections;
  *   3. the policy; under "all" with nodes down and the rest accepting, the current
  *      credential is tried on the reachable nodes, again all at once.
- * Threads only ever touch their own node's slot and read shared, immutable inputs; they
- * are all joined before the call returns, so nothing outlives it.
+ * Nothing outlives the call: every connection is closed before it returns.
  */
 #include "validate.h"
 
 #include <errno.h>
-#include <pthread.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "tls.h"
 
@@ -78,7 +83,7 @@ struct vrun {
 };
 
 /* ------------------------------------------------------------------------------------
- * One node
+ * Connections (discovery uses one at a time, blocking with deadlines)
  */
 
 static int node_connect(const struct vrun *x, const struct vnode *nd, struct resp_conn **ret,
@@ -105,80 +110,480 @@ static enum node_state auth_state(enum resp_auth_result r) {
     return N_UNEXPECTED;
 }
 
-static void check_node(const struct vrun *x, struct vnode *nd, const char *username,
-                       const struct secret *password) {
-    struct resp_conn *c = NULL;
-    uint64_t t0 = resp_now_usec();
-    int rc;
-
-    nd->detail[0] = '\0';
-    if (!nd->ep_ok) {
-        nd->state = N_UNEXPECTED;
-        snprintf(nd->detail, sizeof nd->detail, "not a valid endpoint");
-    } else if ((rc = node_connect(x, nd, &c, nd->detail, sizeof nd->detail)) < 0) {
-        nd->state = connect_state(rc);
-    } else {
-        nd->state = auth_state(resp_auth(c, username, password, nd->detail, sizeof nd->detail));
-        resp_close(c);
-    }
-    nd->usec = resp_now_usec() - t0;
-}
-
 /* ------------------------------------------------------------------------------------
- * All nodes at once
+ * All nodes at once: one thread, one poll() over every connection.
+ *
+ * Each node is a small state machine: connect (each resolved address in turn, sharing
+ * the timeout) -> TLS handshake -> AUTH -> PING -> done. Connect + handshake get one
+ * timeout, AUTH and PING one each, as with resp_connect()/resp_auth(). The replies are
+ * judged by resp.c's own judges, so the outcome words are the same as for one node.
+ * No threads: on two cores starting a dozen threads costs more than the round trips.
  */
 
-struct batch {
-    const struct vrun *x;
-    struct vnode *nodes;
-    size_t n;
-    const bool *skip;          /* optional: nodes not to ask */
-    const char *username;
+enum pstate { P_CONNECTING, P_HANDSHAKE, P_SEND, P_RECV, P_DONE };
+
+struct probe {
+    struct vnode *nd;
+    enum pstate st;
+    bool ping;                    /* the AUTH was accepted; this is the PING */
+    int fd;
+    struct addrinfo *ais, *ai;    /* TCP: the resolved addresses, tried in turn */
+    size_t ai_left;
+    int last_err;                 /* the last connect attempt's -errno */
+    char label[NI_MAXHOST + 8];   /* " (addr)" when the address is not what was asked */
+    struct tls_session *tls;
+    const char *argv[3];          /* AUTH's, pointing into the caller's secret */
+    size_t argvlen[3];
+    int argc;
+    char *out;                    /* the formatted command, wiped after use */
+    size_t out_len, out_off;
+    struct resp_reader *rd;
+    short want;
+    uint64_t t0, connect_deadline, deadline;
+    const char *username;         /* what to AUTH with (the caller's, outlive the probe) */
     const struct secret *password;
-    atomic_size_t next;
 };
 
-static void *batch_worker(void *arg) {
-    struct batch *b = arg;
-
-    for (;;) {
-        size_t i = atomic_fetch_add(&b->next, 1);
-        if (i >= b->n)
-            break;
-        if (!b->skip || !b->skip[i])
-            check_node(b->x, &b->nodes[i], b->username, b->password);
+static void probe_finish(struct probe *p, enum node_state st) {
+    p->nd->state = st;
+    p->st = P_DONE;
+    if (p->tls)
+        p->tls = tls_session_free(p->tls);   /* closes the fd it owns */
+    else if (p->fd >= 0)
+        (void)close(p->fd);
+    p->fd = -1;
+    if (p->out) {
+        explicit_bzero(p->out, p->out_len);
+        free(p->out);
+        p->out = NULL;
     }
-    return NULL;
+    p->rd = resp_reader_free(p->rd);
+    if (p->ais)
+        freeaddrinfo(p->ais);
+    p->ais = p->ai = NULL;
+    p->nd->usec = resp_now_usec() - p->t0;
 }
 
-/* Asks every node concurrently and returns when all have answered or timed out. When a
- * thread cannot be created the ones that exist (at least the caller) share the work:
- * slower, never wrong. */
+static void probe_fail(struct probe *p, enum node_state st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void probe_fail(struct probe *p, enum node_state st, const char *fmt, ...) {
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(p->nd->detail, sizeof p->nd->detail, fmt, ap);
+    va_end(ap);
+    probe_finish(p, st);
+}
+
+static const char *io_why(int err, uint64_t timeout_usec, char *buf, size_t size) {
+    if (err == -ETIMEDOUT) {
+        snprintf(buf, size, "timed out after %llu ms", (unsigned long long)(timeout_usec / 1000));
+        return buf;
+    }
+    return strerror_r(-err, buf, size);
+}
+
+static void probe_io(const struct vrun *x, struct probe *p);
+
+static int send_command(struct probe *p, int argc, const char **argv, const size_t *argvlen,
+                        uint64_t timeout) {
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+
+    if (len < 0 || !cmd)
+        return -ENOMEM;
+    if (p->out) {
+        explicit_bzero(p->out, p->out_len);
+        free(p->out);
+    }
+    p->out = cmd;
+    p->out_len = (size_t)len;
+    p->out_off = 0;
+    p->deadline = resp_now_usec() + timeout;
+    p->st = P_SEND;
+    return 0;
+}
+
+static void start_auth(const struct vrun *x, struct probe *p) {
+    p->argc = resp_auth_argv(p->username, p->password, p->argv, p->argvlen);
+    if (p->argc < 0) {
+        probe_fail(p, N_UNEXPECTED, "AUTH: no password given");
+        return;
+    }
+    p->rd = resp_reader_new(RESP_MAX_REPLY_BYTES, RESP_MAX_ELEMENTS);
+    if (!p->rd || send_command(p, p->argc, p->argv, p->argvlen, x->redis->timeout_usec) < 0) {
+        probe_fail(p, N_UNEXPECTED, "out of memory");
+        return;
+    }
+    probe_io(x, p);
+}
+
+static void connected(const struct vrun *x, struct probe *p);
+
+/* Starts connecting to the next address, or gives up with the last attempt's error. */
+static void try_next_address(const struct vrun *x, struct probe *p) {
+    char why[96];
+
+    for (; p->ai; p->ai = p->ai->ai_next, p->ai_left--) {
+        uint64_t now = resp_now_usec();
+        char addr[NI_MAXHOST];
+
+        if (now >= p->connect_deadline) {
+            p->last_err = -ETIMEDOUT;
+            break;
+        }
+        if (getnameinfo(p->ai->ai_addr, p->ai->ai_addrlen, addr, sizeof addr, NULL, 0,
+                        NI_NUMERICHOST) != 0)
+            snprintf(addr, sizeof addr, "?");
+        if (strcmp(addr, p->nd->ep.host) == 0)
+            p->label[0] = '\0';
+        else
+            snprintf(p->label, sizeof p->label, " (%s)", addr);
+        p->fd = socket(p->ai->ai_family, p->ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                       p->ai->ai_protocol);
+        if (p->fd < 0) {
+            p->last_err = -errno;
+            continue;
+        }
+        if (connect(p->fd, p->ai->ai_addr, p->ai->ai_addrlen) == 0) {
+            p->ai = p->ai->ai_next;
+            connected(x, p);
+            return;
+        }
+        if (errno == EINPROGRESS || errno == EINTR) {
+            /* each address gets an equal share of the time left (one black-holed
+             * address must not eat the whole timeout) */
+            p->deadline = now + (p->connect_deadline - now) / (p->ai_left ? p->ai_left : 1);
+            p->st = P_CONNECTING;
+            p->want = POLLOUT;
+            return;
+        }
+        p->last_err = -errno;
+        (void)close(p->fd);
+        p->fd = -1;
+    }
+    probe_fail(p, N_UNREACHABLE, "connect %s%s: %s", p->nd->name, p->label,
+               io_why(p->last_err ? p->last_err : -EHOSTUNREACH, x->redis->timeout_usec, why,
+                      sizeof why));
+}
+
+static void probe_begin(const struct vrun *x, struct probe *p, struct vnode *nd,
+                        const char *username, const struct secret *password) {
+    memset(p, 0, sizeof *p);
+    p->nd = nd;
+    p->username = username;
+    p->password = password;
+    p->fd = -1;
+    p->t0 = resp_now_usec();
+    p->connect_deadline = p->t0 + x->redis->timeout_usec;
+    nd->detail[0] = '\0';
+    if (!nd->ep_ok) {
+        probe_fail(p, N_UNEXPECTED, "not a valid endpoint");
+        return;
+    }
+    if (nd->ep.kind == RESP_EP_UNIX) {
+        /* Local: connect() on a unix socket does not wait on the network (a full backlog
+         * fails at once with EAGAIN here, where resp_connect would retry). */
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        size_t plen = strnlen(nd->ep.path, sizeof nd->ep.path);
+        char why[96];
+        if (plen >= sizeof sa.sun_path) {
+            probe_fail(p, N_UNEXPECTED, "connect %s: path too long", nd->name);
+            return;
+        }
+        memcpy(sa.sun_path, nd->ep.path, plen);
+        p->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (p->fd < 0 || connect(p->fd, (struct sockaddr *)&sa,
+                                 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen + 1)) < 0) {
+            int e = errno;
+            probe_fail(p, N_UNREACHABLE, "connect %s: %s", nd->name,
+                       strerror_r(e, why, sizeof why));
+            return;
+        }
+        connected(x, p);
+        return;
+    }
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_NUMERICSERV };
+    char port[8];
+    int gai;
+
+    snprintf(port, sizeof port, "%u", (unsigned)nd->ep.port);
+    /* getaddrinfo() has no deadline: names are resolved within the resolver's own
+     * timeouts (resolv.conf); address literals never wait. */
+    gai = getaddrinfo(nd->ep.host, port, &hints, &p->ais);
+    if (gai != 0) {
+        p->ais = NULL;
+        probe_fail(p, N_UNREACHABLE, "connect %s: resolve: %s", nd->name, gai_strerror(gai));
+        return;
+    }
+    for (p->ai = p->ais; p->ai; p->ai = p->ai->ai_next)
+        p->ai_left++;
+    p->ai = p->ais;
+    try_next_address(x, p);
+}
+
+static void connected(const struct vrun *x, struct probe *p) {
+    char err[300];
+    int rc;
+
+    if (p->nd->ep.kind == RESP_EP_TCP) {
+        int one = 1;
+        /* Small request/response exchanges: do not let Nagle hold the command back. */
+        (void)setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    if (p->ais)
+        freeaddrinfo(p->ais);
+    p->ais = p->ai = NULL;
+    if (!x->tls || p->nd->ep.kind != RESP_EP_TCP) {
+        start_auth(x, p);
+        return;
+    }
+    rc = tls_session_new(x->tls, p->fd, p->nd->verify_name, &p->tls, err, sizeof err);
+    if (rc < 0) {
+        p->fd = -1;   /* closed by tls_session_new */
+        probe_fail(p, N_TLS, "connect %s: %s", p->nd->name, err);
+        return;
+    }
+    p->st = P_HANDSHAKE;
+    p->deadline = p->connect_deadline;
+    probe_io(x, p);
+}
+
+/* Moves p on as far as it can go without waiting; sets p->want when it must wait. */
+static void probe_io(const struct vrun *x, struct probe *p) {
+    char buf[16384], why[160];
+
+    for (;;) {
+        switch (p->st) {
+        case P_DONE:
+        case P_CONNECTING:
+            return;
+        case P_HANDSHAKE: {
+            short ev = 0;
+            int rc = tls_session_handshake(p->tls, &ev);
+            if (rc == 1) {
+                p->want = ev;
+                return;
+            }
+            if (rc < 0) {
+                char msg[300];
+                tls_session_handshake_error(p->tls, rc, x->redis->timeout_usec, msg, sizeof msg);
+                if (rc != -EKEYREJECTED && tls_session_errstr(p->tls)[0])
+                    rc = -EPROTO;
+                probe_fail(p, connect_state(rc), "connect %s: %s", p->nd->name, msg);
+                return;
+            }
+            start_auth(x, p);   /* recurses once into probe_io with P_SEND */
+            return;
+        }
+        case P_SEND:
+            while (p->out_off < p->out_len) {
+                short ev = POLLOUT;
+                ssize_t n;
+                if (p->tls)
+                    n = tls_session_write(p->tls, p->out + p->out_off, p->out_len - p->out_off, &ev);
+                else {
+                    n = send(p->fd, p->out + p->out_off, p->out_len - p->out_off, MSG_NOSIGNAL);
+                    if (n < 0)
+                        n = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN
+                                                                                     : -errno;
+                }
+                if (n == -EAGAIN) {
+                    p->want = ev;
+                    return;
+                }
+                if (n <= 0) {
+                    const char *t = p->tls ? tls_session_errstr(p->tls) : "";
+                    probe_fail(p, N_UNREACHABLE, "%s: write: %s",
+                               p->ping ? "PING after AUTH" : "AUTH",
+                               *t ? t : io_why(n ? (int)n : -EPIPE, x->redis->timeout_usec,
+                                               why, sizeof why));
+                    return;
+                }
+                p->out_off += (size_t)n;
+            }
+            explicit_bzero(p->out, p->out_len);
+            free(p->out);
+            p->out = NULL;
+            p->st = P_RECV;
+            break;
+        case P_RECV: {
+            redisReply *reply = NULL;
+            int rc = resp_reader_get(p->rd, &reply);
+            if (rc < 0) {
+                probe_fail(p, p->ping ? N_UNREACHABLE : N_UNEXPECTED, "%s: read: %s",
+                           p->ping ? "PING after AUTH" : "AUTH", resp_reader_errstr(p->rd));
+                return;
+            }
+            if (rc > 0) {
+                if (p->ping) {
+                    resp_ping_judge(reply, p->nd->detail, sizeof p->nd->detail);
+                    probe_finish(p, N_ACCEPTED);
+                    return;
+                }
+                enum resp_auth_result r = resp_auth_judge(reply, p->argc, p->argv, p->argvlen,
+                                                          p->nd->detail, sizeof p->nd->detail);
+                if (r != RESP_AUTH_ACCEPTED) {
+                    probe_finish(p, auth_state(r));
+                    return;
+                }
+                static const char *ping[] = { "PING" };
+                p->ping = true;
+                if (send_command(p, 1, ping, NULL, x->redis->timeout_usec) < 0) {
+                    probe_fail(p, N_UNEXPECTED, "out of memory");
+                    return;
+                }
+                break;
+            }
+            short ev = POLLIN;
+            ssize_t n;
+            if (p->tls)
+                n = tls_session_read(p->tls, buf, sizeof buf, &ev);
+            else {
+                n = recv(p->fd, buf, sizeof buf, 0);
+                if (n < 0)
+                    n = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN
+                                                                                 : -errno;
+            }
+            if (n == -EAGAIN) {
+                p->want = ev;
+                return;
+            }
+            if (n > 0 && resp_reader_feed(p->rd, buf, (size_t)n) == 0) {
+                explicit_bzero(buf, (size_t)n);
+                break;
+            }
+            explicit_bzero(buf, sizeof buf);
+            const char *t = p->tls ? tls_session_errstr(p->tls) : "";
+            if (n > 0)
+                t = resp_reader_errstr(p->rd);
+            probe_fail(p, n > 0 && !p->ping ? N_UNEXPECTED : N_UNREACHABLE,
+                       "%s: read: %s", p->ping ? "PING after AUTH" : "AUTH",
+                       *t ? t : n == 0 ? "connection closed by server"
+                                       : io_why((int)n, x->redis->timeout_usec, why, sizeof why));
+            return;
+        }
+        }
+    }
+}
+
+/* The fd became ready (or errored) while connecting. */
+static void connect_ready(const struct vrun *x, struct probe *p) {
+    int soerr = 0;
+    socklen_t l = sizeof soerr;
+
+    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &soerr, &l) < 0)
+        soerr = errno;
+    if (soerr == 0) {
+        p->ai = p->ai->ai_next;
+        connected(x, p);
+        return;
+    }
+    p->last_err = -soerr;
+    (void)close(p->fd);
+    p->fd = -1;
+    p->ai = p->ai->ai_next;
+    p->ai_left--;
+    try_next_address(x, p);
+}
+
+/* The current step's deadline passed. */
+static void probe_timeout(const struct vrun *x, struct probe *p) {
+    char why[96];
+
+    switch (p->st) {
+    case P_CONNECTING:
+        p->last_err = -ETIMEDOUT;
+        (void)close(p->fd);
+        p->fd = -1;
+        p->ai = p->ai->ai_next;
+        p->ai_left--;
+        try_next_address(x, p);
+        break;
+    case P_HANDSHAKE: {
+        char msg[300];
+        tls_session_handshake_error(p->tls, -ETIMEDOUT, x->redis->timeout_usec, msg, sizeof msg);
+        probe_fail(p, N_UNREACHABLE, "connect %s: %s", p->nd->name, msg);
+        break;
+    }
+    case P_SEND:
+    case P_RECV:
+        /* as resp_auth(): a link that fails right after +OK is not a working node */
+        probe_fail(p, N_UNREACHABLE, "%s: %s: %s",
+                   p->ping ? "PING after AUTH" : "AUTH", p->st == P_SEND ? "write" : "read",
+                   io_why(-ETIMEDOUT, x->redis->timeout_usec, why, sizeof why));
+        break;
+    case P_DONE:
+        break;
+    }
+}
+
+#define MAX_INFLIGHT 128   /* connections open at once (file descriptors) */
+
+/* Asks every node (but those in skip) at once and returns when all have answered or
+ * timed out. */
 static void check_all(const struct vrun *x, struct vnode *nodes, size_t n, const bool *skip,
                       const char *username, const struct secret *password) {
-    struct batch b = { .x = x, .nodes = nodes, .n = n, .skip = skip, .username = username,
-                       .password = password };
-    pthread_t th[VALIDATE_MAX_THREADS];
-    size_t want = n < VALIDATE_MAX_THREADS ? n : VALIDATE_MAX_THREADS, started = 0;
-    pthread_attr_t attr;
-    bool have_attr;
+    struct probe *ps = calloc(n ? n : 1, sizeof *ps);
+    struct pollfd pfd[MAX_INFLIGHT];
+    size_t idx[MAX_INFLIGHT];
+    size_t next = 0;
 
-    atomic_init(&b.next, 0);
-    /* A node's work needs little stack (16 KiB read buffer, an OpenSSL handshake); the
-     * default 8 MiB per thread would only waste address space. */
-    have_attr = pthread_attr_init(&attr) == 0;
-    if (have_attr)
-        (void)pthread_attr_setstacksize(&attr, 512 * 1024);
-    for (size_t t = 1; t < want; t++) {
-        if (pthread_create(&th[started], have_attr ? &attr : NULL, batch_worker, &b) != 0)
-            break;
-        started++;
+    if (!ps) {
+        for (size_t i = 0; i < n; i++) {
+            nodes[i].state = N_UNEXPECTED;
+            snprintf(nodes[i].detail, sizeof nodes[i].detail, "out of memory");
+        }
+        return;
     }
-    if (have_attr)
-        pthread_attr_destroy(&attr);
-    batch_worker(&b);
-    for (size_t t = 0; t < started; t++)
-        pthread_join(th[t], NULL);
+    for (size_t i = 0; i < n; i++)
+        ps[i].st = P_DONE;   /* not started yet counts as nothing to wait for */
+
+    for (;;) {
+        size_t active = 0, k = 0;
+        uint64_t now, first = UINT64_MAX;
+
+        for (size_t i = 0; i < next; i++)
+            active += ps[i].st != P_DONE;
+        while (active < MAX_INFLIGHT && next < n) {
+            size_t i = next++;
+            if (skip && skip[i])
+                continue;
+            probe_begin(x, &ps[i], &nodes[i], username, password);
+            active += ps[i].st != P_DONE;
+        }
+        for (size_t i = 0; i < next && k < MAX_INFLIGHT; i++) {
+            if (ps[i].st == P_DONE)
+                continue;
+            pfd[k] = (struct pollfd){ .fd = ps[i].fd, .events = ps[i].want };
+            idx[k++] = i;
+            if (ps[i].deadline < first)
+                first = ps[i].deadline;
+        }
+        if (k == 0) {
+            if (next >= n)
+                break;
+            continue;
+        }
+        now = resp_now_usec();
+        uint64_t ms = first > now ? (first - now + 999) / 1000 : 0;
+        int r = poll(pfd, k, ms > INT_MAX ? INT_MAX : (int)ms);
+        if (r < 0 && errno != EINTR)
+            r = 0;   /* cannot happen with valid fds; deadlines still end every probe */
+        now = resp_now_usec();
+        for (size_t j = 0; j < k; j++) {
+            struct probe *p = &ps[idx[j]];
+            if (r > 0 && pfd[j].revents) {
+                if (p->st == P_CONNECTING)
+                    connect_ready(x, p);
+                else
+                    probe_io(x, p);
+            } else if (now >= p->deadline)
+                probe_timeout(x, p);
+        }
+    }
+    free(ps);
 }
 
 /* ------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "config.h"
 #include "resp.h"
@@ -81,7 +82,9 @@ int main(int argc, char **argv) {
 
     /* one warm-up round: name resolution, first TLS context, page faults */
     struct validate_result res;
+    struct rusage ru0, ru1;
     validate_candidate(&r, user, password, NULL, NULL, &res);
+    getrusage(RUSAGE_SELF, &ru0);
     for (unsigned long k = 0; k < iterations; k++) {
         if (one_by_one) {
             struct config_redis one = r;
@@ -103,12 +106,18 @@ int main(int argc, char **argv) {
             fprintf(stderr, "validate_bench: %s: %s\n", validate_outcome_to_string(res.outcome),
                     res.detail);
     }
+    getrusage(RUSAGE_SELF, &ru1);
+    double cpu_ms = ((double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec) * 1e3 +
+                     (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec) / 1e3 +
+                     (double)(ru1.ru_stime.tv_sec - ru0.ru_stime.tv_sec) * 1e3 +
+                     (double)(ru1.ru_stime.tv_usec - ru0.ru_stime.tv_usec) / 1e3) /
+                    (double)iterations;
     qsort(t, iterations, sizeof *t, cmp_u64);
     printf("{\"nodes\":%u,\"tls\":%s,\"mode\":\"%s\",\"outcome\":\"%s\",\"min_ms\":%.3f,"
-           "\"median_ms\":%.3f,\"p90_ms\":%.3f,\"max_ms\":%.3f}\n",
+           "\"median_ms\":%.3f,\"p90_ms\":%.3f,\"max_ms\":%.3f,\"cpu_ms\":%.3f}\n",
            res.total, r.tls.enabled ? "true" : "false", one_by_one ? "one-by-one" : "concurrent",
            outcome, ms_at(t, iterations, 0), ms_at(t, iterations, 0.5), ms_at(t, iterations, 0.9),
-           ms_at(t, iterations, 1.0));
+           ms_at(t, iterations, 1.0), cpu_ms);
     free(t);
     secret_free(password);
     return strcmp(outcome, "accepted") == 0 ? 0 : 1;

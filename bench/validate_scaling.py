@@ -163,6 +163,7 @@ class DelayProxy:
         asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(2)
+        self.loop.close()
 
 
 def run_bench(endpoints, tls, pki, iterations, one_by_one=False):
@@ -198,11 +199,12 @@ def main():
                                            text=True).stdout.split()[2],
             subprocess.run(["openssl", "version"], capture_output=True, text=True).stdout.strip()))
         print()
-        print("| network | transport | nodes | median ms | p90 ms | median / 1 node |")
-        print("|---|---|---:|---:|---:|---:|")
-        for net in ("loopback", "delayed"):
+        print("| network | transport | nodes | median ms | p90 ms | median / 1 node | client CPU ms |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        nets = ("loopback",) if "--loopback" in sys.argv else ("loopback", "delayed")
+        for net in nets:
             its = (10 if quick else 40) if net == "loopback" else (5 if quick else 20)
-            for tls in (False, True):
+            for tls in ((False,) if "--plain" in sys.argv else (False, True)):
                 base = None
                 for n in SIZES + ("12, one by one",):
                     seq = isinstance(n, str)
@@ -214,9 +216,9 @@ def main():
                     r = run_bench(eps, tls, pki, its, one_by_one=seq)
                     if base is None:
                         base = r["median_ms"]
-                    print("| %s | %s | %s | %.2f | %.2f | %.2f |" % (
+                    print("| %s | %s | %s | %.2f | %.2f | %.2f | %.2f |" % (
                         net if net == "loopback" else "10 ms RTT", "TLS" if tls else "TCP", n,
-                        r["median_ms"], r["p90_ms"], r["median_ms"] / base))
+                        r["median_ms"], r["p90_ms"], r["median_ms"] / base, r["cpu_ms"]))
                     sys.stdout.flush()
     finally:
         if proxy:

@@ -1013,17 +1013,12 @@ static const char *type_name(int type) {
     return "unknown";
 }
 
-static enum resp_auth_result judge_ping(struct resp_conn *c, char *detail, size_t detail_len) {
-    static const char *ping[] = {"PING"};
-    redisReply *reply = NULL;
+void resp_ping_judge(redisReply *reply, char *detail, size_t detail_len) {
     char word[40];
-    int rc = command(c, 1, ping, NULL, false, &reply);
 
-    if (rc < 0 || !reply) {
-        fmt_msg(detail, detail_len, "PING after AUTH: %s", resp_errstr(c));
-        return RESP_AUTH_IO;
-    }
-    if (reply_is(reply, REDIS_REPLY_STATUS, "PONG"))
+    if (!reply)
+        fmt_msg(detail, detail_len, "PING after AUTH: no reply");
+    else if (reply_is(reply, REDIS_REPLY_STATUS, "PONG"))
         fmt_msg(detail, detail_len, "%s", "");
     else if (reply->type == REDIS_REPLY_ERROR && starts_with(reply, "NOPERM"))
         /* The user may not run PING; AUTH itself said +OK, which is what counts. */
@@ -1033,28 +1028,29 @@ static enum resp_auth_result judge_ping(struct resp_conn *c, char *detail, size_
     else
         fmt_msg(detail, detail_len, "PING after AUTH: unexpected %s reply",
                 type_name(reply->type));
-    freeReplyObject(reply);
+    if (reply)
+        freeReplyObject(reply);
+}
+
+static enum resp_auth_result judge_ping(struct resp_conn *c, char *detail, size_t detail_len) {
+    static const char *ping[] = {"PING"};
+    redisReply *reply = NULL;
+    int rc = command(c, 1, ping, NULL, false, &reply);
+
+    if (rc < 0 || !reply) {
+        fmt_msg(detail, detail_len, "PING after AUTH: %s", resp_errstr(c));
+        return RESP_AUTH_IO;
+    }
+    resp_ping_judge(reply, detail, detail_len);
     return RESP_AUTH_ACCEPTED;
 }
 
-enum resp_auth_result resp_auth(struct resp_conn *c, const char *username,
-                                const struct secret *password, char *detail, size_t detail_len) {
-    const char *argv[3];
-    size_t argvlen[3];
-    redisReply *reply = NULL;
-    enum resp_auth_result res;
-    char word[40];
-    int argc = 0, rc;
+int resp_auth_argv(const char *username, const struct secret *password, const char *argv[3],
+                   size_t argvlen[3]) {
+    int argc = 0;
 
-    fmt_msg(detail, detail_len, "%s", "");
-    if (!c) {
-        fmt_msg(detail, detail_len, "not connected");
-        return RESP_AUTH_IO;
-    }
-    if (!password || !secret_data(password)) {
-        fmt_msg(detail, detail_len, "AUTH: no password given");
-        return RESP_AUTH_UNEXPECTED;
-    }
+    if (!password || !secret_data(password))
+        return -EINVAL;
     argv[argc] = "AUTH";
     argvlen[argc++] = 4;
     if (username) {
@@ -1063,16 +1059,22 @@ enum resp_auth_result resp_auth(struct resp_conn *c, const char *username,
     }
     argv[argc] = secret_data(password);
     argvlen[argc++] = secret_len(password);
+    return argc;
+}
 
-    rc = command(c, argc, argv, argvlen, true, &reply);
-    if (rc < 0 || !reply) {
-        fmt_msg(detail, detail_len, "AUTH: %s", resp_errstr(c));
+enum resp_auth_result resp_auth_judge(redisReply *reply, int argc, const char **argv,
+                                      const size_t *argvlen, char *detail, size_t detail_len) {
+    enum resp_auth_result res;
+    char word[40];
+
+    fmt_msg(detail, detail_len, "%s", "");
+    if (!reply) {
+        fmt_msg(detail, detail_len, "AUTH: no reply");
         return RESP_AUTH_IO;
     }
-
     if (reply_is(reply, REDIS_REPLY_STATUS, "OK")) {
         free_secret_reply(reply);
-        return judge_ping(c, detail, detail_len);
+        return RESP_AUTH_ACCEPTED;
     }
 
     /* Only our own fixed phrases and the error's first word go into detail. */
@@ -1107,6 +1109,35 @@ enum resp_auth_result resp_auth(struct resp_conn *c, const char *username,
         fmt_msg(detail, detail_len, "AUTH: unexpected %s reply", type_name(reply->type));
     }
     free_secret_reply(reply);
+    return res;
+}
+
+enum resp_auth_result resp_auth(struct resp_conn *c, const char *username,
+                                const struct secret *password, char *detail, size_t detail_len) {
+    const char *argv[3];
+    size_t argvlen[3];
+    redisReply *reply = NULL;
+    enum resp_auth_result res;
+    int argc, rc;
+
+    fmt_msg(detail, detail_len, "%s", "");
+    if (!c) {
+        fmt_msg(detail, detail_len, "not connected");
+        return RESP_AUTH_IO;
+    }
+    argc = resp_auth_argv(username, password, argv, argvlen);
+    if (argc < 0) {
+        fmt_msg(detail, detail_len, "AUTH: no password given");
+        return RESP_AUTH_UNEXPECTED;
+    }
+    rc = command(c, argc, argv, argvlen, true, &reply);
+    if (rc < 0 || !reply) {
+        fmt_msg(detail, detail_len, "AUTH: %s", resp_errstr(c));
+        return RESP_AUTH_IO;
+    }
+    res = resp_auth_judge(reply, argc, argv, argvlen, detail, detail_len);
+    if (res == RESP_AUTH_ACCEPTED)
+        return judge_ping(c, detail, detail_len);
     return res;
 }
 

@@ -105,6 +105,18 @@ const char *resp_auth_result_to_string(enum resp_auth_result r);
 enum resp_auth_result resp_auth(struct resp_conn *c, const char *username,
                                 const struct secret *password, char *detail, size_t detail_len);
 
+/* The pieces of resp_auth(), for callers that drive many connections themselves:
+ * resp_auth_argv() fills AUTH [username] password (argv[] points into password; returns
+ * argc, or -EINVAL without a password). resp_auth_judge() judges the reply to it, and
+ * consumes it (wiped, freed): ACCEPTED means +OK, and a PING should follow, whose reply
+ * resp_ping_judge() consumes (any reply after +OK is acceptance; detail says why PING
+ * was not PONG). Format the command with redisFormatCommandArgv() and wipe it after. */
+int resp_auth_argv(const char *username, const struct secret *password, const char *argv[3],
+                   size_t argvlen[3]);
+enum resp_auth_result resp_auth_judge(redisReply *reply, int argc, const char **argv,
+                                      const size_t *argvlen, char *detail, size_t detail_len);
+void resp_ping_judge(redisReply *reply, char *detail, size_t detail_len);
+
 uint64_t resp_now_usec(void);   /* CLOCK_MONOTONIC */
 
 /* --- cluster topology (pure parsers, fuzzable) ---

@@ -33,14 +33,6 @@ struct tls_ctx {
     bool verify;
 };
 
-struct tls_transport {
-    struct resp_transport t;   /* first, so the callbacks can cast back */
-    SSL *ssl;
-    int fd;
-    bool broken;               /* a fatal TLS error happened: no close_notify */
-    char errstr[160];
-};
-
 static void fmt_msg(char *buf, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void fmt_msg(char *buf, size_t size, const char *fmt, ...) {
@@ -177,12 +169,22 @@ fail:
 }
 
 /* ------------------------------------------------------------------------------------
- * Transport
+ * Sessions and the transport
  */
+
+struct tls_session {
+    struct resp_transport t;   /* first, so the transport callbacks can cast back */
+    SSL *ssl;
+    int fd;
+    bool verify;
+    bool broken;               /* a fatal TLS error happened: no close_notify */
+    char verify_name[256];
+    char errstr[160];
+};
 
 /* Maps the outcome of an SSL_* call that returned r <= 0. Returns 1 when the call should
  * be retried (after waiting in *ret_events), 0 on a clean EOF, or -errno. */
-static int ssl_status(struct tls_transport *x, int r, short *ret_events) {
+static int ssl_status(struct tls_session *x, int r, short *ret_events) {
     int e = SSL_get_error(x->ssl, r);
 
     switch (e) {
@@ -211,22 +213,47 @@ static int ssl_status(struct tls_transport *x, int r, short *ret_events) {
     }
 }
 
-static ssize_t tls_read(struct resp_transport *t, void *buf, size_t len, uint64_t deadline) {
-    struct tls_transport *x = (struct tls_transport *)t;
-    int n = len > INT_MAX ? INT_MAX : (int)len;
+ssize_t tls_session_read(struct tls_session *x, void *buf, size_t len, short *ret_events) {
+    int n = len > INT_MAX ? INT_MAX : (int)len, r, rc;
 
     x->errstr[0] = '\0';
+    ERR_clear_error();
+    r = SSL_read(x->ssl, buf, n);
+    if (r > 0)
+        return r;
+    rc = ssl_status(x, r, ret_events);
+    return rc == 1 ? -EAGAIN : rc;
+}
+
+ssize_t tls_session_write(struct tls_session *x, const void *buf, size_t len,
+                          short *ret_events) {
+    int n = len > INT_MAX ? INT_MAX : (int)len, r, rc;
+
+    x->errstr[0] = '\0';
+    if (len == 0)
+        return 0;
+    ERR_clear_error();
+    r = SSL_write(x->ssl, buf, n);
+    if (r > 0)
+        return r;
+    rc = ssl_status(x, r, ret_events);
+    return rc == 1 ? -EAGAIN : rc == 0 ? -EPIPE : rc;   /* 0: the peer closed the session */
+}
+
+const char *tls_session_errstr(const struct tls_session *x) {
+    return x ? x->errstr : "";
+}
+
+static ssize_t tls_read(struct resp_transport *t, void *buf, size_t len, uint64_t deadline) {
+    struct tls_session *x = (struct tls_session *)t;
+
     for (;;) {
         short events = 0;
-        int r, rc;
+        ssize_t n = tls_session_read(x, buf, len, &events);
+        int rc;
 
-        ERR_clear_error();
-        r = SSL_read(x->ssl, buf, n);
-        if (r > 0)
-            return r;
-        rc = ssl_status(x, r, &events);
-        if (rc <= 0)
-            return rc;
+        if (n != -EAGAIN)
+            return n;
         rc = resp_wait_fd(x->fd, events, deadline);
         if (rc < 0)
             return rc;
@@ -235,25 +262,15 @@ static ssize_t tls_read(struct resp_transport *t, void *buf, size_t len, uint64_
 
 static ssize_t tls_write(struct resp_transport *t, const void *buf, size_t len,
                          uint64_t deadline) {
-    struct tls_transport *x = (struct tls_transport *)t;
-    int n = len > INT_MAX ? INT_MAX : (int)len;
+    struct tls_session *x = (struct tls_session *)t;
 
-    x->errstr[0] = '\0';
-    if (len == 0)
-        return 0;
     for (;;) {
         short events = 0;
-        int r, rc;
+        ssize_t n = tls_session_write(x, buf, len, &events);
+        int rc;
 
-        ERR_clear_error();
-        r = SSL_write(x->ssl, buf, n);
-        if (r > 0)
-            return r;
-        rc = ssl_status(x, r, &events);
-        if (rc == 0)
-            return -EPIPE;   /* the peer closed the session */
-        if (rc < 0)
-            return rc;
+        if (n != -EAGAIN)
+            return n;
         rc = resp_wait_fd(x->fd, events, deadline);
         if (rc < 0)
             return rc;
@@ -261,14 +278,12 @@ static ssize_t tls_write(struct resp_transport *t, const void *buf, size_t len,
 }
 
 static const char *tls_errstr(struct resp_transport *t) {
-    return ((struct tls_transport *)t)->errstr;
+    return ((struct tls_session *)t)->errstr;
 }
 
-static void tls_close(struct resp_transport *t) {
-    struct tls_transport *x = (struct tls_transport *)t;
-
+struct tls_session *tls_session_free(struct tls_session *x) {
     if (!x)
-        return;
+        return NULL;
     if (x->ssl) {
         if (!x->broken && SSL_is_init_finished(x->ssl))
             (void)SSL_shutdown(x->ssl);   /* one try, non-blocking: close_notify */
@@ -278,6 +293,86 @@ static void tls_close(struct resp_transport *t) {
     if (x->fd >= 0)
         (void)close(x->fd);
     free(x);
+    return NULL;
+}
+
+static void tls_close(struct resp_transport *t) {
+    tls_session_free((struct tls_session *)t);
+}
+
+int tls_session_new(struct tls_ctx *ctx, int fd, const char *verify_name,
+                    struct tls_session **ret, char *err, size_t errlen) {
+    struct tls_session *x;
+    bool ip;
+
+    if (!ctx || fd < 0 || !ret || !set(verify_name) || strlen(verify_name) >= 256) {
+        if (fd >= 0)
+            (void)close(fd);
+        fmt_msg(err, errlen, "TLS: invalid arguments");
+        return -EINVAL;
+    }
+    ip = tls_is_ip_literal(verify_name);
+    x = calloc(1, sizeof(*x));
+    if (!x) {
+        (void)close(fd);
+        fmt_msg(err, errlen, "TLS: out of memory");
+        return -ENOMEM;
+    }
+    x->fd = fd;
+    x->verify = ctx->verify;
+    memcpy(x->verify_name, verify_name, strlen(verify_name) + 1);
+    x->t.read = tls_read;
+    x->t.write = tls_write;
+    x->t.close = tls_close;
+    x->t.errstr = tls_errstr;
+
+    ERR_clear_error();
+    x->ssl = SSL_new(ctx->ssl_ctx);
+    if (!x->ssl || SSL_set_fd(x->ssl, fd) != 1) {
+        fmt_msg(err, errlen, "TLS: %s", ssl_reason("out of memory"));
+        tls_session_free(x);
+        return -ENOMEM;
+    }
+    /* SNI carries a name, never an address (RFC 6066 §3). */
+    if (!ip && SSL_set_tlsext_host_name(x->ssl, verify_name) != 1) {
+        fmt_msg(err, errlen, "TLS: cannot use %s as server name: %s", verify_name,
+                ssl_reason("invalid"));
+        tls_session_free(x);
+        return -EINVAL;
+    }
+    if (ctx->verify) {
+        int ok;
+        if (ip)
+            ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(x->ssl), verify_name);
+        else {
+            SSL_set_hostflags(x->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+            ok = SSL_set1_host(x->ssl, verify_name);
+        }
+        if (ok != 1) {
+            fmt_msg(err, errlen, "TLS: cannot verify against %s: %s", verify_name,
+                    ssl_reason("invalid name"));
+            tls_session_free(x);
+            return -EINVAL;
+        }
+    }
+    SSL_set_connect_state(x->ssl);
+    *ret = x;
+    return 0;
+}
+
+int tls_session_handshake(struct tls_session *x, short *ret_events) {
+    int r, rc;
+
+    ERR_clear_error();
+    r = SSL_connect(x->ssl);
+    if (r == 1)
+        return 0;
+    rc = ssl_status(x, r, ret_events);
+    if (rc == 1)
+        return 1;
+    if (x->verify && SSL_get_verify_result(x->ssl) != X509_V_OK)
+        return -EKEYREJECTED;
+    return rc == 0 ? -ECONNRESET : rc;
 }
 
 /* Why verification failed, in the operator's terms. */
@@ -294,14 +389,33 @@ static void verify_message(long v, const char *verify_name, char *buf, size_t si
     }
 }
 
+void tls_session_handshake_error(const struct tls_session *x, int rc, uint64_t timeout_usec,
+                                 char *buf, size_t size) {
+    char why[200];
+
+    if (rc == -EKEYREJECTED) {
+        verify_message(SSL_get_verify_result(x->ssl), x->verify_name, why, sizeof(why));
+        fmt_msg(buf, size, "TLS: %s", why);
+    } else if (rc == -ETIMEDOUT) {
+        fmt_msg(buf, size, "TLS handshake timed out after %llu ms (no TLS answer: is this a "
+                "TLS port?)", (unsigned long long)(timeout_usec / 1000));
+    } else if (x->errstr[0]) {
+        fmt_msg(buf, size, "%s handshake failed%s", x->errstr,
+                strstr(x->errstr, "wrong version number") ? " (is this a TLS port?)" : "");
+    } else {
+        fmt_msg(buf, size, "TLS handshake failed: %s",
+                rc == -ECONNRESET ? "connection closed by server"
+                                  : strerror_r(-rc, why, sizeof(why)));
+    }
+}
+
 int tls_connect(struct tls_ctx *ctx, const struct resp_endpoint *ep, const char *verify_name,
                 uint64_t timeout_usec, struct resp_conn **ret, char *err, size_t errlen) {
     uint64_t now = resp_now_usec();
     uint64_t deadline = timeout_usec > UINT64_MAX - now ? UINT64_MAX : now + timeout_usec;
-    struct tls_transport *x;
+    struct tls_session *x = NULL;
     struct resp_conn *c;
-    char epname[300], why[200];
-    bool ip;
+    char epname[300], why[400];
     int fd = -1, rc;
 
     if (!ctx || !ep || !ret || !set(verify_name)) {
@@ -309,94 +423,33 @@ int tls_connect(struct tls_ctx *ctx, const struct resp_endpoint *ep, const char 
         return -EINVAL;
     }
     resp_endpoint_format(ep, epname, sizeof(epname));
-    ip = tls_is_ip_literal(verify_name);
-
     rc = resp_socket_connect(ep, timeout_usec, &fd, err, errlen);
     if (rc < 0)
         return rc;
-
-    x = calloc(1, sizeof(*x));
-    if (!x) {
-        (void)close(fd);
-        fmt_msg(err, errlen, "connect %s: out of memory", epname);
-        return -ENOMEM;
-    }
-    x->fd = fd;
-    x->t.read = tls_read;
-    x->t.write = tls_write;
-    x->t.close = tls_close;
-    x->t.errstr = tls_errstr;
-
-    ERR_clear_error();
-    x->ssl = SSL_new(ctx->ssl_ctx);
-    if (!x->ssl || SSL_set_fd(x->ssl, fd) != 1) {
-        fmt_msg(err, errlen, "connect %s: TLS: %s", epname, ssl_reason("out of memory"));
-        tls_close(&x->t);
-        return -ENOMEM;
-    }
-    /* SNI carries a name, never an address (RFC 6066 §3). */
-    if (!ip && SSL_set_tlsext_host_name(x->ssl, verify_name) != 1) {
-        fmt_msg(err, errlen, "connect %s: TLS: cannot use %s as server name: %s", epname,
-                verify_name, ssl_reason("invalid"));
-        tls_close(&x->t);
-        return -EINVAL;
-    }
-    if (ctx->verify) {
-        int ok;
-        if (ip)
-            ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(x->ssl), verify_name);
-        else {
-            SSL_set_hostflags(x->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-            ok = SSL_set1_host(x->ssl, verify_name);
-        }
-        if (ok != 1) {
-            fmt_msg(err, errlen, "connect %s: TLS: cannot verify against %s: %s", epname,
-                    verify_name, ssl_reason("invalid name"));
-            tls_close(&x->t);
-            return -EINVAL;
-        }
-    }
-    SSL_set_connect_state(x->ssl);
-
-    for (;;) {
-        short events = 0;
-        int r;
-
-        ERR_clear_error();
-        r = SSL_connect(x->ssl);
-        if (r == 1)
-            break;
-        rc = ssl_status(x, r, &events);
-        if (rc > 0)
-            rc = resp_wait_fd(fd, events, deadline);
-        else if (rc == 0)
-            rc = -ECONNRESET;
-        if (rc == 0)
-            continue;
-
-        long v = SSL_get_verify_result(x->ssl);
-        if (ctx->verify && v != X509_V_OK) {
-            verify_message(v, verify_name, why, sizeof(why));
-            fmt_msg(err, errlen, "connect %s: TLS: %s", epname, why);
-            rc = -EKEYREJECTED;
-        } else if (rc == -ETIMEDOUT) {
-            fmt_msg(err, errlen, "connect %s: TLS handshake timed out after %llu ms (no TLS "
-                    "answer: is this a TLS port?)", epname,
-                    (unsigned long long)(timeout_usec / 1000));
-        } else if (x->errstr[0]) {
-            fmt_msg(err, errlen, "connect %s: %s handshake failed%s", epname, x->errstr,
-                    strstr(x->errstr, "wrong version number") ? " (is this a TLS port?)" : "");
-            rc = -EPROTO;
-        } else {
-            fmt_msg(err, errlen, "connect %s: TLS handshake failed: %s", epname,
-                    rc == -ECONNRESET ? "connection closed by server"
-                                      : strerror_r(-rc, why, sizeof(why)));
-        }
-        tls_close(&x->t);
+    rc = tls_session_new(ctx, fd, verify_name, &x, why, sizeof(why));   /* owns fd */
+    if (rc < 0) {
+        fmt_msg(err, errlen, "connect %s: %s", epname, why);
         return rc;
     }
+    for (;;) {
+        short events = 0;
 
-    c = resp_conn_new(&x->t, timeout_usec);   /* closes the transport on failure */
+        rc = tls_session_handshake(x, &events);
+        if (rc == 1)
+            rc = resp_wait_fd(fd, events, deadline);
+        else if (rc == 0)
+            break;
+        if (rc < 0) {
+            tls_session_handshake_error(x, rc, timeout_usec, why, sizeof(why));
+            fmt_msg(err, errlen, "connect %s: %s", epname, why);
+            if (rc != -EKEYREJECTED && rc != -ETIMEDOUT && x->errstr[0])
+                rc = -EPROTO;   /* a TLS failure, not a plain socket error */
+            tls_session_free(x);
+            return rc;
+        }
+    }
+
+    c = resp_conn_new(&x->t, timeout_usec);   /* closes the session on failure */
     if (!c) {
         fmt_msg(err, errlen, "connect %s: out of memory", epname);
         return -ENOMEM;

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "resp.h"
 
@@ -46,6 +47,26 @@ struct tls_ctx *tls_ctx_free(struct tls_ctx *ctx);   /* NULL accepted; returns N
  * connection is bounded by timeout_usec as with resp_connect(). */
 int tls_connect(struct tls_ctx *ctx, const struct resp_endpoint *ep, const char *verify_name,
                 uint64_t timeout_usec, struct resp_conn **ret, char *err, size_t errlen);
+
+/* --- the same, one step at a time, for callers that multiplex many connections ---
+ * tls_session_new() takes a connected non-blocking socket (and owns it from then on, even
+ * when it fails) and prepares verification against verify_name. tls_session_handshake()
+ * returns 0 when done, 1 when it must be called again once the fd is ready for
+ * *ret_events, or -errno (-EKEYREJECTED: the certificate did not verify);
+ * tls_session_handshake_error() words such a failure (rc -ETIMEDOUT: the caller's
+ * deadline passed). read/write return bytes moved, 0 on EOF (read), -EAGAIN with
+ * *ret_events to wait for, or -errno with the reason in tls_session_errstr(). */
+struct tls_session;
+int tls_session_new(struct tls_ctx *ctx, int fd, const char *verify_name,
+                    struct tls_session **ret, char *err, size_t errlen);
+int tls_session_handshake(struct tls_session *s, short *ret_events);
+void tls_session_handshake_error(const struct tls_session *s, int rc, uint64_t timeout_usec,
+                                 char *buf, size_t size);
+ssize_t tls_session_read(struct tls_session *s, void *buf, size_t len, short *ret_events);
+ssize_t tls_session_write(struct tls_session *s, const void *buf, size_t len,
+                          short *ret_events);
+const char *tls_session_errstr(const struct tls_session *s);
+struct tls_session *tls_session_free(struct tls_session *s);   /* closes the fd; NULL ok */
 
 /* True when s is an IPv4 or IPv6 address literal (checked as an IP SAN, never sent as SNI). */
 bool tls_is_ip_literal(const char *s);

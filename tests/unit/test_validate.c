@@ -130,6 +130,7 @@ static void *fake_run(void *arg) {
             continue;
         if (p[0].revents)
             break;
+        size_t polled = ncl;   /* clients accepted below were not in this poll */
         if (p[1].revents & POLLIN) {
             int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
             if (fd >= 0 && ncl < MAX_CLIENTS) {
@@ -142,7 +143,7 @@ static void *fake_run(void *arg) {
             } else if (fd >= 0)
                 close(fd);
         }
-        for (size_t i = 0; i < ncl; i++) {
+        for (size_t i = 0; i < polled; i++) {
             char buf[4096];
             redisReply *cmd = NULL;
             bool gone = false;
