@@ -4,10 +4,11 @@
  * The required nodes are the configured endpoints, or with `cluster = true` the nodes a
  * seed endpoint lists (CLUSTER SHARDS, else CLUSTER SLOTS): every primary, and every
  * replica too with `validate_replicas = true`. Discovery logs in with the current
- * credential, else with the candidate. All required nodes are asked at the same time, on
- * a bounded set of threads, each connection with its own timeout (connect + TLS handshake
- * within one timeout, then each command within one), so twelve nodes cost about one
- * round trip, and a node that never answers delays nobody but itself.
+ * credential, else with the candidate. All required nodes are asked at the same time from
+ * the calling thread (non-blocking sockets, one poll(); at most 128 connections open at
+ * once), each connection with its own timeout (connect + TLS handshake within one
+ * timeout, then AUTH and PING within one each), so twelve nodes cost about one round
+ * trip, and a node that never answers delays nobody but itself.
  *
  * With `tls = true` every node's certificate is verified against `server_name`, else the
  * host of the configured endpoint, and for discovered nodes the host of the seed that
@@ -40,7 +41,6 @@ enum validate_outcome {
 };
 
 #define VALIDATE_MAX_NODES 512     /* a cluster listing more is an error, not a truncation */
-#define VALIDATE_MAX_THREADS 32    /* connections in flight at once */
 
 struct validate_result {
     enum validate_outcome outcome;
