@@ -87,8 +87,8 @@ class Watcher:
                 self._fd, os.fsencode(os.path.dirname(d) or "."), _PARENT_MASK)
         if self._wd_dir < 0:
             self._wd_dir = libc.inotify_add_watch(self._fd, os.fsencode(d), _DIR_MASK)
-        # get() may skip its stat only while the directory itself is watched
-        self.file._watched = self._wd_dir >= 0
+        # get() may skip its stat only while the directory is watched by a running thread
+        self.file._watched = self._wd_dir >= 0 and self._thread is not None
 
     def _drain(self):
         """Reads pending events; True when one concerned our file or its directory."""
@@ -135,6 +135,14 @@ class Watcher:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="redis-creds-watch",
                                             daemon=True)
+            # The watch is in place since __init__; look at the file once now, so that a
+            # change made before the watch existed is not missed.
+            try:
+                self.file._refresh(force=False)
+            except Exception:
+                pass
+            self._last_gen = self.file.generation
+            self.file._watched = self._fd >= 0 and self._wd_dir >= 0
             self._thread.start()
         return self
 

@@ -223,3 +223,20 @@ def test_is_refusal_knows_both_redis_py_generations():
     assert not rc.is_refusal(ResponseError("NOPERM this user has no permissions"))
     assert not rc.is_refusal(AuthenticationError("Client sent AUTH, but no password is set"))
     assert not rc.is_refusal(redis.ConnectionError("Connection refused"))
+
+
+def test_a_watcher_not_started_does_not_freeze_get_and_start_catches_up(rundir):
+    publish(rundir, doc())
+    cf = rc.CredentialFile("cache", rundir)
+    cf.get()
+    w = rc.Watcher(cf, method="inotify")
+    publish(rundir, doc(password="pw2", version="v2"))
+    assert cf.get().current.version == "v2"      # not started: get() still stats
+    publish(rundir, doc(password="pw3", version="v3"))
+    w.start()
+    try:
+        assert cf.get().current.version == "v3"  # start() looked at the file once
+        assert cf._watched
+    finally:
+        w.stop()
+    assert not cf._watched
