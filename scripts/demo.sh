@@ -329,8 +329,9 @@ fi
 if ((counter != total - failed)); then
     note "warning: demo:counter is $counter but $((total - failed)) INCRs succeeded"
 fi
-say "redis-creds --runtime-dir $run get demo --field version"
-note "$("$cli" --runtime-dir "$run" get demo --field version)"
+say "redis-creds -c $conf status"
+# Asks the agent through its control socket; exits 1 when a credential is not current.
+"$cli" -c "$conf" status | sed 's/^/    /' || note "(status exited non-zero)"
 leaked=0
 if grep -qF -e "$old_pw" -e "$new_pw" -e "$admin_pw" "$tmp/agent.log"; then
     leaked=1
