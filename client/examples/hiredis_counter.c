@@ -69,10 +69,12 @@ int main(int argc, char **argv) {
         }
         if (r == 1) {
             const struct rc_creds *cr = NULL;
-            if (rc_get(h, &cr) == 0) /* versions are not secrets: fine to print */
+            if (rc_get(h, &cr) == 0) { /* versions are not secrets: fine to print */
+                int prev = session.used_previous && cr->previous;
                 printf("authenticated with version %s%s\n",
-                       session.used_previous ? cr->previous->version : cr->current.version,
-                       session.used_previous ? " (previous)" : "");
+                       prev ? cr->previous->version : cr->current.version,
+                       prev ? " (previous)" : "");
+            }
             rc_creds_unref(cr);
         }
         redisReply *reply = redisCommand(c, "INCR %s", "demo:counter");
