@@ -130,7 +130,7 @@ enum {
 int az_token_get(struct az_token_ref *r, const struct rc_host *host, const struct az_refresh *p,
                  unsigned flags, struct az_token *ret, struct rc_error *err);
 /* Usec from now until the handle's entry wants its next look under policy p (at least
- * 1 s); 0 when nothing is cached. `host` for an info line when the wall clock jumped. */
+ * 100 ms); 0 when nothing is cached. `host` for an info line when the wall clock jumped. */
 uint64_t az_token_next(struct az_token_ref *r, const struct rc_host *host, const struct az_refresh *p);
 /* exp of the cached token (unix seconds), or 0. */
 int64_t az_token_cached_exp(struct az_token_ref *r);

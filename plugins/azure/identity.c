@@ -951,7 +951,8 @@ uint64_t az_token_next(struct az_token_ref *e, const struct rc_host *host, const
         uint64_t at = az_refresh_point(e->iat_mono, e->exp_mono, p);
         if (e->same_count && e->next_ask > at)
             at = e->next_ask;
-        d = at > now + 1000000ULL ? at - now : 1000000ULL;
+        /* At least 100 ms: never a busy loop, and a refresh point is met within that. */
+        d = at > now + 100000ULL ? at - now : 100000ULL;
     }
     pthread_mutex_unlock(&e->lock);
     return d;

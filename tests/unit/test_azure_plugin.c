@@ -586,6 +586,8 @@ static void test_entra_asks_only_at_the_refresh_point(void **st) {
     assert_int_equal(count_reqs(f->srv, "/metadata"), 1);
     assert_int_equal(f->type[0]->next_check(f->state[0], &f->creds[0][0]), 1000000ULL);
     advance(1);
+    /* At (or a hair past) the point: the minimum, never 0 (0 would mean poll_interval). */
+    assert_int_equal(f->type[0]->next_check(f->state[0], &f->creds[0][0]), 100000ULL);
     assert_int_equal(fetch(f, 0, 0, c, &err), 1);          /* at 70%: a new token */
     assert_int_equal(count_reqs(f->srv, "/metadata"), 2);
     assert_int_equal(c[0].expires_at, T0 + 700 + 1000);
