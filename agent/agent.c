@@ -841,6 +841,11 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
         c->a = a;
         c->cfg = cc;
         c->src = &sources[cc->source_index];
+        /* tls_insecure_skip_verify and friends: said at every start and reload. */
+        const char *warn[2];
+        size_t n_warn = validate_config_warnings(&cc->redis, warn, 2);
+        for (size_t k = 0; k < n_warn; k++)
+            log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name }, "%s: %s", cc->name, warn[k]);
         c->gid = gids[i];
         backoff_init(&c->retry, RETRY_MIN_USEC, RETRY_MAX_USEC);
         if (names) {

@@ -135,8 +135,10 @@ def test_mutual_tls_needs_and_uses_the_client_certificate(sc, certs, mtls_node):
     assert sc.read_bytes("nocert.json") is None
     st = status_of(sc, "nocert")
     assert "refused" not in st["last_error"], st
-    assert "certificate required" in st["last_error"], st   # the server's TLS alert
-    print(st["last_error"])
+    # The server's TLS alert, when it arrives before the server closes; on a loaded
+    # machine the client's AUTH write can meet the reset first. Either way: not refused.
+    assert ("certificate required" in st["last_error"] or
+            "Connection reset" in st["last_error"]), st
 
 
 def test_tls_to_a_plaintext_port_says_so(sc, certs):
@@ -165,3 +167,20 @@ def test_bad_tls_files_are_reported_with_their_name(sc, certs, tls_node):
     a.wait_ready()
     a.notify.wait_status(lambda s: "0/1" in s, timeout=5, what="STATUS 0/1")
     assert missing in status_of(sc)["last_error"]
+
+
+def test_insecure_skip_verify_is_warned_at_every_start_and_reload(sc, certs, tls_node):
+    sc.store_cred("app", "pw1")
+    sc.write_config([tls_cred(sc, tls_node.endpoint, tls_insecure_skip_verify=True),
+                     sc.cred(name="plain", path="cache.json",
+                             redis_extra={"ca_file": certs.ca})])
+    a = sc.start_agent()
+    a.wait_ready()
+    # Verification off still talks TLS and validates; the operator is told at start...
+    sc.wait_published(password="pw1", timeout=5)
+    a.wait_log("tls_insecure_skip_verify = true", what="insecure TLS warning at start")
+    a.wait_log("set but tls = false", what="TLS keys without tls warning at start")
+    # ...and again at each reload.
+    mark = a.log_mark()
+    a.send(1)   # SIGHUP
+    a.wait_log("tls_insecure_skip_verify = true", since=mark, what="insecure TLS warning at reload")
