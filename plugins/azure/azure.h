@@ -85,6 +85,8 @@ struct az_identity {
 int az_identity_parse(const struct config_node *source, struct az_identity *ret,
                       struct rc_error *err);
 void az_identity_clear(struct az_identity *id);
+/* Warns (at every open) when the identity's TLS checks are off. */
+void az_identity_warn(const struct rc_host *host, const struct az_identity *id);
 
 /* The name under $CREDENTIALS_DIRECTORY when client_secret_file is not set. */
 #define AZ_CLIENT_SECRET_CREDENTIAL "azure-client-secret"

@@ -84,6 +84,7 @@ int az_entra_open(const struct rc_host *host, const struct config_node *source,
     }
     if (az_tokens_acquire(&id, scope, config_node_duration(source, "timeout"), &s->tok, err) < 0)
         goto fail;
+    az_identity_warn(host, &id);
     az_identity_clear(&id);
     *ret_state = s;
     return 0;

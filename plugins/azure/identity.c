@@ -284,6 +284,12 @@ fail:
     return -1;
 }
 
+void az_identity_warn(const struct rc_host *host, const struct az_identity *id) {
+    if (id->tls.insecure)
+        host->log(host->h, LOG_WARNING, NULL,
+                  "identity.tls_insecure_skip_verify is on: the token endpoint's certificate is not checked");
+}
+
 static int sdup(const char *s, char **ret) {
     *ret = NULL;
     if (s && !(*ret = strdup(s)))

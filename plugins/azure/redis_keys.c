@@ -188,6 +188,7 @@ int az_redis_keys_open(const struct rc_host *host, const struct config_node *sou
     if (az_identity_parse(source, &id, err) < 0 ||
         az_tokens_acquire(&id, scope, s->ep.timeout_usec, &s->tok, err) < 0)
         goto fail;
+    az_identity_warn(host, &id);
     az_identity_clear(&id);
     free(scope);
     *ret_state = s;
