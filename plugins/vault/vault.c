@@ -25,7 +25,8 @@
  * worker, never concurrently for one instance (so the token and per-credential state
  * need no lock). The only state shared with the loop is each credential's backstop wake
  * time, under `lock`: the host honours next_check() only when nothing was published,
- * so a timerfd (watch_fd) wakes a credential whose wanted look did not happen on time.
+ * and its timers may fire 250 ms late, so a timerfd (watch_fd) wakes a credential whose
+ * wanted look did not start on time.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,7 +48,12 @@
 #include "vault_parse.h"
 
 #define VAULT_MAX_REDIRECTS 3
-#define VAULT_BACKSTOP_SLACK_USEC (100 * 1000ULL)
+/* The host's timers fire up to 250 ms late (sd-event's default accuracy) and it ignores
+ * next_check() after a publication: the backstop fires this long after the wanted
+ * look unless a fetch has started by then. Short, so a static role's poll stays near
+ * VAULT_ROT_POLL_USEC; a fetch that the host's own timer then also asks for while ours
+ * runs is the (rare, harmless) cost. */
+#define VAULT_BACKSTOP_SLACK_USEC (20 * 1000ULL)
 #define VAULT_TOKEN_RETRY_USEC (30 * VAULT_USEC_PER_SEC)
 #define VAULT_HINT_PROBES 3
 #define VAULT_DEFAULT_JWT_FILE "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -93,6 +99,7 @@ struct vault_source {
     char cred_token[300], cred_role_id[300], cred_secret_id[300];   /* $CREDENTIALS_DIRECTORY names */
     bool remove_secret_id;
     struct secret *cached_role_id, *cached_secret_id;
+    struct secret *last_jwt;     /* only to scrub messages */
 
     struct secret *token;
     bool token_renewable;
@@ -173,10 +180,17 @@ static void scrub(char *msg, const struct secret *s) {
     }
 }
 
+/* Our bootstrap secrets and the passwords we handed out last (a server, or anything on
+ * the way to it, could echo them into an error text). */
 static void scrub_all(struct vault_source *s, struct rc_error *err) {
     scrub(err->message, s->token);
     scrub(err->message, s->cached_role_id);
     scrub(err->message, s->cached_secret_id);
+    scrub(err->message, s->last_jwt);
+    for (size_t i = 0; i < s->n_creds; i++) {
+        scrub(err->message, s->creds[i].cached.password);
+        scrub(err->message, s->creds[i].hint.password);
+    }
 }
 
 static int oom(struct rc_error *err) {
@@ -405,6 +419,8 @@ static struct secret *login_body(struct vault_source *s, struct rc_error *err) {
     if (s->method == METHOD_KUBERNETES) {
         if ((r = read_jwt(s->jwt_file, &jwt, err)) < 0)
             goto out;
+        secret_free(s->last_jwt);
+        s->last_jwt = secret_dup(jwt);
         if (json_object_set_new(o, "role", json_string(s->role)) < 0 ||
             json_object_set_new(o, "jwt", json_stringn(secret_data(jwt), secret_len(jwt))) < 0)
             goto nomem;
@@ -875,6 +891,8 @@ static int kv1_fetch(struct vault_source *s, struct vault_cred_rt *c,
         vault_cred_clear(&cred);
         return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
     }
+    vault_cred_clear(&c->cached);
+    c->cached.password = secret_dup(cred.password);   /* only to scrub messages */
     ret[0] = (struct rc_candidate){ .username = cred.username, .password = cred.password,
                                     .expires_at = INT64_MIN, .role = RC_CAND_CURRENT };
     snprintf(ret[0].version, sizeof ret[0].version, "%s", version);
@@ -919,6 +937,8 @@ static int db_fetch(struct vault_source *s, struct vault_cred_rt *c,
     s->host->log(s->host->h, LOG_DEBUG, c->name, "static role: last rotation %s, ttl %llds, next look in %llums%s",
                  sc.version, (long long)sc.ttl, (unsigned long long)((c->due - now) / 1000),
                  c->rot.awaiting ? " (waiting for Vault to rotate)" : "");
+    vault_cred_clear(&c->cached);
+    c->cached.password = secret_dup(sc.cred.password);   /* only to scrub messages */
     ret[0] = (struct rc_candidate){ .username = sc.cred.username, .password = sc.cred.password,
                                     .expires_at = INT64_MIN, .role = RC_CAND_CURRENT };
     snprintf(ret[0].version, sizeof ret[0].version, "%s", sc.version);
@@ -1001,6 +1021,7 @@ static void vault_close(void *state) {
     secret_free(s->token);
     secret_free(s->cached_role_id);
     secret_free(s->cached_secret_id);
+    secret_free(s->last_jwt);
     free(s->base);
     free(s->namespace);
     free(s->token_file);

@@ -506,7 +506,7 @@ class FakeVault:
         """Error injection for requests whose URL path (with /v1/, without the query) matches
         the regex `path`. kinds: status (status=, errors=, headers=), 403, 403-invalid, 404,
         429 (retry_after=), 500, 503 (sealed), 412, redirect (location= or to=base URL),
-        delay (seconds=, then served normally), hang (seconds=, no answer; released by
+        ("{token}" in an error becomes the request's token), delay (seconds=, then served normally), hang (seconds=, no answer; released by
         release() or stop()), truncated, cut, malformed, wrong_shape, oversized (size=,
         chunked=), close. times=None: every matching request; n: the next n."""
         inj = Injection(path, kind, times, method, **params)
@@ -643,7 +643,8 @@ class FakeVault:
         return role["password"]
 
     def static_role_info(self, mount, name, namespace=""):
-        """The role as the test sees it: password, rotation times (wall clock)."""
+        """The role as the test sees it: password, rotation times (time.monotonic() of the
+        moment each new password became what Vault serves)."""
         m = self._mount(mount, namespace)
         with self._lock:
             r = m.roles[name]
@@ -660,20 +661,24 @@ class FakeVault:
         return (int(now // period) + 1) * period
 
     def _rotate(self, m, name):
+        """Like the database engine: the plugin changes the password in the database first
+        (Redis: ACL SETUSER user RESETPASS >new), then Vault stores and serves it."""
         with self._lock:
             role = m.roles[name]
+            cb, user = role["on_rotate"], role["username"]
+        pw = gen_password()
+        if cb:
+            cb(user, pw)
+        with self._lock:
             now = time.time()
-            role["password"] = gen_password()
+            role["password"] = pw
             role["last_vault_rotation"] = rfc3339nano(now, local=True)
             role["lvr_t"] = now
-            role["rotations"].append(now)
+            role["rotations"].append(time.monotonic())
             if role["rotation_period"]:
                 role["next_rotation"] = now + role["rotation_period"]
             else:
                 role["next_rotation"] = self._next_rotation(role, now)
-            cb, user, pw = role["on_rotate"], role["username"], role["password"]
-        if cb:
-            cb(user, pw)
 
     def _rotation_queue(self):
         """Vault's rotation queue: checked every `tick` seconds (queueTickInterval)."""
@@ -777,7 +782,11 @@ class FakeVault:
         if k == "close":
             raise _Drop()
         if k == "status":
-            raise VaultError(p.get("status", 500), p.get("errors", []), p.get("headers"))
+            # "{token}" in an error text is replaced by the request's token: a server that
+            # echoes what it was sent (the client must not repeat it anywhere).
+            tok = handler.headers.get("X-Vault-Token") or ""
+            errors = [e.replace("{token}", tok) for e in p.get("errors", [])]
+            raise VaultError(p.get("status", 500), errors, p.get("headers"))
         if k == "403":
             raise VaultError(403, [PERMISSION_DENIED_1])
         if k == "403-invalid":

@@ -38,17 +38,20 @@ def test_static_roles_rotations_are_published_within_1s_of_vaults_rotation(vault
         return [t for t in fv.static_role_info("database", name)["rotations"] if t > start]
     h.wait_until(lambda: len(rotations("period")) >= 2 and len(rotations("sched")) >= 1, 20,
                  "two rotations of the period role and one of the schedule role", interval=0.05)
-    h.wait_until(lambda: all(any(p > r for p in published[n]) for n in published for r in rotations(n)), 3,
+    rot = {n: rotations(n) for n in published}
+    h.wait_until(lambda: all(any(p > r for p in list(published[n])) for n in rot for r in rot[n]), 3,
                  "the publications")
-    delays = {n: [min(p for p in published[n] if p > r) - r for r in rotations(n)] for n in published}
-    print("delays", delays)
+    pub = {n: list(published[n]) for n in published}
+    delays = {n: [min(p for p in pub[n] if p > r) - r for r in rot[n]] for n in rot}
+    why = "delays %r, rotations %r, publications %r\n%s" % (delays, rot, pub, a.log()[-4000:])
     for n, ds in delays.items():
-        assert max(ds) <= 1.0, (n, ds, a.log()[-3000:])
+        assert max(ds) <= 1.0, why
 
     # Vault's Redis plugin rotates with RESETPASS: the published `previous` is already dead.
     d = sc.read_doc("period")
     info = fv.static_role_info("database", "period")
-    assert d["password"] == info["password"] and d["version"] == info["last_vault_rotation"]
-    assert d["previous"] is not None and d["previous"]["version"] != d["version"]
+    if d["version"] == info["last_vault_rotation"]:       # (no newer rotation meanwhile)
+        assert d["password"] == info["password"], why
+    assert d["previous"] is not None and d["previous"]["version"] != d["version"], (d["version"], why)
     assert not sc.redis.auth_ok("period-user", d["previous"]["password"])
     assert first["version"] != d["version"]

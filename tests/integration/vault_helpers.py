@@ -57,13 +57,30 @@ class VaultScenario:
         self.dir = os.path.join(sc.tree.root, "vault")
         os.mkdir(self.dir, 0o700)
         self.ca = None
+        self.tls_files = None
         kw = {}
         if tls:
             c = make_ca(os.path.join(sc.tree.root, "pki"))
             self.ca = c["ca"]
+            self.tls_files = c
             kw = {"tls_cert": c["cert"], "tls_key": c["key"]}
         self.fake = FakeVault(tick=tick, **kw).start()
         sc.on_close(self.fake.stop)
+
+    def another_fake(self, **kw):
+        """A second fake Vault (same TLS certificate and root token), stopped at teardown."""
+        if self.tls_files:
+            kw.setdefault("tls_cert", self.tls_files["cert"])
+            kw.setdefault("tls_key", self.tls_files["key"])
+        fv = FakeVault(root_token=self.fake.root_token, **kw).start()
+        self.sc.on_close(fv.stop)
+        return fv
+
+    def status(self):
+        """`redis-creds status --json` as a dict name -> credential row."""
+        r = self.sc.run_cli("-c", self.sc.tree.conf, "status", "--json")
+        import json
+        return {c["name"]: c for c in json.loads(r.stdout)["credentials"]}
 
     # --- bootstrap material
     def token_file(self, token, name="token"):
