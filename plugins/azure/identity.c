@@ -624,10 +624,13 @@ static int read_federated_token(const char *path, struct secret **ret, struct rc
         close(fd);
         return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
     }
+    int read_errno = 0;
     for (;;) {
         ssize_t n = read(fd, buf + len, FEDERATED_TOKEN_MAX + 1 - len);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0)
+            read_errno = errno;
         if (n <= 0)
             break;
         len += (size_t)n;
@@ -635,12 +638,15 @@ static int read_federated_token(const char *path, struct secret **ret, struct rc
             break;
     }
     close(fd);
+    bool too_large = len > FEDERATED_TOKEN_MAX;
     while (len > 0 && isspace((unsigned char)buf[len - 1]))
         len--;
     int r = 0;
-    if (len == 0 || len > FEDERATED_TOKEN_MAX)
+    if (read_errno)
+        r = rc_error_set(err, RC_ERR_TRANSIENT, "federated_token_file %s: read: %s", path, strerror(read_errno));
+    else if (len == 0 || too_large)
         r = rc_error_set(err, RC_ERR_INVALID, "federated_token_file %s: %s", path,
-                         len ? "too large" : "empty");
+                         too_large ? "too large" : "empty");
     else if (!(*ret = secret_new(buf, len)))
         r = rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
     az_wipe_free(buf, FEDERATED_TOKEN_MAX + 1);
