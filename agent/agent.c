@@ -347,13 +347,20 @@ static void schedule(struct cred_rt *c, uint64_t delay) {
     if (a->p.once || a->stopping)
         return;
     uint64_t when = now_mono() + delay;
+    /* sd-event coalesces wake-ups within a timer's accuracy (250 ms by default): fine for
+     * polls, too coarse for a token's refresh point or a 1 s retry. 1/50 of the delay,
+     * between 1 ms and 250 ms. */
+    uint64_t accuracy = delay / 50;
+    accuracy = accuracy < USEC_PER_MSEC ? USEC_PER_MSEC : accuracy > 250 * USEC_PER_MSEC ? 250 * USEC_PER_MSEC : accuracy;
     int r;
     if (c->timer) {
         r = sd_event_source_set_time(c->timer, when);
         if (r >= 0)
+            r = sd_event_source_set_time_accuracy(c->timer, accuracy);
+        if (r >= 0)
             r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
     } else
-        r = sd_event_add_time(a->p.event, &c->timer, CLOCK_MONOTONIC, when, 0, on_timer, c);
+        r = sd_event_add_time(a->p.event, &c->timer, CLOCK_MONOTONIC, when, accuracy, on_timer, c);
     if (r < 0) {
         log_error("%s: cannot schedule the next check: %s", c->cfg->name, strerror(-r));
         return;
@@ -507,6 +514,13 @@ static void store_failed(struct cred_rt *c, const struct rc_error *err) {
     }
 }
 
+/* When to look again after a good check: poll_interval, or earlier when the source asked
+ * (a token's refresh point, a static role's ttl). */
+static uint64_t next_look(const struct cred_rt *c, uint64_t next_check_usec) {
+    uint64_t next = c->cfg->poll_interval_usec;
+    return next_check_usec && next_check_usec < next ? next_check_usec : next;
+}
+
 /* The store (or the accepted peer) has what we publish: nothing to write. */
 static void still_current(struct cred_rt *c, const char *version, uint64_t next_check_usec) {
     bool was_failed = cred_failed(c);
@@ -517,10 +531,7 @@ static void still_current(struct cred_rt *c, const char *version, uint64_t next_
     backoff_reset(&c->retry);
     log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = version },
                 "version %s unchanged", version);
-    uint64_t next = c->cfg->poll_interval_usec;
-    if (next_check_usec && next_check_usec < next)
-        next = next_check_usec;
-    schedule(c, next);
+    schedule(c, next_look(c, next_check_usec));
 }
 
 static void fetch_done(struct job *j) {
@@ -544,7 +555,12 @@ static void fetch_done(struct job *j) {
     }
 
     struct rc_candidate *cand = &cj->cands[0];
-    if (c->have_cur && strcmp(cand->version, c->cur.cur.version) == 0) {
+    const struct rc_candidate *peer = cj->n_cands > 1 && cj->cands[1].role == RC_CAND_PEER ? &cj->cands[1] : NULL;
+    /* A peer (the other access key) is part of what is published, as `previous`: a
+     * regenerated peer is a change even when the preferred key is not. */
+    bool peer_same = !peer || (c->have_cur && c->cur.has_previous && c->cur.prev.version &&
+                               strcmp(peer->version, c->cur.prev.version) == 0);
+    if (c->have_cur && strcmp(cand->version, c->cur.cur.version) == 0 && peer_same) {
         /* The store has what we publish: nothing to do. */
         still_current(c, cand->version, cj->next_check_usec);
         job_clear(cj);
@@ -556,7 +572,7 @@ static void fetch_done(struct job *j) {
     snprintf(c->pending_version, sizeof c->pending_version, "%s", cand->version);
     if (c->cfg->redis.validate == VALIDATE_NONE) {
         publish(c, cand, NULL, "none");
-        schedule(c, c->cfg->poll_interval_usec);
+        schedule(c, next_look(c, cj->next_check_usec));
         job_clear(cj);
         attempt_done(c);
         maybe_reload(a);
@@ -604,7 +620,7 @@ static void validate_done(struct job *j) {
             still_current(c, second->version, 0);
         else
             publish(c, second, NULL, policy);
-        schedule(c, c->cfg->poll_interval_usec);
+        schedule(c, next_look(c, cj->next_check_usec));
         job_clear(cj);
         attempt_done(c);
         maybe_reload(a);
@@ -614,7 +630,12 @@ static void validate_done(struct job *j) {
     const char *ver = cand->version;
     switch (v->outcome) {
     case VALIDATE_PUBLISH:
-        publish(c, cand, second_ok ? second : NULL, policy);
+        if (c->have_cur && strcmp(cand->version, c->cur.cur.version) == 0 &&
+            !(second_ok && second->role == RC_CAND_PEER &&
+              !(c->cur.has_previous && c->cur.prev.version && strcmp(second->version, c->cur.prev.version) == 0)))
+            still_current(c, cand->version, cj->next_check_usec);   /* only an unusable peer changed */
+        else
+            publish(c, cand, second_ok ? second : NULL, policy);   /* new current, or new peer */
         break;
     case VALIDATE_REFUSED:
         c->state = CS_REFUSED;
@@ -646,7 +667,7 @@ static void validate_done(struct job *j) {
         break;
     }
     if (v->outcome == VALIDATE_PUBLISH)
-        schedule(c, c->cfg->poll_interval_usec);
+        schedule(c, next_look(c, cj->next_check_usec));
     job_clear(cj);
     attempt_done(c);
     maybe_reload(a);

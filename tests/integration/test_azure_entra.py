@@ -86,8 +86,6 @@ def test_entra_unchanged_token_is_no_change_and_no_loop(sc):
     az.assert_no_secrets(az.outputs(a))
 
 
-@pytest.mark.xfail(strict=False, reason="the agent schedules poll_interval after a publish and ignores the "
-                   "source's next_check() there (agent/agent.c validate_done); see docs/azure.md")
 def test_entra_schedules_its_own_refresh_without_polling(sc):
     az = AzureScenario(sc, lifetime=6)
     az.follow_entra_tokens()

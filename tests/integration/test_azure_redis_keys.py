@@ -68,6 +68,32 @@ def test_regenerated_primary_fails_over_to_secondary_and_back(sc, az):
     az.assert_no_secrets(az.outputs(a), az.status().stdout)
 
 
+def test_regenerated_secondary_becomes_previous_while_primary_stays(sc, az):
+    rid = az.fake.add_cache("cache2")
+    k1 = az.fake.keys(rid)
+    p1, s1 = k1["primaryKey"], k1["secondaryKey"]
+    az.redis_accepts_keys(p1, s1)
+    a = az.start([az.cred(name="keys", source="keys", path=rid, poll_interval="500ms")], [az.keys_source()])
+    d = sc.wait_published("keys", password=p1, timeout=5)
+    assert d["previous"]["password"] == s1
+
+    # The key not in use is regenerated (Microsoft's guidance): the primary stays current,
+    # and `previous` must follow the new secondary once Redis accepts it, not keep a dead key.
+    k2 = regenerate(az, rid, "Secondary")
+    s2 = k2["secondaryKey"]
+    assert s2 != s1 and k2["primaryKey"] == p1
+    az.redis_accepts_keys(p1, s2)
+    deadline = time.time() + 3
+    while True:
+        d = json.loads(sc.read_bytes("keys.json"))
+        if d["previous"]["password"] == s2:
+            break
+        assert time.time() < deadline, "previous still holds the regenerated secondary"
+        time.sleep(0.05)
+    assert d["password"] == p1 and d["version"].startswith("primary-h-")
+    az.assert_no_secrets(az.outputs(a), az.status().stdout)
+
+
 def test_prefer_secondary_on_a_classic_cache(sc, az):
     rid = az.fake.add_cache("classic", enterprise=False)
     k = az.fake.keys(rid)

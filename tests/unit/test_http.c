@@ -35,8 +35,11 @@ static void *serve(void *arg) {
     struct server *s = arg;
     while (!s->stop) {
         int fd = accept(s->lfd, NULL, NULL);
-        if (fd < 0)
+        if (fd < 0) {
+            if (s->stop)
+                break;
             continue;
+        }
         s->connections++;
         for (;;) {
             char buf[8192];
@@ -58,7 +61,8 @@ static void *serve(void *arg) {
                 break;
             memcpy(s->last_request, buf, got + 1);
             if (s->silent) {
-                sleep(3);
+                for (int i = 0; i < 300 && !s->stop; i++)
+                    usleep(10000);
                 break;
             }
             if (write(fd, s->reply, s->reply_len) < 0 || strstr(s->reply, "Connection: close"))
@@ -86,11 +90,10 @@ static struct server *server_start(const char *reply) {
 
 static void server_stop(struct server *s) {
     s->stop = 1;
+    /* shutdown() wakes a blocked accept(); the loop then sees stop. */
     shutdown(s->lfd, SHUT_RDWR);
-    close(s->lfd);
-    /* Wake accept() with a throwaway connection if it is still blocked. */
-    pthread_cancel(s->th);
     pthread_join(s->th, NULL);
+    close(s->lfd);
     free(s);
 }
 
