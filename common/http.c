@@ -21,6 +21,7 @@ struct http_client {
     struct curl_slist *connect_to;
     uint64_t timeout_usec;
     long connections;
+    unsigned flags;           /* HTTP_ALLOW_* */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -79,18 +80,24 @@ out:
     return r;
 }
 
-static bool host_is_loopback_or_imds(const char *host) {
+static bool host_allows_plain_http(const char *host, unsigned flags) {
     struct in_addr a4;
     if (strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0)
         return true;
     if (inet_pton(AF_INET, host, &a4) == 1) {
         uint32_t h = ntohl(a4.s_addr);
-        return (h >> 24) == 127 || h == 0xA9FEA9FEu;   /* 127/8, 169.254.169.254 */
+        if ((h >> 24) == 127 || h == 0xA9FEA9FEu)   /* 127/8, 169.254.169.254 */
+            return true;
+        return (flags & HTTP_ALLOW_LINK_LOCAL) && (h >> 16) == 0xA9FEu;   /* 169.254/16 */
     }
     return false;
 }
 
 int http_url_check(const char *url, char *err, size_t errlen) {
+    return http_url_check_flags(url, 0, err, errlen);
+}
+
+int http_url_check_flags(const char *url, unsigned flags, char *err, size_t errlen) {
     char *scheme, *host;
     long port;
     if (url_parts(url, &scheme, &host, &port) < 0) {
@@ -101,9 +108,10 @@ int http_url_check(const char *url, char *err, size_t errlen) {
     if (strcmp(scheme, "https") == 0)
         ;
     else if (strcmp(scheme, "http") == 0) {
-        if (!host_is_loopback_or_imds(host)) {
+        if (!host_allows_plain_http(host, flags)) {
             snprintf(err, errlen, "%s: plain http is allowed only to a loopback address or the IMDS "
-                     "address; use https", url);
+                     "address%s; use https", url,
+                     flags & HTTP_ALLOW_LINK_LOCAL ? " (or, for the platform's identity endpoint, link-local)" : "");
             r = -EINVAL;
         }
     } else {
@@ -159,7 +167,12 @@ int http_retry_after_parse(const char *value, uint64_t *ret_usec) {
 
 int http_client_new(const char *base_url, const struct http_tls *tls, uint64_t timeout_usec,
                     struct http_client **ret, char *err, size_t errlen) {
-    int r = http_url_check(base_url, err, errlen);
+    return http_client_new_flags(base_url, tls, timeout_usec, 0, ret, err, errlen);
+}
+
+int http_client_new_flags(const char *base_url, const struct http_tls *tls, uint64_t timeout_usec,
+                          unsigned flags, struct http_client **ret, char *err, size_t errlen) {
+    int r = http_url_check_flags(base_url, flags, err, errlen);
     if (r < 0)
         return r;
     struct http_client *c = calloc(1, sizeof *c);
@@ -169,6 +182,7 @@ int http_client_new(const char *base_url, const struct http_tls *tls, uint64_t t
     }
     char *scheme = NULL, *host = NULL;
     c->timeout_usec = timeout_usec ? timeout_usec : 10000000ULL;
+    c->flags = flags;
     c->curl = curl_easy_init();
     c->base_url = strdup(base_url);
     if (!c->curl || !c->base_url || url_parts(base_url, &scheme, &host, &c->port) < 0) {
@@ -406,7 +420,7 @@ int http_request(struct http_client *c, const struct http_request *req, struct h
         return -ENOMEM;
     }
     /* Absolute URLs the caller picked (a standby redirect, a nextLink) obey the same rule. */
-    if ((r = http_url_check(url, err, errlen)) < 0) {
+    if ((r = http_url_check_flags(url, c->flags, err, errlen)) < 0) {
         free(url);
         return r;
     }

@@ -61,6 +61,13 @@ int http_global_init(void);
 /* Checks base_url against the rules above. 0 and *ret, or -EINVAL/-ENOMEM with err. */
 int http_client_new(const char *base_url, const struct http_tls *tls, uint64_t timeout_usec,
                     struct http_client **ret, char *err, size_t errlen);
+
+/* Also allow plain http to a link-local address (169.254.0.0/16). Only for an endpoint
+ * the platform itself announced on the host (App Service's $IDENTITY_ENDPOINT on Linux
+ * is http://169.254.x.x:8081/...), never for a URL from a config file or a server. */
+#define HTTP_ALLOW_LINK_LOCAL (1u << 0)
+int http_client_new_flags(const char *base_url, const struct http_tls *tls, uint64_t timeout_usec,
+                          unsigned flags, struct http_client **ret, char *err, size_t errlen);
 struct http_client *http_client_free(struct http_client *c);
 const char *http_client_base_url(const struct http_client *c);
 /* TCP connections opened so far (keep-alive accounting for tests and metrics). */
@@ -78,6 +85,7 @@ const char *http_response_header(const struct http_response *r, const char *name
 
 /* Plain-http policy of DESIGN §3 for one URL: 0, or -EINVAL with err. */
 int http_url_check(const char *url, char *err, size_t errlen);
+int http_url_check_flags(const char *url, unsigned flags, char *err, size_t errlen);
 /* True when a and b have the same scheme, host and port (for nextLink and LRO URLs). */
 bool http_same_origin(const char *a, const char *b);
 /* Retry-After: delta-seconds or an HTTP-date. 0 and *ret_usec, or -EINVAL. */

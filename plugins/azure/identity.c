@@ -196,7 +196,8 @@ int az_identity_parse(const struct config_node *source, struct az_identity *ret,
         const char *ep = env("IDENTITY_ENDPOINT"), *hdr = env("IDENTITY_HEADER");
         if (!config_node_has(&n, "imds_url") && ep && hdr) {
             id.mi = AZ_MI_APP_SERVICE;
-            if (http_url_check(ep, msg, sizeof msg) < 0) {
+            /* The platform announced this endpoint; on Linux App Service it is link-local. */
+            if (http_url_check_flags(ep, HTTP_ALLOW_LINK_LOCAL, msg, sizeof msg) < 0) {
                 rc_error_set(err, RC_ERR_FATAL, "IDENTITY_ENDPOINT refused: %s", msg);
                 goto fail;
             }
@@ -853,7 +854,8 @@ static int request_token(struct az_token_ref *e, struct az_token *ret, int64_t *
     }
     if (!e->http) {
         struct http_tls t = az_tls_view(&id->tls);
-        if (http_client_new(base, &t, e->timeout_usec, &e->http, msg, sizeof msg) < 0) {
+        unsigned flags = id->mi == AZ_MI_APP_SERVICE ? HTTP_ALLOW_LINK_LOCAL : 0;
+        if (http_client_new_flags(base, &t, e->timeout_usec, flags, &e->http, msg, sizeof msg) < 0) {
             rc_error_set(err, RC_ERR_FATAL, "%s: %s", id->describe, msg);
             goto out;
         }

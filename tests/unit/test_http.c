@@ -253,6 +253,15 @@ static void test_plain_http_only_to_loopback_or_imds(void **st) {
     struct http_client *c = NULL;
     assert_int_equal(http_client_new("http://vault.internal", NULL, 0, &c, err, sizeof err), -EINVAL);
     assert_null(c);
+    /* Link-local (App Service's identity endpoint on Linux) only with the explicit flag. */
+    assert_int_equal(http_url_check("http://169.254.129.2:8081/msi/token", err, sizeof err), -EINVAL);
+    assert_int_equal(http_url_check_flags("http://169.254.129.2:8081/msi/token", HTTP_ALLOW_LINK_LOCAL,
+                                          err, sizeof err), 0);
+    assert_int_equal(http_url_check_flags("http://169.255.0.1/", HTTP_ALLOW_LINK_LOCAL, err, sizeof err), -EINVAL);
+    assert_int_equal(http_url_check_flags("http://10.0.0.1/", HTTP_ALLOW_LINK_LOCAL, err, sizeof err), -EINVAL);
+    assert_int_equal(http_client_new_flags("http://169.254.129.2:8081", NULL, 0, HTTP_ALLOW_LINK_LOCAL, &c,
+                                           err, sizeof err), 0);
+    http_client_free(c);
 }
 
 static void test_absolute_url_to_plain_http_elsewhere_is_refused(void **st) {
