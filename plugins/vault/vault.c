@@ -48,12 +48,15 @@
 #include "vault_parse.h"
 
 #define VAULT_MAX_REDIRECTS 3
-/* The host's timers fire up to 250 ms late (sd-event's default accuracy) and it ignores
- * next_check() after a publication: the backstop fires this long after the wanted
- * look unless a fetch has started by then. Short, so a static role's poll stays near
- * VAULT_ROT_POLL_USEC; a fetch that the host's own timer then also asks for while ours
- * runs is the (rare, harmless) cost. */
+/* The backstop (see the header comment) works in two steps. At the wanted look + SLACK
+ * it only wakes the loop: sd-event then runs every timer of the host that is already
+ * due, which starts the fetch the host scheduled itself (its timers may be up to 250 ms
+ * late, but not once the loop is awake). GRACE later, a credential whose fetch has
+ * still not started is woken through host->wake(): the host did not schedule that look
+ * (it ignores next_check() after a publication). Waking at once would make the host
+ * fetch twice, once for its timer and once for the wake. */
 #define VAULT_BACKSTOP_SLACK_USEC (20 * 1000ULL)
+#define VAULT_BACKSTOP_GRACE_USEC (10 * 1000ULL)
 #define VAULT_TOKEN_RETRY_USEC (30 * VAULT_USEC_PER_SEC)
 #define VAULT_HINT_PROBES 3
 #define VAULT_DEFAULT_JWT_FILE "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -83,8 +86,10 @@ struct vault_cred_rt {
     struct vault_rot rot;
     bool schedule_noted;
 
+    uint64_t poll_usec;          /* the credential's poll_interval */
     uint64_t due;                /* monotonic usec of the look this credential wants; 0 none */
     uint64_t wake_at;            /* backstop (under lock) */
+    bool nudged;                 /* the first step of the backstop happened (under lock) */
 };
 
 struct vault_source {
@@ -220,6 +225,7 @@ static void backstop_rearm_locked(struct vault_source *s) {
 static void backstop_set(struct vault_source *s, struct vault_cred_rt *c, uint64_t wake_at) {
     pthread_mutex_lock(&s->lock);
     c->wake_at = wake_at;
+    c->nudged = false;
     backstop_rearm_locked(s);
     pthread_mutex_unlock(&s->lock);
 }
@@ -238,11 +244,21 @@ static void vault_watch_event(void *state) {
         ;
     pthread_mutex_lock(&s->lock);
     uint64_t now = now_mono();
-    for (size_t i = 0; i < s->n_creds && n < sizeof wake / sizeof wake[0]; i++)
-        if (s->creds[i].wake_at && s->creds[i].wake_at <= now + 1000) {
-            s->creds[i].wake_at = 0;
-            wake[n++] = s->creds[i].name;
+    for (size_t i = 0; i < s->n_creds && n < sizeof wake / sizeof wake[0]; i++) {
+        struct vault_cred_rt *c = &s->creds[i];
+        if (!c->wake_at || c->wake_at > now + 1000)
+            continue;
+        if (!c->nudged) {
+            /* Step 1: the loop is awake; the host's own due timer runs now. */
+            c->nudged = true;
+            c->wake_at = now + VAULT_BACKSTOP_GRACE_USEC;
+        } else {
+            /* Step 2: no fetch started: the host has not scheduled this look. */
+            c->nudged = false;
+            c->wake_at = 0;
+            wake[n++] = c->name;
         }
+    }
     backstop_rearm_locked(s);
     pthread_mutex_unlock(&s->lock);
     for (size_t i = 0; i < n; i++)
@@ -977,8 +993,9 @@ static int vault_fetch(void *state, const struct rc_credential *cred,
         scrub_all(s, err);
         return -1;
     }
-    /* The look we want next: the credential's own, or the token's renewal point. */
-    uint64_t want = c->due;
+    /* The look we want next: a static role's own, else one poll_interval from now; or the
+     * token's renewal point when that comes first. */
+    uint64_t want = c->due ? c->due : now_mono() + c->poll_usec;
     if (s->token_due && (!want || s->token_due < want))
         want = s->token_due;
     c->due = want;
@@ -1048,6 +1065,12 @@ static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, s
     c->pfield = strdup(config_node_string(n, "password_field"));
     if (!c->name || !c->path || !c->ufield || !c->pfield)
         return oom(err);
+    /* poll_interval is the host's key; read here only to ask for the look on time (the
+     * host's own timer may run up to 250 ms late, and KV pickup is meant to take at
+     * most the interval). Unset: the documented default. */
+    c->poll_usec = config_node_duration(n, "poll_interval");
+    if (!c->poll_usec)
+        c->poll_usec = 30 * VAULT_USEC_PER_SEC;
     c->fields = (struct vault_fields){ .username = c->ufield, .password = c->pfield,
                                        .username_required = config_node_has(n, "username_field") };
     if (!c->ufield[0] || !c->pfield[0])
