@@ -1,6 +1,6 @@
 /* redis-creds-agent: start-up and shutdown in one visible sequence (undone in reverse).
  *
- *   arguments -> secure heap, log, libcurl -> config (plugins checked) -> [--check-config: exit]
+ *   arguments -> secure heap, log -> config (plugins checked) -> [--check-config: exit]
  *   -> signals, loop, watchdog -> runtime_dir lock -> host key -> workers -> agent
  *   -> loop runs -> STOPPING -> workers stopped (5 s at most) -> everything freed.
  */
@@ -19,7 +19,6 @@
 #include "config.h"
 #include "control.h"
 #include "hostkey.h"
-#include "http.h"
 #include "log.h"
 #include "notify.h"
 #include "plugins.h"
@@ -110,10 +109,6 @@ int main(int argc, char **argv) {
     /* Secure heap before anything allocates a secret; logging before anything logs. */
     int r = secret_init(0);
     log_open("redis-creds-agent", LOG_TARGET_AUTO);
-    if (http_global_init() < 0) {   /* before any thread: curl_global_init is not thread-safe */
-        log_error("cannot initialise libcurl");
-        return 1;
-    }
     if (r < 0)
         log_notice("secure heap unavailable (%s): secrets use locked memory instead", strerror(-r));
 

@@ -76,11 +76,14 @@ def main():
         time.sleep(args.seconds)
         t1, c1, s1 = time.monotonic(), cpu_ticks(agent.pid), ctx_switches(agent.pid)
         st = proc_status(agent.pid)
+        libs = sorted({l.split()[-1] for l in open("/proc/%d/maps" % agent.pid) if ".so" in l})
         win = t1 - t0
         print("idle agent: %d credentials (file store), poll_interval %s, window %.1f s" % (
             args.creds, args.poll, win))
         print("  VmRSS            %s" % st["VmRSS"])
         print("  VmHWM            %s" % st["VmHWM"])
+        print("  RssAnon          %s   (the agent's own memory)" % st["RssAnon"])
+        print("  RssFile          %s   (mapped code of the binary and %d shared objects)" % (st["RssFile"], len(libs)))
         print("  threads          %s" % st["Threads"])
         print("  CPU              %.3f%% (%.2f s of CPU in %.1f s)" % (
             100.0 * (c1 - c0) / hz / win, (c1 - c0) / hz, win))

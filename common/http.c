@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +42,16 @@ static void wipe_free(void *p, size_t n) {
     }
 }
 
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static int global_result;
+
+static void global_init_once(void) {
+    global_result = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+}
+
 int http_global_init(void) {
-    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -EIO;
+    pthread_once(&global_once, global_init_once);
+    return global_result;
 }
 
 /* Parses url into scheme, host and port (default port filled in). */
@@ -175,6 +184,10 @@ int http_client_new_flags(const char *base_url, const struct http_tls *tls, uint
     int r = http_url_check_flags(base_url, flags, err, errlen);
     if (r < 0)
         return r;
+    if (http_global_init() < 0) {
+        snprintf(err, errlen, "cannot initialise libcurl");
+        return -EIO;
+    }
     struct http_client *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, errlen, "out of memory");

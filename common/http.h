@@ -11,7 +11,9 @@
  * max_body is an error (-EMSGSIZE) detected in the write callback, so a chunked body
  * cannot grow past it. Bodies are wiped when freed (they hold tokens and passwords);
  * header values marked secret are wiped from curl's lists. Nothing here logs.
- * http_global_init() must run once before threads start (curl_global_init).
+ * libcurl is initialised on first use (http_client_new calls http_global_init, once per
+ * copy of this module): libcurl >= 7.84 built thread-safe (Debian 12's 7.88 is) allows
+ * that from any thread; on an older one, call http_global_init() before threads start.
  */
 #pragma once
 #include <stdbool.h>
@@ -56,6 +58,7 @@ struct http_response {
 
 struct http_client;
 
+/* curl_global_init, once. 0 or -EIO. */
 int http_global_init(void);
 
 /* Checks base_url against the rules above. 0 and *ret, or -EINVAL/-ENOMEM with err. */
