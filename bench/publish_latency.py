@@ -19,8 +19,14 @@ import benchlib as B  # noqa: E402
 
 
 def fs_type(path):
-    out = subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True)
-    return out.stdout.strip() or "?"
+    # stat -f says "ext2/ext3" for ext4 too (one magic number); /proc/mounts names it.
+    best, fstype = "", "?"
+    with open("/proc/mounts") as f:
+        for line in f:
+            dev, mnt, typ = line.split()[:3]
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                best, fstype = mnt, typ
+    return fstype
 
 
 def run(base, changes):
