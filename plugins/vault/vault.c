@@ -994,10 +994,17 @@ static int vault_fetch(void *state, const struct rc_credential *cred,
         return -1;
     }
     /* The look we want next: a static role's own, else one poll_interval from now; or the
-     * token's renewal point when that comes first. */
+     * token's renewal point when that comes first and no other credential of the source
+     * looks by then anyway (one look renews the token for all of them). */
     uint64_t want = c->due ? c->due : now_mono() + c->poll_usec;
-    if (s->token_due && (!want || s->token_due < want))
-        want = s->token_due;
+    if (s->token_due && s->token_due < want) {
+        bool covered = false;
+        for (size_t i = 0; i < s->n_creds; i++)
+            if (&s->creds[i] != c && s->creds[i].due && s->creds[i].due <= s->token_due + VAULT_USEC_PER_SEC)
+                covered = true;
+        if (!covered)
+            want = s->token_due;
+    }
     c->due = want;
     if (want)
         backstop_set(s, c, want + VAULT_BACKSTOP_SLACK_USEC);
