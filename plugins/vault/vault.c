@@ -310,9 +310,10 @@ static int vault_http(struct vault_source *s, const char *method, const char *ap
                                 "without a reachable active node?)", method, api_path, VAULT_MAX_REDIRECTS);
         }
         if (vault_redirect_target(s->base, loc, target, sizeof target, why, sizeof why) < 0) {
+            long status = resp->status;
             http_response_clear(resp);
             return rc_error_set(err, RC_ERR_TRANSIENT, "%s %s: %ld from a standby: not following %s",
-                                method, api_path, resp->status, why);
+                                method, api_path, status, why);
         }
         http_response_clear(resp);
         snprintf(url, sizeof url, "%s", target);
@@ -499,8 +500,6 @@ out:
 /* Logs in (approle, kubernetes) or reads token_file (token). Replaces the token. */
 static int token_login(struct vault_source *s, struct rc_error *err) {
     s->relogged = true;
-    s->need_lookup = false;
-    s->relogin_at_due = false;
     if (s->method == METHOD_TOKEN) {
         struct secret *t = NULL;
         if (read_bootstrap(s->token_file, s->cred_token, &t, "token_file", err) < 0)
@@ -515,6 +514,8 @@ static int token_login(struct vault_source *s, struct rc_error *err) {
         secret_free(s->token);
         s->token = t;
         s->token_increment = 0;
+        s->need_lookup = false;
+        s->relogin_at_due = false;
         int ok = token_lookup(s, true);
         if (ok == 0) {
             s->token = secret_free(s->token);
@@ -560,6 +561,8 @@ static int token_login(struct vault_source *s, struct rc_error *err) {
     secret_free(s->token);
     s->token = a.client_token;
     s->token_increment = a.lease_duration;
+    s->need_lookup = false;
+    s->relogin_at_due = false;
     token_plan(s, a.lease_duration, a.renewable);
     s->host->log(s->host->h, LOG_INFO, NULL, "logged in to Vault (%s), token ttl %llds%s",
                  s->method == METHOD_APPROLE ? "approle" : "kubernetes", (long long)a.lease_duration,

@@ -593,7 +593,7 @@ static void test_error_injection_maps_to_classes(void **st) {
         /* curl retries a GET once on a reused connection that closed: close twice */
         { "{\"path\":\"metadata\",\"kind\":\"close\",\"times\":2}", RC_ERR_TRANSIENT, "GET" },
         { "{\"path\":\"metadata\",\"kind\":\"delay\",\"seconds\":3,\"times\":1}", RC_ERR_TRANSIENT, "imeout" },
-        { "{\"path\":\"metadata\",\"kind\":\"redirect\",\"location\":\"http://127.0.0.1:1/v1/x\",\"times\":1}", RC_ERR_TRANSIENT, "only https" },
+        { "{\"path\":\"metadata\",\"kind\":\"redirect\",\"location\":\"http://127.0.0.1:1/v1/x\",\"times\":1}", RC_ERR_TRANSIENT, "307 from a standby: not following a redirect to http (only https" },
         { "{\"path\":\"metadata\",\"kind\":\"redirect\",\"location\":\"https://vault.evil.example/v1/x\",\"times\":1}", RC_ERR_TRANSIENT, "another host" },
         { "{\"path\":\"metadata\",\"kind\":\"redirect\",\"location\":\"/v1/secret/metadata/redis/cache\",\"times\":4}", RC_ERR_TRANSIENT, "more than 3 redirects" },
     };
