@@ -372,7 +372,8 @@ class _Drop(Exception):
 class FakeVault:
     """One fake Vault server. Public methods are the test's controls."""
 
-    def __init__(self, host="127.0.0.1", port=0, tls_cert=None, tls_key=None, root_token=None, tick=5.0):
+    def __init__(self, host="127.0.0.1", port=0, tls_cert=None, tls_key=None, root_token=None, tick=5.0,
+                 tls_client_ca=None):
         self.host = host
         self._lock = threading.RLock()
         self.tick = tick
@@ -404,6 +405,10 @@ class FakeVault:
         if tls_cert:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(tls_cert, tls_key)
+            if tls_client_ca:
+                # A listener with tls_require_and_verify_client_cert = true.
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(tls_client_ca)
             self._srv.socket = ctx.wrap_socket(self._srv.socket, server_side=True,
                                                do_handshake_on_connect=False)
         self.port = self._srv.server_address[1]

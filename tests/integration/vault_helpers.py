@@ -38,6 +38,20 @@ def make_ca(directory, names=("localhost",), ips=("127.0.0.1",)):
     return {"ca": p("ca.pem"), "cert": p("server.pem"), "key": p("server.key")}
 
 
+def make_client_cert(directory, cn="redis-creds"):
+    """A client certificate signed by the CA of make_ca(directory). Returns {"cert", "key"}."""
+    p = lambda n: os.path.join(directory, n)  # noqa: E731
+    run = lambda *a: subprocess.run([OPENSSL] + list(a), check=True, capture_output=True, timeout=30)  # noqa: E731
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", p("client.key"), "-out", p("client.csr"), "-subj", "/CN=%s" % cn)
+    with open(p("client.cnf"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    run("x509", "-req", "-in", p("client.csr"), "-CA", p("ca.pem"), "-CAkey", p("ca.key"),
+        "-CAcreateserial", "-out", p("client.pem"), "-days", "2", "-extfile", p("client.cnf"))
+    os.chmod(p("client.key"), 0o600)
+    return {"cert": p("client.pem"), "key": p("client.key")}
+
+
 def write_secret_file(path, content, mode=0o600):
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
