@@ -13,7 +13,7 @@ import tempfile
 import time
 
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.environ.get("REDIS_CREDS_BUILD_DIR", os.path.join(SRC, "build"))
+BUILD = os.path.abspath(os.environ.get("REDIS_CREDS_BUILD_DIR", os.path.join(SRC, "build")))
 AGENT = os.path.join(BUILD, "agent", "redis-creds-agent")
 PLUGINS = os.path.join(BUILD, "plugins")
 

@@ -63,8 +63,9 @@ def config(root, fake, ca, redis_port, creds, auth, log_level="notice"):
 
 
 def start_agent(conf):
-    return subprocess.Popen([B.AGENT, "-c", conf, "--foreground"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    # The agent's log goes next to its config, for when a run goes wrong.
+    log = open(os.path.join(os.path.dirname(conf), "agent.log"), "wb")
+    return subprocess.Popen([B.AGENT, "-c", conf, "--foreground"], stdout=log, stderr=log)
 
 
 def stop(proc):

@@ -32,7 +32,9 @@ def wait_file(path, timeout=15):
         if os.path.exists(path):
             return
         time.sleep(0.01)
-    raise RuntimeError("%s not published" % path)
+    log = os.path.join(os.path.dirname(os.path.dirname(path)), "agent.log")
+    tail = open(log).read()[-2000:] if os.path.exists(log) else ""
+    raise RuntimeError("%s not published; agent log:\n%s" % (path, tail))
 
 
 def bench_kv2(base, writes):

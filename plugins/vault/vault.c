@@ -21,21 +21,17 @@
  *
  * Static roles: see vault_rot_update() in vault_parse.h.
  *
- * Threads: open(), close(), watch_event() on the loop; fetch() and next_check() on a
+ * Threads: open() and close() on the loop; fetch() and next_check() on a
  * worker, never concurrently for one instance (so the token and per-credential state
- * need no lock). The only state shared with the loop is each credential's backstop wake
- * time, under `lock`: the host honours next_check() only when nothing was published,
- * and its timers may fire 250 ms late, so a timerfd (watch_fd) wakes a credential whose
- * wanted look did not start on time.
+ * need no lock). The next look each credential wants (a static role's TTL, the token's
+ * renewal point) goes to the host through next_check().
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,15 +44,6 @@
 #include "vault_parse.h"
 
 #define VAULT_MAX_REDIRECTS 3
-/* The backstop (see the header comment) works in two steps. At the wanted look + SLACK
- * it only wakes the loop: sd-event then runs every timer of the host that is already
- * due, which starts the fetch the host scheduled itself (its timers may be up to 250 ms
- * late, but not once the loop is awake). GRACE later, a credential whose fetch has
- * still not started is woken through host->wake(): the host did not schedule that look
- * (it ignores next_check() after a publication). Waking at once would make the host
- * fetch twice, once for its timer and once for the wake. */
-#define VAULT_BACKSTOP_SLACK_USEC (20 * 1000ULL)
-#define VAULT_BACKSTOP_GRACE_USEC (10 * 1000ULL)
 #define VAULT_TOKEN_RETRY_USEC (30 * VAULT_USEC_PER_SEC)
 #define VAULT_HINT_PROBES 3
 #define VAULT_DEFAULT_JWT_FILE "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -88,8 +75,6 @@ struct vault_cred_rt {
 
     uint64_t poll_usec;          /* the credential's poll_interval */
     uint64_t due;                /* monotonic usec of the look this credential wants; 0 none */
-    uint64_t wake_at;            /* backstop (under lock) */
-    bool nudged;                 /* the first step of the backstop happened (under lock) */
 };
 
 struct vault_source {
@@ -119,8 +104,6 @@ struct vault_source {
     struct vault_cred_rt *creds;
     size_t n_creds;
 
-    pthread_mutex_t lock;        /* wake_at of every credential, the timerfd */
-    int tfd;
 };
 
 /* ---- config schema ---------------------------------------------------------------------- */
@@ -202,68 +185,6 @@ static int oom(struct rc_error *err) {
     return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
 }
 
-/* ---- backstop timer ------------------------------------------------------------------------ */
-
-/* Under lock: arm the timerfd for the earliest wake_at (or disarm). */
-static void backstop_rearm_locked(struct vault_source *s) {
-    if (s->tfd < 0)
-        return;
-    uint64_t first = 0;
-    for (size_t i = 0; i < s->n_creds; i++)
-        if (s->creds[i].wake_at && (!first || s->creds[i].wake_at < first))
-            first = s->creds[i].wake_at;
-    struct itimerspec its = { 0 };
-    if (first) {
-        its.it_value.tv_sec = (time_t)(first / VAULT_USEC_PER_SEC);
-        its.it_value.tv_nsec = (long)(first % VAULT_USEC_PER_SEC) * 1000;
-        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-            its.it_value.tv_nsec = 1;
-    }
-    (void)timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
-static void backstop_set(struct vault_source *s, struct vault_cred_rt *c, uint64_t wake_at) {
-    pthread_mutex_lock(&s->lock);
-    c->wake_at = wake_at;
-    c->nudged = false;
-    backstop_rearm_locked(s);
-    pthread_mutex_unlock(&s->lock);
-}
-
-static int vault_watch_fd(void *state) {
-    struct vault_source *s = state;
-    return s->tfd;
-}
-
-static void vault_watch_event(void *state) {
-    struct vault_source *s = state;
-    uint64_t expirations;
-    const char *wake[64];
-    size_t n = 0;
-    while (read(s->tfd, &expirations, sizeof expirations) > 0)
-        ;
-    pthread_mutex_lock(&s->lock);
-    uint64_t now = now_mono();
-    for (size_t i = 0; i < s->n_creds && n < sizeof wake / sizeof wake[0]; i++) {
-        struct vault_cred_rt *c = &s->creds[i];
-        if (!c->wake_at || c->wake_at > now + 1000)
-            continue;
-        if (!c->nudged) {
-            /* Step 1: the loop is awake; the host's own due timer runs now. */
-            c->nudged = true;
-            c->wake_at = now + VAULT_BACKSTOP_GRACE_USEC;
-        } else {
-            /* Step 2: no fetch started: the host has not scheduled this look. */
-            c->nudged = false;
-            c->wake_at = 0;
-            wake[n++] = c->name;
-        }
-    }
-    backstop_rearm_locked(s);
-    pthread_mutex_unlock(&s->lock);
-    for (size_t i = 0; i < n; i++)
-        s->host->wake(s->host->h, wake[i]);
-}
 
 /* ---- HTTP ------------------------------------------------------------------------------------ */
 
@@ -979,7 +900,6 @@ static int vault_fetch(void *state, const struct rc_credential *cred,
     struct vault_cred_rt *c = find_cred(s, cred->name);
     if (!c)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
-    backstop_set(s, c, 0);
     s->relogged = false;
     c->due = 0;
 
@@ -1009,8 +929,6 @@ static int vault_fetch(void *state, const struct rc_credential *cred,
             want = s->token_due;
     }
     c->due = want;
-    if (want)
-        backstop_set(s, c, want + VAULT_BACKSTOP_SLACK_USEC);
     return n;
 }
 
@@ -1041,9 +959,6 @@ static void vault_close(void *state) {
     for (size_t i = 0; i < s->n_creds; i++)
         cred_rt_clear(&s->creds[i]);
     free(s->creds);
-    if (s->tfd >= 0)
-        close(s->tfd);
-    pthread_mutex_destroy(&s->lock);
     http_client_free(s->http);
     secret_free(s->token);
     secret_free(s->cached_role_id);
@@ -1075,9 +990,8 @@ static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, s
     c->pfield = strdup(config_node_string(n, "password_field"));
     if (!c->name || !c->path || !c->ufield || !c->pfield)
         return oom(err);
-    /* poll_interval is the host's key; read here only to ask for the look on time (the
-     * host's own timer may run up to 250 ms late, and KV pickup is meant to take at
-     * most the interval). Unset: the documented default. */
+    /* poll_interval is the host's key; read here to know whether another look comes
+     * before the token's renewal point anyway. Unset: the documented default. */
     c->poll_usec = config_node_duration(n, "poll_interval");
     if (!c->poll_usec)
         c->poll_usec = 30 * VAULT_USEC_PER_SEC;
@@ -1230,8 +1144,6 @@ static int vault_open(const struct rc_host *host, const struct config_node *sour
     if (!s)
         return oom(err);
     s->host = host;
-    s->tfd = -1;
-    pthread_mutex_init(&s->lock, NULL);
 
     const char *address = config_node_string(source, "address");
     const char *ns = config_node_string(source, "namespace");
@@ -1286,10 +1198,6 @@ static int vault_open(const struct rc_host *host, const struct config_node *sour
         if (cred_setup(&credentials[i], &s->creds[i], err) < 0)
             goto fail;
     }
-    s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    if (s->tfd < 0)
-        host->log(host->h, LOG_NOTICE, NULL, "no timerfd (%s): TTL-driven looks rely on the host's "
-                  "scheduling alone", strerror(errno));
     *ret_state = s;
     return 0;
 nomem:
@@ -1307,8 +1215,6 @@ static const struct rc_source_type vault_types[] = {
         .open = vault_open,
         .fetch = vault_fetch,
         .next_check = vault_next_check,
-        .watch_fd = vault_watch_fd,
-        .watch_event = vault_watch_event,
         .close = vault_close,
     },
 };

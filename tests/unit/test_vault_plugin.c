@@ -669,46 +669,6 @@ static void test_token_from_credentials_directory(void **st) {
     assert_non_null(strstr(err.message, "group or others"));
 }
 
-static bool wait_readable(int fd, int ms) {
-    struct pollfd p = { .fd = fd, .events = POLLIN };
-    return poll(&p, 1, ms) == 1;
-}
-
-static void test_backstop_wakes_a_credential_only_when_its_look_did_not_start(void **st) {
-    struct fx *f = *st;
-    struct rc_candidate cs[RC_MAX_CANDIDATES];
-    struct rc_error err;
-    const struct rc_source_type *t = &redis_creds_plugin.types[0];
-    static const char *const creds[] = { "name = \"cache\"; source = \"v\"; path = \"secret/redis/cache\"; "
-                                         "poll_interval = \"1s\";", NULL };
-    fake_do(f, "kv2_put", "{\"mount\":\"secret\",\"path\":\"redis/cache\",\"data\":{\"password\":\"p\"}}");
-    assert_int_equal(open_source(f, NULL, tok_auth(f), creds, &err), 0);
-    int fd = t->watch_fd(f->state);
-    assert_true(fd >= 0);
-    int n = fetch(f, 0, cs, &err);
-    assert_int_equal(n, 1);
-    cands_free(cs, n);
-    assert_false(wait_readable(fd, 900));
-    /* Step 1 at the wanted look + 20 ms: only the loop is woken (the host's own timer
-     * would run now); step 2 10 ms later: the credential is woken. */
-    assert_true(wait_readable(fd, 400));
-    t->watch_event(f->state);
-    assert_int_equal(f->m.n_woken, 0);
-    assert_true(wait_readable(fd, 100));
-    t->watch_event(f->state);
-    assert_int_equal(f->m.n_woken, 1);
-    assert_string_equal(f->m.woken[0], "cache");
-    /* A fetch that starts between the steps (the host's timer) cancels the wake. */
-    n = fetch(f, 0, cs, &err);
-    cands_free(cs, n);
-    assert_true(wait_readable(fd, 1500));
-    t->watch_event(f->state);
-    n = fetch(f, 0, cs, &err);
-    cands_free(cs, n);
-    assert_false(wait_readable(fd, 200));
-    assert_int_equal(f->m.n_woken, 1);
-}
-
 static void test_config_errors_are_fatal_at_open(void **st) {
     struct fx *f = *st;
     struct rc_error err;
@@ -772,7 +732,6 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_server_text_echoing_the_token_is_scrubbed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_namespace_header_is_sent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token_from_credentials_directory, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_backstop_wakes_a_credential_only_when_its_look_did_not_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_config_errors_are_fatal_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plain_http_only_to_loopback_and_insecure_warns, setup, teardown),
     };
