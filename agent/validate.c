@@ -2,8 +2,8 @@
  *
  * Shape of one call:
  *   1. the node list: the configured endpoints, or (cluster) what a seed lists;
- *   2. every node: connect (+TLS), AUTH candidate, PING, all at once from this thread,
- *      one poll() over all the connections;
+ *   2. every node: connect (+TLS), then AUTH candidate and PING pipelined (one write,
+ *      two replies), all at once from this thread, one poll() over all the connections;
  *   3. the policy; under "all" with nodes down and the rest accepting, the current
  *      credential is tried on the reachable nodes, again all at once.
  * Nothing outlives the call: every connection is closed before it returns.
@@ -114,9 +114,16 @@ static enum node_state auth_state(enum resp_auth_result r) {
  * All nodes at once: one thread, one poll() over every connection.
  *
  * Each node is a small state machine: connect (each resolved address in turn, sharing
- * the timeout) -> TLS handshake -> AUTH -> PING -> done. Connect + handshake get one
- * timeout, AUTH and PING one each, as with resp_connect()/resp_auth(). The replies are
- * judged by resp.c's own judges, so the outcome words are the same as for one node.
+ * the timeout) -> TLS handshake -> AUTH and PING in one write -> AUTH's reply -> PING's
+ * reply -> done. Pipelining saves a round trip; Redis runs the PING after the AUTH, so it
+ * sees the login AUTH made. Connect + handshake get one timeout. AUTH and PING get the
+ * two timeouts they had when sent one after the other: AUTH's reply (and the write) is
+ * due within one timeout of the write, PING's within two. The replies are judged by
+ * resp.c's own judges, so the outcome words are the same as for one node and as before:
+ * AUTH's reply alone decides; PING's only checks the link after +OK. After any other
+ * AUTH verdict PING's reply (-NOAUTH, or +PONG for an open default user) is read and
+ * ignored, and whatever happens to the link then (closed, timed out, garbage) does not
+ * change the verdict.
  * No threads: on two cores starting a dozen threads costs more than the round trips.
  */
 
@@ -125,7 +132,9 @@ enum pstate { P_CONNECTING, P_HANDSHAKE, P_SEND, P_RECV, P_DONE };
 struct probe {
     struct vnode *nd;
     enum pstate st;
-    bool ping;                    /* the AUTH was accepted; this is the PING */
+    bool ping;                    /* AUTH's reply is in; the next reply is PING's */
+    bool ignore_ping;             /* ...and only read to be ignored: verdict stands */
+    enum node_state verdict;      /* AUTH's verdict, when ignore_ping */
     int fd;
     struct addrinfo *ais, *ai;    /* TCP: the resolved addresses, tried in turn */
     size_t ai_left;
@@ -140,6 +149,7 @@ struct probe {
     struct resp_reader *rd;
     short want;
     uint64_t t0, connect_deadline, deadline;
+    uint64_t ping_deadline;       /* PING's reply: two timeouts after the write began */
     const char *username;         /* what to AUTH with (the caller's, outlive the probe) */
     const struct secret *password;
 };
@@ -185,21 +195,53 @@ static const char *io_why(int err, uint64_t timeout_usec, char *buf, size_t size
 
 static void probe_io(const struct vrun *x, struct probe *p);
 
-static int send_command(struct probe *p, int argc, const char **argv, const size_t *argvlen,
-                        uint64_t timeout) {
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+/* Frees a reply we do not look at, wiping its text first (it came on a connection that
+ * carried the password; an ignored reply is not supposed to echo it, but need not be
+ * trusted not to). */
+static void ignore_reply(redisReply *r) {
+    if (!r)
+        return;
+    if (r->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements && r->element; i++)
+            if (r->element[i] && r->element[i]->str)
+                explicit_bzero(r->element[i]->str, r->element[i]->len);
+    } else if (r->str)
+        explicit_bzero(r->str, r->len);
+    freeReplyObject(r);
+}
+
+/* The RESP encoding of PING, sent right behind AUTH. */
+static const char ping_cmd[] = "*1\r\n$4\r\nPING\r\n";
+
+static uint64_t add_sat(uint64_t a, uint64_t b) {
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Formats AUTH followed by PING into p->out, one buffer for one write. Both copies of the
+ * formatted AUTH (it carries the password) are wiped: hiredis's here, ours in
+ * probe_finish() or once written. */
+static int send_auth_ping(struct probe *p, uint64_t timeout) {
+    char *cmd = NULL, *out;
+    int len = redisFormatCommandArgv(&cmd, p->argc, p->argv, p->argvlen);
+    uint64_t now;
 
     if (len < 0 || !cmd)
         return -ENOMEM;
-    if (p->out) {
-        explicit_bzero(p->out, p->out_len);
-        free(p->out);
+    out = malloc((size_t)len + sizeof ping_cmd - 1);
+    if (out) {
+        memcpy(out, cmd, (size_t)len);
+        memcpy(out + len, ping_cmd, sizeof ping_cmd - 1);
     }
-    p->out = cmd;
-    p->out_len = (size_t)len;
+    explicit_bzero(cmd, (size_t)len);
+    free(cmd);
+    if (!out)
+        return -ENOMEM;
+    p->out = out;
+    p->out_len = (size_t)len + sizeof ping_cmd - 1;
     p->out_off = 0;
-    p->deadline = resp_now_usec() + timeout;
+    now = resp_now_usec();
+    p->deadline = add_sat(now, timeout);
+    p->ping_deadline = add_sat(p->deadline, timeout);
     p->st = P_SEND;
     return 0;
 }
@@ -211,7 +253,7 @@ static void start_auth(const struct vrun *x, struct probe *p) {
         return;
     }
     p->rd = resp_reader_new(RESP_MAX_REPLY_BYTES, RESP_MAX_ELEMENTS);
-    if (!p->rd || send_command(p, p->argc, p->argv, p->argvlen, x->redis->timeout_usec) < 0) {
+    if (!p->rd || send_auth_ping(p, x->redis->timeout_usec) < 0) {
         probe_fail(p, N_UNEXPECTED, "out of memory");
         return;
     }
@@ -395,8 +437,7 @@ static void probe_io(const struct vrun *x, struct probe *p) {
                 }
                 if (n <= 0) {
                     const char *t = p->tls ? tls_session_errstr(p->tls) : "";
-                    probe_fail(p, N_UNREACHABLE, "%s: write: %s",
-                               p->ping ? "PING after AUTH" : "AUTH",
+                    probe_fail(p, N_UNREACHABLE, "AUTH: write: %s",
                                *t ? t : io_why(n ? (int)n : -EPIPE, x->redis->timeout_usec,
                                                why, sizeof why));
                     return;
@@ -411,6 +452,14 @@ static void probe_io(const struct vrun *x, struct probe *p) {
         case P_RECV: {
             redisReply *reply = NULL;
             int rc = resp_reader_get(p->rd, &reply);
+            if (rc != 0 && p->ignore_ping) {
+                /* PING's reply after a refused (etc.) AUTH: whatever it is, it changes
+                 * nothing. Wiped like any reply on a connection that carried a secret. */
+                if (rc > 0)
+                    ignore_reply(reply);
+                probe_finish(p, p->verdict);
+                return;
+            }
             if (rc < 0) {
                 probe_fail(p, p->ping ? N_UNREACHABLE : N_UNEXPECTED, "%s: read: %s",
                            p->ping ? "PING after AUTH" : "AUTH", resp_reader_errstr(p->rd));
@@ -424,15 +473,13 @@ static void probe_io(const struct vrun *x, struct probe *p) {
                 }
                 enum resp_auth_result r = resp_auth_judge(reply, p->argc, p->argv, p->argvlen,
                                                           p->nd->detail, sizeof p->nd->detail);
-                if (r != RESP_AUTH_ACCEPTED) {
-                    probe_finish(p, auth_state(r));
-                    return;
-                }
-                static const char *ping[] = { "PING" };
+                /* PING is already on its way: its reply is next, due by ping_deadline.
+                 * Unless AUTH said +OK it is only read to be ignored. */
                 p->ping = true;
-                if (send_command(p, 1, ping, NULL, x->redis->timeout_usec) < 0) {
-                    probe_fail(p, N_UNEXPECTED, "out of memory");
-                    return;
+                p->deadline = p->ping_deadline;
+                if (r != RESP_AUTH_ACCEPTED) {
+                    p->ignore_ping = true;
+                    p->verdict = auth_state(r);
                 }
                 break;
             }
@@ -455,6 +502,11 @@ static void probe_io(const struct vrun *x, struct probe *p) {
                 break;
             }
             explicit_bzero(buf, sizeof buf);
+            if (p->ignore_ping) {
+                /* closed (or failed) after AUTH's reply: AUTH's verdict stands */
+                probe_finish(p, p->verdict);
+                return;
+            }
             const char *t = p->tls ? tls_session_errstr(p->tls) : "";
             if (n > 0)
                 t = resp_reader_errstr(p->rd);
@@ -509,10 +561,17 @@ static void probe_timeout(const struct vrun *x, struct probe *p) {
     }
     case P_SEND:
     case P_RECV:
-        /* as resp_auth(): a link that fails right after +OK is not a working node */
+        if (p->ignore_ping) {
+            /* AUTH's reply came and decided; PING's never did: the verdict stands */
+            probe_finish(p, p->verdict);
+            break;
+        }
+        /* as resp_auth(): a link that fails right after +OK is not a working node.
+         * PING's reply was due two timeouts after the pipelined write began. */
         probe_fail(p, N_UNREACHABLE, "%s: %s: %s",
                    p->ping ? "PING after AUTH" : "AUTH", p->st == P_SEND ? "write" : "read",
-                   io_why(-ETIMEDOUT, x->redis->timeout_usec, why, sizeof why));
+                   io_why(-ETIMEDOUT, p->ping ? 2 * x->redis->timeout_usec
+                                              : x->redis->timeout_usec, why, sizeof why));
         break;
     case P_DONE:
         break;

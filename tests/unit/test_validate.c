@@ -45,17 +45,21 @@ struct fake {
     bool no_shards;             /* CLUSTER SHARDS: unknown subcommand (Redis < 7) */
     bool noperm_cluster;        /* CLUSTER *: NOPERM */
     unsigned delay_ms;          /* before every reply */
+    bool hangup_after_auth;     /* close the connection right after AUTH's reply */
+    bool mute_after_auth;       /* answer AUTH, never anything after it */
     char shards[8192];          /* raw RESP; "" = cluster support disabled */
     char slots[8192];
     /* observations */
     pthread_mutex_t mu;
     char seen[1024];            /* passwords sent with AUTH, comma separated */
     unsigned conns, auths;
+    unsigned pipelined;         /* PINGs that came in the same recv() as an AUTH */
 };
 
 struct client {
     int fd;
     struct resp_reader *rd;
+    bool muted;                 /* mute_after_auth and AUTH came */
 };
 
 static void reply(struct fake *f, int fd, const char *s) {
@@ -78,7 +82,8 @@ static bool arg_is(const redisReply *r, size_t i, const char *s) {
     return i < r->elements && r->element[i]->str && strcasecmp(r->element[i]->str, s) == 0;
 }
 
-static void handle(struct fake *f, int fd, const redisReply *cmd) {
+/* Returns false when the connection is to be closed. */
+static bool handle(struct fake *f, int fd, const redisReply *cmd) {
     if (cmd->type != REDIS_REPLY_ARRAY || cmd->elements == 0) {
         reply(f, fd, "-ERR protocol\r\n");
     } else if (arg_is(cmd, 0, "AUTH")) {
@@ -97,6 +102,7 @@ static void handle(struct fake *f, int fd, const redisReply *cmd) {
         else
             reply(f, fd, ok ? "+OK\r\n"
                             : "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+        return !f->hangup_after_auth;
     } else if (arg_is(cmd, 0, "PING")) {
         reply(f, fd, "+PONG\r\n");
     } else if (arg_is(cmd, 0, "CLUSTER") && f->noperm_cluster) {
@@ -112,6 +118,7 @@ static void handle(struct fake *f, int fd, const redisReply *cmd) {
     } else {
         reply(f, fd, "-ERR unknown command\r\n");
     }
+    return true;
 }
 
 static void *fake_run(void *arg) {
@@ -136,6 +143,7 @@ static void *fake_run(void *arg) {
             if (fd >= 0 && ncl < MAX_CLIENTS) {
                 cl[ncl].fd = fd;
                 cl[ncl].rd = resp_reader_new(0, 0);
+                cl[ncl].muted = false;
                 ncl++;
                 pthread_mutex_lock(&f->mu);
                 f->conns++;
@@ -152,8 +160,18 @@ static void *fake_run(void *arg) {
             ssize_t n = recv(cl[i].fd, buf, sizeof buf, 0);
             if (n <= 0 || resp_reader_feed(cl[i].rd, buf, (size_t)n) < 0)
                 gone = true;
+            bool auth_here = false;
             while (!gone && resp_reader_get(cl[i].rd, &cmd) == 1) {
-                handle(f, cl[i].fd, cmd);
+                bool is_auth = cmd->type == REDIS_REPLY_ARRAY && arg_is(cmd, 0, "AUTH");
+                if (!is_auth && arg_is(cmd, 0, "PING") && auth_here) {
+                    pthread_mutex_lock(&f->mu);
+                    f->pipelined++;
+                    pthread_mutex_unlock(&f->mu);
+                }
+                auth_here = auth_here || is_auth;
+                if (!cl[i].muted && !handle(f, cl[i].fd, cmd))
+                    gone = true;
+                cl[i].muted = cl[i].muted || (is_auth && f->mute_after_auth);
                 freeReplyObject(cmd);
             }
             if (gone) {
@@ -441,6 +459,87 @@ static void test_silent_node_times_out_alone_and_delays_no_other(void **state) {
         fake_free(good[i]);
 }
 
+static void test_auth_and_ping_are_sent_in_one_write(void **state) {
+    struct fake *f[3];
+    const char *eps[3];
+    struct validate_result res;
+    for (int i = 0; i < 3; i++) {
+        f[i] = fake_new("pw");
+        fake_start(f[i]);
+        eps[i] = f[i]->endpoint;
+    }
+    struct config_redis r = redis_cfg(eps, 3, 2000 * MS);
+    run(&r, "pw", NULL, &res);
+    assert_int_equal(res.outcome, VALIDATE_PUBLISH);
+    run(&r, "wrong", NULL, &res);
+    assert_int_equal(res.outcome, VALIDATE_REFUSED);
+    for (int i = 0; i < 3; i++) {
+        pthread_mutex_lock(&f[i]->mu);
+        assert_int_equal(f[i]->auths, 2);
+        assert_int_equal(f[i]->pipelined, 2);
+        pthread_mutex_unlock(&f[i]->mu);
+        fake_free(f[i]);
+    }
+}
+
+/* AUTH's reply decides; what happens to the link after it only matters after +OK. */
+static void test_link_lost_after_auth_reply(void **state) {
+    struct fake *f = fake_new("pw");
+    const char *eps[1] = { f->endpoint };
+    struct validate_result res;
+    char want[200];
+    f->hangup_after_auth = true;
+    fake_start(f);
+    struct config_redis r = redis_cfg(eps, 1, 2000 * MS);
+
+    run(&r, "wrong", NULL, &res);
+    assert_int_equal(res.outcome, VALIDATE_REFUSED);
+    snprintf(want, sizeof want, "%s: AUTH refused: WRONGPASS", eps[0]);
+    assert_string_equal(res.detail, want);
+
+    run(&r, "pw", NULL, &res);
+    assert_int_equal(res.outcome, VALIDATE_UNREACHABLE);
+    snprintf(want, sizeof want, "%s: PING after AUTH: read: connection closed by server", eps[0]);
+    assert_string_equal(res.detail, want);
+    fake_free(f);
+
+    f = fake_new("pw");
+    eps[0] = f->endpoint;
+    f->hangup_after_auth = true;
+    f->nopass = true;
+    fake_start(f);
+    run(&r, "pw", NULL, &res);
+    assert_int_equal(res.outcome, VALIDATE_MISCONFIGURED);
+    fake_free(f);
+}
+
+static void test_unanswered_ping(void **state) {
+    struct fake *f = fake_new("pw");
+    const char *eps[1] = { f->endpoint };
+    struct validate_result res;
+    char want[200];
+    f->mute_after_auth = true;
+    fake_start(f);
+    struct config_redis r = redis_cfg(eps, 1, 200 * MS);
+
+    /* PING's reply is due two timeouts after the write (AUTH's one, PING's one) */
+    uint64_t t0 = resp_now_usec();
+    run(&r, "pw", NULL, &res);
+    uint64_t took = resp_now_usec() - t0;
+    assert_int_equal(res.outcome, VALIDATE_UNREACHABLE);
+    snprintf(want, sizeof want, "%s: PING after AUTH: read: timed out after 400 ms", eps[0]);
+    assert_string_equal(res.detail, want);
+    assert_true(took >= 390 * MS);
+    assert_true(took < 900 * MS);
+
+    /* refused stays refused, however the ignored PING fares */
+    run(&r, "wrong", NULL, &res);
+    assert_int_equal(res.outcome, VALIDATE_REFUSED);
+    snprintf(want, sizeof want, "%s: AUTH refused: WRONGPASS", eps[0]);
+    assert_string_equal(res.detail, want);
+    fake_free(f);
+}
+
 static void test_unreachable_node_blocks_only_while_current_works(void **state) {
     struct fake *f = fake_new("pw-new");
     f->accept[1] = "pw-cur";
@@ -711,6 +810,9 @@ int main(void) {
         cmocka_unit_test(test_one_refusing_node_blocks_all_and_is_named),
         cmocka_unit_test(test_nodes_are_asked_concurrently),
         cmocka_unit_test(test_silent_node_times_out_alone_and_delays_no_other),
+        cmocka_unit_test(test_auth_and_ping_are_sent_in_one_write),
+        cmocka_unit_test(test_link_lost_after_auth_reply),
+        cmocka_unit_test(test_unanswered_ping),
         cmocka_unit_test(test_unreachable_node_blocks_only_while_current_works),
         cmocka_unit_test(test_no_password_configured_is_misconfiguration),
         cmocka_unit_test(test_cluster_validates_every_primary_found_by_shards),
