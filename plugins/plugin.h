@@ -138,6 +138,29 @@ struct rc_plugin {
 /* Plugins are built with hidden visibility; this marks the one exported symbol. */
 #define RC_PLUGIN_EXPORT __attribute__((visibility("default")))
 
+/* The keyed version (DESIGN §4) of a username + password, for stores without versions
+ * of their own: the host's keyed hash of what AUTH will use, so reformatting the stored
+ * value is no change, and "user + pw" differs from the default user with the same pw.
+ * Writes out[RC_VERSION_MAX]; 0 or -errno. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+static inline int rc_credential_version(const struct rc_host *host, const char *username,
+                                        const struct secret *password, char *out) {
+    size_t ulen = username ? strlen(username) : 0;
+    size_t mlen = ulen + 1 + secret_len(password);
+    char *material = malloc(mlen);
+    if (!material)
+        return -ENOMEM;
+    if (ulen)
+        memcpy(material, username, ulen);
+    material[ulen] = username ? 'u' : 'd';
+    memcpy(material + ulen + 1, secret_data(password), secret_len(password));
+    int r = host->keyed_version(host->h, material, mlen, out);
+    secret_wipe_free(material, mlen);
+    return r;
+}
+
 /* Fill an rc_error (message is formatted; never pass secrets). */
 #include <stdarg.h>
 #include <stdio.h>

@@ -266,18 +266,7 @@ static int file_fetch(void *state, const struct rc_credential *cred,
     }
 
     /* Version: keyed hash of what AUTH will use, so reformatting the file is no change. */
-    size_t ulen = c.username ? strlen(c.username) : 0;
-    size_t mlen = ulen + 1 + secret_len(c.password);
-    char *material = malloc(mlen);
-    int r = material ? 0 : -ENOMEM;
-    if (material) {
-        if (ulen)
-            memcpy(material, c.username, ulen);
-        material[ulen] = c.username ? 'u' : 'd';   /* "user:pw" differs from default user */
-        memcpy(material + ulen + 1, secret_data(c.password), secret_len(c.password));
-        r = s->host->keyed_version(s->host->h, material, mlen, c.version);
-        secret_wipe_free(material, mlen);
-    }
+    int r = rc_credential_version(s->host, c.username, c.password, c.version);
     if (r < 0) {
         free(c.username);
         secret_free(c.password);

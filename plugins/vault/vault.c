@@ -814,19 +814,8 @@ static int kv1_fetch(struct vault_source *s, struct vault_cred_rt *c,
         return -1;
 
     /* KV v1 has no version: the keyed hash of what AUTH will use (DESIGN §4). */
-    size_t ulen = cred.username ? strlen(cred.username) : 0;
-    size_t mlen = ulen + 1 + secret_len(cred.password);
-    char *material = malloc(mlen);
     char version[RC_VERSION_MAX];
-    r = material ? 0 : -ENOMEM;
-    if (material) {
-        if (ulen)
-            memcpy(material, cred.username, ulen);
-        material[ulen] = cred.username ? 'u' : 'd';
-        memcpy(material + ulen + 1, secret_data(cred.password), secret_len(cred.password));
-        r = s->host->keyed_version(s->host->h, material, mlen, version);
-        secret_wipe_free(material, mlen);
-    }
+    r = rc_credential_version(s->host, cred.username, cred.password, version);
     if (r < 0) {
         vault_cred_clear(&cred);
         return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
