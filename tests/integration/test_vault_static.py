@@ -1,6 +1,7 @@
 """Database static roles through the real agent against the fake Vault, whose rotation
-queue ticks every 5 s like Vault's: each rotation must be published within 1 s of the
-moment Vault actually rotated (the new password became what Vault serves)."""
+queue ticks every 5 s like Vault's: each rotation must be published by the re-reads that
+follow the role's ttl, within 2 s of the moment Vault actually rotated (the new password
+became what Vault serves); the 1 s target is measured by bench/vault_pickup.py."""
 import rc_harness as h
 from vault_helpers import vault  # noqa: F401
 
