@@ -67,7 +67,9 @@ static bool unreachable(enum node_state s) {
 
 struct vnode {
     struct resp_endpoint ep;
-    bool ep_ok;               /* ep parsed; else the node is "unexpected" (bad endpoint) */
+    bool ep_ok;               /* ep usable; else the node fails with bad_ep/bad_state */
+    const char *bad_ep;       /* why not (static text); NULL: not a valid endpoint */
+    enum node_state bad_state;
     bool replica;
     char name[300];           /* host:port, for messages */
     char verify_name[256];    /* TLS: the name its certificate must carry */
@@ -320,7 +322,10 @@ static void probe_begin(const struct vrun *x, struct probe *p, struct vnode *nd,
     p->connect_deadline = p->t0 + x->redis->timeout_usec;
     nd->detail[0] = '\0';
     if (!nd->ep_ok) {
-        probe_fail(p, N_UNEXPECTED, "not a valid endpoint");
+        if (nd->bad_ep)
+            probe_fail(p, nd->bad_state, "%s: %s", nd->name, nd->bad_ep);
+        else
+            probe_fail(p, N_UNEXPECTED, "not a valid endpoint");
         return;
     }
     if (nd->ep.kind == RESP_EP_UNIX) {
@@ -392,6 +397,41 @@ static void connected(const struct vrun *x, struct probe *p) {
     probe_io(x, p);
 }
 
+/* A TLS connection failed after its handshake (rc: 0 = closed, else -errno). A TLS alert
+ * is a TLS error, and so is the server dropping the connection before it answered AUTH:
+ * with TLS 1.3 the server judges our certificate (mutual TLS) only after our side of the
+ * handshake is done, and its alert may be lost in the reset. Once AUTH was answered, a
+ * failure other than an alert is the link's, as over TCP. The alert, when one came, is
+ * picked up by one more read if the write met the reset first. */
+static void tls_failed(const struct vrun *x, struct probe *p, const char *step, int rc) {
+    char why[160];
+    const char *t = tls_session_errstr(p->tls);
+
+    if (rc != -EPROTO && !*t && !p->ping) {
+        char buf[256];
+        short ev;
+        ssize_t r = tls_session_read(p->tls, buf, sizeof buf, &ev);
+        explicit_bzero(buf, sizeof buf);
+        if (r == -EPROTO && *tls_session_errstr(p->tls))
+            rc = -EPROTO;
+        t = tls_session_errstr(p->tls);
+    }
+    if (rc == -EPROTO && *t) {
+        probe_fail(p, N_TLS, "%s: %s", step, t);
+        return;
+    }
+    if (p->ping) {
+        probe_fail(p, N_UNREACHABLE, "%s: %s", step,
+                   rc == 0 ? "connection closed by server"
+                           : io_why(rc, x->redis->timeout_usec, why, sizeof why));
+        return;
+    }
+    probe_fail(p, N_TLS, "%s: %s right after the TLS handshake (does the server require a "
+               "client certificate, or not trust ours?)", step,
+               rc == 0 ? "connection closed by server"
+                       : io_why(rc, x->redis->timeout_usec, why, sizeof why));
+}
+
 /* Moves p on as far as it can go without waiting; sets p->want when it must wait. */
 static void probe_io(const struct vrun *x, struct probe *p) {
     char buf[16384], why[160];
@@ -436,10 +476,13 @@ static void probe_io(const struct vrun *x, struct probe *p) {
                     return;
                 }
                 if (n <= 0) {
-                    const char *t = p->tls ? tls_session_errstr(p->tls) : "";
+                    if (p->tls) {
+                        tls_failed(x, p, "AUTH: write", n ? (int)n : -EPIPE);
+                        return;
+                    }
                     probe_fail(p, N_UNREACHABLE, "AUTH: write: %s",
-                               *t ? t : io_why(n ? (int)n : -EPIPE, x->redis->timeout_usec,
-                                               why, sizeof why));
+                               io_why(n ? (int)n : -EPIPE, x->redis->timeout_usec, why,
+                                      sizeof why));
                     return;
                 }
                 p->out_off += (size_t)n;
@@ -507,9 +550,11 @@ static void probe_io(const struct vrun *x, struct probe *p) {
                 probe_finish(p, p->verdict);
                 return;
             }
-            const char *t = p->tls ? tls_session_errstr(p->tls) : "";
-            if (n > 0)
-                t = resp_reader_errstr(p->rd);
+            if (n <= 0 && p->tls) {
+                tls_failed(x, p, p->ping ? "PING after AUTH: read" : "AUTH: read", (int)n);
+                return;
+            }
+            const char *t = n > 0 ? resp_reader_errstr(p->rd) : "";
             probe_fail(p, n > 0 && !p->ping ? N_UNEXPECTED : N_UNREACHABLE,
                        "%s: read: %s", p->ping ? "PING after AUTH" : "AUTH",
                        *t ? t : n == 0 ? "connection closed by server"
@@ -697,10 +742,7 @@ static struct vnode *topology_nodes(const struct config_redis *redis, const stru
 
         if (cn[i].failed || (!cn[i].primary && !redis->validate_replicas))
             continue;
-        if (redis->tls.enabled)
-            port = cn[i].tls_port ? cn[i].tls_port : cn[i].port;
-        else
-            port = cn[i].port;
+        port = redis->tls.enabled ? cn[i].tls_port : cn[i].port;
         nd->ep.kind = RESP_EP_TCP;
         snprintf(nd->ep.host, sizeof nd->ep.host, "%s",
                  cn[i].host[0] ? cn[i].host : seed->ep.kind == RESP_EP_TCP ? seed->ep.host
@@ -710,10 +752,23 @@ static struct vnode *topology_nodes(const struct config_redis *redis, const stru
         nd->ep_ok = true;
         snprintf(nd->verify_name, sizeof nd->verify_name, "%s", seed->verify_name);
         if (port == 0) {
-            /* Only a TLS port is advertised and we were told to speak plain TCP. */
+            /* The node advertises no port for the transport we were told to speak: only
+             * a TLS port with tls = false; or, with tls = true, only its plaintext port
+             * (a cluster without tls-cluster yes knows no TLS ports). Never try TLS on a
+             * plaintext port, or the reverse: say which setting does not match. */
             nd->ep_ok = false;
-            snprintf(nd->name, sizeof nd->name, "%s:(no plaintext port; set tls = true)",
-                     nd->ep.host);
+            nd->ep.port = redis->tls.enabled ? cn[i].port : cn[i].tls_port;
+            resp_endpoint_format(&nd->ep, nd->name, sizeof nd->name);
+            if (redis->tls.enabled) {
+                nd->bad_state = N_TLS;
+                nd->bad_ep = "the cluster advertises no TLS port for this node, only a "
+                             "plaintext one (the servers need tls-cluster yes for TLS "
+                             "clients to find each other's TLS ports)";
+            } else {
+                nd->bad_state = N_UNEXPECTED;
+                nd->bad_ep = "the cluster advertises only a TLS port for this node: "
+                             "set tls = true";
+            }
         } else
             resp_endpoint_format(&nd->ep, nd->name, sizeof nd->name);
         n++;
@@ -751,9 +806,22 @@ static bool reply_says(const redisReply *r, const char *phrase) {
 
 /* Logs in on c: the current credential first (so discovery does not depend on the
  * candidate), else the candidate. On failure seed->state/detail say why. */
-static bool discovery_login(struct resp_conn *c, struct vnode *seed, const char *cand_user,
-                            const struct secret *cand_pw, const char *cur_user,
-                            const struct secret *cur_pw) {
+/* The first exchange on a TLS connection failed: as tls_failed() judges it for a probe, a
+ * TLS alert or a connection dropped before any answer is a TLS error; a timeout is not. */
+static void first_io_failed(bool tls, struct vnode *seed, const char *detail) {
+    bool alert = strstr(detail, "TLS: ") != NULL;
+    bool timeout = strstr(detail, "timed out") != NULL;
+
+    seed->state = tls && !timeout ? N_TLS : N_UNREACHABLE;
+    snprintf(seed->detail, sizeof seed->detail, "%s%s", detail,
+             tls && !timeout && !alert ? " right after the TLS handshake (does the server "
+                                         "require a client certificate, or not trust ours?)"
+                                       : "");
+}
+
+static bool discovery_login(struct resp_conn *c, bool tls, struct vnode *seed,
+                            const char *cand_user, const struct secret *cand_pw,
+                            const char *cur_user, const struct secret *cur_pw) {
     char detail[256];
     enum resp_auth_result r;
 
@@ -762,14 +830,17 @@ static bool discovery_login(struct resp_conn *c, struct vnode *seed, const char 
         if (r == RESP_AUTH_ACCEPTED || r == RESP_AUTH_NOPASS)
             return true;   /* NOPASS: an open server needs no login to list its nodes */
         if (r == RESP_AUTH_IO) {
-            seed->state = N_UNREACHABLE;
-            snprintf(seed->detail, sizeof seed->detail, "%s", detail);
+            first_io_failed(tls, seed, detail);
             return false;
         }
     }
     r = resp_auth(c, cand_user, cand_pw, detail, sizeof detail);
     if (r == RESP_AUTH_ACCEPTED || r == RESP_AUTH_NOPASS)
         return true;
+    if (r == RESP_AUTH_IO && !cur_pw) {
+        first_io_failed(tls, seed, detail);
+        return false;
+    }
     seed->state = auth_state(r);
     snprintf(seed->detail, sizeof seed->detail, "%s%s", detail,
              r == RESP_AUTH_REFUSED && cur_pw ? " (cluster discovery: the current credential "
@@ -800,7 +871,8 @@ static enum discovery discover_from(const struct vrun *x, struct vnode *seed,
         seed->state = connect_state(rc);
         return D_FAILED;
     }
-    if (!discovery_login(c, seed, cand_user, cand_pw, cur_user, cur_pw))
+    if (!discovery_login(c, x->tls && seed->ep.kind == RESP_EP_TCP, seed, cand_user, cand_pw,
+                         cur_user, cur_pw))
         goto out;
 
     if (resp_command(c, 2, shards, NULL, false, &reply) < 0)

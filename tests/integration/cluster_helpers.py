@@ -70,13 +70,17 @@ class Certs:
 # --------------------------------------------------------------------------- nodes
 
 class Node:
-    """One redis-server. tls: a Certs to listen with TLS only (port 0, tls-port)."""
+    """One redis-server. tls: a Certs to listen with TLS only (port 0, tls-port), or with
+    tls_too both ways: `port` plaintext (what clients and the cluster bus use) plus a TLS
+    port `tls_port`, without tls-cluster (so the cluster knows no TLS ports)."""
 
-    def __init__(self, workdir, cluster=False, tls=None, tls_auth_clients=False, users=()):
+    def __init__(self, workdir, cluster=False, tls=None, tls_auth_clients=False, users=(),
+                 tls_too=False):
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.port = h.free_port()
-        self.tls = tls
+        self.tls_port = h.free_port() if tls and tls_too else None
+        self.tls = tls if not tls_too else None
         self.proc = None
         self.logfile = os.path.join(workdir, "redis.log")
         self.conf = os.path.join(workdir, "redis.conf")
@@ -85,7 +89,11 @@ class Node:
                  "user %s on >%s ~* &* +@all" % (h.ADMIN_USER, h.ADMIN_PASSWORD),
                  "user default on nopass ~* &* +@all"]
         lines += ["user %s" % u for u in users]
-        if tls:
+        if tls and tls_too:
+            lines += ["port %d" % self.port, "tls-port %d" % self.tls_port,
+                      "tls-cert-file %s" % tls.server, "tls-key-file %s" % tls.server_key,
+                      "tls-ca-cert-file %s" % tls.ca, "tls-auth-clients no"]
+        elif tls:
             lines += ["port 0", "tls-port %d" % self.port,
                       "tls-cert-file %s" % tls.server, "tls-key-file %s" % tls.server_key,
                       "tls-ca-cert-file %s" % tls.ca,
@@ -167,10 +175,13 @@ class Node:
 class Cluster:
     """primaries + primaries*replicas nodes formed into one OSS cluster."""
 
-    def __init__(self, root, primaries=3, replicas=1, tls=None):
-        self.tls = tls
-        self.nodes = [Node(os.path.join(root, "node%d" % i), cluster=True, tls=tls)
+    def __init__(self, root, primaries=3, replicas=1, tls=None, tls_too=False):
+        """tls_too: every node also has a TLS port, but the cluster is formed and runs
+        over the plaintext ports (no tls-cluster)."""
+        self.nodes = [Node(os.path.join(root, "node%d" % i), cluster=True, tls=tls,
+                           tls_too=tls_too)
                       for i in range(primaries * (1 + replicas))]
+        self.tls = tls if not tls_too else None
         self.replicas = replicas
         self.n_primaries = primaries
         for n in self.nodes:

@@ -10,6 +10,7 @@ configured name.
 import json
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
@@ -91,3 +92,48 @@ def test_tls_cluster_seed_by_address_needs_server_name(sc, tls_cluster):
     assert not st["current"]
     assert "certificate" in st["last_error"], st
     assert sc.read_bytes("byaddr.json") is None
+
+
+@pytest.fixture(scope="module")
+def plain_bus_cluster():
+    """Nodes with a plaintext and a TLS port each, clustered without tls-cluster: what
+    CLUSTER SHARDS lists are the plaintext ports only."""
+    root = tempfile.mkdtemp(prefix="rc-pcl-", dir="/tmp")
+    c = None
+    try:
+        certs = ch.Certs(os.path.join(root, "pki"))
+        c = ch.Cluster(root, primaries=3, replicas=0, tls=certs, tls_too=True)
+        c.certs = certs
+        yield c
+    finally:
+        if c:
+            c.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_tls_to_a_cluster_that_advertises_no_tls_ports_says_so(sc, plain_bus_cluster):
+    """tls = true, the seed's TLS port answers, but the cluster lists only plaintext ports:
+    no TLS handshake is tried on a plaintext port (and no password goes over plain TCP);
+    each node is a tls-error that names tls-cluster."""
+    c = plain_bus_cluster
+    c.set_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    seed = c.nodes[0]
+    sc.write_config([sc.cred(endpoints=["127.0.0.1:%d" % seed.tls_port], timeout="2s",
+                             redis_extra={"cluster": True, "tls": True,
+                                          "ca_file": c.certs.ca})])
+    a = sc.start_agent()
+    a.wait_ready()
+    a.notify.wait_status(lambda s: "0/1" in s, timeout=5, what="STATUS 0/1")
+    st = status_of(sc)
+    for n in c.primaries:
+        assert "127.0.0.1:%d=tls-error" % n.port in st["nodes"], st
+    assert "tls-cluster yes" in st["last_error"], st
+    assert "refused" not in st["last_error"], st
+    assert sc.read_bytes() is None
+    # the same nodes over plain TCP: discovered and validated on the ports listed
+    sc.write_config([sc.cred(endpoints=[seed.endpoint], timeout="2s",
+                             redis_extra={"cluster": True})])
+    a.send(signal.SIGHUP)
+    doc = sc.wait_published(password="pw1", timeout=8)
+    assert doc["validated"] == "all"
