@@ -90,6 +90,10 @@ struct cred_rt {
     uint64_t next_check_mono;               /* CLOCK_MONOTONIC usec; 0 = none */
     uint64_t errors_total;
 
+    /* the published credential's expiry (tokens): warned about / reported expired */
+    sd_event_source *expiry_timer;
+    int expiry_stage;                       /* 0 = nothing said, 1 = warned, 2 = expired */
+
     /* rate-limited failure logging */
     char logged_error[512];
     uint64_t logged_at, relog_gap;
@@ -341,17 +345,13 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
     return 0;
 }
 
-/* Next look in `delay` usec (replacing any earlier schedule). */
-static void schedule(struct cred_rt *c, uint64_t delay) {
+/* Next look in `delay` usec (replacing any earlier schedule), within `accuracy`: sd-event
+ * may coalesce the wake-up with others anywhere in [when, when + accuracy]. */
+static void schedule_within(struct cred_rt *c, uint64_t delay, uint64_t accuracy) {
     struct agent *a = c->a;
     if (a->p.once || a->stopping)
         return;
     uint64_t when = now_mono() + delay;
-    /* sd-event coalesces wake-ups within a timer's accuracy (250 ms by default): fine for
-     * polls, too coarse for a token's refresh point or a 1 s retry. 1/50 of the delay,
-     * between 1 ms and 250 ms. */
-    uint64_t accuracy = delay / 50;
-    accuracy = accuracy < USEC_PER_MSEC ? USEC_PER_MSEC : accuracy > 250 * USEC_PER_MSEC ? 250 * USEC_PER_MSEC : accuracy;
     int r;
     if (c->timer) {
         r = sd_event_source_set_time(c->timer, when);
@@ -366,6 +366,102 @@ static void schedule(struct cred_rt *c, uint64_t delay) {
         return;
     }
     c->next_check_mono = when;
+}
+
+/* Polls and retries: sd-event's default accuracy (250 ms) is fine for a 30 s poll, too
+ * coarse for a 1 s retry; 1/50 of the delay, between 1 ms and 250 ms. */
+static void schedule(struct cred_rt *c, uint64_t delay) {
+    uint64_t accuracy = delay / 50;
+    if (accuracy < USEC_PER_MSEC)
+        accuracy = USEC_PER_MSEC;
+    if (accuracy > 250 * USEC_PER_MSEC)
+        accuracy = 250 * USEC_PER_MSEC;
+    schedule_within(c, delay, accuracy);
+}
+
+/* ---- expiry ----
+ * A published credential that expires (an Entra token) gets one timer on the loop: a
+ * warning ("credential expiring") when it is close to its end and nothing has replaced
+ * it, then an error when it has expired. Close = 5 minutes before, or the last fifth of
+ * its published life when that is shorter (a token refreshed at 70% of its life has had
+ * 10% of it to be replaced). Re-armed at every publish; the expiry (unix seconds) becomes
+ * a monotonic deadline when armed. */
+
+#define EXPIRY_WARN_MAX_USEC (5 * 60 * USEC_PER_SEC)
+
+static void expiry_at(struct cred_rt *c, int64_t at_real_usec, int stage);
+
+static int64_t now_real_usec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
+    struct cred_rt *c = userdata;
+    int64_t exp = c->cur.cur.expires_at, now = now_real();
+    char left[64];
+
+    if (!c->have_cur || exp == CREDFILE_NO_EXPIRY)
+        return 0;
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_EXPIRING, c->cur.cur.version);
+    const char *why = c->last_error[0] ? c->last_error : "the store has no newer version";
+    if (now < exp && c->expiry_stage < 1) {
+        c->expiry_stage = 1;
+        duration_format((uint64_t)(exp - now) * USEC_PER_SEC, left, sizeof left);
+        log_ctx_msg(LOG_WARNING, &ctx, "%s: the published version %s expires in %s and nothing "
+                    "has replaced it yet (%s)", c->cfg->name, c->cur.cur.version, left, why);
+        expiry_at(c, exp * 1000000, 1);
+    } else if (now >= exp && c->expiry_stage < 2) {
+        c->expiry_stage = 2;
+        duration_format((uint64_t)(now - exp) * USEC_PER_SEC, left, sizeof left);
+        log_ctx_msg(LOG_ERR, &ctx, "%s: the published version %s has expired (%s ago) and "
+                    "nothing has replaced it: clients using it will be refused (%s)",
+                    c->cfg->name, c->cur.cur.version, left, why);
+    } else if (now < exp)
+        expiry_at(c, exp * 1000000, c->expiry_stage);   /* woken early (clock stepped) */
+    return 0;
+}
+
+/* Wakes on_expiry at unix time at_real_usec (now if that has passed). */
+static void expiry_at(struct cred_rt *c, int64_t at_real_usec, int stage) {
+    int64_t now = now_real_usec();
+    uint64_t when = now_mono() + (at_real_usec > now ? (uint64_t)(at_real_usec - now) : 0);
+    int r;
+
+    c->expiry_stage = stage;
+    if (c->expiry_timer) {
+        r = sd_event_source_set_time(c->expiry_timer, when);
+        if (r >= 0)
+            r = sd_event_source_set_enabled(c->expiry_timer, SD_EVENT_ONESHOT);
+    } else
+        r = sd_event_add_time(c->a->p.event, &c->expiry_timer, CLOCK_MONOTONIC, when,
+                              USEC_PER_MSEC, on_expiry, c);
+    if (r < 0)
+        log_error("%s: cannot watch the credential's expiry: %s", c->cfg->name, strerror(-r));
+}
+
+/* After a publish (stage 0), an adoption (0) or a reload (what was said already): watch
+ * what is published now. */
+static void arm_expiry(struct cred_rt *c, int stage) {
+    int64_t exp = c->have_cur ? c->cur.cur.expires_at : CREDFILE_NO_EXPIRY;
+
+    if (exp == CREDFILE_NO_EXPIRY || c->a->p.once || stage >= 2) {
+        if (c->expiry_timer)
+            sd_event_source_set_enabled(c->expiry_timer, SD_EVENT_OFF);
+        c->expiry_stage = exp == CREDFILE_NO_EXPIRY ? 0 : stage;
+        return;
+    }
+    if (stage == 1) {
+        expiry_at(c, exp * 1000000, 1);
+        return;
+    }
+    int64_t life = exp - c->cur.published_at, margin = life * 1000000 / 5;
+    if (margin > (int64_t)EXPIRY_WARN_MAX_USEC)
+        margin = (int64_t)EXPIRY_WARN_MAX_USEC;
+    if (margin < 1000000)
+        margin = 1000000;
+    expiry_at(c, exp * 1000000 - margin, 0);
 }
 
 static uint64_t retry_delay(struct cred_rt *c) {
@@ -514,11 +610,15 @@ static void store_failed(struct cred_rt *c, const struct rc_error *err) {
     }
 }
 
-/* When to look again after a good check: poll_interval, or earlier when the source asked
- * (a token's refresh point, a static role's ttl). */
-static uint64_t next_look(const struct cred_rt *c, uint64_t next_check_usec) {
-    uint64_t next = c->cfg->poll_interval_usec;
-    return next_check_usec && next_check_usec < next ? next_check_usec : next;
+/* Look again after a good check: at poll_interval, or earlier when the source asked (a
+ * token's refresh point, a static role's ttl). A time the source asked for is a moment
+ * when something changes, so it is kept to the millisecond, not coalesced: a look
+ * scheduled 10 s ahead would otherwise be allowed to fire up to 200 ms late. */
+static void schedule_look(struct cred_rt *c, uint64_t next_check_usec) {
+    if (next_check_usec && next_check_usec < c->cfg->poll_interval_usec)
+        schedule_within(c, next_check_usec, USEC_PER_MSEC);
+    else
+        schedule(c, c->cfg->poll_interval_usec);
 }
 
 /* The store (or the accepted peer) has what we publish: nothing to write. */
@@ -531,7 +631,7 @@ static void still_current(struct cred_rt *c, const char *version, uint64_t next_
     backoff_reset(&c->retry);
     log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = version },
                 "version %s unchanged", version);
-    schedule(c, next_look(c, next_check_usec));
+    schedule_look(c, next_check_usec);
 }
 
 static void fetch_done(struct job *j) {
@@ -572,7 +672,7 @@ static void fetch_done(struct job *j) {
     snprintf(c->pending_version, sizeof c->pending_version, "%s", cand->version);
     if (c->cfg->redis.validate == VALIDATE_NONE) {
         publish(c, cand, NULL, "none");
-        schedule(c, next_look(c, cj->next_check_usec));
+        schedule_look(c, cj->next_check_usec);
         job_clear(cj);
         attempt_done(c);
         maybe_reload(a);
@@ -620,7 +720,7 @@ static void validate_done(struct job *j) {
             still_current(c, second->version, 0);
         else
             publish(c, second, NULL, policy);
-        schedule(c, next_look(c, cj->next_check_usec));
+        schedule_look(c, cj->next_check_usec);
         job_clear(cj);
         attempt_done(c);
         maybe_reload(a);
@@ -667,7 +767,7 @@ static void validate_done(struct job *j) {
         break;
     }
     if (v->outcome == VALIDATE_PUBLISH)
-        schedule(c, next_look(c, cj->next_check_usec));
+        schedule_look(c, cj->next_check_usec);
     job_clear(cj);
     attempt_done(c);
     maybe_reload(a);
@@ -743,6 +843,7 @@ static void publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_cand
     c->pending_version[0] = '\0';
     c->last_change = cf.published_at;
     backoff_reset(&c->retry);
+    arm_expiry(c, 0);
 
     struct log_ctx ctx = cred_ctx(c, LOG_MID_PUBLISHED, cf.cur.version);
     log_ctx_msg(LOG_INFO, &ctx, "published %s version %s (validated: %s%s%s)", c->cfg->name,
@@ -775,6 +876,7 @@ static void sources_close(struct source_rt *sources, size_t n) {
 static void creds_free(struct cred_rt *creds, size_t n) {
     for (size_t i = 0; i < n; i++) {
         sd_event_source_disable_unref(creds[i].timer);
+        sd_event_source_disable_unref(creds[i].expiry_timer);
         job_clear(&creds[i].job);
         credfile_clear(&creds[i].cur);
     }
@@ -888,6 +990,7 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
             c->last_check = old->last_check;
             c->last_change = old->last_change;
             c->errors_total = old->errors_total;
+            c->expiry_stage = old->expiry_stage;
             c->first_done = true;
             snprintf(c->last_error, sizeof c->last_error, "%s", old->last_error);
         } else {
@@ -926,6 +1029,8 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
     a->n_creds = cfg->n_credentials;
     a->gid = agid;
     config_free(old_cfg);
+    for (size_t i = 0; i < a->n_creds; i++)
+        arm_expiry(&a->creds[i], a->creds[i].expiry_stage);
 
     if (names)
         runtime_prune(a->p.runtime, names, fmts, cfg->n_credentials);

@@ -5,11 +5,13 @@ expires_at, refreshed at the configured point, a token IMDS hands back unchanged
 change and is not asked for again in a loop, and a failing refresh keeps the published
 token while the status says how long it has left (DESIGN §3, issue 6)."""
 import calendar
+import json
 import time
 
 import pytest
 
 from azure_helpers import AzureScenario, az_short  # noqa: F401 - fixture
+import rc_harness as h
 
 
 def rfc3339_to_unix(s):
@@ -94,3 +96,42 @@ def test_entra_schedules_its_own_refresh_without_polling(sc):
     d1 = sc.wait_published("entra", timeout=5)
     sc.wait_published("entra", timeout=5, pred=lambda d: d["password"] != d1["password"])
     az.assert_no_secrets(az.outputs(a))
+
+
+EXPIRING_MID = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b08"
+
+
+def test_a_token_nothing_replaces_is_warned_about_before_and_reported_when_it_expires(sc, az_short):
+    """DESIGN §6 'credential expiring': a warning in the last fifth of the token's life
+    (8 s tokens: 1.6 s before), an error once it has expired; once each, with the fixed
+    MESSAGE_ID, the credential's name and version."""
+    az = az_short
+    az.follow_entra_tokens()
+    a = az.start([az.cred(name="entra", source="entra", poll_interval="500ms")],
+                 [az.entra_source(refresh_ratio=0.5)], journal=True)
+    d1 = sc.wait_published("entra", timeout=5)
+    exp = rfc3339_to_unix(d1["expires_at"])
+    az.fake.inject("imds", status=500, body={"error": "unknown", "error_description": "down"},
+                   count=1000)
+
+    def entries(priority):
+        return [m for m in a.journal.snapshot()
+                if m.fields.get("MESSAGE_ID") == EXPIRING_MID
+                and m.fields.get("PRIORITY") == priority]
+    h.wait_until(lambda: entries("4"), 12, "the expiring warning")
+    warn = entries("4")[0]
+    t_warn = time.time()
+    assert warn.fields["REDIS_CREDS_NAME"] == "entra"
+    assert warn.fields["REDIS_CREDS_VERSION"] == d1["version"]
+    assert "expires in" in warn.fields["MESSAGE"] and "500" in warn.fields["MESSAGE"], warn.fields
+    # due 1.6 s before the expiry (exp is whole seconds)
+    assert exp - 3.0 <= t_warn <= exp - 0.2, (exp, t_warn)
+    h.wait_until(lambda: entries("3"), 6, "the expired error")
+    t_err = time.time()
+    err = entries("3")[0]
+    assert "has expired" in err.fields["MESSAGE"], err.fields
+    assert exp <= t_err <= exp + 3.0, (exp, t_err)
+    time.sleep(1.0)
+    assert len(entries("4")) == 1 and len(entries("3")) == 1, "said once each"
+    assert json.loads(sc.read_bytes("entra.json"))["version"] == d1["version"]
+    az.assert_no_secrets(az.outputs(a), *[m.raw for m in a.journal.snapshot()])
