@@ -99,3 +99,49 @@ class Hammer:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+
+
+def start_agent_publishing_ahead_of_redis(sc, username="app"):
+    """The agent (validate = "none") has published rotation 2 while Redis still knows only
+    rotation 1's password: the published `previous` is what Redis accepts."""
+    sc.redis.create_user(username, rotation_password(1))
+    sc.store_cred(username, rotation_password(1))
+    sc.write_config(credentials=[sc.cred(redis_extra={"validate": "none"})])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password=rotation_password(1))
+    sc.store_cred(username, rotation_password(2))      # Redis does not know it yet
+    sc.wait_published(password=rotation_password(2))
+    return a
+
+
+def rotate_twice_leaving_only_the_last(sc, first, username="app"):
+    """Rotations `first` and `first + 1` published, and Redis left knowing only the last
+    password: a client whose cache still holds rotation first - 1 (with first - 2 as
+    `previous`) has both refused and must re-read the file."""
+    for n in (first, first + 1):
+        sc.redis.add_password(username, rotation_password(n))
+        sc.store_cred(username, rotation_password(n))
+        sc.wait_published(password=rotation_password(n))
+    sc.redis.remove_password(username, rotation_password(first - 1))
+    sc.redis.remove_password(username, rotation_password(first))
+
+
+GOOD_FILE = ('{"format": 1, "username": "app", "password": "good-pw", "version": "1", '
+             '"previous": null}\n')
+
+
+def start_with_a_torn_credential_file(sc):
+    """User app (password good-pw) in Redis and a cache.json cut short inside the password,
+    as a non-atomic writer could leave it: no good credential yet. Returns its path."""
+    sc.redis.create_user("app", "good-pw")
+    os.makedirs(sc.tree.runtime, mode=0o750)
+    path = sc.path("cache.json")
+    with open(path, "w") as f:
+        f.write('{"format": 1, "username": "app", "password": "good-')
+    return path
+
+
+def publish_the_good_credential(sc):
+    """GOOD_FILE (app / good-pw, version 1), written atomically."""
+    h.write_store_atomic(sc.tree.runtime, "cache.json", GOOD_FILE)

@@ -2,7 +2,6 @@
 redis-server and the real agent: zero failed commands through rotations, the fallback
 to previous, a malformed file. Tested with Debian 12's redis-py 4.3.4; the >= 4.4
 credential provider is tested through its contract (the AUTH redis-py 4.4 sends)."""
-import os
 import threading
 import time
 
@@ -91,14 +90,7 @@ def test_redis_py_client_sees_zero_failed_commands_through_rotations(sc):
 def test_rotating_connection_falls_back_to_previous_then_to_a_reread(sc):
     """The agent publishes (validate = "none") a password Redis does not know yet: a new
     connection AUTHs with `previous`; once Redis knows it, with the current one."""
-    sc.redis.create_user("app", ch.rotation_password(1))
-    sc.store_cred("app", ch.rotation_password(1))
-    sc.write_config(credentials=[sc.cred(redis_extra={"validate": "none"})])
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password=ch.rotation_password(1))
-    sc.store_cred("app", ch.rotation_password(2))
-    sc.wait_published(password=ch.rotation_password(2))
+    ch.start_agent_publishing_ahead_of_redis(sc)
     pool = rc.RotatingConnectionPool(credential_name="cache", runtime_dir=sc.tree.runtime,
                                      host="127.0.0.1", port=sc.redis.port)
     r = redis.Redis(connection_pool=pool)
@@ -119,12 +111,7 @@ def test_rotating_connection_falls_back_to_previous_then_to_a_reread(sc):
     cf = pool.connection_kwargs["credential_file"]
     cf.get()
     cf._watched = True               # serve the cached snapshot, as a watcher would
-    for n in (3, 4):
-        sc.redis.add_password("app", ch.rotation_password(n))
-        sc.store_cred("app", ch.rotation_password(n))
-        sc.wait_published(password=ch.rotation_password(n))
-    sc.redis.remove_password("app", ch.rotation_password(2))
-    sc.redis.remove_password("app", ch.rotation_password(3))
+    ch.rotate_twice_leaving_only_the_last(sc, 3)
     assert cf.get().current.password == ch.rotation_password(2)   # stale on purpose
     pool.disconnect()
     assert r.incr("fallback") == 3
@@ -140,17 +127,11 @@ def test_rotating_connection_falls_back_to_previous_then_to_a_reread(sc):
 
 
 def test_malformed_file_keeps_last_good_and_is_clear_when_never_good(sc):
-    sc.redis.create_user("app", "good-pw")
-    os.makedirs(sc.tree.runtime, mode=0o750)
-    path = sc.path("cache.json")
-    with open(path, "w") as f:
-        f.write('{"format": 1, "username": "app", "password": "good-')
+    ch.start_with_a_torn_credential_file(sc)
     with pytest.raises(rc.CredentialUnavailable) as e:
         rc.redis_client("cache", runtime_dir=sc.tree.runtime, port=sc.redis.port)
     assert "malformed JSON" in str(e.value) and "good-" not in str(e.value)
-    h.write_store_atomic(sc.tree.runtime, "cache.json",
-                         '{"format": 1, "username": "app", "password": "good-pw", '
-                         '"version": "1", "previous": null}\n')
+    ch.publish_the_good_credential(sc)
     r = rc.redis_client("cache", runtime_dir=sc.tree.runtime, port=sc.redis.port)
     assert r.incr("m") == 1
     h.write_store_atomic(sc.tree.runtime, "cache.json", "{ torn")
@@ -182,3 +163,20 @@ def test_credential_provider_contract_is_what_redis_py_4_4_sends(sc):
     if hasattr(redis, "credentials"):     # redis-py >= 4.4: the real thing
         r = redis.Redis(host="127.0.0.1", port=sc.redis.port, credential_provider=provider)
         assert r.ping()
+
+
+def test_pool_made_by_hand_on_a_malformed_file_leaves_no_unauthenticated_connection(sc):
+    """RotatingConnectionPool made by hand (no early check) on a file that was never good:
+    the first command raises CredentialUnavailable and the socket it opened is closed, so
+    the pool does not hand out an unauthenticated connection once the file is good."""
+    ch.start_with_a_torn_credential_file(sc)
+    pool = rc.RotatingConnectionPool(credential_name="cache", runtime_dir=sc.tree.runtime,
+                                     host="127.0.0.1", port=sc.redis.port)
+    r = redis.Redis(connection_pool=pool)
+    with pytest.raises(rc.CredentialUnavailable) as e:
+        r.incr("m")
+    assert "malformed JSON" in str(e.value) and "good-" not in str(e.value)
+    assert not any(c._sock for c in pool._available_connections)
+    ch.publish_the_good_credential(sc)
+    assert r.incr("m") == 1
+    pool.disconnect()

@@ -13,6 +13,10 @@ redis-py (imported only when used):
     from redis_creds import CredentialProvider    # redis-py >= 4.4
     r = redis.Redis(host=..., credential_provider=CredentialProvider("cache"))
 
+    from redis_creds import async_redis_client    # redis.asyncio, redis-py >= 4.3
+    r = async_redis_client("cache", host="redis-1.internal", port=6379)
+    await r.incr("counter")
+
 Standard library only; redis-py is needed only for the redis-py integration."""
 from .credfile import (DEFAULT_RUNTIME_DIR, Credential, CredentialError, CredentialFile,
                        CredentialFileError, CredentialUnavailable, Snapshot,
@@ -24,14 +28,20 @@ __version__ = "0.1.0"
 _REDIS_NAMES = ("CredentialProvider", "RotatingConnection", "RotatingSSLConnection",
                 "RotatingUnixDomainSocketConnection", "RotatingConnectionPool",
                 "RotatingAuthMixin", "redis_client", "is_refusal")
+_ASYNC_NAMES = ("AsyncRotatingConnection", "AsyncRotatingSSLConnection",
+                "AsyncRotatingUnixDomainSocketConnection", "AsyncRotatingConnectionPool",
+                "AsyncRotatingAuthMixin", "async_redis_client")
 
 __all__ = ["DEFAULT_RUNTIME_DIR", "Credential", "CredentialError", "CredentialFile",
            "CredentialFileError", "CredentialUnavailable", "Snapshot", "Watcher",
-           "default_runtime_dir", "parse"] + list(_REDIS_NAMES)
+           "default_runtime_dir", "parse"] + list(_REDIS_NAMES) + list(_ASYNC_NAMES)
 
 
 def __getattr__(name):
     if name in _REDIS_NAMES:
         from . import redis_py
         return getattr(redis_py, name)
+    if name in _ASYNC_NAMES:
+        from . import redis_asyncio
+        return getattr(redis_asyncio, name)
     raise AttributeError("module 'redis_creds' has no attribute %r" % name)

@@ -10,13 +10,18 @@
 - RotatingConnectionPool re-AUTHs (reconnects) an idle pooled connection, when it is
   handed out, if the credential changed since it authenticated; redis_client() builds a
   redis.Redis with both and a Watcher.
+
+The asyncio equivalents (redis.asyncio) are in redis_asyncio.py; the credential choice and
+fallback that both use is _AuthPlan here.
 """
+import contextlib
+
 import redis
 from redis.connection import Connection, ConnectionPool, SSLConnection, \
     UnixDomainSocketConnection
 from redis.exceptions import AuthenticationError, ResponseError
 
-from .credfile import CredentialFile
+from .credfile import CredentialError, CredentialFile
 
 try:  # redis-py >= 4.4
     from redis.credentials import CredentialProvider as _ProviderBase
@@ -62,8 +67,86 @@ class CredentialProvider(_ProviderBase):
         return self.get_credentials()
 
 
-class RotatingAuthMixin:
-    """AUTH from a CredentialFile at every connect, with the fallback to `previous`.
+RELOAD = object()   # an _AuthPlan step: re-read the credential file now
+
+
+class _AuthPlan:
+    """The credential choice and fallback at connect, shared by the sync and the asyncio
+    connections (RotatingAuthMixin, AsyncRotatingAuthMixin), which only do the I/O:
+
+        plan = _AuthPlan(conn)
+        for step in plan:
+            if step is RELOAD:
+                conn.rc_file.reload()          # asyncio: in an executor
+            else:
+                with plan.attempt(step):       # sets username/password, clears them after
+                    base_class.on_connect(conn)    # asyncio: awaited
+
+    Order: the current credential, then `previous`; when both are refused, the file is
+    re-read once and, if a newer credential was published meanwhile, its pair is tried.
+    The iteration ends once one is accepted, after setting conn.rc_generation and
+    conn.rc_used_previous. An error of an attempt that is not a refusal (is_refusal) is
+    raised as it is; when Redis refused every candidate, AuthenticationError (naming the
+    credential, never the password)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.answer = None   # what Redis answered the last attempt: None, or the error
+
+    @contextlib.contextmanager
+    def attempt(self, cred):
+        conn = self.conn
+        conn.username, conn.password = cred.username, cred.password
+        conn.credential_provider = None   # redis-py >= 4.4: use username/password above
+        try:
+            yield
+        except (AuthenticationError, ResponseError) as e:
+            self.answer = e     # __iter__ tells a refusal from another error
+        finally:
+            conn.password = None  # the secret lives in the CredentialFile's snapshot only
+
+    def __iter__(self):
+        cf = self.conn.rc_file
+        snap = cf.get()
+        for round_ in range(2):
+            for cred, is_prev in ((snap.current, False), (snap.previous, True)):
+                if cred is None:
+                    continue
+                self.answer = None
+                yield cred
+                if self.answer is None:
+                    self.conn.rc_generation = snap.generation
+                    self.conn.rc_used_previous = is_prev
+                    return
+                if not is_refusal(self.answer):
+                    raise self.answer
+            if round_ == 1:
+                break
+            # both refused: a newer credential may have been published a moment ago (by
+            # the time we read it, a watcher may already have loaded it: compare with the
+            # snapshot tried, not with what reload() found)
+            yield RELOAD
+            fresh = cf.get()
+            if fresh.generation == snap.generation:
+                break
+            snap = fresh
+        raise AuthenticationError("redis-creds %s: Redis refused the current and the "
+                                  "previous credential (%s)" %
+                                  (cf.name, str(self.answer).split(" ", 1)[0]))
+
+
+def _share_credential_file(kwargs):
+    """A pool's keyword arguments: one CredentialFile (one cache, one watcher) for all the
+    pool's connections, made here from credential_name= (and runtime_dir=) if given."""
+    if kwargs.get("credential_file") is None and "credential_name" in kwargs:
+        kwargs["credential_file"] = CredentialFile(kwargs.pop("credential_name"),
+                                                   kwargs.pop("runtime_dir", None))
+    return kwargs
+
+
+class RotatingAuthBase:
+    """What the sync and the asyncio rotating connections share: the CredentialFile, the
+    credential they authenticated with, and the staleness check.
 
     Extra keyword arguments (ConnectionPool passes them on): credential_file=, or
     credential_name= and runtime_dir=. username= and password= are ignored."""
@@ -82,52 +165,30 @@ class RotatingAuthMixin:
         self.rc_generation = 0       # of the snapshot this connection authenticated with
         self.rc_used_previous = False
 
-    def _rc_try(self, cred):
-        self.username, self.password = cred.username, cred.password
-        self.credential_provider = None   # redis-py >= 4.4: use username/password above
-        try:
-            super().on_connect()
-            return None
-        except (AuthenticationError, ResponseError) as e:
-            if not is_refusal(e):
-                raise
-            return e
-        finally:
-            # the secret lives in the CredentialFile's snapshot, not on every connection
-            self.password = None
-
-    def on_connect(self):
-        snap = self.rc_file.get()
-        refused = None
-        for attempt in range(2):
-            for cred, is_prev in ((snap.current, False), (snap.previous, True)):
-                if cred is None:
-                    continue
-                refused = self._rc_try(cred)
-                if refused is None:
-                    self.rc_generation = snap.generation
-                    self.rc_used_previous = is_prev
-                    return
-            # both refused: a newer credential may have been published a moment ago (by
-            # the time we read it, a watcher may already have loaded it: compare with the
-            # snapshot tried, not with what reload() found)
-            if attempt == 1:
-                break
-            self.rc_file.reload()
-            fresh = self.rc_file.get()
-            if fresh.generation == snap.generation:
-                break
-            snap = fresh
-        raise AuthenticationError("redis-creds %s: Redis refused the current and the previous "
-                                  "credential (%s)" % (self.rc_file.name,
-                                                       str(refused).split(" ", 1)[0]))
-
     def rc_stale(self):
         """True when a newer credential was published since this connection authenticated."""
         if not self.rc_generation:
             return False
         self.rc_file.get()   # no I/O while a Watcher runs; else one stat()
         return self.rc_file.generation != self.rc_generation
+
+
+class RotatingAuthMixin(RotatingAuthBase):
+    """AUTH from a CredentialFile at every connect, with the fallback to `previous`
+    (_AuthPlan), for redis.connection.Connection and its subclasses."""
+
+    def on_connect(self):
+        plan = _AuthPlan(self)
+        try:
+            for step in plan:
+                if step is RELOAD:
+                    self.rc_file.reload()
+                    continue
+                with plan.attempt(step):
+                    super().on_connect()
+        except CredentialError:   # connect() disconnects only on a RedisError: never leave
+            self.disconnect()     # an unauthenticated connection to the pool
+            raise
 
 
 class RotatingConnection(RotatingAuthMixin, Connection):
@@ -146,18 +207,16 @@ class RotatingConnectionPool(ConnectionPool):
     """A ConnectionPool that re-AUTHs (by reconnecting) an idle connection whose credential
     was replaced, when it hands it out. Connections in use are left alone: Redis keeps
     an authenticated connection working when its password is removed."""
+    rc_connection_classes = (RotatingConnection, RotatingSSLConnection,
+                             RotatingUnixDomainSocketConnection)   # for redis_client()
 
     def __init__(self, connection_class=RotatingConnection, **kwargs):
-        # one CredentialFile (one cache, one watcher) for all the pool's connections
-        if kwargs.get("credential_file") is None and "credential_name" in kwargs:
-            kwargs["credential_file"] = CredentialFile(kwargs.pop("credential_name"),
-                                                       kwargs.pop("runtime_dir", None))
-        super().__init__(connection_class=connection_class, **kwargs)
+        super().__init__(connection_class=connection_class, **_share_credential_file(kwargs))
 
     def get_connection(self, command_name, *keys, **options):
         conn = super().get_connection(command_name, *keys, **options)
         try:
-            if isinstance(conn, RotatingAuthMixin) and conn.rc_stale():
+            if isinstance(conn, RotatingAuthBase) and conn.rc_stale():
                 conn.disconnect()
                 conn.connect()
         except BaseException:
@@ -173,13 +232,23 @@ def redis_client(name, runtime_dir=None, watch=True, on_change=None, ssl=False,
     connection (host, port, db, socket_timeout, ...). watch=True starts a Watcher (inotify)
     so that reading the credential costs no I/O; on_change(snapshot, error) is its callback.
     The pool is at .connection_pool, the watcher at .connection_pool.rc_watcher."""
+    pool = _rotating_pool(RotatingConnectionPool, name, runtime_dir, watch, on_change, ssl,
+                          unix_socket_path, credential_file, kwargs)
+    return redis.Redis(connection_pool=pool)
+
+
+def _rotating_pool(pool_class, name, runtime_dir, watch, on_change, ssl, unix_socket_path,
+                   credential_file, kwargs):
+    """The pool of redis_client() and async_redis_client(), with the connection class
+    that pool_class.rc_connection_classes (plain, ssl, unix socket) has for the options."""
     cf = credential_file or CredentialFile(name, runtime_dir)
     cf.get()   # fail early (CredentialUnavailable) when there is no credential at all
+    plain, tls, unix = pool_class.rc_connection_classes
     if unix_socket_path:
-        cls = RotatingUnixDomainSocketConnection
+        cls = unix
         kwargs["path"] = unix_socket_path
     else:
-        cls = RotatingSSLConnection if ssl else RotatingConnection
-    pool = RotatingConnectionPool(connection_class=cls, credential_file=cf, **kwargs)
+        cls = tls if ssl else plain
+    pool = pool_class(connection_class=cls, credential_file=cf, **kwargs)
     pool.rc_watcher = cf.watch(callback=on_change) if watch else None
-    return redis.Redis(connection_pool=pool)
+    return pool
