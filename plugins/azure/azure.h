@@ -62,7 +62,7 @@ int az_config_string(const struct config_node *n, const char *key, char **ret, s
 /* ---- identity ----------------------------------------------------------------------- */
 
 enum az_id_type { AZ_ID_MANAGED = 0, AZ_ID_WORKLOAD, AZ_ID_CLIENT_SECRET };
-enum az_mi_kind { AZ_MI_IMDS = 0, AZ_MI_APP_SERVICE };
+enum az_mi_kind { AZ_MI_IMDS = 0, AZ_MI_APP_SERVICE, AZ_MI_ARC };
 
 /* An identity with config and environment resolved (config wins). */
 struct az_identity {
@@ -71,8 +71,9 @@ struct az_identity {
     char *client_id, *object_id, *resource_id, *tenant_id;
     char *authority_host;               /* workload, client_secret: no trailing '/' */
     char *imds_url;                     /* managed + IMDS: no trailing '/' */
-    char *identity_endpoint;            /* managed + App Service */
+    char *identity_endpoint;            /* managed + App Service or Azure Arc */
     struct secret *identity_header;     /* App Service's X-IDENTITY-HEADER value */
+    char *arc_token_dir;                /* managed + Azure Arc: where challenge files may be */
     char *federated_token_file;         /* workload */
     char *client_secret_file;           /* client_secret; NULL: $CREDENTIALS_DIRECTORY */
     struct az_tls tls;                  /* for the token endpoint */
@@ -87,6 +88,24 @@ int az_identity_parse(const struct config_node *source, struct az_identity *ret,
 void az_identity_clear(struct az_identity *id);
 /* Warns (at every open) when the identity's TLS checks are off. */
 void az_identity_warn(const struct rc_host *host, const struct az_identity *id);
+
+/* Azure Arc-enabled servers (docs/azure.md): the local agent (himds) answers a token
+ * request with 401 and `WWW-Authenticate: Basic realm=<file>`; whoever can read that file
+ * (root and the himds group) repeats the request with `Authorization: Basic <content>`.
+ * The file is trusted only in AZ_ARC_TOKEN_DIR (identity.arc_token_dir, for tests), as a
+ * plain `<name>.key` of at most AZ_ARC_KEY_MAX bytes, as MSAL does. */
+#define AZ_ARC_TOKEN_DIR "/var/opt/azcmagent/tokens"
+#define AZ_ARC_KEY_MAX 4096
+/* The challenge file a 401's WWW-Authenticate value names, if it is `<token_dir>/<name>.key`
+ * (name: [A-Za-z0-9._-], no "..", not starting with '.'). Pure. 0 and the path in ret, or
+ * -EINVAL with why (the realm, cleaned, may be in it: it is a path, not a secret). */
+int az_arc_realm_path(const char *www_authenticate, const char *token_dir, char *ret, size_t retlen,
+                      char *why, size_t whylen);
+/* Reads a challenge file: not through a symlink (-ELOOP), a regular file (-EINVAL) of at
+ * most AZ_ARC_KEY_MAX bytes (-EFBIG), trailing whitespace dropped, not empty (-ENODATA),
+ * printable (-EBADMSG). 0 and *ret, or -errno from open/read (-EACCES: not in the himds
+ * group). */
+int az_arc_read_key(const char *path, struct secret **ret);
 
 /* The name under $CREDENTIALS_DIRECTORY when client_secret_file is not set. */
 #define AZ_CLIENT_SECRET_CREDENTIAL "azure-client-secret"

@@ -8,6 +8,11 @@
  * - managed, App Service / Functions / Container Apps (IDENTITY_ENDPOINT and
  *   IDENTITY_HEADER set, imds_url not configured): GET {IDENTITY_ENDPOINT}?api-version=
  *   2019-08-01&resource=R[&client_id|principal_id|mi_res_id], header X-IDENTITY-HEADER.
+ * - managed, Azure Arc-enabled server (IDENTITY_ENDPOINT and IMDS_ENDPOINT set without
+ *   IDENTITY_HEADER, or /opt/azcmagent/bin/himds installed; imds_url not configured):
+ *   GET {IDENTITY_ENDPOINT}?api-version=2020-06-01&resource=R, header `Metadata: true`,
+ *   answered 401 `WWW-Authenticate: Basic realm=<challenge file>`; the same GET again
+ *   with `Authorization: Basic <file content>`. System-assigned only, loopback only.
  * - workload (Kubernetes federation) and client_secret: POST {authority}/{tenant}/oauth2/
  *   v2.0/token, form-encoded client credentials grant, with the federated token file's
  *   content as client_assertion (re-read at every request: kubelet rotates it) or the
@@ -20,6 +25,7 @@
  * Entra's invalid_client / unauthorized_client / invalid_grant (wrong secret, expired
  * assertion) are the identity refused (AUTH), retried at poll_interval.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,6 +45,11 @@
 
 #define IMDS_API_VERSION "2018-02-01"
 #define APP_SERVICE_API_VERSION "2019-08-01"
+#define ARC_API_VERSION "2020-06-01"
+/* Where MSAL and azure-identity look for the Arc agent when the environment is not set,
+ * and the endpoint they then use (the agent listens on loopback port 40342). */
+#define ARC_HIMDS_PATH "/opt/azcmagent/bin/himds"
+#define ARC_DEFAULT_ENDPOINT "http://127.0.0.1:40342/metadata/identity/oauth2/token"
 #define DEFAULT_IMDS_URL "http://169.254.169.254"
 #define DEFAULT_AUTHORITY "https://login.microsoftonline.com"
 #define TOKEN_BODY_MAX (64 * 1024)
@@ -57,6 +69,7 @@ const struct config_key az_identity_keys[] = {
     { .name = "imds_url", .type = CONFIG_T_STRING },
     { .name = "federated_token_file", .type = CONFIG_T_STRING },
     { .name = "client_secret_file", .type = CONFIG_T_STRING },
+    { .name = "arc_token_dir", .type = CONFIG_T_STRING, .default_value = AZ_ARC_TOKEN_DIR },
     AZ_TLS_KEYS,
     { .name = NULL },
 };
@@ -99,6 +112,7 @@ void az_identity_clear(struct az_identity *id) {
     free(id->imds_url);
     free(id->identity_endpoint);
     secret_free(id->identity_header);
+    free(id->arc_token_dir);
     free(id->federated_token_file);
     free(id->client_secret_file);
     az_tls_clear(&id->tls);
@@ -125,8 +139,8 @@ static int identity_describe(struct az_identity *id) {
     switch (id->type) {
     case AZ_ID_MANAGED:
         r = asprintf(&id->describe, "managed identity (%s%s%s%s)",
-                     id->mi == AZ_MI_IMDS ? "IMDS" : "IDENTITY_ENDPOINT", which[0] ? ", " : "",
-                     which, val);
+                     id->mi == AZ_MI_IMDS ? "IMDS" : id->mi == AZ_MI_ARC ? "Azure Arc" : "IDENTITY_ENDPOINT",
+                     which[0] ? ", " : "", which, val);
         break;
     case AZ_ID_WORKLOAD:
         r = asprintf(&id->describe, "workload identity (client_id %s, tenant %s)", id->client_id,
@@ -142,11 +156,12 @@ static int identity_describe(struct az_identity *id) {
         return -ENOMEM;
     }
     /* Everything that makes two identities different, and nothing secret. */
-    r = asprintf(&id->key, "%d|%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%d", (int)id->type,
+    r = asprintf(&id->key, "%d|%d|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%d", (int)id->type,
                  (int)id->mi, id->client_id ? id->client_id : "", id->object_id ? id->object_id : "",
                  id->resource_id ? id->resource_id : "", id->tenant_id ? id->tenant_id : "",
                  id->authority_host ? id->authority_host : "", id->imds_url ? id->imds_url : "",
                  id->identity_endpoint ? id->identity_endpoint : "",
+                 id->arc_token_dir ? id->arc_token_dir : "",
                  id->federated_token_file ? id->federated_token_file : "",
                  id->client_secret_file ? id->client_secret_file : "",
                  id->tls.ca_file ? id->tls.ca_file : "", id->tls.ca_path ? id->tls.ca_path : "",
@@ -156,6 +171,182 @@ static int identity_describe(struct az_identity *id) {
         id->key = NULL;
         return -ENOMEM;
     }
+    return 0;
+}
+
+/* The Arc agent listens on loopback; anything else announcing itself as the Arc endpoint
+ * would be handed a token request that names a file we then read and send back. So
+ * stricter than the plain-http rule: the host must be loopback, whatever the scheme. */
+static int arc_endpoint_check(const char *url, char *err, size_t errlen) {
+    if (http_url_check(url, err, errlen) < 0)
+        return -EINVAL;
+    const char *a = strstr(url, "://");
+    a = a ? a + 3 : url;
+    size_t alen = strcspn(a, "/?#");
+    char host[64];
+    const char *port = NULL;
+    if (memchr(a, '@', alen))
+        goto refuse;
+    if (a[0] == '[') {
+        const char *close = memchr(a, ']', alen);
+        if (!close)
+            goto refuse;
+        snprintf(host, sizeof host, "%.*s", (int)(close - a + 1), a);
+        port = close + 1;
+    } else {
+        size_t hl = strcspn(a, ":/?#");
+        if (hl >= sizeof host)
+            goto refuse;
+        snprintf(host, sizeof host, "%.*s", (int)hl, a);
+        port = a + hl;
+    }
+    if (port < a + alen) {
+        if (*port != ':' || port + 1 == a + alen)
+            goto refuse;
+        for (const char *p = port + 1; p < a + alen; p++)
+            if (!isdigit((unsigned char)*p))
+                goto refuse;
+    }
+    struct in_addr a4;
+    if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+        (inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127))
+        return 0;
+refuse:
+    snprintf(err, errlen, "%s: the Azure Arc agent listens on loopback (127.0.0.1, localhost)", url);
+    return -EINVAL;
+}
+
+int az_arc_realm_path(const char *wa, const char *dir, char *ret, size_t retlen, char *why, size_t whylen) {
+    char shown[160];
+    az_clean_text(wa, 150, shown, sizeof shown);
+    if (!wa) {
+        snprintf(why, whylen, "no WWW-Authenticate header");
+        return -EINVAL;
+    }
+    const char *p = wa + strspn(wa, " \t");
+    if (strncasecmp(p, "Basic", 5) != 0 || (p[5] != ' ' && p[5] != '\t'))
+        goto unusable;
+    p += 5;
+    p += strspn(p, " \t");
+    if (strncasecmp(p, "realm=", 6) != 0)
+        goto unusable;
+    p += 6;
+    /* RFC 7617 quotes the realm; the Arc agent does not (MSAL splits at '='). */
+    size_t len;
+    const char *end;
+    if (*p == '"') {
+        p++;
+        const char *q = strchr(p, '"');
+        if (!q)
+            goto unusable;
+        len = (size_t)(q - p);
+        end = q + 1;
+    } else {
+        len = strcspn(p, " \t,");
+        end = p + len;
+    }
+    if (end[strspn(end, " \t")] != '\0' || len == 0)
+        goto unusable;
+    size_t dl = strlen(dir);
+    const char *name = p + dl + 1;
+    size_t nl = len > dl + 1 ? len - dl - 1 : 0;
+    bool ok = len < retlen && dl > 0 && len > dl + 1 && strncmp(p, dir, dl) == 0 && p[dl] == '/' &&
+              nl > 4 && nl <= 255 && name[0] != '.' && strncmp(name + nl - 4, ".key", 4) == 0;
+    for (size_t i = 0; ok && i < nl; i++) {
+        unsigned char c = (unsigned char)name[i];
+        ok = isalnum(c) || c == '-' || c == '_' || (c == '.' && !(i + 1 < nl && name[i + 1] == '.'));
+    }
+    if (!ok) {
+        char realm[160];
+        snprintf(realm, sizeof realm, "%.*s", (int)(len < 150 ? len : 150), p);
+        az_clean_text(realm, 150, shown, sizeof shown);
+        snprintf(why, whylen, "the challenge names \"%s\", not a <name>.key file directly in %s", shown, dir);
+        return -EINVAL;
+    }
+    memcpy(ret, p, len);
+    ret[len] = '\0';
+    return 0;
+unusable:
+    snprintf(why, whylen, "WWW-Authenticate \"%s\" is not `Basic realm=<file>`", shown);
+    return -EINVAL;
+}
+
+/* Reads what fd holds (closed here) into a new secret: a regular file (-EINVAL) of at
+ * most max bytes (-EFBIG, also when it grew while read), trailing whitespace dropped, not
+ * empty (-ENODATA); with `header`, printable ASCII only (-EBADMSG: a CR or LF would start
+ * another header). Or -errno of fstat/read, -ENOMEM. The one buffer is wiped. */
+static int read_secret_fd(int fd, size_t max, bool header, struct secret **ret) {
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0;
+    int r = 0;
+    if (fstat(fd, &st) < 0)
+        r = -errno;
+    else if (!S_ISREG(st.st_mode))
+        r = -EINVAL;
+    else if ((uint64_t)st.st_size > max)
+        r = -EFBIG;
+    else if (!(buf = malloc(max + 1)))
+        r = -ENOMEM;
+    while (r == 0) {
+        ssize_t n = read(fd, buf + len, max + 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            r = n < 0 ? -errno : 0;
+            break;
+        }
+        len += (size_t)n;
+        if (len > max)
+            r = -EFBIG;
+    }
+    close(fd);
+    while (r == 0 && len > 0 && isspace((unsigned char)buf[len - 1]))
+        len--;
+    for (size_t i = 0; r == 0 && header && i < len; i++)
+        if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] > 0x7e)
+            r = -EBADMSG;
+    if (r == 0 && len == 0)
+        r = -ENODATA;
+    if (r == 0 && !(*ret = secret_new(buf, len)))
+        r = -ENOMEM;
+    az_wipe_free(buf, buf ? max + 1 : 0);
+    return r;
+}
+
+int az_arc_read_key(const char *path, struct secret **ret) {
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return -errno;
+    return read_secret_fd(fd, AZ_ARC_KEY_MAX, true, ret);
+}
+
+/* A managed identity through the Azure Arc agent at `endpoint` (found by `why`). */
+static int arc_parse(const struct config_node *n, const char *endpoint, const char *why,
+                     struct az_identity *id, struct rc_error *err) {
+    char msg[512];
+    id->mi = AZ_MI_ARC;
+    /* Microsoft documents system-assigned identities only for Arc-enabled servers. */
+    const char *which = id->client_id ? "client_id" : id->object_id ? "object_id" :
+                        id->resource_id ? "resource_id" : NULL;
+    if (which)
+        return rc_error_set(err, RC_ERR_FATAL, "identity.%s: Azure Arc (%s) offers only the machine's "
+                            "system-assigned identity; remove identity.%s", which, why, which);
+    if (env("AZURE_CLIENT_ID"))
+        return rc_error_set(err, RC_ERR_FATAL, "$AZURE_CLIENT_ID is set, but Azure Arc (%s) offers only the "
+                            "machine's system-assigned identity; unset it for the agent", why);
+    if (arc_endpoint_check(endpoint, msg, sizeof msg) < 0)
+        return rc_error_set(err, RC_ERR_FATAL, "IDENTITY_ENDPOINT refused for Azure Arc: %s", msg);
+    if (az_config_string(n, "arc_token_dir", &id->arc_token_dir, err) < 0)
+        return -1;
+    if (!id->arc_token_dir && !(id->arc_token_dir = strdup(AZ_ARC_TOKEN_DIR)))
+        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    strip_slashes(id->arc_token_dir);
+    if (id->arc_token_dir[0] != '/')
+        return rc_error_set(err, RC_ERR_FATAL, "identity.arc_token_dir: must be an absolute directory "
+                            "(leave it unset: " AZ_ARC_TOKEN_DIR ")");
+    if (!(id->identity_endpoint = strdup(endpoint)))
+        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
     return 0;
 }
 
@@ -188,13 +379,10 @@ int az_identity_parse(const struct config_node *source, struct az_identity *ret,
                          "identity: set at most one of client_id, object_id and resource_id");
             goto fail;
         }
-        /* Like azure-identity's DefaultAzureCredential: AZURE_CLIENT_ID picks a
-         * user-assigned identity when the config names none. */
-        if (!id.client_id && !id.object_id && !id.resource_id && env("AZURE_CLIENT_ID") &&
-            !(id.client_id = strdup(env("AZURE_CLIENT_ID"))))
-            goto oom;
+        /* Which endpoint: MSAL's detection order, with a configured imds_url first. */
         const char *ep = env("IDENTITY_ENDPOINT"), *hdr = env("IDENTITY_HEADER");
-        if (!config_node_has(&n, "imds_url") && ep && hdr) {
+        bool imds_configured = config_node_has(&n, "imds_url");
+        if (!imds_configured && ep && hdr) {
             id.mi = AZ_MI_APP_SERVICE;
             /* The platform announced this endpoint; on Linux App Service it is link-local. */
             if (http_url_check_flags(ep, HTTP_ALLOW_LINK_LOCAL, msg, sizeof msg) < 0) {
@@ -205,6 +393,12 @@ int az_identity_parse(const struct config_node *source, struct az_identity *ret,
             id.identity_header = secret_new_str(hdr);
             if (!id.identity_endpoint || !id.identity_header)
                 goto oom;
+        } else if (!imds_configured && ep && env("IMDS_ENDPOINT")) {
+            if (arc_parse(&n, ep, "$IDENTITY_ENDPOINT and $IMDS_ENDPOINT", &id, err) < 0)
+                goto fail;
+        } else if (!imds_configured && access(ARC_HIMDS_PATH, F_OK) == 0) {
+            if (arc_parse(&n, ARC_DEFAULT_ENDPOINT, ARC_HIMDS_PATH, &id, err) < 0)
+                goto fail;
         } else {
             id.mi = AZ_MI_IMDS;
             if (az_config_string(&n, "imds_url", &id.imds_url, err) < 0)
@@ -217,6 +411,11 @@ int az_identity_parse(const struct config_node *source, struct az_identity *ret,
                 goto fail;
             }
         }
+        /* Like azure-identity's DefaultAzureCredential: AZURE_CLIENT_ID picks a
+         * user-assigned identity when the config names none (Arc has none: see above). */
+        if (id.mi != AZ_MI_ARC && !id.client_id && !id.object_id && !id.resource_id &&
+            env("AZURE_CLIENT_ID") && !(id.client_id = strdup(env("AZURE_CLIENT_ID"))))
+            goto oom;
     } else {
         if (dup_or_env(&n, "tenant_id", "AZURE_TENANT_ID", &id.tenant_id, err) < 0 ||
             dup_or_env(&n, "authority_host", "AZURE_AUTHORITY_HOST", &id.authority_host, err) < 0)
@@ -311,6 +510,7 @@ static int identity_copy(const struct az_identity *s, struct az_identity *d) {
     r |= sdup(s->authority_host, &d->authority_host);
     r |= sdup(s->imds_url, &d->imds_url);
     r |= sdup(s->identity_endpoint, &d->identity_endpoint);
+    r |= sdup(s->arc_token_dir, &d->arc_token_dir);
     r |= sdup(s->federated_token_file, &d->federated_token_file);
     r |= sdup(s->client_secret_file, &d->client_secret_file);
     r |= sdup(s->tls.ca_file, &d->tls.ca_file);
@@ -613,45 +813,15 @@ static int read_federated_token(const char *path, struct secret **ret, struct rc
         return rc_error_set(err, e == ENOENT ? RC_ERR_NOT_FOUND : RC_ERR_AUTH,
                             "federated_token_file %s: %s", path, strerror(e));
     }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > FEDERATED_TOKEN_MAX) {
-        close(fd);
+    int r = read_secret_fd(fd, FEDERATED_TOKEN_MAX, false, ret);
+    if (r == -EINVAL || r == -EFBIG)
         return rc_error_set(err, RC_ERR_INVALID, "federated_token_file %s: not a regular file of at most %d bytes",
                             path, FEDERATED_TOKEN_MAX);
-    }
-    char *buf = malloc(FEDERATED_TOKEN_MAX + 1);
-    size_t len = 0;
-    if (!buf) {
-        close(fd);
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
-    }
-    int read_errno = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, FEDERATED_TOKEN_MAX + 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            read_errno = errno;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        if (len > FEDERATED_TOKEN_MAX)
-            break;
-    }
-    close(fd);
-    bool too_large = len > FEDERATED_TOKEN_MAX;
-    while (len > 0 && isspace((unsigned char)buf[len - 1]))
-        len--;
-    int r = 0;
-    if (read_errno)
-        r = rc_error_set(err, RC_ERR_TRANSIENT, "federated_token_file %s: read: %s", path, strerror(read_errno));
-    else if (len == 0 || too_large)
-        r = rc_error_set(err, RC_ERR_INVALID, "federated_token_file %s: %s", path,
-                         too_large ? "too large" : "empty");
-    else if (!(*ret = secret_new(buf, len)))
-        r = rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
-    az_wipe_free(buf, FEDERATED_TOKEN_MAX + 1);
-    return r;
+    if (r == -ENODATA)
+        return rc_error_set(err, RC_ERR_INVALID, "federated_token_file %s: empty", path);
+    if (r < 0)
+        return rc_error_set(err, RC_ERR_TRANSIENT, "federated_token_file %s: read: %s", path, strerror(-r));
+    return 0;
 }
 
 /* A growable, wiped-on-free text buffer for URLs and form bodies. */
@@ -762,15 +932,64 @@ static int token_http_error(const struct az_token_ref *e, const char *what, cons
     return -1;
 }
 
+/* One request to the token endpoint; a transport failure is TRANSIENT. */
+static int send_token_request(struct az_token_ref *e, const struct http_request *req,
+                              struct http_response *resp, struct rc_error *err) {
+    char msg[512];
+    e->requests++;
+    int hr = http_request(e->http, req, resp, msg, sizeof msg);
+    if (hr < 0) {
+        /* msg names the URL: it holds no secret (App Service's is in a header). */
+        char m2[640];
+        snprintf(m2, sizeof m2, "%s: %s", e->id.describe, msg);
+        return az_transport_error(err, hr, m2);
+    }
+    return 0;
+}
+
+/* The Authorization value that answers an Arc agent's 401 (see az_arc_realm_path): every
+ * refusal is AUTH, the machine not letting us prove who we are. The file's content is
+ * the secret: it is in *ret only, and the one transient copy is wiped. */
+static int arc_authorization(const struct az_token_ref *e, const char *what, const struct http_response *r,
+                             struct secret **ret, struct rc_error *err) {
+    char path[512], why[400];
+    if (az_arc_realm_path(http_response_header(r, "www-authenticate"), e->id.arc_token_dir, path, sizeof path,
+                          why, sizeof why) < 0)
+        return rc_error_set(err, RC_ERR_AUTH, "%s: %s: 401 without a usable challenge: %s", e->id.describe,
+                            what, why);
+    _cleanup_secret_ struct secret *key = NULL;
+    int kr = az_arc_read_key(path, &key);
+    if (kr == -ENOMEM)
+        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    if (kr < 0)
+        return rc_error_set(err, RC_ERR_AUTH, "%s: challenge file %s: %s%s", e->id.describe, path,
+                            kr == -ELOOP ? "a symbolic link, refused" : kr == -EFBIG ? "larger than 4096 bytes" :
+                            kr == -EINVAL ? "not a regular file" : kr == -ENODATA ? "empty" :
+                            kr == -EBADMSG ? "holds control characters" : strerror(-kr),
+                            kr == -EACCES ? "; the agent's user must be in the himds group "
+                                            "(SupplementaryGroups=himds in the unit)" : "");
+    size_t n = strlen("Basic ") + secret_len(key);
+    char *v = malloc(n + 1);
+    if (!v)
+        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    memcpy(v, "Basic ", 6);
+    memcpy(v + 6, secret_data(key), secret_len(key));
+    v[n] = '\0';
+    *ret = secret_new(v, n);
+    az_wipe_free(v, n + 1);
+    return *ret ? 0 : rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+}
+
 /* Asks the identity endpoint for a token. Called with e->lock held. */
 static int request_token(struct az_token_ref *e, struct az_token *ret, int64_t *ret_iat,
                          struct rc_error *err) {
     const struct az_identity *id = &e->id;
     struct sbuf url = { 0 }, body = { 0 };
-    struct http_header hdr[2];
+    struct http_header hdr[3];
     size_t nh = 0;
     struct http_request req = { .method = "GET", .max_body = TOKEN_BODY_MAX, .timeout_usec = e->timeout_usec };
     _cleanup_secret_ struct secret *cred = NULL;
+    _cleanup_secret_ struct secret *arc_auth = NULL;   /* "Basic <challenge file content>" */
     const char *base, *what;
     char msg[512];
     int r = -1;
@@ -795,11 +1014,15 @@ static int request_token(struct az_token_ref *e, struct az_token *ret, int64_t *
             }
             hdr[nh++] = (struct http_header){ "Metadata", "true", false };
         } else {
+            /* App Service, or Azure Arc (no selectors there: arc_parse refuses them). */
+            bool arc = id->mi == AZ_MI_ARC;
             base = id->identity_endpoint;
             what = "GET $IDENTITY_ENDPOINT";
             sb_str(&url, id->identity_endpoint);
             sb_str(&url, strchr(id->identity_endpoint, '?') ? "&" : "?");
-            sb_str(&url, "api-version=" APP_SERVICE_API_VERSION "&resource=");
+            sb_str(&url, "api-version=");
+            sb_str(&url, arc ? ARC_API_VERSION : APP_SERVICE_API_VERSION);
+            sb_str(&url, "&resource=");
             sb_enc(&url, e->resource, strlen(e->resource));
             if (id->client_id) {
                 sb_str(&url, "&client_id=");
@@ -811,7 +1034,10 @@ static int request_token(struct az_token_ref *e, struct az_token *ret, int64_t *
                 sb_str(&url, "&mi_res_id=");
                 sb_enc(&url, id->resource_id, strlen(id->resource_id));
             }
-            hdr[nh++] = (struct http_header){ "X-IDENTITY-HEADER", secret_data(id->identity_header), true };
+            if (arc)
+                hdr[nh++] = (struct http_header){ "Metadata", "true", false };
+            else
+                hdr[nh++] = (struct http_header){ "X-IDENTITY-HEADER", secret_data(id->identity_header), true };
         }
         req.no_proxy = true;   /* a proxy must never see (or answer for) the local endpoint */
         break;
@@ -867,14 +1093,18 @@ static int request_token(struct az_token_ref *e, struct az_token *ret, int64_t *
     req.body_len = body.len;
 
     struct http_response resp = { 0 };
-    e->requests++;
-    int hr = http_request(e->http, &req, &resp, msg, sizeof msg);
-    if (hr < 0) {
-        /* msg names the URL: for App Service it holds no secret (the header does). */
-        char m2[640];
-        snprintf(m2, sizeof m2, "%s: %s", id->describe, msg);
-        az_transport_error(err, hr, m2);
+    if (send_token_request(e, &req, &resp, err) < 0)
         goto out;
+    if (id->type == AZ_ID_MANAGED && id->mi == AZ_MI_ARC && resp.status == 401) {
+        /* The challenge: prove we may read the agent's token directory, then ask again. */
+        int ar = arc_authorization(e, what, &resp, &arc_auth, err);
+        http_response_clear(&resp);
+        if (ar < 0)
+            goto out;
+        hdr[nh++] = (struct http_header){ "Authorization", secret_data(arc_auth), true };
+        req.n_headers = nh;
+        if (send_token_request(e, &req, &resp, err) < 0)
+            goto out;
     }
     if (resp.status != 200)
         token_http_error(e, what, &resp, err);

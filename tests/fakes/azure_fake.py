@@ -4,6 +4,8 @@ One AzureFake serves, on 127.0.0.1 (plain http, and optionally https with a test
 
   IMDS             GET  /metadata/identity/oauth2/token      (Metadata: true; numbers as strings)
   App Service      GET  /msi/token                           (X-IDENTITY-HEADER; expires_on only)
+  Azure Arc agent  GET  /metadata/identity/oauth2/token      (after enable_arc(): instead of IMDS;
+                                                              401 + Basic realm=<challenge file>)
   Entra ID         POST /{tenant}/oauth2/v2.0/token          (client secret or client assertion)
   Key Vault        GET  /secrets/{name}[/{version}]          (SecretBundle; 401 challenge;
                    GET  /secrets/{name}/versions              403 SecretDisabled; paging with
@@ -21,7 +23,9 @@ missing or refused bearer token gets `WWW-Authenticate: Bearer authorization="..
 resource="https://vault.azure.net"`; Resource Manager errors use the same envelope
 (AuthorizationFailed, ResourceNotFound, ...). Two details are not documented and are
 marked as guesses below: App Service's answer to a wrong X-IDENTITY-HEADER, and the
-order of Key Vault's version list (the fake returns it unordered on purpose).
+order of Key Vault's version list (the fake returns it unordered on purpose). The Azure Arc
+agent's challenge (reference §2.3) is documented as a flow only; how it answers a wrong
+key, a user-assigned selector or a reused key, and the 401's body, are guesses marked there.
 
 Tokens are JWT-shaped (header.payload.signature) with aud, iss, iat, nbf, exp, oid, tid,
 appid, and an unverifiable random signature; the fake remembers every token it issued
@@ -46,6 +50,8 @@ import threading
 import time
 import urllib.parse
 
+# The Arc agent's api-versions in Microsoft's examples (PowerShell 2020-06-01, bash 2019-11-01).
+ARC_API_VERSIONS = {"2019-11-01", "2020-06-01"}
 KV_API_VERSIONS = {"7.0", "7.1", "7.2", "7.3", "7.4", "7.5", "7.6", "2025-06-01", "2025-07-01"}
 ARM_API_VERSIONS = {
     "redis": {"2023-08-01", "2024-03-01", "2024-11-01"},
@@ -175,6 +181,9 @@ class AzureFake:
         self.user_identities = []
         self.apps = {}                 # client_id -> App
         self.identity_header = _secrets.token_hex(16)
+        self.arc_key_dir = None        # enable_arc(): the Arc agent's token directory
+        self.arc_key_mode = 0o640      # guess: the agent's files are for root and group himds
+        self.arc_keys = {}             # key -> challenge file, each good for one answer
         self.issued = {}               # token -> claims
         self.mi_cache = {}             # (object_id, resource) -> token
         self.requests = []
@@ -245,6 +254,35 @@ class AzureFake:
     @property
     def app_service_endpoint(self):
         return self.url + "/msi/token"
+
+    def enable_arc(self, key_dir):
+        """From now on the token path is an Azure Arc agent's (its IDENTITY_ENDPOINT is
+        .arc_identity_endpoint, IMDS_ENDPOINT .url) instead of IMDS: it writes each
+        challenge file into key_dir, which it creates if needed."""
+        os.makedirs(key_dir, mode=0o755, exist_ok=True)
+        with self.lock:
+            self.arc_key_dir = key_dir
+        return self.arc_identity_endpoint
+
+    @property
+    def arc_identity_endpoint(self):
+        return self.url + "/metadata/identity/oauth2/token"
+
+    def arc_challenge(self):
+        """A fresh challenge file, as the agent writes one per unauthenticated request;
+        returns its path."""
+        key = _secrets.token_hex(32)
+        with self.lock:
+            path = os.path.join(self.arc_key_dir, new_guid() + ".key")
+            self.arc_keys[key] = path
+            self.leaked.add(key)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, self.arc_key_mode)
+        try:
+            os.write(fd, key.encode())
+        finally:
+            os.close(fd)
+        os.chmod(path, self.arc_key_mode)
+        return path
 
     # ------------------------------------------------------------------ identities
     def add_identity(self, name):
@@ -401,7 +439,7 @@ class AzureFake:
     # ------------------------------------------------------------------ faults
     def inject(self, kind, status=None, body=None, headers=None, count=1, delay=0.0, drop=False,
                match=None):
-        """The next `count` requests of `kind` ("imds", "appservice", "aad", "keyvault",
+        """The next `count` requests of `kind` ("imds", "arc", "appservice", "aad", "keyvault",
         "arm", "any") whose path contains `match` get this answer instead: a status with
         a JSON body (dict) or raw bytes, after `delay` seconds; drop=True closes the
         connection without answering."""
@@ -474,7 +512,7 @@ class AzureFake:
                 q = {k: v[-1] for k, v in urllib.parse.parse_qs(u.query, keep_blank_values=True).items()}
                 low = path.lower()
                 if low.startswith("/metadata/identity/oauth2/token"):
-                    kind = "imds"
+                    kind = "arc" if fake.arc_key_dir else "imds"
                 elif low.startswith("/msi/token"):
                     kind = "appservice"
                 elif re.match(r"^/[^/]+/oauth2/v2\.0/token$", low):
@@ -504,7 +542,7 @@ class AzureFake:
                         return
                     if f.status is not None:
                         return self._reply(f.status, f.body, f.headers)
-                handler = {"imds": self._imds, "appservice": self._appservice, "aad": self._aad,
+                handler = {"imds": self._imds, "arc": self._arc, "appservice": self._appservice, "aad": self._aad,
                            "keyvault": self._keyvault, "arm": self._arm}.get(kind)
                 if not handler:
                     return self._reply(404, {"error": {"code": "NotFound", "message": "no such endpoint"}})
@@ -532,6 +570,41 @@ class AzureFake:
                     "access_token": token, "refresh_token": "", "client_id": ident.client_id,
                     "expires_in": str(life), "expires_on": str(c["exp"]), "ext_expires_in": str(life),
                     "not_before": str(c["nbf"]), "resource": q["resource"], "token_type": "Bearer"})
+
+            # ---------------- Azure Arc agent (himds): IMDS with a challenge file
+            def _arc(self, path, q, body):
+                if self.headers.get("Metadata", "").lower() != "true":
+                    return self._reply(400, {"error": "invalid_request",
+                                             "error_description": "Required metadata header not specified"})
+                if q.get("api-version") not in ARC_API_VERSIONS or not q.get("resource"):
+                    # Guess: refused like IMDS refuses a missing parameter.
+                    return self._reply(400, {"error": "invalid_request",
+                                             "error_description": "api-version and resource are required"})
+                auth = self.headers.get("Authorization") or ""
+                with fake.lock:
+                    # Guess: a key answers one challenge; the agent removes its file then.
+                    used = fake.arc_keys.pop(auth[6:], None) if auth.startswith("Basic ") else None
+                if used is None:
+                    # Missing or wrong key (guess: the same as missing): a new challenge.
+                    return self._reply(401, {"error": "unauthorized_client",
+                                             "error_description": "Authorization header is missing or invalid"},
+                                       {"WWW-Authenticate": "Basic realm=%s" % fake.arc_challenge()})
+                try:
+                    os.unlink(used)
+                except OSError:
+                    pass
+                # Guess: the agent has only the machine's identity and refuses selectors.
+                if any(k in q for k in ("client_id", "object_id", "msi_res_id", "mi_res_id")):
+                    return self._reply(400, {"error": "invalid_request", "error_description": "Identity not found"})
+                ident = fake._find_mi({})
+                if ident is None:
+                    return self._reply(400, {"error": "invalid_request", "error_description": "Identity not found"})
+                token, c = fake._managed_token(ident, q["resource"])
+                life = c["exp"] - c["iat"]
+                return self._reply(200, {
+                    "access_token": token, "expires_in": str(life), "expires_on": str(c["exp"]),
+                    "ext_expires_in": str(life), "not_before": str(c["nbf"]), "refresh_token": "",
+                    "resource": q["resource"], "token_type": "Bearer"})
 
             # ---------------- App Service (2019-08-01)
             def _appservice(self, path, q, body):

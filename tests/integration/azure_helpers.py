@@ -19,7 +19,7 @@ from azure_fake import AzureFake, make_jwt, make_test_ca, FEDERATED_AUDIENCE  # 
 # The environment variables the plugin reads; blanked for the agent unless a test sets
 # them, so the machine running the tests cannot change what is tested.
 AZURE_ENV = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST",
-             "IDENTITY_ENDPOINT", "IDENTITY_HEADER")
+             "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IMDS_ENDPOINT")
 
 PW0, PW1, PW2, PW3 = "kv-pw-zero-5e1c", "kv-pw-one-8a2f", "kv-pw-two-3b9d", "kv-pw-three-7c4e"
 

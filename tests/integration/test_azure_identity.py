@@ -1,6 +1,7 @@
 """The identity types of the azure-* sources (DESIGN §3 identity vocabulary), each with the
 real agent reading a Key Vault secret through the fake: managed identity through IMDS
-(system- and user-assigned) and through the App Service endpoint, workload identity
+(system- and user-assigned), through the App Service endpoint and through an Azure Arc
+agent's challenge file, workload identity
 (federated token file), client secret (file and $CREDENTIALS_DIRECTORY); config wins
 over the environment; an unknown identity is reported and not retried."""
 import os
@@ -121,3 +122,44 @@ def test_unknown_identity_is_reported_and_not_retried(sc, az):
     sc.wait_published(password=PW1, timeout=5)
     assert az.fake.count("imds") == 2
     az.assert_no_secrets(az.outputs(a))
+
+
+def arc_world(sc, az, key_dir=None):
+    """The fake plays the Arc agent, writing challenge files to key_dir (default: the
+    token directory the agent is told about). Returns (token_dir, environment)."""
+    kv_world(sc, az)
+    tokens = os.path.join(az.dir, "tokens")
+    az.fake.enable_arc(key_dir or tokens)
+    os.makedirs(tokens, 0o755, exist_ok=True)
+    return tokens, {"IDENTITY_ENDPOINT": az.fake.arc_identity_endpoint, "IMDS_ENDPOINT": az.fake.url}
+
+
+def test_arc_managed_identity_answers_the_challenge_file(sc, az):
+    tokens, env = arc_world(sc, az)
+    a = az.start([az.cred(path="cache-pw", username="app")],
+                 [az.kv_source(identity={"type": "managed", "arc_token_dir": tokens})], env=env)
+    sc.wait_published(password=PW1, timeout=5)
+    r = [x for x in az.fake.requests if x.kind == "arc"]
+    # Asked, challenged, answered with the file's content (the fake checks it).
+    assert [x.status for x in r] == [401, 200], r
+    assert r[0].query["api-version"] == "2020-06-01" and r[0].query["resource"] == "https://vault.azure.net"
+    assert all(x.headers.get("Metadata") == "true" for x in r)
+    assert az.fake.count("imds") == 0 and az.fake.count("keyvault", status=200) >= 1
+    az.assert_no_secrets(az.outputs(a), az.status().stdout)
+
+
+def test_arc_challenge_outside_the_token_directory_is_refused(sc, az):
+    elsewhere = os.path.join(sc.tree.root, "elsewhere")
+    tokens, env = arc_world(sc, az, key_dir=elsewhere)
+    a = az.start([az.cred(path="cache-pw", username="app", poll_interval="250ms")],
+                 [az.kv_source(identity={"type": "managed", "arc_token_dir": tokens})], env=env)
+    line = a.wait_log("401 without a usable challenge", timeout=5)
+    assert "(auth)" in line and "managed identity (Azure Arc)" in line, line
+    row, st = az.status_json("cache")
+    assert row["state"] == "store-error", row
+    assert ('the challenge names "%s/' % elsewhere in row["last_error"]
+            and "not a <name>.key file directly in %s" % tokens in row["last_error"]), row
+    # The file was never read or sent, and nothing was published.
+    assert az.fake.count("arc", status=200) == 0 and az.fake.count("keyvault") == 0
+    assert sc.read_doc() is None
+    az.assert_no_secrets(az.outputs(a), st.stdout, az.status().stdout)

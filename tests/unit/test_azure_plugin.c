@@ -256,13 +256,51 @@ struct script {
     int unauthorized_left;       /* answer 401 this many times */
     /* versions listing: two pages, the second via nextLink */
     char next_origin[128];
+    /* Azure Arc agent: challenge files go to arc_dir (not written when arc_no_file) */
+    char arc_dir[256];
+    char arc_key[64];            /* the content of the newest challenge file */
+    char arc_challenge[256];     /* a WWW-Authenticate value instead of Basic realm=<file> */
+    bool arc_no_file;
+    mode_t arc_mode;             /* of a challenge file; 0 = 0640 */
+    int arc_n;
 };
 
 static struct script sc;
 
+/* Like the Arc agent: a request without the newest challenge's key gets 401 and a fresh
+ * challenge file. Runs on the server thread: no cmocka asserts here. */
+static bool arc_challenge(const struct req *r, struct reply *out) {
+    char want[128];
+    snprintf(want, sizeof want, "\r\nAuthorization: Basic %s\r\n", sc.arc_key);
+    char hdrs[4200];
+    snprintf(hdrs, sizeof hdrs, "\r\n%s\r\n", r->headers);
+    if (sc.arc_key[0] && strstr(hdrs, want))
+        return false;
+    char path[400];
+    sc.arc_n++;
+    snprintf(sc.arc_key, sizeof sc.arc_key, "arcKEY%d-0f9e8d7c6b5a", sc.arc_n);
+    snprintf(path, sizeof path, "%s/c%d.key", sc.arc_dir, sc.arc_n);
+    if (!sc.arc_no_file) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, sc.arc_mode ? sc.arc_mode : 0640);
+        if (fd >= 0) {
+            if (write(fd, sc.arc_key, strlen(sc.arc_key)) < 0 || write(fd, "\n", 1) < 0)
+                sc.arc_key[0] = '\0';
+            close(fd);
+        }
+    }
+    out->status = 401;
+    if (sc.arc_challenge[0])
+        snprintf(out->headers, sizeof out->headers, "%s", sc.arc_challenge);
+    else
+        snprintf(out->headers, sizeof out->headers, "WWW-Authenticate: Basic realm=%s\r\n", path);
+    return true;
+}
+
 static void azure_handler(struct server *s, const struct req *r, struct reply *out) {
     if (strstr(r->target, "/metadata/identity/oauth2/token") || strstr(r->target, "/msi/token") ||
         strstr(r->target, "/oauth2/v2.0/token")) {
+        if (sc.arc_dir[0] && strstr(r->target, "/metadata/identity/oauth2/token") && arc_challenge(r, out))
+            return;
         if (sc.token_status && sc.token_status != 200) {
             out->status = sc.token_status;
             snprintf(out->body, sizeof out->body, "%s", sc.token_error);
@@ -388,6 +426,7 @@ static int setup(void **st) {
     snprintf(sc.next_origin, sizeof sc.next_origin, "http://127.0.0.1:%d", f->srv->port);
     unsetenv("IDENTITY_ENDPOINT");
     unsetenv("IDENTITY_HEADER");
+    unsetenv("IMDS_ENDPOINT");
     unsetenv("AZURE_CLIENT_ID");
     unsetenv("AZURE_TENANT_ID");
     unsetenv("AZURE_FEDERATED_TOKEN_FILE");
@@ -890,6 +929,272 @@ static void test_identity_configuration_errors_are_fatal(void **st) {
     }
 }
 
+/* ---- Azure Arc ------------------------------------------------------------------------- */
+
+static void test_arc_realm_must_name_a_key_file_in_the_token_directory(void **st) {
+    (void)st;
+    const char *dir = "/var/opt/azcmagent/tokens";
+    char path[512], why[400];
+    static const char *const good[][2] = {
+        { "Basic realm=/var/opt/azcmagent/tokens/5f1c2d3e-aaaa.key", "/var/opt/azcmagent/tokens/5f1c2d3e-aaaa.key" },
+        { "basic  Realm=\"/var/opt/azcmagent/tokens/a.b_c.key\" ", "/var/opt/azcmagent/tokens/a.b_c.key" },
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        assert_int_equal(az_arc_realm_path(good[i][0], dir, path, sizeof path, why, sizeof why), 0);
+        assert_string_equal(path, good[i][1]);
+    }
+    static const char *const bad[] = {
+        "Basic realm=/etc/shadow.key",                              /* outside the directory */
+        "Basic realm=/var/opt/azcmagent/tokensX/a.key",             /* a sibling with the same prefix */
+        "Basic realm=/var/opt/azcmagent/tokens/sub/a.key",          /* not directly in it */
+        "Basic realm=/var/opt/azcmagent/tokens/../tokens/a.key",
+        "Basic realm=/var/opt/azcmagent/tokens/a..key",
+        "Basic realm=/var/opt/azcmagent/tokens/.key",
+        "Basic realm=/var/opt/azcmagent/tokens/.hidden.key",
+        "Basic realm=/var/opt/azcmagent/tokens/a.txt",              /* no .key */
+        "Basic realm=/var/opt/azcmagent/tokens/a.key.bak",
+        "Basic realm=/var/opt/azcmagent/tokens/a b.key",
+        "Basic realm=/var/opt/azcmagent/tokens//a.key",
+        "Basic realm=var/opt/azcmagent/tokens/a.key",
+        "Bearer realm=/var/opt/azcmagent/tokens/a.key",             /* not Basic */
+        "Basic realm=",
+        "Basic",
+        "",
+        "Basic realm=\"/var/opt/azcmagent/tokens/a.key",           /* unterminated quote */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        assert_int_equal(az_arc_realm_path(bad[i], dir, path, sizeof path, why, sizeof why), -EINVAL);
+        assert_true(why[0] != '\0');
+    }
+    assert_int_equal(az_arc_realm_path(bad[0], dir, path, sizeof path, why, sizeof why), -EINVAL);
+    assert_string_equal(why, "the challenge names \"/etc/shadow.key\", not a <name>.key file directly in "
+                             "/var/opt/azcmagent/tokens");
+    assert_int_equal(az_arc_realm_path(NULL, dir, path, sizeof path, why, sizeof why), -EINVAL);
+    assert_non_null(strstr(why, "no WWW-Authenticate"));
+    /* Too long for the caller's buffer: refused, not cut. */
+    assert_int_equal(az_arc_realm_path(good[0][0], dir, path, 20, why, sizeof why), -EINVAL);
+}
+
+static void test_arc_key_file_must_be_a_small_regular_file(void **st) {
+    (void)st;
+    char dir[256], f[320], link[320], sub[320];
+    struct secret *k = NULL;
+    tmpdir(dir, sizeof dir);
+    snprintf(f, sizeof f, "%s/a.key", dir);
+    write_file(f, "k3y-VALUE\r\n", 0640);
+    assert_int_equal(az_arc_read_key(f, &k), 0);
+    assert_int_equal(secret_len(k), 9);
+    assert_string_equal(secret_data(k), "k3y-VALUE");   /* trailing whitespace dropped */
+    k = secret_free(k);
+    snprintf(link, sizeof link, "%s/l.key", dir);
+    assert_int_equal(symlink(f, link), 0);
+    assert_int_equal(az_arc_read_key(link, &k), -ELOOP);
+    snprintf(sub, sizeof sub, "%s/d.key", dir);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    assert_int_equal(az_arc_read_key(sub, &k), -EINVAL);
+    char *big = malloc(AZ_ARC_KEY_MAX + 2);
+    memset(big, 'x', AZ_ARC_KEY_MAX + 1);
+    big[AZ_ARC_KEY_MAX] = '\0';
+    write_file(f, big, 0640);                          /* exactly the limit: accepted */
+    assert_int_equal(az_arc_read_key(f, &k), 0);
+    assert_int_equal(secret_len(k), AZ_ARC_KEY_MAX);
+    k = secret_free(k);
+    big[AZ_ARC_KEY_MAX] = 'x';
+    big[AZ_ARC_KEY_MAX + 1] = '\0';
+    write_file(f, big, 0640);
+    assert_int_equal(az_arc_read_key(f, &k), -EFBIG);
+    free(big);
+    write_file(f, "two\nlines", 0640);                 /* would start a second header */
+    assert_int_equal(az_arc_read_key(f, &k), -EBADMSG);
+    write_file(f, " \n", 0640);
+    assert_int_equal(az_arc_read_key(f, &k), -ENODATA);
+    assert_null(k);
+    if (geteuid() != 0) {
+        write_file(f, "k", 0);
+        assert_int_equal(az_arc_read_key(f, &k), -EACCES);
+    }
+    unlink(f);
+    assert_int_equal(az_arc_read_key(f, &k), -ENOENT);
+    unlink(link);
+    rmdir(sub);
+    rmdir(dir);
+}
+
+/* One azure-entra source with `id` (a string literal: the identity group, or nothing). */
+#define ENTRA_WITH(id)                                                                   \
+    "sources = ( { name = \"entra\"; type = \"azure-entra\"; " id " } );\n"              \
+    "credentials = ( { name = \"tok\"; source = \"entra\"; " REDIS " } );\n"
+
+/* Arc's environment pointing at the scripted server, challenge files in a new directory
+ * (dir) that is also identity.arc_token_dir unless token_dir says otherwise. */
+static int arc_open(struct fx *f, char *dir, size_t dirlen, const char *token_dir, const char *extra,
+                    struct rc_error *err) {
+    char ep[128], conf[2048];
+    tmpdir(dir, dirlen);
+    snprintf(sc.arc_dir, sizeof sc.arc_dir, "%s", dir);
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d/metadata/identity/oauth2/token", f->srv->port);
+    setenv("IDENTITY_ENDPOINT", ep, 1);
+    setenv("IMDS_ENDPOINT", "http://localhost:40342", 1);
+    snprintf(conf, sizeof conf, ENTRA_WITH("identity = { type = \"managed\"; arc_token_dir = \"%s/\"; %s };"),
+             token_dir ? token_dir : dir, extra ? extra : "");
+    return fx_open(f, conf, err);
+}
+
+static void arc_cleanup(const char *dir) {
+    char p[400];
+    for (int i = 1; i <= sc.arc_n; i++) {
+        snprintf(p, sizeof p, "%s/c%d.key", dir, i);
+        unlink(p);
+    }
+    rmdir(dir);
+    unsetenv("IDENTITY_ENDPOINT");
+    unsetenv("IMDS_ENDPOINT");
+}
+
+static void test_arc_answers_the_challenge_with_the_key_file(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    struct rc_candidate c[2];
+    char dir[256], auth[128];
+    sc.strings = true;
+    assert_int_equal(arc_open(f, dir, sizeof dir, NULL, NULL, &err), 0);
+    assert_int_equal(fetch(f, 0, 0, c, &err), 1);
+    assert_string_equal(c[0].username, "oid-1234");
+    cands_clear(c, 1);
+    /* Two requests: the challenge, then the answer with the file's content. */
+    assert_int_equal(count_reqs(f->srv, "/metadata/identity/oauth2/token"), 2);
+    pthread_mutex_lock(&f->srv->lock);
+    const struct req *first = &f->srv->reqs[0], *second = &f->srv->reqs[1];
+    pthread_mutex_unlock(&f->srv->lock);
+    assert_true(has_param(first->target, "api-version", "2020-06-01"));
+    assert_true(has_param(first->target, "resource", "https%3A%2F%2Fredis.azure.com"));
+    assert_string_equal(first->target, second->target);
+    assert_non_null(strcasestr(first->headers, "Metadata: true"));
+    assert_non_null(strcasestr(second->headers, "Metadata: true"));
+    assert_null(strcasestr(first->headers, "Authorization"));
+    snprintf(auth, sizeof auth, "Authorization: Basic %s", "arcKEY1-0f9e8d7c6b5a");
+    assert_non_null(strstr(second->headers, auth));
+    /* The next token needs a new challenge: the key is not kept. */
+    advance(700);
+    assert_int_equal(fetch(f, 0, 0, c, &err), 1);
+    cands_clear(c, 1);
+    assert_int_equal(count_reqs(f->srv, "/metadata/identity/oauth2/token"), 4);
+    assert_non_null(strstr(last_req(f->srv, "/metadata")->headers, "Authorization: Basic arcKEY2-0f9e8d7c6b5a"));
+    assert_null(strstr(f->m.log, "arcKEY"));
+    arc_cleanup(dir);
+}
+
+static void test_arc_refusals_are_auth_errors(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    struct rc_candidate c[2];
+    char dir[256], other[256];
+    tmpdir(other, sizeof other);
+    /* The challenge files appear elsewhere than the token directory. */
+    assert_int_equal(arc_open(f, dir, sizeof dir, other, NULL, &err), 0);
+    assert_int_equal(fetch(f, 0, 0, c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_AUTH);
+    assert_non_null(strstr(err.message, "managed identity (Azure Arc): GET $IDENTITY_ENDPOINT: 401 without a usable challenge"));
+    assert_non_null(strstr(err.message, other));
+    assert_int_equal(count_reqs(f->srv, "/metadata"), 1);     /* no second request */
+    fx_close(f);
+    /* No challenge at all. */
+    snprintf(sc.arc_challenge, sizeof sc.arc_challenge, "X-Nothing: 1\r\n");
+    assert_int_equal(fx_open(f, ENTRA_WITH("identity = { type = \"managed\"; };"), &err), 0);
+    assert_int_equal(fetch(f, 0, 0, c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_AUTH);
+    assert_non_null(strstr(err.message, "401 without a usable challenge: no WWW-Authenticate header"));
+    fx_close(f);
+    /* The challenge names a file in the right place that is not there. */
+    sc.arc_challenge[0] = '\0';
+    rmdir(other);
+    sc.arc_no_file = true;
+    char conf[1024];
+    snprintf(conf, sizeof conf, ENTRA_WITH("identity = { type = \"managed\"; arc_token_dir = \"%s\"; };"), dir);
+    assert_int_equal(fx_open(f, conf, &err), 0);
+    assert_int_equal(fetch(f, 0, 0, c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_AUTH);
+    assert_non_null(strstr(err.message, "challenge file "));
+    assert_non_null(strstr(err.message, "No such file or directory"));
+    sc.arc_no_file = false;
+    /* Not readable by us (root reads anything: checked only when not root). */
+    if (geteuid() != 0) {
+        sc.arc_mode = 0200;
+        assert_int_equal(fetch(f, 0, 0, c, &err), -1);
+        assert_int_equal(err.cls, RC_ERR_AUTH);
+        assert_non_null(strstr(err.message, "Permission denied; the agent's user must be in the himds group"));
+        sc.arc_mode = 0;
+    }
+    /* The agent refuses the answer (a second 401), or fails otherwise: as for IMDS. */
+    sc.token_status = 401;
+    assert_int_equal(fetch(f, 0, 0, c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_AUTH);
+    assert_non_null(strstr(err.message, ": 401"));
+    sc.token_status = 404;
+    assert_int_equal(fetch(f, 0, 0, c, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_TRANSIENT);
+    sc.token_status = 0;
+    assert_null(strstr(err.message, "arcKEY"));
+    assert_null(strstr(f->m.log, "arcKEY"));
+    arc_cleanup(dir);
+}
+
+static void test_arc_configuration_errors_are_fatal(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    char dir[256];
+    assert_int_equal(arc_open(f, dir, sizeof dir, NULL, "client_id = \"cid-1\";", &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_non_null(strstr(err.message, "identity.client_id: Azure Arc ($IDENTITY_ENDPOINT and $IMDS_ENDPOINT) "
+                                        "offers only the machine's system-assigned identity"));
+    fx_close(f);
+    setenv("AZURE_CLIENT_ID", "cid-2", 1);
+    assert_int_equal(fx_open(f, ENTRA_CONF, &err), 0);     /* imds_url configured: IMDS, not Arc */
+    fx_close(f);
+    assert_int_equal(fx_open(f, ENTRA_WITH(""), &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_non_null(strstr(err.message, "$AZURE_CLIENT_ID is set"));
+    fx_close(f);
+    unsetenv("AZURE_CLIENT_ID");
+    static const char *const off_loopback[] = {
+        "http://10.0.0.5:40342/metadata/identity/oauth2/token",
+        "https://arc.example.com/metadata/identity/oauth2/token",
+        "http://localhost@10.0.0.5:40342/metadata/identity/oauth2/token",
+        "http://169.254.169.254/metadata/identity/oauth2/token",
+        "http://127.0.0.1:40342x/metadata/identity/oauth2/token",
+        "https://localhost.example.com/metadata/identity/oauth2/token",   /* https passes the URL rule */
+        "https://127.0.0.1.example.com:40342/metadata/identity/oauth2/token",
+    };
+    for (size_t i = 0; i < sizeof off_loopback / sizeof off_loopback[0]; i++) {
+        setenv("IDENTITY_ENDPOINT", off_loopback[i], 1);
+        assert_int_equal(fx_open(f, ENTRA_WITH(""), &err), -1);
+        assert_int_equal(err.cls, RC_ERR_FATAL);
+        assert_non_null(strstr(err.message, "IDENTITY_ENDPOINT refused for Azure Arc: "));
+        fx_close(f);
+    }
+    static const char *const loopback[] = {
+        "http://[::1]:40342/metadata/identity/oauth2/token",
+        "http://LOCALHOST/metadata/identity/oauth2/token",
+        "http://127.0.0.2:40342/metadata/identity/oauth2/token?x=1",
+    };
+    for (size_t i = 0; i < sizeof loopback / sizeof loopback[0]; i++) {
+        setenv("IDENTITY_ENDPOINT", loopback[i], 1);
+        assert_int_equal(fx_open(f, ENTRA_WITH(""), &err), 0);
+        fx_close(f);
+    }
+    setenv("IDENTITY_ENDPOINT", "http://localhost:40342/metadata/identity/oauth2/token", 1);
+    assert_int_equal(fx_open(f, ENTRA_WITH("identity = { arc_token_dir = \"tokens\"; };"), &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_non_null(strstr(err.message, "identity.arc_token_dir"));
+    fx_close(f);
+    /* With IDENTITY_HEADER as well it is App Service, whatever IMDS_ENDPOINT says. */
+    setenv("IDENTITY_HEADER", "h", 1);
+    assert_int_equal(fx_open(f, ENTRA_WITH("identity = { client_id = \"cid-3\"; };"), &err), 0);
+    unsetenv("IDENTITY_HEADER");
+    arc_cleanup(dir);
+}
+
 /* ---- key vault ---------------------------------------------------------------------- */
 
 static const char *KV_CONF =
@@ -1229,6 +1534,11 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_workload_identity_posts_the_federated_token_from_the_environment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_secret_from_credentials_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_identity_configuration_errors_are_fatal, setup, teardown),
+        cmocka_unit_test(test_arc_realm_must_name_a_key_file_in_the_token_directory),
+        cmocka_unit_test(test_arc_key_file_must_be_a_small_regular_file),
+        cmocka_unit_test_setup_teardown(test_arc_answers_the_challenge_with_the_key_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arc_refusals_are_auth_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arc_configuration_errors_are_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyvault_latest_version_and_startup_hint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyvault_does_not_follow_a_foreign_next_link, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keyvault_json_value, setup, teardown),
