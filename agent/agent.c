@@ -927,8 +927,8 @@ static void rot_fail(struct cred_rt *c, const char *fmt, ...) {
                                                                        : ROT_RETRY_MAX_USEC;
     ro->retry.max_usec = cap < ROT_RETRY_MIN_USEC ? ROT_RETRY_MIN_USEC : cap;
     uint64_t delay = backoff_next(&ro->retry, backoff_random());
-    struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_FAILED,
-                                  ro->st.new_version[0] ? ro->st.new_version : NULL);
+    /* The version is the one that stays published (the one clients keep using). */
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_FAILED, c->have_cur ? c->cur.cur.version : NULL);
     log_ctx_msg(LOG_ERR, &ctx, "rotation of %s failed: %s; %s published; retrying in %llus",
                 c->cfg->name, ro->last_error, c->have_cur ? c->cur.cur.version : "nothing",
                 (unsigned long long)(delay / USEC_PER_SEC));

@@ -212,6 +212,9 @@ def test_failure_keeps_the_old_credential_and_rolls_back(sc):
     assert st["current"] and "NOPERM" in st["rotation"]["last_error"]
     assert st["rotation"]["step"] == "retry-wait" and st["rotation"]["phase"] == "idle"
     assert rotation_record(sc)["phase"] == "idle"
+    text = sc.run_cli("-c", sc.tree.conf, "status")
+    assert text.returncode == 0, text.stdout   # a working credential is still current
+    assert "rotation: phase idle (retry-wait)" in text.stdout and "NOPERM" in text.stdout
     # a second request while it waits to retry starts it again (and fails the same way)
     mark = a.log_mark()
     r = sc.run_cli("-c", sc.tree.conf, "rotate", "cache")
