@@ -92,6 +92,10 @@ class Client(threading.Thread):
                 return True
             except redis.exceptions.AuthenticationError:
                 continue
+            except redis.exceptions.ResponseError as e:
+                if "WRONGPASS" not in str(e):
+                    raise
+                continue
             finally:
                 c.close()
         return False
@@ -342,3 +346,48 @@ def test_rotation_with_a_source_that_cannot_rotate_is_a_config_error(sc):
     r = sc.run_agent("--check-config")
     assert r.returncode == 2
     assert 'credentials[0].rotation: source "v" is of type "vault"' in r.stderr, r.stderr
+
+
+def test_cluster_rotation_changes_every_node(sc):
+    """ACLs are per node in an OSS cluster: the new password is added on, and the old one
+    removed from, every primary and replica that discovery finds from one seed."""
+    import shutil
+    import tempfile
+    import cluster_helpers as ch
+
+    root = tempfile.mkdtemp(prefix="rc-clr-", dir="/tmp")
+    cluster = None
+    try:
+        cluster = ch.Cluster(root, primaries=3, replicas=1)
+        cluster.set_user("app", "cl-pw-1")
+        sc.store_cred("app", "cl-pw-1")
+        cred = sc.cred(endpoints=[cluster.nodes[0].endpoint], timeout="2s",
+                       redis_extra={"cluster": True},
+                       rotation={"strategy": "redis-acl", "grace": "1s",
+                                 "admin_username": h.ADMIN_USER,
+                                 "admin_password_file": admin_file(sc)})
+        sc.write_config([cred])
+        a = sc.start_agent()
+        a.wait_ready()
+        first = sc.wait_published(password="cl-pw-1")
+        assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+        doc = sc.wait_published(pred=lambda d: d["version"] != first["version"], timeout=8)
+        a.wait_log(lambda l: "rotation of cache completed" in l, timeout=8)
+
+        def auth(node, pw):
+            c = redis.Redis(host="127.0.0.1", port=node.port, username="app", password=pw,
+                            socket_timeout=2)
+            try:
+                return c.ping()
+            except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):
+                return False
+            finally:
+                c.close()
+        for n in cluster.nodes:
+            assert auth(n, doc["password"]), "new password missing on %s" % n.endpoint
+            assert not auth(n, "cl-pw-1"), "old password still works on %s" % n.endpoint
+        assert_no_secret_in_log(a, doc["password"], "cl-pw-1")
+    finally:
+        if cluster:
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
