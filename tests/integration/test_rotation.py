@@ -374,18 +374,9 @@ def test_cluster_rotation_changes_every_node(sc):
         doc = sc.wait_published(pred=lambda d: d["version"] != first["version"], timeout=8)
         a.wait_log(lambda l: "rotation of cache completed" in l, timeout=8)
 
-        def auth(node, pw):
-            c = redis.Redis(host="127.0.0.1", port=node.port, username="app", password=pw,
-                            socket_timeout=2)
-            try:
-                return c.ping()
-            except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):
-                return False
-            finally:
-                c.close()
         for n in cluster.nodes:
-            assert auth(n, doc["password"]), "new password missing on %s" % n.endpoint
-            assert not auth(n, "cl-pw-1"), "old password still works on %s" % n.endpoint
+            assert h.auth_ok(n.port, "app", doc["password"]), "new password missing on %s" % n.endpoint
+            assert not h.auth_ok(n.port, "app", "cl-pw-1"), "old password still works on %s" % n.endpoint
         assert_no_secret_in_log(a, doc["password"], "cl-pw-1")
     finally:
         if cluster:
