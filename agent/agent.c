@@ -85,6 +85,7 @@ struct rot_job {
     struct rc_error err;
     struct rotate_acl_result acl;
     struct validate_result vres;
+    void (*finish)(struct cred_rt *c, struct rot_job *j);   /* loop: after run() */
     bool store_restored;
     char why[512];                        /* rollback: what failed */
 };
@@ -883,37 +884,41 @@ static void rot_schedule_due(struct cred_rt *c) {
     rot_arm(c, RT_DUE, due > now ? (uint64_t)(due - now) * USEC_PER_SEC : 0);
 }
 
-/* A step ended and the credential's fetches may run again. */
+/* A step ended and the credential's fetches may run again. (No reload from here: the
+ * callers' callers still use c; rot_job_done() checks for a pending reload last.) */
 static void rot_release(struct cred_rt *c) {
     if (c->wake_pending && c->phase == PH_IDLE && !rot_holds_fetch(c)) {
         c->wake_pending = false;
         request_fetch(c);
     }
     update_status(c->a);
-    maybe_reload(c->a);
 }
 
-/* Hands the rotation's job to a worker for one step. */
+/* Every step's done(): drop the job when the agent is stopping, else the step's own
+ * finish on the loop, then a reload that waited for the job. */
+static void rot_job_done(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    struct cred_rt *c = j->c;
+    struct agent *a = c->a;
+    if (a->stopping) {
+        rot_job_clear(j);
+        return;
+    }
+    j->finish(c, j);
+    maybe_reload(a);   /* last: it may replace every credential, c included */
+}
+
+/* Hands the rotation's job to a worker for one step; finish() then runs on the loop. */
 static void rot_submit(struct cred_rt *c, enum rot_step step, void (*run)(struct job *),
-                       void (*done)(struct job *)) {
+                       void (*finish)(struct cred_rt *, struct rot_job *)) {
     struct rot_job *j = &c->rot.job;
     j->c = c;
     j->job.run = run;
-    j->job.done = done;
+    j->job.done = rot_job_done;
+    j->finish = finish;
     c->rot.step = step;
     update_status(c->a);
     worker_pool_submit(c->a->p.pool, &j->job);
-}
-
-/* The start of every step's done(): the credential, or NULL when the agent is stopping
- * (the job is dropped). */
-static struct cred_rt *rot_step_done(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
-    if (j->c->a->stopping) {
-        rot_job_clear(j);
-        return NULL;
-    }
-    return j->c;
 }
 
 static void rot_fail(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -969,11 +974,7 @@ static void rot_remove_run(struct job *jb) {
                             j->username, j->new_pw, &j->acl);
 }
 
-static void rot_remove_done(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
-    struct cred_rt *c = rot_step_done(jb);
-    if (!c)
-        return;
+static void rot_remove_done(struct cred_rt *c, struct rot_job *j) {
     if (j->r < 0)
         rot_fail(c, "cannot remove the old password (version %s): %s", c->rot.st.old_version,
                  j->acl.detail);
@@ -1029,11 +1030,7 @@ static void rot_rollback_run(struct job *jb) {
                                              j->old_pw, v, &j->err) == 0;
 }
 
-static void rot_rollback_done(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
-    struct cred_rt *c = rot_step_done(jb);
-    if (!c)
-        return;
+static void rot_rollback_done(struct cred_rt *c, struct rot_job *j) {
     char why[512];
     snprintf(why, sizeof why, "%s", j->why);
     if (j->store_restored) {
@@ -1066,11 +1063,7 @@ static void rot_add_run(struct job *jb) {
         validate_candidate(&cc->redis, j->username, j->new_pw, j->username, j->old_pw, &j->vres);
 }
 
-static void rot_add_done(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
-    struct cred_rt *c = rot_step_done(jb);
-    if (!c)
-        return;
+static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     struct rot_rt *ro = &c->rot;
     if (j->r < 0) {
         rot_rollback(c, "cannot add the new password on every node (%u/%u done): %s", j->acl.done,
@@ -1123,11 +1116,7 @@ static void rot_claim_run(struct job *jb) {
                                 j->new_version, &j->err);
 }
 
-static void rot_claim_done(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
-    struct cred_rt *c = rot_step_done(jb);
-    if (!c)
-        return;
+static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
     struct rot_rt *ro = &c->rot;
     if (j->r < 0 && j->err.cls == RC_ERR_CONFLICT) {
         /* Another agent rotated first: observe its version like any other change. */
