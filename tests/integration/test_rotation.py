@@ -382,3 +382,16 @@ def test_cluster_rotation_changes_every_node(sc):
         if cluster:
             cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_reload_during_grace_keeps_the_removal_scheduled(sc):
+    a, first = start_rotating(sc, "reload-pw-1", grace="2s")
+    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    doc = sc.wait_published(pred=lambda d: d["version"] != first["version"], timeout=5)
+    mark = a.log_mark()
+    a.send(signal.SIGHUP)
+    a.wait_log(lambda l: "reloaded" in l, since=mark, timeout=5)
+    assert sc.redis.auth_ok("app", "reload-pw-1")     # still in grace
+    a.wait_log(lambda l: "rotation of cache completed" in l, since=mark, timeout=6)
+    assert not sc.redis.auth_ok("app", "reload-pw-1")
+    assert sc.redis.auth_ok("app", doc["password"])
