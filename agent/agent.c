@@ -92,6 +92,10 @@ struct rot_job {
 
 struct rot_rt {
     bool enabled;                         /* configured, and the source can rotate */
+    bool src_wait;                        /* a store step waits for the source to be free */
+    bool holds_src;                       /* the running step holds the source (busy) */
+    void (*wait_run)(struct job *);
+    void (*wait_finish)(struct cred_rt *c, struct rot_job *j);
     struct rotate_state st;
     enum rot_step step;
     bool requested;                       /* start when the running check is over */
@@ -181,6 +185,7 @@ static void update_status(struct agent *a);
 static void rot_after_check(struct cred_rt *c);
 static bool rot_take_fetched(struct cred_rt *c, struct rc_candidate *cand);
 static void rot_fetch_failed(struct cred_rt *c, const struct rc_error *err);
+static void rot_start_waiting(struct cred_rt *c);
 
 static bool rot_holds_fetch(const struct cred_rt *c) {
     return c->rot.step == RS_CLAIMING || c->rot.step == RS_ADDING || c->rot.step == RS_ROLLBACK;
@@ -550,6 +555,11 @@ static void dispatch_next_for_source(struct source_rt *s) {
     if (s->busy || a->reload_pending || a->stopping)
         return;
     for (size_t i = 0; i < a->n_creds; i++)
+        if (a->creds[i].src == s && a->creds[i].rot.src_wait) {
+            rot_start_waiting(&a->creds[i]);   /* a rotation's store write goes first */
+            return;
+        }
+    for (size_t i = 0; i < a->n_creds; i++)
         if (a->creds[i].src == s && a->creds[i].phase == PH_QUEUED) {
             start_fetch(&a->creds[i]);
             return;
@@ -900,6 +910,11 @@ static void rot_job_done(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     struct cred_rt *c = j->c;
     struct agent *a = c->a;
+    if (c->rot.holds_src) {
+        c->rot.holds_src = false;
+        c->src->busy = false;
+        dispatch_next_for_source(c->src);
+    }
     if (a->stopping) {
         rot_job_clear(j);
         return;
@@ -919,6 +934,31 @@ static void rot_submit(struct cred_rt *c, enum rot_step step, void (*run)(struct
     c->rot.step = step;
     update_status(c->a);
     worker_pool_submit(c->a->p.pool, &j->job);
+}
+
+/* For steps that call the source's rotate(): they hold the source like a fetch does (a
+ * plugin never runs rotate() next to fetch() or rotate() on the same instance), so they
+ * may wait for a fetch of another credential to end. */
+static void rot_submit_store(struct cred_rt *c, enum rot_step step, void (*run)(struct job *),
+                             void (*finish)(struct cred_rt *, struct rot_job *)) {
+    struct rot_rt *ro = &c->rot;
+    ro->step = step;   /* holds this credential's fetches back from now */
+    if (c->src->busy || c->a->reload_pending) {
+        ro->src_wait = true;
+        ro->wait_run = run;
+        ro->wait_finish = finish;
+        update_status(c->a);
+        return;
+    }
+    c->src->busy = true;
+    ro->holds_src = true;
+    rot_submit(c, step, run, finish);
+}
+
+static void rot_start_waiting(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    ro->src_wait = false;
+    rot_submit_store(c, ro->step, ro->wait_run, ro->wait_finish);
 }
 
 static void rot_fail(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -1049,7 +1089,7 @@ static void rot_rollback(struct cred_rt *c, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(j->why, sizeof j->why, fmt, ap);
     va_end(ap);
-    rot_submit(c, RS_ROLLBACK, rot_rollback_run, rot_rollback_done);
+    rot_submit_store(c, RS_ROLLBACK, rot_rollback_run, rot_rollback_done);
 }
 
 /* -- add the new password next to the old one, validate, publish -- */
@@ -1191,7 +1231,7 @@ static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     ro->manual = false;
     if (ro->timer)
         sd_event_source_set_enabled(ro->timer, SD_EVENT_OFF);
-    rot_submit(c, RS_CLAIMING, rot_claim_run, rot_claim_done);
+    rot_submit_store(c, RS_CLAIMING, rot_claim_run, rot_claim_done);
     return 0;
 }
 
@@ -1585,6 +1625,9 @@ static void maybe_reload(struct agent *a) {
                 a->creds[i].phase = PH_IDLE;
                 request_fetch(&a->creds[i]);
             }
+        /* and rotations whose store write waited for the reload */
+        for (size_t i = 0; i < a->n_sources; i++)
+            dispatch_next_for_source(&a->sources[i]);
     } else {
         log_info("reloaded %s: %zu source(s), %zu credential(s)", a->p.config_path, a->n_sources,
                  a->n_creds);

@@ -4,9 +4,9 @@
  * It names the source types it serves and, for each, the schema of its source-level and
  * credential-level config keys, so the host checks a config without running plugin code.
  *
- * Threads: open() and close() run on the agent's loop thread. fetch() runs on a worker
- * thread and may block (bounded by its own timeouts); the host never calls fetch()
- * concurrently for one source instance, but different instances run in parallel.
+ * Threads: open() and close() run on the agent's loop thread. fetch() and rotate() run on
+ * a worker thread and may block (bounded by their own timeouts); the host never calls
+ * them concurrently for one source instance, but different instances run in parallel.
  * watch_event() runs on the loop and must not block. A plugin talks to the host only
  * through struct rc_host (logging with its instance name, config getters, keyed versions);
  * it may use common/ (secret, json, http, duration) through the headers included here.
@@ -126,8 +126,8 @@ struct rc_source_type {
     /* Optional (DESIGN §9): writes username (NULL = the default user) + password as the
      * store's next version of cred, but only while the store's current version of it is
      * still expected_version (check-and-set: of many agents racing, exactly one wins).
-     * Runs on a worker and may block (bounded by the plugin's timeouts); the host never
-     * runs it concurrently with fetch() or rotate() for the same credential. 0 with the
+     * Runs on a worker and may block (bounded by the plugin's timeouts); like fetch(),
+     * never concurrently with fetch() or rotate() on the same source instance. 0 with the
      * new version (as fetch() would report it) in ret_version[RC_VERSION_MAX], or -1 with
      * err: RC_ERR_CONFLICT when the store holds another version (someone else rotated;
      * nothing was written), other classes as for fetch(). A source without rotate()
