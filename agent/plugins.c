@@ -194,7 +194,7 @@ int plugins_check_rotation(struct plugins *p, const struct config *cfg, char *er
         if (!t->rotate) {
             snprintf(err, errlen, "%s:%d: credentials[%zu].rotation: source \"%s\" is of type \"%s\", "
                      "which cannot write a new version (rotation needs a source type with a "
-                     "check-and-set write: file)", cr->node.file ? cr->node.file : cfg->file,
+                     "check-and-set write: file, vault)", cr->node.file ? cr->node.file : cfg->file,
                      config_node_line(&cr->node, "rotation"), i, src->name, src->type);
             return -EINVAL;
         }

@@ -10,6 +10,7 @@ import time
 import redis
 
 import rc_harness as h
+from vault_helpers import PW1, PW2, vault  # noqa: F401
 
 ROTATED_MID = {
     "started": "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b05",
@@ -339,13 +340,11 @@ def test_crash_after_claim_is_finished_at_restart(sc):
 
 def test_rotation_with_a_source_that_cannot_rotate_is_a_config_error(sc):
     sc.write_config([sc.cred(source="v", rotation={"strategy": "redis-acl"})],
-                    sources=[sc.source(), {"name": "v", "type": "vault",
-                                           "address": "http://127.0.0.1:1",
-                                           "auth": {"method": "token",
-                                                    "token_file": "/nonexistent"}}])
+                    sources=[sc.source(), {"name": "v", "type": "azure-keyvault",
+                                           "vault_url": "https://x.vault.azure.net"}])
     r = sc.run_agent("--check-config")
     assert r.returncode == 2
-    assert 'credentials[0].rotation: source "v" is of type "vault"' in r.stderr, r.stderr
+    assert 'credentials[0].rotation: source "v" is of type "azure-keyvault"' in r.stderr, r.stderr
 
 
 def test_cluster_rotation_changes_every_node(sc):
@@ -395,3 +394,33 @@ def test_reload_during_grace_keeps_the_removal_scheduled(sc):
     a.wait_log(lambda l: "rotation of cache completed" in l, since=mark, timeout=6)
     assert not sc.redis.auth_ok("app", "reload-pw-1")
     assert sc.redis.auth_ok("app", doc["password"])
+
+
+def test_vault_kv2_rotation_claims_with_check_and_set(vault, sc):
+    """The Vault KV v2 source claims with `options.cas` = the published version (the mount
+    requires cas, so a write without it would fail); a store that moved on since the
+    agent's last look makes the claim lose, and the agent publishes the store's version."""
+    vault.fake.kv2_enable("secret", cas_required=True)
+    vault.fake.kv2_put("secret", "redis/cache", {"username": "app", "password": PW1}, cas=0)
+    rotation = {"strategy": "redis-acl", "grace": "1s", "admin_username": h.ADMIN_USER,
+                "admin_password_file": admin_file(sc)}
+    a = vault.start(credentials=[vault.cred(rotation=rotation)])
+    first = sc.wait_published(password=PW1)
+    assert first["version"] == "1"
+    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    doc = sc.wait_published(pred=lambda d: d["version"] == "2", timeout=5)
+    assert doc["previous"]["password"] == PW1 and doc["previous"]["version"] == "1"
+    assert vault.fake.kv2_current_version("secret", "redis/cache") == 2
+    a.wait_log(lambda l: "rotation of cache completed" in l, timeout=5)
+    assert not sc.redis.auth_ok("app", PW1)
+    assert sc.redis.auth_ok("app", doc["password"])
+
+    # someone else writes version 3 (cas 2) before the agent looks again (poll 30s)
+    vault.fake.kv2_put("secret", "redis/cache", {"username": "app", "password": PW2}, cas=2)
+    mark = a.log_mark()
+    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    line = a.wait_log(lambda l: "rotation of cache not needed" in l, since=mark, timeout=5)
+    assert "check-and-set parameter did not match the current version" in line
+    sc.wait_published(password=PW2, timeout=5)
+    assert vault.fake.kv2_current_version("secret", "redis/cache") == 3
+    assert_no_secret_in_log(a, doc["password"], PW1, PW2)

@@ -301,11 +301,8 @@ static void test_missing_directory_is_fatal_at_open(void **st) {
 
 static int rotate(struct fx *f, size_t i, const char *expected, const char *user, const char *pw,
                   char *ret_version, struct rc_error *err) {
-    struct secret *p = secret_new_str(pw);
-    memset(err, 0, sizeof *err);
-    int r = redis_creds_plugin.types[0].rotate(f->state, &f->creds[i], expected, user, p, ret_version, err);
-    secret_free(p);
-    return r;
+    return mock_rotate(&redis_creds_plugin.types[0], f->state, &f->creds[i], expected, user, pw,
+                       ret_version, err);
 }
 
 static void test_rotate_writes_next_version_when_expected_version_matches(void **st) {

@@ -71,8 +71,9 @@ static void test_two_plugins_load_side_by_side(void **st) {
     assert_int_equal(plugins_find_type(p, TEST_PLUGIN_DIR, "vault", &v, err, sizeof err), 0);
     assert_string_equal(f->type, "file");
     assert_string_equal(v->type, "vault");
-    assert_non_null(f->rotate);   /* the file source can drive rotations, vault not yet */
-    assert_null(v->rotate);
+    assert_ptr_not_equal(f->fetch, v->fetch);
+    assert_non_null(f->rotate);   /* both can write a next version with a check-and-set */
+    assert_non_null(v->rotate);
     plugins_free(p);
 }
 
