@@ -186,6 +186,7 @@ static void rot_after_check(struct cred_rt *c);
 static bool rot_take_fetched(struct cred_rt *c, struct rc_candidate *cand);
 static void rot_fetch_failed(struct cred_rt *c, const struct rc_error *err);
 static void rot_start_waiting(struct cred_rt *c);
+static void rot_abandon(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static bool rot_holds_fetch(const struct cred_rt *c) {
     return c->rot.step == RS_CLAIMING || c->rot.step == RS_ADDING || c->rot.step == RS_ROLLBACK;
@@ -1025,9 +1026,13 @@ static void rot_remove_done(struct cred_rt *c, struct rot_job *j) {
 static void rot_remove(struct cred_rt *c) {
     struct rot_job *j = &c->rot.job;
     rot_job_clear(j);
-    /* The old password is the published `previous`, the new one the published password. */
-    if (!c->have_cur || !c->cur.has_previous || !c->cur.prev.password) {
-        rot_fail(c, "the published file has no previous password to remove");
+    /* The old password is the published `previous`, the new one the published password:
+     * unless the store moved on during grace, when `previous` is not ours to remove. */
+    if (!c->have_cur || !c->cur.has_previous || !c->cur.prev.password ||
+        rotate_resume_decide(&c->rot.st, c->cur.cur.version, c->cur.prev.version) != ROTATE_RESUME_REMOVE) {
+        rot_abandon(c, "the published credential changed during the grace period (now %s); the "
+                    "old password (version %s) is left in Redis", c->have_cur ? c->cur.cur.version : "none",
+                    c->rot.st.old_version);
         return;
     }
     j->c = c;
@@ -1246,7 +1251,7 @@ static void rot_abandon(struct cred_rt *c, const char *fmt, ...) {
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name, .message_id = LOG_MID_ROTATION_FAILED },
-                "abandoning the interrupted rotation of %s (phase %s, %s -> %s): %s", c->cfg->name,
+                "abandoning the rotation of %s (phase %s, %s -> %s): %s", c->cfg->name,
                 rotate_phase_to_string(ro->st.phase), ro->st.old_version, ro->st.new_version, why);
     ro->st.phase = ROTATE_IDLE;
     rot_save(c);

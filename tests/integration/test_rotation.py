@@ -424,3 +424,19 @@ def test_vault_kv2_rotation_claims_with_check_and_set(vault, sc):
     sc.wait_published(password=PW2, timeout=5)
     assert vault.fake.kv2_current_version("secret", "redis/cache") == 3
     assert_no_secret_in_log(a, doc["password"], PW1, PW2)
+
+
+def test_store_change_during_grace_leaves_the_old_password_alone(sc):
+    """If someone else publishes through the store during grace, `previous` is no longer
+    the rotation's old password: the removal is abandoned instead of removing the wrong one."""
+    a, first = start_rotating(sc, "moved-pw-1", grace="2s")
+    sc.redis.add_password("app", "moved-pw-3")
+    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    doc = sc.wait_published(pred=lambda d: d["version"] != first["version"], timeout=5)
+    sc.store_cred("app", "moved-pw-3")
+    d3 = sc.wait_published(password="moved-pw-3", timeout=5)
+    assert d3["previous"]["password"] == doc["password"]
+    a.wait_log(lambda l: "abandoning the rotation of cache" in l, timeout=6)
+    for pw in ("moved-pw-1", doc["password"], "moved-pw-3"):
+        assert sc.redis.auth_ok("app", pw)
+    assert rotation_record(sc)["phase"] == "idle"
