@@ -27,13 +27,23 @@ def admin_file(sc, password=h.ADMIN_PASSWORD):
     return path
 
 
-def rot_cred(sc, admin=True, **rotation):
+def rot_cred(sc, admin=True, endpoints=None, redis_extra=None, timeout="1s", **rotation):
     r = {"strategy": "redis-acl", "interval": "30d", "grace": "1s"}
     if admin:
         r["admin_username"] = h.ADMIN_USER
         r["admin_password_file"] = admin_file(sc)
     r.update(rotation)
-    return sc.cred(rotation=r)
+    return sc.cred(endpoints=endpoints, redis_extra=redis_extra, timeout=timeout, rotation=r)
+
+
+def rotate_now(sc, agent, first, timeout=5):
+    """`redis-creds rotate cache`, then the new version published and the rotation
+    completed (the old password removed after grace); returns the published document."""
+    r = sc.run_cli("-c", sc.tree.conf, "rotate", "cache")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    doc = sc.wait_published(pred=lambda d: d["version"] != first["version"], timeout=timeout)
+    agent.wait_log(lambda l: "rotation of cache completed" in l, timeout=timeout + 3)
+    return doc
 
 
 def start_rotating(sc, password, admin=True, **rotation):
@@ -360,18 +370,11 @@ def test_cluster_rotation_changes_every_node(sc):
         cluster = ch.Cluster(root, primaries=3, replicas=1)
         cluster.set_user("app", "cl-pw-1")
         sc.store_cred("app", "cl-pw-1")
-        cred = sc.cred(endpoints=[cluster.nodes[0].endpoint], timeout="2s",
-                       redis_extra={"cluster": True},
-                       rotation={"strategy": "redis-acl", "grace": "1s",
-                                 "admin_username": h.ADMIN_USER,
-                                 "admin_password_file": admin_file(sc)})
-        sc.write_config([cred])
+        sc.write_config([rot_cred(sc, endpoints=[cluster.nodes[0].endpoint], timeout="2s",
+                                  redis_extra={"cluster": True})])
         a = sc.start_agent()
         a.wait_ready()
-        first = sc.wait_published(password="cl-pw-1")
-        assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
-        doc = sc.wait_published(pred=lambda d: d["version"] != first["version"], timeout=8)
-        a.wait_log(lambda l: "rotation of cache completed" in l, timeout=8)
+        doc = rotate_now(sc, a, sc.wait_published(password="cl-pw-1"), timeout=8)
 
         for n in cluster.nodes:
             assert h.auth_ok(n.port, "app", doc["password"]), "new password missing on %s" % n.endpoint
@@ -440,3 +443,67 @@ def test_store_change_during_grace_leaves_the_old_password_alone(sc):
     for pw in ("moved-pw-1", doc["password"], "moved-pw-3"):
         assert sc.redis.auth_ok("app", pw)
     assert rotation_record(sc)["phase"] == "idle"
+
+
+def _aclfile_redis(sc, app_password):
+    """A redis-server that keeps its users in an aclfile (no `user` lines in its config)."""
+    import hashlib
+    import subprocess
+    d = os.path.join(sc.tree.root, "redis-aclfile")
+    os.mkdir(d)
+    port = h.free_port()
+    acl = os.path.join(d, "users.acl")
+    with open(acl, "w") as f:
+        f.write("user %s on >%s ~* &* +@all\n" % (h.ADMIN_USER, h.ADMIN_PASSWORD))
+        f.write("user default on nopass ~* &* +@all\n")
+        f.write("user app on >%s ~* &* +@all\n" % app_password)
+    with open(os.path.join(d, "redis.conf"), "w") as f:
+        f.write("port %d\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir %s\naclfile %s\n"
+                % (port, d, acl))
+    p = subprocess.Popen([h.REDIS_SERVER, os.path.join(d, "redis.conf")], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=h.clean_env())
+
+    def stop():
+        p.terminate()
+        p.wait(5)
+    sc.on_close(stop)
+    def up():
+        try:
+            return h.auth_ok(port, h.ADMIN_USER, h.ADMIN_PASSWORD)
+        except redis.exceptions.ConnectionError:
+            return False
+    h.wait_until(up, 5, "aclfile redis-server")
+    digest = lambda pw: hashlib.sha256(pw.encode()).hexdigest()  # noqa: E731
+    return port, acl, digest
+
+
+def test_acl_save_writes_the_aclfile(sc):
+    port, acl, digest = _aclfile_redis(sc, "file-pw-1")
+    sc.store_cred("app", "file-pw-1")
+    sc.write_config([rot_cred(sc, endpoints=["127.0.0.1:%d" % port], acl_save=True)])
+    a = sc.start_agent()
+    a.wait_ready()
+    doc = rotate_now(sc, a, sc.wait_published(password="file-pw-1"))
+    with open(acl) as f:
+        saved = f.read()
+    # what a restart of the server would load: the new password only
+    assert "#" + digest(doc["password"]) in saved
+    assert digest("file-pw-1") not in saved
+
+
+def test_acl_save_without_an_aclfile_fails_and_rolls_back(sc):
+    a, first = start_rotating(sc, "nofile-pw-1", acl_save=True)
+    mark = a.log_mark()
+    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    line = a.wait_log(lambda l: "rotation of cache failed" in l, since=mark, timeout=5)
+    assert "ACL SAVE" in line and "rolled back" in line, line
+    assert sc.read_doc()["password"] == "nofile-pw-1"
+    assert store_doc(sc)["password"] == "nofile-pw-1"
+    # the new password was taken back off the node: only the old one works
+    c = sc.redis.client()
+    try:
+        rules = c.execute_command("ACL", "GETUSER", "app")
+    finally:
+        c.close()
+    rules = dict(zip(rules[::2], rules[1::2]))
+    assert len(rules[b"passwords"]) == 1
