@@ -507,3 +507,23 @@ def test_acl_save_without_an_aclfile_fails_and_rolls_back(sc):
         c.close()
     rules = dict(zip(rules[::2], rules[1::2]))
     assert len(rules[b"passwords"]) == 1
+
+
+def test_crash_after_the_removal_but_before_its_record_completes_at_restart(sc):
+    """The old password is gone from Redis but the record still says `published`: Redis
+    refuses to remove it again; the agent checks that it no longer logs in and completes."""
+    a, first = start_rotating(sc, "gone-pw-1", grace="3s")
+    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    doc = sc.wait_published(pred=lambda d: d["version"] != first["version"], timeout=5)
+    h.wait_until(lambda: rotation_record(sc)["phase"] == "published", 3, "phase published")
+    a.send(signal.SIGKILL)
+    a.wait_exit()
+    a.check_exit = False
+    assert rotation_record(sc)["phase"] == "published"   # killed during grace
+    sc.redis.remove_password("app", "gone-pw-1")
+    b = sc.start_agent()
+    b.wait_ready()
+    b.wait_log(lambda l: "rotation of cache completed" in l, timeout=6)
+    assert not b.find_log(lambda l: "rotation of cache failed" in l)
+    assert rotation_record(sc)["phase"] == "idle"
+    assert sc.redis.auth_ok("app", doc["password"])
