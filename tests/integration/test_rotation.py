@@ -57,6 +57,20 @@ def start_rotating(sc, password, admin=True, **rotation):
     return a, sc.wait_published(password=password)
 
 
+def kill_during_grace(sc, password):
+    """An agent rotating `password`, killed (SIGKILL) while the rotation is in grace:
+    the new version published, the record at `published`. Returns the published doc."""
+    a, first = start_rotating(sc, password, grace="3s")
+    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    doc = sc.wait_published(pred=lambda d: d["version"] != first["version"], timeout=5)
+    h.wait_until(lambda: rotation_record(sc)["phase"] == "published", 3, "phase published")
+    a.send(signal.SIGKILL)
+    a.wait_exit()
+    a.check_exit = False
+    assert rotation_record(sc)["phase"] == "published"
+    return doc
+
+
 def store_doc(sc, filename="cache.json"):
     with open(os.path.join(sc.tree.store, filename)) as f:
         return json.load(f)
@@ -303,13 +317,7 @@ def test_two_agents_on_one_store_exactly_one_rotates(sc):
 
 
 def test_crash_during_grace_is_finished_at_restart(sc):
-    a, first = start_rotating(sc, "crash-pw-1", grace="3s")
-    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
-    doc = sc.wait_published(pred=lambda d: d["version"] != first["version"], timeout=5)
-    h.wait_until(lambda: rotation_record(sc)["phase"] == "published", 3, "phase published")
-    a.send(signal.SIGKILL)
-    a.wait_exit()
-    a.check_exit = False
+    doc = kill_during_grace(sc, "crash-pw-1")
     assert sc.redis.auth_ok("app", "crash-pw-1")      # the old password is still there
     b = sc.start_agent()
     b.wait_ready()
@@ -512,14 +520,7 @@ def test_acl_save_without_an_aclfile_fails_and_rolls_back(sc):
 def test_crash_after_the_removal_but_before_its_record_completes_at_restart(sc):
     """The old password is gone from Redis but the record still says `published`: Redis
     refuses to remove it again; the agent checks that it no longer logs in and completes."""
-    a, first = start_rotating(sc, "gone-pw-1", grace="3s")
-    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
-    doc = sc.wait_published(pred=lambda d: d["version"] != first["version"], timeout=5)
-    h.wait_until(lambda: rotation_record(sc)["phase"] == "published", 3, "phase published")
-    a.send(signal.SIGKILL)
-    a.wait_exit()
-    a.check_exit = False
-    assert rotation_record(sc)["phase"] == "published"   # killed during grace
+    doc = kill_during_grace(sc, "gone-pw-1")
     sc.redis.remove_password("app", "gone-pw-1")
     b = sc.start_agent()
     b.wait_ready()
