@@ -11,7 +11,7 @@
 
 #include <jansson.h>
 
-#include "agent.h"
+#include "agent_internal.h"
 #include "backoff.h"
 #include "credfile.h"
 #include "duration.h"
@@ -28,190 +28,12 @@
 #define RELOG_MIN_USEC (60 * USEC_PER_SEC)
 #define RELOG_MAX_USEC (3600 * USEC_PER_SEC)
 
-enum cred_state {
-    CS_PENDING = 0,      /* no attempt finished yet */
-    CS_CURRENT,          /* published file holds the store's latest version */
-    CS_REFUSED,          /* Redis refused the candidate */
-    CS_UNREACHABLE,      /* Redis could not be asked */
-    CS_MISCONFIGURED,    /* Redis has no password configured */
-    CS_REDIS_ERROR,      /* unexpected replies */
-    CS_STORE_ERROR,      /* the store failed (class in last_class) */
-    CS_PUBLISH_ERROR,    /* writing the file failed */
-};
-
 static const char *const cred_state_names[] = {
     [CS_PENDING] = "pending",       [CS_CURRENT] = "current",
     [CS_REFUSED] = "refused",       [CS_UNREACHABLE] = "unreachable",
     [CS_MISCONFIGURED] = "misconfigured", [CS_REDIS_ERROR] = "redis-error",
     [CS_STORE_ERROR] = "store-error", [CS_PUBLISH_ERROR] = "publish-error",
 };
-
-enum phase { PH_IDLE = 0, PH_QUEUED, PH_FETCH, PH_VALIDATE };
-
-struct source_rt;
-struct cred_rt;
-
-/* Rotation (DESIGN §9), driven from the loop; the phase record is rotate.h's. Steps that
- * change the store or Redis (claim, add + validate, roll back) hold the credential's
- * fetches back, so the pipeline never judges a half-made change. */
-enum rot_step {
-    RS_NONE = 0,        /* idle: waiting for the schedule (or disabled) */
-    RS_CLAIMING,        /* worker: rotate() on the store, check-and-set */
-    RS_AWAIT_FETCH,     /* resuming: the next fetch brings the new password from the store */
-    RS_ADDING,          /* worker: ACL SETUSER >new on every node, then validate */
-    RS_ROLLBACK,        /* worker: ACL SETUSER <new, store back to the old credential */
-    RS_GRACE,           /* published; the old password goes when the timer fires */
-    RS_REMOVING,        /* worker: ACL SETUSER <old on every node */
-    RS_RETRY_WAIT,      /* a step failed; retried when the timer fires */
-};
-
-static const char *const rot_step_names[] = {
-    [RS_NONE] = "idle", [RS_CLAIMING] = "claiming", [RS_AWAIT_FETCH] = "reading-store",
-    [RS_ADDING] = "adding", [RS_ROLLBACK] = "rolling-back", [RS_GRACE] = "grace",
-    [RS_REMOVING] = "removing", [RS_RETRY_WAIT] = "retry-wait",
-};
-
-enum rot_timer { RT_DUE = 0, RT_GRACE, RT_RETRY };
-
-struct rot_job {
-    struct job job;
-    struct cred_rt *c;
-    struct rc_credential rc;
-    char *username;                       /* the credential's user; NULL = default */
-    struct secret *old_pw, *new_pw;
-    char expected[RC_VERSION_MAX];        /* the version a store write checks against */
-    char new_version[RC_VERSION_MAX];
-    int r;
-    struct rc_error err;
-    struct rotate_acl_result acl;
-    struct validate_result vres;
-    void (*finish)(struct cred_rt *c, struct rot_job *j);   /* loop: after run() */
-    bool store_restored;
-    char why[512];                        /* rollback: what failed */
-};
-
-struct rot_rt {
-    bool enabled;                         /* configured, and the source can rotate */
-    bool src_wait;                        /* a store step waits for the source to be free */
-    bool holds_src;                       /* the running step holds the source (busy) */
-    void (*wait_run)(struct job *);
-    void (*wait_finish)(struct cred_rt *c, struct rot_job *j);
-    struct rotate_state st;
-    enum rot_step step;
-    bool requested;                       /* start when the running check is over */
-    bool manual;
-    sd_event_source *timer;
-    enum rot_timer timer_kind;
-    uint64_t timer_mono;
-    struct backoff retry;
-    char last_error[512];
-    struct rot_job job;
-};
-
-struct cred_job {
-    struct job job;
-    struct cred_rt *c;
-    struct rc_credential rc;
-    /* fetch: cands[0] is the store's current candidate, cands[1] a PEER or HINT */
-    int n_cands;
-    struct rc_candidate cands[RC_MAX_CANDIDATES];
-    struct rc_error err;
-    uint64_t next_check_usec;
-    /* validate */
-    char *cur_username;
-    struct secret *cur_password;
-    bool check_second;                    /* validate cands[1] too */
-    struct validate_result vres[RC_MAX_CANDIDATES];
-};
-
-struct cred_rt {
-    struct agent *a;
-    const struct config_credential *cfg;
-    struct source_rt *src;
-    gid_t gid;
-
-    struct credfile cur;       /* what is published */
-    bool have_cur;
-
-    enum phase phase;
-    bool wake_pending;         /* woken while busy: fetch again when done */
-    bool first_done;
-    sd_event_source *timer;
-    struct backoff retry;
-
-    enum cred_state state;
-    enum rc_err_class last_class;
-    char last_error[512];
-    char pending_version[RC_VERSION_MAX];   /* a candidate not (yet) published */
-    char nodes[512];
-    int64_t last_check, last_change;        /* unix seconds; 0 = never */
-    uint64_t next_check_mono;               /* CLOCK_MONOTONIC usec; 0 = none */
-    uint64_t errors_total;
-
-    /* rate-limited failure logging */
-    char logged_error[512];
-    uint64_t logged_at, relog_gap;
-
-    struct cred_job job;
-    struct rot_rt rot;
-};
-
-struct source_rt {
-    struct agent *a;
-    const struct config_source *cfg;
-    const struct rc_source_type *type;
-    void *state;
-    struct rc_host host;
-    bool busy;
-    char open_error[512];      /* non-empty: open() failed, its credentials cannot run */
-    sd_event_source *watch;
-};
-
-struct agent {
-    struct agent_params p;
-    struct config *cfg;
-    gid_t gid;                 /* agent.group */
-    struct source_rt *sources;
-    size_t n_sources;
-    struct cred_rt *creds;
-    size_t n_creds;
-    bool ready_sent, stopping, reload_pending;
-    sd_event_source *startup_timer;
-    char last_status[2048];
-};
-
-static void request_fetch(struct cred_rt *c);
-static void update_status(struct agent *a);
-static void rot_after_check(struct cred_rt *c);
-static bool rot_take_fetched(struct cred_rt *c, struct rc_candidate *cand);
-static void rot_fetch_failed(struct cred_rt *c, const struct rc_error *err);
-static void rot_start_waiting(struct cred_rt *c);
-static void rot_abandon(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static bool rot_holds_fetch(const struct cred_rt *c) {
-    return c->rot.step == RS_CLAIMING || c->rot.step == RS_ADDING || c->rot.step == RS_ROLLBACK;
-}
-
-static uint64_t now_mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static int64_t now_real(void) {
-    return (int64_t)time(NULL);
-}
-
-static struct log_ctx cred_ctx(const struct cred_rt *c, const char *mid, const char *version) {
-    return (struct log_ctx){
-        .message_id = mid,
-        .name = c->cfg->name,
-        .version = version,
-        .source = c->cfg->source,
-        .nodes = c->nodes[0] ? c->nodes : NULL,
-    };
-}
-
 /* ---- host services for plugins ---- */
 
 static void host_log(void *h, int level, const char *credential, const char *fmt, ...) {
@@ -243,7 +65,7 @@ static void host_wake(void *h, const char *credential) {
             log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = credential }, "store changed: checking now");
             /* A change resets the retry backoff: it may be the fix we were waiting for. */
             backoff_reset(&c->retry);
-            request_fetch(c);
+            agent_request_fetch(c);
         }
     }
 }
@@ -337,7 +159,7 @@ out:
     free(buf);
 }
 
-static void update_status(struct agent *a) {
+void agent_update_status(struct agent *a) {
     char buf[2048];
     size_t len = 0;
     unsigned current = 0;
@@ -375,7 +197,7 @@ static void check_ready(struct agent *a) {
             return;
     a->ready_sent = true;
     a->startup_timer = sd_event_source_disable_unref(a->startup_timer);
-    update_status(a);
+    agent_update_status(a);
     notify_ready();
     log_info("ready: %s", a->last_status);
 }
@@ -384,7 +206,7 @@ static int on_startup_timeout(sd_event_source *s, uint64_t usec, void *userdata)
     struct agent *a = userdata;
     if (!a->ready_sent) {
         a->ready_sent = true;
-        update_status(a);
+        agent_update_status(a);
         notify_ready();
         log_warning("ready after startup_timeout with first attempts still running: %s", a->last_status);
     }
@@ -405,14 +227,14 @@ static void check_once_done(struct agent *a) {
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
     struct cred_rt *c = userdata;
     c->next_check_mono = 0;
-    request_fetch(c);
+    agent_request_fetch(c);
     return 0;
 }
 
 /* (Re)arms a one-shot monotonic timer `delay` usec from now, creating it on first use.
  * 0 and *ret_when, or -errno. */
-static int arm_timer(sd_event *e, sd_event_source **src, uint64_t delay,
-                     sd_event_time_handler_t cb, void *userdata, uint64_t *ret_when) {
+int agent_arm_timer(sd_event *e, sd_event_source **src, uint64_t delay,
+                    sd_event_time_handler_t cb, void *userdata, uint64_t *ret_when) {
     uint64_t when = now_mono() + delay;
     /* sd-event coalesces wake-ups within a timer's accuracy (250 ms by default): fine for
      * polls, too coarse for a token's refresh point or a 1 s retry. 1/50 of the delay,
@@ -438,7 +260,7 @@ static void schedule(struct cred_rt *c, uint64_t delay) {
     struct agent *a = c->a;
     if (a->p.once || a->stopping)
         return;
-    int r = arm_timer(a->p.event, &c->timer, delay, on_timer, c, &c->next_check_mono);
+    int r = agent_arm_timer(a->p.event, &c->timer, delay, on_timer, c, &c->next_check_mono);
     if (r < 0)
         log_error("%s: cannot schedule the next check: %s", c->cfg->name, strerror(-r));
 }
@@ -455,13 +277,13 @@ static void attempt_done(struct cred_rt *c) {
     c->first_done = true;
     c->last_check = now_real();
     c->phase = PH_IDLE;
-    update_status(c->a);
+    agent_update_status(c->a);
     check_ready(c->a);
     check_once_done(c->a);
-    rot_after_check(c);
+    rotation_after_check(c);
     if (c->wake_pending && !c->a->stopping) {
         c->wake_pending = false;
-        request_fetch(c);
+        agent_request_fetch(c);
     }
 }
 
@@ -513,7 +335,6 @@ static void job_clear(struct cred_job *cj) {
     cj->cur_password = secret_free(cj->cur_password);
 }
 
-static void dispatch_next_for_source(struct source_rt *s);
 
 static void fetch_done(struct job *j);
 static void validate_done(struct job *j);
@@ -531,11 +352,11 @@ static void start_fetch(struct cred_rt *c) {
     worker_pool_submit(c->a->p.pool, &cj->job);
 }
 
-static void request_fetch(struct cred_rt *c) {
+void agent_request_fetch(struct cred_rt *c) {
     struct agent *a = c->a;
     if (a->stopping)
         return;
-    if (c->phase == PH_FETCH || c->phase == PH_VALIDATE || rot_holds_fetch(c)) {
+    if (c->phase == PH_FETCH || c->phase == PH_VALIDATE || rotation_holds_fetch(c)) {
         c->wake_pending = true;
         return;
     }
@@ -551,13 +372,13 @@ static void request_fetch(struct cred_rt *c) {
         start_fetch(c);
 }
 
-static void dispatch_next_for_source(struct source_rt *s) {
+void agent_dispatch_source(struct source_rt *s) {
     struct agent *a = s->a;
     if (s->busy || a->reload_pending || a->stopping)
         return;
     for (size_t i = 0; i < a->n_creds; i++)
         if (a->creds[i].src == s && a->creds[i].rot.src_wait) {
-            rot_start_waiting(&a->creds[i]);   /* a rotation's store write goes first */
+            rotation_start_waiting(&a->creds[i]);   /* a rotation's store write goes first */
             return;
         }
     for (size_t i = 0; i < a->n_creds; i++)
@@ -567,9 +388,6 @@ static void dispatch_next_for_source(struct source_rt *s) {
         }
 }
 
-static void publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
-                    const char *validated);
-static void maybe_reload(struct agent *a);
 
 static void store_failed(struct cred_rt *c, const struct rc_error *err) {
     static const char *const mids[] = {
@@ -620,7 +438,7 @@ static void fetch_done(struct job *j) {
     struct cred_rt *c = cj->c;
     struct agent *a = c->a;
     c->src->busy = false;
-    dispatch_next_for_source(c->src);
+    agent_dispatch_source(c->src);
 
     if (a->stopping) {
         job_clear(cj);
@@ -628,20 +446,20 @@ static void fetch_done(struct job *j) {
         return;
     }
     if (cj->n_cands < 0) {
-        rot_fetch_failed(c, &cj->err);
+        rotation_fetch_failed(c, &cj->err);
         store_failed(c, &cj->err);
         job_clear(cj);
         attempt_done(c);
-        maybe_reload(a);
+        agent_maybe_reload(a);
         return;
     }
 
     struct rc_candidate *cand = &cj->cands[0];
-    if (rot_take_fetched(c, cand)) {
+    if (rotation_take_fetched(c, cand)) {
         /* A rotation resumes with the new password the store holds. */
         job_clear(cj);
         attempt_done(c);
-        maybe_reload(a);
+        agent_maybe_reload(a);
         return;
     }
     const struct rc_candidate *peer = cj->n_cands > 1 && cj->cands[1].role == RC_CAND_PEER ? &cj->cands[1] : NULL;
@@ -654,17 +472,17 @@ static void fetch_done(struct job *j) {
         still_current(c, cand->version, cj->next_check_usec);
         job_clear(cj);
         attempt_done(c);
-        maybe_reload(a);
+        agent_maybe_reload(a);
         return;
     }
 
     snprintf(c->pending_version, sizeof c->pending_version, "%s", cand->version);
     if (c->cfg->redis.validate == VALIDATE_NONE) {
-        publish(c, cand, NULL, "none");
+        agent_publish(c, cand, NULL, "none");
         schedule(c, next_look(c, cj->next_check_usec));
         job_clear(cj);
         attempt_done(c);
-        maybe_reload(a);
+        agent_maybe_reload(a);
         return;
     }
 
@@ -708,11 +526,11 @@ static void validate_done(struct job *j) {
         if (c->have_cur && strcmp(second->version, c->cur.cur.version) == 0)
             still_current(c, second->version, 0);
         else
-            publish(c, second, NULL, policy);
+            agent_publish(c, second, NULL, policy);
         schedule(c, next_look(c, cj->next_check_usec));
         job_clear(cj);
         attempt_done(c);
-        maybe_reload(a);
+        agent_maybe_reload(a);
         return;
     }
     snprintf(c->nodes, sizeof c->nodes, "%s", v->nodes);
@@ -724,7 +542,7 @@ static void validate_done(struct job *j) {
               !(c->cur.has_previous && c->cur.prev.version && strcmp(second->version, c->cur.prev.version) == 0)))
             still_current(c, cand->version, cj->next_check_usec);   /* only an unusable peer changed */
         else
-            publish(c, cand, second_ok ? second : NULL, policy);   /* new current, or new peer */
+            agent_publish(c, cand, second_ok ? second : NULL, policy);   /* new current, or new peer */
         break;
     case VALIDATE_REFUSED:
         c->state = CS_REFUSED;
@@ -759,13 +577,13 @@ static void validate_done(struct job *j) {
         schedule(c, next_look(c, cj->next_check_usec));
     job_clear(cj);
     attempt_done(c);
-    maybe_reload(a);
+    agent_maybe_reload(a);
 }
 
 /* Publishes cand. `previous` is prev when given (a peer or hint that validated), else the
  * credential published until now. */
-static void publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
-                    const char *validated) {
+void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
+                   const char *validated) {
     struct agent *a = c->a;
     const char *path = config_node_string(&c->cfg->node, "path");
     char source[512], err[512] = "";
@@ -844,543 +662,6 @@ static void publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_cand
     }
 }
 
-/* ---- rotation (DESIGN §9) ----
- *
- * claim (store check-and-set) -> add the new password on every node -> validate ->
- * publish with the old one as `previous` -> grace -> remove the old password. Each phase
- * change is recorded (rotate.h) before the next step starts, so a crash is finished at
- * the next start: from CLAIMED/ADDED the new password is read back from the store, from
- * PUBLISHED the old one is the published file's `previous`. A failure before publication
- * is rolled back (new password removed from Redis, old credential written back to the
- * store) so nothing half-made stays; every failure is reported and retried with backoff.
- */
-
-#define ROT_RETRY_MIN_USEC (5 * USEC_PER_SEC)
-#define ROT_RETRY_MAX_USEC (3600 * USEC_PER_SEC)
-
-static void rot_job_clear(struct rot_job *j) {
-    free(j->username);
-    j->username = NULL;
-    j->old_pw = secret_free(j->old_pw);
-    j->new_pw = secret_free(j->new_pw);
-    j->expected[0] = j->new_version[0] = j->why[0] = '\0';
-    j->store_restored = false;
-    j->r = 0;
-}
-
-static void rot_save(struct cred_rt *c) {
-    char err[512];
-    if (rotate_state_save(c->a->cfg->agent.state_dir, c->cfg->name, &c->rot.st, err, sizeof err) < 0)
-        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name },
-                    "%s: cannot record the rotation phase (%s): %s", c->cfg->name,
-                    rotate_phase_to_string(c->rot.st.phase), err);
-}
-
-static int on_rot_timer(sd_event_source *es, uint64_t usec, void *userdata);
-
-static void rot_arm(struct cred_rt *c, enum rot_timer kind, uint64_t delay) {
-    struct agent *a = c->a;
-    if (a->p.once || a->stopping)
-        return;
-    c->rot.timer_kind = kind;
-    int r = arm_timer(a->p.event, &c->rot.timer, delay, on_rot_timer, c, &c->rot.timer_mono);
-    if (r < 0)
-        log_error("%s: cannot schedule the rotation: %s", c->cfg->name, strerror(-r));
-}
-
-static void rot_schedule_due(struct cred_rt *c) {
-    int64_t due = rotate_next_due(&c->rot.st, c->cfg->rotation.interval_usec);
-    int64_t now = now_real();
-    c->rot.step = RS_NONE;
-    rot_arm(c, RT_DUE, due > now ? (uint64_t)(due - now) * USEC_PER_SEC : 0);
-}
-
-/* A step ended and the credential's fetches may run again. (No reload from here: the
- * callers' callers still use c; rot_job_done() checks for a pending reload last.) */
-static void rot_release(struct cred_rt *c) {
-    if (c->wake_pending && c->phase == PH_IDLE && !rot_holds_fetch(c)) {
-        c->wake_pending = false;
-        request_fetch(c);
-    }
-    update_status(c->a);
-}
-
-/* Every step's done(): drop the job when the agent is stopping, else the step's own
- * finish on the loop, then a reload that waited for the job. */
-static void rot_job_done(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
-    struct cred_rt *c = j->c;
-    struct agent *a = c->a;
-    if (c->rot.holds_src) {
-        c->rot.holds_src = false;
-        c->src->busy = false;
-        dispatch_next_for_source(c->src);
-    }
-    if (a->stopping) {
-        rot_job_clear(j);
-        return;
-    }
-    j->finish(c, j);
-    maybe_reload(a);   /* last: it may replace every credential, c included */
-}
-
-/* Hands the rotation's job to a worker for one step; finish() then runs on the loop. */
-static void rot_submit(struct cred_rt *c, enum rot_step step, void (*run)(struct job *),
-                       void (*finish)(struct cred_rt *, struct rot_job *)) {
-    struct rot_job *j = &c->rot.job;
-    j->c = c;
-    j->job.run = run;
-    j->job.done = rot_job_done;
-    j->finish = finish;
-    c->rot.step = step;
-    update_status(c->a);
-    worker_pool_submit(c->a->p.pool, &j->job);
-}
-
-/* For steps that call the source's rotate(): they hold the source like a fetch does (a
- * plugin never runs rotate() next to fetch() or rotate() on the same instance), so they
- * may wait for a fetch of another credential to end. */
-static void rot_submit_store(struct cred_rt *c, enum rot_step step, void (*run)(struct job *),
-                             void (*finish)(struct cred_rt *, struct rot_job *)) {
-    struct rot_rt *ro = &c->rot;
-    ro->step = step;   /* holds this credential's fetches back from now */
-    if (c->src->busy || c->a->reload_pending) {
-        ro->src_wait = true;
-        ro->wait_run = run;
-        ro->wait_finish = finish;
-        update_status(c->a);
-        return;
-    }
-    c->src->busy = true;
-    ro->holds_src = true;
-    rot_submit(c, step, run, finish);
-}
-
-static void rot_start_waiting(struct cred_rt *c) {
-    struct rot_rt *ro = &c->rot;
-    ro->src_wait = false;
-    rot_submit_store(c, ro->step, ro->wait_run, ro->wait_finish);
-}
-
-static void rot_fail(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void rot_fail(struct cred_rt *c, const char *fmt, ...) {
-    struct rot_rt *ro = &c->rot;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ro->last_error, sizeof ro->last_error, fmt, ap);
-    va_end(ap);
-    uint64_t cap = c->cfg->rotation.interval_usec < ROT_RETRY_MAX_USEC ? c->cfg->rotation.interval_usec
-                                                                       : ROT_RETRY_MAX_USEC;
-    ro->retry.max_usec = cap < ROT_RETRY_MIN_USEC ? ROT_RETRY_MIN_USEC : cap;
-    uint64_t delay = backoff_next(&ro->retry, backoff_random());
-    /* The version is the one that stays published (the one clients keep using). */
-    struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_FAILED, c->have_cur ? c->cur.cur.version : NULL);
-    log_ctx_msg(LOG_ERR, &ctx, "rotation of %s failed: %s; %s published; retrying in %llus",
-                c->cfg->name, ro->last_error, c->have_cur ? c->cur.cur.version : "nothing",
-                (unsigned long long)(delay / USEC_PER_SEC));
-    /* Status: the credential stays current (a working one is published); the rotation's
-     * error is in its own status field and in last_error. */
-    snprintf(c->last_error, sizeof c->last_error, "rotation: %s", ro->last_error);
-    c->errors_total++;
-    rot_job_clear(&ro->job);
-    ro->step = RS_RETRY_WAIT;
-    rot_arm(c, RT_RETRY, delay);
-    rot_release(c);
-}
-
-static void rot_completed(struct cred_rt *c) {
-    struct rot_rt *ro = &c->rot;
-    ro->st.phase = ROTATE_IDLE;
-    ro->st.last_completed = now_real();
-    rot_save(c);   /* recorded before it is announced */
-    struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_COMPLETED, ro->st.new_version);
-    log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s completed: version %s published, the old "
-                "password (version %s) removed from every node", c->cfg->name, ro->st.new_version,
-                ro->st.old_version);
-    ro->last_error[0] = '\0';
-    if (strncmp(c->last_error, "rotation: ", 10) == 0)
-        c->last_error[0] = '\0';
-    backoff_reset(&ro->retry);
-    rot_job_clear(&ro->job);
-    rot_schedule_due(c);
-    rot_release(c);
-}
-
-/* -- remove: the old password goes -- */
-
-static void rot_remove_run(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
-    const struct config_credential *cc = j->c->cfg;
-    j->r = rotate_acl_apply(&cc->redis, &cc->rotation, j->username, ROTATE_ACL_REMOVE, j->old_pw,
-                            j->username, j->new_pw, &j->acl);
-}
-
-static void rot_remove_done(struct cred_rt *c, struct rot_job *j) {
-    if (j->r < 0)
-        rot_fail(c, "cannot remove the old password (version %s): %s", c->rot.st.old_version,
-                 j->acl.detail);
-    else
-        rot_completed(c);
-}
-
-static void rot_remove(struct cred_rt *c) {
-    struct rot_job *j = &c->rot.job;
-    rot_job_clear(j);
-    /* The old password is the published `previous`, the new one the published password:
-     * unless the store moved on during grace, when `previous` is not ours to remove. */
-    if (!c->have_cur || !c->cur.has_previous || !c->cur.prev.password ||
-        rotate_resume_decide(&c->rot.st, c->cur.cur.version, c->cur.prev.version) != ROTATE_RESUME_REMOVE) {
-        rot_abandon(c, "the published credential changed during the grace period (now %s); the "
-                    "old password (version %s) is left in Redis", c->have_cur ? c->cur.cur.version : "none",
-                    c->rot.st.old_version);
-        return;
-    }
-    j->c = c;
-    j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
-    j->old_pw = secret_dup(c->cur.prev.password);
-    j->new_pw = secret_dup(c->cur.cur.password);
-    if ((c->cur.cur.username && !j->username) || !j->old_pw || !j->new_pw) {
-        rot_fail(c, "out of memory");
-        return;
-    }
-    rot_submit(c, RS_REMOVING, rot_remove_run, rot_remove_done);
-}
-
-/* -- grace: both passwords work; clients move over -- */
-
-static void rot_grace(struct cred_rt *c) {
-    int64_t left = c->rot.st.grace_until - now_real();
-    if (left <= 0) {
-        rot_remove(c);
-        return;
-    }
-    c->rot.step = RS_GRACE;
-    rot_arm(c, RT_GRACE, (uint64_t)left * USEC_PER_SEC);
-    update_status(c->a);
-}
-
-/* -- roll back a claimed rotation that cannot be finished -- */
-
-static void rot_rollback_run(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
-    struct cred_rt *c = j->c;
-    const struct config_credential *cc = c->cfg;
-    struct rotate_acl_result ignored;
-    char v[RC_VERSION_MAX];
-    /* Best effort: nodes that never got the new password refuse to remove it. */
-    (void)rotate_acl_apply(&cc->redis, &cc->rotation, j->username, ROTATE_ACL_REMOVE, j->new_pw,
-                           j->username, j->old_pw, &ignored);
-    memset(&j->err, 0, sizeof j->err);
-    j->store_restored = c->src->type->rotate(c->src->state, &j->rc, j->new_version, j->username,
-                                             j->old_pw, v, &j->err) == 0;
-}
-
-static void rot_rollback_done(struct cred_rt *c, struct rot_job *j) {
-    char why[512];
-    snprintf(why, sizeof why, "%s", j->why);
-    if (j->store_restored) {
-        c->rot.st.phase = ROTATE_IDLE;
-        rot_save(c);
-        rot_fail(c, "%s; rolled back: the store and Redis hold the old credential again", why);
-    } else
-        rot_fail(c, "%s; and the store could not be rolled back (%s): the rotation will be "
-                 "resumed", why, j->err.message);
-}
-
-static void rot_rollback(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void rot_rollback(struct cred_rt *c, const char *fmt, ...) {
-    struct rot_job *j = &c->rot.job;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(j->why, sizeof j->why, fmt, ap);
-    va_end(ap);
-    rot_submit_store(c, RS_ROLLBACK, rot_rollback_run, rot_rollback_done);
-}
-
-/* -- add the new password next to the old one, validate, publish -- */
-
-static void rot_add_run(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
-    const struct config_credential *cc = j->c->cfg;
-    j->r = rotate_acl_apply(&cc->redis, &cc->rotation, j->username, ROTATE_ACL_ADD, j->new_pw,
-                            j->username, j->old_pw, &j->acl);
-    if (j->r == 0)
-        validate_candidate(&cc->redis, j->username, j->new_pw, j->username, j->old_pw, &j->vres);
-}
-
-static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
-    struct rot_rt *ro = &c->rot;
-    if (j->r < 0) {
-        rot_rollback(c, "cannot add the new password on every node (%u/%u done): %s", j->acl.done,
-                     j->acl.total, j->acl.detail);
-        return;
-    }
-    if (j->vres.outcome != VALIDATE_PUBLISH) {
-        rot_rollback(c, "the new password does not validate (%s): %s",
-                     validate_outcome_to_string(j->vres.outcome), j->vres.detail);
-        return;
-    }
-    ro->st.phase = ROTATE_ADDED;
-    rot_save(c);
-
-    snprintf(c->nodes, sizeof c->nodes, "%s", j->vres.nodes);
-    struct rc_candidate cand = { .username = j->username, .password = j->new_pw,
-                                 .expires_at = INT64_MIN, .role = RC_CAND_CURRENT };
-    snprintf(cand.version, sizeof cand.version, "%s", j->new_version);
-    j->username = NULL;
-    j->new_pw = NULL;
-    publish(c, &cand, NULL, validate_policy_to_string(c->cfg->redis.validate));
-    free(cand.username);              /* NULL when publish() took them */
-    secret_free(cand.password);
-    if (!c->have_cur || strcmp(c->cur.cur.version, ro->st.new_version) != 0) {
-        rot_fail(c, "cannot publish the new version %s: %s", ro->st.new_version, c->last_error);
-        return;
-    }
-    ro->st.phase = ROTATE_PUBLISHED;
-    ro->st.grace_until = now_real() + (int64_t)((c->cfg->rotation.grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
-    rot_save(c);
-    log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
-                "rotation of %s: version %s published with %s as previous; the old password is "
-                "removed after the grace period", c->cfg->name, ro->st.new_version, ro->st.old_version);
-    rot_job_clear(j);
-    rot_grace(c);
-    rot_release(c);
-}
-
-static void rot_add(struct cred_rt *c) {
-    rot_submit(c, RS_ADDING, rot_add_run, rot_add_done);
-}
-
-/* -- claim: the store's check-and-set decides who rotates -- */
-
-static void rot_claim_run(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
-    struct cred_rt *c = j->c;
-    memset(&j->err, 0, sizeof j->err);
-    j->r = c->src->type->rotate(c->src->state, &j->rc, j->expected, j->username, j->new_pw,
-                                j->new_version, &j->err);
-}
-
-static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
-    struct rot_rt *ro = &c->rot;
-    if (j->r < 0 && j->err.cls == RC_ERR_CONFLICT) {
-        /* Another agent rotated first: observe its version like any other change. */
-        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .source = c->cfg->source },
-                    "rotation of %s not needed: %s; picking up the store's version", c->cfg->name,
-                    j->err.message);
-        ro->st.last_completed = now_real();
-        rot_save(c);
-        rot_job_clear(j);
-        rot_schedule_due(c);
-        c->wake_pending = true;
-        rot_release(c);
-        return;
-    }
-    if (j->r < 0) {
-        const char *cls = rc_err_class_to_string(j->err.cls);
-        rot_fail(c, "cannot write the new version to the store %s (%s): %s", c->cfg->source,
-                 cls ? cls : "?", j->err.message);
-        return;
-    }
-    ro->st.phase = ROTATE_CLAIMED;
-    snprintf(ro->st.old_version, sizeof ro->st.old_version, "%s", j->expected);
-    snprintf(ro->st.new_version, sizeof ro->st.new_version, "%s", j->new_version);
-    ro->st.started_at = now_real();
-    ro->st.grace_until = 0;
-    rot_save(c);
-    rot_add(c);
-}
-
-/* Starts a rotation now. 0, or -errno with err. */
-static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
-    struct rot_rt *ro = &c->rot;
-    struct rot_job *j = &ro->job;
-    if (ro->step != RS_NONE && ro->step != RS_RETRY_WAIT) {
-        snprintf(err, errlen, "a rotation of \"%s\" is already running (%s)", c->cfg->name,
-                 rot_step_names[ro->step]);
-        return -EBUSY;
-    }
-    if (c->phase != PH_IDLE) {
-        /* A check is running: start when it is over (attempt_done). */
-        ro->requested = true;
-        ro->manual = ro->manual || manual;
-        return 0;
-    }
-    if (ro->st.phase != ROTATE_IDLE) {
-        /* A retry of an interrupted rotation: finish it rather than start another. */
-        snprintf(err, errlen, "an interrupted rotation of \"%s\" (phase %s) is being finished",
-                 c->cfg->name, rotate_phase_to_string(ro->st.phase));
-        return -EBUSY;
-    }
-    if (!c->have_cur) {
-        snprintf(err, errlen, "\"%s\" has no published credential to rotate yet", c->cfg->name);
-        return -EAGAIN;
-    }
-    rot_job_clear(j);
-    j->c = c;
-    j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
-    snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
-    j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
-    j->old_pw = secret_dup(c->cur.cur.password);
-    int r = rotate_generate_password(c->cfg->rotation.alphabet, c->cfg->rotation.password_length,
-                                     &j->new_pw);
-    if (r < 0 || !j->old_pw || (c->cur.cur.username && !j->username)) {
-        rot_job_clear(j);
-        snprintf(err, errlen, "cannot generate a new password: %s", strerror(r < 0 ? -r : ENOMEM));
-        return r < 0 ? r : -ENOMEM;
-    }
-    struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_STARTED, c->cur.cur.version);
-    log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s started (%s): replacing version %s",
-                c->cfg->name, manual ? "requested" : "scheduled", c->cur.cur.version);
-    ro->requested = false;
-    ro->manual = false;
-    if (ro->timer)
-        sd_event_source_set_enabled(ro->timer, SD_EVENT_OFF);
-    rot_submit_store(c, RS_CLAIMING, rot_claim_run, rot_claim_done);
-    return 0;
-}
-
-/* An interrupted rotation that cannot be finished: the store or the published file moved
- * on (another writer). Nothing of it is in use, so it is only forgotten. */
-static void rot_abandon(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void rot_abandon(struct cred_rt *c, const char *fmt, ...) {
-    struct rot_rt *ro = &c->rot;
-    char why[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name, .message_id = LOG_MID_ROTATION_FAILED },
-                "abandoning the rotation of %s (phase %s, %s -> %s): %s", c->cfg->name,
-                rotate_phase_to_string(ro->st.phase), ro->st.old_version, ro->st.new_version, why);
-    ro->st.phase = ROTATE_IDLE;
-    rot_save(c);
-    rot_schedule_due(c);
-}
-
-/* Picks an interrupted rotation up from its record and what is published. */
-static void rot_resume(struct cred_rt *c) {
-    struct rot_rt *ro = &c->rot;
-    char err[256];
-    switch (rotate_resume_decide(&ro->st, c->have_cur ? c->cur.cur.version : NULL,
-                                 c->have_cur && c->cur.has_previous ? c->cur.prev.version : NULL)) {
-    case ROTATE_RESUME_NONE:
-        if (ro->step == RS_RETRY_WAIT) {
-            ro->step = RS_NONE;
-            if (rot_begin(c, false, err, sizeof err) < 0)
-                rot_fail(c, "%s", err);
-        } else
-            rot_schedule_due(c);
-        return;
-    case ROTATE_RESUME_ADD:
-        /* The store has the new password: the next fetch hands it over. */
-        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
-                    "resuming the rotation of %s (phase %s): reading version %s from the store",
-                    c->cfg->name, rotate_phase_to_string(ro->st.phase), ro->st.new_version);
-        ro->step = RS_AWAIT_FETCH;
-        request_fetch(c);
-        return;
-    case ROTATE_RESUME_REMOVE:
-        if (ro->st.phase != ROTATE_PUBLISHED) {
-            /* Published before the record said so. */
-            ro->st.phase = ROTATE_PUBLISHED;
-            ro->st.grace_until = (c->last_change ? c->last_change : now_real()) +
-                                 (int64_t)(c->cfg->rotation.grace_usec / USEC_PER_SEC);
-            rot_save(c);
-        }
-        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
-                    "resuming the rotation of %s: version %s is published; the old password goes "
-                    "when the grace period ends", c->cfg->name, ro->st.new_version);
-        rot_grace(c);
-        return;
-    case ROTATE_RESUME_ABANDON:
-        rot_abandon(c, "the published credential is %s now", c->have_cur ? c->cur.cur.version : "none");
-        return;
-    }
-}
-
-static int on_rot_timer(sd_event_source *es, uint64_t usec, void *userdata) {
-    struct cred_rt *c = userdata;
-    char err[256];
-    c->rot.timer_mono = 0;
-    switch (c->rot.timer_kind) {
-    case RT_DUE:
-        if (rot_begin(c, false, err, sizeof err) < 0)
-            rot_fail(c, "%s", err);
-        break;
-    case RT_GRACE:
-        rot_remove(c);
-        break;
-    case RT_RETRY:
-        rot_resume(c);
-        break;
-    }
-    return 0;
-}
-
-/* After each check: a rotation asked for while it ran starts now. */
-static void rot_after_check(struct cred_rt *c) {
-    char err[256];
-    if (!c->rot.requested || c->a->stopping)
-        return;
-    bool manual = c->rot.manual;
-    c->rot.requested = false;
-    if (rot_begin(c, manual, err, sizeof err) < 0)
-        rot_fail(c, "%s", err);
-}
-
-static bool rot_take_fetched(struct cred_rt *c, struct rc_candidate *cand) {
-    struct rot_rt *ro = &c->rot;
-    if (ro->step != RS_AWAIT_FETCH)
-        return false;
-    if (strcmp(cand->version, ro->st.new_version) != 0 || !c->have_cur) {
-        rot_abandon(c, "the store holds version %s now", cand->version);
-        return false;   /* judged like any new version */
-    }
-    struct rot_job *j = &ro->job;
-    rot_job_clear(j);
-    j->c = c;
-    j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
-    snprintf(j->new_version, sizeof j->new_version, "%s", cand->version);
-    j->username = cand->username;
-    j->new_pw = cand->password;
-    cand->username = NULL;
-    cand->password = NULL;
-    j->old_pw = secret_dup(c->cur.cur.password);
-    if (!j->old_pw) {
-        rot_fail(c, "out of memory");
-        return true;
-    }
-    rot_add(c);
-    return true;
-}
-
-static void rot_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
-    if (c->rot.step == RS_AWAIT_FETCH)
-        rot_fail(c, "cannot read the new version %s from the store: %s", c->rot.st.new_version,
-                 err->message);
-}
-
-/* At start and after a reload: the record, then what it needs. */
-static void rot_init(struct cred_rt *c) {
-    struct rot_rt *ro = &c->rot;
-    char err[512];
-    ro->enabled = c->cfg->rotation.enabled && c->src->type && c->src->type->rotate &&
-                  !c->src->open_error[0] && !c->a->p.once;
-    if (!ro->enabled)
-        return;
-    backoff_init(&ro->retry, ROT_RETRY_MIN_USEC, ROT_RETRY_MAX_USEC);
-    int r = rotate_state_load(c->a->cfg->agent.state_dir, c->cfg->name, &ro->st, err, sizeof err);
-    if (r < 0) {
-        if (r != -ENOENT)
-            log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name },
-                        "%s: ignoring the rotation record: %s", c->cfg->name, err);
-        ro->st = (struct rotate_state){ .baseline = now_real() };
-        rot_save(c);
-    }
-    rot_resume(c);
-}
-
 /* ---- sources ---- */
 
 static int on_watch(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
@@ -1401,8 +682,7 @@ static void sources_close(struct source_rt *sources, size_t n) {
 static void creds_free(struct cred_rt *creds, size_t n) {
     for (size_t i = 0; i < n; i++) {
         sd_event_source_disable_unref(creds[i].timer);
-        sd_event_source_disable_unref(creds[i].rot.timer);
-        rot_job_clear(&creds[i].rot.job);
+        rotation_clear(&creds[i]);
         job_clear(&creds[i].job);
         credfile_clear(&creds[i].cur);
     }
@@ -1556,7 +836,7 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
     config_free(old_cfg);
 
     for (size_t i = 0; i < a->n_creds; i++)
-        rot_init(&a->creds[i]);   /* from the phase record, like at start */
+        rotation_init(&a->creds[i]);   /* from the phase record, like at start */
     if (names)
         runtime_prune(a->p.runtime, names, fmts, cfg->n_credentials);
     free(names);
@@ -1589,9 +869,9 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
         sd_event_add_time_relative(a->p.event, &a->startup_timer, CLOCK_MONOTONIC,
                                    a->cfg->agent.startup_timeout_usec, 0, on_startup_timeout, a);
     }
-    update_status(a);
+    agent_update_status(a);
     for (size_t i = 0; i < a->n_creds; i++)
-        request_fetch(&a->creds[i]);
+        agent_request_fetch(&a->creds[i]);
     check_ready(a);        /* no credentials at all: ready at once */
     check_once_done(a);
     *ret = a;
@@ -1599,7 +879,7 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
 }
 
 /* Applies a pending reload once no job is in flight (jobs point into the config). */
-static void maybe_reload(struct agent *a) {
+void agent_maybe_reload(struct agent *a) {
     if (!a->reload_pending || worker_pool_in_flight(a->p.pool) > 0)
         return;
     a->reload_pending = false;
@@ -1628,19 +908,19 @@ static void maybe_reload(struct agent *a) {
         for (size_t i = 0; i < a->n_creds; i++)
             if (a->creds[i].phase == PH_QUEUED) {
                 a->creds[i].phase = PH_IDLE;
-                request_fetch(&a->creds[i]);
+                agent_request_fetch(&a->creds[i]);
             }
         /* and rotations whose store write waited for the reload */
         for (size_t i = 0; i < a->n_sources; i++)
-            dispatch_next_for_source(&a->sources[i]);
+            agent_dispatch_source(&a->sources[i]);
     } else {
         log_info("reloaded %s: %zu source(s), %zu credential(s)", a->p.config_path, a->n_sources,
                  a->n_creds);
         for (size_t i = 0; i < a->n_creds; i++)
-            request_fetch(&a->creds[i]);
+            agent_request_fetch(&a->creds[i]);
     }
     a->last_status[0] = '\0';   /* resend STATUS */
-    update_status(a);
+    agent_update_status(a);
     notify_ready();
 }
 
@@ -1648,14 +928,14 @@ void agent_reload(struct agent *a) {
     notify_reloading();
     log_info("reloading %s", a->p.config_path);
     a->reload_pending = true;
-    maybe_reload(a);
+    agent_maybe_reload(a);
 }
 
 void agent_stop(struct agent *a) {
     a->stopping = true;
     for (size_t i = 0; i < a->n_creds; i++) {
         sd_event_source_set_enabled(a->creds[i].timer, SD_EVENT_OFF);
-        sd_event_source_set_enabled(a->creds[i].rot.timer, SD_EVENT_OFF);
+        rotation_stop(&a->creds[i]);
     }
 }
 
@@ -1664,36 +944,6 @@ static struct cred_rt *find_cred(struct agent *a, const char *name) {
         if (strcmp(a->creds[i].cfg->name, name) == 0)
             return &a->creds[i];
     return NULL;
-}
-
-/* A unix time as RFC 3339, or JSON null for "never". */
-static json_t *json_time(int64_t t) {
-    char buf[40];
-    return t > 0 ? json_string(credfile_time_format(t, buf, sizeof buf)) : json_null();
-}
-
-static json_t *json_str_or_null(const char *s) {
-    return s && s[0] ? json_string(s) : json_null();
-}
-
-/* The rotation part of a status row; null without rotation. */
-static json_t *rot_status_json(const struct cred_rt *c, uint64_t mono, int64_t real) {
-    const struct rot_rt *ro = &c->rot;
-    if (!ro->enabled)
-        return json_null();
-    int64_t at = ro->timer_mono && ro->timer
-                     ? real + (int64_t)((ro->timer_mono > mono ? ro->timer_mono - mono : 0) / USEC_PER_SEC)
-                     : 0;
-    json_t *o = json_object();
-    json_object_set_new(o, "strategy", json_string("redis-acl"));
-    json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));
-    json_object_set_new(o, "step", json_string(rot_step_names[ro->step]));
-    json_object_set_new(o, "next_rotation", json_time(ro->step == RS_NONE ? at : 0));
-    json_object_set_new(o, "old_removed_at", json_time(ro->step == RS_GRACE ? at : 0));
-    json_object_set_new(o, "retry_at", json_time(ro->step == RS_RETRY_WAIT ? at : 0));
-    json_object_set_new(o, "last_rotation", json_time(ro->st.last_completed));
-    json_object_set_new(o, "last_error", json_str_or_null(ro->last_error));
-    return o;
 }
 
 json_t *agent_status_json(struct agent *a) {
@@ -1724,7 +974,7 @@ json_t *agent_status_json(struct agent *a) {
         json_object_set_new(o, "expires_in_seconds", exp ? json_integer(exp - real) : json_null());
         json_object_set_new(o, "last_error", json_str_or_null(c->last_error));
         json_object_set_new(o, "errors_total", json_integer((json_int_t)c->errors_total));
-        json_object_set_new(o, "rotation", rot_status_json(c, mono, real));
+        json_object_set_new(o, "rotation", rotation_status_json(c, mono, real));
         json_array_append_new(creds, o);
     }
     return json_pack("{s:b, s:i, s:s, s:b, s:s, s:o}", "ok", 1, "pid", (int)getpid(), "config",
@@ -1743,7 +993,7 @@ int agent_refresh(struct agent *a, const char *name, char *err, size_t errlen) {
     if (c->timer)
         sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
     c->next_check_mono = 0;
-    request_fetch(c);
+    agent_request_fetch(c);
     return 0;
 }
 
@@ -1753,28 +1003,7 @@ int agent_rotate(struct agent *a, const char *name, char *err, size_t errlen) {
         snprintf(err, errlen, "no credential named \"%s\"", name);
         return -ENOENT;
     }
-    if (!c->cfg->rotation.enabled) {
-        snprintf(err, errlen, "rotation is not configured for \"%s\" (add rotation = { strategy = "
-                 "\"redis-acl\"; ... } to the credential)", name);
-        return -EOPNOTSUPP;
-    }
-    if (c->src->open_error[0]) {
-        snprintf(err, errlen, "source %s cannot be used: %s", c->src->cfg->name, c->src->open_error);
-        return -EIO;
-    }
-    if (!c->rot.enabled) {
-        snprintf(err, errlen, "rotation of \"%s\" is not active", name);
-        return -EOPNOTSUPP;
-    }
-    if (c->rot.step == RS_RETRY_WAIT && c->rot.st.phase != ROTATE_IDLE) {
-        /* An interrupted rotation waits for its retry: finish it now instead. */
-        backoff_reset(&c->rot.retry);
-        rot_resume(c);
-        return 0;
-    }
-    if (c->rot.step == RS_RETRY_WAIT)
-        backoff_reset(&c->rot.retry);
-    return rot_begin(c, true, err, errlen);
+    return rotation_request(c, err, errlen);
 }
 
 int agent_exit_code(const struct agent *a) {
