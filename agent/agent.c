@@ -11,7 +11,7 @@
 
 #include <jansson.h>
 
-#include "agent.h"
+#include "agent_internal.h"
 #include "backoff.h"
 #include "credfile.h"
 #include "duration.h"
@@ -19,6 +19,7 @@
 #include "hostkey.h"
 #include "log.h"
 #include "notify.h"
+#include "rotate.h"
 #include "validate.h"
 
 #define RETRY_MIN_USEC (1 * USEC_PER_SEC)
@@ -27,127 +28,12 @@
 #define RELOG_MIN_USEC (60 * USEC_PER_SEC)
 #define RELOG_MAX_USEC (3600 * USEC_PER_SEC)
 
-enum cred_state {
-    CS_PENDING = 0,      /* no attempt finished yet */
-    CS_CURRENT,          /* published file holds the store's latest version */
-    CS_REFUSED,          /* Redis refused the candidate */
-    CS_UNREACHABLE,      /* Redis could not be asked */
-    CS_MISCONFIGURED,    /* Redis has no password configured */
-    CS_REDIS_ERROR,      /* unexpected replies */
-    CS_STORE_ERROR,      /* the store failed (class in last_class) */
-    CS_PUBLISH_ERROR,    /* writing the file failed */
-};
-
 static const char *const cred_state_names[] = {
     [CS_PENDING] = "pending",       [CS_CURRENT] = "current",
     [CS_REFUSED] = "refused",       [CS_UNREACHABLE] = "unreachable",
     [CS_MISCONFIGURED] = "misconfigured", [CS_REDIS_ERROR] = "redis-error",
     [CS_STORE_ERROR] = "store-error", [CS_PUBLISH_ERROR] = "publish-error",
 };
-
-enum phase { PH_IDLE = 0, PH_QUEUED, PH_FETCH, PH_VALIDATE };
-
-struct source_rt;
-struct cred_rt;
-
-struct cred_job {
-    struct job job;
-    struct cred_rt *c;
-    struct rc_credential rc;
-    /* fetch: cands[0] is the store's current candidate, cands[1] a PEER or HINT */
-    int n_cands;
-    struct rc_candidate cands[RC_MAX_CANDIDATES];
-    struct rc_error err;
-    uint64_t next_check_usec;
-    /* validate */
-    char *cur_username;
-    struct secret *cur_password;
-    bool check_second;                    /* validate cands[1] too */
-    struct validate_result vres[RC_MAX_CANDIDATES];
-};
-
-struct cred_rt {
-    struct agent *a;
-    const struct config_credential *cfg;
-    struct source_rt *src;
-    gid_t gid;
-
-    struct credfile cur;       /* what is published */
-    bool have_cur;
-
-    enum phase phase;
-    bool wake_pending;         /* woken while busy: fetch again when done */
-    bool first_done;
-    sd_event_source *timer;
-    struct backoff retry;
-
-    enum cred_state state;
-    enum rc_err_class last_class;
-    char last_error[512];
-    char pending_version[RC_VERSION_MAX];   /* a candidate not (yet) published */
-    char nodes[512];
-    int64_t last_check, last_change;        /* unix seconds; 0 = never */
-    uint64_t next_check_mono;               /* CLOCK_MONOTONIC usec; 0 = none */
-    uint64_t errors_total;
-
-    /* the published credential's expiry (tokens): warned about / reported expired */
-    sd_event_source *expiry_timer;
-    int expiry_stage;                       /* 0 = nothing said, 1 = warned, 2 = expired */
-
-    /* rate-limited failure logging */
-    char logged_error[512];
-    uint64_t logged_at, relog_gap;
-
-    struct cred_job job;
-};
-
-struct source_rt {
-    struct agent *a;
-    const struct config_source *cfg;
-    const struct rc_source_type *type;
-    void *state;
-    struct rc_host host;
-    bool busy;
-    char open_error[512];      /* non-empty: open() failed, its credentials cannot run */
-    sd_event_source *watch;
-};
-
-struct agent {
-    struct agent_params p;
-    struct config *cfg;
-    gid_t gid;                 /* agent.group */
-    struct source_rt *sources;
-    size_t n_sources;
-    struct cred_rt *creds;
-    size_t n_creds;
-    bool ready_sent, stopping, reload_pending;
-    sd_event_source *startup_timer;
-    char last_status[2048];
-};
-
-static void request_fetch(struct cred_rt *c);
-static void update_status(struct agent *a);
-
-static uint64_t now_mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static int64_t now_real(void) {
-    return (int64_t)time(NULL);
-}
-
-static struct log_ctx cred_ctx(const struct cred_rt *c, const char *mid, const char *version) {
-    return (struct log_ctx){
-        .message_id = mid,
-        .name = c->cfg->name,
-        .version = version,
-        .source = c->cfg->source,
-        .nodes = c->nodes[0] ? c->nodes : NULL,
-    };
-}
-
 /* ---- host services for plugins ---- */
 
 static void host_log(void *h, int level, const char *credential, const char *fmt, ...) {
@@ -179,7 +65,7 @@ static void host_wake(void *h, const char *credential) {
             log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = credential }, "store changed: checking now");
             /* A change resets the retry backoff: it may be the fix we were waiting for. */
             backoff_reset(&c->retry);
-            request_fetch(c);
+            agent_request_fetch(c);
         }
     }
 }
@@ -273,7 +159,7 @@ out:
     free(buf);
 }
 
-static void update_status(struct agent *a) {
+void agent_update_status(struct agent *a) {
     char buf[2048];
     size_t len = 0;
     unsigned current = 0;
@@ -311,7 +197,7 @@ static void check_ready(struct agent *a) {
             return;
     a->ready_sent = true;
     a->startup_timer = sd_event_source_disable_unref(a->startup_timer);
-    update_status(a);
+    agent_update_status(a);
     notify_ready();
     log_info("ready: %s", a->last_status);
 }
@@ -320,7 +206,7 @@ static int on_startup_timeout(sd_event_source *s, uint64_t usec, void *userdata)
     struct agent *a = userdata;
     if (!a->ready_sent) {
         a->ready_sent = true;
-        update_status(a);
+        agent_update_status(a);
         notify_ready();
         log_warning("ready after startup_timeout with first attempts still running: %s", a->last_status);
     }
@@ -341,42 +227,54 @@ static void check_once_done(struct agent *a) {
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
     struct cred_rt *c = userdata;
     c->next_check_mono = 0;
-    request_fetch(c);
+    agent_request_fetch(c);
     return 0;
 }
 
-/* Next look in `delay` usec (replacing any earlier schedule), within `accuracy`: sd-event
- * may coalesce the wake-up with others anywhere in [when, when + accuracy]. */
-static void schedule_within(struct cred_rt *c, uint64_t delay, uint64_t accuracy) {
-    struct agent *a = c->a;
-    if (a->p.once || a->stopping)
-        return;
-    uint64_t when = now_mono() + delay;
-    int r;
-    if (c->timer) {
-        r = sd_event_source_set_time(c->timer, when);
-        if (r >= 0)
-            r = sd_event_source_set_time_accuracy(c->timer, accuracy);
-        if (r >= 0)
-            r = sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
-    } else
-        r = sd_event_add_time(a->p.event, &c->timer, CLOCK_MONOTONIC, when, accuracy, on_timer, c);
-    if (r < 0) {
-        log_error("%s: cannot schedule the next check: %s", c->cfg->name, strerror(-r));
-        return;
-    }
-    c->next_check_mono = when;
-}
-
-/* Polls and retries: sd-event's default accuracy (250 ms) is fine for a 30 s poll, too
- * coarse for a 1 s retry; 1/50 of the delay, between 1 ms and 250 ms. */
-static void schedule(struct cred_rt *c, uint64_t delay) {
+/* sd-event coalesces wake-ups within a timer's accuracy (250 ms by default): fine for a
+ * 30 s poll, too coarse for a 1 s retry. 1/50 of the delay, between 1 ms and 250 ms. */
+uint64_t agent_timer_accuracy(uint64_t delay) {
     uint64_t accuracy = delay / 50;
     if (accuracy < USEC_PER_MSEC)
         accuracy = USEC_PER_MSEC;
     if (accuracy > 250 * USEC_PER_MSEC)
         accuracy = 250 * USEC_PER_MSEC;
-    schedule_within(c, delay, accuracy);
+    return accuracy;
+}
+
+/* (Re)arms a one-shot monotonic timer `delay` usec from now, creating it on first use;
+ * sd-event may fire it anywhere in [when, when + accuracy]. 0 and *ret_when, or -errno. */
+int agent_arm_timer(sd_event *e, sd_event_source **src, uint64_t delay, uint64_t accuracy,
+                    sd_event_time_handler_t cb, void *userdata, uint64_t *ret_when) {
+    uint64_t when = now_mono() + delay;
+    int r;
+    if (*src) {
+        r = sd_event_source_set_time(*src, when);
+        if (r >= 0)
+            r = sd_event_source_set_time_accuracy(*src, accuracy);
+        if (r >= 0)
+            r = sd_event_source_set_enabled(*src, SD_EVENT_ONESHOT);
+    } else
+        r = sd_event_add_time(e, src, CLOCK_MONOTONIC, when, accuracy, cb, userdata);
+    if (r >= 0)
+        *ret_when = when;
+    return r;
+}
+
+/* Next look in `delay` usec (replacing any earlier schedule), within `accuracy`. */
+static void schedule_within(struct cred_rt *c, uint64_t delay, uint64_t accuracy) {
+    struct agent *a = c->a;
+    if (a->p.once || a->stopping)
+        return;
+    int r = agent_arm_timer(a->p.event, &c->timer, delay, accuracy, on_timer, c,
+                            &c->next_check_mono);
+    if (r < 0)
+        log_error("%s: cannot schedule the next check: %s", c->cfg->name, strerror(-r));
+}
+
+/* Polls and retries. */
+static void schedule(struct cred_rt *c, uint64_t delay) {
+    schedule_within(c, delay, agent_timer_accuracy(delay));
 }
 
 /* ---- expiry ----
@@ -426,17 +324,12 @@ static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
 /* Wakes on_expiry at unix time at_real_usec (now if that has passed). */
 static void expiry_at(struct cred_rt *c, int64_t at_real_usec, int stage) {
     int64_t now = now_real_usec();
-    uint64_t when = now_mono() + (at_real_usec > now ? (uint64_t)(at_real_usec - now) : 0);
-    int r;
+    uint64_t when;
 
     c->expiry_stage = stage;
-    if (c->expiry_timer) {
-        r = sd_event_source_set_time(c->expiry_timer, when);
-        if (r >= 0)
-            r = sd_event_source_set_enabled(c->expiry_timer, SD_EVENT_ONESHOT);
-    } else
-        r = sd_event_add_time(c->a->p.event, &c->expiry_timer, CLOCK_MONOTONIC, when,
-                              USEC_PER_MSEC, on_expiry, c);
+    int r = agent_arm_timer(c->a->p.event, &c->expiry_timer,
+                            at_real_usec > now ? (uint64_t)(at_real_usec - now) : 0,
+                            USEC_PER_MSEC, on_expiry, c, &when);
     if (r < 0)
         log_error("%s: cannot watch the credential's expiry: %s", c->cfg->name, strerror(-r));
 }
@@ -476,12 +369,13 @@ static void attempt_done(struct cred_rt *c) {
     c->first_done = true;
     c->last_check = now_real();
     c->phase = PH_IDLE;
-    update_status(c->a);
+    agent_update_status(c->a);
     check_ready(c->a);
     check_once_done(c->a);
+    rotation_after_check(c);
     if (c->wake_pending && !c->a->stopping) {
         c->wake_pending = false;
-        request_fetch(c);
+        agent_request_fetch(c);
     }
 }
 
@@ -533,7 +427,6 @@ static void job_clear(struct cred_job *cj) {
     cj->cur_password = secret_free(cj->cur_password);
 }
 
-static void dispatch_next_for_source(struct source_rt *s);
 
 static void fetch_done(struct job *j);
 static void validate_done(struct job *j);
@@ -551,11 +444,11 @@ static void start_fetch(struct cred_rt *c) {
     worker_pool_submit(c->a->p.pool, &cj->job);
 }
 
-static void request_fetch(struct cred_rt *c) {
+void agent_request_fetch(struct cred_rt *c) {
     struct agent *a = c->a;
     if (a->stopping)
         return;
-    if (c->phase == PH_FETCH || c->phase == PH_VALIDATE) {
+    if (c->phase == PH_FETCH || c->phase == PH_VALIDATE || rotation_holds_fetch(c)) {
         c->wake_pending = true;
         return;
     }
@@ -571,10 +464,15 @@ static void request_fetch(struct cred_rt *c) {
         start_fetch(c);
 }
 
-static void dispatch_next_for_source(struct source_rt *s) {
+void agent_dispatch_source(struct source_rt *s) {
     struct agent *a = s->a;
     if (s->busy || a->reload_pending || a->stopping)
         return;
+    for (size_t i = 0; i < a->n_creds; i++)
+        if (a->creds[i].src == s && a->creds[i].rot.src_wait) {
+            rotation_start_waiting(&a->creds[i]);   /* a rotation's store write goes first */
+            return;
+        }
     for (size_t i = 0; i < a->n_creds; i++)
         if (a->creds[i].src == s && a->creds[i].phase == PH_QUEUED) {
             start_fetch(&a->creds[i]);
@@ -582,9 +480,6 @@ static void dispatch_next_for_source(struct source_rt *s) {
         }
 }
 
-static void publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
-                    const char *validated);
-static void maybe_reload(struct agent *a);
 
 static void store_failed(struct cred_rt *c, const struct rc_error *err) {
     static const char *const mids[] = {
@@ -639,7 +534,7 @@ static void fetch_done(struct job *j) {
     struct cred_rt *c = cj->c;
     struct agent *a = c->a;
     c->src->busy = false;
-    dispatch_next_for_source(c->src);
+    agent_dispatch_source(c->src);
 
     if (a->stopping) {
         job_clear(cj);
@@ -647,14 +542,22 @@ static void fetch_done(struct job *j) {
         return;
     }
     if (cj->n_cands < 0) {
+        rotation_fetch_failed(c, &cj->err);
         store_failed(c, &cj->err);
         job_clear(cj);
         attempt_done(c);
-        maybe_reload(a);
+        agent_maybe_reload(a);
         return;
     }
 
     struct rc_candidate *cand = &cj->cands[0];
+    if (rotation_take_fetched(c, cand)) {
+        /* A rotation resumes with the new password the store holds. */
+        job_clear(cj);
+        attempt_done(c);
+        agent_maybe_reload(a);
+        return;
+    }
     const struct rc_candidate *peer = cj->n_cands > 1 && cj->cands[1].role == RC_CAND_PEER ? &cj->cands[1] : NULL;
     /* A peer (the other access key) is part of what is published, as `previous`: a
      * regenerated peer is a change even when the preferred key is not. */
@@ -665,17 +568,17 @@ static void fetch_done(struct job *j) {
         still_current(c, cand->version, cj->next_check_usec);
         job_clear(cj);
         attempt_done(c);
-        maybe_reload(a);
+        agent_maybe_reload(a);
         return;
     }
 
     snprintf(c->pending_version, sizeof c->pending_version, "%s", cand->version);
     if (c->cfg->redis.validate == VALIDATE_NONE) {
-        publish(c, cand, NULL, "none");
+        agent_publish(c, cand, NULL, "none");
         schedule_look(c, cj->next_check_usec);
         job_clear(cj);
         attempt_done(c);
-        maybe_reload(a);
+        agent_maybe_reload(a);
         return;
     }
 
@@ -719,11 +622,11 @@ static void validate_done(struct job *j) {
         if (c->have_cur && strcmp(second->version, c->cur.cur.version) == 0)
             still_current(c, second->version, 0);
         else
-            publish(c, second, NULL, policy);
+            agent_publish(c, second, NULL, policy);
         schedule_look(c, cj->next_check_usec);
         job_clear(cj);
         attempt_done(c);
-        maybe_reload(a);
+        agent_maybe_reload(a);
         return;
     }
     snprintf(c->nodes, sizeof c->nodes, "%s", v->nodes);
@@ -735,7 +638,7 @@ static void validate_done(struct job *j) {
               !(c->cur.has_previous && c->cur.prev.version && strcmp(second->version, c->cur.prev.version) == 0)))
             still_current(c, cand->version, cj->next_check_usec);   /* only an unusable peer changed */
         else
-            publish(c, cand, second_ok ? second : NULL, policy);   /* new current, or new peer */
+            agent_publish(c, cand, second_ok ? second : NULL, policy);   /* new current, or new peer */
         break;
     case VALIDATE_REFUSED:
         c->state = CS_REFUSED;
@@ -770,13 +673,13 @@ static void validate_done(struct job *j) {
         schedule_look(c, cj->next_check_usec);
     job_clear(cj);
     attempt_done(c);
-    maybe_reload(a);
+    agent_maybe_reload(a);
 }
 
 /* Publishes cand. `previous` is prev when given (a peer or hint that validated), else the
  * credential published until now. */
-static void publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
-                    const char *validated) {
+void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
+                   const char *validated) {
     struct agent *a = c->a;
     const char *path = config_node_string(&c->cfg->node, "path");
     char source[512], err[512] = "";
@@ -877,6 +780,7 @@ static void creds_free(struct cred_rt *creds, size_t n) {
     for (size_t i = 0; i < n; i++) {
         sd_event_source_disable_unref(creds[i].timer);
         sd_event_source_disable_unref(creds[i].expiry_timer);
+        rotation_clear(&creds[i]);
         job_clear(&creds[i].job);
         credfile_clear(&creds[i].cur);
     }
@@ -1032,6 +936,8 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
     for (size_t i = 0; i < a->n_creds; i++)
         arm_expiry(&a->creds[i], a->creds[i].expiry_stage);
 
+    for (size_t i = 0; i < a->n_creds; i++)
+        rotation_init(&a->creds[i]);   /* from the phase record, like at start */
     if (names)
         runtime_prune(a->p.runtime, names, fmts, cfg->n_credentials);
     free(names);
@@ -1064,9 +970,9 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
         sd_event_add_time_relative(a->p.event, &a->startup_timer, CLOCK_MONOTONIC,
                                    a->cfg->agent.startup_timeout_usec, 0, on_startup_timeout, a);
     }
-    update_status(a);
+    agent_update_status(a);
     for (size_t i = 0; i < a->n_creds; i++)
-        request_fetch(&a->creds[i]);
+        agent_request_fetch(&a->creds[i]);
     check_ready(a);        /* no credentials at all: ready at once */
     check_once_done(a);
     *ret = a;
@@ -1074,7 +980,7 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
 }
 
 /* Applies a pending reload once no job is in flight (jobs point into the config). */
-static void maybe_reload(struct agent *a) {
+void agent_maybe_reload(struct agent *a) {
     if (!a->reload_pending || worker_pool_in_flight(a->p.pool) > 0)
         return;
     a->reload_pending = false;
@@ -1082,6 +988,8 @@ static void maybe_reload(struct agent *a) {
     char err[1024];
     struct config *cfg = NULL;
     int r = config_load(a->p.config_path, plugins_schema_lookup, a->p.plugins, &cfg, err, sizeof err);
+    if (r >= 0 && (r = plugins_check_rotation(a->p.plugins, cfg, err, sizeof err)) < 0)
+        cfg = config_free(cfg);
     if (r >= 0) {
         const struct config_agent *o = &a->cfg->agent, *n = &cfg->agent;
         if (strcmp(o->runtime_dir, n->runtime_dir) || strcmp(o->state_dir, n->state_dir) ||
@@ -1101,16 +1009,19 @@ static void maybe_reload(struct agent *a) {
         for (size_t i = 0; i < a->n_creds; i++)
             if (a->creds[i].phase == PH_QUEUED) {
                 a->creds[i].phase = PH_IDLE;
-                request_fetch(&a->creds[i]);
+                agent_request_fetch(&a->creds[i]);
             }
+        /* and rotations whose store write waited for the reload */
+        for (size_t i = 0; i < a->n_sources; i++)
+            agent_dispatch_source(&a->sources[i]);
     } else {
         log_info("reloaded %s: %zu source(s), %zu credential(s)", a->p.config_path, a->n_sources,
                  a->n_creds);
         for (size_t i = 0; i < a->n_creds; i++)
-            request_fetch(&a->creds[i]);
+            agent_request_fetch(&a->creds[i]);
     }
     a->last_status[0] = '\0';   /* resend STATUS */
-    update_status(a);
+    agent_update_status(a);
     notify_ready();
 }
 
@@ -1118,13 +1029,15 @@ void agent_reload(struct agent *a) {
     notify_reloading();
     log_info("reloading %s", a->p.config_path);
     a->reload_pending = true;
-    maybe_reload(a);
+    agent_maybe_reload(a);
 }
 
 void agent_stop(struct agent *a) {
     a->stopping = true;
-    for (size_t i = 0; i < a->n_creds; i++)
+    for (size_t i = 0; i < a->n_creds; i++) {
         sd_event_source_set_enabled(a->creds[i].timer, SD_EVENT_OFF);
+        rotation_stop(&a->creds[i]);
+    }
 }
 
 static struct cred_rt *find_cred(struct agent *a, const char *name) {
@@ -1132,16 +1045,6 @@ static struct cred_rt *find_cred(struct agent *a, const char *name) {
         if (strcmp(a->creds[i].cfg->name, name) == 0)
             return &a->creds[i];
     return NULL;
-}
-
-/* A unix time as RFC 3339, or JSON null for "never". */
-static json_t *json_time(int64_t t) {
-    char buf[40];
-    return t > 0 ? json_string(credfile_time_format(t, buf, sizeof buf)) : json_null();
-}
-
-static json_t *json_str_or_null(const char *s) {
-    return s && s[0] ? json_string(s) : json_null();
 }
 
 json_t *agent_status_json(struct agent *a) {
@@ -1172,6 +1075,7 @@ json_t *agent_status_json(struct agent *a) {
         json_object_set_new(o, "expires_in_seconds", exp ? json_integer(exp - real) : json_null());
         json_object_set_new(o, "last_error", json_str_or_null(c->last_error));
         json_object_set_new(o, "errors_total", json_integer((json_int_t)c->errors_total));
+        json_object_set_new(o, "rotation", rotation_status_json(c, mono, real));
         json_array_append_new(creds, o);
     }
     return json_pack("{s:b, s:i, s:s, s:b, s:s, s:o}", "ok", 1, "pid", (int)getpid(), "config",
@@ -1190,18 +1094,17 @@ int agent_refresh(struct agent *a, const char *name, char *err, size_t errlen) {
     if (c->timer)
         sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
     c->next_check_mono = 0;
-    request_fetch(c);
+    agent_request_fetch(c);
     return 0;
 }
 
 int agent_rotate(struct agent *a, const char *name, char *err, size_t errlen) {
-    if (!find_cred(a, name)) {
+    struct cred_rt *c = find_cred(a, name);
+    if (!c) {
         snprintf(err, errlen, "no credential named \"%s\"", name);
         return -ENOENT;
     }
-    snprintf(err, errlen, "rotation is not configured for \"%s\": this version of the agent does "
-             "not drive rotations yet (DESIGN section 9)", name);
-    return -EOPNOTSUPP;
+    return rotation_request(c, err, errlen);
 }
 
 int agent_exit_code(const struct agent *a) {

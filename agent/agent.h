@@ -6,6 +6,9 @@
  * workers only run jobs and hand them back. A source's fetch is never run concurrently
  * (per-source busy flag and queue). Retry policy lives here: backoff with jitter per
  * credential, reset on success; repeated failures are logged at a growing interval.
+ * Credentials with `rotation` are also rotated by the agent (DESIGN §9): rotation.c drives
+ * the steps on the same workers and timers (agent_internal.h is what the two share);
+ * rotate.h has the phase record, passwords and ACL commands.
  *
  * Start-up and shutdown order is in agent/main.c; this module only needs the loop, the
  * worker pool, the runtime directory and the host key it is given.

@@ -168,6 +168,15 @@ static int cmd_status(const char *sock, int argc, char **argv) {
                    jstr(c, "version"), jstr(c, "last_check"), jstr(c, "last_change"), jstr(c, "next_check"),
                    jstr(c, "expires_at"), jstr(c, "nodes"), strcmp(err, "-") ? "; " : "",
                    strcmp(err, "-") ? err : "");
+            json_t *ro = json_object_get(c, "rotation");
+            if (json_is_object(ro)) {
+                const char *rerr = jstr(ro, "last_error");
+                printf("%-20s rotation: phase %s (%s), last %s, next %s%s%s%s%s\n", "", jstr(ro, "phase"),
+                       jstr(ro, "step"), jstr(ro, "last_rotation"), jstr(ro, "next_rotation"),
+                       strcmp(jstr(ro, "old_removed_at"), "-") ? ", old password removed at " : "",
+                       strcmp(jstr(ro, "old_removed_at"), "-") ? jstr(ro, "old_removed_at") : "",
+                       strcmp(rerr, "-") ? "; " : "", strcmp(rerr, "-") ? rerr : "");
+            }
         }
     }
     json_decref(j);

@@ -118,6 +118,8 @@ int main(int argc, char **argv) {
     if (!plugins)
         return 1;
     r = config_load(config_path, plugins_schema_lookup, plugins, &cfg, err, sizeof err);
+    if (r >= 0 && (r = plugins_check_rotation(plugins, cfg, err, sizeof err)) < 0)
+        cfg = config_free(cfg);
     if (r < 0) {
         fprintf(stderr, "redis-creds-agent: %s\n", err);
         plugins_free(plugins);

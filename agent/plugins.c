@@ -14,6 +14,7 @@
 struct loaded {
     char *path;
     void *handle;
+    int fd;          /* kept open while loaded: see plugins_load() */
     const struct rc_plugin *plugin;
     struct loaded *next;
 };
@@ -32,6 +33,7 @@ struct plugins *plugins_free(struct plugins *p) {
     for (struct loaded *l = p->list, *next; l; l = next) {
         next = l->next;
         dlclose(l->handle);
+        close(l->fd);
         free(l->path);
         free(l);
     }
@@ -104,15 +106,19 @@ static int plugins_load(struct plugins *p, const char *plugin_dir, const char *f
     }
     char fdpath[64];
     snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", fd);
+    /* The fd stays open while the plugin is loaded: glibc takes a dlopen() of a name it
+     * has loaded before ("/proc/self/fd/3") for the same library, so a second plugin
+     * opened on a reused fd number would silently be the first one again. */
     void *h = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
-    close(fd);
     if (!h) {
+        close(fd);
         snprintf(err, errlen, "plugin %s: %s", path, dlerror());
         return -ELIBBAD;
     }
     const struct rc_plugin *pl = dlsym(h, RC_PLUGIN_SYMBOL);
     if (!pl) {
         dlclose(h);
+        close(fd);
         snprintf(err, errlen, "plugin %s: no symbol %s", path, RC_PLUGIN_SYMBOL);
         return -ELIBBAD;
     }
@@ -120,16 +126,19 @@ static int plugins_load(struct plugins *p, const char *plugin_dir, const char *f
         snprintf(err, errlen, "plugin %s: ABI version %u, but this agent needs version %u",
                  path, (unsigned)pl->abi_version, (unsigned)RC_PLUGIN_ABI_VERSION);
         dlclose(h);
+        close(fd);
         return -ELIBBAD;
     }
     struct loaded *l = calloc(1, sizeof *l);
     if (!l || !(l->path = strdup(path))) {
         free(l);
         dlclose(h);
+        close(fd);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     l->handle = h;
+    l->fd = fd;
     l->plugin = pl;
     l->next = p->list;
     p->list = l;
@@ -170,5 +179,25 @@ int plugins_schema_lookup(void *userdata, const char *plugin_dir, const char *ty
         return r;
     *ret_source_keys = t->source_keys;
     *ret_credential_keys = t->credential_keys;
+    return 0;
+}
+
+int plugins_check_rotation(struct plugins *p, const struct config *cfg, char *err, size_t errlen) {
+    for (size_t i = 0; i < cfg->n_credentials; i++) {
+        const struct config_credential *cr = &cfg->credentials[i];
+        const struct config_source *src = &cfg->sources[cr->source_index];
+        const struct rc_source_type *t;
+        if (!cr->rotation.enabled)
+            continue;
+        if (plugins_find_type(p, cfg->agent.plugin_dir, src->type, &t, err, errlen) < 0)
+            return -EINVAL;
+        if (!t->rotate) {
+            snprintf(err, errlen, "%s:%d: credentials[%zu].rotation: source \"%s\" is of type \"%s\", "
+                     "which cannot write a new version (rotation needs a source type with a "
+                     "check-and-set write: file, vault)", cr->node.file ? cr->node.file : cfg->file,
+                     config_node_line(&cr->node, "rotation"), i, src->name, src->type);
+            return -EINVAL;
+        }
+    }
     return 0;
 }

@@ -23,3 +23,7 @@ int plugins_find_type(struct plugins *p, const char *plugin_dir, const char *typ
 int plugins_schema_lookup(void *userdata, const char *plugin_dir, const char *type,
                           const struct config_key **ret_source_keys,
                           const struct config_key **ret_credential_keys, char *err, size_t errlen);
+
+/* Every credential with `rotation` must use a source type whose plugin has rotate().
+ * 0, or -EINVAL with err ("FILE:LINE: credentials[N].rotation: ... type \"vault\" ..."). */
+int plugins_check_rotation(struct plugins *p, const struct config *cfg, char *err, size_t errlen);

@@ -728,7 +728,8 @@ static int node_cmp(const void *a, const void *b) {
 
 /* The required nodes of a topology a seed listed. host "" means "the address you asked";
  * the TLS name is server_name or the seed's host, never what the node advertised. */
-static struct vnode *topology_nodes(const struct config_redis *redis, const struct vnode *seed,
+static struct vnode *topology_nodes(const struct config_redis *redis, bool replicas,
+                                    const struct vnode *seed,
                                     const struct resp_cluster_node *cn, size_t ncn,
                                     size_t *ret_n) {
     struct vnode *nodes = calloc(ncn ? ncn : 1, sizeof *nodes);
@@ -740,7 +741,7 @@ static struct vnode *topology_nodes(const struct config_redis *redis, const stru
         struct vnode *nd = &nodes[n];
         uint16_t port;
 
-        if (cn[i].failed || (!cn[i].primary && !redis->validate_replicas))
+        if (cn[i].failed || (!cn[i].primary && !replicas))
             continue;
         port = redis->tls.enabled ? cn[i].tls_port : cn[i].port;
         nd->ep.kind = RESP_EP_TCP;
@@ -1068,6 +1069,45 @@ static void fail_all(struct validate_result *res, enum validate_outcome o, const
     va_end(ap);
 }
 
+/* The TLS context of a credential's Redis settings; *ret stays NULL without TLS. */
+static int vrun_tls(const struct config_redis *redis, struct vrun *x, char *err, size_t errlen) {
+    if (!redis->tls.enabled)
+        return 0;
+    struct tls_options o = {
+        .ca_file = redis->tls.ca_file, .ca_path = redis->tls.ca_path,
+        .cert_file = redis->tls.cert_file, .key_file = redis->tls.key_file,
+        .insecure_skip_verify = redis->tls.insecure_skip_verify,
+    };
+    return tls_ctx_new(&o, &x->tls, err, errlen);
+}
+
+/* Cluster discovery over the seeds, one after another (the first healthy one answers in
+ * one round trip). D_OK: *ret_nodes (the required nodes; replicas too when asked);
+ * D_STANDALONE: the seeds are the nodes; D_FAILED: each seed's state says why. */
+static enum discovery discover(const struct vrun *x, bool replicas, struct vnode *seeds,
+                               size_t nseeds, const char *user, const struct secret *pw,
+                               const char *user2, const struct secret *pw2,
+                               struct vnode **ret_nodes, size_t *ret_n) {
+    struct resp_cluster_node *cn = calloc(VALIDATE_MAX_NODES, sizeof *cn);
+    enum discovery d = D_FAILED;
+    size_t ncn = 0, i;
+
+    if (!cn)
+        return D_FAILED;
+    for (i = 0; i < nseeds; i++) {
+        d = discover_from(x, &seeds[i], user, pw, user2, pw2, cn, VALIDATE_MAX_NODES, &ncn);
+        if (d != D_FAILED)
+            break;
+    }
+    if (d == D_OK) {
+        *ret_nodes = topology_nodes(x->redis, replicas, &seeds[i], cn, ncn, ret_n);
+        if (!*ret_nodes)
+            d = D_FAILED;
+    }
+    free(cn);
+    return d;
+}
+
 void validate_candidate(const struct config_redis *redis,
                         const char *username, const struct secret *password,
                         const char *current_username, const struct secret *current_password,
@@ -1075,58 +1115,36 @@ void validate_candidate(const struct config_redis *redis,
     struct validate_result res = { .outcome = VALIDATE_PUBLISH };
     struct vrun x = { .redis = redis };
     struct vnode *nodes = NULL, *seeds = NULL;
-    struct resp_cluster_node *cn = NULL;
     uint64_t t0 = resp_now_usec();
     size_t n = 0, nseeds = 0;
+    char err[400];
 
-    if (redis->tls.enabled) {
-        struct tls_options o = {
-            .ca_file = redis->tls.ca_file, .ca_path = redis->tls.ca_path,
-            .cert_file = redis->tls.cert_file, .key_file = redis->tls.key_file,
-            .insecure_skip_verify = redis->tls.insecure_skip_verify,
-        };
-        char err[400];
-        if (tls_ctx_new(&o, &x.tls, err, sizeof err) < 0) {
-            /* Our own TLS set-up is broken: no node can be asked. Retried like an
-             * unreachable Redis, since the files may yet appear. */
-            res.total = (unsigned)redis->n_endpoints;
-            res.unreachable = res.total;
-            for (size_t i = 0; i < redis->n_endpoints; i++)
-                append(res.nodes, sizeof res.nodes, "%s%s=tls-error", i ? "," : "",
-                       redis->endpoints[i]);
-            fail_all(&res, VALIDATE_UNREACHABLE, "%s", err);
-            goto done;
-        }
+    if (vrun_tls(redis, &x, err, sizeof err) < 0) {
+        /* Our own TLS set-up is broken: no node can be asked. Retried like an
+         * unreachable Redis, since the files may yet appear. */
+        res.total = (unsigned)redis->n_endpoints;
+        res.unreachable = res.total;
+        for (size_t i = 0; i < redis->n_endpoints; i++)
+            append(res.nodes, sizeof res.nodes, "%s%s=tls-error", i ? "," : "",
+                   redis->endpoints[i]);
+        fail_all(&res, VALIDATE_UNREACHABLE, "%s", err);
+        goto done;
     }
 
     if (redis->cluster) {
-        size_t ncn = 0;
         uint64_t d0 = resp_now_usec();
-        enum discovery d = D_FAILED;
 
         seeds = configured_nodes(redis, &nseeds);
-        cn = calloc(VALIDATE_MAX_NODES, sizeof *cn);
-        if (!seeds || !cn) {
+        if (!seeds) {
             fail_all(&res, VALIDATE_ERROR, "out of memory");
             goto done;
         }
-        /* One seed after another: the first healthy one answers in one round trip. */
-        size_t i;
-        for (i = 0; i < nseeds; i++) {
-            d = discover_from(&x, &seeds[i], username, password, current_username,
-                              current_password, cn, VALIDATE_MAX_NODES, &ncn);
-            if (d != D_FAILED)
-                break;
-        }
+        enum discovery d = discover(&x, redis->validate_replicas, seeds, nseeds, username,
+                                    password, current_username, current_password, &nodes, &n);
         res.discovery_usec = resp_now_usec() - d0;
-        if (d == D_OK) {
+        if (d == D_OK)
             res.discovered = true;
-            nodes = topology_nodes(redis, &seeds[i], cn, ncn, &n);
-            if (!nodes) {
-                fail_all(&res, VALIDATE_ERROR, "out of memory");
-                goto done;
-            }
-        } else if (d == D_FAILED) {
+        else if (d == D_FAILED) {
             /* No seed gave a topology: the seeds' own answers decide. */
             tally(seeds, nseeds, &res);
             decide(&x, seeds, nseeds, NULL, NULL, &res);
@@ -1152,9 +1170,93 @@ done:
     res.elapsed_usec = resp_now_usec() - t0;
     free(nodes);
     free(seeds);
-    free(cn);
     tls_ctx_free(x.tls);
     *ret = res;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Node lists for other callers (rotation)
+ */
+
+struct validate_nodes {
+    struct vrun x;
+    struct vnode *nodes;
+    size_t n;
+};
+
+struct validate_nodes *validate_nodes_free(struct validate_nodes *v) {
+    if (!v)
+        return NULL;
+    free(v->nodes);
+    tls_ctx_free(v->x.tls);
+    free(v);
+    return NULL;
+}
+
+int validate_nodes_list(const struct config_redis *redis, bool replicas,
+                        const char *username, const struct secret *password,
+                        const char *username2, const struct secret *password2,
+                        struct validate_nodes **ret, char *err, size_t errlen) {
+    struct validate_nodes *v = calloc(1, sizeof *v);
+    struct vnode *seeds = NULL;
+    size_t nseeds = 0;
+    int r;
+
+    if (!v)
+        return -ENOMEM;
+    v->x.redis = redis;
+    if ((r = vrun_tls(redis, &v->x, err, errlen)) < 0)
+        goto fail;
+    if (redis->cluster) {
+        seeds = configured_nodes(redis, &nseeds);
+        if (!seeds) {
+            r = -ENOMEM;
+            goto fail;
+        }
+        /* discover() tries its second pair first: username/password go there. */
+        enum discovery d = password2
+            ? discover(&v->x, replicas, seeds, nseeds, username2, password2, username, password,
+                       &v->nodes, &v->n)
+            : discover(&v->x, replicas, seeds, nseeds, username, password, NULL, NULL,
+                       &v->nodes, &v->n);
+        if (d == D_FAILED) {
+            char detail[512];
+            detail[0] = '\0';
+            describe(seeds, nseeds, pick_problem, detail, sizeof detail);
+            snprintf(err, errlen, "cluster discovery failed: %s", detail);
+            r = -EHOSTUNREACH;
+            goto fail;
+        }
+    }
+    if (!v->nodes && !(v->nodes = configured_nodes(redis, &v->n))) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    free(seeds);
+    *ret = v;
+    return 0;
+fail:
+    free(seeds);
+    validate_nodes_free(v);
+    return r;
+}
+
+size_t validate_nodes_count(const struct validate_nodes *v) {
+    return v->n;
+}
+
+const char *validate_nodes_name(const struct validate_nodes *v, size_t i) {
+    return v->nodes[i].name;
+}
+
+int validate_nodes_connect(const struct validate_nodes *v, size_t i, struct resp_conn **ret,
+                           char *err, size_t errlen) {
+    const struct vnode *nd = &v->nodes[i];
+    if (!nd->ep_ok) {
+        snprintf(err, errlen, "%s", nd->bad_ep ? nd->bad_ep : "not a valid endpoint");
+        return -EINVAL;
+    }
+    return node_connect(&v->x, nd, ret, err, errlen);
 }
 
 size_t validate_config_warnings(const struct config_redis *redis, const char **ret, size_t max) {

@@ -70,3 +70,22 @@ void validate_candidate(const struct config_redis *redis,
  * (tls_insecure_skip_verify; TLS files set while tls = false). Fills up to max static
  * strings (no secrets) and returns how many there are. */
 size_t validate_config_warnings(const struct config_redis *redis, const char **ret, size_t max);
+
+/* The nodes a credential's Redis commands go to, for callers that run commands of their
+ * own on each (rotation's ACL SETUSER): the configured endpoints, or with cluster = true
+ * every node a seed lists (primaries, and replicas when `replicas`), found exactly as
+ * validation finds them (same discovery, same TLS names). Discovery logs in with
+ * username/password, else username2/password2 (either may be NULL). Worker thread;
+ * blocking, bounded by the credential's timeout. 0 and *ret, or -errno with err (no
+ * secrets). */
+struct validate_nodes;
+int validate_nodes_list(const struct config_redis *redis, bool replicas,
+                        const char *username, const struct secret *password,
+                        const char *username2, const struct secret *password2,
+                        struct validate_nodes **ret, char *err, size_t errlen);
+size_t validate_nodes_count(const struct validate_nodes *v);
+const char *validate_nodes_name(const struct validate_nodes *v, size_t i);   /* host:port */
+/* Connects to node i (TLS as configured) within the credential's timeout. */
+int validate_nodes_connect(const struct validate_nodes *v, size_t i, struct resp_conn **ret,
+                           char *err, size_t errlen);
+struct validate_nodes *validate_nodes_free(struct validate_nodes *v);

@@ -94,7 +94,20 @@ static const struct config_key source_host_keys[] = {
     { .name = NULL },
 };
 
-/* `mode` (integer or string) and `rotation` are checked by hand: see cred_extra_keys. */
+/* rotation = { ... } (DESIGN §9): types here, meaning in parse_rotation(). */
+static const struct config_key rotation_keys[] = {
+    { .name = "strategy", .type = CONFIG_T_STRING, .required = true },
+    { .name = "interval", .type = CONFIG_T_DURATION, .default_value = "30d" },
+    { .name = "grace", .type = CONFIG_T_DURATION, .default_value = "10m" },
+    { .name = "admin_username", .type = CONFIG_T_STRING },
+    { .name = "admin_password_file", .type = CONFIG_T_STRING },
+    { .name = "acl_save", .type = CONFIG_T_BOOL, .default_value = "false" },
+    { .name = "password_length", .type = CONFIG_T_INT, .default_value = "32", .min = 16, .max = 256 },
+    { .name = "password_alphabet", .type = CONFIG_T_STRING, .default_value = "alnum" },
+    { .name = NULL },
+};
+
+/* `mode` (integer or string) is checked by hand: see cred_extra_keys. */
 static const struct config_key cred_host_keys[] = {
     { .name = "name", .type = CONFIG_T_STRING, .required = true },
     { .name = "source", .type = CONFIG_T_STRING, .required = true },
@@ -103,10 +116,22 @@ static const struct config_key cred_host_keys[] = {
     { .name = "redis", .type = CONFIG_T_GROUP, .required = true, .group_keys = redis_keys },
     { .name = "formats", .type = CONFIG_T_STRING_LIST, .default_value = "json" },
     { .name = "on_change", .type = CONFIG_T_STRING_LIST },
+    { .name = "rotation", .type = CONFIG_T_GROUP, .group_keys = rotation_keys },
     { .name = NULL },
 };
 
-static const char *const cred_extra_keys[] = { "mode", "rotation", NULL };
+static const char *const cred_extra_keys[] = { "mode", NULL };
+
+/* password_alphabet: named sets only, so a password never holds a character that a shell,
+ * an env file or a URL would need quoted. */
+static const struct {
+    const char *name;
+    const char *chars;
+} alphabets[] = {
+    { "alnum", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" },
+    { "hex", "0123456789abcdef" },
+    { "urlsafe", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" },
+};
 
 #define DEFAULT_MODE 0640
 
@@ -1463,6 +1488,80 @@ static int parse_redis(struct ctx *x, const struct config_node *cn, const char *
     return x->oom ? -ENOMEM : 0;
 }
 
+static int parse_rotation(struct ctx *x, const struct config_node *cn, const char *cpath,
+                          struct config_credential *cr) {
+    char path[KEY_PATH_MAX], sub[KEY_PATH_MAX], q[QUOTE_MAX];
+    struct config_rotation *ro = &cr->rotation;
+    struct config_node n;
+
+    if (!config_node_has(cn, "rotation"))
+        return 0;
+    config_node_group(cn, "rotation", &n);
+    key_path(path, sizeof path, cpath, "rotation");
+    const config_setting_t *g = n.setting;
+
+    const char *st = config_node_string(&n, "strategy");
+    key_path(sub, sizeof sub, path, "strategy");
+    if (strcmp(st, "redis-acl") == 0)
+        ro->strategy = ROTATION_REDIS_ACL;
+    else if (strcmp(st, "azure-keys") == 0 || strcmp(st, "vault-database") == 0)
+        return fail(x, member(g, "strategy"), sub, "strategy %s is not supported by this version "
+                    "yet (supported: \"redis-acl\")", quote(st, q, sizeof q));
+    else
+        return fail(x, member(g, "strategy"), sub, "unknown strategy %s (use \"redis-acl\")",
+                    quote(st, q, sizeof q));
+
+    ro->interval_usec = config_node_duration(&n, "interval");
+    if (ro->interval_usec < 1000000) {
+        key_path(sub, sizeof sub, path, "interval");
+        return fail(x, member(g, "interval") ? member(g, "interval") : g, sub, "must be at least 1s");
+    }
+    ro->grace_usec = config_node_duration(&n, "grace");
+    ro->acl_save = config_node_bool(&n, "acl_save");
+    ro->password_length = (unsigned)config_node_int(&n, "password_length");
+
+    const char *al = config_node_string(&n, "password_alphabet");
+    for (size_t i = 0; i < sizeof alphabets / sizeof alphabets[0]; i++)
+        if (strcmp(al, alphabets[i].name) == 0)
+            snprintf(ro->alphabet, sizeof ro->alphabet, "%s", alphabets[i].chars);
+    if (!ro->alphabet[0]) {
+        key_path(sub, sizeof sub, path, "password_alphabet");
+        return fail(x, member(g, "password_alphabet"), sub, "unknown alphabet %s (use alnum, hex "
+                    "or urlsafe)", quote(al, q, sizeof q));
+    }
+
+    const char *au = config_node_string(&n, "admin_username");
+    const char *af = config_node_string(&n, "admin_password_file");
+    if (au && !*au)
+        au = NULL;
+    if (af && !*af)
+        af = NULL;
+    if (au && !af) {
+        key_path(sub, sizeof sub, path, "admin_password_file");
+        return fail(x, member(g, "admin_username"), sub, "required with admin_username (the file "
+                    "holding that user's password)");
+    }
+    if (af && !au) {
+        key_path(sub, sizeof sub, path, "admin_username");
+        return fail(x, member(g, "admin_password_file"), sub, "required with admin_password_file "
+                    "(use \"default\" for the default user)");
+    }
+    if (af && af[0] != '/') {
+        key_path(sub, sizeof sub, path, "admin_password_file");
+        return fail(x, member(g, "admin_password_file"), sub, "%s must be an absolute path",
+                    quote(af, q, sizeof q));
+    }
+    ro->admin_username = xdup(x, au);
+    ro->admin_password_file = xdup(x, af);
+
+    /* The agent must prove the new password works before publishing it. */
+    if (cr->redis.validate == VALIDATE_NONE)
+        return fail(x, g, path, "needs redis.validate = \"all\" or \"any\" (a rotated password "
+                    "is published only after Redis accepted it)");
+    ro->enabled = true;
+    return x->oom ? -ENOMEM : 0;
+}
+
 static int parse_credential(struct ctx *x, const config_setting_t *e, const char *path,
                             struct config_credential *cr) {
     struct config *c = x->c;
@@ -1485,10 +1584,6 @@ static int parse_credential(struct ctx *x, const config_setting_t *e, const char
     if (si == c->n_sources)
         return fail(x, m, sub, "no source named %s is defined in sources", quote(source, q, sizeof q));
 
-    if ((m = member(e, "rotation"))) {
-        key_path(sub, sizeof sub, path, "rotation");
-        return fail(x, m, sub, "not supported by this version yet");
-    }
     const struct config_key *ck = x->cred_keys[si];
     const struct config_key *tables[] = { cred_host_keys, ck };
     if ((r = check_group(x, e, path, tables, 2, cred_extra_keys, !x->lookup, 0)) < 0)
@@ -1554,6 +1649,8 @@ static int parse_credential(struct ctx *x, const config_setting_t *e, const char
             cr->on_change[i] = xdup(x, config_setting_get_string_elem(m, (int)i));
         cr->n_on_change = na;
     }
+    if ((r = parse_rotation(x, &hn, path, cr)) < 0)
+        return r;
     return x->oom ? -ENOMEM : 0;
 }
 
@@ -1659,6 +1756,8 @@ struct config *config_free(struct config *c) {
         for (size_t k = 0; k < cr->n_on_change; k++)
             free(cr->on_change[k]);
         free(cr->on_change);
+        free(cr->rotation.admin_username);
+        free(cr->rotation.admin_password_file);
     }
     free(c->credentials);
     struct lc_state *st = c->lc;

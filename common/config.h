@@ -96,6 +96,23 @@ struct config_source {
     struct config_node node;       /* the whole source group, with the plugin's schema */
 };
 
+/* Agent-driven rotation (DESIGN §9); enabled = false when the credential has none. */
+enum rotation_strategy { ROTATION_REDIS_ACL = 1 };
+
+#define ROTATION_ALPHABET_MAX 96
+
+struct config_rotation {
+    bool enabled;
+    enum rotation_strategy strategy;
+    uint64_t interval_usec;        /* since the last completed rotation */
+    uint64_t grace_usec;           /* old and new both work this long after publication */
+    char *admin_username;          /* NULL: ACL SETUSER runs as the credential itself */
+    char *admin_password_file;     /* with admin_username */
+    bool acl_save;                 /* ACL SAVE on each node after changing it */
+    unsigned password_length;
+    char alphabet[ROTATION_ALPHABET_MAX + 1];   /* the characters passwords are drawn from */
+};
+
 struct config_credential {
     char *name;
     char *source;                  /* source name */
@@ -107,6 +124,7 @@ struct config_credential {
     unsigned formats;              /* CRED_FORMAT_* */
     char **on_change;              /* argv, NULL-terminated; NULL = none */
     size_t n_on_change;
+    struct config_rotation rotation;
     struct config_node node;       /* the credential group, with the plugin's credential schema */
 };
 

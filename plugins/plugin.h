@@ -4,9 +4,9 @@
  * It names the source types it serves and, for each, the schema of its source-level and
  * credential-level config keys, so the host checks a config without running plugin code.
  *
- * Threads: open() and close() run on the agent's loop thread. fetch() runs on a worker
- * thread and may block (bounded by its own timeouts); the host never calls fetch()
- * concurrently for one source instance, but different instances run in parallel.
+ * Threads: open() and close() run on the agent's loop thread. fetch() and rotate() run on
+ * a worker thread and may block (bounded by their own timeouts); the host never calls
+ * them concurrently for one source instance, but different instances run in parallel.
  * watch_event() runs on the loop and must not block. A plugin talks to the host only
  * through struct rc_host (logging with its instance name, config getters, keyed versions);
  * it may use common/ (secret, json, http, duration) through the headers included here.
@@ -23,8 +23,9 @@
 #include "../common/config.h"
 #include "../common/secret.h"
 
-/* Bump on any incompatible change of the structs below. */
-#define RC_PLUGIN_ABI_VERSION 1
+/* Bump on any incompatible change of the structs below. 2: struct rc_source_type gained
+ * rotate() (DESIGN §9), which moved every field after it in the plugins' type tables. */
+#define RC_PLUGIN_ABI_VERSION 2
 
 /* Error classes: numbers never change or get reused. */
 enum rc_err_class {
@@ -34,7 +35,8 @@ enum rc_err_class {
     RC_ERR_NOT_FOUND = 3,   /* secret, version or field missing */
     RC_ERR_INVALID = 4,     /* unusable answer: malformed, wrong shape, disabled */
     RC_ERR_FATAL = 5,       /* configuration is wrong: retry on SIGHUP or refresh only */
-    RC_ERR_CLASS_MAX_ = 6,
+    RC_ERR_CONFLICT = 6,    /* rotate(): the store's version is not the expected one (CAS lost) */
+    RC_ERR_CLASS_MAX_ = 7,
 };
 
 static inline const char *rc_err_class_to_string(enum rc_err_class c) {
@@ -45,6 +47,7 @@ static inline const char *rc_err_class_to_string(enum rc_err_class c) {
     case RC_ERR_NOT_FOUND: return "not-found";
     case RC_ERR_INVALID: return "invalid";
     case RC_ERR_FATAL: return "fatal";
+    case RC_ERR_CONFLICT: return "conflict";
     case RC_ERR_CLASS_MAX_: break;
     }
     return NULL;
@@ -120,6 +123,18 @@ struct rc_source_type {
     /* Optional: usec from now when the source wants the next look (e.g. a TTL), or 0
      * to leave it to poll_interval. Called on a worker right after fetch(). */
     uint64_t (*next_check)(void *state, const struct rc_credential *cred);
+    /* Optional (DESIGN §9): writes username (NULL = the default user) + password as the
+     * store's next version of cred, but only while the store's current version of it is
+     * still expected_version (check-and-set: of many agents racing, exactly one wins).
+     * Runs on a worker and may block (bounded by the plugin's timeouts); like fetch(),
+     * never concurrently with fetch() or rotate() on the same source instance. 0 with the
+     * new version (as fetch() would report it) in ret_version[RC_VERSION_MAX], or -1 with
+     * err: RC_ERR_CONFLICT when the store holds another version (someone else rotated;
+     * nothing was written), other classes as for fetch(). A source without rotate()
+     * cannot be used with `rotation`. */
+    int (*rotate)(void *state, const struct rc_credential *cred, const char *expected_version,
+                  const char *username, const struct secret *password, char *ret_version,
+                  struct rc_error *err);
     /* Optional: an fd the loop watches for readability; then watch_event() runs. */
     int (*watch_fd)(void *state);
     void (*watch_event)(void *state);

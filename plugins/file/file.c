@@ -6,6 +6,10 @@
  * poll_interval stays as the fallback. The version is the host's keyed hash of the
  * username and password, never a plain hash of the secret.
  *
+ * rotate() (agent-driven rotation, DESIGN §9) writes the next version into the file with
+ * a check-and-set under an flock in the directory, so the directory must be writable by
+ * the agent for credentials with `rotation`.
+ *
  * State: the directory path and the inotify fd are set in open() and only read after;
  * watch_event() (loop thread) touches nothing fetch() (worker) uses but the immutable
  * list of credential paths.
@@ -15,6 +19,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -233,15 +238,12 @@ static int file_parse_json(const char *full, const struct secret *content, struc
     return r;
 }
 
-static int file_fetch(void *state, const struct rc_credential *cred,
-                      struct rc_candidate ret[RC_MAX_CANDIDATES], struct rc_error *err) {
-    struct file_source *s = state;
-    const struct file_cred *fc = file_find(s, cred->name);
+/* Reads and parses fc's file into *ret (username, password, version). 0 or -1 + err. */
+static int file_load(const struct file_source *s, const struct file_cred *fc,
+                     struct rc_candidate *ret, struct rc_error *err) {
     _cleanup_secret_ struct secret *content = NULL;
     struct rc_candidate c = { .expires_at = INT64_MIN };
 
-    if (!fc)
-        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
     if (file_read(s->directory, fc->path, &content, err) < 0)
         return -1;
 
@@ -272,8 +274,182 @@ static int file_fetch(void *state, const struct rc_credential *cred,
         secret_free(c.password);
         return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
     }
-    ret[0] = c;
-    return 1;
+    *ret = c;
+    return 0;
+}
+
+static int file_fetch(void *state, const struct rc_credential *cred,
+                      struct rc_candidate ret[RC_MAX_CANDIDATES], struct rc_error *err) {
+    struct file_source *s = state;
+    const struct file_cred *fc = file_find(s, cred->name);
+
+    if (!fc)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    return file_load(s, fc, &ret[0], err) < 0 ? -1 : 1;
+}
+
+/* ---- rotate: check-and-set write of the next version ----
+ *
+ * Writers agree through an flock on LOCK_NAME in the directory: under it, re-read the
+ * file, compare its version with the expected one, write a temporary file (mode of the
+ * existing file, else 0600), fsync, rename over the file, fsync the directory. Readers
+ * (fetch, other agents' fetch, people) need no lock: the rename is atomic. The lock file
+ * starts with '.', so it can never be a credential's path. */
+#define LOCK_NAME ".redis-creds-rotate.lock"
+#define LOCK_WAIT_USEC (5 * 1000 * 1000)
+
+static int file_lock(const struct file_source *s, const char *target, int *ret_fd,
+                     struct rc_error *err) {
+    char lock[PATH_MAX];
+    int n = snprintf(lock, sizeof lock, "%s/%s", s->directory, LOCK_NAME);
+    if (n < 0 || (size_t)n >= sizeof lock)
+        return rc_error_set(err, RC_ERR_FATAL, "%s: path too long", s->directory);
+    int fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0) {
+        int e = errno;
+        return rc_error_set(err, e == EACCES || e == EPERM || e == EROFS ? RC_ERR_FATAL : RC_ERR_TRANSIENT,
+                            "cannot rotate %s: cannot create the lock file %s (the directory must be "
+                            "writable by the agent): %s", target, lock, strerror(e));
+    }
+    /* Bounded wait: a writer that hangs with the lock must not hang this worker. */
+    for (unsigned waited = 0;; waited += 10000) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if ((errno != EWOULDBLOCK && errno != EINTR) || waited >= LOCK_WAIT_USEC) {
+            int e = errno;
+            close(fd);
+            return rc_error_set(err, RC_ERR_TRANSIENT, "cannot rotate %s: lock %s: %s", target, lock,
+                                e == EWOULDBLOCK ? "held by another writer for too long" : strerror(e));
+        }
+        usleep(10000);
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* The JSON the file holds after a rotation, in a buffer the caller wipes and frees. */
+static int file_format(const char *username, const struct secret *password, char **ret,
+                       size_t *ret_len, size_t *ret_cap) {
+    json_t *o = json_object();
+    json_t *pw = json_stringn(secret_data(password), secret_len(password));
+    int r = -EINVAL;
+    if (o && pw && json_object_set_new(o, "username", username ? json_string(username) : json_null()) == 0 &&
+        json_object_set(o, "password", pw) == 0) {
+        size_t need = json_dumpb(o, NULL, 0, JSON_COMPACT);
+        char *buf = need ? malloc(need + 1) : NULL;
+        if (buf && json_dumpb(o, buf, need, JSON_COMPACT) == need) {
+            buf[need] = '\n';
+            *ret = buf;
+            *ret_len = need + 1;
+            *ret_cap = need + 1;
+            r = 0;
+        } else {
+            if (buf)
+                secret_wipe_free(buf, need + 1);
+            r = -ENOMEM;
+        }
+    }
+    json_decref(pw);
+    json_decref(o);   /* jansson's free wipes (secret_init) */
+    return r;
+}
+
+static int write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int file_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
+                       const char *username, const struct secret *password, char *ret_version,
+                       struct rc_error *err) {
+    struct file_source *s = state;
+    const struct file_cred *fc = file_find(s, cred->name);
+    char target[PATH_MAX], tmp[PATH_MAX], version[RC_VERSION_MAX];
+    struct rc_candidate cur = { .expires_at = INT64_MIN };
+    char *content = NULL;
+    size_t len = 0, cap = 0;
+    int lock_fd = -1, fd = -1, r;
+    mode_t mode = 0600;
+    struct stat st;
+
+    if (!fc)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    r = snprintf(target, sizeof target, "%s/%s", s->directory, fc->path);
+    int r2 = snprintf(tmp, sizeof tmp, "%s/.%s.rotate-XXXXXX", s->directory, fc->path);
+    if (r < 0 || (size_t)r >= sizeof target || r2 < 0 || (size_t)r2 >= sizeof tmp)
+        return rc_error_set(err, RC_ERR_FATAL, "%s/%s: path too long", s->directory, fc->path);
+    if (file_lock(s, target, &lock_fd, err) < 0)
+        return -1;
+
+    /* Under the lock: is the store still at the version the agent has? */
+    if (file_load(s, fc, &cur, err) < 0)
+        goto fail;
+    free(cur.username);
+    secret_free(cur.password);
+    if (strcmp(cur.version, expected_version) != 0) {
+        rc_error_set(err, RC_ERR_CONFLICT, "%s: holds version %s, not the expected %s (rotated by "
+                     "someone else)", target, cur.version, expected_version);
+        goto fail;
+    }
+    if (stat(target, &st) == 0)
+        mode = st.st_mode & 07777;
+    if ((r = rc_credential_version(s->host, username, password, version)) < 0) {
+        rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
+        goto fail;
+    }
+    if ((r = file_format(username, password, &content, &len, &cap)) < 0) {
+        rc_error_set(err, r == -ENOMEM ? RC_ERR_TRANSIENT : RC_ERR_INVALID,
+                     "%s: cannot encode the new credential as JSON", target);
+        goto fail;
+    }
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        rc_error_set(err, e == EACCES || e == EPERM || e == EROFS ? RC_ERR_FATAL : RC_ERR_TRANSIENT,
+                     "cannot rotate %s: cannot create a temporary file in %s (the directory must be "
+                     "writable by the agent): %s", target, s->directory, strerror(e));
+        goto fail;
+    }
+    if ((r = fchmod(fd, mode) < 0 ? -errno : 0) < 0 || (r = write_all(fd, content, len)) < 0 ||
+        (r = fsync(fd) < 0 ? -errno : 0) < 0) {
+        rc_error_set(err, RC_ERR_TRANSIENT, "cannot rotate %s: writing %s: %s", target, tmp, strerror(-r));
+        goto fail_unlink;
+    }
+    close(fd);
+    fd = -1;
+    if (rename(tmp, target) < 0) {
+        int e = errno;
+        rc_error_set(err, RC_ERR_TRANSIENT, "cannot rotate %s: rename: %s", target, strerror(e));
+        goto fail_unlink;
+    }
+    int dfd = open(s->directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);   /* the rename is done; a failed fsync only weakens durability */
+        close(dfd);
+    }
+    secret_wipe_free(content, cap);
+    close(lock_fd);   /* releases the flock */
+    memcpy(ret_version, version, RC_VERSION_MAX);
+    return 0;
+
+fail_unlink:
+    if (fd >= 0)
+        close(fd);
+    fd = -1;
+    unlink(tmp);
+fail:
+    if (content)
+        secret_wipe_free(content, cap);
+    close(lock_fd);
+    return -1;
 }
 
 static int file_watch_fd(void *state) {
@@ -316,6 +492,7 @@ static const struct rc_source_type file_types[] = {
         .credential_keys = file_credential_keys,
         .open = file_open,
         .fetch = file_fetch,
+        .rotate = file_rotate,
         .watch_fd = file_watch_fd,
         .watch_event = file_watch_event,
         .close = file_close,

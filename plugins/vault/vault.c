@@ -601,9 +601,10 @@ static int token_ensure(struct vault_source *s, struct rc_error *err) {
  * A 403 for a token Vault still accepts is handed back (*ret_token_ok set): the policy
  * does not grant the path. */
 static int vault_authed(struct vault_source *s, const char *method, const char *api_path,
+                        const void *body, size_t body_len,
                         struct http_response *resp, bool *ret_token_ok, struct rc_error *err) {
     *ret_token_ok = false;
-    if (vault_http(s, method, api_path, NULL, 0, true, resp, err) < 0)
+    if (vault_http(s, method, api_path, body, body_len, true, resp, err) < 0)
         return -1;
     if (resp->status != 403)
         return 0;
@@ -622,7 +623,7 @@ static int vault_authed(struct vault_source *s, const char *method, const char *
     http_response_clear(resp);
     if (token_login(s, err) < 0)
         return -1;
-    if (vault_http(s, method, api_path, NULL, 0, true, resp, err) < 0)
+    if (vault_http(s, method, api_path, body, body_len, true, resp, err) < 0)
         return -1;
     if (resp->status == 403 && !vault_errors_has(resp->body, resp->body_len, "invalid token"))
         *ret_token_ok = true;
@@ -724,7 +725,7 @@ static int kv2_fetch(struct vault_source *s, struct vault_cred_rt *c,
 
     if (!c->data_only) {
         snprintf(what, sizeof what, "GET %s", c->api_meta);
-        if (vault_authed(s, "GET", c->api_meta, &resp, &token_ok, err) < 0)
+        if (vault_authed(s, "GET", c->api_meta, NULL, 0, &resp, &token_ok, err) < 0)
             return -1;
         if (resp.status == 403 && token_ok) {
             /* Many policies grant only data/: read it at every look instead. */
@@ -762,7 +763,7 @@ static int kv2_fetch(struct vault_source *s, struct vault_cred_rt *c,
     }
 
     snprintf(what, sizeof what, "GET %s", c->api_data);
-    if (vault_authed(s, "GET", c->api_data, &resp, &token_ok, err) < 0)
+    if (vault_authed(s, "GET", c->api_data, NULL, 0, &resp, &token_ok, err) < 0)
         return -1;
     if (resp.status != 200 && resp.status != 404) {
         if (resp.status == 403)
@@ -797,7 +798,7 @@ static int kv1_fetch(struct vault_source *s, struct vault_cred_rt *c,
     struct http_response resp;
     bool token_ok;
     snprintf(what, sizeof what, "GET %s", c->api_data);
-    if (vault_authed(s, "GET", c->api_data, &resp, &token_ok, err) < 0)
+    if (vault_authed(s, "GET", c->api_data, NULL, 0, &resp, &token_ok, err) < 0)
         return -1;
     if (resp.status != 200) {
         if (resp.status == 403)
@@ -836,7 +837,7 @@ static int db_fetch(struct vault_source *s, struct vault_cred_rt *c,
     struct http_response resp;
     bool token_ok;
     snprintf(what, sizeof what, "GET %s", c->api_data);
-    if (vault_authed(s, "GET", c->api_data, &resp, &token_ok, err) < 0)
+    if (vault_authed(s, "GET", c->api_data, NULL, 0, &resp, &token_ok, err) < 0)
         return -1;
     if (resp.status != 200) {
         if (resp.status == 403)
@@ -921,6 +922,69 @@ static int vault_fetch(void *state, const struct rc_credential *cred,
     return n;
 }
 
+/* ---- rotate: KV v2 check-and-set write (agent-driven rotation) ---- */
+
+static int vault_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
+                        const char *username, const struct secret *password, char *ret_version,
+                        struct rc_error *err) {
+    struct vault_source *s = state;
+    struct vault_cred_rt *c = find_cred(s, cred->name);
+    char what[VAULT_PATH_MAX + 16], *end = NULL;
+    struct http_response resp;
+    char *body = NULL;
+    size_t body_len = 0;
+    bool token_ok;
+    int r;
+
+    if (!c)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    if (c->engine != ENGINE_KV2)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s: rotation needs engine = \"kv2\" (a "
+                            "check-and-set write)", cred->name);
+    /* The agent's version of a KV v2 secret is its version number: the cas to write with. */
+    errno = 0;
+    long long cas = strtoll(expected_version, &end, 10);
+    if (errno || end == expected_version || *end || cas <= 0)
+        return rc_error_set(err, RC_ERR_CONFLICT, "%s: the published version \"%s\" is not a version "
+                            "of this secret", c->path, expected_version);
+    s->relogged = false;
+    if (token_ensure(s, err) < 0) {
+        scrub_all(s, err);
+        return -1;
+    }
+    if ((r = vault_kv2_write_body(&c->fields, username, password, cas, &body, &body_len)) < 0)
+        return r == -ENOMEM ? oom(err)
+                            : rc_error_set(err, RC_ERR_INVALID, "%s: the new credential is not valid "
+                                           "UTF-8 (JSON cannot carry it)", c->path);
+    snprintf(what, sizeof what, "POST %s", c->api_data);
+    r = vault_authed(s, "POST", c->api_data, body, body_len, &resp, &token_ok, err);
+    secret_wipe_free(body, body_len);
+    if (r < 0) {
+        scrub_all(s, err);
+        return -1;
+    }
+    int64_t v = 0;
+    if (resp.status == 200)
+        r = vault_parse_kv2_write(resp.body, resp.body_len, &v, what, err);
+    else if (resp.status == 400 && vault_errors_has(resp.body, resp.body_len, "did not match the current version"))
+        r = rc_error_set(err, RC_ERR_CONFLICT, "%s: 400 check-and-set parameter did not match the "
+                         "current version (version %lld was rotated by someone else)", what, cas);
+    else if (resp.status == 403)
+        r = status_error(&resp, what, token_ok ? " (the token is valid: does its policy grant create "
+                         "and update here?)" : " (after logging in again)", err);
+    else
+        r = status_error(&resp, what, NULL, err);
+    http_response_clear(&resp);
+    if (r < 0) {
+        scrub_all(s, err);
+        return -1;
+    }
+    snprintf(ret_version, RC_VERSION_MAX, "%lld", (long long)v);
+    s->host->log(s->host->h, LOG_DEBUG, c->name, "%s: wrote version %lld (cas %lld)", what,
+                 (long long)v, cas);
+    return 0;
+}
+
 static uint64_t vault_next_check(void *state, const struct rc_credential *cred) {
     struct vault_source *s = state;
     struct vault_cred_rt *c = find_cred(s, cred->name);
@@ -999,6 +1063,11 @@ static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, s
     else
         return rc_error_set(err, RC_ERR_FATAL, "credential %s: engine \"%s\" is not one of kv2, kv1, "
                             "database", rc->name, engine);
+    /* `rotation` is the host's key; a rotation writes with a KV v2 check-and-set, which
+     * the other engines do not have: say so at start rather than at the first rotation. */
+    if (config_node_has(n, "rotation") && c->engine != ENGINE_KV2)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s: rotation needs engine = \"kv2\" (a "
+                            "check-and-set write); engine \"%s\" cannot rotate", rc->name, engine);
 
     if (vault_path_split(path, mount, &m, &rest, err) < 0) {
         char msg[sizeof err->message];
@@ -1204,6 +1273,7 @@ static const struct rc_source_type vault_types[] = {
         .open = vault_open,
         .fetch = vault_fetch,
         .next_check = vault_next_check,
+        .rotate = vault_rotate,
         .close = vault_close,
     },
 };

@@ -731,3 +731,50 @@ uint64_t vault_rot_update(struct vault_rot *st, const char *version, int64_t ttl
     uint64_t next = st->expected - VAULT_ROT_LEAD_USEC;
     return next > now + VAULT_ROT_POLL_USEC ? next : now + VAULT_ROT_POLL_USEC;
 }
+
+int vault_kv2_write_body(const struct vault_fields *f, const char *username,
+                         const struct secret *password, int64_t cas, char **ret, size_t *ret_len) {
+    json_t *pw = json_stringn(secret_data(password), secret_len(password));
+    json_t *data = json_object(), *root = NULL;
+    int r = -EINVAL;
+    if (!pw || !data || json_object_set(data, f->password, pw) < 0)
+        goto out;
+    if (username && json_object_set_new(data, f->username, json_string(username)) < 0)
+        goto out;
+    root = json_pack("{s:{s:I}, s:O}", "options", "cas", (json_int_t)cas, "data", data);
+    if (!root) {
+        r = -ENOMEM;
+        goto out;
+    }
+    size_t need = json_dumpb(root, NULL, 0, JSON_COMPACT);
+    char *buf = need ? malloc(need) : NULL;
+    if (!buf || json_dumpb(root, buf, need, JSON_COMPACT) != need) {
+        if (buf)
+            secret_wipe_free(buf, need);
+        r = -ENOMEM;
+        goto out;
+    }
+    *ret = buf;
+    *ret_len = need;
+    r = 0;
+out:
+    json_decref(root);   /* jansson's free wipes (secret_init) */
+    json_decref(data);
+    json_decref(pw);
+    return r;
+}
+
+int vault_parse_kv2_write(const char *body, size_t len, int64_t *ret_version, const char *what,
+                          struct rc_error *err) {
+    json_t *root = load(body, len, what, err);
+    if (!root)
+        return -1;
+    int64_t v = 0;
+    json_t *data = json_object_get(root, "data");
+    bool ok = json_is_object(data) && get_int(data, "version", &v) && v > 0;
+    json_decref(root);
+    if (!ok)
+        return rc_error_set(err, RC_ERR_INVALID, "%s: the answer has no positive \"data.version\"", what);
+    *ret_version = v;
+    return 0;
+}

@@ -87,6 +87,16 @@ int vault_parse_kv2_metadata(const char *body, size_t len, int64_t now_unix,
 int vault_parse_kv2_data(long status, const char *body, size_t len, const struct vault_fields *f,
                          struct vault_cred *ret, int64_t *ret_version, const char *what,
                          struct rc_error *err);
+/* The body of a KV v2 write of a rotated credential (agent-driven rotation):
+ * {"options":{"cas":cas},"data":{<password field>: password, <username field>: username}}
+ * (no username field for the default user). A malloc'd buffer holding the password: the
+ * caller wipes and frees it with secret_wipe_free(*ret, *ret_len). 0, -ENOMEM, or -EINVAL
+ * when the password or username is not UTF-8 (JSON cannot carry it). */
+int vault_kv2_write_body(const struct vault_fields *f, const char *username,
+                         const struct secret *password, int64_t cas, char **ret, size_t *ret_len);
+/* A KV v2 write's 200 answer: data.version is the version just written. */
+int vault_parse_kv2_write(const char *body, size_t len, int64_t *ret_version, const char *what,
+                          struct rc_error *err);
 /* KV v1 read (200): the fields of the flat data object. */
 int vault_parse_kv1_data(const char *body, size_t len, const struct vault_fields *f,
                          struct vault_cred *ret, const char *what, struct rc_error *err);

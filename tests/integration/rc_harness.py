@@ -176,14 +176,19 @@ class RedisServer:
         self.acl_setuser("default", "resetpass", ">" + password)
 
     def auth_ok(self, username, password):
-        c = redis.Redis(host="127.0.0.1", port=self.port, username=username, password=password,
-                        socket_timeout=2)
-        try:
-            return c.ping()
-        except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):
-            return False
-        finally:
-            c.close()
+        return auth_ok(self.port, username, password)
+
+
+def auth_ok(port, username, password):
+    """Whether a fresh connection to 127.0.0.1:port logs in with username + password."""
+    c = redis.Redis(host="127.0.0.1", port=port, username=username, password=password,
+                    socket_timeout=2)
+    try:
+        return c.ping()
+    except (redis.exceptions.AuthenticationError, redis.exceptions.ResponseError):
+        return False
+    finally:
+        c.close()
 
 
 # --------------------------------------------------------------------------- sd_notify

@@ -801,9 +801,75 @@ static void test_on_change_must_start_with_an_absolute_path(void **state) {
     config_free(c);
 }
 
-static void test_rotation_is_not_supported_yet(void **state) {
+static void test_rotation_defaults_and_every_key(void **state) {
+    struct config *c = load_cred("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; };");
+    const struct config_rotation *ro = &c->credentials[0].rotation;
+    assert_true(ro->enabled);
+    assert_int_equal(ro->strategy, ROTATION_REDIS_ACL);
+    assert_int_equal(ro->interval_usec, 30ULL * 86400 * 1000000);
+    assert_int_equal(ro->grace_usec, 600ULL * 1000000);
+    assert_null(ro->admin_username);
+    assert_null(ro->admin_password_file);
+    assert_false(ro->acl_save);
+    assert_int_equal(ro->password_length, 32);
+    assert_int_equal(strlen(ro->alphabet), 62);
+    config_free(c);
+
+    c = load_cred("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; interval = \"2s\"; "
+                  "grace = \"500ms\"; admin_username = \"rotator\"; admin_password_file = "
+                  "\"/etc/rc/admin\"; acl_save = true; password_length = 40; password_alphabet = \"hex\"; };");
+    ro = &c->credentials[0].rotation;
+    assert_int_equal(ro->interval_usec, 2000000);
+    assert_int_equal(ro->grace_usec, 500000);
+    assert_string_equal(ro->admin_username, "rotator");
+    assert_string_equal(ro->admin_password_file, "/etc/rc/admin");
+    assert_true(ro->acl_save);
+    assert_int_equal(ro->password_length, 40);
+    assert_string_equal(ro->alphabet, "0123456789abcdef");
+    config_free(c);
+
+    c = load_cred("path = \"x\"; " REDIS_OK);
+    assert_false(c->credentials[0].rotation.enabled);
+    config_free(c);
+}
+
+static void test_rotation_errors_name_file_line_and_key(void **state) {
     expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { interval = \"30d\"; };",
-                      "agent.conf:4: credentials[0].rotation: not supported by this version yet");
+                      "agent.conf:4: credentials[0].rotation.strategy: required key is missing");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"azure-keys\"; };",
+                      "agent.conf:4: credentials[0].rotation.strategy: strategy \"azure-keys\" is "
+                      "not supported by this version yet (supported: \"redis-acl\")");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"vault-database\"; };",
+                      "agent.conf:4: credentials[0].rotation.strategy: strategy \"vault-database\" "
+                      "is not supported by this version yet (supported: \"redis-acl\")");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"magic\"; };",
+                      "agent.conf:4: credentials[0].rotation.strategy: unknown strategy \"magic\" "
+                      "(use \"redis-acl\")");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; interval = 30; };",
+                      "agent.conf:4: credentials[0].rotation.interval: expected a duration string "
+                      "like \"30s\", got an integer");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; interval = \"0s\"; };",
+                      "agent.conf:4: credentials[0].rotation.interval: must be at least 1s");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; password_length = 8; };",
+                      "agent.conf:4: credentials[0].rotation.password_length: 8 is out of range (16..256)");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; password_alphabet = \"emoji\"; };",
+                      "agent.conf:4: credentials[0].rotation.password_alphabet: unknown alphabet "
+                      "\"emoji\" (use alnum, hex or urlsafe)");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; colour = 1; };",
+                      "agent.conf:4: credentials[0].rotation.colour: unknown key");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; admin_username = \"r\"; };",
+                      "agent.conf:4: credentials[0].rotation.admin_password_file: required with "
+                      "admin_username (the file holding that user's password)");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; admin_username = \"r\"; "
+                      "admin_password_file = \"pw\"; };",
+                      "agent.conf:4: credentials[0].rotation.admin_password_file: \"pw\" must be an "
+                      "absolute path");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = 5;",
+                      "agent.conf:4: credentials[0].rotation: expected a group { ... }, got an integer");
+    expect_cred_error("path = \"x\"; redis = { endpoints = [ \"127.0.0.1:6379\" ]; validate = \"none\"; };\n"
+                      "rotation = { strategy = \"redis-acl\"; };",
+                      "agent.conf:4: credentials[0].rotation: needs redis.validate = \"all\" or "
+                      "\"any\" (a rotated password is published only after Redis accepted it)");
 }
 
 static void test_validate_policy_and_log_level_accept_only_documented_words(void **state) {
@@ -1210,7 +1276,8 @@ int main(void) {
         cmocka_unit_test(test_schema_default_texts_are_well_formed),
         cmocka_unit_test(test_formats_must_include_json_and_be_known),
         cmocka_unit_test(test_on_change_must_start_with_an_absolute_path),
-        cmocka_unit_test(test_rotation_is_not_supported_yet),
+        cmocka_unit_test(test_rotation_defaults_and_every_key),
+        cmocka_unit_test(test_rotation_errors_name_file_line_and_key),
         cmocka_unit_test(test_validate_policy_and_log_level_accept_only_documented_words),
         cmocka_unit_test(test_endpoints_must_be_host_port_v6_or_unix),
         cmocka_unit_test(test_agent_paths_must_be_absolute),

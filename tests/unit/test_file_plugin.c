@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -295,6 +296,114 @@ static void test_missing_directory_is_fatal_at_open(void **st) {
     mock_host_fini(&m);
 }
 
+
+/* ---- rotate(): check-and-set write ---- */
+
+static int rotate(struct fx *f, size_t i, const char *expected, const char *user, const char *pw,
+                  char *ret_version, struct rc_error *err) {
+    return mock_rotate(&redis_creds_plugin.types[0], f->state, &f->creds[i], expected, user, pw,
+                       ret_version, err);
+}
+
+static void test_rotate_writes_next_version_when_expected_version_matches(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    char v[RC_VERSION_MAX], old[RC_VERSION_MAX];
+    struct stat sb;
+
+    write_file(f->dir, "cache.json", "{\"username\":\"app\",\"password\":\"old-pw\"}", 38);
+    char p[512];
+    snprintf(p, sizeof p, "%s/cache.json", f->dir);
+    assert_int_equal(chmod(p, 0640), 0);
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    snprintf(old, sizeof old, "%s", c.version);
+    cand_clear(&c);
+
+    assert_int_equal(rotate(f, 0, old, "app", "new-pw-123", v, &err), 0);
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    assert_string_equal(c.username, "app");
+    assert_string_equal(secret_data(c.password), "new-pw-123");
+    assert_string_equal(c.version, v);        /* rotate() reports what fetch() will see */
+    assert_string_not_equal(c.version, old);
+    cand_clear(&c);
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 07777, 0640);   /* the file keeps its mode */
+
+    /* A second writer that still expects the old version loses and writes nothing. */
+    assert_int_equal(rotate(f, 0, old, "app", "other-pw", v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    assert_non_null(strstr(err.message, "cache.json"));
+    assert_null(strstr(err.message, "other-pw"));
+    assert_null(strstr(err.message, "new-pw-123"));
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    assert_string_equal(secret_data(c.password), "new-pw-123");
+    cand_clear(&c);
+}
+
+static void test_rotate_default_user_and_bare_file(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    char v[RC_VERSION_MAX], old[RC_VERSION_MAX];
+
+    write_file(f->dir, "bare", "pw-one\n", 7);
+    assert_int_equal(fetch(f, 1, &c, &err), 0);
+    snprintf(old, sizeof old, "%s", c.version);
+    cand_clear(&c);
+    assert_int_equal(rotate(f, 1, old, NULL, "pw-two-xyz", v, &err), 0);
+    assert_int_equal(fetch(f, 1, &c, &err), 0);
+    assert_null(c.username);
+    assert_string_equal(secret_data(c.password), "pw-two-xyz");
+    assert_string_equal(c.version, v);
+    cand_clear(&c);
+}
+
+static void test_rotate_missing_file_and_unwritable_directory_are_errors(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    char v[RC_VERSION_MAX], old[RC_VERSION_MAX];
+
+    assert_int_equal(rotate(f, 0, "h-0000000000000000", "app", "pw-new-new", v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_NOT_FOUND);
+
+    write_file(f->dir, "cache.json", "{\"username\":\"app\",\"password\":\"old-pw\"}", 38);
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    snprintf(old, sizeof old, "%s", c.version);
+    cand_clear(&c);
+    assert_int_equal(chmod(f->dir, 0555), 0);
+    /* Root writes anywhere: show the permission case as an unprivileged child. */
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pipefd[0]);
+        if (geteuid() == 0 && (setgid(65534) < 0 || setuid(65534) < 0))
+            _exit(3);
+        int r = rotate(f, 0, old, "app", "pw-new-new", v, &err);
+        if (write(pipefd[1], &err, sizeof err) != (ssize_t)sizeof err)
+            _exit(4);
+        _exit(r == -1 ? 0 : 1);
+    }
+    close(pipefd[1]);
+    int status = 0;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(read(pipefd[0], &err, sizeof err), (ssize_t)sizeof err);
+    close(pipefd[0]);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(chmod(f->dir, 0700), 0);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_non_null(strstr(err.message, "cache.json"));
+    assert_non_null(strstr(err.message, "writable by the agent"));
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    assert_string_equal(secret_data(c.password), "old-pw");
+    cand_clear(&c);
+}
+
 int main(void) {
     secret_init(0);
     const struct CMUnitTest tests[] = {
@@ -309,6 +418,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_oversized_file_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlink_and_fifo_are_refused_without_hanging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_and_rename_wake_the_credential, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_writes_next_version_when_expected_version_matches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_default_user_and_bare_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_missing_file_and_unwritable_directory_are_errors, setup, teardown),
         cmocka_unit_test(test_path_with_slash_is_fatal_at_open),
         cmocka_unit_test(test_missing_directory_is_fatal_at_open),
     };

@@ -61,6 +61,22 @@ static void test_file_type_loads_from_the_build_plugin_dir(void **st) {
     plugins_free(p);
 }
 
+/* Two plugins in one registry (a file source and a vault source in one config): each
+ * lookup gets its own plugin's table, not the first one loaded again. */
+static void test_two_plugins_load_side_by_side(void **st) {
+    struct plugins *p = plugins_new();
+    const struct rc_source_type *f = NULL, *v = NULL;
+    char err[512];
+    assert_int_equal(plugins_find_type(p, TEST_PLUGIN_DIR, "file", &f, err, sizeof err), 0);
+    assert_int_equal(plugins_find_type(p, TEST_PLUGIN_DIR, "vault", &v, err, sizeof err), 0);
+    assert_string_equal(f->type, "file");
+    assert_string_equal(v->type, "vault");
+    assert_ptr_not_equal(f->fetch, v->fetch);
+    assert_non_null(f->rotate);   /* both can write a next version with a check-and-set */
+    assert_non_null(v->rotate);
+    plugins_free(p);
+}
+
 static void test_wrong_abi_version_is_refused_naming_file_and_versions(void **st) {
     struct plugins *p = plugins_new();
     const struct rc_source_type *t = NULL;
@@ -121,6 +137,7 @@ static void test_free_of_null_is_null(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_file_type_loads_from_the_build_plugin_dir),
+        cmocka_unit_test(test_two_plugins_load_side_by_side),
         cmocka_unit_test(test_wrong_abi_version_is_refused_naming_file_and_versions),
         cmocka_unit_test(test_unknown_type_and_missing_plugin_are_refused),
         cmocka_unit_test_setup_teardown(test_group_writable_plugin_or_dir_is_refused, setup, teardown),

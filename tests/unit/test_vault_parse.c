@@ -368,10 +368,54 @@ static void test_static_role_gives_up_polling_after_30s(void **st) {
     assert_int_equal(next, now + VAULT_ROT_STUCK_RETRY_USEC);
 }
 
+
+static void test_kv2_write_body_carries_cas_and_fields_and_the_answer_its_version(void **st) {
+    struct vault_fields f = { .username = "user", .password = "pass" };
+    struct secret *pw = secret_new_str("n3w-\"pw\"");
+    char *body = NULL;
+    size_t len = 0;
+    struct rc_error err = { 0 };
+    int64_t v = 0;
+
+    assert_int_equal(vault_kv2_write_body(&f, "app", pw, 7, &body, &len), 0);
+    json_t *root = json_loadb(body, len, 0, NULL);
+    assert_non_null(root);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "options"), "cas")), 7);
+    json_t *data = json_object_get(root, "data");
+    assert_string_equal(json_string_value(json_object_get(data, "user")), "app");
+    assert_string_equal(json_string_value(json_object_get(data, "pass")), "n3w-\"pw\"");
+    assert_int_equal(json_object_size(data), 2);
+    json_decref(root);
+    secret_wipe_free(body, len);
+
+    /* the default user: no username field at all */
+    assert_int_equal(vault_kv2_write_body(&f, NULL, pw, 1, &body, &len), 0);
+    root = json_loadb(body, len, 0, NULL);
+    assert_int_equal(json_object_size(json_object_get(root, "data")), 1);
+    json_decref(root);
+    secret_wipe_free(body, len);
+    secret_free(pw);
+
+    /* JSON cannot carry bytes that are not UTF-8 */
+    pw = secret_new("\xff\xfe", 2);
+    assert_int_equal(vault_kv2_write_body(&f, "app", pw, 1, &body, &len), -EINVAL);
+    secret_free(pw);
+
+    const char ok[] = "{\"request_id\":\"x\",\"data\":{\"created_time\":\"2026-11-22T10:00:00Z\","
+                      "\"custom_metadata\":null,\"deletion_time\":\"\",\"destroyed\":false,\"version\":8}}";
+    assert_int_equal(vault_parse_kv2_write(ok, strlen(ok), &v, "POST x", &err), 0);
+    assert_int_equal(v, 8);
+    const char bad[] = "{\"data\":{\"version\":0}}";
+    assert_int_equal(vault_parse_kv2_write(bad, strlen(bad), &v, "POST x", &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_non_null(strstr(err.message, "POST x"));
+}
+
 int main(void) {
     secret_init(0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors_text_flattens_multierror_and_lists),
+        cmocka_unit_test(test_kv2_write_body_carries_cas_and_fields_and_the_answer_its_version),
         cmocka_unit_test(test_status_classes_follow_design_section_7),
         cmocka_unit_test(test_path_split_uses_first_segment_or_the_configured_mount),
         cmocka_unit_test(test_path_encode_escapes_and_refuses_dot_segments),

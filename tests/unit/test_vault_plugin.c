@@ -713,12 +713,67 @@ static void test_plain_http_only_to_loopback_and_insecure_warns(void **st) {
     snprintf(f->url, sizeof f->url, "%s", saved);
 }
 
+
+static int rotate(struct fx *f, size_t i, const char *expected, const char *user, const char *pw,
+                  char *ret_version, struct rc_error *err) {
+    return mock_rotate(&redis_creds_plugin.types[0], f->state, &f->creds[i], expected, user, pw,
+                       ret_version, err);
+}
+
+static void test_kv2_rotate_writes_with_check_and_set(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate cs[RC_MAX_CANDIDATES];
+    struct rc_error err;
+    char v[RC_VERSION_MAX];
+    /* cas_required on the mount: a write without options.cas would be refused */
+    fake_do(f, "kv2_enable", "{\"mount\":\"secret\",\"cas_required\":true}");
+    fake_do(f, "kv2_put", "{\"mount\":\"secret\",\"path\":\"redis/cache\",\"cas\":0,"
+            "\"data\":{\"username\":\"app\",\"password\":\"p1\"}}");
+    assert_int_equal(open_source(f, NULL, tok_auth(f), CACHE_KV2, &err), 0);
+    int n = fetch(f, 0, cs, &err);
+    assert_int_equal(n, 1);
+    cands_free(cs, n);
+
+    assert_int_equal(rotate(f, 0, "1", "app", "rotated-pw-2", v, &err), 0);
+    assert_string_equal(v, "2");
+    n = fetch(f, 0, cs, &err);
+    assert_int_equal(n, 1);
+    assert_string_equal(cs[0].version, "2");   /* what fetch() reports is what rotate() said */
+    assert_string_equal(cs[0].username, "app");
+    assert_string_equal(secret_data(cs[0].password), "rotated-pw-2");
+    cands_free(cs, n);
+
+    /* a writer that still expects version 1 loses, and nothing is written */
+    assert_int_equal(rotate(f, 0, "1", "app", "loser-pw", v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    assert_non_null(strstr(err.message, "check-and-set parameter did not match the current version"));
+    assert_null(strstr(err.message, "loser-pw"));
+    json_t *cur = fake_call(f, "kv2_current_version", "{\"mount\":\"secret\",\"path\":\"redis/cache\"}");
+    assert_int_equal(json_integer_value(cur), 2);
+    json_decref(cur);
+    /* a version that is not this secret's (published from elsewhere) cannot be a cas */
+    assert_int_equal(rotate(f, 0, "h-0123456789abcdef", "app", "x-pw-xxxxxxxxxxxx", v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+}
+
+static void test_rotation_needs_kv2_and_says_so_at_open(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    static const char *const kv1[] = { "name = \"cache\"; source = \"v\"; path = \"kv/redis\"; engine = "
+                                       "\"kv1\"; rotation = { strategy = \"redis-acl\"; };", NULL };
+    assert_int_equal(open_source(f, NULL, tok_auth(f), kv1, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_non_null(strstr(err.message, "rotation needs engine = \"kv2\""));
+}
+
 int main(void) {
     secret_init(0);
     http_global_init();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plugin_abi_and_schema),
         cmocka_unit_test_setup_teardown(test_kv2_token_auth_reads_version_and_checks_metadata_only_when_unchanged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv2_rotate_writes_with_check_and_set, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_needs_kv2_and_says_so_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv2_start_up_hint_skips_deleted_and_destroyed_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv2_metadata_denied_falls_back_to_data_reads_and_says_so_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_field_and_gone_versions_are_classified, setup, teardown),

@@ -1,0 +1,408 @@
+/* rotate: see rotate.h. */
+#include "rotate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/rand.h>
+
+#include "credfile.h"
+#include "secretfile.h"
+#include "validate.h"
+
+static const char *const phase_names[] = {
+    [ROTATE_IDLE] = "idle",
+    [ROTATE_CLAIMED] = "claimed",
+    [ROTATE_ADDED] = "added",
+    [ROTATE_PUBLISHED] = "published",
+};
+
+const char *rotate_phase_to_string(enum rotate_phase p) {
+    return (unsigned)p < sizeof phase_names / sizeof phase_names[0] ? phase_names[p] : "?";
+}
+
+/* ---- the phase record ---- */
+
+int rotate_state_format(const struct rotate_state *st, char *buf, size_t size) {
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}",
+                          "phase", rotate_phase_to_string(st->phase),
+                          "old_version", st->old_version, "new_version", st->new_version,
+                          "started_at", (json_int_t)st->started_at,
+                          "grace_until", (json_int_t)st->grace_until,
+                          "last_completed", (json_int_t)st->last_completed,
+                          "baseline", (json_int_t)st->baseline);
+    if (!o)
+        return -ENOMEM;
+    size_t n = json_dumpb(o, buf, size, JSON_COMPACT);
+    json_decref(o);
+    if (n == 0 || n + 1 >= size)
+        return -ENOBUFS;
+    buf[n] = '\n';
+    buf[n + 1] = '\0';
+    return (int)n + 1;
+}
+
+static int get_int(json_t *o, const char *key, int64_t *ret) {
+    json_t *v = json_object_get(o, key);
+    if (!v) {
+        *ret = 0;
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return -EINVAL;
+    *ret = (int64_t)json_integer_value(v);
+    return 0;
+}
+
+static int get_version(json_t *o, const char *key, char out[RC_VERSION_MAX]) {
+    json_t *v = json_object_get(o, key);
+    if (!v) {
+        out[0] = '\0';
+        return 0;
+    }
+    if (!json_is_string(v) || json_string_length(v) >= RC_VERSION_MAX)
+        return -EINVAL;
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return 0;
+}
+
+int rotate_state_parse(const char *buf, size_t len, struct rotate_state *ret) {
+    struct rotate_state st = { 0 };
+    json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+    int r = -EINVAL;
+
+    if (!json_is_object(o))
+        goto out;
+    const char *ph = json_string_value(json_object_get(o, "phase"));
+    if (!ph)
+        goto out;
+    size_t i;
+    for (i = 0; i < sizeof phase_names / sizeof phase_names[0]; i++)
+        if (strcmp(ph, phase_names[i]) == 0)
+            break;
+    if (i == sizeof phase_names / sizeof phase_names[0])
+        goto out;
+    st.phase = (enum rotate_phase)i;
+    if (get_version(o, "old_version", st.old_version) < 0 ||
+        get_version(o, "new_version", st.new_version) < 0 ||
+        get_int(o, "started_at", &st.started_at) < 0 ||
+        get_int(o, "grace_until", &st.grace_until) < 0 ||
+        get_int(o, "last_completed", &st.last_completed) < 0 ||
+        get_int(o, "baseline", &st.baseline) < 0)
+        goto out;
+    /* A rotation under way must say which versions it moves between. */
+    if (st.phase != ROTATE_IDLE && (!st.old_version[0] || !st.new_version[0]))
+        goto out;
+    *ret = st;
+    r = 0;
+out:
+    json_decref(o);
+    return r;
+}
+
+static int state_file_name(const char *name, char *buf, size_t size) {
+    int n = snprintf(buf, size, "rotation-%s.json", name);
+    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+int rotate_state_load(const char *state_dir, const char *name, struct rotate_state *ret,
+                      char *err, size_t errlen) {
+    char fname[128], buf[ROTATE_STATE_MAX + 1];
+    size_t len = 0;
+    int r;
+
+    if ((r = state_file_name(name, fname, sizeof fname)) < 0) {
+        snprintf(err, errlen, "%s: name too long", name);
+        return r;
+    }
+    int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = dfd < 0 ? -1 : openat(dfd, fname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        r = -errno;
+        if (dfd >= 0)
+            close(dfd);
+        snprintf(err, errlen, "%s/%s: %s", state_dir, fname, strerror(-r));
+        return r;
+    }
+    close(dfd);
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof buf - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            close(fd);
+            snprintf(err, errlen, "%s/%s: read: %s", state_dir, fname, strerror(-r));
+            return r;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len > ROTATE_STATE_MAX) {
+            close(fd);
+            snprintf(err, errlen, "%s/%s: larger than %d bytes", state_dir, fname, ROTATE_STATE_MAX);
+            return -EFBIG;
+        }
+    }
+    close(fd);
+    if (rotate_state_parse(buf, len, ret) < 0) {
+        snprintf(err, errlen, "%s/%s: not a rotation record this version understands", state_dir,
+                 fname);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int rotate_state_save(const char *state_dir, const char *name, const struct rotate_state *st,
+                      char *err, size_t errlen) {
+    char fname[128], buf[ROTATE_STATE_MAX];
+    int r, n;
+
+    if ((r = state_file_name(name, fname, sizeof fname)) < 0) {
+        snprintf(err, errlen, "%s: name too long", name);
+        return r;
+    }
+    if ((n = rotate_state_format(st, buf, sizeof buf)) < 0) {
+        snprintf(err, errlen, "%s/%s: %s", state_dir, fname, strerror(-n));
+        return n;
+    }
+    int dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        r = -errno;
+        snprintf(err, errlen, "%s: %s", state_dir, strerror(-r));
+        return r;
+    }
+    r = credfile_write_atomic(dfd, fname, buf, (size_t)n, 0600, (gid_t)-1);
+    close(dfd);
+    if (r < 0)
+        snprintf(err, errlen, "%s/%s: %s", state_dir, fname, strerror(-r));
+    return r;
+}
+
+int64_t rotate_next_due(const struct rotate_state *st, uint64_t interval_usec) {
+    int64_t from = st->last_completed ? st->last_completed : st->baseline;
+    return from + (int64_t)(interval_usec / 1000000);
+}
+
+/* ---- passwords ---- */
+
+int rotate_generate_password(const char *alphabet, unsigned length, struct secret **ret) {
+    size_t n = strlen(alphabet);
+    if (n < 2 || n > 256 || length == 0)
+        return -EINVAL;
+    /* Bytes at or above `limit` would favour the first characters: drawn again. */
+    unsigned limit = 256 - 256 % (unsigned)n;
+    unsigned char *pw = malloc(length + 1), rnd[64];
+    size_t have = 0, used = sizeof rnd;
+    if (!pw)
+        return -ENOMEM;
+    int r = 0;
+    while (have < length) {
+        if (used == sizeof rnd) {
+            if (RAND_bytes(rnd, sizeof rnd) != 1) {
+                r = -EIO;
+                break;
+            }
+            used = 0;
+        }
+        unsigned b = rnd[used++];
+        if (b < limit)
+            pw[have++] = (unsigned char)alphabet[b % n];
+    }
+    if (r == 0) {
+        *ret = secret_new(pw, length);
+        if (!*ret)
+            r = -ENOMEM;
+    }
+    secret_wipe_free(pw, length + 1);
+    explicit_bzero(rnd, sizeof rnd);
+    return r;
+}
+
+/* ---- recovery ---- */
+
+static bool same(const char *a, const char *b) {
+    return a && b && strcmp(a, b) == 0;
+}
+
+enum rotate_resume rotate_resume_decide(const struct rotate_state *st,
+                                        const char *published_version,
+                                        const char *published_previous_version) {
+    bool published_new = same(published_version, st->new_version) &&
+                         same(published_previous_version, st->old_version);
+    switch (st->phase) {
+    case ROTATE_IDLE:
+        return ROTATE_RESUME_NONE;
+    case ROTATE_CLAIMED:
+    case ROTATE_ADDED:
+        /* Published already (a crash between publication and the record): remove. */
+        if (published_new)
+            return ROTATE_RESUME_REMOVE;
+        return same(published_version, st->old_version) ? ROTATE_RESUME_ADD : ROTATE_RESUME_ABANDON;
+    case ROTATE_PUBLISHED:
+        return published_new ? ROTATE_RESUME_REMOVE : ROTATE_RESUME_ABANDON;
+    }
+    return ROTATE_RESUME_ABANDON;
+}
+
+/* ---- ACL commands ---- */
+
+static void append(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t size, const char *fmt, ...) {
+    size_t len = strlen(buf);
+    va_list ap;
+    if (len + 1 >= size)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(buf + len, size - len, fmt, ap);
+    va_end(ap);
+}
+
+/* The printable start of a reply's text (error replies to secret-carrying commands are
+ * already cut to their first word by resp_command). */
+static void reply_text(const redisReply *r, char *buf, size_t size) {
+    size_t n = 0;
+    if (r->str)
+        while (n < r->len && n + 1 < size && n < 120 && r->str[n] >= 0x20 && r->str[n] < 0x7f) {
+            buf[n] = r->str[n];
+            n++;
+        }
+    buf[n] = '\0';
+}
+
+/* One node: connect, log in, ACL SETUSER, ACL SAVE. 0, or -errno with why. */
+static int acl_on_node(const struct validate_nodes *v, size_t i, const struct config_rotation *ro,
+                       const char *user, enum rotate_acl_op op, const struct secret *password,
+                       const char *login_user, const struct secret *login_password,
+                       char *why, size_t whylen) {
+    struct resp_conn *c = NULL;
+    redisReply *reply = NULL;
+    char detail[256], text[128];
+    int r = validate_nodes_connect(v, i, &c, why, whylen);
+    if (r < 0)
+        return r;
+
+    enum resp_auth_result ar = resp_auth(c, login_user, login_password, detail, sizeof detail);
+    if (ar != RESP_AUTH_ACCEPTED && ar != RESP_AUTH_NOPASS) {
+        snprintf(why, whylen, "login as %s: %s", login_user ? login_user : "default",
+                 detail[0] ? detail : resp_auth_result_to_string(ar));
+        r = ar == RESP_AUTH_IO ? -EIO : -EACCES;
+        goto out;
+    }
+
+    /* ">pw" or "<pw": a secret, in a buffer wiped after use. */
+    size_t alen = secret_len(password) + 1;
+    char *arg = malloc(alen + 1);
+    if (!arg) {
+        r = -ENOMEM;
+        snprintf(why, whylen, "out of memory");
+        goto out;
+    }
+    arg[0] = op == ROTATE_ACL_ADD ? '>' : '<';
+    memcpy(arg + 1, secret_data(password), secret_len(password));
+    arg[alen] = '\0';
+    const char *argv[] = { "ACL", "SETUSER", user ? user : "default", arg };
+    size_t argvlen[] = { 3, 7, strlen(argv[2]), alen };
+    r = resp_command(c, 4, argv, argvlen, true, &reply);
+    secret_wipe_free(arg, alen + 1);
+    if (r < 0) {
+        snprintf(why, whylen, "ACL SETUSER: %s", resp_errstr(c));
+        goto out;
+    }
+    if (reply->type != REDIS_REPLY_STATUS && op == ROTATE_ACL_REMOVE &&
+        strncmp(reply->str ? reply->str : "", "ERR", 3) == 0) {
+        /* Redis refuses to remove a password the user does not have, with an error that
+         * echoes it (cut to "ERR" for us). Gone already (a removal that finished just
+         * before a crash) is what we want: check that it no longer logs in. */
+        freeReplyObject(reply);
+        reply = NULL;
+        if (resp_auth(c, user ? user : "default", password, detail, sizeof detail) == RESP_AUTH_REFUSED) {
+            r = 0;
+            goto out;
+        }
+        snprintf(why, whylen, "ACL SETUSER: ERR (and the password still works)");
+        r = -EIO;
+        goto out;
+    }
+    if (reply->type != REDIS_REPLY_STATUS) {
+        reply_text(reply, text, sizeof text);
+        /* NOPERM: the login lacks +acl|setuser. */
+        snprintf(why, whylen, "ACL SETUSER: %s%s", text[0] ? text : "unexpected reply",
+                 strncmp(text, "NOPERM", 6) == 0 ? " (the login needs +acl|setuser)" : "");
+        r = -EACCES;
+        goto out;
+    }
+    freeReplyObject(reply);
+    reply = NULL;
+
+    if (ro->acl_save) {
+        static const char *save[] = { "ACL", "SAVE" };
+        if ((r = resp_command(c, 2, save, NULL, false, &reply)) < 0) {
+            snprintf(why, whylen, "ACL SAVE: %s", resp_errstr(c));
+            goto out;
+        }
+        if (reply->type != REDIS_REPLY_STATUS) {
+            reply_text(reply, text, sizeof text);
+            snprintf(why, whylen, "ACL SAVE: %s", text[0] ? text : "unexpected reply");
+            r = -EIO;
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    if (reply) {
+        /* Only replies to ACL SAVE or a cut-down error get here: nothing secret. */
+        freeReplyObject(reply);
+    }
+    resp_close(c);
+    return r;
+}
+
+int rotate_acl_apply(const struct config_redis *redis, const struct config_rotation *ro,
+                     const char *user, enum rotate_acl_op op, const struct secret *password,
+                     const char *login_user, const struct secret *login_password,
+                     struct rotate_acl_result *res) {
+    struct validate_nodes *v = NULL;
+    struct secret *admin_pw = NULL;
+    char why[256];
+    int r, first = 0;
+
+    memset(res, 0, sizeof *res);
+    if (ro->admin_username) {
+        r = secretfile_read(ro->admin_password_file, "redis-admin", &admin_pw, res->detail,
+                            sizeof res->detail);
+        if (r < 0)
+            return r;
+        login_user = ro->admin_username;
+        login_password = admin_pw;
+    }
+    r = validate_nodes_list(redis, true, login_user, login_password, NULL, NULL, &v,
+                            res->detail, sizeof res->detail);
+    if (r < 0)
+        goto out;
+    res->total = (unsigned)validate_nodes_count(v);
+    for (size_t i = 0; i < validate_nodes_count(v); i++) {
+        why[0] = '\0';
+        r = acl_on_node(v, i, ro, user, op, password, login_user, login_password, why, sizeof why);
+        append(res->nodes, sizeof res->nodes, "%s%s=%s", i ? "," : "", validate_nodes_name(v, i),
+               r == 0 ? "ok" : "failed");
+        if (r == 0)
+            res->done++;
+        else if (!first) {
+            first = r;
+            snprintf(res->detail, sizeof res->detail, "%s: %s", validate_nodes_name(v, i), why);
+        }
+    }
+    r = first;
+out:
+    validate_nodes_free(v);
+    secret_free(admin_pw);
+    return r;
+}

@@ -1,0 +1,94 @@
+/* rotate: the parts of agent-driven rotation (DESIGN §9, strategy redis-acl) that are
+ * not scheduling: the phase record in state_dir, new passwords, the ACL commands on every
+ * node, and what to do with an interrupted rotation at start. agent.c drives the steps
+ * (claim -> add -> validate -> publish -> grace -> remove) on its loop and worker pool.
+ *
+ * Phase record: <state_dir>/rotation-<name>.json, mode 0600, written atomically at every
+ * phase change. It holds versions and times only, never a secret: what a crash needs is
+ * recovered from the store (the new password is there once the rotation is claimed) and
+ * from the published file (the old password is `password` before publication and
+ * `previous` after it). Before the claim nothing has changed anywhere, so a crash then
+ * needs no record.
+ *
+ * Threads: rotate_acl_apply() runs on a worker (blocking, bounded by the credential's
+ * Redis timeout per step); the rest is pure or local-file I/O and may run anywhere.
+ * Errors: 0 / -errno; messages never contain a secret.
+ */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "plugin.h"
+#include "secret.h"
+
+enum rotate_phase {
+    ROTATE_IDLE = 0,       /* no rotation under way */
+    ROTATE_CLAIMED,        /* the store holds the new version; Redis may not know it yet */
+    ROTATE_ADDED,          /* every node accepts old and new; not published yet */
+    ROTATE_PUBLISHED,      /* new published with old as `previous`; old removed after grace */
+};
+const char *rotate_phase_to_string(enum rotate_phase p);
+
+struct rotate_state {
+    enum rotate_phase phase;
+    char old_version[RC_VERSION_MAX];
+    char new_version[RC_VERSION_MAX];
+    int64_t started_at;       /* unix seconds: the claim */
+    int64_t grace_until;      /* unix seconds: PUBLISHED, when the old password goes */
+    int64_t last_completed;   /* unix seconds of the last completed rotation; 0 = never */
+    int64_t baseline;         /* unix seconds the schedule counts from when never rotated */
+};
+
+#define ROTATE_STATE_MAX 4096
+
+/* Pure: the record as JSON (one line + newline) into buf; bytes written, or -ENOBUFS. */
+int rotate_state_format(const struct rotate_state *st, char *buf, size_t size);
+/* Pure: parses what rotate_state_format wrote; unknown keys are ignored. 0, or -EINVAL. */
+int rotate_state_parse(const char *buf, size_t len, struct rotate_state *ret);
+/* <state_dir>/rotation-<name>.json. load: -ENOENT when there is none. err: why, naming
+ * the file. */
+int rotate_state_load(const char *state_dir, const char *name, struct rotate_state *ret,
+                      char *err, size_t errlen);
+int rotate_state_save(const char *state_dir, const char *name, const struct rotate_state *st,
+                      char *err, size_t errlen);
+
+/* When the next scheduled rotation is due (unix seconds): interval after the last
+ * completed one, else after the baseline. */
+int64_t rotate_next_due(const struct rotate_state *st, uint64_t interval_usec);
+
+/* A new password of `length` characters drawn uniformly from `alphabet` with OpenSSL's
+ * CSPRNG (rejection sampling, no modulo bias). 0 and *ret, or -errno. */
+int rotate_generate_password(const char *alphabet, unsigned length, struct secret **ret);
+
+/* What an interrupted rotation needs, from its record and what is published now. */
+enum rotate_resume {
+    ROTATE_RESUME_NONE = 0,   /* nothing under way */
+    ROTATE_RESUME_ADD,        /* claimed, not published: take the new password from the
+                                 store, add it on every node, validate, publish */
+    ROTATE_RESUME_REMOVE,     /* published: remove the old password once grace is over */
+    ROTATE_RESUME_ABANDON,    /* the published credential moved on: nothing can be finished */
+};
+enum rotate_resume rotate_resume_decide(const struct rotate_state *st,
+                                        const char *published_version,
+                                        const char *published_previous_version);
+
+enum rotate_acl_op { ROTATE_ACL_ADD, ROTATE_ACL_REMOVE };
+
+struct rotate_acl_result {
+    unsigned total, done;     /* nodes, nodes where the command (and ACL SAVE) succeeded */
+    char nodes[512];          /* "host:port=ok,host:port=NOPERM" */
+    char detail[512];         /* the first failure, human readable; "" on success */
+};
+
+/* `ACL SETUSER <user> >password` (ADD) or `<password` (REMOVE), then ACL SAVE when
+ * ro->acl_save, on every node of the credential (every primary and replica of a cluster:
+ * ACLs are per node). Logs in as ro->admin_username with the password read from
+ * ro->admin_password_file, else as login_user/login_password (the credential itself).
+ * user NULL is the default user. Every node is tried even when one fails. 0 when every
+ * node succeeded, else -errno with res->detail. */
+int rotate_acl_apply(const struct config_redis *redis, const struct config_rotation *ro,
+                     const char *user, enum rotate_acl_op op, const struct secret *password,
+                     const char *login_user, const struct secret *login_password,
+                     struct rotate_acl_result *res);

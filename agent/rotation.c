@@ -1,0 +1,611 @@
+/* rotation: drives agent-driven rotations (DESIGN §9) on the agent's loop.
+ *
+ * claim (store check-and-set) -> add the new password on every node -> validate ->
+ * publish with the old one as `previous` -> grace -> remove the old password. Each phase
+ * change is recorded (rotate.h) before the next step starts, so a crash is finished at
+ * the next start: from CLAIMED/ADDED the new password is read back from the store, from
+ * PUBLISHED the old one is the published file's `previous`. A failure before publication
+ * is rolled back (new password removed from Redis, old credential written back to the
+ * store) so nothing half-made stays; every failure is reported and retried with backoff.
+ *
+ * Blocking steps run as the credential's rot_job on the worker pool; their finish runs on
+ * the loop. What this shares with agent.c is in agent_internal.h; the phase record,
+ * passwords, ACL commands and the resume decision are rotate.h's.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent_internal.h"
+
+static const char *const rot_step_names[] = {
+    [RS_NONE] = "idle", [RS_CLAIMING] = "claiming", [RS_AWAIT_FETCH] = "reading-store",
+    [RS_ADDING] = "adding", [RS_ROLLBACK] = "rolling-back", [RS_GRACE] = "grace",
+    [RS_REMOVING] = "removing", [RS_RETRY_WAIT] = "retry-wait",
+};
+
+static void rot_abandon(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define ROT_RETRY_MIN_USEC (5 * USEC_PER_SEC)
+#define ROT_RETRY_MAX_USEC (3600 * USEC_PER_SEC)
+
+static void rot_job_clear(struct rot_job *j) {
+    free(j->username);
+    j->username = NULL;
+    j->old_pw = secret_free(j->old_pw);
+    j->new_pw = secret_free(j->new_pw);
+    j->expected[0] = j->new_version[0] = j->why[0] = '\0';
+    j->store_restored = false;
+    j->r = 0;
+}
+
+static void rot_save(struct cred_rt *c) {
+    char err[512];
+    if (rotate_state_save(c->a->cfg->agent.state_dir, c->cfg->name, &c->rot.st, err, sizeof err) < 0)
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name },
+                    "%s: cannot record the rotation phase (%s): %s", c->cfg->name,
+                    rotate_phase_to_string(c->rot.st.phase), err);
+}
+
+static int on_rot_timer(sd_event_source *es, uint64_t usec, void *userdata);
+
+static void rot_arm(struct cred_rt *c, enum rot_timer kind, uint64_t delay) {
+    struct agent *a = c->a;
+    if (a->p.once || a->stopping)
+        return;
+    c->rot.timer_kind = kind;
+    int r = agent_arm_timer(a->p.event, &c->rot.timer, delay, agent_timer_accuracy(delay),
+                            on_rot_timer, c, &c->rot.timer_mono);
+    if (r < 0)
+        log_error("%s: cannot schedule the rotation: %s", c->cfg->name, strerror(-r));
+}
+
+static void rot_schedule_due(struct cred_rt *c) {
+    int64_t due = rotate_next_due(&c->rot.st, c->cfg->rotation.interval_usec);
+    int64_t now = now_real();
+    c->rot.step = RS_NONE;
+    rot_arm(c, RT_DUE, due > now ? (uint64_t)(due - now) * USEC_PER_SEC : 0);
+}
+
+/* A step ended and the credential's fetches may run again. (No reload from here: the
+ * callers' callers still use c; rot_job_done() checks for a pending reload last.) */
+static void rot_release(struct cred_rt *c) {
+    if (c->wake_pending && c->phase == PH_IDLE && !rotation_holds_fetch(c)) {
+        c->wake_pending = false;
+        agent_request_fetch(c);
+    }
+    agent_update_status(c->a);
+}
+
+/* Every step's done(): drop the job when the agent is stopping, else the step's own
+ * finish on the loop, then a reload that waited for the job. */
+static void rot_job_done(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    struct cred_rt *c = j->c;
+    struct agent *a = c->a;
+    if (c->rot.holds_src) {
+        c->rot.holds_src = false;
+        c->src->busy = false;
+        agent_dispatch_source(c->src);
+    }
+    if (a->stopping) {
+        rot_job_clear(j);
+        return;
+    }
+    j->finish(c, j);
+    agent_maybe_reload(a);   /* last: it may replace every credential, c included */
+}
+
+/* Hands the rotation's job to a worker for one step; finish() then runs on the loop. */
+static void rot_submit(struct cred_rt *c, enum rot_step step, void (*run)(struct job *),
+                       void (*finish)(struct cred_rt *, struct rot_job *)) {
+    struct rot_job *j = &c->rot.job;
+    j->c = c;
+    j->job.run = run;
+    j->job.done = rot_job_done;
+    j->finish = finish;
+    c->rot.step = step;
+    agent_update_status(c->a);
+    worker_pool_submit(c->a->p.pool, &j->job);
+}
+
+/* For steps that call the source's rotate(): they hold the source like a fetch does (a
+ * plugin never runs rotate() next to fetch() or rotate() on the same instance), so they
+ * may wait for a fetch of another credential to end. */
+static void rot_submit_store(struct cred_rt *c, enum rot_step step, void (*run)(struct job *),
+                             void (*finish)(struct cred_rt *, struct rot_job *)) {
+    struct rot_rt *ro = &c->rot;
+    ro->step = step;   /* holds this credential's fetches back from now */
+    if (c->src->busy || c->a->reload_pending) {
+        ro->src_wait = true;
+        ro->wait_run = run;
+        ro->wait_finish = finish;
+        agent_update_status(c->a);
+        return;
+    }
+    c->src->busy = true;
+    ro->holds_src = true;
+    rot_submit(c, step, run, finish);
+}
+
+void rotation_start_waiting(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    ro->src_wait = false;
+    rot_submit_store(c, ro->step, ro->wait_run, ro->wait_finish);
+}
+
+static void rot_fail(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rot_fail(struct cred_rt *c, const char *fmt, ...) {
+    struct rot_rt *ro = &c->rot;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ro->last_error, sizeof ro->last_error, fmt, ap);
+    va_end(ap);
+    uint64_t cap = c->cfg->rotation.interval_usec < ROT_RETRY_MAX_USEC ? c->cfg->rotation.interval_usec
+                                                                       : ROT_RETRY_MAX_USEC;
+    ro->retry.max_usec = cap < ROT_RETRY_MIN_USEC ? ROT_RETRY_MIN_USEC : cap;
+    uint64_t delay = backoff_next(&ro->retry, backoff_random());
+    /* The version is the one that stays published (the one clients keep using). */
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_FAILED, c->have_cur ? c->cur.cur.version : NULL);
+    log_ctx_msg(LOG_ERR, &ctx, "rotation of %s failed: %s; %s published; retrying in %llus",
+                c->cfg->name, ro->last_error, c->have_cur ? c->cur.cur.version : "nothing",
+                (unsigned long long)(delay / USEC_PER_SEC));
+    /* Status: the credential stays current (a working one is published); the rotation's
+     * error is in its own status field and in last_error. */
+    snprintf(c->last_error, sizeof c->last_error, "rotation: %s", ro->last_error);
+    c->errors_total++;
+    rot_job_clear(&ro->job);
+    ro->step = RS_RETRY_WAIT;
+    rot_arm(c, RT_RETRY, delay);
+    rot_release(c);
+}
+
+static void rot_completed(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    ro->st.phase = ROTATE_IDLE;
+    ro->st.last_completed = now_real();
+    rot_save(c);   /* recorded before it is announced */
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_COMPLETED, ro->st.new_version);
+    log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s completed: version %s published, the old "
+                "password (version %s) removed from every node", c->cfg->name, ro->st.new_version,
+                ro->st.old_version);
+    ro->last_error[0] = '\0';
+    if (strncmp(c->last_error, "rotation: ", 10) == 0)
+        c->last_error[0] = '\0';
+    backoff_reset(&ro->retry);
+    rot_job_clear(&ro->job);
+    rot_schedule_due(c);
+    rot_release(c);
+}
+
+/* -- remove: the old password goes -- */
+
+static void rot_remove_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    const struct config_credential *cc = j->c->cfg;
+    j->r = rotate_acl_apply(&cc->redis, &cc->rotation, j->username, ROTATE_ACL_REMOVE, j->old_pw,
+                            j->username, j->new_pw, &j->acl);
+}
+
+static void rot_remove_done(struct cred_rt *c, struct rot_job *j) {
+    if (j->r < 0)
+        rot_fail(c, "cannot remove the old password (version %s): %s", c->rot.st.old_version,
+                 j->acl.detail);
+    else
+        rot_completed(c);
+}
+
+static void rot_remove(struct cred_rt *c) {
+    struct rot_job *j = &c->rot.job;
+    rot_job_clear(j);
+    /* The old password is the published `previous`, the new one the published password:
+     * unless the store moved on during grace, when `previous` is not ours to remove. */
+    if (!c->have_cur || !c->cur.has_previous || !c->cur.prev.password ||
+        rotate_resume_decide(&c->rot.st, c->cur.cur.version, c->cur.prev.version) != ROTATE_RESUME_REMOVE) {
+        rot_abandon(c, "the published credential changed during the grace period (now %s); the "
+                    "old password (version %s) is left in Redis", c->have_cur ? c->cur.cur.version : "none",
+                    c->rot.st.old_version);
+        return;
+    }
+    j->c = c;
+    j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
+    j->old_pw = secret_dup(c->cur.prev.password);
+    j->new_pw = secret_dup(c->cur.cur.password);
+    if ((c->cur.cur.username && !j->username) || !j->old_pw || !j->new_pw) {
+        rot_fail(c, "out of memory");
+        return;
+    }
+    rot_submit(c, RS_REMOVING, rot_remove_run, rot_remove_done);
+}
+
+/* -- grace: both passwords work; clients move over -- */
+
+static void rot_grace(struct cred_rt *c) {
+    int64_t left = c->rot.st.grace_until - now_real();
+    if (left <= 0) {
+        rot_remove(c);
+        return;
+    }
+    c->rot.step = RS_GRACE;
+    rot_arm(c, RT_GRACE, (uint64_t)left * USEC_PER_SEC);
+    agent_update_status(c->a);
+}
+
+/* -- roll back a claimed rotation that cannot be finished -- */
+
+static void rot_rollback_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    struct cred_rt *c = j->c;
+    const struct config_credential *cc = c->cfg;
+    struct rotate_acl_result ignored;
+    char v[RC_VERSION_MAX];
+    /* Best effort: nodes that never got the new password refuse to remove it. */
+    (void)rotate_acl_apply(&cc->redis, &cc->rotation, j->username, ROTATE_ACL_REMOVE, j->new_pw,
+                           j->username, j->old_pw, &ignored);
+    memset(&j->err, 0, sizeof j->err);
+    j->store_restored = c->src->type->rotate(c->src->state, &j->rc, j->new_version, j->username,
+                                             j->old_pw, v, &j->err) == 0;
+}
+
+static void rot_rollback_done(struct cred_rt *c, struct rot_job *j) {
+    char why[512];
+    snprintf(why, sizeof why, "%s", j->why);
+    if (j->store_restored) {
+        c->rot.st.phase = ROTATE_IDLE;
+        rot_save(c);
+        rot_fail(c, "%s; rolled back: the store and Redis hold the old credential again", why);
+    } else
+        rot_fail(c, "%s; and the store could not be rolled back (%s): the rotation will be "
+                 "resumed", why, j->err.message);
+}
+
+static void rot_rollback(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rot_rollback(struct cred_rt *c, const char *fmt, ...) {
+    struct rot_job *j = &c->rot.job;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->why, sizeof j->why, fmt, ap);
+    va_end(ap);
+    rot_submit_store(c, RS_ROLLBACK, rot_rollback_run, rot_rollback_done);
+}
+
+/* -- add the new password next to the old one, validate, publish -- */
+
+static void rot_add_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    const struct config_credential *cc = j->c->cfg;
+    j->r = rotate_acl_apply(&cc->redis, &cc->rotation, j->username, ROTATE_ACL_ADD, j->new_pw,
+                            j->username, j->old_pw, &j->acl);
+    if (j->r == 0)
+        validate_candidate(&cc->redis, j->username, j->new_pw, j->username, j->old_pw, &j->vres);
+}
+
+static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    if (j->r < 0) {
+        rot_rollback(c, "cannot add the new password on every node (%u/%u done): %s", j->acl.done,
+                     j->acl.total, j->acl.detail);
+        return;
+    }
+    if (j->vres.outcome != VALIDATE_PUBLISH) {
+        rot_rollback(c, "the new password does not validate (%s): %s",
+                     validate_outcome_to_string(j->vres.outcome), j->vres.detail);
+        return;
+    }
+    ro->st.phase = ROTATE_ADDED;
+    rot_save(c);
+
+    snprintf(c->nodes, sizeof c->nodes, "%s", j->vres.nodes);
+    struct rc_candidate cand = { .username = j->username, .password = j->new_pw,
+                                 .expires_at = INT64_MIN, .role = RC_CAND_CURRENT };
+    snprintf(cand.version, sizeof cand.version, "%s", j->new_version);
+    j->username = NULL;
+    j->new_pw = NULL;
+    agent_publish(c, &cand, NULL, validate_policy_to_string(c->cfg->redis.validate));
+    free(cand.username);              /* NULL when agent_publish() took them */
+    secret_free(cand.password);
+    if (!c->have_cur || strcmp(c->cur.cur.version, ro->st.new_version) != 0) {
+        rot_fail(c, "cannot publish the new version %s: %s", ro->st.new_version, c->last_error);
+        return;
+    }
+    ro->st.phase = ROTATE_PUBLISHED;
+    ro->st.grace_until = now_real() + (int64_t)((c->cfg->rotation.grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
+    rot_save(c);
+    log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
+                "rotation of %s: version %s published with %s as previous; the old password is "
+                "removed after the grace period", c->cfg->name, ro->st.new_version, ro->st.old_version);
+    rot_job_clear(j);
+    rot_grace(c);
+    rot_release(c);
+}
+
+static void rot_add(struct cred_rt *c) {
+    rot_submit(c, RS_ADDING, rot_add_run, rot_add_done);
+}
+
+/* -- claim: the store's check-and-set decides who rotates -- */
+
+static void rot_claim_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    struct cred_rt *c = j->c;
+    memset(&j->err, 0, sizeof j->err);
+    j->r = c->src->type->rotate(c->src->state, &j->rc, j->expected, j->username, j->new_pw,
+                                j->new_version, &j->err);
+}
+
+static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    if (j->r < 0 && j->err.cls == RC_ERR_CONFLICT) {
+        /* Another agent rotated first: observe its version like any other change. */
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .source = c->cfg->source },
+                    "rotation of %s not needed: %s; picking up the store's version", c->cfg->name,
+                    j->err.message);
+        ro->st.last_completed = now_real();
+        rot_save(c);
+        rot_job_clear(j);
+        rot_schedule_due(c);
+        c->wake_pending = true;
+        rot_release(c);
+        return;
+    }
+    if (j->r < 0) {
+        const char *cls = rc_err_class_to_string(j->err.cls);
+        rot_fail(c, "cannot write the new version to the store %s (%s): %s", c->cfg->source,
+                 cls ? cls : "?", j->err.message);
+        return;
+    }
+    ro->st.phase = ROTATE_CLAIMED;
+    snprintf(ro->st.old_version, sizeof ro->st.old_version, "%s", j->expected);
+    snprintf(ro->st.new_version, sizeof ro->st.new_version, "%s", j->new_version);
+    ro->st.started_at = now_real();
+    ro->st.grace_until = 0;
+    rot_save(c);
+    rot_add(c);
+}
+
+/* Starts a rotation now. 0, or -errno with err. */
+static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
+    struct rot_rt *ro = &c->rot;
+    struct rot_job *j = &ro->job;
+    if (ro->step != RS_NONE && ro->step != RS_RETRY_WAIT) {
+        snprintf(err, errlen, "a rotation of \"%s\" is already running (%s)", c->cfg->name,
+                 rot_step_names[ro->step]);
+        return -EBUSY;
+    }
+    if (c->phase != PH_IDLE) {
+        /* A check is running: start when it is over (attempt_done). */
+        ro->requested = true;
+        ro->manual = ro->manual || manual;
+        return 0;
+    }
+    if (ro->st.phase != ROTATE_IDLE) {
+        /* A retry of an interrupted rotation: finish it rather than start another. */
+        snprintf(err, errlen, "an interrupted rotation of \"%s\" (phase %s) is being finished",
+                 c->cfg->name, rotate_phase_to_string(ro->st.phase));
+        return -EBUSY;
+    }
+    if (!c->have_cur) {
+        snprintf(err, errlen, "\"%s\" has no published credential to rotate yet", c->cfg->name);
+        return -EAGAIN;
+    }
+    rot_job_clear(j);
+    j->c = c;
+    j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
+    snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
+    j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
+    j->old_pw = secret_dup(c->cur.cur.password);
+    int r = rotate_generate_password(c->cfg->rotation.alphabet, c->cfg->rotation.password_length,
+                                     &j->new_pw);
+    if (r < 0 || !j->old_pw || (c->cur.cur.username && !j->username)) {
+        rot_job_clear(j);
+        snprintf(err, errlen, "cannot generate a new password: %s", strerror(r < 0 ? -r : ENOMEM));
+        return r < 0 ? r : -ENOMEM;
+    }
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_STARTED, c->cur.cur.version);
+    log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s started (%s): replacing version %s",
+                c->cfg->name, manual ? "requested" : "scheduled", c->cur.cur.version);
+    ro->requested = false;
+    ro->manual = false;
+    if (ro->timer)
+        sd_event_source_set_enabled(ro->timer, SD_EVENT_OFF);
+    rot_submit_store(c, RS_CLAIMING, rot_claim_run, rot_claim_done);
+    return 0;
+}
+
+/* An interrupted rotation that cannot be finished: the store or the published file moved
+ * on (another writer). Nothing of it is in use, so it is only forgotten. */
+static void rot_abandon(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rot_abandon(struct cred_rt *c, const char *fmt, ...) {
+    struct rot_rt *ro = &c->rot;
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name, .message_id = LOG_MID_ROTATION_FAILED },
+                "abandoning the rotation of %s (phase %s, %s -> %s): %s", c->cfg->name,
+                rotate_phase_to_string(ro->st.phase), ro->st.old_version, ro->st.new_version, why);
+    ro->st.phase = ROTATE_IDLE;
+    rot_save(c);
+    rot_schedule_due(c);
+}
+
+/* Picks an interrupted rotation up from its record and what is published. */
+static void rot_resume(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    char err[256];
+    switch (rotate_resume_decide(&ro->st, c->have_cur ? c->cur.cur.version : NULL,
+                                 c->have_cur && c->cur.has_previous ? c->cur.prev.version : NULL)) {
+    case ROTATE_RESUME_NONE:
+        if (ro->step == RS_RETRY_WAIT) {
+            ro->step = RS_NONE;
+            if (rot_begin(c, false, err, sizeof err) < 0)
+                rot_fail(c, "%s", err);
+        } else
+            rot_schedule_due(c);
+        return;
+    case ROTATE_RESUME_ADD:
+        /* The store has the new password: the next fetch hands it over. */
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
+                    "resuming the rotation of %s (phase %s): reading version %s from the store",
+                    c->cfg->name, rotate_phase_to_string(ro->st.phase), ro->st.new_version);
+        ro->step = RS_AWAIT_FETCH;
+        agent_request_fetch(c);
+        return;
+    case ROTATE_RESUME_REMOVE:
+        if (ro->st.phase != ROTATE_PUBLISHED) {
+            /* Published before the record said so. */
+            ro->st.phase = ROTATE_PUBLISHED;
+            ro->st.grace_until = (c->last_change ? c->last_change : now_real()) +
+                                 (int64_t)(c->cfg->rotation.grace_usec / USEC_PER_SEC);
+            rot_save(c);
+        }
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
+                    "resuming the rotation of %s: version %s is published; the old password goes "
+                    "when the grace period ends", c->cfg->name, ro->st.new_version);
+        rot_grace(c);
+        return;
+    case ROTATE_RESUME_ABANDON:
+        rot_abandon(c, "the published credential is %s now", c->have_cur ? c->cur.cur.version : "none");
+        return;
+    }
+}
+
+static int on_rot_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+    struct cred_rt *c = userdata;
+    char err[256];
+    c->rot.timer_mono = 0;
+    switch (c->rot.timer_kind) {
+    case RT_DUE:
+        if (rot_begin(c, false, err, sizeof err) < 0)
+            rot_fail(c, "%s", err);
+        break;
+    case RT_GRACE:
+        rot_remove(c);
+        break;
+    case RT_RETRY:
+        rot_resume(c);
+        break;
+    }
+    return 0;
+}
+
+/* After each check: a rotation asked for while it ran starts now. */
+void rotation_after_check(struct cred_rt *c) {
+    char err[256];
+    if (!c->rot.requested || c->a->stopping)
+        return;
+    bool manual = c->rot.manual;
+    c->rot.requested = false;
+    if (rot_begin(c, manual, err, sizeof err) < 0)
+        rot_fail(c, "%s", err);
+}
+
+bool rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cand) {
+    struct rot_rt *ro = &c->rot;
+    if (ro->step != RS_AWAIT_FETCH)
+        return false;
+    if (strcmp(cand->version, ro->st.new_version) != 0 || !c->have_cur) {
+        rot_abandon(c, "the store holds version %s now", cand->version);
+        return false;   /* judged like any new version */
+    }
+    struct rot_job *j = &ro->job;
+    rot_job_clear(j);
+    j->c = c;
+    j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
+    snprintf(j->new_version, sizeof j->new_version, "%s", cand->version);
+    j->username = cand->username;
+    j->new_pw = cand->password;
+    cand->username = NULL;
+    cand->password = NULL;
+    j->old_pw = secret_dup(c->cur.cur.password);
+    if (!j->old_pw) {
+        rot_fail(c, "out of memory");
+        return true;
+    }
+    rot_add(c);
+    return true;
+}
+
+void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
+    if (c->rot.step == RS_AWAIT_FETCH)
+        rot_fail(c, "cannot read the new version %s from the store: %s", c->rot.st.new_version,
+                 err->message);
+}
+
+/* At start and after a reload: the record, then what it needs. */
+void rotation_clear(struct cred_rt *c) {
+    c->rot.timer = sd_event_source_disable_unref(c->rot.timer);
+    rot_job_clear(&c->rot.job);
+}
+
+void rotation_stop(struct cred_rt *c) {
+    sd_event_source_set_enabled(c->rot.timer, SD_EVENT_OFF);
+}
+
+void rotation_init(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    char err[512];
+    ro->enabled = c->cfg->rotation.enabled && c->src->type && c->src->type->rotate &&
+                  !c->src->open_error[0] && !c->a->p.once;
+    if (!ro->enabled)
+        return;
+    backoff_init(&ro->retry, ROT_RETRY_MIN_USEC, ROT_RETRY_MAX_USEC);
+    int r = rotate_state_load(c->a->cfg->agent.state_dir, c->cfg->name, &ro->st, err, sizeof err);
+    if (r < 0) {
+        if (r != -ENOENT)
+            log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name },
+                        "%s: ignoring the rotation record: %s", c->cfg->name, err);
+        ro->st = (struct rotate_state){ .baseline = now_real() };
+        rot_save(c);
+    }
+    rot_resume(c);
+}
+
+/* The rotation part of a status row; null without rotation. */
+json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t real) {
+    const struct rot_rt *ro = &c->rot;
+    if (!ro->enabled)
+        return json_null();
+    int64_t at = ro->timer_mono && ro->timer
+                     ? real + (int64_t)((ro->timer_mono > mono ? ro->timer_mono - mono : 0) / USEC_PER_SEC)
+                     : 0;
+    json_t *o = json_object();
+    json_object_set_new(o, "strategy", json_string("redis-acl"));
+    json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));
+    json_object_set_new(o, "step", json_string(rot_step_names[ro->step]));
+    json_object_set_new(o, "next_rotation", json_time(ro->step == RS_NONE ? at : 0));
+    json_object_set_new(o, "old_removed_at", json_time(ro->step == RS_GRACE ? at : 0));
+    json_object_set_new(o, "retry_at", json_time(ro->step == RS_RETRY_WAIT ? at : 0));
+    json_object_set_new(o, "last_rotation", json_time(ro->st.last_completed));
+    json_object_set_new(o, "last_error", json_str_or_null(ro->last_error));
+    return o;
+}
+
+int rotation_request(struct cred_rt *c, char *err, size_t errlen) {
+    const char *name = c->cfg->name;
+    if (!c->cfg->rotation.enabled) {
+        snprintf(err, errlen, "rotation is not configured for \"%s\" (add rotation = { strategy = "
+                 "\"redis-acl\"; ... } to the credential)", name);
+        return -EOPNOTSUPP;
+    }
+    if (c->src->open_error[0]) {
+        snprintf(err, errlen, "source %s cannot be used: %s", c->src->cfg->name, c->src->open_error);
+        return -EIO;
+    }
+    if (!c->rot.enabled) {
+        snprintf(err, errlen, "rotation of \"%s\" is not active", name);
+        return -EOPNOTSUPP;
+    }
+    if (c->rot.step == RS_RETRY_WAIT && c->rot.st.phase != ROTATE_IDLE) {
+        /* An interrupted rotation waits for its retry: finish it now instead. */
+        backoff_reset(&c->rot.retry);
+        rot_resume(c);
+        return 0;
+    }
+    if (c->rot.step == RS_RETRY_WAIT)
+        backoff_reset(&c->rot.retry);
+    return rot_begin(c, true, err, errlen);
+}
