@@ -1,7 +1,8 @@
 /* rotate: the parts of agent-driven rotation (DESIGN §9, strategy redis-acl) that are
  * not scheduling: the phase record in state_dir, new passwords, the ACL commands on every
- * node, and what to do with an interrupted rotation at start. agent.c drives the steps
- * (claim -> add -> validate -> publish -> grace -> remove) on its loop and worker pool.
+ * node, and what to do with an interrupted rotation at start. rotation.c drives the
+ * steps (claim -> add -> validate -> publish -> grace -> remove) on the agent's loop and
+ * worker pool.
  *
  * Phase record: <state_dir>/rotation-<name>.json, mode 0600, written atomically at every
  * phase change. It holds versions and times only, never a secret: what a crash needs is
