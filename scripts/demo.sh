@@ -10,7 +10,10 @@
 # while a client runs INCR in a loop (reading the published file before every command),
 # the demo rotates the password the safe way: add the new password to the ACL user, write
 # it to the store, wait for the agent to validate and republish, then remove the old
-# password. It prints how many commands ran and how many failed (exit 1 if any did).
+# password. Then (act 2) it asks the agent to rotate by itself (`redis-creds rotate demo`,
+# the `rotation` block of config/demo.conf): the agent claims a new password in the store,
+# adds it to Redis, validates, publishes and removes the old one after a grace period.
+# It prints how many commands ran and how many failed (exit 1 if any did).
 #
 #   --no-build       use the existing build/ as it is
 #   --keep-running   leave redis and the agent running after the rotation until Ctrl-C
@@ -163,6 +166,7 @@ admin_pw=$(openssl rand -hex 24)
 old_pw=$(openssl rand -hex 24)
 (
     umask 077
+    printf '%s\n' "$admin_pw" >"$tmp/admin.pw"   # for the agent's own rotation (act 2)
     # `default` is switched off: every connection must name a user. `admin` drives the
     # demo; `app` is what the agent publishes, limited to the demo's keys.
     cat >"$tmp/redis/redis.conf" <<EOF
@@ -200,7 +204,8 @@ say "writing app's password to the secret store and starting the agent"
 store_password "$old_pw"
 sed -e "s|@RUNTIME_DIR@|$run|g" -e "s|@STORE_DIR@|$store|g" -e "s|@STATE_DIR@|$state|g" \
     -e "s|@PLUGIN_DIR@|$plugin_dir|g" -e "s|@REDIS_PORT@|$port|g" \
-    -e "s|@CONTROL_SOCKET@|$tmp/ctl/control.sock|g" "$root/config/demo.conf" >"$conf"
+    -e "s|@CONTROL_SOCKET@|$tmp/ctl/control.sock|g" \
+    -e "s|@ADMIN_PASSWORD_FILE@|$tmp/admin.pw|g" "$root/config/demo.conf" >"$conf"
 note "store:  $store/app.json  {\"username\":\"app\",\"password\":\"***\"}"
 note "config: $conf (from config/demo.conf)"
 note "agent:  ${bin#"$root"/} -c $conf --foreground"
@@ -311,7 +316,33 @@ out=$(printf 'ACL SETUSER app <%s\n' "$old_pw" | admin_cli 2>&1)
 [[ $out == OK ]] || die "ACL SETUSER (remove) failed: ${out%% *}"
 out=$(printf 'AUTH app %s\n' "$old_pw" | redis-cli -h 127.0.0.1 -p "$port" 2>&1 || true)
 note "   the old password is now refused by Redis: ${out%% *}"
-sleep 3
+sleep 2
+
+say "act 2: the agent rotates by itself (redis-creds -c \$conf rotate demo)"
+note "claim a new password in the store (check-and-set), ACL SETUSER app >*** as admin,"
+note "validate, publish with the old one as previous, wait ${grace}s, ACL SETUSER app <***"
+v3=$(field version)
+out=$("$cli" -c "$conf" rotate demo 2>&1) || die "redis-creds rotate failed: $out"
+note "redis-creds: ${out:-rotation requested}"
+t0=$(now_ms)
+rotation_done() {
+    "$cli" -c "$conf" status --json 2>/dev/null | "$RC_PYTHON" -I -S -c 'import json, sys
+c = [c for c in json.load(sys.stdin)["credentials"] if c["name"] == "demo"][0]
+r = c.get("rotation") or {}
+sys.exit(0 if r.get("phase") == "idle" and r.get("last_rotation") and c["version"] != sys.argv[1] else 1)' "$v3"
+}
+for ((i = 0; i < 300; i++)); do
+    rotation_done && break
+    kill -0 "$agent_pid" 2>/dev/null || die "the agent died during its rotation; its log is above"
+    sleep 0.1
+done
+rotation_done || die "the agent's rotation did not complete within 30s (see its log above)"
+v4=$(field version)
+note "   done in $(($(now_ms) - t0)) ms (grace included): version $v3 -> $v4"
+out=$(printf 'AUTH app %s\n' "$new_pw" | redis-cli -h 127.0.0.1 -p "$port" 2>&1 || true)
+note "   the password of act 1 is now refused by Redis: ${out%% *}"
+agent_pw=$(field password)
+sleep 2
 
 : >"$tmp/stop"
 wait "$client_pid" || true
@@ -333,7 +364,7 @@ say "redis-creds -c $conf status"
 # Asks the agent through its control socket; exits 1 when a credential is not current.
 "$cli" -c "$conf" status | sed 's/^/    /' || note "(status exited non-zero)"
 leaked=0
-if grep -qF -e "$old_pw" -e "$new_pw" -e "$admin_pw" "$tmp/agent.log"; then
+if grep -qF -e "$old_pw" -e "$new_pw" -e "$admin_pw" -e "$agent_pw" "$tmp/agent.log"; then
     leaked=1
     note "ERROR: a password appears in the agent's log"
 else
@@ -349,7 +380,7 @@ elif ((leaked)); then
     verdict=$(printf 'demo: %d commands, 0 failed, but a password leaked into the log' "$total")
     outcome=1
 else
-    verdict=$(printf 'demo: %d commands, 0 failed across a live password rotation' "$total")
+    verdict=$(printf 'demo: %d commands, 0 failed across two live password rotations' "$total")
 fi
 
 if ((keep)); then
@@ -360,7 +391,8 @@ if ((keep)); then
     note "published file:  $run/demo.json"
     note "CLI:             $cli --runtime-dir $run get demo"
     note "                 $cli --runtime-dir $run watch demo"
-    note "rotate again:    write {\"username\":\"app\",\"password\":\"...\"} to $store/app.json"
+    note "rotate again:    $cli -c $conf rotate demo"
+    note "                 or write {\"username\":\"app\",\"password\":\"...\"} to $store/app.json"
     note "                 (after ACL SETUSER app >... ; the admin password is in $tmp/redis/redis.conf)"
     wait "$agent_pid" || true
 fi
