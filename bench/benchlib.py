@@ -15,6 +15,7 @@ import time
 SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.abspath(os.environ.get("REDIS_CREDS_BUILD_DIR", os.path.join(SRC, "build")))
 AGENT = os.path.join(BUILD, "agent", "redis-creds-agent")
+CLI = os.path.join(BUILD, "agent", "redis-creds")
 PLUGINS = os.path.join(BUILD, "plugins")
 
 IN_MOVED_TO = 0x80
@@ -100,8 +101,9 @@ def write_atomic(path, data):
     os.rename(tmp, path)
 
 
-def agent_config(root, redis_port, creds, log_level="notice", poll="30s"):
-    """Writes a config with `creds` (list of names) on one file source; returns its path."""
+def agent_config(root, redis_port, creds, log_level="notice", poll="30s", cred_extra=""):
+    """Writes a config with `creds` (list of names) on one file source; returns its path.
+    cred_extra: more settings for every credential (libconfig text, e.g. a rotation)."""
     store = os.path.join(root, "store")
     for d in ("store", "run", "state"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
@@ -112,7 +114,8 @@ def agent_config(root, redis_port, creds, log_level="notice", poll="30s"):
         "credentials = (",
         ",\n".join(
             '{ name = "%s"; source = "local"; path = "%s"; poll_interval = "%s";'
-            ' redis = { endpoints = [ "127.0.0.1:%d" ]; timeout = "2s"; }; }' % (n, n, poll, redis_port)
+            ' redis = { endpoints = [ "127.0.0.1:%d" ]; timeout = "2s"; }; %s }'
+            % (n, n, poll, redis_port, cred_extra)
             for n in creds),
         ");",
     ]
@@ -137,3 +140,12 @@ def tempdir_on(base):
 
 def cleanup(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+def teardown(agent, redis, root):
+    """Stops the agent (a Popen, or None), then the redis-server, and removes root."""
+    if agent:
+        agent.terminate()
+        agent.wait()
+    redis.stop()
+    cleanup(root)

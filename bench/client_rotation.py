@@ -130,11 +130,7 @@ def main():
     finally:
         for p in (hammers or {}).values():
             p.kill()
-        if agent:
-            agent.terminate()
-            agent.wait()
-        redis.stop()
-        B.cleanup(root)
+        B.teardown(agent, redis, root)
 
 
 if __name__ == "__main__":

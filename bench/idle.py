@@ -90,11 +90,7 @@ def main():
         print("  context switches %d (%.2f/s, all threads; each poll round is %d checks)" % (
             s1 - s0, (s1 - s0) / win, args.creds))
     finally:
-        if agent:
-            agent.terminate()
-            agent.wait()
-        redis.stop()
-        B.cleanup(root)
+        B.teardown(agent, redis, root)
 
 
 if __name__ == "__main__":
