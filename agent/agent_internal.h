@@ -44,8 +44,9 @@ struct cred_rt;
 enum rot_step {
     RS_NONE = 0,        /* idle: waiting for the schedule (or disabled) */
     RS_CLAIMING,        /* worker: rotate() on the store, check-and-set */
-    RS_AWAIT_FETCH,     /* resuming: the next fetch brings the new password from the store */
-    RS_ADDING,          /* worker: ACL SETUSER >new on every node, then validate */
+    RS_AWAIT_FETCH,     /* the next fetch brings the new password from the store (resuming;
+                           vault-database: what Vault made) */
+    RS_ADDING,          /* worker: ACL SETUSER >new on every node (redis-acl), then validate */
     RS_ROLLBACK,        /* worker: ACL SETUSER <new, store back to the old credential */
     RS_GRACE,           /* published; the old password goes when the timer fires */
     RS_REMOVING,        /* worker: ACL SETUSER <old on every node */
@@ -74,6 +75,7 @@ struct rot_job {
 
 struct rot_rt {
     bool enabled;                         /* configured, and the source can rotate */
+    bool observer;                        /* another host is the rotator: never rotate here */
     bool src_wait;                        /* a store step waits for the source to be free */
     bool holds_src;                       /* the running step holds the source (busy) */
     void (*wait_run)(struct job *);

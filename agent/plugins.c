@@ -198,6 +198,15 @@ int plugins_check_rotation(struct plugins *p, const struct config *cfg, char *er
                      config_node_line(&cr->node, "rotation"), i, src->name, src->type);
             return -EINVAL;
         }
+        /* Which stores make a password themselves (rotate() with NULL, plugin.h): Vault's
+         * database engine only; the vault plugin checks the engine when it opens. */
+        if (cr->rotation.strategy == ROTATION_VAULT_DATABASE && strcmp(src->type, "vault") != 0) {
+            snprintf(err, errlen, "%s:%d: credentials[%zu].rotation: strategy \"vault-database\" needs a "
+                     "source of type \"vault\" (engine database); source \"%s\" is of type \"%s\"",
+                     cr->node.file ? cr->node.file : cfg->file, config_node_line(&cr->node, "rotation"),
+                     i, src->name, src->type);
+            return -EINVAL;
+        }
     }
     return 0;
 }

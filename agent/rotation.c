@@ -17,8 +17,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent_internal.h"
+
+static const char *strategy_name(enum rotation_strategy st) {
+    return st == ROTATION_VAULT_DATABASE ? "vault-database" : "redis-acl";
+}
+
+/* The store makes the password itself (vault-database): the agent has no password to add
+ * to Redis, nothing to roll back and no old password to remove; the store has already
+ * replaced it in Redis when rotate() returns. */
+static bool store_makes_password(const struct cred_rt *c) {
+    return c->cfg->rotation.strategy != ROTATION_REDIS_ACL;
+}
 
 static const char *const rot_step_names[] = {
     [RS_NONE] = "idle", [RS_CLAIMING] = "claiming", [RS_AWAIT_FETCH] = "reading-store",
@@ -169,8 +181,8 @@ static void rot_completed(struct cred_rt *c) {
     rot_save(c);   /* recorded before it is announced */
     struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_COMPLETED, ro->st.new_version);
     log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s completed: version %s published, the old "
-                "password (version %s) removed from every node", c->cfg->name, ro->st.new_version,
-                ro->st.old_version);
+                "password (version %s) %s", c->cfg->name, ro->st.new_version, ro->st.old_version,
+                store_makes_password(c) ? "replaced in Redis by the store" : "removed from every node");
     ro->last_error[0] = '\0';
     if (strncmp(c->last_error, "rotation: ", 10) == 0)
         c->last_error[0] = '\0';
@@ -276,8 +288,11 @@ static void rot_rollback(struct cred_rt *c, const char *fmt, ...) {
 static void rot_add_run(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     const struct config_credential *cc = j->c->cfg;
-    j->r = rotate_acl_apply(&cc->redis, &cc->rotation, j->username, ROTATE_ACL_ADD, j->new_pw,
-                            j->username, j->old_pw, &j->acl);
+    /* A store that makes the password has set it in Redis already: only validate. */
+    j->r = store_makes_password(j->c) ? 0
+                                      : rotate_acl_apply(&cc->redis, &cc->rotation, j->username,
+                                                         ROTATE_ACL_ADD, j->new_pw, j->username,
+                                                         j->old_pw, &j->acl);
     if (j->r == 0)
         validate_candidate(&cc->redis, j->username, j->new_pw, j->username, j->old_pw, &j->vres);
 }
@@ -287,6 +302,14 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     if (j->r < 0) {
         rot_rollback(c, "cannot add the new password on every node (%u/%u done): %s", j->acl.done,
                      j->acl.total, j->acl.detail);
+        return;
+    }
+    if (j->vres.outcome != VALIDATE_PUBLISH && store_makes_password(c)) {
+        /* Nothing to roll back: the store replaced the password in Redis already. The
+         * record stays CLAIMED; the retry reads the store again (and a normal check
+         * publishes the new version by itself once it validates, DESIGN §8). */
+        rot_fail(c, "the new version %s from the store does not validate (%s): %s", ro->st.new_version,
+                 validate_outcome_to_string(j->vres.outcome), j->vres.detail);
         return;
     }
     if (j->vres.outcome != VALIDATE_PUBLISH) {
@@ -308,6 +331,11 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     secret_free(cand.password);
     if (!c->have_cur || strcmp(c->cur.cur.version, ro->st.new_version) != 0) {
         rot_fail(c, "cannot publish the new version %s: %s", ro->st.new_version, c->last_error);
+        return;
+    }
+    if (store_makes_password(c)) {
+        /* No grace: the old password stopped working when the store rotated. */
+        rot_completed(c);
         return;
     }
     ro->st.phase = ROTATE_PUBLISHED;
@@ -362,6 +390,14 @@ static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
     ro->st.started_at = now_real();
     ro->st.grace_until = 0;
     rot_save(c);
+    if (store_makes_password(c)) {
+        /* The store has the new password; the next fetch brings it (rotation_take_fetched). */
+        rot_job_clear(j);
+        ro->step = RS_AWAIT_FETCH;
+        agent_request_fetch(c);
+        rot_release(c);
+        return;
+    }
     rot_add(c);
 }
 
@@ -396,8 +432,11 @@ static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
     j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
     j->old_pw = secret_dup(c->cur.cur.password);
-    int r = rotate_generate_password(c->cfg->rotation.alphabet, c->cfg->rotation.password_length,
-                                     &j->new_pw);
+    /* new_pw NULL asks the store to make the password itself (plugin.h). */
+    int r = store_makes_password(c) ? 0
+                                    : rotate_generate_password(c->cfg->rotation.alphabet,
+                                                               c->cfg->rotation.password_length,
+                                                               &j->new_pw);
     if (r < 0 || !j->old_pw || (c->cur.cur.username && !j->username)) {
         rot_job_clear(j);
         snprintf(err, errlen, "cannot generate a new password: %s", strerror(r < 0 ? -r : ENOMEM));
@@ -455,6 +494,11 @@ static void rot_resume(struct cred_rt *c) {
         agent_request_fetch(c);
         return;
     case ROTATE_RESUME_REMOVE:
+        if (store_makes_password(c)) {
+            /* Published already; there is no old password of ours to remove. */
+            rot_completed(c);
+            return;
+        }
         if (ro->st.phase != ROTATE_PUBLISHED) {
             /* Published before the record said so. */
             ro->st.phase = ROTATE_PUBLISHED;
@@ -552,6 +596,20 @@ void rotation_init(struct cred_rt *c) {
                   !c->src->open_error[0] && !c->a->p.once;
     if (!ro->enabled)
         return;
+    const char *rotator = c->cfg->rotation.rotator;
+    if (rotator) {
+        /* A store without check-and-set: only the named host rotates (docs/operations.md). */
+        char host[256] = "";
+        if (gethostname(host, sizeof host - 1) < 0)
+            host[0] = '\0';
+        ro->observer = strcmp(host, rotator) != 0;
+        if (ro->observer) {
+            log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name },
+                        "%s: rotated by host %s (this is %s); this host publishes what it rotates to",
+                        c->cfg->name, rotator, host[0] ? host : "unnamed");
+            return;
+        }
+    }
     backoff_init(&ro->retry, ROT_RETRY_MIN_USEC, ROT_RETRY_MAX_USEC);
     int r = rotate_state_load(c->a->cfg->agent.state_dir, c->cfg->name, &ro->st, err, sizeof err);
     if (r < 0) {
@@ -573,7 +631,9 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
                      ? real + (int64_t)((ro->timer_mono > mono ? ro->timer_mono - mono : 0) / USEC_PER_SEC)
                      : 0;
     json_t *o = json_object();
-    json_object_set_new(o, "strategy", json_string("redis-acl"));
+    json_object_set_new(o, "strategy", json_string(strategy_name(c->cfg->rotation.strategy)));
+    json_object_set_new(o, "rotator", json_str_or_null(c->cfg->rotation.rotator));
+    json_object_set_new(o, "rotates_here", json_boolean(!ro->observer));
     json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));
     json_object_set_new(o, "step", json_string(rot_step_names[ro->step]));
     json_object_set_new(o, "next_rotation", json_time(ro->step == RS_NONE ? at : 0));
@@ -598,6 +658,11 @@ int rotation_request(struct cred_rt *c, char *err, size_t errlen) {
     if (!c->rot.enabled) {
         snprintf(err, errlen, "rotation of \"%s\" is not active", name);
         return -EOPNOTSUPP;
+    }
+    if (c->rot.observer) {
+        snprintf(err, errlen, "\"%s\" is rotated by host %s, not by this one (rotation.rotator): "
+                 "run the command there", name, c->cfg->rotation.rotator);
+        return -EPERM;
     }
     if (c->rot.step == RS_RETRY_WAIT && c->rot.st.phase != ROTATE_IDLE) {
         /* An interrupted rotation waits for its retry: finish it now instead. */
