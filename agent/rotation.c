@@ -21,15 +21,18 @@
 
 #include "agent_internal.h"
 
-static const char *strategy_name(enum rotation_strategy st) {
-    return st == ROTATION_VAULT_DATABASE ? "vault-database" : "redis-acl";
-}
-
-/* The store makes the password itself (vault-database): the agent has no password to add
- * to Redis, nothing to roll back and no old password to remove; the store has already
- * replaced it in Redis when rotate() returns. */
+/* The store makes the password itself (vault-database, azure-keys): the agent has no
+ * password to add to Redis and nothing to roll back; the new one works in Redis when
+ * rotate() returns. */
 static bool store_makes_password(const struct cred_rt *c) {
     return c->cfg->rotation.strategy != ROTATION_REDIS_ACL;
+}
+
+/* vault-database has no grace: Vault's plugin replaced the old password already. The
+ * others keep the old one working for `grace` after publication, then remove it
+ * (redis-acl: ACL SETUSER <old) or regenerate it (azure-keys: the other key). */
+static bool has_grace(const struct cred_rt *c) {
+    return c->cfg->rotation.strategy != ROTATION_VAULT_DATABASE;
 }
 
 static const char *const rot_step_names[] = {
@@ -180,9 +183,11 @@ static void rot_completed(struct cred_rt *c) {
     ro->st.last_completed = now_real();
     rot_save(c);   /* recorded before it is announced */
     struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_COMPLETED, ro->st.new_version);
-    log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s completed: version %s published, the old "
-                "password (version %s) %s", c->cfg->name, ro->st.new_version, ro->st.old_version,
-                store_makes_password(c) ? "replaced in Redis by the store" : "removed from every node");
+    enum rotation_strategy s = c->cfg->rotation.strategy;
+    log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s completed: version %s published, %s (version %s) %s",
+                c->cfg->name, ro->st.new_version, s == ROTATION_AZURE_KEYS ? "the other key" : "the old password",
+                ro->st.old_version, s == ROTATION_REDIS_ACL ? "removed from every node"
+                                    : s == ROTATION_VAULT_DATABASE ? "replaced in Redis by Vault" : "regenerated");
     ro->last_error[0] = '\0';
     if (strncmp(c->last_error, "rotation: ", 10) == 0)
         c->last_error[0] = '\0';
@@ -209,6 +214,33 @@ static void rot_remove_done(struct cred_rt *c, struct rot_job *j) {
         rot_completed(c);
 }
 
+/* azure-keys: the old key is regenerated instead (rotate() with NULL regenerates the key
+ * that is not `expected`, the published one). */
+static void rot_regenerate_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    struct cred_rt *c = j->c;
+    memset(&j->err, 0, sizeof j->err);
+    j->r = c->src->type->rotate(c->src->state, &j->rc, j->expected, NULL, NULL, j->new_version, &j->err);
+}
+
+static void rot_regenerate_done(struct cred_rt *c, struct rot_job *j) {
+    if (j->r < 0 && j->err.cls == RC_ERR_CONFLICT) {
+        rot_abandon(c, "%s", j->err.message);
+        c->wake_pending = true;
+        rot_release(c);
+        return;
+    }
+    if (j->r < 0) {
+        const char *cls = rc_err_class_to_string(j->err.cls);
+        rot_fail(c, "cannot regenerate the old key (version %s) in %s (%s): %s", c->rot.st.old_version,
+                 c->cfg->source, cls ? cls : "?", j->err.message);
+        return;
+    }
+    /* The next look publishes both new keys (the preferred one as current). */
+    c->wake_pending = true;
+    rot_completed(c);
+}
+
 static void rot_remove(struct cred_rt *c) {
     struct rot_job *j = &c->rot.job;
     rot_job_clear(j);
@@ -222,6 +254,13 @@ static void rot_remove(struct cred_rt *c) {
         return;
     }
     j->c = c;
+    if (store_makes_password(c)) {
+        /* azure-keys: regenerate the key that is not the published one (the old one). */
+        j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
+        snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
+        rot_submit_store(c, RS_REMOVING, rot_regenerate_run, rot_regenerate_done);
+        return;
+    }
     j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
     j->old_pw = secret_dup(c->cur.prev.password);
     j->new_pw = secret_dup(c->cur.cur.password);
@@ -333,7 +372,7 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
         rot_fail(c, "cannot publish the new version %s: %s", ro->st.new_version, c->last_error);
         return;
     }
-    if (store_makes_password(c)) {
+    if (!has_grace(c)) {
         /* No grace: the old password stopped working when the store rotated. */
         rot_completed(c);
         return;
@@ -494,8 +533,8 @@ static void rot_resume(struct cred_rt *c) {
         agent_request_fetch(c);
         return;
     case ROTATE_RESUME_REMOVE:
-        if (store_makes_password(c)) {
-            /* Published already; there is no old password of ours to remove. */
+        if (!has_grace(c)) {
+            /* vault-database, published already: nothing of ours is left to remove. */
             rot_completed(c);
             return;
         }
@@ -547,13 +586,28 @@ void rotation_after_check(struct cred_rt *c) {
         rot_fail(c, "%s", err);
 }
 
-bool rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cand) {
+static struct rc_candidate *find_version(struct rc_candidate *cands, int n, const char *version) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(cands[i].version, version) == 0)
+            return &cands[i];
+    return NULL;
+}
+
+enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cands, int n) {
     struct rot_rt *ro = &c->rot;
+    if (c->cfg->rotation.strategy == ROTATION_AZURE_KEYS && ro->st.phase == ROTATE_PUBLISHED &&
+        ro->step != RS_AWAIT_FETCH && c->have_cur && strcmp(c->cur.cur.version, ro->st.new_version) == 0 &&
+        find_version(cands, n, ro->st.new_version) && find_version(cands, n, ro->st.old_version))
+        /* Switched to the new key; the store still has the old one (regenerated after
+         * grace). The source prefers one of the two: it is not a change. */
+        return ROT_TAKE_UNCHANGED;
     if (ro->step != RS_AWAIT_FETCH)
-        return false;
-    if (strcmp(cand->version, ro->st.new_version) != 0 || !c->have_cur) {
-        rot_abandon(c, "the store holds version %s now", cand->version);
-        return false;   /* judged like any new version */
+        return ROT_TAKE_NONE;
+    /* The new version: the current candidate, or (azure-keys) the other key, a PEER. */
+    struct rc_candidate *cand = find_version(cands, n, ro->st.new_version);
+    if (!cand || !c->have_cur) {
+        rot_abandon(c, "the store holds version %s now", cands[0].version);
+        return ROT_TAKE_NONE;   /* judged like any new version */
     }
     struct rot_job *j = &ro->job;
     rot_job_clear(j);
@@ -567,10 +621,10 @@ bool rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cand) {
     j->old_pw = secret_dup(c->cur.cur.password);
     if (!j->old_pw) {
         rot_fail(c, "out of memory");
-        return true;
+        return ROT_TAKE_TAKEN;
     }
     rot_add(c);
-    return true;
+    return ROT_TAKE_TAKEN;
 }
 
 void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
@@ -631,7 +685,7 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
                      ? real + (int64_t)((ro->timer_mono > mono ? ro->timer_mono - mono : 0) / USEC_PER_SEC)
                      : 0;
     json_t *o = json_object();
-    json_object_set_new(o, "strategy", json_string(strategy_name(c->cfg->rotation.strategy)));
+    json_object_set_new(o, "strategy", json_string(config_rotation_strategy_to_string(c->cfg->rotation.strategy)));
     json_object_set_new(o, "rotator", json_str_or_null(c->cfg->rotation.rotator));
     json_object_set_new(o, "rotates_here", json_boolean(!ro->observer));
     json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));

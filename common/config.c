@@ -1489,6 +1489,15 @@ static int parse_redis(struct ctx *x, const struct config_node *cn, const char *
     return x->oom ? -ENOMEM : 0;
 }
 
+const char *config_rotation_strategy_to_string(enum rotation_strategy s) {
+    switch (s) {
+    case ROTATION_REDIS_ACL: return "redis-acl";
+    case ROTATION_VAULT_DATABASE: return "vault-database";
+    case ROTATION_AZURE_KEYS: return "azure-keys";
+    }
+    return "?";
+}
+
 static int parse_rotation(struct ctx *x, const struct config_node *cn, const char *cpath,
                           struct config_credential *cr) {
     char path[KEY_PATH_MAX], sub[KEY_PATH_MAX], q[QUOTE_MAX];
@@ -1508,11 +1517,10 @@ static int parse_rotation(struct ctx *x, const struct config_node *cn, const cha
     else if (strcmp(st, "vault-database") == 0)
         ro->strategy = ROTATION_VAULT_DATABASE;
     else if (strcmp(st, "azure-keys") == 0)
-        return fail(x, member(g, "strategy"), sub, "strategy %s is not supported by this version "
-                    "yet (supported: \"redis-acl\", \"vault-database\")", quote(st, q, sizeof q));
+        ro->strategy = ROTATION_AZURE_KEYS;
     else
-        return fail(x, member(g, "strategy"), sub, "unknown strategy %s (use \"redis-acl\" or "
-                    "\"vault-database\")", quote(st, q, sizeof q));
+        return fail(x, member(g, "strategy"), sub, "unknown strategy %s (use \"redis-acl\", "
+                    "\"vault-database\" or \"azure-keys\")", quote(st, q, sizeof q));
     /* Stores that make the password themselves have no check-and-set: one named host
      * rotates, the others only observe. */
     const char *rot = config_node_string(&n, "rotator");
