@@ -651,6 +651,7 @@ void rotation_init(struct cred_rt *c) {
     if (!ro->enabled)
         return;
     const char *rotator = c->cfg->rotation.rotator;
+    ro->observer = false;
     if (rotator) {
         /* A store without check-and-set: only the named host rotates (docs/operations.md). */
         char host[256] = "";

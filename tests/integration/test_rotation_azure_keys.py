@@ -162,3 +162,16 @@ def test_azure_keys_crash_during_grace_is_finished_at_restart(sc, az):
     client.join(5)
     assert client.failed == 0 and client.ok > 20, (client.ok, client.failed, client.errors[:3])
     assert record(sc)["phase"] == "idle"
+
+
+def test_azure_keys_and_redis_acl_each_need_their_source_type(sc, az):
+    rid = az.fake.add_cache("cfg")
+    sc.write_config([sc.cred(rotation={"strategy": "azure-keys", "rotator": HOST})])   # a file source
+    r = sc.run_agent("--check-config")
+    assert r.returncode == 2, r.stderr
+    assert 'strategy "azure-keys" needs a source of type "azure-redis-keys"; source' in r.stderr, r.stderr
+    # the keys source cannot take a password the agent made
+    sc.write_config([az.cred(source="keys", path=rid, rotation={"strategy": "redis-acl"})], [az.keys_source()])
+    r = sc.run_agent("--check-config")
+    assert r.returncode == 2, r.stderr
+    assert 'strategy "redis-acl" needs a source of type "file" or "vault" (engine kv2)' in r.stderr, r.stderr

@@ -86,6 +86,8 @@ def test_vault_database_non_rotator_host_does_not_rotate_but_publishes(vault, sc
     assert "is rotated by host not-%s" % HOST in r.stdout + r.stderr, (r.stdout, r.stderr)
     st = cred_status(sc)["rotation"]
     assert st["rotates_here"] is False and st["rotator"] == "not-" + HOST
+    text = sc.run_cli("-c", sc.tree.conf, "status").stdout
+    assert "rotation: vault-database by host not-%s, not this one" % HOST in text, text
     # the rotator (here: Vault on its behalf) rotates; this host picks it up at its poll
     fv.rotate_role("database", "app")
     info = fv.static_role_info("database", "app")
