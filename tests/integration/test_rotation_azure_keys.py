@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import threading
 
 import pytest
 
@@ -19,9 +20,11 @@ from test_rotation import Client
 HOST = socket.gethostname()
 
 
-def setup_cache(az, enterprise=True):
+def setup_cache(az, enterprise=True, follow=None):
     """A cache whose keys Redis follows; returns (rid, regenerations), the latter a list
-    of "primary"/"secondary" in the order the fake regenerated them."""
+    of "primary"/"secondary" in the order the fake regenerated them. follow: a
+    threading.Event; while it is clear, Redis keeps the keys it had (a cache that has not
+    taken a new key yet)."""
     rid = az.fake.add_cache("rot", enterprise=enterprise)
     k = az.fake.keys(rid)
     az.redis_accepts_keys(k["primaryKey"], k["secondaryKey"])
@@ -30,7 +33,8 @@ def setup_cache(az, enterprise=True):
 
     def on_keys(r, keys):
         # Like the cache: the new key works and the regenerated one is gone, at once.
-        az.redis_accepts_keys(keys["primaryKey"], keys["secondaryKey"])
+        if follow is None or follow.is_set():
+            az.redis_accepts_keys(keys["primaryKey"], keys["secondaryKey"])
         for which in ("primary", "secondary"):
             if keys[which + "Key"] != seen[which]:
                 regenerations.append(which)
@@ -175,3 +179,34 @@ def test_azure_keys_and_redis_acl_each_need_their_source_type(sc, az):
     r = sc.run_agent("--check-config")
     assert r.returncode == 2, r.stderr
     assert 'strategy "redis-acl" needs a source of type "file" or "vault" (engine kv2)' in r.stderr, r.stderr
+
+
+def test_azure_keys_new_key_refused_then_crash_is_finished_at_restart(sc, az):
+    """The regenerated key is not accepted by Redis yet: the rotation fails after the
+    claim (nothing to roll back, the published key still works) and the record stays
+    `claimed`; the agent dies; at the next start it reads the new key back and finishes."""
+    follow = threading.Event()
+    rid, regens = setup_cache(az, enterprise=False, follow=follow)
+    a, first = start_rotating(az, sc, rid, grace="1s")
+    mark = a.log_mark()
+    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    line = a.wait_log(lambda l: "rotation of cache failed" in l, since=mark, timeout=6)
+    assert "does not validate" in line, line
+    assert regens == ["secondary"] and record(sc)["phase"] == "claimed"
+    assert sc.read_doc()["version"] == first["version"]
+    assert sc.redis.auth_ok("default", first["password"])
+    a.send(signal.SIGKILL)
+    a.wait_exit()
+    a.check_exit = False
+
+    follow.set()
+    k = az.fake.keys(rid)
+    az.redis_accepts_keys(k["primaryKey"], k["secondaryKey"])   # the cache has caught up
+    b = sc.start_agent(env={k: "" for k in ("AZURE_CLIENT_ID", "IDENTITY_ENDPOINT", "IMDS_ENDPOINT")})
+    b.wait_ready(timeout=15)
+    doc = sc.wait_published(pred=lambda d: d["version"].startswith("secondary-"), timeout=8)
+    assert doc["password"] == k["secondaryKey"] and doc["previous"]["password"] == first["password"]
+    b.wait_log(lambda l: "rotation of cache completed" in l, timeout=10)
+    assert regens == ["secondary", "primary"]
+    sc.wait_published(password=az.fake.keys(rid)["primaryKey"], timeout=5)
+    assert record(sc)["phase"] == "idle"
