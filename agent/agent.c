@@ -551,8 +551,14 @@ static void fetch_done(struct job *j) {
     }
 
     struct rc_candidate *cand = &cj->cands[0];
-    if (rotation_take_fetched(c, cand)) {
-        /* A rotation resumes with the new password the store holds. */
+    enum rot_take take = rotation_take_fetched(c, cj->cands, cj->n_cands);
+    if (take != ROT_TAKE_NONE) {
+        /* A rotation goes on with the new password the store holds, or holds what it
+         * published; the next look comes as usual. */
+        if (take == ROT_TAKE_UNCHANGED)
+            still_current(c, c->cur.cur.version, cj->next_check_usec);
+        else
+            schedule_look(c, cj->next_check_usec);
         job_clear(cj);
         attempt_done(c);
         agent_maybe_reload(a);

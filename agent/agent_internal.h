@@ -44,11 +44,13 @@ struct cred_rt;
 enum rot_step {
     RS_NONE = 0,        /* idle: waiting for the schedule (or disabled) */
     RS_CLAIMING,        /* worker: rotate() on the store, check-and-set */
-    RS_AWAIT_FETCH,     /* resuming: the next fetch brings the new password from the store */
-    RS_ADDING,          /* worker: ACL SETUSER >new on every node, then validate */
+    RS_AWAIT_FETCH,     /* the next fetch brings the new password from the store (resuming;
+                           vault-database: what Vault made) */
+    RS_ADDING,          /* worker: ACL SETUSER >new on every node (redis-acl), then validate */
     RS_ROLLBACK,        /* worker: ACL SETUSER <new, store back to the old credential */
     RS_GRACE,           /* published; the old password goes when the timer fires */
-    RS_REMOVING,        /* worker: ACL SETUSER <old on every node */
+    RS_REMOVING,        /* worker: ACL SETUSER <old on every node (azure-keys: regenerate
+                           the old key) */
     RS_RETRY_WAIT,      /* a step failed; retried when the timer fires */
 };
 
@@ -74,6 +76,7 @@ struct rot_job {
 
 struct rot_rt {
     bool enabled;                         /* configured, and the source can rotate */
+    bool observer;                        /* another host is the rotator: never rotate here */
     bool src_wait;                        /* a store step waits for the source to be free */
     bool holds_src;                       /* the running step holds the source (busy) */
     void (*wait_run)(struct job *);
@@ -223,7 +226,8 @@ uint64_t agent_timer_accuracy(uint64_t delay);
 
 /* Steps that change the store or Redis hold the credential's fetches back. */
 static inline bool rotation_holds_fetch(const struct cred_rt *c) {
-    return c->rot.step == RS_CLAIMING || c->rot.step == RS_ADDING || c->rot.step == RS_ROLLBACK;
+    return c->rot.step == RS_CLAIMING || c->rot.step == RS_ADDING || c->rot.step == RS_ROLLBACK ||
+           c->rot.step == RS_REMOVING;
 }
 /* At start and after a reload: reads the phase record and resumes or schedules. */
 void rotation_init(struct cred_rt *c);
@@ -233,8 +237,12 @@ void rotation_clear(struct cred_rt *c);
 void rotation_stop(struct cred_rt *c);
 /* After each check of c: a rotation requested meanwhile starts. */
 void rotation_after_check(struct cred_rt *c);
-/* From fetch_done(): true when a resuming rotation took the candidate (moved out). */
-bool rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cand);
+/* From fetch_done(), with what the store returned. TAKEN: a rotation took the new
+ * version (moved out of cands) and validates and publishes it itself. UNCHANGED: what
+ * is published is what the rotation wants (azure-keys between the switch and
+ * regenerating the old key), whatever the source prefers. NONE: judge as usual. */
+enum rot_take { ROT_TAKE_NONE = 0, ROT_TAKE_TAKEN, ROT_TAKE_UNCHANGED };
+enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cands, int n);
 /* From fetch_done() on a store error. */
 void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err);
 /* The source is free: a rotation's store step that waited for it starts. */

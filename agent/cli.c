@@ -169,7 +169,10 @@ static int cmd_status(const char *sock, int argc, char **argv) {
                    jstr(c, "expires_at"), jstr(c, "nodes"), strcmp(err, "-") ? "; " : "",
                    strcmp(err, "-") ? err : "");
             json_t *ro = json_object_get(c, "rotation");
-            if (json_is_object(ro)) {
+            if (json_is_object(ro) && json_is_false(json_object_get(ro, "rotates_here"))) {
+                printf("%-20s rotation: %s by host %s, not this one (it publishes what that host "
+                       "rotates to)\n", "", jstr(ro, "strategy"), jstr(ro, "rotator"));
+            } else if (json_is_object(ro)) {
                 const char *rerr = jstr(ro, "last_error");
                 printf("%-20s rotation: phase %s (%s), last %s, next %s%s%s%s%s\n", "", jstr(ro, "phase"),
                        jstr(ro, "step"), jstr(ro, "last_rotation"), jstr(ro, "next_rotation"),

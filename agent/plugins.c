@@ -198,6 +198,32 @@ int plugins_check_rotation(struct plugins *p, const struct config *cfg, char *er
                      config_node_line(&cr->node, "rotation"), i, src->name, src->type);
             return -EINVAL;
         }
+        /* Which sources can do which strategy: redis-acl needs a store that takes a
+         * password the agent made (file, vault kv2); the others need the store that makes
+         * it (rotate() with NULL, plugin.h). The vault plugin checks its engine at open. */
+        const char *need = NULL;
+        switch (cr->rotation.strategy) {
+        case ROTATION_REDIS_ACL:
+            if (strcmp(src->type, "file") != 0 && strcmp(src->type, "vault") != 0)
+                need = "\"file\" or \"vault\" (engine kv2)";
+            break;
+        case ROTATION_VAULT_DATABASE:
+            if (strcmp(src->type, "vault") != 0)
+                need = "\"vault\" (engine database)";
+            break;
+        case ROTATION_AZURE_KEYS:
+            if (strcmp(src->type, "azure-redis-keys") != 0)
+                need = "\"azure-redis-keys\"";
+            break;
+        }
+        if (need) {
+            snprintf(err, errlen, "%s:%d: credentials[%zu].rotation: strategy \"%s\" needs a source of "
+                     "type %s; source \"%s\" is of type \"%s\"",
+                     cr->node.file ? cr->node.file : cfg->file, config_node_line(&cr->node, "rotation"),
+                     i, config_rotation_strategy_to_string(cr->rotation.strategy),
+                     need, src->name, src->type);
+            return -EINVAL;
+        }
     }
     return 0;
 }

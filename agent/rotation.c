@@ -17,8 +17,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent_internal.h"
+
+/* The store makes the password itself (vault-database, azure-keys): the agent has no
+ * password to add to Redis and nothing to roll back; the new one works in Redis when
+ * rotate() returns. */
+static bool store_makes_password(const struct cred_rt *c) {
+    return c->cfg->rotation.strategy != ROTATION_REDIS_ACL;
+}
+
+/* vault-database has no grace: Vault's plugin replaced the old password already. The
+ * others keep the old one working for `grace` after publication, then remove it
+ * (redis-acl: ACL SETUSER <old) or regenerate it (azure-keys: the other key). */
+static bool has_grace(const struct cred_rt *c) {
+    return c->cfg->rotation.strategy != ROTATION_VAULT_DATABASE;
+}
 
 static const char *const rot_step_names[] = {
     [RS_NONE] = "idle", [RS_CLAIMING] = "claiming", [RS_AWAIT_FETCH] = "reading-store",
@@ -168,9 +183,11 @@ static void rot_completed(struct cred_rt *c) {
     ro->st.last_completed = now_real();
     rot_save(c);   /* recorded before it is announced */
     struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_COMPLETED, ro->st.new_version);
-    log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s completed: version %s published, the old "
-                "password (version %s) removed from every node", c->cfg->name, ro->st.new_version,
-                ro->st.old_version);
+    enum rotation_strategy s = c->cfg->rotation.strategy;
+    log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s completed: version %s published, %s (version %s) %s",
+                c->cfg->name, ro->st.new_version, s == ROTATION_AZURE_KEYS ? "the other key" : "the old password",
+                ro->st.old_version, s == ROTATION_REDIS_ACL ? "removed from every node"
+                                    : s == ROTATION_VAULT_DATABASE ? "replaced in Redis by Vault" : "regenerated");
     ro->last_error[0] = '\0';
     if (strncmp(c->last_error, "rotation: ", 10) == 0)
         c->last_error[0] = '\0';
@@ -197,6 +214,33 @@ static void rot_remove_done(struct cred_rt *c, struct rot_job *j) {
         rot_completed(c);
 }
 
+/* azure-keys: the old key is regenerated instead (rotate() with NULL regenerates the key
+ * that is not `expected`, the published one). */
+static void rot_regenerate_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    struct cred_rt *c = j->c;
+    memset(&j->err, 0, sizeof j->err);
+    j->r = c->src->type->rotate(c->src->state, &j->rc, j->expected, NULL, NULL, j->new_version, &j->err);
+}
+
+static void rot_regenerate_done(struct cred_rt *c, struct rot_job *j) {
+    if (j->r < 0 && j->err.cls == RC_ERR_CONFLICT) {
+        rot_abandon(c, "%s", j->err.message);
+        c->wake_pending = true;
+        rot_release(c);
+        return;
+    }
+    if (j->r < 0) {
+        const char *cls = rc_err_class_to_string(j->err.cls);
+        rot_fail(c, "cannot regenerate the old key (version %s) in %s (%s): %s", c->rot.st.old_version,
+                 c->cfg->source, cls ? cls : "?", j->err.message);
+        return;
+    }
+    /* The next look publishes both new keys (the preferred one as current). */
+    c->wake_pending = true;
+    rot_completed(c);
+}
+
 static void rot_remove(struct cred_rt *c) {
     struct rot_job *j = &c->rot.job;
     rot_job_clear(j);
@@ -210,6 +254,13 @@ static void rot_remove(struct cred_rt *c) {
         return;
     }
     j->c = c;
+    if (store_makes_password(c)) {
+        /* azure-keys: regenerate the key that is not the published one (the old one). */
+        j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
+        snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
+        rot_submit_store(c, RS_REMOVING, rot_regenerate_run, rot_regenerate_done);
+        return;
+    }
     j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
     j->old_pw = secret_dup(c->cur.prev.password);
     j->new_pw = secret_dup(c->cur.cur.password);
@@ -276,8 +327,11 @@ static void rot_rollback(struct cred_rt *c, const char *fmt, ...) {
 static void rot_add_run(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     const struct config_credential *cc = j->c->cfg;
-    j->r = rotate_acl_apply(&cc->redis, &cc->rotation, j->username, ROTATE_ACL_ADD, j->new_pw,
-                            j->username, j->old_pw, &j->acl);
+    /* A store that makes the password has set it in Redis already: only validate. */
+    j->r = store_makes_password(j->c) ? 0
+                                      : rotate_acl_apply(&cc->redis, &cc->rotation, j->username,
+                                                         ROTATE_ACL_ADD, j->new_pw, j->username,
+                                                         j->old_pw, &j->acl);
     if (j->r == 0)
         validate_candidate(&cc->redis, j->username, j->new_pw, j->username, j->old_pw, &j->vres);
 }
@@ -287,6 +341,14 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     if (j->r < 0) {
         rot_rollback(c, "cannot add the new password on every node (%u/%u done): %s", j->acl.done,
                      j->acl.total, j->acl.detail);
+        return;
+    }
+    if (j->vres.outcome != VALIDATE_PUBLISH && store_makes_password(c)) {
+        /* Nothing to roll back: the store replaced the password in Redis already. The
+         * record stays CLAIMED; the retry reads the store again (and a normal check
+         * publishes the new version by itself once it validates, DESIGN §8). */
+        rot_fail(c, "the new version %s from the store does not validate (%s): %s", ro->st.new_version,
+                 validate_outcome_to_string(j->vres.outcome), j->vres.detail);
         return;
     }
     if (j->vres.outcome != VALIDATE_PUBLISH) {
@@ -308,6 +370,11 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     secret_free(cand.password);
     if (!c->have_cur || strcmp(c->cur.cur.version, ro->st.new_version) != 0) {
         rot_fail(c, "cannot publish the new version %s: %s", ro->st.new_version, c->last_error);
+        return;
+    }
+    if (!has_grace(c)) {
+        /* No grace: the old password stopped working when the store rotated. */
+        rot_completed(c);
         return;
     }
     ro->st.phase = ROTATE_PUBLISHED;
@@ -362,6 +429,14 @@ static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
     ro->st.started_at = now_real();
     ro->st.grace_until = 0;
     rot_save(c);
+    if (store_makes_password(c)) {
+        /* The store has the new password; the next fetch brings it (rotation_take_fetched). */
+        rot_job_clear(j);
+        ro->step = RS_AWAIT_FETCH;
+        agent_request_fetch(c);
+        rot_release(c);
+        return;
+    }
     rot_add(c);
 }
 
@@ -396,8 +471,11 @@ static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
     j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
     j->old_pw = secret_dup(c->cur.cur.password);
-    int r = rotate_generate_password(c->cfg->rotation.alphabet, c->cfg->rotation.password_length,
-                                     &j->new_pw);
+    /* new_pw NULL asks the store to make the password itself (plugin.h). */
+    int r = store_makes_password(c) ? 0
+                                    : rotate_generate_password(c->cfg->rotation.alphabet,
+                                                               c->cfg->rotation.password_length,
+                                                               &j->new_pw);
     if (r < 0 || !j->old_pw || (c->cur.cur.username && !j->username)) {
         rot_job_clear(j);
         snprintf(err, errlen, "cannot generate a new password: %s", strerror(r < 0 ? -r : ENOMEM));
@@ -455,6 +533,11 @@ static void rot_resume(struct cred_rt *c) {
         agent_request_fetch(c);
         return;
     case ROTATE_RESUME_REMOVE:
+        if (!has_grace(c)) {
+            /* vault-database, published already: nothing of ours is left to remove. */
+            rot_completed(c);
+            return;
+        }
         if (ro->st.phase != ROTATE_PUBLISHED) {
             /* Published before the record said so. */
             ro->st.phase = ROTATE_PUBLISHED;
@@ -503,13 +586,28 @@ void rotation_after_check(struct cred_rt *c) {
         rot_fail(c, "%s", err);
 }
 
-bool rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cand) {
+static struct rc_candidate *find_version(struct rc_candidate *cands, int n, const char *version) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(cands[i].version, version) == 0)
+            return &cands[i];
+    return NULL;
+}
+
+enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cands, int n) {
     struct rot_rt *ro = &c->rot;
+    if (c->cfg->rotation.strategy == ROTATION_AZURE_KEYS && ro->st.phase == ROTATE_PUBLISHED &&
+        ro->step != RS_AWAIT_FETCH && c->have_cur && strcmp(c->cur.cur.version, ro->st.new_version) == 0 &&
+        find_version(cands, n, ro->st.new_version) && find_version(cands, n, ro->st.old_version))
+        /* Switched to the new key; the store still has the old one (regenerated after
+         * grace). The source prefers one of the two: it is not a change. */
+        return ROT_TAKE_UNCHANGED;
     if (ro->step != RS_AWAIT_FETCH)
-        return false;
-    if (strcmp(cand->version, ro->st.new_version) != 0 || !c->have_cur) {
-        rot_abandon(c, "the store holds version %s now", cand->version);
-        return false;   /* judged like any new version */
+        return ROT_TAKE_NONE;
+    /* The new version: the current candidate, or (azure-keys) the other key, a PEER. */
+    struct rc_candidate *cand = find_version(cands, n, ro->st.new_version);
+    if (!cand || !c->have_cur) {
+        rot_abandon(c, "the store holds version %s now", cands[0].version);
+        return ROT_TAKE_NONE;   /* judged like any new version */
     }
     struct rot_job *j = &ro->job;
     rot_job_clear(j);
@@ -523,10 +621,10 @@ bool rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cand) {
     j->old_pw = secret_dup(c->cur.cur.password);
     if (!j->old_pw) {
         rot_fail(c, "out of memory");
-        return true;
+        return ROT_TAKE_TAKEN;
     }
     rot_add(c);
-    return true;
+    return ROT_TAKE_TAKEN;
 }
 
 void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
@@ -552,6 +650,21 @@ void rotation_init(struct cred_rt *c) {
                   !c->src->open_error[0] && !c->a->p.once;
     if (!ro->enabled)
         return;
+    const char *rotator = c->cfg->rotation.rotator;
+    ro->observer = false;
+    if (rotator) {
+        /* A store without check-and-set: only the named host rotates (docs/operations.md). */
+        char host[256] = "";
+        if (gethostname(host, sizeof host - 1) < 0)
+            host[0] = '\0';
+        ro->observer = strcmp(host, rotator) != 0;
+        if (ro->observer) {
+            log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name },
+                        "%s: rotated by host %s (this is %s); this host publishes what it rotates to",
+                        c->cfg->name, rotator, host[0] ? host : "unnamed");
+            return;
+        }
+    }
     backoff_init(&ro->retry, ROT_RETRY_MIN_USEC, ROT_RETRY_MAX_USEC);
     int r = rotate_state_load(c->a->cfg->agent.state_dir, c->cfg->name, &ro->st, err, sizeof err);
     if (r < 0) {
@@ -573,7 +686,9 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
                      ? real + (int64_t)((ro->timer_mono > mono ? ro->timer_mono - mono : 0) / USEC_PER_SEC)
                      : 0;
     json_t *o = json_object();
-    json_object_set_new(o, "strategy", json_string("redis-acl"));
+    json_object_set_new(o, "strategy", json_string(config_rotation_strategy_to_string(c->cfg->rotation.strategy)));
+    json_object_set_new(o, "rotator", json_str_or_null(c->cfg->rotation.rotator));
+    json_object_set_new(o, "rotates_here", json_boolean(!ro->observer));
     json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));
     json_object_set_new(o, "step", json_string(rot_step_names[ro->step]));
     json_object_set_new(o, "next_rotation", json_time(ro->step == RS_NONE ? at : 0));
@@ -598,6 +713,11 @@ int rotation_request(struct cred_rt *c, char *err, size_t errlen) {
     if (!c->rot.enabled) {
         snprintf(err, errlen, "rotation of \"%s\" is not active", name);
         return -EOPNOTSUPP;
+    }
+    if (c->rot.observer) {
+        snprintf(err, errlen, "\"%s\" is rotated by host %s, not by this one (rotation.rotator): "
+                 "run the command there", name, c->cfg->rotation.rotator);
+        return -EPERM;
     }
     if (c->rot.step == RS_RETRY_WAIT && c->rot.st.phase != ROTATE_IDLE) {
         /* An interrupted rotation waits for its retry: finish it now instead. */

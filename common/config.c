@@ -104,6 +104,7 @@ static const struct config_key rotation_keys[] = {
     { .name = "acl_save", .type = CONFIG_T_BOOL, .default_value = "false" },
     { .name = "password_length", .type = CONFIG_T_INT, .default_value = "32", .min = 16, .max = 256 },
     { .name = "password_alphabet", .type = CONFIG_T_STRING, .default_value = "alnum" },
+    { .name = "rotator", .type = CONFIG_T_STRING },
     { .name = NULL },
 };
 
@@ -1488,6 +1489,15 @@ static int parse_redis(struct ctx *x, const struct config_node *cn, const char *
     return x->oom ? -ENOMEM : 0;
 }
 
+const char *config_rotation_strategy_to_string(enum rotation_strategy s) {
+    switch (s) {
+    case ROTATION_REDIS_ACL: return "redis-acl";
+    case ROTATION_VAULT_DATABASE: return "vault-database";
+    case ROTATION_AZURE_KEYS: return "azure-keys";
+    }
+    return "?";
+}
+
 static int parse_rotation(struct ctx *x, const struct config_node *cn, const char *cpath,
                           struct config_credential *cr) {
     char path[KEY_PATH_MAX], sub[KEY_PATH_MAX], q[QUOTE_MAX];
@@ -1504,12 +1514,25 @@ static int parse_rotation(struct ctx *x, const struct config_node *cn, const cha
     key_path(sub, sizeof sub, path, "strategy");
     if (strcmp(st, "redis-acl") == 0)
         ro->strategy = ROTATION_REDIS_ACL;
-    else if (strcmp(st, "azure-keys") == 0 || strcmp(st, "vault-database") == 0)
-        return fail(x, member(g, "strategy"), sub, "strategy %s is not supported by this version "
-                    "yet (supported: \"redis-acl\")", quote(st, q, sizeof q));
+    else if (strcmp(st, "vault-database") == 0)
+        ro->strategy = ROTATION_VAULT_DATABASE;
+    else if (strcmp(st, "azure-keys") == 0)
+        ro->strategy = ROTATION_AZURE_KEYS;
     else
-        return fail(x, member(g, "strategy"), sub, "unknown strategy %s (use \"redis-acl\")",
+        return fail(x, member(g, "strategy"), sub, "unknown strategy %s (use \"redis-acl\", "
+                    "\"vault-database\" or \"azure-keys\")", quote(st, q, sizeof q));
+    /* Stores that make the password themselves have no check-and-set: one named host
+     * rotates, the others only observe. */
+    const char *rot = config_node_string(&n, "rotator");
+    key_path(sub, sizeof sub, path, "rotator");
+    if (ro->strategy == ROTATION_REDIS_ACL && rot)
+        return fail(x, member(g, "rotator"), sub, "does not apply to strategy \"redis-acl\" (the "
+                    "store's check-and-set picks the host that rotates)");
+    if (ro->strategy != ROTATION_REDIS_ACL && (!rot || !*rot))
+        return fail(x, member(g, "rotator") ? member(g, "rotator") : g, sub, "required with strategy "
+                    "%s: the host name (as `hostname` prints it) of the one host that rotates",
                     quote(st, q, sizeof q));
+    ro->rotator = xdup(x, rot);
 
     ro->interval_usec = config_node_duration(&n, "interval");
     if (ro->interval_usec < 1000000) {
@@ -1758,6 +1781,7 @@ struct config *config_free(struct config *c) {
         free(cr->on_change);
         free(cr->rotation.admin_username);
         free(cr->rotation.admin_password_file);
+        free(cr->rotation.rotator);
     }
     free(c->credentials);
     struct lc_state *st = c->lc;

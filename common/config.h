@@ -97,7 +97,14 @@ struct config_source {
 };
 
 /* Agent-driven rotation (DESIGN §9); enabled = false when the credential has none. */
-enum rotation_strategy { ROTATION_REDIS_ACL = 1 };
+enum rotation_strategy {
+    ROTATION_REDIS_ACL = 1,        /* the agent makes the password, ACL SETUSER on each node */
+    ROTATION_VAULT_DATABASE = 2,   /* Vault rotates a database static role (rotate-role) */
+    ROTATION_AZURE_KEYS = 3,       /* regenerate the unused access key, switch, the other */
+};
+
+/* "redis-acl", "vault-database", "azure-keys" (as configured). */
+const char *config_rotation_strategy_to_string(enum rotation_strategy s);
 
 #define ROTATION_ALPHABET_MAX 96
 
@@ -109,6 +116,7 @@ struct config_rotation {
     char *admin_username;          /* NULL: ACL SETUSER runs as the credential itself */
     char *admin_password_file;     /* with admin_username */
     bool acl_save;                 /* ACL SAVE on each node after changing it */
+    char *rotator;                 /* vault-database, azure-keys: the one host (gethostname) that rotates */
     unsigned password_length;
     char alphabet[ROTATION_ALPHABET_MAX + 1];   /* the characters passwords are drawn from */
 };

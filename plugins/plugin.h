@@ -131,7 +131,16 @@ struct rc_source_type {
      * new version (as fetch() would report it) in ret_version[RC_VERSION_MAX], or -1 with
      * err: RC_ERR_CONFLICT when the store holds another version (someone else rotated;
      * nothing was written), other classes as for fetch(). A source without rotate()
-     * cannot be used with `rotation`. */
+     * cannot be used with `rotation`.
+     * password == NULL (and username ignored) asks a store that makes secrets itself to
+     * rotate on its own (strategy vault-database: Vault's rotate-role on a database static
+     * role, which also changes the password in Redis). expected_version still guards, but
+     * such stores have no check-and-set: the plugin compares it with what the store reports
+     * right before asking, which two racing hosts could both pass; the host therefore lets
+     * only the configured rotator host call it. On 0, ret_version is the store's new
+     * version and the next fetch() returns it. A plugin that cannot do this for cred
+     * fails with RC_ERR_FATAL (vault: NULL only with engine database, a password only
+     * with kv2; file: a password only). Same ABI 2 layout: only the meaning of NULL is new. */
     int (*rotate)(void *state, const struct rc_credential *cred, const char *expected_version,
                   const char *username, const struct secret *password, char *ret_version,
                   struct rc_error *err);

@@ -278,6 +278,7 @@ static const struct rc_source_type azure_types[] = {
         .credential_keys = az_redis_keys_credential_keys,
         .open = az_redis_keys_open,
         .fetch = az_redis_keys_fetch,
+        .rotate = az_redis_keys_rotate,
         .close = az_redis_keys_close,
     },
 };
@@ -296,7 +297,8 @@ const struct az_refresh az_data_plane_refresh = { .ratio = 0.7, .margin_usec = 3
 #define DATA_PLANE_BODY_MAX (1024 * 1024)
 
 static int bearer_request(struct az_endpoint *ep, const struct az_token *t, const char *method,
-                          const char *url, struct http_response *ret, struct rc_error *err) {
+                          const char *url, const char *body, struct http_response *ret,
+                          struct rc_error *err) {
     size_t len = strlen("Bearer ") + secret_len(t->value) + 1;
     char *auth = malloc(len);
     if (!auth)
@@ -305,8 +307,10 @@ static int bearer_request(struct az_endpoint *ep, const struct az_token *t, cons
     struct http_header h[] = {
         { "Authorization", auth, true },
         { "Accept", "application/json", false },
+        { "Content-Type", "application/json", false },
     };
-    struct http_request req = { .method = method, .url = url, .headers = h, .n_headers = 2,
+    struct http_request req = { .method = method, .url = url, .headers = h, .n_headers = body ? 3 : 2,
+                                .body = body, .body_len = body ? strlen(body) : 0,
                                 .max_body = DATA_PLANE_BODY_MAX };
     char msg[512];
     int r = http_request(ep->http, &req, ret, msg, sizeof msg);
@@ -319,10 +323,16 @@ static int bearer_request(struct az_endpoint *ep, const struct az_token *t, cons
 int az_authed_request(const struct rc_host *host, struct az_endpoint *ep, struct az_token_ref *tok,
                       const char *method, const char *url, struct http_response *ret,
                       struct rc_error *err) {
+    return az_authed_request_body(host, ep, tok, method, url, NULL, ret, err);
+}
+
+int az_authed_request_body(const struct rc_host *host, struct az_endpoint *ep, struct az_token_ref *tok,
+                           const char *method, const char *url, const char *body,
+                           struct http_response *ret, struct rc_error *err) {
     struct az_token t = { 0 };
     if (az_token_get(tok, host, &az_data_plane_refresh, AZ_TOKEN_STALE_OK, &t, err) < 0)
         return -1;
-    int r = bearer_request(ep, &t, method, url, ret, err);
+    int r = bearer_request(ep, &t, method, url, body, ret, err);
     az_token_clear(&t);
     if (r < 0 || ret->status != 401)
         return r;
@@ -334,7 +344,7 @@ int az_authed_request(const struct rc_host *host, struct az_endpoint *ep, struct
         http_response_clear(&first);   /* the identity's own failure says more */
         return -1;
     }
-    r = bearer_request(ep, &t, method, url, ret, err);
+    r = bearer_request(ep, &t, method, url, body, ret, err);
     az_token_clear(&t);
     if (r < 0) {
         *ret = first;

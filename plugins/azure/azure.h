@@ -202,6 +202,11 @@ AZ_DECLARE_TYPE(az_keyvault);
 AZ_DECLARE_TYPE(az_entra);
 AZ_DECLARE_TYPE(az_redis_keys);
 uint64_t az_entra_next_check(void *state, const struct rc_credential *cred);
+/* Strategy azure-keys (plugin.h rotate() with password NULL): regenerates the key that is
+ * not expected_version; ret_version is the regenerated key's new version. */
+int az_redis_keys_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
+                         const char *username, const struct secret *password, char *ret_version,
+                         struct rc_error *err);
 
 /* A source-level timeout (`timeout` key), TLS and one HTTP client on a base URL. */
 struct az_endpoint {
@@ -225,5 +230,9 @@ extern const struct az_refresh az_data_plane_refresh;
 int az_authed_request(const struct rc_host *host, struct az_endpoint *ep, struct az_token_ref *tok,
                       const char *method, const char *url, struct http_response *ret,
                       struct rc_error *err);
+/* The same with a JSON body (not a secret; Content-Type: application/json). */
+int az_authed_request_body(const struct rc_host *host, struct az_endpoint *ep, struct az_token_ref *tok,
+                           const char *method, const char *url, const char *body,
+                           struct http_response *ret, struct rc_error *err);
 /* The resource (and authorization) named by a 401's WWW-Authenticate, for messages. */
 void az_challenge_describe(const struct http_response *r, char *out, size_t outlen);

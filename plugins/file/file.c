@@ -382,6 +382,9 @@ static int file_rotate(void *state, const struct rc_credential *cred, const char
 
     if (!fc)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    if (!password)   /* a directory cannot make a password itself */
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s: the file source stores a password "
+                            "the agent made (strategy redis-acl) and cannot make one", cred->name);
     r = snprintf(target, sizeof target, "%s/%s", s->directory, fc->path);
     int r2 = snprintf(tmp, sizeof tmp, "%s/.%s.rotate-XXXXXX", s->directory, fc->path);
     if (r < 0 || (size_t)r >= sizeof target || r2 < 0 || (size_t)r2 >= sizeof tmp)

@@ -57,6 +57,7 @@ struct vault_cred_rt {
     char *path;                  /* as configured, for messages */
     char *api_data;              /* encoded API path (after /v1/): data, KV v1 or static-creds */
     char *api_meta;              /* KV v2 metadata */
+    char *api_rotate;            /* database: rotate-role/ROLE (strategy vault-database) */
     char *ufield, *pfield;
     struct vault_fields fields;
 
@@ -103,6 +104,7 @@ struct vault_source {
 
     struct vault_cred_rt *creds;
     size_t n_creds;
+    uint64_t timeout_usec;       /* per request; also bounds waiting for a rotate-role */
 
 };
 
@@ -831,8 +833,9 @@ static int kv1_fetch(struct vault_source *s, struct vault_cred_rt *c,
 
 /* ---- database static roles ------------------------------------------------------------------ */
 
-static int db_fetch(struct vault_source *s, struct vault_cred_rt *c,
-                    struct rc_candidate ret[RC_MAX_CANDIDATES], struct rc_error *err) {
+/* GET static-creds into *ret (the caller clears ret->cred). 0, or -1 with err. */
+static int db_read(struct vault_source *s, struct vault_cred_rt *c, struct vault_static_creds *ret,
+                   struct rc_error *err) {
     char what[VAULT_PATH_MAX + 16];
     struct http_response resp;
     bool token_ok;
@@ -847,10 +850,15 @@ static int db_fetch(struct vault_source *s, struct vault_cred_rt *c,
         http_response_clear(&resp);
         return -1;
     }
-    struct vault_static_creds sc;
-    int r = vault_parse_static_creds(resp.body, resp.body_len, &sc, what, err);
+    int r = vault_parse_static_creds(resp.body, resp.body_len, ret, what, err);
     http_response_clear(&resp);
-    if (r < 0)
+    return r < 0 ? -1 : 0;
+}
+
+static int db_fetch(struct vault_source *s, struct vault_cred_rt *c,
+                    struct rc_candidate ret[RC_MAX_CANDIDATES], struct rc_error *err) {
+    struct vault_static_creds sc;
+    if (db_read(s, c, &sc, err) < 0)
         return -1;
     bool changed;
     uint64_t now = now_mono();
@@ -922,6 +930,64 @@ static int vault_fetch(void *state, const struct rc_credential *cred,
     return n;
 }
 
+/* ---- rotate: a database static role (strategy vault-database) ---- */
+
+#define VAULT_ROTATE_POLL_USEC (200 * 1000)
+
+/* Asks Vault to rotate the static role now (POST rotate-role, 204), then reads
+ * static-creds until last_vault_rotation moves: Vault answers rotate-role once its
+ * database plugin changed the password, but a Vault that queued the rotation (it retries
+ * failed ones from its queue) serves the old value a little longer. The check of
+ * expected_version before the POST is a read, not a check-and-set: two agents could both
+ * pass it and Vault would rotate twice (harmless for Redis, the second password wins), so
+ * only the configured rotator host calls this (docs/vault.md). */
+static int db_rotate(struct vault_source *s, struct vault_cred_rt *c, const char *expected_version,
+                     char *ret_version, struct rc_error *err) {
+    char what[VAULT_PATH_MAX + 16];
+    struct vault_static_creds sc;
+    struct http_response resp;
+    bool token_ok;
+
+    if (db_read(s, c, &sc, err) < 0)
+        return -1;
+    vault_cred_clear(&sc.cred);
+    if (strcmp(sc.version, expected_version) != 0)
+        return rc_error_set(err, RC_ERR_CONFLICT, "%s: the static role was last rotated at %s, not at "
+                            "the published %s (it rotated since)", c->path, sc.version, expected_version);
+
+    snprintf(what, sizeof what, "POST %s", c->api_rotate);
+    if (vault_authed(s, "POST", c->api_rotate, NULL, 0, &resp, &token_ok, err) < 0)
+        return -1;
+    int r = 0;
+    if (resp.status == 403)
+        r = status_error(&resp, what, token_ok ? " (the token is valid: does its policy grant update "
+                         "on rotate-role?)" : " (after logging in again)", err);
+    else if (resp.status != 204 && resp.status != 200)
+        r = status_error(&resp, what, NULL, err);
+    http_response_clear(&resp);
+    if (r < 0)
+        return -1;
+
+    uint64_t deadline = now_mono() + s->timeout_usec;
+    for (;;) {
+        if (db_read(s, c, &sc, err) < 0)
+            return -1;
+        vault_cred_clear(&sc.cred);
+        if (strcmp(sc.version, expected_version) != 0)
+            break;
+        if (now_mono() >= deadline)
+            return rc_error_set(err, RC_ERR_TRANSIENT, "%s: Vault accepted rotate-role, but static-creds "
+                                "still report the rotation of %s after %llums", c->path, expected_version,
+                                (unsigned long long)(s->timeout_usec / 1000));
+        struct timespec ts = { .tv_sec = 0, .tv_nsec = VAULT_ROTATE_POLL_USEC * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    snprintf(ret_version, RC_VERSION_MAX, "%s", sc.version);
+    s->host->log(s->host->h, LOG_DEBUG, c->name, "%s: static role rotated, last rotation %s",
+                 what, sc.version);
+    return 0;
+}
+
 /* ---- rotate: KV v2 check-and-set write (agent-driven rotation) ---- */
 
 static int vault_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
@@ -938,6 +1004,18 @@ static int vault_rotate(void *state, const struct rc_credential *cred, const cha
 
     if (!c)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    if (!password) {
+        /* Vault makes the password itself: only a database static role. */
+        if (c->engine != ENGINE_DATABASE || !c->api_rotate)
+            return rc_error_set(err, RC_ERR_FATAL, "credential %s: Vault makes a new password itself "
+                                "only for engine = \"database\" (strategy vault-database)", cred->name);
+        s->relogged = false;
+        if (token_ensure(s, err) < 0 || db_rotate(s, c, expected_version, ret_version, err) < 0) {
+            scrub_all(s, err);
+            return -1;
+        }
+        return 0;
+    }
     if (c->engine != ENGINE_KV2)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s: rotation needs engine = \"kv2\" (a "
                             "check-and-set write)", cred->name);
@@ -999,6 +1077,7 @@ static void cred_rt_clear(struct vault_cred_rt *c) {
     free(c->path);
     free(c->api_data);
     free(c->api_meta);
+    free(c->api_rotate);
     free(c->ufield);
     free(c->pfield);
     vault_cred_clear(&c->cached);
@@ -1063,11 +1142,24 @@ static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, s
     else
         return rc_error_set(err, RC_ERR_FATAL, "credential %s: engine \"%s\" is not one of kv2, kv1, "
                             "database", rc->name, engine);
-    /* `rotation` is the host's key; a rotation writes with a KV v2 check-and-set, which
-     * the other engines do not have: say so at start rather than at the first rotation. */
-    if (config_node_has(n, "rotation") && c->engine != ENGINE_KV2)
-        return rc_error_set(err, RC_ERR_FATAL, "credential %s: rotation needs engine = \"kv2\" (a "
-                            "check-and-set write); engine \"%s\" cannot rotate", rc->name, engine);
+    /* `rotation` is the host's key. Strategy redis-acl writes with a KV v2 check-and-set,
+     * which the other engines do not have; vault-database asks a static role to rotate,
+     * which only the database engine has: say so at start, not at the first rotation. */
+    bool rotate_db = false;
+    if (config_node_has(n, "rotation")) {
+        struct config_node rn;
+        config_node_group(n, "rotation", &rn);
+        const char *strategy = config_node_string(&rn, "strategy");
+        rotate_db = strategy && strcmp(strategy, "vault-database") == 0;
+        if (rotate_db && c->engine != ENGINE_DATABASE)
+            return rc_error_set(err, RC_ERR_FATAL, "credential %s: strategy vault-database needs engine "
+                                "= \"database\" (a static role); engine \"%s\" cannot rotate so",
+                                rc->name, engine);
+        if (!rotate_db && c->engine != ENGINE_KV2)
+            return rc_error_set(err, RC_ERR_FATAL, "credential %s: rotation needs engine = \"kv2\" (a "
+                                "check-and-set write) or strategy vault-database with engine "
+                                "\"database\"; engine \"%s\" cannot rotate so", rc->name, engine);
+    }
 
     if (vault_path_split(path, mount, &m, &rest, err) < 0) {
         char msg[sizeof err->message];
@@ -1111,6 +1203,12 @@ static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, s
         }
         if (asprintf(&c->api_data, "%s/%s", enc_m, enc_r) < 0) {
             c->api_data = NULL;
+            oom(err);
+            goto out;
+        }
+        /* enc_r is "static-creds/" + the encoded role */
+        if (rotate_db && asprintf(&c->api_rotate, "%s/rotate-role/%s", enc_m, enc_r + 13) < 0) {
+            c->api_rotate = NULL;
             oom(err);
             goto out;
         }
@@ -1206,6 +1304,7 @@ static int vault_open(const struct rc_host *host, const struct config_node *sour
     const char *address = config_node_string(source, "address");
     const char *ns = config_node_string(source, "namespace");
     uint64_t timeout = config_node_duration(source, "timeout");
+    s->timeout_usec = timeout;
     size_t al = address ? strlen(address) : 0;
     while (al && address[al - 1] == '/')
         al--;

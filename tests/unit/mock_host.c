@@ -83,7 +83,7 @@ struct rc_credential *mock_host_credentials(struct mock_host *m, size_t source, 
 int mock_rotate(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
                 const char *expected_version, const char *username, const char *password,
                 char *ret_version, struct rc_error *err) {
-    struct secret *p = secret_new_str(password);
+    struct secret *p = password ? secret_new_str(password) : NULL;   /* NULL: the store makes one */
     memset(err, 0, sizeof *err);
     int r = t->rotate(state, cred, expected_version, username, p, ret_version, err);
     secret_free(p);

@@ -263,6 +263,15 @@ struct script {
     bool arc_no_file;
     mode_t arc_mode;             /* of a challenge file; 0 = 0640 */
     int arc_n;
+    /* access keys (when keys[0][0]): listKeys, regenerateKey (202 + operation when lro) */
+    char keys[2][64];            /* primary, secondary */
+    char regens[16];             /* "P" / "S" per regeneration, in order */
+    bool lro;
+    int pending;                 /* the key the running operation regenerates */
+    int polls_left;              /* InProgress answers before the final one */
+    char op_final[16];           /* "" = Succeeded */
+    char op_origin[128];         /* "" = this server */
+    int regen_status;            /* 0: as above; else regenerateKey answers this (RBAC...) */
 };
 
 static struct script sc;
@@ -296,6 +305,59 @@ static bool arc_challenge(const struct req *r, struct reply *out) {
     return true;
 }
 
+static void keys_regenerate(int which) {
+    size_t n = strlen(sc.regens);
+    snprintf(sc.keys[which], sizeof sc.keys[which], "%cK-regen-%zu", which ? 'S' : 'P', n + 1);
+    if (n + 1 < sizeof sc.regens)
+        sc.regens[n] = which ? 'S' : 'P';
+}
+
+/* Like the management API (reference/azure.md §4): a classic cache regenerates at once
+ * (200 + keys), a Managed Redis database answers 202 + Azure-AsyncOperation and
+ * regenerates when the operation ends. */
+static void keys_handler(const struct req *r, struct reply *out) {
+    out->status = 200;
+    if (strstr(r->target, "/operationsStatus/")) {
+        const char *st = "InProgress";
+        if (sc.polls_left-- <= 0) {
+            st = sc.op_final[0] ? sc.op_final : "Succeeded";
+            if (strcmp(st, "Succeeded") == 0)
+                keys_regenerate(sc.pending);
+        }
+        snprintf(out->body, sizeof out->body, "{\"id\":\"/subscriptions/s1/providers/Microsoft.Cache/locations/"
+                 "westus/operationsStatus/op1\",\"name\":\"op1\",\"startTime\":\"2027-01-01T13:13:13Z\","
+                 "\"status\":\"%s\"%s}", st, strcmp(st, "Failed") == 0 ?
+                 ",\"error\":{\"code\":\"InternalError\",\"message\":\"regeneration failed\"}" : "");
+        return;
+    }
+    if (strstr(r->target, "/regenerateKey?") && sc.regen_status) {
+        out->status = sc.regen_status;
+        snprintf(out->body, sizeof out->body, "{\"error\":{\"code\":\"AuthorizationFailed\",\"message\":"
+                 "\"The client does not have authorization to perform action "
+                 "'Microsoft.Cache/redisEnterprise/databases/regenerateKey/action'\"}}");
+        return;
+    }
+    if (strstr(r->target, "/regenerateKey?")) {
+        int which = strstr(r->body, "\"keyType\":\"Secondary\"") ? 1 : strstr(r->body, "\"keyType\":\"Primary\"") ? 0 : -1;
+        if (which < 0 || !strstr(r->headers, "Content-Type: application/json")) {
+            out->status = 400;
+            snprintf(out->body, sizeof out->body, "{\"error\":{\"code\":\"InvalidRequestContent\","
+                     "\"message\":\"keyType must be Primary or Secondary.\"}}");
+            return;
+        }
+        if (sc.lro) {
+            sc.pending = which;
+            out->status = 202;
+            snprintf(out->headers, sizeof out->headers, "Azure-AsyncOperation: %s/subscriptions/s1/providers/"
+                     "Microsoft.Cache/locations/westus/operationsStatus/op1?api-version=2025-04-01\r\n"
+                     "Retry-After: 1\r\n", sc.op_origin[0] ? sc.op_origin : sc.next_origin);
+            return;
+        }
+        keys_regenerate(which);
+    }
+    snprintf(out->body, sizeof out->body, "{\"primaryKey\":\"%s\",\"secondaryKey\":\"%s\"}", sc.keys[0], sc.keys[1]);
+}
+
 static void azure_handler(struct server *s, const struct req *r, struct reply *out) {
     if (strstr(r->target, "/metadata/identity/oauth2/token") || strstr(r->target, "/msi/token") ||
         strstr(r->target, "/oauth2/v2.0/token")) {
@@ -327,6 +389,11 @@ static void azure_handler(struct server *s, const struct req *r, struct reply *o
         snprintf(out->headers, sizeof out->headers,
                  "WWW-Authenticate: Bearer authorization=\"https://login.windows.net/t1\", resource=\"https://vault.azure.net\"\r\n");
         snprintf(out->body, sizeof out->body, "{\"error\":{\"code\":\"Unauthorized\",\"message\":\"AKV10000: no\"}}");
+        return;
+    }
+    if (sc.keys[0][0] && (strstr(r->target, "/listKeys?") || strstr(r->target, "/regenerateKey?") ||
+                          strstr(r->target, "/operationsStatus/"))) {
+        keys_handler(r, out);
         return;
     }
     if (strstr(r->target, "/versions")) {
@@ -1423,6 +1490,106 @@ static void test_redis_keys_both_keys_preferred_first(void **st) {
     assert_null(strstr(err.message, "PK-secret"));
 }
 
+
+static int rotate(struct fx *f, size_t cred, const char *expected, const char *pw, char *v, struct rc_error *err) {
+    return mock_rotate(f->type[0], f->state[0], &f->creds[0][cred], expected, NULL, pw, v, err);
+}
+
+/* The versions fetch() reports for credential `cred` now: [0] primary, [1] secondary. */
+static void key_versions(struct fx *f, size_t cred, char v[2][RC_VERSION_MAX]) {
+    struct rc_candidate c[2];
+    struct rc_error err;
+    assert_int_equal(fetch(f, 0, cred, c, &err), 2);
+    snprintf(v[0], RC_VERSION_MAX, "%s", c[0].version);
+    snprintf(v[1], RC_VERSION_MAX, "%s", c[1].version);
+    cands_clear(c, 2);
+}
+
+static void test_redis_keys_rotate_regenerates_the_key_not_published(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    char v[RC_VERSION_MAX], before[2][RC_VERSION_MAX], after[2][RC_VERSION_MAX];
+    assert_int_equal(fx_open(f,
+        "sources = ( { name = \"keys\"; type = \"azure-redis-keys\"; management_url = \"http://127.0.0.1:%PORT%\"; "
+        IMDS_ID " } );\n"
+        "credentials = ( { name = \"e\"; source = \"keys\"; path = \"" RID_E "\"; " REDIS " },\n"
+        "                { name = \"c\"; source = \"keys\"; path = \"" RID_C "\"; " REDIS " } );\n", &err), 0);
+    snprintf(sc.keys[0], sizeof sc.keys[0], "PK-first-1");
+    snprintf(sc.keys[1], sizeof sc.keys[1], "SK-first-2");
+
+    /* Managed Redis: 202, the operation polled until Succeeded, then listKeys */
+    sc.lro = true;
+    sc.polls_left = 1;
+    key_versions(f, 0, before);
+    assert_int_equal(rotate(f, 0, before[0], NULL, v, &err), 0);
+    assert_string_equal(sc.regens, "S");
+    key_versions(f, 0, after);
+    assert_string_equal(v, after[1]);                 /* what fetch() reports next */
+    assert_string_not_equal(after[1], before[1]);
+    assert_string_equal(after[0], before[0]);
+    assert_int_equal(count_reqs(f->srv, "/subscriptions/s1/providers/Microsoft.Cache/locations/westus/operationsStatus/op1"), 2);
+    const struct req *r = last_req(f->srv, RID_E "/regenerateKey");
+    assert_non_null(r);
+    assert_string_equal(r->body, "{\"keyType\":\"Secondary\"}");
+
+    /* classic: 200 at once; the published key is the secondary now: the primary goes */
+    sc.lro = false;
+    key_versions(f, 1, before);
+    assert_int_equal(rotate(f, 1, before[1], NULL, v, &err), 0);
+    assert_string_equal(sc.regens, "SP");
+    key_versions(f, 1, after);
+    assert_string_equal(v, after[0]);
+    assert_string_equal(after[1], before[1]);
+    assert_string_equal(last_req(f->srv, RID_C "/regenerateKey")->target, RID_C "/regenerateKey?api-version=2024-11-01");
+
+    /* a published key that is neither key any more: nothing regenerated */
+    assert_int_equal(rotate(f, 1, before[0], NULL, v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    assert_string_equal(sc.regens, "SP");
+    /* Azure makes keys: a password from the agent is refused */
+    assert_int_equal(rotate(f, 1, after[0], "agent-made", v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_null(strstr(f->m.log, "PK-"));
+    assert_null(strstr(f->m.log, "SK-"));
+}
+
+static void test_redis_keys_rotate_failures_are_reported(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    char v[RC_VERSION_MAX], ver[2][RC_VERSION_MAX];
+    assert_int_equal(fx_open(f,
+        "sources = ( { name = \"keys\"; type = \"azure-redis-keys\"; management_url = \"http://127.0.0.1:%PORT%\"; "
+        IMDS_ID " } );\n"
+        "credentials = ( { name = \"e\"; source = \"keys\"; path = \"" RID_E "\"; " REDIS " } );\n", &err), 0);
+    snprintf(sc.keys[0], sizeof sc.keys[0], "PK-first-1");
+    snprintf(sc.keys[1], sizeof sc.keys[1], "SK-first-2");
+    sc.lro = true;
+    key_versions(f, 0, ver);
+
+    /* the operation ends Failed: transient, with Azure's message; no key changed */
+    snprintf(sc.op_final, sizeof sc.op_final, "Failed");
+    assert_int_equal(rotate(f, 0, ver[0], NULL, v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_TRANSIENT);
+    assert_non_null(strstr(err.message, "the operation ended Failed: regeneration failed"));
+    assert_string_equal(sc.regens, "");
+
+    /* an operation URL on another origin is not followed */
+    sc.op_final[0] = '\0';
+    snprintf(sc.op_origin, sizeof sc.op_origin, "http://127.0.0.2:%d", f->srv->port);
+    int polls = count_reqs(f->srv, "/subscriptions/s1/providers/Microsoft.Cache/locations/");
+    assert_int_equal(rotate(f, 0, ver[0], NULL, v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_non_null(strstr(err.message, "not following it"));
+    assert_int_equal(count_reqs(f->srv, "/subscriptions/s1/providers/Microsoft.Cache/locations/"), polls);
+
+    /* regenerateKey refused by RBAC (listKeys allowed): auth, naming the call */
+    sc.regen_status = 403;
+    assert_int_equal(rotate(f, 0, ver[0], NULL, v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_AUTH);
+    assert_non_null(strstr(err.message, "regenerateKey (Secondary): 403 AuthorizationFailed"));
+    assert_string_equal(sc.regens, "");
+}
+
 static void test_redis_keys_path_must_be_a_cache(void **st) {
     static const char *const bad[] = {
         "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/x",
@@ -1547,6 +1714,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_keyvault_configuration_errors_are_fatal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_keys_both_keys_preferred_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_keys_path_must_be_a_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_keys_rotate_regenerates_the_key_not_published, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_keys_rotate_failures_are_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sources_share_one_token_per_identity_and_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_secret_in_any_log_line, setup, teardown),
     };

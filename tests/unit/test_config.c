@@ -828,6 +828,17 @@ static void test_rotation_defaults_and_every_key(void **state) {
     assert_string_equal(ro->alphabet, "0123456789abcdef");
     config_free(c);
 
+    c = load_cred("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"azure-keys\"; rotator = \"host-a\"; };");
+    ro = &c->credentials[0].rotation;
+    assert_int_equal(ro->strategy, ROTATION_AZURE_KEYS);
+    assert_string_equal(ro->rotator, "host-a");
+    assert_string_equal(config_rotation_strategy_to_string(ro->strategy), "azure-keys");
+    config_free(c);
+    c = load_cred("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"vault-database\"; rotator = \"host-b\"; };");
+    assert_int_equal(c->credentials[0].rotation.strategy, ROTATION_VAULT_DATABASE);
+    assert_string_equal(c->credentials[0].rotation.rotator, "host-b");
+    config_free(c);
+
     c = load_cred("path = \"x\"; " REDIS_OK);
     assert_false(c->credentials[0].rotation.enabled);
     config_free(c);
@@ -837,14 +848,17 @@ static void test_rotation_errors_name_file_line_and_key(void **state) {
     expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { interval = \"30d\"; };",
                       "agent.conf:4: credentials[0].rotation.strategy: required key is missing");
     expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"azure-keys\"; };",
-                      "agent.conf:4: credentials[0].rotation.strategy: strategy \"azure-keys\" is "
-                      "not supported by this version yet (supported: \"redis-acl\")");
-    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"vault-database\"; };",
-                      "agent.conf:4: credentials[0].rotation.strategy: strategy \"vault-database\" "
-                      "is not supported by this version yet (supported: \"redis-acl\")");
+                      "agent.conf:4: credentials[0].rotation.rotator: required with strategy "
+                      "\"azure-keys\": the host name (as `hostname` prints it) of the one host that rotates");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"vault-database\"; rotator = \"\"; };",
+                      "agent.conf:4: credentials[0].rotation.rotator: required with strategy "
+                      "\"vault-database\": the host name (as `hostname` prints it) of the one host that rotates");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; rotator = \"h1\"; };",
+                      "agent.conf:4: credentials[0].rotation.rotator: does not apply to strategy "
+                      "\"redis-acl\" (the store's check-and-set picks the host that rotates)");
     expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"magic\"; };",
                       "agent.conf:4: credentials[0].rotation.strategy: unknown strategy \"magic\" "
-                      "(use \"redis-acl\")");
+                      "(use \"redis-acl\", \"vault-database\" or \"azure-keys\")");
     expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; interval = 30; };",
                       "agent.conf:4: credentials[0].rotation.interval: expected a duration string "
                       "like \"30s\", got an integer");

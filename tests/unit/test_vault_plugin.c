@@ -766,6 +766,81 @@ static void test_rotation_needs_kv2_and_says_so_at_open(void **st) {
     assert_non_null(strstr(err.message, "rotation needs engine = \"kv2\""));
 }
 
+
+#define DB_ROTATING "name = \"s\"; source = \"v\"; path = \"database/static-creds/app\"; engine = " \
+                    "\"database\"; rotation = { strategy = \"vault-database\"; rotator = \"h\"; };"
+
+static void test_database_rotate_asks_vault_and_returns_the_new_rotation(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate cs[RC_MAX_CANDIDATES];
+    struct rc_error err;
+    char v1[RC_VERSION_MAX], v[RC_VERSION_MAX] = "";
+    static const char *const creds[] = { DB_ROTATING, NULL };
+    fake_do(f, "database_enable", "{}");
+    fake_do(f, "static_role", "{\"mount\":\"database\",\"name\":\"app\",\"username\":\"app\",\"rotation_period\":3600}");
+    assert_int_equal(open_source(f, NULL, tok_auth(f), creds, &err), 0);
+    int n = fetch(f, 0, cs, &err);
+    assert_int_equal(n, 1);
+    snprintf(v1, sizeof v1, "%s", cs[0].version);
+    char *pw1 = strdup(secret_data(cs[0].password));
+    cands_free(cs, n);
+
+    assert_int_equal(rotate(f, 0, v1, NULL, NULL, v, &err), 0);
+    assert_int_equal(fake_count(f, "rotate-role/app$"), 1);
+    assert_string_not_equal(v, v1);
+    n = fetch(f, 0, cs, &err);
+    assert_int_equal(n, 1);
+    assert_string_equal(cs[0].version, v);   /* what fetch() reports is what rotate() said */
+    assert_string_not_equal(secret_data(cs[0].password), pw1);
+    cands_free(cs, n);
+    free(pw1);
+
+    /* a published version Vault has moved past: no second rotate-role */
+    assert_int_equal(rotate(f, 0, v1, NULL, NULL, v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    assert_non_null(strstr(err.message, "not at the published"));
+    assert_int_equal(fake_count(f, "rotate-role/app$"), 1);
+
+    /* a failing rotate-role is the store's error class, nothing rotated */
+    n = fetch(f, 0, cs, &err);
+    snprintf(v1, sizeof v1, "%s", cs[0].version);
+    cands_free(cs, n);
+    fake_do(f, "inject", "{\"path\":\"rotate-role\",\"kind\":\"500\",\"times\":1}");
+    assert_int_equal(rotate(f, 0, v1, NULL, NULL, v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_TRANSIENT);
+    assert_non_null(strstr(err.message, "POST database/rotate-role/app: 500"));
+    n = fetch(f, 0, cs, &err);
+    assert_string_equal(cs[0].version, v1);
+    cands_free(cs, n);
+
+    /* Vault makes database passwords itself: one from the agent is refused */
+    assert_int_equal(rotate(f, 0, v1, "app", "agent-made-pw", v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_non_null(strstr(err.message, "needs engine = \"kv2\""));
+}
+
+static void test_kv2_rotate_without_a_password_is_refused(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    char v[RC_VERSION_MAX];
+    fake_do(f, "kv2_put", "{\"mount\":\"secret\",\"path\":\"redis/cache\",\"data\":{\"password\":\"p1\"}}");
+    assert_int_equal(open_source(f, NULL, tok_auth(f), CACHE_KV2, &err), 0);
+    assert_int_equal(rotate(f, 0, "1", NULL, NULL, v, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_non_null(strstr(err.message, "only for engine = \"database\""));
+    assert_int_equal(fake_count(f, "secret/data"), 0);
+}
+
+static void test_vault_database_strategy_needs_engine_database_at_open(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    static const char *const kv2[] = { "name = \"cache\"; source = \"v\"; path = \"secret/redis/cache\"; "
+                                       "rotation = { strategy = \"vault-database\"; rotator = \"h\"; };", NULL };
+    assert_int_equal(open_source(f, NULL, tok_auth(f), kv2, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_non_null(strstr(err.message, "strategy vault-database needs engine = \"database\""));
+}
+
 int main(void) {
     secret_init(0);
     http_global_init();
@@ -774,6 +849,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_kv2_token_auth_reads_version_and_checks_metadata_only_when_unchanged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv2_rotate_writes_with_check_and_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_needs_kv2_and_says_so_at_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_database_rotate_asks_vault_and_returns_the_new_rotation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv2_rotate_without_a_password_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vault_database_strategy_needs_engine_database_at_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv2_start_up_hint_skips_deleted_and_destroyed_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv2_metadata_denied_falls_back_to_data_reads_and_says_so_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_field_and_gone_versions_are_classified, setup, teardown),
