@@ -120,7 +120,7 @@ static void write_metrics(struct agent *a) {
     if (!path || !path[0])
         return;
     char *copy1 = strdup(path), *copy2 = strdup(path);
-    size_t cap = 256 + a->n_creds * 1024, len = 0;
+    size_t cap = 2048 + a->n_creds * 1024, len = 0;
     char *buf = malloc(cap);
     if (!copy1 || !copy2 || !buf)
         goto out;
@@ -145,6 +145,32 @@ static void write_metrics(struct agent *a) {
     for (size_t i = 0; i < a->n_creds; i++)
         M("redis_creds_errors_total{name=\"%s\"} %llu\n", a->creds[i].cfg->name,
           (unsigned long long)a->creds[i].errors_total);
+    /* Rotation, for the credentials that have it. */
+    bool any_rot = false;
+    for (size_t i = 0; i < a->n_creds; i++)
+        any_rot |= a->creds[i].rot.enabled;
+    if (any_rot) {
+        M("# HELP redis_creds_rotation_in_progress 1 while an agent-driven rotation is under way "
+          "(including its grace period and retries).\n"
+          "# TYPE redis_creds_rotation_in_progress gauge\n");
+        for (size_t i = 0; i < a->n_creds; i++)
+            if (a->creds[i].rot.enabled)
+                M("redis_creds_rotation_in_progress{name=\"%s\"} %d\n", a->creds[i].cfg->name,
+                  rotation_step_word(&a->creds[i]) != NULL);
+        M("# HELP redis_creds_rotation_last_timestamp_seconds When the last rotation completed "
+          "(0: never).\n"
+          "# TYPE redis_creds_rotation_last_timestamp_seconds gauge\n");
+        for (size_t i = 0; i < a->n_creds; i++)
+            if (a->creds[i].rot.enabled)
+                M("redis_creds_rotation_last_timestamp_seconds{name=\"%s\"} %lld\n",
+                  a->creds[i].cfg->name, (long long)a->creds[i].rot.st.last_completed);
+        M("# HELP redis_creds_rotation_failures_total Failed rotation steps (each is retried).\n"
+          "# TYPE redis_creds_rotation_failures_total counter\n");
+        for (size_t i = 0; i < a->n_creds; i++)
+            if (a->creds[i].rot.enabled)
+                M("redis_creds_rotation_failures_total{name=\"%s\"} %llu\n", a->creds[i].cfg->name,
+                  (unsigned long long)a->creds[i].rot.failures_total);
+    }
 #undef M
     int dfd = open(dirname(copy1), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
@@ -180,6 +206,13 @@ void agent_update_status(struct agent *a) {
         if (n < 0)
             break;
         len += (size_t)n;
+        const char *rot = rotation_step_word(c);
+        if (rot && len < sizeof buf) {
+            n = snprintf(buf + len, sizeof buf - len, " [rotation: %s]", rot);
+            if (n < 0)
+                break;
+            len += (size_t)n;
+        }
     }
     if (strcmp(buf, a->last_status) != 0) {
         snprintf(a->last_status, sizeof a->last_status, "%s", buf);
@@ -900,6 +933,7 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
             c->last_check = old->last_check;
             c->last_change = old->last_change;
             c->errors_total = old->errors_total;
+            c->rot.failures_total = old->rot.failures_total;
             c->expiry_stage = old->expiry_stage;
             c->first_done = true;
             snprintf(c->last_error, sizeof c->last_error, "%s", old->last_error);

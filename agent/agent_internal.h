@@ -90,6 +90,7 @@ struct rot_rt {
     uint64_t timer_mono;
     struct backoff retry;
     char last_error[512];
+    uint64_t failures_total;              /* failed steps (each one retried), for metrics */
     struct rot_job job;
 };
 
@@ -251,3 +252,6 @@ void rotation_start_waiting(struct cred_rt *c);
 int rotation_request(struct cred_rt *c, char *err, size_t errlen);
 /* The `rotation` member of a status row (null without rotation). */
 json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t real);
+/* The running step's word ("claiming", "grace", "retry-wait", ...), or NULL when no
+ * rotation is under way (or none is configured): for STATUS= and metrics. */
+const char *rotation_step_word(const struct cred_rt *c);

@@ -171,6 +171,7 @@ static void rot_fail(struct cred_rt *c, const char *fmt, ...) {
      * error is in its own status field and in last_error. */
     snprintf(c->last_error, sizeof c->last_error, "rotation: %s", ro->last_error);
     c->errors_total++;
+    ro->failures_total++;
     rot_job_clear(&ro->job);
     ro->step = RS_RETRY_WAIT;
     rot_arm(c, RT_RETRY, delay);
@@ -678,6 +679,10 @@ void rotation_init(struct cred_rt *c) {
 }
 
 /* The rotation part of a status row; null without rotation. */
+const char *rotation_step_word(const struct cred_rt *c) {
+    return c->rot.enabled && c->rot.step != RS_NONE ? rot_step_names[c->rot.step] : NULL;
+}
+
 json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t real) {
     const struct rot_rt *ro = &c->rot;
     if (!ro->enabled)

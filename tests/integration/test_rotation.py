@@ -528,3 +528,47 @@ def test_crash_after_the_removal_but_before_its_record_completes_at_restart(sc):
     assert not b.find_log(lambda l: "rotation of cache failed" in l)
     assert rotation_record(sc)["phase"] == "idle"
     assert sc.redis.auth_ok("app", doc["password"])
+
+
+def _metric(path, metric, name="cache"):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        if line.startswith('%s{name="%s"} ' % (metric, name)):
+            return float(line.split()[-1])
+    return None
+
+
+def test_rotation_shows_in_the_status_line_and_the_metrics_file(sc):
+    """STATUS= names a rotation under way (here its grace period); the metrics file has
+    it in progress, then the completion time; a failed step counts in failures_total."""
+    mpath = os.path.join(sc.tree.root, "redis_creds.prom")
+    sc.redis.create_user("app", "met-pw-1")
+    sc.store_cred("app", "met-pw-1")
+    sc.write_config([rot_cred(sc, grace="2s")], agent={"metrics_file": mpath})
+    a = sc.start_agent()
+    a.wait_ready()
+    first = sc.wait_published(password="met-pw-1")
+    h.wait_until(lambda: _metric(mpath, "redis_creds_rotation_last_timestamp_seconds") == 0, 3,
+                 "rotation metrics, never rotated")
+    assert _metric(mpath, "redis_creds_rotation_in_progress") == 0
+    t0 = time.time()
+    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    a.notify.wait_status(lambda s: "[rotation: grace]" in s, timeout=5, what="STATUS in grace")
+    assert _metric(mpath, "redis_creds_rotation_in_progress") == 1
+    a.wait_log(lambda l: "rotation of cache completed" in l, timeout=8)
+    a.notify.wait_status(lambda s: "[rotation" not in s, timeout=3, what="STATUS after")
+    h.wait_until(lambda: _metric(mpath, "redis_creds_rotation_in_progress") == 0, 3, "done")
+    assert _metric(mpath, "redis_creds_rotation_last_timestamp_seconds") >= int(t0)
+    assert _metric(mpath, "redis_creds_rotation_failures_total") == 0
+    # a failing step: Redis goes away, the claim's ACL step fails and is counted
+    assert sc.read_doc()["version"] != first["version"]
+    sc.redis.stop()
+    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    h.wait_until(lambda: (_metric(mpath, "redis_creds_rotation_failures_total") or 0) >= 1, 8,
+                 "a counted failure")
+    a.notify.wait_status(lambda s: "[rotation: retry-wait]" in s, timeout=3,
+                         what="STATUS retry-wait")
