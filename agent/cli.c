@@ -173,12 +173,17 @@ static int cmd_status(const char *sock, int argc, char **argv) {
                 printf("%-20s rotation: %s by host %s, not this one (it publishes what that host "
                        "rotates to)\n", "", jstr(ro, "strategy"), jstr(ro, "rotator"));
             } else if (json_is_object(ro)) {
-                const char *rerr = jstr(ro, "last_error");
-                printf("%-20s rotation: phase %s (%s), last %s, next %s%s%s%s%s\n", "", jstr(ro, "phase"),
-                       jstr(ro, "step"), jstr(ro, "last_rotation"), jstr(ro, "next_rotation"),
-                       strcmp(jstr(ro, "old_removed_at"), "-") ? ", old password removed at " : "",
-                       strcmp(jstr(ro, "old_removed_at"), "-") ? jstr(ro, "old_removed_at") : "",
-                       strcmp(rerr, "-") ? "; " : "", strcmp(rerr, "-") ? rerr : "");
+                const char *rerr = jstr(ro, "last_error"), *gone = jstr(ro, "old_removed_at");
+                const char *retry = jstr(ro, "retry_at");
+                /* azure-keys ends its grace by regenerating the old key, not removing it */
+                const char *gone_what = strcmp(jstr(ro, "strategy"), "azure-keys") == 0
+                                            ? ", old key regenerated at " : ", old password removed at ";
+                printf("%-20s rotation: phase %s (%s), last %s, next %s%s%s%s%s%s%s\n", "",
+                       jstr(ro, "phase"), jstr(ro, "step"), jstr(ro, "last_rotation"),
+                       jstr(ro, "next_rotation"), strcmp(gone, "-") ? gone_what : "",
+                       strcmp(gone, "-") ? gone : "", strcmp(retry, "-") ? ", retry at " : "",
+                       strcmp(retry, "-") ? retry : "", strcmp(rerr, "-") ? "; " : "",
+                       strcmp(rerr, "-") ? rerr : "");
             }
         }
     }

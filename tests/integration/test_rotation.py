@@ -559,6 +559,8 @@ def test_rotation_shows_in_the_status_line_and_the_metrics_file(sc):
     assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
     a.notify.wait_status(lambda s: "[rotation: grace]" in s, timeout=5, what="STATUS in grace")
     assert _metric(mpath, "redis_creds_rotation_in_progress") == 1
+    text = sc.run_cli("-c", sc.tree.conf, "status").stdout
+    assert "(grace)" not in text or "old password removed at 20" in text, text
     a.wait_log(lambda l: "rotation of cache completed" in l, timeout=8)
     a.notify.wait_status(lambda s: "[rotation" not in s, timeout=3, what="STATUS after")
     h.wait_until(lambda: _metric(mpath, "redis_creds_rotation_in_progress") == 0, 3, "done")
@@ -572,3 +574,5 @@ def test_rotation_shows_in_the_status_line_and_the_metrics_file(sc):
                  "a counted failure")
     a.notify.wait_status(lambda s: "[rotation: retry-wait]" in s, timeout=3,
                          what="STATUS retry-wait")
+    text = sc.run_cli("-c", sc.tree.conf, "status").stdout
+    assert "(retry-wait)" in text and ", retry at 20" in text, text

@@ -84,6 +84,9 @@ def test_azure_keys_rotate_regenerates_both_keys_in_order_without_a_failed_clien
     st = cred_status(sc)["rotation"]
     assert st["strategy"] == "azure-keys" and st["step"] == "grace" and st["phase"] == "published"
     assert sc.redis.auth_ok("default", p1)                    # grace: the old key still works
+    text = sc.run_cli("-c", sc.tree.conf, "status").stdout
+    assert "old password removed" not in text, text          # keys are regenerated, not removed
+    assert "(grace)" not in text or "old key regenerated at" in text, text
 
     a.wait_log(lambda l: "rotation of cache completed" in l, timeout=10)
     p2 = az.fake.keys(rid)["primaryKey"]
