@@ -397,6 +397,27 @@ static void connected(const struct vrun *x, struct probe *p) {
     probe_io(x, p);
 }
 
+/* One non-blocking write / read on the probe's connection, TLS or plain, with the same
+ * contract as tls_session_write/read: bytes moved, 0 on EOF (read), -EAGAIN with *ev set
+ * to what to wait for, or -errno. */
+static ssize_t plain_result(ssize_t n) {
+    if (n >= 0)
+        return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -errno;
+}
+
+static ssize_t probe_write(struct probe *p, const void *buf, size_t len, short *ev) {
+    if (p->tls)
+        return tls_session_write(p->tls, buf, len, ev);
+    return plain_result(send(p->fd, buf, len, MSG_NOSIGNAL));
+}
+
+static ssize_t probe_read(struct probe *p, void *buf, size_t len, short *ev) {
+    if (p->tls)
+        return tls_session_read(p->tls, buf, len, ev);
+    return plain_result(recv(p->fd, buf, len, 0));
+}
+
 /* A TLS connection failed after its handshake (rc: 0 = closed, else -errno). A TLS alert
  * is a TLS error, and so is the server dropping the connection before it answered AUTH:
  * with TLS 1.3 the server judges our certificate (mutual TLS) only after our side of the
@@ -462,15 +483,7 @@ static void probe_io(const struct vrun *x, struct probe *p) {
         case P_SEND:
             while (p->out_off < p->out_len) {
                 short ev = POLLOUT;
-                ssize_t n;
-                if (p->tls)
-                    n = tls_session_write(p->tls, p->out + p->out_off, p->out_len - p->out_off, &ev);
-                else {
-                    n = send(p->fd, p->out + p->out_off, p->out_len - p->out_off, MSG_NOSIGNAL);
-                    if (n < 0)
-                        n = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN
-                                                                                     : -errno;
-                }
+                ssize_t n = probe_write(p, p->out + p->out_off, p->out_len - p->out_off, &ev);
                 if (n == -EAGAIN) {
                     p->want = ev;
                     return;
@@ -527,15 +540,7 @@ static void probe_io(const struct vrun *x, struct probe *p) {
                 break;
             }
             short ev = POLLIN;
-            ssize_t n;
-            if (p->tls)
-                n = tls_session_read(p->tls, buf, sizeof buf, &ev);
-            else {
-                n = recv(p->fd, buf, sizeof buf, 0);
-                if (n < 0)
-                    n = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN
-                                                                                 : -errno;
-            }
+            ssize_t n = probe_read(p, buf, sizeof buf, &ev);
             if (n == -EAGAIN) {
                 p->want = ev;
                 return;
