@@ -87,12 +87,7 @@ def run(base, refreshes, lifetime, ratio, poll):
         late.sort()
         return {"n": len(lat), "lat": lat, "late": late, "imds": requests}
     finally:
-        if agent:
-            agent.terminate()
-            agent.wait()
-        fake.close()
-        redis.stop()
-        B.cleanup(root)
+        B.teardown(agent, redis, root, fake)
 
 
 def main():

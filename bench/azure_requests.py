@@ -116,12 +116,7 @@ credentials = ( { name = "kv"; source = "kv"; path = "cache-pw"; username = "app
                 c["%s %s" % (r.kind, r.method)] += 1
         return elapsed, c
     finally:
-        if agent:
-            agent.terminate()
-            agent.wait()
-        fake.close()
-        redis.stop()
-        B.cleanup(root)
+        B.teardown(agent, redis, root, fake)
 
 
 def main():

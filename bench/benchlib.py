@@ -142,10 +142,13 @@ def cleanup(path):
     shutil.rmtree(path, ignore_errors=True)
 
 
-def teardown(agent, redis, root):
-    """Stops the agent (a Popen, or None), then the redis-server, and removes root."""
+def teardown(agent, redis, root, *fakes):
+    """Stops the agent (a Popen, or None), closes the fakes (store servers), stops the
+    redis-server, and removes root."""
     if agent:
         agent.terminate()
         agent.wait()
+    for f in fakes:
+        f.close()
     redis.stop()
     cleanup(root)

@@ -66,11 +66,7 @@ def run(base, changes):
             "p99": B.percentile(lat, 99), "max": lat[-1],
         }
     finally:
-        if agent:
-            agent.terminate()
-            agent.wait()
-        redis.stop()
-        B.cleanup(root)
+        B.teardown(agent, redis, root)
 
 
 def main():
