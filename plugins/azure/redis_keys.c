@@ -220,15 +220,23 @@ static const struct rk_cred *rk_find(const struct rk_source *s, const char *name
     return NULL;
 }
 
-/* One key into a candidate: "<which>-" + keyed hash of the key. */
-static int rk_candidate(const struct rk_source *s, const struct rk_cred *rc, const char *which, json_t *key,
-                        enum rc_cand_role role, struct rc_candidate *c, struct rc_error *err) {
+/* A key's version: "<which>-" + keyed hash of the key (fetch and rotate must agree). */
+static int rk_key_version(const struct rk_source *s, const char *which, json_t *key,
+                          char ret[RC_VERSION_MAX], struct rc_error *err) {
     char v[RC_VERSION_MAX];
-    *c = (struct rc_candidate){ .expires_at = INT64_MIN, .role = role };
     int r = s->host->keyed_version(s->host->h, json_string_value(key), json_string_length(key), v);
     if (r < 0)
         return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute a version: %s", strerror(-r));
-    snprintf(c->version, sizeof c->version, "%s-%s", which, v);
+    snprintf(ret, RC_VERSION_MAX, "%s-%s", which, v);
+    return 0;
+}
+
+/* One key into a candidate. */
+static int rk_candidate(const struct rk_source *s, const struct rk_cred *rc, const char *which, json_t *key,
+                        enum rc_cand_role role, struct rc_candidate *c, struct rc_error *err) {
+    *c = (struct rc_candidate){ .expires_at = INT64_MIN, .role = role };
+    if (rk_key_version(s, which, key, c->version, err) < 0)
+        return -1;
     c->password = secret_new(json_string_value(key), json_string_length(key));
     c->username = rc->username ? strdup(rc->username) : NULL;
     if (!c->password || (rc->username && !c->username)) {
@@ -310,22 +318,13 @@ int az_redis_keys_fetch(void *state, const struct rc_credential *cred,
 static int rk_versions(struct rk_source *s, const struct rk_cred *rc, char pv[RC_VERSION_MAX],
                        char sv[RC_VERSION_MAX], struct rc_error *err) {
     json_t *root = NULL;
-    char v[RC_VERSION_MAX];
     if (rk_list(s, rc, &root, err) < 0)
         return -1;
-    json_t *keys[2] = { json_object_get(root, "primaryKey"), json_object_get(root, "secondaryKey") };
-    char *out[2] = { pv, sv };
-    static const char *const names[2] = { "primary", "secondary" };
-    int r = 0;
-    for (size_t i = 0; i < 2 && r == 0; i++) {
-        r = s->host->keyed_version(s->host->h, json_string_value(keys[i]), json_string_length(keys[i]), v);
-        if (r == 0)
-            snprintf(out[i], RC_VERSION_MAX, "%s-%s", names[i], v);
-    }
+    int r = rk_key_version(s, "primary", json_object_get(root, "primaryKey"), pv, err);
+    if (r == 0)
+        r = rk_key_version(s, "secondary", json_object_get(root, "secondaryKey"), sv, err);
     json_decref(root);
-    if (r < 0)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute a version: %s", strerror(-r));
-    return 0;
+    return r;
 }
 
 static void rk_sleep(uint64_t usec) {
