@@ -79,8 +79,6 @@ struct rot_rt {
     bool observer;                        /* another host is the rotator: never rotate here */
     bool src_wait;                        /* a store step waits for the source to be free */
     bool holds_src;                       /* the running step holds the source (busy) */
-    void (*wait_run)(struct job *);
-    void (*wait_finish)(struct cred_rt *c, struct rot_job *j);
     struct rotate_state st;
     enum rot_step step;
     bool requested;                       /* start when the running check is over */

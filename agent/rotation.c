@@ -134,9 +134,10 @@ static void rot_submit_store(struct cred_rt *c, enum rot_step step, void (*run)(
     struct rot_rt *ro = &c->rot;
     ro->step = step;   /* holds this credential's fetches back from now */
     if (c->src->busy || c->a->reload_pending) {
+        /* The idle job keeps the step until rotation_start_waiting() submits it. */
         ro->src_wait = true;
-        ro->wait_run = run;
-        ro->wait_finish = finish;
+        ro->job.job.run = run;
+        ro->job.finish = finish;
         agent_update_status(c->a);
         return;
     }
@@ -148,7 +149,7 @@ static void rot_submit_store(struct cred_rt *c, enum rot_step step, void (*run)(
 void rotation_start_waiting(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     ro->src_wait = false;
-    rot_submit_store(c, ro->step, ro->wait_run, ro->wait_finish);
+    rot_submit_store(c, ro->step, ro->job.job.run, ro->job.finish);
 }
 
 static void rot_fail(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
