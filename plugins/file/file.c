@@ -138,8 +138,10 @@ static const struct file_cred *file_find(const struct file_source *s, const char
     return NULL;
 }
 
-/* Reads at most FILE_MAX_SIZE bytes of a regular file into a wiped-on-free buffer. */
-static int file_read(const char *dir, const char *path, struct secret **ret, struct rc_error *err) {
+/* Reads at most FILE_MAX_SIZE bytes of a regular file into a wiped-on-free buffer, and
+ * its permission bits (from the fstat the read does anyway) into *ret_mode. */
+static int file_read(const char *dir, const char *path, struct secret **ret, mode_t *ret_mode,
+                     struct rc_error *err) {
     char full[PATH_MAX];
     struct stat st;
     int n = snprintf(full, sizeof full, "%s/%s", dir, path);
@@ -197,6 +199,7 @@ static int file_read(const char *dir, const char *path, struct secret **ret, str
     secret_wipe_free(buf, FILE_MAX_SIZE + 1);
     if (!*ret)
         return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    *ret_mode = st.st_mode & 07777;
     return 0;
 }
 
@@ -238,13 +241,15 @@ static int file_parse_json(const char *full, const struct secret *content, struc
     return r;
 }
 
-/* Reads and parses fc's file into *ret (username, password, version). 0 or -1 + err. */
+/* Reads and parses fc's file into *ret (username, password, version) and, when ret_mode
+ * is not NULL, its permission bits into *ret_mode. 0 or -1 + err. */
 static int file_load(const struct file_source *s, const struct file_cred *fc,
-                     struct rc_candidate *ret, struct rc_error *err) {
+                     struct rc_candidate *ret, mode_t *ret_mode, struct rc_error *err) {
     _cleanup_secret_ struct secret *content = NULL;
     struct rc_candidate c = { .expires_at = INT64_MIN };
+    mode_t mode;
 
-    if (file_read(s->directory, fc->path, &content, err) < 0)
+    if (file_read(s->directory, fc->path, &content, &mode, err) < 0)
         return -1;
 
     const char *d = secret_data(content);
@@ -275,6 +280,8 @@ static int file_load(const struct file_source *s, const struct file_cred *fc,
         return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
     }
     *ret = c;
+    if (ret_mode)
+        *ret_mode = mode;
     return 0;
 }
 
@@ -285,14 +292,14 @@ static int file_fetch(void *state, const struct rc_credential *cred,
 
     if (!fc)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
-    return file_load(s, fc, &ret[0], err) < 0 ? -1 : 1;
+    return file_load(s, fc, &ret[0], NULL, err) < 0 ? -1 : 1;
 }
 
 /* ---- rotate: check-and-set write of the next version ----
  *
  * Writers agree through an flock on LOCK_NAME in the directory: under it, re-read the
- * file, compare its version with the expected one, write a temporary file (mode of the
- * existing file, else 0600), fsync, rename over the file, fsync the directory. Readers
+ * file, compare its version with the expected one, write a temporary file (the mode the
+ * re-read saw), fsync, rename over the file, fsync the directory. Readers
  * (fetch, other agents' fetch, people) need no lock: the rename is atomic. The lock file
  * starts with '.', so it can never be a credential's path. */
 #define LOCK_NAME ".redis-creds-rotate.lock"
@@ -377,8 +384,7 @@ static int file_rotate(void *state, const struct rc_credential *cred, const char
     char *content = NULL;
     size_t len = 0, cap = 0;
     int lock_fd = -1, fd = -1, r;
-    mode_t mode = 0600;
-    struct stat st;
+    mode_t mode;
 
     if (!fc)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
@@ -393,7 +399,7 @@ static int file_rotate(void *state, const struct rc_credential *cred, const char
         return -1;
 
     /* Under the lock: is the store still at the version the agent has? */
-    if (file_load(s, fc, &cur, err) < 0)
+    if (file_load(s, fc, &cur, &mode, err) < 0)
         goto fail;
     free(cur.username);
     secret_free(cur.password);
@@ -402,8 +408,6 @@ static int file_rotate(void *state, const struct rc_credential *cred, const char
                      "someone else)", target, cur.version, expected_version);
         goto fail;
     }
-    if (stat(target, &st) == 0)
-        mode = st.st_mode & 07777;
     if ((r = rc_credential_version(s->host, username, password, version)) < 0) {
         rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
         goto fail;
