@@ -159,9 +159,6 @@ static void rot_fail(struct cred_rt *c, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(ro->last_error, sizeof ro->last_error, fmt, ap);
     va_end(ap);
-    uint64_t cap = c->cfg->rotation.interval_usec < ROT_RETRY_MAX_USEC ? c->cfg->rotation.interval_usec
-                                                                       : ROT_RETRY_MAX_USEC;
-    ro->retry.max_usec = cap < ROT_RETRY_MIN_USEC ? ROT_RETRY_MIN_USEC : cap;
     uint64_t delay = backoff_next(&ro->retry, backoff_random());
     /* The version is the one that stays published (the one clients keep using). */
     struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_FAILED, c->have_cur ? c->cur.cur.version : NULL);
@@ -667,7 +664,10 @@ void rotation_init(struct cred_rt *c) {
             return;
         }
     }
-    backoff_init(&ro->retry, ROT_RETRY_MIN_USEC, ROT_RETRY_MAX_USEC);
+    /* Retries never wait longer than the interval itself (nor under the minimum). */
+    uint64_t cap = c->cfg->rotation.interval_usec < ROT_RETRY_MAX_USEC ? c->cfg->rotation.interval_usec
+                                                                       : ROT_RETRY_MAX_USEC;
+    backoff_init(&ro->retry, ROT_RETRY_MIN_USEC, cap < ROT_RETRY_MIN_USEC ? ROT_RETRY_MIN_USEC : cap);
     int r = rotate_state_load(c->a->cfg->agent.state_dir, c->cfg->name, &ro->st, err, sizeof err);
     if (r < 0) {
         if (r != -ENOENT)
