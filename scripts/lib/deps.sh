@@ -14,6 +14,7 @@ RC_PACKAGES=(
     redis-server redis-tools
     python3 python3-pytest python3-redis python3-venv
     openssl iproute2 procps
+    clang libclang-rt-14-dev valgrind
 )
 # shellcheck disable=SC2034  # used by the scripts that source this file
 RC_PYTHON=/usr/bin/python3
