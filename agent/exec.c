@@ -23,6 +23,8 @@
 #include "secret.h"
 
 #define EXEC_RETRY_USEC (100 * USEC_PER_MSEC)   /* re-try a missing runtime directory */
+/* Timer accuracy: sd-event's default (accuracy 0) lets a timer fire up to 250 ms late. */
+#define EXEC_ACCURACY_USEC 1
 
 /* The signals handed on to the program: what systemd, a terminal or an operator sends. */
 static const int forwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
@@ -251,8 +253,8 @@ static int on_splay(sd_event_source *s, uint64_t usec, void *userdata) {
     fprintf(stderr, "redis-creds exec: version %s: restarting pid %ld\n", v, (long)st->pid);
     st->restarting = true;
     send_to_program(st, SIGTERM);
-    int r = sd_event_add_time_relative(st->e, &st->kill_timer, CLOCK_MONOTONIC, st->o.stop_timeout, 0,
-                                       on_kill_timer, st);
+    int r = sd_event_add_time_relative(st->e, &st->kill_timer, CLOCK_MONOTONIC, st->o.stop_timeout,
+                                       EXEC_ACCURACY_USEC, on_kill_timer, st);
     if (r < 0) {
         fprintf(stderr, "redis-creds exec: cannot arm the stop timeout: %s\n", strerror(-r));
         send_to_program(st, SIGKILL);
@@ -270,7 +272,8 @@ static void file_changed(struct exec_state *st) {
     if (!st->child || st->splay_timer || strcmp(st->cred.cur.version, st->child_version) == 0)
         return;
     uint64_t delay = st->o.splay ? backoff_random() % (st->o.splay + 1) : 0;
-    int r = sd_event_add_time_relative(st->e, &st->splay_timer, CLOCK_MONOTONIC, delay, 0, on_splay, st);
+    int r = sd_event_add_time_relative(st->e, &st->splay_timer, CLOCK_MONOTONIC, delay,
+                                       EXEC_ACCURACY_USEC, on_splay, st);
     if (r < 0)
         fprintf(stderr, "redis-creds exec: cannot arm the splay timer: %s\n", strerror(-r));
 }
@@ -308,8 +311,8 @@ static int try_start(struct exec_state *st) {
     char err[512];
     if (!st->watch || read_file(st, err, sizeof err) < 0) {
         if (!st->watch && !st->retry_timer)
-            sd_event_add_time_relative(st->e, &st->retry_timer, CLOCK_MONOTONIC, EXEC_RETRY_USEC, 0,
-                                       on_retry, st);
+            sd_event_add_time_relative(st->e, &st->retry_timer, CLOCK_MONOTONIC, EXEC_RETRY_USEC,
+                                       EXEC_ACCURACY_USEC, on_retry, st);
         return 0;
     }
     st->wait_timer = sd_event_source_disable_unref(st->wait_timer);
@@ -461,7 +464,8 @@ int exec_main(const char *runtime_dir, int argc, char **argv) {
     if (r >= 0)
         r = setup_signals(&st);
     if (r >= 0)
-        r = sd_event_add_time_relative(st.e, &st.wait_timer, CLOCK_MONOTONIC, st.o.wait, 0, on_wait_timeout, &st);
+        r = sd_event_add_time_relative(st.e, &st.wait_timer, CLOCK_MONOTONIC, st.o.wait, EXEC_ACCURACY_USEC,
+                                       on_wait_timeout, &st);
     if (r < 0) {
         fprintf(stderr, "redis-creds exec: cannot set up the event loop: %s\n", strerror(-r));
         state_clear(&st);
