@@ -44,7 +44,6 @@ struct exec_state {
     char fname[96];
     char *file_path;
     struct credfile cred;       /* the newest credential read; its password is a secret */
-    bool have_cred;
     char *child_version;        /* the version the program was started with or signalled for */
     pid_t pid;
     sd_event_source *child, *splay_timer, *kill_timer, *wait_timer, *retry_timer, *watch;
@@ -149,7 +148,6 @@ static int read_file(struct exec_state *st, char *err, size_t errlen) {
         return r;
     credfile_clear(&st->cred);
     st->cred = cf;
-    st->have_cred = true;
     return 0;
 }
 
@@ -206,9 +204,9 @@ static void send_to_program(struct exec_state *st, int sig) {
 
 static int on_kill_timer(sd_event_source *s, uint64_t usec, void *userdata) {
     struct exec_state *st = userdata;
-    st->kill_timer = sd_event_source_unref(s);
-    fprintf(stderr, "redis-creds exec: pid %ld still running %s after SIGTERM: sending SIGKILL\n",
-            (long)st->pid, "after --stop-timeout");
+    st->kill_timer = sd_event_source_disable_unref(s);
+    fprintf(stderr, "redis-creds exec: pid %ld still running --stop-timeout after SIGTERM: sending SIGKILL\n",
+            (long)st->pid);
     send_to_program(st, SIGKILL);
     return 0;
 }
@@ -235,7 +233,7 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 /* The splay has passed: act on the newest version unless the program already has it. */
 static int on_splay(sd_event_source *s, uint64_t usec, void *userdata) {
     struct exec_state *st = userdata;
-    st->splay_timer = sd_event_source_unref(s);
+    st->splay_timer = sd_event_source_disable_unref(s);
     const char *v = st->cred.cur.version;
     if (!st->child || st->quitting || st->restarting || strcmp(v, st->child_version) == 0)
         return 0;   /* a restart under way starts the program with the newest credential */
@@ -293,7 +291,7 @@ static int on_inotify(sd_event_source *s, const struct inotify_event *ev, void *
 
 static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
     struct exec_state *st = userdata;
-    st->retry_timer = sd_event_source_unref(s);
+    st->retry_timer = sd_event_source_disable_unref(s);
     return try_start(st);
 }
 
@@ -323,7 +321,7 @@ static int try_start(struct exec_state *st) {
 
 static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
     struct exec_state *st = userdata;
-    st->wait_timer = sd_event_source_unref(s);
+    st->wait_timer = sd_event_source_disable_unref(s);
     char err[512], when[32];
     if (read_file(st, err, sizeof err) == 0)
         return try_start(st);
