@@ -15,6 +15,7 @@ RC_PACKAGES=(
     python3 python3-pytest python3-redis python3-venv
     openssl iproute2 procps
     clang libclang-rt-14-dev valgrind
+    debhelper dh-python python3-all dpkg-dev fakeroot lintian
 )
 # shellcheck disable=SC2034  # used by the scripts that source this file
 RC_PYTHON=/usr/bin/python3
