@@ -20,7 +20,7 @@ struct conn {
     struct control *ctl;
     int fd;
     sd_event_source *io, *timer;
-    char in[CONTROL_MAX_REQUEST + 1];
+    char in[CONTROL_MAX_REQUEST];
     size_t in_len;
     char *out;
     size_t out_len, out_off;
@@ -50,76 +50,93 @@ static void conn_free(struct conn *k) {
     free(k);
 }
 
-/* Runs one request line; returns a malloc'd JSON line. */
-static char *handle(struct control *c, char *line) {
-    json_t *reply = NULL;
-    char err[256] = "";
-    char *verb = line, *arg = strchr(line, ' ');
-    if (arg) {
-        *arg++ = '\0';
-        while (*arg == ' ')
-            arg++;
-    }
-    if (strcmp(verb, "status") == 0 && !arg)
-        reply = agent_status_json(c->agent);
-    else if ((strcmp(verb, "refresh") == 0 || strcmp(verb, "rotate") == 0) && arg && *arg) {
-        int r = strcmp(verb, "refresh") == 0 ? agent_refresh(c->agent, arg, err, sizeof err)
-                                             : agent_rotate(c->agent, arg, err, sizeof err);
-        reply = r < 0 ? json_pack("{s:b, s:s}", "ok", 0, "error", err) : json_pack("{s:b}", "ok", 1);
-    } else
-        reply = json_pack("{s:b, s:s}", "ok", 0, "error",
-                          "unknown request (expected: status, refresh NAME, rotate NAME)");
-    /* json_dumpb into our own buffer: json_dumps would hand back memory from jansson's
-     * (wiping) allocator, which plain free() must not release. */
+/* A reply as one malloc'd JSON line, or NULL. json_dumpb into our own buffer: json_dumps
+ * would hand back memory from jansson's (wiping) allocator, which plain free() must not
+ * release. Takes the reference. */
+static char *reply_line(json_t *reply) {
     size_t n = reply ? json_dumpb(reply, NULL, 0, JSON_COMPACT) : 0;
-    char *line_out = n ? malloc(n + 2) : NULL;
-    if (line_out && json_dumpb(reply, line_out, n, JSON_COMPACT) == n) {
-        line_out[n] = '\n';
-        line_out[n + 1] = '\0';
+    char *line = n ? malloc(n + 2) : NULL;
+    if (line && json_dumpb(reply, line, n, JSON_COMPACT) == n) {
+        line[n] = '\n';
+        line[n + 1] = '\0';
     } else {
-        free(line_out);
-        line_out = NULL;
+        free(line);
+        line = NULL;
     }
     json_decref(reply);
-    return line_out;
+    return line;
 }
 
-static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-    struct conn *k = userdata;
-    if (k->out) {
-        ssize_t n = write(fd, k->out + k->out_off, k->out_len - k->out_off);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            return 0;
-        if (n <= 0 || (k->out_off += (size_t)n) == k->out_len)
-            conn_free(k);
-        return 0;
-    }
-    ssize_t n = read(fd, k->in + k->in_len, CONTROL_MAX_REQUEST - k->in_len);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return 0;
-    if (n <= 0) {
-        conn_free(k);
-        return 0;
-    }
-    k->in_len += (size_t)n;
-    k->in[k->in_len] = '\0';
-    char *nl = strchr(k->in, '\n');
-    if (!nl) {
-        if (k->in_len >= CONTROL_MAX_REQUEST)
-            conn_free(k);   /* a line that long is not ours */
-        return 0;
-    }
-    *nl = '\0';
-    if (nl > k->in && nl[-1] == '\r')
-        nl[-1] = '\0';
-    k->out = handle(k->ctl, k->in);
+static json_t *error_reply(const char *msg) {
+    return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+}
+
+/* Runs one parsed request; returns its JSON reply. */
+static json_t *handle(struct control *c, const struct control_request *req) {
+    char err[256] = "";
+    if (req->verb == CONTROL_STATUS)
+        return agent_status_json(c->agent);
+    int r = req->verb == CONTROL_REFRESH ? agent_refresh(c->agent, req->name, err, sizeof err)
+                                         : agent_rotate(c->agent, req->name, err, sizeof err);
+    return r < 0 ? error_reply(err) : json_pack("{s:b}", "ok", 1);
+}
+
+/* Queues the answer and switches the connection to writing (or drops it when no answer
+ * could be made). */
+static void conn_answer(struct conn *k, json_t *reply) {
+    k->out = reply_line(reply);
     if (!k->out) {
         conn_free(k);
-        return 0;
+        return;
     }
     k->out_len = strlen(k->out);
     k->out_off = 0;
     sd_event_source_set_io_events(k->io, EPOLLOUT);
+}
+
+/* After the answer: end our side and discard what the peer still sends until it closes
+ * (or the idle timer fires). Closing with unread input would make the kernel reset the
+ * connection, and the peer could lose the answer (a request that was too long). */
+static void conn_write(struct conn *k) {
+    if (k->out_off == k->out_len) {
+        char sink[512];
+        ssize_t n = read(k->fd, sink, sizeof sink);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            conn_free(k);
+        return;
+    }
+    ssize_t n = write(k->fd, k->out + k->out_off, k->out_len - k->out_off);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_free(k);
+        return;
+    }
+    k->out_off += (size_t)n;
+    if (k->out_off == k->out_len) {
+        shutdown(k->fd, SHUT_WR);
+        sd_event_source_set_io_events(k->io, EPOLLIN | EPOLLRDHUP);
+    }
+}
+
+static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+    struct conn *k = userdata;
+    if (k->out)
+        return conn_write(k), 0;
+    ssize_t n = read(fd, k->in + k->in_len, sizeof k->in - k->in_len);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n < 0 || (n == 0 && k->in_len == 0)) {
+        conn_free(k);
+        return 0;
+    }
+    k->in_len += (size_t)n;
+    struct control_request req;
+    const char *why = NULL;
+    int r = control_request_parse(k->in, k->in_len, n == 0, &req, &why);
+    if (r == 0)
+        return 0;
+    conn_answer(k, r < 0 ? error_reply(why) : handle(k->ctl, &req));
     return 0;
 }
 
