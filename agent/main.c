@@ -1,6 +1,7 @@
 /* redis-creds-agent: start-up and shutdown in one visible sequence (undone in reverse).
  *
- *   arguments -> secure heap, log -> config (plugins checked) -> [--check-config: exit]
+ *   no core dumps -> arguments -> secure heap, log -> config (plugins checked)
+ *   -> [--check-config: exit]
  *   -> signals, loop, watchdog -> runtime_dir lock -> host key -> workers -> agent
  *   -> loop runs -> STOPPING -> workers stopped (5 s at most) -> everything freed.
  */
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +73,20 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
     return 0;
 }
 
+/* A core dump of the agent would hold every secret it has in memory (the secure heap is
+ * no help there), readable by whoever collects cores. Not dumpable also keeps other
+ * processes of our uid from ptrace-attaching or reading /proc/<pid>/mem. A failure is
+ * reported but not fatal: the unit sets LimitCORE=0 as well. */
+static void no_core_dumps(void) {
+    const struct rlimit none = { 0, 0 };
+    if (setrlimit(RLIMIT_CORE, &none) < 0)
+        fprintf(stderr, "redis-creds-agent: cannot disable core dumps (RLIMIT_CORE): %s\n",
+                strerror(errno));
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        fprintf(stderr, "redis-creds-agent: cannot mark the process not dumpable: %s\n",
+                strerror(errno));
+}
+
 static uint64_t mono_usec(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -86,6 +103,7 @@ int main(int argc, char **argv) {
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    no_core_dumps();   /* before anything reads a secret, --check-config included */
     const char *config_path = RC_DEFAULT_CONFIG_FILE;
     bool check_only = false, once = false;
     int opt;

@@ -2,6 +2,7 @@
 at its path before the agent starts; and the agent's own core-dump settings."""
 import json
 import os
+import resource
 import socket
 import time
 
@@ -62,3 +63,23 @@ def test_request_with_a_nul_byte_gets_an_error_answer(sc):
     # and the well-formed one still works
     j = json.loads(_ask_raw(sc.tree.control, b"status\n"))
     assert j["credentials"][0]["current"] is True, j
+
+
+def _limit(pid, name):
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith(name):
+                return line[len(name):].split()[:2]
+    raise AssertionError("no %r in /proc/%d/limits" % (name, pid))
+
+
+def test_agent_disables_its_core_dumps(sc):
+    # whatever its parent allowed (here: cores as large as the hard limit lets), the
+    # running agent's core limit is 0, soft and hard
+    old = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (old[1], old[1]))
+    try:
+        a = _running(sc)
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, old)
+    assert _limit(a.pid, "Max core file size") == ["0", "0"]
