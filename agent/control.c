@@ -1,7 +1,6 @@
 /* control: see control.h. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +30,11 @@ struct control {
     sd_event *event;
     struct agent *agent;
     char *path;
+    int dirfd;             /* the socket's directory */
+    char *name;            /* the socket's name in it */
+    bool bound;            /* dev/ino: what we bound, the only thing we unlink at close */
+    dev_t dev;
+    ino_t ino;
     int fd;
     sd_event_source *listen;
     struct conn *conns;
@@ -170,6 +174,126 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
     return 0;
 }
 
+/* The socket's directory: created 0755 when missing. It must belong to root or to us and
+ * not be writable by group or others (a root-owned sticky directory, like /tmp, is also
+ * fine: others cannot rename or remove our entry there). The socket is handled by name
+ * from here on, which is safe only when nobody else can change the directory's entries. */
+static int open_socket_dir(const char *dir, int *ret, char *err, size_t errlen) {
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+        int r = -errno;
+        snprintf(err, errlen, "control_socket: cannot create %s: %s", dir, strerror(errno));
+        return r;
+    }
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (dfd < 0 || fstat(dfd, &st) < 0) {
+        int r = -errno;
+        snprintf(err, errlen, "control_socket: %s: %s", dir, strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        return r;
+    }
+    bool owner_ok = st.st_uid == 0 || st.st_uid == geteuid();
+    bool sticky_root = st.st_uid == 0 && (st.st_mode & S_ISVTX);
+    if (!owner_ok || ((st.st_mode & (S_IWGRP | S_IWOTH)) && !sticky_root)) {
+        snprintf(err, errlen,
+                 "control_socket: directory %s is %s; use a directory owned by root or uid %u "
+                 "and not writable by group or others (chmod go-w)",
+                 dir, owner_ok ? "writable by group or others" : "owned by another user",
+                 (unsigned)geteuid());
+        close(dfd);
+        return -EPERM;
+    }
+    *ret = dfd;
+    return 0;
+}
+
+static const char *file_kind(mode_t m) {
+    return S_ISSOCK(m) ? "a socket" : S_ISREG(m) ? "a regular file" : S_ISLNK(m) ? "a symlink"
+         : S_ISDIR(m) ? "a directory" : "not a socket";
+}
+
+/* Only the agent holding the runtime lock gets here, so a socket of ours at the path is
+ * stale and goes. Anything else (a regular file, a symlink, another user's socket) stays
+ * and is an error: it is not ours to delete. */
+static int remove_stale(int dfd, const char *name, const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISSOCK(st.st_mode) || st.st_uid != geteuid()) {
+        snprintf(err, errlen,
+                 "control_socket %s: something else is there (%s, owner uid %u), not a stale "
+                 "socket of this agent (uid %u); remove it or set agent.control_socket elsewhere",
+                 path, file_kind(st.st_mode), (unsigned)st.st_uid, (unsigned)geteuid());
+        return -EEXIST;
+    }
+    if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT) {
+        int r = -errno;
+        snprintf(err, errlen, "control_socket %s: cannot remove the stale socket: %s", path, strerror(errno));
+        return r;
+    }
+    return 0;
+}
+
+/* Binds and gives the path its owner group and mode, then listens. Linux checks the
+ * path's inode at connect(), and fchmod()/fchown() on an AF_UNIX socket fd change only the
+ * socket's own inode, not that path. So the socket is bound under umask 0177 (0600: only
+ * we could connect, and nobody can before listen() anyway), then chown/chmod-ed by name
+ * (in a directory only we and root can change) right before listen(). */
+static int bind_and_listen(struct control *c, const struct sockaddr_un *sa, gid_t gid, char *err,
+                           size_t errlen) {
+    mode_t old = umask(0177);
+    int r = bind(c->fd, (const struct sockaddr *)sa, sizeof *sa);
+    umask(old);
+    if (r < 0) {
+        r = -errno;
+        snprintf(err, errlen, "control_socket %s: %s", c->path, strerror(errno));
+        return r;
+    }
+    struct stat st;
+    if (fstatat(c->dirfd, c->name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "control_socket %s: gone or replaced right after bind", c->path);
+        return -EIO;
+    }
+    c->bound = true;
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+    if (gid != (gid_t)-1 && fchownat(c->dirfd, c->name, (uid_t)-1, gid, AT_SYMLINK_NOFOLLOW) < 0)
+        log_warning("control_socket %s: cannot give it group %u: %s (the agent's user must be in "
+                    "that group)", c->path, (unsigned)gid, strerror(errno));
+    if (fchmodat(c->dirfd, c->name, 0660, 0) < 0 || listen(c->fd, 64) < 0) {
+        r = -errno;
+        snprintf(err, errlen, "control_socket %s: %s", c->path, strerror(errno));
+        return r;
+    }
+    return 0;
+}
+
+/* Allocates the control with its path split into directory fd and name. */
+static int control_new(const char *path, struct control **ret, char *err, size_t errlen) {
+    struct control *c = calloc(1, sizeof *c);
+    char *copy = strdup(path);
+    if (!c || !copy || !(c->path = strdup(path))) {
+        free(c);
+        free(copy);
+        return -ENOMEM;
+    }
+    c->fd = c->dirfd = -1;
+    char *slash = strrchr(copy, '/');   /* path is absolute: there is one */
+    c->name = strdup(slash + 1);
+    *slash = '\0';
+    int r = c->name && c->name[0] ? open_socket_dir(copy[0] ? copy : "/", &c->dirfd, err, errlen) : -EINVAL;
+    if (r == -EINVAL)
+        snprintf(err, errlen, "control_socket \"%s\": must name a file", path);
+    free(copy);
+    if (r < 0) {
+        control_close(c);
+        return r;
+    }
+    *ret = c;
+    return 0;
+}
+
 int control_open(sd_event *e, const char *path, gid_t gid, struct agent *a, struct control **ret,
                  char *err, size_t errlen) {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -180,58 +304,32 @@ int control_open(sd_event *e, const char *path, gid_t gid, struct agent *a, stru
     }
     memcpy(sa.sun_path, path, strlen(path) + 1);
 
-    char *copy = strdup(path);
-    if (!copy)
-        return -ENOMEM;
-    const char *dir = dirname(copy);
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-        int r = -errno;
-        snprintf(err, errlen, "control_socket %s: cannot create %s: %s", path, dir, strerror(errno));
-        free(copy);
+    struct control *c = NULL;
+    int r = control_new(path, &c, err, errlen);
+    if (r < 0)
         return r;
-    }
-    free(copy);
-
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        int r = -errno;
-        snprintf(err, errlen, "control_socket: %s", strerror(errno));
-        return r;
-    }
-    /* Only the agent holding the runtime lock gets here: a socket file left behind is stale. */
-    struct stat st;
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(path);
-    mode_t old = umask(0117);   /* created 0660 */
-    int r = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    umask(old);
-    if (r < 0 || listen(fd, 16) < 0) {
-        r = -errno;
-        snprintf(err, errlen, "control_socket %s: %s", path, strerror(errno));
-        close(fd);
-        return r;
-    }
-    if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0)
-        log_warning("control_socket %s: cannot set its group: %s", path, strerror(errno));
-
-    struct control *c = calloc(1, sizeof *c);
-    if (!c || !(c->path = strdup(path))) {
-        free(c);
-        close(fd);
-        unlink(path);
-        return -ENOMEM;
-    }
     c->event = e;
     c->agent = a;
-    c->fd = fd;
-    r = sd_event_add_io(e, &c->listen, fd, EPOLLIN, on_accept, c);
+    if ((r = remove_stale(c->dirfd, c->name, path, err, errlen)) < 0)
+        goto fail;
+    c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        r = -errno;
+        snprintf(err, errlen, "control_socket: %s", strerror(errno));
+        goto fail;
+    }
+    if ((r = bind_and_listen(c, &sa, gid, err, errlen)) < 0)
+        goto fail;
+    r = sd_event_add_io(e, &c->listen, c->fd, EPOLLIN, on_accept, c);
     if (r < 0) {
         snprintf(err, errlen, "control_socket %s: %s", path, strerror(-r));
-        control_close(c);
-        return r;
+        goto fail;
     }
     *ret = c;
     return 0;
+fail:
+    control_close(c);
+    return r;
 }
 
 struct control *control_close(struct control *c) {
@@ -240,8 +338,16 @@ struct control *control_close(struct control *c) {
     while (c->conns)
         conn_free(c->conns);
     sd_event_source_disable_unref(c->listen);
-    close(c->fd);
-    unlink(c->path);
+    if (c->fd >= 0)
+        close(c->fd);
+    /* Remove the path only while it is still the socket we bound. */
+    struct stat st;
+    if (c->bound && fstatat(c->dirfd, c->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode) &&
+        st.st_dev == c->dev && st.st_ino == c->ino)
+        unlinkat(c->dirfd, c->name, 0);
+    if (c->dirfd >= 0)
+        close(c->dirfd);
+    free(c->name);
     free(c->path);
     free(c);
     return NULL;

@@ -4,9 +4,13 @@ import json
 import os
 import resource
 import socket
+import stat
 import time
 
 import rc_harness as h
+
+NOBODY = 65534    # nobody and nogroup on Debian: a user that is neither root nor the agent's
+NOGROUP = 65534
 
 
 def _running(sc, agent=None):
@@ -83,3 +87,57 @@ def test_agent_disables_its_core_dumps(sc):
     finally:
         resource.setrlimit(resource.RLIMIT_CORE, old)
     assert _limit(a.pid, "Max core file size") == ["0", "0"]
+
+
+def _start_expecting_exit(sc, agent=None):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config(agent=agent)
+    a = sc.start_agent()
+    rc = a.wait_exit(timeout=10)
+    a.check_exit = False
+    return a, rc
+
+
+def test_a_regular_file_at_the_socket_path_is_not_unlinked(sc):
+    with open(sc.tree.control, "w") as f:
+        f.write("operator's notes\n")
+    a, rc = _start_expecting_exit(sc)
+    assert rc == 1, rc
+    log = a.log()
+    assert "a regular file" in log and "not a stale socket" in log, log[-2000:]
+    with open(sc.tree.control) as f:
+        assert f.read() == "operator's notes\n"
+
+
+def test_another_users_socket_at_the_path_is_not_unlinked(sc):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(sc.tree.control)
+    s.close()
+    os.chown(sc.tree.control, NOBODY, NOGROUP)
+    a, rc = _start_expecting_exit(sc)
+    assert rc == 1, rc
+    assert "owner uid %d" % NOBODY in a.log(), a.log()[-2000:]
+    st = os.lstat(sc.tree.control)
+    assert stat.S_ISSOCK(st.st_mode) and st.st_uid == NOBODY
+
+
+def test_a_stale_socket_of_ours_is_replaced_with_mode_0660(sc):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(sc.tree.control)
+    s.close()
+    _running(sc, agent={"group": "nogroup"})
+    st = os.lstat(sc.tree.control)
+    assert stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == NOGROUP, (oct(st.st_mode), st.st_gid)
+    j = json.loads(_ask_raw(sc.tree.control, b"status\n"))
+    assert j["credentials"][0]["name"] == "cache"
+
+
+def test_a_socket_directory_writable_by_others_is_refused(sc):
+    d = os.path.join(sc.tree.root, "ctl")
+    os.mkdir(d)
+    os.chmod(d, 0o777)
+    a, rc = _start_expecting_exit(sc, agent={"control_socket": os.path.join(d, "c.sock")})
+    assert rc == 1, rc
+    assert "writable by group or others" in a.log(), a.log()[-2000:]
+    assert os.listdir(d) == []
