@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -18,6 +19,8 @@
 struct conn {
     struct control *ctl;
     int fd;
+    uid_t uid;             /* the peer's, from SO_PEERCRED */
+    bool privileged;       /* root or the agent's own user */
     sd_event_source *io, *timer;
     char in[CONTROL_MAX_REQUEST];
     size_t in_len;
@@ -36,8 +39,13 @@ struct control {
     dev_t dev;
     ino_t ino;
     int fd;
-    sd_event_source *listen;
+    int reserve_fd;        /* /dev/null, given up at EMFILE to accept and answer one peer */
+    uid_t agent_uid;
+    sd_event_source *listen, *resume;
     struct conn *conns;
+    unsigned n_unprivileged;
+    unsigned refused;      /* since the last warning */
+    uint64_t refused_logged_usec;
 };
 
 static void conn_free(struct conn *k) {
@@ -47,6 +55,8 @@ static void conn_free(struct conn *k) {
             *p = k->next;
             break;
         }
+    if (!k->privileged)
+        c->n_unprivileged--;
     sd_event_source_disable_unref(k->io);
     sd_event_source_disable_unref(k->timer);
     close(k->fd);
@@ -75,9 +85,14 @@ static json_t *error_reply(const char *msg) {
     return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
 }
 
-/* Runs one parsed request; returns its JSON reply. */
-static json_t *handle(struct control *c, const struct control_request *req) {
+/* Runs one parsed request for a peer; returns its JSON reply. */
+static json_t *handle(struct control *c, const struct conn *k, const struct control_request *req) {
     char err[256] = "";
+    if (!control_allowed(req->verb, k->uid, c->agent_uid)) {
+        snprintf(err, sizeof err, "permission denied: %s needs root or the agent's user (uid %u)",
+                 control_verb_name(req->verb), (unsigned)c->agent_uid);
+        return error_reply(err);
+    }
     if (req->verb == CONTROL_STATUS)
         return agent_status_json(c->agent);
     int r = req->verb == CONTROL_REFRESH ? agent_refresh(c->agent, req->name, err, sizeof err)
@@ -140,7 +155,7 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
     int r = control_request_parse(k->in, k->in_len, n == 0, &req, &why);
     if (r == 0)
         return 0;
-    conn_answer(k, r < 0 ? error_reply(why) : handle(k->ctl, &req));
+    conn_answer(k, r < 0 ? error_reply(why) : handle(k->ctl, k, &req));
     return 0;
 }
 
@@ -149,28 +164,125 @@ static int on_conn_idle(sd_event_source *s, uint64_t usec, void *userdata) {
     return 0;
 }
 
-static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+#define REFUSED_LOG_USEC (10ULL * 1000000ULL)
+#define RESUME_USEC (100ULL * 1000ULL)
+
+/* Answers a connection we will not serve with one error line, and closes it. The socket is
+ * new and its buffer empty, so the short write does not block. */
+static void refuse(struct control *c, int fd, const char *why) {
+    char line[256];
+    int n = snprintf(line, sizeof line, "{\"ok\":false,\"error\":\"%s\"}\n", why);
+    if (n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) < 0)
+        log_debug("control_socket: cannot send the refusal: %s", strerror(errno));
+    close(fd);
+    /* Logged at most every 10 s, with the count: a flood must not flood the journal. */
+    uint64_t now = 0;
+    c->refused++;
+    sd_event_now(c->event, CLOCK_MONOTONIC, &now);
+    if (!c->refused_logged_usec || now - c->refused_logged_usec >= REFUSED_LOG_USEC) {
+        log_warning("control_socket %s: refused %u connection(s): %s", c->path, c->refused, why);
+        c->refused = 0;
+        c->refused_logged_usec = now;
+    }
+}
+
+/* Caps, so that the control socket never takes the file descriptors that store reads and
+ * Redis connections need: any one peer uid holds CONTROL_MAX_CONNS_PER_UID connections at
+ * most, and unprivileged peers together CONTROL_MAX_CONNS, or a quarter of RLIMIT_NOFILE
+ * when that is less. Root and the agent's user do not count against the shared cap, so an
+ * operator's `status` still gets through a flood from the socket's group. */
+static const char *over_cap(struct control *c, uid_t uid, bool privileged) {
+    unsigned same = 0;
+    for (const struct conn *k = c->conns; k; k = k->next)
+        same += k->uid == uid;
+    if (same >= CONTROL_MAX_CONNS_PER_UID)
+        return "too many connections from this user; try again later";
+    struct rlimit rl;
+    rlim_t cap = CONTROL_MAX_CONNS;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < cap)
+        cap = rl.rlim_cur / 4;
+    if (!privileged && c->n_unprivileged >= cap)
+        return "too many control connections; try again later";
+    return NULL;
+}
+
+static int on_resume(sd_event_source *s, uint64_t usec, void *userdata) {
     struct control *c = userdata;
-    int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (cfd < 0)
-        return 0;
+    c->resume = sd_event_source_disable_unref(c->resume);
+    if (c->reserve_fd < 0)
+        c->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    sd_event_source_set_enabled(c->listen, SD_EVENT_ON);
+    return 0;
+}
+
+/* accept() failed for want of a file descriptor. The pending peer stays queued, and the
+ * listening socket stays readable: accepting again at once would spin. Give up the
+ * reserve fd, accept the peer into it, answer it, and take the reserve back. When even
+ * that fails, stop accepting for RESUME_USEC. */
+static void at_fd_limit(struct control *c) {
+    if (c->reserve_fd >= 0) {
+        close(c->reserve_fd);
+        c->reserve_fd = -1;
+        int cfd = accept4(c->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd >= 0)
+            refuse(c, cfd, "the agent is out of file descriptors; try again later");
+        c->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (c->reserve_fd >= 0)
+            return;
+    }
+    if (c->resume)
+        return;
+    sd_event_source_set_enabled(c->listen, SD_EVENT_OFF);
+    if (sd_event_add_time_relative(c->event, &c->resume, CLOCK_MONOTONIC, RESUME_USEC, 0, on_resume, c) < 0)
+        sd_event_source_set_enabled(c->listen, SD_EVENT_ON);   /* better busy than deaf */
+    log_warning("control_socket %s: out of file descriptors; not accepting for %llu ms", c->path,
+                RESUME_USEC / 1000ULL);
+}
+
+static void conn_add(struct control *c, int cfd, uid_t uid, bool privileged) {
     struct conn *k = calloc(1, sizeof *k);
     if (!k) {
         close(cfd);
-        return 0;
+        return;
     }
     k->ctl = c;
     k->fd = cfd;
+    k->uid = uid;
+    k->privileged = privileged;
     if (sd_event_add_io(c->event, &k->io, cfd, EPOLLIN, on_conn_io, k) < 0 ||
         sd_event_add_time_relative(c->event, &k->timer, CLOCK_MONOTONIC, CONTROL_IDLE_USEC, 0,
                                    on_conn_idle, k) < 0) {
         sd_event_source_disable_unref(k->io);
         close(cfd);
         free(k);
-        return 0;
+        return;
     }
     k->next = c->conns;
     c->conns = k;
+    if (!privileged)
+        c->n_unprivileged++;
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+    struct control *c = userdata;
+    int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            at_fd_limit(c);
+        return 0;   /* EAGAIN, or a peer that left before we got to it */
+    }
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        refuse(c, cfd, "cannot identify the peer (SO_PEERCRED)");
+        return 0;
+    }
+    bool privileged = cred.uid == 0 || cred.uid == c->agent_uid;
+    const char *why = over_cap(c, cred.uid, privileged);
+    if (why)
+        refuse(c, cfd, why);
+    else
+        conn_add(c, cfd, cred.uid, privileged);
     return 0;
 }
 
@@ -279,6 +391,9 @@ static int control_new(const char *path, struct control **ret, char *err, size_t
         return -ENOMEM;
     }
     c->fd = c->dirfd = -1;
+    c->agent_uid = geteuid();
+    /* Opened before anything else can take the last fd; see at_fd_limit. */
+    c->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     char *slash = strrchr(copy, '/');   /* path is absolute: there is one */
     c->name = strdup(slash + 1);
     *slash = '\0';
@@ -338,8 +453,11 @@ struct control *control_close(struct control *c) {
     while (c->conns)
         conn_free(c->conns);
     sd_event_source_disable_unref(c->listen);
+    sd_event_source_disable_unref(c->resume);
     if (c->fd >= 0)
         close(c->fd);
+    if (c->reserve_fd >= 0)
+        close(c->reserve_fd);
     /* Remove the path only while it is still the socket we bound. */
     struct stat st;
     if (c->bound && fstatat(c->dirfd, c->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(st.st_mode) &&

@@ -1,4 +1,4 @@
-/* control: the request parser (pure; see control.h). Kept apart from
+/* control: the request parser and the rights check (pure; see control.h). Kept apart from
  * the socket code so the unit tests and the fuzzer link it without sd-event or the agent. */
 #include <errno.h>
 #include <string.h>
@@ -14,6 +14,10 @@ static const char *const verb_names[] = {
 
 const char *control_verb_name(enum control_verb v) {
     return (size_t)v < sizeof verb_names / sizeof verb_names[0] ? verb_names[v] : "?";
+}
+
+bool control_allowed(enum control_verb v, uid_t peer, uid_t agent_uid) {
+    return v == CONTROL_STATUS || peer == 0 || peer == agent_uid;
 }
 
 /* Does the word w[0..n) spell `s` exactly? */

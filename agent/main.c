@@ -170,7 +170,7 @@ int main(int argc, char **argv) {
     struct worker_pool *pool = NULL;
     struct control *control = NULL;
     char *control_path = NULL;
-    gid_t agent_gid = (gid_t)-1;
+    gid_t control_gid = (gid_t)-1;
     bool pool_stopped = true;
 
     r = sd_event_default(&event);
@@ -205,8 +205,10 @@ int main(int argc, char **argv) {
         goto out;
     }
     pool_stopped = false;
+    /* The control socket's group: agent.control_group (operators), else agent.group. */
+    const char *control_group = cfg->agent.control_group ? cfg->agent.control_group : cfg->agent.group;
     if (!once && (!(control_path = strdup(cfg->agent.control_socket)) ||
-                  runtime_resolve_group(cfg->agent.group, &agent_gid, err, sizeof err) < 0)) {
+                  runtime_resolve_group(control_group, &control_gid, err, sizeof err) < 0)) {
         log_error("%s", control_path ? err : "out of memory");
         goto out;
     }
@@ -220,7 +222,7 @@ int main(int argc, char **argv) {
     if (r < 0)
         goto out;
     /* The control socket last: it answers about an agent that exists. --once has none. */
-    if (!once && (r = control_open(event, control_path, agent_gid, lc.agent, &control, err, sizeof err)) < 0) {
+    if (!once && (r = control_open(event, control_path, control_gid, lc.agent, &control, err, sizeof err)) < 0) {
         log_error("%s", err);
         goto out;
     }

@@ -5,6 +5,8 @@ import os
 import resource
 import socket
 import stat
+import subprocess
+import sys
 import time
 
 import rc_harness as h
@@ -141,3 +143,150 @@ def test_a_socket_directory_writable_by_others_is_refused(sc):
     assert rc == 1, rc
     assert "writable by group or others" in a.log(), a.log()[-2000:]
     assert os.listdir(d) == []
+
+
+# ------------------------------------------------------------------ rights and floods
+
+def _as_nobody(args, **kw):
+    """Runs a command as nobody:nogroup with no other group (a user in the socket's group
+    when that group is nogroup, neither root nor the agent's user)."""
+    return subprocess.run(args, user=NOBODY, group=NOGROUP, extra_groups=[], cwd="/",
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=h.clean_env(), **kw)
+
+
+def _cli_as_nobody(sc, *args):
+    return _as_nobody([h.CLI_BIN, "--control-socket", sc.tree.control] + list(args), timeout=10)
+
+
+def _reachable_by_others(sc):
+    os.chmod(sc.tree.root, 0o711)    # others may traverse to the socket, not list the tree
+
+
+def test_group_member_gets_status_but_not_refresh_or_rotate(sc):
+    _reachable_by_others(sc)
+    _running(sc, agent={"group": "nogroup"})
+    r = _cli_as_nobody(sc, "status")
+    assert r.returncode == 0 and "cache" in r.stdout, (r.returncode, r.stdout, r.stderr)
+    for verb in ("refresh", "rotate"):
+        r = _cli_as_nobody(sc, verb, "cache")
+        assert r.returncode == 1, (verb, r.returncode, r.stdout, r.stderr)
+        assert ("redis-creds %s: permission denied: %s needs root or the agent's user"
+                % (verb, verb)) in r.stderr, r.stderr
+    r = sc.run_cli("--control-socket", sc.tree.control, "refresh", "cache")   # root
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+
+
+def test_control_group_gives_the_socket_its_own_group(sc):
+    _reachable_by_others(sc)
+    _running(sc, agent={"group": "", "control_group": "nogroup"})
+    st = os.lstat(sc.tree.control)
+    assert st.st_gid == NOGROUP and stat.S_IMODE(st.st_mode) == 0o660
+    assert os.stat(sc.tree.runtime).st_gid != NOGROUP     # consumers' group unchanged
+    r = _cli_as_nobody(sc, "status")
+    assert r.returncode == 0 and "cache" in r.stdout, (r.returncode, r.stdout, r.stderr)
+    # unset, it follows agent.group as before
+    sc2_conf = sc.write_config(agent={"group": ""}, path=os.path.join(sc.tree.root, "b.conf"))
+    r = sc.run_agent("--check-config", conf=sc2_conf)
+    assert r.returncode == 0, r.stderr
+
+
+FLOOD = r"""
+import json, select, socket, struct, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+socks, timeouts = [], 0
+for i in range(n):
+    # blocking, with a 2 s send timeout: a unix connect() waits that long for room in a
+    # full backlog, then fails with EAGAIN (a socket timeout would make it fail at once)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 2, 0))
+    try:
+        s.connect(path)
+        socks.append(s)
+    except BlockingIOError:
+        timeouts += 1
+        s.close()
+print(json.dumps({"connected": len(socks), "timeouts": timeouts}), flush=True)
+p = select.poll()
+byfd = {s.fileno(): s for s in socks}
+for fd in byfd:
+    p.register(fd, select.POLLIN)
+errors, held = {}, len(byfd)
+deadline = time.monotonic() + float(sys.argv[3])
+while byfd and time.monotonic() < deadline:
+    for fd, ev in p.poll(100):
+        s = byfd.pop(fd)
+        p.unregister(fd)
+        held -= 1
+        data = s.recv(4096)
+        if data:
+            e = json.loads(data).get("error", "?")
+            errors[e] = errors.get(e, 0) + 1
+print(json.dumps({"held": held, "errors": errors}), flush=True)
+sys.stdin.readline()
+"""
+
+
+def _flood(cmd_prefix_kw, path, n, window):
+    """Starts the flood; returns (process, first report)."""
+    p = subprocess.Popen([sys.executable, "-c", FLOOD, path, str(n), str(window)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/",
+                         env=h.clean_env(), **cmd_prefix_kw)
+    first = json.loads(p.stdout.readline())
+    return p, first
+
+
+def _flood_result(p):
+    res = json.loads(p.stdout.readline())
+    p.stdin.close()
+    p.wait(timeout=10)
+    return res
+
+
+def _cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_connection_flood_from_the_group_is_capped_and_status_still_answers(sc):
+    _reachable_by_others(sc)
+    a = _running(sc, agent={"group": "nogroup"})
+    flood, first = _flood(dict(user=NOBODY, group=NOGROUP, extra_groups=[]),
+                          sc.tree.control, 300, 3.0)
+    try:
+        assert first["timeouts"] == 0, first
+        # the operator (root) still gets an answer at once, and publishing goes on
+        t0 = time.monotonic()
+        r = sc.run_cli("--control-socket", sc.tree.control, "status")
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        assert time.monotonic() - t0 < 2, "status took %.2fs" % (time.monotonic() - t0)
+        sc.store_cred("app", "pw2")
+        sc.wait_published(password="pw2", timeout=5)
+    finally:
+        res = _flood_result(flood)
+    assert res["held"] <= 16, res
+    assert res["errors"].get("too many connections from this user; try again later", 0) >= 284 - 16, res
+    assert a.find_log(lambda l: "refused" in l and "too many connections" in l), a.log()[-2000:]
+
+
+def test_fd_exhaustion_neither_spins_nor_leaves_peers_waiting(sc):
+    a = _running(sc)
+    nfds = len(os.listdir("/proc/%d/fd" % a.pid))
+    soft, hard = resource.prlimit(a.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(a.pid, resource.RLIMIT_NOFILE, (nfds + 3, hard))
+    cpu0 = _cpu_seconds(a.pid)
+    flood, first = _flood({}, sc.tree.control, 100, 2.0)
+    res = _flood_result(flood)
+    cpu = _cpu_seconds(a.pid) - cpu0
+    resource.prlimit(a.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    # every peer was accepted and answered (none left in the backlog), the loop did not spin
+    assert first["timeouts"] == 0, (first, a.log()[-2000:])
+    assert res["held"] <= 4, res
+    assert res["errors"].get("the agent is out of file descriptors; try again later", 0) >= 90, res
+    assert cpu < 1.0, "the agent used %.2fs of CPU during the flood" % cpu
+    # and once descriptors are free again, everything works
+    r = sc.run_cli("--control-socket", sc.tree.control, "status")
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    sc.store_cred("app", "pw3")
+    sc.wait_published(password="pw3", timeout=5)

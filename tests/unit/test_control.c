@@ -1,5 +1,5 @@
 /* Unit tests for the control protocol's pure parts (agent/control_request.c): the request
- * parser. The socket itself is driven through the real agent in
+ * parser and the rights check. The socket itself is driven through the real agent in
  * tests/integration/test_control.py. */
 #include <errno.h>
 #include <setjmp.h>
@@ -110,6 +110,20 @@ static void test_parse_reads_only_the_first_line(void **state) {
     assert_string_equal(req.name, "one");
 }
 
+static void test_status_is_for_anyone_refresh_and_rotate_for_root_and_the_agent(void **state) {
+    const uid_t agent = 991, other = 1000;
+    assert_true(control_allowed(CONTROL_STATUS, other, agent));
+    assert_true(control_allowed(CONTROL_STATUS, 0, agent));
+    for (enum control_verb v = CONTROL_REFRESH; v <= CONTROL_ROTATE; v++) {
+        assert_false(control_allowed(v, other, agent));
+        assert_true(control_allowed(v, 0, agent));
+        assert_true(control_allowed(v, agent, agent));
+    }
+    /* an agent running as root: only root */
+    assert_false(control_allowed(CONTROL_REFRESH, other, 0));
+    assert_true(control_allowed(CONTROL_ROTATE, 0, 0));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_accepts_the_three_verbs),
@@ -118,6 +132,7 @@ int main(void) {
         cmocka_unit_test(test_parse_refuses_malformed_requests_without_quoting_them),
         cmocka_unit_test(test_parse_bounds_the_request_by_its_length),
         cmocka_unit_test(test_parse_reads_only_the_first_line),
+        cmocka_unit_test(test_status_is_for_anyone_refresh_and_rotate_for_root_and_the_agent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
