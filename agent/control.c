@@ -140,8 +140,10 @@ static void conn_write(struct conn *k) {
 
 static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
     struct conn *k = userdata;
-    if (k->out)
-        return conn_write(k), 0;
+    if (k->out) {
+        conn_write(k);
+        return 0;
+    }
     ssize_t n = read(fd, k->in + k->in_len, sizeof k->in - k->in_len);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
@@ -167,15 +169,9 @@ static int on_conn_idle(sd_event_source *s, uint64_t usec, void *userdata) {
 #define REFUSED_LOG_USEC (10ULL * 1000000ULL)
 #define RESUME_USEC (100ULL * 1000ULL)
 
-/* Answers a connection we will not serve with one error line, and closes it. The socket is
- * new and its buffer empty, so the short write does not block. */
-static void refuse(struct control *c, int fd, const char *why) {
-    char line[256];
-    int n = snprintf(line, sizeof line, "{\"ok\":false,\"error\":\"%s\"}\n", why);
-    if (n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) < 0)
-        log_debug("control_socket: cannot send the refusal: %s", strerror(errno));
-    close(fd);
-    /* Logged at most every 10 s, with the count: a flood must not flood the journal. */
+/* Counts a connection turned away; a warning at most every 10 s, with the count since
+ * the last one: a flood must not flood the journal. */
+static void note_refusal(struct control *c, const char *why) {
     uint64_t now = 0;
     c->refused++;
     sd_event_now(c->event, CLOCK_MONOTONIC, &now);
@@ -184,6 +180,17 @@ static void refuse(struct control *c, int fd, const char *why) {
         c->refused = 0;
         c->refused_logged_usec = now;
     }
+}
+
+/* Answers a connection we will not serve with one error line, and closes it. The socket is
+ * new and its buffer empty, so the short write does not block. */
+static void refuse(struct control *c, int fd, const char *why) {
+    char line[256];
+    int n = snprintf(line, sizeof line, "{\"ok\":false,\"error\":\"%s\"}\n", why);
+    if (n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) < 0)
+        log_debug("control_socket: cannot send the refusal: %s", strerror(errno));
+    close(fd);
+    note_refusal(c, why);
 }
 
 /* Caps, so that the control socket never takes the file descriptors that store reads and
@@ -235,8 +242,7 @@ static void at_fd_limit(struct control *c) {
     sd_event_source_set_enabled(c->listen, SD_EVENT_OFF);
     if (sd_event_add_time_relative(c->event, &c->resume, CLOCK_MONOTONIC, RESUME_USEC, 0, on_resume, c) < 0)
         sd_event_source_set_enabled(c->listen, SD_EVENT_ON);   /* better busy than deaf */
-    log_warning("control_socket %s: out of file descriptors; not accepting for %llu ms", c->path,
-                RESUME_USEC / 1000ULL);
+    note_refusal(c, "out of file descriptors, even the reserve one; pausing accept for 100 ms");
 }
 
 static void conn_add(struct control *c, int cfd, uid_t uid, bool privileged) {
