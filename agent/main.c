@@ -78,8 +78,12 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
  * processes of our uid from ptrace-attaching or reading /proc/<pid>/mem. A failure is
  * reported but not fatal: the unit sets LimitCORE=0 as well. */
 static void no_core_dumps(void) {
+    /* Under the shipped unit, setrlimit() is filtered (~@resources) and LimitCORE=0 has
+     * already done it: only a limit that is not 0 yet is worth a word. */
     const struct rlimit none = { 0, 0 };
-    if (setrlimit(RLIMIT_CORE, &none) < 0)
+    struct rlimit now;
+    bool already = getrlimit(RLIMIT_CORE, &now) == 0 && now.rlim_cur == 0 && now.rlim_max == 0;
+    if (!already && setrlimit(RLIMIT_CORE, &none) < 0)
         fprintf(stderr, "redis-creds-agent: cannot disable core dumps (RLIMIT_CORE): %s\n",
                 strerror(errno));
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)

@@ -260,7 +260,7 @@ def test_connection_flood_from_the_group_is_capped_and_status_still_answers(sc):
         t0 = time.monotonic()
         r = sc.run_cli("--control-socket", sc.tree.control, "status")
         assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-        assert time.monotonic() - t0 < 2, "status took %.2fs" % (time.monotonic() - t0)
+        assert time.monotonic() - t0 < 3, "status took %.2fs" % (time.monotonic() - t0)
         sc.store_cred("app", "pw2")
         sc.wait_published(password="pw2", timeout=5)
     finally:
