@@ -290,3 +290,35 @@ def test_fd_exhaustion_neither_spins_nor_leaves_peers_waiting(sc):
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     sc.store_cred("app", "pw3")
     sc.wait_published(password="pw3", timeout=5)
+
+
+def test_agent_running_as_its_own_user_is_not_dumpable_and_that_user_may_refresh(sc):
+    # the agent as nobody: its tree belongs to nobody, the control socket too
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config(agent={"group": ""})
+    for d in (sc.tree.root, sc.tree.store, sc.tree.state):
+        os.chown(d, NOBODY, NOGROUP)
+    os.chown(os.path.join(sc.tree.store, "cache.json"), NOBODY, NOGROUP)
+    os.chown(sc.tree.conf, 0, 0)
+    os.chmod(sc.tree.root, 0o755)
+    log = open(os.path.join(sc.tree.root, "nobody-agent.log"), "wb")
+    p = subprocess.Popen([h.AGENT_BIN, "-c", sc.tree.conf, "--foreground"], user=NOBODY,
+                         group=NOGROUP, extra_groups=[], stdin=subprocess.DEVNULL, stdout=log,
+                         stderr=subprocess.STDOUT, env=h.clean_env(), cwd="/")
+    try:
+        sc.wait_published(password="pw1", timeout=10)
+        h.wait_until(lambda: os.path.exists(sc.tree.control), 5, "the control socket")
+        assert os.lstat(sc.tree.control).st_uid == NOBODY
+        # not dumpable: the kernel gives its /proc files to root instead of its own user
+        assert os.stat("/proc/%d/status" % p.pid).st_uid == 0
+        assert _limit(p.pid, "Max core file size") == ["0", "0"]
+        r = _cli_as_nobody(sc, "refresh", "cache")     # the agent's own user
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        r = sc.run_cli("--control-socket", sc.tree.control, "rotate", "cache")   # root
+        assert "permission denied" not in r.stderr, r.stderr
+    finally:
+        p.terminate()
+        rc = p.wait(timeout=10)
+        log.close()
+    assert rc == 0, open(log.name, "rb").read()[-3000:]
