@@ -154,6 +154,11 @@ static int cmd_status(const char *sock, int argc, char **argv) {
     json_t *j = ask_agent(sock, "status");
     if (!j)
         return 1;
+    if (json_is_false(json_object_get(j, "ok"))) {   /* refused, e.g. too many connections */
+        fprintf(stderr, "redis-creds status: %s\n", jstr(j, "error"));
+        json_decref(j);
+        return 1;
+    }
     json_t *creds = json_object_get(j, "credentials");
     bool all_current = json_is_array(creds);
     size_t i;
