@@ -1,0 +1,146 @@
+"""Faults from the reliability audit that no other suite drives (docs/reliability.md): a
+"Redis" that drip-feeds its reply or floods the agent with bytes, and a store file that is
+a character device. Each time the agent must report the fault, stay responsive and keep
+what it published.
+"""
+import json
+import os
+import socket
+import stat
+import threading
+import time
+
+import rc_harness as h
+
+
+class MisbehavingRedis:
+    """A TCP endpoint that reads what the agent sends and answers with `mode`:
+    "drip" - a valid-looking reply one byte every 0.4 s (never finishing in time);
+    "flood" - an endless bulk string of 'x' as fast as the socket takes it."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.sent = 0
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self.endpoint = "127.0.0.1:%d" % self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, conn):
+        conn.settimeout(0.5)
+        try:
+            conn.recv(4096)
+            if self.mode == "drip":
+                for b in b"+OK\r\n" * 100:
+                    if self._stop.wait(0.4):
+                        break
+                    conn.sendall(bytes([b]))
+                    self.sent += 1
+            else:
+                conn.sendall(b"$%d\r\n" % (1 << 40))
+                chunk = b"x" * 65536
+                while not self._stop.is_set():
+                    try:
+                        self.sent += conn.send(chunk)
+                    except socket.timeout:
+                        continue
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._sock.close()
+        for t in self._threads:
+            t.join(2)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def start_against(sc, server, timeout="1s"):
+    sc.redis.create_user("app", "fault-pw-1")
+    sc.store_cred("app", "fault-pw-1")
+    sc.write_config([sc.cred("good", path="cache.json"), sc.cred("bad", path="cache.json", endpoints=[server.endpoint],
+                                               timeout=timeout)])
+    a = sc.start_agent()
+    a.wait_ready(timeout=15)
+    sc.wait_published("good", password="fault-pw-1")
+    return a
+
+
+def status_row(sc, name):
+    r = sc.run_cli("-c", sc.tree.conf, "status", "--json", timeout=5)
+    return next(c for c in json.loads(r.stdout)["credentials"] if c["name"] == name)
+
+
+def test_redis_drip_feeding_its_reply_times_out_and_the_agent_stays_responsive(sc):
+    server = MisbehavingRedis("drip")
+    sc.on_close(server.close)
+    a = start_against(sc, server, timeout="1s")
+    t0 = time.monotonic()
+    row = h.wait_until(lambda: (lambda r: r if r.get("last_error") else None)(status_row(sc, "bad")),
+                       15, "an error for the drip-fed credential")
+    assert "timed out" in row["last_error"] and row["state"] == "unreachable", row
+    assert time.monotonic() - t0 < 10
+    assert server.sent >= 1, "the endpoint was never asked"
+    assert sc.read_bytes("bad.json") is None
+    assert status_row(sc, "good")["state"] == "current"
+    assert a.alive()
+
+
+def test_redis_flooding_the_agent_is_cut_off_without_growing_its_memory(sc):
+    server = MisbehavingRedis("flood")
+    sc.on_close(server.close)
+    a = start_against(sc, server, timeout="3s")
+    base = rss_kib(a.pid)
+    row = h.wait_until(lambda: (lambda r: r if r.get("last_error") else None)(status_row(sc, "bad")),
+                       15, "an error for the flooded credential")
+    time.sleep(1)
+    grown = rss_kib(a.pid) - base
+    print("flood: %d bytes sent, RSS grew %d KiB; %s" % (server.sent, grown, row["last_error"]))
+    assert "exceeds the limit" in row["last_error"], row
+    assert grown < 32 * 1024, "the agent's memory grew by %d KiB under a flood" % grown
+    assert sc.read_bytes("bad.json") is None
+    assert status_row(sc, "good")["state"] == "current"
+    assert a.alive()
+
+
+def test_store_file_that_is_a_character_device_is_refused_and_the_file_kept(sc):
+    sc.redis.create_user("app", "dev-pw-1")
+    sc.store_cred("app", "dev-pw-1")
+    sc.write_config([sc.cred(poll_interval="300ms")])
+    a = sc.start_agent()
+    a.wait_ready()
+    before = sc.wait_published(password="dev-pw-1")
+    path = os.path.join(sc.tree.store, "cache.json")
+    os.unlink(path)
+    os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 5))     # /dev/zero: endless zeros
+    mark = a.log_mark()
+    a.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark, timeout=10,
+               what="an error about the device store file")
+    time.sleep(1)
+    assert sc.read_doc() == before
+    assert a.alive() and rss_kib(a.pid) < 64 * 1024
+    r = sc.run_cli("-c", sc.tree.conf, "status", timeout=5)
+    assert "cache" in r.stdout
