@@ -7,8 +7,11 @@ import json
 import os
 import socket
 import stat
+import subprocess
 import threading
 import time
+
+import pytest
 
 import rc_harness as h
 
@@ -144,3 +147,73 @@ def test_store_file_that_is_a_character_device_is_refused_and_the_file_kept(sc):
     assert a.alive() and rss_kib(a.pid) < 64 * 1024
     r = sc.run_cli("-c", sc.tree.conf, "status", timeout=5)
     assert "cache" in r.stdout
+
+
+def small_tmpfs(sc, size="256k"):
+    """runtime_dir as its own small tmpfs (root can mount), unmounted at teardown."""
+    os.mkdir(sc.tree.runtime, 0o750)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0750" % size, "tmpfs",
+                        sc.tree.runtime], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here: %s" % r.stderr.strip())
+    sc.on_close(lambda: subprocess.run(["umount", "-l", sc.tree.runtime], capture_output=True))
+
+
+def publish_then_break(sc, break_it):
+    sc.redis.create_user("app", "full-pw-1", "full-pw-2")
+    sc.store_cred("app", "full-pw-1")
+    sc.write_config([sc.cred(formats=["json", "env", "password"])])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="full-pw-1")
+    before = {f: sc.read_bytes(f) for f in ("cache.json", "cache.env", "cache.password")}
+    break_it()
+    mark = a.log_mark()
+    sc.store_cred("app", "full-pw-2")
+    line = a.wait_log(lambda l: "cannot write" in l, since=mark, timeout=10,
+                      what="the publish error")
+    assert {f: sc.read_bytes(f) for f in before} == before, "a published file changed"
+    assert not [f for f in os.listdir(sc.tree.runtime) if f.startswith(".tmp-")]
+    assert a.alive()
+    return a, line
+
+
+def test_runtime_dir_full_keeps_every_published_file_whole(sc):
+    small_tmpfs(sc)
+
+    def fill():
+        fd = os.open(os.path.join(sc.tree.runtime, "filler.bin"), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    a, line = publish_then_break(sc, fill)
+    assert "No space left" in line, line
+    os.unlink(os.path.join(sc.tree.runtime, "filler.bin"))
+    assert sc.run_cli("-c", sc.tree.conf, "refresh", "cache").returncode in (0, 1)
+    sc.wait_published(password="full-pw-2", timeout=10)
+
+
+def test_runtime_dir_read_only_at_start_is_a_clear_error_and_the_files_stay(sc):
+    """A read-only runtime_dir cannot be remounted under a running agent (it holds .lock
+    open for writing): the agent that starts on one says why and exits 1; what the last
+    agent published stays as it was."""
+    small_tmpfs(sc)
+    sc.redis.create_user("app", "ro-pw-1", "ro-pw-2")
+    sc.store_cred("app", "ro-pw-1")
+    sc.write_config([sc.cred(formats=["json", "env", "password"])])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="ro-pw-1")
+    assert a.stop() == 0
+    before = {f: sc.read_bytes(f) for f in ("cache.json", "cache.env", "cache.password")}
+    subprocess.run(["mount", "-o", "remount,ro", sc.tree.runtime], check=True)
+    sc.store_cred("app", "ro-pw-2")
+    b = sc.start_agent()
+    assert b.wait_exit(10) == 1
+    b.check_exit = False
+    assert "Read-only file system" in b.log(), b.log()
+    assert {f: sc.read_bytes(f) for f in before} == before
