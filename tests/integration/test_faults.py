@@ -140,8 +140,9 @@ def test_store_file_that_is_a_character_device_is_refused_and_the_file_kept(sc):
     os.unlink(path)
     os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 5))     # /dev/zero: endless zeros
     mark = a.log_mark()
-    a.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark, timeout=10,
-               what="an error about the device store file")
+    line = a.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark, timeout=10,
+                      what="an error about the device store file")
+    assert "not a regular file" in line, line
     time.sleep(1)
     assert sc.read_doc() == before
     assert a.alive() and rss_kib(a.pid) < 64 * 1024

@@ -130,7 +130,7 @@ def test_file_source_rotation_hook_metrics_and_status_show_no_secret(sc):
 
 
 def test_vault_approle_source_shows_no_password_secret_id_or_token(vault, sc):
-    pw = {k: new_secret(k) for k in ("one", "two", "refused")}
+    pw = {k: new_secret(k) for k in ("one", "two", "malformed", "refused")}
     sc.redis.create_user("app", pw["one"], pw["two"])
     vault.read_policy()
     auth = vault.approle(token_ttl=60)
@@ -141,6 +141,15 @@ def test_vault_approle_source_shows_no_password_secret_id_or_token(vault, sc):
     sc.wait_published(password=pw["one"])
     vault.fake.kv2_put("secret", "redis/cache", {"username": "app", "password": pw["two"]})
     sc.wait_published(password=pw["two"], timeout=10)
+    # answers that break off or are not JSON, quoting a password: the parser's error text
+    # must not carry it into a log line or the status
+    for kind, body in (("truncated", None),
+                       ("malformed", b'{"data": {"data": {"password": "%s", ' % pw["malformed"].encode())):
+        mark = a.journal.mark()
+        vault.fake.inject(r"^/v1/secret/data/redis/cache$", kind, body=body)
+        vault.fake.kv2_put("secret", "redis/cache", {"username": "app", "password": pw["malformed"]})
+        wait_journal(a, "malformed JSON", mark)
+        vault.fake.clear_injections()
     mark = a.journal.mark()
     vault.fake.kv2_put("secret", "redis/cache", {"username": "app", "password": pw["refused"]})
     wait_journal(a, "refused", mark)
@@ -159,7 +168,7 @@ def test_vault_approle_source_shows_no_password_secret_id_or_token(vault, sc):
 
 
 def test_azure_keyvault_with_a_client_secret_shows_no_secret_or_token(sc, az):
-    pw = {k: new_secret(k) for k in ("one", "two")}
+    pw = {k: new_secret(k) for k in ("one", "two", "malformed")}
     sc.redis.create_user("app", pw["one"], pw["two"])
     client_secret = new_secret("client")
     app = az.fake.add_app("sp", secret=client_secret)
@@ -172,6 +181,14 @@ def test_azure_keyvault_with_a_client_secret_shows_no_secret_or_token(sc, az):
     sc.wait_published(password=pw["one"])
     az.fake.kv_set("cache-pw", pw["two"])
     sc.wait_published(password=pw["two"], timeout=10)
+    mark = a.journal.mark()
+    az.fake.inject("keyvault", status=200, count=1000,
+                   body=b'{"value": "%s", "id": ' % pw["malformed"].encode())
+    az.fake.kv_set("cache-pw", pw["malformed"])
+    wait_journal(a, "cache", mark)
+    h.wait_until(lambda: "malformed" in cli(sc, "status") or "JSON" in cli(sc, "status"), 10,
+                 "the malformed answer in the status")
+    az.fake.clear_faults()
     nmark = a.notify.mark()
     a.send(signal.SIGHUP)
     a.wait_notify("READY", "1", since=nmark)
