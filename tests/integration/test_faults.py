@@ -1,7 +1,8 @@
 """Faults from the reliability audit that no other suite drives (docs/reliability.md): a
-"Redis" that drip-feeds its reply or floods the agent with bytes, and a store file that is
-a character device. Each time the agent must report the fault, stay responsive and keep
-what it published.
+"Redis" that drip-feeds its reply or floods the agent with bytes; a store file that is a
+character device; a runtime_dir that is full, read-only or has a directory planted at a
+published name; a Key Vault that hangs or answers with megabytes. Each time the agent must
+report the fault, stay responsive and keep what it published.
 """
 import json
 import os
@@ -14,6 +15,7 @@ import time
 import pytest
 
 import rc_harness as h
+from azure_helpers import PW1, PW2, az  # noqa: F401 - fixture
 
 
 class MisbehavingRedis:
@@ -218,3 +220,40 @@ def test_runtime_dir_read_only_at_start_is_a_clear_error_and_the_files_stay(sc):
     b.check_exit = False
     assert "Read-only file system" in b.log(), b.log()
     assert {f: sc.read_bytes(f) for f in before} == before
+
+
+def test_directory_planted_at_the_published_name_is_an_error_not_a_crash(sc):
+    sc.redis.create_user("app", "dir-pw-1")
+    sc.store_cred("app", "dir-pw-1")
+    sc.write_config()
+    os.mkdir(sc.tree.runtime, 0o750)
+    os.mkdir(sc.path("cache.json"), 0o700)
+    a = sc.start_agent()
+    a.wait_ready()
+    line = a.wait_log(lambda l: "cannot write" in l, timeout=10, what="the publish error")
+    assert "cache.json" in line, line
+    assert os.path.isdir(sc.path("cache.json")) and a.alive()
+    assert not [f for f in os.listdir(sc.tree.runtime) if f.startswith(".tmp-")]
+    os.rmdir(sc.path("cache.json"))
+    assert sc.run_cli("-c", sc.tree.conf, "refresh", "cache").returncode in (0, 1)
+    sc.wait_published(password="dir-pw-1", timeout=10)
+
+
+def test_key_vault_hung_or_oversized_answer_keeps_the_published_file(sc, az):
+    sc.redis.create_user("app", PW1, PW2)
+    az.fake.kv_set("cache-pw", PW1)
+    a = az.start([az.cred(path="cache-pw", username="app", poll_interval="300ms")],
+                 [az.kv_source(timeout="1s")])
+    sc.wait_published(password=PW1, timeout=5)
+    before = sc.read_bytes()
+    for fault, text in ((dict(delay=3.0, status=200, body={"value": PW2}), "imeout"),
+                        (dict(status=200, body=b'{"value": "' + b"x" * (3 << 20) + b'"}'),
+                         "larger than")):
+        mark = a.log_mark()
+        az.fake.inject("keyvault", count=1000, **fault)
+        line = a.wait_log(lambda l, t=text: t in l and "cache" in l, since=mark, timeout=15,
+                          what=repr(text))
+        assert sc.read_bytes() == before, "the published file changed after %s" % line
+        assert a.alive()
+        az.fake.clear_faults()
+        a.wait_log("recovered", since=mark, timeout=15)
