@@ -115,6 +115,7 @@ configure_build_test() {
 run_fuzz() {
     local t0
     if [[ ! -f $root/scripts/fuzz.sh ]]; then
+        results+=("fuzz: not run (no scripts/fuzz.sh)")
         return 0
     fi
     if [[ $quick == 1 || ${REDIS_CREDS_SKIP_FUZZ:-0} == 1 ]]; then
