@@ -75,6 +75,13 @@ class MisbehavingRedis:
             t.join(2)
 
 
+def memory_slack(pid):
+    """1, or 4 for an agent built with AddressSanitizer (its quarantine keeps freed memory
+    for a while, and its shadow memory counts in the RSS)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return 4 if "libasan" in f.read() else 1
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -125,7 +132,8 @@ def test_redis_flooding_the_agent_is_cut_off_without_growing_its_memory(sc):
     grown = rss_kib(a.pid) - base
     print("flood: %d bytes sent, RSS grew %d KiB; %s" % (server.sent, grown, row["last_error"]))
     assert "exceeds the limit" in row["last_error"], row
-    assert grown < 32 * 1024, "the agent's memory grew by %d KiB under a flood" % grown
+    assert grown < 32 * 1024 * memory_slack(a.pid), \
+        "the agent's memory grew by %d KiB under a flood" % grown
     assert sc.read_bytes("bad.json") is None
     assert status_row(sc, "good")["state"] == "current"
     assert a.alive()
@@ -138,6 +146,7 @@ def test_store_file_that_is_a_character_device_is_refused_and_the_file_kept(sc):
     a = sc.start_agent()
     a.wait_ready()
     before = sc.wait_published(password="dev-pw-1")
+    base = rss_kib(a.pid)
     path = os.path.join(sc.tree.store, "cache.json")
     os.unlink(path)
     os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(1, 5))     # /dev/zero: endless zeros
@@ -147,7 +156,8 @@ def test_store_file_that_is_a_character_device_is_refused_and_the_file_kept(sc):
     assert "not a regular file" in line, line
     time.sleep(1)
     assert sc.read_doc() == before
-    assert a.alive() and rss_kib(a.pid) < 64 * 1024
+    assert a.alive() and rss_kib(a.pid) - base < 16 * 1024 * memory_slack(a.pid), \
+        "reading the device grew the agent's memory"
     r = sc.run_cli("-c", sc.tree.conf, "status", timeout=5)
     assert "cache" in r.stdout
 
