@@ -203,3 +203,34 @@ def test_azure_keyvault_with_a_client_secret_shows_no_secret_or_token(sc, az):
     secrets_used = dict(pw, **{"azure secret %d" % i: s for i, s in enumerate(produced)})
     assert_no_secret(outputs, secrets_used)
     az.assert_no_secrets(*outputs.values())
+
+
+def test_azure_entra_tokens_and_redis_access_keys_show_no_secret(sc, az):
+    az.follow_entra_tokens()
+    rid = az.fake.add_cache("cache2")
+    keys = az.fake.keys(rid)
+    az.redis_accepts_keys(keys["primaryKey"], keys["secondaryKey"])
+    argv, hook_out = hook(sc)
+    a = az.start([az.cred(name="entra", source="entra", poll_interval="500ms", on_change=argv),
+                  az.cred(name="keys", source="keys", path=rid, poll_interval="300ms")],
+                 [az.entra_source(), az.keys_source()], journal=True)
+    token = sc.wait_published("entra", timeout=10)["password"]
+    sc.wait_published("keys", password=keys["primaryKey"], timeout=10)
+    mark = a.journal.mark()
+    az.fake.inject("arm", status=200, count=1000,           # an answer without both keys
+                   body={"primaryKey": keys["primaryKey"]})
+    wait_journal(a, "lacks", mark)
+    az.fake.clear_faults()
+    nmark = a.notify.mark()
+    a.send(signal.SIGHUP)
+    a.wait_notify("READY", "1", since=nmark)
+    outputs = {"CLI": cli(sc, "status") + cli(sc, "status", "--json")
+               + cli(sc, "refresh", "entra") + cli(sc, "refresh", "keys")}
+    assert a.stop() == 0
+    outputs.update(agent_outputs(a))
+    outputs["hook argv and environment"] = read(hook_out)
+    with az.fake.lock:
+        produced = sorted(s for s in az.fake.leaked if len(s) >= 10)
+    assert token in produced and keys["primaryKey"] in produced
+    assert_no_secret(outputs, {"azure secret %d" % i: s for i, s in enumerate(produced)})
+    az.assert_no_secrets(*outputs.values())
