@@ -172,14 +172,20 @@ def small_tmpfs(sc, size="256k"):
     sc.on_close(lambda: subprocess.run(["umount", "-l", sc.tree.runtime], capture_output=True))
 
 
-def publish_then_break(sc, break_it):
-    sc.redis.create_user("app", "full-pw-1", "full-pw-2")
-    sc.store_cred("app", "full-pw-1")
+def published_three_formats(sc, pw1, pw2):
+    """User app knows pw1 and pw2, the store holds pw1, an agent published it in all three
+    formats; returns the agent and the three files' bytes."""
+    sc.redis.create_user("app", pw1, pw2)
+    sc.store_cred("app", pw1)
     sc.write_config([sc.cred(formats=["json", "env", "password"])])
     a = sc.start_agent()
     a.wait_ready()
-    sc.wait_published(password="full-pw-1")
-    before = {f: sc.read_bytes(f) for f in ("cache.json", "cache.env", "cache.password")}
+    sc.wait_published(password=pw1)
+    return a, {f: sc.read_bytes(f) for f in ("cache.json", "cache.env", "cache.password")}
+
+
+def publish_then_break(sc, break_it):
+    a, before = published_three_formats(sc, "full-pw-1", "full-pw-2")
     break_it()
     mark = a.log_mark()
     sc.store_cred("app", "full-pw-2")
@@ -215,14 +221,8 @@ def test_runtime_dir_read_only_at_start_is_a_clear_error_and_the_files_stay(sc):
     open for writing): the agent that starts on one says why and exits 1; what the last
     agent published stays as it was."""
     small_tmpfs(sc)
-    sc.redis.create_user("app", "ro-pw-1", "ro-pw-2")
-    sc.store_cred("app", "ro-pw-1")
-    sc.write_config([sc.cred(formats=["json", "env", "password"])])
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="ro-pw-1")
+    a, before = published_three_formats(sc, "ro-pw-1", "ro-pw-2")
     assert a.stop() == 0
-    before = {f: sc.read_bytes(f) for f in ("cache.json", "cache.env", "cache.password")}
     subprocess.run(["mount", "-o", "remount,ro", sc.tree.runtime], check=True)
     sc.store_cred("app", "ro-pw-2")
     b = sc.start_agent()

@@ -75,6 +75,20 @@ def agent_outputs(a):
     return o
 
 
+def reload_stop_and_collect(sc, a, hook_out, *names):
+    """SIGHUP (then READY), `status` as text and --json, `refresh` of each name, SIGTERM;
+    returns every output: the CLI's, the agent's (stderr, journal, notify), the hook's."""
+    nmark = a.notify.mark()
+    a.send(signal.SIGHUP)
+    a.wait_notify("READY", "1", since=nmark)
+    outputs = {"CLI": cli(sc, "status") + cli(sc, "status", "--json")
+               + "".join(cli(sc, "refresh", n) for n in names)}
+    assert a.stop() == 0
+    outputs.update(agent_outputs(a))
+    outputs["hook argv and environment"] = read(hook_out)
+    return outputs
+
+
 def test_file_source_rotation_hook_metrics_and_status_show_no_secret(sc):
     pw = {k: new_secret(k) for k in ("first", "second", "refused")}
     sc.redis.create_user("app", pw["first"], pw["second"])
@@ -153,13 +167,7 @@ def test_vault_approle_source_shows_no_password_secret_id_or_token(vault, sc):
     mark = a.journal.mark()
     vault.fake.kv2_put("secret", "redis/cache", {"username": "app", "password": pw["refused"]})
     wait_journal(a, "refused", mark)
-    nmark = a.notify.mark()
-    a.send(signal.SIGHUP)
-    a.wait_notify("READY", "1", since=nmark)
-    outputs = {"CLI": cli(sc, "status") + cli(sc, "status", "--json") + cli(sc, "refresh", "cache")}
-    assert a.stop() == 0
-    outputs.update(agent_outputs(a))
-    outputs["hook argv and environment"] = read(hook_out)
+    outputs = reload_stop_and_collect(sc, a, hook_out, "cache")
     tokens = {"vault token %d" % i: t for i, t in enumerate(list(vault.fake.tokens))}
     assert len(tokens) >= 2, "the agent logged in (root token + a login token)"
     secrets_used = dict(pw, **tokens)
@@ -189,13 +197,7 @@ def test_azure_keyvault_with_a_client_secret_shows_no_secret_or_token(sc, az):
     h.wait_until(lambda: "malformed" in cli(sc, "status") or "JSON" in cli(sc, "status"), 10,
                  "the malformed answer in the status")
     az.fake.clear_faults()
-    nmark = a.notify.mark()
-    a.send(signal.SIGHUP)
-    a.wait_notify("READY", "1", since=nmark)
-    outputs = {"CLI": cli(sc, "status") + cli(sc, "status", "--json") + cli(sc, "refresh", "cache")}
-    assert a.stop() == 0
-    outputs.update(agent_outputs(a))
-    outputs["hook argv and environment"] = read(hook_out)
+    outputs = reload_stop_and_collect(sc, a, hook_out, "cache")
     with az.fake.lock:
         produced = sorted(s for s in az.fake.leaked if len(s) >= 10)
     assert client_secret in produced and any(s.startswith("eyJ") for s in produced), \
@@ -221,14 +223,7 @@ def test_azure_entra_tokens_and_redis_access_keys_show_no_secret(sc, az):
                    body={"primaryKey": keys["primaryKey"]})
     wait_journal(a, "lacks", mark)
     az.fake.clear_faults()
-    nmark = a.notify.mark()
-    a.send(signal.SIGHUP)
-    a.wait_notify("READY", "1", since=nmark)
-    outputs = {"CLI": cli(sc, "status") + cli(sc, "status", "--json")
-               + cli(sc, "refresh", "entra") + cli(sc, "refresh", "keys")}
-    assert a.stop() == 0
-    outputs.update(agent_outputs(a))
-    outputs["hook argv and environment"] = read(hook_out)
+    outputs = reload_stop_and_collect(sc, a, hook_out, "entra", "keys")
     with az.fake.lock:
         produced = sorted(s for s in az.fake.leaked if len(s) >= 10)
     assert token in produced and keys["primaryKey"] in produced
