@@ -5,10 +5,18 @@
 #
 # 1. installs the Debian packages that are missing (scripts/lib/deps.sh);
 # 2. builds build/ with -Werror and runs ctest (unit tests + integration tests);
-# 3. builds build-asan/ with AddressSanitizer + UBSan (Debug) and runs ctest again.
+# 3. runs scripts/fuzz.sh --seconds 30 (every libFuzzer target, built with clang), when
+#    that script exists;
+# 4. builds build-asan/ with AddressSanitizer + UBSan (Debug) and runs ctest again, without
+#    the suites labelled `once` (the kill -9 torture, valgrind).
+# At the end it prints each step's result and, per ctest pass, every suite's time, longest
+# first (ctest labels and the budget per suite: docs/development.md).
 #
 # Environment:
+#   REDIS_CREDS_QUICK=1         only the unit tests and the integration suites not labelled
+#                               `slow`, release build only (no fuzzing, no ASan pass)
 #   REDIS_CREDS_SKIP_ASAN=1     skip the sanitizer pass (quick local runs)
+#   REDIS_CREDS_SKIP_FUZZ=1     skip the fuzzing step
 #   REDIS_CREDS_BUILD_TYPE=T    build type of build/ (default RelWithDebInfo)
 #   REDIS_CREDS_CTEST_JOBS=N    run N tests at once (default 1: the integration suite
 #                               starts real servers and measures timeouts)
@@ -42,14 +50,32 @@ umask 022
 jobs=$(nproc 2>/dev/null || echo 2)
 ctest_jobs=${REDIS_CREDS_CTEST_JOBS:-1}
 read -r -a ctest_extra <<<"${REDIS_CREDS_CTEST_ARGS:-}"
+quick=${REDIS_CREDS_QUICK:-0}
 start=$SECONDS
 results=()
 failed=0
+times_dir=$(mktemp -d)
+trap 'rm -rf "$times_dir"' EXIT
 
 step() { printf '\n==> %s\n' "$*"; }
-record() { # record NAME STATUS
-    results+=("$1: $2")
+record() { # record NAME STATUS [SECONDS]
+    results+=("$1: $2${3:+ (${3}s)}")
     [[ $2 == ok || $2 == skipped ]] || failed=1
+}
+
+# ctest_times LOG OUT: one "seconds name status" line per test from ctest's progress lines
+# (" 3/40 Test  #3: unit.test_config .......   Passed    0.12 sec"), longest first.
+ctest_times() {
+    sed -nE 's/^ *[0-9]+\/[0-9]+ +Test +#[0-9]+: +([^ ]+) +[.]* *[*]*([A-Za-z][^0-9]*[A-Za-z)]) +([0-9.]+) sec.*/\3 \1 \2/p' \
+        "$1" | sort -k1,1 -rn >"$2"
+}
+
+print_times() { # print_times LABEL FILE
+    local total
+    total=$(awk '{ s += $1 } END { printf "%.1f", s }' "$2")
+    printf '\n  %s: %d tests, %ss in total\n' "$1" "$(wc -l <"$2")" "$total"
+    awk '{ st = $3; for (i = 4; i <= NF; i++) st = st " " $i
+           printf "    %8.1fs  %-42s %s\n", $1, $2, st }' "$2"
 }
 
 step "checking Debian packages"
@@ -58,7 +84,7 @@ rc_redis_service_note
 
 # configure_build_test LABEL DIR CMAKE-ARGS... : configure, build, run ctest; records results.
 configure_build_test() {
-    local label=$1 dir=$2
+    local label=$1 dir=$2 t0
     shift 2
     step "$label: configure $dir ($*)"
     if ! cmake -S "$root" -B "$root/$dir" -DBUILD_TESTING=ON "$@"; then
@@ -73,11 +99,36 @@ configure_build_test() {
         return 0
     fi
     record "$label build" ok
-    step "$label: ctest"
-    if (cd "$root/$dir" && ctest --output-on-failure -j "$ctest_jobs" "${ctest_extra[@]}" </dev/null); then
-        record "$label ctest" ok
+    step "$label: ctest ${label_args[*]} ${ctest_extra[*]}"
+    t0=$SECONDS
+    if (cd "$root/$dir" && ctest --output-on-failure -j "$ctest_jobs" "${label_args[@]}" \
+        "${ctest_extra[@]}" </dev/null) 2>&1 | tee "$times_dir/$label.log"; then
+        record "$label ctest" ok $((SECONDS - t0))
     else
-        record "$label ctest" FAILED
+        record "$label ctest" FAILED $((SECONDS - t0))
+    fi
+    ctest_times "$times_dir/$label.log" "$times_dir/$label.times"
+}
+
+# The fuzzing step: scripts/fuzz.sh builds every libFuzzer target with clang (build-fuzz/)
+# and runs each for a bounded time.
+run_fuzz() {
+    local t0
+    if [[ ! -f $root/scripts/fuzz.sh ]]; then
+        results+=("fuzz: not run (no scripts/fuzz.sh)")
+        return 0
+    fi
+    if [[ $quick == 1 || ${REDIS_CREDS_SKIP_FUZZ:-0} == 1 ]]; then
+        step "fuzz: skipped (REDIS_CREDS_QUICK=1 or REDIS_CREDS_SKIP_FUZZ=1)"
+        record "fuzz" skipped
+        return 0
+    fi
+    step "fuzz: scripts/fuzz.sh --seconds 30"
+    t0=$SECONDS
+    if bash "$root/scripts/fuzz.sh" --seconds 30 </dev/null; then
+        record "fuzz" ok $((SECONDS - t0))
+    else
+        record "fuzz" FAILED $((SECONDS - t0))
     fi
 }
 
@@ -98,12 +149,16 @@ lsan_works() {
     [[ $out == *"detected memory leaks"* ]]
 }
 
+label_args=()
+[[ $quick == 1 ]] && label_args=(-LE slow)
 configure_build_test "release" build \
     -DCMAKE_BUILD_TYPE="${REDIS_CREDS_BUILD_TYPE:-RelWithDebInfo}" \
     -DREDIS_CREDS_WERROR=ON -DREDIS_CREDS_SANITIZE=OFF
 
-if [[ ${REDIS_CREDS_SKIP_ASAN:-0} == 1 ]]; then
-    step "asan: skipped (REDIS_CREDS_SKIP_ASAN=1)"
+run_fuzz
+
+if [[ $quick == 1 || ${REDIS_CREDS_SKIP_ASAN:-0} == 1 ]]; then
+    step "asan: skipped (REDIS_CREDS_QUICK=1 or REDIS_CREDS_SKIP_ASAN=1)"
     record "asan" skipped
 else
     if lsan_works; then
@@ -115,11 +170,16 @@ else
     fi
     export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=$leaks:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1"
     export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:halt_on_error=1"
+    label_args=(-LE once)
     configure_build_test "asan" build-asan \
         -DCMAKE_BUILD_TYPE=Debug -DREDIS_CREDS_SANITIZE=ON -DREDIS_CREDS_WERROR=ON
     ((leaks)) || results+=("asan: leak checking off (LeakSanitizer unavailable)")
 fi
 
+printf '\nSuite times (seconds, longest first):'
+for label in release asan; do
+    [[ -s $times_dir/$label.times ]] && print_times "$label" "$times_dir/$label.times"
+done
 printf '\n'
 for r in "${results[@]}"; do
     printf '  %s\n' "$r"

@@ -519,7 +519,8 @@ def write_store_inplace(directory, filename, content):
 
 class Agent:
     def __init__(self, tree, conf, args=(), watchdog_usec=None, notify=True, env=None,
-                 tag="agent", journal=False):
+                 tag="agent", journal=False, wrapper=()):
+        """wrapper: a command the agent runs under (e.g. valgrind and its options)."""
         self.tree = tree
         self.conf = conf
         self.check_exit = True
@@ -543,7 +544,7 @@ class Agent:
             e["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
             e["REDIS_CREDS_JOURNAL_SOCKET"] = self.journal.path
         self.t_start = time.monotonic()
-        self.proc = subprocess.Popen([AGENT_BIN, "-c", conf, "--foreground"] + list(args),
+        self.proc = subprocess.Popen(list(wrapper) + [AGENT_BIN, "-c", conf, "--foreground"] + list(args),
                                      stdin=subprocess.DEVNULL, stdout=self._logf,
                                      stderr=subprocess.STDOUT, env=clean_env(e),
                                      preexec_fn=_die_with_parent)
