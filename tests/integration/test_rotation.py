@@ -448,9 +448,10 @@ def test_store_change_during_grace_leaves_the_old_password_alone(sc):
     d3 = sc.wait_published(password="moved-pw-3", timeout=5)
     assert d3["previous"]["password"] == doc["password"]
     a.wait_log(lambda l: "abandoning the rotation of cache" in l, timeout=6)
+    # The agent logs the decision, then saves the record: wait for the save.
+    h.wait_until(lambda: rotation_record(sc)["phase"] == "idle", 3, "phase idle")
     for pw in ("moved-pw-1", doc["password"], "moved-pw-3"):
         assert sc.redis.auth_ok("app", pw)
-    assert rotation_record(sc)["phase"] == "idle"
 
 
 def _aclfile_redis(sc, app_password):
