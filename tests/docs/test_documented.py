@@ -315,18 +315,32 @@ def test_exec_flags_in_man_page():
     assert not missing, f"flags of `redis-creds exec --help` missing from man/redis-creds-exec.1: {missing}"
 
 
+def test_agent_page_names_every_message_id_and_notification():
+    """The journal's MESSAGE_IDs (the catalog) and the sd_notify messages (agent/notify.c)."""
+    rendered = render(PAGES["redis-creds-agent.8"])
+    ids = re.findall(r"(?m)^-- ([0-9a-f]{32})$", (ROOT / "deploy" / "redis-creds.catalog").read_text())
+    assert len(ids) >= 9, f"catalog ids not parsed: {ids}"
+    missing = [i for i in ids if i not in rendered]
+    notes = set(re.findall(r'"([A-Z_]+)=', strip_c_comments((ROOT / "agent" / "notify.c").read_text())))
+    assert "READY" in notes, f"notify.c messages not parsed: {notes}"
+    missing += [f"{n}=" for n in sorted(notes) if f"{n}=" not in rendered]
+    assert not missing, f"missing from man/redis-creds-agent.8: {missing}"
+
+
 # ---- rendering -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(PAGES))
 def test_page_renders_without_warnings(name):
     page = PAGES[name]
     r = subprocess.run(["groff", "-ww", "-z", "-man", "-Tutf8", str(page)], capture_output=True, text=True)
-    assert r.returncode == 0 and not r.stderr, f"groff -ww on man/{name}:\n{r.stderr}"
+    problems = r.stderr or (f"exit status {r.returncode}" if r.returncode else "")
+    assert not problems, f"groff -ww on man/{name}:\n{problems}"
     # as lintian runs it (manpage-has-errors-from-man, groff-message)
     env = dict(os.environ, LC_ALL="C.UTF-8", MANWIDTH="80", MANROFFSEQ="")
     r = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", "-Tutf8", "-Z", str(page)],
                        capture_output=True, text=True, env=env)
-    assert r.returncode == 0 and not r.stderr, f"man --warnings -l man/{name}:\n{r.stderr}"
+    problems = r.stderr or (f"exit status {r.returncode}" if r.returncode else "")
+    assert not problems, f"man --warnings -l man/{name}:\n{problems}"
     r = subprocess.run(["lexgrog", str(page)], capture_output=True, text=True)
     assert r.returncode == 0 and "parse failed" not in r.stdout, f"lexgrog (whatis) on man/{name}: {r.stdout}"
     assert name.rsplit(".", 1)[0] in r.stdout, f"lexgrog names another page: {r.stdout}"
