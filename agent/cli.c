@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "credfile.h"
+#include "exec.h"
 #include "secret.h"
 
 static void usage(FILE *f) {
@@ -40,7 +41,11 @@ static void usage(FILE *f) {
             "  status [--json]\n"
             "                ask the agent for each credential's state; exit 0 when all are current\n"
             "  refresh NAME  ask the agent to check the store for NAME now\n"
-            "  rotate NAME   ask the agent to rotate NAME now\n\n"
+            "  rotate NAME   ask the agent to rotate NAME now\n"
+            "  exec --credential NAME [--env-prefix REDIS_] [--restart | --signal SIGHUP]\n"
+            "       [--splay 30s] [--stop-timeout 10s] [--wait 30s] -- PROGRAM [ARGS...]\n"
+            "                run PROGRAM with REDIS_USERNAME, REDIS_PASSWORD and REDIS_CREDS_FILE in\n"
+            "                its environment; restart it (default) or signal it at each new version\n\n"
             "Options:\n"
             "  -c, --config FILE      agent config to find runtime_dir in (default %s)\n"
             "      --runtime-dir DIR  the runtime directory (default: $REDIS_CREDS_RUNTIME_DIR,\n"
@@ -149,6 +154,11 @@ static int cmd_status(const char *sock, int argc, char **argv) {
     json_t *j = ask_agent(sock, "status");
     if (!j)
         return 1;
+    if (json_is_false(json_object_get(j, "ok"))) {   /* refused, e.g. too many connections */
+        fprintf(stderr, "redis-creds status: %s\n", jstr(j, "error"));
+        json_decref(j);
+        return 1;
+    }
     json_t *creds = json_object_get(j, "credentials");
     bool all_current = json_is_array(creds);
     size_t i;
@@ -351,7 +361,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[optind];
     int cargc = argc - optind - 1;
     char **cargv = argv + optind + 1;
-    bool is_file_cmd = strcmp(cmd, "get") == 0 || strcmp(cmd, "watch") == 0;
+    bool is_file_cmd = strcmp(cmd, "get") == 0 || strcmp(cmd, "watch") == 0 || strcmp(cmd, "exec") == 0;
     bool is_agent_cmd = strcmp(cmd, "status") == 0 || strcmp(cmd, "refresh") == 0 || strcmp(cmd, "rotate") == 0;
     if (!is_file_cmd && !is_agent_cmd) {
         fprintf(stderr, "redis-creds: unknown command \"%s\"\n", cmd);
@@ -369,6 +379,8 @@ int main(int argc, char **argv) {
         rc = cmd_get(paths.runtime_dir, cargc, cargv);
     else if (strcmp(cmd, "watch") == 0)
         rc = cmd_watch(paths.runtime_dir, cargc, cargv);
+    else if (strcmp(cmd, "exec") == 0)
+        rc = exec_main(paths.runtime_dir, cargc + 1, cargv - 1);   /* argv[0] "exec" */
     else if (strcmp(cmd, "status") == 0)
         rc = cmd_status(paths.control_socket, cargc, cargv);
     else

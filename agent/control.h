@@ -1,25 +1,40 @@
 /* control: the agent's control socket, for `redis-creds status|refresh|rotate`.
  *
- * A stream Unix socket at agent.control_socket (its directory is created 0755 when
- * missing; the socket is 0660 with agent.group, so operators in that group can ask).
- * Protocol: the client sends one line ("status", "refresh NAME", "rotate NAME"); the agent
- * answers one line of JSON and closes. Answers never hold a secret. Connections that
- * send nothing within CONTROL_IDLE_USEC are dropped. Everything runs on the loop thread;
- * no request blocks it.
+ * A stream Unix socket at agent.control_socket. Its directory is created 0755 when
+ * missing and must not be writable by group or others (the path is handled by name). The
+ * socket is 0660 with agent.control_group (default: agent.group), so the people in that
+ * group can connect. Protocol: the client sends one line ("status", "refresh NAME",
+ * "rotate NAME"); the agent answers one line of JSON and closes; a malformed request gets
+ * an error line. Answers never hold a secret. Connections that have not been answered
+ * within CONTROL_IDLE_USEC are dropped.
+ *
+ * Rights come from SO_PEERCRED: `status` for anyone who can connect; `refresh` and
+ * `rotate` only for root and the agent's own user. Connections are capped (per peer uid,
+ * and in total for unprivileged peers, bounded by a quarter of RLIMIT_NOFILE) and the
+ * excess gets a one-line error; at EMFILE a reserve fd lets the agent accept and answer
+ * instead of spinning. Everything runs on the loop thread; no request blocks it.
+ *
+ * The request parser and the rights check are control_request.h's.
  */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "control_request.h"
+
 #define CONTROL_IDLE_USEC (5ULL * 1000000ULL)
-#define CONTROL_MAX_REQUEST 1024
+#define CONTROL_MAX_CONNS 64          /* unprivileged peers, all together */
+#define CONTROL_MAX_CONNS_PER_UID 16  /* any one peer uid, root included */
 
 struct agent;
 struct control;
 
-/* Binds the socket (replacing a stale one: we hold the runtime lock). 0 and *ret, or -errno. */
+/* Binds the socket (replacing a stale socket owned by our uid: we hold the runtime lock;
+ * anything else at the path is an error). gid (gid_t)-1: keep our own group.
+ * 0 and *ret, or -errno with a message in err. */
 int control_open(sd_event *e, const char *path, gid_t gid, struct agent *a, struct control **ret,
                  char *err, size_t errlen);
-/* Closes every connection and removes the socket file. NULL accepted. */
+/* Closes every connection and removes the socket file (when it is still ours). NULL accepted. */
 struct control *control_close(struct control *c);

@@ -1,6 +1,7 @@
 /* redis-creds-agent: start-up and shutdown in one visible sequence (undone in reverse).
  *
- *   arguments -> secure heap, log -> config (plugins checked) -> [--check-config: exit]
+ *   no core dumps -> arguments -> secure heap, log -> config (plugins checked)
+ *   -> [--check-config: exit]
  *   -> signals, loop, watchdog -> runtime_dir lock -> host key -> workers -> agent
  *   -> loop runs -> STOPPING -> workers stopped (5 s at most) -> everything freed.
  */
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +73,24 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
     return 0;
 }
 
+/* A core dump of the agent would hold every secret it has in memory (the secure heap is
+ * no help there), readable by whoever collects cores. Not dumpable also keeps other
+ * processes of our uid from ptrace-attaching or reading /proc/<pid>/mem. A failure is
+ * reported but not fatal: the unit sets LimitCORE=0 as well. */
+static void no_core_dumps(void) {
+    /* Under the shipped unit, setrlimit() is filtered (~@resources) and LimitCORE=0 has
+     * already done it: only a limit that is not 0 yet is worth a word. */
+    const struct rlimit none = { 0, 0 };
+    struct rlimit now;
+    bool already = getrlimit(RLIMIT_CORE, &now) == 0 && now.rlim_cur == 0 && now.rlim_max == 0;
+    if (!already && setrlimit(RLIMIT_CORE, &none) < 0)
+        fprintf(stderr, "redis-creds-agent: cannot disable core dumps (RLIMIT_CORE): %s\n",
+                strerror(errno));
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        fprintf(stderr, "redis-creds-agent: cannot mark the process not dumpable: %s\n",
+                strerror(errno));
+}
+
 static uint64_t mono_usec(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -86,6 +107,7 @@ int main(int argc, char **argv) {
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
+    no_core_dumps();   /* before anything reads a secret, --check-config included */
     const char *config_path = RC_DEFAULT_CONFIG_FILE;
     bool check_only = false, once = false;
     int opt;
@@ -152,7 +174,7 @@ int main(int argc, char **argv) {
     struct worker_pool *pool = NULL;
     struct control *control = NULL;
     char *control_path = NULL;
-    gid_t agent_gid = (gid_t)-1;
+    gid_t control_gid = (gid_t)-1;
     bool pool_stopped = true;
 
     r = sd_event_default(&event);
@@ -187,8 +209,10 @@ int main(int argc, char **argv) {
         goto out;
     }
     pool_stopped = false;
+    /* The control socket's group: agent.control_group (operators), else agent.group. */
+    const char *control_group = cfg->agent.control_group ? cfg->agent.control_group : cfg->agent.group;
     if (!once && (!(control_path = strdup(cfg->agent.control_socket)) ||
-                  runtime_resolve_group(cfg->agent.group, &agent_gid, err, sizeof err) < 0)) {
+                  runtime_resolve_group(control_group, &control_gid, err, sizeof err) < 0)) {
         log_error("%s", control_path ? err : "out of memory");
         goto out;
     }
@@ -202,7 +226,7 @@ int main(int argc, char **argv) {
     if (r < 0)
         goto out;
     /* The control socket last: it answers about an agent that exists. --once has none. */
-    if (!once && (r = control_open(event, control_path, agent_gid, lc.agent, &control, err, sizeof err)) < 0) {
+    if (!once && (r = control_open(event, control_path, control_gid, lc.agent, &control, err, sizeof err)) < 0) {
         log_error("%s", err);
         goto out;
     }

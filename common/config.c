@@ -65,6 +65,7 @@ static const struct config_key agent_keys[] = {
     { .name = "plugin_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_PLUGIN_DIR },
     { .name = "control_socket", .type = CONFIG_T_STRING,
       .default_value = RC_DEFAULT_CONTROL_SOCKET },
+    { .name = "control_group", .type = CONFIG_T_STRING },   /* unset: agent.group */
     { .name = "log_level", .type = CONFIG_T_STRING, .default_value = "info" },
     { .name = "metrics_file", .type = CONFIG_T_STRING, .default_value = "" },
     { .name = "workers", .type = CONFIG_T_INT, .default_value = "4", .min = 1, .max = 64 },
@@ -1198,6 +1199,8 @@ static int parse_agent(struct ctx *x, const config_setting_t *g) {
     a->group = xdup(x, config_node_string(&n, "group"));
     a->plugin_dir = xdup(x, config_node_string(&n, "plugin_dir"));
     a->control_socket = xdup(x, config_node_string(&n, "control_socket"));
+    const char *cg = config_node_string(&n, "control_group");
+    a->control_group = cg ? xdup(x, cg) : NULL;
     a->metrics_file = xdup(x, config_node_string(&n, "metrics_file"));
     a->workers = (unsigned)config_node_int(&n, "workers");
     a->startup_timeout_usec = config_node_duration(&n, "startup_timeout");
@@ -1757,6 +1760,7 @@ struct config *config_free(struct config *c) {
     free(c->agent.group);
     free(c->agent.plugin_dir);
     free(c->agent.control_socket);
+    free(c->agent.control_group);
     free(c->agent.metrics_file);
     for (size_t i = 0; i < c->n_sources; i++) {
         free(c->sources[i].name);

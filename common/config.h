@@ -85,6 +85,7 @@ struct config_redis {
 
 struct config_agent {
     char *runtime_dir, *state_dir, *group, *plugin_dir, *control_socket, *metrics_file;
+    char *control_group;           /* the control socket's group; NULL = group, "" = our own */
     int log_level;                 /* LOG_ERR .. LOG_DEBUG */
     unsigned workers;
     uint64_t startup_timeout_usec;

@@ -17,6 +17,10 @@ redis-py (imported only when used):
     r = async_redis_client("cache", host="redis-1.internal", port=6379)
     await r.incr("counter")
 
+    from redis_creds import StreamingCredentialProvider   # redis-py >= 5.3: pooled
+    # connections re-AUTH in place at each change
+    r = redis.Redis(host=..., credential_provider=StreamingCredentialProvider("cache"))
+
 Standard library only; redis-py is needed only for the redis-py integration."""
 from .credfile import (DEFAULT_RUNTIME_DIR, Credential, CredentialError, CredentialFile,
                        CredentialFileError, CredentialUnavailable, Snapshot,
@@ -31,10 +35,12 @@ _REDIS_NAMES = ("CredentialProvider", "RotatingConnection", "RotatingSSLConnecti
 _ASYNC_NAMES = ("AsyncRotatingConnection", "AsyncRotatingSSLConnection",
                 "AsyncRotatingUnixDomainSocketConnection", "AsyncRotatingConnectionPool",
                 "AsyncRotatingAuthMixin", "async_redis_client")
+_STREAMING_NAMES = ("StreamingCredentialProvider", "RedisPyTooOld")
 
 __all__ = ["DEFAULT_RUNTIME_DIR", "Credential", "CredentialError", "CredentialFile",
            "CredentialFileError", "CredentialUnavailable", "Snapshot", "Watcher",
-           "default_runtime_dir", "parse"] + list(_REDIS_NAMES) + list(_ASYNC_NAMES)
+           "default_runtime_dir", "parse"] + list(_REDIS_NAMES) + list(_ASYNC_NAMES) + \
+    list(_STREAMING_NAMES)
 
 
 def __getattr__(name):
@@ -44,4 +50,7 @@ def __getattr__(name):
     if name in _ASYNC_NAMES:
         from . import redis_asyncio
         return getattr(redis_asyncio, name)
+    if name in _STREAMING_NAMES:   # imports redis-py only when a provider is created
+        from . import streaming
+        return getattr(streaming, name)
     raise AttributeError("module 'redis_creds' has no attribute %r" % name)

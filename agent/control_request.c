@@ -1,0 +1,102 @@
+/* control_request: see control_request.h. */
+#include <errno.h>
+#include <string.h>
+
+#include "config.h"
+#include "control_request.h"
+
+static const char *const verb_names[] = {
+    [CONTROL_STATUS] = "status",
+    [CONTROL_REFRESH] = "refresh",
+    [CONTROL_ROTATE] = "rotate",
+};
+
+const char *control_verb_name(enum control_verb v) {
+    return (size_t)v < sizeof verb_names / sizeof verb_names[0] ? verb_names[v] : "?";
+}
+
+bool control_allowed(enum control_verb v, uid_t peer, uid_t agent_uid) {
+    return v == CONTROL_STATUS || peer == 0 || peer == agent_uid;
+}
+
+/* Does the word w[0..n) spell `s` exactly? */
+static bool word_is(const char *w, size_t n, const char *s) {
+    return strlen(s) == n && memcmp(w, s, n) == 0;
+}
+
+/* One line without its newline, NUL- and control-byte-free: "VERB" or "VERB NAME". */
+static int parse_line(const char *line, size_t n, struct control_request *ret, const char **ret_err) {
+    const char *sp = memchr(line, ' ', n);
+    size_t vlen = sp ? (size_t)(sp - line) : n;
+    const char *arg = sp ? sp + 1 : NULL;
+    size_t alen = sp ? n - vlen - 1 : 0;
+    while (alen && *arg == ' ') {
+        arg++;
+        alen--;
+    }
+    enum control_verb v;
+    if (word_is(line, vlen, "status"))
+        v = CONTROL_STATUS;
+    else if (word_is(line, vlen, "refresh"))
+        v = CONTROL_REFRESH;
+    else if (word_is(line, vlen, "rotate"))
+        v = CONTROL_ROTATE;
+    else {
+        *ret_err = "unknown request (expected: status, refresh NAME, rotate NAME)";
+        return -EINVAL;
+    }
+    if (v == CONTROL_STATUS) {
+        if (alen) {
+            *ret_err = "status takes no argument";
+            return -EINVAL;
+        }
+        ret->verb = v;
+        ret->name[0] = '\0';
+        return 1;
+    }
+    char name[CONTROL_NAME_MAX + 1];
+    if (alen == 0 || alen > CONTROL_NAME_MAX) {
+        *ret_err = alen ? "invalid credential name (too long)" : "a credential NAME is required";
+        return -EINVAL;
+    }
+    memcpy(name, arg, alen);
+    name[alen] = '\0';
+    if (!config_name_valid(name)) {
+        *ret_err = "invalid credential name";
+        return -EINVAL;
+    }
+    ret->verb = v;
+    memcpy(ret->name, name, alen + 1);
+    return 1;
+}
+
+int control_request_parse(const char *buf, size_t len, bool eof, struct control_request *ret,
+                          const char **ret_err) {
+    /* memchr, not strchr: a NUL before the newline must not hide it (the request would
+     * then wait for a newline that was already there, and never be answered). */
+    size_t scan = len < CONTROL_MAX_REQUEST ? len : CONTROL_MAX_REQUEST;
+    const char *nl = memchr(buf, '\n', scan);
+    if (!nl && !eof && len < CONTROL_MAX_REQUEST)
+        return 0;
+    if (!nl && len >= CONTROL_MAX_REQUEST) {
+        *ret_err = "request too long";
+        return -EMSGSIZE;
+    }
+    size_t n = nl ? (size_t)(nl - buf) : len;
+    if (n && buf[n - 1] == '\r')
+        n--;
+    if (n == 0) {
+        *ret_err = "empty request (expected: status, refresh NAME, rotate NAME)";
+        return -EBADMSG;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f) {
+            *ret_err = "request contains a NUL or another control byte";
+            return -EBADMSG;
+        }
+    struct control_request req;
+    int r = parse_line(buf, n, &req, ret_err);
+    if (r > 0)
+        *ret = req;
+    return r;
+}
