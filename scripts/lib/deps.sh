@@ -16,6 +16,7 @@ RC_PACKAGES=(
     openssl iproute2 procps
     clang libclang-rt-14-dev valgrind
     debhelper dh-python python3-all dpkg-dev fakeroot lintian
+    groff-base man-db
 )
 # shellcheck disable=SC2034  # used by the scripts that source this file
 RC_PYTHON=/usr/bin/python3
