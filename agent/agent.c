@@ -1019,16 +1019,44 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
     return 0;
 }
 
+/* A reload that would delete more than half of the published credentials is most likely
+ * a truncated or wrong file: refused unless removals were asked for (the new file's
+ * agent.allow_removals, the reload request, or a host taken out of service on purpose). */
+static int check_removals(const struct agent *a, const struct config *cfg, bool allowed,
+                          char *err, size_t errlen) {
+    size_t published = 0, removed = 0;
+    for (size_t i = 0; i < a->n_creds; i++) {
+        if (!a->creds[i].have_cur)
+            continue;
+        published++;
+        bool kept = false;
+        for (size_t k = 0; k < cfg->n_credentials && !kept; k++)
+            kept = strcmp(cfg->credentials[k].name, a->creds[i].cfg->name) == 0;
+        removed += !kept;
+    }
+    if (allowed || cfg->agent.allow_removals || removed * 2 <= published ||
+        (cfg->n_credentials == 0 && cfg->agent.allow_no_credentials))
+        return 0;
+    snprintf(err, errlen, "%s would delete %zu of the %zu published credentials; if that is "
+             "intended, set agent.allow_removals = true in it (or remove fewer at a time)",
+             a->p.config_path, removed, published);
+    return -EPERM;
+}
+
 /* Applies a pending reload once no job is in flight (jobs point into the config). */
 void agent_maybe_reload(struct agent *a) {
     if (!a->reload_pending || worker_pool_in_flight(a->p.pool) > 0)
         return;
+    bool allow_removals = a->reload_allow_removals;
     a->reload_pending = false;
+    a->reload_allow_removals = false;
 
     char err[1024];
     struct config *cfg = NULL;
     int r = config_load(a->p.config_path, plugins_schema_lookup, a->p.plugins, &cfg, err, sizeof err);
     if (r >= 0 && (r = plugins_check_rotation(a->p.plugins, cfg, err, sizeof err)) < 0)
+        cfg = config_free(cfg);
+    if (r >= 0 && (r = check_removals(a, cfg, allow_removals, err, sizeof err)) < 0)
         cfg = config_free(cfg);
     if (r >= 0) {
         const struct config_agent *o = &a->cfg->agent, *n = &cfg->agent;
@@ -1044,7 +1072,8 @@ void agent_maybe_reload(struct agent *a) {
             config_free(cfg);
     }
     if (r < 0) {
-        log_error("reload failed, keeping the running configuration: %s", err);
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .message_id = LOG_MID_RELOAD_REJECTED },
+                    "reload rejected, keeping the running configuration: %s", err);
         /* Credentials queued while we waited still need their look. */
         for (size_t i = 0; i < a->n_creds; i++)
             if (a->creds[i].phase == PH_QUEUED) {
@@ -1065,11 +1094,16 @@ void agent_maybe_reload(struct agent *a) {
     notify_ready();
 }
 
-void agent_reload(struct agent *a) {
+void agent_request_reload(struct agent *a, bool allow_removals) {
     notify_reloading();
-    log_info("reloading %s", a->p.config_path);
+    log_info("reloading %s%s", a->p.config_path, allow_removals ? " (removals allowed)" : "");
     a->reload_pending = true;
+    a->reload_allow_removals |= allow_removals;
     agent_maybe_reload(a);
+}
+
+void agent_reload(struct agent *a) {
+    agent_request_reload(a, false);
 }
 
 void agent_stop(struct agent *a) {

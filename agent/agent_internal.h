@@ -164,6 +164,7 @@ struct agent {
     struct cred_rt *creds;
     size_t n_creds;
     bool ready_sent, stopping, reload_pending;
+    bool reload_allow_removals;   /* the pending reload may delete most published files */
     sd_event_source *startup_timer;
     char last_status[2048];
 };

@@ -274,7 +274,7 @@ void runtime_prune(struct runtime *rt, char *const *names, const unsigned *forma
                 continue;
         }
         if (unlinkat(rt->dirfd, de->d_name, 0) == 0)
-            log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = name },
+            log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .message_id = LOG_MID_FILE_DELETED, .name = name },
                         "removed %s/%s: no longer in the configuration", rt->dir, de->d_name);
         else
             log_warning("cannot remove %s/%s: %s", rt->dir, de->d_name, strerror(errno));

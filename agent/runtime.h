@@ -44,5 +44,6 @@ int runtime_adopt(struct runtime *rt, const char *name, struct credfile *ret, ch
 
 /* Removes published files that the config no longer asks for: any <name>.<fmt> whose
  * name is not configured, or whose format is not in that credential's formats. names and
- * formats are parallel arrays. Logs a notice for each removed file. */
+ * formats are parallel arrays. Logs a notice for each removed file ("published file
+ * deleted", LOG_MID_FILE_DELETED). */
 void runtime_prune(struct runtime *rt, char *const *names, const unsigned *formats, size_t n);

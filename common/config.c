@@ -69,6 +69,8 @@ static const struct config_key agent_keys[] = {
     { .name = "metrics_file", .type = CONFIG_T_STRING, .default_value = "" },
     { .name = "workers", .type = CONFIG_T_INT, .default_value = "4", .min = 1, .max = 64 },
     { .name = "startup_timeout", .type = CONFIG_T_DURATION, .default_value = "30s" },
+    { .name = "allow_no_credentials", .type = CONFIG_T_BOOL, .default_value = "false" },
+    { .name = "allow_removals", .type = CONFIG_T_BOOL, .default_value = "false" },
     { .name = NULL },
 };
 
@@ -1201,6 +1203,8 @@ static int parse_agent(struct ctx *x, const config_setting_t *g) {
     a->metrics_file = xdup(x, config_node_string(&n, "metrics_file"));
     a->workers = (unsigned)config_node_int(&n, "workers");
     a->startup_timeout_usec = config_node_duration(&n, "startup_timeout");
+    a->allow_no_credentials = config_node_bool(&n, "allow_no_credentials");
+    a->allow_removals = config_node_bool(&n, "allow_removals");
     if (x->oom)
         return -ENOMEM;
 
@@ -1743,6 +1747,16 @@ static int parse_root(struct ctx *x) {
     if ((r = parse_agent(x, agent)) < 0 || (r = parse_sources(x, sources)) < 0 ||
         (r = parse_credentials(x, creds)) < 0)
         return r;
+    /* An empty or truncated file would otherwise delete every published credential. */
+    if (x->c->n_credentials == 0 && !x->c->agent.allow_no_credentials) {
+        static const char why[] = "no credentials are configured, so every published "
+            "credential would be deleted (an empty or truncated file?); set "
+            "agent.allow_no_credentials = true to run with none";
+        if (creds)
+            return fail(x, creds, "credentials", "%s", why);
+        set_err(x->err, x->errlen, "%s: credentials: %s", x->st->files[0], why);
+        return -EINVAL;
+    }
     return 0;
 }
 

@@ -88,6 +88,8 @@ struct config_agent {
     int log_level;                 /* LOG_ERR .. LOG_DEBUG */
     unsigned workers;
     uint64_t startup_timeout_usec;
+    bool allow_no_credentials;     /* a config without credentials is not an error */
+    bool allow_removals;           /* a reload may delete more than half of what is published */
 };
 
 struct config_source {

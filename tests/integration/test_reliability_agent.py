@@ -1,0 +1,112 @@
+"""Faults the agent itself must survive without losing what it publishes (issue 10):
+configs that would delete everything, a runtime_dir deleted under the agent, unsafe
+config and hook files, hooks that leave children behind, reloads and Vault AppRole."""
+import os
+import signal
+import time
+
+import rc_harness as h
+
+MID_FILE_DELETED = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0e"
+MID_RELOAD_REJECTED = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0f"
+MID_RUNTIME_DIR_LOST = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b10"
+
+
+def journal_entries(a, mid, since=0):
+    return [m for m in a.journal.snapshot()[since:] if m.fields.get("MESSAGE_ID") == mid]
+
+
+def wait_journal(a, mid, since=0, timeout=5, what=None):
+    def check():
+        if not a.alive():
+            h.fail("agent exited %s while waiting for %s; log:\n%s"
+                   % (a.proc.returncode, what or mid, a.log()[-3000:]))
+        return journal_entries(a, mid, since)
+    return h.wait_until(check, timeout, what or "journal MESSAGE_ID %s" % mid)
+
+
+def reload_and_wait(a):
+    nmark = a.notify.mark()
+    a.send(signal.SIGHUP)
+    i = a.wait_notify("RELOADING", "1", since=nmark, timeout=5)
+    a.wait_notify("READY", "1", since=i, timeout=10)
+
+
+# ---------------------------------------------------------------- D2: empty and shrinking configs
+
+def test_config_without_credentials_is_refused_at_start_and_by_check_config(sc):
+    with open(sc.tree.conf, "w") as f:
+        f.write("")                      # a truncated file
+    r = sc.run_agent("--check-config")
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "no credentials are configured" in r.stderr and "allow_no_credentials" in r.stderr
+    sc.write_config(credentials=[])
+    r = sc.run_agent()
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "no credentials are configured" in r.stderr
+    sc.write_config(credentials=[], agent={"allow_no_credentials": True})
+    r = sc.run_agent("--check-config")
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+
+
+def test_reload_to_an_empty_config_is_rejected_and_keeps_every_file(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    a = sc.start_agent(journal=True)
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    for text in ("", sc.config_text(credentials=[])):
+        with open(sc.tree.conf, "w") as f:
+            f.write(text)
+        jmark = len(a.journal.snapshot())
+        reload_and_wait(a)
+        e = wait_journal(a, MID_RELOAD_REJECTED, since=jmark, what="reload rejected")
+        assert "no credentials are configured" in e[0].fields["MESSAGE"]
+        assert sc.read_doc()["password"] == "pw1", "the published file must stay"
+        assert not journal_entries(a, MID_FILE_DELETED, since=jmark)
+    # taken out of service on purpose: the files go, each deletion is an event
+    sc.write_config(credentials=[], agent={"allow_no_credentials": True})
+    jmark = len(a.journal.snapshot())
+    reload_and_wait(a)
+    h.wait_until(lambda: sc.read_bytes("cache.json") is None, 5, "cache.json deleted")
+    e = wait_journal(a, MID_FILE_DELETED, since=jmark, what="published file deleted")
+    assert e[0].fields.get("REDIS_CREDS_NAME") == "cache"
+
+
+def test_reload_removing_most_credentials_is_refused_unless_allow_removals(sc):
+    names = ["c1", "c2", "c3"]
+    sc.redis.create_user("app", "pw1")
+    for n in names:
+        sc.store_cred("app", "pw1", filename=n + ".json")
+    sc.write_config([sc.cred(n) for n in names])
+    a = sc.start_agent(journal=True)
+    a.wait_ready()
+    for n in names:
+        sc.wait_published(n, password="pw1")
+
+    sc.write_config([sc.cred("c1")])          # 2 of 3 would go: refused
+    jmark = len(a.journal.snapshot())
+    reload_and_wait(a)
+    e = wait_journal(a, MID_RELOAD_REJECTED, since=jmark, what="reload rejected")
+    assert "would delete 2 of the 3 published credentials" in e[0].fields["MESSAGE"]
+    assert "allow_removals" in e[0].fields["MESSAGE"]
+    assert all(sc.read_bytes(n + ".json") is not None for n in names)
+
+    sc.write_config([sc.cred("c1"), sc.cred("c2")])   # 1 of 3: fine
+    jmark = len(a.journal.snapshot())
+    reload_and_wait(a)
+    h.wait_until(lambda: sc.read_bytes("c3.json") is None, 5, "c3.json deleted")
+    assert [m.fields.get("REDIS_CREDS_NAME") for m in journal_entries(a, MID_FILE_DELETED, jmark)] \
+        == ["c3"]
+    assert not journal_entries(a, MID_RELOAD_REJECTED, since=jmark)
+
+    sc.write_config([sc.cred("c9")], agent={"allow_removals": True})   # 2 of 2, allowed
+    sc.store_cred("app", "pw1", filename="c9.json")
+    jmark = len(a.journal.snapshot())
+    reload_and_wait(a)
+    h.wait_until(lambda: sc.read_bytes("c1.json") is None and sc.read_bytes("c2.json") is None,
+                 5, "c1.json and c2.json deleted")
+    sc.wait_published("c9", password="pw1")
+    assert sorted(m.fields.get("REDIS_CREDS_NAME")
+                  for m in journal_entries(a, MID_FILE_DELETED, jmark)) == ["c1", "c2"]
