@@ -27,6 +27,7 @@
  * getters fall back to them, so a default is written down exactly once.
  */
 #include "config.h"
+#include "secretfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -773,6 +774,7 @@ struct ctx {
     void *userdata;
     const struct config_key **cred_keys;   /* per source: its type's credential keys */
     bool oom;
+    bool check_files;                      /* config_load(): check the files named (see .h) */
     char *err;
     size_t errlen;
 };
@@ -1578,6 +1580,11 @@ static int parse_rotation(struct ctx *x, const struct config_node *cn, const cha
         return fail(x, member(g, "admin_password_file"), sub, "%s must be an absolute path",
                     quote(af, q, sizeof q));
     }
+    char why[512];
+    if (af && x->check_files && secretfile_check(af, why, sizeof why) < 0) {
+        key_path(sub, sizeof sub, path, "admin_password_file");
+        return fail(x, member(g, "admin_password_file"), sub, "%s", why);
+    }
     ro->admin_username = xdup(x, au);
     ro->admin_password_file = xdup(x, af);
 
@@ -1814,8 +1821,8 @@ struct config *config_free(struct config *c) {
 }
 
 static int load_text(const char *text, size_t len, const char *display, const char *include_dir,
-                     config_schema_lookup lookup, void *userdata, struct config **ret, char *err,
-                     size_t errlen) {
+                     bool check_files, config_schema_lookup lookup, void *userdata,
+                     struct config **ret, char *err, size_t errlen) {
     struct config *c = calloc(1, sizeof *c);
     struct lc_state *st = calloc(1, sizeof *st);
     struct pp p = { .st = st, .out_line = 1, .total = len, .include_dir = include_dir,
@@ -1864,7 +1871,7 @@ static int load_text(const char *text, size_t len, const char *display, const ch
     }
 
     struct ctx x = { .c = c, .st = st, .lookup = lookup, .userdata = userdata,
-                     .err = err, .errlen = errlen };
+                     .check_files = check_files, .err = err, .errlen = errlen };
     r = parse_root(&x);
     free(x.cred_keys);
     if (r == -ENOMEM || (r == 0 && x.oom)) {
@@ -1892,7 +1899,7 @@ int config_load_string(const char *text, const char *display_name, const char *i
         set_err(err, errlen, "%s: larger than %d bytes", name, CONFIG_FILE_MAX);
         return -EFBIG;
     }
-    return load_text(text ? text : "", len, name, include_dir, lookup, userdata, ret, err,
+    return load_text(text ? text : "", len, name, include_dir, false, lookup, userdata, ret, err,
                      errlen);
 }
 
@@ -1922,7 +1929,7 @@ int config_load(const char *path, config_schema_lookup lookup, void *userdata,
             return -ENOMEM;
         }
     }
-    r = load_text(text, len, path, dir, lookup, userdata, ret, err, errlen);
+    r = load_text(text, len, path, dir, true, lookup, userdata, ret, err, errlen);
     free(dir);
     free(text);
     return r;

@@ -155,10 +155,14 @@ typedef int (*config_schema_lookup)(void *userdata, const char *plugin_dir, cons
                                     const struct config_key **ret_credential_keys,
                                     char *err, size_t errlen);
 
-/* Loads `path`. Returns 0 and *ret, or -errno with err filled ("FILE:LINE: key: why"). */
+/* Loads `path`. Returns 0 and *ret, or -errno with err filled ("FILE:LINE: key: why").
+ * It also checks the files the configuration names, so that --check-config, the start and
+ * every reload report them: each rotation.admin_password_file must pass
+ * secretfile_check() (a regular file only its owner can read). */
 int config_load(const char *path, config_schema_lookup lookup, void *userdata,
                 struct config **ret, char *err, size_t errlen);
-/* Same, from a string (tests; relative @include resolves against include_dir). */
+/* Same, from a string (tests; relative @include resolves against include_dir). The files
+ * the text names are not checked. */
 int config_load_string(const char *text, const char *display_name, const char *include_dir,
                        config_schema_lookup lookup, void *userdata,
                        struct config **ret, char *err, size_t errlen);

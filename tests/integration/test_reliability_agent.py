@@ -110,3 +110,33 @@ def test_reload_removing_most_credentials_is_refused_unless_allow_removals(sc):
     sc.wait_published("c9", password="pw1")
     assert sorted(m.fields.get("REDIS_CREDS_NAME")
                   for m in journal_entries(a, MID_FILE_DELETED, jmark)) == ["c1", "c2"]
+
+
+# ---------------------------------------------------------------- D9: admin_password_file at load
+
+def test_admin_password_file_permissions_are_checked_at_load_check_config_and_reload(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    pw = os.path.join(sc.tree.root, "admin-pw")
+    with open(pw, "w") as f:
+        f.write(h.ADMIN_PASSWORD + "\n")
+    os.chmod(pw, 0o644)
+    sc.write_config([sc.cred(rotation={"strategy": "redis-acl", "grace": "1s",
+                                       "admin_username": h.ADMIN_USER,
+                                       "admin_password_file": pw})])
+    for args in (("--check-config",), ()):
+        r = sc.run_agent(*args)
+        assert r.returncode == 2, (args, r.returncode, r.stdout, r.stderr)
+        assert "rotation.admin_password_file" in r.stderr and "mode 0644" in r.stderr, r.stderr
+        assert h.ADMIN_PASSWORD not in r.stdout + r.stderr
+
+    os.chmod(pw, 0o600)
+    a = sc.start_agent(journal=True)
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    os.chmod(pw, 0o640)
+    jmark = len(a.journal.snapshot())
+    reload_and_wait(a)
+    e = wait_journal(a, MID_RELOAD_REJECTED, since=jmark, what="reload rejected")
+    assert "admin_password_file" in e[0].fields["MESSAGE"] and "mode 0640" in e[0].fields["MESSAGE"]
+    assert a.alive() and sc.read_doc()["password"] == "pw1"

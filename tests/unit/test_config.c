@@ -1093,7 +1093,7 @@ static int make_tmpdir(void **state) {
 static int remove_tmpdir(void **state) {
     static const char *const files[] = { "agent.conf", "sources.conf", "creds.d/cache.conf",
                                          "creds.d/redis.conf", "abs.conf", "loop.conf",
-                                         "bad.conf" };
+                                         "bad.conf", "admin.pw", "hook" };
     char path[PATH_MAX * 2];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
@@ -1110,6 +1110,33 @@ static int load_file(const char *rel, struct config **ret) {
     snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
     err[0] = '\0';
     return config_load(path, fake_lookup, NULL, ret, err, sizeof err);
+}
+
+/* A rotation's admin password file is checked when the config is loaded (start,
+ * --check-config, reload), not first at the rotation days later. */
+static void test_admin_password_file_permissions_are_checked_at_load(void **state) {
+    char text[PATH_MAX * 3], pw[PATH_MAX + 16];
+    struct config *c = NULL;
+    snprintf(pw, sizeof pw, "%s/admin.pw", tmpdir);
+    snprintf(text, sizeof text, SRC_LOCAL "credentials = ( { name = \"cache\"; source = \"local\";\n"
+             "path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; admin_username = "
+             "\"rotator\"; admin_password_file = \"%s\"; }; } );\n", pw);
+    write_file("agent.conf", text);
+
+    assert_int_equal(load_file("agent.conf", &c), -EINVAL);
+    assert_non_null(strstr(err, "agent.conf:4: credentials[0].rotation.admin_password_file: "));
+    assert_non_null(strstr(err, "admin.pw: No such file or directory"));
+
+    write_file("admin.pw", "s3cret-admin\n");
+    assert_int_equal(chmod(pw, 0644), 0);
+    assert_int_equal(load_file("agent.conf", &c), -EINVAL);
+    assert_non_null(strstr(err, "admin.pw: accessible by group or others (mode 0644); make it 0600 or 0400"));
+    assert_null(strstr(err, "s3cret"));
+
+    assert_int_equal(chmod(pw, 0600), 0);
+    assert_int_equal(load_file("agent.conf", &c), 0);
+    assert_string_equal(c->credentials[0].rotation.admin_password_file, pw);
+    config_free(c);
 }
 
 static void test_include_resolves_relative_to_the_config_files_directory(void **state) {
@@ -1330,6 +1357,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_include_resolves_relative_to_the_config_files_directory,
                                         make_tmpdir, remove_tmpdir),
         cmocka_unit_test_setup_teardown(test_error_in_included_file_names_that_file_and_line,
+                                        make_tmpdir, remove_tmpdir),
+        cmocka_unit_test_setup_teardown(test_admin_password_file_permissions_are_checked_at_load,
                                         make_tmpdir, remove_tmpdir),
         cmocka_unit_test_setup_teardown(test_include_of_absolute_path_works, make_tmpdir,
                                         remove_tmpdir),
