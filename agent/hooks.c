@@ -11,6 +11,7 @@
 
 #include "hooks.h"
 #include "log.h"
+#include "secretfile.h"
 
 extern char **environ;
 
@@ -53,6 +54,14 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
 
 int hooks_run(sd_event *e, char *const *argv, const char *name, const char *version,
               const char *file) {
+    /* Checked at load too; again here, for a program replaced since. */
+    char why[512];
+    int r = secretfile_check_trusted(argv[0], NULL, why, sizeof why);
+    if (r < 0) {
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = name, .version = version },
+                    "on_change %s: not run: %s", argv[0], why);
+        return r;
+    }
     size_t n_env = 0;
     while (environ[n_env])
         n_env++;
@@ -83,7 +92,7 @@ int hooks_run(sd_event *e, char *const *argv, const char *name, const char *vers
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
 
     pid_t pid;
-    int r = posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);
+    r = posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     free(envp);

@@ -3,7 +3,9 @@
  * The argv runs without a shell, with stdin on /dev/null, and with REDIS_CREDS_NAME,
  * REDIS_CREDS_VERSION and REDIS_CREDS_FILE added to the environment (never a secret).
  * The loop reaps it through an sd-event child source (SIGCHLD must be blocked) and logs
- * a non-zero exit; a hook still running after HOOK_TIMEOUT is killed. Loop thread only.
+ * a non-zero exit; a hook still running after HOOK_TIMEOUT is killed. A program that
+ * fails secretfile_check_trusted() (owner, mode, its directory) is not run (a warning).
+ * Loop thread only.
  */
 #pragma once
 #include <systemd/sd-event.h>

@@ -288,10 +288,11 @@ const char *validate_policy_to_string(enum validate_policy p) {
 
 /* ---- reading files ------------------------------------------------------------------- */
 
-/* Reads a whole regular file of at most `max` bytes without NUL bytes. 0, or -errno with
- * a reason in why. */
-static int read_file(const char *path, size_t max, char **ret, size_t *ret_len, char *why,
-                     size_t whylen) {
+/* Reads a whole regular file of at most `max` bytes without NUL bytes; when `trusted`, the
+ * file and its directory must also pass secretfile_check_trusted(). 0, or -errno with a
+ * reason in why. */
+static int read_file(const char *path, size_t max, bool trusted, char **ret, size_t *ret_len,
+                     char *why, size_t whylen) {
     struct stat st;
     char *buf = NULL;
     size_t len = 0;
@@ -313,6 +314,8 @@ static int read_file(const char *path, size_t max, char **ret, size_t *ret_len, 
         set_err(why, whylen, "not a regular file");
         goto fail;
     }
+    if (trusted && (r = secretfile_check_trusted(path, &st, why, whylen)) < 0)
+        goto fail;
     buf = malloc(max + 1);
     if (!buf) {
         r = -ENOMEM;
@@ -362,6 +365,7 @@ struct pp {
     unsigned out_line;         /* line of the expanded text being written, from 1 */
     size_t total;              /* bytes read from files */
     const char *include_dir;   /* NULL: relative paths as they are (against the cwd) */
+    bool check_files;          /* config_load(): included files must be trusted too */
     char *err;
     size_t errlen;
 };
@@ -595,7 +599,7 @@ static int include_file(struct pp *p, const char *name, unsigned parent, unsigne
     } else if (!(path = strdup(name)))
         return -ENOMEM;
 
-    r = read_file(path, CONFIG_FILE_MAX, &text, &len, why, sizeof why);
+    r = read_file(path, CONFIG_FILE_MAX, p->check_files, &text, &len, why, sizeof why);
     if (r < 0) {
         pp_fail(p, parent, line, "@include %s: %s", quote(path, q, sizeof q), why);
         free(path);
@@ -1676,6 +1680,12 @@ static int parse_credential(struct ctx *x, const config_setting_t *e, const char
                         "%s must be an absolute path (it runs without a shell or $PATH)",
                         quote(prog, q, sizeof q));
         }
+        char why[512];
+        if (x->check_files && secretfile_check_trusted(prog, NULL, why, sizeof why) < 0) {
+            char ep[KEY_PATH_MAX];
+            index_path(ep, sizeof ep, sub, 0);
+            return fail(x, config_setting_get_elem(m, 0), ep, "%s: %s", quote(prog, q, sizeof q), why);
+        }
         cr->on_change = calloc(na + 1, sizeof *cr->on_change);
         if (!cr->on_change)
             return -ENOMEM;
@@ -1826,7 +1836,7 @@ static int load_text(const char *text, size_t len, const char *display, const ch
     struct config *c = calloc(1, sizeof *c);
     struct lc_state *st = calloc(1, sizeof *st);
     struct pp p = { .st = st, .out_line = 1, .total = len, .include_dir = include_dir,
-                    .err = err, .errlen = errlen };
+                    .check_files = check_files, .err = err, .errlen = errlen };
     unsigned idx;
     int r;
 
@@ -1914,7 +1924,7 @@ int config_load(const char *path, config_schema_lookup lookup, void *userdata,
         set_err(err, errlen, "no configuration file given");
         return -EINVAL;
     }
-    r = read_file(path, CONFIG_FILE_MAX, &text, &len, why, sizeof why);
+    r = read_file(path, CONFIG_FILE_MAX, true, &text, &len, why, sizeof why);
     if (r < 0) {
         set_err(err, errlen, "%s: %s", path, why);
         return r;

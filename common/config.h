@@ -157,8 +157,10 @@ typedef int (*config_schema_lookup)(void *userdata, const char *plugin_dir, cons
 
 /* Loads `path`. Returns 0 and *ret, or -errno with err filled ("FILE:LINE: key: why").
  * It also checks the files the configuration names, so that --check-config, the start and
- * every reload report them: each rotation.admin_password_file must pass
- * secretfile_check() (a regular file only its owner can read). */
+ * every reload report them: the file itself, every @include and every on_change program
+ * must pass secretfile_check_trusted() (owned by root or the agent's user, not writable by
+ * group or others, nor is their directory), and each rotation.admin_password_file must
+ * pass secretfile_check() (a regular file only its owner can read). */
 int config_load(const char *path, config_schema_lookup lookup, void *userdata,
                 struct config **ret, char *err, size_t errlen);
 /* Same, from a string (tests; relative @include resolves against include_dir). The files

@@ -140,3 +140,67 @@ def test_admin_password_file_permissions_are_checked_at_load_check_config_and_re
     e = wait_journal(a, MID_RELOAD_REJECTED, since=jmark, what="reload rejected")
     assert "admin_password_file" in e[0].fields["MESSAGE"] and "mode 0640" in e[0].fields["MESSAGE"]
     assert a.alive() and sc.read_doc()["password"] == "pw1"
+
+
+# ---------------------------------------------------------------- D8: StrictModes for config and hooks
+
+def test_agent_refuses_a_config_file_others_can_write(sc):
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    os.chmod(sc.tree.conf, 0o664)
+    for args in (("--check-config",), ()):
+        r = sc.run_agent(*args)
+        assert r.returncode == 2, (args, r.returncode, r.stdout, r.stderr)
+        assert "agent.conf: writable by group or others (mode 0664)" in r.stderr, r.stderr
+    os.chmod(sc.tree.conf, 0o644)
+    os.chmod(sc.tree.root, 0o777)
+    try:
+        r = sc.run_agent("--check-config")
+    finally:
+        os.chmod(sc.tree.root, 0o700)
+    assert r.returncode == 2 and "its directory %s is writable" % sc.tree.root in r.stderr, r.stderr
+    r = sc.run_agent("--check-config")
+    assert r.returncode == 0, r.stderr
+
+
+def test_hook_made_writable_by_others_after_load_is_not_run(sc):
+    out = os.path.join(sc.tree.root, "hook.out")
+    hook = os.path.join(sc.tree.root, "hook.sh")
+    with open(hook, "w") as f:
+        f.write("#!/bin/sh\necho \"$REDIS_CREDS_VERSION\" >> %s\n" % out)
+    os.chmod(hook, 0o755)
+    sc.redis.create_user("app", "pw1", "pw2")
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(on_change=[hook])])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    h.wait_until(lambda: os.path.exists(out), 5, "the hook to run for pw1")
+    os.chmod(hook, 0o775)
+    mark = a.log_mark()
+    sc.store_cred("app", "pw2")
+    sc.wait_published(password="pw2")
+    a.wait_log(lambda l: "on_change %s: not run: writable by group or others" % hook in l,
+               since=mark, what="the hook refused")
+    with open(out) as f:
+        assert len(f.read().split()) == 1, "the writable hook must not have run"
+
+
+def test_file_source_secret_readable_by_others_is_warned_about_once(sc):
+    sc.redis.create_user("app", "pw1", "pw2")
+    sc.store_cred("app", "pw1")
+    os.chmod(os.path.join(sc.tree.store, "cache.json"), 0o644)
+    sc.write_config()
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    sc.store_cred("app", "pw2", atomic=False)       # same file, still 0644
+    sc.wait_published(password="pw2")
+    mark = a.log_mark()
+    r = sc.run_cli("-c", sc.tree.conf, "refresh", "cache")
+    assert r.returncode == 0, r.stderr
+    a.wait_log(lambda l: "unchanged" in l, since=mark, what="a third look at the file")
+    said = [l for l in a.log_lines() if "cache.json is readable by others (mode 0644)" in l]
+    assert len(said) == 1, said
+    assert "warning" in said[0]

@@ -1093,14 +1093,18 @@ static int make_tmpdir(void **state) {
 static int remove_tmpdir(void **state) {
     static const char *const files[] = { "agent.conf", "sources.conf", "creds.d/cache.conf",
                                          "creds.d/redis.conf", "abs.conf", "loop.conf",
-                                         "bad.conf", "admin.pw", "hook" };
+                                         "bad.conf", "admin.pw", "hook", "open/agent.conf",
+                                         "sticky/agent.conf" };
     char path[PATH_MAX * 2];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
         unlink(path);
     }
-    snprintf(path, sizeof path, "%s/creds.d", tmpdir);
-    rmdir(path);
+    static const char *const dirs[] = { "creds.d", "open", "sticky" };
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmpdir, dirs[i]);
+        rmdir(path);
+    }
     rmdir(tmpdir);
     return 0;
 }
@@ -1137,6 +1141,89 @@ static void test_admin_password_file_permissions_are_checked_at_load(void **stat
     assert_int_equal(load_file("agent.conf", &c), 0);
     assert_string_equal(c->credentials[0].rotation.admin_password_file, pw);
     config_free(c);
+}
+
+static void chmod_rel(const char *rel, mode_t mode) {
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+static void mkdir_rel(const char *rel, mode_t mode) {
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* Like OpenSSH's StrictModes: a configuration others could change is not obeyed. */
+static void test_config_file_and_its_directory_must_not_be_writable_by_others(void **state) {
+    static const char text[] = SRC_LOCAL "agent = { " NO_CREDS_OK " };\n";
+    struct config *c = NULL;
+    write_file("agent.conf", text);
+    chmod_rel("agent.conf", 0664);
+    assert_int_equal(load_file("agent.conf", &c), -EPERM);
+    assert_non_null(strstr(err, "/agent.conf: writable by group or others (mode 0664); refused: "
+                                "chmod go-w it"));
+    chmod_rel("agent.conf", 0640);
+    assert_int_equal(load_file("agent.conf", &c), 0);
+    config_free(c);
+
+    if (geteuid() == 0) {   /* chown needs root */
+        char path[PATH_MAX * 2];
+        snprintf(path, sizeof path, "%s/agent.conf", tmpdir);
+        assert_int_equal(chown(path, 4321, (gid_t)-1), 0);
+        assert_int_equal(load_file("agent.conf", &c), -EPERM);
+        assert_non_null(strstr(err, "/agent.conf: owned by uid 4321, not by root or the agent's user"));
+    }
+
+    mkdir_rel("open", 0777);
+    write_file("open/agent.conf", text);
+    chmod_rel("open/agent.conf", 0600);
+    assert_int_equal(load_file("open/agent.conf", &c), -EPERM);
+    assert_non_null(strstr(err, "/open/agent.conf: its directory "));
+    assert_non_null(strstr(err, "/open is writable by group or others (mode 0777)"));
+    /* a sticky directory is accepted when root owns it (as /tmp) */
+    mkdir_rel("sticky", 01777);
+    write_file("sticky/agent.conf", text);
+    chmod_rel("sticky/agent.conf", 0600);
+    assert_int_equal(load_file("sticky/agent.conf", &c), geteuid() == 0 ? 0 : -EPERM);
+    config_free(c);
+    /* an @include is held to the same rules */
+    write_file("sources.conf", SRC_LOCAL);
+    chmod_rel("sources.conf", 0666);
+    write_file("agent.conf", "@include \"sources.conf\"\nagent = { " NO_CREDS_OK " };\n");
+    chmod_rel("agent.conf", 0600);
+    if (geteuid() == 0) {
+        char path[PATH_MAX * 2];
+        snprintf(path, sizeof path, "%s/agent.conf", tmpdir);
+        assert_int_equal(chown(path, 0, (gid_t)-1), 0);
+    }
+    assert_int_equal(load_file("agent.conf", &c), -EPERM);
+    assert_non_null(strstr(err, "agent.conf:1: @include "));
+    assert_non_null(strstr(err, "sources.conf\": writable by group or others (mode 0666)"));
+}
+
+static void test_on_change_program_must_not_be_writable_by_others(void **state) {
+    char text[PATH_MAX * 3], hook[PATH_MAX + 16];
+    struct config *c = NULL;
+    snprintf(hook, sizeof hook, "%s/hook", tmpdir);
+    write_file("hook", "#!/bin/sh\nexit 0\n");
+    chmod_rel("hook", 0757);
+    snprintf(text, sizeof text, SRC_LOCAL "credentials = ( { name = \"cache\"; source = \"local\";\n"
+             "path = \"x\"; " REDIS_OK "\non_change = [ \"%s\", \"arg\" ]; } );\n", hook);
+    write_file("agent.conf", text);
+    assert_int_equal(load_file("agent.conf", &c), -EINVAL);
+    assert_non_null(strstr(err, "agent.conf:4: credentials[0].on_change[0]: \""));
+    assert_non_null(strstr(err, "/hook\": writable by group or others (mode 0757); refused: chmod go-w it"));
+    chmod_rel("hook", 0755);
+    assert_int_equal(load_file("agent.conf", &c), 0);
+    assert_string_equal(c->credentials[0].on_change[0], hook);
+    config_free(c);
+    /* a program that is not there cannot be checked: an error now, not at the first publish */
+    unlink(hook);
+    assert_int_equal(load_file("agent.conf", &c), -EINVAL);
+    assert_non_null(strstr(err, "/hook\": No such file or directory"));
 }
 
 static void test_include_resolves_relative_to_the_config_files_directory(void **state) {
@@ -1359,6 +1446,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_error_in_included_file_names_that_file_and_line,
                                         make_tmpdir, remove_tmpdir),
         cmocka_unit_test_setup_teardown(test_admin_password_file_permissions_are_checked_at_load,
+                                        make_tmpdir, remove_tmpdir),
+        cmocka_unit_test_setup_teardown(test_config_file_and_its_directory_must_not_be_writable_by_others,
+                                        make_tmpdir, remove_tmpdir),
+        cmocka_unit_test_setup_teardown(test_on_change_program_must_not_be_writable_by_others,
                                         make_tmpdir, remove_tmpdir),
         cmocka_unit_test_setup_teardown(test_include_of_absolute_path_works, make_tmpdir,
                                         remove_tmpdir),
