@@ -27,6 +27,7 @@
 /* A failure that repeats is logged again only after this long (then at growing gaps). */
 #define RELOG_MIN_USEC (60 * USEC_PER_SEC)
 #define RELOG_MAX_USEC (3600 * USEC_PER_SEC)
+#define METRICS_RELOG_USEC (10 * 60 * USEC_PER_SEC)
 
 static const char *const cred_state_names[] = {
     [CS_PENDING] = "pending",       [CS_CURRENT] = "current",
@@ -115,6 +116,25 @@ static void mark_recovered(struct cred_rt *c) {
     c->pending_version[0] = '\0';
 }
 
+/* A metrics write that fails is a warning, repeated at most every METRICS_RELOG_USEC
+ * (the file is rewritten at every change); its recovery is said once. */
+static void metrics_written(struct agent *a, const char *path, int r) {
+    uint64_t now = now_mono();
+    if (r >= 0) {
+        if (a->metrics_failed_at)
+            log_info("metrics_file %s: written again", path);
+        a->metrics_failed_at = 0;
+        return;
+    }
+    if (a->metrics_failed_at && now - a->metrics_failed_at < METRICS_RELOG_USEC) {
+        log_debug("metrics_file %s: cannot write: %s", path, strerror(-r));
+        return;
+    }
+    a->metrics_failed_at = now;
+    log_warning("metrics_file %s: cannot write: %s (said again every %llu minutes while it "
+                "lasts)", path, strerror(-r), (unsigned long long)(METRICS_RELOG_USEC / 60 / USEC_PER_SEC));
+}
+
 static void write_metrics(struct agent *a) {
     const char *path = a->cfg->agent.metrics_file;
     if (!path || !path[0])
@@ -173,12 +193,10 @@ static void write_metrics(struct agent *a) {
     }
 #undef M
     int dfd = open(dirname(copy1), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        int r = credfile_write_atomic(dfd, basename(copy2), buf, len, 0644, (gid_t)-1);
-        if (r < 0)
-            log_debug("metrics_file %s: %s", path, strerror(-r));
+    int r = dfd < 0 ? -errno : credfile_write_atomic(dfd, basename(copy2), buf, len, 0644, (gid_t)-1);
+    if (dfd >= 0)
         close(dfd);
-    }
+    metrics_written(a, path, r);
 out:
     free(copy1);
     free(copy2);
@@ -794,7 +812,8 @@ void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     if (c->cfg->on_change) {
         char file[4200];
         snprintf(file, sizeof file, "%s/%s.json", a->p.runtime->dir, c->cfg->name);
-        hooks_run(a->p.event, c->cfg->on_change, c->cfg->name, cf.cur.version, file);
+        hooks_run(a->p.event, c->cfg->on_change, c->cfg->on_change_timeout_usec, c->cfg->name,
+                  cf.cur.version, file);
     }
 }
 

@@ -166,6 +166,7 @@ struct agent {
     bool ready_sent, stopping, reload_pending;
     bool reload_allow_removals;   /* the pending reload may delete most published files */
     sd_event_source *startup_timer;
+    uint64_t metrics_failed_at;   /* CLOCK_MONOTONIC of the last warning; 0 = writing works */
     char last_status[2048];
 };
 

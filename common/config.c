@@ -120,6 +120,7 @@ static const struct config_key cred_host_keys[] = {
     { .name = "redis", .type = CONFIG_T_GROUP, .required = true, .group_keys = redis_keys },
     { .name = "formats", .type = CONFIG_T_STRING_LIST, .default_value = "json" },
     { .name = "on_change", .type = CONFIG_T_STRING_LIST },
+    { .name = "on_change_timeout", .type = CONFIG_T_DURATION, .default_value = "60s" },
     { .name = "rotation", .type = CONFIG_T_GROUP, .group_keys = rotation_keys },
     { .name = NULL },
 };
@@ -1692,6 +1693,11 @@ static int parse_credential(struct ctx *x, const config_setting_t *e, const char
         for (size_t i = 0; i < na; i++)
             cr->on_change[i] = xdup(x, config_setting_get_string_elem(m, (int)i));
         cr->n_on_change = na;
+    }
+    cr->on_change_timeout_usec = config_node_duration(&hn, "on_change_timeout");
+    if (cr->on_change_timeout_usec == 0) {
+        key_path(sub, sizeof sub, path, "on_change_timeout");
+        return fail(x, member(e, "on_change_timeout"), sub, "must be more than 0s");
     }
     if ((r = parse_rotation(x, &hn, path, cr)) < 0)
         return r;

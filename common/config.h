@@ -134,6 +134,7 @@ struct config_credential {
     unsigned formats;              /* CRED_FORMAT_* */
     char **on_change;              /* argv, NULL-terminated; NULL = none */
     size_t n_on_change;
+    uint64_t on_change_timeout_usec; /* then the hook's process group is killed */
     struct config_rotation rotation;
     struct config_node node;       /* the credential group, with the plugin's credential schema */
 };

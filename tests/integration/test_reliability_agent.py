@@ -204,3 +204,61 @@ def test_file_source_secret_readable_by_others_is_warned_about_once(sc):
     said = [l for l in a.log_lines() if "cache.json is readable by others (mode 0644)" in l]
     assert len(said) == 1, said
     assert "warning" in said[0]
+
+
+# ---------------------------------------------------------------- hooks and metrics
+
+def pid_gone(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_hook_timeout_kills_its_process_group_with_the_children_it_forked(sc):
+    pidfile = os.path.join(sc.tree.root, "sleeper.pid")
+    hook = os.path.join(sc.tree.root, "hook.sh")
+    with open(hook, "w") as f:
+        f.write("#!/bin/sh\nsleep 300 &\necho $! > %s.tmp\nmv %s.tmp %s\nsleep 300\n"
+                % (pidfile, pidfile, pidfile))
+    os.chmod(hook, 0o755)
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(on_change=[hook], on_change_timeout="1s")])
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    h.wait_until(lambda: os.path.exists(pidfile), 5, "the hook to fork its sleeper")
+    sleeper = int(open(pidfile).read())
+    assert not pid_gone(sleeper)
+    a.wait_log(lambda l: "still running after 1s: killing it and its process group" in l,
+               timeout=10, what="the hook's timeout")
+    try:
+        h.wait_until(lambda: pid_gone(sleeper), 5, "the hook's child to be killed with it")
+    finally:
+        if not pid_gone(sleeper):
+            os.kill(sleeper, signal.SIGKILL)
+
+
+def test_metrics_write_failure_is_a_rate_limited_warning(sc):
+    mdir = os.path.join(sc.tree.root, "metrics")
+    metrics = os.path.join(mdir, "rc.prom")
+    sc.redis.create_user("app", "pw1", "pw2", "pw3")
+    sc.store_cred("app", "pw1")
+    sc.write_config(agent={"metrics_file": metrics})
+    a = sc.start_agent()
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    a.wait_log(lambda l: "metrics_file %s: cannot write" % metrics in l and "warning" in l,
+               what="a warning about the metrics file")
+    for pw in ("pw2", "pw3"):        # each publish rewrites the file, and fails again
+        sc.store_cred("app", pw)
+        sc.wait_published(password=pw)
+    warned = [l for l in a.log_lines() if "metrics_file" in l and "warning" in l]
+    assert len(warned) == 1, warned
+    os.mkdir(mdir)
+    sc.store_cred("app", "pw1")
+    sc.wait_published(password="pw1")
+    h.wait_until(lambda: os.path.exists(metrics), 5, "the metrics file written again")
+    a.wait_log("metrics_file %s: written again" % metrics)
