@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -733,6 +734,78 @@ static void validate_done(struct job *j) {
     agent_maybe_reload(a);
 }
 
+/* ---- runtime_dir deleted or moved away ---- */
+
+static int on_runtime_dir_event(sd_event_source *s, const struct inotify_event *ev, void *userdata);
+
+/* Watches runtime_dir's parent for runtime_dir's removal or renaming: the directory's own
+ * IN_DELETE_SELF waits until its last fd is closed, and we hold one. Once, at start. */
+static void runtime_watch(struct agent *a) {
+    char *copy = strdup(a->p.runtime->dir);
+    int r = copy ? sd_event_add_inotify(a->p.event, &a->runtime_watch, dirname(copy),
+                                        IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR, on_runtime_dir_event, a)
+                 : -ENOMEM;
+    if (r < 0)
+        log_warning("runtime_dir %s: cannot watch its directory (%s); its removal is noticed at "
+                    "the next publish", a->p.runtime->dir, strerror(-r));
+    free(copy);
+}
+
+/* Republishes what every credential has published, into a new runtime_dir. */
+static unsigned republish_all(struct agent *a) {
+    unsigned n = 0;
+    for (size_t i = 0; i < a->n_creds; i++) {
+        struct cred_rt *c = &a->creds[i];
+        char e[512];
+        if (!c->have_cur)
+            continue;
+        if (runtime_sync_formats(a->p.runtime, &c->cur, c->cfg->formats, (mode_t)c->cfg->mode, c->gid,
+                                 e, sizeof e) < 0)
+            log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s", e);
+        else
+            n++;
+    }
+    return n;
+}
+
+/* When runtime_dir was deleted or moved away: creates it again with its mode and group,
+ * takes the lock again and republishes every credential. Where it cannot be created (its
+ * parent is read-only, as under ProtectSystem=strict where only the RuntimeDirectory=
+ * mount was writable), the agent exits 1, so that systemd makes the directory again and
+ * restarts it, and the restart republishes. false when the agent is exiting. */
+static bool runtime_recover(struct agent *a) {
+    struct runtime *rt = a->p.runtime;
+    struct log_ctx ctx = { .message_id = LOG_MID_RUNTIME_DIR_LOST };
+    char err[512];
+    if (!runtime_lost(rt))
+        return true;
+    int r = runtime_reopen(rt, err, sizeof err);
+    if (r < 0) {
+        log_ctx_msg(LOG_ERR, &ctx, "runtime_dir %s was deleted or moved away, and cannot be "
+                    "created again (%s): exiting, so that the service manager recreates it "
+                    "(RuntimeDirectory=) and restarts the agent, which then republishes",
+                    rt->dir, err);
+        agent_stop(a);
+        sd_event_exit(a->p.event, r);   /* negative: the agent exits 1 */
+        return false;
+    }
+    r = runtime_set_dir_mode(rt, a->gid, a->dir_mixed);
+    if (r < 0)
+        log_warning("runtime_dir %s: cannot set mode and group: %s", rt->dir, strerror(-r));
+    unsigned n = republish_all(a);
+    log_ctx_msg(LOG_WARNING, &ctx, "runtime_dir %s was deleted or moved away: created it again, "
+                "locked it and republished %u credential(s)", rt->dir, n);
+    return true;
+}
+
+static int on_runtime_dir_event(sd_event_source *s, const struct inotify_event *ev, void *userdata) {
+    struct agent *a = userdata;
+    const char *base = strrchr(a->p.runtime->dir, '/');
+    if (!a->stopping && ev->len && base && strcmp(ev->name, base + 1) == 0)
+        runtime_recover(a);
+    return 0;
+}
+
 /* Publishes cand. `previous` is prev when given (a peer or hint that validated), else the
  * credential published until now. */
 void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
@@ -743,6 +816,8 @@ void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     struct credfile cf = { 0 };
     int r = -ENOMEM;
 
+    if (!runtime_recover(a))
+        return;   /* exiting: the restart publishes */
     snprintf(source, sizeof source, "%s%s%s", c->cfg->source, path ? ":" : "", path ? path : "");
     cf.name = strdup(c->cfg->name);
     cf.source = strdup(source);
@@ -1002,6 +1077,7 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
     free(names);
     free(fmts);
     free(gids);
+    a->dir_mixed = mixed;
     r = runtime_set_dir_mode(a->p.runtime, agid, mixed);
     if (r < 0)
         log_warning("runtime_dir %s: cannot set mode and group: %s", a->p.runtime->dir, strerror(-r));
@@ -1029,6 +1105,7 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
         sd_event_add_time_relative(a->p.event, &a->startup_timer, CLOCK_MONOTONIC,
                                    a->cfg->agent.startup_timeout_usec, 0, on_startup_timeout, a);
     }
+    runtime_watch(a);
     agent_update_status(a);
     for (size_t i = 0; i < a->n_creds; i++)
         agent_request_fetch(&a->creds[i]);
@@ -1213,6 +1290,7 @@ struct agent *agent_free(struct agent *a) {
     creds_free(a->creds, a->n_creds);
     sources_close(a->sources, a->n_sources);
     sd_event_source_disable_unref(a->startup_timer);
+    sd_event_source_disable_unref(a->runtime_watch);
     config_free(a->cfg);
     free(a);
     return NULL;

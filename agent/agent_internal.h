@@ -166,6 +166,8 @@ struct agent {
     bool ready_sent, stopping, reload_pending;
     bool reload_allow_removals;   /* the pending reload may delete most published files */
     sd_event_source *startup_timer;
+    sd_event_source *runtime_watch;   /* inotify: runtime_dir deleted or moved away */
+    bool dir_mixed;                   /* credentials use different groups: dir 0755 */
     uint64_t metrics_failed_at;   /* CLOCK_MONOTONIC of the last warning; 0 = writing works */
     char last_status[2048];
 };

@@ -262,3 +262,85 @@ def test_metrics_write_failure_is_a_rate_limited_warning(sc):
     sc.wait_published(password="pw1")
     h.wait_until(lambda: os.path.exists(metrics), 5, "the metrics file written again")
     a.wait_log("metrics_file %s: written again" % metrics)
+
+
+# ---------------------------------------------------------------- D1: runtime_dir deleted
+
+def test_deleted_or_moved_runtime_dir_is_recreated_locked_and_republished(sc):
+    import shutil
+    sc.redis.create_user("app", "pw1", "pw2", "pw3")
+    sc.store_cred("app", "pw1")
+    sc.write_config([sc.cred(formats=["json", "env"])])
+    a = sc.start_agent(journal=True)
+    a.wait_ready()
+    sc.wait_published(password="pw1")
+    mode = os.stat(sc.tree.runtime).st_mode & 0o7777
+
+    jmark = len(a.journal.snapshot())
+    shutil.rmtree(sc.tree.runtime)
+    e = wait_journal(a, MID_RUNTIME_DIR_LOST, since=jmark, what="runtime_dir lost")
+    assert "created it again" in e[0].fields["MESSAGE"], e[0].fields
+    doc = sc.wait_published(password="pw1")
+    assert sc.read_bytes("cache.env") is not None
+    assert os.stat(sc.tree.runtime).st_mode & 0o7777 == mode
+    with open(os.path.join(sc.tree.runtime, ".lock")) as f:
+        assert f.read().strip() == str(a.pid)
+    # the lock is ours again: a second agent cannot take the directory
+    r = sc.run_agent("--once")
+    assert r.returncode == 1 and "in use by pid %d" % a.pid in r.stdout + r.stderr, r
+    # and publishing goes on into the new directory
+    sc.store_cred("app", "pw2")
+    assert sc.wait_published(password="pw2")["version"] != doc["version"]
+
+    jmark = len(a.journal.snapshot())
+    os.rename(sc.tree.runtime, sc.tree.runtime + ".old")
+    wait_journal(a, MID_RUNTIME_DIR_LOST, since=jmark, what="runtime_dir moved away")
+    sc.wait_published(password="pw2")
+    sc.store_cred("app", "pw3")
+    sc.wait_published(password="pw3")
+    assert a.alive()
+
+
+def test_runtime_dir_that_cannot_be_recreated_makes_the_agent_exit_1(sc):
+    """As under the shipped unit: only RuntimeDirectory= is writable. Here: the agent runs
+    as nobody, and the runtime_dir's parent belongs to root."""
+    import shutil
+    import subprocess
+    nobody = 65534
+    os.chmod(sc.tree.root, 0o755)
+    parent = os.path.join(sc.tree.root, "rt")
+    os.mkdir(parent, 0o755)
+    runtime = os.path.join(parent, "run")
+    ctl = os.path.join(sc.tree.root, "ctl")
+    for d in (runtime, ctl):
+        os.mkdir(d, 0o750)
+        os.chown(d, nobody, nobody)
+    for d in (sc.tree.state, sc.tree.store):
+        os.chown(d, nobody, nobody)
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    os.chown(os.path.join(sc.tree.store, "cache.json"), nobody, nobody)
+    sc.write_config(agent={"runtime_dir": runtime, "control_socket": os.path.join(ctl, "c.sock")})
+    os.chmod(sc.tree.conf, 0o644)
+    logpath = os.path.join(sc.tree.root, "nobody.log")
+    with open(logpath, "wb") as log:
+        p = subprocess.Popen(["setpriv", "--reuid=%d" % nobody, "--regid=%d" % nobody,
+                              "--clear-groups", h.AGENT_BIN, "-c", sc.tree.conf, "--foreground"],
+                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                             env=h.clean_env())
+    try:
+        def published():
+            if p.poll() is not None:
+                h.fail("agent exited %s: %s" % (p.returncode, open(logpath).read()[-3000:]))
+            return os.path.exists(os.path.join(runtime, "cache.json"))
+        h.wait_until(published, 10, "cache.json published by the agent running as nobody")
+        shutil.rmtree(runtime)
+        rc = p.wait(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    text = open(logpath).read()
+    assert rc == 1, (rc, text[-3000:])
+    assert "runtime_dir %s was deleted or moved away, and cannot be created again" % runtime in text
+    assert "Permission denied" in text and "RuntimeDirectory=" in text, text[-3000:]
