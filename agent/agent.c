@@ -905,6 +905,7 @@ static void sources_close(struct source_rt *sources, size_t n) {
         sd_event_source_disable_unref(sources[i].watch);
         if (sources[i].state)
             sources[i].type->close(sources[i].state);
+        free(sources[i].host);
     }
     free(sources);
 }
@@ -918,6 +919,133 @@ static void creds_free(struct cred_rt *creds, size_t n) {
         credfile_clear(&creds[i].cur);
     }
     free(creds);
+}
+
+/* The credentials of cfg that source i serves, as open() takes them (the caller frees);
+ * *ret_n is their number. NULL when out of memory. */
+static struct rc_credential *source_credentials(const struct config *cfg, size_t i, size_t *ret_n) {
+    size_t n = 0;
+    for (size_t k = 0; k < cfg->n_credentials; k++)
+        n += cfg->credentials[k].source_index == i;
+    struct rc_credential *rcs = calloc(n ? n : 1, sizeof *rcs);
+    if (!rcs)
+        return NULL;
+    n = 0;
+    for (size_t k = 0; k < cfg->n_credentials; k++)
+        if (cfg->credentials[k].source_index == i)
+            rcs[n++] = (struct rc_credential){ .name = cfg->credentials[k].name,
+                                               .node = cfg->credentials[k].node };
+    *ret_n = n;
+    return rcs;
+}
+
+/* Opens source i of cfg into s (s->a and s->cfg set); a failure is left in s->open_error. */
+static void open_source(struct agent *a, struct config *cfg, size_t i, struct source_rt *s) {
+    const struct config_source *cs = &cfg->sources[i];
+    char e[512];
+    size_t n = 0;
+    struct rc_credential *rcs = NULL;
+    s->opened_cfg = cfg;
+    int r = plugins_find_type(a->p.plugins, cfg->agent.plugin_dir, cs->type, &s->type, e, sizeof e);
+    if (r < 0) {
+        snprintf(s->open_error, sizeof s->open_error, "%s", e);
+        return;
+    }
+    s->host = calloc(1, sizeof *s->host);
+    if (!s->host || !(rcs = source_credentials(cfg, i, &n))) {
+        snprintf(s->open_error, sizeof s->open_error, "out of memory");
+        return;
+    }
+    *s->host = (struct rc_host){ .h = s, .instance = cs->name, .log = host_log,
+                                 .keyed_version = host_keyed_version, .wake = host_wake };
+    struct rc_error rerr = { 0 };
+    if (s->type->open(s->host, &cs->node, rcs, n, &s->state, &rerr) < 0) {
+        snprintf(s->open_error, sizeof s->open_error, "%s", rerr.message);
+        s->state = NULL;
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .message_id = LOG_MID_STORE_ERROR, .source = cs->name },
+                    "source %s: cannot open: %s", cs->name, rerr.message);
+    }
+    free(rcs);
+    int fd = s->state && s->type->watch_fd ? s->type->watch_fd(s->state) : -1;
+    if (fd >= 0 && s->type->watch_event) {
+        r = sd_event_add_io(a->p.event, &s->watch, fd, EPOLLIN, on_watch, s);
+        if (r < 0)
+            log_warning("source %s: cannot watch for changes: %s", cs->name, strerror(-r));
+    }
+}
+
+/* True when old, a source of the running generation, was opened from the same settings
+ * as source i of cfg: the same type, the same source block and the same credentials with
+ * the same plugin settings. */
+static bool source_unchanged(const struct agent *a, const struct source_rt *old,
+                             const struct config *cfg, size_t i) {
+    const struct config_source *cs = &cfg->sources[i];
+    if (strcmp(old->cfg->type, cs->type) != 0 || !config_node_same(&old->cfg->node, &cs->node))
+        return false;
+    size_t oi = (size_t)(old - a->sources), k = 0;
+    for (size_t j = 0; j < cfg->n_credentials; j++) {
+        const struct config_credential *cc = &cfg->credentials[j];
+        if (cc->source_index != i)
+            continue;
+        while (k < a->cfg->n_credentials && a->cfg->credentials[k].source_index != oi)
+            k++;
+        if (k == a->cfg->n_credentials || strcmp(a->cfg->credentials[k].name, cc->name) != 0 ||
+            !config_node_same(&a->cfg->credentials[k].node, &cc->node))
+            return false;
+        k++;
+    }
+    while (k < a->cfg->n_credentials && a->cfg->credentials[k].source_index != oi)
+        k++;
+    return k == a->cfg->n_credentials;
+}
+
+/* Reload: a source whose settings did not change stays open, with what it holds (a Vault
+ * token, an AppRole secret id read from a file since removed, caches): moved from the
+ * running generation into s. False when source i must be opened. */
+static bool keep_source(struct agent *a, struct config *cfg, size_t i, struct source_rt *s) {
+    for (size_t k = 0; k < a->n_sources; k++) {
+        struct source_rt *old = &a->sources[k];
+        if (strcmp(old->cfg->name, cfg->sources[i].name) != 0)
+            continue;
+        if (!old->state || !source_unchanged(a, old, cfg, i))
+            return false;
+        s->type = old->type;
+        s->state = old->state;
+        s->host = old->host;
+        s->host->h = s;
+        s->watch = old->watch;
+        old->state = NULL;
+        old->host = NULL;
+        old->watch = NULL;
+        if (s->watch)
+            sd_event_source_set_userdata(s->watch, s);
+        s->opened_cfg = old->opened_cfg;
+        log_debug("source %s: unchanged, kept open", cfg->sources[i].name);
+        return true;
+    }
+    return false;
+}
+
+/* After a reload: a config that a kept source was opened from stays alive (the source's
+ * state may point into it); the others are freed. */
+static void release_configs(struct agent *a, struct config *old_cfg) {
+    struct config **keep = calloc(a->n_held + 1, sizeof *keep);
+    size_t n = 0;
+    if (!keep)
+        return;   /* out of memory: keep them all rather than free one still in use */
+    for (size_t h = 0; h <= a->n_held; h++) {
+        struct config *c = h < a->n_held ? a->held[h] : old_cfg;
+        bool used = false;
+        for (size_t i = 0; i < a->n_sources && !used; i++)
+            used = a->sources[i].opened_cfg == c;
+        if (used && c != a->cfg)
+            keep[n++] = c;
+        else if (c != a->cfg)
+            config_free(c);
+    }
+    free(a->held);
+    a->held = keep;
+    a->n_held = n;
 }
 
 /* Builds source and credential state for cfg, moving published state over from the
@@ -952,45 +1080,10 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
     }
 
     for (size_t i = 0; i < cfg->n_sources; i++) {
-        struct source_rt *s = &sources[i];
-        const struct config_source *cs = &cfg->sources[i];
-        char e[512];
-        s->a = a;
-        s->cfg = cs;
-        s->host = (struct rc_host){ .h = s, .instance = cs->name, .log = host_log,
-                                    .keyed_version = host_keyed_version, .wake = host_wake };
-        r = plugins_find_type(a->p.plugins, cfg->agent.plugin_dir, cs->type, &s->type, e, sizeof e);
-        if (r < 0) {
-            snprintf(s->open_error, sizeof s->open_error, "%s", e);
-            continue;
-        }
-        size_t n = 0;
-        for (size_t k = 0; k < cfg->n_credentials; k++)
-            n += cfg->credentials[k].source_index == i;
-        struct rc_credential *rcs = calloc(n ? n : 1, sizeof *rcs);
-        if (!rcs) {
-            snprintf(s->open_error, sizeof s->open_error, "out of memory");
-            continue;
-        }
-        n = 0;
-        for (size_t k = 0; k < cfg->n_credentials; k++)
-            if (cfg->credentials[k].source_index == i)
-                rcs[n++] = (struct rc_credential){ .name = cfg->credentials[k].name,
-                                                   .node = cfg->credentials[k].node };
-        struct rc_error rerr = { 0 };
-        if (s->type->open(&s->host, &cs->node, rcs, n, &s->state, &rerr) < 0) {
-            snprintf(s->open_error, sizeof s->open_error, "%s", rerr.message);
-            s->state = NULL;
-            log_ctx_msg(LOG_ERR, &(struct log_ctx){ .message_id = LOG_MID_STORE_ERROR, .source = cs->name },
-                        "source %s: cannot open: %s", cs->name, rerr.message);
-        }
-        free(rcs);
-        int fd = s->state && s->type->watch_fd ? s->type->watch_fd(s->state) : -1;
-        if (fd >= 0 && s->type->watch_event) {
-            r = sd_event_add_io(a->p.event, &s->watch, fd, EPOLLIN, on_watch, s);
-            if (r < 0)
-                log_warning("source %s: cannot watch for changes: %s", cs->name, strerror(-r));
-        }
+        sources[i].a = a;
+        sources[i].cfg = &cfg->sources[i];
+        if (!keep_source(a, cfg, i, &sources[i]))
+            open_source(a, cfg, i, &sources[i]);
     }
 
     char **names = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *names);
@@ -1066,7 +1159,7 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
     a->creds = creds;
     a->n_creds = cfg->n_credentials;
     a->gid = agid;
-    config_free(old_cfg);
+    release_configs(a, old_cfg);
     for (size_t i = 0; i < a->n_creds; i++)
         arm_expiry(&a->creds[i], a->creds[i].expiry_stage);
 
@@ -1292,6 +1385,9 @@ struct agent *agent_free(struct agent *a) {
     sd_event_source_disable_unref(a->startup_timer);
     sd_event_source_disable_unref(a->runtime_watch);
     config_free(a->cfg);
+    for (size_t i = 0; i < a->n_held; i++)
+        config_free(a->held[i]);
+    free(a->held);
     free(a);
     return NULL;
 }

@@ -1090,6 +1090,44 @@ static const char *node_default(const struct config_node *n, const char *key) {
     return k ? k->default_value : NULL;
 }
 
+/* Same value: type (any integer width), scalar, and every element or member. */
+static bool setting_equal(const config_setting_t *a, const config_setting_t *b) {
+    if (!a || !b)
+        return a == b;
+    if (is_int(a) || is_int(b))
+        return is_int(a) && is_int(b) && config_setting_get_int64(a) == config_setting_get_int64(b);
+    int t = config_setting_type(a);
+    if (t != config_setting_type(b))
+        return false;
+    switch (t) {
+    case CONFIG_TYPE_FLOAT: return config_setting_get_float(a) == config_setting_get_float(b);
+    case CONFIG_TYPE_BOOL: return config_setting_get_bool(a) == config_setting_get_bool(b);
+    case CONFIG_TYPE_STRING: return strcmp(config_setting_get_string(a), config_setting_get_string(b)) == 0;
+    default: break;
+    }
+    int n = config_setting_length(a);
+    if (n != config_setting_length(b))
+        return false;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *ea = config_setting_get_elem(a, (unsigned)i);
+        const config_setting_t *eb = t == CONFIG_TYPE_GROUP
+                                         ? config_setting_get_member(b, config_setting_name(ea))
+                                         : config_setting_get_elem(b, (unsigned)i);
+        if (!setting_equal(ea, eb))
+            return false;
+    }
+    return true;
+}
+
+bool config_node_same(const struct config_node *a, const struct config_node *b) {
+    if (a->keys != b->keys)
+        return false;
+    for (const struct config_key *k = a->keys; k && k->name; k++)
+        if (!setting_equal(node_member(a, k->name), node_member(b, k->name)))
+            return false;
+    return true;
+}
+
 bool config_node_has(const struct config_node *n, const char *key) {
     return node_member(n, key) != NULL;
 }

@@ -46,6 +46,10 @@ struct config_node {
 };
 
 bool config_node_has(const struct config_node *n, const char *key);
+/* True when both nodes have the same schema and every key of it the same value (unset on
+ * both, or equal, nested groups and lists included); where in which file does not matter.
+ * A reload keeps a source open when its settings are the same. */
+bool config_node_same(const struct config_node *a, const struct config_node *b);
 const char *config_node_string(const struct config_node *n, const char *key);  /* NULL: unset, no default */
 int64_t config_node_int(const struct config_node *n, const char *key);
 bool config_node_bool(const struct config_node *n, const char *key);

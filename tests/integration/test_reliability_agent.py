@@ -6,6 +6,7 @@ import signal
 import time
 
 import rc_harness as h
+from vault_helpers import PW1, PW2, vault  # noqa: F401
 
 MID_FILE_DELETED = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0e"
 MID_RELOAD_REJECTED = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0f"
@@ -344,3 +345,32 @@ def test_runtime_dir_that_cannot_be_recreated_makes_the_agent_exit_1(sc):
     assert rc == 1, (rc, text[-3000:])
     assert "runtime_dir %s was deleted or moved away, and cannot be created again" % runtime in text
     assert "Permission denied" in text and "RuntimeDirectory=" in text, text[-3000:]
+
+
+# ---------------------------------------------------------------- D10: SIGHUP keeps unchanged sources
+
+def test_sighup_keeps_an_unchanged_approle_source_so_a_removed_secret_id_still_logs_in(vault, sc):
+    vault.read_policy()
+    auth = vault.approle(token_ttl=2, token_max_ttl=2)
+    auth["remove_secret_id_file_after_reading"] = True
+    vault.fake.kv2_put("secret", "redis/cache", {"username": "app", "password": PW1})
+    a = vault.start(sources=[vault.source(auth=auth)])
+    sc.wait_published(password=PW1)
+    assert not os.path.exists(auth["secret_id_file"]), "removed after reading"
+
+    logins = vault.fake.count("/v1/auth/approle/login")
+    reload_and_wait(a)
+    # The token lives 2 s at most: the next login needs the secret id kept in memory.
+    h.wait_until(lambda: vault.fake.count("/v1/auth/approle/login") > logins, 10,
+                 "a login after the token's TTL")
+    vault.fake.kv2_put("secret", "redis/cache", {"username": "app", "password": PW2})
+    r = sc.run_cli("-c", sc.tree.conf, "refresh", "cache")
+    assert r.returncode == 0, r.stderr
+    sc.wait_published(password=PW2, timeout=10)
+    assert "secret_id_file" not in a.notify.last_status(), a.notify.last_status()
+
+    # a source whose block changed is opened again (and, its secret id gone, says so)
+    vault.write_config(sources=[vault.source(auth=auth, timeout="3s")])
+    reload_and_wait(a)
+    a.notify.wait_status(lambda s: "store-error" in s and "secret_id_file" in s, timeout=10,
+                         what="the reopened source missing its secret id")

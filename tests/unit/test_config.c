@@ -449,6 +449,38 @@ static void test_config_without_credentials_is_an_error_unless_allowed(void **st
     config_free(c);
 }
 
+/* A reload keeps a source open only when its settings are the same (D10). */
+static void test_config_node_same_compares_values_not_layout(void **state) {
+    static const char *const texts[] = {
+        /* 0, 1: the same settings, written differently */
+        "sources = ( { name = \"f\"; type = \"fake\"; limit = 7; tags = [ \"a\", \"b\" ];\n"
+        "  auth = { method = \"m\"; retries = 2; }; } );\n",
+        "# another layout\nsources = ( { type = \"fake\";\n\n name = \"f\"; auth = { retries = 0x2;\n"
+        "  method = \"m\"; }; tags = [ \"a\", \"b\" ]; limit = 7L; } );\n",
+        /* 2..5: one value differs */
+        "sources = ( { name = \"f\"; type = \"fake\"; limit = 8; tags = [ \"a\", \"b\" ];\n"
+        "  auth = { method = \"m\"; retries = 2; }; } );\n",
+        "sources = ( { name = \"f\"; type = \"fake\"; limit = 7; tags = [ \"b\", \"a\" ];\n"
+        "  auth = { method = \"m\"; retries = 2; }; } );\n",
+        "sources = ( { name = \"f\"; type = \"fake\"; limit = 7; tags = [ \"a\", \"b\" ];\n"
+        "  auth = { method = \"m\"; retries = 3; }; } );\n",
+        "sources = ( { name = \"f\"; type = \"fake\"; limit = 7; tags = [ \"a\", \"b\" ];\n"
+        "  auth = { method = \"m\"; retries = 2; }; verbose = false; } );\n",
+    };
+    struct config *c[6];
+    for (size_t i = 0; i < 6; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "%s" NO_CREDS_AGENT, texts[i]);
+        c[i] = load_ok(text);
+    }
+    assert_true(config_node_same(&c[0]->sources[0].node, &c[1]->sources[0].node));
+    assert_true(config_node_same(&c[1]->sources[0].node, &c[0]->sources[0].node));
+    for (size_t i = 2; i < 6; i++)
+        assert_false(config_node_same(&c[0]->sources[0].node, &c[i]->sources[0].node));
+    for (size_t i = 0; i < 6; i++)
+        config_free(c[i]);
+}
+
 static void test_zero_poll_interval_and_timeout_are_rejected(void **state) {
     expect_cred_error("path = \"x\"; poll_interval = \"0s\"; " REDIS_OK,
                       "agent.conf:3: credentials[0].poll_interval: must be more than 0s");
@@ -1399,6 +1431,7 @@ int main(void) {
         cmocka_unit_test(test_full_config_loads_every_value),
         cmocka_unit_test(test_empty_config_gives_documented_agent_defaults),
         cmocka_unit_test(test_config_without_credentials_is_an_error_unless_allowed),
+        cmocka_unit_test(test_config_node_same_compares_values_not_layout),
         cmocka_unit_test(test_credential_defaults_apply_when_keys_are_unset),
         cmocka_unit_test(test_empty_tls_strings_mean_unset_and_empty_group_is_kept),
         cmocka_unit_test(test_unknown_key_names_file_line_and_key),
