@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 /* A failure that repeats is logged again only after this long (then at growing gaps). */
 #define RELOG_MIN_USEC (60 * USEC_PER_SEC)
 #define RELOG_MAX_USEC (3600 * USEC_PER_SEC)
+#define METRICS_RELOG_USEC (10 * 60 * USEC_PER_SEC)
 
 static const char *const cred_state_names[] = {
     [CS_PENDING] = "pending",       [CS_CURRENT] = "current",
@@ -115,6 +117,25 @@ static void mark_recovered(struct cred_rt *c) {
     c->pending_version[0] = '\0';
 }
 
+/* A metrics write that fails is a warning, repeated at most every METRICS_RELOG_USEC
+ * (the file is rewritten at every change); its recovery is said once. */
+static void metrics_written(struct agent *a, const char *path, int r) {
+    uint64_t now = now_mono();
+    if (r >= 0) {
+        if (a->metrics_failed_at)
+            log_info("metrics_file %s: written again", path);
+        a->metrics_failed_at = 0;
+        return;
+    }
+    if (a->metrics_failed_at && now - a->metrics_failed_at < METRICS_RELOG_USEC) {
+        log_debug("metrics_file %s: cannot write: %s", path, strerror(-r));
+        return;
+    }
+    a->metrics_failed_at = now;
+    log_warning("metrics_file %s: cannot write: %s (said again every %llu minutes while it "
+                "lasts)", path, strerror(-r), (unsigned long long)(METRICS_RELOG_USEC / 60 / USEC_PER_SEC));
+}
+
 static void write_metrics(struct agent *a) {
     const char *path = a->cfg->agent.metrics_file;
     if (!path || !path[0])
@@ -173,12 +194,10 @@ static void write_metrics(struct agent *a) {
     }
 #undef M
     int dfd = open(dirname(copy1), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        int r = credfile_write_atomic(dfd, basename(copy2), buf, len, 0644, (gid_t)-1);
-        if (r < 0)
-            log_debug("metrics_file %s: %s", path, strerror(-r));
+    int r = dfd < 0 ? -errno : credfile_write_atomic(dfd, basename(copy2), buf, len, 0644, (gid_t)-1);
+    if (dfd >= 0)
         close(dfd);
-    }
+    metrics_written(a, path, r);
 out:
     free(copy1);
     free(copy2);
@@ -715,6 +734,78 @@ static void validate_done(struct job *j) {
     agent_maybe_reload(a);
 }
 
+/* ---- runtime_dir deleted or moved away ---- */
+
+static int on_runtime_dir_event(sd_event_source *s, const struct inotify_event *ev, void *userdata);
+
+/* Watches runtime_dir's parent for runtime_dir's removal or renaming: the directory's own
+ * IN_DELETE_SELF waits until its last fd is closed, and we hold one. Once, at start. */
+static void runtime_watch(struct agent *a) {
+    char *copy = strdup(a->p.runtime->dir);
+    int r = copy ? sd_event_add_inotify(a->p.event, &a->runtime_watch, dirname(copy),
+                                        IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR, on_runtime_dir_event, a)
+                 : -ENOMEM;
+    if (r < 0)
+        log_warning("runtime_dir %s: cannot watch its directory (%s); its removal is noticed at "
+                    "the next publish", a->p.runtime->dir, strerror(-r));
+    free(copy);
+}
+
+/* Republishes what every credential has published, into a new runtime_dir. */
+static unsigned republish_all(struct agent *a) {
+    unsigned n = 0;
+    for (size_t i = 0; i < a->n_creds; i++) {
+        struct cred_rt *c = &a->creds[i];
+        char e[512];
+        if (!c->have_cur)
+            continue;
+        if (runtime_sync_formats(a->p.runtime, &c->cur, c->cfg->formats, (mode_t)c->cfg->mode, c->gid,
+                                 e, sizeof e) < 0)
+            log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s", e);
+        else
+            n++;
+    }
+    return n;
+}
+
+/* When runtime_dir was deleted or moved away: creates it again with its mode and group,
+ * takes the lock again and republishes every credential. Where it cannot be created (its
+ * parent is read-only, as under ProtectSystem=strict where only the RuntimeDirectory=
+ * mount was writable), the agent exits 1, so that systemd makes the directory again and
+ * restarts it, and the restart republishes. false when the agent is exiting. */
+static bool runtime_recover(struct agent *a) {
+    struct runtime *rt = a->p.runtime;
+    struct log_ctx ctx = { .message_id = LOG_MID_RUNTIME_DIR_LOST };
+    char err[512];
+    if (!runtime_lost(rt))
+        return true;
+    int r = runtime_reopen(rt, err, sizeof err);
+    if (r < 0) {
+        log_ctx_msg(LOG_ERR, &ctx, "runtime_dir %s was deleted or moved away, and cannot be "
+                    "created again (%s): exiting, so that the service manager recreates it "
+                    "(RuntimeDirectory=) and restarts the agent, which then republishes",
+                    rt->dir, err);
+        agent_stop(a);
+        sd_event_exit(a->p.event, r);   /* negative: the agent exits 1 */
+        return false;
+    }
+    r = runtime_set_dir_mode(rt, a->gid, a->dir_mixed);
+    if (r < 0)
+        log_warning("runtime_dir %s: cannot set mode and group: %s", rt->dir, strerror(-r));
+    unsigned n = republish_all(a);
+    log_ctx_msg(LOG_WARNING, &ctx, "runtime_dir %s was deleted or moved away: created it again, "
+                "locked it and republished %u credential(s)", rt->dir, n);
+    return true;
+}
+
+static int on_runtime_dir_event(sd_event_source *s, const struct inotify_event *ev, void *userdata) {
+    struct agent *a = userdata;
+    const char *base = strrchr(a->p.runtime->dir, '/');
+    if (!a->stopping && ev->len && base && strcmp(ev->name, base + 1) == 0)
+        runtime_recover(a);
+    return 0;
+}
+
 /* Publishes cand. `previous` is prev when given (a peer or hint that validated), else the
  * credential published until now. */
 void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
@@ -725,6 +816,8 @@ void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     struct credfile cf = { 0 };
     int r = -ENOMEM;
 
+    if (!runtime_recover(a))
+        return;   /* exiting: the restart publishes */
     snprintf(source, sizeof source, "%s%s%s", c->cfg->source, path ? ":" : "", path ? path : "");
     cf.name = strdup(c->cfg->name);
     cf.source = strdup(source);
@@ -794,7 +887,8 @@ void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     if (c->cfg->on_change) {
         char file[4200];
         snprintf(file, sizeof file, "%s/%s.json", a->p.runtime->dir, c->cfg->name);
-        hooks_run(a->p.event, c->cfg->on_change, c->cfg->name, cf.cur.version, file);
+        hooks_run(a->p.event, c->cfg->on_change, c->cfg->on_change_timeout_usec, c->cfg->name,
+                  cf.cur.version, file);
     }
 }
 
@@ -811,6 +905,7 @@ static void sources_close(struct source_rt *sources, size_t n) {
         sd_event_source_disable_unref(sources[i].watch);
         if (sources[i].state)
             sources[i].type->close(sources[i].state);
+        free(sources[i].host);
     }
     free(sources);
 }
@@ -824,6 +919,133 @@ static void creds_free(struct cred_rt *creds, size_t n) {
         credfile_clear(&creds[i].cur);
     }
     free(creds);
+}
+
+/* The credentials of cfg that source i serves, as open() takes them (the caller frees);
+ * *ret_n is their number. NULL when out of memory. */
+static struct rc_credential *source_credentials(const struct config *cfg, size_t i, size_t *ret_n) {
+    size_t n = 0;
+    for (size_t k = 0; k < cfg->n_credentials; k++)
+        n += cfg->credentials[k].source_index == i;
+    struct rc_credential *rcs = calloc(n ? n : 1, sizeof *rcs);
+    if (!rcs)
+        return NULL;
+    n = 0;
+    for (size_t k = 0; k < cfg->n_credentials; k++)
+        if (cfg->credentials[k].source_index == i)
+            rcs[n++] = (struct rc_credential){ .name = cfg->credentials[k].name,
+                                               .node = cfg->credentials[k].node };
+    *ret_n = n;
+    return rcs;
+}
+
+/* Opens source i of cfg into s (s->a and s->cfg set); a failure is left in s->open_error. */
+static void open_source(struct agent *a, struct config *cfg, size_t i, struct source_rt *s) {
+    const struct config_source *cs = &cfg->sources[i];
+    char e[512];
+    size_t n = 0;
+    struct rc_credential *rcs = NULL;
+    s->opened_cfg = cfg;
+    int r = plugins_find_type(a->p.plugins, cfg->agent.plugin_dir, cs->type, &s->type, e, sizeof e);
+    if (r < 0) {
+        snprintf(s->open_error, sizeof s->open_error, "%s", e);
+        return;
+    }
+    s->host = calloc(1, sizeof *s->host);
+    if (!s->host || !(rcs = source_credentials(cfg, i, &n))) {
+        snprintf(s->open_error, sizeof s->open_error, "out of memory");
+        return;
+    }
+    *s->host = (struct rc_host){ .h = s, .instance = cs->name, .log = host_log,
+                                 .keyed_version = host_keyed_version, .wake = host_wake };
+    struct rc_error rerr = { 0 };
+    if (s->type->open(s->host, &cs->node, rcs, n, &s->state, &rerr) < 0) {
+        snprintf(s->open_error, sizeof s->open_error, "%s", rerr.message);
+        s->state = NULL;
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .message_id = LOG_MID_STORE_ERROR, .source = cs->name },
+                    "source %s: cannot open: %s", cs->name, rerr.message);
+    }
+    free(rcs);
+    int fd = s->state && s->type->watch_fd ? s->type->watch_fd(s->state) : -1;
+    if (fd >= 0 && s->type->watch_event) {
+        r = sd_event_add_io(a->p.event, &s->watch, fd, EPOLLIN, on_watch, s);
+        if (r < 0)
+            log_warning("source %s: cannot watch for changes: %s", cs->name, strerror(-r));
+    }
+}
+
+/* True when old, a source of the running generation, was opened from the same settings
+ * as source i of cfg: the same type, the same source block and the same credentials with
+ * the same plugin settings. */
+static bool source_unchanged(const struct agent *a, const struct source_rt *old,
+                             const struct config *cfg, size_t i) {
+    const struct config_source *cs = &cfg->sources[i];
+    if (strcmp(old->cfg->type, cs->type) != 0 || !config_node_same(&old->cfg->node, &cs->node))
+        return false;
+    size_t oi = (size_t)(old - a->sources), k = 0;
+    for (size_t j = 0; j < cfg->n_credentials; j++) {
+        const struct config_credential *cc = &cfg->credentials[j];
+        if (cc->source_index != i)
+            continue;
+        while (k < a->cfg->n_credentials && a->cfg->credentials[k].source_index != oi)
+            k++;
+        if (k == a->cfg->n_credentials || strcmp(a->cfg->credentials[k].name, cc->name) != 0 ||
+            !config_node_same(&a->cfg->credentials[k].node, &cc->node))
+            return false;
+        k++;
+    }
+    while (k < a->cfg->n_credentials && a->cfg->credentials[k].source_index != oi)
+        k++;
+    return k == a->cfg->n_credentials;
+}
+
+/* Reload: a source whose settings did not change stays open, with what it holds (a Vault
+ * token, an AppRole secret id read from a file since removed, caches): moved from the
+ * running generation into s. False when source i must be opened. */
+static bool keep_source(struct agent *a, struct config *cfg, size_t i, struct source_rt *s) {
+    for (size_t k = 0; k < a->n_sources; k++) {
+        struct source_rt *old = &a->sources[k];
+        if (strcmp(old->cfg->name, cfg->sources[i].name) != 0)
+            continue;
+        if (!old->state || !source_unchanged(a, old, cfg, i))
+            return false;
+        s->type = old->type;
+        s->state = old->state;
+        s->host = old->host;
+        s->host->h = s;
+        s->watch = old->watch;
+        old->state = NULL;
+        old->host = NULL;
+        old->watch = NULL;
+        if (s->watch)
+            sd_event_source_set_userdata(s->watch, s);
+        s->opened_cfg = old->opened_cfg;
+        log_debug("source %s: unchanged, kept open", cfg->sources[i].name);
+        return true;
+    }
+    return false;
+}
+
+/* After a reload: a config that a kept source was opened from stays alive (the source's
+ * state may point into it); the others are freed. */
+static void release_configs(struct agent *a, struct config *old_cfg) {
+    struct config **keep = calloc(a->n_held + 1, sizeof *keep);
+    size_t n = 0;
+    if (!keep)
+        return;   /* out of memory: keep them all rather than free one still in use */
+    for (size_t h = 0; h <= a->n_held; h++) {
+        struct config *c = h < a->n_held ? a->held[h] : old_cfg;
+        bool used = false;
+        for (size_t i = 0; i < a->n_sources && !used; i++)
+            used = a->sources[i].opened_cfg == c;
+        if (used && c != a->cfg)
+            keep[n++] = c;
+        else if (c != a->cfg)
+            config_free(c);
+    }
+    free(a->held);
+    a->held = keep;
+    a->n_held = n;
 }
 
 /* Builds source and credential state for cfg, moving published state over from the
@@ -858,45 +1080,10 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
     }
 
     for (size_t i = 0; i < cfg->n_sources; i++) {
-        struct source_rt *s = &sources[i];
-        const struct config_source *cs = &cfg->sources[i];
-        char e[512];
-        s->a = a;
-        s->cfg = cs;
-        s->host = (struct rc_host){ .h = s, .instance = cs->name, .log = host_log,
-                                    .keyed_version = host_keyed_version, .wake = host_wake };
-        r = plugins_find_type(a->p.plugins, cfg->agent.plugin_dir, cs->type, &s->type, e, sizeof e);
-        if (r < 0) {
-            snprintf(s->open_error, sizeof s->open_error, "%s", e);
-            continue;
-        }
-        size_t n = 0;
-        for (size_t k = 0; k < cfg->n_credentials; k++)
-            n += cfg->credentials[k].source_index == i;
-        struct rc_credential *rcs = calloc(n ? n : 1, sizeof *rcs);
-        if (!rcs) {
-            snprintf(s->open_error, sizeof s->open_error, "out of memory");
-            continue;
-        }
-        n = 0;
-        for (size_t k = 0; k < cfg->n_credentials; k++)
-            if (cfg->credentials[k].source_index == i)
-                rcs[n++] = (struct rc_credential){ .name = cfg->credentials[k].name,
-                                                   .node = cfg->credentials[k].node };
-        struct rc_error rerr = { 0 };
-        if (s->type->open(&s->host, &cs->node, rcs, n, &s->state, &rerr) < 0) {
-            snprintf(s->open_error, sizeof s->open_error, "%s", rerr.message);
-            s->state = NULL;
-            log_ctx_msg(LOG_ERR, &(struct log_ctx){ .message_id = LOG_MID_STORE_ERROR, .source = cs->name },
-                        "source %s: cannot open: %s", cs->name, rerr.message);
-        }
-        free(rcs);
-        int fd = s->state && s->type->watch_fd ? s->type->watch_fd(s->state) : -1;
-        if (fd >= 0 && s->type->watch_event) {
-            r = sd_event_add_io(a->p.event, &s->watch, fd, EPOLLIN, on_watch, s);
-            if (r < 0)
-                log_warning("source %s: cannot watch for changes: %s", cs->name, strerror(-r));
-        }
+        sources[i].a = a;
+        sources[i].cfg = &cfg->sources[i];
+        if (!keep_source(a, cfg, i, &sources[i]))
+            open_source(a, cfg, i, &sources[i]);
     }
 
     char **names = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *names);
@@ -972,7 +1159,7 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
     a->creds = creds;
     a->n_creds = cfg->n_credentials;
     a->gid = agid;
-    config_free(old_cfg);
+    release_configs(a, old_cfg);
     for (size_t i = 0; i < a->n_creds; i++)
         arm_expiry(&a->creds[i], a->creds[i].expiry_stage);
 
@@ -983,6 +1170,7 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
     free(names);
     free(fmts);
     free(gids);
+    a->dir_mixed = mixed;
     r = runtime_set_dir_mode(a->p.runtime, agid, mixed);
     if (r < 0)
         log_warning("runtime_dir %s: cannot set mode and group: %s", a->p.runtime->dir, strerror(-r));
@@ -1010,6 +1198,7 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
         sd_event_add_time_relative(a->p.event, &a->startup_timer, CLOCK_MONOTONIC,
                                    a->cfg->agent.startup_timeout_usec, 0, on_startup_timeout, a);
     }
+    runtime_watch(a);
     agent_update_status(a);
     for (size_t i = 0; i < a->n_creds; i++)
         agent_request_fetch(&a->creds[i]);
@@ -1019,16 +1208,44 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
     return 0;
 }
 
+/* A reload that would delete more than half of the published credentials is most likely
+ * a truncated or wrong file: refused unless removals were asked for (the new file's
+ * agent.allow_removals, the reload request, or a host taken out of service on purpose). */
+static int check_removals(const struct agent *a, const struct config *cfg, bool allowed,
+                          char *err, size_t errlen) {
+    size_t published = 0, removed = 0;
+    for (size_t i = 0; i < a->n_creds; i++) {
+        if (!a->creds[i].have_cur)
+            continue;
+        published++;
+        bool kept = false;
+        for (size_t k = 0; k < cfg->n_credentials && !kept; k++)
+            kept = strcmp(cfg->credentials[k].name, a->creds[i].cfg->name) == 0;
+        removed += !kept;
+    }
+    if (allowed || cfg->agent.allow_removals || removed * 2 <= published ||
+        (cfg->n_credentials == 0 && cfg->agent.allow_no_credentials))
+        return 0;
+    snprintf(err, errlen, "%s would delete %zu of the %zu published credentials; if that is "
+             "intended, set agent.allow_removals = true in it (or remove fewer at a time)",
+             a->p.config_path, removed, published);
+    return -EPERM;
+}
+
 /* Applies a pending reload once no job is in flight (jobs point into the config). */
 void agent_maybe_reload(struct agent *a) {
     if (!a->reload_pending || worker_pool_in_flight(a->p.pool) > 0)
         return;
+    bool allow_removals = a->reload_allow_removals;
     a->reload_pending = false;
+    a->reload_allow_removals = false;
 
     char err[1024];
     struct config *cfg = NULL;
     int r = config_load(a->p.config_path, plugins_schema_lookup, a->p.plugins, &cfg, err, sizeof err);
     if (r >= 0 && (r = plugins_check_rotation(a->p.plugins, cfg, err, sizeof err)) < 0)
+        cfg = config_free(cfg);
+    if (r >= 0 && (r = check_removals(a, cfg, allow_removals, err, sizeof err)) < 0)
         cfg = config_free(cfg);
     if (r >= 0) {
         const struct config_agent *o = &a->cfg->agent, *n = &cfg->agent;
@@ -1044,7 +1261,8 @@ void agent_maybe_reload(struct agent *a) {
             config_free(cfg);
     }
     if (r < 0) {
-        log_error("reload failed, keeping the running configuration: %s", err);
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .message_id = LOG_MID_RELOAD_REJECTED },
+                    "reload rejected, keeping the running configuration: %s", err);
         /* Credentials queued while we waited still need their look. */
         for (size_t i = 0; i < a->n_creds; i++)
             if (a->creds[i].phase == PH_QUEUED) {
@@ -1065,11 +1283,16 @@ void agent_maybe_reload(struct agent *a) {
     notify_ready();
 }
 
-void agent_reload(struct agent *a) {
+void agent_request_reload(struct agent *a, bool allow_removals) {
     notify_reloading();
-    log_info("reloading %s", a->p.config_path);
+    log_info("reloading %s%s", a->p.config_path, allow_removals ? " (removals allowed)" : "");
     a->reload_pending = true;
+    a->reload_allow_removals |= allow_removals;
     agent_maybe_reload(a);
+}
+
+void agent_reload(struct agent *a) {
+    agent_request_reload(a, false);
 }
 
 void agent_stop(struct agent *a) {
@@ -1160,7 +1383,11 @@ struct agent *agent_free(struct agent *a) {
     creds_free(a->creds, a->n_creds);
     sources_close(a->sources, a->n_sources);
     sd_event_source_disable_unref(a->startup_timer);
+    sd_event_source_disable_unref(a->runtime_watch);
     config_free(a->cfg);
+    for (size_t i = 0; i < a->n_held; i++)
+        config_free(a->held[i]);
+    free(a->held);
     free(a);
     return NULL;
 }

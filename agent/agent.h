@@ -39,8 +39,12 @@ struct agent_params {
 /* Takes ownership of cfg. Opens the sources, adopts existing files, schedules the first
  * attempts. 0 and *ret, or -errno (logged). */
 int agent_start(const struct agent_params *p, struct config *cfg, struct agent **ret);
-/* SIGHUP: reload the config file; a config that fails to load keeps the old one. */
+/* SIGHUP: reload the config file; a config that fails to load keeps the old one, and so
+ * does one that would delete more than half of the published credentials, unless it sets
+ * agent.allow_removals. */
 void agent_reload(struct agent *a);
+/* The same, where the caller said removals are intended (`reload --allow-removals`). */
+void agent_request_reload(struct agent *a, bool allow_removals);
 /* SIGTERM: stop scheduling; the caller stops the pool and frees. */
 void agent_stop(struct agent *a);
 /* Control socket requests (loop thread). status: a JSON object without secrets (the

@@ -149,7 +149,8 @@ struct source_rt {
     const struct config_source *cfg;
     const struct rc_source_type *type;
     void *state;
-    struct rc_host host;
+    struct rc_host *host;      /* allocated: the plugin keeps it, and a reload moves s */
+    struct config *opened_cfg; /* the config open() was given (kept alive while open) */
     bool busy;
     char open_error[512];      /* non-empty: open() failed, its credentials cannot run */
     sd_event_source *watch;
@@ -158,13 +159,19 @@ struct source_rt {
 struct agent {
     struct agent_params p;
     struct config *cfg;
+    struct config **held;      /* earlier configs that kept sources were opened from */
+    size_t n_held;
     gid_t gid;                 /* agent.group */
     struct source_rt *sources;
     size_t n_sources;
     struct cred_rt *creds;
     size_t n_creds;
     bool ready_sent, stopping, reload_pending;
+    bool reload_allow_removals;   /* the pending reload may delete most published files */
     sd_event_source *startup_timer;
+    sd_event_source *runtime_watch;   /* inotify: runtime_dir deleted or moved away */
+    bool dir_mixed;                   /* credentials use different groups: dir 0755 */
+    uint64_t metrics_failed_at;   /* CLOCK_MONOTONIC of the last warning; 0 = writing works */
     char last_status[2048];
 };
 

@@ -9,14 +9,18 @@
 #include <sys/wait.h>
 #include <time.h>
 
+#include "duration.h"
 #include "hooks.h"
 #include "log.h"
+#include "secretfile.h"
 
 extern char **environ;
 
 struct hook {
     char *name;
     char *cmd;
+    pid_t pid;              /* and its process group */
+    uint64_t timeout;
     sd_event_source *child;
     sd_event_source *timer;
 };
@@ -44,15 +48,28 @@ static int on_exit_cb(sd_event_source *s, const siginfo_t *si, void *userdata) {
 
 static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
     struct hook *h = userdata;
+    char took[64];
+    duration_format(h->timeout, took, sizeof took);
     log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = h->name },
-                "on_change %s still running after %llus: killing it", h->cmd,
-                (unsigned long long)(HOOK_TIMEOUT_USEC / 1000000));
-    sd_event_source_send_child_signal(h->child, SIGKILL, NULL, 0);
+                "on_change %s still running after %s: killing it and its process group", h->cmd,
+                took);
+    /* The child is not reaped yet (its source is still here), so the group still exists
+     * and its id cannot have been reused. */
+    if (kill(-h->pid, SIGKILL) < 0)
+        sd_event_source_send_child_signal(h->child, SIGKILL, NULL, 0);
     return 0;
 }
 
-int hooks_run(sd_event *e, char *const *argv, const char *name, const char *version,
-              const char *file) {
+int hooks_run(sd_event *e, char *const *argv, uint64_t timeout, const char *name,
+              const char *version, const char *file) {
+    /* Checked at load too; again here, for a program replaced since. */
+    char why[512];
+    int r = secretfile_check_trusted(argv[0], NULL, why, sizeof why);
+    if (r < 0) {
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = name, .version = version },
+                    "on_change %s: not run: %s", argv[0], why);
+        return r;
+    }
     size_t n_env = 0;
     while (environ[n_env])
         n_env++;
@@ -80,10 +97,11 @@ int hooks_run(sd_event *e, char *const *argv, const char *name, const char *vers
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawnattr_init(&attr);
     posix_spawnattr_setsigmask(&attr, &none);   /* the agent blocks signals; the hook must not */
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setpgroup(&attr, 0);        /* a group of its own, killed as one */
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
 
     pid_t pid;
-    int r = posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);
+    r = posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
     free(envp);
@@ -97,10 +115,12 @@ int hooks_run(sd_event *e, char *const *argv, const char *name, const char *vers
     if (h) {
         h->name = strdup(name);
         h->cmd = strdup(argv[0]);
+        h->pid = pid;
+        h->timeout = timeout;
     }
     if (!h || !h->name || !h->cmd ||
         sd_event_add_child(e, &h->child, pid, WEXITED, on_exit_cb, h) < 0 ||
-        sd_event_add_time_relative(e, &h->timer, CLOCK_MONOTONIC, HOOK_TIMEOUT_USEC, 0, on_timeout, h) < 0) {
+        sd_event_add_time_relative(e, &h->timer, CLOCK_MONOTONIC, timeout, 0, on_timeout, h) < 0) {
         /* Cannot track it: let it run; it is reaped when we exit. */
         log_ctx_msg(LOG_WARNING, &ctx, "on_change %s started (pid %ld) but cannot be tracked",
                     argv[0], (long)pid);

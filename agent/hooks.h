@@ -3,13 +3,15 @@
  * The argv runs without a shell, with stdin on /dev/null, and with REDIS_CREDS_NAME,
  * REDIS_CREDS_VERSION and REDIS_CREDS_FILE added to the environment (never a secret).
  * The loop reaps it through an sd-event child source (SIGCHLD must be blocked) and logs
- * a non-zero exit; a hook still running after HOOK_TIMEOUT is killed. Loop thread only.
+ * a non-zero exit. It runs in a process group of its own: a hook still running after
+ * `timeout` usec is killed with everything it started that is still in that group
+ * (children it left behind after exiting on time are its business). A program that
+ * fails secretfile_check_trusted() (owner, mode, its directory) is not run (a warning).
+ * Loop thread only.
  */
 #pragma once
 #include <systemd/sd-event.h>
 
-#define HOOK_TIMEOUT_USEC (60ULL * 1000000ULL)
-
 /* Returns 0 once the child is started, or -errno (logged). */
-int hooks_run(sd_event *e, char *const *argv, const char *name, const char *version,
-              const char *file);
+int hooks_run(sd_event *e, char *const *argv, uint64_t timeout, const char *name,
+              const char *version, const char *file);

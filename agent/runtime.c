@@ -24,7 +24,9 @@ static const struct {
     { CRED_FORMAT_JSON, "json" },
 };
 
-int runtime_open(const char *dir, struct runtime **ret, char *err, size_t errlen) {
+/* Creates dir when missing, checks it, opens it, takes its lock and removes stale
+ * temporary files. 0 with *ret_dfd and *ret_lfd, or -errno + err. */
+static int open_locked(const char *dir, int *ret_dfd, int *ret_lfd, char *err, size_t errlen) {
     struct stat st;
     if (dir[0] != '/') {
         snprintf(err, errlen, "runtime_dir %s: must be an absolute path", dir);
@@ -84,7 +86,16 @@ int runtime_open(const char *dir, struct runtime **ret, char *err, size_t errlen
     int removed = credfile_remove_temps(dfd);
     if (removed > 0)
         log_notice("runtime_dir %s: removed %d stale temporary file(s)", dir, removed);
+    *ret_dfd = dfd;
+    *ret_lfd = lfd;
+    return 0;
+}
 
+int runtime_open(const char *dir, struct runtime **ret, char *err, size_t errlen) {
+    int dfd, lfd;
+    int r = open_locked(dir, &dfd, &lfd, err, errlen);
+    if (r < 0)
+        return r;
     struct runtime *rt = calloc(1, sizeof *rt);
     if (!rt || !(rt->dir = strdup(dir))) {
         free(rt);
@@ -96,6 +107,28 @@ int runtime_open(const char *dir, struct runtime **ret, char *err, size_t errlen
     rt->dirfd = dfd;
     rt->lockfd = lfd;
     *ret = rt;
+    return 0;
+}
+
+bool runtime_lost(const struct runtime *rt) {
+    struct stat fd_st, path_st;
+    if (fstat(rt->dirfd, &fd_st) < 0 || fd_st.st_nlink == 0)
+        return true;
+    if (lstat(rt->dir, &path_st) < 0)
+        return errno == ENOENT || errno == ENOTDIR;
+    /* moved away, or replaced by another directory (or anything else) */
+    return path_st.st_dev != fd_st.st_dev || path_st.st_ino != fd_st.st_ino;
+}
+
+int runtime_reopen(struct runtime *rt, char *err, size_t errlen) {
+    int dfd, lfd;
+    int r = open_locked(rt->dir, &dfd, &lfd, err, errlen);
+    if (r < 0)
+        return r;
+    close(rt->lockfd);
+    close(rt->dirfd);
+    rt->dirfd = dfd;
+    rt->lockfd = lfd;
     return 0;
 }
 
@@ -274,7 +307,7 @@ void runtime_prune(struct runtime *rt, char *const *names, const unsigned *forma
                 continue;
         }
         if (unlinkat(rt->dirfd, de->d_name, 0) == 0)
-            log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = name },
+            log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .message_id = LOG_MID_FILE_DELETED, .name = name },
                         "removed %s/%s: no longer in the configuration", rt->dir, de->d_name);
         else
             log_warning("cannot remove %s/%s: %s", rt->dir, de->d_name, strerror(errno));

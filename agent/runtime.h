@@ -22,6 +22,14 @@ struct runtime {
 
 int runtime_open(const char *dir, struct runtime **ret, char *err, size_t errlen);
 struct runtime *runtime_close(struct runtime *rt);   /* releases the lock; NULL accepted */
+/* True when the directory we hold is gone from its path: deleted (its link count is 0),
+ * moved away, or replaced by something else at the path. */
+bool runtime_lost(const struct runtime *rt);
+/* After runtime_lost(): creates the directory again, like runtime_open() (the lock too),
+ * and moves rt to it; rt stays as it was on failure (-EROFS or -EACCES where the parent
+ * cannot be written, -EBUSY when another agent took the new directory), with err. The
+ * caller restores the mode and group and republishes. */
+int runtime_reopen(struct runtime *rt, char *err, size_t errlen);
 
 /* Directory mode and group: 0750 + gid, or 0755 when files use different groups. */
 int runtime_set_dir_mode(struct runtime *rt, gid_t gid, bool mixed_groups);
@@ -44,5 +52,6 @@ int runtime_adopt(struct runtime *rt, const char *name, struct credfile *ret, ch
 
 /* Removes published files that the config no longer asks for: any <name>.<fmt> whose
  * name is not configured, or whose format is not in that credential's formats. names and
- * formats are parallel arrays. Logs a notice for each removed file. */
+ * formats are parallel arrays. Logs a notice for each removed file ("published file
+ * deleted", LOG_MID_FILE_DELETED). */
 void runtime_prune(struct runtime *rt, char *const *names, const unsigned *formats, size_t n);

@@ -27,6 +27,7 @@
  * getters fall back to them, so a default is written down exactly once.
  */
 #include "config.h"
+#include "secretfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +71,8 @@ static const struct config_key agent_keys[] = {
     { .name = "metrics_file", .type = CONFIG_T_STRING, .default_value = "" },
     { .name = "workers", .type = CONFIG_T_INT, .default_value = "4", .min = 1, .max = 64 },
     { .name = "startup_timeout", .type = CONFIG_T_DURATION, .default_value = "30s" },
+    { .name = "allow_no_credentials", .type = CONFIG_T_BOOL, .default_value = "false" },
+    { .name = "allow_removals", .type = CONFIG_T_BOOL, .default_value = "false" },
     { .name = NULL },
 };
 
@@ -118,6 +121,7 @@ static const struct config_key cred_host_keys[] = {
     { .name = "redis", .type = CONFIG_T_GROUP, .required = true, .group_keys = redis_keys },
     { .name = "formats", .type = CONFIG_T_STRING_LIST, .default_value = "json" },
     { .name = "on_change", .type = CONFIG_T_STRING_LIST },
+    { .name = "on_change_timeout", .type = CONFIG_T_DURATION, .default_value = "60s" },
     { .name = "rotation", .type = CONFIG_T_GROUP, .group_keys = rotation_keys },
     { .name = NULL },
 };
@@ -286,10 +290,11 @@ const char *validate_policy_to_string(enum validate_policy p) {
 
 /* ---- reading files ------------------------------------------------------------------- */
 
-/* Reads a whole regular file of at most `max` bytes without NUL bytes. 0, or -errno with
- * a reason in why. */
-static int read_file(const char *path, size_t max, char **ret, size_t *ret_len, char *why,
-                     size_t whylen) {
+/* Reads a whole regular file of at most `max` bytes without NUL bytes; when `trusted`, the
+ * file and its directory must also pass secretfile_check_trusted(). 0, or -errno with a
+ * reason in why. */
+static int read_file(const char *path, size_t max, bool trusted, char **ret, size_t *ret_len,
+                     char *why, size_t whylen) {
     struct stat st;
     char *buf = NULL;
     size_t len = 0;
@@ -311,6 +316,8 @@ static int read_file(const char *path, size_t max, char **ret, size_t *ret_len, 
         set_err(why, whylen, "not a regular file");
         goto fail;
     }
+    if (trusted && (r = secretfile_check_trusted(path, &st, why, whylen)) < 0)
+        goto fail;
     buf = malloc(max + 1);
     if (!buf) {
         r = -ENOMEM;
@@ -360,6 +367,7 @@ struct pp {
     unsigned out_line;         /* line of the expanded text being written, from 1 */
     size_t total;              /* bytes read from files */
     const char *include_dir;   /* NULL: relative paths as they are (against the cwd) */
+    bool check_files;          /* config_load(): included files must be trusted too */
     char *err;
     size_t errlen;
 };
@@ -593,7 +601,7 @@ static int include_file(struct pp *p, const char *name, unsigned parent, unsigne
     } else if (!(path = strdup(name)))
         return -ENOMEM;
 
-    r = read_file(path, CONFIG_FILE_MAX, &text, &len, why, sizeof why);
+    r = read_file(path, CONFIG_FILE_MAX, p->check_files, &text, &len, why, sizeof why);
     if (r < 0) {
         pp_fail(p, parent, line, "@include %s: %s", quote(path, q, sizeof q), why);
         free(path);
@@ -772,6 +780,7 @@ struct ctx {
     void *userdata;
     const struct config_key **cred_keys;   /* per source: its type's credential keys */
     bool oom;
+    bool check_files;                      /* config_load(): check the files named (see .h) */
     char *err;
     size_t errlen;
 };
@@ -1082,6 +1091,44 @@ static const char *node_default(const struct config_node *n, const char *key) {
     return k ? k->default_value : NULL;
 }
 
+/* Same value: type (any integer width), scalar, and every element or member. */
+static bool setting_equal(const config_setting_t *a, const config_setting_t *b) {
+    if (!a || !b)
+        return a == b;
+    if (is_int(a) || is_int(b))
+        return is_int(a) && is_int(b) && config_setting_get_int64(a) == config_setting_get_int64(b);
+    int t = config_setting_type(a);
+    if (t != config_setting_type(b))
+        return false;
+    switch (t) {
+    case CONFIG_TYPE_FLOAT: return config_setting_get_float(a) == config_setting_get_float(b);
+    case CONFIG_TYPE_BOOL: return config_setting_get_bool(a) == config_setting_get_bool(b);
+    case CONFIG_TYPE_STRING: return strcmp(config_setting_get_string(a), config_setting_get_string(b)) == 0;
+    default: break;
+    }
+    int n = config_setting_length(a);
+    if (n != config_setting_length(b))
+        return false;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *ea = config_setting_get_elem(a, (unsigned)i);
+        const config_setting_t *eb = t == CONFIG_TYPE_GROUP
+                                         ? config_setting_get_member(b, config_setting_name(ea))
+                                         : config_setting_get_elem(b, (unsigned)i);
+        if (!setting_equal(ea, eb))
+            return false;
+    }
+    return true;
+}
+
+bool config_node_same(const struct config_node *a, const struct config_node *b) {
+    if (a->keys != b->keys)
+        return false;
+    for (const struct config_key *k = a->keys; k && k->name; k++)
+        if (!setting_equal(node_member(a, k->name), node_member(b, k->name)))
+            return false;
+    return true;
+}
+
 bool config_node_has(const struct config_node *n, const char *key) {
     return node_member(n, key) != NULL;
 }
@@ -1204,6 +1251,8 @@ static int parse_agent(struct ctx *x, const config_setting_t *g) {
     a->metrics_file = xdup(x, config_node_string(&n, "metrics_file"));
     a->workers = (unsigned)config_node_int(&n, "workers");
     a->startup_timeout_usec = config_node_duration(&n, "startup_timeout");
+    a->allow_no_credentials = config_node_bool(&n, "allow_no_credentials");
+    a->allow_removals = config_node_bool(&n, "allow_removals");
     if (x->oom)
         return -ENOMEM;
 
@@ -1577,6 +1626,11 @@ static int parse_rotation(struct ctx *x, const struct config_node *cn, const cha
         return fail(x, member(g, "admin_password_file"), sub, "%s must be an absolute path",
                     quote(af, q, sizeof q));
     }
+    char why[512];
+    if (af && x->check_files && secretfile_check(af, why, sizeof why) < 0) {
+        key_path(sub, sizeof sub, path, "admin_password_file");
+        return fail(x, member(g, "admin_password_file"), sub, "%s", why);
+    }
     ro->admin_username = xdup(x, au);
     ro->admin_password_file = xdup(x, af);
 
@@ -1668,12 +1722,23 @@ static int parse_credential(struct ctx *x, const config_setting_t *e, const char
                         "%s must be an absolute path (it runs without a shell or $PATH)",
                         quote(prog, q, sizeof q));
         }
+        char why[512];
+        if (x->check_files && secretfile_check_trusted(prog, NULL, why, sizeof why) < 0) {
+            char ep[KEY_PATH_MAX];
+            index_path(ep, sizeof ep, sub, 0);
+            return fail(x, config_setting_get_elem(m, 0), ep, "%s: %s", quote(prog, q, sizeof q), why);
+        }
         cr->on_change = calloc(na + 1, sizeof *cr->on_change);
         if (!cr->on_change)
             return -ENOMEM;
         for (size_t i = 0; i < na; i++)
             cr->on_change[i] = xdup(x, config_setting_get_string_elem(m, (int)i));
         cr->n_on_change = na;
+    }
+    cr->on_change_timeout_usec = config_node_duration(&hn, "on_change_timeout");
+    if (cr->on_change_timeout_usec == 0) {
+        key_path(sub, sizeof sub, path, "on_change_timeout");
+        return fail(x, member(e, "on_change_timeout"), sub, "must be more than 0s");
     }
     if ((r = parse_rotation(x, &hn, path, cr)) < 0)
         return r;
@@ -1746,6 +1811,16 @@ static int parse_root(struct ctx *x) {
     if ((r = parse_agent(x, agent)) < 0 || (r = parse_sources(x, sources)) < 0 ||
         (r = parse_credentials(x, creds)) < 0)
         return r;
+    /* An empty or truncated file would otherwise delete every published credential. */
+    if (x->c->n_credentials == 0 && !x->c->agent.allow_no_credentials) {
+        static const char why[] = "no credentials are configured, so every published "
+            "credential would be deleted (an empty or truncated file?); set "
+            "agent.allow_no_credentials = true to run with none";
+        if (creds)
+            return fail(x, creds, "credentials", "%s", why);
+        set_err(x->err, x->errlen, "%s: credentials: %s", x->st->files[0], why);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -1804,12 +1879,12 @@ struct config *config_free(struct config *c) {
 }
 
 static int load_text(const char *text, size_t len, const char *display, const char *include_dir,
-                     config_schema_lookup lookup, void *userdata, struct config **ret, char *err,
-                     size_t errlen) {
+                     bool check_files, config_schema_lookup lookup, void *userdata,
+                     struct config **ret, char *err, size_t errlen) {
     struct config *c = calloc(1, sizeof *c);
     struct lc_state *st = calloc(1, sizeof *st);
     struct pp p = { .st = st, .out_line = 1, .total = len, .include_dir = include_dir,
-                    .err = err, .errlen = errlen };
+                    .check_files = check_files, .err = err, .errlen = errlen };
     unsigned idx;
     int r;
 
@@ -1854,7 +1929,7 @@ static int load_text(const char *text, size_t len, const char *display, const ch
     }
 
     struct ctx x = { .c = c, .st = st, .lookup = lookup, .userdata = userdata,
-                     .err = err, .errlen = errlen };
+                     .check_files = check_files, .err = err, .errlen = errlen };
     r = parse_root(&x);
     free(x.cred_keys);
     if (r == -ENOMEM || (r == 0 && x.oom)) {
@@ -1882,7 +1957,7 @@ int config_load_string(const char *text, const char *display_name, const char *i
         set_err(err, errlen, "%s: larger than %d bytes", name, CONFIG_FILE_MAX);
         return -EFBIG;
     }
-    return load_text(text ? text : "", len, name, include_dir, lookup, userdata, ret, err,
+    return load_text(text ? text : "", len, name, include_dir, false, lookup, userdata, ret, err,
                      errlen);
 }
 
@@ -1897,7 +1972,7 @@ int config_load(const char *path, config_schema_lookup lookup, void *userdata,
         set_err(err, errlen, "no configuration file given");
         return -EINVAL;
     }
-    r = read_file(path, CONFIG_FILE_MAX, &text, &len, why, sizeof why);
+    r = read_file(path, CONFIG_FILE_MAX, true, &text, &len, why, sizeof why);
     if (r < 0) {
         set_err(err, errlen, "%s: %s", path, why);
         return r;
@@ -1912,7 +1987,7 @@ int config_load(const char *path, config_schema_lookup lookup, void *userdata,
             return -ENOMEM;
         }
     }
-    r = load_text(text, len, path, dir, lookup, userdata, ret, err, errlen);
+    r = load_text(text, len, path, dir, true, lookup, userdata, ret, err, errlen);
     free(dir);
     free(text);
     return r;

@@ -46,6 +46,10 @@ struct config_node {
 };
 
 bool config_node_has(const struct config_node *n, const char *key);
+/* True when both nodes have the same schema and every key of it the same value (unset on
+ * both, or equal, nested groups and lists included); where in which file does not matter.
+ * A reload keeps a source open when its settings are the same. */
+bool config_node_same(const struct config_node *a, const struct config_node *b);
 const char *config_node_string(const struct config_node *n, const char *key);  /* NULL: unset, no default */
 int64_t config_node_int(const struct config_node *n, const char *key);
 bool config_node_bool(const struct config_node *n, const char *key);
@@ -89,6 +93,8 @@ struct config_agent {
     int log_level;                 /* LOG_ERR .. LOG_DEBUG */
     unsigned workers;
     uint64_t startup_timeout_usec;
+    bool allow_no_credentials;     /* a config without credentials is not an error */
+    bool allow_removals;           /* a reload may delete more than half of what is published */
 };
 
 struct config_source {
@@ -133,6 +139,7 @@ struct config_credential {
     unsigned formats;              /* CRED_FORMAT_* */
     char **on_change;              /* argv, NULL-terminated; NULL = none */
     size_t n_on_change;
+    uint64_t on_change_timeout_usec; /* then the hook's process group is killed */
     struct config_rotation rotation;
     struct config_node node;       /* the credential group, with the plugin's credential schema */
 };
@@ -154,10 +161,16 @@ typedef int (*config_schema_lookup)(void *userdata, const char *plugin_dir, cons
                                     const struct config_key **ret_credential_keys,
                                     char *err, size_t errlen);
 
-/* Loads `path`. Returns 0 and *ret, or -errno with err filled ("FILE:LINE: key: why"). */
+/* Loads `path`. Returns 0 and *ret, or -errno with err filled ("FILE:LINE: key: why").
+ * It also checks the files the configuration names, so that --check-config, the start and
+ * every reload report them: the file itself, every @include and every on_change program
+ * must pass secretfile_check_trusted() (owned by root or the agent's user, not writable by
+ * group or others, nor is their directory), and each rotation.admin_password_file must
+ * pass secretfile_check() (a regular file only its owner can read). */
 int config_load(const char *path, config_schema_lookup lookup, void *userdata,
                 struct config **ret, char *err, size_t errlen);
-/* Same, from a string (tests; relative @include resolves against include_dir). */
+/* Same, from a string (tests; relative @include resolves against include_dir). The files
+ * the text names are not checked. */
 int config_load_string(const char *text, const char *display_name, const char *include_dir,
                        config_schema_lookup lookup, void *userdata,
                        struct config **ret, char *err, size_t errlen);

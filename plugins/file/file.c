@@ -33,6 +33,7 @@
 struct file_cred {
     char *name;   /* credential name */
     char *path;   /* file name inside the directory */
+    bool said_readable;   /* warned once that others can read the file */
 };
 
 struct file_source {
@@ -292,7 +293,18 @@ static int file_fetch(void *state, const struct rc_credential *cred,
 
     if (!fc)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
-    return file_load(s, fc, &ret[0], NULL, err) < 0 ? -1 : 1;
+    mode_t mode;
+    if (file_load(s, fc, &ret[0], &mode, err) < 0)
+        return -1;
+    /* A secret others can read is worth a word, once (fetches of a source never overlap). */
+    bool *said = &s->creds[fc - s->creds].said_readable;
+    if ((mode & S_IROTH) && !*said) {
+        *said = true;
+        s->host->log(s->host->h, LOG_WARNING, cred->name, "%s/%s is readable by others (mode %04o): "
+                     "anyone on this host can read this credential; chmod o-r it",
+                     s->directory, fc->path, (unsigned)mode);
+    }
+    return 1;
 }
 
 /* ---- rotate: check-and-set write of the next version ----

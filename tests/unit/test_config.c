@@ -110,6 +110,10 @@ static int fake_lookup(void *userdata, const char *plugin_dir, const char *type,
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
+/* Configs that test other things and have no credentials say so (D2: else an error). */
+#define NO_CREDS_OK "allow_no_credentials = true;"
+#define NO_CREDS_AGENT "agent = { " NO_CREDS_OK " };\n"
+
 static char err[2048];
 static struct lookup_log lookups;
 
@@ -297,7 +301,8 @@ static void test_full_config_loads_every_value(void **state) {
 }
 
 static void test_empty_config_gives_documented_agent_defaults(void **state) {
-    struct config *c = load_ok("");
+    struct config *c = load_ok("agent = { allow_no_credentials = true; };\n");
+    assert_false(c->agent.allow_removals);
     assert_string_equal(c->agent.runtime_dir, "/run/redis-creds");
     assert_string_equal(c->agent.state_dir, "/var/lib/redis-creds");
     assert_string_equal(c->agent.group, "redis-creds");
@@ -311,7 +316,7 @@ static void test_empty_config_gives_documented_agent_defaults(void **state) {
     assert_int_equal(c->n_credentials, 0);
     config_free(c);
 
-    c = load_ok("agent = { };\nsources = ();\ncredentials = ();\n");
+    c = load_ok("agent = { allow_no_credentials = true; };\nsources = ();\ncredentials = ();\n");
     assert_int_equal(c->agent.workers, 4);
     assert_int_equal(c->n_sources, 0);
     config_free(c);
@@ -425,12 +430,63 @@ static void test_bad_duration_names_key_and_units(void **state) {
                  "unit: ms, s, m, h, d)");
 }
 
+/* An empty or truncated file must not make the agent delete every published file. */
+static void test_config_without_credentials_is_an_error_unless_allowed(void **state) {
+    static const char why[] = "no credentials are configured, so every published credential "
+        "would be deleted (an empty or truncated file?); set agent.allow_no_credentials = true "
+        "to run with none";
+    char want[512];
+    snprintf(want, sizeof want, "agent.conf: credentials: %s", why);
+    expect_error("", want);
+    expect_error("agent = { workers = 2; };\n" SRC_LOCAL, want);
+    snprintf(want, sizeof want, "agent.conf:2: credentials: %s", why);
+    expect_error(SRC_LOCAL "credentials = ( );\n", want);
+    struct config *c = load_ok(SRC_LOCAL "credentials = ( );\n"
+                               "agent = { allow_no_credentials = true; allow_removals = true; };\n");
+    assert_true(c->agent.allow_no_credentials);
+    assert_true(c->agent.allow_removals);
+    assert_int_equal(c->n_credentials, 0);
+    config_free(c);
+}
+
+/* A reload keeps a source open only when its settings are the same (D10). */
+static void test_config_node_same_compares_values_not_layout(void **state) {
+    static const char *const texts[] = {
+        /* 0, 1: the same settings, written differently */
+        "sources = ( { name = \"f\"; type = \"fake\"; limit = 7; tags = [ \"a\", \"b\" ];\n"
+        "  auth = { method = \"m\"; retries = 2; }; } );\n",
+        "# another layout\nsources = ( { type = \"fake\";\n\n name = \"f\"; auth = { retries = 0x2;\n"
+        "  method = \"m\"; }; tags = [ \"a\", \"b\" ]; limit = 7L; } );\n",
+        /* 2..5: one value differs */
+        "sources = ( { name = \"f\"; type = \"fake\"; limit = 8; tags = [ \"a\", \"b\" ];\n"
+        "  auth = { method = \"m\"; retries = 2; }; } );\n",
+        "sources = ( { name = \"f\"; type = \"fake\"; limit = 7; tags = [ \"b\", \"a\" ];\n"
+        "  auth = { method = \"m\"; retries = 2; }; } );\n",
+        "sources = ( { name = \"f\"; type = \"fake\"; limit = 7; tags = [ \"a\", \"b\" ];\n"
+        "  auth = { method = \"m\"; retries = 3; }; } );\n",
+        "sources = ( { name = \"f\"; type = \"fake\"; limit = 7; tags = [ \"a\", \"b\" ];\n"
+        "  auth = { method = \"m\"; retries = 2; }; verbose = false; } );\n",
+    };
+    struct config *c[6];
+    for (size_t i = 0; i < 6; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "%s" NO_CREDS_AGENT, texts[i]);
+        c[i] = load_ok(text);
+    }
+    assert_true(config_node_same(&c[0]->sources[0].node, &c[1]->sources[0].node));
+    assert_true(config_node_same(&c[1]->sources[0].node, &c[0]->sources[0].node));
+    for (size_t i = 2; i < 6; i++)
+        assert_false(config_node_same(&c[0]->sources[0].node, &c[i]->sources[0].node));
+    for (size_t i = 0; i < 6; i++)
+        config_free(c[i]);
+}
+
 static void test_zero_poll_interval_and_timeout_are_rejected(void **state) {
     expect_cred_error("path = \"x\"; poll_interval = \"0s\"; " REDIS_OK,
                       "agent.conf:3: credentials[0].poll_interval: must be more than 0s");
     expect_cred_error("path = \"x\";\nredis = { endpoints = [ \"h:1\" ]; timeout = \"0ms\"; };",
                       "agent.conf:4: credentials[0].redis.timeout: must be more than 0s");
-    struct config *c = load_ok("agent = { startup_timeout = \"0s\"; };");
+    struct config *c = load_ok("agent = { startup_timeout = \"0s\"; " NO_CREDS_OK " };");
     assert_true(c->agent.startup_timeout_usec == 0);
     config_free(c);
 }
@@ -451,7 +507,7 @@ static void test_integer_out_of_range_is_error_including_above_int_max(void **st
                  "agent.conf:1: agent.workers: 4294967300 is out of range (1..64)");
     expect_error("agent = { workers = 3000000000L; };\n",
                  "agent.conf:1: agent.workers: 3000000000 is out of range (1..64)");
-    struct config *c = load_ok("agent = { workers = 64L; };\n");
+    struct config *c = load_ok("agent = { workers = 64L; " NO_CREDS_OK " };\n");
     assert_int_equal(c->agent.workers, 64);
     config_free(c);
 }
@@ -467,11 +523,11 @@ static void test_integer_beyond_int64_is_error(void **state) {
 
 static void test_plugin_int_keeps_its_value_above_int_max(void **state) {
     struct config *c = load_ok("sources = ( { name = \"f\"; type = \"fake\"; limit = 3000000000; "
-                               "offset = -7; } );\n");
+                               "offset = -7; } );\n" NO_CREDS_AGENT);
     assert_true(config_node_int(&c->sources[0].node, "limit") == 3000000000LL);
     assert_true(config_node_int(&c->sources[0].node, "offset") == -7);
     config_free(c);
-    c = load_ok("sources = ( { name = \"f\"; type = \"fake\"; limit = 0x12A05F200; } );\n");
+    c = load_ok("sources = ( { name = \"f\"; type = \"fake\"; limit = 0x12A05F200; } );\n" NO_CREDS_AGENT);
     assert_true(config_node_int(&c->sources[0].node, "limit") == 5000000000LL);
     config_free(c);
     expect_error("sources = ( { name = \"f\"; type = \"fake\"; limit = 5000000001; } );\n",
@@ -487,13 +543,13 @@ static void test_integer_with_leading_zero_is_rejected_outside_mode(void **state
 }
 
 static void test_integer_is_accepted_for_float_key(void **state) {
-    struct config *c = load_ok("sources = ( { name = \"f\"; type = \"fake\"; ratio = 1; } );\n");
+    struct config *c = load_ok("sources = ( { name = \"f\"; type = \"fake\"; ratio = 1; } );\n" NO_CREDS_AGENT);
     assert_true(config_node_float(&c->sources[0].node, "ratio") == 1.0);
     config_free(c);
-    c = load_ok("sources = ( { name = \"f\"; type = \"fake\"; ratio = 3000000000; } );\n");
+    c = load_ok("sources = ( { name = \"f\"; type = \"fake\"; ratio = 3000000000; } );\n" NO_CREDS_AGENT);
     assert_true(config_node_float(&c->sources[0].node, "ratio") == 3e9);
     config_free(c);
-    c = load_ok("sources = ( { name = \"f\"; type = \"fake\"; ratio = 0.25; } );\n");
+    c = load_ok("sources = ( { name = \"f\"; type = \"fake\"; ratio = 0.25; } );\n" NO_CREDS_AGENT);
     assert_true(config_node_float(&c->sources[0].node, "ratio") == 0.25);
     config_free(c);
 }
@@ -504,7 +560,7 @@ static void test_integer_literals_stay_aligned_past_comments_strings_and_floats(
     struct config *c = load_ok(
         "# workers = 3000000000\n"
         "/* limit = 7;\n   12 */ // 13\n"
-        "agent = { metrics_file = \"/m/1234 # 5\\\" 6\"; workers = 9; };\n"
+        "agent = { metrics_file = \"/m/1234 # 5\\\" 6\"; workers = 9; " NO_CREDS_OK " };\n"
         "sources = ( { name = \"f\"; type = \"fake\"; ratio = 1e3; tags = [ \"x9\", \"-4\" ];\n"
         "  auth = { method = \"m2\"; retries = 0x7; }; limit = +4000000000; offset = -3; } );\n");
     assert_int_equal(c->agent.workers, 9);
@@ -665,7 +721,7 @@ static void test_lookup_failure_names_the_source_and_keeps_its_error_code(void *
 
 static void test_lookup_gets_agent_plugin_dir_even_when_agent_comes_last(void **state) {
     memset(&lookups, 0, sizeof lookups);
-    struct config *c = load_ok(SRC_LOCAL "agent = { plugin_dir = \"/opt/rc/plugins\"; };\n");
+    struct config *c = load_ok(SRC_LOCAL "agent = { plugin_dir = \"/opt/rc/plugins\"; " NO_CREDS_OK " };\n");
     assert_int_equal(lookups.calls, 1);
     assert_string_equal(lookups.plugin_dir, "/opt/rc/plugins");
     config_free(c);
@@ -718,7 +774,7 @@ static void test_plugin_keys_are_read_with_defaults_and_nested_groups(void **sta
 }
 
 static void test_getters_on_an_unset_group_return_defaults(void **state) {
-    struct config *c = load_ok(SRC_FAKE);
+    struct config *c = load_ok(SRC_FAKE "agent = { " NO_CREDS_OK " };\n");
     const struct config_node *n = &c->sources[0].node;
     assert_string_equal(config_node_string(n, "address"), "https://fake.invalid");
     assert_true(config_node_float(n, "ratio") == 0.7);
@@ -894,7 +950,7 @@ static void test_validate_policy_and_log_level_accept_only_documented_words(void
                    { "warning", LOG_WARNING }, { "err", LOG_ERR } };
     for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
         char text[128];
-        snprintf(text, sizeof text, "agent = { log_level = \"%s\"; };", levels[i].word);
+        snprintf(text, sizeof text, "agent = { log_level = \"%s\"; " NO_CREDS_OK " };", levels[i].word);
         struct config *c = load_ok(text);
         assert_int_equal(c->agent.log_level, levels[i].level);
         config_free(c);
@@ -1069,14 +1125,18 @@ static int make_tmpdir(void **state) {
 static int remove_tmpdir(void **state) {
     static const char *const files[] = { "agent.conf", "sources.conf", "creds.d/cache.conf",
                                          "creds.d/redis.conf", "abs.conf", "loop.conf",
-                                         "bad.conf" };
+                                         "bad.conf", "admin.pw", "hook", "open/agent.conf",
+                                         "sticky/agent.conf" };
     char path[PATH_MAX * 2];
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", tmpdir, files[i]);
         unlink(path);
     }
-    snprintf(path, sizeof path, "%s/creds.d", tmpdir);
-    rmdir(path);
+    static const char *const dirs[] = { "creds.d", "open", "sticky" };
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmpdir, dirs[i]);
+        rmdir(path);
+    }
     rmdir(tmpdir);
     return 0;
 }
@@ -1086,6 +1146,116 @@ static int load_file(const char *rel, struct config **ret) {
     snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
     err[0] = '\0';
     return config_load(path, fake_lookup, NULL, ret, err, sizeof err);
+}
+
+/* A rotation's admin password file is checked when the config is loaded (start,
+ * --check-config, reload), not first at the rotation days later. */
+static void test_admin_password_file_permissions_are_checked_at_load(void **state) {
+    char text[PATH_MAX * 3], pw[PATH_MAX + 16];
+    struct config *c = NULL;
+    snprintf(pw, sizeof pw, "%s/admin.pw", tmpdir);
+    snprintf(text, sizeof text, SRC_LOCAL "credentials = ( { name = \"cache\"; source = \"local\";\n"
+             "path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; admin_username = "
+             "\"rotator\"; admin_password_file = \"%s\"; }; } );\n", pw);
+    write_file("agent.conf", text);
+
+    assert_int_equal(load_file("agent.conf", &c), -EINVAL);
+    assert_non_null(strstr(err, "agent.conf:4: credentials[0].rotation.admin_password_file: "));
+    assert_non_null(strstr(err, "admin.pw: No such file or directory"));
+
+    write_file("admin.pw", "s3cret-admin\n");
+    assert_int_equal(chmod(pw, 0644), 0);
+    assert_int_equal(load_file("agent.conf", &c), -EINVAL);
+    assert_non_null(strstr(err, "admin.pw: accessible by group or others (mode 0644); make it 0600 or 0400"));
+    assert_null(strstr(err, "s3cret"));
+
+    assert_int_equal(chmod(pw, 0600), 0);
+    assert_int_equal(load_file("agent.conf", &c), 0);
+    assert_string_equal(c->credentials[0].rotation.admin_password_file, pw);
+    config_free(c);
+}
+
+static void chmod_rel(const char *rel, mode_t mode) {
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+static void mkdir_rel(const char *rel, mode_t mode) {
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, rel);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* Like OpenSSH's StrictModes: a configuration others could change is not obeyed. */
+static void test_config_file_and_its_directory_must_not_be_writable_by_others(void **state) {
+    static const char text[] = SRC_LOCAL "agent = { " NO_CREDS_OK " };\n";
+    struct config *c = NULL;
+    write_file("agent.conf", text);
+    chmod_rel("agent.conf", 0664);
+    assert_int_equal(load_file("agent.conf", &c), -EPERM);
+    assert_non_null(strstr(err, "/agent.conf: writable by group or others (mode 0664); refused: "
+                                "chmod go-w it"));
+    chmod_rel("agent.conf", 0640);
+    assert_int_equal(load_file("agent.conf", &c), 0);
+    config_free(c);
+
+    if (geteuid() == 0) {   /* chown needs root */
+        char path[PATH_MAX * 2];
+        snprintf(path, sizeof path, "%s/agent.conf", tmpdir);
+        assert_int_equal(chown(path, 4321, (gid_t)-1), 0);
+        assert_int_equal(load_file("agent.conf", &c), -EPERM);
+        assert_non_null(strstr(err, "/agent.conf: owned by uid 4321, not by root or the agent's user"));
+    }
+
+    mkdir_rel("open", 0777);
+    write_file("open/agent.conf", text);
+    chmod_rel("open/agent.conf", 0600);
+    assert_int_equal(load_file("open/agent.conf", &c), -EPERM);
+    assert_non_null(strstr(err, "/open/agent.conf: its directory "));
+    assert_non_null(strstr(err, "/open is writable by group or others (mode 0777)"));
+    /* a sticky directory is accepted when root owns it (as /tmp) */
+    mkdir_rel("sticky", 01777);
+    write_file("sticky/agent.conf", text);
+    chmod_rel("sticky/agent.conf", 0600);
+    assert_int_equal(load_file("sticky/agent.conf", &c), geteuid() == 0 ? 0 : -EPERM);
+    config_free(c);
+    /* an @include is held to the same rules */
+    write_file("sources.conf", SRC_LOCAL);
+    chmod_rel("sources.conf", 0666);
+    write_file("agent.conf", "@include \"sources.conf\"\nagent = { " NO_CREDS_OK " };\n");
+    chmod_rel("agent.conf", 0600);
+    if (geteuid() == 0) {
+        char path[PATH_MAX * 2];
+        snprintf(path, sizeof path, "%s/agent.conf", tmpdir);
+        assert_int_equal(chown(path, 0, (gid_t)-1), 0);
+    }
+    assert_int_equal(load_file("agent.conf", &c), -EPERM);
+    assert_non_null(strstr(err, "agent.conf:1: @include "));
+    assert_non_null(strstr(err, "sources.conf\": writable by group or others (mode 0666)"));
+}
+
+static void test_on_change_program_must_not_be_writable_by_others(void **state) {
+    char text[PATH_MAX * 3], hook[PATH_MAX + 16];
+    struct config *c = NULL;
+    snprintf(hook, sizeof hook, "%s/hook", tmpdir);
+    write_file("hook", "#!/bin/sh\nexit 0\n");
+    chmod_rel("hook", 0757);
+    snprintf(text, sizeof text, SRC_LOCAL "credentials = ( { name = \"cache\"; source = \"local\";\n"
+             "path = \"x\"; " REDIS_OK "\non_change = [ \"%s\", \"arg\" ]; } );\n", hook);
+    write_file("agent.conf", text);
+    assert_int_equal(load_file("agent.conf", &c), -EINVAL);
+    assert_non_null(strstr(err, "agent.conf:4: credentials[0].on_change[0]: \""));
+    assert_non_null(strstr(err, "/hook\": writable by group or others (mode 0757); refused: chmod go-w it"));
+    chmod_rel("hook", 0755);
+    assert_int_equal(load_file("agent.conf", &c), 0);
+    assert_string_equal(c->credentials[0].on_change[0], hook);
+    config_free(c);
+    /* a program that is not there cannot be checked: an error now, not at the first publish */
+    unlink(hook);
+    assert_int_equal(load_file("agent.conf", &c), -EINVAL);
+    assert_non_null(strstr(err, "/hook\": No such file or directory"));
 }
 
 static void test_include_resolves_relative_to_the_config_files_directory(void **state) {
@@ -1169,7 +1339,7 @@ static void test_error_in_included_file_names_that_file_and_line(void **state) {
 
 static void test_include_of_absolute_path_works(void **state) {
     char text[PATH_MAX * 2];
-    write_file("abs.conf", "agent = { workers = 7; };\n");
+    write_file("abs.conf", "agent = { workers = 7; " NO_CREDS_OK " };\n");
     snprintf(text, sizeof text, "@include \"%s/abs.conf\"\n", tmpdir);
     write_file("agent.conf", text);
     struct config *c = NULL;
@@ -1207,7 +1377,7 @@ static void test_missing_config_file_is_reported_with_errno(void **state) {
 }
 
 static void test_include_in_string_relative_to_include_dir(void **state) {
-    write_file("abs.conf", "agent = { workers = 5; };\n");
+    write_file("abs.conf", "agent = { workers = 5; " NO_CREDS_OK " };\n");
     struct config *c = NULL;
     int r = config_load_string("@include \"abs.conf\"\n", "inline.conf", tmpdir, fake_lookup, NULL,
                                &c, err, sizeof err);
@@ -1255,6 +1425,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_config_loads_every_value),
         cmocka_unit_test(test_empty_config_gives_documented_agent_defaults),
+        cmocka_unit_test(test_config_without_credentials_is_an_error_unless_allowed),
+        cmocka_unit_test(test_config_node_same_compares_values_not_layout),
         cmocka_unit_test(test_credential_defaults_apply_when_keys_are_unset),
         cmocka_unit_test(test_empty_tls_strings_mean_unset_and_empty_group_is_kept),
         cmocka_unit_test(test_unknown_key_names_file_line_and_key),
@@ -1300,6 +1472,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_include_resolves_relative_to_the_config_files_directory,
                                         make_tmpdir, remove_tmpdir),
         cmocka_unit_test_setup_teardown(test_error_in_included_file_names_that_file_and_line,
+                                        make_tmpdir, remove_tmpdir),
+        cmocka_unit_test_setup_teardown(test_admin_password_file_permissions_are_checked_at_load,
+                                        make_tmpdir, remove_tmpdir),
+        cmocka_unit_test_setup_teardown(test_config_file_and_its_directory_must_not_be_writable_by_others,
+                                        make_tmpdir, remove_tmpdir),
+        cmocka_unit_test_setup_teardown(test_on_change_program_must_not_be_writable_by_others,
                                         make_tmpdir, remove_tmpdir),
         cmocka_unit_test_setup_teardown(test_include_of_absolute_path_works, make_tmpdir,
                                         remove_tmpdir),

@@ -286,7 +286,8 @@ static void test_missing_directory_is_fatal_at_open(void **st) {
     struct mock_host m;
     const char *conf =
         "sources = ( { name = \"local\"; type = \"file\"; directory = \"/nonexistent/redis-creds\"; } );\n"
-        "credentials = ( );\n";
+        "credentials = ( );\n"
+        "agent = { allow_no_credentials = true; };\n";
     assert_int_equal(mock_host_init(&m, &redis_creds_plugin, conf), 0);
     void *state = NULL;
     struct rc_error err = { 0 };
