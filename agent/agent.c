@@ -806,6 +806,30 @@ static int on_runtime_dir_event(sd_event_source *s, const struct inotify_event *
     return 0;
 }
 
+/* After a publish: c->cur holds the new file. The state, timers, log line and hooks. */
+static void published(struct cred_rt *c, const char *validated) {
+    struct agent *a = c->a;
+    bool was_failed = cred_failed(c);
+    c->state = CS_CURRENT;
+    if (was_failed)
+        mark_recovered(c);
+    c->pending_version[0] = '\0';
+    c->last_change = c->cur.published_at;
+    backoff_reset(&c->retry);
+    arm_expiry(c, 0);
+
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_PUBLISHED, c->cur.cur.version);
+    log_ctx_msg(LOG_INFO, &ctx, "published %s version %s (validated: %s%s%s)", c->cfg->name,
+                c->cur.cur.version, validated, c->nodes[0] && strcmp(validated, "none") ? ", " : "",
+                strcmp(validated, "none") ? c->nodes : "");
+    if (c->cfg->on_change) {
+        char file[4200];
+        snprintf(file, sizeof file, "%s/%s.json", a->p.runtime->dir, c->cfg->name);
+        hooks_run(a->p.event, c->cfg->on_change, c->cfg->on_change_timeout_usec, c->cfg->name,
+                  c->cur.cur.version, file);
+    }
+}
+
 /* Publishes cand. `previous` is prev when given (a peer or hint that validated), else the
  * credential published until now. */
 void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
@@ -871,25 +895,7 @@ void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     credfile_clear(&c->cur);
     c->cur = cf;
     c->have_cur = true;
-    bool was_failed = cred_failed(c);
-    c->state = CS_CURRENT;
-    if (was_failed)
-        mark_recovered(c);
-    c->pending_version[0] = '\0';
-    c->last_change = cf.published_at;
-    backoff_reset(&c->retry);
-    arm_expiry(c, 0);
-
-    struct log_ctx ctx = cred_ctx(c, LOG_MID_PUBLISHED, cf.cur.version);
-    log_ctx_msg(LOG_INFO, &ctx, "published %s version %s (validated: %s%s%s)", c->cfg->name,
-                cf.cur.version, validated, c->nodes[0] && strcmp(validated, "none") ? ", " : "",
-                strcmp(validated, "none") ? c->nodes : "");
-    if (c->cfg->on_change) {
-        char file[4200];
-        snprintf(file, sizeof file, "%s/%s.json", a->p.runtime->dir, c->cfg->name);
-        hooks_run(a->p.event, c->cfg->on_change, c->cfg->on_change_timeout_usec, c->cfg->name,
-                  cf.cur.version, file);
-    }
+    published(c, validated);
 }
 
 /* ---- sources ---- */

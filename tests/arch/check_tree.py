@@ -33,7 +33,7 @@ KNOWN = {
         "agent/rotate.c:acl_on_node", "agent/validate.c:probe_io", "common/config.c:expand",
         "common/config.c:parse_sources", "common/config.c:parse_rotation",
         "common/config.c:parse_credential", "common/http.c:http_request",
-        "common/secretfile.c:secretfile_read", "common/tls.c:tls_ctx_new",
+"common/tls.c:tls_ctx_new",
         "plugins/file/file.c:file_rotate", "plugins/vault/vault.c:token_login",
         "plugins/vault/vault.c:cred_setup", "plugins/azure/identity.c:az_identity_parse",
         "plugins/azure/identity.c:request_token"]},
