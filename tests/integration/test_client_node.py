@@ -198,3 +198,34 @@ def test_example_falls_back_to_previous_at_connect_and_in_place(sc, node, kind, 
         ex.stop_with_no_failure("%s (%s)" % (kind, module))
     finally:
         ex.kill()
+
+
+def _doc_snippets():
+    """The ```js blocks of docs/clients.md's Node.js section that talk to Redis."""
+    with open(os.path.join(h.SOURCE_DIR, "docs", "clients.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text.split("## Node.js: redis-creds", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```js\n")[1:]]
+    return [b for b in blocks if "redis-1.internal" in b or "ready()" in b]
+
+
+def test_docs_snippets_run_as_written(sc, node):
+    """Each snippet of the Node.js section, with only the host, port and runtime
+    directory replaced, runs to completion against the real agent and server."""
+    snippets = _doc_snippets()
+    assert len(snippets) == 3, "the Node.js section of docs/clients.md changed shape"
+    ch.start_agent_with_first_credential(sc)
+    env = h.clean_env({"REDIS_CREDS_RUNTIME_DIR": sc.tree.runtime})
+    for i, code in enumerate(snippets):
+        code = code.replace("'redis-1.internal'", "'127.0.0.1'").replace(
+            "port: 6379", "port: %d" % sc.redis.port)
+        path = os.path.join(NODE_DIR, ".doc-snippet-%d-%d.mjs" % (os.getpid(), i))
+        with open(path, "w") as f:
+            f.write(code)
+        try:
+            p = subprocess.run([node, path], cwd=NODE_DIR, env=env, capture_output=True,
+                               text=True, timeout=60)
+        finally:
+            os.unlink(path)
+        assert p.returncode == 0, "snippet %d:\n%s\n%s" % (i, code, p.stderr[-2000:])
+        assert "ERR" not in p.stderr and "refused" not in p.stderr, p.stderr
