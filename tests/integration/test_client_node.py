@@ -200,6 +200,16 @@ def test_example_falls_back_to_previous_at_connect_and_in_place(sc, node, kind, 
         ex.kill()
 
 
+def test_type_declarations_fit_the_clients_types(node):
+    """tsc --strict over client/node/test/types/check.ts: index.d.ts compiles, and the
+    provider is what node-redis 5 and 6 accept as credentialsProvider (the same for the
+    ioredis helpers, with ioredis 5 and 6), from ESM and CommonJS imports."""
+    tsc = os.path.join(NODE_DIR, "node_modules", "typescript", "bin", "tsc")
+    p = subprocess.run([node, tsc, "-p", "test/types/tsconfig.json"], cwd=NODE_DIR,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-1000:]
+
+
 def _doc_snippets():
     """The ```js blocks of docs/clients.md's Node.js section that talk to Redis."""
     with open(os.path.join(h.SOURCE_DIR, "docs", "clients.md"), encoding="utf-8") as f:
