@@ -10,7 +10,9 @@ way the agent does (temporary file, fsync, rename, fsync of the directory: done 
 the rename's instant is known), wait until every long-lived connection has re-AUTHed,
 remove the old password, pause --gap seconds. The time is taken just before rename(2)
 and when each connection's AUTH was answered (node-redis: the reply of a PING queued
-right behind the AUTH), both on CLOCK_MONOTONIC.
+right behind the AUTH), both on CLOCK_MONOTONIC; "change" is when the package saw the new
+file, and "loop delay" how late node's event loop ran its timers (what the machine's load
+and the clients' own synchronous work add to everything).
 
 Usage: bench/node_rotation.py [--rotations N] [--long L] [--churn C] [--reconnect-every K]
                               [--gap S] [--base DIR] [--client NAME ...]
@@ -136,7 +138,9 @@ def run(name, args):
             "p50_ms": round(B.percentile(lat, 50), 3), "p99_ms": round(B.percentile(lat, 99), 3),
             "max_ms": round(lat[-1], 3) if lat else None,
             "change_p50_ms": round(B.percentile(seen_change, 50), 3),
-            "change_p99_ms": round(B.percentile(seen_change, 99), 3), "errors": done["errors"]}
+            "change_p99_ms": round(B.percentile(seen_change, 99), 3), "loop_delay_p50_ms": done["loop_delay_p50_ms"],
+            "loop_delay_p99_ms": done["loop_delay_p99_ms"],
+            "loop_delay_max_ms": done["loop_delay_max_ms"], "errors": done["errors"]}
 
 
 def main():

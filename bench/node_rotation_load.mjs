@@ -7,9 +7,12 @@
 //   (redis, redis5, ioredis, ioredis5).
 // stdout, one JSON object a line: {"ev":"ready"}; {"ev":"reauth","version":V,"conn":I,
 // "t":T} each time long-lived connection I has re-AUTHed with version V (T: CLOCK_MONOTONIC
-// in seconds, the clock of Python's time.monotonic()); at "stop" on stdin, {"ev":"done",...}.
+// in seconds, the clock of Python's time.monotonic()); {"ev":"change","version":V,"t":T}
+// when the CredentialFile saw version V; at "stop" on stdin, {"ev":"done",...} with the
+// counts and the event loop's delay (perf_hooks.monitorEventLoopDelay, 1 ms resolution).
 import { createRequire } from 'node:module';
 import readline from 'node:readline';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const require = createRequire(new URL('../client/node/package.json', import.meta.url));
 const rc = require('./index.js');
@@ -99,6 +102,8 @@ async function churn() {
   }
 }
 
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
 const loops = await Promise.all(Array.from({ length: Number(nLong) }, (_, i) => longLived(i)));
 const all = loops.map((run) => run()).concat(
   Array.from({ length: Number(nChurn) }, () => churn()));
@@ -108,6 +113,9 @@ readline.createInterface({ input: process.stdin }).on('line', async (line) => {
   running = false;
   await Promise.all(all);
   creds.close();
-  out({ ev: 'done', ...stats });
+  loopDelay.disable();
+  const ms = (ns) => Math.round(ns / 1e4) / 100;
+  out({ ev: 'done', ...stats, loop_delay_p50_ms: ms(loopDelay.percentile(50)),
+    loop_delay_p99_ms: ms(loopDelay.percentile(99)), loop_delay_max_ms: ms(loopDelay.max) });
   process.exit(0);
 });
