@@ -1,5 +1,5 @@
 // The load side of bench/node_rotation.py: long-lived connections and connections that
-// reconnect, INCRing back to back through the redis-creds package, with node-redis or
+// reconnect (the same client object closes and connects again), INCRing back to back through the redis-creds package, with node-redis or
 // ioredis. Not meant to be run alone.
 //
 // node bench/node_rotation_load.mjs KIND MODULE PORT RUNTIME_DIR LONG CHURN RECONNECT_EVERY
@@ -32,8 +32,9 @@ function failed(err) {
   if (stats.errors.length < 5) stats.errors.push(String(err && err.message));
 }
 
-/** A connected client; onReauth(credential) is called when it has re-AUTHed. */
-async function connect(onReauth) {
+/** A client (not connected yet): connect(), incr(key), close() (connect() may follow
+ * again: the same client reconnects). onReauth(credential): it has re-AUTHed. */
+function makeClient(onReauth) {
   if (kind === 'node-redis') {
     const provider = rc.nodeRedisCredentialsProvider(creds, { onError: failed });
     const client = provider.attach(lib.createClient({
@@ -44,29 +45,31 @@ async function connect(onReauth) {
     if (onReauth) {
       provider.on('reauth', (c) => client.ping().then(() => onReauth(c), failed));
     }
-    await client.connect();
-    return { incr: (k) => client.incr(k), close: async () => {
-      provider.close();
-      await client.quit();
-    } };
+    return { connect: () => client.connect(), incr: (k) => client.incr(k),
+      close: () => client.quit() };
   }
   const { client, credentials } = rc.createIoredis(lib.default || lib, creds, {
-    host: '127.0.0.1', port: Number(port), onError: failed,
+    host: '127.0.0.1', port: Number(port), onError: failed, lazyConnect: true,
   });
   client.on('error', () => {});
   if (onReauth) {
     credentials.on('reauth', (r) => (r.ok ? onReauth(r.credential) : stats.reauth_failed++));
   }
-  await new Promise((resolve) => client.once('ready', resolve));
-  return { incr: (k) => client.incr(k), close: async () => {
-    credentials.close();
-    await client.quit();
-  } };
+  return {
+    connect: () => client.connect(),
+    incr: (k) => client.incr(k),
+    close: async () => {
+      const ended = new Promise((resolve) => client.once('end', resolve));
+      await client.quit();
+      await ended;
+    },
+  };
 }
 
 async function longLived(i) {
-  const c = await connect((cred) => out({ ev: 'reauth', version: cred.version, conn: i,
+  const c = makeClient((cred) => out({ ev: 'reauth', version: cred.version, conn: i,
     t: mono() }));
+  await c.connect();
   return async () => {
     while (running) {
       try {
@@ -81,10 +84,10 @@ async function longLived(i) {
 }
 
 async function churn() {
+  const c = makeClient(null);
   while (running) {
-    let c;
     try {
-      c = await connect(null);
+      await c.connect();
     } catch (e) {
       failed(e);
       continue;

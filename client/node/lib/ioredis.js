@@ -62,6 +62,8 @@ class IoredisCredentials extends EventEmitter {
     }, (err) => {
       this.emit('reauth', { credential: cred, ok: false, error: err, ms: performance.now() - t0 });
       if (seq !== this._seq) return; // a newer change took over
+      // the connection closed under the AUTH: the next connect uses the options
+      if (!isAuthRefusal(err) && this.client.status !== 'ready') return;
       this._refused(err);
     });
   }

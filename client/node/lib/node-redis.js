@@ -56,6 +56,7 @@ class NodeRedisCredentialsProvider extends EventEmitter {
 
   /** node-redis: a re-AUTH failed (or the stream failed). */
   onReAuthenticationError(err) {
+    if (!this._listener) return; // the connection was closed under the AUTH
     if (!isAuthRefusal(err)) {
       this._report(err);
       return;

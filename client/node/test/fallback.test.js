@@ -97,6 +97,9 @@ test('the node-redis provider: subscribe, re-AUTH on change, fallback, newest li
     write({ ...cred('four'), previous: cred('three') });
     cf.reload();
     assert.equal(sent.length, 3);
+    // an AUTH that failed because its connection was closed meanwhile is nobody's error
+    p.onReAuthenticationError(new Error('Socket closed unexpectedly'));
+    assert.equal(errors.length, 2);
     p.close();
   });
 
