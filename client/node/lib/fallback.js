@@ -61,6 +61,21 @@ class Fallback {
     }
     return null;
   }
+
+  /** After an open connection's re-AUTH failed with err: sends the next candidate with
+   * send(credential), or hands err to report(err) when it was not a refusal or every
+   * candidate was refused. Nothing when a re-read brought a newer file (the change
+   * listeners send it). */
+  afterReauthError(err, send, report) {
+    if (!isAuthRefusal(err)) {
+      report(err);
+      return;
+    }
+    const next = this.next();
+    if (next === RELOADED) return;
+    if (next) send(next);
+    else report(err);
+  }
 }
 
 const RELOADED = Symbol('reloaded');

@@ -64,19 +64,8 @@ class IoredisCredentials extends EventEmitter {
       if (seq !== this._seq) return; // a newer change took over
       // the connection closed under the AUTH: the next connect uses the options
       if (!isAuthRefusal(err) && this.client.status !== 'ready') return;
-      this._refused(err);
+      this._fallback.afterReauthError(err, (c) => this._reauth(c), (e) => this._report(e));
     });
-  }
-
-  _refused(err) {
-    if (!isAuthRefusal(err)) {
-      this._report(err);
-      return;
-    }
-    const next = this._fallback.next();
-    if (next === RELOADED) return;
-    if (next) this._reauth(next);
-    else this._report(err);
   }
 
   _connectError(err) {

@@ -57,14 +57,7 @@ class NodeRedisCredentialsProvider extends EventEmitter {
   /** node-redis: a re-AUTH failed (or the stream failed). */
   onReAuthenticationError(err) {
     if (!this._listener) return; // the connection was closed under the AUTH
-    if (!isAuthRefusal(err)) {
-      this._report(err);
-      return;
-    }
-    const next = this._fallback.next();
-    if (next === RELOADED) return;
-    if (next) this._send(next);
-    else this._report(err);
+    this._fallback.afterReauthError(err, (c) => this._send(c), (e) => this._report(e));
   }
 
   /** Makes a refusal at connect (or reconnect) fall back to `previous` at the next try,
