@@ -1,0 +1,10 @@
+// redis-creds: the ES module entry point (the same objects as the CommonJS one).
+import cjs from './index.js';
+
+export const {
+  DEFAULT_RUNTIME_DIR, CredentialError, CredentialFileError, CredentialUnavailable,
+  Credential, Snapshot, parseCredentialFile, defaultRuntimeDir, CredentialFile,
+  NodeRedisCredentialsProvider, nodeRedisCredentialsProvider, IoredisCredentials,
+  attachIoredis, createIoredis, isAuthRefusal,
+} = cjs;
+export default cjs;

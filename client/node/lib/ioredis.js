@@ -1,0 +1,100 @@
+'use strict';
+// ioredis (v5, v6): keeps a client on the published credential.
+//
+// Contract:
+// - attachIoredis(client, credentialFile) sets client.options.username/password to
+//   `current` (ioredis reads them at each connect and reconnect), and at each change of
+//   the file updates them and sends AUTH on the open connection (when it is ready).
+// - When Redis refuses a re-AUTH, `previous` is sent, then the file is read again; when
+//   all are refused, options.onError (or the handle's 'error' event) hears the error.
+// - When Redis refuses the credential at connect, ioredis reports it and reconnects: the
+//   handle has already put `previous` (then a re-read `current`) into the options for
+//   that attempt. A successful connect starts the order over.
+// - ioredis refuses commands other than (P|S)SUBSCRIBE, PING, QUIT... on a RESP2
+//   subscriber connection, so such a connection gets the new credential at its next
+//   reconnect; with protocol: 3 (ioredis 6) it re-AUTHs in place.
+// - The handle emits 'reauth' ({credential, ok, error, ms}) after each AUTH reply.
+const { EventEmitter } = require('node:events');
+const { Fallback, isAuthRefusal, RELOADED } = require('./fallback');
+
+function setOptions(client, cred) {
+  client.options.username = cred.username === null ? undefined : cred.username;
+  client.options.password = cred.password;
+}
+
+function authArgs(cred) {
+  return cred.username === null ? [cred.password] : [cred.username, cred.password];
+}
+
+class IoredisCredentials extends EventEmitter {
+  constructor(client, credentialFile, { onError } = {}) {
+    super();
+    this.client = client;
+    this.credentialFile = credentialFile;
+    this.onError = onError || null;
+    this._fallback = new Fallback(credentialFile);
+    this._seq = 0;
+    setOptions(client, this._fallback.reset());
+    this._onChange = () => this._reauth(this._fallback.reset());
+    this._onClientError = (err) => this._connectError(err);
+    this._onReady = () => {
+      this._connectFailed = false;
+    };
+    credentialFile.on('change', this._onChange);
+    client.on('error', this._onClientError);
+    client.on('ready', this._onReady);
+  }
+
+  /** Stops following the file. */
+  close() {
+    this.credentialFile.off('change', this._onChange);
+    this.client.off('error', this._onClientError);
+    this.client.off('ready', this._onReady);
+  }
+
+  _reauth(cred) {
+    setOptions(this.client, cred);
+    if (this.client.status !== 'ready') return; // the next connect uses the options
+    const seq = ++this._seq;
+    const t0 = performance.now();
+    this.client.auth(...authArgs(cred)).then(() => {
+      this.emit('reauth', { credential: cred, ok: true, error: null, ms: performance.now() - t0 });
+    }, (err) => {
+      this.emit('reauth', { credential: cred, ok: false, error: err, ms: performance.now() - t0 });
+      if (seq !== this._seq) return; // a newer change took over
+      // the connection closed under the AUTH: the next connect uses the options
+      if (!isAuthRefusal(err) && this.client.status !== 'ready') return;
+      this._fallback.afterReauthError(err, (c) => this._reauth(c), (e) => this._report(e));
+    });
+  }
+
+  _connectError(err) {
+    if (!isAuthRefusal(err) || this.client.status === 'ready') return;
+    const next = this._fallback.next();
+    if (next === RELOADED) return; // the change handler set the options
+    setOptions(this.client, next || this._fallback.reset());
+    if (!next) this._report(err);
+  }
+
+  _report(err) {
+    if (this.onError) this.onError(err);
+    else if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+}
+
+/** Keeps an ioredis client (Redis, not Cluster) on the credential; returns the handle. */
+function attachIoredis(client, credentialFile, options) {
+  return new IoredisCredentials(client, credentialFile, options);
+}
+
+/** new Redis({...options, lazyConnect: true}) with the credential attached, then connect().
+ * Returns {client, credentials}. `Redis` is the ioredis class (this package does not
+ * import ioredis itself). */
+function createIoredis(Redis, credentialFile, options = {}) {
+  const client = new Redis({ ...options, lazyConnect: true });
+  const credentials = attachIoredis(client, credentialFile, options);
+  if (!options.lazyConnect) client.connect().catch(() => {});
+  return { client, credentials };
+}
+
+module.exports = { IoredisCredentials, attachIoredis, createIoredis };
