@@ -26,6 +26,9 @@ import redis.asyncio
 from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection, \
     UnixDomainSocketConnection
 
+from redis.exceptions import ResponseError
+from redis.utils import str_if_bytes
+
 from .credfile import CredentialError
 from .redis_py import RELOAD, RotatingAuthBase, _AuthPlan, _rotating_pool, \
     _share_credential_file
@@ -52,6 +55,34 @@ class AsyncRotatingAuthMixin(RotatingAuthBase):
             raise
 
 
+    def rc_connected(self):
+        return bool(self.is_connected)
+
+    async def rc_reauth(self):
+        """AUTH again on the open connection (the plan of on_connect), for a connection no
+        command is using."""
+        plan = _AuthPlan(self)
+        for step in plan:
+            if step is RELOAD:
+                await asyncio.get_running_loop().run_in_executor(None, self.rc_file.reload)
+                continue
+            with plan.attempt(step):
+                await self.send_command("AUTH", *step.auth_args(), check_health=False)
+                if str_if_bytes(await self.read_response()) != "OK":
+                    raise ResponseError("AUTH was not answered OK")
+
+
+async def _reauth_or_reconnect(conn):
+    """Re-AUTHs a stale connection in place; when that fails, reconnects it."""
+    try:
+        await conn.rc_reauth()
+    except (CredentialError, asyncio.CancelledError):
+        raise
+    except Exception:  # noqa: BLE001 - any failure of the in-place AUTH: start afresh
+        await conn.disconnect()
+        await conn.connect()
+
+
 class AsyncRotatingConnection(AsyncRotatingAuthMixin, Connection):
     pass
 
@@ -66,11 +97,12 @@ class AsyncRotatingUnixDomainSocketConnection(AsyncRotatingAuthMixin,
 
 
 class AsyncRotatingConnectionPool(ConnectionPool):
-    """A redis.asyncio ConnectionPool that re-AUTHs (by reconnecting) an idle connection
-    whose credential was replaced, when it hands it out. Connections in use are left alone:
-    Redis keeps an authenticated connection working when its password is removed. Like
-    redis.asyncio's ConnectionPool, it raises ConnectionError("Too many connections")
-    beyond max_connections instead of waiting."""
+    """A redis.asyncio ConnectionPool whose connections move to each new credential in
+    place: at a published change, idle connections are re-AUTHed at once (reauth_idle(),
+    scheduled on the pool's loop by the Watcher's callback, see async_redis_client()); a
+    connection in use is re-AUTHed when it is handed back, or when handed out if that
+    comes first. Like redis.asyncio's ConnectionPool, it raises ConnectionError("Too many
+    connections") beyond max_connections instead of waiting."""
     rc_connection_classes = (AsyncRotatingConnection, AsyncRotatingSSLConnection,
                              AsyncRotatingUnixDomainSocketConnection)   # async_redis_client
 
@@ -78,16 +110,52 @@ class AsyncRotatingConnectionPool(ConnectionPool):
     def __init__(self, connection_class=AsyncRotatingConnection, **kwargs):
         super().__init__(connection_class=connection_class, **_share_credential_file(kwargs))
 
+    rc_loop = None   # the loop the pool is used on (seen at get_connection)
+
     async def get_connection(self, *args, **kwargs):
+        self.rc_loop = asyncio.get_running_loop()
         conn = await super().get_connection(*args, **kwargs)
         try:
             if isinstance(conn, RotatingAuthBase) and conn.rc_stale():
-                await conn.disconnect()
-                await conn.connect()
+                await _reauth_or_reconnect(conn)
         except BaseException:
             await self.release(conn)
             raise
         return conn
+
+    async def release(self, connection):
+        try:
+            if isinstance(connection, RotatingAuthBase) and connection.rc_stale():
+                await _reauth_or_reconnect(connection)
+        except Exception:  # noqa: BLE001 - handed back broken: the next user reconnects
+            await connection.disconnect()
+        await super().release(connection)
+
+    async def reauth_idle(self):
+        """Re-AUTHs every idle connection whose credential was replaced, each taken out of
+        the pool meanwhile. Returns how many were re-AUTHed."""
+        async with self._lock:
+            idle, self._available_connections = self._available_connections, []
+        done = 0
+        try:
+            for conn in idle:
+                if isinstance(conn, RotatingAuthBase) and conn.rc_stale():
+                    try:
+                        await conn.rc_reauth()
+                        done += 1
+                    except Exception:  # noqa: BLE001 - reconnects when next handed out
+                        await conn.disconnect()
+        finally:
+            async with self._lock:
+                self._available_connections.extend(idle)
+        return done
+
+    def rc_on_change(self, snapshot, error):
+        """The Watcher's callback (async_redis_client() installs it): runs in the
+        watcher's thread and schedules reauth_idle() on the pool's loop."""
+        loop = self.rc_loop
+        if error is None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: loop.create_task(self.reauth_idle()))
 
 
 def async_redis_client(name, runtime_dir=None, watch=True, on_change=None, ssl=False,

@@ -1,0 +1,284 @@
+"""Long-lived connections through token expiry, like Azure Managed Redis with Entra ID
+(issue 13): the real agent publishes Entra tokens from the fake (8 s tokens, signed RS256,
+a new one at every request, refreshed at half their life); tests/fakes/token_proxy.py in
+front of redis-server checks each token and closes a connection whose token expired
+without a newer AUTH. Subscribers, blocking readers and pooled connections of every
+library run at once for 10 token lifetimes: 0 connections dropped by the proxy, 0
+messages lost (sequence numbers; duplicates counted and reported), 0 failed commands. A
+naive client that never re-AUTHs is dropped by the same device.
+
+The tests are slow (about 100 s and 25 s): their names carry `slow` (deselect with
+-k "not slow").
+
+Workers. Each library's long-lived client is a separate process started with
+`argv... <kind>` (kind: subscriber, blocking, pooled, naive) and this environment:
+REDIS_HOST, REDIS_PORT (the proxy), REDIS_CREDS_NAME, REDIS_CREDS_RUNTIME_DIR, TE_KEY
+(its channel, list or counter key), TE_CLIENT_NAME (to send as CLIENT SETNAME or HELLO
+SETNAME, which names the connection in the proxy's events). It prints "ready" once
+subscribed or connected. Payloads are sequence numbers 1..N, then "end:N"; at "end:N"
+(pooled: at SIGTERM) it prints one JSON line {"lib", "kind", "received", "missing",
+"duplicates", "errors" (connection errors it saw), "switches", "ok", "failed"} and exits
+0. client/tests/rc_longlived.c and client/tests/py_longlived.py are two; LIBRARIES below
+says how to start each, and another library plugs in by adding an entry there.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import rc_harness as h
+from azure_helpers import AzureScenario
+from azure_fake import RsaKey  # noqa: E402 - azure_helpers put tests/fakes on sys.path
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROXY = os.path.join(HERE, "..", "fakes", "token_proxy.py")
+C_WORKER = os.path.join(h.BUILD_DIR, "client", "tests", "rc_longlived")
+PY_WORKER = os.path.join(h.SOURCE_DIR, "client", "tests", "py_longlived.py")
+PY = "/usr/bin/python3"
+BACKEND_USER, BACKEND_PASSWORD = "proxy-backend", "proxy-backend-pw-4c1e9a"
+LIFETIME = 8
+CHANNEL = "te:chan"
+
+
+def libraries():
+    """label -> (argv prefix, kinds). A library whose program is missing is left out."""
+    libs = {}
+    if os.path.exists(C_WORKER):
+        libs["c"] = ([C_WORKER], ("subscriber", "blocking", "pooled"))
+    libs["python-sync"] = ([PY, PY_WORKER, "sync"], ("subscriber", "blocking", "pooled"))
+    libs["python-async"] = ([PY, PY_WORKER, "async"], ("subscriber", "blocking", "pooled"))
+    return libs
+
+
+class TokenProxy:
+    def __init__(self, sc, fake):
+        self.dir = os.path.join(sc.tree.root, "proxy")
+        os.mkdir(self.dir, 0o700)
+        pwfile = os.path.join(self.dir, "backend.pw")
+        with open(pwfile, "w") as f:
+            f.write(BACKEND_PASSWORD)
+        sc.redis.create_user(BACKEND_USER, BACKEND_PASSWORD)
+        self.port_file = os.path.join(self.dir, "port")
+        self.events_path = os.path.join(self.dir, "events.jsonl")
+        self.out = open(self.events_path, "w")
+        self.proc = subprocess.Popen(
+            [PY, PROXY, "--port-file", self.port_file, "--backend", sc.redis.endpoint,
+             "--backend-user", BACKEND_USER, "--backend-password-file", pwfile,
+             "--jwks-url", "%s/%s/discovery/v2.0/keys" % (fake.url, fake.tenant)],
+            stdout=self.out, stderr=subprocess.STDOUT, env=h.clean_env())
+        sc.on_close(self.close)
+        h.wait_until(lambda: os.path.exists(self.port_file), 10, "the proxy's port")
+        with open(self.port_file) as f:
+            self.port = int(f.read())
+
+    @property
+    def endpoint(self):
+        return "127.0.0.1:%d" % self.port
+
+    def events(self):
+        with open(self.events_path) as f:
+            return [json.loads(line) for line in f if line.startswith("{")]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+
+
+def start_world(sc, lifetime=LIFETIME):
+    """The fake Entra (signed tokens, a new one per request), the proxy, and the agent
+    publishing `entra` (validated through the proxy). Returns (az, proxy, agent)."""
+    az = AzureScenario(sc, lifetime=lifetime)
+    az.fake.signing_key = RsaKey()        # RS256 tokens the proxy can verify
+    az.fake.imds_reuse_fraction = None    # a new token at every request
+    proxy = TokenProxy(sc, az.fake)
+    cred = az.cred(name="entra", source="entra", poll_interval="500ms")
+    cred["redis"]["endpoints"] = [proxy.endpoint]
+    agent = az.start([cred], [az.entra_source(refresh_ratio=0.5)])
+    sc.wait_published("entra", timeout=10)
+    return az, proxy, agent
+
+
+class Worker:
+    def __init__(self, sc, proxy, label, argv, kind, key):
+        self.label, self.kind, self.key = label, kind, key
+        self.name = "%s-%s" % (label, kind)
+        env = h.clean_env({
+            "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(proxy.port),
+            "REDIS_CREDS_NAME": "entra", "REDIS_CREDS_RUNTIME_DIR": sc.tree.runtime,
+            "TE_KEY": key, "TE_CLIENT_NAME": self.name,
+            "PYTHONPATH": os.path.join(h.SOURCE_DIR, "client", "python")})
+        self.err_path = os.path.join(sc.tree.root, self.name + ".stderr")
+        self.err = open(self.err_path, "w")
+        self.proc = subprocess.Popen(argv + [kind], stdout=subprocess.PIPE, stderr=self.err,
+                                     env=env, text=True)
+        self.lines = []
+        self.ready = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        sc.on_close(self.kill)
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+            if line.strip() == "ready":
+                self.ready.set()
+
+    def result(self, timeout):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("%s did not finish: %s" % (self.name, self.stderr()))
+        self.reader.join(5)
+        for line in self.lines:
+            if line.startswith("{"):
+                return json.loads(line)
+        raise AssertionError("%s reported nothing (exit %s): %s"
+                             % (self.name, self.proc.returncode, self.stderr()))
+
+    def stderr(self):
+        self.err.flush()
+        with open(self.err_path) as f:
+            return f.read()[-2000:]
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.err.close()
+
+
+class Producer(threading.Thread):
+    """Every `interval` s: PUBLISH the next sequence number on CHANNEL and RPUSH it to each
+    list, straight to redis-server; at the end, "end:N" to all."""
+
+    def __init__(self, sc, lists, duration, interval=0.05):
+        super().__init__(daemon=True)
+        self.r = sc.redis.client()
+        self.lists, self.duration, self.interval = lists, duration, interval
+        self.n = 0
+        self.error = None
+
+    def run(self):
+        try:
+            end = time.monotonic() + self.duration
+            while time.monotonic() < end:
+                self.n += 1
+                p = self.r.pipeline(transaction=False)
+                p.publish(CHANNEL, self.n)
+                for key in self.lists:
+                    p.rpush(key, self.n)
+                p.execute()
+                time.sleep(self.interval)
+            p = self.r.pipeline(transaction=False)
+            p.publish(CHANNEL, "end:%d" % self.n)
+            for key in self.lists:
+                p.rpush(key, "end:%d" % self.n)
+            p.execute()
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.error = e
+
+
+def run_window(sc, duration, libs=None, kinds=None):
+    """Runs every library's workers for `duration` s of traffic through the proxy.
+    Returns (results: name -> report, proxy events, proxy, agent)."""
+    az, proxy, agent = start_world(sc)
+    libs = libs or libraries()
+    workers = []
+    for label, (argv, lib_kinds) in libs.items():
+        for kind in lib_kinds:
+            if kinds and kind not in kinds:
+                continue
+            key = CHANNEL if kind == "subscriber" else "te:%s:%s" % (label, kind)
+            workers.append(Worker(sc, proxy, label, argv, kind, key))
+    for w in workers:
+        if not w.ready.wait(30):
+            raise AssertionError("%s not ready: %s" % (w.name, w.stderr()))
+    prod = Producer(sc, [w.key for w in workers if w.kind in ("blocking", "naive")], duration)
+    prod.start()
+    prod.join(duration + 60)
+    assert prod.error is None, prod.error
+    results = {}
+    for w in workers:
+        if w.kind in ("pooled", "naive"):
+            w.proc.send_signal(signal.SIGTERM)
+    for w in workers:
+        results[w.name] = dict(w.result(30), stderr=w.stderr()[-500:])
+    proxy.close()
+    az.assert_no_secrets(az.outputs(agent))
+    return results, proxy.events(), proxy, agent
+
+
+def expired_by_name(events):
+    out = {}
+    for e in events:
+        if e["event"] == "expired":
+            out[e.get("name")] = out.get(e.get("name"), 0) + 1
+    return out
+
+
+def print_table(results, events):
+    drops = expired_by_name(events)
+    for name, r in sorted(results.items()):
+        print("%-26s dropped %d  errors %d  received %d  missing %d  duplicates %d  "
+              "switches %d  ok %d  failed %d" % (name, drops.get(name, 0), r["errors"],
+                                                 r["received"], r["missing"],
+                                                 r["duplicates"], r["switches"], r["ok"],
+                                                 r["failed"]))
+    s = [e for e in events if e["event"] == "summary"]
+    print("proxy:", s[-1] if s else "no summary")
+
+
+def test_slow_subscribers_blocking_readers_and_pools_survive_10_token_lifetimes(sc):
+    duration = 10 * LIFETIME + 5
+    t0 = time.time()
+    results, events, proxy, agent = run_window(sc, duration)
+    print_table(results, events)
+    assert time.time() - t0 >= 10 * LIFETIME
+    # the tokens really changed all along: the agent published one about every 4 s, and
+    # the connections re-AUTHed (pools) or switched (subscribers) many times
+    reauths = [e for e in events if e["event"] == "reauth"]
+    auths = [e for e in events if e["event"] == "auth"]
+    assert len(reauths) >= 10, "pools did not re-AUTH in place: %d" % len(reauths)
+    assert len(auths) >= 10 * 3, len(auths)
+    drops = expired_by_name(events)
+    assert drops == {}, "connections dropped at token expiry: %r" % drops
+    for name, r in results.items():
+        assert r["errors"] == 0, (name, r, r["stderr"])
+        if r["kind"] in ("subscriber", "blocking"):
+            assert r["end"] and r["end"] > 10 * LIFETIME * 10, (name, r)
+            assert r["missing"] == 0, (name, r)
+        if r["kind"] == "subscriber":
+            assert r["switches"] >= 10, (name, r)   # make-before-break at each token
+        if r["kind"] == "pooled":
+            assert r["failed"] == 0 and r["ok"] > 1000, (name, r)
+
+
+def test_slow_a_client_that_never_reauthenticates_is_dropped(sc):
+    """The same device with clients that AUTH once: each is dropped at its token's expiry
+    (and, with the old token, cannot come back) — what the test above would see without
+    the libraries' long-lived support."""
+    libs = {"python-sync": ([PY, PY_WORKER, "sync"], ("naive",))}
+    if os.path.exists(C_WORKER):
+        libs["c"] = ([C_WORKER], ("naive",))
+    results, events, proxy, agent = run_window(sc, 2 * LIFETIME + 4, libs=libs)
+    print_table(results, events)
+    drops = expired_by_name(events)
+    for name, r in results.items():
+        assert drops.get(name, 0) >= 1, (name, drops)
+        assert r["errors"] >= 1, (name, r)
+
+
+if __name__ == "__main__":
+    sys.exit("run with pytest")
