@@ -21,6 +21,7 @@ subscribed or connected. Payloads are sequence numbers 1..N, then "end:N"; at "e
 0. client/tests/rc_longlived.c and client/tests/py_longlived.py are two; LIBRARIES below
 says how to start each, and another library plugs in by adding an entry there.
 """
+import asyncio
 import json
 import os
 import signal
@@ -238,6 +239,149 @@ def print_table(results, events):
                                                  r["failed"]))
     s = [e for e in events if e["event"] == "summary"]
     print("proxy:", s[-1] if s else "no summary")
+
+
+# --------------------------------------------------------------------------------------
+# The Python helpers, one at a time, against redis-server directly (fast): the credential
+# moves from user te1 to user te2, so CLIENT LIST shows which one a connection uses.
+
+def publish(sc, user, expires_in=3600):
+    exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expires_in))
+    doc = {"format": 1, "name": "te", "username": user, "password": user + "-pw",
+           "version": user, "expires_at": exp}
+    path = sc.path("te.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(doc, f)
+    os.rename(path + ".tmp", path)
+
+
+def users_by_id(sc):
+    """CLIENT ID -> user, for the connections of te1 and te2."""
+    out = {}
+    for c in sc.redis.client().client_list():
+        if c["user"] in ("te1", "te2"):
+            out[c["id"]] = c["user"]
+    return out
+
+
+@pytest.fixture
+def two_users(sc):
+    os.makedirs(sc.tree.runtime, exist_ok=True)
+    sc.redis.create_user("te1", "te1-pw")
+    sc.redis.create_user("te2", "te2-pw")
+    publish(sc, "te1")
+    sys.path.insert(0, os.path.join(h.SOURCE_DIR, "client", "python"))
+    import redis_creds
+    return redis_creds
+
+
+def wait_generation(cf, gen):
+    h.wait_until(lambda: cf.generation >= gen, 5, "generation %d" % gen)
+
+
+def test_python_pool_reauths_idle_connections_in_place(sc, two_users):
+    rc = two_users
+    r = rc.redis_client("te", runtime_dir=sc.tree.runtime, port=sc.redis.port)
+    pool = r.connection_pool
+    held = [pool.get_connection("PING") for _ in range(3)]
+    for c in held:
+        pool.release(c)
+    before = users_by_id(sc)
+    assert sorted(before.values()) == ["te1"] * 3
+    publish(sc, "te2")
+    # the watcher re-AUTHs the idle connections: same connections (ids), now user te2
+    h.wait_until(lambda: users_by_id(sc) == {i: "te2" for i in before}, 5,
+                 "the idle connections re-AUTHed in place")
+    assert r.incr("te:n") == 1
+    pool.rc_watcher.stop()
+
+
+def test_python_async_pool_reauths_idle_connections_in_place(sc, two_users):
+    rc = two_users
+
+    async def main():
+        r = rc.async_redis_client("te", runtime_dir=sc.tree.runtime, port=sc.redis.port)
+        pool = r.connection_pool
+        held = [await pool.get_connection("PING") for _ in range(3)]
+        for c in held:
+            await pool.release(c)
+        before = users_by_id(sc)
+        assert sorted(before.values()) == ["te1"] * 3
+        publish(sc, "te2")
+        end = time.monotonic() + 5
+        while users_by_id(sc) != {i: "te2" for i in before}:
+            assert time.monotonic() < end, users_by_id(sc)
+            await asyncio.sleep(0.05)
+        assert await r.incr("te:n") == 1
+        await r.close()
+        pool.rc_watcher.stop()
+    asyncio.run(main())
+
+
+def test_python_subscriber_makes_before_it_breaks(sc, two_users):
+    rc = two_users
+    from redis_creds import longlived
+    r = rc.redis_client("te", runtime_dir=sc.tree.runtime, port=sc.redis.port)
+    sub = longlived.Subscriber(r, channels=["te:c"])
+    admin = sc.redis.client()
+    admin.publish("te:c", "1")
+    admin.publish("te:c", "2")
+    publish(sc, "te2")
+    wait_generation(r.connection_pool.connection_kwargs["credential_file"], 2)
+    got = [sub.get_message(timeout=5)["data"] for _ in range(2)]
+    assert sub.switches == 1
+    assert list(users_by_id(sc).values()) == ["te2"], "the old subscriber is closed"
+    admin.publish("te:c", "3")
+    got.append(sub.get_message(timeout=5)["data"])
+    assert got == [b"1", b"2", b"3"]
+    assert sub.get_message(timeout=0.2) is None
+    sub.close()
+
+
+def test_python_async_subscriber_makes_before_it_breaks(sc, two_users):
+    rc = two_users
+    from redis_creds import longlived
+
+    async def main():
+        r = rc.async_redis_client("te", runtime_dir=sc.tree.runtime, port=sc.redis.port)
+        sub = await longlived.AsyncSubscriber.create(r, channels=["te:c"])
+        admin = sc.redis.client()
+        admin.publish("te:c", "1")
+        publish(sc, "te2")
+        wait_generation(r.connection_pool.connection_kwargs["credential_file"], 2)
+        got = [(await sub.get_message(timeout=5))["data"]]
+        assert sub.switches == 1
+        assert list(users_by_id(sc).values()) == ["te2"]
+        admin.publish("te:c", "2")
+        got.append((await sub.get_message(timeout=5))["data"])
+        assert got == [b"1", b"2"]
+        await sub.close()
+        await r.close()
+    asyncio.run(main())
+
+
+def test_python_blocking_command_returns_before_expiry_and_reauths(sc, two_users):
+    """A token that expires in 4 s: BLPOP blocks in slices of about 2 s; a change
+    published during the first slice is AUTHed on the same connection before the next."""
+    rc = two_users
+    from redis_creds import longlived
+    publish(sc, "te1", expires_in=4)
+    r = rc.redis_client("te", runtime_dir=sc.tree.runtime, port=sc.redis.port)
+    cf = r.connection_pool.connection_kwargs["credential_file"]
+    wait_generation(cf, 1)
+    admin = sc.redis.client()
+    timer = threading.Timer(1.0, publish, (sc, "te2"))
+    timer.start()
+    threading.Timer(3.5, admin.rpush, ("te:l", "x")).start()
+    t0 = time.monotonic()
+    assert longlived.blocking_command(r, "BLPOP", "te:l", timeout=20) == (b"te:l", b"x")
+    assert 3.0 < time.monotonic() - t0 < 10
+    assert list(users_by_id(sc).values()) == ["te2"], "re-AUTHed in place, one connection"
+    assert longlived.blocking_command(r, "BLPOP", "te:l", timeout=0.3) is None
+    assert longlived.block_seconds(time.time() + 10, 0) == pytest.approx(8.0, abs=0.5)
+    assert longlived.block_seconds(time.time() - 1, 0) == longlived.MIN_BLOCK
+    assert longlived.block_seconds(None, 0) == 0
+    assert longlived.block_seconds(None, 5, socket_timeout=3) == 2.0
 
 
 def test_slow_subscribers_blocking_readers_and_pools_survive_10_token_lifetimes(sc):

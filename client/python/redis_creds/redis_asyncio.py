@@ -30,7 +30,7 @@ from redis.exceptions import ResponseError
 from redis.utils import str_if_bytes
 
 from .credfile import CredentialError
-from .redis_py import RELOAD, RotatingAuthBase, _AuthPlan, _rotating_pool, \
+from .redis_py import RELOAD, RotatingAuthBase, _AuthPlan, _next_stale, _rotating_pool, \
     _share_credential_file
 
 
@@ -132,23 +132,23 @@ class AsyncRotatingConnectionPool(ConnectionPool):
         await super().release(connection)
 
     async def reauth_idle(self):
-        """Re-AUTHs every idle connection whose credential was replaced, each taken out of
-        the pool meanwhile. Returns how many were re-AUTHed."""
-        async with self._lock:
-            idle, self._available_connections = self._available_connections, []
-        done = 0
-        try:
-            for conn in idle:
-                if isinstance(conn, RotatingAuthBase) and conn.rc_stale():
-                    try:
-                        await conn.rc_reauth()
-                        done += 1
-                    except Exception:  # noqa: BLE001 - reconnects when next handed out
-                        await conn.disconnect()
-        finally:
+        """Re-AUTHs every idle connection whose credential was replaced, one at a time,
+        each taken out of the pool meanwhile. Returns how many were re-AUTHed."""
+        done, tried = 0, set()
+        while True:
             async with self._lock:
-                self._available_connections.extend(idle)
-        return done
+                conn = _next_stale(self._available_connections, tried)
+                if conn is None:
+                    return done
+                self._available_connections.remove(conn)
+            try:
+                await conn.rc_reauth()
+                done += 1
+            except Exception:  # noqa: BLE001 - reconnects when next handed out
+                await conn.disconnect()
+            finally:
+                async with self._lock:
+                    self._available_connections.append(conn)
 
     def rc_on_change(self, snapshot, error):
         """The Watcher's callback (async_redis_client() installs it): runs in the

@@ -233,6 +233,15 @@ def _reauth_or_reconnect(conn):
         conn.connect()
 
 
+def _next_stale(idle, tried):
+    """The first connection of idle that is stale and not in tried (which it joins)."""
+    for conn in idle:
+        if id(conn) not in tried and isinstance(conn, RotatingAuthBase) and conn.rc_stale():
+            tried.add(id(conn))
+            return conn
+    return None
+
+
 class RotatingConnectionPool(ConnectionPool):
     """A ConnectionPool whose connections move to each new credential in place: when a
     change is published, idle connections are re-AUTHed at once (reauth_idle(), which the
@@ -265,23 +274,24 @@ class RotatingConnectionPool(ConnectionPool):
         super().release(connection)
 
     def reauth_idle(self):
-        """Re-AUTHs every idle connection whose credential was replaced. Each is taken out
-        of the pool meanwhile, so no command uses it. Returns how many were re-AUTHed."""
-        with self._lock:
-            idle, self._available_connections = self._available_connections, []
-        done = 0
-        try:
-            for conn in idle:
-                if isinstance(conn, RotatingAuthBase) and conn.rc_stale():
-                    try:
-                        conn.rc_reauth()
-                        done += 1
-                    except Exception:  # noqa: BLE001 - reconnects when next handed out
-                        conn.disconnect()
-        finally:
+        """Re-AUTHs every idle connection whose credential was replaced, one at a time:
+        each is taken out of the pool meanwhile (so no command uses it), and the others
+        stay available. Returns how many were re-AUTHed."""
+        done, tried = 0, set()
+        while True:
             with self._lock:
-                self._available_connections.extend(idle)
-        return done
+                conn = _next_stale(self._available_connections, tried)
+                if conn is None:
+                    return done
+                self._available_connections.remove(conn)
+            try:
+                conn.rc_reauth()
+                done += 1
+            except Exception:  # noqa: BLE001 - reconnects when next handed out
+                conn.disconnect()
+            finally:
+                with self._lock:
+                    self._available_connections.append(conn)
 
     def rc_on_change(self, snapshot, error):
         """The Watcher's callback (redis_client() installs it)."""
