@@ -80,16 +80,21 @@ def sync_subscriber(k):
     ready()
     while not k.stop:
         try:
+            if sub is None:
+                sub = longlived.Subscriber(r, channels=[KEY])
             m = sub.get_message(timeout=1.0)
-        except redis.ConnectionError as e:
-            print("subscriber: %s" % e, file=sys.stderr)
+        except redis.RedisError as e:
+            print("subscriber: %s: %s" % (type(e).__name__, e), file=sys.stderr, flush=True)
             k.errors += 1
-            k.switches += sub.switches
-            sub = longlived.Subscriber(r, channels=[KEY])
+            if sub is not None:
+                k.switches += sub.switches
+                sub.close()
+            sub = None
+            time.sleep(0.1)
             continue
         if m is not None and k.payload(m["data"]):
             break
-    k.switches += sub.switches
+    k.switches += sub.switches if sub else 0
 
 
 def sync_blocking(k, naive=False):
@@ -105,17 +110,10 @@ def sync_blocking(k, naive=False):
                 reply = r.blpop(KEY, timeout=1)
             else:
                 reply = longlived.blocking_command(r, "BLPOP", KEY, timeout=1)
-        except redis.ConnectionError as e:
-            print("blocking: %s" % e, file=sys.stderr)
+        except redis.RedisError as e:   # naive: then its expired token, refused
+            print("blocking: %s: %s" % (type(e).__name__, e), file=sys.stderr, flush=True)
             k.errors += 1
-            if naive:     # a naive client can only come back with the token it had
-                r.connection_pool.disconnect()
-                time.sleep(0.2)
-            continue
-        except redis.ResponseError as e:     # the naive client's expired token
-            print("blocking: %s" % e, file=sys.stderr)
-            k.errors += 1
-            time.sleep(0.2)
+            time.sleep(0.1)
             continue
         if reply is not None and k.payload(reply[1]):
             break
@@ -133,7 +131,7 @@ def sync_pooled(k):
             r.incr(KEY)
             k.ok += 1
         except redis.RedisError as e:
-            print("pooled: %s" % e, file=sys.stderr)
+            print("pooled: %s: %s" % (type(e).__name__, e), file=sys.stderr, flush=True)
             k.failed += 1
             k.errors += isinstance(e, redis.ConnectionError)
         time.sleep(0.02)
@@ -146,16 +144,21 @@ async def async_subscriber(k):
     ready()
     while not k.stop:
         try:
+            if sub is None:
+                sub = await longlived.AsyncSubscriber.create(r, channels=[KEY])
             m = await sub.get_message(timeout=1.0)
-        except redis.ConnectionError as e:
-            print("subscriber: %s" % e, file=sys.stderr)
+        except redis.RedisError as e:
+            print("subscriber: %s: %s" % (type(e).__name__, e), file=sys.stderr, flush=True)
             k.errors += 1
-            k.switches += sub.switches
-            sub = await longlived.AsyncSubscriber.create(r, channels=[KEY])
+            if sub is not None:
+                k.switches += sub.switches
+                await sub.close()
+            sub = None
+            await asyncio.sleep(0.1)
             continue
         if m is not None and k.payload(m["data"]):
             break
-    k.switches += sub.switches
+    k.switches += sub.switches if sub else 0
 
 
 async def async_blocking(k):
@@ -165,9 +168,10 @@ async def async_blocking(k):
     while not k.stop:
         try:
             reply = await longlived.async_blocking_command(r, "BLPOP", KEY, timeout=1)
-        except redis.ConnectionError as e:
-            print("blocking: %s" % e, file=sys.stderr)
+        except redis.RedisError as e:
+            print("blocking: %s: %s" % (type(e).__name__, e), file=sys.stderr, flush=True)
             k.errors += 1
+            await asyncio.sleep(0.1)
             continue
         if reply is not None and k.payload(reply[1]):
             break
@@ -186,7 +190,7 @@ async def async_pooled(k):
             await r.incr(KEY)
             k.ok += 1
         except redis.RedisError as e:
-            print("pooled: %s" % e, file=sys.stderr)
+            print("pooled: %s: %s" % (type(e).__name__, e), file=sys.stderr, flush=True)
             k.failed += 1
             k.errors += isinstance(e, redis.ConnectionError)
         await asyncio.sleep(0.02)

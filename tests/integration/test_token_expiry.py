@@ -105,7 +105,8 @@ def start_world(sc, lifetime=LIFETIME):
     proxy = TokenProxy(sc, az.fake)
     cred = az.cred(name="entra", source="entra", poll_interval="500ms")
     cred["redis"]["endpoints"] = [proxy.endpoint]
-    agent = az.start([cred], [az.entra_source(refresh_ratio=0.5)])
+    # a generous timeout: on a loaded machine the fake (Python) may answer slowly
+    agent = az.start([cred], [az.entra_source(refresh_ratio=0.5, timeout="5s")])
     sc.wait_published("entra", timeout=10)
     return az, proxy, agent
 
@@ -149,9 +150,11 @@ class Worker:
                              % (self.name, self.proc.returncode, self.stderr()))
 
     def stderr(self):
+        """The first and the last lines the worker wrote to stderr."""
         self.err.flush()
         with open(self.err_path) as f:
-            return f.read()[-2000:]
+            text = f.read()
+        return text if len(text) <= 3000 else text[:1000] + "\n...\n" + text[-2000:]
 
     def kill(self):
         if self.proc.poll() is None:
@@ -215,7 +218,7 @@ def run_window(sc, duration, libs=None, kinds=None):
         if w.kind in ("pooled", "naive"):
             w.proc.send_signal(signal.SIGTERM)
     for w in workers:
-        results[w.name] = dict(w.result(30), stderr=w.stderr()[-500:])
+        results[w.name] = dict(w.result(30), stderr=w.stderr())
     proxy.close()
     az.assert_no_secrets(az.outputs(agent))
     return results, proxy.events(), proxy, agent
@@ -239,6 +242,51 @@ def print_table(results, events):
                                                  r["failed"]))
     s = [e for e in events if e["event"] == "summary"]
     print("proxy:", s[-1] if s else "no summary")
+
+
+# --------------------------------------------------------------------------------------
+# The device itself (fast): what it accepts, what it refuses, when it closes.
+
+def test_proxy_checks_tokens_and_closes_connections_whose_token_expired(sc):
+    import redis
+    from azure_fake import make_jwt
+    az = AzureScenario(sc, lifetime=3)
+    az.fake.signing_key = RsaKey()
+    proxy = TokenProxy(sc, az.fake)
+    ident = az.fake.system_identity
+    oid = ident.object_id
+
+    def conn():
+        return redis.Redis(port=proxy.port, socket_timeout=5, single_connection_client=True)
+
+    tok, claims = az.fake.issue(ident, "https://redis.azure.com")
+    forged = make_jwt(dict(claims, exp=claims["exp"] + 3600))     # random signature
+    other_aud, _ = az.fake.issue(ident, "https://vault.azure.net")
+    c = conn()
+    with pytest.raises(redis.exceptions.AuthenticationError, match="Authentication required"):
+        c.ping()       # NOAUTH
+    for user, token in ((oid, forged), ("someone-else", tok), (oid, other_aud)):
+        with pytest.raises(redis.exceptions.ResponseError, match="WRONGPASS"):
+            c.execute_command("AUTH", user, token)
+    assert c.execute_command("AUTH", oid, tok) is True
+    assert c.ping() is True
+    c2 = conn()
+    hello = c2.execute_command("HELLO", "2", "AUTH", oid, tok, "SETNAME", "hello-client")
+    assert b"proto" in hello
+    # c re-AUTHs with a newer token before exp; c2 does not: c2 is closed, c stays
+    time.sleep(max(0.0, claims["exp"] - time.time() - 1.5))
+    tok2, claims2 = az.fake.issue(ident, "https://redis.azure.com")
+    assert c.execute_command("AUTH", oid, tok2) is True
+    time.sleep(max(0.0, claims["exp"] - time.time() + 0.5))
+    assert c.ping() is True
+    with pytest.raises(redis.exceptions.ConnectionError):
+        c2.ping()
+    time.sleep(max(0.0, claims2["exp"] - time.time() + 0.5))
+    with pytest.raises(redis.exceptions.ConnectionError):
+        c.ping()
+    proxy.close()
+    expired = [e for e in proxy.events() if e["event"] == "expired"]
+    assert len(expired) == 2 and "hello-client" in [e["name"] for e in expired], expired
 
 
 # --------------------------------------------------------------------------------------
