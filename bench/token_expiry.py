@@ -38,13 +38,7 @@ def main():
         drops = te.expired_by_name(events)
         print("%d s of traffic, %d-s tokens (%d lifetimes)" % (duration, te.LIFETIME,
                                                                 args.lifetimes))
-        print("%-26s %8s %7s %9s %8s %6s %9s %7s %7s" % (
-            "library-kind", "dropped", "errors", "received", "missing", "dups", "switches",
-            "ok", "failed"))
-        for name, r in sorted(results.items()):
-            print("%-26s %8d %7d %9d %8d %6d %9d %7d %7d" % (
-                name, drops.get(name, 0), r["errors"], r["received"], r["missing"],
-                r["duplicates"], r["switches"], r["ok"], r["failed"]))
+        te.print_table(results, events)
         per_lib = {}
         for name, r in results.items():
             lib = name.rsplit("-", 1)[0]

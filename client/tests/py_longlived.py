@@ -57,8 +57,9 @@ class Counts:
         return False
 
     def report(self):
-        end = self.end or 0
-        missing = end - len([n for n in self.seen if 1 <= n <= end])
+        # missing is known only once "end:N" arrived (pooled and stopped workers: None)
+        end = self.end
+        missing = None if end is None else end - len([n for n in self.seen if 1 <= n <= end])
         print(json.dumps({"lib": self.lib, "kind": self.kind, "received": self.received,
                           "missing": missing, "duplicates": self.duplicates,
                           "errors": self.errors, "switches": self.switches, "ok": self.ok,

@@ -101,11 +101,16 @@ static void report(const char *kind, const struct counts *k, unsigned switches) 
     long distinct = 0;
     for (long i = 1; i <= k->end && i < k->cap; i++)
         distinct += k->seen[i];
-    printf("{\"lib\": \"c\", \"kind\": \"%s\", \"received\": %ld, \"missing\": %ld, "
+    char missing[32] = "null", end[32] = "null"; /* known once "end:N" arrived */
+    if (k->end > 0) {
+        snprintf(missing, sizeof missing, "%ld", k->end - distinct);
+        snprintf(end, sizeof end, "%ld", k->end);
+    }
+    printf("{\"lib\": \"c\", \"kind\": \"%s\", \"received\": %ld, \"missing\": %s, "
            "\"duplicates\": %ld, \"errors\": %ld, \"switches\": %u, \"ok\": %ld, "
-           "\"failed\": %ld, \"end\": %ld}\n",
-           kind, k->received, k->end - distinct, k->duplicates, k->errors, switches, k->ok,
-           k->failed, k->end);
+           "\"failed\": %ld, \"end\": %s}\n",
+           kind, k->received, missing, k->duplicates, k->errors, switches, k->ok, k->failed,
+           end);
     fflush(stdout);
 }
 

@@ -232,14 +232,20 @@ def expired_by_name(events):
     return out
 
 
-def print_table(results, events):
+def table(results, events):
+    """Rows of the per-worker numbers (missing is "-" where no end marker arrived)."""
     drops = expired_by_name(events)
+    rows = [("library-kind", "dropped", "errors", "received", "missing", "dups",
+             "switches", "ok", "failed")]
     for name, r in sorted(results.items()):
-        print("%-26s dropped %d  errors %d  received %d  missing %d  duplicates %d  "
-              "switches %d  ok %d  failed %d" % (name, drops.get(name, 0), r["errors"],
-                                                 r["received"], r["missing"],
-                                                 r["duplicates"], r["switches"], r["ok"],
-                                                 r["failed"]))
+        rows.append((name, drops.get(name, 0), r["errors"], r["received"],
+                     "-" if r["missing"] is None else r["missing"], r["duplicates"],
+                     r["switches"], r["ok"], r["failed"]))
+    return ["%-26s %8s %7s %9s %8s %6s %9s %7s %7s" % row for row in rows]
+
+
+def print_table(results, events):
+    print("\n".join(table(results, events)))
     s = [e for e in events if e["event"] == "summary"]
     print("proxy:", s[-1] if s else "no summary")
 
