@@ -155,7 +155,14 @@ class AsyncRotatingConnectionPool(ConnectionPool):
         watcher's thread and schedules reauth_idle() on the pool's loop."""
         loop = self.rc_loop
         if error is None and loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(lambda: loop.create_task(self.reauth_idle()))
+            loop.call_soon_threadsafe(self._rc_start_reauth)
+
+    def _rc_start_reauth(self):
+        # the loop keeps only a weak reference to a task: hold it until it is done
+        tasks = self.__dict__.setdefault("_rc_tasks", set())
+        task = asyncio.get_running_loop().create_task(self.reauth_idle())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
 
 def async_redis_client(name, runtime_dir=None, watch=True, on_change=None, ssl=False,
