@@ -24,15 +24,15 @@
  *   0.14 has no RESP3, and Redis refuses AUTH on a RESP2 subscribed connection, so at a
  *   change it subscribes on a new connection with the new credential, then unsubscribes
  *   the old one and hands out what it still delivers until Redis confirms, then closes
- *   it. No message is lost; messages published between the two confirmations are
+ *   it. No message is lost; messages published between the two confirmations may be
  *   delivered twice (rc_redis_subscriber_switches counts the switches). Both wait with
  *   poll() on the context's fd (plain TCP or unix sockets; not TLS contexts, whose
  *   library may hold decrypted bytes poll() cannot see).
  * - Secrets: the AUTH command is formatted into a buffer of ours, written to the socket
  *   directly (hiredis < 1.0) and wiped; hiredis never holds a copy. Error replies are not
  *   kept. Nothing is printed.
- * - Thread safety: as hiredis: one thread per redisContext (and its session) at a time;
- *   the rc_handle may be shared by any number of threads.
+ * - Thread safety: as hiredis: one thread per redisContext (and its session), and per
+ *   rc_redis_subscriber, at a time; the rc_handle may be shared by any number of threads.
  */
 #ifndef REDIS_CREDS_HIREDIS_H
 #define REDIS_CREDS_HIREDIS_H
