@@ -231,7 +231,7 @@ static bool node_unusable(struct vnode *nd) {
  * timed out. */
 static void check_all(const struct vrun *x, struct vnode *nodes, size_t n, const bool *skip,
                       const char *username, const struct secret *password) {
-    struct probe_run pr = { .argc = resp_auth_argv(username, password, pr.argv, pr.argvlen) };
+    struct probe_run pr = { 0 };
     struct rnet_cmd script[2] = {
         { .label = "AUTH", .secret = true },
         { .label = "PING after AUTH", .argc = 1, .argv = { "PING" }, .pipelined = true },
@@ -239,6 +239,7 @@ static void check_all(const struct vrun *x, struct vnode *nodes, size_t n, const
     struct rnet_node *rn = calloc(n ? n : 1, sizeof *rn);
     struct rnet_opts o = rnet_opts_of(x, probe_reply, &pr);
 
+    pr.argc = resp_auth_argv(username, password, pr.argv, pr.argvlen);
     if (!rn || pr.argc < 0) {
         fail_nodes(nodes, n, skip, !rn ? "out of memory" : "AUTH: no password given");
         free(rn);

@@ -132,10 +132,11 @@ int validate_nodes_list(const struct config_redis *redis, bool replicas,
                         struct validate_nodes **ret, char *err, size_t errlen);
 size_t validate_nodes_count(const struct validate_nodes *v);
 const char *validate_nodes_name(const struct validate_nodes *v, size_t i);   /* host:port */
-/* Sets up nodes[0..count) for rnet_run() (endpoint and TLS name; script NULL, the
- * caller's to set) and *o with the credential's TLS context and timeout (on_reply and
- * userdata are the caller's). Returns NULL, or why node i cannot be asked at all (its
- * endpoint is unusable: static text) for each i in turn via validate_nodes_problem(). */
+/* For callers that run commands of their own on every node with rnet_run(): fills
+ * nodes[0..count) (endpoint and TLS name; the script is the caller's to set, NULL leaves a
+ * node out) and *o (the credential's TLS context, valid until validate_nodes_free, and
+ * timeout; on_reply and userdata are the caller's). validate_nodes_problem() says why
+ * node i cannot be asked at all (its endpoint is unusable; static text), else NULL. */
 void validate_nodes_rnet(const struct validate_nodes *v, struct rnet_node *nodes,
                          struct rnet_opts *o);
 const char *validate_nodes_problem(const struct validate_nodes *v, size_t i);
