@@ -80,64 +80,87 @@ static bool server_answers(const struct server *s) {
     return ok;
 }
 
-int start_server(struct server *s, const char *dir, bool ipv6, const char *unixsock,
-                 const char *requirepass) {
+/* The command line of a server (strings in s->args). Returns argc. */
+static int server_argv(struct server *s, const char *dir, const struct server_opts *o,
+                       const char *argv[40]) {
+    int argc = 0;
+
+    snprintf(s->args.port, sizeof s->args.port, "%u", (unsigned)s->port);
+    argv[argc++] = REDIS_SERVER;
+    argv[argc++] = "--port";
+    argv[argc++] = s->args.port;
+    argv[argc++] = "--bind";
+    argv[argc++] = "127.0.0.1";
+    if (o->ipv6)
+        argv[argc++] = "::1";
+    argv[argc++] = "--save";
+    argv[argc++] = "";
+    argv[argc++] = "--appendonly";
+    argv[argc++] = "no";
+    argv[argc++] = "--daemonize";
+    argv[argc++] = "no";
+    argv[argc++] = "--dir";
+    argv[argc++] = dir;
+    if (o->unixsock) {
+        argv[argc++] = "--unixsocket";
+        argv[argc++] = o->unixsock;
+        argv[argc++] = "--unixsocketperm";
+        argv[argc++] = "700";
+    }
+    if (o->requirepass) {
+        argv[argc++] = "--requirepass";
+        argv[argc++] = o->requirepass;
+    }
+    if (o->certdir) {
+        snprintf(s->args.tls_port, sizeof s->args.tls_port, "%u", (unsigned)s->tls_port);
+        snprintf(s->args.cert, sizeof s->args.cert, "%s/server.crt", o->certdir);
+        snprintf(s->args.key, sizeof s->args.key, "%s/server.key", o->certdir);
+        snprintf(s->args.ca, sizeof s->args.ca, "%s/ca.crt", o->certdir);
+        const char *tls[] = { "--tls-port", s->args.tls_port, "--tls-cert-file", s->args.cert,
+                              "--tls-key-file", s->args.key, "--tls-ca-cert-file", s->args.ca,
+                              "--tls-auth-clients", "no" };
+        for (size_t k = 0; k < sizeof tls / sizeof tls[0]; k++)
+            argv[argc++] = tls[k];
+    }
+    argv[argc] = NULL;
+    return argc;
+}
+
+/* Runs argv[0] as a child that dies with us, output to /dev/null unless RESP_TEST_VERBOSE,
+ * in directory cwd (NULL: ours). */
+static pid_t spawn(const char *const *argv, const char *cwd) {
+    pid_t parent = getpid();
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent || (cwd && chdir(cwd) != 0))
+            _exit(1);
+        if (!getenv("RESP_TEST_VERBOSE") && devnull >= 0) {
+            (void)dup2(devnull, STDIN_FILENO);
+            (void)dup2(devnull, STDOUT_FILENO);
+            (void)dup2(devnull, STDERR_FILENO);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int start_server_with(struct server *s, const char *dir, const struct server_opts *o) {
     for (int attempt = 0; attempt < 3; attempt++) {
-        char port[8];
-        const char *argv[32];
-        int argc = 0;
-        pid_t pid;
+        const char *argv[40];
 
         s->port = free_port();
-        snprintf(port, sizeof(port), "%u", (unsigned)s->port);
-        argv[argc++] = REDIS_SERVER;
-        argv[argc++] = "--port";
-        argv[argc++] = port;
-        argv[argc++] = "--bind";
-        argv[argc++] = "127.0.0.1";
-        if (ipv6)
-            argv[argc++] = "::1";
-        argv[argc++] = "--save";
-        argv[argc++] = "";
-        argv[argc++] = "--appendonly";
-        argv[argc++] = "no";
-        argv[argc++] = "--daemonize";
-        argv[argc++] = "no";
-        argv[argc++] = "--dir";
-        argv[argc++] = dir;
-        if (unixsock) {
-            argv[argc++] = "--unixsocket";
-            argv[argc++] = unixsock;
-            argv[argc++] = "--unixsocketperm";
-            argv[argc++] = "700";
-        }
-        if (requirepass) {
-            argv[argc++] = "--requirepass";
-            argv[argc++] = requirepass;
-        }
-        argv[argc] = NULL;
-
-        pid_t parent = getpid();
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-            (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (getppid() != parent)
-                _exit(1);
-            if (!getenv("RESP_TEST_VERBOSE") && devnull >= 0) {
-                (void)dup2(devnull, STDIN_FILENO);
-                (void)dup2(devnull, STDOUT_FILENO);
-                (void)dup2(devnull, STDERR_FILENO);
-            }
-            execv(REDIS_SERVER, (char *const *)argv);
-            _exit(127);
-        }
-        s->pid = pid;
+        s->tls_port = o->certdir ? free_port() : 0;
+        (void)server_argv(s, dir, o, argv);
+        s->pid = spawn(argv, NULL);
         for (int i = 0; i < 500; i++) {   /* up to ~10 s */
             if (server_answers(s))
                 return 0;
-            if (waitpid(pid, NULL, WNOHANG) == pid) {
+            if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
                 s->pid = 0;   /* died, e.g. the port was taken meanwhile: try another */
                 break;
             }
@@ -146,6 +169,61 @@ int start_server(struct server *s, const char *dir, bool ipv6, const char *unixs
         stop_server(s);
     }
     return -1;
+}
+
+int start_server(struct server *s, const char *dir, bool ipv6, const char *unixsock,
+                 const char *requirepass) {
+    struct server_opts o = { .ipv6 = ipv6, .unixsock = unixsock, .requirepass = requirepass };
+    return start_server_with(s, dir, &o);
+}
+
+static int run_openssl(const char *dir, const char *const *args) {
+    const char *argv[24] = { "/usr/bin/openssl" };
+    int status = 0;
+    size_t n = 1;
+
+    for (; args[n - 1] && n < 23; n++)
+        argv[n] = args[n - 1];
+    argv[n] = NULL;
+    pid_t pid = spawn(argv, dir);
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return -1;
+    return 0;
+}
+
+int make_certs(const char *dir) {
+    static const char *const ca[] = { "req", "-x509", "-newkey", "ec", "-pkeyopt",
+        "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days",
+        "2", "-subj", "/CN=rc-test-ca", NULL };
+    static const char *const csr[] = { "req", "-newkey", "ec", "-pkeyopt",
+        "ec_paramgen_curve:P-256", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=rc-test", NULL };
+    static const char *const sign[] = { "x509", "-req", "-in", "server.csr", "-CA", "ca.crt",
+        "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2",
+        "-extfile", "ext", NULL };
+    char ext[256];
+    FILE *f;
+
+    if (access("/usr/bin/openssl", X_OK) != 0)
+        return -1;
+    snprintf(ext, sizeof ext, "%s/ext", dir);
+    if (!(f = fopen(ext, "we")))
+        return -1;
+    fputs("subjectAltName=IP:127.0.0.1,DNS:localhost\n", f);
+    fclose(f);
+    return run_openssl(dir, ca) < 0 || run_openssl(dir, csr) < 0 || run_openssl(dir, sign) < 0
+               ? -1 : 0;
+}
+
+void remove_certs(const char *dir) {
+    static const char *const names[] = { "ca.key", "ca.crt", "ca.srl", "server.key",
+                                         "server.csr", "server.crt", "ext" };
+    char p[256];
+
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        (void)unlink(p);
+    }
 }
 
 int server_tmpdir(char *buf, size_t size, const char *prefix) {

@@ -16,7 +16,18 @@
 struct server {
     pid_t pid;
     uint16_t port;
+    uint16_t tls_port;       /* with certdir: TLS here, plaintext on port */
     char sock[108];
+    struct {                 /* the command line's strings */
+        char port[8], tls_port[8], cert[256], key[256], ca[256];
+    } args;
+};
+
+struct server_opts {
+    bool ipv6;               /* listen on ::1 too */
+    const char *unixsock;    /* NULL: none */
+    const char *requirepass; /* NULL: none */
+    const char *certdir;     /* make_certs()'s files: a TLS port too (no client certs) */
 };
 
 /* A loopback TCP port nobody listens on right now. */
@@ -26,6 +37,12 @@ bool can_bind_ipv6_loopback(void);
  * 0, or -1 after three tries. */
 int start_server(struct server *s, const char *dir, bool ipv6, const char *unixsock,
                  const char *requirepass);
+int start_server_with(struct server *s, const char *dir, const struct server_opts *o);
+/* A CA (ca.crt) and a server certificate it signed (server.crt, server.key) for
+ * IP:127.0.0.1 and DNS:localhost, in dir, made with /usr/bin/openssl. 0, or -1 (no
+ * openssl). remove_certs() deletes them again. */
+int make_certs(const char *dir);
+void remove_certs(const char *dir);
 void stop_server(struct server *s);   /* NULL-safe: a server never started is left alone */
 /* A fresh directory for the servers' files, under $REDIS_CREDS_TEST_TMP (when short
  * enough for unix socket paths) or /tmp. 0 or -1. */
