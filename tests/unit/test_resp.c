@@ -1069,9 +1069,35 @@ static void test_cluster_parse_slots_dedups_and_marks_primaries(void **state) {
     freeReplyObject(r);
 }
 
+/* For callers that read replies themselves (rnet): an error reply to a command carrying
+ * a secret keeps only its first word; other replies are left alone. */
+static void test_redact_error_keeps_only_the_first_word(void **state) {
+    const char *argv[] = { "ACL", "SETUSER", "app", "<hunter2-secret" };
+    redisReply *r = parse_str("-ERR Error in ACL SETUSER modifier '<hunter2-secret': no such "
+                              "passwords\r\n");
+    redisReply *ok = parse_str("+OK\r\n");
+    redisReply *echo = parse_str("-hunter2-secret was wrong\r\n");
+
+    (void)state;
+    resp_redact_error(r, 4, argv, NULL);
+    assert_int_equal(r->len, 3);
+    assert_string_equal(r->str, "ERR");
+    resp_reply_wipe_free(r);
+    resp_redact_error(ok, 4, argv, NULL);
+    assert_string_equal(ok->str, "OK");
+    resp_reply_wipe_free(ok);
+    /* a first word that is not an error code (here: the secret itself) is not shown */
+    resp_redact_error(echo, 4, argv, NULL);
+    assert_string_equal(echo->str, "(redacted)");
+    resp_reply_wipe_free(echo);
+    resp_reply_wipe_free(NULL);
+    resp_redact_error(NULL, 4, argv, NULL);
+}
+
 int main(void) {
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_reader_simple_string),
+        cmocka_unit_test(test_redact_error_keeps_only_the_first_word),
         cmocka_unit_test(test_reader_error),
         cmocka_unit_test(test_reader_integer),
         cmocka_unit_test(test_reader_bulk_keeps_binary),
