@@ -406,12 +406,12 @@ static int acl_script(struct acl_run *a, const char *user, const struct secret *
     struct rnet_cmd *s = a->script;
     size_t alen = secret_len(password) + 1;
 
-    s[AS_LOGIN] = (struct rnet_cmd){ .label = "AUTH", .secret = true };
+    s[AS_LOGIN] = (struct rnet_cmd){ .label = "AUTH" };
     s[AS_LOGIN].argc = resp_auth_argv(a->login_user, login_password, s[AS_LOGIN].argv,
                                       s[AS_LOGIN].argvlen);
     s[AS_PING] = (struct rnet_cmd){ .label = "PING after AUTH", .argc = 1, .argv = { "PING" },
                                     .pipelined = true };
-    s[AS_CHECK] = (struct rnet_cmd){ .label = "AUTH", .secret = true };
+    s[AS_CHECK] = (struct rnet_cmd){ .label = "AUTH" };
     s[AS_CHECK].argc = resp_auth_argv(user ? user : "default", password, s[AS_CHECK].argv,
                                       s[AS_CHECK].argvlen);
     if (s[AS_LOGIN].argc < 0 || s[AS_CHECK].argc < 0)
@@ -421,7 +421,7 @@ static int acl_script(struct acl_run *a, const char *user, const struct secret *
     (*arg)[0] = a->op == ROTATE_ACL_ADD ? '>' : '<';
     memcpy(*arg + 1, secret_data(password), secret_len(password));
     (*arg)[alen] = '\0';
-    s[AS_SETUSER] = (struct rnet_cmd){ .label = "ACL SETUSER", .argc = 4, .secret = true,
+    s[AS_SETUSER] = (struct rnet_cmd){ .label = "ACL SETUSER", .argc = 4,
                                        .argv = { "ACL", "SETUSER", user ? user : "default",
                                                  *arg },
                                        .argvlen = { 3, 7, strlen(user ? user : "default"),

@@ -233,7 +233,7 @@ static void check_all(const struct vrun *x, struct vnode *nodes, size_t n, const
                       const char *username, const struct secret *password) {
     struct probe_run pr = { 0 };
     struct rnet_cmd script[2] = {
-        { .label = "AUTH", .secret = true },
+        { .label = "AUTH" },
         { .label = "PING after AUTH", .argc = 1, .argv = { "PING" }, .pipelined = true },
     };
     struct rnet_node *rn = calloc(n ? n : 1, sizeof *rn);
@@ -412,7 +412,6 @@ static void set_auth(struct rnet_cmd *cmd, struct rnet_cmd *ping, const char *us
     size_t argvlen[3];
 
     cmd->label = "AUTH";
-    cmd->secret = true;
     cmd->argc = resp_auth_argv(user, pw, argv, argvlen);
     if (cmd->argc > 0) {
         memcpy(cmd->argv, argv, sizeof argv);

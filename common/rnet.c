@@ -125,7 +125,8 @@ static uint64_t reply_allowance(const struct conn *c) {
 static void conn_io(struct conn *c);
 
 /* Formats commands from `start` (and those pipelined after it) into one buffer. hiredis's
- * copy of a secret command is wiped here, ours once written or in conn_close(). */
+ * copy is wiped here, ours once written or in conn_close(): any command may carry a
+ * secret. */
 static int format_batch(struct conn *c, size_t start, size_t *ret_end) {
     const struct rnet_node *nd = c->nd;
     char *buf = NULL;

@@ -19,7 +19,8 @@
  *
  * Results per node: an enum rnet_class and a short message naming the node and the step
  * ("connect 10.0.0.1:6379: Connection refused", "AUTH: read: timed out after 500 ms"),
- * never a secret: formatted commands marked `secret` are wiped once written or dropped.
+ * never a secret: every formatted command is wiped once written or dropped (scripts carry
+ * passwords), and so is every reply rnet drops unseen.
  * The class is decided where the failure happens and travels as the enum; callers never
  * read it back out of the message. On RNET_OK the message is what on_reply wrote (or "").
  *
@@ -54,7 +55,6 @@ struct rnet_cmd {
     int argc;
     const char *argv[RNET_MAX_ARGS];
     size_t argvlen[RNET_MAX_ARGS]; /* all 0: strlen of each argv */
-    bool secret;                   /* carries a secret: its formatted bytes are wiped */
     bool pipelined;                /* written in the same batch as the command before it */
 };
 

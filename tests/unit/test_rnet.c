@@ -114,7 +114,7 @@ static struct rnet_opts opts(struct script_ud *u, struct rnet_node *base, uint64
 }
 
 static const struct rnet_cmd auth_ping[] = {
-    { .label = "AUTH", .argc = 2, .argv = { "AUTH", "rnet-secret" }, .secret = true },
+    { .label = "AUTH", .argc = 2, .argv = { "AUTH", "rnet-secret" } },
     { .label = "PING after AUTH", .argc = 1, .argv = { "PING" }, .pipelined = true },
 };
 
@@ -411,7 +411,7 @@ static int stop_at_once(size_t cmd, const redisReply *r) {
 
 static void test_stop_ends_the_node_after_one_reply(void **state) {
     static const struct rnet_cmd wrong[] = {
-        { .label = "AUTH", .argc = 2, .argv = { "AUTH", "wrong-one" }, .secret = true },
+        { .label = "AUTH", .argc = 2, .argv = { "AUTH", "wrong-one" } },
         { .label = "PING after AUTH", .argc = 1, .argv = { "PING" }, .pipelined = true },
     };
     struct script_ud u = { .decide = stop_at_once };
