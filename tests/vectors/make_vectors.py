@@ -89,6 +89,8 @@ VALID = [
      ok(cred(expires_at=T_EXP))),
     ("expires-space", "a space between date and time (RFC 3339 allows it)",
      exp_doc("2026-11-22 10:00:00Z"), ok(cred(expires_at=T_EXP))),
+    ("expires-day-past-month-end", "day 31 of November rolls over to 1 December, as timegm "
+     "does", exp_doc("2026-11-31T10:00:00Z"), ok(cred(expires_at=timegm((2026, 12, 1, 10, 0, 0))))),
     ("expires-leap-second", "second 60", exp_doc("2026-12-31T23:59:60Z"),
      ok(cred(expires_at=timegm((2027, 1, 1, 0, 0, 0))))),
     ("previous-expires", "previous with an expiry",
