@@ -89,17 +89,24 @@ def test_redis_py_client_sees_zero_failed_commands_through_rotations(sc):
         long_lived.connection_pool.release(conn)
 
 
+def _pool_that_used_previous(sc, key):
+    """A RotatingConnectionPool on `cache` whose first command (INCR key) went through a
+    connection that AUTHed with `previous`; (pool, client)."""
+    pool = rc.RotatingConnectionPool(credential_name="cache", runtime_dir=sc.tree.runtime,
+                                     host="127.0.0.1", port=sc.redis.port)
+    r = redis.Redis(connection_pool=pool)
+    assert r.incr(key) == 1
+    conn = pool.get_connection("PING")
+    assert conn.rc_used_previous is True
+    pool.release(conn)
+    return pool, r
+
+
 def test_rotating_connection_falls_back_to_previous_then_to_a_reread(sc):
     """The agent publishes (validate = "none") a password Redis does not know yet: a new
     connection AUTHs with `previous`; once Redis knows it, with the current one."""
     ch.start_agent_publishing_ahead_of_redis(sc)
-    pool = rc.RotatingConnectionPool(credential_name="cache", runtime_dir=sc.tree.runtime,
-                                     host="127.0.0.1", port=sc.redis.port)
-    r = redis.Redis(connection_pool=pool)
-    assert r.incr("fallback") == 1
-    conn = pool.get_connection("PING")
-    assert conn.rc_used_previous is True
-    pool.release(conn)
+    pool, r = _pool_that_used_previous(sc, "fallback")
     # the server learns the new password and forgets the old one
     sc.redis.add_password("app", ch.rotation_password(2))
     sc.redis.remove_password("app", ch.rotation_password(1))
@@ -145,13 +152,7 @@ def test_a_previous_past_previous_valid_until_is_not_tried(sc):
         os.rename(path + ".tmp", path)
     os.makedirs(sc.tree.runtime, exist_ok=True)
     publish(time.time() + 3600)
-    pool = rc.RotatingConnectionPool(credential_name="cache", runtime_dir=sc.tree.runtime,
-                                     host="127.0.0.1", port=sc.redis.port)
-    r = redis.Redis(connection_pool=pool)
-    assert r.incr("pvu") == 1
-    conn = pool.get_connection("PING")
-    assert conn.rc_used_previous is True
-    pool.release(conn)
+    pool, r = _pool_that_used_previous(sc, "pvu")
     publish(time.time() - 1)
     pool.disconnect()
     with pytest.raises(redis.AuthenticationError):
