@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define RC_VERSION_MAJOR 0
-#define RC_VERSION_MINOR 2
+#define RC_VERSION_MINOR 1
 
 typedef struct rc_handle rc_handle;
 
@@ -50,14 +50,16 @@ struct rc_creds {
     struct rc_credential current;
     const struct rc_credential *previous;  /* the one it replaced (fallback), or NULL */
     uint64_t generation;  /* 1 for the first credential this handle loaded, +1 per change */
-    /* The file's previous_valid_until (since 0.2): Unix time from which `previous` must
-     * not be tried (the agent removed it from Redis); 0 = none. See rc_usable_previous. */
+    /* The file's previous_valid_until: Unix time from which `previous` must not be tried
+     * (the agent removed it from Redis); 0 = none. See rc_usable_previous. Added at the
+     * end: the library allocates snapshots, so older binaries are unaffected. */
     int64_t previous_valid_until;
 };
 
 /* `previous`, or NULL when there is none, when its expires_at has passed, or when
- * previous_valid_until has: the credential worth trying when Redis refuses current.
- * now is Unix time in seconds (time(NULL)). No system call, no allocation. */
+ * previous_valid_until has: the credential worth trying when Redis refuses current
+ * (c->previous stays as published). now is Unix time in seconds (time(NULL)). No system
+ * call, no allocation. */
 const struct rc_credential *rc_usable_previous(const struct rc_creds *c, int64_t now);
 
 /* rc_open_ex flags */
