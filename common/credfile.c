@@ -210,7 +210,8 @@ static const char *json_error_reason(const json_error_t *e) {
     }
 }
 
-/* A string without embedded NULs (jansson refuses \u0000 already; kept as a guard). */
+/* A string without embedded NULs (\u0000 is allowed in the JSON, as in every client, so
+ * that keys we do not read may carry one; the values we read may not). */
 static int get_string(json_t *obj, const char *ctx, const char *key, bool required,
                       bool allow_null, const char **ret, char *err, size_t errlen) {
     json_t *v = json_object_get(obj, key);
@@ -225,6 +226,10 @@ static int get_string(json_t *obj, const char *ctx, const char *key, bool requir
     if (!json_is_string(v)) {
         set_err(err, errlen, "%s\"%s\" must be a string%s, not %s", ctx, key,
                 allow_null ? " or null" : "", json_type_name(v));
+        return -EINVAL;
+    }
+    if (strlen(json_string_value(v)) != json_string_length(v)) {
+        set_err(err, errlen, "%s\"%s\" contains a NUL character", ctx, key);
         return -EINVAL;
     }
     *ret = json_string_value(v);
@@ -351,8 +356,8 @@ int credfile_parse(const char *data, size_t len, struct credfile *ret, char *err
         return -EFBIG;
     }
     json_error_t jerr;
-    json_t *root = json_loadb(data ? data : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                              &jerr);
+    json_t *root = json_loadb(data ? data : "", len,
+                              JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!root) {
         bool oom = json_error_code(&jerr) == json_error_out_of_memory;
         set_err(err, errlen, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,

@@ -100,6 +100,8 @@ VALID = [
     ("unknown-keys", "keys a reader does not know, of every JSON type, are ignored",
      doc(extra_obj='{"a": [1, 2.5e3, -0.5, true, false, null, {"b": "c"}]}',
          extra_num="-12", refresh_by='"2026-11-22T09:00:00Z"'), ok()),
+    ("nul-in-unknown-key", "\\u0000 in the value of a key a reader does not know",
+     doc(extra='"a\\u0000b"'), ok()),
     ("unicode", "UTF-8 and \\u escapes (with a surrogate pair) in password and username",
      doc(username='"\u00e4pp"', password='"p\\u00e4ss\u2713\\ud83d\\ude00/\\/\\"\\\\"'),
      ok(cred(username="\u00e4pp", password="p\u00e4ss\u2713\U0001F600//\"\\"))),
