@@ -71,7 +71,8 @@ def _parse_time(value, path, what):
     if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 59 and s <= 60):
         raise CredentialFileError(path, "%s has a field out of range" % what)
     t = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset
-    return t + (float(m.group(7)) if m.group(7) else 0.0)
+    # microseconds at most: a long .999... must not round up to the next second
+    return t + (float(m.group(7)[:7]) if m.group(7) else 0.0)
 
 
 class Credential:

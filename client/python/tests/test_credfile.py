@@ -285,6 +285,12 @@ def test_a_time_out_of_range_keeps_the_last_good_credential(rundir, method):
             w.stop()
 
 
+def test_a_long_fraction_is_not_rounded_up_to_the_next_second(rundir):
+    publish(rundir, doc(expires_at="2026-11-22T10:00:00." + "9" * 40 + "Z"))
+    t = rc.CredentialFile("cache", rundir).get().current.expires_at
+    assert 1795341600 < t < 1795341601   # the C client and the agent say 1795341600
+
+
 def test_what_json_and_the_format_refuse_is_a_credential_file_error(rundir):
     cf = rc.CredentialFile("cache", rundir)
     base = doc(password="pw-x")
