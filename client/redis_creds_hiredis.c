@@ -108,16 +108,18 @@ static void record(struct rc_redis_session *s, const struct rc_creds *cr, bool p
     s->checked_ms = 0;
 }
 
-/* Tries current then previous of one snapshot: 0, 1 (all refused), -errno. */
+/* Tries current then previous (unless expired or past previous_valid_until) of one
+ * snapshot: 0, 1 (all refused), -errno. */
 static int auth_snapshot(redisContext *c, const struct rc_creds *cr, struct rc_redis_session *s) {
     int r = auth_once(c, &cr->current);
     if (r == 0) {
         record(s, cr, false);
         return 0;
     }
-    if (r < 0 || !cr->previous)
+    const struct rc_credential *prev = rc_usable_previous(cr, (int64_t)time(NULL));
+    if (r < 0 || !prev)
         return r;
-    r = auth_once(c, cr->previous);
+    r = auth_once(c, prev);
     if (r == 0)
         record(s, cr, true);
     return r;

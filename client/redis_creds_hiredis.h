@@ -4,7 +4,8 @@
  * Contract:
  * - For blocking redisContexts (redisConnect*), with no reply outstanding.
  * - rc_redis_auth sends AUTH with the current credential; when Redis refuses it, with
- *   `previous`; when that is refused too, it reloads the file and, if a newer credential
+ *   `previous` (unless rc_usable_previous says it is no longer valid); when that is
+ *   refused too, it reloads the file and, if a newer credential
  *   arrived meanwhile, tries it once. 0 on success; -EKEYREJECTED when every candidate was
  *   refused; -ECONNRESET (c->err/c->errstr say more) on a connection error; -EPROTO on
  *   any other error reply (e.g. a server without passwords); errors of rc_get.

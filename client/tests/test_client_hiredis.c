@@ -187,6 +187,41 @@ static void test_falls_back_to_previous(void **state) {
     assert_int_equal(rc_redis_auth(f->c, f->h), 0);
 }
 
+/* Rotation n's file with "previous_valid_until" set to `at` (Unix seconds). */
+static void publish_valid_until(const char *dir, unsigned n, time_t at) {
+    char doc[2048], out[2200], stamp[32];
+    tu_doc(doc, sizeof doc, "cache", n);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&at));
+    const char *rest = strstr(doc, "\"name\"");
+    assert_non_null(rest);
+    snprintf(out, sizeof out, "%.*s\"previous_valid_until\": \"%s\",\n  %s", (int)(rest - doc),
+             doc, stamp, rest);
+    assert_int_equal(tu_publish(dir, "cache.json", out), 0);
+}
+
+static void test_previous_past_previous_valid_until_is_not_tried(void **state) {
+    SKIP_WITHOUT_SERVER();
+    struct fx *f = *state;
+    redis_accepts((unsigned[]){2}, 1); /* only previous (rotation 2) would be accepted */
+    open_at(f, 3, RC_OPEN_NO_THREAD);
+    publish_valid_until(f->dir, 3, time(NULL) - 1);
+    assert_int_equal(rc_reload(f->h), 1);
+    const struct rc_creds *cr = NULL;
+    assert_int_equal(rc_get(f->h, &cr), 0);
+    assert_non_null(cr->previous); /* as published, but no longer to be tried */
+    assert_null(rc_usable_previous(cr, (int64_t)time(NULL)));
+    rc_creds_unref(cr);
+    assert_int_equal(rc_redis_auth(f->c, f->h), -EKEYREJECTED);
+    assert_string_equal(whoami(f->c), "default");
+
+    publish_valid_until(f->dir, 3, time(NULL) + 3600);
+    assert_int_equal(rc_reload(f->h), 1);
+    struct rc_redis_session s = {0};
+    assert_int_equal(rc_redis_auth_session(f->c, f->h, &s), 0);
+    assert_int_equal(s.used_previous, 1);
+    assert_string_equal(whoami(f->c), "app");
+}
+
 static void test_rereads_the_file_when_current_and_previous_are_refused(void **state) {
     SKIP_WITHOUT_SERVER();
     struct fx *f = *state;
@@ -412,6 +447,7 @@ int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_auth_with_current),
         T(test_falls_back_to_previous),
+        T(test_previous_past_previous_valid_until_is_not_tried),
         T(test_rereads_the_file_when_current_and_previous_are_refused),
         T(test_everything_refused_is_ekeyrejected),
         T(test_reauth_only_when_the_credential_changed),

@@ -49,7 +49,8 @@ class CredentialProvider(_ProviderBase):
 
     get_credentials() is called by redis-py at every connect and returns the current
     credential's (username, password) or (password,); use_previous=True returns the
-    `previous` one instead (or the current when there is none)."""
+    `previous` one instead (or the current when there is none, or it expired or is past
+    the file's previous_valid_until)."""
 
     def __init__(self, name=None, runtime_dir=None, credential_file=None, use_previous=False):
         if credential_file is None:
@@ -61,7 +62,8 @@ class CredentialProvider(_ProviderBase):
 
     def get_credentials(self):
         snap = self.credential_file.get()
-        cred = snap.previous if self.use_previous and snap.previous else snap.current
+        prev = snap.usable_previous() if self.use_previous else None
+        cred = prev or snap.current
         return cred.auth_args()
 
     async def get_credentials_async(self):   # redis-py >= 5.1's asyncio clients
@@ -110,7 +112,7 @@ class _AuthPlan:
         cf = self.conn.rc_file
         snap = cf.get()
         for round_ in range(2):
-            for cred, is_prev in ((snap.current, False), (snap.previous, True)):
+            for cred, is_prev in ((snap.current, False), (snap.usable_previous(), True)):
                 if cred is None:
                     continue
                 self.answer = None
