@@ -33,6 +33,7 @@ import time
 import pytest
 
 import rc_harness as h
+import test_client_node
 from azure_helpers import AzureScenario
 from azure_fake import RsaKey  # noqa: E402 - azure_helpers put tests/fakes on sys.path
 
@@ -41,14 +42,47 @@ PROXY = os.path.join(HERE, "..", "fakes", "token_proxy.py")
 C_WORKER = os.path.join(h.BUILD_DIR, "client", "tests", "rc_longlived")
 PY_WORKER = os.path.join(h.SOURCE_DIR, "client", "tests", "py_longlived.py")
 PY = "/usr/bin/python3"
+NODE_DIR = os.path.join(h.SOURCE_DIR, "client", "node")
+NODE_WORKER = os.path.join(NODE_DIR, "tools", "te-worker.mjs")
+# label -> (module, RESP, kinds): node-redis on RESP3 re-AUTHs its subscriber in place;
+# on RESP2 (node-redis' default) and with ioredis (RESP2) it makes before it breaks
+NODE_LIBS = {
+    "node-redis-resp3": ("redis", "3", ("subscriber", "blocking", "pooled")),
+    "node-redis": ("redis", "2", ("subscriber",)),
+    "ioredis": ("ioredis", "2", ("subscriber", "blocking", "pooled")),
+}
 BACKEND_USER, BACKEND_PASSWORD = "proxy-backend", "proxy-backend-pw-4c1e9a"
 LIFETIME = 8
 CHANNEL = "te:chan"
 
 
+_node_state = {}
+
+
+def node_ready():
+    """node (>= 20) after `npm ci` in client/node, once per process; else None, having
+    printed why the Node.js workers are skipped."""
+    if "node" not in _node_state:
+        node, why = test_client_node.node_or_why()
+        if node:
+            why = test_client_node.npm_ci()
+        _node_state["node"] = None if why else node
+        if why:
+            print("Node.js workers skipped: %s" % why)
+    return _node_state["node"]
+
+
+def node_libraries(kinds=None):
+    node = node_ready()
+    if not node:
+        return {}
+    return {label: ([node, NODE_WORKER, module, resp], kinds or lib_kinds)
+            for label, (module, resp, lib_kinds) in NODE_LIBS.items()}
+
+
 def libraries():
     """label -> (argv prefix, kinds). A library whose program is missing is left out."""
-    libs = {}
+    libs = node_libraries()
     if os.path.exists(C_WORKER):
         libs["c"] = ([C_WORKER], ("subscriber", "blocking", "pooled"))
     libs["python-sync"] = ([PY, PY_WORKER, "sync"], ("subscriber", "blocking", "pooled"))
@@ -228,6 +262,14 @@ def expired_by_name(events):
     out = {}
     for e in events:
         if e["event"] == "expired":
+            out[e.get("name")] = out.get(e.get("name"), 0) + 1
+    return out
+
+
+def reauths_by_name(events):
+    out = {}
+    for e in events:
+        if e["event"] == "reauth":
             out[e.get("name")] = out.get(e.get("name"), 0) + 1
     return out
 
@@ -457,8 +499,12 @@ def test_slow_subscribers_blocking_readers_and_pools_survive_10_token_lifetimes(
         if r["kind"] in ("subscriber", "blocking"):
             assert r["end"] and r["end"] > 10 * LIFETIME * 10, (name, r)
             assert r["missing"] == 0, (name, r)
-        if r["kind"] == "subscriber":
+        if r["kind"] == "subscriber" and not r["lib"].endswith("resp3"):
             assert r["switches"] >= 10, (name, r)   # make-before-break at each token
+        if r["kind"] == "subscriber" and r["lib"].endswith("resp3"):
+            # in place: the proxy saw the subscribed connection re-AUTH at each token
+            assert r["switches"] == 0 and r["reauths"] >= 10, (name, r)
+            assert reauths_by_name(events).get(name, 0) >= 10, (name, reauths_by_name(events))
         if r["kind"] == "pooled":
             assert r["failed"] == 0 and r["ok"] > 1000, (name, r)
 

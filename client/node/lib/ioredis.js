@@ -11,8 +11,9 @@
 //   handle has already put `previous` (then a re-read `current`) into the options for
 //   that attempt. A successful connect starts the order over.
 // - ioredis refuses commands other than (P|S)SUBSCRIBE, PING, QUIT... on a RESP2
-//   subscriber connection, so such a connection gets the new credential at its next
-//   reconnect; with protocol: 3 (ioredis 6) it re-AUTHs in place.
+//   subscriber connection: there the handle only updates the options (the next reconnect
+//   uses them), and ioredisSubscriber (longlived.js) makes before it breaks; with
+//   protocol: 3 (ioredis 6) it re-AUTHs in place.
 // - The handle emits 'reauth' ({credential, ok, error, ms}) after each AUTH reply.
 const { EventEmitter } = require('node:events');
 const { Fallback, isAuthRefusal, RELOADED } = require('./fallback');
@@ -20,6 +21,12 @@ const { Fallback, isAuthRefusal, RELOADED } = require('./fallback');
 function setOptions(client, cred) {
   client.options.username = cred.username === null ? undefined : cred.username;
   client.options.password = cred.password;
+}
+
+/** A RESP2 connection in subscribed mode, where ioredis (and Redis) refuse AUTH. */
+function resp2Subscriber(client) {
+  const c = client.condition;
+  return Boolean(c && c.subscriber) && c.protocol !== 3;
 }
 
 function authArgs(cred) {
@@ -45,6 +52,11 @@ class IoredisCredentials extends EventEmitter {
     client.on('ready', this._onReady);
   }
 
+  /** The credential last given to the connection (at connect or re-AUTH). */
+  get credential() {
+    return this._fallback.sent;
+  }
+
   /** Stops following the file. */
   close() {
     this.credentialFile.off('change', this._onChange);
@@ -55,6 +67,7 @@ class IoredisCredentials extends EventEmitter {
   _reauth(cred) {
     setOptions(this.client, cred);
     if (this.client.status !== 'ready') return; // the next connect uses the options
+    if (resp2Subscriber(this.client)) return; // ioredis refuses AUTH there: see longlived.js
     const seq = ++this._seq;
     const t0 = performance.now();
     this.client.auth(...authArgs(cred)).then(() => {
