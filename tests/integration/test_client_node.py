@@ -232,7 +232,7 @@ def test_docs_snippets_run_as_written(sc, node):
     """Each snippet of the Node.js section, with only the host, port and runtime
     directory replaced, runs to completion against the real agent and server."""
     snippets = _doc_snippets()
-    assert len(snippets) == 3, "the Node.js section of docs/clients.md changed shape"
+    assert len(snippets) == 5, "the Node.js section of docs/clients.md changed shape"
     ch.start_agent_with_first_credential(sc)
     env = h.clean_env({"REDIS_CREDS_RUNTIME_DIR": sc.tree.runtime})
     for i, code in enumerate(snippets):

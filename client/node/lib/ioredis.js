@@ -14,6 +14,8 @@
 //   subscriber connection: there the handle only updates the options (the next reconnect
 //   uses them), and ioredisSubscriber (longlived.js) makes before it breaks; with
 //   protocol: 3 (ioredis 6) it re-AUTHs in place.
+// - A change that arrives while the client connects is sent as AUTH once it is ready
+//   (ioredis authenticates with the options of the moment the connect started).
 // - The handle emits 'reauth' ({credential, ok, error, ms}) after each AUTH reply.
 const { EventEmitter } = require('node:events');
 const { Fallback, isAuthRefusal, RELOADED } = require('./fallback');
@@ -27,6 +29,13 @@ function setOptions(client, cred) {
 function resp2Subscriber(client) {
   const c = client.condition;
   return Boolean(c && c.subscriber) && c.protocol !== 3;
+}
+
+/** Whether ioredis' condition.auth (password, or [username, password]) is cred. */
+function sameAuth(auth, cred) {
+  const want = authArgs(cred);
+  const got = Array.isArray(auth) ? auth : [auth];
+  return got.length === want.length && got.every((v, i) => v === want[i]);
 }
 
 function authArgs(cred) {
@@ -46,6 +55,11 @@ class IoredisCredentials extends EventEmitter {
     this._onClientError = (err) => this._connectError(err);
     this._onReady = () => {
       this._connectFailed = false;
+      // a change that arrived while connecting: the connection sent the credential of the
+      // moment it started (condition.auth), so it re-AUTHs with the newer one now
+      if (!sameAuth(client.condition && client.condition.auth, this._fallback.sent)) {
+        this._reauth(this._fallback.sent);
+      }
     };
     credentialFile.on('change', this._onChange);
     client.on('error', this._onClientError);
