@@ -18,8 +18,11 @@ SETNAME, which names the connection in the proxy's events). It prints "ready" on
 subscribed or connected. Payloads are sequence numbers 1..N, then "end:N"; at "end:N"
 (pooled: at SIGTERM) it prints one JSON line {"lib", "kind", "received", "missing",
 "duplicates", "errors" (connection errors it saw), "switches", "ok", "failed"} and exits
-0. client/tests/rc_longlived.c and client/tests/py_longlived.py are two; LIBRARIES below
-says how to start each, and another library plugs in by adding an entry there.
+0. client/tests/rc_longlived.c, client/tests/py_longlived.py and
+client/node/tools/te-worker.mjs (node-redis and ioredis; also "reauths", its adapters'
+re-AUTHs) are three; libraries() below says how to start each, and another library plugs
+in by adding an entry there. The Node.js workers need node >= 20 (and `npm ci` in
+client/node, done here): without it they are left out, with a line saying so.
 """
 import asyncio
 import json
@@ -44,12 +47,13 @@ PY_WORKER = os.path.join(h.SOURCE_DIR, "client", "tests", "py_longlived.py")
 PY = "/usr/bin/python3"
 NODE_DIR = os.path.join(h.SOURCE_DIR, "client", "node")
 NODE_WORKER = os.path.join(NODE_DIR, "tools", "te-worker.mjs")
-# label -> (module, RESP, kinds): node-redis on RESP3 re-AUTHs its subscriber in place;
-# on RESP2 (node-redis' default) and with ioredis (RESP2) it makes before it breaks
+# label -> (module, RESP, kinds): on RESP3 the subscriber re-AUTHs in place; on RESP2
+# (node-redis' and ioredis' default) it makes before it breaks
 NODE_LIBS = {
     "node-redis-resp3": ("redis", "3", ("subscriber", "blocking", "pooled")),
     "node-redis": ("redis", "2", ("subscriber",)),
     "ioredis": ("ioredis", "2", ("subscriber", "blocking", "pooled")),
+    "ioredis-resp3": ("ioredis", "3", ("subscriber",)),
 }
 BACKEND_USER, BACKEND_PASSWORD = "proxy-backend", "proxy-backend-pw-4c1e9a"
 LIFETIME = 8
@@ -78,6 +82,15 @@ def node_libraries(kinds=None):
         return {}
     return {label: ([node, NODE_WORKER, module, resp], kinds or lib_kinds)
             for label, (module, resp, lib_kinds) in NODE_LIBS.items()}
+
+
+def naive_node_libraries():
+    """node-redis and ioredis clients given the token of the moment, never re-AUTHed."""
+    node = node_ready()
+    if not node:
+        return {}
+    return {"node-redis": ([node, NODE_WORKER, "redis", "2"], ("naive",)),
+            "ioredis": ([node, NODE_WORKER, "ioredis", "2"], ("naive",))}
 
 
 def libraries():
@@ -174,8 +187,9 @@ class Worker:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            err = self.stderr()
             self.kill()
-            raise AssertionError("%s did not finish: %s" % (self.name, self.stderr()))
+            raise AssertionError("%s did not finish: %s" % (self.name, err))
         self.reader.join(5)
         for line in self.lines:
             if line.startswith("{"):
@@ -275,15 +289,17 @@ def reauths_by_name(events):
 
 
 def table(results, events):
-    """Rows of the per-worker numbers (missing is "-" where no end marker arrived)."""
+    """Rows of the per-worker numbers (missing is "-" where no end marker arrived;
+    reauths: the re-AUTHs in place the proxy saw on the worker's connections)."""
     drops = expired_by_name(events)
+    reauths = reauths_by_name(events)
     rows = [("library-kind", "dropped", "errors", "received", "missing", "dups",
-             "switches", "ok", "failed")]
+             "switches", "reauths", "ok", "failed")]
     for name, r in sorted(results.items()):
         rows.append((name, drops.get(name, 0), r["errors"], r["received"],
                      "-" if r["missing"] is None else r["missing"], r["duplicates"],
-                     r["switches"], r["ok"], r["failed"]))
-    return ["%-26s %8s %7s %9s %8s %6s %9s %7s %7s" % row for row in rows]
+                     r["switches"], reauths.get(name, 0), r["ok"], r["failed"]))
+    return ["%-28s %7s %6s %8s %7s %5s %8s %7s %6s %6s" % row for row in rows]
 
 
 def print_table(results, events):
@@ -516,6 +532,7 @@ def test_slow_a_client_that_never_reauthenticates_is_dropped(sc):
     libs = {"python-sync": ([PY, PY_WORKER, "sync"], ("naive",))}
     if os.path.exists(C_WORKER):
         libs["c"] = ([C_WORKER], ("naive",))
+    libs.update(naive_node_libraries())
     results, events, proxy, agent = run_window(sc, 2 * LIFETIME + 4, libs=libs)
     print_table(results, events)
     drops = expired_by_name(events)

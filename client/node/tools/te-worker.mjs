@@ -124,8 +124,12 @@ async function blocking(creds, naive) {
   while (!stopping) {
     let reply;
     try {
-      if (naive) reply = ioredis ? await client.blpop(KEY, 1) : await client.blPop(KEY, 1);
-      else reply = await blockingCommand(client, credentials, ['BLPOP', KEY], { timeout: 1 });
+      // a naive client refused at reconnect never answers: SIGTERM ends the wait
+      const naiveCall = () => (ioredis ? client.call('BLPOP', KEY, '1')
+        : client.sendCommand(['BLPOP', KEY, '1']));
+      const call = naive ? naiveCall()
+        : blockingCommand(client, credentials, ['BLPOP', KEY], { timeout: 1 });
+      reply = await Promise.race([call, finished.then(() => null)]);
     } catch (err) {
       log('BLPOP', err);
       if (naive) k.errors++;
@@ -136,7 +140,7 @@ async function blocking(creds, naive) {
     const value = Array.isArray(reply) ? reply[1] : reply.element;
     if (payload(value)) break;
   }
-  await close(client);
+  if (!naive) await close(client);
 }
 
 async function pooled(creds) {
