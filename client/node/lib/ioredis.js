@@ -12,8 +12,8 @@
 //   that attempt. A successful connect starts the order over.
 // - ioredis refuses commands other than (P|S)SUBSCRIBE, PING, QUIT... on a RESP2
 //   subscriber connection: there the handle only updates the options (the next reconnect
-//   uses them), and ioredisSubscriber (longlived.js) makes before it breaks; with
-//   protocol: 3 (ioredis 6) it re-AUTHs in place.
+//   uses them), and ioredisSubscriber (longlived.js) makes before it breaks; on RESP3
+//   (ioredis 6's default, protocol: 3) it re-AUTHs in place.
 // - A change that arrives while the client connects is sent as AUTH once it is ready
 //   (ioredis authenticates with the options of the moment the connect started).
 // - The handle emits 'reauth' ({credential, ok, error, ms}) after each AUTH reply.

@@ -17,7 +17,7 @@
 //   client on its one connection).
 // - Subscriber (nodeRedisSubscriber, ioredisSubscriber): a subscription that outlives
 //   the credential. Where the client re-AUTHs a subscribed connection (RESP3: node-redis
-//   RESP: 3, ioredis 6 protocol: 3) it is one connection that the adapter re-AUTHs in
+//   RESP: 3, ioredis 6 by default) it is one connection that the adapter re-AUTHs in
 //   place (`inPlace`). Otherwise (RESP2: Redis, node-redis and ioredis refuse AUTH on a
 //   subscribed connection) it makes before it breaks at each change of the file:
 //   subscribe on a new connection (authenticated with the new credential), wait for its
@@ -74,12 +74,13 @@ class Subscriber extends EventEmitter {
    * @param {CredentialFile} credentialFile
    * @param {{open: () => Promise<object>, subscribe: (c: object) => Promise<void>,
    *   unsubscribe: (c: object) => Promise<void>, close: (c: object) => Promise<void>,
-   *   inPlace: boolean}} driver one connection per open(); c.credentials is its adapter
+   *   inPlace: boolean | ((c: object) => boolean)}} driver one connection per open();
+   *   c.credentials is its adapter; inPlace: whether c re-AUTHs while subscribed
    */
   constructor(credentialFile, driver) {
     super();
     this.credentialFile = credentialFile;
-    this.inPlace = driver.inPlace;
+    this.inPlace = driver.inPlace === true; // settled by start() when a function
     this.switches = 0;
     this.closed = false;
     this._driver = driver;
@@ -92,6 +93,7 @@ class Subscriber extends EventEmitter {
   /** Opens and subscribes the first connection; resolves to this. */
   async start() {
     this._conn = await this._openSubscribed();
+    if (typeof this._driver.inPlace === 'function') this.inPlace = this._driver.inPlace(this._conn);
     if (!this.inPlace) this.credentialFile.on('change', this._onChange);
     return this;
   }
@@ -186,7 +188,7 @@ async function nodeRedisSubscriber(createClient, credentialFile, options, sub) {
   const { ch, pt } = targets(sub.channels, sub.patterns);
   const onError = sub.onError || (() => {});
   const driver = {
-    inPlace: options.RESP === 3,
+    inPlace: () => options.RESP === 3,
     open: async () => {
       const credentials = nodeRedisCredentialsProvider(credentialFile, { onError });
       const client = credentials.attach(createClient({ ...options,
@@ -219,13 +221,13 @@ async function nodeRedisSubscriber(createClient, credentialFile, options, sub) {
 }
 
 /** An ioredis subscriber. Redis: the ioredis class; options: its options; sub as for
- * nodeRedisSubscriber. protocol: 3 (ioredis 6) re-AUTHs in place; RESP2 makes before it
- * breaks. Resolves once subscribed. */
+ * nodeRedisSubscriber. RESP3 (protocol: 3, ioredis 6's default) re-AUTHs in place; RESP2
+ * (ioredis 5, or protocol: 2) makes before it breaks. Resolves once subscribed. */
 async function ioredisSubscriber(Redis, credentialFile, options, sub) {
   const { ch, pt } = targets(sub.channels, sub.patterns);
   const onError = sub.onError || (() => {});
   const driver = {
-    inPlace: options.protocol === 3,
+    inPlace: ({ client }) => client.options.protocol === 3, // ioredis 6's default
     open: async () => {
       const client = new Redis({ ...options, lazyConnect: true });
       const credentials = attachIoredis(client, credentialFile, { onError });

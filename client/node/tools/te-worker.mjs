@@ -73,7 +73,7 @@ async function open(creds, naive = false) {
   const onError = (err) => log('credential', err);
   if (ioredis) {
     const opts = { host: HOST, port: PORT, connectionName: NAME, lazyConnect: true,
-      maxRetriesPerRequest: null, ...(resp === 3 ? { protocol: 3 } : {}) };
+      maxRetriesPerRequest: null, protocol: resp }; // ioredis 6 defaults to 3
     if (naive) Object.assign(opts, creds.get().current.basicAuth());
     const client = new lib.default(opts);
     const credentials = naive ? null : attachIoredis(client, creds, { onError });
@@ -106,11 +106,12 @@ async function subscriber(creds) {
     onError: (err) => { k.errors++; log('subscriber', err); },
   };
   const opts = ioredis
-    ? { host: HOST, port: PORT, connectionName: NAME, ...(resp === 3 ? { protocol: 3 } : {}) }
+    ? { host: HOST, port: PORT, connectionName: NAME, protocol: resp }
     : { socket: { host: HOST, port: PORT }, name: NAME, RESP: resp };
   const s = ioredis ? await ioredisSubscriber(lib.default, creds, opts, sub)
     : await nodeRedisSubscriber(lib.createClient, creds, opts, sub);
   s.credentials.on('reauth', () => { k.reauths++; });
+  if (s.inPlace !== (resp === 3)) throw new Error(`inPlace ${s.inPlace} on RESP${resp}`);
   console.log('ready');
   await finished;
   k.switches = s.switches;
