@@ -208,3 +208,101 @@ test('ioredis: a change during the connect is sent as AUTH once ready', async (t
   assert.equal(auths.length, 1);
   creds.close();
 });
+
+class FakeIoredis extends EventEmitter {
+  static made = [];
+
+  constructor(options) {
+    super();
+    this.options = { protocol: 3, ...options }; // ioredis 6's default
+    this.status = 'wait';
+    this.log = [];
+    FakeIoredis.made.push(this);
+  }
+
+  async connect() {
+    this.condition = { auth: [this.options.username, this.options.password],
+      subscriber: false, protocol: this.options.protocol };
+    this.status = 'ready';
+    this.emit('ready');
+  }
+
+  async subscribe(...ch) { this.log.push(['subscribe', ...ch]); this.condition.subscriber = true; }
+
+  async unsubscribe() { this.log.push(['unsubscribe']); }
+
+  async auth(...args) { this.log.push(['auth', ...args]); }
+
+  disconnect() { this.status = 'end'; this.log.push(['disconnect']); }
+}
+
+test('ioredisSubscriber: in place on RESP3, make-before-break on RESP2', async (t) => {
+  const { ioredisSubscriber } = require('..');
+  const { cf, write } = setup(t, 60_000);
+  for (const protocol of [3, 2]) {
+    FakeIoredis.made = [];
+    const got = [];
+    const sub = await ioredisSubscriber(FakeIoredis, cf, { protocol, port: 1 },
+      { channels: ['ev'], onMessage: (m, c) => got.push(`${c}:${m}`) });
+    assert.equal(sub.inPlace, protocol === 3);
+    const first = FakeIoredis.made[0];
+    first.emit('message', 'ev', '1');
+    write(`p${protocol}`);
+    cf.reload();
+    await sub._chain;
+    if (protocol === 3) {
+      assert.equal(FakeIoredis.made.length, 1);
+      assert.deepEqual(first.log.at(-1), ['auth', 'app', 'p3'], 'AUTH in place');
+    } else {
+      assert.equal(FakeIoredis.made.length, 2);
+      const second = FakeIoredis.made[1];
+      assert.equal(second.options.password, 'p2');
+      assert.deepEqual(second.log, [['subscribe', 'ev']]);
+      assert.deepEqual(first.log, [['subscribe', 'ev'], ['unsubscribe'], ['disconnect']]);
+      second.emit('message', 'ev', '2');
+      assert.equal(sub.switches, 1);
+    }
+    assert.deepEqual(got, protocol === 3 ? ['ev:1'] : ['ev:1', 'ev:2']);
+    await sub.close();
+  }
+});
+
+test('nodeRedisSubscriber: RESP: 3 in place, RESP 2 makes before it breaks', async (t) => {
+  const { nodeRedisSubscriber } = require('..');
+  const { cf, write } = setup(t, 60_000);
+  for (const RESP of [3, 2]) {
+    const made = [];
+    const createClient = (options) => {
+      const c = new EventEmitter();
+      c.log = [];
+      c.isOpen = false;
+      c.connect = async () => {
+        const [cred] = await options.credentialsProvider.subscribe({
+          onNext: (x) => c.log.push(['auth', x.password]), onError: () => {},
+        });
+        c.log.push(['hello', cred.password]);
+        c.isOpen = true;
+      };
+      c.subscribe = async (ch, fn) => { c.log.push(['subscribe', ...ch]); c.fn = fn; };
+      c.unsubscribe = async () => { c.log.push(['unsubscribe']); };
+      c.close = async () => { c.isOpen = false; c.log.push(['close']); };
+      made.push(c);
+      return c;
+    };
+    const sub = await nodeRedisSubscriber(createClient, cf, { RESP }, { channels: ['ev'],
+      onMessage: () => {} });
+    assert.equal(sub.inPlace, RESP === 3);
+    write(`r${RESP}`);
+    cf.reload();
+    await sub._chain;
+    if (RESP === 3) {
+      assert.equal(made.length, 1);
+      assert.deepEqual(made[0].log.at(-1), ['auth', 'r3']);
+    } else {
+      assert.equal(made.length, 2);
+      assert.deepEqual(made[1].log, [['hello', 'r2'], ['subscribe', 'ev']]);
+      assert.deepEqual(made[0].log.slice(-2), [['unsubscribe'], ['close']]);
+    }
+    await sub.close();
+  }
+});
