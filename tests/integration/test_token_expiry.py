@@ -7,7 +7,7 @@ library run at once for 10 token lifetimes: 0 connections dropped by the proxy, 
 messages lost (sequence numbers; duplicates counted and reported), 0 failed commands. A
 naive client that never re-AUTHs is dropped by the same device.
 
-The tests are slow (about 100 s and 25 s): their names carry `slow` (deselect with
+The tests are slow (about 100 s and 40 s): their names carry `slow` (deselect with
 -k "not slow").
 
 Workers. Each library's long-lived client is a separate process started with
