@@ -87,7 +87,7 @@ test('blockingCommand returns null after the caller\'s timeout (ioredis call())'
   creds.close();
 });
 
-function fakeDriver(log, { inPlace = false, failOpen = () => false } = {}) {
+function fakeDriver(cf, log, { inPlace = false, failOpen = () => false } = {}) {
   let n = 0;
   return {
     inPlace,
@@ -95,20 +95,17 @@ function fakeDriver(log, { inPlace = false, failOpen = () => false } = {}) {
       if (failOpen()) throw new Error('connect refused');
       const id = ++n;
       log.push(`open ${id}`);
-      return { id, credentials: { credential: cf0.get().current } };
+      return { id, credentials: { credential: cf.get().current } };
     },
     subscribe: async (c) => { log.push(`subscribe ${c.id}`); },
     unsubscribe: async (c) => { log.push(`unsubscribe ${c.id}`); },
     close: async (c) => { log.push(`close ${c.id}`); },
   };
 }
-let cf0;
-
 test('make-before-break: the new connection subscribes before the old one leaves', async (t) => {
   const { cf, write } = setup(t, 60_000);
-  cf0 = cf;
   const log = [];
-  const sub = await new Subscriber(cf, fakeDriver(log)).start();
+  const sub = await new Subscriber(cf, fakeDriver(cf, log)).start();
   assert.equal(sub.inPlace, false);
   cf.reload(); // the same file: no switch
   write('two');
@@ -128,10 +125,9 @@ test('make-before-break: the new connection subscribes before the old one leaves
 
 test('a failed switch keeps the old subscription and is tried again', async (t) => {
   const { cf, write } = setup(t, 60_000);
-  cf0 = cf;
   const log = [];
   let fail = false;
-  const sub = await new Subscriber(cf, fakeDriver(log, { failOpen: () => fail })).start();
+  const sub = await new Subscriber(cf, fakeDriver(cf, log, { failOpen: () => fail })).start();
   const errors = [];
   sub.on('error', (e) => errors.push(e.message));
   fail = true;
@@ -150,9 +146,8 @@ test('a failed switch keeps the old subscription and is tried again', async (t) 
 
 test('in place (RESP3): one connection, no switch at a change', async (t) => {
   const { cf, write } = setup(t, 60_000);
-  cf0 = cf;
   const log = [];
-  const sub = await new Subscriber(cf, fakeDriver(log, { inPlace: true })).start();
+  const sub = await new Subscriber(cf, fakeDriver(cf, log, { inPlace: true })).start();
   write('two');
   cf.reload();
   await sub._chain;
