@@ -472,6 +472,55 @@ def test_python_async_subscriber_makes_before_it_breaks(sc, two_users):
     asyncio.run(main())
 
 
+def users_by_name(sc, name):
+    """CLIENT ID -> user, for the connections named `name`."""
+    return {c["id"]: c["user"] for c in sc.redis.client().client_list() if c["name"] == name}
+
+
+@pytest.mark.parametrize("module,resp", [("redis", "2"), ("ioredis", "2"), ("redis", "3"),
+                                         ("ioredis", "3")],
+                         ids=["node-redis-resp2", "ioredis-resp2", "node-redis-resp3",
+                              "ioredis-resp3"])
+def test_node_subscriber_switches_or_reauths_in_place(sc, two_users, module, resp):
+    """RESP2: a new connection as te2 subscribes, then the te1 one is closed; messages 1..3
+    all arrive. RESP3: the same connection (id) moves to te2."""
+    node = node_ready()
+    if not node:
+        pytest.skip("Node.js worker skipped: node >= 20 or npm ci missing")
+    name = "node-sub-%s-%s" % (module, resp)
+    env = h.clean_env({"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(sc.redis.port),
+                       "REDIS_CREDS_NAME": "te", "REDIS_CREDS_RUNTIME_DIR": sc.tree.runtime,
+                       "TE_KEY": "te:c", "TE_CLIENT_NAME": name})
+    p = subprocess.Popen([node, NODE_WORKER, module, resp, "subscriber"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        before = users_by_name(sc, name)
+        assert list(before.values()) == ["te1"], before
+        admin = sc.redis.client()
+        admin.publish("te:c", "1")
+        admin.publish("te:c", "2")
+        publish(sc, "te2")
+        if resp == "3":
+            want = {i: "te2" for i in before}
+        else:
+            want = None
+        h.wait_until(lambda: (users_by_name(sc, name) == want if want else
+                              list(users_by_name(sc, name).values()) == ["te2"]), 10,
+                     "the subscriber on te2 (%s)" % ("in place" if want else "switched"))
+        admin.publish("te:c", "3")
+        admin.publish("te:c", "end:3")
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    r = json.loads(out.strip().splitlines()[-1])
+    assert (r["missing"], r["errors"]) == (0, 0), (r, err)
+    assert r["switches"] == (0 if resp == "3" else 1), r
+    assert r["received"] == 3 + r["duplicates"], r
+
+
 def test_python_blocking_command_returns_before_expiry_and_reauths(sc, two_users):
     """A token that expires in 4 s: BLPOP blocks in slices of about 2 s; a change
     published during the first slice is AUTHed on the same connection before the next."""
