@@ -3,7 +3,9 @@
 publishing Entra tokens from the fake (8 s tokens, signed, refreshed at half their life),
 tests/fakes/token_proxy.py in front of redis-server closing every connection whose token
 expired without a newer AUTH, and each library's subscriber, blocking reader and pooled
-connections (client/tests/rc_longlived, client/tests/py_longlived.py) all at once, with
+connections (client/tests/rc_longlived, client/tests/py_longlived.py,
+client/node/tools/te-worker.mjs for node-redis and ioredis, when node >= 20 is there) all
+at once, with
 20 messages a second to each. --naive adds clients that AUTH once and never again.
 
 Usage: bench/token_expiry.py [--lifetimes N] [--naive]
@@ -30,6 +32,8 @@ def main():
         libs["naive-python"] = ([te.PY, te.PY_WORKER, "sync"], ("naive",))
         if os.path.exists(te.C_WORKER):
             libs["naive-c"] = ([te.C_WORKER], ("naive",))
+        for label, spec in te.naive_node_libraries().items():
+            libs["naive-" + label] = spec
     sc = h.Scenario()
     sc.redis.start()
     try:

@@ -7,7 +7,7 @@ library run at once for 10 token lifetimes: 0 connections dropped by the proxy, 
 messages lost (sequence numbers; duplicates counted and reported), 0 failed commands. A
 naive client that never re-AUTHs is dropped by the same device.
 
-The tests are slow (about 100 s and 25 s): their names carry `slow` (deselect with
+The tests are slow (about 100 s and 40 s): their names carry `slow` (deselect with
 -k "not slow").
 
 Workers. Each library's long-lived client is a separate process started with
@@ -18,8 +18,11 @@ SETNAME, which names the connection in the proxy's events). It prints "ready" on
 subscribed or connected. Payloads are sequence numbers 1..N, then "end:N"; at "end:N"
 (pooled: at SIGTERM) it prints one JSON line {"lib", "kind", "received", "missing",
 "duplicates", "errors" (connection errors it saw), "switches", "ok", "failed"} and exits
-0. client/tests/rc_longlived.c and client/tests/py_longlived.py are two; LIBRARIES below
-says how to start each, and another library plugs in by adding an entry there.
+0. client/tests/rc_longlived.c, client/tests/py_longlived.py and
+client/node/tools/te-worker.mjs (node-redis and ioredis; also "reauths", its adapters'
+re-AUTHs) are three; libraries() below says how to start each, and another library plugs
+in by adding an entry there. The Node.js workers need node >= 20 (and `npm ci` in
+client/node, done here): without it they are left out, with a line saying so.
 """
 import asyncio
 import json
@@ -33,6 +36,7 @@ import time
 import pytest
 
 import rc_harness as h
+import test_client_node
 from azure_helpers import AzureScenario
 from azure_fake import RsaKey  # noqa: E402 - azure_helpers put tests/fakes on sys.path
 
@@ -41,14 +45,57 @@ PROXY = os.path.join(HERE, "..", "fakes", "token_proxy.py")
 C_WORKER = os.path.join(h.BUILD_DIR, "client", "tests", "rc_longlived")
 PY_WORKER = os.path.join(h.SOURCE_DIR, "client", "tests", "py_longlived.py")
 PY = "/usr/bin/python3"
+NODE_DIR = os.path.join(h.SOURCE_DIR, "client", "node")
+NODE_WORKER = os.path.join(NODE_DIR, "tools", "te-worker.mjs")
+# label -> (module, RESP, kinds): on RESP3 the subscriber re-AUTHs in place; on RESP2
+# (node-redis' and ioredis' default) it makes before it breaks
+NODE_LIBS = {
+    "node-redis-resp3": ("redis", "3", ("subscriber", "blocking", "pooled")),
+    "node-redis": ("redis", "2", ("subscriber",)),
+    "ioredis": ("ioredis", "2", ("subscriber", "blocking", "pooled")),
+    "ioredis-resp3": ("ioredis", "3", ("subscriber",)),
+}
 BACKEND_USER, BACKEND_PASSWORD = "proxy-backend", "proxy-backend-pw-4c1e9a"
 LIFETIME = 8
 CHANNEL = "te:chan"
 
 
+_node_state = {}
+
+
+def node_ready():
+    """node (>= 20) after `npm ci` in client/node, once per process; else None, having
+    printed why the Node.js workers are skipped."""
+    if "node" not in _node_state:
+        node, why = test_client_node.node_or_why()
+        if node:
+            why = test_client_node.npm_ci()
+        _node_state["node"] = None if why else node
+        if why:
+            print("Node.js workers skipped: %s" % why)
+    return _node_state["node"]
+
+
+def node_libraries(kinds=None):
+    node = node_ready()
+    if not node:
+        return {}
+    return {label: ([node, NODE_WORKER, module, resp], kinds or lib_kinds)
+            for label, (module, resp, lib_kinds) in NODE_LIBS.items()}
+
+
+def naive_node_libraries():
+    """node-redis and ioredis clients given the token of the moment, never re-AUTHed."""
+    node = node_ready()
+    if not node:
+        return {}
+    return {"node-redis": ([node, NODE_WORKER, "redis", "2"], ("naive",)),
+            "ioredis": ([node, NODE_WORKER, "ioredis", "2"], ("naive",))}
+
+
 def libraries():
     """label -> (argv prefix, kinds). A library whose program is missing is left out."""
-    libs = {}
+    libs = node_libraries()
     if os.path.exists(C_WORKER):
         libs["c"] = ([C_WORKER], ("subscriber", "blocking", "pooled"))
     libs["python-sync"] = ([PY, PY_WORKER, "sync"], ("subscriber", "blocking", "pooled"))
@@ -140,8 +187,9 @@ class Worker:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            err = self.stderr()
             self.kill()
-            raise AssertionError("%s did not finish: %s" % (self.name, self.stderr()))
+            raise AssertionError("%s did not finish: %s" % (self.name, err))
         self.reader.join(5)
         for line in self.lines:
             if line.startswith("{"):
@@ -232,16 +280,26 @@ def expired_by_name(events):
     return out
 
 
+def reauths_by_name(events):
+    out = {}
+    for e in events:
+        if e["event"] == "reauth":
+            out[e.get("name")] = out.get(e.get("name"), 0) + 1
+    return out
+
+
 def table(results, events):
-    """Rows of the per-worker numbers (missing is "-" where no end marker arrived)."""
+    """Rows of the per-worker numbers (missing is "-" where no end marker arrived;
+    reauths: the re-AUTHs in place the proxy saw on the worker's connections)."""
     drops = expired_by_name(events)
+    reauths = reauths_by_name(events)
     rows = [("library-kind", "dropped", "errors", "received", "missing", "dups",
-             "switches", "ok", "failed")]
+             "switches", "reauths", "ok", "failed")]
     for name, r in sorted(results.items()):
         rows.append((name, drops.get(name, 0), r["errors"], r["received"],
                      "-" if r["missing"] is None else r["missing"], r["duplicates"],
-                     r["switches"], r["ok"], r["failed"]))
-    return ["%-26s %8s %7s %9s %8s %6s %9s %7s %7s" % row for row in rows]
+                     r["switches"], reauths.get(name, 0), r["ok"], r["failed"]))
+    return ["%-28s %7s %6s %8s %7s %5s %8s %7s %6s %6s" % row for row in rows]
 
 
 def print_table(results, events):
@@ -414,6 +472,55 @@ def test_python_async_subscriber_makes_before_it_breaks(sc, two_users):
     asyncio.run(main())
 
 
+def users_by_name(sc, name):
+    """CLIENT ID -> user, for the connections named `name`."""
+    return {c["id"]: c["user"] for c in sc.redis.client().client_list() if c["name"] == name}
+
+
+@pytest.mark.parametrize("module,resp", [("redis", "2"), ("ioredis", "2"), ("redis", "3"),
+                                         ("ioredis", "3")],
+                         ids=["node-redis-resp2", "ioredis-resp2", "node-redis-resp3",
+                              "ioredis-resp3"])
+def test_node_subscriber_switches_or_reauths_in_place(sc, two_users, module, resp):
+    """RESP2: a new connection as te2 subscribes, then the te1 one is closed; messages 1..3
+    all arrive. RESP3: the same connection (id) moves to te2."""
+    node = node_ready()
+    if not node:
+        pytest.skip("Node.js worker skipped: node >= 20 or npm ci missing")
+    name = "node-sub-%s-%s" % (module, resp)
+    env = h.clean_env({"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(sc.redis.port),
+                       "REDIS_CREDS_NAME": "te", "REDIS_CREDS_RUNTIME_DIR": sc.tree.runtime,
+                       "TE_KEY": "te:c", "TE_CLIENT_NAME": name})
+    p = subprocess.Popen([node, NODE_WORKER, module, resp, "subscriber"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        before = users_by_name(sc, name)
+        assert list(before.values()) == ["te1"], before
+        admin = sc.redis.client()
+        admin.publish("te:c", "1")
+        admin.publish("te:c", "2")
+        publish(sc, "te2")
+        if resp == "3":
+            want = {i: "te2" for i in before}
+        else:
+            want = None
+        h.wait_until(lambda: (users_by_name(sc, name) == want if want else
+                              list(users_by_name(sc, name).values()) == ["te2"]), 10,
+                     "the subscriber on te2 (%s)" % ("in place" if want else "switched"))
+        admin.publish("te:c", "3")
+        admin.publish("te:c", "end:3")
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    r = json.loads(out.strip().splitlines()[-1])
+    assert (r["missing"], r["errors"]) == (0, 0), (r, err)
+    assert r["switches"] == (0 if resp == "3" else 1), r
+    assert r["received"] == 3 + r["duplicates"], r
+
+
 def test_python_blocking_command_returns_before_expiry_and_reauths(sc, two_users):
     """A token that expires in 4 s: BLPOP blocks in slices of about 2 s; a change
     published during the first slice is AUTHed on the same connection before the next."""
@@ -457,8 +564,12 @@ def test_slow_subscribers_blocking_readers_and_pools_survive_10_token_lifetimes(
         if r["kind"] in ("subscriber", "blocking"):
             assert r["end"] and r["end"] > 10 * LIFETIME * 10, (name, r)
             assert r["missing"] == 0, (name, r)
-        if r["kind"] == "subscriber":
+        if r["kind"] == "subscriber" and not r["lib"].endswith("resp3"):
             assert r["switches"] >= 10, (name, r)   # make-before-break at each token
+        if r["kind"] == "subscriber" and r["lib"].endswith("resp3"):
+            # in place: the proxy saw the subscribed connection re-AUTH at each token
+            assert r["switches"] == 0 and r["reauths"] >= 10, (name, r)
+            assert reauths_by_name(events).get(name, 0) >= 10, (name, reauths_by_name(events))
         if r["kind"] == "pooled":
             assert r["failed"] == 0 and r["ok"] > 1000, (name, r)
 
@@ -470,6 +581,7 @@ def test_slow_a_client_that_never_reauthenticates_is_dropped(sc):
     libs = {"python-sync": ([PY, PY_WORKER, "sync"], ("naive",))}
     if os.path.exists(C_WORKER):
         libs["c"] = ([C_WORKER], ("naive",))
+    libs.update(naive_node_libraries())
     results, events, proxy, agent = run_window(sc, 2 * LIFETIME + 4, libs=libs)
     print_table(results, events)
     drops = expired_by_name(events)
