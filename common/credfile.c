@@ -13,6 +13,7 @@
  * a shell that sources the file always sees both variables.
  */
 #include "credfile.h"
+#include "jsonload.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -197,23 +198,6 @@ static const char *json_type_name(const json_t *j) {
     return "unknown";
 }
 
-/* Generic reasons for jansson's error codes: its error text can quote input bytes. */
-static const char *json_error_reason(const json_error_t *e) {
-    switch (json_error_code(e)) {
-    case json_error_out_of_memory: return "out of memory";
-    case json_error_stack_overflow: return "nested too deeply";
-    case json_error_invalid_utf8: return "invalid UTF-8";
-    case json_error_premature_end_of_input: return "unexpected end of input";
-    case json_error_end_of_input_expected: return "data after the JSON value";
-    case json_error_invalid_syntax: return "invalid syntax";
-    case json_error_null_character: return "\\u0000 in a string";
-    case json_error_null_byte_in_key: return "\\u0000 in a key";
-    case json_error_duplicate_key: return "duplicate key";
-    case json_error_numeric_overflow: return "number out of range";
-    default: return "invalid JSON";
-    }
-}
-
 /* A string without embedded NULs (jansson refuses \u0000 already; kept as a guard). */
 static int get_string(json_t *obj, const char *ctx, const char *key, bool required,
                       bool allow_null, const char **ret, char *err, size_t errlen) {
@@ -329,15 +313,12 @@ int credfile_parse(const char *data, size_t len, struct credfile *ret, char *err
         set_err(err, errlen, "larger than %d bytes", CREDFILE_MAX_SIZE);
         return -EFBIG;
     }
-    json_error_t jerr;
-    json_t *root = json_loadb(data ? data : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                              &jerr);
+    struct jsonload_error jerr;   /* jansson's own text may quote the input: never kept */
+    json_t *root = jsonload_buf(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!root) {
-        bool oom = json_error_code(&jerr) == json_error_out_of_memory;
         set_err(err, errlen, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
-                json_error_reason(&jerr));
-        explicit_bzero(&jerr, sizeof(jerr));   /* its text may quote the input */
-        return oom ? -ENOMEM : -EINVAL;
+                jerr.reason);
+        return jerr.code == json_error_out_of_memory ? -ENOMEM : -EINVAL;
     }
 
     struct credfile cf = {

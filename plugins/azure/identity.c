@@ -40,6 +40,7 @@
 #include <jansson.h>
 
 #include "azure.h"
+#include "jsonload.h"
 #include "jwt.h"
 #include "secretfile.h"
 
@@ -560,10 +561,15 @@ static int json_num(json_t *v, int64_t *ret) {
 
 int az_token_parse(const char *body, size_t len, int64_t now, struct az_token *ret, int64_t *ret_iat,
                    struct rc_error *err) {
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    struct jsonload_error jerr;
+    json_t *root = jsonload_buf(body, len, JSON_REJECT_DUPLICATES, &jerr);
     int r = -1;
     struct jwt j = { 0 };
+    if (!root) {   /* position and a generic reason only: jansson's text may quote the token */
+        rc_error_set(err, RC_ERR_INVALID, "token response is malformed JSON (line %d column %d: %s)",
+                     jerr.line, jerr.column, jerr.reason);
+        goto out;
+    }
     if (!json_is_object(root)) {
         rc_error_set(err, RC_ERR_INVALID, "token response is not a JSON object");
         goto out;

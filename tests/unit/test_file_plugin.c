@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "mock_host.h"
+#include "stack_residue.h"
 
 extern const struct rc_plugin redis_creds_plugin;
 
@@ -183,6 +184,12 @@ static void test_malformed_json_is_invalid_without_quoting_the_secret(void **st)
     assert_int_equal(err.cls, RC_ERR_INVALID);
     assert_null(strstr(err.message, "TOPSECRET"));
     assert_non_null(strstr(err.message, "malformed JSON"));
+    /* D3: jansson quotes the string it was reading when it meets a control character;
+     * neither the message nor the dead stack below the fetch may keep it. */
+    const char *ctl = "{\"username\":\"app\",\"password\":\"F1leFr4gment\x01\"}";
+    write_file(f->dir, "cache.json", ctl, strlen(ctl));
+    assert_int_equal(fetch(f, 0, &c, &err), -1);
+    assert_no_residue("F1leFr4gment", &err);
 }
 
 static void test_wrong_types_are_invalid(void **st) {
