@@ -520,6 +520,47 @@ static json_t *time_or_null(int64_t t, int *r) {
     return str_or_null(buf, r);
 }
 
+/* Length of the UTF-8 sequence at p (RFC 3629: no overlong form, no surrogate, at most
+ * U+10FFFF), or 0 when there is none. */
+static size_t utf8_seq(const unsigned char *p, size_t left) {
+    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+    size_t n;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80;
+        hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf;
+    } else
+        return 0;
+    if (left < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+const char *credfile_value_problem(const char *data, size_t len, size_t *ret_offset) {
+    const unsigned char *p = (const unsigned char *)data;
+    for (size_t i = 0; i < len;) {
+        size_t n = p[i] ? utf8_seq(p + i, len - i) : 0;
+        if (n == 0) {
+            if (ret_offset)
+                *ret_offset = i;
+            return p[i] ? "is not valid UTF-8" : "contains a NUL byte";
+        }
+        i += n;
+    }
+    return NULL;
+}
+
 static json_t *password_json(const struct secret *pw, int *r) {
     if (!pw || secret_len(pw) == 0 || memchr(secret_data(pw), '\0', secret_len(pw))) {
         *r = -EINVAL;

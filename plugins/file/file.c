@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "credfile.h"
 #include "jsonload.h"
 #include "plugin.h"
 
@@ -268,6 +269,12 @@ static int file_load(const struct file_source *s, const struct file_cred *fc,
             len--;
         if (len == 0)
             return rc_error_set(err, RC_ERR_INVALID, "%s: empty password", fc->path);
+        /* The published files are JSON: refuse now what could never be published. */
+        size_t at;
+        const char *why = credfile_value_problem(d, len, &at);
+        if (why)
+            return rc_error_set(err, RC_ERR_INVALID, "%s: the password %s (at byte %zu), which the published "
+                                "credential files cannot carry; write it without", fc->path, why, at);
         c.password = secret_new(d, len);
         if (!c.password)
             return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
