@@ -566,7 +566,7 @@ int az_token_parse(const char *body, size_t len, int64_t now, struct az_token *r
     int r = -1;
     struct jwt j = { 0 };
     if (!root) {   /* position and a generic reason only: jansson's text may quote the token */
-        rc_error_set(err, RC_ERR_INVALID, "token response is malformed JSON (line %d column %d: %s)",
+        rc_error_set(err, RC_ERR_INVALID, "token response is not a JSON object: malformed at line %d column %d (%s)",
                      jerr.line, jerr.column, jerr.reason);
         goto out;
     }

@@ -230,7 +230,7 @@ int az_keyvault_parse_bundle(const char *body, size_t len, enum az_kv_format for
     json_t *inner = NULL;
     int ret = -1;
     if (!root) {   /* position and a generic reason only: jansson's text may quote the value */
-        rc_error_set(err, RC_ERR_INVALID, "%s: malformed JSON in the response (line %d column %d: %s)", what,
+        rc_error_set(err, RC_ERR_INVALID, "%s: response is not a JSON object: malformed at line %d column %d (%s)", what,
                      jerr.line, jerr.column, jerr.reason);
         goto out;
     }

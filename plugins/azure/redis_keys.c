@@ -255,7 +255,7 @@ int az_redis_keys_parse_list(const char *body, size_t len, const char *what, jso
     json_t *root = jsonload_buf(body, len, JSON_REJECT_DUPLICATES, &jerr);
     json_t *pk = json_object_get(root, "primaryKey"), *sk = json_object_get(root, "secondaryKey");
     if (!root)   /* position and a generic reason only: jansson's text may quote a key */
-        return rc_error_set(err, RC_ERR_INVALID, "%s: malformed JSON in the response (line %d column %d: %s)",
+        return rc_error_set(err, RC_ERR_INVALID, "%s: response is not a JSON object: malformed at line %d column %d (%s)",
                             what, jerr.line, jerr.column, jerr.reason);
     if (!json_is_object(root)) {
         json_decref(root);
