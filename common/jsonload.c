@@ -3,14 +3,19 @@
 
 #include "jsonload.h"
 
-/* Covers the frames json_loadb() and its error formatting use (the parser recurses once
- * per nesting level; store answers nest a few levels). Only run after a failure. */
-#define JSONLOAD_STACK_WIPE 32768
+/* How much stack a failed parse may have used: jansson recurses once per nesting level
+ * (two frames, about 70 bytes a level on amd64), a level takes at least one byte of
+ * input, and it stops at JSON_PARSER_MAX_DEPTH (2048) levels. The error is formatted at
+ * the deepest point, in buffers of a few hundred bytes under vsnprintf's frames. */
+#define JSONLOAD_WIPE_BASE (16 * 1024)
+#define JSONLOAD_WIPE_PER_LEVEL 128
+#define JSONLOAD_MAX_DEPTH 2048
 
-/* Overwrites the stack below the caller's frame, where the parser's frames were. */
-static __attribute__((noinline)) void wipe_stack_below(void) {
-    unsigned char area[JSONLOAD_STACK_WIPE];
-    explicit_bzero(area, sizeof area);
+/* Overwrites `n` bytes of the stack below the caller's frame, where the parser's frames
+ * were (n is bounded by the callers: at most 272 KiB). */
+static __attribute__((noinline)) void wipe_stack_below(size_t n) {
+    unsigned char area[n];
+    explicit_bzero(area, n);
     __asm__ volatile("" : : "r"(area) : "memory");
 }
 
@@ -39,7 +44,8 @@ json_t *jsonload_buf(const void *data, size_t len, size_t flags, struct jsonload
                 .line = jerr.line, .column = jerr.column, .position = (size_t)jerr.position,
                 .code = json_error_code(&jerr), .reason = jsonload_reason(json_error_code(&jerr)),
             };
-        wipe_stack_below();
+        size_t levels = (size_t)jerr.position < JSONLOAD_MAX_DEPTH ? (size_t)jerr.position : JSONLOAD_MAX_DEPTH;
+        wipe_stack_below(JSONLOAD_WIPE_BASE + (levels + 1) * JSONLOAD_WIPE_PER_LEVEL);
     }
     explicit_bzero(&jerr, sizeof jerr);
     return root;

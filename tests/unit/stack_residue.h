@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef STACK_RESIDUE_SCAN
 #define STACK_RESIDUE_SCAN (64 * 1024)
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define STACK_RESIDUE_ASAN 1

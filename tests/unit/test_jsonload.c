@@ -3,12 +3,15 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "jsonload.h"
 #include "secret.h"
+/* Deep documents put jansson's error text far down the stack: look far enough. */
+#define STACK_RESIDUE_SCAN (512 * 1024)
 #include "stack_residue.h"
 
 static void test_good_input_parses_and_null_data_is_empty(void **st) {
@@ -54,12 +57,31 @@ static void test_failure_leaves_no_quoted_input_on_the_stack(void **st) {
     explicit_bzero(&raw, sizeof raw);
 }
 
+/* The error is formatted at the deepest frame: 2000 levels down is far below a shallow
+ * document's frames, and must be wiped too. */
+static void test_failure_deep_in_nesting_leaves_nothing_either(void **st) {
+    if (!stack_residue_supported())
+        skip();
+    static const size_t depths[] = { 10, 500, 1000, 2000 };
+    for (size_t k = 0; k < sizeof depths / sizeof depths[0]; k++) {
+        size_t d = depths[k];
+        char *b = malloc(d + 32);
+        assert_non_null(b);
+        memset(b, '[', d);
+        memcpy(b + d, "\"DeepFr4gment\x01\"", 16);
+        assert_null(jsonload_buf(b, d + 16, 0, NULL));
+        free(b);
+        assert_false(stack_residue_has("DeepFr4gment"));
+    }
+}
+
 int main(void) {
     secret_init(0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_input_parses_and_null_data_is_empty),
         cmocka_unit_test(test_failure_gives_line_column_and_a_generic_reason),
         cmocka_unit_test(test_failure_leaves_no_quoted_input_on_the_stack),
+        cmocka_unit_test(test_failure_deep_in_nesting_leaves_nothing_either),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
