@@ -13,6 +13,7 @@
  * a shell that sources the file always sees both variables.
  */
 #include "credfile.h"
+#include "jsonload.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -193,23 +194,6 @@ static const char *json_type_name(const json_t *j) {
     return "unknown";
 }
 
-/* Generic reasons for jansson's error codes: its error text can quote input bytes. */
-static const char *json_error_reason(const json_error_t *e) {
-    switch (json_error_code(e)) {
-    case json_error_out_of_memory: return "out of memory";
-    case json_error_stack_overflow: return "nested too deeply";
-    case json_error_invalid_utf8: return "invalid UTF-8";
-    case json_error_premature_end_of_input: return "unexpected end of input";
-    case json_error_end_of_input_expected: return "data after the JSON value";
-    case json_error_invalid_syntax: return "invalid syntax";
-    case json_error_null_character: return "\\u0000 in a string";
-    case json_error_null_byte_in_key: return "\\u0000 in a key";
-    case json_error_duplicate_key: return "duplicate key";
-    case json_error_numeric_overflow: return "number out of range";
-    default: return "invalid JSON";
-    }
-}
-
 /* A string without embedded NULs (\u0000 is allowed in the JSON, as in every client, so
  * that keys we do not read may carry one; the values we read may not). */
 static int get_string(json_t *obj, const char *ctx, const char *key, bool required,
@@ -355,15 +339,13 @@ int credfile_parse(const char *data, size_t len, struct credfile *ret, char *err
         set_err(err, errlen, "larger than %d bytes", CREDFILE_MAX_SIZE);
         return -EFBIG;
     }
-    json_error_t jerr;
-    json_t *root = json_loadb(data ? data : "", len,
-                              JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+    struct jsonload_error jerr;   /* jansson's own text may quote the input: never kept */
+    json_t *root = jsonload_buf(data, len,
+                                JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!root) {
-        bool oom = json_error_code(&jerr) == json_error_out_of_memory;
         set_err(err, errlen, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
-                json_error_reason(&jerr));
-        explicit_bzero(&jerr, sizeof(jerr));   /* its text may quote the input */
-        return oom ? -ENOMEM : -EINVAL;
+                jerr.reason);
+        return jerr.code == json_error_out_of_memory ? -ENOMEM : -EINVAL;
     }
 
     struct credfile cf = {
@@ -554,6 +536,47 @@ static json_t *time_or_null(int64_t t, int *r) {
         return NULL;
     }
     return str_or_null(buf, r);
+}
+
+/* Length of the UTF-8 sequence at p (RFC 3629: no overlong form, no surrogate, at most
+ * U+10FFFF), or 0 when there is none. */
+static size_t utf8_seq(const unsigned char *p, size_t left) {
+    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+    size_t n;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80;
+        hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf;
+    } else
+        return 0;
+    if (left < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+const char *credfile_value_problem(const char *data, size_t len, size_t *ret_offset) {
+    const unsigned char *p = (const unsigned char *)data;
+    for (size_t i = 0; i < len;) {
+        size_t n = p[i] ? utf8_seq(p + i, len - i) : 0;
+        if (n == 0) {
+            if (ret_offset)
+                *ret_offset = i;
+            return p[i] ? "is not valid UTF-8" : "contains a NUL byte";
+        }
+        i += n;
+    }
+    return NULL;
 }
 
 static json_t *password_json(const struct secret *pw, int *r) {

@@ -64,6 +64,12 @@ int credfile_parse(const char *data, size_t len, struct credfile *ret, char *err
 /* Reads <dirfd>/<filename> (O_NOFOLLOW, at most CREDFILE_MAX_SIZE) and parses it. */
 int credfile_read(int dirfd, const char *filename, struct credfile *ret, char *err, size_t errlen);
 
+/* Why the published files cannot carry data[0..len) as a password or user name: NULL
+ * when they can, else a reason that quotes no byte of the value ("contains a NUL byte",
+ * "is not valid UTF-8"), and where in *ret_offset (may be NULL). JSON strings can hold
+ * neither, so credfile_format_json() would refuse the value at every publish. */
+const char *credfile_value_problem(const char *data, size_t len, size_t *ret_offset);
+
 /* The three formats. env refuses values with ', \ or control characters (-EINVAL). */
 int credfile_format_json(const struct credfile *cf, struct secret **ret);
 int credfile_format_env(const struct credfile *cf, struct secret **ret, char *err, size_t errlen);
