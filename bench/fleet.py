@@ -265,6 +265,7 @@ class Fleet:
         if wd < 0:
             raise OSError("inotify_add_watch %s" % path)
         self.wd[wd] = what
+        return wd
 
     # --- setup
     def setup(self):
@@ -281,7 +282,7 @@ class Fleet:
             B.write_atomic(os.path.join(self.store_dir, CRED + ".json"),
                            json.dumps({"username": "app", "password": first}))
             source = '{ name = "store"; type = "file"; directory = "%s"; }' % self.store_dir
-            self.watch(self.store_dir, IN_OPEN | IN_CLOSE_WRITE | IN_MOVED_TO, None)
+            self.watch(self.store_dir, IN_OPEN | IN_CLOSE_WRITE | IN_MOVED_TO, "store")
         else:
             self.vault = VaultProc(self.root)
             self.vault.send("put app %s" % first)
@@ -294,9 +295,11 @@ class Fleet:
             os.makedirs(os.path.join(d, "run"))
             os.makedirs(os.path.join(d, "state"))
             conf = agent_conf(d, a, self.redis.port, source, admin_file)
+            # Watch before the agent starts, or its first publication may go unseen.
+            wd = self.watch(os.path.join(d, "run"), IN_CLOSE_WRITE | IN_MOVED_TO, None)
             ag = Agent(i, d, conf)
+            self.wd[wd] = ag
             self.agents.append(ag)
-            self.watch(ag.run, IN_CLOSE_WRITE | IN_MOVED_TO, ag)
         self.start_seconds = time.monotonic() - t0
 
     # --- event sources
@@ -336,12 +339,12 @@ class Fleet:
                     self.overflows += 1
                     continue
                 what = self.wd.get(wd)
-                if what is None:            # the file store's directory
+                if what == "store":            # the file store's directory
                     if mask & IN_OPEN:
                         self.opens[temp_name(name) or "(the directory)"] += 1
                     if mask & (IN_CLOSE_WRITE | IN_MOVED_TO):
                         self.on_store_file(name)
-                elif name == CRED + ".json":
+                elif isinstance(what, Agent) and name == CRED + ".json":
                     self.on_published_file(what)
 
     def read_journal(self, ag):
@@ -434,6 +437,12 @@ class Fleet:
         self.redis_rss = rss_of(self.redis.proc.pid)
         # Let the last rotation's observers publish, without counting more requests.
         self.pump(time.monotonic() + 2 * seconds(a.grace) + 1)
+        self.passwords_at_end = self.count_passwords()
+
+    def count_passwords(self):
+        """How many passwords the user has in Redis (ACL GETUSER lists their SHA-256s)."""
+        reply = self.redis.cmd("ACL", "GETUSER", "app").decode()
+        return len(re.findall(r"\b[0-9a-f]{64}\b", reply))
 
     def stop(self):
         for ag in self.agents:
@@ -563,6 +572,7 @@ def results(fl):
         "inotify_overflows": fl.overflows,
         "rss_kib": dist([max(v) for v in fl.rss.values()]),
         "redis_rss_kib": fl.redis_rss,
+        "passwords_on_user_at_end": fl.passwords_at_end,
         "machine_before": fl.machine_before, "machine_after": fl.machine_after,
         "filesystem": B.filesystem_of(a.base),
     }
@@ -631,6 +641,8 @@ def report(r):
         ("warnings / errors (journal), stderr lines", "%d / %d, %d" % (r["warnings"], r["errors"],
                                                                       r["stderr_problem_lines"]), "0"),
         ("rotation failed events (…4b07)", "%d" % r["failed_events"], "0"),
+        ("passwords on the user in Redis at the end", "%d" % r["passwords_on_user_at_end"],
+         "1, or 2 during grace"),
         ("store requests /s (fleet; per agent)", "%.1f; %.3f" % (r["store_requests_per_s"],
                                                                r["store_requests_per_agent_per_s"]), ""),
         ("store requests per agent: per second steady; per rotation", "%.3f; %s" % (
@@ -678,11 +690,11 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     fl = Fleet(a)
     try:
-        fl.setup()
-        fl.run()
-    finally:
-        fl.stop()
-    try:
+        try:
+            fl.setup()
+            fl.run()
+        finally:
+            fl.stop()
         r = results(fl)
     finally:
         if not a.keep:
