@@ -35,8 +35,13 @@ It reports:
   * pickup: from the moment the store entry held the new password (file mtime / the fake's
     write time) to each host's cache.json holding it; p50, p99, max over hosts and the
     last host per rotation (goal: <= 100 ms file, <= poll_interval + 100 ms Vault);
-  * warnings and errors logged anywhere (goal 0), with the most frequent messages;
-  * store requests per second (fleet and per agent) and agent RSS.
+  * warnings and errors logged anywhere (goal 0), with the most frequent messages, and the
+    passwords left on the user in Redis at the end (goal: 1, or 2 during a grace);
+  * store requests per second (fleet and per agent; split into steady looks and what each
+    rotation adds) and agent RSS.
+
+New rotation settings (e.g. `splay`, `pending_timeout`) go in with --splay and
+--rotation-extra; an agent that refuses its configuration stops the run with its message.
 
 Usage: bench/fleet.py [--agents N] [--store file|vault] [--interval 8s] [--grace 2s]
                       [--splay S] [--intervals K] [--poll D] [--workers W]
@@ -402,11 +407,21 @@ class Fleet:
     def run(self):
         a = self.a
         deadline = time.monotonic() + 60 + a.agents * 0.5
-        self.pump(lambda: None if self.all_published() else deadline - time.monotonic())
+
+        def waiting():
+            if self.all_published() or any(ag.proc.poll() is not None for ag in self.agents):
+                return None
+            return deadline - time.monotonic()
+        self.pump(waiting)
         if not self.all_published():
-            dead = [ag.i for ag in self.agents if ag.proc.poll() is not None]
-            raise RuntimeError("not every agent published the first version (exited: %s); last "
-                               "problems logged: %s" % (dead, [p[3] for p in self.problems[-3:]]))
+            dead = [ag for ag in self.agents if ag.proc.poll() is not None]
+            said = ""
+            if dead:
+                with open(dead[0].logpath, errors="replace") as f:
+                    said = f.read()[-600:]
+            raise RuntimeError("not every agent published the first version (%d exited%s); last "
+                               "problems logged: %s" % (len(dead), ", the first said: " + said if said else "",
+                                                        [p[3] for p in self.problems[-3:]]))
         self.ready_seconds = time.monotonic() - self.t_setup
         self.machine_before = B.machine()
         self.t_begin = time.time()
