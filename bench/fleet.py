@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A fleet of agents rotating one shared credential (issue 12 item 9).
+"""A fleet of agents rotating one shared credential, as one fleet would (docs/fleet.md).
 
 N agents run as separate processes, each with its own runtime_dir, state_dir (so its own
 host key), control socket and journal socket, all sharing one store (a `file` directory,

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""What continuous re-validation costs a Redis node (issue 12 item 6).
+"""What continuous re-validation costs a Redis node (docs/fleet.md).
 
 Re-validation is, per credential and per node, one new connection, AUTH and PING every
 `redis.revalidate_interval`: 10,000 hosts x 10 credentials every 5 min is ~333 connections
