@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A fleet of agents rotating one shared credential, as one fleet would (docs/fleet.md).
+"""A fleet of agents rotating one shared credential (sizing: docs/fleet.md).
 
 N agents run as separate processes, each with its own runtime_dir, state_dir (so its own
 host key), control socket and journal socket, all sharing one store (a `file` directory,
@@ -573,6 +573,7 @@ def results(fl):
         "rotations": len(rot), "rotations_due_at_most": int(dur // interval) + 1,
         "completed": len(comp_times),
         "spacing_s": dist(spacing), "spacing_goal_s": [lo, hi],
+        "store_write_spacing_s": dist([b[0] - c[0] for c, b in zip(rot, rot[1:])]),
         "spacing_in_goal": sum(1 for s in spacing if lo <= s <= hi), "spacing_count": len(spacing),
         "claims_per_base": dist(claim_counts), "bases_claimed": len(claim_counts),
         "lost_claims": sum(1 for e in in_run if e[2] == "started") - len(rot),
@@ -648,6 +649,7 @@ def report(r):
         ("completed rotations (journal …4b06)", "%d" % r["completed"], ""),
         ("spacing of completed rotations", fmt(r["spacing_s"], " s") + "; %d of %d in goal" % (
             r["spacing_in_goal"], r["spacing_count"]), ">= %g s and <= %g s" % (lo, hi)),
+        ("spacing of new passwords in the store", fmt(r["store_write_spacing_s"], " s"), ""),
         ("claims (…4b05 started) per base version", fmt(r["claims_per_base"]) + "; %d lost" % r["lost_claims"], "1"),
         ("store write -> host published, per host", fmt(r["pickup_ms_per_host"], " ms"), ""),
         ("store write -> last host published", fmt(r["pickup_ms_last_host"], " ms"),
