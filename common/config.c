@@ -46,6 +46,8 @@
 #include <libconfig.h>
 
 #include "duration.h"
+#include "endpoint.h"
+#include "enumstr.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
 #define CONFIG_TOTAL_MAX (4 * 1024 * 1024)
@@ -129,31 +131,35 @@ static const struct config_key cred_host_keys[] = {
 static const char *const cred_extra_keys[] = { "mode", NULL };
 
 /* password_alphabet: named sets only, so a password never holds a character that a shell,
- * an env file or a URL would need quoted. */
-static const struct {
-    const char *name;
-    const char *chars;
-} alphabets[] = {
-    { "alnum", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" },
-    { "hex", "0123456789abcdef" },
-    { "urlsafe", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" },
+ * an env file or a URL would need quoted. The value indexes alphabet_chars. */
+static const struct enumstr alphabets[] = {
+    { "alnum", 0 }, { "hex", 1 }, { "urlsafe", 2 }, { NULL, 0 },
+};
+static const char *const alphabet_chars[] = {
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+    "0123456789abcdef",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
 };
 
 #define DEFAULT_MODE 0640
 
-static const struct {
-    const char *name;
-    int level;
-} log_levels[] = {
+static const struct enumstr log_levels[] = {
     { "debug", LOG_DEBUG }, { "info", LOG_INFO }, { "notice", LOG_NOTICE },
-    { "warning", LOG_WARNING }, { "err", LOG_ERR },
+    { "warning", LOG_WARNING }, { "err", LOG_ERR }, { NULL, 0 },
 };
 
-static const struct {
-    const char *name;
-    unsigned flag;
-} formats[] = {
+static const struct enumstr formats[] = {
     { "json", CRED_FORMAT_JSON }, { "env", CRED_FORMAT_ENV }, { "password", CRED_FORMAT_PASSWORD },
+    { NULL, 0 },
+};
+
+static const struct enumstr validate_policies[] = {
+    { "all", VALIDATE_ALL }, { "any", VALIDATE_ANY }, { "none", VALIDATE_NONE }, { NULL, 0 },
+};
+
+static const struct enumstr strategies[] = {
+    { "redis-acl", ROTATION_REDIS_ACL }, { "vault-database", ROTATION_VAULT_DATABASE },
+    { "azure-keys", ROTATION_AZURE_KEYS }, { NULL, 0 },
 };
 
 /* ---- private state ----------------------------------------------------------------- */
@@ -280,12 +286,7 @@ static const char *name_problem(const char *name) {
 }
 
 const char *validate_policy_to_string(enum validate_policy p) {
-    switch (p) {
-    case VALIDATE_ALL: return "all";
-    case VALIDATE_ANY: return "any";
-    case VALIDATE_NONE: return "none";
-    }
-    return NULL;
+    return enumstr_to(validate_policies, (int)p);
 }
 
 /* ---- reading files ------------------------------------------------------------------- */
@@ -803,6 +804,15 @@ static int fail(struct ctx *x, const config_setting_t *s, const char *path, cons
     return -EINVAL;
 }
 
+/* "unknown level \"x\" (use debug, info or err)": a word not in the key's table. */
+static int unknown_word(struct ctx *x, const config_setting_t *s, const char *path,
+                        const char *noun, const char *word, const struct enumstr *words,
+                        bool quoted) {
+    char q[QUOTE_MAX], list[256];
+    return fail(x, s, path, "unknown %s %s (use %s)", noun, quote(word, q, sizeof q),
+                enumstr_list(words, quoted, list, sizeof list));
+}
+
 static char *xdup(struct ctx *x, const char *s) {
     if (!s)
         return NULL;
@@ -1233,7 +1243,6 @@ static int check_absolute(struct ctx *x, const config_setting_t *g, const char *
 static int parse_agent(struct ctx *x, const config_setting_t *g) {
     struct config_agent *a = &x->c->agent;
     const struct config_key *tables[] = { agent_keys };
-    char q[QUOTE_MAX];
     int r;
 
     if (g && (r = check_group(x, g, "agent", tables, 1, NULL, false, 0)) < 0)
@@ -1269,15 +1278,9 @@ static int parse_agent(struct ctx *x, const config_setting_t *g) {
     }
 
     const char *lvl = config_node_string(&n, "log_level");
-    a->log_level = -1;
-    for (size_t i = 0; i < sizeof log_levels / sizeof log_levels[0]; i++)
-        if (strcmp(lvl, log_levels[i].name) == 0)
-            a->log_level = log_levels[i].level;
-    if (a->log_level < 0) {
+    if (enumstr_from(log_levels, lvl, &a->log_level) < 0) {
         const config_setting_t *m = member(g, "log_level");
-        return fail(x, m ? m : where, "agent.log_level",
-                    "unknown level %s (use debug, info, notice, warning or err)",
-                    quote(lvl, q, sizeof q));
+        return unknown_word(x, m ? m : where, "agent.log_level", "level", lvl, log_levels, false);
     }
     return 0;
 }
@@ -1393,51 +1396,6 @@ out:
     return r;
 }
 
-/* host:port, [v6addr]:port or unix:/path. Returns NULL, or what is wrong. */
-static const char *endpoint_problem(const char *e) {
-    const char *port;
-
-    if (e[0] == '\0')
-        return "is empty";
-    for (const char *p = e; *p; p++)
-        if ((unsigned char)*p <= ' ' || *p == 0x7f)
-            return "contains a space or control character";
-    if (strncmp(e, "unix:", 5) == 0) {
-        if (e[5] != '/')
-            return "needs an absolute socket path (unix:/run/redis/redis.sock)";
-        if (strlen(e + 5) >= UNIX_PATH_MAX_)
-            return "has a socket path too long for a unix socket";
-        return NULL;
-    }
-    if (e[0] == '[') {
-        const char *close = strchr(e, ']');
-        if (!close || close == e + 1)
-            return "is not [address]:port";
-        if (close[1] != ':')
-            return "needs a port ([address]:port)";
-        port = close + 2;
-    } else {
-        const char *colon = strrchr(e, ':');
-        if (!colon)
-            return "needs a port (host:port)";
-        if (colon == e)
-            return "needs a host (host:port)";
-        if (memchr(e, ':', (size_t)(colon - e)))
-            return "has an IPv6 address without brackets (use [address]:port)";
-        if (memchr(e, '/', (size_t)(colon - e)) || memchr(e, '[', (size_t)(colon - e)) ||
-            memchr(e, ']', (size_t)(colon - e)))
-            return "has a bad host name";
-        port = colon + 1;
-    }
-    unsigned v = 0;
-    size_t nd = 0;
-    for (; nd < 6 && is_digit(port[nd]); nd++)
-        v = v * 10 + (unsigned)(port[nd] - '0');
-    if (nd == 0 || port[nd] != '\0' || v == 0 || v > 65535)
-        return "has a bad port (1..65535)";
-    return NULL;
-}
-
 static int parse_mode(struct ctx *x, const config_setting_t *m, const char *path, int *ret) {
     char q[QUOTE_MAX];
     int64_t v = 0;
@@ -1500,8 +1458,9 @@ static int parse_redis(struct ctx *x, const struct config_node *cn, const char *
         return -ENOMEM;
     for (size_t i = 0; i < ne; i++) {
         const char *e = config_node_list_get(&n, "endpoints", i);
-        const char *why = endpoint_problem(e);
-        if (why) {
+        struct endpoint parsed;
+        const char *why;
+        if (endpoint_parse(e, &parsed, &why) < 0) {
             char ep[KEY_PATH_MAX];
             index_path(ep, sizeof ep, sub, (int)i);
             return fail(x, config_setting_get_elem(member(g, "endpoints"), (unsigned)i), ep,
@@ -1521,17 +1480,12 @@ static int parse_redis(struct ctx *x, const struct config_node *cn, const char *
     rd->tls.insecure_skip_verify = config_node_bool(&n, "tls_insecure_skip_verify");
 
     const char *pol = config_node_string(&n, "validate");
-    if (strcmp(pol, "all") == 0)
-        rd->validate = VALIDATE_ALL;
-    else if (strcmp(pol, "any") == 0)
-        rd->validate = VALIDATE_ANY;
-    else if (strcmp(pol, "none") == 0)
-        rd->validate = VALIDATE_NONE;
-    else {
+    int pv;
+    if (enumstr_from(validate_policies, pol, &pv) < 0) {
         key_path(sub, sizeof sub, path, "validate");
-        return fail(x, member(g, "validate"), sub, "unknown policy %s (use all, any or none)",
-                    quote(pol, q, sizeof q));
+        return unknown_word(x, member(g, "validate"), sub, "policy", pol, validate_policies, false);
     }
+    rd->validate = (enum validate_policy)pv;
     rd->timeout_usec = config_node_duration(&n, "timeout");
     if (rd->timeout_usec == 0) {
         key_path(sub, sizeof sub, path, "timeout");
@@ -1542,12 +1496,8 @@ static int parse_redis(struct ctx *x, const struct config_node *cn, const char *
 }
 
 const char *config_rotation_strategy_to_string(enum rotation_strategy s) {
-    switch (s) {
-    case ROTATION_REDIS_ACL: return "redis-acl";
-    case ROTATION_VAULT_DATABASE: return "vault-database";
-    case ROTATION_AZURE_KEYS: return "azure-keys";
-    }
-    return "?";
+    const char *name = enumstr_to(strategies, (int)s);
+    return name ? name : "?";
 }
 
 static int parse_rotation(struct ctx *x, const struct config_node *cn, const char *cpath,
@@ -1564,15 +1514,10 @@ static int parse_rotation(struct ctx *x, const struct config_node *cn, const cha
 
     const char *st = config_node_string(&n, "strategy");
     key_path(sub, sizeof sub, path, "strategy");
-    if (strcmp(st, "redis-acl") == 0)
-        ro->strategy = ROTATION_REDIS_ACL;
-    else if (strcmp(st, "vault-database") == 0)
-        ro->strategy = ROTATION_VAULT_DATABASE;
-    else if (strcmp(st, "azure-keys") == 0)
-        ro->strategy = ROTATION_AZURE_KEYS;
-    else
-        return fail(x, member(g, "strategy"), sub, "unknown strategy %s (use \"redis-acl\", "
-                    "\"vault-database\" or \"azure-keys\")", quote(st, q, sizeof q));
+    int sv;
+    if (enumstr_from(strategies, st, &sv) < 0)
+        return unknown_word(x, member(g, "strategy"), sub, "strategy", st, strategies, true);
+    ro->strategy = (enum rotation_strategy)sv;
     /* Stores that make the password themselves have no check-and-set: one named host
      * rotates, the others only observe. */
     const char *rot = config_node_string(&n, "rotator");
@@ -1596,14 +1541,13 @@ static int parse_rotation(struct ctx *x, const struct config_node *cn, const cha
     ro->password_length = (unsigned)config_node_int(&n, "password_length");
 
     const char *al = config_node_string(&n, "password_alphabet");
-    for (size_t i = 0; i < sizeof alphabets / sizeof alphabets[0]; i++)
-        if (strcmp(al, alphabets[i].name) == 0)
-            snprintf(ro->alphabet, sizeof ro->alphabet, "%s", alphabets[i].chars);
-    if (!ro->alphabet[0]) {
+    int ai;
+    if (enumstr_from(alphabets, al, &ai) < 0) {
         key_path(sub, sizeof sub, path, "password_alphabet");
-        return fail(x, member(g, "password_alphabet"), sub, "unknown alphabet %s (use alnum, hex "
-                    "or urlsafe)", quote(al, q, sizeof q));
+        return unknown_word(x, member(g, "password_alphabet"), sub, "alphabet", al, alphabets,
+                            false);
     }
+    snprintf(ro->alphabet, sizeof ro->alphabet, "%s", alphabet_chars[ai]);
 
     const char *au = config_node_string(&n, "admin_username");
     const char *af = config_node_string(&n, "admin_password_file");
@@ -1694,16 +1638,12 @@ static int parse_credential(struct ctx *x, const config_setting_t *e, const char
     size_t nf = config_node_list_len(&hn, "formats");
     for (size_t i = 0; i < nf; i++) {
         const char *f = config_node_list_get(&hn, "formats", i);
-        unsigned flag = 0;
-        for (size_t k = 0; k < sizeof formats / sizeof formats[0]; k++)
-            if (strcmp(f, formats[k].name) == 0)
-                flag = formats[k].flag;
-        if (!flag)
-            return fail(x, m, sub, "unknown format %s (use json, env or password)",
-                        quote(f, q, sizeof q));
-        if (cr->formats & flag)
+        int flag;
+        if (enumstr_from(formats, f, &flag) < 0)
+            return unknown_word(x, m, sub, "format", f, formats, false);
+        if (cr->formats & (unsigned)flag)
             return fail(x, m, sub, "format %s is listed twice", quote(f, q, sizeof q));
-        cr->formats |= flag;
+        cr->formats |= (unsigned)flag;
     }
     if (!(cr->formats & CRED_FORMAT_JSON))
         return fail(x, m ? m : e, sub, "\"json\" is required (<name>.json is always written; "

@@ -987,6 +987,12 @@ static void test_endpoints_must_be_host_port_v6_or_unix(void **state) {
         { "unix:redis.sock", "needs an absolute socket path (unix:/run/redis/redis.sock)" },
         { "h :1", "contains a space or control character" },
         { "", "is empty" },
+        /* issue 14: a URL is not "an IPv6 address without brackets" */
+        { "redis://127.0.0.1:6379", "is a URL: write host:port without \"redis://\"" },
+        { "rediss://h:6380", "is a URL: write host:port without \"rediss://\", and set tls = true" },
+        /* the runtime's parser refused these; the check now says so first */
+        { "[notv6]:1", "has a bad IPv6 address in brackets" },
+        { "h@x:1", "has a bad host name" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char body[256], want[512];
