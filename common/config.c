@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,74 +62,11 @@
 
 /* ---- host schema ------------------------------------------------------------------- */
 
-static const struct config_key agent_keys[] = {
-    { .name = "runtime_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_RUNTIME_DIR },
-    { .name = "state_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_STATE_DIR },
-    { .name = "group", .type = CONFIG_T_STRING, .default_value = "redis-creds" },
-    { .name = "plugin_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_PLUGIN_DIR },
-    { .name = "control_socket", .type = CONFIG_T_STRING,
-      .default_value = RC_DEFAULT_CONTROL_SOCKET },
-    { .name = "control_group", .type = CONFIG_T_STRING },   /* unset: agent.group */
-    { .name = "log_level", .type = CONFIG_T_STRING, .default_value = "info" },
-    { .name = "metrics_file", .type = CONFIG_T_STRING, .default_value = "" },
-    { .name = "workers", .type = CONFIG_T_INT, .default_value = "4", .min = 1, .max = 64 },
-    { .name = "startup_timeout", .type = CONFIG_T_DURATION, .default_value = "30s" },
-    { .name = "allow_no_credentials", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "allow_removals", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = NULL },
-};
-
-static const struct config_key redis_keys[] = {
-    { .name = "endpoints", .type = CONFIG_T_STRING_LIST, .required = true },
-    { .name = "cluster", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "validate_replicas", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "tls", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "ca_file", .type = CONFIG_T_STRING },
-    { .name = "ca_path", .type = CONFIG_T_STRING },
-    { .name = "cert_file", .type = CONFIG_T_STRING },
-    { .name = "key_file", .type = CONFIG_T_STRING },
-    { .name = "server_name", .type = CONFIG_T_STRING },
-    { .name = "tls_insecure_skip_verify", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "validate", .type = CONFIG_T_STRING, .default_value = "all" },
-    { .name = "timeout", .type = CONFIG_T_DURATION, .default_value = "2s" },
-    { .name = NULL },
-};
-
-static const struct config_key source_host_keys[] = {
-    { .name = "name", .type = CONFIG_T_STRING, .required = true },
-    { .name = "type", .type = CONFIG_T_STRING, .required = true },
-    { .name = NULL },
-};
-
-/* rotation = { ... } (DESIGN §9): types here, meaning in parse_rotation(). */
-static const struct config_key rotation_keys[] = {
-    { .name = "strategy", .type = CONFIG_T_STRING, .required = true },
-    { .name = "interval", .type = CONFIG_T_DURATION, .default_value = "30d" },
-    { .name = "grace", .type = CONFIG_T_DURATION, .default_value = "10m" },
-    { .name = "admin_username", .type = CONFIG_T_STRING },
-    { .name = "admin_password_file", .type = CONFIG_T_STRING },
-    { .name = "acl_save", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "password_length", .type = CONFIG_T_INT, .default_value = "32", .min = 16, .max = 256 },
-    { .name = "password_alphabet", .type = CONFIG_T_STRING, .default_value = "alnum" },
-    { .name = "rotator", .type = CONFIG_T_STRING },
-    { .name = NULL },
-};
-
-/* `mode` (integer or string) is checked by hand: see cred_extra_keys. */
-static const struct config_key cred_host_keys[] = {
-    { .name = "name", .type = CONFIG_T_STRING, .required = true },
-    { .name = "source", .type = CONFIG_T_STRING, .required = true },
-    { .name = "poll_interval", .type = CONFIG_T_DURATION, .default_value = "30s" },
-    { .name = "group", .type = CONFIG_T_STRING },
-    { .name = "redis", .type = CONFIG_T_GROUP, .required = true, .group_keys = redis_keys },
-    { .name = "formats", .type = CONFIG_T_STRING_LIST, .default_value = "json" },
-    { .name = "on_change", .type = CONFIG_T_STRING_LIST },
-    { .name = "on_change_timeout", .type = CONFIG_T_DURATION, .default_value = "60s" },
-    { .name = "rotation", .type = CONFIG_T_GROUP, .group_keys = rotation_keys },
-    { .name = NULL },
-};
-
-static const char *const cred_extra_keys[] = { "mode", NULL };
+/* Each host key says what it is (type, default, range), what is checked of its value
+ * (CONFIG_CHECK_*), and where load_section() keeps it (store, offset) - the manner of
+ * systemd's conf-parser tables. Only rules that tie several keys together are written by
+ * hand, next to the section's table (parse_agent(), parse_credential(), parse_rotation()).
+ * The words a key takes are enumstr tables. */
 
 /* password_alphabet: named sets only, so a password never holds a character that a shell,
  * an env file or a URL would need quoted. The value indexes alphabet_chars. */
@@ -161,6 +99,156 @@ static const struct enumstr strategies[] = {
     { "redis-acl", ROTATION_REDIS_ACL }, { "vault-database", ROTATION_VAULT_DATABASE },
     { "azure-keys", ROTATION_AZURE_KEYS }, { NULL, 0 },
 };
+
+/* CONFIG_STORE_ENUM writes an int; these enums are ints. */
+_Static_assert(sizeof(enum validate_policy) == sizeof(int), "enum store");
+_Static_assert(sizeof(enum rotation_strategy) == sizeof(int), "enum store");
+/* CONFIG_STORE_STRV writes the count right after the vector. */
+_Static_assert(offsetof(struct config_redis, n_endpoints) ==
+               offsetof(struct config_redis, endpoints) + sizeof(char **), "strv store");
+_Static_assert(offsetof(struct config_credential, n_on_change) ==
+               offsetof(struct config_credential, on_change) + sizeof(char **), "strv store");
+
+#define AGENT(f) .offset = offsetof(struct config_agent, f)
+#define ABS CONFIG_CHECK_ABSOLUTE
+
+static const struct config_key agent_keys[] = {
+    { .name = "runtime_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_RUNTIME_DIR,
+      .checks = ABS, .store = CONFIG_STORE_STRING, AGENT(runtime_dir) },
+    { .name = "state_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_STATE_DIR,
+      .checks = ABS, .store = CONFIG_STORE_STRING, AGENT(state_dir) },
+    { .name = "group", .type = CONFIG_T_STRING, .default_value = "redis-creds",
+      .checks = CONFIG_CHECK_GROUP, .store = CONFIG_STORE_STRING, AGENT(group) },
+    { .name = "plugin_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_PLUGIN_DIR,
+      .checks = ABS, .store = CONFIG_STORE_STRING, AGENT(plugin_dir) },
+    { .name = "control_socket", .type = CONFIG_T_STRING,
+      .default_value = RC_DEFAULT_CONTROL_SOCKET, .checks = ABS, .store = CONFIG_STORE_STRING,
+      AGENT(control_socket) },
+    /* unset: agent.group; "": the agent's own group */
+    { .name = "control_group", .type = CONFIG_T_STRING, .checks = CONFIG_CHECK_GROUP,
+      .store = CONFIG_STORE_STRING, AGENT(control_group) },
+    { .name = "log_level", .type = CONFIG_T_STRING, .default_value = "info",
+      .store = CONFIG_STORE_ENUM, .words = log_levels, .noun = "level", AGENT(log_level) },
+    { .name = "metrics_file", .type = CONFIG_T_STRING, .default_value = "",
+      .checks = ABS | CONFIG_CHECK_EMPTY_OK, .store = CONFIG_STORE_STRING, AGENT(metrics_file) },
+    { .name = "workers", .type = CONFIG_T_INT, .default_value = "4", .min = 1, .max = 64,
+      .store = CONFIG_STORE_UINT, AGENT(workers) },
+    { .name = "startup_timeout", .type = CONFIG_T_DURATION, .default_value = "30s",
+      .store = CONFIG_STORE_USEC, AGENT(startup_timeout_usec) },
+    { .name = "allow_no_credentials", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, AGENT(allow_no_credentials) },
+    { .name = "allow_removals", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, AGENT(allow_removals) },
+    { .name = NULL },
+};
+
+#define REDIS(f) .offset = offsetof(struct config_redis, f)
+
+static const struct config_key redis_keys[] = {
+    { .name = "endpoints", .type = CONFIG_T_STRING_LIST, .required = true,
+      .checks = CONFIG_CHECK_ENDPOINT, .store = CONFIG_STORE_STRV, REDIS(endpoints) },
+    { .name = "cluster", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, REDIS(cluster) },
+    { .name = "validate_replicas", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, REDIS(validate_replicas) },
+    { .name = "tls", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, REDIS(tls.enabled) },
+    { .name = "ca_file", .type = CONFIG_T_STRING, .checks = ABS | CONFIG_CHECK_FILE,
+      .store = CONFIG_STORE_OPT_STRING, REDIS(tls.ca_file) },
+    { .name = "ca_path", .type = CONFIG_T_STRING, .checks = ABS | CONFIG_CHECK_DIR,
+      .store = CONFIG_STORE_OPT_STRING, REDIS(tls.ca_path) },
+    { .name = "cert_file", .type = CONFIG_T_STRING, .checks = ABS | CONFIG_CHECK_FILE,
+      .store = CONFIG_STORE_OPT_STRING, REDIS(tls.cert_file) },
+    { .name = "key_file", .type = CONFIG_T_STRING, .checks = ABS | CONFIG_CHECK_FILE,
+      .store = CONFIG_STORE_OPT_STRING, REDIS(tls.key_file) },
+    { .name = "server_name", .type = CONFIG_T_STRING, .store = CONFIG_STORE_OPT_STRING,
+      REDIS(tls.server_name) },
+    { .name = "tls_insecure_skip_verify", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, REDIS(tls.insecure_skip_verify) },
+    { .name = "validate", .type = CONFIG_T_STRING, .default_value = "all",
+      .store = CONFIG_STORE_ENUM, .words = validate_policies, .noun = "policy",
+      REDIS(validate) },
+    { .name = "timeout", .type = CONFIG_T_DURATION, .default_value = "2s",
+      .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, REDIS(timeout_usec) },
+    { .name = NULL },
+};
+
+static const struct config_key source_host_keys[] = {
+    { .name = "name", .type = CONFIG_T_STRING, .required = true },
+    { .name = "type", .type = CONFIG_T_STRING, .required = true },
+    { .name = NULL },
+};
+
+/* parse_rotation() loads into this: the alphabet's name becomes its characters after. */
+struct rotation_in {
+    struct config_rotation ro;
+    int alphabet;
+};
+#define ROT(f) .offset = offsetof(struct rotation_in, f)
+
+/* rotation = { ... } (DESIGN §9): the rules between keys are in parse_rotation(). */
+static const struct config_key rotation_keys[] = {
+    { .name = "strategy", .type = CONFIG_T_STRING, .required = true,
+      .checks = CONFIG_CHECK_WORDS_QUOTED, .store = CONFIG_STORE_ENUM, .words = strategies,
+      .noun = "strategy", ROT(ro.strategy) },
+    { .name = "interval", .type = CONFIG_T_DURATION, .default_value = "30d",
+      .store = CONFIG_STORE_USEC, ROT(ro.interval_usec) },
+    { .name = "grace", .type = CONFIG_T_DURATION, .default_value = "10m",
+      .store = CONFIG_STORE_USEC, ROT(ro.grace_usec) },
+    { .name = "admin_username", .type = CONFIG_T_STRING, .store = CONFIG_STORE_OPT_STRING,
+      ROT(ro.admin_username) },
+    { .name = "admin_password_file", .type = CONFIG_T_STRING, .checks = ABS | CONFIG_CHECK_FILE,
+      .store = CONFIG_STORE_OPT_STRING, ROT(ro.admin_password_file) },
+    { .name = "acl_save", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, ROT(ro.acl_save) },
+    { .name = "password_length", .type = CONFIG_T_INT, .default_value = "32", .min = 16,
+      .max = 256, .store = CONFIG_STORE_UINT, ROT(ro.password_length) },
+    { .name = "password_alphabet", .type = CONFIG_T_STRING, .default_value = "alnum",
+      .store = CONFIG_STORE_ENUM, .words = alphabets, .noun = "alphabet", ROT(alphabet) },
+    { .name = "rotator", .type = CONFIG_T_STRING, .store = CONFIG_STORE_STRING, ROT(ro.rotator) },
+    { .name = NULL },
+};
+
+#define CRED(f) .offset = offsetof(struct config_credential, f)
+
+/* name and source are read first, by hand; `mode` (integer or string) too: see
+ * cred_extra_keys. rotation is loaded by parse_rotation(). */
+static const struct config_key cred_host_keys[] = {
+    { .name = "name", .type = CONFIG_T_STRING, .required = true },
+    { .name = "source", .type = CONFIG_T_STRING, .required = true },
+    { .name = "poll_interval", .type = CONFIG_T_DURATION, .default_value = "30s",
+      .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, CRED(poll_interval_usec) },
+    /* unset: agent.group; "": the agent's own group */
+    { .name = "group", .type = CONFIG_T_STRING, .checks = CONFIG_CHECK_GROUP,
+      .store = CONFIG_STORE_STRING, CRED(group) },
+    { .name = "redis", .type = CONFIG_T_GROUP, .required = true, .group_keys = redis_keys,
+      .store = CONFIG_STORE_SECTION, CRED(redis) },
+    { .name = "formats", .type = CONFIG_T_STRING_LIST, .default_value = "json",
+      .store = CONFIG_STORE_FLAGS, .words = formats, .noun = "format", CRED(formats) },
+    { .name = "on_change", .type = CONFIG_T_STRING_LIST, .store = CONFIG_STORE_STRV,
+      CRED(on_change) },
+    { .name = "on_change_timeout", .type = CONFIG_T_DURATION, .default_value = "60s",
+      .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, CRED(on_change_timeout_usec) },
+    { .name = "rotation", .type = CONFIG_T_GROUP, .group_keys = rotation_keys },
+    { .name = NULL },
+};
+
+static const char *const cred_extra_keys[] = { "mode", NULL };
+
+const struct config_key *config_host_keys(const char *section) {
+    static const struct {
+        const char *name;
+        const struct config_key *keys;
+    } sections[] = {
+        { "agent", agent_keys }, { "sources", source_host_keys },
+        { "credentials", cred_host_keys }, { "redis", redis_keys },
+        { "rotation", rotation_keys },
+    };
+    for (size_t i = 0; section && i < sizeof sections / sizeof sections[0]; i++)
+        if (strcmp(section, sections[i].name) == 0)
+            return sections[i].keys;
+    return NULL;
+}
 
 /* ---- private state ----------------------------------------------------------------- */
 
@@ -623,6 +711,106 @@ static int include_file(struct pp *p, const char *name, unsigned parent, unsigne
     return r;
 }
 
+/* The @include line at t[i] (q: the offset after its opening quote): reads the name,
+ * splices the file in, and sets *ret_next after the closing quote. */
+static int expand_include(struct pp *p, const char *t, size_t n, size_t i, size_t q,
+                          unsigned file, unsigned line, unsigned depth, size_t *ret_next) {
+    char *name = malloc(n - i);   /* the path is shorter than the rest of t */
+    size_t k = 0, j = i + q;
+    int r;
+    if (!name)
+        return -ENOMEM;
+    for (;; j++) {
+        if (j >= n || t[j] == '\n') {
+            free(name);
+            return pp_fail(p, file, line, "@include: missing closing '\"'");
+        }
+        if (t[j] == '"')
+            break;
+        if (t[j] == '\\') {
+            if (j + 1 < n && (t[j + 1] == '\\' || t[j + 1] == '"')) {
+                name[k++] = t[++j];
+                continue;
+            }
+            free(name);
+            return pp_fail(p, file, line, "@include: only \\\\ and \\\" may be escaped");
+        }
+        name[k++] = t[j];
+    }
+    name[k] = '\0';
+    r = include_file(p, name, file, line, depth);
+    free(name);
+    if (r < 0)
+        return r;
+    if (p->len > 0 && p->out[p->len - 1] != '\n' && (r = pp_append(p, "\n", 1)) < 0)
+        return r;
+    if ((r = pp_segment(p, file, line)) < 0)
+        return r;
+    *ret_next = j + 1;
+    return 0;
+}
+
+/* Skips the token at t[*i] (not a newline, not an @include line), counting lines, and
+ * records it when it is an integer literal. */
+static int expand_token(struct pp *p, const char *t, size_t n, size_t *i, unsigned file,
+                        unsigned *line) {
+    char c = t[*i];
+    size_t len;
+    unsigned start = *line;
+
+    if (c == '#' || (c == '/' && *i + 1 < n && t[*i + 1] == '/')) {
+        while (*i < n && t[*i] != '\n')
+            (*i)++;
+    } else if (c == '/' && *i + 1 < n && t[*i + 1] == '*') {
+        for (*i += 2;; (*i)++) {
+            if (*i + 1 >= n)
+                return pp_fail(p, file, start, "unterminated /* comment");
+            if (t[*i] == '*' && t[*i + 1] == '/')
+                break;
+            if (t[*i] == '\n')
+                (*line)++;
+        }
+        *i += 2;
+    } else if (c == '"') {
+        for ((*i)++;; (*i)++) {
+            if (*i >= n)
+                return pp_fail(p, file, start, "unterminated string");
+            if (t[*i] == '"')
+                break;
+            if (t[*i] == '\\' && *i + 1 < n && t[*i + 1] != '\0' && strchr("\\\"nrtf", t[*i + 1])) {
+                (*i)++;   /* an escaped quote or backslash does not end the string */
+                continue;
+            }
+            if (t[*i] == '\n')
+                (*line)++;
+        }
+        (*i)++;
+    } else if (c == '@') {
+        /* libconfig would call it a syntax error too; we must stop here, because the
+         * line split after an @include could make a second one look like a line start. */
+        return pp_fail(p, file, *line, "syntax error: '@' outside an @include line");
+    } else if (is_alpha(c) || c == '*') {
+        /* a name: [A-Za-z*][-A-Za-z0-9_*]* (its digits are not numbers) */
+        for ((*i)++; *i < n && (is_alpha(t[*i]) || is_digit(t[*i]) || t[*i] == '-' ||
+                                t[*i] == '_' || t[*i] == '*');
+             (*i)++)
+            ;
+    } else if (is_digit(c) || c == '+' || c == '-' || c == '.') {
+        enum lit_kind k = number_at(t + *i, n - *i, &len);
+        int r;
+        if (len == 0) {
+            (*i)++;
+            return 0;
+        }
+        if (k != LIT_FLOAT && (r = add_int_literal(p->st, t + *i, len, k)) < 0)
+            return r;
+        *i += len;
+    } else {
+        (*i)++;
+    }
+    return 0;
+}
+
 /* Copies text `t` of `file` into p->out with its @include lines replaced by the included
  * files, and records integer literals. The remainder of an @include line goes on a line of
  * its own: newlines are whitespace to libconfig, and the segment table keeps line numbers
@@ -637,103 +825,20 @@ static int expand(struct pp *p, const char *t, size_t n, unsigned file, unsigned
         return r;
     while (i < n) {
         size_t q;
-        char c = t[i];
-
         if (bol && (q = include_at(t + i, n - i)) > 0) {
-            char *name = malloc(n - i);   /* the path is shorter than the rest of t */
-            size_t k = 0, j = i + q;
-            if (!name)
-                return -ENOMEM;
-            for (;; j++) {
-                if (j >= n || t[j] == '\n') {
-                    free(name);
-                    return pp_fail(p, file, line, "@include: missing closing '\"'");
-                }
-                if (t[j] == '"')
-                    break;
-                if (t[j] == '\\') {
-                    if (j + 1 < n && (t[j + 1] == '\\' || t[j + 1] == '"')) {
-                        name[k++] = t[++j];
-                        continue;
-                    }
-                    free(name);
-                    return pp_fail(p, file, line, "@include: only \\\\ and \\\" may be escaped");
-                }
-                name[k++] = t[j];
-            }
-            name[k] = '\0';
             if ((r = pp_append(p, t + flushed, i - flushed)) < 0 ||
-                (r = include_file(p, name, file, line, depth)) < 0) {
-                free(name);
+                (r = expand_include(p, t, n, i, q, file, line, depth, &i)) < 0)
                 return r;
-            }
-            free(name);
-            if (p->len > 0 && p->out[p->len - 1] != '\n' && (r = pp_append(p, "\n", 1)) < 0)
-                return r;
-            if ((r = pp_segment(p, file, line)) < 0)
-                return r;
-            i = flushed = j + 1;
+            flushed = i;
             bol = false;
-            continue;
-        }
-        bol = false;
-
-        if (c == '\n') {
+        } else if (t[i] == '\n') {
             line++;
             bol = true;
             i++;
-        } else if (c == '#' || (c == '/' && i + 1 < n && t[i + 1] == '/')) {
-            while (i < n && t[i] != '\n')
-                i++;
-        } else if (c == '/' && i + 1 < n && t[i + 1] == '*') {
-            unsigned start = line;
-            for (i += 2;; i++) {
-                if (i + 1 >= n)
-                    return pp_fail(p, file, start, "unterminated /* comment");
-                if (t[i] == '*' && t[i + 1] == '/')
-                    break;
-                if (t[i] == '\n')
-                    line++;
-            }
-            i += 2;
-        } else if (c == '"') {
-            unsigned start = line;
-            for (i++;; i++) {
-                if (i >= n)
-                    return pp_fail(p, file, start, "unterminated string");
-                if (t[i] == '"')
-                    break;
-                if (t[i] == '\\' && i + 1 < n && t[i + 1] != '\0' &&
-                    strchr("\\\"nrtf", t[i + 1])) {
-                    i++;   /* an escaped quote or backslash does not end the string */
-                    continue;
-                }
-                if (t[i] == '\n')
-                    line++;
-            }
-            i++;
-        } else if (c == '@') {
-            /* libconfig would call it a syntax error too; we must stop here, because the
-             * line split after an @include could make a second one look like a line start. */
-            return pp_fail(p, file, line, "syntax error: '@' outside an @include line");
-        } else if (is_alpha(c) || c == '*') {
-            /* a name: [A-Za-z*][-A-Za-z0-9_*]* (its digits are not numbers) */
-            for (i++; i < n && (is_alpha(t[i]) || is_digit(t[i]) || t[i] == '-' ||
-                                t[i] == '_' || t[i] == '*');
-                 i++)
-                ;
-        } else if (is_digit(c) || c == '+' || c == '-' || c == '.') {
-            size_t len;
-            enum lit_kind k = number_at(t + i, n - i, &len);
-            if (len == 0) {
-                i++;
-                continue;
-            }
-            if (k != LIT_FLOAT && (r = add_int_literal(p->st, t + i, len, k)) < 0)
-                return r;
-            i += len;
         } else {
-            i++;
+            bol = false;
+            if ((r = expand_token(p, t, n, &i, file, &line)) < 0)
+                return r;
         }
     }
     return pp_append(p, t + flushed, n - flushed);
@@ -1222,6 +1327,15 @@ void config_node_group(const struct config_node *n, const char *key, struct conf
     };
 }
 
+const char *config_node_file(const struct config_node *n, const char *key) {
+    const config_setting_t *s = key ? node_member(n, key) : NULL;
+    if (!s && n)
+        s = n->setting;
+    if (s && s->file)
+        return s->file;
+    return n ? n->file : NULL;
+}
+
 int config_node_line(const struct config_node *n, const char *key) {
     const config_setting_t *s = key ? node_member(n, key) : (n ? n->setting : NULL);
     return s ? (int)s->line : 0;
@@ -1229,15 +1343,146 @@ int config_node_line(const struct config_node *n, const char *key) {
 
 /* ---- the host's own sections --------------------------------------------------------- */
 
-static int check_absolute(struct ctx *x, const config_setting_t *g, const char *key,
-                          const char *value, bool empty_ok) {
-    char path[KEY_PATH_MAX], q[QUOTE_MAX];
-    if ((empty_ok && value[0] == '\0') || value[0] == '/')
+/* ---- loading a section by its table -------------------------------------------------- */
+
+/* The member for a message: the key's own setting, else the group's. */
+static const config_setting_t *at(const struct config_node *n, const char *key) {
+    const config_setting_t *m = node_member(n, key);
+    return m ? m : n->setting;
+}
+
+static int check_endpoints(struct ctx *x, const struct config_node *n, const char *path,
+                           const char *key) {
+    char q[QUOTE_MAX], ep[KEY_PATH_MAX];
+    size_t ne = config_node_list_len(n, key);
+    if (ne == 0)
+        return fail(x, at(n, key), path, "needs at least one endpoint (host:port)");
+    for (size_t i = 0; i < ne; i++) {
+        const char *e = config_node_list_get(n, key, i);
+        struct endpoint parsed;
+        const char *why;
+        if (endpoint_parse(e, &parsed, &why) < 0) {
+            index_path(ep, sizeof ep, path, (int)i);
+            return fail(x, config_setting_get_elem(node_member(n, key), (unsigned)i), ep,
+                        "endpoint %s %s", quote(e, q, sizeof q), why);
+        }
+    }
+    return 0;
+}
+
+/* The checks of k's value that the text decides (CONFIG_CHECK_*, first group). */
+static int check_text(struct ctx *x, const struct config_node *n, const char *path,
+                      const struct config_key *k) {
+    char q[QUOTE_MAX];
+    if (k->checks & CONFIG_CHECK_ENDPOINT)
+        return check_endpoints(x, n, path, k->name);
+    if (k->checks & CONFIG_CHECK_POSITIVE && config_node_duration(n, k->name) == 0)
+        return fail(x, at(n, k->name), path, "must be more than 0s");
+    const char *v = k->type == CONFIG_T_STRING ? config_node_string(n, k->name) : NULL;
+    /* "" means "none" where the value is optional (OPT_STRING) */
+    if (!v || (v[0] == '\0' && k->store == CONFIG_STORE_OPT_STRING))
         return 0;
-    key_path(path, sizeof path, "agent", key);
-    const config_setting_t *m = member(g, key);
-    return fail(x, m ? m : g, path, "%s must be an absolute path%s", quote(value, q, sizeof q),
-                empty_ok ? " or \"\"" : "");
+    bool empty_ok = k->checks & CONFIG_CHECK_EMPTY_OK;
+    if (k->checks & CONFIG_CHECK_ABSOLUTE && v[0] != '/' && !(empty_ok && v[0] == '\0'))
+        return fail(x, at(n, k->name), path, "%s must be an absolute path%s",
+                    quote(v, q, sizeof q), empty_ok ? " or \"\"" : "");
+    if (k->checks & CONFIG_CHECK_FILE_NAME && strchr(v, '/'))
+        return fail(x, at(n, k->name), path, "%s must be a file name, without '/'",
+                    quote(v, q, sizeof q));
+    return 0;
+}
+
+/* A list of words into an OR of their flags, each word at most once. */
+static int store_flags(struct ctx *x, const struct config_node *n, const char *path,
+                       const struct config_key *k, unsigned *ret) {
+    char q[QUOTE_MAX];
+    bool quoted = k->checks & CONFIG_CHECK_WORDS_QUOTED;
+    *ret = 0;
+    for (size_t i = 0; i < config_node_list_len(n, k->name); i++) {
+        const char *w = config_node_list_get(n, k->name, i);
+        int flag;
+        if (enumstr_from(k->words, w, &flag) < 0)
+            return unknown_word(x, node_member(n, k->name), path, k->noun, w, k->words, quoted);
+        if (*ret & (unsigned)flag)
+            return fail(x, node_member(n, k->name), path, "%s %s is listed twice", k->noun,
+                        quote(w, q, sizeof q));
+        *ret |= (unsigned)flag;
+    }
+    return 0;
+}
+
+static int store_strv(struct ctx *x, const struct config_node *n, const struct config_key *k,
+                      char ***ret, size_t *ret_n) {
+    size_t len = config_node_list_len(n, k->name);
+    if (!config_node_has(n, k->name) && !k->default_value)
+        return 0;   /* unset: NULL, 0 */
+    if (!(*ret = calloc(len + 1, sizeof **ret)))
+        return -ENOMEM;
+    for (size_t i = 0; i < len; i++)
+        (*ret)[i] = xdup(x, config_node_list_get(n, k->name, i));
+    *ret_n = len;
+    return x->oom ? -ENOMEM : 0;
+}
+
+static int load_section(struct ctx *x, const struct config_node *n, const char *path,
+                        const struct config_key *keys, void *dst);
+
+/* Keeps k's value at dst + k->offset, as k->store says. */
+static int store_value(struct ctx *x, const struct config_node *n, const char *path,
+                       const struct config_key *k, void *dst) {
+    void *p = (char *)dst + k->offset;
+    const char *s;
+    switch (k->store) {
+    case CONFIG_STORE_NONE: return 0;
+    case CONFIG_STORE_STRING: *(char **)p = xdup(x, config_node_string(n, k->name)); break;
+    case CONFIG_STORE_OPT_STRING:
+        s = config_node_string(n, k->name);
+        *(char **)p = s && *s ? xdup(x, s) : NULL;
+        break;
+    case CONFIG_STORE_BOOL: *(bool *)p = config_node_bool(n, k->name); break;
+    case CONFIG_STORE_UINT: *(unsigned *)p = (unsigned)config_node_int(n, k->name); break;
+    case CONFIG_STORE_USEC: *(uint64_t *)p = config_node_duration(n, k->name); break;
+    case CONFIG_STORE_ENUM:
+        s = config_node_string(n, k->name);
+        if (enumstr_from(k->words, s, (int *)p) < 0)
+            return unknown_word(x, at(n, k->name), path, k->noun, s, k->words,
+                                k->checks & CONFIG_CHECK_WORDS_QUOTED);
+        break;
+    case CONFIG_STORE_FLAGS: return store_flags(x, n, path, k, (unsigned *)p);
+    case CONFIG_STORE_STRV:
+        return store_strv(x, n, k, (char ***)p, (size_t *)((char *)p + sizeof(char **)));
+    case CONFIG_STORE_SECTION: {
+        struct config_node sub;
+        config_node_group(n, k->name, &sub);
+        return load_section(x, &sub, path, k->group_keys, p);
+    }
+    }
+    return x->oom ? -ENOMEM : 0;
+}
+
+/* Checks the values of a section whose types check_group() has checked, and keeps them in
+ * dst as the table says. A plugin's table has no stores: dst is NULL, and its nested
+ * groups are checked here too. The host's GROUP keys without a store (rotation) are left
+ * to their section's parser. */
+static int load_section(struct ctx *x, const struct config_node *n, const char *path,
+                        const struct config_key *keys, void *dst) {
+    char sub[KEY_PATH_MAX];
+    int r;
+    for (const struct config_key *k = keys; k && k->name; k++) {
+        key_path(sub, sizeof sub, path, k->name);
+        if (k->type == CONFIG_T_GROUP && !dst && config_node_has(n, k->name)) {
+            struct config_node g;
+            config_node_group(n, k->name, &g);
+            if ((r = load_section(x, &g, sub, k->group_keys, NULL)) < 0)
+                return r;
+            continue;
+        }
+        if ((r = check_text(x, n, sub, k)) < 0)
+            return r;
+        if (dst && (r = store_value(x, n, sub, k, dst)) < 0)
+            return r;
+    }
+    return x->oom ? -ENOMEM : 0;
 }
 
 static int parse_agent(struct ctx *x, const config_setting_t *g) {
@@ -1248,39 +1493,15 @@ static int parse_agent(struct ctx *x, const config_setting_t *g) {
     if (g && (r = check_group(x, g, "agent", tables, 1, NULL, false, 0)) < 0)
         return r;
     const config_setting_t *where = g ? g : config_root_setting(&x->st->lc);
-    struct config_node n = { .setting = g, .keys = agent_keys, .file = where->file };
-
-    a->runtime_dir = xdup(x, config_node_string(&n, "runtime_dir"));
-    a->state_dir = xdup(x, config_node_string(&n, "state_dir"));
-    a->group = xdup(x, config_node_string(&n, "group"));
-    a->plugin_dir = xdup(x, config_node_string(&n, "plugin_dir"));
-    a->control_socket = xdup(x, config_node_string(&n, "control_socket"));
-    const char *cg = config_node_string(&n, "control_group");
-    a->control_group = cg ? xdup(x, cg) : NULL;
-    a->metrics_file = xdup(x, config_node_string(&n, "metrics_file"));
-    a->workers = (unsigned)config_node_int(&n, "workers");
-    a->startup_timeout_usec = config_node_duration(&n, "startup_timeout");
-    a->allow_no_credentials = config_node_bool(&n, "allow_no_credentials");
-    a->allow_removals = config_node_bool(&n, "allow_removals");
-    if (x->oom)
-        return -ENOMEM;
-
-    if ((r = check_absolute(x, where, "runtime_dir", a->runtime_dir, false)) < 0 ||
-        (r = check_absolute(x, where, "state_dir", a->state_dir, false)) < 0 ||
-        (r = check_absolute(x, where, "plugin_dir", a->plugin_dir, false)) < 0 ||
-        (r = check_absolute(x, where, "control_socket", a->control_socket, false)) < 0 ||
-        (r = check_absolute(x, where, "metrics_file", a->metrics_file, true)) < 0)
+    struct config_node n = { .setting = g, .keys = agent_keys,
+                             .file = where->file ? where->file : x->st->files[0] };
+    x->c->agent_node = n;
+    if ((r = load_section(x, &n, "agent", agent_keys, a)) < 0)
         return r;
     if (strlen(a->control_socket) >= UNIX_PATH_MAX_) {
         const config_setting_t *m = member(g, "control_socket");
         return fail(x, m ? m : where, "agent.control_socket",
                     "longer than %zu bytes, too long for a unix socket", UNIX_PATH_MAX_ - 1);
-    }
-
-    const char *lvl = config_node_string(&n, "log_level");
-    if (enumstr_from(log_levels, lvl, &a->log_level) < 0) {
-        const config_setting_t *m = member(g, "log_level");
-        return unknown_word(x, m ? m : where, "agent.log_level", "level", lvl, log_levels, false);
     }
     return 0;
 }
@@ -1310,11 +1531,45 @@ static int check_entry_name(struct ctx *x, const config_setting_t *e, const char
     return 0;
 }
 
+/* type = "..." of source `name`: a valid type whose plugin gives a sound schema. */
+static int source_schema(struct ctx *x, const config_setting_t *e, const char *path,
+                         const char *name, const char **ret_type,
+                         const struct config_key **ret_sk, const struct config_key **ret_ck) {
+    char sub[KEY_PATH_MAX], q[QUOTE_MAX], why[512];
+    const config_setting_t *m = member(e, "type");
+    int r;
+
+    key_path(sub, sizeof sub, path, "type");
+    if (!m)
+        return fail(x, e, sub, "required key is missing");
+    if (config_setting_type(m) != CONFIG_TYPE_STRING)
+        return wrong_type(x, m, sub, "a string");
+    const char *type = config_setting_get_string(m);
+    if (!config_name_valid(type))
+        return fail(x, m, sub, "%s is not a valid source type", quote(type, q, sizeof q));
+    *ret_type = type;
+    if (!x->lookup)
+        return 0;
+    why[0] = '\0';
+    r = x->lookup(x->userdata, x->c->agent.plugin_dir, type, ret_sk, ret_ck, why, sizeof why);
+    if (r < 0) {
+        fail(x, m, sub, "source %s: %s", quote(name, q, sizeof q), why[0] ? why : strerror(-r));
+        return r;
+    }
+    const char *p = schema_problem(*ret_sk, 0, why, sizeof why);
+    if (!p)
+        p = schema_problem(*ret_ck, 0, why, sizeof why);
+    if (p)
+        return fail(x, m, sub, "the plugin's schema for type %s is broken: %s",
+                    quote(type, q, sizeof q), p);
+    return 0;
+}
+
 static int parse_sources(struct ctx *x, const config_setting_t *list) {
     struct config *c = x->c;
     int n = list ? config_setting_length(list) : 0;
-    char path[KEY_PATH_MAX], sub[KEY_PATH_MAX], q[QUOTE_MAX], why[512];
-    int r;
+    char path[KEY_PATH_MAX];
+    int r = 0;
 
     if (n == 0)
         return 0;
@@ -1323,73 +1578,36 @@ static int parse_sources(struct ctx *x, const config_setting_t *list) {
     const config_setting_t **where = calloc((size_t)n, sizeof *where);
     const char **names = calloc((size_t)n, sizeof *names);
     if (!c->sources || !x->cred_keys || !where || !names) {
-        free(where);
-        free(names);
-        return -ENOMEM;
+        r = -ENOMEM;
+        goto out;
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && r >= 0; i++) {
         const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
         struct config_source *src = &c->sources[i];
         const struct config_key *sk = NULL, *ck = NULL;
-        const char *name, *type;
+        const char *name = NULL, *type = NULL;
 
         index_path(path, sizeof path, "sources", i);
         if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
             r = wrong_type(x, e, path, "a group { name = ...; type = ...; }");
-            goto out;
+            break;
         }
         if ((r = check_entry_name(x, e, path, "source", names, where, (size_t)i, &name)) < 0)
-            goto out;
+            break;
         names[i] = name;
         where[i] = member(e, "name");
-
-        const config_setting_t *m = member(e, "type");
-        key_path(sub, sizeof sub, path, "type");
-        if (!m) {
-            r = fail(x, e, sub, "required key is missing");
-            goto out;
-        }
-        if (config_setting_type(m) != CONFIG_TYPE_STRING) {
-            r = wrong_type(x, m, sub, "a string");
-            goto out;
-        }
-        type = config_setting_get_string(m);
-        if (!config_name_valid(type)) {
-            r = fail(x, m, sub, "%s is not a valid source type", quote(type, q, sizeof q));
-            goto out;
-        }
-        if (x->lookup) {
-            why[0] = '\0';
-            r = x->lookup(x->userdata, c->agent.plugin_dir, type, &sk, &ck, why, sizeof why);
-            if (r < 0) {
-                fail(x, m, sub, "source %s: %s", quote(name, q, sizeof q),
-                     why[0] ? why : strerror(-r));
-                goto out;
-            }
-            const char *p = schema_problem(sk, 0, why, sizeof why);
-            if (!p)
-                p = schema_problem(ck, 0, why, sizeof why);
-            if (p) {
-                r = fail(x, m, sub, "the plugin's schema for type %s is broken: %s",
-                         quote(type, q, sizeof q), p);
-                goto out;
-            }
-        }
+        if ((r = source_schema(x, e, path, name, &type, &sk, &ck)) < 0)
+            break;
         const struct config_key *tables[] = { source_host_keys, sk };
         if ((r = check_group(x, e, path, tables, 2, NULL, !x->lookup, 0)) < 0)
-            goto out;
-
+            break;
         c->n_sources = (size_t)i + 1;   /* from here config_free() cleans it up */
         src->name = xdup(x, name);
         src->type = xdup(x, type);
         src->node = (struct config_node){ .setting = e, .keys = sk, .file = e->file };
         x->cred_keys[i] = ck;
-        if (x->oom) {
-            r = -ENOMEM;
-            goto out;
-        }
+        r = load_section(x, &src->node, path, sk, NULL);
     }
-    r = 0;
 out:
     free(where);
     free(names);
@@ -1433,254 +1651,149 @@ static int parse_mode(struct ctx *x, const config_setting_t *m, const char *path
     return 0;
 }
 
-/* The string at key, NULL when unset or "" (the config's way to say "none"). */
-static char *opt_string(struct ctx *x, const struct config_node *n, const char *key) {
-    const char *s = config_node_string(n, key);
-    return s && *s ? xdup(x, s) : NULL;
-}
-
-static int parse_redis(struct ctx *x, const struct config_node *cn, const char *cpath,
-                       struct config_redis *rd) {
-    char path[KEY_PATH_MAX], sub[KEY_PATH_MAX], q[QUOTE_MAX];
-    struct config_node n;
-    const config_setting_t *m;
-
-    config_node_group(cn, "redis", &n);
-    key_path(path, sizeof path, cpath, "redis");
-    const config_setting_t *g = n.setting;
-
-    size_t ne = config_node_list_len(&n, "endpoints");
-    key_path(sub, sizeof sub, path, "endpoints");
-    if (ne == 0)
-        return fail(x, member(g, "endpoints"), sub, "needs at least one endpoint (host:port)");
-    rd->endpoints = calloc(ne, sizeof *rd->endpoints);
-    if (!rd->endpoints)
-        return -ENOMEM;
-    for (size_t i = 0; i < ne; i++) {
-        const char *e = config_node_list_get(&n, "endpoints", i);
-        struct endpoint parsed;
-        const char *why;
-        if (endpoint_parse(e, &parsed, &why) < 0) {
-            char ep[KEY_PATH_MAX];
-            index_path(ep, sizeof ep, sub, (int)i);
-            return fail(x, config_setting_get_elem(member(g, "endpoints"), (unsigned)i), ep,
-                        "endpoint %s %s", quote(e, q, sizeof q), why);
-        }
-        rd->endpoints[i] = xdup(x, e);
-        rd->n_endpoints = i + 1;
-    }
-    rd->cluster = config_node_bool(&n, "cluster");
-    rd->validate_replicas = config_node_bool(&n, "validate_replicas");
-    rd->tls.enabled = config_node_bool(&n, "tls");
-    rd->tls.ca_file = opt_string(x, &n, "ca_file");
-    rd->tls.ca_path = opt_string(x, &n, "ca_path");
-    rd->tls.cert_file = opt_string(x, &n, "cert_file");
-    rd->tls.key_file = opt_string(x, &n, "key_file");
-    rd->tls.server_name = opt_string(x, &n, "server_name");
-    rd->tls.insecure_skip_verify = config_node_bool(&n, "tls_insecure_skip_verify");
-
-    const char *pol = config_node_string(&n, "validate");
-    int pv;
-    if (enumstr_from(validate_policies, pol, &pv) < 0) {
-        key_path(sub, sizeof sub, path, "validate");
-        return unknown_word(x, member(g, "validate"), sub, "policy", pol, validate_policies, false);
-    }
-    rd->validate = (enum validate_policy)pv;
-    rd->timeout_usec = config_node_duration(&n, "timeout");
-    if (rd->timeout_usec == 0) {
-        key_path(sub, sizeof sub, path, "timeout");
-        m = member(g, "timeout");
-        return fail(x, m ? m : g, sub, "must be more than 0s");
-    }
-    return x->oom ? -ENOMEM : 0;
-}
-
 const char *config_rotation_strategy_to_string(enum rotation_strategy s) {
     const char *name = enumstr_to(strategies, (int)s);
     return name ? name : "?";
 }
 
+/* The rules between rotation keys. */
+static int check_rotation(struct ctx *x, const struct config_node *n, const char *path,
+                          const struct config_credential *cr) {
+    const struct config_rotation *ro = &cr->rotation;
+    char sub[KEY_PATH_MAX], q[QUOTE_MAX], why[512];
+    const config_setting_t *g = n->setting;
+
+    /* Stores that make the password themselves have no check-and-set: one named host
+     * rotates, the others only observe. */
+    key_path(sub, sizeof sub, path, "rotator");
+    if (ro->strategy == ROTATION_REDIS_ACL && ro->rotator)
+        return fail(x, member(g, "rotator"), sub, "does not apply to strategy \"redis-acl\" (the "
+                    "store's check-and-set picks the host that rotates)");
+    if (ro->strategy != ROTATION_REDIS_ACL && (!ro->rotator || !*ro->rotator))
+        return fail(x, at(n, "rotator"), sub, "required with strategy %s: the host name (as "
+                    "`hostname` prints it) of the one host that rotates",
+                    quote(config_rotation_strategy_to_string(ro->strategy), q, sizeof q));
+    key_path(sub, sizeof sub, path, "interval");
+    if (ro->interval_usec < 1000000)
+        return fail(x, at(n, "interval"), sub, "must be at least 1s");
+    if (ro->admin_username && !ro->admin_password_file) {
+        key_path(sub, sizeof sub, path, "admin_password_file");
+        return fail(x, member(g, "admin_username"), sub, "required with admin_username (the file "
+                    "holding that user's password)");
+    }
+    if (ro->admin_password_file && !ro->admin_username) {
+        key_path(sub, sizeof sub, path, "admin_username");
+        return fail(x, member(g, "admin_password_file"), sub, "required with admin_password_file "
+                    "(use \"default\" for the default user)");
+    }
+    if (ro->admin_password_file && x->check_files &&
+        secretfile_check(ro->admin_password_file, why, sizeof why) < 0) {
+        key_path(sub, sizeof sub, path, "admin_password_file");
+        return fail(x, member(g, "admin_password_file"), sub, "%s", why);
+    }
+    /* The agent must prove the new password works before publishing it. */
+    if (cr->redis.validate == VALIDATE_NONE)
+        return fail(x, g, path, "needs redis.validate = \"all\" or \"any\" (a rotated password "
+                    "is published only after Redis accepted it)");
+    return 0;
+}
+
 static int parse_rotation(struct ctx *x, const struct config_node *cn, const char *cpath,
                           struct config_credential *cr) {
-    char path[KEY_PATH_MAX], sub[KEY_PATH_MAX], q[QUOTE_MAX];
-    struct config_rotation *ro = &cr->rotation;
+    char path[KEY_PATH_MAX];
     struct config_node n;
+    struct rotation_in in = { 0 };
 
     if (!config_node_has(cn, "rotation"))
         return 0;
     config_node_group(cn, "rotation", &n);
     key_path(path, sizeof path, cpath, "rotation");
-    const config_setting_t *g = n.setting;
-
-    const char *st = config_node_string(&n, "strategy");
-    key_path(sub, sizeof sub, path, "strategy");
-    int sv;
-    if (enumstr_from(strategies, st, &sv) < 0)
-        return unknown_word(x, member(g, "strategy"), sub, "strategy", st, strategies, true);
-    ro->strategy = (enum rotation_strategy)sv;
-    /* Stores that make the password themselves have no check-and-set: one named host
-     * rotates, the others only observe. */
-    const char *rot = config_node_string(&n, "rotator");
-    key_path(sub, sizeof sub, path, "rotator");
-    if (ro->strategy == ROTATION_REDIS_ACL && rot)
-        return fail(x, member(g, "rotator"), sub, "does not apply to strategy \"redis-acl\" (the "
-                    "store's check-and-set picks the host that rotates)");
-    if (ro->strategy != ROTATION_REDIS_ACL && (!rot || !*rot))
-        return fail(x, member(g, "rotator") ? member(g, "rotator") : g, sub, "required with strategy "
-                    "%s: the host name (as `hostname` prints it) of the one host that rotates",
-                    quote(st, q, sizeof q));
-    ro->rotator = xdup(x, rot);
-
-    ro->interval_usec = config_node_duration(&n, "interval");
-    if (ro->interval_usec < 1000000) {
-        key_path(sub, sizeof sub, path, "interval");
-        return fail(x, member(g, "interval") ? member(g, "interval") : g, sub, "must be at least 1s");
-    }
-    ro->grace_usec = config_node_duration(&n, "grace");
-    ro->acl_save = config_node_bool(&n, "acl_save");
-    ro->password_length = (unsigned)config_node_int(&n, "password_length");
-
-    const char *al = config_node_string(&n, "password_alphabet");
-    int ai;
-    if (enumstr_from(alphabets, al, &ai) < 0) {
-        key_path(sub, sizeof sub, path, "password_alphabet");
-        return unknown_word(x, member(g, "password_alphabet"), sub, "alphabet", al, alphabets,
-                            false);
-    }
-    snprintf(ro->alphabet, sizeof ro->alphabet, "%s", alphabet_chars[ai]);
-
-    const char *au = config_node_string(&n, "admin_username");
-    const char *af = config_node_string(&n, "admin_password_file");
-    if (au && !*au)
-        au = NULL;
-    if (af && !*af)
-        af = NULL;
-    if (au && !af) {
-        key_path(sub, sizeof sub, path, "admin_password_file");
-        return fail(x, member(g, "admin_username"), sub, "required with admin_username (the file "
-                    "holding that user's password)");
-    }
-    if (af && !au) {
-        key_path(sub, sizeof sub, path, "admin_username");
-        return fail(x, member(g, "admin_password_file"), sub, "required with admin_password_file "
-                    "(use \"default\" for the default user)");
-    }
-    if (af && af[0] != '/') {
-        key_path(sub, sizeof sub, path, "admin_password_file");
-        return fail(x, member(g, "admin_password_file"), sub, "%s must be an absolute path",
-                    quote(af, q, sizeof q));
-    }
-    char why[512];
-    if (af && x->check_files && secretfile_check(af, why, sizeof why) < 0) {
-        key_path(sub, sizeof sub, path, "admin_password_file");
-        return fail(x, member(g, "admin_password_file"), sub, "%s", why);
-    }
-    ro->admin_username = xdup(x, au);
-    ro->admin_password_file = xdup(x, af);
-
-    /* The agent must prove the new password works before publishing it. */
-    if (cr->redis.validate == VALIDATE_NONE)
-        return fail(x, g, path, "needs redis.validate = \"all\" or \"any\" (a rotated password "
-                    "is published only after Redis accepted it)");
-    ro->enabled = true;
-    return x->oom ? -ENOMEM : 0;
+    int r = load_section(x, &n, path, rotation_keys, &in);
+    cr->rotation = in.ro;   /* what was kept, so that config_free() frees it */
+    if (r < 0)
+        return r;
+    snprintf(cr->rotation.alphabet, sizeof cr->rotation.alphabet, "%s",
+             alphabet_chars[in.alphabet]);
+    if ((r = check_rotation(x, &n, path, cr)) < 0)
+        return r;
+    cr->rotation.enabled = true;
+    return 0;
 }
 
-static int parse_credential(struct ctx *x, const config_setting_t *e, const char *path,
-                            struct config_credential *cr) {
+/* source = "..." of a credential: the index of a source defined before. */
+static int credential_source(struct ctx *x, const config_setting_t *e, const char *path,
+                             size_t *ret) {
     struct config *c = x->c;
     char sub[KEY_PATH_MAX], q[QUOTE_MAX];
-    const config_setting_t *m;
-    int r;
+    const config_setting_t *m = member(e, "source");
 
-    /* The source first: its type says which plugin keys the credential may have. */
     key_path(sub, sizeof sub, path, "source");
-    m = member(e, "source");
     if (!m)
         return fail(x, e, sub, "required key is missing");
     if (config_setting_type(m) != CONFIG_TYPE_STRING)
         return wrong_type(x, m, sub, "a string");
     const char *source = config_setting_get_string(m);
-    size_t si = c->n_sources;
     for (size_t i = 0; i < c->n_sources; i++)
-        if (strcmp(c->sources[i].name, source) == 0)
-            si = i;
-    if (si == c->n_sources)
-        return fail(x, m, sub, "no source named %s is defined in sources", quote(source, q, sizeof q));
+        if (strcmp(c->sources[i].name, source) == 0) {
+            *ret = i;
+            return 0;
+        }
+    return fail(x, m, sub, "no source named %s is defined in sources", quote(source, q, sizeof q));
+}
 
+/* on_change = [ "/path/to/program", args... ]: run without a shell, so the program must be
+ * an absolute path, and (config_load) a file only root or the agent's user can change. */
+static int check_on_change(struct ctx *x, const config_setting_t *e, const char *path,
+                           const struct config_credential *cr) {
+    char sub[KEY_PATH_MAX], ep[KEY_PATH_MAX], q[QUOTE_MAX], why[512];
+    const config_setting_t *m = member(e, "on_change");
+    if (!m)
+        return 0;
+    key_path(sub, sizeof sub, path, "on_change");
+    if (cr->n_on_change == 0)
+        return fail(x, m, sub, "needs a program to run (an absolute path), or leave it out");
+    const char *prog = cr->on_change[0];
+    index_path(ep, sizeof ep, sub, 0);
+    if (prog[0] != '/')
+        return fail(x, config_setting_get_elem(m, 0), ep,
+                    "%s must be an absolute path (it runs without a shell or $PATH)",
+                    quote(prog, q, sizeof q));
+    if (x->check_files && secretfile_check_trusted(prog, NULL, why, sizeof why) < 0)
+        return fail(x, config_setting_get_elem(m, 0), ep, "%s: %s", quote(prog, q, sizeof q), why);
+    return 0;
+}
+
+static int parse_credential(struct ctx *x, const config_setting_t *e, const char *path,
+                            struct config_credential *cr) {
+    char sub[KEY_PATH_MAX];
+    size_t si = 0;
+    int r;
+
+    /* The source first: its type says which plugin keys the credential may have. */
+    if ((r = credential_source(x, e, path, &si)) < 0)
+        return r;
     const struct config_key *ck = x->cred_keys[si];
     const struct config_key *tables[] = { cred_host_keys, ck };
     if ((r = check_group(x, e, path, tables, 2, cred_extra_keys, !x->lookup, 0)) < 0)
         return r;
 
     struct config_node hn = { .setting = e, .keys = cred_host_keys, .file = e->file };
-    cr->source = xdup(x, source);
+    cr->source = xdup(x, x->c->sources[si].name);
     cr->source_index = si;
     cr->node = (struct config_node){ .setting = e, .keys = ck, .file = e->file };
-
-    cr->poll_interval_usec = config_node_duration(&hn, "poll_interval");
-    if (cr->poll_interval_usec == 0) {
-        key_path(sub, sizeof sub, path, "poll_interval");
-        return fail(x, member(e, "poll_interval"), sub, "must be more than 0s");
-    }
-    const char *grp = config_node_string(&hn, "group");
-    cr->group = grp ? xdup(x, grp) : NULL;   /* "" stays "": the agent's own group */
+    if ((r = load_section(x, &hn, path, cred_host_keys, cr)) < 0 ||
+        (r = load_section(x, &cr->node, path, ck, NULL)) < 0)
+        return r;
 
     key_path(sub, sizeof sub, path, "mode");
     if ((r = parse_mode(x, member(e, "mode"), sub, &cr->mode)) < 0)
         return r;
-
-    if ((r = parse_redis(x, &hn, path, &cr->redis)) < 0)
-        return r;
-
-    key_path(sub, sizeof sub, path, "formats");
-    m = member(e, "formats");
-    size_t nf = config_node_list_len(&hn, "formats");
-    for (size_t i = 0; i < nf; i++) {
-        const char *f = config_node_list_get(&hn, "formats", i);
-        int flag;
-        if (enumstr_from(formats, f, &flag) < 0)
-            return unknown_word(x, m, sub, "format", f, formats, false);
-        if (cr->formats & (unsigned)flag)
-            return fail(x, m, sub, "format %s is listed twice", quote(f, q, sizeof q));
-        cr->formats |= (unsigned)flag;
+    if (!(cr->formats & CRED_FORMAT_JSON)) {
+        key_path(sub, sizeof sub, path, "formats");
+        return fail(x, at(&hn, "formats"), sub, "\"json\" is required (<name>.json is always "
+                    "written; env and password come in addition)");
     }
-    if (!(cr->formats & CRED_FORMAT_JSON))
-        return fail(x, m ? m : e, sub, "\"json\" is required (<name>.json is always written; "
-                    "env and password come in addition)");
-
-    if ((m = member(e, "on_change"))) {
-        size_t na = (size_t)config_setting_length(m);
-        key_path(sub, sizeof sub, path, "on_change");
-        if (na == 0)
-            return fail(x, m, sub, "needs a program to run (an absolute path), or leave it out");
-        const char *prog = config_setting_get_string_elem(m, 0);
-        if (prog[0] != '/') {
-            char ep[KEY_PATH_MAX];
-            index_path(ep, sizeof ep, sub, 0);
-            return fail(x, config_setting_get_elem(m, 0), ep,
-                        "%s must be an absolute path (it runs without a shell or $PATH)",
-                        quote(prog, q, sizeof q));
-        }
-        char why[512];
-        if (x->check_files && secretfile_check_trusted(prog, NULL, why, sizeof why) < 0) {
-            char ep[KEY_PATH_MAX];
-            index_path(ep, sizeof ep, sub, 0);
-            return fail(x, config_setting_get_elem(m, 0), ep, "%s: %s", quote(prog, q, sizeof q), why);
-        }
-        cr->on_change = calloc(na + 1, sizeof *cr->on_change);
-        if (!cr->on_change)
-            return -ENOMEM;
-        for (size_t i = 0; i < na; i++)
-            cr->on_change[i] = xdup(x, config_setting_get_string_elem(m, (int)i));
-        cr->n_on_change = na;
-    }
-    cr->on_change_timeout_usec = config_node_duration(&hn, "on_change_timeout");
-    if (cr->on_change_timeout_usec == 0) {
-        key_path(sub, sizeof sub, path, "on_change_timeout");
-        return fail(x, member(e, "on_change_timeout"), sub, "must be more than 0s");
-    }
-    if ((r = parse_rotation(x, &hn, path, cr)) < 0)
+    if ((r = check_on_change(x, e, path, cr)) < 0 || (r = parse_rotation(x, &hn, path, cr)) < 0)
         return r;
     return x->oom ? -ENOMEM : 0;
 }
