@@ -1386,9 +1386,9 @@ static int check_text(struct ctx *x, const struct config_node *n, const char *pa
     if (k->checks & CONFIG_CHECK_ABSOLUTE && v[0] != '/' && !(empty_ok && v[0] == '\0'))
         return fail(x, at(n, k->name), path, "%s must be an absolute path%s",
                     quote(v, q, sizeof q), empty_ok ? " or \"\"" : "");
-    if (k->checks & CONFIG_CHECK_FILE_NAME && strchr(v, '/'))
-        return fail(x, at(n, k->name), path, "%s must be a file name, without '/'",
-                    quote(v, q, sizeof q));
+    if (k->checks & CONFIG_CHECK_FILE_NAME && (strchr(v, '/') || v[0] == '.'))
+        return fail(x, at(n, k->name), path, "%s must be a file name in the directory (no '/', "
+                    "not starting with '.')", quote(v, q, sizeof q));
     return 0;
 }
 

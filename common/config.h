@@ -34,7 +34,7 @@ enum config_type {
 enum {
     CONFIG_CHECK_ABSOLUTE = 1 << 0,   /* STRING: an absolute path (see EMPTY_OK) */
     CONFIG_CHECK_EMPTY_OK = 1 << 1,   /* with ABSOLUTE: "" (none) is accepted too */
-    CONFIG_CHECK_FILE_NAME = 1 << 2,  /* STRING: a name inside a directory, without '/' */
+    CONFIG_CHECK_FILE_NAME = 1 << 2,  /* STRING: a name in a directory: no '/', no leading '.' */
     CONFIG_CHECK_POSITIVE = 1 << 3,   /* DURATION: more than 0s */
     CONFIG_CHECK_ENDPOINT = 1 << 4,   /* STRING_LIST: one or more endpoints (endpoint.h) */
     CONFIG_CHECK_WORDS_QUOTED = 1 << 5, /* words: quote them in "unknown ... (use ...)" */
