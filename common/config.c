@@ -4,21 +4,22 @@
  * wrong for us, and why this file lexes the text itself before handing it over:
  *
  *  - Integers. It reads a literal with atoi(): `3000000000` becomes -1294967296 and
- *    `0x1FFFFFFFF` becomes -1, silently; `0640` is read as decimal 640. The parsed tree
- *    cannot show that this happened. So while expanding the text we lex it the way
- *    libconfig's scanner does (same token rules, same longest match) and keep every integer
- *    literal as written. Each integer literal makes exactly one integer setting, in
- *    document order, so the i-th integer setting of the tree is the i-th literal: we attach
- *    the literal to the setting (its hook) and fix the setting's value when libconfig
- *    wrapped it. Out-of-range values are then errors, and `mode = 0640` can mean octal.
+ *    `0x1FFFFFFFF` becomes -1, silently (checked on Debian 12); `0640` is read as decimal
+ *    640. The parsed tree cannot show that this happened. So while expanding the text we
+ *    lex it the way libconfig's scanner does (same token rules, same longest match) and
+ *    keep every integer literal as written. Each integer literal makes exactly one integer
+ *    setting, in document order, so the i-th integer setting of the tree is the i-th
+ *    literal. The range check itself is one function, literal_int(); the getters read an
+ *    integer through setting_int(), never libconfig's wrapped value.
  *
  *  - @include. It prepends include_dir to every include path, absolute ones too, so
  *    "/etc/x.conf" cannot be included once include_dir is set. We expand @include
  *    ourselves: a relative path resolves against the main config file's directory (also
  *    inside included files, like libconfig's include_dir), an absolute one is used as is.
- *    A table maps lines of the expanded text back to file and line, and every setting's
- *    file and line are rewritten after the parse, so messages and config_node_line()
- *    name the real place.
+ *    A table maps lines of the expanded text back to file and line; after the parse each
+ *    setting gets a struct setting_info (its hook: real file and line, integer literal),
+ *    so messages and config_node_line() name the real place. libconfig's structs are
+ *    only read, through its API.
  *
  * The input is bounded: CONFIG_FILE_MAX per file, CONFIG_TOTAL_MAX for the expanded text,
  * CONFIG_INCLUDE_DEPTH_MAX levels of @include.
@@ -268,6 +269,15 @@ struct segment {
     unsigned out_line, file, src_line;
 };
 
+/* What libconfig's struct of a setting does not say right: its real file and line (after
+ * our @include expansion) and, for an integer, the literal as written. Each setting's
+ * hook points to one; libconfig's own fields are only read. */
+struct setting_info {
+    const char *file;
+    unsigned line;
+    const struct int_literal *lit;   /* integer settings only */
+};
+
 struct lc_state {
     config_t lc;         /* first member: struct config's `lc` works as a config_t* */
     bool lc_ready;
@@ -277,6 +287,8 @@ struct lc_state {
     size_t n_ints, cap_ints;
     struct segment *segs;
     size_t n_segs, cap_segs;
+    struct setting_info *infos;   /* one per setting, in document order */
+    size_t n_infos;
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -844,37 +856,59 @@ static int expand(struct pp *p, const char *t, size_t n, unsigned file, unsigned
     return pp_append(p, t + flushed, n - flushed);
 }
 
-/* After the parse: gives every setting its real file and line, and its integer literal. */
-static int fix_settings(struct lc_state *st, config_setting_t *s, size_t *next) {
+static size_t count_settings(const config_setting_t *s) {
+    size_t n = 1;
+    if (config_setting_is_aggregate(s))
+        for (int i = 0; i < config_setting_length(s); i++)
+            n += count_settings(config_setting_get_elem(s, (unsigned)i));
+    return n;
+}
+
+/* Gives setting s (and those in it) its info: real file and line, integer literal. Each
+ * integer literal makes exactly one integer setting, in document order. */
+static int annotate(struct lc_state *st, config_setting_t *s, size_t *next_int) {
+    struct setting_info *in = &st->infos[st->n_infos++];
     unsigned f, l;
-    map_line(st, s->line, &f, &l);
-    s->file = st->files[f];
-    s->line = l;
-    int t = config_setting_type(s);
-    if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64) {
-        if (*next >= st->n_ints)
+    map_line(st, (unsigned)config_setting_source_line(s), &f, &l);
+    *in = (struct setting_info){ .file = st->files[f], .line = l };
+    if (config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64) {
+        if (*next_int >= st->n_ints)
             return -EPROTO;
-        struct int_literal *lit = &st->ints[(*next)++];
-        config_setting_set_hook(s, lit);
-        if (!lit->overflow) {
-            /* Undo libconfig's wrap-around: store what the text says. */
-            if (t == CONFIG_TYPE_INT && lit->value >= INT_MIN && lit->value <= INT_MAX) {
-                s->value.ival = (int)lit->value;
-            } else {
-                s->type = CONFIG_TYPE_INT64;
-                s->value.llval = lit->value;
-            }
-        }
+        in->lit = &st->ints[(*next_int)++];
     }
-    if (config_setting_is_aggregate(s)) {
-        int n = config_setting_length(s);
-        for (int i = 0; i < n; i++) {
-            int r = fix_settings(st, config_setting_get_elem(s, (unsigned)i), next);
+    config_setting_set_hook(s, in);
+    if (config_setting_is_aggregate(s))
+        for (int i = 0; i < config_setting_length(s); i++) {
+            int r = annotate(st, config_setting_get_elem(s, (unsigned)i), next_int);
             if (r < 0)
                 return r;
         }
-    }
     return 0;
+}
+
+static const struct setting_info *info_of(const config_setting_t *s) {
+    return s ? config_setting_get_hook(s) : NULL;
+}
+
+static const char *setting_file(const config_setting_t *s) {
+    const struct setting_info *in = info_of(s);
+    return in ? in->file : NULL;
+}
+
+static unsigned setting_line(const config_setting_t *s) {
+    const struct setting_info *in = info_of(s);
+    return in ? in->line : 0;
+}
+
+static const struct int_literal *setting_literal(const config_setting_t *s) {
+    const struct setting_info *in = info_of(s);
+    return in ? in->lit : NULL;
+}
+
+/* An integer setting's value: what the text says, not libconfig's wrapped reading. */
+static int64_t setting_int(const config_setting_t *s) {
+    const struct int_literal *lit = setting_literal(s);
+    return lit && !lit->overflow ? lit->value : config_setting_get_int64(s);
 }
 
 /* ---- checking against a schema ------------------------------------------------------- */
@@ -900,8 +934,8 @@ static int fail(struct ctx *x, const config_setting_t *s, const char *path, cons
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    const char *file = s && s->file ? s->file : x->st->files[0];
-    unsigned line = s ? s->line : 0;
+    const char *file = setting_file(s) ? setting_file(s) : x->st->files[0];
+    unsigned line = setting_line(s);
     if (path && *path)
         set_err(x->err, x->errlen, "%s:%u: %s: %s", file, line, path, msg);
     else
@@ -981,13 +1015,16 @@ static bool is_vector(const config_setting_t *s) {
     return config_setting_type(s) == CONFIG_TYPE_ARRAY || config_setting_type(s) == CONFIG_TYPE_LIST;
 }
 
-/* The integer as written. Leading zeros are refused (libconfig would read 010 as ten,
- * a C reader as eight) unless octal_ok, where they mean octal. */
-static int int_value(struct ctx *x, const config_setting_t *s, const char *path,
+/* The integer setting s as written: the one place where libconfig 1.5's silent wrap of
+ * integers (atoi(): 3000000000 reads as -1294967296) is caught. A literal that does not
+ * fit in int64 is out of range; the caller checks the key's own range on the value
+ * returned. Leading zeros are refused (libconfig would read 010 as ten, a C reader as
+ * eight) unless octal_ok, where they mean octal. */
+static int literal_int(struct ctx *x, const config_setting_t *s, const char *path,
                      bool octal_ok, int64_t *ret) {
     if (!is_int(s))
         return wrong_type(x, s, path, "an integer");
-    const struct int_literal *lit = config_setting_get_hook(s);
+    const struct int_literal *lit = setting_literal(s);
     if (!lit) {   /* not reached: every integer setting has its literal */
         *ret = config_setting_get_int64(s);
         return 0;
@@ -1039,7 +1076,7 @@ static int check_value(struct ctx *x, const config_setting_t *s, const struct co
             return wrong_type(x, s, path, "a string");
         return 0;
     case CONFIG_T_INT: {
-        if ((r = int_value(x, s, path, false, &v)) < 0)
+        if ((r = literal_int(x, s, path, false, &v)) < 0)
             return r;
         int64_t lo = k->min, hi = k->max;
         if (lo == 0 && hi == 0)
@@ -1055,7 +1092,7 @@ static int check_value(struct ctx *x, const config_setting_t *s, const struct co
         return 0;
     case CONFIG_T_FLOAT:
         if (is_int(s))
-            return int_value(x, s, path, false, &v);
+            return literal_int(x, s, path, false, &v);
         if (config_setting_type(s) != CONFIG_TYPE_FLOAT)
             return wrong_type(x, s, path, "a number");
         if (!isfinite(config_setting_get_float(s)))
@@ -1211,7 +1248,7 @@ static bool setting_equal(const config_setting_t *a, const config_setting_t *b) 
     if (!a || !b)
         return a == b;
     if (is_int(a) || is_int(b))
-        return is_int(a) && is_int(b) && config_setting_get_int64(a) == config_setting_get_int64(b);
+        return is_int(a) && is_int(b) && setting_int(a) == setting_int(b);
     int t = config_setting_type(a);
     if (t != config_setting_type(b))
         return false;
@@ -1258,7 +1295,7 @@ const char *config_node_string(const struct config_node *n, const char *key) {
 int64_t config_node_int(const struct config_node *n, const char *key) {
     const config_setting_t *s = node_member(n, key);
     if (s && is_int(s))
-        return config_setting_get_int64(s);
+        return setting_int(s);
     const char *d = node_default(n, key);
     return d ? strtoll(d, NULL, 10) : 0;
 }
@@ -1276,7 +1313,7 @@ double config_node_float(const struct config_node *n, const char *key) {
     if (s && config_setting_type(s) == CONFIG_TYPE_FLOAT)
         return config_setting_get_float(s);
     if (s && is_int(s))
-        return (double)config_setting_get_int64(s);
+        return (double)setting_int(s);
     const char *d = node_default(n, key);
     return d ? strtod(d, NULL) : 0.0;
 }
@@ -1323,7 +1360,7 @@ void config_node_group(const struct config_node *n, const char *key, struct conf
     *ret = (struct config_node){
         .setting = s,
         .keys = k ? k->group_keys : NULL,
-        .file = s && s->file ? s->file : (n ? n->file : NULL),
+        .file = setting_file(s) ? setting_file(s) : (n ? n->file : NULL),
     };
 }
 
@@ -1331,14 +1368,14 @@ const char *config_node_file(const struct config_node *n, const char *key) {
     const config_setting_t *s = key ? node_member(n, key) : NULL;
     if (!s && n)
         s = n->setting;
-    if (s && s->file)
-        return s->file;
+    if (setting_file(s))
+        return setting_file(s);
     return n ? n->file : NULL;
 }
 
 int config_node_line(const struct config_node *n, const char *key) {
     const config_setting_t *s = key ? node_member(n, key) : (n ? n->setting : NULL);
-    return s ? (int)s->line : 0;
+    return (int)setting_line(s);
 }
 
 /* ---- the host's own sections --------------------------------------------------------- */
@@ -1494,7 +1531,7 @@ static int parse_agent(struct ctx *x, const config_setting_t *g) {
         return r;
     const config_setting_t *where = g ? g : config_root_setting(&x->st->lc);
     struct config_node n = { .setting = g, .keys = agent_keys,
-                             .file = where->file ? where->file : x->st->files[0] };
+                             .file = setting_file(where) ? setting_file(where) : x->st->files[0] };
     x->c->agent_node = n;
     if ((r = load_section(x, &n, "agent", agent_keys, a)) < 0)
         return r;
@@ -1526,7 +1563,7 @@ static int check_entry_name(struct ctx *x, const config_setting_t *e, const char
     for (size_t i = 0; i < n_before; i++)
         if (strcmp(names[i], name) == 0)
             return fail(x, m, sub, "duplicate %s name %s (also at %s:%u)", what,
-                        quote(name, q, sizeof q), where[i]->file, where[i]->line);
+                        quote(name, q, sizeof q), setting_file(where[i]), setting_line(where[i]));
     *ret = name;
     return 0;
 }
@@ -1604,7 +1641,7 @@ static int parse_sources(struct ctx *x, const config_setting_t *list) {
         c->n_sources = (size_t)i + 1;   /* from here config_free() cleans it up */
         src->name = xdup(x, name);
         src->type = xdup(x, type);
-        src->node = (struct config_node){ .setting = e, .keys = sk, .file = e->file };
+        src->node = (struct config_node){ .setting = e, .keys = sk, .file = setting_file(e) };
         x->cred_keys[i] = ck;
         r = load_section(x, &src->node, path, sk, NULL);
     }
@@ -1635,9 +1672,9 @@ static int parse_mode(struct ctx *x, const config_setting_t *m, const char *path
         if (v > 0777)
             return fail(x, m, path, "0%llo is out of range (0..0777)", (unsigned long long)v);
     } else if (is_int(m)) {
-        if ((r = int_value(x, m, path, true, &v)) < 0)
+        if ((r = literal_int(x, m, path, true, &v)) < 0)
             return r;
-        const struct int_literal *lit = config_setting_get_hook(m);
+        const struct int_literal *lit = setting_literal(m);
         /* A plain decimal would be a trap: `mode = 640` is 01200, `400` is 0620. */
         if (lit && !lit->leading_zero && !lit->hex && v != 0)
             return fail(x, m, path, "%s: write a file mode in octal with a leading zero "
@@ -1777,10 +1814,10 @@ static int parse_credential(struct ctx *x, const config_setting_t *e, const char
     if ((r = check_group(x, e, path, tables, 2, cred_extra_keys, !x->lookup, 0)) < 0)
         return r;
 
-    struct config_node hn = { .setting = e, .keys = cred_host_keys, .file = e->file };
+    struct config_node hn = { .setting = e, .keys = cred_host_keys, .file = setting_file(e) };
     cr->source = xdup(x, x->c->sources[si].name);
     cr->source_index = si;
-    cr->node = (struct config_node){ .setting = e, .keys = ck, .file = e->file };
+    cr->node = (struct config_node){ .setting = e, .keys = ck, .file = setting_file(e) };
     if ((r = load_section(x, &hn, path, cred_host_keys, cr)) < 0 ||
         (r = load_section(x, &cr->node, path, ck, NULL)) < 0)
         return r;
@@ -1925,6 +1962,7 @@ struct config *config_free(struct config *c) {
         free(st->files);
         free(st->ints);
         free(st->segs);
+        free(st->infos);
         free(st);
     }
     free(c);
@@ -1972,7 +2010,12 @@ static int load_text(const char *text, size_t len, const char *display, const ch
     p.out = NULL;
 
     size_t next = 0;
-    r = fix_settings(st, config_root_setting(&st->lc), &next);
+    config_setting_t *root = config_root_setting(&st->lc);
+    if (!(st->infos = calloc(count_settings(root), sizeof *st->infos))) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    r = annotate(st, root, &next);
     if (r == 0 && next != st->n_ints)
         r = -EPROTO;
     if (r < 0) {
