@@ -251,3 +251,26 @@ int confcheck_user_self(struct confcheck_user *ret, char *err, size_t errlen) {
     *ret = u;
     return 0;
 }
+
+struct first_error {
+    char *err;
+    size_t errlen;
+    bool set;
+};
+
+static void keep_first_error(void *userdata, enum confcheck_level level, const char *msg) {
+    struct first_error *f = userdata;
+    if (level == CONFCHECK_ERROR && !f->set) {
+        snprintf(f->err, f->errlen, "%s", msg);
+        f->set = true;
+    }
+}
+
+int confcheck_self(const struct config *c, char *err, size_t errlen) {
+    struct confcheck_user u;
+    struct first_error f = { .err = err, .errlen = errlen };
+    int r = confcheck_user_self(&u, err, errlen);
+    if (r < 0)
+        return r;
+    return confcheck_run(c, &u, keep_first_error, &f) ? -EINVAL : 0;
+}

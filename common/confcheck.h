@@ -45,3 +45,7 @@ int confcheck_user_self(struct confcheck_user *ret, char *err, size_t errlen);
 /* Checks c for user u; reports each finding. Returns the number of errors. */
 unsigned confcheck_run(const struct config *c, const struct confcheck_user *u,
                        confcheck_report report, void *userdata);
+
+/* For a reload: c checked for this process (confcheck_user_self()), warnings ignored.
+ * 0, or -EINVAL with the first error in err ("FILE:LINE: key: what; the fix"). */
+int confcheck_self(const struct config *c, char *err, size_t errlen);

@@ -178,6 +178,18 @@ static void test_user_lookup(void **state) {
     assert_int_equal(u.uid, geteuid());
 }
 
+static void test_self_keeps_the_first_error_for_a_reload(void **state) {
+    char err[1024] = "";
+    struct config *c = load("group = \"" NO_GROUP "\";", "ca_file = \"/nonexistent/ca.pem\";");
+    assert_int_equal(confcheck_self(c, err, sizeof err), -EINVAL);
+    assert_string_equal(err, "agent.conf:1: agent.group: group \"" NO_GROUP "\" does not exist; "
+                             "create it (groupadd " NO_GROUP ") or name an existing group");
+    config_free(c);
+    c = load(OWN_GROUP, "");
+    assert_int_equal(confcheck_self(c, err, sizeof err), 0);
+    config_free(c);
+}
+
 static int setup(void **state) {
     const char *base = secure_getenv("REDIS_CREDS_TEST_TMP");
     snprintf(tmpdir, sizeof tmpdir, "%s/test_confcheck.XXXXXX", base && *base ? base : "/tmp");
@@ -203,6 +215,7 @@ int main(void) {
         cmocka_unit_test(test_files_must_exist_and_be_readable_by_the_user),
         cmocka_unit_test(test_paths_the_sandbox_hides_are_warned_about),
         cmocka_unit_test(test_user_lookup),
+        cmocka_unit_test(test_self_keeps_the_first_error_for_a_reload),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
