@@ -1,31 +1,18 @@
 /* config: load and check the agent's configuration (DESIGN §3). See config.h.
  *
- * libconfig parses; everything else is ours. Two things libconfig 1.5 (Debian 12) gets
- * wrong for us, and why this file lexes the text itself before handing it over:
+ * libconfig parses the text that conftext.c makes of the file and its @includes (it
+ * expands @include itself and keeps every integer literal as written, because libconfig
+ * 1.5 wraps integers silently: see conftext.h). After the parse each setting gets a
+ * struct setting_info (its hook: real file and line, integer literal), so messages and
+ * config_node_line() name the real place; libconfig's structs are only read, through its
+ * API. The range check on integers is one function, literal_int(); the getters read an
+ * integer through setting_int(), never libconfig's wrapped value.
  *
- *  - Integers. It reads a literal with atoi(): `3000000000` becomes -1294967296 and
- *    `0x1FFFFFFFF` becomes -1, silently (checked on Debian 12); `0640` is read as decimal
- *    640. The parsed tree cannot show that this happened. So while expanding the text we
- *    lex it the way libconfig's scanner does (same token rules, same longest match) and
- *    keep every integer literal as written. Each integer literal makes exactly one integer
- *    setting, in document order, so the i-th integer setting of the tree is the i-th
- *    literal. The range check itself is one function, literal_int(); the getters read an
- *    integer through setting_int(), never libconfig's wrapped value.
- *
- *  - @include. It prepends include_dir to every include path, absolute ones too, so
- *    "/etc/x.conf" cannot be included once include_dir is set. We expand @include
- *    ourselves: a relative path resolves against the main config file's directory (also
- *    inside included files, like libconfig's include_dir), an absolute one is used as is.
- *    A table maps lines of the expanded text back to file and line; after the parse each
- *    setting gets a struct setting_info (its hook: real file and line, integer literal),
- *    so messages and config_node_line() name the real place. libconfig's structs are
- *    only read, through its API.
- *
- * The input is bounded: CONFIG_FILE_MAX per file, CONFIG_TOTAL_MAX for the expanded text,
- * CONFIG_INCLUDE_DEPTH_MAX levels of @include.
- *
- * Defaults live in the key tables only (the host's below, the plugins' through `lookup`);
- * getters fall back to them, so a default is written down exactly once.
+ * The host's schema is tables (agent_keys, redis_keys, ...): each key says what is
+ * checked of its value and where load_section() keeps it; only the rules that tie keys
+ * together are written by hand. Defaults live in the key tables only (the host's below,
+ * the plugins' through `lookup`); getters fall back to them, so a default is written
+ * down exactly once.
  */
 #include "config.h"
 #include "secretfile.h"
@@ -47,13 +34,11 @@
 
 #include <libconfig.h>
 
+#include "conftext.h"
 #include "duration.h"
 #include "endpoint.h"
 #include "enumstr.h"
 
-#define CONFIG_FILE_MAX (1024 * 1024)
-#define CONFIG_TOTAL_MAX (4 * 1024 * 1024)
-#define CONFIG_INCLUDE_DEPTH_MAX 10
 #define CONFIG_NAME_MAX 64
 #define CONFIG_SCHEMA_DEPTH_MAX 8
 #define KEY_PATH_MAX 256   /* dotted key path in a message ("credentials[0].redis.timeout") */
@@ -253,109 +238,31 @@ const struct config_key *config_host_keys(const char *section) {
 
 /* ---- private state ----------------------------------------------------------------- */
 
-/* An integer literal as written in the text. */
-struct int_literal {
-    char text[32];       /* as written (cut), for messages */
-    int64_t value;       /* what it says: decimal (even with a leading zero) or hex */
-    int64_t octal_value; /* when `octal` */
-    bool overflow;       /* does not fit in int64 */
-    bool leading_zero;   /* decimal written with a leading zero ("0640") */
-    bool octal;          /* leading_zero and every digit 0-7 */
-    bool hex;
-};
-
-/* Lines [out_line, next segment) of the expanded text are lines src_line... of file. */
-struct segment {
-    unsigned out_line, file, src_line;
-};
-
 /* What libconfig's struct of a setting does not say right: its real file and line (after
  * our @include expansion) and, for an integer, the literal as written. Each setting's
  * hook points to one; libconfig's own fields are only read. */
 struct setting_info {
     const char *file;
     unsigned line;
-    const struct int_literal *lit;   /* integer settings only */
+    const struct conftext_int *lit;   /* integer settings only */
 };
 
 struct lc_state {
     config_t lc;         /* first member: struct config's `lc` works as a config_t* */
     bool lc_ready;
-    char **files;        /* [0] is the main file's display name; settings point here */
-    size_t n_files;
-    struct int_literal *ints;
-    size_t n_ints, cap_ints;
-    struct segment *segs;
-    size_t n_segs, cap_segs;
+    struct conftext text;         /* the expanded text's files (settings point there) and literals */
     struct setting_info *infos;   /* one per setting, in document order */
     size_t n_infos;
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap * 2 : 16;
-    while (n < need)
-        n *= 2;
-    void *q = reallocarray(*p, n, elem);
-    if (!q)
-        return -ENOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
-}
+/* The message of a failure, into the caller's buffer (which may be NULL). */
+#define set_err(err, errlen, ...) \
+    ((err) && (errlen) > 0 ? (void)snprintf((err), (errlen), __VA_ARGS__) : (void)0)
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
-static bool is_xdigit(char c) {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-static int xdigit_value(char c) {
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return c - 'A' + 10;
-}
-
-/* A value for a message: quoted, printable ASCII as is, the rest as \xNN, cut short. */
-static const char *quote(const char *s, char *buf, size_t size) {
-    size_t o = 0;
-    if (size < 8) {
-        if (size)
-            buf[0] = '\0';
-        return buf;
-    }
-    buf[o++] = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (o + 8 >= size) {
-            buf[o++] = '.';
-            buf[o++] = '.';
-            buf[o++] = '.';
-            break;
-        }
-        if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
-            buf[o++] = (char)*p;
-        else
-            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", *p);
-    }
-    buf[o++] = '"';
-    buf[o] = '\0';
-    return buf;
-}
 
 /* ---- names --------------------------------------------------------------------------- */
 
@@ -389,473 +296,6 @@ const char *validate_policy_to_string(enum validate_policy p) {
     return enumstr_to(validate_policies, (int)p);
 }
 
-/* ---- reading files ------------------------------------------------------------------- */
-
-/* Reads a whole regular file of at most `max` bytes without NUL bytes; when `trusted`, the
- * file and its directory must also pass secretfile_check_trusted(). 0, or -errno with a
- * reason in why. */
-static int read_file(const char *path, size_t max, bool trusted, char **ret, size_t *ret_len,
-                     char *why, size_t whylen) {
-    struct stat st;
-    char *buf = NULL;
-    size_t len = 0;
-    int r;
-
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        r = -errno;
-        set_err(why, whylen, "cannot open: %s", strerror(-r));
-        return r;
-    }
-    if (fstat(fd, &st) < 0) {
-        r = -errno;
-        set_err(why, whylen, "cannot stat: %s", strerror(-r));
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        r = -EINVAL;
-        set_err(why, whylen, "not a regular file");
-        goto fail;
-    }
-    if (trusted && (r = secretfile_check_trusted(path, &st, why, whylen)) < 0)
-        goto fail;
-    buf = malloc(max + 1);
-    if (!buf) {
-        r = -ENOMEM;
-        set_err(why, whylen, "out of memory");
-        goto fail;
-    }
-    for (;;) {
-        ssize_t n = read(fd, buf + len, max + 1 - len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            r = -errno;
-            set_err(why, whylen, "cannot read: %s", strerror(-r));
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len > max) {
-            r = -EFBIG;
-            set_err(why, whylen, "larger than %zu bytes", max);
-            goto fail;
-        }
-    }
-    if (memchr(buf, '\0', len)) {
-        r = -EINVAL;
-        set_err(why, whylen, "contains a NUL byte (not a text file)");
-        goto fail;
-    }
-    buf[len] = '\0';
-    close(fd);
-    *ret = buf;
-    *ret_len = len;
-    return 0;
-fail:
-    free(buf);
-    close(fd);
-    return r;
-}
-
-/* ---- expanding @include and collecting integer literals ---------------------------- */
-
-struct pp {
-    struct lc_state *st;
-    char *out;
-    size_t len, cap;
-    unsigned out_line;         /* line of the expanded text being written, from 1 */
-    size_t total;              /* bytes read from files */
-    const char *include_dir;   /* NULL: relative paths as they are (against the cwd) */
-    bool check_files;          /* config_load(): included files must be trusted too */
-    char *err;
-    size_t errlen;
-};
-
-static int pp_fail(struct pp *p, unsigned file, unsigned line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int pp_fail(struct pp *p, unsigned file, unsigned line, const char *fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    set_err(p->err, p->errlen, "%s:%u: %s", p->st->files[file], line, msg);
-    return -EINVAL;
-}
-
-static int pp_append(struct pp *p, const char *s, size_t n) {
-    if (n == 0)
-        return 0;
-    if (p->len + n > CONFIG_TOTAL_MAX) {
-        set_err(p->err, p->errlen, "%s: configuration larger than %d bytes with its includes",
-                p->st->files[0], CONFIG_TOTAL_MAX);
-        return -EFBIG;
-    }
-    if (grow((void **)&p->out, &p->cap, p->len + n + 1, 1) < 0)
-        return -ENOMEM;
-    memcpy(p->out + p->len, s, n);
-    p->len += n;
-    p->out[p->len] = '\0';
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\n')
-            p->out_line++;
-    return 0;
-}
-
-static int pp_segment(struct pp *p, unsigned file, unsigned src_line) {
-    struct lc_state *st = p->st;
-    if (grow((void **)&st->segs, &st->cap_segs, st->n_segs + 1, sizeof *st->segs) < 0)
-        return -ENOMEM;
-    st->segs[st->n_segs++] = (struct segment){ p->out_line, file, src_line };
-    return 0;
-}
-
-static int add_file(struct lc_state *st, const char *name, unsigned *ret) {
-    char **f = reallocarray(st->files, st->n_files + 1, sizeof *st->files);
-    if (!f)
-        return -ENOMEM;
-    st->files = f;
-    if (!(f[st->n_files] = strdup(name)))
-        return -ENOMEM;
-    *ret = (unsigned)st->n_files++;
-    return 0;
-}
-
-/* Maps a line of the expanded text to file and line. */
-static void map_line(const struct lc_state *st, unsigned out_line, unsigned *ret_file,
-                     unsigned *ret_line) {
-    size_t lo = 0, hi = st->n_segs;   /* find the last segment starting at or before */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (st->segs[mid].out_line <= out_line)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == 0 || out_line == 0) {
-        *ret_file = 0;
-        *ret_line = out_line;
-        return;
-    }
-    const struct segment *s = &st->segs[lo - 1];
-    *ret_file = s->file;
-    *ret_line = s->src_line + (out_line - s->out_line);
-}
-
-enum lit_kind { LIT_NONE, LIT_FLOAT, LIT_INT, LIT_INT64, LIT_HEX, LIT_HEX64 };
-
-static size_t skip_digits(const char *s, size_t n, size_t i) {
-    while (i < n && is_digit(s[i]))
-        i++;
-    return i;
-}
-
-/* [eE][-+]?[0-9]+ at i: the end, or 0 when there is none. */
-static size_t match_exponent(const char *s, size_t n, size_t i) {
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        size_t j = i + 1;
-        if (j < n && (s[j] == '+' || s[j] == '-'))
-            j++;
-        size_t k = skip_digits(s, n, j);
-        if (k > j)
-            return k;
-    }
-    return 0;
-}
-
-/* The longest number token at s, by libconfig 1.5's scanner rules (lib/scanner.l):
- *   float     ([-+]?([0-9]*)?\.[0-9]*([eE][-+]?[0-9]+)?)|([-+]?([0-9]+)(\.[0-9]*)?[eE][-+]?[0-9]+)
- *   integer   [-+]?[0-9]+          integer64  [-+]?[0-9]+L(L)?
- *   hex       0[Xx][0-9A-Fa-f]+    hex64      0[Xx][0-9A-Fa-f]+L(L)?
- * Ties go to the earlier rule, as in flex (float, integer, integer64, hex, hex64). */
-static enum lit_kind number_at(const char *s, size_t n, size_t *ret_len) {
-    enum lit_kind kind = LIT_NONE;
-    size_t best = 0;
-    size_t i0 = (n > 0 && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
-    size_t i = skip_digits(s, n, i0);
-
-    if (i < n && s[i] == '.') {
-        size_t j = skip_digits(s, n, i + 1);
-        size_t e = match_exponent(s, n, j);
-        size_t len = e ? e : j;
-        if (len > best)
-            best = len, kind = LIT_FLOAT;
-    }
-    if (i > i0) {
-        size_t j = i;
-        if (j < n && s[j] == '.')
-            j = skip_digits(s, n, j + 1);
-        size_t e = match_exponent(s, n, j);
-        if (e > best)
-            best = e, kind = LIT_FLOAT;
-        if (i > best)
-            best = i, kind = LIT_INT;
-        if (i < n && s[i] == 'L') {
-            j = i + 1;
-            if (j < n && s[j] == 'L')
-                j++;
-            if (j > best)
-                best = j, kind = LIT_INT64;
-        }
-    }
-    if (n >= 3 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && is_xdigit(s[2])) {
-        size_t j = 2;
-        while (j < n && is_xdigit(s[j]))
-            j++;
-        if (j > best)
-            best = j, kind = LIT_HEX;
-        if (j < n && s[j] == 'L') {
-            size_t k = j + 1;
-            if (k < n && s[k] == 'L')
-                k++;
-            if (k > best)
-                best = k, kind = LIT_HEX64;
-        }
-    }
-    *ret_len = best;
-    return kind;
-}
-
-static int add_int_literal(struct lc_state *st, const char *s, size_t len, enum lit_kind kind) {
-    struct int_literal lit = { 0 };
-    bool neg = false;
-    size_t i = 0;
-
-    snprintf(lit.text, sizeof lit.text, "%.*s", (int)len, s);
-    if (kind == LIT_HEX || kind == LIT_HEX64) {
-        uint64_t v = 0;
-        lit.hex = true;
-        for (i = 2; i < len && is_xdigit(s[i]); i++) {
-            if (v > (uint64_t)INT64_MAX >> 4) {
-                lit.overflow = true;
-                break;
-            }
-            v = (v << 4) | (uint64_t)xdigit_value(s[i]);
-        }
-        if (v > (uint64_t)INT64_MAX)
-            lit.overflow = true;
-        lit.value = (int64_t)v;
-    } else {
-        uint64_t v = 0, o = 0;
-        if (s[0] == '+' || s[0] == '-')
-            neg = s[i++] == '-';
-        size_t first = i;
-        lit.octal = true;
-        for (; i < len && is_digit(s[i]); i++) {
-            unsigned d = (unsigned)(s[i] - '0');
-            if (v > ((uint64_t)INT64_MAX - d) / 10)
-                lit.overflow = true;
-            else
-                v = v * 10 + d;
-            if (d > 7)
-                lit.octal = false;
-            else if (o <= ((uint64_t)INT64_MAX - d) / 8)
-                o = o * 8 + d;
-        }
-        lit.leading_zero = i - first > 1 && s[first] == '0';
-        lit.octal = lit.octal && lit.leading_zero;
-        lit.value = neg ? -(int64_t)v : (int64_t)v;
-        lit.octal_value = neg ? -(int64_t)o : (int64_t)o;
-    }
-    if (grow((void **)&st->ints, &st->cap_ints, st->n_ints + 1, sizeof *st->ints) < 0)
-        return -ENOMEM;
-    st->ints[st->n_ints++] = lit;
-    return 0;
-}
-
-/* At a line start: [ \t]*@include[ \t]+" — returns the offset after the quote, or 0. */
-static size_t include_at(const char *s, size_t n) {
-    size_t i = 0;
-    while (i < n && (s[i] == ' ' || s[i] == '\t'))
-        i++;
-    if (n - i < 8 || memcmp(s + i, "@include", 8) != 0)
-        return 0;
-    i += 8;
-    size_t ws = i;
-    while (i < n && (s[i] == ' ' || s[i] == '\t'))
-        i++;
-    if (i == ws || i >= n || s[i] != '"')
-        return 0;
-    return i + 1;
-}
-
-static int expand(struct pp *p, const char *t, size_t n, unsigned file, unsigned depth);
-
-static int include_file(struct pp *p, const char *name, unsigned parent, unsigned line,
-                        unsigned depth) {
-    char q[QUOTE_MAX], why[256];
-    char *path = NULL, *text = NULL;
-    size_t len;
-    unsigned idx;
-    int r;
-
-    if (depth >= CONFIG_INCLUDE_DEPTH_MAX)
-        return pp_fail(p, parent, line, "@include %s: nested more than %d deep (a file that "
-                       "includes itself?)", quote(name, q, sizeof q), CONFIG_INCLUDE_DEPTH_MAX);
-    if (name[0] == '\0')
-        return pp_fail(p, parent, line, "@include \"\": empty file name");
-    if (name[0] != '/' && p->include_dir) {
-        if (asprintf(&path, "%s/%s", p->include_dir, name) < 0)
-            return -ENOMEM;
-    } else if (!(path = strdup(name)))
-        return -ENOMEM;
-
-    r = read_file(path, CONFIG_FILE_MAX, p->check_files, &text, &len, why, sizeof why);
-    if (r < 0) {
-        pp_fail(p, parent, line, "@include %s: %s", quote(path, q, sizeof q), why);
-        free(path);
-        return r;
-    }
-    p->total += len;
-    if (p->total > CONFIG_TOTAL_MAX) {
-        free(path);
-        free(text);
-        return pp_fail(p, parent, line, "@include: configuration larger than %d bytes with "
-                       "its includes", CONFIG_TOTAL_MAX);
-    }
-    r = add_file(p->st, path, &idx);
-    free(path);
-    if (r >= 0)
-        r = expand(p, text, len, idx, depth + 1);
-    free(text);
-    return r;
-}
-
-/* The @include line at t[i] (q: the offset after its opening quote): reads the name,
- * splices the file in, and sets *ret_next after the closing quote. */
-static int expand_include(struct pp *p, const char *t, size_t n, size_t i, size_t q,
-                          unsigned file, unsigned line, unsigned depth, size_t *ret_next) {
-    char *name = malloc(n - i);   /* the path is shorter than the rest of t */
-    size_t k = 0, j = i + q;
-    int r;
-    if (!name)
-        return -ENOMEM;
-    for (;; j++) {
-        if (j >= n || t[j] == '\n') {
-            free(name);
-            return pp_fail(p, file, line, "@include: missing closing '\"'");
-        }
-        if (t[j] == '"')
-            break;
-        if (t[j] == '\\') {
-            if (j + 1 < n && (t[j + 1] == '\\' || t[j + 1] == '"')) {
-                name[k++] = t[++j];
-                continue;
-            }
-            free(name);
-            return pp_fail(p, file, line, "@include: only \\\\ and \\\" may be escaped");
-        }
-        name[k++] = t[j];
-    }
-    name[k] = '\0';
-    r = include_file(p, name, file, line, depth);
-    free(name);
-    if (r < 0)
-        return r;
-    if (p->len > 0 && p->out[p->len - 1] != '\n' && (r = pp_append(p, "\n", 1)) < 0)
-        return r;
-    if ((r = pp_segment(p, file, line)) < 0)
-        return r;
-    *ret_next = j + 1;
-    return 0;
-}
-
-/* Skips the token at t[*i] (not a newline, not an @include line), counting lines, and
- * records it when it is an integer literal. */
-static int expand_token(struct pp *p, const char *t, size_t n, size_t *i, unsigned file,
-                        unsigned *line) {
-    char c = t[*i];
-    size_t len;
-    unsigned start = *line;
-
-    if (c == '#' || (c == '/' && *i + 1 < n && t[*i + 1] == '/')) {
-        while (*i < n && t[*i] != '\n')
-            (*i)++;
-    } else if (c == '/' && *i + 1 < n && t[*i + 1] == '*') {
-        for (*i += 2;; (*i)++) {
-            if (*i + 1 >= n)
-                return pp_fail(p, file, start, "unterminated /* comment");
-            if (t[*i] == '*' && t[*i + 1] == '/')
-                break;
-            if (t[*i] == '\n')
-                (*line)++;
-        }
-        *i += 2;
-    } else if (c == '"') {
-        for ((*i)++;; (*i)++) {
-            if (*i >= n)
-                return pp_fail(p, file, start, "unterminated string");
-            if (t[*i] == '"')
-                break;
-            if (t[*i] == '\\' && *i + 1 < n && t[*i + 1] != '\0' && strchr("\\\"nrtf", t[*i + 1])) {
-                (*i)++;   /* an escaped quote or backslash does not end the string */
-                continue;
-            }
-            if (t[*i] == '\n')
-                (*line)++;
-        }
-        (*i)++;
-    } else if (c == '@') {
-        /* libconfig would call it a syntax error too; we must stop here, because the
-         * line split after an @include could make a second one look like a line start. */
-        return pp_fail(p, file, *line, "syntax error: '@' outside an @include line");
-    } else if (is_alpha(c) || c == '*') {
-        /* a name: [A-Za-z*][-A-Za-z0-9_*]* (its digits are not numbers) */
-        for ((*i)++; *i < n && (is_alpha(t[*i]) || is_digit(t[*i]) || t[*i] == '-' ||
-                                t[*i] == '_' || t[*i] == '*');
-             (*i)++)
-            ;
-    } else if (is_digit(c) || c == '+' || c == '-' || c == '.') {
-        enum lit_kind k = number_at(t + *i, n - *i, &len);
-        int r;
-        if (len == 0) {
-            (*i)++;
-            return 0;
-        }
-        if (k != LIT_FLOAT && (r = add_int_literal(p->st, t + *i, len, k)) < 0)
-            return r;
-        *i += len;
-    } else {
-        (*i)++;
-    }
-    return 0;
-}
-
-/* Copies text `t` of `file` into p->out with its @include lines replaced by the included
- * files, and records integer literals. The remainder of an @include line goes on a line of
- * its own: newlines are whitespace to libconfig, and the segment table keeps line numbers
- * right. */
-static int expand(struct pp *p, const char *t, size_t n, unsigned file, unsigned depth) {
-    size_t i = 0, flushed = 0;
-    unsigned line = 1;
-    bool bol = true;
-    int r;
-
-    if ((r = pp_segment(p, file, 1)) < 0)
-        return r;
-    while (i < n) {
-        size_t q;
-        if (bol && (q = include_at(t + i, n - i)) > 0) {
-            if ((r = pp_append(p, t + flushed, i - flushed)) < 0 ||
-                (r = expand_include(p, t, n, i, q, file, line, depth, &i)) < 0)
-                return r;
-            flushed = i;
-            bol = false;
-        } else if (t[i] == '\n') {
-            line++;
-            bol = true;
-            i++;
-        } else {
-            bol = false;
-            if ((r = expand_token(p, t, n, &i, file, &line)) < 0)
-                return r;
-        }
-    }
-    return pp_append(p, t + flushed, n - flushed);
-}
-
 static size_t count_settings(const config_setting_t *s) {
     size_t n = 1;
     if (config_setting_is_aggregate(s))
@@ -869,12 +309,12 @@ static size_t count_settings(const config_setting_t *s) {
 static int annotate(struct lc_state *st, config_setting_t *s, size_t *next_int) {
     struct setting_info *in = &st->infos[st->n_infos++];
     unsigned f, l;
-    map_line(st, (unsigned)config_setting_source_line(s), &f, &l);
-    *in = (struct setting_info){ .file = st->files[f], .line = l };
+    conftext_map_line(&st->text, (unsigned)config_setting_source_line(s), &f, &l);
+    *in = (struct setting_info){ .file = st->text.files[f], .line = l };
     if (config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64) {
-        if (*next_int >= st->n_ints)
+        if (*next_int >= st->text.n_ints)
             return -EPROTO;
-        in->lit = &st->ints[(*next_int)++];
+        in->lit = &st->text.ints[(*next_int)++];
     }
     config_setting_set_hook(s, in);
     if (config_setting_is_aggregate(s))
@@ -900,14 +340,14 @@ static unsigned setting_line(const config_setting_t *s) {
     return in ? in->line : 0;
 }
 
-static const struct int_literal *setting_literal(const config_setting_t *s) {
+static const struct conftext_int *setting_literal(const config_setting_t *s) {
     const struct setting_info *in = info_of(s);
     return in ? in->lit : NULL;
 }
 
 /* An integer setting's value: what the text says, not libconfig's wrapped reading. */
 static int64_t setting_int(const config_setting_t *s) {
-    const struct int_literal *lit = setting_literal(s);
+    const struct conftext_int *lit = setting_literal(s);
     return lit && !lit->overflow ? lit->value : config_setting_get_int64(s);
 }
 
@@ -934,7 +374,7 @@ static int fail(struct ctx *x, const config_setting_t *s, const char *path, cons
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    const char *file = setting_file(s) ? setting_file(s) : x->st->files[0];
+    const char *file = setting_file(s) ? setting_file(s) : x->st->text.files[0];
     unsigned line = setting_line(s);
     if (path && *path)
         set_err(x->err, x->errlen, "%s:%u: %s: %s", file, line, path, msg);
@@ -948,7 +388,7 @@ static int unknown_word(struct ctx *x, const config_setting_t *s, const char *pa
                         const char *noun, const char *word, const struct enumstr *words,
                         bool quoted) {
     char q[QUOTE_MAX], list[256];
-    return fail(x, s, path, "unknown %s %s (use %s)", noun, quote(word, q, sizeof q),
+    return fail(x, s, path, "unknown %s %s (use %s)", noun, conftext_quote(word, q, sizeof q),
                 enumstr_list(words, quoted, list, sizeof list));
 }
 
@@ -1024,7 +464,7 @@ static int literal_int(struct ctx *x, const config_setting_t *s, const char *pat
                      bool octal_ok, int64_t *ret) {
     if (!is_int(s))
         return wrong_type(x, s, path, "an integer");
-    const struct int_literal *lit = setting_literal(s);
+    const struct conftext_int *lit = setting_literal(s);
     if (!lit) {   /* not reached: every integer setting has its literal */
         *ret = config_setting_get_int64(s);
         return 0;
@@ -1052,10 +492,10 @@ static int duration_value(struct ctx *x, const config_setting_t *s, const char *
     const char *v = config_setting_get_string(s);
     int r = duration_parse(v, ret);
     if (r == -ERANGE)
-        return fail(x, s, path, "duration %s is too large", quote(v, q, sizeof q));
+        return fail(x, s, path, "duration %s is too large", conftext_quote(v, q, sizeof q));
     if (r < 0)
         return fail(x, s, path, "bad duration %s (use a number and a unit: ms, s, m, h, d)",
-                    quote(v, q, sizeof q));
+                    conftext_quote(v, q, sizeof q));
     return 0;
 }
 
@@ -1222,7 +662,7 @@ static const char *schema_problem(const struct config_key *keys, unsigned depth,
             return buf;
         }
         if (bad) {
-            snprintf(buf, size, "key %s: default %s is not %s", k->name, quote(d, q, sizeof q),
+            snprintf(buf, size, "key %s: default %s is not %s", k->name, conftext_quote(d, q, sizeof q),
                      bad);
             return buf;
         }
@@ -1401,7 +841,7 @@ static int check_endpoints(struct ctx *x, const struct config_node *n, const cha
         if (endpoint_parse(e, &parsed, &why) < 0) {
             index_path(ep, sizeof ep, path, (int)i);
             return fail(x, config_setting_get_elem(node_member(n, key), (unsigned)i), ep,
-                        "endpoint %s %s", quote(e, q, sizeof q), why);
+                        "endpoint %s %s", conftext_quote(e, q, sizeof q), why);
         }
     }
     return 0;
@@ -1422,10 +862,10 @@ static int check_text(struct ctx *x, const struct config_node *n, const char *pa
     bool empty_ok = k->checks & CONFIG_CHECK_EMPTY_OK;
     if (k->checks & CONFIG_CHECK_ABSOLUTE && v[0] != '/' && !(empty_ok && v[0] == '\0'))
         return fail(x, at(n, k->name), path, "%s must be an absolute path%s",
-                    quote(v, q, sizeof q), empty_ok ? " or \"\"" : "");
+                    conftext_quote(v, q, sizeof q), empty_ok ? " or \"\"" : "");
     if (k->checks & CONFIG_CHECK_FILE_NAME && (strchr(v, '/') || v[0] == '.'))
         return fail(x, at(n, k->name), path, "%s must be a file name in the directory (no '/', "
-                    "not starting with '.')", quote(v, q, sizeof q));
+                    "not starting with '.')", conftext_quote(v, q, sizeof q));
     return 0;
 }
 
@@ -1442,7 +882,7 @@ static int store_flags(struct ctx *x, const struct config_node *n, const char *p
             return unknown_word(x, node_member(n, k->name), path, k->noun, w, k->words, quoted);
         if (*ret & (unsigned)flag)
             return fail(x, node_member(n, k->name), path, "%s %s is listed twice", k->noun,
-                        quote(w, q, sizeof q));
+                        conftext_quote(w, q, sizeof q));
         *ret |= (unsigned)flag;
     }
     return 0;
@@ -1531,7 +971,7 @@ static int parse_agent(struct ctx *x, const config_setting_t *g) {
         return r;
     const config_setting_t *where = g ? g : config_root_setting(&x->st->lc);
     struct config_node n = { .setting = g, .keys = agent_keys,
-                             .file = setting_file(where) ? setting_file(where) : x->st->files[0] };
+                             .file = setting_file(where) ? setting_file(where) : x->st->text.files[0] };
     x->c->agent_node = n;
     if ((r = load_section(x, &n, "agent", agent_keys, a)) < 0)
         return r;
@@ -1559,11 +999,11 @@ static int check_entry_name(struct ctx *x, const config_setting_t *e, const char
     const char *name = config_setting_get_string(m);
     const char *why = name_problem(name);
     if (why)
-        return fail(x, m, sub, "name %s %s", quote(name, q, sizeof q), why);
+        return fail(x, m, sub, "name %s %s", conftext_quote(name, q, sizeof q), why);
     for (size_t i = 0; i < n_before; i++)
         if (strcmp(names[i], name) == 0)
             return fail(x, m, sub, "duplicate %s name %s (also at %s:%u)", what,
-                        quote(name, q, sizeof q), setting_file(where[i]), setting_line(where[i]));
+                        conftext_quote(name, q, sizeof q), setting_file(where[i]), setting_line(where[i]));
     *ret = name;
     return 0;
 }
@@ -1583,14 +1023,14 @@ static int source_schema(struct ctx *x, const config_setting_t *e, const char *p
         return wrong_type(x, m, sub, "a string");
     const char *type = config_setting_get_string(m);
     if (!config_name_valid(type))
-        return fail(x, m, sub, "%s is not a valid source type", quote(type, q, sizeof q));
+        return fail(x, m, sub, "%s is not a valid source type", conftext_quote(type, q, sizeof q));
     *ret_type = type;
     if (!x->lookup)
         return 0;
     why[0] = '\0';
     r = x->lookup(x->userdata, x->c->agent.plugin_dir, type, ret_sk, ret_ck, why, sizeof why);
     if (r < 0) {
-        fail(x, m, sub, "source %s: %s", quote(name, q, sizeof q), why[0] ? why : strerror(-r));
+        fail(x, m, sub, "source %s: %s", conftext_quote(name, q, sizeof q), why[0] ? why : strerror(-r));
         return r;
     }
     const char *p = schema_problem(*ret_sk, 0, why, sizeof why);
@@ -1598,7 +1038,7 @@ static int source_schema(struct ctx *x, const config_setting_t *e, const char *p
         p = schema_problem(*ret_ck, 0, why, sizeof why);
     if (p)
         return fail(x, m, sub, "the plugin's schema for type %s is broken: %s",
-                    quote(type, q, sizeof q), p);
+                    conftext_quote(type, q, sizeof q), p);
     return 0;
 }
 
@@ -1668,13 +1108,13 @@ static int parse_mode(struct ctx *x, const config_setting_t *m, const char *path
             v = v * 8 + (s[i] - '0');
         if (i == 0 || s[i] != '\0')
             return fail(x, m, path, "%s is not an octal file mode like \"0640\"",
-                        quote(s, q, sizeof q));
+                        conftext_quote(s, q, sizeof q));
         if (v > 0777)
             return fail(x, m, path, "0%llo is out of range (0..0777)", (unsigned long long)v);
     } else if (is_int(m)) {
         if ((r = literal_int(x, m, path, true, &v)) < 0)
             return r;
-        const struct int_literal *lit = setting_literal(m);
+        const struct conftext_int *lit = setting_literal(m);
         /* A plain decimal would be a trap: `mode = 640` is 01200, `400` is 0620. */
         if (lit && !lit->leading_zero && !lit->hex && v != 0)
             return fail(x, m, path, "%s: write a file mode in octal with a leading zero "
@@ -1709,7 +1149,7 @@ static int check_rotation(struct ctx *x, const struct config_node *n, const char
     if (ro->strategy != ROTATION_REDIS_ACL && (!ro->rotator || !*ro->rotator))
         return fail(x, at(n, "rotator"), sub, "required with strategy %s: the host name (as "
                     "`hostname` prints it) of the one host that rotates",
-                    quote(config_rotation_strategy_to_string(ro->strategy), q, sizeof q));
+                    conftext_quote(config_rotation_strategy_to_string(ro->strategy), q, sizeof q));
     key_path(sub, sizeof sub, path, "interval");
     if (ro->interval_usec < 1000000)
         return fail(x, at(n, "interval"), sub, "must be at least 1s");
@@ -1775,7 +1215,7 @@ static int credential_source(struct ctx *x, const config_setting_t *e, const cha
             *ret = i;
             return 0;
         }
-    return fail(x, m, sub, "no source named %s is defined in sources", quote(source, q, sizeof q));
+    return fail(x, m, sub, "no source named %s is defined in sources", conftext_quote(source, q, sizeof q));
 }
 
 /* on_change = [ "/path/to/program", args... ]: run without a shell, so the program must be
@@ -1794,9 +1234,9 @@ static int check_on_change(struct ctx *x, const config_setting_t *e, const char 
     if (prog[0] != '/')
         return fail(x, config_setting_get_elem(m, 0), ep,
                     "%s must be an absolute path (it runs without a shell or $PATH)",
-                    quote(prog, q, sizeof q));
+                    conftext_quote(prog, q, sizeof q));
     if (x->check_files && secretfile_check_trusted(prog, NULL, why, sizeof why) < 0)
-        return fail(x, config_setting_get_elem(m, 0), ep, "%s: %s", quote(prog, q, sizeof q), why);
+        return fail(x, config_setting_get_elem(m, 0), ep, "%s: %s", conftext_quote(prog, q, sizeof q), why);
     return 0;
 }
 
@@ -1908,7 +1348,7 @@ static int parse_root(struct ctx *x) {
             "agent.allow_no_credentials = true to run with none";
         if (creds)
             return fail(x, creds, "credentials", "%s", why);
-        set_err(x->err, x->errlen, "%s: credentials: %s", x->st->files[0], why);
+        set_err(x->err, x->errlen, "%s: credentials: %s", x->st->text.files[0], why);
         return -EINVAL;
     }
     return 0;
@@ -1957,11 +1397,7 @@ struct config *config_free(struct config *c) {
     if (st) {
         if (st->lc_ready)
             config_destroy(&st->lc);
-        for (size_t i = 0; i < st->n_files; i++)
-            free(st->files[i]);
-        free(st->files);
-        free(st->ints);
-        free(st->segs);
+        conftext_done(&st->text);
         free(st->infos);
         free(st);
     }
@@ -1969,14 +1405,38 @@ struct config *config_free(struct config *c) {
     return NULL;
 }
 
+/* libconfig parses the expanded text; every setting then gets its info. */
+static int parse_text(struct lc_state *st, const char *out, const char *display, char *err,
+                      size_t errlen) {
+    config_init(&st->lc);
+    st->lc_ready = true;
+    if (!config_read_string(&st->lc, out)) {
+        unsigned f, l;
+        conftext_map_line(&st->text, (unsigned)config_error_line(&st->lc), &f, &l);
+        set_err(err, errlen, "%s:%u: %s", config_error_file(&st->lc) ? config_error_file(&st->lc)
+                                                                      : st->text.files[f],
+                l, config_error_text(&st->lc));
+        return -EINVAL;
+    }
+    size_t next = 0;
+    config_setting_t *root = config_root_setting(&st->lc);
+    if (!(st->infos = calloc(count_settings(root), sizeof *st->infos)))
+        return -ENOMEM;
+    int r = annotate(st, root, &next);
+    if (r == 0 && next != st->text.n_ints)
+        r = -EPROTO;
+    if (r < 0)
+        set_err(err, errlen, "%s: internal error: integer literals do not match the parsed "
+                "settings (please report this configuration)", display);
+    return r;
+}
+
 static int load_text(const char *text, size_t len, const char *display, const char *include_dir,
                      bool check_files, config_schema_lookup lookup, void *userdata,
                      struct config **ret, char *err, size_t errlen) {
     struct config *c = calloc(1, sizeof *c);
     struct lc_state *st = calloc(1, sizeof *st);
-    struct pp p = { .st = st, .out_line = 1, .total = len, .include_dir = include_dir,
-                    .check_files = check_files, .err = err, .errlen = errlen };
-    unsigned idx;
+    char *out = NULL;
     int r;
 
     if (!c || !st) {
@@ -1986,52 +1446,23 @@ static int load_text(const char *text, size_t len, const char *display, const ch
         return -ENOMEM;
     }
     c->lc = st;
-    if (!(c->file = strdup(display)) || add_file(st, display, &idx) < 0) {
+    if (!(c->file = strdup(display))) {
         r = -ENOMEM;
         goto fail;
     }
-    if ((r = expand(&p, text, len, 0, 0)) < 0)
+    if ((r = conftext_expand(&st->text, text, len, display, include_dir, check_files, &out, err,
+                             errlen)) < 0 ||
+        (r = parse_text(st, out, display, err, errlen)) < 0)
         goto fail;
-
-    config_init(&st->lc);
-    st->lc_ready = true;
-    if (include_dir)   /* unused (no @include is left), but keeps libconfig consistent */
-        config_set_include_dir(&st->lc, include_dir);
-    if (!config_read_string(&st->lc, p.out ? p.out : "")) {
-        unsigned f, l;
-        map_line(st, (unsigned)config_error_line(&st->lc), &f, &l);
-        set_err(err, errlen, "%s:%u: %s", config_error_file(&st->lc) ? config_error_file(&st->lc)
-                                                                      : st->files[f],
-                l, config_error_text(&st->lc));
-        r = -EINVAL;
-        goto fail;
-    }
-    free(p.out);
-    p.out = NULL;
-
-    size_t next = 0;
-    config_setting_t *root = config_root_setting(&st->lc);
-    if (!(st->infos = calloc(count_settings(root), sizeof *st->infos))) {
-        r = -ENOMEM;
-        goto fail;
-    }
-    r = annotate(st, root, &next);
-    if (r == 0 && next != st->n_ints)
-        r = -EPROTO;
-    if (r < 0) {
-        set_err(err, errlen, "%s: internal error: integer literals do not match the parsed "
-                "settings (please report this configuration)", display);
-        goto fail;
-    }
+    free(out);
+    out = NULL;
 
     struct ctx x = { .c = c, .st = st, .lookup = lookup, .userdata = userdata,
                      .check_files = check_files, .err = err, .errlen = errlen };
     r = parse_root(&x);
     free(x.cred_keys);
-    if (r == -ENOMEM || (r == 0 && x.oom)) {
-        set_err(err, errlen, "%s: out of memory", display);
+    if (r == 0 && x.oom)
         r = -ENOMEM;
-    }
     if (r < 0)
         goto fail;
     *ret = c;
@@ -2039,7 +1470,7 @@ static int load_text(const char *text, size_t len, const char *display, const ch
 fail:
     if (r == -ENOMEM)
         set_err(err, errlen, "%s: out of memory", display);
-    free(p.out);
+    free(out);
     config_free(c);
     return r;
 }
@@ -2048,9 +1479,9 @@ int config_load_string(const char *text, const char *display_name, const char *i
                        config_schema_lookup lookup, void *userdata, struct config **ret,
                        char *err, size_t errlen) {
     const char *name = display_name ? display_name : "<string>";
-    size_t len = text ? strnlen(text, CONFIG_FILE_MAX + 1) : 0;
-    if (len > CONFIG_FILE_MAX) {
-        set_err(err, errlen, "%s: larger than %d bytes", name, CONFIG_FILE_MAX);
+    size_t len = text ? strnlen(text, CONFTEXT_FILE_MAX + 1) : 0;
+    if (len > CONFTEXT_FILE_MAX) {
+        set_err(err, errlen, "%s: larger than %d bytes", name, CONFTEXT_FILE_MAX);
         return -EFBIG;
     }
     return load_text(text ? text : "", len, name, include_dir, false, lookup, userdata, ret, err,
@@ -2068,7 +1499,7 @@ int config_load(const char *path, config_schema_lookup lookup, void *userdata,
         set_err(err, errlen, "no configuration file given");
         return -EINVAL;
     }
-    r = read_file(path, CONFIG_FILE_MAX, true, &text, &len, why, sizeof why);
+    r = conftext_read_file(path, CONFTEXT_FILE_MAX, true, &text, &len, why, sizeof why);
     if (r < 0) {
         set_err(err, errlen, "%s: %s", path, why);
         return r;
