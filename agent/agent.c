@@ -14,6 +14,7 @@
 
 #include "agent_internal.h"
 #include "backoff.h"
+#include "confcheck.h"
 #include "credfile.h"
 #include "duration.h"
 #include "hooks.h"
@@ -1250,6 +1251,8 @@ void agent_maybe_reload(struct agent *a) {
     struct config *cfg = NULL;
     int r = config_load(a->p.config_path, plugins_schema_lookup, a->p.plugins, &cfg, err, sizeof err);
     if (r >= 0 && (r = plugins_check_rotation(a->p.plugins, cfg, err, sizeof err)) < 0)
+        cfg = config_free(cfg);
+    if (r >= 0 && (r = confcheck_self(cfg, err, sizeof err)) < 0)   /* files, groups */
         cfg = config_free(cfg);
     if (r >= 0 && (r = check_removals(a, cfg, allow_removals, err, sizeof err)) < 0)
         cfg = config_free(cfg);
