@@ -201,8 +201,10 @@ def test_as_user_needs_check_config_and_a_user_that_exists(sc):
     assert r.returncode == 2 and 'user "rc-no-such-user": no such user' in r.stderr, r
 
 
-def test_a_reload_naming_a_group_that_does_not_exist_is_rejected(sc):
-    """The machine checks run at a reload too: the running configuration stays."""
+def test_a_reload_naming_a_missing_ca_file_is_rejected(sc):
+    """The machine checks run at a reload too (a missing CA file would otherwise be taken,
+    and every later check of the credential would fail as "unreachable"): the running
+    configuration stays."""
     sc.redis.create_user("app", "pw1", "pw2")
     sc.store_cred("app", "pw1")
     sc.write_config()
@@ -210,10 +212,11 @@ def test_a_reload_naming_a_group_that_does_not_exist_is_rejected(sc):
     a.wait_ready()
     sc.wait_published(password="pw1")
     mark = a.log_mark()
-    sc.write_config([sc.cred(group=NO_GROUP)])
+    missing = os.path.join(sc.tree.root, "no-such-ca.pem")
+    sc.write_config([sc.cred(redis_extra={"tls": True, "ca_file": missing})])
     a.send(h.signal.SIGHUP)
-    a.wait_log(lambda l: "reload rejected" in l and NO_GROUP in l, since=mark, timeout=5,
-               what="the reload rejected, naming the group")
-    sc.store_cred("app", "pw2")   # the old configuration still serves
+    a.wait_log(lambda l: "reload rejected" in l and "does not exist" in l, since=mark,
+               timeout=5, what="the reload rejected, naming the CA file")
+    sc.store_cred("app", "pw2")   # the old configuration (no TLS) still serves
     sc.wait_published(password="pw2", timeout=5)
     assert a.alive()
