@@ -41,6 +41,17 @@ static bool is_ipv6_literal(const char *s, size_t len) {
     return true;
 }
 
+bool endpoint_host_valid(const char *s, size_t len) {
+    if (len == 0 || len > HOST_NAME_MAX_)
+        return false;
+    if (memchr(s, ':', len))
+        return is_ipv6_literal(s, len);
+    for (size_t i = 0; i < len; i++)
+        if (!is_host_char(s[i]))
+            return false;
+    return true;
+}
+
 static int parse_port(const char *s, uint16_t *ret) {
     unsigned v = 0;
     size_t n = 0;

@@ -9,6 +9,7 @@
  * credential's `tls = true`. endpoint_parse() is pure (no DNS, no I/O); any thread.
  */
 #pragma once
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,5 +25,8 @@ struct endpoint {
 /* Returns 0 and *ret, or -EINVAL with *ret untouched and, when ret_why is not NULL, a
  * static phrase that completes "endpoint \"X\" ..." (e.g. "needs a port (host:port)"). */
 int endpoint_parse(const char *s, struct endpoint *ret, const char **ret_why);
+/* A host as a node may advertise it (CLUSTER SHARDS / SLOTS): a name or IPv4 address of
+ * the grammar's characters, or an IPv6 literal without brackets. s[0..len). */
+bool endpoint_host_valid(const char *s, size_t len);
 /* "host:port", "[::1]:port" or "unix:/path" into buf; returns buf. */
 const char *endpoint_format(const struct endpoint *ep, char *buf, size_t size);
