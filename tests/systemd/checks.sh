@@ -1,6 +1,8 @@
 # The checks of tests/systemd/test_systemd.sh (sourced; lib.sh first). Each talks to the
 # container's systemd with in_c (nsenter + systemctl/journalctl) and reports ok/FAIL lines.
 # shellcheck shell=bash
+# p1 (lib.sh), src and work (test_systemd.sh) are set before these run.
+# shellcheck disable=SC2154
 
 mid_published=5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b01
 mid_rotation_completed=5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b06
@@ -31,6 +33,10 @@ now() { in_c date +%s.%N; }
 check_ready() {
     check "the packages are installed in the container" \
         in_c sh -c "dpkg-query -W -f '\${Status}' redis-creds | grep -q 'install ok installed'"
+    check "the unit is the shipped one: the package's file is deploy/redis-creds-agent.service" \
+        sh -c "timeout 10 nsenter -t $p1 -a cat /lib/systemd/system/$unit | cmp -s - '$src/deploy/$unit'"
+    check "the unit's one drop-in is the test's (WatchdogSec=3s): $(prop DropInPaths)" \
+        test "$(prop DropInPaths)" = /etc/systemd/system/$unit.d/test-watchdog.conf
     if ! wait_for 60 agent_running; then
         bad "READY=1: the agent reaches active/running ($(in_c systemctl status --no-pager $unit 2>&1 | tail -n 15))"
         return
@@ -45,6 +51,7 @@ check_ready() {
     else
         bad "STATUS=: StatusText='$status' says nothing about the credential"
     fi
+    # shellcheck disable=SC2016 # expanded inside the container
     check "the credential is published (/run/redis-creds/cache.json, 0640 redis-creds:redis-creds)" \
         in_c sh -c '[ "$(stat -c "%a %U %G" /run/redis-creds/cache.json)" = "640 redis-creds redis-creds" ]'
 }
@@ -76,18 +83,18 @@ sys.exit(0 if ok else 1)' <<<"$j"; then
 }
 
 check_reload() {
-    local conf=/etc/redis-creds/agent.conf rc since exec_reload
+    local conf=/etc/redis-creds/agent.conf rc since exec_reload out
     in_c sed -i 's/poll_interval = "30s"/poll_interval = "20s"/' $conf
-    in_c systemctl reload $unit
+    out=$(in_c systemctl reload $unit 2>&1)
     rc=$?
     if ((rc == 0)) && agent_running; then
         ok "systemctl reload with a good config: exit 0, the agent runs on"
     else
-        bad "systemctl reload with a good config: exit $rc, $(prop ActiveState)/$(prop SubState)"
+        bad "systemctl reload with a good config: exit $rc, $(prop ActiveState)/$(prop SubState) ($out)"
     fi
     since=$(now)
     in_c sed -i 's/log_level      = "info"/log_level      = "loud"/' $conf
-    in_c systemctl reload $unit
+    in_c systemctl reload $unit >/dev/null 2>&1
     rc=$?
     exec_reload=$(prop ExecReload)
     if ((rc != 0)); then
@@ -106,7 +113,7 @@ check_reload() {
         sh -c "[ \"\$(timeout 10 nsenter -t $p1 -a systemctl show -p SubState --value $unit)\" = running ] &&
                timeout 10 nsenter -t $p1 -a test -s /run/redis-creds/cache.json"
     in_c sed -i 's/log_level      = "loud"/log_level      = "info"/' $conf
-    in_c systemctl reload $unit
+    check "systemctl reload with the good config again: exit 0" in_c systemctl reload $unit
 }
 
 # main_pid_changed OLD: the agent runs again, with another main PID.
@@ -184,6 +191,7 @@ check_runtime_dir_deleted() {
     check "D1: \"runtime_dir lost\" in the journal (MESSAGE_ID=$mid_runtime_dir_lost, priority err)" \
         sh -c "timeout 10 nsenter -t $p1 -a journalctl --no-pager -o cat --since @$since _SYSTEMD_UNIT=$unit MESSAGE_ID=$mid_runtime_dir_lost PRIORITY=3 | grep -q ."
     check "D1: NRestarts went up ($n0 -> $(prop NRestarts))" test "$(prop NRestarts)" -gt "$n0"
+    # shellcheck disable=SC2016 # expanded inside the container
     check "D1: /run/redis-creds is back, 0750 redis-creds:redis-creds" \
         in_c sh -c '[ "$(stat -c "%a %U %G" /run/redis-creds)" = "750 redis-creds redis-creds" ]'
     check "D1: the same version is republished ($v0)" test "$(published_version)" = "$v0"

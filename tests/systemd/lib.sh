@@ -93,7 +93,7 @@ sd_boot() {
     local end=$((SECONDS + 180)) comm=""
     while ((SECONDS < end)); do
         kill -0 "$unshare_pid" 2>/dev/null || return 1
-        p1=$(cat "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null | awk '{ print $1 }')
+        p1=$(awk '{ print $1 }' "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null)
         comm=""
         [[ -n $p1 ]] && comm=$(cat "/proc/$p1/comm" 2>/dev/null)
         [[ $comm == systemd ]] && break

@@ -44,7 +44,10 @@ else
     sd_build_packages "$src" "$work/build" || { bad "the packages build (scripts/package.sh)"; finish; }
     debdir=$work/build
 fi
-mapfile -t debs < <(ls "$debdir"/*.deb 2>/dev/null | grep -v -- '-dbgsym_')
+debs=()
+for d in "$debdir"/*.deb; do
+    [[ -f $d && $d != *-dbgsym_* ]] && debs+=("$d")
+done
 if ((${#debs[@]} == 0)); then
     bad "Debian packages found in $debdir"
     finish
