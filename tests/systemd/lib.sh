@@ -57,6 +57,25 @@ sd_preconditions() {
         return 1
 }
 
+# Removes the cgroups and work directories of earlier runs that were killed before their
+# teardown (the run's PID is in both names; the kernel refuses to remove a cgroup that
+# still has processes, and a dead run's mount namespace is gone with its mounts).
+sd_clean_stale() {
+    local d pid
+    for d in "$cg_parent"/rc-systemd-test.* /var/tmp/rc-systemd.*; do
+        [[ -d $d ]] || continue
+        pid=${d#*rc-systemd*.}
+        pid=${pid%%.*}
+        [[ $pid =~ ^[0-9]+$ ]] || continue
+        kill -0 "$pid" 2>/dev/null && continue
+        if [[ $d == /var/tmp/* ]]; then
+            rm -rf --one-file-system "$d"
+        else
+            find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+        fi
+    done
+}
+
 # sd_build_packages SOURCE DEST: the .deb files of a copy of SOURCE, into DEST.
 sd_build_packages() {
     local s=$1 d=$2
@@ -81,13 +100,14 @@ sd_write_setup() {
 }
 
 # sd_boot WORK CGROUP BOOT.SH: starts boot.sh as PID 1 of new namespaces inside CGROUP
-# (the cgroup namespace's root), sets p1 (its PID here) and waits for systemd to finish
+# (the cgroup namespace's root; --kill-child: if unshare is killed, so is everything in the
+# namespace, e.g. on a ctest timeout), sets p1 (its PID here) and waits for systemd to finish
 # starting up.
 sd_boot() {
     local w=$1 c=$2 b=$3
     mkdir "$c" || return 1
-    sh -c 'echo $$ >"$1/cgroup.procs" && exec unshare --pid --fork --mount --net --uts \
-        --ipc --cgroup --propagation private bash "$2" "$3"' _ "$c" "$b" "$w" \
+    sh -c 'echo $$ >"$1/cgroup.procs" && exec unshare --pid --fork --kill-child --mount \
+        --net --uts --ipc --cgroup --propagation private bash "$2" "$3"' _ "$c" "$b" "$w" \
         >"$w/console.log" 2>&1 &
     unshare_pid=$!
     local end=$((SECONDS + 180)) comm=""

@@ -32,9 +32,11 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/checks.sh"
 
 sd_preconditions || exit 0
-work=$(mktemp -d /var/tmp/rc-systemd.XXXXXX)
+sd_clean_stale
+work=$(mktemp -d "/var/tmp/rc-systemd.$$.XXXXXX")
 cg=$cg_parent/rc-systemd-test.$$
 trap sd_teardown EXIT
+trap 'exit 1' INT TERM HUP
 mkdir -p "$work/ovl" "$work/debs"
 
 # 1. the packages
