@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -492,7 +493,6 @@ static void start_fetch(struct cred_rt *c) {
     cj->job.run = fetch_run;
     cj->job.done = fetch_done;
     c->phase = PH_FETCH;
-    c->src->busy = true;
     worker_pool_submit(c->a->p.pool, &cj->job);
 }
 
@@ -504,6 +504,10 @@ void agent_request_fetch(struct cred_rt *c) {
         c->wake_pending = true;
         return;
     }
+    if (c->phase == PH_QUEUED) {
+        agent_dispatch_source(c->src);
+        return;
+    }
     if (c->src->open_error[0]) {
         c->state = CS_STORE_ERROR;
         c->last_class = RC_ERR_FATAL;
@@ -512,24 +516,33 @@ void agent_request_fetch(struct cred_rt *c) {
         return;
     }
     c->phase = PH_QUEUED;
-    if (!c->src->busy && !a->reload_pending)
-        start_fetch(c);
+    srcq_push(&c->src->q, &c->fetch_op, SRCQ_FETCH);   /* false: queued already */
+    agent_dispatch_source(c->src);
 }
+
+/* The credential an operation of a source's queue belongs to. */
+#define CRED_OF(op, member) ((struct cred_rt *)(void *)((char *)(op) - offsetof(struct cred_rt, member)))
 
 void agent_dispatch_source(struct source_rt *s) {
     struct agent *a = s->a;
-    if (s->busy || a->reload_pending || a->stopping)
-        return;
-    for (size_t i = 0; i < a->n_creds; i++)
-        if (a->creds[i].src == s && a->creds[i].rot.src_wait) {
-            rotation_start_waiting(&a->creds[i]);   /* a rotation's store write goes first */
-            return;
-        }
-    for (size_t i = 0; i < a->n_creds; i++)
-        if (a->creds[i].src == s && a->creds[i].phase == PH_QUEUED) {
-            start_fetch(&a->creds[i]);
-            return;
-        }
+    struct srcq_op *op;
+    if (a->reload_pending || a->stopping)
+        return;   /* a reload waits for every job; the queue keeps the operations */
+    while ((op = srcq_next(&s->q))) {
+        if (op->cls == SRCQ_ROTATION)
+            rotation_start_store_step(CRED_OF(op, rot.store_op));
+        else
+            start_fetch(CRED_OF(op, fetch_op));
+    }
+}
+
+/* How many store operations an instance of type t runs at once. */
+static unsigned source_op_limit(const struct rc_source_type *t) {
+    (void)t;
+    /* PLUGIN DECLARATION GOES HERE: once plugin.h (ABI 3) lets a type declare how many
+     * calls an instance takes at once, return that (>= 1). Until then every plugin is
+     * called one operation at a time per instance, as plugin.h promises them. */
+    return SRCQ_DEFAULT_LIMIT;
 }
 
 
@@ -585,7 +598,7 @@ static void fetch_done(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
     struct agent *a = c->a;
-    c->src->busy = false;
+    srcq_done(&c->src->q, &c->fetch_op);
     agent_dispatch_source(c->src);
 
     if (a->stopping) {
@@ -1090,6 +1103,7 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
         sources[i].cfg = &cfg->sources[i];
         if (!keep_source(a, cfg, i, &sources[i]))
             open_source(a, cfg, i, &sources[i]);
+        srcq_init(&sources[i].q, source_op_limit(sources[i].type));
     }
 
     char **names = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *names);

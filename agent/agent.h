@@ -4,7 +4,7 @@
  * validate (worker) -> publish (loop) -> notify, hooks, STATUS, metrics. The agent owns
  * every source instance and credential state; everything here runs on the loop thread,
  * workers only run jobs and hand them back. A source's fetch is never run concurrently
- * (per-source busy flag and queue). Retry policy lives here: backoff with jitter per
+ * (one queue of store operations per source, srcq.h). Retry policy lives here: backoff with jitter per
  * credential, reset on success; repeated failures are logged at a growing interval.
  * Credentials with `rotation` are also rotated by the agent (DESIGN §9): rotation.c drives
  * the steps on the same workers and timers (agent_internal.h is what the two share);

@@ -19,6 +19,7 @@
 #include "duration.h"
 #include "log.h"
 #include "rotate.h"
+#include "srcq.h"
 #include "validate.h"
 
 enum cred_state {
@@ -77,8 +78,7 @@ struct rot_job {
 struct rot_rt {
     bool enabled;                         /* configured, and the source can rotate */
     bool observer;                        /* another host is the rotator: never rotate here */
-    bool src_wait;                        /* a store step waits for the source to be free */
-    bool holds_src;                       /* the running step holds the source (busy) */
+    struct srcq_op store_op;              /* a store step, in the source's queue */
     struct rotate_state st;
     enum rot_step step;
     bool requested;                       /* start when the running check is over */
@@ -141,6 +141,7 @@ struct cred_rt {
     uint64_t logged_at, relog_gap;
 
     struct cred_job job;
+    struct srcq_op fetch_op;                /* the fetch, in the source's queue */
     struct rot_rt rot;
 };
 
@@ -151,7 +152,7 @@ struct source_rt {
     void *state;
     struct rc_host *host;      /* allocated: the plugin keeps it, and a reload moves s */
     struct config *opened_cfg; /* the config open() was given (kept alive while open) */
-    bool busy;
+    struct srcq q;             /* its store operations: at most q.limit at once */
     char open_error[512];      /* non-empty: open() failed, its credentials cannot run */
     sd_event_source *watch;
 };
@@ -212,7 +213,7 @@ static inline json_t *json_str_or_null(const char *s) {
 void agent_request_fetch(struct cred_rt *c);
 /* STATUS= and the metrics file, from the credentials' state. */
 void agent_update_status(struct agent *a);
-/* Starts the next queued store call of source s when it is free. */
+/* Starts the queued store operations of source s that its queue lets run. */
 void agent_dispatch_source(struct source_rt *s);
 /* Applies a pending SIGHUP once no job is in flight; may replace every credential. */
 void agent_maybe_reload(struct agent *a);
@@ -251,8 +252,8 @@ enum rot_take { ROT_TAKE_NONE = 0, ROT_TAKE_TAKEN, ROT_TAKE_UNCHANGED };
 enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cands, int n);
 /* From fetch_done() on a store error. */
 void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err);
-/* The source is free: a rotation's store step that waited for it starts. */
-void rotation_start_waiting(struct cred_rt *c);
+/* The source's queue starts the rotation's store step that waited in it. */
+void rotation_start_store_step(struct cred_rt *c);
 /* `redis-creds rotate NAME`. 0, or -errno with err. */
 int rotation_request(struct cred_rt *c, char *err, size_t errlen);
 /* The `rotation` member of a status row (null without rotation). */

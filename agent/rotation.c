@@ -100,9 +100,8 @@ static void rot_job_done(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     struct cred_rt *c = j->c;
     struct agent *a = c->a;
-    if (c->rot.holds_src) {
-        c->rot.holds_src = false;
-        c->src->busy = false;
+    if (c->rot.store_op.state == SRCQ_OP_RUNNING) {
+        srcq_done(&c->src->q, &c->rot.store_op);
         agent_dispatch_source(c->src);
     }
     if (a->stopping) {
@@ -126,30 +125,24 @@ static void rot_submit(struct cred_rt *c, enum rot_step step, void (*run)(struct
     worker_pool_submit(c->a->p.pool, &j->job);
 }
 
-/* For steps that call the source's rotate(): they hold the source like a fetch does (a
- * plugin never runs rotate() next to fetch() or rotate() on the same instance), so they
- * may wait for a fetch of another credential to end. */
+/* For steps that call the source's rotate(): they go through the source's queue like a
+ * fetch (so a plugin never gets more calls at once on an instance than it takes), ahead
+ * of the routine fetches waiting there. */
 static void rot_submit_store(struct cred_rt *c, enum rot_step step, void (*run)(struct job *),
                              void (*finish)(struct cred_rt *, struct rot_job *)) {
     struct rot_rt *ro = &c->rot;
     ro->step = step;   /* holds this credential's fetches back from now */
-    if (c->src->busy || c->a->reload_pending) {
-        /* The idle job keeps the step until rotation_start_waiting() submits it. */
-        ro->src_wait = true;
-        ro->job.job.run = run;
-        ro->job.finish = finish;
-        agent_update_status(c->a);
-        return;
-    }
-    c->src->busy = true;
-    ro->holds_src = true;
-    rot_submit(c, step, run, finish);
+    /* The idle job keeps the step until the queue starts it (rotation_start_store_step). */
+    ro->job.job.run = run;
+    ro->job.finish = finish;
+    srcq_push(&c->src->q, &ro->store_op, SRCQ_ROTATION);
+    agent_update_status(c->a);
+    agent_dispatch_source(c->src);
 }
 
-void rotation_start_waiting(struct cred_rt *c) {
+void rotation_start_store_step(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
-    ro->src_wait = false;
-    rot_submit_store(c, ro->step, ro->job.job.run, ro->job.finish);
+    rot_submit(c, ro->step, ro->job.job.run, ro->job.finish);
 }
 
 static void rot_fail(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -38,12 +38,11 @@ KNOWN = {
         "plugins/vault/vault.c:cred_setup", "plugins/azure/identity.c:az_identity_parse",
         "plugins/azure/identity.c:request_token"]},
     "design-refs": {
-        "missing": "architecture issue: docs/design.md",
         "refs": "architecture issue: the references are rewritten with docs/design.md",
     },
     "module-tests": {f"{m}.c": "architecture issue: unit tests of the agent's modules" for m in [
         "agent/agent", "agent/control", "agent/hooks", "agent/notify", "agent/rotation",
-        "agent/runtime", "agent/worker", "common/secretfile", "common/tls"]},
+        "agent/runtime", "common/secretfile", "common/tls"]},
 }
 
 
