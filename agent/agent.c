@@ -37,6 +37,12 @@ static const char *const cred_state_names[] = {
     [CS_MISCONFIGURED] = "misconfigured", [CS_REDIS_ERROR] = "redis-error",
     [CS_STORE_ERROR] = "store-error", [CS_PUBLISH_ERROR] = "publish-error",
 };
+static void request_fetch(struct cred_rt *c);
+static void drive(struct cred_rt *c);
+static void agent_maybe_reload(struct agent *a);
+static int publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
+                   const char *validated, bool retry);
+
 /* ---- host services for plugins ---- */
 
 static void host_log(void *h, int level, const char *credential, const char *fmt, ...) {
@@ -68,7 +74,7 @@ static void host_wake(void *h, const char *credential) {
             log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = credential }, "store changed: checking now");
             /* A change resets the retry backoff: it may be the fix we were waiting for. */
             backoff_reset(&c->retry);
-            agent_request_fetch(c);
+            request_fetch(c);
         }
     }
 }
@@ -205,7 +211,7 @@ out:
     free(buf);
 }
 
-void agent_update_status(struct agent *a) {
+static void agent_update_status(struct agent *a) {
     char buf[2048];
     size_t len = 0;
     unsigned current = 0;
@@ -270,7 +276,7 @@ static void check_once_done(struct agent *a) {
     if (!a->p.once)
         return;
     for (size_t i = 0; i < a->n_creds; i++)
-        if (!a->creds[i].first_done || a->creds[i].phase != PH_IDLE)
+        if (!a->creds[i].first_done || a->creds[i].sm.check != PH_IDLE)
             return;
     sd_event_exit(a->p.event, 0);
 }
@@ -280,13 +286,13 @@ static void check_once_done(struct agent *a) {
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
     struct cred_rt *c = userdata;
     c->next_check_mono = 0;
-    agent_request_fetch(c);
+    request_fetch(c);
     return 0;
 }
 
 /* sd-event coalesces wake-ups within a timer's accuracy (250 ms by default): fine for a
  * 30 s poll, too coarse for a 1 s retry. 1/50 of the delay, between 1 ms and 250 ms. */
-uint64_t agent_timer_accuracy(uint64_t delay) {
+static uint64_t agent_timer_accuracy(uint64_t delay) {
     uint64_t accuracy = delay / 50;
     if (accuracy < USEC_PER_MSEC)
         accuracy = USEC_PER_MSEC;
@@ -297,8 +303,8 @@ uint64_t agent_timer_accuracy(uint64_t delay) {
 
 /* (Re)arms a one-shot monotonic timer `delay` usec from now, creating it on first use;
  * sd-event may fire it anywhere in [when, when + accuracy]. 0 and *ret_when, or -errno. */
-int agent_arm_timer(sd_event *e, sd_event_source **src, uint64_t delay, uint64_t accuracy,
-                    sd_event_time_handler_t cb, void *userdata, uint64_t *ret_when) {
+static int agent_arm_timer(sd_event *e, sd_event_source **src, uint64_t delay, uint64_t accuracy,
+                           sd_event_time_handler_t cb, void *userdata, uint64_t *ret_when) {
     uint64_t when = now_mono() + delay;
     int r;
     if (*src) {
@@ -418,18 +424,14 @@ static uint64_t retry_delay(struct cred_rt *c) {
     return backoff_next(&c->retry, backoff_random());
 }
 
-static void attempt_done(struct cred_rt *c) {
+/* The machine's CHECK_ENDED (a rotation asked for meanwhile, and a wake-up, are its own
+ * effects). */
+static void check_ended(struct cred_rt *c) {
     c->first_done = true;
     c->last_check = now_real();
-    c->phase = PH_IDLE;
     agent_update_status(c->a);
     check_ready(c->a);
     check_once_done(c->a);
-    rotation_after_check(c);
-    if (c->wake_pending && !c->a->stopping) {
-        c->wake_pending = false;
-        agent_request_fetch(c);
-    }
 }
 
 /* ---- jobs ---- */
@@ -484,7 +486,8 @@ static void job_clear(struct cred_job *cj) {
 static void fetch_done(struct job *j);
 static void validate_done(struct job *j);
 
-static void start_fetch(struct cred_rt *c) {
+/* The machine's RUN_FETCH. */
+static void run_fetch(struct cred_rt *c) {
     struct cred_job *cj = &c->job;
     job_clear(cj);
     cj->c = c;
@@ -492,47 +495,41 @@ static void start_fetch(struct cred_rt *c) {
     cj->rc.node = c->cfg->node;
     cj->job.run = fetch_run;
     cj->job.done = fetch_done;
-    c->phase = PH_FETCH;
     worker_pool_submit(c->a->p.pool, &cj->job);
 }
 
-void agent_request_fetch(struct cred_rt *c) {
-    struct agent *a = c->a;
-    if (a->stopping)
+/* Check c's store now (or when its running check / a rotation step ends). */
+static void request_fetch(struct cred_rt *c) {
+    if (c->a->stopping)
         return;
-    if (c->phase == PH_FETCH || c->phase == PH_VALIDATE || rotation_holds_fetch(c)) {
-        c->wake_pending = true;
-        return;
-    }
-    if (c->phase == PH_QUEUED) {
-        agent_dispatch_source(c->src);
-        return;
-    }
-    if (c->src->open_error[0]) {
+    if (c->src->open_error[0] && c->sm.check == PH_IDLE && !credsm_holds_check(&c->sm)) {
         c->state = CS_STORE_ERROR;
         c->last_class = RC_ERR_FATAL;
         snprintf(c->last_error, sizeof c->last_error, "source %s: %s", c->src->cfg->name, c->src->open_error);
-        attempt_done(c);
+        check_ended(c);
         return;
     }
-    c->phase = PH_QUEUED;
-    srcq_push(&c->src->q, &c->fetch_op, SRCQ_FETCH);   /* false: queued already */
-    agent_dispatch_source(c->src);
+    cred_event(c, (struct credsm_event){ .type = CSM_WAKE });
+    drive(c);
 }
 
 /* The credential an operation of a source's queue belongs to. */
 #define CRED_OF(op, member) ((struct cred_rt *)(void *)((char *)(op) - offsetof(struct cred_rt, member)))
 
-void agent_dispatch_source(struct source_rt *s) {
+/* Starts the queued store operations of source s that its queue lets run. */
+static void dispatch_source(struct source_rt *s) {
     struct agent *a = s->a;
     struct srcq_op *op;
     if (a->reload_pending || a->stopping)
         return;   /* a reload waits for every job; the queue keeps the operations */
     while ((op = srcq_next(&s->q))) {
-        if (op->cls == SRCQ_ROTATION)
-            rotation_start_store_step(CRED_OF(op, rot.store_op));
-        else
-            start_fetch(CRED_OF(op, fetch_op));
+        bool rot = op->cls == SRCQ_ROTATION;
+        struct cred_rt *c = rot ? CRED_OF(op, rot.store_op) : CRED_OF(op, fetch_op);
+        if (cred_event(c, (struct credsm_event){ .type = rot ? CSM_ROT_STORE_START : CSM_FETCH_START }) < 0) {
+            srcq_done(&s->q, op);   /* cannot happen: the machine queued it */
+            continue;
+        }
+        drive(c);
     }
 }
 
@@ -594,24 +591,37 @@ static void still_current(struct cred_rt *c, const char *version, uint64_t next_
     schedule_look(c, next_check_usec);
 }
 
+/* The fetch's check ends as r says (NEW: it goes on to validation); then a reload that
+ * waited for the job. */
+static void fetch_ended(struct cred_rt *c, enum credsm_fetch_result r) {
+    struct agent *a = c->a;
+    cred_event(c, (struct credsm_event){ .type = CSM_FETCH_DONE, .fetch = r });
+    drive(c);
+    agent_maybe_reload(a);   /* last: it may replace every credential, c included */
+}
+
+/* Whether the store's offer (version, and its peer's) is what c publishes. */
+static bool offer_published(const struct cred_rt *c, const char *version, const char *peer) {
+    return c->have_cur && credsm_published(c->cur.cur.version, c->cur.has_previous ? c->cur.prev.version : NULL,
+                                           version, peer);
+}
+
 static void fetch_done(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
-    struct agent *a = c->a;
     srcq_done(&c->src->q, &c->fetch_op);
-    agent_dispatch_source(c->src);
+    dispatch_source(c->src);
 
-    if (a->stopping) {
+    if (c->a->stopping) {
         job_clear(cj);
-        c->phase = PH_IDLE;
+        fetch_ended(c, CSM_FR_ERROR);
         return;
     }
     if (cj->n_cands < 0) {
         rotation_fetch_failed(c, &cj->err);
         store_failed(c, &cj->err);
         job_clear(cj);
-        attempt_done(c);
-        agent_maybe_reload(a);
+        fetch_ended(c, CSM_FR_ERROR);
         return;
     }
 
@@ -625,31 +635,26 @@ static void fetch_done(struct job *j) {
         else
             schedule_look(c, cj->next_check_usec);
         job_clear(cj);
-        attempt_done(c);
-        agent_maybe_reload(a);
+        fetch_ended(c, take == ROT_TAKE_TAKEN ? CSM_FR_TAKEN : CSM_FR_SAME);
         return;
     }
-    const struct rc_candidate *peer = cj->n_cands > 1 && cj->cands[1].role == RC_CAND_PEER ? &cj->cands[1] : NULL;
     /* A peer (the other access key) is part of what is published, as `previous`: a
      * regenerated peer is a change even when the preferred key is not. */
-    bool peer_same = !peer || (c->have_cur && c->cur.has_previous && c->cur.prev.version &&
-                               strcmp(peer->version, c->cur.prev.version) == 0);
-    if (c->have_cur && strcmp(cand->version, c->cur.cur.version) == 0 && peer_same) {
+    const char *peer = cj->n_cands > 1 && cj->cands[1].role == RC_CAND_PEER ? cj->cands[1].version : NULL;
+    if (offer_published(c, cand->version, peer)) {
         /* The store has what we publish: nothing to do. */
         still_current(c, cand->version, cj->next_check_usec);
         job_clear(cj);
-        attempt_done(c);
-        agent_maybe_reload(a);
+        fetch_ended(c, CSM_FR_SAME);
         return;
     }
 
     snprintf(c->pending_version, sizeof c->pending_version, "%s", cand->version);
     if (c->cfg->redis.validate == VALIDATE_NONE) {
-        agent_publish(c, cand, NULL, "none");
+        publish(c, cand, NULL, "none", true);
         schedule_look(c, cj->next_check_usec);
         job_clear(cj);
-        attempt_done(c);
-        agent_maybe_reload(a);
+        fetch_ended(c, CSM_FR_JUDGED);
         return;
     }
 
@@ -663,13 +668,17 @@ static void fetch_done(struct job *j) {
      * matters when there is no published file to take `previous` from. */
     cj->check_second = cj->n_cands > 1 &&
                        (cj->cands[1].role == RC_CAND_PEER || (cj->cands[1].role == RC_CAND_HINT && !c->have_cur));
-    cj->job.run = validate_run;
-    cj->job.done = validate_done;
-    c->phase = PH_VALIDATE;
     log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = cand->version },
                 "new version %s: validating against %zu endpoint(s)", cand->version,
                 c->cfg->redis.n_endpoints);
-    worker_pool_submit(a->p.pool, &cj->job);
+    fetch_ended(c, CSM_FR_NEW);   /* the machine's RUN_VALIDATE */
+}
+
+static void validate_ended(struct cred_rt *c) {
+    struct agent *a = c->a;
+    cred_event(c, (struct credsm_event){ .type = CSM_VALIDATE_DONE });
+    drive(c);
+    agent_maybe_reload(a);   /* last: it may replace every credential, c included */
 }
 
 static void validate_done(struct job *j) {
@@ -682,7 +691,7 @@ static void validate_done(struct job *j) {
 
     if (a->stopping) {
         job_clear(cj);
-        c->phase = PH_IDLE;
+        validate_ended(c);
         return;
     }
     const char *policy = validate_policy_to_string(c->cfg->redis.validate);
@@ -690,26 +699,23 @@ static void validate_done(struct job *j) {
         /* The preferred candidate fails but its peer works: publish the peer (the
          * other access key), unless that is what is published already. */
         snprintf(c->nodes, sizeof c->nodes, "%s", cj->vres[1].nodes);
-        if (c->have_cur && strcmp(second->version, c->cur.cur.version) == 0)
+        if (c->have_cur && credsm_published(c->cur.cur.version, NULL, second->version, NULL))
             still_current(c, second->version, 0);
         else
-            agent_publish(c, second, NULL, policy);
+            publish(c, second, NULL, policy, true);
         schedule_look(c, cj->next_check_usec);
         job_clear(cj);
-        attempt_done(c);
-        agent_maybe_reload(a);
+        validate_ended(c);
         return;
     }
     snprintf(c->nodes, sizeof c->nodes, "%s", v->nodes);
     const char *ver = cand->version;
     switch (v->outcome) {
     case VALIDATE_PUBLISH:
-        if (c->have_cur && strcmp(cand->version, c->cur.cur.version) == 0 &&
-            !(second_ok && second->role == RC_CAND_PEER &&
-              !(c->cur.has_previous && c->cur.prev.version && strcmp(second->version, c->cur.prev.version) == 0)))
+        if (offer_published(c, cand->version, second_ok && second->role == RC_CAND_PEER ? second->version : NULL))
             still_current(c, cand->version, cj->next_check_usec);   /* only an unusable peer changed */
         else
-            agent_publish(c, cand, second_ok ? second : NULL, policy);   /* new current, or new peer */
+            publish(c, cand, second_ok ? second : NULL, policy, true);   /* new current, or new peer */
         break;
     case VALIDATE_REFUSED:
         c->state = CS_REFUSED;
@@ -743,8 +749,7 @@ static void validate_done(struct job *j) {
     if (v->outcome == VALIDATE_PUBLISH)
         schedule_look(c, cj->next_check_usec);
     job_clear(cj);
-    attempt_done(c);
-    agent_maybe_reload(a);
+    validate_ended(c);
 }
 
 /* ---- runtime_dir deleted or moved away ---- */
@@ -843,10 +848,12 @@ static void published(struct cred_rt *c, const char *validated) {
     }
 }
 
-/* Publishes cand. `previous` is prev when given (a peer or hint that validated), else the
- * credential published until now. */
-void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
-                   const char *validated) {
+/* Publishes cand (moved into the credential on success). `previous` is prev when given (a
+ * peer or hint that validated), else the credential published until now. On failure the
+ * credential's state says why, and retry: its next check is scheduled after a backoff
+ * (a rotation arms its own retry instead). 0, or -errno. */
+static int publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
+                   const char *validated, bool retry) {
     struct agent *a = c->a;
     const char *path = config_node_string(&c->cfg->node, "path");
     char source[512], err[512] = "";
@@ -854,7 +861,7 @@ void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     int r = -ENOMEM;
 
     if (!runtime_recover(a))
-        return;   /* exiting: the restart publishes */
+        return -ESHUTDOWN;   /* exiting: the restart publishes */
     snprintf(source, sizeof source, "%s%s%s", c->cfg->source, path ? ":" : "", path ? path : "");
     cf.name = strdup(c->cfg->name);
     cf.source = strdup(source);
@@ -887,8 +894,9 @@ void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
         c->state = CS_PUBLISH_ERROR;
         log_failure(c, LOG_ERR, LOG_MID_STORE_ERROR, cand->version, "cannot publish version %s: %s",
                     cand->version, err[0] ? err : strerror(-r));
-        schedule(c, retry_delay(c));
-        return;
+        if (retry)
+            schedule(c, retry_delay(c));
+        return r;
     }
     /* Success: cf owns the candidate and its previous value. */
     cand->username = NULL;
@@ -909,6 +917,97 @@ void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     c->cur = cf;
     c->have_cur = true;
     published(c, validated);
+    return 0;
+}
+
+/* ---- the rotation's effects ---- */
+
+static int on_rot_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+    struct cred_rt *c = userdata;
+    rotation_timer(c);
+    drive(c);
+    return 0;
+}
+
+/* The machine's ROT_ARM: the timer of the step it is in (NONE: the schedule). */
+static void rot_arm(struct cred_rt *c) {
+    struct agent *a = c->a;
+    uint64_t delay = c->rot.arm_delay;
+    if (a->p.once || a->stopping)
+        return;
+    c->rot.timer_kind = c->sm.rot == RS_GRACE ? RT_GRACE : c->sm.rot == RS_RETRY_WAIT ? RT_RETRY : RT_DUE;
+    int r = agent_arm_timer(a->p.event, &c->rot.timer, delay, agent_timer_accuracy(delay),
+                            on_rot_timer, c, &c->rot.timer_mono);
+    if (r < 0)
+        log_error("%s: cannot schedule the rotation: %s", c->cfg->name, strerror(-r));
+}
+
+/* Every rotation step's done(): the store step's slot is freed, the step's finish runs
+ * (rotation.c), its effects, then a reload that waited for the job. */
+static void rot_job_done(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    struct cred_rt *c = j->c;
+    struct agent *a = c->a;
+    if (c->rot.store_op.state == SRCQ_OP_RUNNING) {
+        srcq_done(&c->src->q, &c->rot.store_op);
+        dispatch_source(c->src);
+    }
+    rotation_job_done(c);
+    drive(c);
+    agent_maybe_reload(a);   /* last: it may replace every credential, c included */
+}
+
+/* The machine's ROT_PUBLISH. A failure is the rotation's to retry (one timer). */
+static void rot_publish(struct cred_rt *c) {
+    struct rc_candidate cand = rotation_candidate(c);
+    int r = publish(c, &cand, NULL, validate_policy_to_string(c->cfg->redis.validate), false);
+    free(cand.username);              /* NULL when publish() took them */
+    secret_free(cand.password);
+    rotation_published(c, r);
+}
+
+/* ---- the machine's effects ---- */
+
+static void run_validate(struct cred_rt *c) {
+    c->job.job.run = validate_run;
+    c->job.job.done = validate_done;
+    worker_pool_submit(c->a->p.pool, &c->job.job);
+}
+
+static void run_rotation_step(struct cred_rt *c) {
+    c->rot.job.job.done = rot_job_done;
+    worker_pool_submit(c->a->p.pool, &c->rot.job.job);
+}
+
+/* Carries out what c's machine asked for, until it asks for nothing more (an effect may
+ * feed the machine again: a rotation's step, a queue that starts a fetch). */
+static void drive(struct cred_rt *c) {
+    while (c->fx.mask) {
+        struct credsm_fx fx = c->fx;
+        c->fx = (struct credsm_fx){ 0 };
+        if (fx.mask & CSM_FX_CHECK_ENDED)
+            check_ended(c);
+        if (fx.mask & CSM_FX_ROT_BEGIN)
+            rotation_begin(c, fx.manual);
+        if (fx.mask & CSM_FX_QUEUE_FETCH)
+            srcq_push(&c->src->q, &c->fetch_op, SRCQ_FETCH);
+        if (fx.mask & CSM_FX_ROT_QUEUE_STORE)
+            srcq_push(&c->src->q, &c->rot.store_op, SRCQ_ROTATION);
+        if (fx.mask & (CSM_FX_QUEUE_FETCH | CSM_FX_ROT_QUEUE_STORE | CSM_FX_DISPATCH))
+            dispatch_source(c->src);
+        if (fx.mask & CSM_FX_RUN_FETCH)
+            run_fetch(c);
+        if (fx.mask & CSM_FX_RUN_VALIDATE)
+            run_validate(c);
+        if (fx.mask & CSM_FX_ROT_RUN)
+            run_rotation_step(c);
+        if (fx.mask & CSM_FX_ROT_ARM)
+            rot_arm(c);
+        if (fx.mask & CSM_FX_ROT_PUBLISH)
+            rot_publish(c);
+        if (fx.mask & CSM_FX_STATUS)
+            agent_update_status(c->a);
+    }
 }
 
 /* ---- sources ---- */
@@ -1183,8 +1282,10 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
     for (size_t i = 0; i < a->n_creds; i++)
         arm_expiry(&a->creds[i], a->creds[i].expiry_stage);
 
-    for (size_t i = 0; i < a->n_creds; i++)
+    for (size_t i = 0; i < a->n_creds; i++) {
         rotation_init(&a->creds[i]);   /* from the phase record, like at start */
+        drive(&a->creds[i]);
+    }
     if (names)
         runtime_prune(a->p.runtime, names, fmts, cfg->n_credentials);
     free(names);
@@ -1221,7 +1322,7 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
     runtime_watch(a);
     agent_update_status(a);
     for (size_t i = 0; i < a->n_creds; i++)
-        agent_request_fetch(&a->creds[i]);
+        request_fetch(&a->creds[i]);
     check_ready(a);        /* no credentials at all: ready at once */
     check_once_done(a);
     *ret = a;
@@ -1252,9 +1353,10 @@ static int check_removals(const struct agent *a, const struct config *cfg, bool 
     return -EPERM;
 }
 
-/* Applies a pending reload once no job is in flight (jobs point into the config). */
-void agent_maybe_reload(struct agent *a) {
-    if (!a->reload_pending || worker_pool_in_flight(a->p.pool) > 0)
+/* Applies a pending SIGHUP once no job is in flight (jobs point into the config); may
+ * replace every credential. */
+static void agent_maybe_reload(struct agent *a) {
+    if (!a->reload_pending || a->stopping || worker_pool_in_flight(a->p.pool) > 0)
         return;
     bool allow_removals = a->reload_allow_removals;
     a->reload_pending = false;
@@ -1283,20 +1385,14 @@ void agent_maybe_reload(struct agent *a) {
     if (r < 0) {
         log_ctx_msg(LOG_ERR, &(struct log_ctx){ .message_id = LOG_MID_RELOAD_REJECTED },
                     "reload rejected, keeping the running configuration: %s", err);
-        /* Credentials queued while we waited still need their look. */
-        for (size_t i = 0; i < a->n_creds; i++)
-            if (a->creds[i].phase == PH_QUEUED) {
-                a->creds[i].phase = PH_IDLE;
-                agent_request_fetch(&a->creds[i]);
-            }
-        /* and rotations whose store write waited for the reload */
+        /* Checks and rotation steps queued while we waited go on. */
         for (size_t i = 0; i < a->n_sources; i++)
-            agent_dispatch_source(&a->sources[i]);
+            dispatch_source(&a->sources[i]);
     } else {
         log_info("reloaded %s: %zu source(s), %zu credential(s)", a->p.config_path, a->n_sources,
                  a->n_creds);
         for (size_t i = 0; i < a->n_creds; i++)
-            agent_request_fetch(&a->creds[i]);
+            request_fetch(&a->creds[i]);
     }
     a->last_status[0] = '\0';   /* resend STATUS */
     agent_update_status(a);
@@ -1319,6 +1415,7 @@ void agent_stop(struct agent *a) {
     a->stopping = true;
     for (size_t i = 0; i < a->n_creds; i++) {
         sd_event_source_set_enabled(a->creds[i].timer, SD_EVENT_OFF);
+        cred_event(&a->creds[i], (struct credsm_event){ .type = CSM_STOP });
         rotation_stop(&a->creds[i]);
     }
 }
@@ -1377,7 +1474,7 @@ int agent_refresh(struct agent *a, const char *name, char *err, size_t errlen) {
     if (c->timer)
         sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
     c->next_check_mono = 0;
-    agent_request_fetch(c);
+    request_fetch(c);
     return 0;
 }
 
@@ -1387,7 +1484,9 @@ int agent_rotate(struct agent *a, const char *name, char *err, size_t errlen) {
         snprintf(err, errlen, "no credential named \"%s\"", name);
         return -ENOENT;
     }
-    return rotation_request(c, err, errlen);
+    int r = rotation_request(c, err, errlen);
+    drive(c);
+    return r;
 }
 
 int agent_exit_code(const struct agent *a) {
