@@ -1166,133 +1166,193 @@ static void release_configs(struct agent *a, struct config *old_cfg) {
     a->n_held = n;
 }
 
-/* Builds source and credential state for cfg, moving published state over from the
- * previous generation (reload) or adopting files (start). */
-static int apply_config(struct agent *a, struct config *cfg, char *err, size_t errlen) {
+static struct cred_rt *find_cred(struct agent *a, const char *name) {
+    for (size_t i = 0; i < a->n_creds; i++)
+        if (strcmp(a->creds[i].cfg->name, name) == 0)
+            return &a->creds[i];
+    return NULL;
+}
+
+/* A generation: a config and the source and credential state built from it. A reload
+ * builds the next one completely (every check that can refuse it comes first, before
+ * anything is opened), then swaps it in: sources whose settings did not change move
+ * over open (keep_source), each credential's history moves over by name (cred_carry),
+ * and the rest of the old generation is freed. The swap waits until no job is in flight
+ * (agent_maybe_reload): jobs point into the generation they were started from. */
+struct generation {
+    struct config *cfg;
     gid_t agid;
-    int r = runtime_resolve_group(cfg->agent.group, &agid, err, errlen);
+    gid_t *gids;               /* each credential's group */
+    bool mixed;                /* credentials use different groups */
+    struct source_rt *sources;
+    struct cred_rt *creds;
+    char **names;              /* for runtime_prune (NULL: out of memory, prune skipped) */
+    unsigned *fmts;
+};
+
+static void generation_clear(struct generation *g) {
+    free(g->gids);
+    free(g->names);
+    free(g->fmts);
+    *g = (struct generation){ 0 };
+}
+
+/* Everything about cfg that can refuse it, and every allocation; nothing is opened. */
+static int generation_check(struct generation *g, struct config *cfg, char *err, size_t errlen) {
+    size_t n = cfg->n_credentials ? cfg->n_credentials : 1;
+    *g = (struct generation){ .cfg = cfg };
+    int r = runtime_resolve_group(cfg->agent.group, &g->agid, err, errlen);
     if (r < 0)
         return r;
-    gid_t *gids = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *gids);
-    if (!gids)
-        return -ENOMEM;
-    bool mixed = false;
-    for (size_t i = 0; i < cfg->n_credentials; i++) {
+    g->gids = calloc(n, sizeof *g->gids);
+    g->sources = calloc(cfg->n_sources ? cfg->n_sources : 1, sizeof *g->sources);
+    g->creds = calloc(n, sizeof *g->creds);
+    g->names = calloc(n, sizeof *g->names);
+    g->fmts = calloc(n, sizeof *g->fmts);
+    if (!g->gids || !g->sources || !g->creds) {
+        r = -ENOMEM;
+        snprintf(err, errlen, "out of memory");
+    }
+    for (size_t i = 0; r >= 0 && i < cfg->n_credentials; i++) {
         const struct config_credential *cc = &cfg->credentials[i];
-        gids[i] = agid;
-        if (cc->group && (r = runtime_resolve_group(cc->group, &gids[i], err, errlen)) < 0) {
-            free(gids);
-            return r;
-        }
-        if (gids[i] != agid)
-            mixed = true;
+        g->gids[i] = g->agid;
+        if (cc->group)
+            r = runtime_resolve_group(cc->group, &g->gids[i], err, errlen);
+        g->mixed |= g->gids[i] != g->agid;
     }
-
-    struct source_rt *sources = calloc(cfg->n_sources ? cfg->n_sources : 1, sizeof *sources);
-    struct cred_rt *creds = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *creds);
-    if (!sources || !creds) {
-        free(sources);
-        free(creds);
-        free(gids);
-        return -ENOMEM;
+    if (r < 0) {
+        free(g->sources);
+        free(g->creds);
+        generation_clear(g);
     }
+    return r;
+}
 
-    for (size_t i = 0; i < cfg->n_sources; i++) {
-        sources[i].a = a;
-        sources[i].cfg = &cfg->sources[i];
-        if (!keep_source(a, cfg, i, &sources[i]))
-            open_source(a, cfg, i, &sources[i]);
-        srcq_init(&sources[i].q, source_op_limit(sources[i].type));
-    }
+/* A credential of the running generation moves to the next one: what is published and
+ * its history (state, errors, backoffs, the rotation's record and failures). */
+static void cred_carry(struct cred_rt *c, struct cred_rt *old) {
+    c->cur = old->cur;
+    c->have_cur = old->have_cur;
+    old->cur = (struct credfile){ 0 };
+    old->have_cur = false;
+    c->state = old->state;
+    c->last_class = old->last_class;
+    c->last_check = old->last_check;
+    c->last_change = old->last_change;
+    c->errors_total = old->errors_total;
+    c->retry = old->retry;
+    c->expiry_stage = old->expiry_stage;
+    c->first_done = true;
+    snprintf(c->last_error, sizeof c->last_error, "%s", old->last_error);
+    snprintf(c->pending_version, sizeof c->pending_version, "%s", old->pending_version);
+    snprintf(c->nodes, sizeof c->nodes, "%s", old->nodes);
+    snprintf(c->logged_error, sizeof c->logged_error, "%s", old->logged_error);
+    c->logged_at = old->logged_at;
+    c->relog_gap = old->relog_gap;
+    c->rot.failures_total = old->rot.failures_total;
+    c->rot.carried = old->rot.enabled && !old->rot.observer;
+    c->rot.carried_retry_mono = old->sm.rot == RS_RETRY_WAIT && old->rot.timer ? old->rot.timer_mono : 0;
+    c->rot.st = old->rot.st;
+    c->rot.retry = old->rot.retry;
+    snprintf(c->rot.last_error, sizeof c->rot.last_error, "%s", old->rot.last_error);
+}
 
-    char **names = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *names);
-    unsigned *fmts = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *fmts);
-    for (size_t i = 0; i < cfg->n_credentials; i++) {
-        struct cred_rt *c = &creds[i];
-        const struct config_credential *cc = &cfg->credentials[i];
+/* A credential new to the agent: the file a previous run published, if any. */
+static void cred_adopt(struct agent *a, struct cred_rt *c) {
+    char e[512];
+    const char *name = c->cfg->name;
+    int r = runtime_adopt(a->p.runtime, name, &c->cur, e, sizeof e);
+    if (r == 0) {
+        c->have_cur = true;
+        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = name, .version = c->cur.cur.version },
+                    "adopted %s/%s.json (version %s)", a->p.runtime->dir, name, c->cur.cur.version);
+    } else if (r != -ENOENT)
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = name }, "ignoring existing file: %s", e);
+}
+
+/* The files of what c publishes, in its formats, mode and group. */
+static void cred_sync_formats(struct agent *a, struct cred_rt *c) {
+    char e[512];
+    const struct config_credential *cc = c->cfg;
+    int w = runtime_sync_formats(a->p.runtime, &c->cur, cc->formats, (mode_t)cc->mode, c->gid, e, sizeof e);
+    if (w < 0)
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name }, "%s", e);
+    else if (w > 0)
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = cc->name, .version = c->cur.cur.version },
+                    "rewrote %d file(s) of %s to match version %s (a format, mode or group "
+                    "changed, or an earlier run stopped mid-publish)", w, cc->name, c->cur.cur.version);
+}
+
+static void generation_build_creds(struct agent *a, struct generation *g) {
+    for (size_t i = 0; i < g->cfg->n_credentials; i++) {
+        struct cred_rt *c = &g->creds[i];
+        const struct config_credential *cc = &g->cfg->credentials[i];
         c->a = a;
         c->cfg = cc;
-        c->src = &sources[cc->source_index];
+        c->src = &g->sources[cc->source_index];
         /* tls_insecure_skip_verify and friends: said at every start and reload. */
         const char *warn[2];
         size_t n_warn = validate_config_warnings(&cc->redis, warn, 2);
         for (size_t k = 0; k < n_warn; k++)
             log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name }, "%s: %s", cc->name, warn[k]);
-        c->gid = gids[i];
+        c->gid = g->gids[i];
         backoff_init(&c->retry, RETRY_MIN_USEC, RETRY_MAX_USEC);
-        if (names) {
-            names[i] = cc->name;
-            fmts[i] = cc->formats;
+        if (g->names && g->fmts) {
+            g->names[i] = cc->name;
+            g->fmts[i] = cc->formats;
         }
-
-        struct cred_rt *old = NULL;
-        for (size_t k = 0; k < a->n_creds; k++)
-            if (strcmp(a->creds[k].cfg->name, cc->name) == 0)
-                old = &a->creds[k];
-        if (old) {
-            /* Keep what is published and the history of this credential. */
-            c->cur = old->cur;
-            c->have_cur = old->have_cur;
-            old->cur = (struct credfile){ 0 };
-            old->have_cur = false;
-            c->state = old->state;
-            c->last_check = old->last_check;
-            c->last_change = old->last_change;
-            c->errors_total = old->errors_total;
-            c->rot.failures_total = old->rot.failures_total;
-            c->expiry_stage = old->expiry_stage;
-            c->first_done = true;
-            snprintf(c->last_error, sizeof c->last_error, "%s", old->last_error);
-        } else {
-            char e[512];
-            r = runtime_adopt(a->p.runtime, cc->name, &c->cur, e, sizeof e);
-            if (r == 0) {
-                c->have_cur = true;
-                log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = cc->name, .version = c->cur.cur.version },
-                            "adopted %s/%s.json (version %s)", a->p.runtime->dir, cc->name,
-                            c->cur.cur.version);
-            } else if (r != -ENOENT)
-                log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name },
-                            "ignoring existing file: %s", e);
-        }
-        if (c->have_cur) {
-            char e[512];
-            int w = runtime_sync_formats(a->p.runtime, &c->cur, cc->formats, (mode_t)cc->mode, c->gid,
-                                         e, sizeof e);
-            if (w < 0)
-                log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name }, "%s", e);
-            else if (w > 0)
-                log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = cc->name, .version = c->cur.cur.version },
-                            "rewrote %d file(s) of %s to match version %s (a format, mode or group "
-                            "changed, or an earlier run stopped mid-publish)", w, cc->name, c->cur.cur.version);
-        }
+        struct cred_rt *old = find_cred(a, cc->name);
+        if (old)
+            cred_carry(c, old);   /* keep what is published and the history */
+        else
+            cred_adopt(a, c);
+        if (c->have_cur)
+            cred_sync_formats(a, c);
     }
+}
 
-    /* Swap generations. No job is in flight here (reload waits for that). */
+/* Swaps g in and frees the running generation (no job is in flight here). */
+static void generation_swap(struct agent *a, struct generation *g) {
     creds_free(a->creds, a->n_creds);
     sources_close(a->sources, a->n_sources);
     struct config *old_cfg = a->cfg;
-    a->cfg = cfg;
-    a->sources = sources;
-    a->n_sources = cfg->n_sources;
-    a->creds = creds;
-    a->n_creds = cfg->n_credentials;
-    a->gid = agid;
+    a->cfg = g->cfg;
+    a->sources = g->sources;
+    a->n_sources = g->cfg->n_sources;
+    a->creds = g->creds;
+    a->n_creds = g->cfg->n_credentials;
+    a->gid = g->agid;
+    a->dir_mixed = g->mixed;
     release_configs(a, old_cfg);
+}
+
+/* Builds the next generation from cfg and swaps it in: published state and history move
+ * over from the running generation (reload), or files are adopted (start). */
+static int apply_config(struct agent *a, struct config *cfg, char *err, size_t errlen) {
+    struct generation g;
+    int r = generation_check(&g, cfg, err, errlen);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < cfg->n_sources; i++) {
+        g.sources[i].a = a;
+        g.sources[i].cfg = &cfg->sources[i];
+        if (!keep_source(a, cfg, i, &g.sources[i]))
+            open_source(a, cfg, i, &g.sources[i]);
+        srcq_init(&g.sources[i].q, source_op_limit(g.sources[i].type));
+    }
+    generation_build_creds(a, &g);
+    generation_swap(a, &g);
+
     for (size_t i = 0; i < a->n_creds; i++)
         arm_expiry(&a->creds[i], a->creds[i].expiry_stage);
-
     for (size_t i = 0; i < a->n_creds; i++) {
         rotation_init(&a->creds[i]);   /* from the phase record, like at start */
         drive(&a->creds[i]);
     }
-    if (names)
-        runtime_prune(a->p.runtime, names, fmts, cfg->n_credentials);
-    free(names);
-    free(fmts);
-    free(gids);
-    a->dir_mixed = mixed;
-    r = runtime_set_dir_mode(a->p.runtime, agid, mixed);
+    if (g.names && g.fmts)
+        runtime_prune(a->p.runtime, g.names, g.fmts, cfg->n_credentials);
+    generation_clear(&g);
+    r = runtime_set_dir_mode(a->p.runtime, a->gid, a->dir_mixed);
     if (r < 0)
         log_warning("runtime_dir %s: cannot set mode and group: %s", a->p.runtime->dir, strerror(-r));
     log_set_level(cfg->agent.log_level);
@@ -1418,13 +1478,6 @@ void agent_stop(struct agent *a) {
         cred_event(&a->creds[i], (struct credsm_event){ .type = CSM_STOP });
         rotation_stop(&a->creds[i]);
     }
-}
-
-static struct cred_rt *find_cred(struct agent *a, const char *name) {
-    for (size_t i = 0; i < a->n_creds; i++)
-        if (strcmp(a->creds[i].cfg->name, name) == 0)
-            return &a->creds[i];
-    return NULL;
 }
 
 json_t *agent_status_json(struct agent *a) {

@@ -69,6 +69,8 @@ struct rot_rt {
     enum rot_timer timer_kind;
     uint64_t timer_mono;
     uint64_t arm_delay;                   /* the timer of the step entered next: due in */
+    bool carried;                         /* st and retry came from the previous generation */
+    uint64_t carried_retry_mono;          /* ... which waited to retry until then; 0 = not */
     struct backoff retry;
     char last_error[512];
     uint64_t failures_total;              /* failed steps (each one retried), for metrics */

@@ -614,9 +614,20 @@ void rotation_init(struct cred_rt *c) {
     /* Retries never wait longer than the interval itself (nor under the minimum). */
     uint64_t cap = c->cfg->rotation.interval_usec < ROT_RETRY_MAX_USEC ? c->cfg->rotation.interval_usec
                                                                        : ROT_RETRY_MAX_USEC;
+    unsigned attempts = ro->retry.attempt;
+    int r;
     backoff_init(&ro->retry, ROT_RETRY_MIN_USEC, cap < ROT_RETRY_MIN_USEC ? ROT_RETRY_MIN_USEC : cap);
-    int r = rotate_state_load(c->a->cfg->agent.state_dir, c->cfg->name, &ro->st, err, sizeof err);
-    if (r < 0) {
+    if (ro->carried) {
+        /* A reload: the record and the retry history are the running generation's. */
+        ro->retry.attempt = attempts;
+        if (ro->carried_retry_mono) {
+            uint64_t now = now_mono(), at = ro->carried_retry_mono;
+            ro->carried_retry_mono = 0;
+            rot_go(c, RS_RETRY_WAIT, false, at > now ? at - now : 0);   /* waits on, as it did */
+            return;
+        }
+    } else if ((r = rotate_state_load(c->a->cfg->agent.state_dir, c->cfg->name, &ro->st, err,
+                                      sizeof err)) < 0) {
         if (r != -ENOENT)
             log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name },
                         "%s: ignoring the rotation record: %s", c->cfg->name, err);
