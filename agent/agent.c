@@ -40,6 +40,7 @@ static const char *const cred_state_names[] = {
 static void request_fetch(struct cred_rt *c);
 static void drive(struct cred_rt *c);
 static void agent_maybe_reload(struct agent *a);
+static bool retired_job_done(struct cred_rt *c);
 static int publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
                    const char *validated, bool retry);
 
@@ -495,6 +496,7 @@ static void run_fetch(struct cred_rt *c) {
     cj->rc.node = c->cfg->node;
     cj->job.run = fetch_run;
     cj->job.done = fetch_done;
+    c->jobs_out++;
     worker_pool_submit(c->a->p.pool, &cj->job);
 }
 
@@ -520,13 +522,13 @@ static void request_fetch(struct cred_rt *c) {
 static void dispatch_source(struct source_rt *s) {
     struct agent *a = s->a;
     struct srcq_op *op;
-    if (a->reload_pending || a->stopping)
-        return;   /* a reload waits for every job; the queue keeps the operations */
-    while ((op = srcq_next(&s->q))) {
+    if (a->reload_pending || a->stopping || !s->q)
+        return;   /* a reload waits for the rotations' steps; the queue keeps the operations */
+    while ((op = srcq_next(s->q))) {
         bool rot = op->cls == SRCQ_ROTATION;
         struct cred_rt *c = rot ? CRED_OF(op, rot.store_op) : CRED_OF(op, fetch_op);
         if (cred_event(c, (struct credsm_event){ .type = rot ? CSM_ROT_STORE_START : CSM_FETCH_START }) < 0) {
-            srcq_done(&s->q, op);   /* cannot happen: the machine queued it */
+            srcq_done(s->q, op);   /* cannot happen: the machine queued it */
             continue;
         }
         drive(c);
@@ -609,8 +611,10 @@ static bool offer_published(const struct cred_rt *c, const char *version, const 
 static void fetch_done(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
-    srcq_done(&c->src->q, &c->fetch_op);
-    dispatch_source(c->src);
+    srcq_done(c->src->q, &c->fetch_op);
+    dispatch_source(c->src);   /* (a kept source's queue: the next generation's operations) */
+    if (retired_job_done(c))
+        return;
 
     if (c->a->stopping) {
         job_clear(cj);
@@ -684,6 +688,8 @@ static void validate_ended(struct cred_rt *c) {
 static void validate_done(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
+    if (retired_job_done(c))
+        return;
     struct agent *a = c->a;
     const struct validate_result *v = &cj->vres[0];
     struct rc_candidate *cand = &cj->cands[0], *second = cj->check_second ? &cj->cands[1] : NULL;
@@ -948,10 +954,13 @@ static void rot_job_done(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     struct cred_rt *c = j->c;
     struct agent *a = c->a;
+    a->rot_jobs--;
     if (c->rot.store_op.state == SRCQ_OP_RUNNING) {
-        srcq_done(&c->src->q, &c->rot.store_op);
+        srcq_done(c->src->q, &c->rot.store_op);
         dispatch_source(c->src);
     }
+    if (retired_job_done(c))
+        return;
     rotation_job_done(c);
     drive(c);
     agent_maybe_reload(a);   /* last: it may replace every credential, c included */
@@ -971,11 +980,14 @@ static void rot_publish(struct cred_rt *c) {
 static void run_validate(struct cred_rt *c) {
     c->job.job.run = validate_run;
     c->job.job.done = validate_done;
+    c->jobs_out++;
     worker_pool_submit(c->a->p.pool, &c->job.job);
 }
 
 static void run_rotation_step(struct cred_rt *c) {
     c->rot.job.job.done = rot_job_done;
+    c->jobs_out++;
+    c->a->rot_jobs++;
     worker_pool_submit(c->a->p.pool, &c->rot.job.job);
 }
 
@@ -990,9 +1002,9 @@ static void drive(struct cred_rt *c) {
         if (fx.mask & CSM_FX_ROT_BEGIN)
             rotation_begin(c, fx.manual);
         if (fx.mask & CSM_FX_QUEUE_FETCH)
-            srcq_push(&c->src->q, &c->fetch_op, SRCQ_FETCH);
+            srcq_push(c->src->q, &c->fetch_op, SRCQ_FETCH);
         if (fx.mask & CSM_FX_ROT_QUEUE_STORE)
-            srcq_push(&c->src->q, &c->rot.store_op, SRCQ_ROTATION);
+            srcq_push(c->src->q, &c->rot.store_op, SRCQ_ROTATION);
         if (fx.mask & (CSM_FX_QUEUE_FETCH | CSM_FX_ROT_QUEUE_STORE | CSM_FX_DISPATCH))
             dispatch_source(c->src);
         if (fx.mask & CSM_FX_RUN_FETCH)
@@ -1020,6 +1032,9 @@ static int on_watch(sd_event_source *es, int fd, uint32_t revents, void *userdat
 
 static void sources_close(struct source_rt *sources, size_t n) {
     for (size_t i = 0; i < n; i++) {
+        if (sources[i].moved)
+            continue;   /* open in the next generation */
+        free(sources[i].q);
         sd_event_source_disable_unref(sources[i].watch);
         if (sources[i].state)
             sources[i].type->close(sources[i].state);
@@ -1132,9 +1147,8 @@ static bool keep_source(struct agent *a, struct config *cfg, size_t i, struct so
         s->host = old->host;
         s->host->h = s;
         s->watch = old->watch;
-        old->state = NULL;
-        old->host = NULL;
-        old->watch = NULL;
+        s->q = old->q;   /* one queue per instance: a job of the old generation counts */
+        old->moved = true;   /* its pointers stay readable for that job; not closed */
         if (s->watch)
             sd_event_source_set_userdata(s->watch, s);
         s->opened_cfg = old->opened_cfg;
@@ -1144,8 +1158,28 @@ static bool keep_source(struct agent *a, struct config *cfg, size_t i, struct so
     return false;
 }
 
+static void release_configs(struct agent *a, struct config *old_cfg);
+
+/* Frees a retired generation: its credentials, the sources it did not hand on, and its
+ * config unless something still uses it. */
+static void retired_free(struct agent *a, struct retired *r) {
+    creds_free(r->creds, r->n_creds);
+    sources_close(r->sources, r->n_sources);
+    struct config *cfg = r->cfg;
+    free(r);
+    release_configs(a, cfg);
+}
+
+static bool sources_use(const struct source_rt *sources, size_t n, const struct config *cfg) {
+    for (size_t i = 0; i < n; i++)
+        if (sources[i].opened_cfg == cfg)
+            return true;
+    return false;
+}
+
 /* After a reload: a config that a kept source was opened from stays alive (the source's
- * state may point into it); the others are freed. */
+ * state may point into it), and so does one a retired generation still uses; the others
+ * are freed. */
 static void release_configs(struct agent *a, struct config *old_cfg) {
     struct config **keep = calloc(a->n_held + 1, sizeof *keep);
     size_t n = 0;
@@ -1154,8 +1188,12 @@ static void release_configs(struct agent *a, struct config *old_cfg) {
     for (size_t h = 0; h <= a->n_held; h++) {
         struct config *c = h < a->n_held ? a->held[h] : old_cfg;
         bool used = false;
+        if (!c)
+            continue;
         for (size_t i = 0; i < a->n_sources && !used; i++)
             used = a->sources[i].opened_cfg == c;
+        for (struct retired *r = a->retired; r && !used; r = r->next)
+            used = r->cfg == c || sources_use(r->sources, r->n_sources, c);
         if (used && c != a->cfg)
             keep[n++] = c;
         else if (c != a->cfg)
@@ -1177,8 +1215,10 @@ static struct cred_rt *find_cred(struct agent *a, const char *name) {
  * builds the next one completely (every check that can refuse it comes first, before
  * anything is opened), then swaps it in: sources whose settings did not change move
  * over open (keep_source), each credential's history moves over by name (cred_carry),
- * and the rest of the old generation is freed. The swap waits until no job is in flight
- * (agent_maybe_reload): jobs point into the generation they were started from. */
+ * and the rest of the old generation is freed, at once or, while checks of it are still
+ * on a worker, when the last of them ends (struct retired: jobs point into the generation
+ * they were started from; their results are dropped). The swap waits only for rotation
+ * steps on a worker (agent_maybe_reload). */
 struct generation {
     struct config *cfg;
     gid_t agid;
@@ -1311,11 +1351,58 @@ static void generation_build_creds(struct agent *a, struct generation *g) {
     }
 }
 
-/* Swaps g in and frees the running generation (no job is in flight here). */
+/* A credential of a retired generation: nothing of it fires again. */
+static void cred_retire(struct cred_rt *c, struct retired *r) {
+    c->retired = r;
+    sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+    sd_event_source_set_enabled(c->expiry_timer, SD_EVENT_OFF);
+    rotation_stop(c);
+}
+
+/* From every job's done(): a job of a retired generation is dropped (true); the
+ * generation is freed with its last job. */
+static bool retired_job_done(struct cred_rt *c) {
+    struct agent *a = c->a;
+    struct retired *r = c->retired, **pp;
+    c->jobs_out--;
+    if (!r)
+        return false;
+    job_clear(&c->job);
+    if (--r->jobs > 0)
+        return true;
+    for (pp = &a->retired; *pp != r; pp = &(*pp)->next)
+        ;
+    *pp = r->next;
+    retired_free(a, r);
+    return true;
+}
+
+/* Swaps g in. The running generation is freed now, or retired until its last job ends
+ * when jobs are still out (a check's: its result is dropped; the new generation checks
+ * again). Its queued operations leave the queues (a kept source's queue goes on). */
 static void generation_swap(struct agent *a, struct generation *g) {
-    creds_free(a->creds, a->n_creds);
-    sources_close(a->sources, a->n_sources);
-    struct config *old_cfg = a->cfg;
+    unsigned jobs = 0;
+    for (size_t i = 0; i < a->n_creds; i++) {
+        struct cred_rt *c = &a->creds[i];
+        if (c->src->q) {
+            srcq_cancel(c->src->q, &c->fetch_op);
+            srcq_cancel(c->src->q, &c->rot.store_op);
+        }
+        jobs += c->jobs_out;
+    }
+    struct retired *r = jobs ? calloc(1, sizeof *r) : NULL;
+    if (r) {
+        *r = (struct retired){ .cfg = a->cfg, .sources = a->sources, .n_sources = a->n_sources,
+                               .creds = a->creds, .n_creds = a->n_creds, .jobs = jobs, .next = a->retired };
+        a->retired = r;
+        for (size_t i = 0; i < a->n_creds; i++)
+            cred_retire(&a->creds[i], r);
+        log_debug("reload: %u job(s) of the previous generation still out; it is freed when they end", jobs);
+    } else {
+        creds_free(a->creds, a->n_creds);   /* (out of memory: jobs would still point here) */
+        sources_close(a->sources, a->n_sources);
+    }
+    struct config *old_cfg = r ? NULL : a->cfg;
     a->cfg = g->cfg;
     a->sources = g->sources;
     a->n_sources = g->cfg->n_sources;
@@ -1338,7 +1425,10 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
         g.sources[i].cfg = &cfg->sources[i];
         if (!keep_source(a, cfg, i, &g.sources[i]))
             open_source(a, cfg, i, &g.sources[i]);
-        srcq_init(&g.sources[i].q, source_op_limit(g.sources[i].type));
+        if (!g.sources[i].q && (g.sources[i].q = malloc(sizeof *g.sources[i].q)))
+            srcq_init(g.sources[i].q, source_op_limit(g.sources[i].type));
+        if (!g.sources[i].q)   /* its credentials cannot run: said as a source error */
+            snprintf(g.sources[i].open_error, sizeof g.sources[i].open_error, "out of memory");
     }
     generation_build_creds(a, &g);
     generation_swap(a, &g);
@@ -1413,11 +1503,11 @@ static int check_removals(const struct agent *a, const struct config *cfg, bool 
     return -EPERM;
 }
 
-/* Applies a pending SIGHUP once no job is in flight (jobs point into the config); may
- * replace every credential. */
+/* Applies a pending SIGHUP once no rotation step is on a worker (checks still out retire
+ * with their generation); replaces every credential. */
 static void agent_maybe_reload(struct agent *a) {
-    if (!a->reload_pending || a->stopping || worker_pool_in_flight(a->p.pool) > 0)
-        return;
+    if (!a->reload_pending || a->stopping || a->rot_jobs > 0)
+        return;   /* a rotation's step finishes in the generation that started it */
     bool allow_removals = a->reload_allow_removals;
     a->reload_pending = false;
     a->reload_allow_removals = false;
@@ -1554,6 +1644,15 @@ struct agent *agent_free(struct agent *a) {
         return NULL;
     creds_free(a->creds, a->n_creds);
     sources_close(a->sources, a->n_sources);
+    while (a->retired) {
+        struct retired *r = a->retired;
+        a->retired = r->next;
+        creds_free(r->creds, r->n_creds);
+        sources_close(r->sources, r->n_sources);
+        if (r->cfg != a->cfg)
+            config_free(r->cfg);
+        free(r);
+    }
     sd_event_source_disable_unref(a->startup_timer);
     sd_event_source_disable_unref(a->runtime_watch);
     config_free(a->cfg);

@@ -125,6 +125,9 @@ struct cred_rt {
     char logged_error[512];
     uint64_t logged_at, relog_gap;
 
+    unsigned jobs_out;                      /* its jobs on the worker pool */
+    struct retired *retired;                /* its generation was replaced (NULL: current) */
+
     struct cred_job job;
     struct srcq_op fetch_op;                /* the fetch, in the source's queue */
     struct rot_rt rot;
@@ -137,9 +140,22 @@ struct source_rt {
     void *state;
     struct rc_host *host;      /* allocated: the plugin keeps it, and a reload moves s */
     struct config *opened_cfg; /* the config open() was given (kept alive while open) */
-    struct srcq q;             /* its store operations: at most q.limit at once */
+    struct srcq *q;            /* the instance's store operations: at most q->limit at once
+                                  (moves with the instance when a reload keeps it) */
+    bool moved;                /* a reload moved the instance to the next generation */
     char open_error[512];      /* non-empty: open() failed, its credentials cannot run */
     sd_event_source *watch;
+};
+
+/* A generation replaced by a reload while jobs of it were out: freed with its last job. */
+struct retired {
+    struct config *cfg;
+    struct source_rt *sources;
+    size_t n_sources;
+    struct cred_rt *creds;
+    size_t n_creds;
+    unsigned jobs;
+    struct retired *next;
 };
 
 struct agent {
@@ -152,6 +168,8 @@ struct agent {
     size_t n_sources;
     struct cred_rt *creds;
     size_t n_creds;
+    struct retired *retired;   /* older generations with jobs still out */
+    unsigned rot_jobs;         /* rotation steps on the worker pool (a reload waits for them) */
     bool ready_sent, stopping, reload_pending;
     bool reload_allow_removals;   /* the pending reload may delete most published files */
     sd_event_source *startup_timer;
