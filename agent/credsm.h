@@ -32,19 +32,25 @@
  *   STOP           any: stopping; from then on no event starts work
  * Events x states (rotation part):
  *   ROT_REQUEST    NONE|RETRY_WAIT: check IDLE: ROT_BEGIN; else latched | else -EBUSY
- *   ROT_STEP(s)    the driver moves the rotation to s (table in credsm.c; -EINVAL when the
- *                  move is not one of the machine's). CLAIMING needs check IDLE (-EBUSY).
- *                  A store step: ROT_QUEUE_STORE; another holding step: ROT_RUN; GRACE,
- *                  RETRY_WAIT, NONE: ROT_ARM. AWAIT_FETCH wakes the check. `wake` sets
- *                  wake_pending. Leaving the holding steps runs a pending wake-up.
+ *   ROT_STEP(s)    the driver moves the rotation to s; -EINVAL when the move is not one
+ *                  of these (any step may also go to NONE: done or abandoned, to
+ *                  RETRY_WAIT: a failure, and stay where it is):
+ *                    NONE, RETRY_WAIT -> CLAIMING AWAIT_FETCH GRACE REMOVING
+ *                    CLAIMING -> AWAIT_FETCH ADDING      AWAIT_FETCH -> ADDING
+ *                    ADDING -> ROLLBACK GRACE REMOVING   GRACE -> REMOVING
+ *                  CLAIMING needs check IDLE (-EBUSY). A store step: ROT_QUEUE_STORE;
+ *                  another holding step: ROT_RUN; GRACE, RETRY_WAIT, NONE: ROT_ARM.
+ *                  AWAIT_FETCH wakes the check. `wake` sets wake_pending. Leaving the
+ *                  holding steps runs a pending wake-up. Always STATUS. While stopping:
+ *                  the step is recorded, nothing else.
  *   ROT_STORE_START the source's queue started the store step: ROT_RUN | else -EINVAL
  *   ROT_PUBLISH    ADDING: ROT_PUBLISH (the validated new version is published) | -EINVAL
- * Every accepted event that touches the rotation adds STATUS. A refused event changes
- * nothing and adds no effect.
+ * A refused event changes nothing and adds no effect.
  *
- * In flight (credsm_in_flight): a job of the credential is queued or on a worker. A
- * reload must not free a credential while it is (a freed credential a job still used
- * was a past bug): the old generation is freed when its last job ends.
+ * In flight (credsm_in_flight): a job of the credential is queued or on a worker (or a
+ * rotation step holds it). A reload must not free a credential while it is (a freed
+ * credential a job still used was a past bug): the old generation is freed when its
+ * last job ends.
  */
 #pragma once
 #include <stdbool.h>
