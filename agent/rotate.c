@@ -277,102 +277,219 @@ static void reply_text(const redisReply *r, char *buf, size_t size) {
     buf[n] = '\0';
 }
 
-/* One node: connect, log in, ACL SETUSER, ACL SAVE. 0, or -errno with why. */
-static int acl_on_node(const struct validate_nodes *v, size_t i, const struct config_rotation *ro,
-                       const char *user, enum rotate_acl_op op, const struct secret *password,
-                       const char *login_user, const struct secret *login_password,
-                       char *why, size_t whylen) {
-    struct resp_conn *c = NULL;
-    redisReply *reply = NULL;
-    char detail[256], text[128];
-    int r = validate_nodes_connect(v, i, &c, why, whylen);
-    if (r < 0)
-        return r;
+/* ACL commands on every node at once, through rnet (one thread, one poll()). The script
+ * per node, the same on all:
+ *   0 AUTH login + 1 PING (pipelined), 2 ACL SETUSER user >new / <old, 3 ACL SAVE (when
+ *   acl_save), 4 AUTH user old: only after REMOVE met "ERR" (see acl_reply).
+ * Each node ends with its own result; nobody waits for a slow node but itself. */
 
-    enum resp_auth_result ar = resp_auth(c, login_user, login_password, detail, sizeof detail);
-    if (ar != RESP_AUTH_ACCEPTED && ar != RESP_AUTH_NOPASS) {
-        snprintf(why, whylen, "login as %s: %s", login_user ? login_user : "default",
-                 detail[0] ? detail : resp_auth_result_to_string(ar));
-        r = ar == RESP_AUTH_IO ? -EIO : -EACCES;
-        goto out;
-    }
+enum { AS_LOGIN, AS_PING, AS_SETUSER, AS_SAVE, AS_CHECK, AS_COUNT };
 
-    /* ">pw" or "<pw": a secret, in a buffer wiped after use. */
-    size_t alen = secret_len(password) + 1;
-    char *arg = malloc(alen + 1);
-    if (!arg) {
-        r = -ENOMEM;
-        snprintf(why, whylen, "out of memory");
-        goto out;
+struct acl_node {
+    int r;                    /* 0 when done, else -errno */
+    char why[256];
+};
+
+struct acl_run {
+    struct rnet_cmd script[AS_COUNT];
+    enum rotate_acl_op op;
+    bool save;
+    const char *login_user;
+    struct acl_node *res;     /* per node */
+    struct rnet_node *rn;     /* to find a node's index */
+};
+
+static int acl_fail(struct acl_node *an, int r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int acl_fail(struct acl_node *an, int r, const char *fmt, ...) {
+    va_list ap;
+
+    an->r = r;
+    va_start(ap, fmt);
+    (void)vsnprintf(an->why, sizeof an->why, fmt, ap);
+    va_end(ap);
+    return RNET_STOP;
+}
+
+static int acl_login(struct acl_run *a, struct acl_node *an, size_t cmd, redisReply *reply) {
+    const struct rnet_cmd *c = &a->script[cmd];
+    char detail[256];
+    enum resp_auth_result ar = resp_auth_judge(reply, c->argc, c->argv, c->argvlen, detail,
+                                               sizeof detail);
+
+    if (cmd == AS_CHECK) {
+        if (ar == RESP_AUTH_REFUSED)
+            return acl_fail(an, 0, "%s", "");
+        return acl_fail(an, -EIO, "ACL SETUSER: ERR (and the password still works)");
     }
-    arg[0] = op == ROTATE_ACL_ADD ? '>' : '<';
-    memcpy(arg + 1, secret_data(password), secret_len(password));
-    arg[alen] = '\0';
-    const char *argv[] = { "ACL", "SETUSER", user ? user : "default", arg };
-    size_t argvlen[] = { 3, 7, strlen(argv[2]), alen };
-    r = resp_command(c, 4, argv, argvlen, true, &reply);
-    secret_wipe_free(arg, alen + 1);
-    if (r < 0) {
-        snprintf(why, whylen, "ACL SETUSER: %s", resp_errstr(c));
-        goto out;
-    }
-    if (reply->type != REDIS_REPLY_STATUS && op == ROTATE_ACL_REMOVE &&
+    if (ar == RESP_AUTH_ACCEPTED)
+        return AS_PING;
+    if (ar == RESP_AUTH_NOPASS)
+        return AS_SETUSER;
+    return acl_fail(an, ar == RESP_AUTH_IO ? -EIO : -EACCES, "login as %s: %s",
+                    a->login_user ? a->login_user : "default",
+                    detail[0] ? detail : resp_auth_result_to_string(ar));
+}
+
+static int acl_setuser(struct acl_run *a, struct acl_node *an, redisReply *reply) {
+    const struct rnet_cmd *c = &a->script[AS_SETUSER];
+    char text[128];
+
+    /* Redis echoes the argument in some errors: only the first word is kept. */
+    resp_redact_error(reply, c->argc, c->argv, c->argvlen);
+    if (reply->type != REDIS_REPLY_STATUS && a->op == ROTATE_ACL_REMOVE &&
         strncmp(reply->str ? reply->str : "", "ERR", 3) == 0) {
         /* Redis refuses to remove a password the user does not have, with an error that
          * echoes it (cut to "ERR" for us). Gone already (a removal that finished just
          * before a crash) is what we want: check that it no longer logs in. */
-        freeReplyObject(reply);
-        reply = NULL;
-        if (resp_auth(c, user ? user : "default", password, detail, sizeof detail) == RESP_AUTH_REFUSED) {
-            r = 0;
-            goto out;
-        }
-        snprintf(why, whylen, "ACL SETUSER: ERR (and the password still works)");
-        r = -EIO;
-        goto out;
+        resp_reply_wipe_free(reply);
+        return AS_CHECK;
     }
     if (reply->type != REDIS_REPLY_STATUS) {
         reply_text(reply, text, sizeof text);
+        resp_reply_wipe_free(reply);
         /* NOPERM: the login lacks +acl|setuser. */
-        snprintf(why, whylen, "ACL SETUSER: %s%s", text[0] ? text : "unexpected reply",
-                 strncmp(text, "NOPERM", 6) == 0 ? " (the login needs +acl|setuser)" : "");
-        r = -EACCES;
-        goto out;
+        return acl_fail(an, -EACCES, "ACL SETUSER: %s%s", text[0] ? text : "unexpected reply",
+                        strncmp(text, "NOPERM", 6) == 0 ? " (the login needs +acl|setuser)"
+                                                        : "");
     }
-    freeReplyObject(reply);
-    reply = NULL;
+    resp_reply_wipe_free(reply);
+    return a->save ? AS_SAVE : acl_fail(an, 0, "%s", "");
+}
 
-    if (ro->acl_save) {
-        static const char *save[] = { "ACL", "SAVE" };
-        if ((r = resp_command(c, 2, save, NULL, false, &reply)) < 0) {
-            snprintf(why, whylen, "ACL SAVE: %s", resp_errstr(c));
-            goto out;
+static int acl_reply(void *ud, struct rnet_node *rn, size_t cmd, redisReply *reply) {
+    struct acl_run *a = ud;
+    struct acl_node *an = &a->res[rn - a->rn];
+    char text[128];
+
+    switch (cmd) {
+    case AS_LOGIN:
+    case AS_CHECK:
+        return acl_login(a, an, cmd, reply);
+    case AS_PING:
+        resp_reply_wipe_free(reply);   /* +OK came: any answer shows the link works */
+        return AS_SETUSER;
+    case AS_SETUSER:
+        return acl_setuser(a, an, reply);
+    case AS_SAVE:
+        if (reply->type == REDIS_REPLY_STATUS) {
+            freeReplyObject(reply);
+            return acl_fail(an, 0, "%s", "");
         }
-        if (reply->type != REDIS_REPLY_STATUS) {
-            reply_text(reply, text, sizeof text);
-            snprintf(why, whylen, "ACL SAVE: %s", text[0] ? text : "unexpected reply");
-            r = -EIO;
-            goto out;
-        }
-    }
-    r = 0;
-out:
-    if (reply) {
-        /* Only replies to ACL SAVE or a cut-down error get here: nothing secret. */
+        reply_text(reply, text, sizeof text);
         freeReplyObject(reply);
+        return acl_fail(an, -EIO, "ACL SAVE: %s", text[0] ? text : "unexpected reply");
     }
-    resp_close(c);
-    return r;
+    resp_reply_wipe_free(reply);
+    return RNET_STOP;
+}
+
+/* A node rnet could not finish: why, in the words of the step it was in. */
+static void acl_failed(const struct acl_run *a, const struct rnet_node *rn, struct acl_node *an) {
+    static const int err[] = { [RNET_OK] = -EIO, [RNET_UNREACHABLE] = -EHOSTUNREACH,
+                               [RNET_TLS] = -EPROTO, [RNET_CERT] = -EKEYREJECTED,
+                               [RNET_PROTOCOL] = -EPROTO, [RNET_INTERNAL] = -ENOMEM };
+    int r = err[rn->cls];
+
+    if (!rn->connected)
+        acl_fail(an, r, "%s", rn->msg);
+    else if (rn->step <= AS_PING)
+        acl_fail(an, -EIO, "login as %s: %s", a->login_user ? a->login_user : "default",
+                 rn->msg);
+    else
+        acl_fail(an, r, "%s", rn->msg);
+}
+
+/* The script's commands; *arg is ">pw" or "<pw", a secret the caller wipes. */
+static int acl_script(struct acl_run *a, const char *user, const struct secret *password,
+                      const struct secret *login_password, char **arg) {
+    struct rnet_cmd *s = a->script;
+    size_t alen = secret_len(password) + 1;
+
+    s[AS_LOGIN] = (struct rnet_cmd){ .label = "AUTH" };
+    s[AS_LOGIN].argc = resp_auth_argv(a->login_user, login_password, s[AS_LOGIN].argv,
+                                      s[AS_LOGIN].argvlen);
+    s[AS_PING] = (struct rnet_cmd){ .label = "PING after AUTH", .argc = 1, .argv = { "PING" },
+                                    .pipelined = true };
+    s[AS_CHECK] = (struct rnet_cmd){ .label = "AUTH" };
+    s[AS_CHECK].argc = resp_auth_argv(user ? user : "default", password, s[AS_CHECK].argv,
+                                      s[AS_CHECK].argvlen);
+    if (s[AS_LOGIN].argc < 0 || s[AS_CHECK].argc < 0)
+        return -EINVAL;
+    if (!(*arg = malloc(alen + 1)))
+        return -ENOMEM;
+    (*arg)[0] = a->op == ROTATE_ACL_ADD ? '>' : '<';
+    memcpy(*arg + 1, secret_data(password), secret_len(password));
+    (*arg)[alen] = '\0';
+    s[AS_SETUSER] = (struct rnet_cmd){ .label = "ACL SETUSER", .argc = 4,
+                                       .argv = { "ACL", "SETUSER", user ? user : "default",
+                                                 *arg },
+                                       .argvlen = { 3, 7, strlen(user ? user : "default"),
+                                                    alen } };
+    s[AS_SAVE] = (struct rnet_cmd){ .label = "ACL SAVE", .argc = 2, .argv = { "ACL", "SAVE" } };
+    return 0;
+}
+
+/* Runs the script on every usable node of v at once; results in a->res. */
+static int acl_run_all(const struct validate_nodes *v, struct acl_run *a) {
+    size_t n = validate_nodes_count(v);
+    struct rnet_opts o;
+    int r;
+
+    a->rn = calloc(n ? n : 1, sizeof *a->rn);
+    a->res = calloc(n ? n : 1, sizeof *a->res);
+    if (!a->rn || !a->res)
+        return -ENOMEM;
+    validate_nodes_rnet(v, a->rn, &o);
+    o.on_reply = acl_reply;
+    o.userdata = a;
+    for (size_t i = 0; i < n; i++) {
+        const char *problem = validate_nodes_problem(v, i);
+        if (problem) {
+            acl_fail(&a->res[i], -EINVAL, "%s", problem);
+            continue;
+        }
+        a->rn[i].script = a->script;
+        a->rn[i].nscript = AS_COUNT;
+    }
+    if ((r = rnet_run(&o, a->rn, n)) < 0)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        if (a->rn[i].script && a->rn[i].cls != RNET_OK)
+            acl_failed(a, &a->rn[i], &a->res[i]);
+    return 0;
+}
+
+/* Tallies the nodes' results into res; the first failure's. */
+static int acl_tally(const struct validate_nodes *v, const struct acl_run *a,
+                     struct rotate_acl_result *res) {
+    int first = 0;
+
+    res->total = (unsigned)validate_nodes_count(v);
+    for (size_t i = 0; i < validate_nodes_count(v); i++) {
+        int r = a->res[i].r;
+        append(res->nodes, sizeof res->nodes, "%s%s=%s", i ? "," : "", validate_nodes_name(v, i),
+               r == 0 ? "ok" : "failed");
+        if (r == 0)
+            res->done++;
+        else if (!first) {
+            first = r;
+            snprintf(res->detail, sizeof res->detail, "%s: %s", validate_nodes_name(v, i),
+                     a->res[i].why);
+        }
+    }
+    return first;
 }
 
 int rotate_acl_apply(const struct config_redis *redis, const struct config_rotation *ro,
                      const char *user, enum rotate_acl_op op, const struct secret *password,
                      const char *login_user, const struct secret *login_password,
                      struct rotate_acl_result *res) {
+    struct acl_run a = { .op = op, .save = ro->acl_save };
     struct validate_nodes *v = NULL;
     struct secret *admin_pw = NULL;
-    char why[256];
-    int r, first = 0;
+    char *arg = NULL;
+    int r;
 
     memset(res, 0, sizeof *res);
     if (ro->admin_username) {
@@ -383,25 +500,24 @@ int rotate_acl_apply(const struct config_redis *redis, const struct config_rotat
         login_user = ro->admin_username;
         login_password = admin_pw;
     }
+    a.login_user = login_user;
     r = validate_nodes_list(redis, true, login_user, login_password, NULL, NULL, &v,
                             res->detail, sizeof res->detail);
     if (r < 0)
         goto out;
-    res->total = (unsigned)validate_nodes_count(v);
-    for (size_t i = 0; i < validate_nodes_count(v); i++) {
-        why[0] = '\0';
-        r = acl_on_node(v, i, ro, user, op, password, login_user, login_password, why, sizeof why);
-        append(res->nodes, sizeof res->nodes, "%s%s=%s", i ? "," : "", validate_nodes_name(v, i),
-               r == 0 ? "ok" : "failed");
-        if (r == 0)
-            res->done++;
-        else if (!first) {
-            first = r;
-            snprintf(res->detail, sizeof res->detail, "%s: %s", validate_nodes_name(v, i), why);
-        }
+    if ((r = acl_script(&a, user, password, login_password, &arg)) < 0 ||
+        (r = acl_run_all(v, &a)) < 0) {
+        snprintf(res->detail, sizeof res->detail, "%s",
+                 r == -EINVAL ? "no password to log in with" : "out of memory");
+        goto out;
     }
-    r = first;
+    r = acl_tally(v, &a, res);
 out:
+    explicit_bzero(a.script, sizeof a.script);
+    if (arg)
+        secret_wipe_free(arg, secret_len(password) + 2);
+    free(a.rn);
+    free(a.res);
     validate_nodes_free(v);
     secret_free(admin_pw);
     return r;

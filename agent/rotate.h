@@ -11,8 +11,9 @@
  * `previous` after it). Before the claim nothing has changed anywhere, so a crash then
  * needs no record.
  *
- * Threads: rotate_acl_apply() runs on a worker (blocking, bounded by the credential's
- * Redis timeout per step); the rest is pure or local-file I/O and may run anywhere.
+ * Threads: rotate_acl_apply() runs on a worker (blocking; every node is asked at the
+ * same time through common/rnet.h, each step bounded by the credential's Redis timeout);
+ * the rest is pure or local-file I/O and may run anywhere.
  * Errors: 0 / -errno; messages never contain a secret.
  */
 #pragma once

@@ -152,3 +152,23 @@ def teardown(agent, redis, root, *fakes):
         f.close()
     redis.stop()
     cleanup(root)
+
+
+def filesystem_of(path):
+    """The type of the filesystem holding path ("tmpfs", "ext4", ...), from /proc/mounts."""
+    path = os.path.realpath(path)
+    best, fstype = "", "?"
+    with open("/proc/mounts") as f:
+        for line in f:
+            _, mnt, typ = line.split()[:3]
+            mnt = mnt.replace("\\040", " ")
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                best, fstype = mnt, typ
+    return fstype
+
+
+def machine():
+    """What a benchmark's numbers depend on: cores, load averages now, kernel, date (UTC)."""
+    return {"cores": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
+            "kernel": os.uname().release,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

@@ -116,7 +116,8 @@ static bool cred_eq(const struct rc_credential *a, const struct rc_credential *b
 }
 
 static bool snap_same(const struct rc_snapshot *a, const struct rc_snapshot *b) {
-    if (!cred_eq(&a->pub.current, &b->pub.current))
+    if (!cred_eq(&a->pub.current, &b->pub.current) ||
+        a->pub.previous_valid_until != b->pub.previous_valid_until)
         return false;
     if (!a->pub.previous || !b->pub.previous)
         return a->pub.previous == b->pub.previous;
@@ -226,22 +227,27 @@ static int get_str(json_t *obj, const char *key, bool required, bool allow_nul,
     return 0;
 }
 
+/* An optional RFC 3339 member (absent or null: 0). */
+static int get_time(json_t *obj, const char *key, int64_t *ret) {
+    const char *s;
+    size_t n;
+    *ret = 0;
+    if (get_str(obj, key, false, false, &s, &n) < 0 || (s && parse_rfc3339(s, ret) < 0))
+        return -EBADMSG;
+    return 0;
+}
+
 static int get_cred(json_t *obj, struct cred_fields *f) {
     int r;
-    const char *exp;
-    size_t exp_len;
     if ((r = get_str(obj, "username", false, false, &f->username, &f->username_len)) < 0 ||
         (r = get_str(obj, "password", true, true, &f->password, &f->password_len)) < 0 ||
         (r = get_str(obj, "version", true, false, &f->version, &f->version_len)) < 0 ||
-        (r = get_str(obj, "expires_at", false, false, &exp, &exp_len)) < 0)
+        (r = get_time(obj, "expires_at", &f->expires_at)) < 0)
         return r;
     if (f->password_len == 0)
         return -EBADMSG;
     if (f->username_len == 0)
         f->username = NULL; /* "" is the default user, as null */
-    f->expires_at = 0;
-    if (exp && parse_rfc3339(exp, &f->expires_at) < 0)
-        return -EBADMSG;
     return 0;
 }
 
@@ -267,8 +273,9 @@ static size_t cred_size(const struct cred_fields *f) {
 
 /* Parses the file's bytes into a snapshot (refs = 1, generation unset). No I/O. */
 static int parse_doc(const char *buf, size_t len, const char *name, struct rc_snapshot **ret) {
-    json_error_t jerr;
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    /* No error record: jansson's error text quotes the input, which holds a password,
+     * and the caller only needs to know the file is malformed. */
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
     if (!root)
         return -EBADMSG;
     int r = -EBADMSG;
@@ -296,6 +303,9 @@ static int parse_doc(const char *buf, size_t len, const char *name, struct rc_sn
             goto out;
         has_prev = true;
     }
+    int64_t valid_until;
+    if (get_time(root, "previous_valid_until", &valid_until) < 0)
+        goto out;
     size_t nlen = strlen(name);
     size_t size = sizeof(struct rc_snapshot) + nlen + 1 + cred_size(&cur) +
                   (has_prev ? cred_size(&prev) : 0);
@@ -313,6 +323,7 @@ static int parse_doc(const char *buf, size_t len, const char *name, struct rc_sn
         put_cred(&p, &prev, &s->prev);
         s->pub.previous = &s->prev;
     }
+    s->pub.previous_valid_until = valid_until;
     *ret = s;
     r = 0;
 out:
@@ -414,6 +425,16 @@ int rc_get(rc_handle *h, const struct rc_creds **ret_creds) {
     }
     *ret_creds = &s->pub;
     return 0;
+}
+
+const struct rc_credential *rc_usable_previous(const struct rc_creds *c, int64_t now) {
+    if (!c || !c->previous)
+        return NULL;
+    if (c->previous->expires_at != 0 && now >= c->previous->expires_at)
+        return NULL;
+    if (c->previous_valid_until != 0 && now >= c->previous_valid_until)
+        return NULL;
+    return c->previous;
 }
 
 uint64_t rc_generation(rc_handle *h) {

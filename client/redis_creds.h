@@ -50,7 +50,17 @@ struct rc_creds {
     struct rc_credential current;
     const struct rc_credential *previous;  /* the one it replaced (fallback), or NULL */
     uint64_t generation;  /* 1 for the first credential this handle loaded, +1 per change */
+    /* The file's previous_valid_until: Unix time from which `previous` must not be tried
+     * (the agent removed it from Redis); 0 = none. See rc_usable_previous. Added at the
+     * end: the library allocates snapshots, so older binaries are unaffected. */
+    int64_t previous_valid_until;
 };
+
+/* `previous`, or NULL when there is none, when its expires_at has passed, or when
+ * previous_valid_until has: the credential worth trying when Redis refuses current
+ * (c->previous stays as published). now is Unix time in seconds (time(NULL)). No system
+ * call, no allocation. */
+const struct rc_credential *rc_usable_previous(const struct rc_creds *c, int64_t now);
 
 /* rc_open_ex flags */
 #define RC_OPEN_NO_THREAD     0x1u /* no background thread: poll rc_fd(), call rc_process() */

@@ -13,6 +13,7 @@
  * a shell that sources the file always sees both variables.
  */
 #include "credfile.h"
+#include "jsonload.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -122,12 +123,11 @@ static int digits(const char **p, int n, int *ret) {
     return 0;
 }
 
-static bool is_leap(int y) {
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
 /* Accepts RFC 3339 date-times: "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)" ('T' and 'Z'
- * in either case, as RFC 3339 allows). Fractions are dropped; we write only 'Z'. */
+ * in either case, or a space for 'T', as RFC 3339 allows), with the rules every reader of
+ * the published file applies (tests/vectors): month 1-12, day 1-31 (a day past the month's
+ * end rolls over, as timegm does), hour <= 23, minute <= 59, second <= 60, zone <= 23:59.
+ * Fractions are dropped; we write only 'Z'. */
 int credfile_time_parse(const char *s, int64_t *ret) {
     if (!s)
         return -EINVAL;
@@ -136,7 +136,7 @@ int credfile_time_parse(const char *s, int64_t *ret) {
     if (digits(&p, 4, &Y) < 0 || *p++ != '-' || digits(&p, 2, &M) < 0 || *p++ != '-' ||
         digits(&p, 2, &D) < 0)
         return -EINVAL;
-    if (*p != 'T' && *p != 't')
+    if (*p != 'T' && *p != 't' && *p != ' ')
         return -EINVAL;
     p++;
     if (digits(&p, 2, &h) < 0 || *p++ != ':' || digits(&p, 2, &m) < 0 || *p++ != ':' ||
@@ -165,10 +165,7 @@ int credfile_time_parse(const char *s, int64_t *ret) {
     if (*p != '\0')
         return -EINVAL;
 
-    static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-    if (M < 1 || M > 12 || D < 1)
-        return -EINVAL;
-    if (D > mdays[M - 1] + (M == 2 && is_leap(Y)))
+    if (M < 1 || M > 12 || D < 1 || D > 31)
         return -EINVAL;
     if (h > 23 || m > 59 || sec > 60)   /* 60: a leap second */
         return -EINVAL;
@@ -197,24 +194,8 @@ static const char *json_type_name(const json_t *j) {
     return "unknown";
 }
 
-/* Generic reasons for jansson's error codes: its error text can quote input bytes. */
-static const char *json_error_reason(const json_error_t *e) {
-    switch (json_error_code(e)) {
-    case json_error_out_of_memory: return "out of memory";
-    case json_error_stack_overflow: return "nested too deeply";
-    case json_error_invalid_utf8: return "invalid UTF-8";
-    case json_error_premature_end_of_input: return "unexpected end of input";
-    case json_error_end_of_input_expected: return "data after the JSON value";
-    case json_error_invalid_syntax: return "invalid syntax";
-    case json_error_null_character: return "\\u0000 in a string";
-    case json_error_null_byte_in_key: return "\\u0000 in a key";
-    case json_error_duplicate_key: return "duplicate key";
-    case json_error_numeric_overflow: return "number out of range";
-    default: return "invalid JSON";
-    }
-}
-
-/* A string without embedded NULs (jansson refuses \u0000 already; kept as a guard). */
+/* A string without embedded NULs (\u0000 is allowed in the JSON, as in every client, so
+ * that keys we do not read may carry one; the values we read may not). */
 static int get_string(json_t *obj, const char *ctx, const char *key, bool required,
                       bool allow_null, const char **ret, char *err, size_t errlen) {
     json_t *v = json_object_get(obj, key);
@@ -229,6 +210,10 @@ static int get_string(json_t *obj, const char *ctx, const char *key, bool requir
     if (!json_is_string(v)) {
         set_err(err, errlen, "%s\"%s\" must be a string%s, not %s", ctx, key,
                 allow_null ? " or null" : "", json_type_name(v));
+        return -EINVAL;
+    }
+    if (strlen(json_string_value(v)) != json_string_length(v)) {
+        set_err(err, errlen, "%s\"%s\" contains a NUL character", ctx, key);
         return -EINVAL;
     }
     *ret = json_string_value(v);
@@ -278,6 +263,10 @@ static int parse_value(json_t *obj, const char *ctx, struct cred_value *ret, cha
 
     if ((r = get_dup(obj, ctx, "username", false, true, &v.username, err, errlen)) < 0)
         goto fail;
+    if (v.username && !v.username[0]) {   /* "" is the default user, as null */
+        free(v.username);
+        v.username = NULL;
+    }
     json_t *pw = json_object_get(obj, "password");
     if (!pw) {
         set_err(err, errlen, "%s\"password\" is missing", ctx);
@@ -319,6 +308,27 @@ fail:
     return r;
 }
 
+/* "previous" and "previous_valid_until" of the top-level object into cf. */
+static int parse_previous(json_t *root, struct credfile *cf, char *err, size_t errlen) {
+    json_t *prev = json_object_get(root, "previous");
+    int r;
+    if (prev && !json_is_null(prev)) {
+        if (!json_is_object(prev)) {
+            set_err(err, errlen, "\"previous\" must be an object or null, not %s",
+                    json_type_name(prev));
+            return -EINVAL;
+        }
+        if ((r = parse_value(prev, "previous: ", &cf->prev, err, errlen)) < 0)
+            return r;
+        cf->has_previous = true;
+    }
+    if ((r = get_time(root, "", "previous_valid_until", true, CREDFILE_NO_EXPIRY,
+                      &cf->previous_valid_until, err, errlen)) < 0)
+        return r;
+    cf->has_previous_valid_until = cf->previous_valid_until != CREDFILE_NO_EXPIRY;
+    return 0;
+}
+
 int credfile_parse(const char *data, size_t len, struct credfile *ret, char *err,
                    size_t errlen) {
     if (!data && len > 0) {
@@ -329,15 +339,13 @@ int credfile_parse(const char *data, size_t len, struct credfile *ret, char *err
         set_err(err, errlen, "larger than %d bytes", CREDFILE_MAX_SIZE);
         return -EFBIG;
     }
-    json_error_t jerr;
-    json_t *root = json_loadb(data ? data : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-                              &jerr);
+    struct jsonload_error jerr;   /* jansson's own text may quote the input: never kept */
+    json_t *root = jsonload_buf(data, len,
+                                JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!root) {
-        bool oom = json_error_code(&jerr) == json_error_out_of_memory;
         set_err(err, errlen, "invalid JSON at line %d, column %d: %s", jerr.line, jerr.column,
-                json_error_reason(&jerr));
-        explicit_bzero(&jerr, sizeof(jerr));   /* its text may quote the input */
-        return oom ? -ENOMEM : -EINVAL;
+                jerr.reason);
+        return jerr.code == json_error_out_of_memory ? -ENOMEM : -EINVAL;
     }
 
     struct credfile cf = {
@@ -362,6 +370,7 @@ int credfile_parse(const char *data, size_t len, struct credfile *ret, char *err
     if (json_integer_value(fmt) != CREDFILE_FORMAT) {
         set_err(err, errlen, "unsupported \"format\" %" JSON_INTEGER_FORMAT " (expected %d)",
                 json_integer_value(fmt), CREDFILE_FORMAT);
+        r = -EPROTONOSUPPORT;
         goto fail;
     }
     if ((r = get_dup(root, "", "name", true, false, &cf.name, err, errlen)) < 0)
@@ -375,18 +384,8 @@ int credfile_parse(const char *data, size_t len, struct credfile *ret, char *err
     if ((r = parse_value(root, "", &cf.cur, err, errlen)) < 0)
         goto fail;
 
-    json_t *prev = json_object_get(root, "previous");
-    if (prev && !json_is_null(prev)) {
-        if (!json_is_object(prev)) {
-            set_err(err, errlen, "\"previous\" must be an object or null, not %s",
-                    json_type_name(prev));
-            r = -EINVAL;
-            goto fail;
-        }
-        if ((r = parse_value(prev, "previous: ", &cf.prev, err, errlen)) < 0)
-            goto fail;
-        cf.has_previous = true;
-    }
+    if ((r = parse_previous(root, &cf, err, errlen)) < 0)
+        goto fail;
 
     json_decref(root);
     *ret = cf;
@@ -539,6 +538,47 @@ static json_t *time_or_null(int64_t t, int *r) {
     return str_or_null(buf, r);
 }
 
+/* Length of the UTF-8 sequence at p (RFC 3629: no overlong form, no surrogate, at most
+ * U+10FFFF), or 0 when there is none. */
+static size_t utf8_seq(const unsigned char *p, size_t left) {
+    unsigned char c = p[0], lo = 0x80, hi = 0xbf;
+    size_t n;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        lo = c == 0xe0 ? 0xa0 : 0x80;
+        hi = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        lo = c == 0xf0 ? 0x90 : 0x80;
+        hi = c == 0xf4 ? 0x8f : 0xbf;
+    } else
+        return 0;
+    if (left < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+const char *credfile_value_problem(const char *data, size_t len, size_t *ret_offset) {
+    const unsigned char *p = (const unsigned char *)data;
+    for (size_t i = 0; i < len;) {
+        size_t n = p[i] ? utf8_seq(p + i, len - i) : 0;
+        if (n == 0) {
+            if (ret_offset)
+                *ret_offset = i;
+            return p[i] ? "is not valid UTF-8" : "contains a NUL byte";
+        }
+        i += n;
+    }
+    return NULL;
+}
+
 static json_t *password_json(const struct secret *pw, int *r) {
     if (!pw || secret_len(pw) == 0 || memchr(secret_data(pw), '\0', secret_len(pw))) {
         *r = -EINVAL;
@@ -597,6 +637,8 @@ int credfile_format_json(const struct credfile *cf, struct secret **ret) {
     } else {
         put(root, "previous", json_null(), &r);
     }
+    if (cf->has_previous_valid_until)
+        put(root, "previous_valid_until", time_or_null(cf->previous_valid_until, &r), &r);
     if (r < 0) {
         json_decref(root);
         return r;

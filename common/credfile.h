@@ -12,9 +12,10 @@
  * Env format: exactly two lines, "REDIS_USERNAME='<username>'\n" and
  * "REDIS_PASSWORD='<password>'\n"; for the default user (username NULL) the first line is
  * REDIS_USERNAME='' so a shell sourcing the file always sees both variables.
- * Parsing: "username" missing or null means the default user; "source", "validated",
- * "published_at", "expires_at" and "previous" may be missing or null; "format" (integer
- * 1), "name", "password" (non-empty) and "version" are required; unknown keys are ignored.
+ * Parsing: "username" missing, null or "" means the default user; "source", "validated",
+ * "published_at", "expires_at", "previous" and "previous_valid_until" may be missing or
+ * null; "format" (integer 1), "name", "password" (non-empty, without \u0000) and
+ * "version" are required; unknown keys are ignored.
  * Directory fds must be opened O_RDONLY|O_DIRECTORY (not O_PATH): the writer fsyncs them.
  */
 #pragma once
@@ -45,17 +46,29 @@ struct credfile {
     struct cred_value cur;
     bool has_previous;
     struct cred_value prev;
+    /* From then on `previous` must not be tried (the agent removed it from Redis).
+     * Zeroed (false) means the file has none: a struct credfile = { 0 } publishes none. */
+    bool has_previous_valid_until;
+    int64_t previous_valid_until;   /* unix seconds, when has_previous_valid_until */
 };
 
 void cred_value_clear(struct cred_value *v);
 int cred_value_copy(const struct cred_value *from, struct cred_value *to);  /* 0 or -ENOMEM */
 void credfile_clear(struct credfile *cf);
 
-/* Parses a credential file. Returns 0 or -EINVAL/-EFBIG/-ENOMEM with a reason in err
- * (never containing secret bytes). */
+/* Parses a credential file. Returns 0, or with a reason in err (never containing secret
+ * bytes) -EINVAL (malformed), -EPROTONOSUPPORT (a "format" other than 1), -EFBIG or
+ * -ENOMEM. The shared vectors in tests/vectors pin what it accepts (and the README there
+ * the few files it deliberately refuses although a client accepts them). */
 int credfile_parse(const char *data, size_t len, struct credfile *ret, char *err, size_t errlen);
 /* Reads <dirfd>/<filename> (O_NOFOLLOW, at most CREDFILE_MAX_SIZE) and parses it. */
 int credfile_read(int dirfd, const char *filename, struct credfile *ret, char *err, size_t errlen);
+
+/* Why the published files cannot carry data[0..len) as a password or user name: NULL
+ * when they can, else a reason that quotes no byte of the value ("contains a NUL byte",
+ * "is not valid UTF-8"), and where in *ret_offset (may be NULL). JSON strings can hold
+ * neither, so credfile_format_json() would refuse the value at every publish. */
+const char *credfile_value_problem(const char *data, size_t len, size_t *ret_offset);
 
 /* The three formats. env refuses values with ', \ or control characters (-EINVAL). */
 int credfile_format_json(const struct credfile *cf, struct secret **ret);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonload.h"
 #include "jwt.h"
 
 /* 9999-12-31T23:59:59Z: beyond it a date is nonsense (and near int64 overflow as usec). */
@@ -91,14 +92,13 @@ static int decode_part(const char *seg, size_t len, const char *what, json_t **r
         free(buf);
         return -EINVAL;
     }
-    json_error_t jerr;
-    /* JSON_REJECT_DUPLICATES: a claim must not mean two things to two readers. */
-    json_t *j = json_loadb((const char *)buf, n, JSON_REJECT_DUPLICATES, &jerr);
+    /* JSON_REJECT_DUPLICATES: a claim must not mean two things to two readers.
+     * jsonload_buf keeps none of jansson's error text, which would quote the token. */
+    json_t *j = jsonload_buf(buf, n, JSON_REJECT_DUPLICATES, NULL);
     explicit_bzero(buf, cap);
     free(buf);
     if (!j || !json_is_object(j)) {
         json_decref(j);
-        /* jerr.text may quote the input: say only where. */
         snprintf(msg, sizeof msg, "%s is not a JSON object", what);
         set_err(err, errlen, msg);
         return -EINVAL;

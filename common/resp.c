@@ -692,7 +692,7 @@ static const char *first_word(const redisReply *r, char *buf, size_t size) {
 /* Is the first word of an error reply to a secret-carrying command fit to show? It must
  * look like a Redis error code (ERR, WRONGPASS, NOPERM, ...) and contain none of the
  * command's arguments: a server that echoed the secret first must not get it logged. */
-static bool word_is_safe(const redisReply *r, size_t n, int argc, const char **argv,
+static bool word_is_safe(const redisReply *r, size_t n, int argc, const char *const *argv,
                          const size_t *argvlen) {
     if (n == 0 || n > 32)
         return false;
@@ -713,7 +713,8 @@ static bool word_is_safe(const redisReply *r, size_t n, int argc, const char **a
 
 /* Cuts an error reply to a secret-carrying command down to its first word, wiping the
  * rest, or to REDACTED when that word is not fit to show. */
-static void keep_first_word(redisReply *r, int argc, const char **argv, const size_t *argvlen) {
+static void keep_first_word(redisReply *r, int argc, const char *const *argv,
+                            const size_t *argvlen) {
     size_t n = first_word_len(r);
     char *red;
 
@@ -748,6 +749,17 @@ static void wipe_reply(redisReply *r) {
 static void free_secret_reply(redisReply *r) {
     wipe_reply(r);
     freeReplyObject(r);
+}
+
+void resp_reply_wipe_free(redisReply *r) {
+    if (r)
+        free_secret_reply(r);
+}
+
+void resp_redact_error(redisReply *r, int argc, const char *const *argv,
+                       const size_t *argvlen) {
+    if (r && r->type == REDIS_REPLY_ERROR && r->str)
+        keep_first_word(r, argc, argv, argvlen);
 }
 
 int resp_command(struct resp_conn *c, int argc, const char **argv, const size_t *argvlen,
@@ -1062,7 +1074,7 @@ int resp_auth_argv(const char *username, const struct secret *password, const ch
     return argc;
 }
 
-enum resp_auth_result resp_auth_judge(redisReply *reply, int argc, const char **argv,
+enum resp_auth_result resp_auth_judge(redisReply *reply, int argc, const char *const *argv,
                                       const size_t *argvlen, char *detail, size_t detail_len) {
     enum resp_auth_result res;
     char word[40];

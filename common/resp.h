@@ -92,6 +92,13 @@ int resp_command(struct resp_conn *c, int argc, const char **argv, const size_t 
                  bool secret_args, redisReply **ret);
 const char *resp_errstr(const struct resp_conn *c);
 
+/* For callers that read replies themselves (rnet.h): cuts an error reply to a command
+ * carrying a secret down to its first word, as resp_command() does (the rest wiped);
+ * and frees a reply after wiping every string in it. */
+void resp_redact_error(redisReply *r, int argc, const char *const *argv,
+                       const size_t *argvlen);
+void resp_reply_wipe_free(redisReply *r);
+
 enum resp_auth_result {
     RESP_AUTH_ACCEPTED = 0,
     RESP_AUTH_REFUSED,         /* wrong password / user */
@@ -113,7 +120,7 @@ enum resp_auth_result resp_auth(struct resp_conn *c, const char *username,
  * was not PONG). Format the command with redisFormatCommandArgv() and wipe it after. */
 int resp_auth_argv(const char *username, const struct secret *password, const char *argv[3],
                    size_t argvlen[3]);
-enum resp_auth_result resp_auth_judge(redisReply *reply, int argc, const char **argv,
+enum resp_auth_result resp_auth_judge(redisReply *reply, int argc, const char *const *argv,
                                       const size_t *argvlen, char *detail, size_t detail_len);
 void resp_ping_judge(redisReply *reply, char *detail, size_t detail_len);
 

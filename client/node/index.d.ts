@@ -101,6 +101,8 @@ export declare class NodeRedisCredentialsProvider extends EventEmitter {
   onReAuthenticationError(error: Error): void;
   /** Makes a refusal at connect fall back to `previous` at the next try. Returns client. */
   attach<C extends EventEmitter>(client: C): C;
+  /** The credential last given to the connection (at connect or re-AUTH). */
+  readonly credential: Credential;
   close(): void;
   on(event: 'reauth', listener: (credential: Credential) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
@@ -121,6 +123,8 @@ export interface ReauthResult {
 export declare class IoredisCredentials extends EventEmitter {
   readonly client: any;
   readonly credentialFile: CredentialFile;
+  /** The credential last given to the connection (at connect or re-AUTH). */
+  readonly credential: Credential;
   close(): void;
   on(event: 'reauth', listener: (result: ReauthResult) => void): this;
   on(event: 'error', listener: (err: Error) => void): this;
@@ -138,3 +142,64 @@ export declare function createIoredis<R>(Redis: new (options: any) => R,
 
 /** True for the errors Redis answers when it refuses a credential (WRONGPASS...). */
 export declare function isAuthRefusal(err: unknown): boolean;
+
+/** Seconds before the credential's expiry by which a capped blocking call returns (2). */
+export declare const BLOCK_MARGIN: number;
+/** The shortest block asked of Redis, in seconds (0.1; 0 would mean forever). */
+export declare const MIN_BLOCK: number;
+
+/** How long one blocking call may block, in seconds: at most `want` (null or 0: no limit
+ * of the caller's), until `margin` s before expiresAt (ms since the epoch; null: never
+ * expires), 1 s less than commandTimeout (s); at least MIN_BLOCK. 0: block forever. */
+export declare function blockSeconds(expiresAt: number | null, want: number | null,
+  options?: { margin?: number; commandTimeout?: number | null; now?: number }): number;
+
+/** The adapter of a connection: what blockingCommand and Subscriber read. */
+export type ConnectionCredentials = NodeRedisCredentialsProvider | IoredisCredentials;
+
+/** args plus a timeout capped by blockSeconds as the last argument (BLPOP, BRPOP, BLMOVE,
+ * BRPOPLPUSH, BZPOPMIN, BZPOPMAX), repeated until a reply or `timeout` seconds (0:
+ * forever): the reply, or null. client: a node-redis client (sendCommand) or an ioredis
+ * one (call), dedicated to blocking reads, with its adapter `credentials`. */
+export declare function blockingCommand(client: any, credentials: ConnectionCredentials,
+  args: string[], options?: { timeout?: number; margin?: number }): Promise<any>;
+
+export interface SubscriberOptions {
+  channels?: string[];
+  patterns?: string[];
+  /** Every message of every connection (duplicates possible after a switch). */
+  onMessage: (message: string, channel: string) => void;
+  /** Connection errors and failed switches (the old subscription is kept and the switch
+   * tried again after 1 s). */
+  onError?: (err: Error) => void;
+}
+
+/** A subscription that outlives the credential: in place on RESP3 (one connection the
+ * adapter re-AUTHs), make-before-break on RESP2. Events: 'switch' (credential), 'error'. */
+export declare class Subscriber extends EventEmitter {
+  readonly credentialFile: CredentialFile;
+  /** true: RESP3, one connection re-AUTHed in place; false: make-before-break. */
+  readonly inPlace: boolean;
+  /** Make-before-break switches so far. */
+  readonly switches: number;
+  /** switches > 0: some messages may have arrived twice. */
+  readonly duplicatesPossible: boolean;
+  /** The adapter of the connection subscribed now. */
+  readonly credentials: ConnectionCredentials | null;
+  readonly closed: boolean;
+  close(): Promise<void>;
+  on(event: 'switch', listener: (credential: Credential) => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+}
+
+/** A node-redis subscriber; options: createClient's options without credentialsProvider
+ * (RESP: 3 re-AUTHs in place). Resolves once subscribed. */
+export declare function nodeRedisSubscriber(createClient: (options: any) => any,
+  credentialFile: CredentialFile, options: Record<string, unknown>,
+  subscriber: SubscriberOptions): Promise<Subscriber>;
+
+/** An ioredis subscriber; Redis: the ioredis class; options: its options (protocol: 3 on
+ * ioredis 6 re-AUTHs in place). Resolves once subscribed. */
+export declare function ioredisSubscriber(Redis: new (options: any) => any,
+  credentialFile: CredentialFile, options: Record<string, unknown>,
+  subscriber: SubscriberOptions): Promise<Subscriber>;

@@ -5,6 +5,7 @@ const watch = require('./lib/watch');
 const nodeRedis = require('./lib/node-redis');
 const ioredis = require('./lib/ioredis');
 const { isAuthRefusal } = require('./lib/fallback');
+const longlived = require('./lib/longlived');
 
 module.exports = {
   DEFAULT_RUNTIME_DIR: credfile.DEFAULT_RUNTIME_DIR,
@@ -22,4 +23,11 @@ module.exports = {
   attachIoredis: ioredis.attachIoredis,
   createIoredis: ioredis.createIoredis,
   isAuthRefusal,
+  BLOCK_MARGIN: longlived.BLOCK_MARGIN,
+  MIN_BLOCK: longlived.MIN_BLOCK,
+  blockSeconds: longlived.blockSeconds,
+  blockingCommand: longlived.blockingCommand,
+  Subscriber: longlived.Subscriber,
+  nodeRedisSubscriber: longlived.nodeRedisSubscriber,
+  ioredisSubscriber: longlived.ioredisSubscriber,
 };

@@ -5,6 +5,7 @@ export const {
   DEFAULT_RUNTIME_DIR, CredentialError, CredentialFileError, CredentialUnavailable,
   Credential, Snapshot, parseCredentialFile, defaultRuntimeDir, CredentialFile,
   NodeRedisCredentialsProvider, nodeRedisCredentialsProvider, IoredisCredentials,
-  attachIoredis, createIoredis, isAuthRefusal,
+  attachIoredis, createIoredis, isAuthRefusal, BLOCK_MARGIN, MIN_BLOCK, blockSeconds,
+  blockingCommand, Subscriber, nodeRedisSubscriber, ioredisSubscriber,
 } = cjs;
 export default cjs;

@@ -19,6 +19,8 @@ cc -Wall -Werror "$src/client/examples/event_loop.c" \
 if pkg-config --exists redis-creds-hiredis; then
     cc -Wall -Werror "$src/client/examples/hiredis_counter.c" \
         $(pkg-config --cflags --libs redis-creds-hiredis) -o "$tmp/counter"
+    cc -Wall -Wextra -Werror "$src/client/examples/hiredis_subscriber.c" \
+        $(pkg-config --cflags --libs redis-creds-hiredis) -o "$tmp/subscriber"
 fi
 # the installed shared library is found through the prefix, not the build tree
 mkdir "$tmp/run"

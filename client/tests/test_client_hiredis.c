@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -186,6 +187,41 @@ static void test_falls_back_to_previous(void **state) {
     assert_int_equal(rc_redis_auth(f->c, f->h), 0);
 }
 
+/* Rotation n's file with "previous_valid_until" set to `at` (Unix seconds). */
+static void publish_valid_until(const char *dir, unsigned n, time_t at) {
+    char doc[2048], out[2200], stamp[32];
+    tu_doc(doc, sizeof doc, "cache", n);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&at));
+    const char *rest = strstr(doc, "\"name\"");
+    assert_non_null(rest);
+    snprintf(out, sizeof out, "%.*s\"previous_valid_until\": \"%s\",\n  %s", (int)(rest - doc),
+             doc, stamp, rest);
+    assert_int_equal(tu_publish(dir, "cache.json", out), 0);
+}
+
+static void test_previous_past_previous_valid_until_is_not_tried(void **state) {
+    SKIP_WITHOUT_SERVER();
+    struct fx *f = *state;
+    redis_accepts((unsigned[]){2}, 1); /* only previous (rotation 2) would be accepted */
+    open_at(f, 3, RC_OPEN_NO_THREAD);
+    publish_valid_until(f->dir, 3, time(NULL) - 1);
+    assert_int_equal(rc_reload(f->h), 1);
+    const struct rc_creds *cr = NULL;
+    assert_int_equal(rc_get(f->h, &cr), 0);
+    assert_non_null(cr->previous); /* as published, but no longer to be tried */
+    assert_null(rc_usable_previous(cr, (int64_t)time(NULL)));
+    rc_creds_unref(cr);
+    assert_int_equal(rc_redis_auth(f->c, f->h), -EKEYREJECTED);
+    assert_string_equal(whoami(f->c), "default");
+
+    publish_valid_until(f->dir, 3, time(NULL) + 3600);
+    assert_int_equal(rc_reload(f->h), 1);
+    struct rc_redis_session s = {0};
+    assert_int_equal(rc_redis_auth_session(f->c, f->h, &s), 0);
+    assert_int_equal(s.used_previous, 1);
+    assert_string_equal(whoami(f->c), "app");
+}
+
 static void test_rereads_the_file_when_current_and_previous_are_refused(void **state) {
     SKIP_WITHOUT_SERVER();
     struct fx *f = *state;
@@ -270,11 +306,140 @@ static void test_default_user_auth_with_the_password_alone(void **state) {
     freeReplyObject(r);
 }
 
+/* A token for user app that expires `in` seconds from now. */
+static void publish_token(const char *dir, const char *pw, int in) {
+    char when[32], doc[512];
+    time_t t = time(NULL) + in;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(doc, sizeof doc,
+             "{\"format\":1,\"username\":\"app\",\"password\":\"%s\",\"version\":\"%s\","
+             "\"expires_at\":\"%s\"}",
+             pw, pw, when);
+    assert_int_equal(tu_publish(dir, "cache.json", doc), 0);
+}
+
+static void test_block_ms_ends_slices_before_expiry(void **state) {
+    (void)state;
+    struct rc_redis_session s = {0};
+    assert_int_equal(rc_redis_block_ms(&s, 0), 0);          /* nothing limits it */
+    assert_int_equal(rc_redis_block_ms(&s, 1500), 1500);
+    s.expires_at = (int64_t)time(NULL) + 10;
+    int64_t ms = rc_redis_block_ms(&s, 0);
+    assert_true(ms > 10000 - RC_REDIS_BLOCK_MARGIN_MS - 1500 && ms <= 10000 - RC_REDIS_BLOCK_MARGIN_MS);
+    assert_int_equal(rc_redis_block_ms(&s, 700), 700);
+    s.expires_at = (int64_t)time(NULL) - 1;                 /* never 0 (forever) */
+    assert_int_equal(rc_redis_block_ms(&s, 0), RC_REDIS_MIN_BLOCK_MS);
+}
+
+static void test_blocking_call_reauths_between_slices(void **state) {
+    SKIP_WITHOUT_SERVER();
+    struct fx *f = *state;
+    admin("ACL SETUSER app resetpass >tok-a >tok-b");
+    admin("DEL te:list");
+    publish_token(f->dir, "tok-a", 4); /* slices of about 2 s */
+    assert_int_equal(rc_open("cache", f->dir, &f->h), 0);
+    f->c = connect_redis();
+    struct rc_redis_session s = {0};
+    const char *argv[] = {"BLPOP", "te:list"};
+    size_t argvlen[] = {5, 7};
+    pid_t child = fork();
+    if (child == 0) { /* while the first slice blocks: a new token, then an item */
+        tu_sleep_ms(1000);
+        publish_token(f->dir, "tok-b", 60);
+        tu_sleep_ms(3000);
+        admin("RPUSH te:list item-1");
+        _exit(0);
+    }
+    redisReply *r = NULL;
+    long long t0 = tu_now_ns();
+    assert_int_equal(rc_redis_blocking_argv(f->c, f->h, &s, 2, argv, argvlen, 20000, &r), 1);
+    long long took_ms = (tu_now_ns() - t0) / 1000000;
+    waitpid(child, NULL, 0);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_string_equal(r->element[1]->str, "item-1");
+    freeReplyObject(r);
+    assert_true(took_ms >= 3500);
+    assert_int_equal(s.generation, 2); /* re-AUTHed with tok-b after the first slice */
+    assert_string_equal(whoami(f->c), "app");
+    /* nothing comes: 0 after the caller's timeout, the connection still usable */
+    t0 = tu_now_ns();
+    assert_int_equal(rc_redis_blocking_argv(f->c, f->h, &s, 2, argv, argvlen, 300, &r), 0);
+    assert_true(tu_now_ns() - t0 >= 250000000LL);
+    assert_string_equal(whoami(f->c), "app");
+}
+
+static redisContext *sub_connect(void *arg, rc_handle *h, struct rc_redis_session *s) {
+    (void)arg;
+    (void)h;
+    (void)s;
+    return connect_redis();
+}
+
+static long long connections_of_app(void) {
+    redisContext *c = connect_redis();
+    redisReply *r = redisCommand(c, "CLIENT LIST");
+    long long n = 0;
+    for (const char *p = r->str; (p = strstr(p, " user=app ")) != NULL; p++)
+        n++;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+static void expect_message(struct rc_redis_subscriber *sub, const char *want) {
+    redisReply *m = NULL;
+    assert_int_equal(rc_redis_subscriber_next(sub, 5000, &m), 1);
+    assert_string_equal(m->element[1]->str, "te:chan");
+    assert_string_equal(m->element[2]->str, want);
+    freeReplyObject(m);
+}
+
+static void test_subscriber_moves_to_the_new_credential_without_losing_messages(void **state) {
+    SKIP_WITHOUT_SERVER();
+    struct fx *f = *state;
+    redis_accepts((unsigned[]){1, 2}, 2);
+    open_at(f, 1, 0);
+    const char *ch[] = {"te:chan"};
+    struct rc_redis_subscriber *sub = NULL;
+    assert_int_equal(rc_redis_subscriber_open(f->h, sub_connect, NULL, ch, 1, &sub), 0);
+    assert_int_equal(connections_of_app(), 1);
+    admin("PUBLISH te:chan m1");
+    admin("PUBLISH te:chan m2");
+    assert_int_equal(tu_publish_n(f->dir, "cache", 2), 0);
+    long long t0 = tu_now_ns();
+    while (rc_generation(f->h) < 2)
+        assert_true(tu_now_ns() - t0 < 2000000000LL);
+    /* m1 and m2 are on the old connection: handed out, then the new one's */
+    expect_message(sub, "m1");
+    expect_message(sub, "m2");
+    assert_int_equal(rc_redis_subscriber_switches(sub), 1);
+    assert_int_equal(connections_of_app(), 1); /* the old one is closed */
+    admin("PUBLISH te:chan m3");
+    expect_message(sub, "m3");
+    redisReply *m = NULL;
+    assert_int_equal(rc_redis_subscriber_next(sub, 200, &m), 0);
+    rc_redis_subscriber_close(sub);
+    /* every candidate refused: the switch reports it */
+    redis_accepts((unsigned[]){7}, 1);
+    assert_int_equal(rc_redis_subscriber_open(f->h, sub_connect, NULL, ch, 1, &sub),
+                     -EKEYREJECTED);
+}
+
 static void test_invalid_arguments(void **state) {
     (void)state;
     struct rc_redis_session s = {0};
     assert_int_equal(rc_redis_auth(NULL, NULL), -EINVAL);
     assert_int_equal(rc_redis_reauth_if_changed(NULL, NULL, &s), -EINVAL);
+    const char *argv[] = {"BLPOP", "k"};
+    size_t argvlen[] = {5, 1};
+    redisReply *r = NULL;
+    assert_int_equal(rc_redis_blocking_argv(NULL, NULL, &s, 2, argv, argvlen, 0, &r), -EINVAL);
+    struct rc_redis_subscriber *sub = NULL;
+    assert_int_equal(rc_redis_subscriber_open(NULL, NULL, NULL, argv, 1, &sub), -EINVAL);
+    assert_int_equal(rc_redis_subscriber_next(NULL, 0, &r), -EINVAL);
+    assert_null(rc_redis_subscriber_close(NULL));
 }
 
 int main(void) {
@@ -282,11 +447,15 @@ int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_auth_with_current),
         T(test_falls_back_to_previous),
+        T(test_previous_past_previous_valid_until_is_not_tried),
         T(test_rereads_the_file_when_current_and_previous_are_refused),
         T(test_everything_refused_is_ekeyrejected),
         T(test_reauth_only_when_the_credential_changed),
         T(test_expired_token_with_nothing_newer_is_ekeyexpired),
         T(test_default_user_auth_with_the_password_alone),
+        T(test_blocking_call_reauths_between_slices),
+        T(test_subscriber_moves_to_the_new_credential_without_losing_messages),
+        cmocka_unit_test(test_block_ms_ends_slices_before_expiry),
         cmocka_unit_test(test_invalid_arguments),
 #undef T
     };

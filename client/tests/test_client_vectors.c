@@ -17,11 +17,11 @@
 #include "client_test_util.h"
 #include "redis_creds.h"
 
-/* Fields of the file this library does not expose yet. */
-static const char *const unimplemented[] = {"previous_valid_until"};
+/* Fields of the file this library does not expose yet (none today). */
+static const char *const unimplemented[] = {NULL};
 
 static bool is_unimplemented(const char *feature) {
-    for (size_t i = 0; i < sizeof unimplemented / sizeof *unimplemented; i++)
+    for (size_t i = 0; unimplemented[i]; i++)
         if (strcmp(feature, unimplemented[i]) == 0)
             return true;
     return false;
@@ -58,6 +58,20 @@ static const char *cred_mismatch(json_t *want, const struct rc_credential *c) {
         return "version";
     if (json_is_null(exp) ? c->expires_at != 0 : c->expires_at != json_integer_value(exp))
         return "expires_at";
+    return "";
+}
+
+/* "" when rc_usable_previous offers previous until the earlier of its expires_at and
+ * previous_valid_until, and not from then on. */
+static const char *usable_mismatch(const struct rc_creds *c) {
+    if (!c->previous)
+        return rc_usable_previous(c, 0) ? "rc_usable_previous (no previous)" : "";
+    int64_t exp = c->previous->expires_at, until = c->previous_valid_until;
+    int64_t end = !exp ? until : !until ? exp : exp < until ? exp : until;
+    if (rc_usable_previous(c, end ? end - 1 : INT64_MAX) != c->previous)
+        return "rc_usable_previous (before the end)";
+    if (end && rc_usable_previous(c, end) != NULL)
+        return "rc_usable_previous (at the end)";
     return "";
 }
 
@@ -106,6 +120,12 @@ static const char *check(const char *vdir, json_t *v, char *why, size_t why_size
         const char *m = cred_mismatch(json_object_get(v, "current"), &c->current);
         if (!*m)
             m = cred_mismatch(json_object_get(v, "previous"), c->previous);
+        json_t *pvu = json_object_get(v, "previous_valid_until");
+        if (!*m && pvu && (json_is_null(pvu) ? c->previous_valid_until != 0
+                                             : c->previous_valid_until != json_integer_value(pvu)))
+            m = "previous_valid_until";
+        if (!*m)
+            m = usable_mismatch(c);
         if (*m) {
             snprintf(why, why_size, "%s differs", m);
             res = why;

@@ -21,6 +21,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "plugin.h"
 #include "http.h"
 
@@ -199,8 +201,32 @@ void az_clean_text(const char *s, size_t max, char *out, size_t outlen);
     void p##_close(void *state)
 
 AZ_DECLARE_TYPE(az_keyvault);
+/* How a Key Vault secret's value is read (value_format): by its contentType, as JSON
+ * {"username","password"}, or as the password itself. */
+enum az_kv_format { AZ_KV_AUTO = 0, AZ_KV_JSON, AZ_KV_PASSWORD };
+/* A SecretBundle (the 200 body of GET secrets/{name}[/{version}]) into *c: version from
+ * `id`, expires_at from attributes.exp, the value as `format` says. `username` is used
+ * for a bare value (NULL: the default user). Pure: no I/O. `what` prefixes messages,
+ * which never quote the value. 0, or -1 with err (INVALID for an unusable answer). */
+/* One page of GET secrets/{name}/versions: folds into *best (best->id "" at first) the
+ * newest enabled version other than `latest` (by created, then updated), and hands back
+ * the page's nextLink (malloc'd; NULL when none) in *ret_next. Pure: no I/O; the caller
+ * checks where nextLink points. 0, or -1 with err. */
+struct az_kv_version {
+    char id[80];
+    int64_t created, updated;
+};
+int az_keyvault_parse_versions(const char *body, size_t len, const char *latest, const char *what,
+                               struct az_kv_version *best, char **ret_next, struct rc_error *err);
+int az_keyvault_parse_bundle(const char *body, size_t len, enum az_kv_format format, const char *username,
+                             const char *what, struct rc_candidate *c, struct rc_error *err);
 AZ_DECLARE_TYPE(az_entra);
 AZ_DECLARE_TYPE(az_redis_keys);
+/* The 200 body of POST .../listKeys: *ret_root holds primaryKey and secondaryKey, both
+ * non-empty strings (json_decref it; jansson's free wipes the keys). Pure: no I/O.
+ * 0, or -1 with err (INVALID; the message never quotes the body). */
+int az_redis_keys_parse_list(const char *body, size_t len, const char *what, json_t **ret_root,
+                             struct rc_error *err);
 uint64_t az_entra_next_check(void *state, const struct rc_credential *cred);
 /* Strategy azure-keys (plugin.h rotate() with password NULL): regenerates the key that is
  * not expected_version; ret_version is the regenerated key's new version. */

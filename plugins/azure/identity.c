@@ -40,6 +40,7 @@
 #include <jansson.h>
 
 #include "azure.h"
+#include "jsonload.h"
 #include "jwt.h"
 #include "secretfile.h"
 
@@ -558,43 +559,36 @@ static int json_num(json_t *v, int64_t *ret) {
     return -ENOENT;
 }
 
-int az_token_parse(const char *body, size_t len, int64_t now, struct az_token *ret, int64_t *ret_iat,
-                   struct rc_error *err) {
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    int r = -1;
-    struct jwt j = { 0 };
-    if (!json_is_object(root)) {
-        rc_error_set(err, RC_ERR_INVALID, "token response is not a JSON object");
-        goto out;
-    }
+/* The response's access_token: present, bounded, visible ASCII (it goes into an
+ * Authorization header and a Redis AUTH). */
+static int token_string(json_t *root, const char **ret, size_t *ret_len, struct rc_error *err) {
     json_t *at = json_object_get(root, "access_token");
     if (!json_is_string(at) || json_string_length(at) == 0) {
         rc_error_set(err, RC_ERR_INVALID, "token response has no access_token");
-        goto out;
+        return -1;
     }
     const char *tok = json_string_value(at);
     size_t tlen = json_string_length(at);
     if (tlen > AZ_TOKEN_MAX_LEN) {
         rc_error_set(err, RC_ERR_INVALID, "access_token longer than %d bytes", AZ_TOKEN_MAX_LEN);
-        goto out;
+        return -1;
     }
-    /* It goes into an Authorization header and a Redis AUTH: visible ASCII only. */
     for (size_t i = 0; i < tlen; i++)
         if (tok[i] < 0x21 || tok[i] > 0x7e) {
             rc_error_set(err, RC_ERR_INVALID, "access_token holds characters a bearer token cannot");
-            goto out;
+            return -1;
         }
+    *ret = tok;
+    *ret_len = tlen;
+    return 0;
+}
 
+/* Expiry and issue time: the token's own claims first, then expires_on / expires_in. */
+static int token_times(json_t *root, const struct jwt *j, bool decoded, int64_t now,
+                       int64_t *ret_exp, int64_t *ret_iat, struct rc_error *err) {
     int64_t exp = 0, iat = 0, v;
-    bool have_exp = false, have_iat = false;
-    const char *oid = NULL;
-    if (jwt_decode(tok, tlen, &j, NULL, 0) == 0) {
-        have_exp = jwt_claim_time(&j, "exp", &exp) == 0;
-        have_iat = jwt_claim_time(&j, "iat", &iat) == 0 || jwt_claim_time(&j, "nbf", &iat) == 0;
-        if (jwt_claim_string(&j, "oid", &oid) < 0)
-            oid = NULL;
-    }
+    bool have_exp = decoded && jwt_claim_time(j, "exp", &exp) == 0;
+    bool have_iat = decoded && (jwt_claim_time(j, "iat", &iat) == 0 || jwt_claim_time(j, "nbf", &iat) == 0);
     if (!have_exp && json_num(json_object_get(root, "expires_on"), &v) == 0 && v > 0) {
         exp = v;
         have_exp = true;
@@ -608,7 +602,7 @@ int az_token_parse(const char *body, size_t len, int64_t now, struct az_token *r
     }
     if (!have_exp) {
         rc_error_set(err, RC_ERR_INVALID, "token response says nothing about expiry");
-        goto out;
+        return -1;
     }
     if (!have_iat && expires_in >= 0 && json_object_get(root, "expires_on")) {
         iat = exp - expires_in;   /* IMDS: expires_in counts from issuance */
@@ -618,6 +612,36 @@ int az_token_parse(const char *body, size_t len, int64_t now, struct az_token *r
         iat = now;
     if (iat > exp)
         iat = exp;
+    *ret_exp = exp;
+    *ret_iat = iat;
+    return 0;
+}
+
+int az_token_parse(const char *body, size_t len, int64_t now, struct az_token *ret, int64_t *ret_iat,
+                   struct rc_error *err) {
+    struct jsonload_error jerr;
+    json_t *root = jsonload_buf(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    int r = -1;
+    struct jwt j = { 0 };
+    const char *tok, *oid = NULL;
+    size_t tlen;
+    int64_t exp, iat;
+    if (!root) {   /* position and a generic reason only: jansson's text may quote the token */
+        rc_error_set(err, RC_ERR_INVALID, "token response is not a JSON object: malformed at line %d column %d (%s)",
+                     jerr.line, jerr.column, jerr.reason);
+        goto out;
+    }
+    if (!json_is_object(root)) {
+        rc_error_set(err, RC_ERR_INVALID, "token response is not a JSON object");
+        goto out;
+    }
+    if (token_string(root, &tok, &tlen, err) < 0)
+        goto out;
+    bool decoded = jwt_decode(tok, tlen, &j, NULL, 0) == 0;
+    if (decoded && jwt_claim_string(&j, "oid", &oid) < 0)
+        oid = NULL;
+    if (token_times(root, &j, decoded, now, &exp, &iat, err) < 0)
+        goto out;
 
     struct az_token t = { .exp = exp };
     if (oid && strlen(oid) < sizeof t.oid) {

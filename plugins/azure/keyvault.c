@@ -29,18 +29,17 @@
 #include <jansson.h>
 
 #include "azure.h"
+#include "jsonload.h"
 
 #define KV_DEFAULT_API_VERSION "2025-07-01"
 #define KV_DEFAULT_SCOPE "https://vault.azure.net/.default"
 #define KV_MAX_PAGES 40           /* 25 versions a page: 1000 versions */
 
-enum kv_format { KV_AUTO = 0, KV_JSON, KV_PASSWORD };
-
 struct kv_cred {
     char *name;          /* credential name */
     char *secret;        /* secret name */
     char *username;      /* for a bare value; NULL = the default user */
-    enum kv_format format;
+    enum az_kv_format format;
     bool hint_done;
 };
 
@@ -167,11 +166,11 @@ int az_keyvault_open(const struct rc_host *host, const struct config_node *sourc
             goto fail;
         }
         if (!fmt || strcmp(fmt, "auto") == 0)
-            c->format = KV_AUTO;
+            c->format = AZ_KV_AUTO;
         else if (strcmp(fmt, "json") == 0)
-            c->format = KV_JSON;
+            c->format = AZ_KV_JSON;
         else if (strcmp(fmt, "password") == 0)
-            c->format = KV_PASSWORD;
+            c->format = AZ_KV_PASSWORD;
         else {
             rc_error_set(err, RC_ERR_FATAL, "credential %s: value_format must be auto, json or password",
                          credentials[i].name);
@@ -224,13 +223,55 @@ static bool content_type_is_json(const char *ct) {
     return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
 }
 
-/* A SecretBundle into a candidate. `what` prefixes messages. */
-static int kv_parse_bundle(struct kv_source *s, const struct kv_cred *kc, const struct http_response *r,
-                           const char *what, struct rc_candidate *c, struct rc_error *err) {
-    json_error_t jerr;
-    json_t *root = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+/* A value that holds {"username": ..., "password": ...}: *ret_inner is the parsed object
+ * (the caller frees it, also on failure); *user, *pw and *pwlen move into it. */
+static int inner_value(const char *what, const char *version, json_t **ret_inner, const char **user,
+                       const char **pw, size_t *pwlen, struct rc_error *err) {
+    struct jsonload_error jerr;
+    json_t *inner = *ret_inner = jsonload_buf(*pw, *pwlen, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *u = json_object_get(inner, "username"), *p = json_object_get(inner, "password");
+    if (!inner) {   /* position and a generic reason only: jansson's text may quote the secret */
+        rc_error_set(err, RC_ERR_INVALID, "%s: version %s: value is not JSON (line %d column %d: %s)",
+                     what, version, jerr.line, jerr.column, jerr.reason);
+        return -1;
+    }
+    if (!json_is_object(inner)) {
+        rc_error_set(err, RC_ERR_INVALID, "%s: version %s: value is not a JSON object", what, version);
+        return -1;
+    }
+    if (!json_is_string(p) || json_string_length(p) == 0) {
+        rc_error_set(err, RC_ERR_INVALID, "%s: version %s: value has no non-empty \"password\" string",
+                     what, version);
+        return -1;
+    }
+    if (u && !json_is_string(u) && !json_is_null(u)) {
+        rc_error_set(err, RC_ERR_INVALID, "%s: version %s: \"username\" must be a string or null", what,
+                     version);
+        return -1;
+    }
+    if (json_is_string(u) && json_string_length(u) == 0) {
+        rc_error_set(err, RC_ERR_INVALID, "%s: version %s: empty \"username\" (use null for the default user)",
+                     what, version);
+        return -1;
+    }
+    if (u)
+        *user = json_is_string(u) ? json_string_value(u) : NULL;
+    *pw = json_string_value(p);
+    *pwlen = json_string_length(p);
+    return 0;
+}
+
+int az_keyvault_parse_bundle(const char *body, size_t len, enum az_kv_format format, const char *username,
+                             const char *what, struct rc_candidate *c, struct rc_error *err) {
+    struct jsonload_error jerr;
+    json_t *root = jsonload_buf(body, len, JSON_REJECT_DUPLICATES, &jerr);
     json_t *inner = NULL;
     int ret = -1;
+    if (!root) {   /* position and a generic reason only: jansson's text may quote the value */
+        rc_error_set(err, RC_ERR_INVALID, "%s: response is not a JSON object: malformed at line %d column %d (%s)", what,
+                     jerr.line, jerr.column, jerr.reason);
+        goto out;
+    }
     if (!json_is_object(root)) {
         rc_error_set(err, RC_ERR_INVALID, "%s: response is not a JSON object", what);
         goto out;
@@ -254,39 +295,12 @@ static int kv_parse_bundle(struct kv_source *s, const struct kv_cred *kc, const 
     if (json_is_integer(exp))
         c->expires_at = (int64_t)json_integer_value(exp);
 
-    bool as_json = kc->format == KV_JSON || (kc->format == KV_AUTO && content_type_is_json(ct));
-    const char *user = kc->username;
+    bool as_json = format == AZ_KV_JSON || (format == AZ_KV_AUTO && content_type_is_json(ct));
+    const char *user = username;
     const char *pw = json_string_value(value);
     size_t pwlen = json_string_length(value);
-    if (as_json) {
-        inner = json_loadb(pw, pwlen, JSON_REJECT_DUPLICATES, &jerr);
-        json_t *u = json_object_get(inner, "username"), *p = json_object_get(inner, "password");
-        if (!json_is_object(inner)) {
-            /* jerr may quote the secret: position only. */
-            rc_error_set(err, RC_ERR_INVALID, "%s: version %s: value is not a JSON object (line %d column %d)",
-                         what, c->version, jerr.line, jerr.column);
-            goto out;
-        }
-        if (!json_is_string(p) || json_string_length(p) == 0) {
-            rc_error_set(err, RC_ERR_INVALID, "%s: version %s: value has no non-empty \"password\" string",
-                         what, c->version);
-            goto out;
-        }
-        if (u && !json_is_string(u) && !json_is_null(u)) {
-            rc_error_set(err, RC_ERR_INVALID, "%s: version %s: \"username\" must be a string or null", what,
-                         c->version);
-            goto out;
-        }
-        if (json_is_string(u) && json_string_length(u) == 0) {
-            rc_error_set(err, RC_ERR_INVALID, "%s: version %s: empty \"username\" (use null for the default user)",
-                         what, c->version);
-            goto out;
-        }
-        if (u)
-            user = json_is_string(u) ? json_string_value(u) : NULL;
-        pw = json_string_value(p);
-        pwlen = json_string_length(p);
-    }
+    if (as_json && inner_value(what, c->version, &inner, &user, &pw, &pwlen, err) < 0)
+        goto out;
     c->password = secret_new(pw, pwlen);
     c->username = user ? strdup(user) : NULL;
     if (!c->password || (user && !c->username)) {
@@ -315,7 +329,7 @@ static int kv_get(struct kv_source *s, const struct kv_cred *kc, const char *ver
         return -1;
     int ret;
     if (r.status == 200)
-        ret = kv_parse_bundle(s, kc, &r, what, c, err);
+        ret = az_keyvault_parse_bundle(r.body, r.body_len, kc->format, kc->username, what, c, err);
     else {
         ret = az_service_error(err, what, &r);
         if (r.status == 401) {
@@ -329,18 +343,46 @@ static int kv_get(struct kv_source *s, const struct kv_cred *kc, const char *ver
     return ret;
 }
 
-struct kv_version {
-    char id[80];
-    int64_t created, updated;
-};
+int az_keyvault_parse_versions(const char *body, size_t len, const char *latest, const char *what,
+                               struct az_kv_version *best, char **ret_next, struct rc_error *err) {
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *items = json_object_get(root, "value");
+    if (!json_is_array(items)) {
+        json_decref(root);
+        return rc_error_set(err, RC_ERR_INVALID, "%s: no \"value\" list", what);
+    }
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+        json_t *a = json_object_get(it, "attributes");
+        struct az_kv_version v = { 0 };
+        if (id_version(json_string_value(json_object_get(it, "id")), v.id, sizeof v.id) < 0 ||
+            strcmp(v.id, latest) == 0 || !json_is_true(json_object_get(a, "enabled")))
+            continue;
+        json_t *cr = json_object_get(a, "created"), *up = json_object_get(a, "updated");
+        v.created = json_is_integer(cr) ? (int64_t)json_integer_value(cr) : 0;
+        v.updated = json_is_integer(up) ? (int64_t)json_integer_value(up) : 0;
+        if (!best->id[0] || v.created > best->created ||
+            (v.created == best->created && v.updated > best->updated))
+            *best = v;
+    }
+    const char *nl = json_string_value(json_object_get(root, "nextLink"));
+    char *next = nl && nl[0] ? strdup(nl) : NULL;
+    bool oom = nl && nl[0] && !next;
+    json_decref(root);
+    if (oom)
+        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    *ret_next = next;
+    return 0;
+}
 
 /* The newest enabled version other than `latest`, from the paged version list. 0 and
  * *ret (ret->id "" when there is none), or -1 with err. */
 static int kv_pick_previous(struct kv_source *s, const struct kv_cred *kc, const char *latest,
-                            struct kv_version *ret, struct rc_error *err) {
+                            struct az_kv_version *ret, struct rc_error *err) {
     char first[512];
     char *next = NULL;
-    struct kv_version best = { .id = "" };
+    struct az_kv_version best = { .id = "" };
     int r = 0;
     snprintf(first, sizeof first, "/secrets/%s/versions?api-version=%s&maxresults=25", kc->secret, s->api_version);
     for (int page = 0; page < KV_MAX_PAGES; page++) {
@@ -356,43 +398,23 @@ static int kv_pick_previous(struct kv_source *s, const struct kv_cred *kc, const
             http_response_clear(&resp);
             break;
         }
-        json_t *root = json_loadb(resp.body, resp.body_len, 0, NULL);
+        char *nl = NULL;
+        r = az_keyvault_parse_versions(resp.body, resp.body_len, latest, what, &best, &nl, err);
         http_response_clear(&resp);
-        json_t *items = json_object_get(root, "value");
-        if (!json_is_array(items)) {
-            json_decref(root);
-            r = rc_error_set(err, RC_ERR_INVALID, "%s: no \"value\" list", what);
-            break;
-        }
-        size_t i;
-        json_t *it;
-        json_array_foreach(items, i, it) {
-            json_t *a = json_object_get(it, "attributes");
-            struct kv_version v = { 0 };
-            if (id_version(json_string_value(json_object_get(it, "id")), v.id, sizeof v.id) < 0 ||
-                strcmp(v.id, latest) == 0 || !json_is_true(json_object_get(a, "enabled")))
-                continue;
-            json_t *cr = json_object_get(a, "created"), *up = json_object_get(a, "updated");
-            v.created = json_is_integer(cr) ? (int64_t)json_integer_value(cr) : 0;
-            v.updated = json_is_integer(up) ? (int64_t)json_integer_value(up) : 0;
-            if (!best.id[0] || v.created > best.created ||
-                (v.created == best.created && v.updated > best.updated))
-                best = v;
-        }
-        const char *nl = json_string_value(json_object_get(root, "nextLink"));
         free(next);
         next = NULL;
-        if (nl && nl[0]) {
+        if (r < 0)
+            break;
+        if (nl) {
             /* Only on the vault's own scheme, host and port (DESIGN §7). */
             if (!http_same_origin(nl, s->ep.base_url)) {
                 s->host->log(s->host->h, LOG_WARNING, kc->name,
                              "secrets/%s/versions: nextLink points to another origin; not followed", kc->secret);
-                json_decref(root);
+                free(nl);
                 break;
             }
-            next = strdup(nl);
+            next = nl;
         }
-        json_decref(root);
         if (!next)
             break;
     }
@@ -418,7 +440,7 @@ int az_keyvault_fetch(void *state, const struct rc_credential *cred,
     /* First look since open: find the start-up hint. Its failure costs nothing but the
      * hint (a missing secrets/list permission is common and fine). */
     kc->hint_done = true;
-    struct kv_version prev;
+    struct az_kv_version prev;
     struct rc_error herr = { 0 };
     if (kv_pick_previous(s, kc, c.version, &prev, &herr) < 0) {
         s->host->log(s->host->h, LOG_NOTICE, kc->name, "no start-up hint for previous: %s", herr.message);

@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "azure.h"
+#include "jsonload.h"
 
 #define RK_DEFAULT_MANAGEMENT_URL "https://management.azure.com"
 #define RK_DEFAULT_SCOPE "https://management.azure.com/.default"
@@ -248,6 +249,27 @@ static int rk_candidate(const struct rk_source *s, const struct rk_cred *rc, con
     return 0;
 }
 
+int az_redis_keys_parse_list(const char *body, size_t len, const char *what, json_t **ret_root,
+                             struct rc_error *err) {
+    struct jsonload_error jerr;
+    json_t *root = jsonload_buf(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *pk = json_object_get(root, "primaryKey"), *sk = json_object_get(root, "secondaryKey");
+    if (!root)   /* position and a generic reason only: jansson's text may quote a key */
+        return rc_error_set(err, RC_ERR_INVALID, "%s: response is not a JSON object: malformed at line %d column %d (%s)",
+                            what, jerr.line, jerr.column, jerr.reason);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return rc_error_set(err, RC_ERR_INVALID, "%s: response is not a JSON object", what);
+    }
+    if (!json_is_string(pk) || !json_is_string(sk) || !json_string_length(pk) || !json_string_length(sk)) {
+        json_decref(root);
+        return rc_error_set(err, RC_ERR_INVALID, "%s: response lacks primaryKey or secondaryKey "
+                            "(is access key authentication disabled on the cache?)", what);
+    }
+    *ret_root = root;
+    return 0;
+}
+
 /* POST listKeys: *ret_root holds both keys (checked to be non-empty strings). The
  * caller json_decref()s it (jansson's free wipes the keys: secret_init). */
 static int rk_list(struct rk_source *s, const struct rk_cred *rc, json_t **ret_root, struct rc_error *err) {
@@ -269,20 +291,9 @@ static int rk_list(struct rk_source *s, const struct rk_cred *rc, json_t **ret_r
         http_response_clear(&r);
         return -1;
     }
-    json_t *root = json_loadb(r.body, r.body_len, JSON_REJECT_DUPLICATES, NULL);
+    int ret = az_redis_keys_parse_list(r.body, r.body_len, what, ret_root, err);
     http_response_clear(&r);
-    json_t *pk = json_object_get(root, "primaryKey"), *sk = json_object_get(root, "secondaryKey");
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return rc_error_set(err, RC_ERR_INVALID, "%s: response is not a JSON object", what);
-    }
-    if (!json_is_string(pk) || !json_is_string(sk) || !json_string_length(pk) || !json_string_length(sk)) {
-        json_decref(root);
-        return rc_error_set(err, RC_ERR_INVALID, "%s: response lacks primaryKey or secondaryKey "
-                            "(is access key authentication disabled on the cache?)", what);
-    }
-    *ret_root = root;
-    return 0;
+    return ret;
 }
 
 int az_redis_keys_fetch(void *state, const struct rc_credential *cred,

@@ -26,6 +26,8 @@
 
 #include <jansson.h>
 
+#include "credfile.h"
+#include "jsonload.h"
 #include "plugin.h"
 
 #define FILE_MAX_SIZE (64 * 1024)
@@ -207,11 +209,11 @@ static int file_read(const char *dir, const char *path, struct secret **ret, mod
 /* JSON {"username": string|null (optional), "password": string}. */
 static int file_parse_json(const char *full, const struct secret *content, struct rc_candidate *c,
                            struct rc_error *err) {
-    json_error_t jerr;
-    json_t *root = json_loadb(secret_data(content), secret_len(content), JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)  /* jerr.text may quote the input: report only the position */
-        return rc_error_set(err, RC_ERR_INVALID, "%s: malformed JSON at line %d column %d",
-                            full, jerr.line, jerr.column);
+    struct jsonload_error jerr;
+    json_t *root = jsonload_buf(secret_data(content), secret_len(content), JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)  /* position and a generic reason only: jansson's text may quote the input */
+        return rc_error_set(err, RC_ERR_INVALID, "%s: malformed JSON at line %d column %d (%s)",
+                            full, jerr.line, jerr.column, jerr.reason);
     int r = -1;
     json_t *user = json_object_get(root, "username");
     json_t *pass = json_object_get(root, "password");
@@ -268,6 +270,12 @@ static int file_load(const struct file_source *s, const struct file_cred *fc,
             len--;
         if (len == 0)
             return rc_error_set(err, RC_ERR_INVALID, "%s: empty password", fc->path);
+        /* The published files are JSON: refuse now what could never be published. */
+        size_t at;
+        const char *why = credfile_value_problem(d, len, &at);
+        if (why)
+            return rc_error_set(err, RC_ERR_INVALID, "%s: the password %s (at byte %zu), which the published "
+                                "credential files cannot carry; write it without", fc->path, why, at);
         c.password = secret_new(d, len);
         if (!c.password)
             return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");

@@ -9,17 +9,18 @@
 
 #include <jansson.h>
 
+#include "jsonload.h"
 #include "vault_parse.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
 static json_t *load(const char *body, size_t len, const char *what, struct rc_error *err) {
-    json_error_t jerr;
-    json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    struct jsonload_error jerr;
+    json_t *root = jsonload_buf(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        /* jerr.text may quote the input (which may hold a secret): position only. */
-        rc_error_set(err, RC_ERR_INVALID, "%s: malformed JSON in the response (line %d, column %d)",
-                     what, jerr.line, jerr.column);
+        /* Position and a generic reason only: jansson's text may quote a secret. */
+        rc_error_set(err, RC_ERR_INVALID, "%s: malformed JSON in the response (line %d, column %d: %s)",
+                     what, jerr.line, jerr.column, jerr.reason);
         return NULL;
     }
     if (!json_is_object(root)) {

@@ -29,7 +29,10 @@ key, a user-assigned selector or a reused key, and the 401's body, are guesses m
 
 Tokens are JWT-shaped (header.payload.signature) with aud, iss, iat, nbf, exp, oid, tid,
 appid, and an unverifiable random signature; the fake remembers every token it issued
-and accepts only those (with the right audience, not expired) as bearer tokens.
+and accepts only those (with the right audience, not expired) as bearer tokens. With
+signed_tokens=True (--signed) they are real RS256 JWTs signed with a key the fake makes at
+start, whose public half is .jwks() (and served at /<tenant>/discovery/v2.0/keys), so a
+relying party such as tests/fakes/token_proxy.py can verify them like Entra's are.
 
 Tests drive it through the Python API (kv_set, kv_disable, add_cache, regenerate,
 add_identity, add_app, inject, ...) and observe it through .requests and callbacks
@@ -69,11 +72,70 @@ def b64url_decode(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
-def make_jwt(claims, header=None):
-    h = header or {"typ": "JWT", "alg": "RS256", "kid": "fake-azure-key"}
-    return "%s.%s.%s" % (b64url(json.dumps(h, separators=(",", ":")).encode()),
-                         b64url(json.dumps(claims, separators=(",", ":")).encode()),
-                         b64url(_secrets.token_bytes(64)))
+def make_jwt(claims, header=None, key=None):
+    """A JWT with the claims; signed RS256 with key (an RsaKey) if given, else with a random
+    (unverifiable) signature."""
+    h = header or {"typ": "JWT", "alg": "RS256", "kid": key.kid if key else "fake-azure-key"}
+    signing_input = "%s.%s" % (b64url(json.dumps(h, separators=(",", ":")).encode()),
+                               b64url(json.dumps(claims, separators=(",", ":")).encode()))
+    sig = key.sign(signing_input.encode()) if key else _secrets.token_bytes(64)
+    return "%s.%s" % (signing_input, b64url(sig))
+
+
+# RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 §8.2, §9.2): the DER DigestInfo prefix.
+SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+
+
+def _probable_prime(bits):
+    small = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73)
+    while True:
+        n = _secrets.randbits(bits) | (3 << (bits - 2)) | 1
+        if any(n % p == 0 for p in small):
+            continue
+        d, r = n - 1, 0
+        while d % 2 == 0:
+            d //= 2
+            r += 1
+        for _ in range(24):     # Miller-Rabin
+            x = pow(_secrets.randbelow(n - 3) + 2, d, n)
+            if x in (1, n - 1):
+                continue
+            for _ in range(r - 1):
+                x = pow(x, 2, n)
+                if x == n - 1:
+                    break
+            else:
+                break
+        else:
+            return n
+
+
+class RsaKey:
+    """A test RSA key (2048 bits, e = 65537), made with the stdlib: good enough to sign test
+    tokens, not for anything else."""
+
+    def __init__(self, bits=2048):
+        e = 65537
+        while True:
+            p, q = _probable_prime(bits // 2), _probable_prime(bits // 2)
+            phi = (p - 1) * (q - 1)
+            if p != q and phi % e:
+                break
+        self.n, self.e, self._d = p * q, e, pow(e, -1, phi)
+        self.size = (self.n.bit_length() + 7) // 8
+        self.kid = "fake-entra-" + _secrets.token_hex(4)
+
+    def sign(self, data):
+        import hashlib
+        t = SHA256_DIGEST_INFO + hashlib.sha256(data).digest()
+        em = b"\x00\x01" + b"\xff" * (self.size - len(t) - 3) + b"\x00" + t
+        return pow(int.from_bytes(em, "big"), self._d, self.n).to_bytes(self.size, "big")
+
+    def jwk(self):
+        def b(i):
+            return b64url(i.to_bytes((i.bit_length() + 7) // 8, "big"))
+        return {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid,
+                "n": b(self.n), "e": b(self.e)}
 
 
 def jwt_claims(token):
@@ -166,8 +228,9 @@ class Request:
 
 
 class AzureFake:
-    def __init__(self, token_lifetime=3600, tls=None, location="westus"):
+    def __init__(self, token_lifetime=3600, tls=None, location="westus", signed_tokens=False):
         self.lock = threading.RLock()
+        self.signing_key = RsaKey() if signed_tokens else None
         self.tenant = new_guid()
         self.subscription = "00000000-0000-0000-0000-000000000001"
         self.location = location
@@ -322,7 +385,7 @@ class AzureFake:
             "oid": ident.object_id, "sub": ident.object_id, "tid": self.tenant,
             "appid": appid or ident.client_id, "uti": b64url(_secrets.token_bytes(16)), "ver": "1.0",
         }
-        token = make_jwt(claims)
+        token = make_jwt(claims, key=self.signing_key)
         with self.lock:
             self.issued[token] = claims
             self.leaked.add(token)
@@ -330,6 +393,10 @@ class AzureFake:
         for cb in callbacks:
             cb(token, claims)
         return token, claims
+
+    def jwks(self):
+        """The public keys that verify the tokens ({"keys": []} unless signed_tokens)."""
+        return {"keys": [self.signing_key.jwk()] if self.signing_key else []}
 
     def _managed_token(self, ident, resource):
         key = (ident.object_id, normalize_resource(resource))
@@ -517,6 +584,8 @@ class AzureFake:
                     kind = "appservice"
                 elif re.match(r"^/[^/]+/oauth2/v2\.0/token$", low):
                     kind = "aad"
+                elif re.match(r"^/[^/]+/discovery/v2\.0/keys$", low):
+                    kind = "jwks"
                 elif low.startswith("/secrets"):
                     kind = "keyvault"
                 elif low.startswith("/subscriptions/"):
@@ -542,6 +611,8 @@ class AzureFake:
                         return
                     if f.status is not None:
                         return self._reply(f.status, f.body, f.headers)
+                if kind == "jwks":
+                    return self._reply(200, fake.jwks())
                 handler = {"imds": self._imds, "arc": self._arc, "appservice": self._appservice, "aad": self._aad,
                            "keyvault": self._keyvault, "arm": self._arm}.get(kind)
                 if not handler:
@@ -870,12 +941,14 @@ def main():
     import argparse
     ap = argparse.ArgumentParser(description="Run the fake Azure endpoints on loopback.")
     ap.add_argument("--lifetime", type=int, default=3600, help="token lifetime in seconds")
+    ap.add_argument("--signed", action="store_true",
+                    help="sign tokens RS256 (public key at /<tenant>/discovery/v2.0/keys)")
     ap.add_argument("--tls-dir", help="make a test CA here and also serve https")
     ap.add_argument("--secret", action="append", default=[], metavar="NAME=VALUE",
                     help="a Key Vault secret to create")
     args = ap.parse_args()
     tls = make_test_ca(args.tls_dir)[1:] if args.tls_dir else None
-    fake = AzureFake(token_lifetime=args.lifetime, tls=tls).start()
+    fake = AzureFake(token_lifetime=args.lifetime, tls=tls, signed_tokens=args.signed).start()
     for s in args.secret:
         n, v = s.split("=", 1)
         fake.kv_set(n, v)

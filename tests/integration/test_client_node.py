@@ -28,7 +28,8 @@ CLIENTS = [  # (example, module to import, client name on the server)
 CLIENT_IDS = ["node-redis5", "node-redis6", "ioredis5", "ioredis6"]
 
 
-def _node():
+def node_or_why():
+    """(node, None) when node >= 20 is on PATH; else (None, why)."""
     node = shutil.which("node")
     if not node:
         return None, "node is not installed"
@@ -38,17 +39,25 @@ def _node():
     return node, None
 
 
-@pytest.fixture(scope="module")
-def node():
-    """node, after `npm ci` in client/node (the versions of package-lock.json)."""
-    node, why = _node()
-    if not node:
-        pytest.skip("Node.js tests skipped: %s" % why)
+def npm_ci():
+    """`npm ci` in client/node (the versions of package-lock.json): None, or why it failed."""
     p = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR,
                        capture_output=True, text=True, timeout=600)
     if p.returncode != 0:
-        h.fail("npm ci in %s failed (the tests need the npm registry):\n%s"
-               % (NODE_DIR, p.stderr[-2000:]))
+        return ("npm ci in %s failed (the tests need the npm registry):\n%s"
+                % (NODE_DIR, p.stderr[-2000:]))
+    return None
+
+
+@pytest.fixture(scope="module")
+def node():
+    """node, after `npm ci` in client/node."""
+    node, why = node_or_why()
+    if not node:
+        pytest.skip("Node.js tests skipped: %s" % why)
+    why = npm_ci()
+    if why:
+        h.fail(why)
     return node
 
 
@@ -223,7 +232,7 @@ def test_docs_snippets_run_as_written(sc, node):
     """Each snippet of the Node.js section, with only the host, port and runtime
     directory replaced, runs to completion against the real agent and server."""
     snippets = _doc_snippets()
-    assert len(snippets) == 3, "the Node.js section of docs/clients.md changed shape"
+    assert len(snippets) == 5, "the Node.js section of docs/clients.md changed shape"
     ch.start_agent_with_first_credential(sc)
     env = h.clean_env({"REDIS_CREDS_RUNTIME_DIR": sc.tree.runtime})
     for i, code in enumerate(snippets):

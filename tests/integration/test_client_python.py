@@ -2,6 +2,8 @@
 redis-server and the real agent: zero failed commands through rotations, the fallback
 to previous, a malformed file. Tested with Debian 12's redis-py 4.3.4; the >= 4.4
 credential provider is tested through its contract (the AUTH redis-py 4.4 sends)."""
+import json
+import os
 import threading
 import time
 
@@ -87,17 +89,24 @@ def test_redis_py_client_sees_zero_failed_commands_through_rotations(sc):
         long_lived.connection_pool.release(conn)
 
 
+def _pool_that_used_previous(sc, key):
+    """A RotatingConnectionPool on `cache` whose first command (INCR key) went through a
+    connection that AUTHed with `previous`; (pool, client)."""
+    pool = rc.RotatingConnectionPool(credential_name="cache", runtime_dir=sc.tree.runtime,
+                                     host="127.0.0.1", port=sc.redis.port)
+    r = redis.Redis(connection_pool=pool)
+    assert r.incr(key) == 1
+    conn = pool.get_connection("PING")
+    assert conn.rc_used_previous is True
+    pool.release(conn)
+    return pool, r
+
+
 def test_rotating_connection_falls_back_to_previous_then_to_a_reread(sc):
     """The agent publishes (validate = "none") a password Redis does not know yet: a new
     connection AUTHs with `previous`; once Redis knows it, with the current one."""
     ch.start_agent_publishing_ahead_of_redis(sc)
-    pool = rc.RotatingConnectionPool(credential_name="cache", runtime_dir=sc.tree.runtime,
-                                     host="127.0.0.1", port=sc.redis.port)
-    r = redis.Redis(connection_pool=pool)
-    assert r.incr("fallback") == 1
-    conn = pool.get_connection("PING")
-    assert conn.rc_used_previous is True
-    pool.release(conn)
+    pool, r = _pool_that_used_previous(sc, "fallback")
     # the server learns the new password and forgets the old one
     sc.redis.add_password("app", ch.rotation_password(2))
     sc.redis.remove_password("app", ch.rotation_password(1))
@@ -124,6 +133,31 @@ def test_rotating_connection_falls_back_to_previous_then_to_a_reread(sc):
         r.incr("fallback")
     assert "refused the current and the previous" in str(e.value)
     assert "pw-" not in str(e.value)
+
+
+def test_a_previous_past_previous_valid_until_is_not_tried(sc):
+    """docs/file-format.md: once the file's previous_valid_until has passed (the agent
+    removed `previous` from Redis), the fallback no longer sends it; before, it does. The
+    file is published by hand: the agent does not write the key yet."""
+    sc.redis.acl_setuser("app", "on", "resetpass", ">old-pw", "~*", "+@all")
+    path = os.path.join(sc.tree.runtime, "cache.json")
+
+    def publish(valid_until):
+        doc = {"format": 1, "name": "cache", "username": "app", "password": "new-pw",
+               "version": "v2", "previous_valid_until": time.strftime(
+                   "%Y-%m-%dT%H:%M:%SZ", time.gmtime(valid_until)),
+               "previous": {"username": "app", "password": "old-pw", "version": "v1"}}
+        with open(path + ".tmp", "w") as f:
+            json.dump(doc, f)
+        os.rename(path + ".tmp", path)
+    os.makedirs(sc.tree.runtime, exist_ok=True)
+    publish(time.time() + 3600)
+    pool, r = _pool_that_used_previous(sc, "pvu")
+    publish(time.time() - 1)
+    pool.disconnect()
+    with pytest.raises(redis.AuthenticationError):
+        r.incr("pvu")
+    assert pool.connection_kwargs["credential_file"].get().previous is not None
 
 
 def test_malformed_file_keeps_last_good_and_is_clear_when_never_good(sc):

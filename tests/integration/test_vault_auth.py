@@ -87,7 +87,8 @@ def test_token_expiry_and_max_ttl_relogin_keeps_the_published_credential(vault, 
     assert sc.read_bytes() == before
     assert w.count("cache.json", h.IN_MOVED_TO) == 0
     assert a.notify.last_status().startswith("1/1 current"), a.notify.last_status()
-    # Renewal and re-login happened ahead of expiry: the only token Vault refused was
-    # the revoked one.
+    # Renewal and re-login happened ahead of expiry: the only token Vault may have refused
+    # is the revoked one (none, when the scheduled re-login at the max TTL replaced it
+    # before the refresh's fetch used it).
     assert "max TTL" in a.log()
-    assert a.log().count("Vault refused the token") == 1, a.log()
+    assert a.log().count("Vault refused the token") <= 1, a.log()

@@ -24,6 +24,7 @@
 #include "azure/azure.h"
 #include "http.h"
 #include "mock_host.h"
+#include "stack_residue.h"
 
 extern const struct rc_plugin redis_creds_plugin;
 
@@ -1677,6 +1678,32 @@ static void test_no_secret_in_any_log_line(void **st) {
     assert_null(strstr(err.message, "eyJ"));
 }
 
+/* D3: jansson's error text quotes the bytes near the error. A malformed token answer or
+ * SecretBundle (outer, or the JSON inside its value) leaves no piece of the secret in the
+ * message or in the dead stack below the caller. */
+static void test_malformed_answers_leave_no_secret_fragment_in_message_or_stack(void **st) {
+    struct az_token t = { 0 };
+    struct rc_candidate c = { 0 };
+    struct rc_error err = { 0 };
+    int64_t iat;
+    const char *tok = "{\"access_token\":\"eyJT0kFr4gment\x01\",\"expires_in\":\"3599\"}";
+    assert_int_equal(az_token_parse(tok, strlen(tok), 1800000000, &t, &iat, &err), -1);
+    assert_no_residue("eyJT0kFr4gment", &err);
+    const char *outer = "{\"value\":\"Kv0uterFr4g\x01\",\"id\":\"https://v/secrets/s/0123abcd\"}";
+    assert_int_equal(az_keyvault_parse_bundle(outer, strlen(outer), AZ_KV_PASSWORD, NULL, "GET secrets/s", &c,
+                                              &err), -1);
+    assert_no_residue("Kv0uterFr4g", &err);
+    const char *inner = "{\"value\":\"{\\\"password\\\":\\\"KvInnerFr4g\\u0001\\\"}\","
+                        "\"id\":\"https://v/secrets/s/0123abcd\",\"attributes\":{\"enabled\":true}}";
+    assert_int_equal(az_keyvault_parse_bundle(inner, strlen(inner), AZ_KV_JSON, NULL, "GET secrets/s", &c,
+                                              &err), -1);
+    assert_no_residue("KvInnerFr4g", &err);
+    json_t *root = NULL;
+    const char *keys = "{\"primaryKey\":\"PrimKeyFr4g\x01\",\"secondaryKey\":\"x\"}";
+    assert_int_equal(az_redis_keys_parse_list(keys, strlen(keys), "POST listKeys", &root, &err), -1);
+    assert_no_residue("PrimKeyFr4g", &err);
+}
+
 int main(void) {
     secret_init(0);
     http_global_init();
@@ -1686,6 +1713,7 @@ int main(void) {
         cmocka_unit_test(test_unchanged_token_gaps_grow_from_30s),
         cmocka_unit_test(test_token_parse_reads_imds_strings_and_v2_integers),
         cmocka_unit_test(test_token_parse_refuses_unusable_answers),
+        cmocka_unit_test(test_malformed_answers_leave_no_secret_fragment_in_message_or_stack),
         cmocka_unit_test(test_urlencode_escapes_all_but_unreserved),
         cmocka_unit_test_setup_teardown(test_entra_candidate_is_oid_token_and_exp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entra_object_id_from_config_is_the_username, setup, teardown),

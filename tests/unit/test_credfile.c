@@ -145,6 +145,9 @@ static void assert_credfile_equal(const struct credfile *a, const struct credfil
     assert_int_equal(a->has_previous, b->has_previous);
     if (a->has_previous)
         assert_value_equal(&a->prev, &b->prev);
+    assert_int_equal(a->has_previous_valid_until, b->has_previous_valid_until);
+    if (a->has_previous_valid_until)
+        assert_true(a->previous_valid_until == b->previous_valid_until);
 }
 
 static void round_trip(const struct credfile *in) {
@@ -231,6 +234,25 @@ static void test_round_trip_with_previous(void **state) {
     struct credfile cf;
     fill(&cf, true);
     cf.prev.expires_at = 1795341600;
+    round_trip(&cf);
+    credfile_clear(&cf);
+}
+
+/* An adopted file is written again (runtime_sync_formats): previous_valid_until survives,
+ * after "previous"; a struct credfile built from { 0 } writes none. */
+static void test_round_trip_previous_valid_until(void **state) {
+    struct credfile cf;
+    fill(&cf, true);
+    struct secret *json = NULL;
+    assert_int_equal(credfile_format_json(&cf, &json), 0);
+    assert_null(strstr(secret_data(json), "previous_valid_until"));
+    secret_free(json);
+    cf.has_previous_valid_until = true;
+    cf.previous_valid_until = 1795347000;   /* 2026-11-22T11:30:00Z */
+    assert_int_equal(credfile_format_json(&cf, &json), 0);
+    assert_non_null(strstr(secret_data(json),
+                           "  },\n  \"previous_valid_until\": \"2026-11-22T11:30:00Z\"\n}\n"));
+    secret_free(json);
     round_trip(&cf);
     credfile_clear(&cf);
 }
@@ -348,7 +370,7 @@ static void test_parse_rejects_non_objects(void **state) {
 
 static void test_parse_rejects_bad_format(void **state) {
     expect_parse_error("{" GOOD_REST "}", -EINVAL, "format");
-    expect_parse_error("{\"format\":2," GOOD_REST "}", -EINVAL, "format");
+    expect_parse_error("{\"format\":2," GOOD_REST "}", -EPROTONOSUPPORT, "format");
     expect_parse_error("{\"format\":\"1\"," GOOD_REST "}", -EINVAL, "format");
     expect_parse_error("{\"format\":1.0," GOOD_REST "}", -EINVAL, "format");
     expect_parse_error("{\"format\":null," GOOD_REST "}", -EINVAL, "format");
@@ -381,7 +403,7 @@ static void test_parse_rejects_wrong_types(void **state) {
                        "expires_at");
     expect_parse_error("{\"format\":1," GOOD_REST ",\"expires_at\":\"tomorrow\"}", -EINVAL,
                        "expires_at");
-    expect_parse_error("{\"format\":1," GOOD_REST ",\"published_at\":\"2026-02-30T00:00:00Z\"}",
+    expect_parse_error("{\"format\":1," GOOD_REST ",\"published_at\":\"2026-02-32T00:00:00Z\"}",
                        -EINVAL, "published_at");
     expect_parse_error("{\"format\":1," GOOD_REST ",\"previous\":\"" PW "\"}", -EINVAL,
                        "previous");
@@ -654,11 +676,18 @@ static void test_time_format_and_parse(void **state) {
     assert_true(t == 1795341600);
     assert_int_equal(credfile_time_parse("2000-02-29T00:00:00Z", &t), 0);
     assert_true(t == 951782400);
+    /* what every reader of the published file accepts (tests/vectors): a space for 'T',
+     * and a day past the month's end, which rolls over as timegm does */
+    assert_int_equal(credfile_time_parse("2026-11-22 10:00:00Z", &t), 0);
+    assert_true(t == 1795341600);
+    assert_int_equal(credfile_time_parse("2026-02-29T00:00:00Z", &t), 0);
+    assert_true(t == 1772323200);   /* 2026-03-01 */
 
     t = 42;
     static const char *const bad[] = {
-        "", "2026-11-22", "2026-11-22T10:00:00", "2026-11-22 10:00:00Z",
-        "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z",
+        "", "2026-11-22", "2026-11-22T10:00:00", "2026-11-22_10:00:00Z",
+        "2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z", "2026-04-32T00:00:00Z",
+        "2026-04-00T00:00:00Z",
         "2026-11-22T24:00:00Z", "2026-11-22T10:60:00Z", "2026-11-22T10:00:00ZZ",
         "2026-11-22T10:00:00.Z", "2026-11-22T10:00:00+0200", "26-11-22T10:00:00Z",
         "2026-11-22T10:00:00+24:00", "x026-11-22T10:00:00Z",
@@ -680,6 +709,7 @@ int main(void) {
         cmocka_unit_test(test_json_default_user_and_no_previous_are_null),
         cmocka_unit_test(test_round_trip_with_previous),
         cmocka_unit_test(test_round_trip_without_previous),
+        cmocka_unit_test(test_round_trip_previous_valid_until),
         cmocka_unit_test(test_round_trip_default_user_and_expiry),
         cmocka_unit_test(test_round_trip_escapes_json_specials),
         cmocka_unit_test(test_format_refuses_unrepresentable_values),

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "mock_host.h"
+#include "stack_residue.h"
 
 extern const struct rc_plugin redis_creds_plugin;
 
@@ -152,6 +153,42 @@ static void test_bare_password_drops_one_newline_and_means_default_user(void **s
     cand_clear(&d);
 }
 
+/* D6: the published files are JSON (and env), which cannot carry a NUL byte or bytes that
+ * are not UTF-8. Such a password is refused when the file is read, with why and where,
+ * not validated and then failing to publish forever. */
+static void test_bare_password_with_nul_or_invalid_utf8_is_refused_saying_why(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    static const struct { const char *data; size_t len; const char *why; const char *where; } bad[] = {
+        { "abc\0Nu1Secret\n", 14, "NUL byte", "byte 3" },
+        { "Utf8S3cret\xff", 11, "not valid UTF-8", "byte 10" },
+        { "Ov3rlong\xc0\xafx", 11, "not valid UTF-8", "byte 8" },      /* overlong '/' */
+        { "Surr0gate\xed\xa0\x80", 12, "not valid UTF-8", "byte 9" },  /* U+D800 */
+        { "Trunc4ted\xe2\x82", 11, "not valid UTF-8", "byte 9" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(f->dir, "bare", bad[i].data, bad[i].len);
+        assert_int_equal(fetch(f, 1, &c, &err), -1);
+        assert_int_equal(err.cls, RC_ERR_INVALID);
+        assert_non_null(strstr(err.message, bad[i].why));
+        assert_non_null(strstr(err.message, bad[i].where));
+        assert_null(strstr(err.message, "Secret"));
+        assert_null(strstr(err.message, "S3cret"));
+    }
+    /* UTF-8 beyond ASCII is fine, as is every 4-byte form up to U+10FFFF. */
+    const char *ok = "p\xc3\xa4ss\xe2\x82\xac\xf0\x9f\x94\x91\xf4\x8f\xbf\xbf";
+    write_file(f->dir, "bare", ok, strlen(ok));
+    assert_int_equal(fetch(f, 1, &c, &err), 0);
+    assert_memory_equal(secret_data(c.password), ok, strlen(ok));
+    cand_clear(&c);
+    /* In JSON, jansson refuses both before we see them, and says which. */
+    const char *nul = "{\"password\":\"a\\u0000b\"}";
+    write_file(f->dir, "cache.json", nul, strlen(nul));
+    assert_int_equal(fetch(f, 0, &c, &err), -1);
+    assert_non_null(strstr(err.message, "\\u0000"));
+}
+
 static void test_empty_password_is_refused(void **st) {
     struct fx *f = *st;
     struct rc_candidate c;
@@ -183,6 +220,12 @@ static void test_malformed_json_is_invalid_without_quoting_the_secret(void **st)
     assert_int_equal(err.cls, RC_ERR_INVALID);
     assert_null(strstr(err.message, "TOPSECRET"));
     assert_non_null(strstr(err.message, "malformed JSON"));
+    /* D3: jansson quotes the string it was reading when it meets a control character;
+     * neither the message nor the dead stack below the fetch may keep it. */
+    const char *ctl = "{\"username\":\"app\",\"password\":\"F1leFr4gment\x01\"}";
+    write_file(f->dir, "cache.json", ctl, strlen(ctl));
+    assert_int_equal(fetch(f, 0, &c, &err), -1);
+    assert_no_residue("F1leFr4gment", &err);
 }
 
 static void test_wrong_types_are_invalid(void **st) {
@@ -412,6 +455,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_json_file_gives_username_password_and_keyed_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reformatted_json_keeps_version_and_new_password_changes_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bare_password_drops_one_newline_and_means_default_user, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bare_password_with_nul_or_invalid_utf8_is_refused_saying_why, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty_password_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_file_is_not_found, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_json_is_invalid_without_quoting_the_secret, setup, teardown),

@@ -27,10 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "redis_server.h"
 #include "resp.h"
 #include "secret.h"
 
-#define REDIS_SERVER "/usr/bin/redis-server"
 #define SEC 1000000ull
 
 /* ------------------------------------------------------------------------------------
@@ -598,33 +598,11 @@ static void test_command_secret_error_keeps_first_word_scripted(void **state) {
  * Real redis-server
  */
 
-struct server {
-    pid_t pid;
-    uint16_t port;
-    char sock[108];
-};
-
 static struct server srv_open;   /* no password, ACL users, unix socket, ::1 when there */
 static struct server srv_pass;   /* requirepass */
 static char tmpdir[128];
 static bool have_redis;
 static bool have_ipv6;
-
-static void stop_server(struct server *s) {
-    if (s->pid <= 0)
-        return;
-    (void)kill(s->pid, SIGTERM);
-    for (int i = 0; i < 500; i++) {
-        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
-            s->pid = 0;
-            return;
-        }
-        usleep(10000);
-    }
-    (void)kill(s->pid, SIGKILL);
-    (void)waitpid(s->pid, NULL, 0);
-    s->pid = 0;
-}
 
 static void cleanup_all(void) {
     stop_server(&srv_open);
@@ -636,141 +614,20 @@ static void cleanup_all(void) {
     tmpdir[0] = '\0';
 }
 
-static uint16_t free_port(void) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    assert_true(fd >= 0);
-    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
-
-static bool can_bind_ipv6_loopback(void) {
-    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool ok;
-
-    if (fd < 0)
-        return false;
-    ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    close(fd);
-    return ok;
-}
-
-static bool server_answers(const struct server *s) {
-    struct resp_endpoint ep = {.kind = RESP_EP_TCP, .host = "127.0.0.1", .port = s->port};
-    static const char *ping[] = {"PING"};
-    struct resp_conn *c = NULL;
-    redisReply *r = NULL;
-    char err[256];
-    bool ok = false;
-
-    if (resp_connect(&ep, 200000, &c, err, sizeof(err)) < 0)
-        return false;
-    /* With requirepass, PING answers -NOAUTH: that is an answer too. */
-    if (resp_command(c, 1, ping, NULL, false, &r) == 0) {
-        ok = r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR;
-        freeReplyObject(r);
-    }
-    resp_close(c);
-    return ok;
-}
-
-static int start_server(struct server *s, const char *unixsock, const char *requirepass) {
-    for (int attempt = 0; attempt < 3; attempt++) {
-        char port[8];
-        const char *argv[32];
-        int argc = 0;
-        pid_t pid;
-
-        s->port = free_port();
-        snprintf(port, sizeof(port), "%u", (unsigned)s->port);
-        argv[argc++] = REDIS_SERVER;
-        argv[argc++] = "--port";
-        argv[argc++] = port;
-        argv[argc++] = "--bind";
-        argv[argc++] = "127.0.0.1";
-        if (have_ipv6)
-            argv[argc++] = "::1";
-        argv[argc++] = "--save";
-        argv[argc++] = "";
-        argv[argc++] = "--appendonly";
-        argv[argc++] = "no";
-        argv[argc++] = "--daemonize";
-        argv[argc++] = "no";
-        argv[argc++] = "--dir";
-        argv[argc++] = tmpdir;
-        if (unixsock) {
-            argv[argc++] = "--unixsocket";
-            argv[argc++] = unixsock;
-            argv[argc++] = "--unixsocketperm";
-            argv[argc++] = "700";
-        }
-        if (requirepass) {
-            argv[argc++] = "--requirepass";
-            argv[argc++] = requirepass;
-        }
-        argv[argc] = NULL;
-
-        pid_t parent = getpid();
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-            int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-            (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (getppid() != parent)
-                _exit(1);
-            if (!getenv("RESP_TEST_VERBOSE") && devnull >= 0) {
-                (void)dup2(devnull, STDIN_FILENO);
-                (void)dup2(devnull, STDOUT_FILENO);
-                (void)dup2(devnull, STDERR_FILENO);
-            }
-            execv(REDIS_SERVER, (char *const *)argv);
-            _exit(127);
-        }
-        s->pid = pid;
-        for (int i = 0; i < 500; i++) {   /* up to ~10 s */
-            if (server_answers(s))
-                return 0;
-            if (waitpid(pid, NULL, WNOHANG) == pid) {
-                s->pid = 0;   /* died, e.g. the port was taken meanwhile: try another */
-                break;
-            }
-            usleep(20000);
-        }
-        stop_server(s);
-    }
-    return -1;
-}
-
 static int redis_setup(void **state) {
-    const char *base = getenv("REDIS_CREDS_TEST_TMP");
-
     atexit(cleanup_all);
     signal(SIGPIPE, SIG_IGN);   /* belt and braces: resp uses MSG_NOSIGNAL */
     if (access(REDIS_SERVER, X_OK) != 0)
         return 0;   /* tests skip */
-    /* sun_path is 108 bytes: fall back to /tmp when the build dir is deep. */
-    if (!base || strlen(base) > 60)
-        base = "/tmp";
-    snprintf(tmpdir, sizeof(tmpdir), "%s/rc-test-resp-XXXXXX", base);
-    if (!mkdtemp(tmpdir)) {
-        snprintf(tmpdir, sizeof(tmpdir), "/tmp/rc-test-resp-XXXXXX");
-        if (!mkdtemp(tmpdir)) {
-            tmpdir[0] = '\0';
-            return -1;
-        }
-    }
+    if (server_tmpdir(tmpdir, sizeof(tmpdir), "rc-test-resp") < 0)
+        return -1;
     if (snprintf(srv_open.sock, sizeof(srv_open.sock), "%s/redis.sock", tmpdir) >=
         (int)sizeof(srv_open.sock))
         return -1;
     have_ipv6 = can_bind_ipv6_loopback();
-    if (start_server(&srv_open, srv_open.sock, NULL) < 0)
+    if (start_server(&srv_open, tmpdir, have_ipv6, srv_open.sock, NULL) < 0)
         return -1;
-    if (start_server(&srv_pass, NULL, "sekret-default") < 0)
+    if (start_server(&srv_pass, tmpdir, have_ipv6, NULL, "sekret-default") < 0)
         return -1;
     have_redis = true;
     return 0;
@@ -1212,9 +1069,35 @@ static void test_cluster_parse_slots_dedups_and_marks_primaries(void **state) {
     freeReplyObject(r);
 }
 
+/* For callers that read replies themselves (rnet): an error reply to a command carrying
+ * a secret keeps only its first word; other replies are left alone. */
+static void test_redact_error_keeps_only_the_first_word(void **state) {
+    const char *argv[] = { "ACL", "SETUSER", "app", "<hunter2-secret" };
+    redisReply *r = parse_str("-ERR Error in ACL SETUSER modifier '<hunter2-secret': no such "
+                              "passwords\r\n");
+    redisReply *ok = parse_str("+OK\r\n");
+    redisReply *echo = parse_str("-hunter2-secret was wrong\r\n");
+
+    (void)state;
+    resp_redact_error(r, 4, argv, NULL);
+    assert_int_equal(r->len, 3);
+    assert_string_equal(r->str, "ERR");
+    resp_reply_wipe_free(r);
+    resp_redact_error(ok, 4, argv, NULL);
+    assert_string_equal(ok->str, "OK");
+    resp_reply_wipe_free(ok);
+    /* a first word that is not an error code (here: the secret itself) is not shown */
+    resp_redact_error(echo, 4, argv, NULL);
+    assert_string_equal(echo->str, "(redacted)");
+    resp_reply_wipe_free(echo);
+    resp_reply_wipe_free(NULL);
+    resp_redact_error(NULL, 4, argv, NULL);
+}
+
 int main(void) {
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_reader_simple_string),
+        cmocka_unit_test(test_redact_error_keeps_only_the_first_word),
         cmocka_unit_test(test_reader_error),
         cmocka_unit_test(test_reader_integer),
         cmocka_unit_test(test_reader_bulk_keeps_binary),

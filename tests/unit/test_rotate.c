@@ -1,5 +1,7 @@
-/* Unit tests of agent/rotate.c: the phase record, passwords, the resume decision. (The ACL
- * commands run against a real redis-server in tests/integration/test_rotation.py.) */
+/* Unit tests of agent/rotate.c: the phase record, passwords, the resume decision, and the
+ * ACL commands on every node at once against real redis-servers started here
+ * (redis_server.h; skipped without /usr/bin/redis-server). The agent-driven rotation as a
+ * whole runs in tests/integration/test_rotation*.py. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -8,11 +10,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "redis_server.h"
+#include "resp.h"
 #include "rotate.h"
 
 static void test_phase_names(void **st) {
@@ -145,6 +153,181 @@ static void test_resume_decision(void **st) {
     assert_int_equal(rotate_resume_decide(&s, "newer", "new"), ROTATE_RESUME_ABANDON);
 }
 
+/* ------------------------------------------------------------------------------------
+ * ACL commands against real servers
+ */
+
+#define MS 1000ull
+#define ADMIN_PW "rotate-admin-pw"
+
+static struct server srv[2];    /* requirepass ADMIN_PW (the default user) */
+static char tmpdir[128];
+static bool have_redis;
+
+static void cleanup_all(void) {
+    stop_server(&srv[0]);
+    stop_server(&srv[1]);
+    if (tmpdir[0])
+        (void)rmdir(tmpdir);
+    tmpdir[0] = '\0';
+}
+
+static int redis_setup(void **st) {
+    (void)st;
+    atexit(cleanup_all);
+    signal(SIGPIPE, SIG_IGN);
+    if (access(REDIS_SERVER, X_OK) != 0)
+        return 0;   /* those tests skip */
+    if (server_tmpdir(tmpdir, sizeof tmpdir, "rc-test-rotate") < 0 ||
+        start_server(&srv[0], tmpdir, false, NULL, ADMIN_PW) < 0 ||
+        start_server(&srv[1], tmpdir, false, NULL, ADMIN_PW) < 0)
+        return -1;
+    have_redis = true;
+    return 0;
+}
+
+static int redis_teardown(void **st) {
+    (void)st;
+    cleanup_all();
+    return 0;
+}
+
+#define NEED_REDIS()                                                  \
+    do {                                                              \
+        if (!have_redis) {                                            \
+            print_message("redis-server not available: skipped\n"); \
+            skip();                                                   \
+        }                                                             \
+    } while (0)
+
+/* Does `user` log in with `pw` on the server at port? */
+static enum resp_auth_result try_login(uint16_t port, const char *user, const char *pw) {
+    struct resp_endpoint ep = { .kind = RESP_EP_TCP, .host = "127.0.0.1", .port = port };
+    struct secret *s = secret_new(pw, strlen(pw));
+    struct resp_conn *c = NULL;
+    char err[256];
+    enum resp_auth_result r;
+
+    assert_non_null(s);
+    assert_int_equal(resp_connect(&ep, 2000 * MS, &c, err, sizeof err), 0);
+    r = resp_auth(c, user, s, err, sizeof err);
+    resp_close(c);
+    secret_free(s);
+    return r;
+}
+
+static void endpoints_of(char eps[][32], char **list, const uint16_t *ports, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        snprintf(eps[i], 32, "127.0.0.1:%u", (unsigned)ports[i]);
+        list[i] = eps[i];
+    }
+}
+
+static int acl(const uint16_t *ports, size_t n, uint64_t timeout, enum rotate_acl_op op,
+               const char *pw, const char *login_pw, struct rotate_acl_result *res) {
+    char eps[4][32], *list[4];
+    struct config_redis redis = { .endpoints = list, .n_endpoints = n, .timeout_usec = timeout };
+    struct config_rotation ro = { .acl_save = false };
+    struct secret *p = secret_new(pw, strlen(pw)), *lp = secret_new(login_pw, strlen(login_pw));
+    int r;
+
+    endpoints_of(eps, list, ports, n);
+    r = rotate_acl_apply(&redis, &ro, "app", op, p, NULL, lp, res);
+    secret_free(p);
+    secret_free(lp);
+    return r;
+}
+
+static void test_acl_add_and_remove_on_every_node(void **st) {
+    struct rotate_acl_result res;
+    uint16_t ports[2];
+    char want[128];
+
+    (void)st;
+    NEED_REDIS();
+    ports[0] = srv[0].port;
+    ports[1] = srv[1].port;
+    assert_int_equal(acl(ports, 2, 2000 * MS, ROTATE_ACL_ADD, "rot-new-1", ADMIN_PW, &res), 0);
+    assert_int_equal(res.total, 2);
+    assert_int_equal(res.done, 2);
+    snprintf(want, sizeof want, "127.0.0.1:%u=ok,127.0.0.1:%u=ok", ports[0], ports[1]);
+    assert_string_equal(res.nodes, want);
+    assert_string_equal(res.detail, "");
+    /* a new user is created disabled ("off"): turn it on to log in with it */
+    for (size_t i = 0; i < 2; i++) {
+        struct resp_endpoint ep = { .kind = RESP_EP_TCP, .host = "127.0.0.1", .port = ports[i] };
+        const char *on[] = { "ACL", "SETUSER", "app", "on", "+@all" };
+        struct secret *a = secret_new(ADMIN_PW, strlen(ADMIN_PW));
+        struct resp_conn *c = NULL;
+        redisReply *r = NULL;
+        char err[256];
+        assert_int_equal(resp_connect(&ep, 2000 * MS, &c, err, sizeof err), 0);
+        assert_int_equal(resp_auth(c, NULL, a, err, sizeof err), RESP_AUTH_ACCEPTED);
+        assert_int_equal(resp_command(c, 5, on, NULL, false, &r), 0);
+        freeReplyObject(r);
+        resp_close(c);
+        secret_free(a);
+        assert_int_equal(try_login(ports[i], "app", "rot-new-1"), RESP_AUTH_ACCEPTED);
+    }
+    assert_int_equal(acl(ports, 2, 2000 * MS, ROTATE_ACL_REMOVE, "rot-new-1", ADMIN_PW, &res), 0);
+    assert_int_equal(res.done, 2);
+    assert_int_equal(try_login(ports[0], "app", "rot-new-1"), RESP_AUTH_REFUSED);
+    assert_int_equal(try_login(ports[1], "app", "rot-new-1"), RESP_AUTH_REFUSED);
+    /* removing it again (a removal that finished just before a crash) is done already */
+    assert_int_equal(acl(ports, 2, 2000 * MS, ROTATE_ACL_REMOVE, "rot-new-1", ADMIN_PW, &res), 0);
+    assert_int_equal(res.done, 2);
+}
+
+static void test_acl_refused_login_is_named_per_node(void **st) {
+    struct rotate_acl_result res;
+    uint16_t ports[1];
+    char want[160];
+
+    (void)st;
+    NEED_REDIS();
+    ports[0] = srv[1].port;
+    assert_int_equal(acl(ports, 1, 2000 * MS, ROTATE_ACL_ADD, "rot-new-2", "not-the-admin-pw",
+                         &res), -EACCES);
+    assert_int_equal(res.done, 0);
+    snprintf(want, sizeof want, "127.0.0.1:%u: login as default: AUTH refused: WRONGPASS",
+             ports[0]);
+    assert_string_equal(res.detail, want);
+    assert_null(strstr(res.detail, "rot-new-2"));
+    assert_null(strstr(res.nodes, "=ok"));
+}
+
+/* Nodes that accept the connection and never answer: every node waits out its own
+ * timeout at the same time, so three of them cost one timeout, not three. */
+static void test_acl_nodes_are_asked_at_once(void **st) {
+    struct rotate_acl_result res;
+    uint16_t ports[3];
+    int lfd[3];
+
+    (void)st;
+    for (size_t i = 0; i < 3; i++) {
+        struct sockaddr_in sa = { .sin_family = AF_INET,
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof sa;
+        lfd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(lfd[i] >= 0);
+        assert_int_equal(bind(lfd[i], (struct sockaddr *)&sa, sizeof sa), 0);
+        assert_int_equal(listen(lfd[i], 4), 0);
+        assert_int_equal(getsockname(lfd[i], (struct sockaddr *)&sa, &len), 0);
+        ports[i] = ntohs(sa.sin_port);
+    }
+    uint64_t t0 = resp_now_usec();
+    assert_true(acl(ports, 3, 400 * MS, ROTATE_ACL_ADD, "rot-new-3", ADMIN_PW, &res) < 0);
+    uint64_t took = resp_now_usec() - t0;
+    for (size_t i = 0; i < 3; i++)
+        close(lfd[i]);
+    assert_int_equal(res.total, 3);
+    assert_int_equal(res.done, 0);
+    assert_non_null(strstr(res.detail, "login as default: AUTH: read: timed out after 400 ms"));
+    /* one after another would take 1200 ms */
+    assert_true(took >= 400 * MS);
+    assert_true(took < 1000 * MS);
+}
+
 int main(void) {
     secret_init(0);
     const struct CMUnitTest tests[] = {
@@ -155,6 +338,9 @@ int main(void) {
         cmocka_unit_test(test_next_due_counts_from_last_rotation_else_baseline),
         cmocka_unit_test(test_passwords_have_the_length_and_alphabet_and_differ),
         cmocka_unit_test(test_resume_decision),
+        cmocka_unit_test(test_acl_add_and_remove_on_every_node),
+        cmocka_unit_test(test_acl_refused_login_is_named_per_node),
+        cmocka_unit_test(test_acl_nodes_are_asked_at_once),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, redis_setup, redis_teardown);
 }

@@ -804,6 +804,115 @@ static void test_outcome_strings(void **state) {
         assert_string_not_equal(validate_outcome_to_string((enum validate_outcome)o), "?");
 }
 
+/* ------------------------------------------------------------------------------------
+ * The policy (validate_decide), pure: every combination of up to 4 node states under
+ * every policy and every answer about the current credential, against the rules as the
+ * documentation states them (docs/redis.md, "validate").
+ */
+
+static bool has(const enum validate_node *st, size_t n, enum validate_node s) {
+    for (size_t i = 0; i < n; i++)
+        if (st[i] == s)
+            return true;
+    return false;
+}
+
+static bool any_down(const enum validate_node *st, size_t n) {
+    return has(st, n, VALIDATE_NODE_UNREACHABLE) || has(st, n, VALIDATE_NODE_TLS) ||
+           has(st, n, VALIDATE_NODE_CERT);
+}
+
+/* The rules, written from the documentation, not from the code. */
+static struct validate_verdict expected(enum validate_policy p, const enum validate_node *st,
+                                        size_t n, enum validate_current cur) {
+    struct validate_verdict v = { .outcome = VALIDATE_PUBLISH, .blame = VALIDATE_BLAME_PROBLEM };
+    bool acc = has(st, n, VALIDATE_NODE_ACCEPTED), ref = has(st, n, VALIDATE_NODE_REFUSED);
+    bool unx = has(st, n, VALIDATE_NODE_UNEXPECTED);
+
+    if (p == VALIDATE_NONE)
+        return v;   /* nothing is asked; the candidate is published */
+    if (has(st, n, VALIDATE_NODE_NOPASS))
+        v = (struct validate_verdict){ VALIDATE_MISCONFIGURED, VALIDATE_BLAME_NOPASS, false };
+    else if (p == VALIDATE_ANY && acc)
+        ;   /* one accepting node is enough */
+    else if (ref)
+        v = (struct validate_verdict){ VALIDATE_REFUSED, VALIDATE_BLAME_REFUSED, false };
+    else if (unx)
+        v = (struct validate_verdict){ VALIDATE_ERROR, VALIDATE_BLAME_UNEXPECTED, false };
+    else if (p == VALIDATE_ANY || (any_down(st, n) && !acc))
+        v = (struct validate_verdict){ VALIDATE_UNREACHABLE, VALIDATE_BLAME_UNREACHABLE, false };
+    else if (any_down(st, n)) {
+        /* all: nodes down, the rest accept: publish only once the current credential is
+         * known to work nowhere reachable */
+        v.blame = VALIDATE_BLAME_UNREACHABLE;
+        v.outcome = cur == VALIDATE_CURRENT_GONE ? VALIDATE_PUBLISH : VALIDATE_UNREACHABLE;
+        v.ask_current = cur == VALIDATE_CURRENT_UNKNOWN;
+    }
+    return v;
+}
+
+static void test_policy_every_combination(void **state) {
+    enum validate_node st[4];
+    unsigned checked = 0;
+
+    (void)state;
+    for (size_t n = 0; n <= 4; n++) {
+        size_t combos = 1;
+        for (size_t i = 0; i < n; i++)
+            combos *= VALIDATE_NODE_COUNT;
+        for (size_t c = 0; c < combos; c++) {
+            size_t k = c;
+            for (size_t i = 0; i < n; i++, k /= VALIDATE_NODE_COUNT)
+                st[i] = (enum validate_node)(k % VALIDATE_NODE_COUNT);
+            for (int p = VALIDATE_ALL; p <= VALIDATE_NONE; p++)
+                for (int cur = VALIDATE_CURRENT_UNKNOWN; cur <= VALIDATE_CURRENT_GONE; cur++) {
+                    struct validate_verdict want = expected(p, st, n, cur);
+                    struct validate_verdict got = validate_decide(p, st, n, cur);
+                    if (got.outcome != want.outcome || got.blame != want.blame ||
+                        got.ask_current != want.ask_current)
+                        fail_msg("policy %d, %zu nodes (combination %zu), current %d: got "
+                                 "%s/%d/%d, want %s/%d/%d", p, n, c, cur,
+                                 validate_outcome_to_string(got.outcome), got.blame,
+                                 got.ask_current, validate_outcome_to_string(want.outcome),
+                                 want.blame, want.ask_current);
+                    checked++;
+                }
+        }
+    }
+    assert_int_equal(checked, (1 + 7 + 49 + 343 + 2401) * 3 * 3);
+}
+
+/* The cases the documentation spells out, by name. */
+static void test_policy_named_cases(void **state) {
+    const enum validate_node acc_down[] = { VALIDATE_NODE_ACCEPTED, VALIDATE_NODE_UNREACHABLE };
+    const enum validate_node acc_ref[] = { VALIDATE_NODE_ACCEPTED, VALIDATE_NODE_REFUSED };
+    const enum validate_node cert_nopass[] = { VALIDATE_NODE_CERT, VALIDATE_NODE_NOPASS };
+    const enum validate_node tls_only[] = { VALIDATE_NODE_TLS };
+    struct validate_verdict v;
+
+    (void)state;
+    v = validate_decide(VALIDATE_ALL, acc_down, 2, VALIDATE_CURRENT_UNKNOWN);
+    assert_true(v.ask_current);
+    assert_int_equal(v.outcome, VALIDATE_UNREACHABLE);
+    v = validate_decide(VALIDATE_ALL, acc_down, 2, VALIDATE_CURRENT_WORKS);
+    assert_false(v.ask_current);
+    assert_int_equal(v.outcome, VALIDATE_UNREACHABLE);
+    v = validate_decide(VALIDATE_ALL, acc_down, 2, VALIDATE_CURRENT_GONE);
+    assert_int_equal(v.outcome, VALIDATE_PUBLISH);
+    assert_int_equal(v.blame, VALIDATE_BLAME_UNREACHABLE);
+    assert_int_equal(validate_decide(VALIDATE_ALL, acc_ref, 2, 0).outcome, VALIDATE_REFUSED);
+    assert_int_equal(validate_decide(VALIDATE_ANY, acc_ref, 2, 0).outcome, VALIDATE_PUBLISH);
+    assert_int_equal(validate_decide(VALIDATE_ANY, cert_nopass, 2, 0).outcome,
+                     VALIDATE_MISCONFIGURED);
+    assert_int_equal(validate_decide(VALIDATE_ALL, tls_only, 1, 0).outcome,
+                     VALIDATE_UNREACHABLE);
+    assert_int_equal(validate_decide(VALIDATE_NONE, acc_ref, 2, 0).outcome, VALIDATE_PUBLISH);
+    assert_true(validate_blames(VALIDATE_BLAME_UNREACHABLE, VALIDATE_NODE_CERT));
+    assert_false(validate_blames(VALIDATE_BLAME_PROBLEM, VALIDATE_NODE_ACCEPTED));
+    for (int s = 0; s < VALIDATE_NODE_COUNT; s++)
+        assert_string_not_equal(validate_node_to_string((enum validate_node)s), "?");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_nodes_accept_publishes_and_names_each_node),
@@ -826,6 +935,8 @@ int main(void) {
         cmocka_unit_test(test_tls_setup_failure_is_unreachable_and_names_the_file),
         cmocka_unit_test(test_config_warnings),
         cmocka_unit_test(test_outcome_strings),
+        cmocka_unit_test(test_policy_every_combination),
+        cmocka_unit_test(test_policy_named_cases),
     };
     secret_init(0);
     return cmocka_run_group_tests(tests, NULL, NULL);

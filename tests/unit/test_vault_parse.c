@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "../../plugins/vault/vault_parse.c"
+#include "stack_residue.h"
 
 #define S(x) x, strlen(x)
 
@@ -411,6 +412,29 @@ static void test_kv2_write_body_carries_cas_and_fields_and_the_answer_its_versio
     assert_non_null(strstr(err.message, "POST x"));
 }
 
+/* D3: jansson's error text quotes the bytes near the error ("... near '"p4ss'"). Neither
+ * the message nor the dead stack below the caller may keep a piece of the password. */
+static void test_malformed_answers_leave_no_password_fragment_in_message_or_stack(void **st) {
+    struct vault_cred c = { 0 };
+    struct vault_static_creds sc = { 0 };
+    struct vault_auth a = { 0 };
+    struct rc_error err = { 0 };
+    int64_t v = 0;
+    /* A control character inside the string: jansson quotes the string read so far. */
+    assert_int_equal(vault_parse_kv2_data(200, S("{\"data\":{\"data\":{\"password\":\"Kv2Fr4gment\x01\"}}}"),
+                                          &default_fields, &c, &v, "GET kv", &err), -1);
+    assert_no_residue("Kv2Fr4gment", &err);
+    /* Cut off inside the string. */
+    assert_int_equal(vault_parse_kv1_data(S("{\"data\":{\"password\":\"Kv1Fr4gment"), &default_fields,
+                                          &c, "GET kv1", &err), -1);
+    assert_no_residue("Kv1Fr4gment", &err);
+    assert_int_equal(vault_parse_static_creds(S("{\"data\":{\"username\":\"u\",\"password\":\"St4ticFr4g\x02\"}}"),
+                                              &sc, "GET db", &err), -1);
+    assert_no_residue("St4ticFr4g", &err);
+    assert_int_equal(vault_parse_auth(S("{\"auth\":{\"client_token\":\"hvs.T0kenFr4g\x03\"}}"), &a, "login", &err), -1);
+    assert_no_residue("hvs.T0kenFr4g", &err);
+}
+
 int main(void) {
     secret_init(0);
     const struct CMUnitTest tests[] = {
@@ -431,6 +455,7 @@ int main(void) {
         cmocka_unit_test(test_token_due_is_about_two_thirds_with_jitter),
         cmocka_unit_test(test_static_role_waits_for_ttl_then_polls_until_rotation),
         cmocka_unit_test(test_static_role_gives_up_polling_after_30s),
+        cmocka_unit_test(test_malformed_answers_leave_no_password_fragment_in_message_or_stack),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -89,6 +89,8 @@ VALID = [
      ok(cred(expires_at=T_EXP))),
     ("expires-space", "a space between date and time (RFC 3339 allows it)",
      exp_doc("2026-11-22 10:00:00Z"), ok(cred(expires_at=T_EXP))),
+    ("expires-day-past-month-end", "day 31 of November rolls over to 1 December, as timegm "
+     "does", exp_doc("2026-11-31T10:00:00Z"), ok(cred(expires_at=timegm((2026, 12, 1, 10, 0, 0))))),
     ("expires-leap-second", "second 60", exp_doc("2026-12-31T23:59:60Z"),
      ok(cred(expires_at=timegm((2027, 1, 1, 0, 0, 0))))),
     ("previous-expires", "previous with an expiry",
@@ -98,6 +100,8 @@ VALID = [
     ("unknown-keys", "keys a reader does not know, of every JSON type, are ignored",
      doc(extra_obj='{"a": [1, 2.5e3, -0.5, true, false, null, {"b": "c"}]}',
          extra_num="-12", refresh_by='"2026-11-22T09:00:00Z"'), ok()),
+    ("nul-in-unknown-key", "\\u0000 in the value of a key a reader does not know",
+     doc(extra='"a\\u0000b"'), ok()),
     ("unicode", "UTF-8 and \\u escapes (with a surrogate pair) in password and username",
      doc(username='"\u00e4pp"', password='"p\\u00e4ss\u2713\\ud83d\\ude00/\\/\\"\\\\"'),
      ok(cred(username="\u00e4pp", password="p\u00e4ss\u2713\U0001F600//\"\\"))),

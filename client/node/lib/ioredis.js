@@ -11,8 +11,11 @@
 //   handle has already put `previous` (then a re-read `current`) into the options for
 //   that attempt. A successful connect starts the order over.
 // - ioredis refuses commands other than (P|S)SUBSCRIBE, PING, QUIT... on a RESP2
-//   subscriber connection, so such a connection gets the new credential at its next
-//   reconnect; with protocol: 3 (ioredis 6) it re-AUTHs in place.
+//   subscriber connection: there the handle only updates the options (the next reconnect
+//   uses them), and ioredisSubscriber (longlived.js) makes before it breaks; on RESP3
+//   (ioredis 6's default, protocol: 3) it re-AUTHs in place.
+// - A change that arrives while the client connects is sent as AUTH once it is ready
+//   (ioredis authenticates with the options of the moment the connect started).
 // - The handle emits 'reauth' ({credential, ok, error, ms}) after each AUTH reply.
 const { EventEmitter } = require('node:events');
 const { Fallback, isAuthRefusal, RELOADED } = require('./fallback');
@@ -20,6 +23,19 @@ const { Fallback, isAuthRefusal, RELOADED } = require('./fallback');
 function setOptions(client, cred) {
   client.options.username = cred.username === null ? undefined : cred.username;
   client.options.password = cred.password;
+}
+
+/** A RESP2 connection in subscribed mode, where ioredis (and Redis) refuse AUTH. */
+function resp2Subscriber(client) {
+  const c = client.condition;
+  return Boolean(c && c.subscriber) && c.protocol !== 3;
+}
+
+/** Whether ioredis' condition.auth (password, or [username, password]) is cred. */
+function sameAuth(auth, cred) {
+  const want = authArgs(cred);
+  const got = Array.isArray(auth) ? auth : [auth];
+  return got.length === want.length && got.every((v, i) => v === want[i]);
 }
 
 function authArgs(cred) {
@@ -39,10 +55,20 @@ class IoredisCredentials extends EventEmitter {
     this._onClientError = (err) => this._connectError(err);
     this._onReady = () => {
       this._connectFailed = false;
+      // a change that arrived while connecting: the connection sent the credential of the
+      // moment it started (condition.auth), so it re-AUTHs with the newer one now
+      if (!sameAuth(client.condition && client.condition.auth, this._fallback.sent)) {
+        this._reauth(this._fallback.sent);
+      }
     };
     credentialFile.on('change', this._onChange);
     client.on('error', this._onClientError);
     client.on('ready', this._onReady);
+  }
+
+  /** The credential last given to the connection (at connect or re-AUTH). */
+  get credential() {
+    return this._fallback.sent;
   }
 
   /** Stops following the file. */
@@ -55,6 +81,7 @@ class IoredisCredentials extends EventEmitter {
   _reauth(cred) {
     setOptions(this.client, cred);
     if (this.client.status !== 'ready') return; // the next connect uses the options
+    if (resp2Subscriber(this.client)) return; // ioredis refuses AUTH there: see longlived.js
     const seq = ++this._seq;
     const t0 = performance.now();
     this.client.auth(...authArgs(cred)).then(() => {

@@ -72,6 +72,11 @@ class NodeRedisCredentialsProvider extends EventEmitter {
     return client;
   }
 
+  /** The credential last given to the connection (at connect or re-AUTH). */
+  get credential() {
+    return this._fallback.sent;
+  }
+
   /** Stops following the file (the client keeps its connection and credential). */
   close() {
     this.credentialFile.off('change', this._onChange);

@@ -21,6 +21,10 @@ redis-py (imported only when used):
     # connections re-AUTH in place at each change
     r = redis.Redis(host=..., credential_provider=StreamingCredentialProvider("cache"))
 
+    from redis_creds import Subscriber, blocking_command   # long-lived connections with
+    sub = Subscriber(r, channels=["events"])                # expiring tokens (longlived.py)
+    blocking_command(r, "BLPOP", "jobs", timeout=0)
+
 Standard library only; redis-py is needed only for the redis-py integration."""
 from .credfile import (DEFAULT_RUNTIME_DIR, Credential, CredentialError, CredentialFile,
                        CredentialFileError, CredentialUnavailable, Snapshot,
@@ -32,6 +36,8 @@ __version__ = "0.1.0"
 _REDIS_NAMES = ("CredentialProvider", "RotatingConnection", "RotatingSSLConnection",
                 "RotatingUnixDomainSocketConnection", "RotatingConnectionPool",
                 "RotatingAuthMixin", "redis_client", "is_refusal")
+_LONGLIVED_NAMES = ("Subscriber", "AsyncSubscriber", "blocking_command",
+                    "async_blocking_command", "block_seconds", "BLOCK_MARGIN")
 _ASYNC_NAMES = ("AsyncRotatingConnection", "AsyncRotatingSSLConnection",
                 "AsyncRotatingUnixDomainSocketConnection", "AsyncRotatingConnectionPool",
                 "AsyncRotatingAuthMixin", "async_redis_client")
@@ -40,13 +46,16 @@ _STREAMING_NAMES = ("StreamingCredentialProvider", "RedisPyTooOld")
 __all__ = ["DEFAULT_RUNTIME_DIR", "Credential", "CredentialError", "CredentialFile",
            "CredentialFileError", "CredentialUnavailable", "Snapshot", "Watcher",
            "default_runtime_dir", "parse"] + list(_REDIS_NAMES) + list(_ASYNC_NAMES) + \
-    list(_STREAMING_NAMES)
+    list(_STREAMING_NAMES) + list(_LONGLIVED_NAMES)
 
 
 def __getattr__(name):
     if name in _REDIS_NAMES:
         from . import redis_py
         return getattr(redis_py, name)
+    if name in _LONGLIVED_NAMES:
+        from . import longlived
+        return getattr(longlived, name)
     if name in _ASYNC_NAMES:
         from . import redis_asyncio
         return getattr(redis_asyncio, name)

@@ -6,13 +6,15 @@ import os
 import re
 import threading
 import time
-from calendar import timegm
 
 DEFAULT_RUNTIME_DIR = "/run/redis-creds"
 MAX_FILE = 64 * 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_RFC3339_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+# [0-9], not \d (which takes any Unicode digit); fullmatch, not $ (which allows a "\n")
+_RFC3339_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):"
+                         r"([0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 class CredentialError(Exception):
@@ -38,19 +40,39 @@ def default_runtime_dir():
     return os.environ.get("REDIS_CREDS_RUNTIME_DIR") or DEFAULT_RUNTIME_DIR
 
 
-def _parse_time(value, path):
+def _days_from_civil(y, m, d):
+    """Days since 1970-01-01 of a proleptic Gregorian date; a day past the month's end
+    rolls over into the next month, as C's timegm does. Never raises."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _parse_time(value, path, what):
+    """RFC 3339 date-time (the C client's rules: month 1-12, day 1-31, hour <= 23,
+    minute <= 59, second <= 60, zone hour <= 23, zone minute <= 59) -> Unix time (float),
+    None for null/absent. Raises CredentialFileError only."""
     if value is None:
         return None
-    m = _RFC3339_RE.match(value) if isinstance(value, str) else None
+    m = _RFC3339_RE.fullmatch(value) if isinstance(value, str) else None
     if not m:
-        raise CredentialFileError(path, "expires_at is not an RFC 3339 time")
+        raise CredentialFileError(path, "%s is not an RFC 3339 time" % what)
     y, mo, d, h, mi, s = (int(m.group(i)) for i in range(1, 7))
-    t = timegm((y, mo, d, h, mi, s, 0, 0, 0)) + (float(m.group(7)) if m.group(7) else 0.0)
+    offset = 0
     tz = m.group(8)
     if tz not in ("Z", "z"):
-        sign = -1 if tz[0] == "-" else 1
-        t -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
-    return t
+        oh, om = int(tz[1:3]), int(tz[4:6])
+        if oh > 23 or om > 59:
+            raise CredentialFileError(path, "%s has an out-of-range zone offset" % what)
+        offset = (-1 if tz[0] == "-" else 1) * (oh * 3600 + om * 60)
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and h <= 23 and mi <= 59 and s <= 60):
+        raise CredentialFileError(path, "%s has a field out of range" % what)
+    t = _days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset
+    # microseconds at most: a long .999... must not round up to the next second
+    return t + (float(m.group(7)[:7]) if m.group(7) else 0.0)
 
 
 class Credential:
@@ -84,26 +106,45 @@ class Credential:
 
 
 class Snapshot:
-    """An immutable view of one version of the file."""
-    __slots__ = ("name", "current", "previous", "generation", "published_at")
+    """An immutable view of one version of the file. previous is as published;
+    usable_previous() is the one worth trying when Redis refuses current."""
+    __slots__ = ("name", "current", "previous", "generation", "published_at",
+                 "previous_valid_until")
 
-    def __init__(self, name, current, previous, generation, published_at=None):
+    def __init__(self, name, current, previous, generation, published_at=None,
+                 previous_valid_until=None):
         self.name = name
         self.current = current
         self.previous = previous
         self.generation = generation
         self.published_at = published_at
+        self.previous_valid_until = previous_valid_until  # Unix time (float) or None
+
+    def usable_previous(self, now=None):
+        """previous, unless there is none, it expired, or the file's previous_valid_until
+        has passed (the agent removed it from Redis): then None."""
+        p = self.previous
+        now = time.time() if now is None else now
+        if p is None or p.expired(now):
+            return None
+        if self.previous_valid_until is not None and now >= self.previous_valid_until:
+            return None
+        return p
 
     def credential(self, previous=False):
+        """current, or with previous=True usable_previous() (CredentialError if none)."""
         if not previous:
             return self.current
-        if self.previous is None:
-            raise CredentialError("%s: no previous credential" % self.name)
-        return self.previous
+        p = self.usable_previous()
+        if p is None:
+            raise CredentialError("%s: no previous credential%s" % (
+                self.name, "" if self.previous is None else " still valid"))
+        return p
 
     def same_as(self, other):
         return other is not None and self.current == other.current and \
-            self.previous == other.previous
+            self.previous == other.previous and \
+            self.previous_valid_until == other.previous_valid_until
 
     def __repr__(self):
         return "Snapshot(name=%r, version=%r, previous=%r, generation=%d)" % (
@@ -111,39 +152,121 @@ class Snapshot:
             self.previous.version if self.previous else None, self.generation)
 
 
+class _NotJson(ValueError):
+    """What json.loads' hooks raise for what JSON (RFC 8259) or the format refuses."""
+
+
+def _object(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise _NotJson("duplicate key")
+        d[k] = v
+    return d
+
+
+def _constant(_text):
+    raise _NotJson("NaN or Infinity")
+
+
+def _integer(text):
+    v = int(text)
+    if not _INT64[0] <= v <= _INT64[1]:
+        raise _NotJson("an integer beyond 64 bits")
+    return v
+
+
+def _real(text):
+    v = float(text)
+    if v in (float("inf"), float("-inf")):
+        raise _NotJson("a number out of range")
+    return v
+
+
+def _check_strings(doc):
+    """Refuses lone surrogate escapes anywhere, and \\u0000 in a key (what the C client's
+    jansson refuses). Iterative: the depth is json's to limit, not this walk's."""
+    stack = [doc]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if _SURROGATE_RE.search(v):
+                raise _NotJson("a lone surrogate escape")
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                if "\0" in k or _SURROGATE_RE.search(k):
+                    raise _NotJson("an invalid key")
+                stack.append(item)
+        elif isinstance(v, list):
+            stack.extend(v)
+
+
+def _load_json(data, path):
+    try:
+        doc = json.loads(data.decode("utf-8"), object_pairs_hook=_object,
+                         parse_constant=_constant, parse_int=_integer, parse_float=_real)
+        _check_strings(doc)
+    except _NotJson as e:
+        raise CredentialFileError(path, "malformed JSON (%s)" % e) from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        # the decoder's message may quote the text around the error: keep only its kind
+        raise CredentialFileError(path, "malformed JSON (%s)" % type(e).__name__) from None
+    return doc
+
+
+def _str(obj, key, path, what, required=False, nul=False):
+    v = obj.get(key)
+    if v is None:
+        if required:
+            raise CredentialFileError(path, "%s.%s is missing" % (what, key))
+        return None
+    if not isinstance(v, str) or (not nul and "\0" in v):
+        raise CredentialFileError(path, "%s.%s is not a string%s" % (
+            what, key, "" if nul else " without \\u0000"))
+    return v
+
+
 def _cred(obj, path, what):
     if not isinstance(obj, dict):
         raise CredentialFileError(path, "%s is not an object" % what)
-    user, pw, ver = obj.get("username"), obj.get("password"), obj.get("version")
-    if user is not None and not isinstance(user, str):
-        raise CredentialFileError(path, "%s.username is not a string or null" % what)
-    if not isinstance(pw, str) or not pw:
-        raise CredentialFileError(path, "%s.password is missing or empty" % what)
-    if not isinstance(ver, str):
-        raise CredentialFileError(path, "%s.version is missing" % what)
-    return Credential(user or None, pw, ver, _parse_time(obj.get("expires_at"), path))
+    user = _str(obj, "username", path, what)
+    pw = _str(obj, "password", path, what, required=True, nul=True)
+    ver = _str(obj, "version", path, what, required=True)
+    if not pw:
+        raise CredentialFileError(path, "%s.password is empty" % what)
+    return Credential(user or None, pw, ver,
+                      _parse_time(obj.get("expires_at"), path, what + ".expires_at"))
+
+
+def parse_document(data, name, path="<credential file>"):
+    """Bytes of a credential file -> (current, previous or None, published_at,
+    previous_valid_until or None). Raises CredentialFileError (never with the password in
+    its message), and nothing else."""
+    doc = _load_json(data, path)
+    if not isinstance(doc, dict):
+        raise CredentialFileError(path, "not a JSON object")
+    fmt = doc.get("format")
+    if type(fmt) is not int:   # not 1.0, not true
+        raise CredentialFileError(path, "no format number")
+    if fmt != 1:
+        raise CredentialFileError(path, "unknown format %d (this client knows 1)" % fmt)
+    if "name" in doc and doc["name"] != name:
+        raise CredentialFileError(path, "the file is for credential %r" % (doc["name"],)
+                                  if isinstance(doc["name"], str) else
+                                  "the file's name is not a string")
+    current = _cred(doc, path, "credential")
+    prev = doc.get("previous")
+    previous = None if prev is None else _cred(prev, path, "previous")
+    valid_until = _parse_time(doc.get("previous_valid_until"), path, "previous_valid_until")
+    published_at = doc.get("published_at")
+    return current, previous, published_at if isinstance(published_at, str) else None, \
+        valid_until
 
 
 def parse(data, name, path="<credential file>"):
     """Bytes of a credential file -> (current, previous or None, published_at). Raises
     CredentialFileError (never with the password in its message)."""
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
-        # the decoder's message may quote the text around the error: keep only its kind
-        raise CredentialFileError(path, "malformed JSON (%s)" % type(e).__name__) from None
-    if not isinstance(doc, dict):
-        raise CredentialFileError(path, "not a JSON object")
-    fmt = doc.get("format")
-    if fmt != 1:
-        raise CredentialFileError(path, "unknown format %r (this client knows 1)" % (fmt,)
-                                  if isinstance(fmt, int) else "no format number")
-    if "name" in doc and doc["name"] != name:
-        raise CredentialFileError(path, "the file is for credential %r" % (doc["name"],))
-    current = _cred(doc, path, "credential")
-    prev = doc.get("previous")
-    previous = None if prev is None else _cred(prev, path, "previous")
-    return current, previous, doc.get("published_at")
+    return parse_document(data, name, path)[:3]
 
 
 class CredentialFile:
@@ -245,11 +368,13 @@ class CredentialFile:
             if len(data) > MAX_FILE:
                 return self._fail(CredentialFileError(self.path, "larger than 64 KiB"))
             try:
-                current, previous, published_at = parse(data, self.name, self.path)
+                current, previous, published_at, valid_until = parse_document(
+                    data, self.name, self.path)
             except CredentialFileError as e:
                 return self._fail(e)
             self.last_error = None
-            candidate = Snapshot(self.name, current, previous, self._gen + 1, published_at)
+            candidate = Snapshot(self.name, current, previous, self._gen + 1, published_at,
+                                 valid_until)
             if candidate.same_as(self._snap):
                 return self._snap
             self._gen += 1

@@ -26,8 +26,11 @@ import redis.asyncio
 from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection, \
     UnixDomainSocketConnection
 
+from redis.exceptions import ResponseError
+from redis.utils import str_if_bytes
+
 from .credfile import CredentialError
-from .redis_py import RELOAD, RotatingAuthBase, _AuthPlan, _rotating_pool, \
+from .redis_py import RELOAD, RotatingAuthBase, _AuthPlan, _next_stale, _rotating_pool, \
     _share_credential_file
 
 
@@ -52,6 +55,34 @@ class AsyncRotatingAuthMixin(RotatingAuthBase):
             raise
 
 
+    def rc_connected(self):
+        return bool(self.is_connected)
+
+    async def rc_reauth(self):
+        """AUTH again on the open connection (the plan of on_connect), for a connection no
+        command is using."""
+        plan = _AuthPlan(self)
+        for step in plan:
+            if step is RELOAD:
+                await asyncio.get_running_loop().run_in_executor(None, self.rc_file.reload)
+                continue
+            with plan.attempt(step):
+                await self.send_command("AUTH", *step.auth_args(), check_health=False)
+                if str_if_bytes(await self.read_response()) != "OK":
+                    raise ResponseError("AUTH was not answered OK")
+
+
+async def _reauth_or_reconnect(conn):
+    """Re-AUTHs a stale connection in place; when that fails, reconnects it."""
+    try:
+        await conn.rc_reauth()
+    except (CredentialError, asyncio.CancelledError):
+        raise
+    except Exception:  # noqa: BLE001 - any failure of the in-place AUTH: start afresh
+        await conn.disconnect()
+        await conn.connect()
+
+
 class AsyncRotatingConnection(AsyncRotatingAuthMixin, Connection):
     pass
 
@@ -66,11 +97,12 @@ class AsyncRotatingUnixDomainSocketConnection(AsyncRotatingAuthMixin,
 
 
 class AsyncRotatingConnectionPool(ConnectionPool):
-    """A redis.asyncio ConnectionPool that re-AUTHs (by reconnecting) an idle connection
-    whose credential was replaced, when it hands it out. Connections in use are left alone:
-    Redis keeps an authenticated connection working when its password is removed. Like
-    redis.asyncio's ConnectionPool, it raises ConnectionError("Too many connections")
-    beyond max_connections instead of waiting."""
+    """A redis.asyncio ConnectionPool whose connections move to each new credential in
+    place: at a published change, idle connections are re-AUTHed at once (reauth_idle(),
+    scheduled on the pool's loop by the Watcher's callback, see async_redis_client()); a
+    connection in use is re-AUTHed when it is handed back, or when handed out if that
+    comes first. Like redis.asyncio's ConnectionPool, it raises ConnectionError("Too many
+    connections") beyond max_connections instead of waiting."""
     rc_connection_classes = (AsyncRotatingConnection, AsyncRotatingSSLConnection,
                              AsyncRotatingUnixDomainSocketConnection)   # async_redis_client
 
@@ -78,16 +110,59 @@ class AsyncRotatingConnectionPool(ConnectionPool):
     def __init__(self, connection_class=AsyncRotatingConnection, **kwargs):
         super().__init__(connection_class=connection_class, **_share_credential_file(kwargs))
 
+    rc_loop = None   # the loop the pool is used on (seen at get_connection)
+
     async def get_connection(self, *args, **kwargs):
+        self.rc_loop = asyncio.get_running_loop()
         conn = await super().get_connection(*args, **kwargs)
         try:
             if isinstance(conn, RotatingAuthBase) and conn.rc_stale():
-                await conn.disconnect()
-                await conn.connect()
+                await _reauth_or_reconnect(conn)
         except BaseException:
             await self.release(conn)
             raise
         return conn
+
+    async def release(self, connection):
+        try:
+            if isinstance(connection, RotatingAuthBase) and connection.rc_stale():
+                await _reauth_or_reconnect(connection)
+        except Exception:  # noqa: BLE001 - handed back broken: the next user reconnects
+            await connection.disconnect()
+        await super().release(connection)
+
+    async def reauth_idle(self):
+        """Re-AUTHs every idle connection whose credential was replaced, one at a time,
+        each taken out of the pool meanwhile. Returns how many were re-AUTHed."""
+        done, tried = 0, set()
+        while True:
+            async with self._lock:
+                conn = _next_stale(self._available_connections, tried)
+                if conn is None:
+                    return done
+                self._available_connections.remove(conn)
+            try:
+                await conn.rc_reauth()
+                done += 1
+            except Exception:  # noqa: BLE001 - reconnects when next handed out
+                await conn.disconnect()
+            finally:
+                async with self._lock:
+                    self._available_connections.append(conn)
+
+    def rc_on_change(self, snapshot, error):
+        """The Watcher's callback (async_redis_client() installs it): runs in the
+        watcher's thread and schedules reauth_idle() on the pool's loop."""
+        loop = self.rc_loop
+        if error is None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._rc_start_reauth)
+
+    def _rc_start_reauth(self):
+        # the loop keeps only a weak reference to a task: hold it until it is done
+        tasks = self.__dict__.setdefault("_rc_tasks", set())
+        task = asyncio.get_running_loop().create_task(self.reauth_idle())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
 
 def async_redis_client(name, runtime_dir=None, watch=True, on_change=None, ssl=False,

@@ -20,6 +20,7 @@ import redis
 from redis.connection import Connection, ConnectionPool, SSLConnection, \
     UnixDomainSocketConnection
 from redis.exceptions import AuthenticationError, ResponseError
+from redis.utils import str_if_bytes
 
 from .credfile import CredentialError, CredentialFile
 
@@ -48,7 +49,8 @@ class CredentialProvider(_ProviderBase):
 
     get_credentials() is called by redis-py at every connect and returns the current
     credential's (username, password) or (password,); use_previous=True returns the
-    `previous` one instead (or the current when there is none)."""
+    `previous` one instead (or the current when there is none, or it expired or is past
+    the file's previous_valid_until)."""
 
     def __init__(self, name=None, runtime_dir=None, credential_file=None, use_previous=False):
         if credential_file is None:
@@ -60,7 +62,8 @@ class CredentialProvider(_ProviderBase):
 
     def get_credentials(self):
         snap = self.credential_file.get()
-        cred = snap.previous if self.use_previous and snap.previous else snap.current
+        prev = snap.usable_previous() if self.use_previous else None
+        cred = prev or snap.current
         return cred.auth_args()
 
     async def get_credentials_async(self):   # redis-py >= 5.1's asyncio clients
@@ -109,7 +112,7 @@ class _AuthPlan:
         cf = self.conn.rc_file
         snap = cf.get()
         for round_ in range(2):
-            for cred, is_prev in ((snap.current, False), (snap.previous, True)):
+            for cred, is_prev in ((snap.current, False), (snap.usable_previous(), True)):
                 if cred is None:
                     continue
                 self.answer = None
@@ -117,6 +120,7 @@ class _AuthPlan:
                 if self.answer is None:
                     self.conn.rc_generation = snap.generation
                     self.conn.rc_used_previous = is_prev
+                    self.conn.rc_expires_at = cred.expires_at
                     return
                 if not is_refusal(self.answer):
                     raise self.answer
@@ -164,10 +168,12 @@ class RotatingAuthBase:
         self.rc_file = credential_file
         self.rc_generation = 0       # of the snapshot this connection authenticated with
         self.rc_used_previous = False
+        self.rc_expires_at = None    # of the credential it authenticated with (Unix time)
 
     def rc_stale(self):
-        """True when a newer credential was published since this connection authenticated."""
-        if not self.rc_generation:
+        """True when this connection is open and a newer credential was published since it
+        authenticated."""
+        if not self.rc_generation or not self.rc_connected():
             return False
         self.rc_file.get()   # no I/O while a Watcher runs; else one stat()
         return self.rc_file.generation != self.rc_generation
@@ -175,7 +181,22 @@ class RotatingAuthBase:
 
 class RotatingAuthMixin(RotatingAuthBase):
     """AUTH from a CredentialFile at every connect, with the fallback to `previous`
-    (_AuthPlan), for redis.connection.Connection and its subclasses."""
+    (_AuthPlan), for redis.connection.Connection and its subclasses. rc_reauth() sends
+    AUTH again on the open connection (same plan), for a connection no command is using."""
+
+    def rc_connected(self):
+        return self._sock is not None
+
+    def rc_reauth(self):
+        plan = _AuthPlan(self)
+        for step in plan:
+            if step is RELOAD:
+                self.rc_file.reload()
+                continue
+            with plan.attempt(step):
+                self.send_command("AUTH", *step.auth_args(), check_health=False)
+                if str_if_bytes(self.read_response()) != "OK":
+                    raise ResponseError("AUTH was not answered OK")
 
     def on_connect(self):
         plan = _AuthPlan(self)
@@ -203,10 +224,33 @@ class RotatingUnixDomainSocketConnection(RotatingAuthMixin, UnixDomainSocketConn
     pass
 
 
+def _reauth_or_reconnect(conn):
+    """Re-AUTHs a stale connection in place; when that fails, reconnects it (a new AUTH)."""
+    try:
+        conn.rc_reauth()
+    except CredentialError:
+        raise
+    except Exception:  # noqa: BLE001 - any failure of the in-place AUTH: start afresh
+        conn.disconnect()
+        conn.connect()
+
+
+def _next_stale(idle, tried):
+    """The first connection of idle that is stale and not in tried (which it joins)."""
+    for conn in idle:
+        if id(conn) not in tried and isinstance(conn, RotatingAuthBase) and conn.rc_stale():
+            tried.add(id(conn))
+            return conn
+    return None
+
+
 class RotatingConnectionPool(ConnectionPool):
-    """A ConnectionPool that re-AUTHs (by reconnecting) an idle connection whose credential
-    was replaced, when it hands it out. Connections in use are left alone: Redis keeps
-    an authenticated connection working when its password is removed."""
+    """A ConnectionPool whose connections move to each new credential in place: when a
+    change is published, idle connections are re-AUTHed at once (reauth_idle(), which the
+    pool's Watcher calls, see redis_client()); a connection in use is re-AUTHed when it
+    is handed back, or when it is handed out if that comes first. Long-blocking commands
+    and subscribers need longlived.py (Redis answers an AUTH only after the blocked
+    command, and refuses it on a RESP2 subscribed connection)."""
     rc_connection_classes = (RotatingConnection, RotatingSSLConnection,
                              RotatingUnixDomainSocketConnection)   # for redis_client()
 
@@ -217,12 +261,44 @@ class RotatingConnectionPool(ConnectionPool):
         conn = super().get_connection(command_name, *keys, **options)
         try:
             if isinstance(conn, RotatingAuthBase) and conn.rc_stale():
-                conn.disconnect()
-                conn.connect()
+                _reauth_or_reconnect(conn)
         except BaseException:
             self.release(conn)
             raise
         return conn
+
+    def release(self, connection):
+        try:
+            if isinstance(connection, RotatingAuthBase) and connection.rc_stale():
+                _reauth_or_reconnect(connection)
+        except Exception:  # noqa: BLE001 - handed back broken: the next user reconnects
+            connection.disconnect()
+        super().release(connection)
+
+    def reauth_idle(self):
+        """Re-AUTHs every idle connection whose credential was replaced, one at a time:
+        each is taken out of the pool meanwhile (so no command uses it), and the others
+        stay available. Returns how many were re-AUTHed."""
+        done, tried = 0, set()
+        while True:
+            with self._lock:
+                conn = _next_stale(self._available_connections, tried)
+                if conn is None:
+                    return done
+                self._available_connections.remove(conn)
+            try:
+                conn.rc_reauth()
+                done += 1
+            except Exception:  # noqa: BLE001 - reconnects when next handed out
+                conn.disconnect()
+            finally:
+                with self._lock:
+                    self._available_connections.append(conn)
+
+    def rc_on_change(self, snapshot, error):
+        """The Watcher's callback (redis_client() installs it)."""
+        if error is None:
+            self.reauth_idle()
 
 
 def redis_client(name, runtime_dir=None, watch=True, on_change=None, ssl=False,
@@ -250,5 +326,10 @@ def _rotating_pool(pool_class, name, runtime_dir, watch, on_change, ssl, unix_so
     else:
         cls = tls if ssl else plain
     pool = pool_class(connection_class=cls, credential_file=cf, **kwargs)
-    pool.rc_watcher = cf.watch(callback=on_change) if watch else None
+
+    def changed(snapshot, error):
+        pool.rc_on_change(snapshot, error)
+        if on_change is not None:
+            on_change(snapshot, error)
+    pool.rc_watcher = cf.watch(callback=changed) if watch else None
     return pool

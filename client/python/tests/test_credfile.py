@@ -59,7 +59,12 @@ def test_every_field_is_read_and_the_password_is_never_in_a_repr(rundir):
     assert snap.previous.expires_at == 1795345200
     assert snap.generation == 1
     assert cf.credential().auth_args() == ("app", "new-secret")
-    assert cf.credential(previous=True).password == "old-secret"
+    # previous is kept as published; as a fallback it is offered only until it expires
+    assert snap.usable_previous(now=1795345199).password == "old-secret"
+    assert snap.usable_previous(now=1795345200) is None
+    if time.time() >= 1795345200:
+        with pytest.raises(rc.CredentialError, match="no previous credential still valid"):
+            cf.credential(previous=True)
     for text in (repr(snap), repr(snap.current), repr(snap.previous), repr(cf)):
         assert "secret" not in text
 
@@ -240,3 +245,91 @@ def test_a_watcher_not_started_does_not_freeze_get_and_start_catches_up(rundir):
     finally:
         w.stop()
     assert not cf._watched
+
+
+@pytest.mark.parametrize("method", ["none", "inotify", "poll"])
+def test_a_time_out_of_range_keeps_the_last_good_credential(rundir, method):
+    """Month 13 used to make calendar.timegm raise ValueError out of get() (and out of the
+    watcher's thread) instead of a CredentialFileError: the last good credential was lost
+    to the caller. Every malformed time is a CredentialFileError now."""
+    publish(rundir, doc())
+    cf = rc.CredentialFile("cache", rundir)
+    assert cf.get().current.password == "pw1"
+    events = []
+    w = cf.watch(callback=lambda s, e: events.append((s, e)), method=method,
+                 interval=0.05) if method != "none" else None
+    try:
+        for n, bad in enumerate(("2026-13-01T10:00:00Z", "2026-00-01T10:00:00Z",
+                                 "2026-11-22T10:00:00Z\n", "\u0662026-11-22T10:00:00Z",
+                                 "2026-11-22T10:00:00+24:00")):
+            reads = cf.reads
+            publish(rundir, doc(password="pw-bad%d" % n, version="bad%d" % n, expires_at=bad))
+            if w is None:
+                assert cf.get().current.password == "pw1"
+            else:
+                assert wait_for(lambda: cf.reads > reads)
+                assert wait_for(lambda: events and events[-1][1] is not None)
+                snap, err = events[-1]
+                assert snap.current.password == "pw1"
+                assert "pw-bad" not in str(err)
+            assert isinstance(cf.last_error, rc.CredentialFileError), cf.last_error
+            assert cf.get().current.password == "pw1"
+            assert "pw-bad" not in str(cf.last_error)
+        publish(rundir, doc(password="pw2", version="v2", expires_at="0000-01-01T00:00:00Z"))
+        if w is not None:
+            assert wait_for(lambda: events and events[-1][1] is None)
+        assert cf.get().current.password == "pw2" and cf.last_error is None
+        assert cf.get().current.expires_at == -62167219200    # year 0, as C's timegm
+    finally:
+        if w is not None:
+            w.stop()
+
+
+def test_a_long_fraction_is_not_rounded_up_to_the_next_second(rundir):
+    publish(rundir, doc(expires_at="2026-11-22T10:00:00." + "9" * 40 + "Z"))
+    t = rc.CredentialFile("cache", rundir).get().current.expires_at
+    assert 1795341600 < t < 1795341601   # the C client and the agent say 1795341600
+
+
+def test_what_json_and_the_format_refuse_is_a_credential_file_error(rundir):
+    cf = rc.CredentialFile("cache", rundir)
+    base = doc(password="pw-x")
+    for text in ('{"format": 1, "format": 1}', base[:-2] + ', "x": "\\udc00"}',
+                 base[:-2] + ', "x": -Infinity}', base[:-2] + ', "x": 1e400}',
+                 base[:-2] + ', "x": -9223372036854775809}', base[:-2] + ', "a\\u0000": 1}',
+                 base[:-2] + ', "x": ' + "[" * 5000 + "]" * 5000 + "}",
+                 base.replace('"format": 1', '"format": false')):
+        publish(rundir, text)
+        with pytest.raises(rc.CredentialUnavailable) as e:
+            cf.get()
+        assert "pw-x" not in str(e.value)
+    # the limits themselves are accepted
+    publish(rundir, base[:-2] + ', "x": [-9223372036854775808, 9223372036854775807, 1e-400]}')
+    assert cf.get().current.password == "pw-x"
+
+
+def test_previous_valid_until_limits_the_fallback(rundir):
+    prev = {"username": "app", "password": "old", "version": "v0"}
+    publish(rundir, doc(previous=prev))
+    cf = rc.CredentialFile("cache", rundir)
+    snap = cf.get()
+    assert snap.previous_valid_until is None and snap.usable_previous().password == "old"
+    future, past = time.time() + 3600, time.time() - 1
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(future))
+    publish(rundir, doc(previous=prev, previous_valid_until=stamp))
+    snap = cf.get()
+    assert snap.generation == 2, "a new previous_valid_until alone is a change"
+    assert snap.previous_valid_until == int(future)
+    assert snap.usable_previous().password == "old"
+    assert cf.credential(previous=True).password == "old"
+    assert snap.usable_previous(now=int(future)) is None
+    publish(rundir, doc(previous=prev, previous_valid_until=time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime(past))))
+    snap = cf.get()
+    assert snap.previous.password == "old", "previous stays as published"
+    assert snap.usable_previous() is None
+    with pytest.raises(rc.CredentialError, match="no previous credential still valid"):
+        cf.credential(previous=True)
+    publish(rundir, doc(previous=prev, previous_valid_until="later"))
+    assert cf.get().previous_valid_until < time.time()    # the bad file is not taken
+    assert isinstance(cf.last_error, rc.CredentialFileError)

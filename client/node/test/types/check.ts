@@ -7,7 +7,8 @@ import IORedis from 'ioredis';
 import IORedis5 from 'ioredis5';
 import {
   CredentialFile, Credential, Snapshot, nodeRedisCredentialsProvider, createIoredis,
-  attachIoredis, parseCredentialFile, CredentialFileError, isAuthRefusal,
+  attachIoredis, parseCredentialFile, CredentialFileError, isAuthRefusal, blockingCommand,
+  blockSeconds, nodeRedisSubscriber, ioredisSubscriber, Subscriber,
 } from 'redis-creds';
 import cjs = require('redis-creds');
 
@@ -31,9 +32,19 @@ async function main(): Promise<void> {
   credentials.on('reauth', (r) => r.ms + (r.ok ? 1 : 0));
   attachIoredis(new IORedis5({ lazyConnect: true }), creds).close();
 
+  const cap: number = blockSeconds(provider.credential.expiresAt, 5, { margin: 2 });
+  const reply: unknown = await blockingCommand(io, credentials, ['BLPOP', 'q'], { timeout: 1 });
+  const sub: Subscriber = await nodeRedisSubscriber(createClient, creds, { RESP: 2 },
+    { channels: ['c'], onMessage: (m: string, c: string) => m + c });
+  const sub2: Subscriber = await ioredisSubscriber(IORedis5, creds, {},
+    { patterns: ['p*'], onMessage: () => {}, onError: (e: Error) => e.message });
+  const n2: number = sub.switches + (sub2.inPlace ? 1 : 0) + cap;
+  await cjs.blockingCommand(client, provider, ['BRPOP', 'q']);
+  await sub.close();
+
   const s2: Snapshot = parseCredentialFile(new Uint8Array(0), 'cache');
   const same: boolean = cjs.CredentialFile === CredentialFile && isAuthRefusal(new Error());
-  console.log(user, prev, exp, n, s2, same);
+  console.log(user, prev, exp, n, s2, same, reply, n2);
 }
 
 main();
