@@ -581,6 +581,8 @@ static void schedule_look(struct cred_rt *c, uint64_t next_check_usec) {
         schedule(c, c->cfg->poll_interval_usec);
 }
 
+static void cred_sync_formats(struct agent *a, struct cred_rt *c, bool at_start);
+
 /* The store (or the accepted peer) has what we publish: nothing to write. */
 static void still_current(struct cred_rt *c, const char *version, uint64_t next_check_usec) {
     bool was_failed = cred_failed(c);
@@ -591,6 +593,8 @@ static void still_current(struct cred_rt *c, const char *version, uint64_t next_
     backoff_reset(&c->retry);
     log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = version },
                 "version %s unchanged", version);
+    if (c->formats_stale)   /* the store says the adopted version is current after all */
+        cred_sync_formats(c->a, c, false);
     schedule_look(c, next_check_usec);
 }
 
@@ -785,7 +789,7 @@ static unsigned republish_all(struct agent *a) {
         if (!c->have_cur)
             continue;
         if (runtime_sync_formats(a->p.runtime, &c->cur, c->cfg->formats, (mode_t)c->cfg->mode, c->gid,
-                                 e, sizeof e) < 0)
+                                 NULL, e, sizeof e) < 0)
             log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s", e);
         else
             n++;
@@ -923,6 +927,7 @@ static int publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     credfile_clear(&c->cur);
     c->cur = cf;
     c->have_cur = true;
+    c->formats_stale = false;
     published(c, validated);
     return 0;
 }
@@ -1311,17 +1316,27 @@ static void cred_adopt(struct agent *a, struct cred_rt *c) {
         log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = name }, "ignoring existing file: %s", e);
 }
 
-/* The files of what c publishes, in its formats, mode and group. */
-static void cred_sync_formats(struct agent *a, struct cred_rt *c) {
+/* The files of what c publishes, in its formats, mode and group. at_start: files a run
+ * killed mid-publish left with another (newer) version stay until the next publish, or
+ * the next check that finds the adopted version still current (formats_stale). */
+static void cred_sync_formats(struct agent *a, struct cred_rt *c, bool at_start) {
     char e[512];
     const struct config_credential *cc = c->cfg;
-    int w = runtime_sync_formats(a->p.runtime, &c->cur, cc->formats, (mode_t)cc->mode, c->gid, e, sizeof e);
+    unsigned kept = 0;
+    int w = runtime_sync_formats(a->p.runtime, &c->cur, cc->formats, (mode_t)cc->mode, c->gid,
+                                 at_start ? &kept : NULL, e, sizeof e);
+    c->formats_stale = kept > 0;
     if (w < 0)
         log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name }, "%s", e);
     else if (w > 0)
         log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = cc->name, .version = c->cur.cur.version },
                     "rewrote %d file(s) of %s to match version %s (a format, mode or group "
                     "changed, or an earlier run stopped mid-publish)", w, cc->name, c->cur.cur.version);
+    if (kept)
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = cc->name, .version = c->cur.cur.version },
+                    "left %u file(s) of %s that an earlier run wrote with another version than "
+                    "%s.json's %s: the next check brings them in line", kept, cc->name, cc->name,
+                    c->cur.cur.version);
 }
 
 static void generation_build_creds(struct agent *a, struct generation *g) {
@@ -1348,7 +1363,7 @@ static void generation_build_creds(struct agent *a, struct generation *g) {
         else
             cred_adopt(a, c);
         if (c->have_cur)
-            cred_sync_formats(a, c);
+            cred_sync_formats(a, c, !old || old->formats_stale);
     }
 }
 

@@ -101,6 +101,7 @@ struct cred_rt {
 
     struct credfile cur;       /* what is published */
     bool have_cur;
+    bool formats_stale;   /* adopted at start with a .env/.password of another version */
 
     struct credsm sm;          /* the check's phase and the rotation's step */
     struct credsm_fx fx;       /* effects the machine asked for, not carried out yet */
