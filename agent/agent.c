@@ -474,24 +474,41 @@ static void candidate_clear(struct rc_candidate *cand) {
     cand->password = secret_free(cand->password);
 }
 
-static void job_clear(struct cred_job *cj) {
+/* Ends c's check job (its candidates wiped, the job freed): it lives only from RUN_FETCH
+ * to the check's end, so an idle credential holds none (docs/benchmarks.md, memory). */
+static void job_clear(struct cred_rt *c) {
+    struct cred_job *cj = c->job;
+    if (!cj)
+        return;
     for (size_t i = 0; i < RC_MAX_CANDIDATES; i++)
         candidate_clear(&cj->cands[i]);
-    cj->n_cands = 0;
-    cj->check_second = false;
     free(cj->cur_username);
-    cj->cur_username = NULL;
-    cj->cur_password = secret_free(cj->cur_password);
+    secret_free(cj->cur_password);
+    free(cj);
+    c->job = NULL;
 }
 
 
 static void fetch_done(struct job *j);
 static void validate_done(struct job *j);
+static void dispatch_source(struct source_rt *s);
+static void store_failed(struct cred_rt *c, const struct rc_error *err);
 
 /* The machine's RUN_FETCH. */
 static void run_fetch(struct cred_rt *c) {
-    struct cred_job *cj = &c->job;
-    job_clear(cj);
+    job_clear(c);
+    struct cred_job *cj = c->job = calloc(1, sizeof *cj);
+    if (!cj) {
+        /* Failed like a fetch; the machine's CSM_FETCH_DONE is carried out by drive(). */
+        struct rc_error err = { 0 };
+        rc_error_set(&err, RC_ERR_TRANSIENT, "out of memory for the fetch");
+        srcq_done(c->src->q, &c->fetch_op);
+        dispatch_source(c->src);
+        rotation_fetch_failed(c, &err);
+        store_failed(c, &err);
+        cred_event(c, (struct credsm_event){ .type = CSM_FETCH_DONE, .fetch = CSM_FR_ERROR });
+        return;
+    }
     cj->c = c;
     cj->rc.name = c->cfg->name;
     cj->rc.node = c->cfg->node;
@@ -622,14 +639,14 @@ static void fetch_done(struct job *j) {
         return;
 
     if (c->a->stopping) {
-        job_clear(cj);
+        job_clear(c);
         fetch_ended(c, CSM_FR_ERROR);
         return;
     }
     if (cj->n_cands < 0) {
         rotation_fetch_failed(c, &cj->err);
         store_failed(c, &cj->err);
-        job_clear(cj);
+        job_clear(c);
         fetch_ended(c, CSM_FR_ERROR);
         return;
     }
@@ -643,7 +660,7 @@ static void fetch_done(struct job *j) {
             still_current(c, c->cur.cur.version, cj->next_check_usec);
         else
             schedule_look(c, cj->next_check_usec);
-        job_clear(cj);
+        job_clear(c);
         fetch_ended(c, take == ROT_TAKE_TAKEN ? CSM_FR_TAKEN : CSM_FR_SAME);
         return;
     }
@@ -653,7 +670,7 @@ static void fetch_done(struct job *j) {
     if (offer_published(c, cand->version, peer)) {
         /* The store has what we publish: nothing to do. */
         still_current(c, cand->version, cj->next_check_usec);
-        job_clear(cj);
+        job_clear(c);
         fetch_ended(c, CSM_FR_SAME);
         return;
     }
@@ -662,7 +679,7 @@ static void fetch_done(struct job *j) {
     if (c->cfg->redis.validate == VALIDATE_NONE) {
         publish(c, cand, NULL, "none", true);
         schedule_look(c, cj->next_check_usec);
-        job_clear(cj);
+        job_clear(c);
         fetch_ended(c, CSM_FR_JUDGED);
         return;
     }
@@ -701,7 +718,7 @@ static void validate_done(struct job *j) {
     bool second_ok = second && cj->vres[1].outcome == VALIDATE_PUBLISH;
 
     if (a->stopping) {
-        job_clear(cj);
+        job_clear(c);
         validate_ended(c);
         return;
     }
@@ -715,7 +732,7 @@ static void validate_done(struct job *j) {
         else
             publish(c, second, NULL, policy, true);
         schedule_look(c, cj->next_check_usec);
-        job_clear(cj);
+        job_clear(c);
         validate_ended(c);
         return;
     }
@@ -759,7 +776,7 @@ static void validate_done(struct job *j) {
     }
     if (v->outcome == VALIDATE_PUBLISH)
         schedule_look(c, cj->next_check_usec);
-    job_clear(cj);
+    job_clear(c);
     validate_ended(c);
 }
 
@@ -984,17 +1001,17 @@ static void rot_publish(struct cred_rt *c) {
 /* ---- the machine's effects ---- */
 
 static void run_validate(struct cred_rt *c) {
-    c->job.job.run = validate_run;
-    c->job.job.done = validate_done;
+    c->job->job.run = validate_run;
+    c->job->job.done = validate_done;
     c->jobs_out++;
-    worker_pool_submit(c->a->p.pool, &c->job.job);
+    worker_pool_submit(c->a->p.pool, &c->job->job);
 }
 
 static void run_rotation_step(struct cred_rt *c) {
-    c->rot.job.job.done = rot_job_done;
+    c->rot.job->job.done = rot_job_done;
     c->jobs_out++;
     c->a->rot_jobs++;
-    worker_pool_submit(c->a->p.pool, &c->rot.job.job);
+    worker_pool_submit(c->a->p.pool, &c->rot.job->job);
 }
 
 /* Carries out what c's machine asked for, until it asks for nothing more (an effect may
@@ -1054,7 +1071,7 @@ static void creds_free(struct cred_rt *creds, size_t n) {
         sd_event_source_disable_unref(creds[i].timer);
         sd_event_source_disable_unref(creds[i].expiry_timer);
         rotation_clear(&creds[i]);
-        job_clear(&creds[i].job);
+        job_clear(&creds[i]);
         credfile_clear(&creds[i].cur);
     }
     free(creds);
@@ -1383,7 +1400,8 @@ static bool retired_job_done(struct cred_rt *c) {
     c->jobs_out--;
     if (!r)
         return false;
-    job_clear(&c->job);
+    if (c->jobs_out == 0)   /* (another job of c, still out, may be using it) */
+        job_clear(c);
     if (--r->jobs > 0)
         return true;
     for (pp = &a->retired; *pp != r; pp = &(*pp)->next)

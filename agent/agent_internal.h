@@ -74,7 +74,7 @@ struct rot_rt {
     struct backoff retry;
     char last_error[512];
     uint64_t failures_total;              /* failed steps (each one retried), for metrics */
-    struct rot_job job;
+    struct rot_job *job;                  /* allocated when rotation is enabled (~3.5 KB) */
 };
 
 struct cred_job {
@@ -129,7 +129,7 @@ struct cred_rt {
     unsigned jobs_out;                      /* its jobs on the worker pool */
     struct retired *retired;                /* its generation was replaced (NULL: current) */
 
-    struct cred_job job;
+    struct cred_job *job;                   /* from RUN_FETCH to the check's end; NULL between */
     struct srcq_op fetch_op;                /* the fetch, in the source's queue */
     struct rot_rt rot;
 };
