@@ -113,17 +113,17 @@ static void rot_fail(struct cred_rt *c, const char *fmt, ...) {
     struct rot_rt *ro = &c->rot;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ro->last_error, sizeof ro->last_error, fmt, ap);
+    text_vset(&ro->last_error, fmt, ap);
     va_end(ap);
     uint64_t delay = backoff_next(&ro->retry, backoff_random());
     /* The version is the one that stays published (the one clients keep using). */
     struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_FAILED, c->have_cur ? c->cur.cur.version : NULL);
     log_ctx_msg(LOG_ERR, &ctx, "rotation of %s failed: %s; %s published; retrying in %llus",
-                c->cfg->name, ro->last_error, c->have_cur ? c->cur.cur.version : "nothing",
+                c->cfg->name, text_or_empty(ro->last_error), c->have_cur ? c->cur.cur.version : "nothing",
                 (unsigned long long)(delay / USEC_PER_SEC));
     /* Status: the credential stays current (a working one is published); the rotation's
      * error is in its own status field and in last_error. */
-    snprintf(c->last_error, sizeof c->last_error, "rotation: %s", ro->last_error);
+    text_set(&c->last_error, "rotation: %s", text_or_empty(ro->last_error));
     c->errors_total++;
     ro->failures_total++;
     rot_job_clear(ro->job);
@@ -141,9 +141,9 @@ static void rot_completed(struct cred_rt *c) {
                 c->cfg->name, ro->st.new_version, s == ROTATION_AZURE_KEYS ? "the other key" : "the old password",
                 ro->st.old_version, s == ROTATION_REDIS_ACL ? "removed from every node"
                                     : s == ROTATION_VAULT_DATABASE ? "replaced in Redis by Vault" : "regenerated");
-    ro->last_error[0] = '\0';
-    if (strncmp(c->last_error, "rotation: ", 10) == 0)
-        c->last_error[0] = '\0';
+    text_clear(&ro->last_error);
+    if (c->last_error && strncmp(c->last_error, "rotation: ", 10) == 0)
+        text_clear(&c->last_error);
     backoff_reset(&ro->retry);
     rot_job_clear(ro->job);
     rot_schedule_due(c);
@@ -307,7 +307,7 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     }
     ro->st.phase = ROTATE_ADDED;
     rot_save(c);
-    snprintf(c->nodes, sizeof c->nodes, "%s", j->vres.nodes);
+    text_set(&c->nodes, "%s", j->vres.nodes);
     /* The new version is published by the loop (the machine's ROT_PUBLISH), which then
      * calls rotation_published(). */
     cred_event(c, (struct credsm_event){ .type = CSM_ROT_PUBLISH });
@@ -327,7 +327,7 @@ void rotation_published(struct cred_rt *c, int r) {
     struct rot_rt *ro = &c->rot;
     if (r < 0 || !c->have_cur || strcmp(c->cur.cur.version, ro->st.new_version) != 0) {
         /* The rotation's retry is the one timer armed for this failure. */
-        rot_fail(c, "cannot publish the new version %s: %s", ro->st.new_version, c->last_error);
+        rot_fail(c, "cannot publish the new version %s: %s", ro->st.new_version, text_or_empty(c->last_error));
         return;
     }
     if (!has_grace(c)) {
