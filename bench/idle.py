@@ -44,7 +44,7 @@ def ctx_switches(pid):
     return total
 
 
-def print_smaps(pid, top=80):
+def print_smaps(pid, top=16):
     """The mappings that hold the most resident memory, largest first."""
     maps, cur = [], None
     with open("/proc/%d/smaps" % pid) as f:
