@@ -7,7 +7,8 @@ CPU time used (utime+stime of all threads), and context switches of all threads
 (wakeups). Idle means no store changes; poll_interval is 30 s so the window holds one
 round of polls, as production would.
 
-Usage: bench/idle.py [--creds N] [--seconds S] [--poll 30s]"""
+Usage: bench/idle.py [--creds N] [--seconds S] [--poll 30s] [--dir /dev/shm] [--smaps]
+--smaps lists the mappings that hold the most RSS (heap, secure heap, stacks, libraries)."""
 import argparse
 import os
 import re
@@ -103,7 +104,8 @@ def main():
         win = t1 - t0
         print("idle agent: %d credentials (file store), poll_interval %s, window %.1f s" % (
             args.creds, args.poll, win))
-        print("  VmRSS            %s" % st["VmRSS"])
+        print("  runtime_dir on   %s (%s)" % (args.dir, B.filesystem_of(root)))
+        print("  VmRSS            %s   (target: <= 12,000 kB at 1,000 credentials)" % st["VmRSS"])
         print("  VmHWM            %s" % st["VmHWM"])
         print("  RssAnon          %s   (the agent's own memory)" % st["RssAnon"])
         print("  RssFile          %s   (mapped code of the binary and %d shared objects)" % (st["RssFile"], len(libs)))
