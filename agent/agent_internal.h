@@ -78,7 +78,7 @@ struct rot_rt {
     struct backoff retry;
     char *last_error;                     /* heap, NULL = none (text_set) */
     uint64_t failures_total;              /* failed steps (each one retried), for metrics */
-    struct rot_job *job;                  /* allocated when rotation is enabled (~3.5 KB) */
+    struct rot_job *job;                  /* rotation_init: only if this host rotates; else NULL */
 };
 
 struct cred_job {
@@ -251,7 +251,7 @@ static inline int cred_event(struct cred_rt *c, struct credsm_event ev) {
 
 /* At start and after a reload: reads the phase record and resumes or schedules. */
 void rotation_init(struct cred_rt *c);
-/* Frees what the credential's rotation holds: its timer and its job's secrets. */
+/* Frees what the credential's rotation holds: its timer and its job (secrets wiped). */
 void rotation_clear(struct cred_rt *c);
 /* SIGTERM: no more rotation steps start. */
 void rotation_stop(struct cred_rt *c);
