@@ -1,13 +1,15 @@
 /* redis-creds: the operator's command line (DESIGN §5).
  *
- * get and watch read the published files directly; they need no agent running. status,
- * refresh and rotate ask the agent through its control socket. The runtime directory
- * comes from --runtime-dir, else $REDIS_CREDS_RUNTIME_DIR, else the agent group of the
- * config file (-c, default /etc/redis-creds/agent.conf) when that file exists, else
- * /run/redis-creds; the control socket likewise (--control-socket,
- * $REDIS_CREDS_CONTROL_SOCKET, agent.control_socket). A config file that exists but
- * cannot be read is an error, not a silent fallback. Exit codes: 0 success, 1 runtime
- * failure, 2 usage or configuration error.
+ * get, watch and exec read the published files directly; they need no agent running.
+ * status, refresh, rotate and reload ask the agent through its control socket. The
+ * runtime directory comes from --runtime-dir, else $REDIS_CREDS_RUNTIME_DIR, else the
+ * agent group of the config file (-c, default /etc/redis-creds/agent.conf) when that file
+ * exists, else /run/redis-creds; the control socket likewise (--control-socket,
+ * $REDIS_CREDS_CONTROL_SOCKET, agent.control_socket). The config is read only for the
+ * path the command needs (so a user outside the agent's group gets by with
+ * --runtime-dir); a config file that exists but cannot be read is then an error, not a
+ * silent fallback, and the message names the way out. Exit codes: 0 success, 1 runtime
+ * failure, 2 usage or configuration error (reload: the agent rejected the config).
  */
 #include <errno.h>
 #include <fcntl.h>
