@@ -40,10 +40,10 @@
 #error "RC_VERSION_STRING comes from CMake (RC_VERSION_TEXT)"
 #endif
 
-/* A reload waits for the jobs in flight, each bounded by its source's timeout (10 s by
- * default for vault and azure sources, a few calls per fetch, then validation at 2 s per
- * Redis connection): 60 s covers the defaults, and stays under systemd's default 90 s
- * for ExecReload=. */
+/* A reload waits for a rotation step in flight (a store write or ACL commands, bounded by
+ * the source's timeout, 10 s by default for vault and azure sources, and redis.timeout,
+ * 2 s per node): 60 s covers the defaults, and stays under systemd's default 90 s for
+ * ExecReload=. */
 #define RELOAD_TIMEOUT_DEFAULT "60s"
 
 static void usage(FILE *f) {

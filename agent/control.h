@@ -27,8 +27,9 @@
 #include "control_request.h"
 
 #define CONTROL_IDLE_USEC (5ULL * 1000000ULL)
-/* A `reload` connection waits for the reload's end: the jobs in flight finish first, each
- * bounded by its source's timeout. The CLI gives up sooner by its own --timeout. */
+/* A `reload` connection waits for the reload's end: a rotation step in flight finishes
+ * first, bounded by its source's and Redis timeouts. The CLI gives up sooner by its own
+ * --timeout. */
 #define CONTROL_RELOAD_USEC (600ULL * 1000000ULL)
 #define CONTROL_MAX_CONNS 64          /* unprivileged peers, all together */
 #define CONTROL_MAX_CONNS_PER_UID 16  /* any one peer uid, root included */

@@ -127,47 +127,31 @@ def test_bad_arguments_are_usage_errors(sc):
         assert r.returncode == 2, (args, r.returncode, r.stderr)
 
 
-def _blackhole():
-    """A TCP listener that accepts and never answers: a Redis node whose validation hangs
-    until redis.timeout."""
+
+def test_the_cli_gives_up_at_its_timeout_and_checks_pid_before_asking(sc):
+    """A listener that accepts and never answers stands for an agent whose reload has not
+    ended (one that waits for a rotation step): exit 1 at --timeout. Its pid is ours, so
+    --pid is checked against it before anything is sent."""
     import socket
-    import threading
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    held = []
-
-    def run():
-        while True:
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                return
-            held.append(c)
-    threading.Thread(target=run, daemon=True).start()
-    return srv, held
-
-
-def test_the_answer_waits_for_jobs_in_flight_and_the_cli_gives_up_at_its_timeout(sc):
-    srv, held = _blackhole()
+    import time
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(sc.tree.control)
+    srv.listen(4)
     sc.on_close(srv.close)
-    sc.redis.create_user("app", "pw1", "pw2")
-    sc.store_cred("app", "pw1")
-    slow = "127.0.0.1:%d" % srv.getsockname()[1]
-    sc.write_config([sc.cred(endpoints=[slow], timeout="4s")])
-    a = sc.start_agent()
-    a.wait_ready(timeout=20)
-    # a new version: its validation hangs on the silent node for 4 s (any connection there
-    # is a validation job in flight for that long)
-    mark = a.log_mark()
-    n0 = len(held)
-    sc.store_cred("app", "pw2")
-    h.wait_until(lambda: len(held) > n0, 10, "a validation connection for the new version")
+    t0 = time.monotonic()
     r = _reload(sc, "--timeout", "1s")
+    took = time.monotonic() - t0
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     assert "no outcome (timeout 1s)" in r.stderr, r.stderr
-    # the reload asked above still happens once the validation ends; a second request
-    # joins it and gets its outcome
-    r = _reload(sc)
-    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
-    assert a.find_log(lambda l: "reloaded" in l, since=mark)
+    assert 0.9 <= took < 8, took
+    conn, _ = srv.accept()
+    conn.settimeout(1)
+    assert conn.recv(64) == b"reload\n"          # what it asked
+    conn.close()
+    r = _reload(sc, "--pid", str(os.getpid() + 1), "--timeout", "1s")
+    assert r.returncode == 1 and "is pid %d, not pid %d" % (os.getpid(), os.getpid() + 1) in r.stderr, \
+        (r.returncode, r.stderr)
+    conn, _ = srv.accept()
+    conn.settimeout(1)
+    assert conn.recv(64) == b""                   # nothing sent to the wrong process
+    conn.close()
