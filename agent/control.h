@@ -13,9 +13,8 @@
  * Rights come from SO_PEERCRED: `status` for anyone who can connect; `refresh`,
  * `rotate` and `reload` only for root and the agent's own user. Connections are capped
  * (per peer uid, and in total for unprivileged peers, bounded by a quarter of
- * RLIMIT_NOFILE) and the
- * excess gets a one-line error; at EMFILE a reserve fd lets the agent accept and answer
- * instead of spinning. Everything runs on the loop thread; no request blocks it.
+ * RLIMIT_NOFILE) and the excess gets a one-line error; at EMFILE a reserve fd lets the
+ * agent accept and answer instead of spinning. Everything runs on the loop thread; no request blocks it.
  *
  * The request parser and the rights check are control_request.h's.
  */
