@@ -524,6 +524,7 @@ class Agent:
         self.tree = tree
         self.conf = conf
         self.check_exit = True
+        self.first_doc = None     # set by Scenario.start_published
         n = len([x for x in os.listdir(tree.root) if x.startswith(tag)])
         self.logpath = os.path.join(tree.root, "%s%d.log" % (tag, n))
         self.notify = NotifyListener(os.path.join(tree.root, "%s%d.notify" % (tag, n))) if notify else None
@@ -765,6 +766,23 @@ class Scenario:
             logs = "\n".join("--- %s\n%s" % (a.logpath, a.log()[-3000:]) for a in self.agents)
             fail("%s.json not published with the expected credential within %ss; now: %r\n%s"
                  % (name, timeout, self.read_bytes(name + ".json"), logs))
+
+    # --- the setup most tests share
+    def start_published(self, password="pw1", *, user="app", also_accept=(), credentials=None,
+                        config=None, atomic=True, publish=True, **agent_kw):
+        """Redis user `user` accepts `password` and `also_accept`, the store holds (user,
+        password) in cache.json, the config lists `credentials` (default: one credential
+        `cache`; `config` holds more write_config arguments), the agent is started and READY,
+        and (unless publish=False) cache.json is published with `password`. Returns the
+        Agent; a.first_doc is that first published document."""
+        self.redis.create_user(user, password, *also_accept)
+        self.store_cred(user, password, atomic=atomic)
+        self.write_config(credentials, **(config or {}))
+        a = self.start_agent(**agent_kw)
+        a.wait_ready()
+        if publish:
+            a.first_doc = self.wait_published(password=password)
+        return a
 
     # --- processes
     def start_agent(self, conf=None, **kw):

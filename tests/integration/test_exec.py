@@ -105,12 +105,8 @@ class Exec:
 
 
 def _published(sc, *passwords):
-    sc.redis.create_user("app", *passwords)
-    sc.store_cred("app", passwords[0])
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    return a, sc.wait_published(password=passwords[0])
+    a = sc.start_published(passwords[0], also_accept=passwords[1:])
+    return a, a.first_doc
 
 
 def _rotate(sc, password):

@@ -140,12 +140,8 @@ def test_redis_flooding_the_agent_is_cut_off_without_growing_its_memory(sc):
 
 
 def test_store_file_that_is_a_character_device_is_refused_and_the_file_kept(sc):
-    sc.redis.create_user("app", "dev-pw-1")
-    sc.store_cred("app", "dev-pw-1")
-    sc.write_config([sc.cred(poll_interval="300ms")])
-    a = sc.start_agent()
-    a.wait_ready()
-    before = sc.wait_published(password="dev-pw-1")
+    a = sc.start_published("dev-pw-1", credentials=[sc.cred(poll_interval="300ms")])
+    before = a.first_doc
     base = rss_kib(a.pid)
     path = os.path.join(sc.tree.store, "cache.json")
     os.unlink(path)
@@ -175,12 +171,8 @@ def small_tmpfs(sc, size="256k"):
 def published_three_formats(sc, pw1, pw2):
     """User app knows pw1 and pw2, the store holds pw1, an agent published it in all three
     formats; returns the agent and the three files' bytes."""
-    sc.redis.create_user("app", pw1, pw2)
-    sc.store_cred("app", pw1)
-    sc.write_config([sc.cred(formats=["json", "env", "password"])])
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password=pw1)
+    a = sc.start_published(pw1, also_accept=(pw2,),
+                           credentials=[sc.cred(formats=["json", "env", "password"])])
     return a, {f: sc.read_bytes(f) for f in ("cache.json", "cache.env", "cache.password")}
 
 

@@ -6,12 +6,8 @@ import rc_harness as h
 
 
 def test_events_go_to_the_journal_with_name_version_and_a_fixed_message_id(sc):
-    sc.redis.create_user("app", "pw1", "pw2")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent(journal=True)
-    a.wait_ready()
-    v1 = sc.wait_published(password="pw1")["version"]
+    a = sc.start_published(also_accept=("pw2",), journal=True)
+    v1 = a.first_doc["version"]
     sc.store_cred("app", "pw2")
     v2 = sc.wait_published(password="pw2")["version"]
     sc.store_cred("app", "pw3-refused")

@@ -52,11 +52,7 @@ def test_ready_waits_for_every_credential_first_attempt(sc):
 
 
 def test_watchdog_pings_within_period_stop_while_sigstopped_and_resume(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent(watchdog_usec=WATCHDOG_USEC)
-    a.wait_ready()
+    a = sc.start_published(publish=False, watchdog_usec=WATCHDOG_USEC)
     period = WATCHDOG_USEC / 1e6
     t0 = time.monotonic()
     time.sleep(2.2)
@@ -130,11 +126,7 @@ def test_ready_after_startup_timeout_when_first_attempt_hangs(sc, silent_server)
 
 
 def test_sighup_sends_reloading_with_monotonic_usec_then_ready(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
+    a = sc.start_published(publish=False)
     mark = a.notify.mark()
     t_before = time.monotonic()
     a.send(signal.SIGHUP)
@@ -152,11 +144,7 @@ def test_sighup_sends_reloading_with_monotonic_usec_then_ready(sc):
 
 
 def test_sigterm_sends_stopping_and_exits_zero(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
+    a = sc.start_published(publish=False)
     mark = a.notify.mark()
     t0 = time.monotonic()
     a.send(signal.SIGTERM)
