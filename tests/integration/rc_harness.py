@@ -229,13 +229,20 @@ class NotifyListener:
             r, _, _ = select.select([self.sock], [], [], 0.05)
             if not r:
                 continue
-            try:
-                data = self.sock.recv(1 << 16)
-            except OSError:
-                continue
-            m = self.parse(time.monotonic(), data)
+            with self._lock:         # held from recv to append: see settle()
+                try:
+                    data = self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+                except OSError:
+                    continue
+                self.messages.append(self.parse(time.monotonic(), data))
+
+    def settle(self, timeout=5):
+        """Returns once every datagram already sent to the socket is in self.messages (the
+        socket's queue is empty and no message is half-recorded)."""
+        def empty():
             with self._lock:
-                self.messages.append(m)
+                return not select.select([self.sock], [], [], 0)[0]
+        wait_until(empty, timeout, "%s drained" % self.path)
 
     @staticmethod
     def parse(t, data):
@@ -387,6 +394,9 @@ class InotifyWatcher:
             e = ctypes.get_errno()
             os.close(self.fd)
             raise OSError(e, "inotify_add_watch %s" % path)
+        self.path = path
+        self._syncs = 0
+        self._synced = set()
         self.on_event = on_event
         self.events = []
         self.errors = []
@@ -410,6 +420,9 @@ class InotifyWatcher:
                 _wd, mask, _cookie, ln = _EVENT.unpack_from(buf, off)
                 name = buf[off + 16: off + 16 + ln].split(b"\0", 1)[0].decode("utf-8", "replace")
                 off += 16 + ln
+                if name.startswith(self.SYNC_PREFIX):
+                    self._synced.add(name)
+                    continue
                 ev = InotifyEvent(t, mask, name)
                 with self._lock:
                     self.events.append(ev)
@@ -426,6 +439,21 @@ class InotifyWatcher:
 
     def count(self, name, mask):
         return len(self.snapshot(name, mask))
+
+    SYNC_PREFIX = ".rcit-sync-"
+
+    def sync(self, timeout=5):
+        """Returns once every event that happened in the directory before this call is in
+        self.events: it creates a marker file there and waits for its own event (inotify
+        keeps the order of one watch's events). Markers are not recorded."""
+        self._syncs += 1
+        name = "%s%d" % (self.SYNC_PREFIX, self._syncs)
+        os.close(os.open(os.path.join(self.path, name),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        try:
+            wait_until(lambda: name in self._synced, timeout, "inotify event of %s" % name)
+        finally:
+            os.unlink(os.path.join(self.path, name))
 
     def close(self):
         if self.fd < 0:
@@ -587,6 +615,68 @@ class Agent:
                 raise
             fail("timed out after %ss waiting for log %s; log since mark:\n%s"
                  % (timeout, what, "\n".join(self.log_lines(since)[-40:])))
+
+    def wait_log_count(self, pred, n, since=0, timeout=5, what=None):
+        """Waits until n log lines since `since` match pred (a substring or a function);
+        returns them. For "it happened again", e.g. the retry of a refused attempt."""
+        if isinstance(pred, str):
+            s = pred
+            pred = lambda line: s in line  # noqa: E731
+            what = what or repr(s)
+
+        def check():
+            lines = [l for l in self.log_lines(since) if pred(l)]
+            if len(lines) < n and self.proc.poll() is not None:
+                fail("agent exited %s while waiting for %d lines %s; log:\n%s"
+                     % (self.proc.returncode, n, what, self.log()[-4000:]))
+            return lines if len(lines) >= n else None
+        return wait_until(check, timeout, "%d log lines %s" % (n, what))
+
+    def barrier(self, control_socket=None, timeout=5):
+        """The positive event to wait for before asserting that nothing else happened: a
+        `status` request answered over the control socket (the tree's, unless the config
+        names another). The agent's event loop answers it only between two events, so
+        whatever the agent did before (logged, published, refused, sent to the notify
+        socket) is complete, and those notify messages are in self.notify, when this
+        returns. Returns the status document."""
+        path = control_socket or self.tree.control
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.settimeout(timeout)
+        try:
+            s.connect(path)
+            s.sendall(b"status\n")
+            buf = b""
+            while True:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+        except OSError as e:
+            fail("no status from the agent at %s: %s" % (path, e))
+        finally:
+            s.close()
+        try:
+            doc = json.loads(buf)
+        except ValueError:
+            fail("malformed status from the agent at %s: %r" % (path, buf[:200]))
+        if self.notify:
+            self.notify.settle()
+        return doc
+
+    def children(self):
+        """The pids of the agent's running child processes (hooks, helpers)."""
+        pids = []
+        try:
+            tasks = os.listdir("/proc/%d/task" % self.pid)
+        except FileNotFoundError:
+            return pids
+        for t in tasks:       # a child belongs to the thread that forked it
+            try:
+                with open("/proc/%d/task/%s/children" % (self.pid, t)) as f:
+                    pids += [int(x) for x in f.read().split()]
+            except FileNotFoundError:
+                continue
+        return pids
 
     # notify
     def _exited(self):
@@ -848,6 +938,20 @@ class Scenario:
             if a.notify is not None:
                 print("----- notify:", [m.raw for m in a.notify.snapshot()
                                          if "WATCHDOG" not in m.fields][-30:])
+
+
+def has_inotify_watch(pid):
+    """Whether process pid holds an inotify watch (a line "inotify wd:" in the fdinfo of
+    one of its fds): it is waiting for a file event."""
+    fdinfo = "/proc/%d/fdinfo" % pid
+    for fd in os.listdir(fdinfo):
+        try:
+            with open(os.path.join(fdinfo, fd)) as f:
+                if "inotify wd:" in f.read():
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def is_regular(path):

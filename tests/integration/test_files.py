@@ -78,9 +78,8 @@ def test_runtime_dir_that_is_a_symlink_is_refused(sc):
     os.symlink(elsewhere, sc.tree.runtime)
     sc.write_config()
     a = sc.start_agent()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and a.alive() and not os.listdir(elsewhere):
-        time.sleep(0.02)
+    h.wait_until(lambda: not a.alive() or os.listdir(elsewhere), 5,
+                 "the agent to exit or to write through the symlink")
     published = [f for f in os.listdir(elsewhere) if not f.startswith(".")]
     assert not published, "published through a symlinked runtime_dir: %r" % published
     rc = a.wait_exit(timeout=5)
@@ -155,7 +154,7 @@ def test_env_format_refuses_a_password_with_a_quote(sc):
     sc.store_cred("app", bad)
     a.wait_log(lambda l: "env" in l and h.level_is_error(l), since=mark,
                what="an error about the env format")
-    time.sleep(0.3)
+    a.barrier()                               # that publication has ended
     env = sc.read_bytes("cache.env")
     assert env is not None and b"pw'2" not in env, env
     assert b"REDIS_PASSWORD='pw1'" in env
@@ -208,7 +207,7 @@ def test_oversized_store_file_is_not_published(sc, agent):
     sc.store_cred("app", "x" * (80 * 1024))        # a credential file is at most 64 KiB
     agent.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark,
                    what="an error about the oversized store file")
-    time.sleep(0.2)
+    agent.barrier()                           # the failed attempt has ended
     assert sc.read_bytes() == before
     assert agent.alive()
 

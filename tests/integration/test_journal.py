@@ -1,6 +1,5 @@
 """Structured logging to journald when JOURNAL_STREAM names stderr (DESIGN §6)."""
 import re
-import time
 
 import rc_harness as h
 
@@ -15,7 +14,8 @@ def test_events_go_to_the_journal_with_name_version_and_a_fixed_message_id(sc):
                              and m.fields.get("REDIS_CREDS_NAME") == "cache"
                              and "MESSAGE_ID" in m.fields
                              for m in a.journal.snapshot()), 5, "a journal entry for the refusal")
-    time.sleep(0.2)
+    a.barrier()
+    a.journal.settle()
     entries = a.journal.snapshot()
     assert entries, "nothing sent to the journal socket"
     for m in entries:

@@ -91,7 +91,7 @@ def test_empty_store_file_keeps_published_credential_and_logs_error(sc, agent):
     sc.store("cache.json", "", atomic=False)
     agent.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark,
                    what="an error about the empty store file")
-    time.sleep(0.2)
+    agent.barrier()                           # the failed attempt has ended
     assert sc.read_bytes() == before, "a failing store never damages the published file (§2)"
     assert agent.alive()
     # and the next good value still goes through
