@@ -665,18 +665,7 @@ class Agent:
 
     def children(self):
         """The pids of the agent's running child processes (hooks, helpers)."""
-        pids = []
-        try:
-            tasks = os.listdir("/proc/%d/task" % self.pid)
-        except FileNotFoundError:
-            return pids
-        for t in tasks:       # a child belongs to the thread that forked it
-            try:
-                with open("/proc/%d/task/%s/children" % (self.pid, t)) as f:
-                    pids += [int(x) for x in f.read().split()]
-            except FileNotFoundError:
-                continue
-        return pids
+        return children_of(self.pid)
 
     # notify
     def _exited(self):
@@ -940,18 +929,39 @@ class Scenario:
                                          if "WATCHDOG" not in m.fields][-30:])
 
 
-def has_inotify_watch(pid):
-    """Whether process pid holds an inotify watch (a line "inotify wd:" in the fdinfo of
-    one of its fds): it is waiting for a file event."""
-    fdinfo = "/proc/%d/fdinfo" % pid
-    for fd in os.listdir(fdinfo):
+def children_of(pid):
+    """The pids of process pid's children (of every thread), zombies included."""
+    pids = []
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except FileNotFoundError:
+        return pids
+    for t in tasks:       # a child belongs to the thread that forked it
         try:
-            with open(os.path.join(fdinfo, fd)) as f:
-                if "inotify wd:" in f.read():
-                    return True
-        except OSError:
+            with open("/proc/%d/task/%s/children" % (pid, t)) as f:
+                pids += [int(x) for x in f.read().split()]
+        except FileNotFoundError:
             continue
-    return False
+    return pids
+
+
+def asleep_on_a_watch(pid):
+    """Whether process pid sleeps in its event loop with an inotify watch or a timer armed
+    (an inotify or timerfd descriptor, state S): `exec --wait` waiting for the runtime
+    directory (polled by a timer until it exists) or for the file (inotify)."""
+    armed = False
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            armed = armed or target in ("anon_inode:inotify", "anon_inode:[timerfd]")
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return armed and state == "S"
 
 
 def is_regular(path):

@@ -144,7 +144,8 @@ def test_on_change_hook_runs_after_each_publish_and_sees_the_new_file(sc):
     v2 = sc.wait_published(password="pw2")["version"]
     h.wait_until(lambda: len(lines()) >= 2, 5, "the on_change hook to run again")
     assert lines()[1].split()[0] == v2
-    time.sleep(0.3)
+    a.barrier()                               # no further publication is under way
+    h.wait_until(lambda: not a.children(), 5, "the hooks to exit")
     assert len(lines()) == 2, lines()
 
 
@@ -195,9 +196,8 @@ def test_store_file_that_is_a_fifo_does_not_hang_the_agent(sc):
     a = sc.start_agent(watchdog_usec=1000000)
     a.wait_ready(timeout=5)
     t0 = time.monotonic()
-    time.sleep(1.5)
-    pings = [t for t, v in a.notify.values("WATCHDOG") if t >= t0]
-    assert len(pings) >= 2, "the loop stalled on a FIFO in the store"
+    h.wait_until(lambda: len([t for t, v in a.notify.values("WATCHDOG") if t >= t0]) >= 2, 1.5,
+                 "WATCHDOG=1 pings (the loop stalled on a FIFO in the store)")
     # a writer replaces the FIFO with a regular file: picked up
     sc.store_cred("app", "pw1")
     sc.wait_published(password="pw1", timeout=5)

@@ -27,7 +27,8 @@ def test_restarted_agent_adopts_existing_file_without_republishing(sc):
     w = sc.watch_runtime()
     b = sc.start_agent()
     b.wait_ready()
-    time.sleep(0.5)
+    b.barrier()                               # its first attempt has ended in full
+    w.sync()                                  # and every event it caused is recorded
     touched = w.snapshot("cache.json")
     assert not touched, "restart republished an unchanged credential: %r" % touched
     assert sc.read_bytes() == before
@@ -48,7 +49,7 @@ def test_restarted_agent_serves_existing_file_while_redis_is_down(sc):
     sc.redis.stop()
     b = sc.start_agent()
     b.wait_ready(timeout=8)
-    time.sleep(0.3)
+    b.barrier()                               # its first attempt has ended in full
     assert sc.read_bytes() == before, "the adopted file is served while Redis is down"
     assert b.alive()
     # a store change while Redis is still down is not published
@@ -145,7 +146,7 @@ def test_sighup_storm_leaves_the_agent_working(sc):
     for _ in range(30):
         a.send(signal.SIGHUP)
         time.sleep(0.005)
-    time.sleep(0.5)
+    a.barrier()                               # the loop still answers after the storm
     assert a.alive()
     mark = a.notify.mark()
     a.send(signal.SIGHUP)

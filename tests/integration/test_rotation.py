@@ -139,7 +139,7 @@ def test_rotate_command_rotates_end_to_end_without_a_failed_client_command(sc):
     first = a.first_doc
     client = Client(sc)
     client.start()
-    time.sleep(0.2)
+    h.wait_until(lambda: client.ok >= 5, 5, "the client's first commands")
 
     r = sc.run_cli("-c", sc.tree.conf, "rotate", "cache")
     assert r.returncode == 0, (r.stdout, r.stderr)
@@ -159,7 +159,8 @@ def test_rotate_command_rotates_end_to_end_without_a_failed_client_command(sc):
     h.wait_until(lambda: journal("completed"), 6, "the rotation-completed journal entry")
     assert not sc.redis.auth_ok("app", "old-pw-1")
     assert sc.redis.auth_ok("app", new_pw)
-    time.sleep(0.2)
+    n = client.ok                             # it keeps working once the old one is gone
+    h.wait_until(lambda: client.ok >= n + 5 or client.failed, 5, "client commands after the rotation")
     client.stop.set()
     client.join(5)
     assert client.failed == 0 and client.ok > 20, (client.ok, client.failed, client.errors[:3])
