@@ -957,11 +957,18 @@ def asleep_on_a_watch(pid):
             except OSError:
                 continue
             armed = armed or target in ("anon_inode:inotify", "anon_inode:[timerfd]")
-        with open("/proc/%d/stat" % pid) as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return False
-    return armed and state == "S"
+    return armed and proc_state(pid) == "S"
+
+
+def proc_state(pid):
+    """The state letter of process pid (R, S, T stopped, Z ...), or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
 
 
 def is_regular(path):

@@ -64,18 +64,16 @@ def test_watchdog_pings_within_period_stop_while_sigstopped_and_resume(sc):
     a.send(signal.SIGSTOP)
     t_stop = time.monotonic()
     try:
-        time.sleep(1.5)
+        h.wait_until(lambda: h.proc_state(a.pid) == "T", 2, "the agent to be stopped")
+        time.sleep(1.5)                       # the stimulus: stopped for longer than the period
     finally:
         t_cont = time.monotonic()
         a.send(signal.SIGCONT)
     stopped = watchdog_times(a, t_stop + 0.15, t_cont)
     assert not stopped, "WATCHDOG=1 received while the agent was stopped: %r" % stopped
 
-    wait_until = t_cont + period
-    while time.monotonic() < wait_until and not watchdog_times(a, t_cont):
-        time.sleep(0.01)
-    after = watchdog_times(a, t_cont)
-    assert after, "no WATCHDOG=1 within %.1fs after SIGCONT" % period
+    h.wait_until(lambda: watchdog_times(a, t_cont), period,
+                 "a WATCHDOG=1 within %.1fs after SIGCONT" % period)
     h.wait_until(lambda: len(watchdog_times(a, t_cont)) >= 3, 3 * period,
                  "three WATCHDOG=1 pings after SIGCONT")
     after = watchdog_times(a, t_cont)
