@@ -87,7 +87,7 @@ def test_token_expiry_and_max_ttl_relogin_keeps_the_published_credential(vault, 
     h.wait_until(lambda: vault.fake.count("/v1/auth/approle/login") > logins, 5, "a login after the revocation")
     # the refresh's fetch ends finding the published version: nothing to write
     a.wait_log(lambda l: "version %s unchanged" % json.loads(before)["version"] in l,
-               since=mark, timeout=5)
+               since=mark, timeout=5, what="the refresh finding the published version")
     a.barrier()
     w.sync()
     assert sc.read_bytes() == before
