@@ -284,6 +284,10 @@ class NotifyListener:
                 return True
             reason = abort() if abort else None
             if reason:
+                j = self.find(key, value, since)     # sent just before the exit
+                if j is not None:
+                    box.append(j)
+                    return True
                 fail("while waiting for notify %s: %s" % (key, reason))
             return False
         try:
@@ -670,7 +674,8 @@ class Agent:
     # notify
     def _exited(self):
         if self.proc.poll() is not None:
-            time.sleep(0.05)
+            if self.notify:
+                self.notify.settle()          # what it sent before exiting is recorded
             return "agent exited with status %s; log:\n%s" % (self.proc.returncode, self.log()[-4000:])
         return None
 

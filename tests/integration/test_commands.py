@@ -268,7 +268,7 @@ def test_cli_refresh_checks_the_store_now(sc):
     os.mkdir(outside, 0o700)
     os.link(os.path.join(sc.tree.store, "cache.json"), os.path.join(outside, "cache.json"))
     h.write_store_inplace(outside, "cache.json", h.store_json("app", "pw2"))   # no inotify
-    time.sleep(0.3)
+    time.sleep(0.3)             # no event exists for a write inotify does not see
     assert sc.read_doc()["password"] == "pw1"
     r = sc.run_cli("-c", sc.tree.conf, "refresh", "cache")
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
