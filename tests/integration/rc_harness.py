@@ -449,7 +449,8 @@ class InotifyWatcher:
     def sync(self, timeout=5):
         """Returns once every event that happened in the directory before this call is in
         self.events: it creates a marker file there and waits for its own event (inotify
-        keeps the order of one watch's events). Markers are not recorded."""
+        keeps the order of one watch's events; the mask must hold IN_CREATE). Markers are
+        not recorded."""
         self._syncs += 1
         name = "%s%d" % (self.SYNC_PREFIX, self._syncs)
         os.close(os.open(os.path.join(self.path, name),
