@@ -278,13 +278,14 @@ static const struct rc_source_type azure_types[] = {
         .credential_keys = az_redis_keys_credential_keys,
         .open = az_redis_keys_open,
         .fetch = az_redis_keys_fetch,
-        .rotate = az_redis_keys_rotate,
+        .caps = RC_CAP_ROTATE_OTHER_KEY,
+        .rotate_self = az_redis_keys_rotate,
         .close = az_redis_keys_close,
     },
 };
 
 RC_PLUGIN_EXPORT const struct rc_plugin redis_creds_plugin = {
-    .abi_version = RC_PLUGIN_ABI_VERSION,
+    RC_PLUGIN_HEADER,
     .name = "azure",
     .types = azure_types,
     .n_types = sizeof azure_types / sizeof azure_types[0],

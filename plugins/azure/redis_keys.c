@@ -16,7 +16,7 @@
  * role or a custom role with .../listKeys/action) AUTH; 404 NOT_FOUND; 409/429/5xx
  * TRANSIENT; 400 FATAL.
  *
- * Rotation (strategy azure-keys, rotate() with password NULL): regenerate the key that is
+ * Rotation (strategy azure-keys, rotate_self()): regenerate the key that is
  * not the published one, POST {path}/regenerateKey {"keyType": "Primary"|"Secondary"}.
  * A classic cache answers 200; a Managed Redis database may answer 202 with an
  * Azure-AsyncOperation URL (same origin as management_url only) that is polled until the
@@ -392,17 +392,12 @@ static int rk_wait_operation(struct rk_source *s, const char *op_url, const char
 }
 
 int az_redis_keys_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
-                         const char *username, const struct secret *password, char *ret_version,
-                         struct rc_error *err) {
+                         char *ret_version, struct rc_error *err) {
     struct rk_source *s = state;
     const struct rk_cred *rc = rk_find(s, cred->name);
     char pv[RC_VERSION_MAX], sv[RC_VERSION_MAX], url[1200], what[700];
-    (void)username;
     if (!rc)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
-    if (password)
-        return rc_error_set(err, RC_ERR_FATAL, "credential %s: Azure makes access keys itself; only "
-                            "strategy azure-keys rotates them", cred->name);
     if (rk_versions(s, rc, pv, sv, err) < 0)
         return -1;
     /* Regenerate the key that is not in use. */

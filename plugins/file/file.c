@@ -6,7 +6,7 @@
  * poll_interval stays as the fallback. The version is the host's keyed hash of the
  * username and password, never a plain hash of the secret.
  *
- * rotate() (agent-driven rotation, DESIGN §9) writes the next version into the file with
+ * rotate_write() (agent-driven rotation, DESIGN §9) writes the next version into the file with
  * a check-and-set under an flock in the directory, so the directory must be writable by
  * the agent for credentials with `rotation`.
  *
@@ -408,9 +408,6 @@ static int file_rotate(void *state, const struct rc_credential *cred, const char
 
     if (!fc)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
-    if (!password)   /* a directory cannot make a password itself */
-        return rc_error_set(err, RC_ERR_FATAL, "credential %s: the file source stores a password "
-                            "the agent made (strategy redis-acl) and cannot make one", cred->name);
     r = snprintf(target, sizeof target, "%s/%s", s->directory, fc->path);
     int r2 = snprintf(tmp, sizeof tmp, "%s/.%s.rotate-XXXXXX", s->directory, fc->path);
     if (r < 0 || (size_t)r >= sizeof target || r2 < 0 || (size_t)r2 >= sizeof tmp)
@@ -519,7 +516,8 @@ static const struct rc_source_type file_types[] = {
         .credential_keys = file_credential_keys,
         .open = file_open,
         .fetch = file_fetch,
-        .rotate = file_rotate,
+        .caps = RC_CAP_ROTATE_WRITE,
+        .rotate_write = file_rotate,
         .watch_fd = file_watch_fd,
         .watch_event = file_watch_event,
         .close = file_close,
@@ -527,7 +525,7 @@ static const struct rc_source_type file_types[] = {
 };
 
 RC_PLUGIN_EXPORT const struct rc_plugin redis_creds_plugin = {
-    .abi_version = RC_PLUGIN_ABI_VERSION,
+    RC_PLUGIN_HEADER,
     .name = "file",
     .types = file_types,
     .n_types = sizeof file_types / sizeof file_types[0],

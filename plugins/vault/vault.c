@@ -990,9 +990,28 @@ static int db_rotate(struct vault_source *s, struct vault_cred_rt *c, const char
 
 /* ---- rotate: KV v2 check-and-set write (agent-driven rotation) ---- */
 
-static int vault_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
-                        const char *username, const struct secret *password, char *ret_version,
-                        struct rc_error *err) {
+/* rotate_self(): Vault makes the password itself, only for a database static role. */
+static int vault_rotate_self(void *state, const struct rc_credential *cred, const char *expected_version,
+                             char *ret_version, struct rc_error *err) {
+    struct vault_source *s = state;
+    struct vault_cred_rt *c = find_cred(s, cred->name);
+    if (!c)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    if (c->engine != ENGINE_DATABASE || !c->api_rotate)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s: Vault makes a new password itself "
+                            "only for engine = \"database\" (strategy vault-database)", cred->name);
+    s->relogged = false;
+    if (token_ensure(s, err) < 0 || db_rotate(s, c, expected_version, ret_version, err) < 0) {
+        scrub_all(s, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* rotate_write(): a check-and-set write of the agent's password, engine kv2 only. */
+static int vault_rotate_write(void *state, const struct rc_credential *cred, const char *expected_version,
+                              const char *username, const struct secret *password, char *ret_version,
+                              struct rc_error *err) {
     struct vault_source *s = state;
     struct vault_cred_rt *c = find_cred(s, cred->name);
     char what[VAULT_PATH_MAX + 16], *end = NULL;
@@ -1004,18 +1023,6 @@ static int vault_rotate(void *state, const struct rc_credential *cred, const cha
 
     if (!c)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
-    if (!password) {
-        /* Vault makes the password itself: only a database static role. */
-        if (c->engine != ENGINE_DATABASE || !c->api_rotate)
-            return rc_error_set(err, RC_ERR_FATAL, "credential %s: Vault makes a new password itself "
-                                "only for engine = \"database\" (strategy vault-database)", cred->name);
-        s->relogged = false;
-        if (token_ensure(s, err) < 0 || db_rotate(s, c, expected_version, ret_version, err) < 0) {
-            scrub_all(s, err);
-            return -1;
-        }
-        return 0;
-    }
     if (c->engine != ENGINE_KV2)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s: rotation needs engine = \"kv2\" (a "
                             "check-and-set write)", cred->name);
@@ -1372,13 +1379,15 @@ static const struct rc_source_type vault_types[] = {
         .open = vault_open,
         .fetch = vault_fetch,
         .next_check = vault_next_check,
-        .rotate = vault_rotate,
+        .caps = RC_CAP_ROTATE_WRITE | RC_CAP_ROTATE_SELF,
+        .rotate_write = vault_rotate_write,
+        .rotate_self = vault_rotate_self,
         .close = vault_close,
     },
 };
 
 RC_PLUGIN_EXPORT const struct rc_plugin redis_creds_plugin = {
-    .abi_version = RC_PLUGIN_ABI_VERSION,
+    RC_PLUGIN_HEADER,
     .name = "vault",
     .types = vault_types,
     .n_types = sizeof vault_types / sizeof vault_types[0],

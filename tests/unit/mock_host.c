@@ -83,9 +83,11 @@ struct rc_credential *mock_host_credentials(struct mock_host *m, size_t source, 
 int mock_rotate(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
                 const char *expected_version, const char *username, const char *password,
                 char *ret_version, struct rc_error *err) {
-    struct secret *p = password ? secret_new_str(password) : NULL;   /* NULL: the store makes one */
     memset(err, 0, sizeof *err);
-    int r = t->rotate(state, cred, expected_version, username, p, ret_version, err);
+    if (!password)   /* the store makes one */
+        return t->rotate_self(state, cred, expected_version, ret_version, err);
+    struct secret *p = secret_new_str(password);
+    int r = t->rotate_write(state, cred, expected_version, username, p, ret_version, err);
     secret_free(p);
     return r;
 }
