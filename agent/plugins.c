@@ -67,6 +67,26 @@ static const struct rc_source_type *plugin_type(const struct loaded *l, const ch
     return NULL;
 }
 
+/* What every plugin may call without an instance (plugin.h struct rc_services). */
+static const struct rc_services host_services = {
+    .size = sizeof(struct rc_services),
+    .secret_new = secret_new,
+    .secret_free = secret_free,
+    .secret_data = secret_data,
+    .secret_len = secret_len,
+    .wipe_free = secret_wipe_free,
+    .conf_has = config_node_has,
+    .conf_string = config_node_string,
+    .conf_int = config_node_int,
+    .conf_bool = config_node_bool,
+    .conf_float = config_node_float,
+    .conf_duration = config_node_duration,
+    .conf_list_len = config_node_list_len,
+    .conf_list_get = config_node_list_get,
+    .conf_group = config_node_group,
+    .conf_line = config_node_line,
+};
+
 /* The smallest method table a plugin may have: up to and including close(). */
 #define TYPE_SIZE_MIN (offsetof(struct rc_source_type, close) + sizeof(void (*)(void *)))
 
@@ -176,6 +196,8 @@ static int dlopen_fd(int fd, const char *path, struct loaded *l, char *err, size
         dlclose(h);
         return r;
     }
+    if (pl->services)
+        *pl->services = &host_services;
     l->handle = h;
     l->plugin = pl;
     return 0;

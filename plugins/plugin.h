@@ -20,8 +20,11 @@
 #include <stdint.h>
 #include <syslog.h>   /* LOG_* levels for rc_host.log */
 
-#include "../common/config.h"
-#include "../common/secret.h"
+/* Installed beside plugin.h by the SDK (pkg-config redis-creds-plugin): the types of
+ * key tables and config nodes, and struct secret. Their functions are the host's: a
+ * plugin built out of tree reaches them only through struct rc_services below. */
+#include "config.h"
+#include "secret.h"
 
 /* Bump on any incompatible change of the structs below. 2: struct rc_source_type gained
  * rotate() (DESIGN §9). 3: capability flags; rotate() split into rotate_write() and
@@ -174,12 +177,40 @@ struct rc_source_type {
      * fetch(), next_check(), rotate_write() and rotate_self() at once on one instance. */
 };
 
+/* Services of the host that need no instance: secrets (the host's secure heap, wiped on
+ * free) and config values. A plugin that links no helper library of its own uses these
+ * for every struct secret it hands over and every config value it reads, so nothing but
+ * this header is between it and the host. Append-only like rc_source_type: a member at or
+ * past `size` is absent. Any thread may call them. */
+struct rc_services {
+    uint32_t size;               /* sizeof(struct rc_services) as the host was built */
+    struct secret *(*secret_new)(const void *data, size_t len);   /* NULL + errno on failure */
+    struct secret *(*secret_free)(struct secret *s);             /* returns NULL; NULL accepted */
+    const char *(*secret_data)(const struct secret *s);          /* NUL-terminated */
+    size_t (*secret_len)(const struct secret *s);
+    void (*wipe_free)(void *p, size_t len);   /* wipe, then free() a buffer that held secret bytes */
+    /* config_node_*() of the host (config.h): a value, or the key's default. */
+    bool (*conf_has)(const struct config_node *n, const char *key);
+    const char *(*conf_string)(const struct config_node *n, const char *key);
+    int64_t (*conf_int)(const struct config_node *n, const char *key);
+    bool (*conf_bool)(const struct config_node *n, const char *key);
+    double (*conf_float)(const struct config_node *n, const char *key);
+    uint64_t (*conf_duration)(const struct config_node *n, const char *key);
+    size_t (*conf_list_len)(const struct config_node *n, const char *key);
+    const char *(*conf_list_get)(const struct config_node *n, const char *key, size_t i);
+    void (*conf_group)(const struct config_node *n, const char *key, struct config_node *ret);
+    int (*conf_line)(const struct config_node *n, const char *key);
+};
+
 struct rc_plugin {
     uint32_t abi_version;        /* RC_PLUGIN_ABI_VERSION */
     uint32_t type_size;          /* sizeof(struct rc_source_type) as the plugin was built */
     const char *name;            /* "file": the file name is <name>.so */
     const struct rc_source_type *types;   /* n_types entries, type_size bytes apart */
     size_t n_types;
+    /* Optional: where the host stores its services before it calls anything else of the
+     * plugin (the pointer stays valid while the plugin is loaded). */
+    const struct rc_services **services;
 };
 
 /* The start of a plugin's export: redis_creds_plugin = { RC_PLUGIN_HEADER, .name = ... }. */
