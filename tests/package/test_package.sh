@@ -69,7 +69,6 @@ for p in \
     "libredis-creds-dev usr/include/redis_creds\.h" \
     "libredis-creds-dev usr/lib/[^/]+/pkgconfig/redis-creds\.pc" \
     "python3-redis-creds usr/lib/python3/dist-packages/redis_creds/__init__\.py" \
-    "redis-creds-plugin-dev usr/include/redis-creds-plugin/(plugin|config|secret)\.h" \
     "redis-creds-plugin-dev usr/lib/[^/]+/pkgconfig/redis-creds-plugin\.pc" \
     "redis-creds-plugin-dev usr/share/redis-creds-plugin/plugin\.map" \
     "redis-creds-plugin-dev usr/share/doc/redis-creds-plugin-dev/examples/plugin-systemd-credentials/systemd_credentials\.c"; do
