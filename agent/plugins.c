@@ -67,6 +67,40 @@ static const struct rc_source_type *plugin_type(const struct loaded *l, const ch
     return NULL;
 }
 
+/* plugin.h takes these from config.h, so their layout is part of the plugin ABI: a change
+ * here breaks every plugin built before it. Change them only with a new
+ * RC_PLUGIN_ABI_VERSION, then update these checks (docs/design.md §8.6). */
+struct abi3_config_key {   /* the layout ABI 3 was released with */
+    const char *name;
+    enum config_type type;
+    bool required;
+    const char *default_value;
+    int64_t min, max;
+    const void *group_keys;
+};
+struct abi3_config_node {
+    const void *setting, *keys;
+    const char *file;
+};
+#define ABI_SAME(t, m) _Static_assert(offsetof(struct t, m) == offsetof(struct abi3_##t, m), \
+                                      #t "." #m " moved: plugin ABI change")
+_Static_assert(RC_PLUGIN_ABI_VERSION == 3, "check the layouts below for the new ABI version");
+_Static_assert(sizeof(struct config_key) == sizeof(struct abi3_config_key), "config_key: plugin ABI change");
+ABI_SAME(config_key, name);
+ABI_SAME(config_key, type);
+ABI_SAME(config_key, required);
+ABI_SAME(config_key, default_value);
+ABI_SAME(config_key, min);
+ABI_SAME(config_key, max);
+ABI_SAME(config_key, group_keys);
+_Static_assert(sizeof(struct config_node) == sizeof(struct abi3_config_node), "config_node: plugin ABI change");
+ABI_SAME(config_node, setting);
+ABI_SAME(config_node, keys);
+ABI_SAME(config_node, file);
+_Static_assert(CONFIG_T_STRING == 1 && CONFIG_T_INT == 2 && CONFIG_T_BOOL == 3 && CONFIG_T_FLOAT == 4 &&
+               CONFIG_T_DURATION == 5 && CONFIG_T_STRING_LIST == 6 && CONFIG_T_GROUP == 7,
+               "enum config_type renumbered: plugin ABI change");
+
 /* What every plugin may call without an instance (plugin.h struct rc_services). */
 static const struct rc_services host_services = {
     .size = sizeof(struct rc_services),
