@@ -12,6 +12,7 @@
 #pragma once
 #include <stddef.h>
 #include "plugin.h"
+#include "secret.h"
 
 struct plugins;
 

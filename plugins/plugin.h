@@ -21,10 +21,12 @@
 #include <syslog.h>   /* LOG_* levels for rc_host.log */
 
 /* Installed beside plugin.h by the SDK (pkg-config redis-creds-plugin): the types of
- * key tables and config nodes, and struct secret. Their functions are the host's: a
- * plugin built out of tree reaches them only through struct rc_services below. */
+ * key tables and config nodes. Its functions are the host's: a plugin built out of tree
+ * reaches them only through struct rc_services below. */
 #include "config.h"
-#include "secret.h"
+
+/* The host's secret: opaque to plugins, made and read through struct rc_services. */
+struct secret;
 
 /* Bump on any incompatible change of the structs below. 2: struct rc_source_type gained
  * rotate() (DESIGN §9). 3: capability flags; rotate() split into rotate_write() and
@@ -220,26 +222,29 @@ struct rc_plugin {
 /* Plugins are built with hidden visibility; this marks the one exported symbol. */
 #define RC_PLUGIN_EXPORT __attribute__((visibility("default")))
 
-/* The keyed version (DESIGN §4) of a username + password, for stores without versions
- * of their own: the host's keyed hash of what AUTH will use, so reformatting the stored
- * value is no change, and "user + pw" differs from the default user with the same pw.
- * Writes out[RC_VERSION_MAX]; 0 or -errno. */
+/* The keyed version (DESIGN §4) of a username + password (len bytes at pw), for stores
+ * without versions of their own: the host's keyed hash of what AUTH will use, so
+ * reformatting the stored value is no change, and "user + pw" differs from the default
+ * user with the same pw. Needs nothing but libc and host->keyed_version(), so a plugin
+ * built against the SDK alone can use it. Writes out[RC_VERSION_MAX]; 0 or -errno. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 static inline int rc_credential_version(const struct rc_host *host, const char *username,
-                                        const struct secret *password, char *out) {
+                                        const void *pw, size_t len, char *out) {
     size_t ulen = username ? strlen(username) : 0;
-    size_t mlen = ulen + 1 + secret_len(password);
-    char *material = malloc(mlen);
+    size_t mlen = ulen + 1 + len;
+    unsigned char *material = malloc(mlen);
     if (!material)
         return -ENOMEM;
     if (ulen)
         memcpy(material, username, ulen);
     material[ulen] = username ? 'u' : 'd';
-    memcpy(material + ulen + 1, secret_data(password), secret_len(password));
+    memcpy(material + ulen + 1, pw, len);
     int r = host->keyed_version(host->h, material, mlen, out);
-    secret_wipe_free(material, mlen);
+    for (volatile unsigned char *v = material; v < material + mlen; v++)   /* wipe, then free */
+        *v = 0;
+    free(material);
     return r;
 }
 

@@ -165,24 +165,9 @@ static ssize_t password_of(const char *file, char *buf, size_t len, struct rc_er
     return (ssize_t)len;
 }
 
-/* The keyed version of username + password, as the in-tree plugins compute it. */
-static int version_of(const struct rc_host *host, const char *username, const char *pw, size_t len,
-                      char *out) {
-    size_t ulen = username ? strlen(username) : 0, mlen = ulen + 1 + len;
-    char *m = malloc(mlen);
-    if (!m)
-        return -ENOMEM;
-    memcpy(m, username ? username : "", ulen);
-    m[ulen] = username ? 'u' : 'd';
-    memcpy(m + ulen + 1, pw, len);
-    int r = host->keyed_version(host->h, m, mlen, out);
-    svc->wipe_free(m, mlen);
-    return r;
-}
-
 static int sd_fill(const struct sd_source *s, const struct sd_cred *c, const char *pw, size_t len,
                    struct rc_candidate *ret, struct rc_error *err) {
-    int r = version_of(s->host, c->username, pw, len, ret->version);
+    int r = rc_credential_version(s->host, c->username, pw, len, ret->version);
     if (r < 0)
         return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute the version: %s", strerror(-r));
     ret->password = svc->secret_new(pw, len);

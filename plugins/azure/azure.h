@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "plugin.h"
+#include "secret.h"
 #include "http.h"
 
 #define AZ_DEFAULT_TIMEOUT "10s"

@@ -29,6 +29,7 @@
 #include "credfile.h"
 #include "jsonload.h"
 #include "plugin.h"
+#include "secret.h"
 
 #define FILE_MAX_SIZE (64 * 1024)
 
@@ -282,7 +283,8 @@ static int file_load(const struct file_source *s, const struct file_cred *fc,
     }
 
     /* Version: keyed hash of what AUTH will use, so reformatting the file is no change. */
-    int r = rc_credential_version(s->host, c.username, c.password, c.version);
+    int r = rc_credential_version(s->host, c.username, secret_data(c.password),
+                                  secret_len(c.password), c.version);
     if (r < 0) {
         free(c.username);
         secret_free(c.password);
@@ -425,7 +427,8 @@ static int file_rotate(void *state, const struct rc_credential *cred, const char
                      "someone else)", target, cur.version, expected_version);
         goto fail;
     }
-    if ((r = rc_credential_version(s->host, username, password, version)) < 0) {
+    if ((r = rc_credential_version(s->host, username, secret_data(password),
+                                       secret_len(password), version)) < 0) {
         rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
         goto fail;
     }

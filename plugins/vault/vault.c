@@ -40,6 +40,7 @@
 #include "backoff.h"
 #include "http.h"
 #include "plugin.h"
+#include "secret.h"
 #include "secretfile.h"
 #include "vault_parse.h"
 
@@ -818,7 +819,8 @@ static int kv1_fetch(struct vault_source *s, struct vault_cred_rt *c,
 
     /* KV v1 has no version: the keyed hash of what AUTH will use (DESIGN §4). */
     char version[RC_VERSION_MAX];
-    r = rc_credential_version(s->host, cred.username, cred.password, version);
+    r = rc_credential_version(s->host, cred.username, secret_data(cred.password),
+                              secret_len(cred.password), version);
     if (r < 0) {
         vault_cred_clear(&cred);
         return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));

@@ -76,7 +76,7 @@ for p in \
     check "$pkg has /$path" has "$pkg" "$path"
 done
 check "libredis-creds0 ships a symbols file" sh -c "dpkg-deb -I '$(deb_of libredis-creds0)' symbols"
-for h in plugin config secret; do
+for h in plugin config; do
     check "redis-creds-plugin-dev has /usr/include/redis-creds-plugin/$h.h" \
         has redis-creds-plugin-dev "usr/include/redis-creds-plugin/$h\.h"
 done

@@ -4,6 +4,7 @@
 #pragma once
 #include <stddef.h>
 #include "plugin.h"
+#include "secret.h"
 
 struct mock_host {
     struct rc_host host;
