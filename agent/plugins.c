@@ -121,6 +121,10 @@ static const struct rc_services host_services = {
     .conf_line = config_node_line,
 };
 
+const struct rc_services *plugins_services(void) {
+    return &host_services;
+}
+
 /* The smallest method table a plugin may have: up to and including close(). */
 #define TYPE_SIZE_MIN (offsetof(struct rc_source_type, close) + sizeof(void (*)(void *)))
 

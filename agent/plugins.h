@@ -19,6 +19,9 @@ struct plugins;
 struct plugins *plugins_new(void);
 struct plugins *plugins_free(struct plugins *p);   /* dlcloses; NULL accepted */
 
+/* The services table every plugin gets (plugin.h struct rc_services). */
+const struct rc_services *plugins_services(void);
+
 /* Finds the type, loading its plugin when needed. 0 and *ret, or -errno with err. */
 int plugins_find_type(struct plugins *p, const char *plugin_dir, const char *type,
                       const struct rc_source_type **ret, char *err, size_t errlen);

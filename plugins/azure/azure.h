@@ -25,6 +25,7 @@
 
 #include "plugin.h"
 #include "secret.h"
+#include "host_services.h"
 #include "http.h"
 
 #define AZ_DEFAULT_TIMEOUT "10s"

@@ -153,7 +153,7 @@ int az_redis_keys_open(const struct rc_host *host, const struct config_node *sou
     if (az_endpoint_open(host, source, "management_url", &s->ep, err) < 0 ||
         az_config_string(source, "api_version", &s->api_version, err) < 0)
         goto fail;
-    const char *sc = config_node_string(source, "scope");
+    const char *sc = conf_string(source, "scope");
     scope = sc && sc[0] ? strdup(sc) : rk_default_scope(s->ep.base_url);
     s->creds = calloc(n_credentials ? n_credentials : 1, sizeof *s->creds);
     if (!scope || !s->creds) {
@@ -168,8 +168,8 @@ int az_redis_keys_open(const struct rc_host *host, const struct config_node *sou
     for (size_t i = 0; i < n_credentials; i++) {
         const struct config_node *n = &credentials[i].node;
         struct rk_cred *c = &s->creds[i];
-        const char *path = config_node_string(n, "path");
-        const char *prefer = config_node_string(n, "prefer");
+        const char *path = conf_string(n, "path");
+        const char *prefer = conf_string(n, "prefer");
         s->n_creds = i + 1;
         c->name = strdup(credentials[i].name);
         c->path = path ? strdup(path) : NULL;

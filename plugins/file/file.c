@@ -30,6 +30,7 @@
 #include "jsonload.h"
 #include "plugin.h"
 #include "secret.h"
+#include "host_services.h"
 
 #define FILE_MAX_SIZE (64 * 1024)
 
@@ -83,7 +84,7 @@ static void file_close(void *state) {
 static int file_open(const struct rc_host *host, const struct config_node *source,
                      const struct rc_credential *credentials, size_t n_credentials,
                      void **ret_state, struct rc_error *err) {
-    const char *dir = config_node_string(source, "directory");
+    const char *dir = conf_string(source, "directory");
     struct stat st;
 
     if (!dir || dir[0] != '/')
@@ -103,7 +104,7 @@ static int file_open(const struct rc_host *host, const struct config_node *sourc
     if (!s->directory || !s->creds)
         goto oom;
     for (size_t i = 0; i < n_credentials; i++) {
-        const char *p = config_node_string(&credentials[i].node, "path");
+        const char *p = conf_string(&credentials[i].node, "path");
         if (!p || !file_name_ok(p)) {
             rc_error_set(err, RC_ERR_FATAL,
                          "credential %s: path must be a file name in %s (no '/', not starting with '.')",
@@ -527,9 +528,12 @@ static const struct rc_source_type file_types[] = {
     },
 };
 
+const struct rc_services *rc_svc;   /* host_services.h */
+
 RC_PLUGIN_EXPORT const struct rc_plugin redis_creds_plugin = {
     RC_PLUGIN_HEADER,
     .name = "file",
+    .services = &rc_svc,
     .types = file_types,
     .n_types = sizeof file_types / sizeof file_types[0],
 };

@@ -6,6 +6,7 @@
 
 #include "hostkey.h"
 #include "mock_host.h"
+#include "plugins.h"
 
 static const struct rc_plugin *the_plugin;
 
@@ -55,6 +56,8 @@ int mock_host_init(struct mock_host *m, const struct rc_plugin *plugin, const ch
     char err[1024];
     memset(m, 0, sizeof *m);
     the_plugin = plugin;
+    if (plugin->services)
+        *plugin->services = plugins_services();   /* as the agent's loader does */
     m->host = (struct rc_host){ .h = m, .instance = "test", .log = mock_log,
                                 .keyed_version = mock_keyed_version, .wake = mock_wake };
     m->key = secret_new("0123456789abcdef0123456789abcdef", 32);

@@ -1,6 +1,7 @@
 /* mock_host: a stand-in for the agent's host services, so a plugin can be unit-tested
  * without the agent. It records log lines and wake-ups and computes keyed versions with
- * a fixed test key. Also builds config nodes from config text through config.c. */
+ * a fixed test key. Also builds config nodes from config text through config.c, and
+ * hands the plugin the agent's own struct rc_services (agent/plugins.c). */
 #pragma once
 #include <stddef.h>
 #include "plugin.h"
