@@ -1,18 +1,21 @@
-/* plugin.h: the one header a source plugin includes (DESIGN §7).
+/* plugin.h: the one header a source plugin includes (DESIGN §7; docs/design.md §8).
  *
- * A plugin is a shared object exporting `const struct rc_plugin redis_creds_plugin`.
- * It names the source types it serves and, for each, the schema of its source-level and
+ * A plugin is a shared object exporting `const struct rc_plugin redis_creds_plugin` and
+ * nothing else (link it with plugin.map, the version script the SDK installs). It names
+ * the source types it serves and, for each, the schema of its source-level and
  * credential-level config keys, so the host checks a config without running plugin code.
  *
- * Threads: open() and close() run on the agent's loop thread. fetch() and rotate_*() run on
- * a worker thread and may block (bounded by their own timeouts); the host never calls
+ * Threads: open() and close() run on the agent's loop thread. fetch() and rotate_*() run
+ * on a worker thread and may block (bounded by their own timeouts); the host never calls
  * them concurrently for one source instance, but different instances run in parallel.
  * watch_event() runs on the loop and must not block. A plugin talks to the host only
- * through struct rc_host (logging with its instance name, config getters, keyed versions);
- * it may use common/ (secret, json, http, duration) through the headers included here.
+ * through struct rc_host (per instance: logging with its instance name, keyed versions,
+ * wake-ups) and struct rc_services (secrets, config values); helpers such as HTTP and
+ * JSON it links statically, hidden by the version script.
  *
- * Errors: fetch() returns the number of candidates, or -1 with *err filled: an error class and a message without
- * secrets ("GET secret/data/redis/cache: 403 permission denied").
+ * Errors: fetch() returns the number of candidates, or -1 with *err filled: an error
+ * class and a message without secrets ("GET secret/data/redis/cache: 403 permission
+ * denied").
  */
 #pragma once
 #include <stdbool.h>
