@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #include "agent_internal.h"
 #include "backoff.h"
+#include "confcheck.h"
 #include "credfile.h"
 #include "duration.h"
 #include "hooks.h"
@@ -36,6 +38,13 @@ static const char *const cred_state_names[] = {
     [CS_MISCONFIGURED] = "misconfigured", [CS_REDIS_ERROR] = "redis-error",
     [CS_STORE_ERROR] = "store-error", [CS_PUBLISH_ERROR] = "publish-error",
 };
+static void request_fetch(struct cred_rt *c);
+static void drive(struct cred_rt *c);
+static void agent_maybe_reload(struct agent *a);
+static bool retired_job_done(struct cred_rt *c);
+static int publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
+                   const char *validated, bool retry);
+
 /* ---- host services for plugins ---- */
 
 static void host_log(void *h, int level, const char *credential, const char *fmt, ...) {
@@ -67,7 +76,7 @@ static void host_wake(void *h, const char *credential) {
             log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = credential }, "store changed: checking now");
             /* A change resets the retry backoff: it may be the fix we were waiting for. */
             backoff_reset(&c->retry);
-            agent_request_fetch(c);
+            request_fetch(c);
         }
     }
 }
@@ -204,7 +213,7 @@ out:
     free(buf);
 }
 
-void agent_update_status(struct agent *a) {
+static void agent_update_status(struct agent *a) {
     char buf[2048];
     size_t len = 0;
     unsigned current = 0;
@@ -269,7 +278,7 @@ static void check_once_done(struct agent *a) {
     if (!a->p.once)
         return;
     for (size_t i = 0; i < a->n_creds; i++)
-        if (!a->creds[i].first_done || a->creds[i].phase != PH_IDLE)
+        if (!a->creds[i].first_done || a->creds[i].sm.check != PH_IDLE)
             return;
     sd_event_exit(a->p.event, 0);
 }
@@ -279,13 +288,13 @@ static void check_once_done(struct agent *a) {
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
     struct cred_rt *c = userdata;
     c->next_check_mono = 0;
-    agent_request_fetch(c);
+    request_fetch(c);
     return 0;
 }
 
 /* sd-event coalesces wake-ups within a timer's accuracy (250 ms by default): fine for a
  * 30 s poll, too coarse for a 1 s retry. 1/50 of the delay, between 1 ms and 250 ms. */
-uint64_t agent_timer_accuracy(uint64_t delay) {
+static uint64_t agent_timer_accuracy(uint64_t delay) {
     uint64_t accuracy = delay / 50;
     if (accuracy < USEC_PER_MSEC)
         accuracy = USEC_PER_MSEC;
@@ -296,8 +305,8 @@ uint64_t agent_timer_accuracy(uint64_t delay) {
 
 /* (Re)arms a one-shot monotonic timer `delay` usec from now, creating it on first use;
  * sd-event may fire it anywhere in [when, when + accuracy]. 0 and *ret_when, or -errno. */
-int agent_arm_timer(sd_event *e, sd_event_source **src, uint64_t delay, uint64_t accuracy,
-                    sd_event_time_handler_t cb, void *userdata, uint64_t *ret_when) {
+static int agent_arm_timer(sd_event *e, sd_event_source **src, uint64_t delay, uint64_t accuracy,
+                           sd_event_time_handler_t cb, void *userdata, uint64_t *ret_when) {
     uint64_t when = now_mono() + delay;
     int r;
     if (*src) {
@@ -417,18 +426,14 @@ static uint64_t retry_delay(struct cred_rt *c) {
     return backoff_next(&c->retry, backoff_random());
 }
 
-static void attempt_done(struct cred_rt *c) {
+/* The machine's CHECK_ENDED (a rotation asked for meanwhile, and a wake-up, are its own
+ * effects). */
+static void check_ended(struct cred_rt *c) {
     c->first_done = true;
     c->last_check = now_real();
-    c->phase = PH_IDLE;
     agent_update_status(c->a);
     check_ready(c->a);
     check_once_done(c->a);
-    rotation_after_check(c);
-    if (c->wake_pending && !c->a->stopping) {
-        c->wake_pending = false;
-        agent_request_fetch(c);
-    }
 }
 
 /* ---- jobs ---- */
@@ -483,7 +488,8 @@ static void job_clear(struct cred_job *cj) {
 static void fetch_done(struct job *j);
 static void validate_done(struct job *j);
 
-static void start_fetch(struct cred_rt *c) {
+/* The machine's RUN_FETCH. */
+static void run_fetch(struct cred_rt *c) {
     struct cred_job *cj = &c->job;
     job_clear(cj);
     cj->c = c;
@@ -491,45 +497,52 @@ static void start_fetch(struct cred_rt *c) {
     cj->rc.node = c->cfg->node;
     cj->job.run = fetch_run;
     cj->job.done = fetch_done;
-    c->phase = PH_FETCH;
-    c->src->busy = true;
+    c->jobs_out++;
     worker_pool_submit(c->a->p.pool, &cj->job);
 }
 
-void agent_request_fetch(struct cred_rt *c) {
-    struct agent *a = c->a;
-    if (a->stopping)
+/* Check c's store now (or when its running check / a rotation step ends). */
+static void request_fetch(struct cred_rt *c) {
+    if (c->a->stopping)
         return;
-    if (c->phase == PH_FETCH || c->phase == PH_VALIDATE || rotation_holds_fetch(c)) {
-        c->wake_pending = true;
-        return;
-    }
-    if (c->src->open_error[0]) {
+    if (c->src->open_error[0] && c->sm.check == PH_IDLE && !credsm_holds_check(&c->sm)) {
         c->state = CS_STORE_ERROR;
         c->last_class = RC_ERR_FATAL;
         snprintf(c->last_error, sizeof c->last_error, "source %s: %s", c->src->cfg->name, c->src->open_error);
-        attempt_done(c);
+        check_ended(c);
         return;
     }
-    c->phase = PH_QUEUED;
-    if (!c->src->busy && !a->reload_pending)
-        start_fetch(c);
+    cred_event(c, (struct credsm_event){ .type = CSM_WAKE });
+    drive(c);
 }
 
-void agent_dispatch_source(struct source_rt *s) {
+/* The credential an operation of a source's queue belongs to. */
+#define CRED_OF(op, member) ((struct cred_rt *)(void *)((char *)(op) - offsetof(struct cred_rt, member)))
+
+/* Starts the queued store operations of source s that its queue lets run. */
+static void dispatch_source(struct source_rt *s) {
     struct agent *a = s->a;
-    if (s->busy || a->reload_pending || a->stopping)
-        return;
-    for (size_t i = 0; i < a->n_creds; i++)
-        if (a->creds[i].src == s && a->creds[i].rot.src_wait) {
-            rotation_start_waiting(&a->creds[i]);   /* a rotation's store write goes first */
-            return;
+    struct srcq_op *op;
+    if (a->reload_pending || a->stopping || !s->q)
+        return;   /* a reload waits for the rotations' steps; the queue keeps the operations */
+    while ((op = srcq_next(s->q))) {
+        bool rot = op->cls == SRCQ_ROTATION;
+        struct cred_rt *c = rot ? CRED_OF(op, rot.store_op) : CRED_OF(op, fetch_op);
+        if (cred_event(c, (struct credsm_event){ .type = rot ? CSM_ROT_STORE_START : CSM_FETCH_START }) < 0) {
+            srcq_done(s->q, op);   /* cannot happen: the machine queued it */
+            continue;
         }
-    for (size_t i = 0; i < a->n_creds; i++)
-        if (a->creds[i].src == s && a->creds[i].phase == PH_QUEUED) {
-            start_fetch(&a->creds[i]);
-            return;
-        }
+        drive(c);
+    }
+}
+
+/* How many store operations an instance of type t runs at once. */
+static unsigned source_op_limit(const struct rc_source_type *t) {
+    (void)t;
+    /* PLUGIN DECLARATION GOES HERE: once plugin.h (ABI 3) lets a type declare how many
+     * calls an instance takes at once, return that (>= 1). Until then every plugin is
+     * called one operation at a time per instance, as plugin.h promises them. */
+    return SRCQ_DEFAULT_LIMIT;
 }
 
 
@@ -568,6 +581,8 @@ static void schedule_look(struct cred_rt *c, uint64_t next_check_usec) {
         schedule(c, c->cfg->poll_interval_usec);
 }
 
+static void cred_sync_formats(struct agent *a, struct cred_rt *c, bool at_start);
+
 /* The store (or the accepted peer) has what we publish: nothing to write. */
 static void still_current(struct cred_rt *c, const char *version, uint64_t next_check_usec) {
     bool was_failed = cred_failed(c);
@@ -578,27 +593,44 @@ static void still_current(struct cred_rt *c, const char *version, uint64_t next_
     backoff_reset(&c->retry);
     log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = version },
                 "version %s unchanged", version);
+    if (c->formats_stale)   /* the store says the adopted version is current after all */
+        cred_sync_formats(c->a, c, false);
     schedule_look(c, next_check_usec);
+}
+
+/* The fetch's check ends as r says (NEW: it goes on to validation); then a reload that
+ * waited for the job. */
+static void fetch_ended(struct cred_rt *c, enum credsm_fetch_result r) {
+    struct agent *a = c->a;
+    cred_event(c, (struct credsm_event){ .type = CSM_FETCH_DONE, .fetch = r });
+    drive(c);
+    agent_maybe_reload(a);   /* last: it may replace every credential, c included */
+}
+
+/* Whether the store's offer (version, and its peer's) is what c publishes. */
+static bool offer_published(const struct cred_rt *c, const char *version, const char *peer) {
+    return c->have_cur && credsm_published(c->cur.cur.version, c->cur.has_previous ? c->cur.prev.version : NULL,
+                                           version, peer);
 }
 
 static void fetch_done(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
-    struct agent *a = c->a;
-    c->src->busy = false;
-    agent_dispatch_source(c->src);
+    srcq_done(c->src->q, &c->fetch_op);
+    dispatch_source(c->src);   /* (a kept source's queue: the next generation's operations) */
+    if (retired_job_done(c))
+        return;
 
-    if (a->stopping) {
+    if (c->a->stopping) {
         job_clear(cj);
-        c->phase = PH_IDLE;
+        fetch_ended(c, CSM_FR_ERROR);
         return;
     }
     if (cj->n_cands < 0) {
         rotation_fetch_failed(c, &cj->err);
         store_failed(c, &cj->err);
         job_clear(cj);
-        attempt_done(c);
-        agent_maybe_reload(a);
+        fetch_ended(c, CSM_FR_ERROR);
         return;
     }
 
@@ -612,31 +644,26 @@ static void fetch_done(struct job *j) {
         else
             schedule_look(c, cj->next_check_usec);
         job_clear(cj);
-        attempt_done(c);
-        agent_maybe_reload(a);
+        fetch_ended(c, take == ROT_TAKE_TAKEN ? CSM_FR_TAKEN : CSM_FR_SAME);
         return;
     }
-    const struct rc_candidate *peer = cj->n_cands > 1 && cj->cands[1].role == RC_CAND_PEER ? &cj->cands[1] : NULL;
     /* A peer (the other access key) is part of what is published, as `previous`: a
      * regenerated peer is a change even when the preferred key is not. */
-    bool peer_same = !peer || (c->have_cur && c->cur.has_previous && c->cur.prev.version &&
-                               strcmp(peer->version, c->cur.prev.version) == 0);
-    if (c->have_cur && strcmp(cand->version, c->cur.cur.version) == 0 && peer_same) {
+    const char *peer = cj->n_cands > 1 && cj->cands[1].role == RC_CAND_PEER ? cj->cands[1].version : NULL;
+    if (offer_published(c, cand->version, peer)) {
         /* The store has what we publish: nothing to do. */
         still_current(c, cand->version, cj->next_check_usec);
         job_clear(cj);
-        attempt_done(c);
-        agent_maybe_reload(a);
+        fetch_ended(c, CSM_FR_SAME);
         return;
     }
 
     snprintf(c->pending_version, sizeof c->pending_version, "%s", cand->version);
     if (c->cfg->redis.validate == VALIDATE_NONE) {
-        agent_publish(c, cand, NULL, "none");
+        publish(c, cand, NULL, "none", true);
         schedule_look(c, cj->next_check_usec);
         job_clear(cj);
-        attempt_done(c);
-        agent_maybe_reload(a);
+        fetch_ended(c, CSM_FR_JUDGED);
         return;
     }
 
@@ -650,18 +677,24 @@ static void fetch_done(struct job *j) {
      * matters when there is no published file to take `previous` from. */
     cj->check_second = cj->n_cands > 1 &&
                        (cj->cands[1].role == RC_CAND_PEER || (cj->cands[1].role == RC_CAND_HINT && !c->have_cur));
-    cj->job.run = validate_run;
-    cj->job.done = validate_done;
-    c->phase = PH_VALIDATE;
     log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = cand->version },
                 "new version %s: validating against %zu endpoint(s)", cand->version,
                 c->cfg->redis.n_endpoints);
-    worker_pool_submit(a->p.pool, &cj->job);
+    fetch_ended(c, CSM_FR_NEW);   /* the machine's RUN_VALIDATE */
+}
+
+static void validate_ended(struct cred_rt *c) {
+    struct agent *a = c->a;
+    cred_event(c, (struct credsm_event){ .type = CSM_VALIDATE_DONE });
+    drive(c);
+    agent_maybe_reload(a);   /* last: it may replace every credential, c included */
 }
 
 static void validate_done(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
+    if (retired_job_done(c))
+        return;
     struct agent *a = c->a;
     const struct validate_result *v = &cj->vres[0];
     struct rc_candidate *cand = &cj->cands[0], *second = cj->check_second ? &cj->cands[1] : NULL;
@@ -669,7 +702,7 @@ static void validate_done(struct job *j) {
 
     if (a->stopping) {
         job_clear(cj);
-        c->phase = PH_IDLE;
+        validate_ended(c);
         return;
     }
     const char *policy = validate_policy_to_string(c->cfg->redis.validate);
@@ -677,26 +710,23 @@ static void validate_done(struct job *j) {
         /* The preferred candidate fails but its peer works: publish the peer (the
          * other access key), unless that is what is published already. */
         snprintf(c->nodes, sizeof c->nodes, "%s", cj->vres[1].nodes);
-        if (c->have_cur && strcmp(second->version, c->cur.cur.version) == 0)
+        if (c->have_cur && credsm_published(c->cur.cur.version, NULL, second->version, NULL))
             still_current(c, second->version, 0);
         else
-            agent_publish(c, second, NULL, policy);
+            publish(c, second, NULL, policy, true);
         schedule_look(c, cj->next_check_usec);
         job_clear(cj);
-        attempt_done(c);
-        agent_maybe_reload(a);
+        validate_ended(c);
         return;
     }
     snprintf(c->nodes, sizeof c->nodes, "%s", v->nodes);
     const char *ver = cand->version;
     switch (v->outcome) {
     case VALIDATE_PUBLISH:
-        if (c->have_cur && strcmp(cand->version, c->cur.cur.version) == 0 &&
-            !(second_ok && second->role == RC_CAND_PEER &&
-              !(c->cur.has_previous && c->cur.prev.version && strcmp(second->version, c->cur.prev.version) == 0)))
+        if (offer_published(c, cand->version, second_ok && second->role == RC_CAND_PEER ? second->version : NULL))
             still_current(c, cand->version, cj->next_check_usec);   /* only an unusable peer changed */
         else
-            agent_publish(c, cand, second_ok ? second : NULL, policy);   /* new current, or new peer */
+            publish(c, cand, second_ok ? second : NULL, policy, true);   /* new current, or new peer */
         break;
     case VALIDATE_REFUSED:
         c->state = CS_REFUSED;
@@ -730,8 +760,7 @@ static void validate_done(struct job *j) {
     if (v->outcome == VALIDATE_PUBLISH)
         schedule_look(c, cj->next_check_usec);
     job_clear(cj);
-    attempt_done(c);
-    agent_maybe_reload(a);
+    validate_ended(c);
 }
 
 /* ---- runtime_dir deleted or moved away ---- */
@@ -760,7 +789,7 @@ static unsigned republish_all(struct agent *a) {
         if (!c->have_cur)
             continue;
         if (runtime_sync_formats(a->p.runtime, &c->cur, c->cfg->formats, (mode_t)c->cfg->mode, c->gid,
-                                 e, sizeof e) < 0)
+                                 NULL, e, sizeof e) < 0)
             log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s", e);
         else
             n++;
@@ -830,10 +859,12 @@ static void published(struct cred_rt *c, const char *validated) {
     }
 }
 
-/* Publishes cand. `previous` is prev when given (a peer or hint that validated), else the
- * credential published until now. */
-void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
-                   const char *validated) {
+/* Publishes cand (moved into the credential on success). `previous` is prev when given (a
+ * peer or hint that validated), else the credential published until now. On failure the
+ * credential's state says why, and retry: its next check is scheduled after a backoff
+ * (a rotation arms its own retry instead). 0, or -errno. */
+static int publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
+                   const char *validated, bool retry) {
     struct agent *a = c->a;
     const char *path = config_node_string(&c->cfg->node, "path");
     char source[512], err[512] = "";
@@ -841,7 +872,7 @@ void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     int r = -ENOMEM;
 
     if (!runtime_recover(a))
-        return;   /* exiting: the restart publishes */
+        return -ESHUTDOWN;   /* exiting: the restart publishes */
     snprintf(source, sizeof source, "%s%s%s", c->cfg->source, path ? ":" : "", path ? path : "");
     cf.name = strdup(c->cfg->name);
     cf.source = strdup(source);
@@ -874,8 +905,9 @@ void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
         c->state = CS_PUBLISH_ERROR;
         log_failure(c, LOG_ERR, LOG_MID_STORE_ERROR, cand->version, "cannot publish version %s: %s",
                     cand->version, err[0] ? err : strerror(-r));
-        schedule(c, retry_delay(c));
-        return;
+        if (retry)
+            schedule(c, retry_delay(c));
+        return r;
     }
     /* Success: cf owns the candidate and its previous value. */
     cand->username = NULL;
@@ -895,7 +927,105 @@ void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     credfile_clear(&c->cur);
     c->cur = cf;
     c->have_cur = true;
+    c->formats_stale = false;
     published(c, validated);
+    return 0;
+}
+
+/* ---- the rotation's effects ---- */
+
+static int on_rot_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+    struct cred_rt *c = userdata;
+    rotation_timer(c);
+    drive(c);
+    return 0;
+}
+
+/* The machine's ROT_ARM: the timer of the step it is in (NONE: the schedule). */
+static void rot_arm(struct cred_rt *c) {
+    struct agent *a = c->a;
+    uint64_t delay = c->rot.arm_delay;
+    if (a->p.once || a->stopping)
+        return;
+    c->rot.timer_kind = c->sm.rot == RS_GRACE ? RT_GRACE : c->sm.rot == RS_RETRY_WAIT ? RT_RETRY : RT_DUE;
+    int r = agent_arm_timer(a->p.event, &c->rot.timer, delay, agent_timer_accuracy(delay),
+                            on_rot_timer, c, &c->rot.timer_mono);
+    if (r < 0)
+        log_error("%s: cannot schedule the rotation: %s", c->cfg->name, strerror(-r));
+}
+
+/* Every rotation step's done(): the store step's slot is freed, the step's finish runs
+ * (rotation.c), its effects, then a reload that waited for the job. */
+static void rot_job_done(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    struct cred_rt *c = j->c;
+    struct agent *a = c->a;
+    a->rot_jobs--;
+    if (c->rot.store_op.state == SRCQ_OP_RUNNING) {
+        srcq_done(c->src->q, &c->rot.store_op);
+        dispatch_source(c->src);
+    }
+    if (retired_job_done(c))
+        return;
+    rotation_job_done(c);
+    drive(c);
+    agent_maybe_reload(a);   /* last: it may replace every credential, c included */
+}
+
+/* The machine's ROT_PUBLISH. A failure is the rotation's to retry (one timer). */
+static void rot_publish(struct cred_rt *c) {
+    struct rc_candidate cand = rotation_candidate(c);
+    int r = publish(c, &cand, NULL, validate_policy_to_string(c->cfg->redis.validate), false);
+    free(cand.username);              /* NULL when publish() took them */
+    secret_free(cand.password);
+    rotation_published(c, r);
+}
+
+/* ---- the machine's effects ---- */
+
+static void run_validate(struct cred_rt *c) {
+    c->job.job.run = validate_run;
+    c->job.job.done = validate_done;
+    c->jobs_out++;
+    worker_pool_submit(c->a->p.pool, &c->job.job);
+}
+
+static void run_rotation_step(struct cred_rt *c) {
+    c->rot.job.job.done = rot_job_done;
+    c->jobs_out++;
+    c->a->rot_jobs++;
+    worker_pool_submit(c->a->p.pool, &c->rot.job.job);
+}
+
+/* Carries out what c's machine asked for, until it asks for nothing more (an effect may
+ * feed the machine again: a rotation's step, a queue that starts a fetch). */
+static void drive(struct cred_rt *c) {
+    while (c->fx.mask) {
+        struct credsm_fx fx = c->fx;
+        c->fx = (struct credsm_fx){ 0 };
+        if (fx.mask & CSM_FX_CHECK_ENDED)
+            check_ended(c);
+        if (fx.mask & CSM_FX_ROT_BEGIN)
+            rotation_begin(c, fx.manual);
+        if (fx.mask & CSM_FX_QUEUE_FETCH)
+            srcq_push(c->src->q, &c->fetch_op, SRCQ_FETCH);
+        if (fx.mask & CSM_FX_ROT_QUEUE_STORE)
+            srcq_push(c->src->q, &c->rot.store_op, SRCQ_ROTATION);
+        if (fx.mask & (CSM_FX_QUEUE_FETCH | CSM_FX_ROT_QUEUE_STORE | CSM_FX_DISPATCH))
+            dispatch_source(c->src);
+        if (fx.mask & CSM_FX_RUN_FETCH)
+            run_fetch(c);
+        if (fx.mask & CSM_FX_RUN_VALIDATE)
+            run_validate(c);
+        if (fx.mask & CSM_FX_ROT_RUN)
+            run_rotation_step(c);
+        if (fx.mask & CSM_FX_ROT_ARM)
+            rot_arm(c);
+        if (fx.mask & CSM_FX_ROT_PUBLISH)
+            rot_publish(c);
+        if (fx.mask & CSM_FX_STATUS)
+            agent_update_status(c->a);
+    }
 }
 
 /* ---- sources ---- */
@@ -908,6 +1038,9 @@ static int on_watch(sd_event_source *es, int fd, uint32_t revents, void *userdat
 
 static void sources_close(struct source_rt *sources, size_t n) {
     for (size_t i = 0; i < n; i++) {
+        if (sources[i].moved)
+            continue;   /* open in the next generation */
+        free(sources[i].q);
         sd_event_source_disable_unref(sources[i].watch);
         if (sources[i].state)
             sources[i].type->close(sources[i].state);
@@ -1020,9 +1153,8 @@ static bool keep_source(struct agent *a, struct config *cfg, size_t i, struct so
         s->host = old->host;
         s->host->h = s;
         s->watch = old->watch;
-        old->state = NULL;
-        old->host = NULL;
-        old->watch = NULL;
+        s->q = old->q;   /* one queue per instance: a job of the old generation counts */
+        old->moved = true;   /* its pointers stay readable for that job; not closed */
         if (s->watch)
             sd_event_source_set_userdata(s->watch, s);
         s->opened_cfg = old->opened_cfg;
@@ -1032,8 +1164,28 @@ static bool keep_source(struct agent *a, struct config *cfg, size_t i, struct so
     return false;
 }
 
+static void release_configs(struct agent *a, struct config *old_cfg);
+
+/* Frees a retired generation: its credentials, the sources it did not hand on, and its
+ * config unless something still uses it. */
+static void retired_free(struct agent *a, struct retired *r) {
+    creds_free(r->creds, r->n_creds);
+    sources_close(r->sources, r->n_sources);
+    struct config *cfg = r->cfg;
+    free(r);
+    release_configs(a, cfg);
+}
+
+static bool sources_use(const struct source_rt *sources, size_t n, const struct config *cfg) {
+    for (size_t i = 0; i < n; i++)
+        if (sources[i].opened_cfg == cfg)
+            return true;
+    return false;
+}
+
 /* After a reload: a config that a kept source was opened from stays alive (the source's
- * state may point into it); the others are freed. */
+ * state may point into it), and so does one a retired generation still uses; the others
+ * are freed. */
 static void release_configs(struct agent *a, struct config *old_cfg) {
     struct config **keep = calloc(a->n_held + 1, sizeof *keep);
     size_t n = 0;
@@ -1042,8 +1194,12 @@ static void release_configs(struct agent *a, struct config *old_cfg) {
     for (size_t h = 0; h <= a->n_held; h++) {
         struct config *c = h < a->n_held ? a->held[h] : old_cfg;
         bool used = false;
+        if (!c)
+            continue;
         for (size_t i = 0; i < a->n_sources && !used; i++)
             used = a->sources[i].opened_cfg == c;
+        for (struct retired *r = a->retired; r && !used; r = r->next)
+            used = r->cfg == c || sources_use(r->sources, r->n_sources, c);
         if (used && c != a->cfg)
             keep[n++] = c;
         else if (c != a->cfg)
@@ -1054,130 +1210,255 @@ static void release_configs(struct agent *a, struct config *old_cfg) {
     a->n_held = n;
 }
 
-/* Builds source and credential state for cfg, moving published state over from the
- * previous generation (reload) or adopting files (start). */
-static int apply_config(struct agent *a, struct config *cfg, char *err, size_t errlen) {
+static struct cred_rt *find_cred(struct agent *a, const char *name) {
+    for (size_t i = 0; i < a->n_creds; i++)
+        if (strcmp(a->creds[i].cfg->name, name) == 0)
+            return &a->creds[i];
+    return NULL;
+}
+
+/* A generation: a config and the source and credential state built from it. A reload
+ * builds the next one completely (every check that can refuse it comes first, before
+ * anything is opened), then swaps it in: sources whose settings did not change move
+ * over open (keep_source), each credential's history moves over by name (cred_carry),
+ * and the rest of the old generation is freed, at once or, while checks of it are still
+ * on a worker, when the last of them ends (struct retired: jobs point into the generation
+ * they were started from; their results are dropped). The swap waits only for rotation
+ * steps on a worker (agent_maybe_reload). */
+struct generation {
+    struct config *cfg;
     gid_t agid;
-    int r = runtime_resolve_group(cfg->agent.group, &agid, err, errlen);
+    gid_t *gids;               /* each credential's group */
+    bool mixed;                /* credentials use different groups */
+    struct source_rt *sources;
+    struct cred_rt *creds;
+    char **names;              /* for runtime_prune (NULL: out of memory, prune skipped) */
+    unsigned *fmts;
+};
+
+static void generation_clear(struct generation *g) {
+    free(g->gids);
+    free(g->names);
+    free(g->fmts);
+    *g = (struct generation){ 0 };
+}
+
+/* Everything about cfg that can refuse it, and every allocation; nothing is opened. */
+static int generation_check(struct generation *g, struct config *cfg, char *err, size_t errlen) {
+    size_t n = cfg->n_credentials ? cfg->n_credentials : 1;
+    *g = (struct generation){ .cfg = cfg };
+    int r = runtime_resolve_group(cfg->agent.group, &g->agid, err, errlen);
     if (r < 0)
         return r;
-    gid_t *gids = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *gids);
-    if (!gids)
-        return -ENOMEM;
-    bool mixed = false;
-    for (size_t i = 0; i < cfg->n_credentials; i++) {
+    g->gids = calloc(n, sizeof *g->gids);
+    g->sources = calloc(cfg->n_sources ? cfg->n_sources : 1, sizeof *g->sources);
+    g->creds = calloc(n, sizeof *g->creds);
+    g->names = calloc(n, sizeof *g->names);
+    g->fmts = calloc(n, sizeof *g->fmts);
+    if (!g->gids || !g->sources || !g->creds) {
+        r = -ENOMEM;
+        snprintf(err, errlen, "out of memory");
+    }
+    for (size_t i = 0; r >= 0 && i < cfg->n_credentials; i++) {
         const struct config_credential *cc = &cfg->credentials[i];
-        gids[i] = agid;
-        if (cc->group && (r = runtime_resolve_group(cc->group, &gids[i], err, errlen)) < 0) {
-            free(gids);
-            return r;
-        }
-        if (gids[i] != agid)
-            mixed = true;
+        g->gids[i] = g->agid;
+        if (cc->group)
+            r = runtime_resolve_group(cc->group, &g->gids[i], err, errlen);
+        g->mixed |= g->gids[i] != g->agid;
     }
-
-    struct source_rt *sources = calloc(cfg->n_sources ? cfg->n_sources : 1, sizeof *sources);
-    struct cred_rt *creds = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *creds);
-    if (!sources || !creds) {
-        free(sources);
-        free(creds);
-        free(gids);
-        return -ENOMEM;
+    if (r < 0) {
+        free(g->sources);
+        free(g->creds);
+        generation_clear(g);
     }
+    return r;
+}
 
-    for (size_t i = 0; i < cfg->n_sources; i++) {
-        sources[i].a = a;
-        sources[i].cfg = &cfg->sources[i];
-        if (!keep_source(a, cfg, i, &sources[i]))
-            open_source(a, cfg, i, &sources[i]);
-    }
+/* A credential of the running generation moves to the next one: what is published and
+ * its history (state, errors, backoffs, the rotation's record and failures). */
+static void cred_carry(struct cred_rt *c, struct cred_rt *old) {
+    c->cur = old->cur;
+    c->have_cur = old->have_cur;
+    old->cur = (struct credfile){ 0 };
+    old->have_cur = false;
+    c->state = old->state;
+    c->last_class = old->last_class;
+    c->last_check = old->last_check;
+    c->last_change = old->last_change;
+    c->errors_total = old->errors_total;
+    c->retry = old->retry;
+    c->expiry_stage = old->expiry_stage;
+    c->first_done = true;
+    snprintf(c->last_error, sizeof c->last_error, "%s", old->last_error);
+    snprintf(c->pending_version, sizeof c->pending_version, "%s", old->pending_version);
+    snprintf(c->nodes, sizeof c->nodes, "%s", old->nodes);
+    snprintf(c->logged_error, sizeof c->logged_error, "%s", old->logged_error);
+    c->logged_at = old->logged_at;
+    c->relog_gap = old->relog_gap;
+    c->rot.failures_total = old->rot.failures_total;
+    c->rot.carried = old->rot.enabled && !old->rot.observer;
+    c->rot.carried_retry_mono = old->sm.rot == RS_RETRY_WAIT && old->rot.timer ? old->rot.timer_mono : 0;
+    c->rot.st = old->rot.st;
+    c->rot.retry = old->rot.retry;
+    snprintf(c->rot.last_error, sizeof c->rot.last_error, "%s", old->rot.last_error);
+}
 
-    char **names = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *names);
-    unsigned *fmts = calloc(cfg->n_credentials ? cfg->n_credentials : 1, sizeof *fmts);
-    for (size_t i = 0; i < cfg->n_credentials; i++) {
-        struct cred_rt *c = &creds[i];
-        const struct config_credential *cc = &cfg->credentials[i];
+/* A credential new to the agent: the file a previous run published, if any. */
+static void cred_adopt(struct agent *a, struct cred_rt *c) {
+    char e[512];
+    const char *name = c->cfg->name;
+    int r = runtime_adopt(a->p.runtime, name, &c->cur, e, sizeof e);
+    if (r == 0) {
+        c->have_cur = true;
+        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = name, .version = c->cur.cur.version },
+                    "adopted %s/%s.json (version %s)", a->p.runtime->dir, name, c->cur.cur.version);
+    } else if (r != -ENOENT)
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = name }, "ignoring existing file: %s", e);
+}
+
+/* The files of what c publishes, in its formats, mode and group. at_start: files a run
+ * killed mid-publish left with another (newer) version stay until the next publish, or
+ * the next check that finds the adopted version still current (formats_stale). */
+static void cred_sync_formats(struct agent *a, struct cred_rt *c, bool at_start) {
+    char e[512];
+    const struct config_credential *cc = c->cfg;
+    unsigned kept = 0;
+    int w = runtime_sync_formats(a->p.runtime, &c->cur, cc->formats, (mode_t)cc->mode, c->gid,
+                                 at_start ? &kept : NULL, e, sizeof e);
+    c->formats_stale = kept > 0;
+    if (w < 0)
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name }, "%s", e);
+    else if (w > 0)
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = cc->name, .version = c->cur.cur.version },
+                    "rewrote %d file(s) of %s to match version %s (a format, mode or group "
+                    "changed, or an earlier run stopped mid-publish)", w, cc->name, c->cur.cur.version);
+    if (kept)
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = cc->name, .version = c->cur.cur.version },
+                    "left %u file(s) of %s that an earlier run wrote with another version than "
+                    "%s.json's %s: the next check brings them in line", kept, cc->name, cc->name,
+                    c->cur.cur.version);
+}
+
+static void generation_build_creds(struct agent *a, struct generation *g) {
+    for (size_t i = 0; i < g->cfg->n_credentials; i++) {
+        struct cred_rt *c = &g->creds[i];
+        const struct config_credential *cc = &g->cfg->credentials[i];
         c->a = a;
         c->cfg = cc;
-        c->src = &sources[cc->source_index];
+        c->src = &g->sources[cc->source_index];
         /* tls_insecure_skip_verify and friends: said at every start and reload. */
         const char *warn[2];
         size_t n_warn = validate_config_warnings(&cc->redis, warn, 2);
         for (size_t k = 0; k < n_warn; k++)
             log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name }, "%s: %s", cc->name, warn[k]);
-        c->gid = gids[i];
+        c->gid = g->gids[i];
         backoff_init(&c->retry, RETRY_MIN_USEC, RETRY_MAX_USEC);
-        if (names) {
-            names[i] = cc->name;
-            fmts[i] = cc->formats;
+        if (g->names && g->fmts) {
+            g->names[i] = cc->name;
+            g->fmts[i] = cc->formats;
         }
-
-        struct cred_rt *old = NULL;
-        for (size_t k = 0; k < a->n_creds; k++)
-            if (strcmp(a->creds[k].cfg->name, cc->name) == 0)
-                old = &a->creds[k];
-        if (old) {
-            /* Keep what is published and the history of this credential. */
-            c->cur = old->cur;
-            c->have_cur = old->have_cur;
-            old->cur = (struct credfile){ 0 };
-            old->have_cur = false;
-            c->state = old->state;
-            c->last_check = old->last_check;
-            c->last_change = old->last_change;
-            c->errors_total = old->errors_total;
-            c->rot.failures_total = old->rot.failures_total;
-            c->expiry_stage = old->expiry_stage;
-            c->first_done = true;
-            snprintf(c->last_error, sizeof c->last_error, "%s", old->last_error);
-        } else {
-            char e[512];
-            r = runtime_adopt(a->p.runtime, cc->name, &c->cur, e, sizeof e);
-            if (r == 0) {
-                c->have_cur = true;
-                log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = cc->name, .version = c->cur.cur.version },
-                            "adopted %s/%s.json (version %s)", a->p.runtime->dir, cc->name,
-                            c->cur.cur.version);
-            } else if (r != -ENOENT)
-                log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name },
-                            "ignoring existing file: %s", e);
-        }
-        if (c->have_cur) {
-            char e[512];
-            int w = runtime_sync_formats(a->p.runtime, &c->cur, cc->formats, (mode_t)cc->mode, c->gid,
-                                         e, sizeof e);
-            if (w < 0)
-                log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = cc->name }, "%s", e);
-            else if (w > 0)
-                log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = cc->name, .version = c->cur.cur.version },
-                            "rewrote %d file(s) of %s to match version %s (a format, mode or group "
-                            "changed, or an earlier run stopped mid-publish)", w, cc->name, c->cur.cur.version);
-        }
+        struct cred_rt *old = find_cred(a, cc->name);
+        if (old)
+            cred_carry(c, old);   /* keep what is published and the history */
+        else
+            cred_adopt(a, c);
+        if (c->have_cur)
+            cred_sync_formats(a, c, !old || old->formats_stale);
     }
+}
 
-    /* Swap generations. No job is in flight here (reload waits for that). */
-    creds_free(a->creds, a->n_creds);
-    sources_close(a->sources, a->n_sources);
-    struct config *old_cfg = a->cfg;
-    a->cfg = cfg;
-    a->sources = sources;
-    a->n_sources = cfg->n_sources;
-    a->creds = creds;
-    a->n_creds = cfg->n_credentials;
-    a->gid = agid;
+/* A credential of a retired generation: nothing of it fires again. */
+static void cred_retire(struct cred_rt *c, struct retired *r) {
+    c->retired = r;
+    sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
+    sd_event_source_set_enabled(c->expiry_timer, SD_EVENT_OFF);
+    rotation_stop(c);
+}
+
+/* From every job's done(): a job of a retired generation is dropped (true); the
+ * generation is freed with its last job. */
+static bool retired_job_done(struct cred_rt *c) {
+    struct agent *a = c->a;
+    struct retired *r = c->retired, **pp;
+    c->jobs_out--;
+    if (!r)
+        return false;
+    job_clear(&c->job);
+    if (--r->jobs > 0)
+        return true;
+    for (pp = &a->retired; *pp != r; pp = &(*pp)->next)
+        ;
+    *pp = r->next;
+    retired_free(a, r);
+    return true;
+}
+
+/* Swaps g in. The running generation is freed now, or retired until its last job ends
+ * when jobs are still out (a check's: its result is dropped; the new generation checks
+ * again). Its queued operations leave the queues (a kept source's queue goes on). */
+static void generation_swap(struct agent *a, struct generation *g) {
+    unsigned jobs = 0;
+    for (size_t i = 0; i < a->n_creds; i++) {
+        struct cred_rt *c = &a->creds[i];
+        if (c->src->q) {
+            srcq_cancel(c->src->q, &c->fetch_op);
+            srcq_cancel(c->src->q, &c->rot.store_op);
+        }
+        jobs += c->jobs_out;
+    }
+    struct retired *r = jobs ? calloc(1, sizeof *r) : NULL;
+    if (r) {
+        *r = (struct retired){ .cfg = a->cfg, .sources = a->sources, .n_sources = a->n_sources,
+                               .creds = a->creds, .n_creds = a->n_creds, .jobs = jobs, .next = a->retired };
+        a->retired = r;
+        for (size_t i = 0; i < a->n_creds; i++)
+            cred_retire(&a->creds[i], r);
+        log_debug("reload: %u job(s) of the previous generation still out; it is freed when they end", jobs);
+    } else {
+        creds_free(a->creds, a->n_creds);   /* (out of memory: jobs would still point here) */
+        sources_close(a->sources, a->n_sources);
+    }
+    struct config *old_cfg = r ? NULL : a->cfg;
+    a->cfg = g->cfg;
+    a->sources = g->sources;
+    a->n_sources = g->cfg->n_sources;
+    a->creds = g->creds;
+    a->n_creds = g->cfg->n_credentials;
+    a->gid = g->agid;
+    a->dir_mixed = g->mixed;
     release_configs(a, old_cfg);
+}
+
+/* Builds the next generation from cfg and swaps it in: published state and history move
+ * over from the running generation (reload), or files are adopted (start). */
+static int apply_config(struct agent *a, struct config *cfg, char *err, size_t errlen) {
+    struct generation g;
+    int r = generation_check(&g, cfg, err, errlen);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < cfg->n_sources; i++) {
+        g.sources[i].a = a;
+        g.sources[i].cfg = &cfg->sources[i];
+        if (!keep_source(a, cfg, i, &g.sources[i]))
+            open_source(a, cfg, i, &g.sources[i]);
+        if (!g.sources[i].q && (g.sources[i].q = malloc(sizeof *g.sources[i].q)))
+            srcq_init(g.sources[i].q, source_op_limit(g.sources[i].type));
+        if (!g.sources[i].q)   /* its credentials cannot run: said as a source error */
+            snprintf(g.sources[i].open_error, sizeof g.sources[i].open_error, "out of memory");
+    }
+    generation_build_creds(a, &g);
+    generation_swap(a, &g);
+
     for (size_t i = 0; i < a->n_creds; i++)
         arm_expiry(&a->creds[i], a->creds[i].expiry_stage);
-
-    for (size_t i = 0; i < a->n_creds; i++)
+    for (size_t i = 0; i < a->n_creds; i++) {
         rotation_init(&a->creds[i]);   /* from the phase record, like at start */
-    if (names)
-        runtime_prune(a->p.runtime, names, fmts, cfg->n_credentials);
-    free(names);
-    free(fmts);
-    free(gids);
-    a->dir_mixed = mixed;
-    r = runtime_set_dir_mode(a->p.runtime, agid, mixed);
+        drive(&a->creds[i]);
+    }
+    if (g.names && g.fmts)
+        runtime_prune(a->p.runtime, g.names, g.fmts, cfg->n_credentials);
+    generation_clear(&g);
+    r = runtime_set_dir_mode(a->p.runtime, a->gid, a->dir_mixed);
     if (r < 0)
         log_warning("runtime_dir %s: cannot set mode and group: %s", a->p.runtime->dir, strerror(-r));
     log_set_level(cfg->agent.log_level);
@@ -1207,7 +1488,7 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
     runtime_watch(a);
     agent_update_status(a);
     for (size_t i = 0; i < a->n_creds; i++)
-        agent_request_fetch(&a->creds[i]);
+        request_fetch(&a->creds[i]);
     check_ready(a);        /* no credentials at all: ready at once */
     check_once_done(a);
     *ret = a;
@@ -1238,10 +1519,11 @@ static int check_removals(const struct agent *a, const struct config *cfg, bool 
     return -EPERM;
 }
 
-/* Applies a pending reload once no job is in flight (jobs point into the config). */
-void agent_maybe_reload(struct agent *a) {
-    if (!a->reload_pending || worker_pool_in_flight(a->p.pool) > 0)
-        return;
+/* Applies a pending SIGHUP once no rotation step is on a worker (checks still out retire
+ * with their generation); replaces every credential. */
+static void agent_maybe_reload(struct agent *a) {
+    if (!a->reload_pending || a->stopping || a->rot_jobs > 0)
+        return;   /* a rotation's step finishes in the generation that started it */
     bool allow_removals = a->reload_allow_removals;
     a->reload_pending = false;
     a->reload_allow_removals = false;
@@ -1250,6 +1532,8 @@ void agent_maybe_reload(struct agent *a) {
     struct config *cfg = NULL;
     int r = config_load(a->p.config_path, plugins_schema_lookup, a->p.plugins, &cfg, err, sizeof err);
     if (r >= 0 && (r = plugins_check_rotation(a->p.plugins, cfg, err, sizeof err)) < 0)
+        cfg = config_free(cfg);
+    if (r >= 0 && (r = confcheck_self(cfg, err, sizeof err)) < 0)   /* files, groups */
         cfg = config_free(cfg);
     if (r >= 0 && (r = check_removals(a, cfg, allow_removals, err, sizeof err)) < 0)
         cfg = config_free(cfg);
@@ -1269,20 +1553,14 @@ void agent_maybe_reload(struct agent *a) {
     if (r < 0) {
         log_ctx_msg(LOG_ERR, &(struct log_ctx){ .message_id = LOG_MID_RELOAD_REJECTED },
                     "reload rejected, keeping the running configuration: %s", err);
-        /* Credentials queued while we waited still need their look. */
-        for (size_t i = 0; i < a->n_creds; i++)
-            if (a->creds[i].phase == PH_QUEUED) {
-                a->creds[i].phase = PH_IDLE;
-                agent_request_fetch(&a->creds[i]);
-            }
-        /* and rotations whose store write waited for the reload */
+        /* Checks and rotation steps queued while we waited go on. */
         for (size_t i = 0; i < a->n_sources; i++)
-            agent_dispatch_source(&a->sources[i]);
+            dispatch_source(&a->sources[i]);
     } else {
         log_info("reloaded %s: %zu source(s), %zu credential(s)", a->p.config_path, a->n_sources,
                  a->n_creds);
         for (size_t i = 0; i < a->n_creds; i++)
-            agent_request_fetch(&a->creds[i]);
+            request_fetch(&a->creds[i]);
     }
     a->last_status[0] = '\0';   /* resend STATUS */
     agent_update_status(a);
@@ -1305,15 +1583,9 @@ void agent_stop(struct agent *a) {
     a->stopping = true;
     for (size_t i = 0; i < a->n_creds; i++) {
         sd_event_source_set_enabled(a->creds[i].timer, SD_EVENT_OFF);
+        cred_event(&a->creds[i], (struct credsm_event){ .type = CSM_STOP });
         rotation_stop(&a->creds[i]);
     }
-}
-
-static struct cred_rt *find_cred(struct agent *a, const char *name) {
-    for (size_t i = 0; i < a->n_creds; i++)
-        if (strcmp(a->creds[i].cfg->name, name) == 0)
-            return &a->creds[i];
-    return NULL;
 }
 
 json_t *agent_status_json(struct agent *a) {
@@ -1363,7 +1635,7 @@ int agent_refresh(struct agent *a, const char *name, char *err, size_t errlen) {
     if (c->timer)
         sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
     c->next_check_mono = 0;
-    agent_request_fetch(c);
+    request_fetch(c);
     return 0;
 }
 
@@ -1373,7 +1645,9 @@ int agent_rotate(struct agent *a, const char *name, char *err, size_t errlen) {
         snprintf(err, errlen, "no credential named \"%s\"", name);
         return -ENOENT;
     }
-    return rotation_request(c, err, errlen);
+    int r = rotation_request(c, err, errlen);
+    drive(c);
+    return r;
 }
 
 int agent_exit_code(const struct agent *a) {
@@ -1388,6 +1662,15 @@ struct agent *agent_free(struct agent *a) {
         return NULL;
     creds_free(a->creds, a->n_creds);
     sources_close(a->sources, a->n_sources);
+    while (a->retired) {
+        struct retired *r = a->retired;
+        a->retired = r->next;
+        creds_free(r->creds, r->n_creds);
+        sources_close(r->sources, r->n_sources);
+        if (r->cfg != a->cfg)
+            config_free(r->cfg);
+        free(r);
+    }
     sd_event_source_disable_unref(a->startup_timer);
     sd_event_source_disable_unref(a->runtime_watch);
     config_free(a->cfg);

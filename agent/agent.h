@@ -3,12 +3,16 @@
  * For each credential: timer / store wake-up -> fetch (worker) -> new version? ->
  * validate (worker) -> publish (loop) -> notify, hooks, STATUS, metrics. The agent owns
  * every source instance and credential state; everything here runs on the loop thread,
- * workers only run jobs and hand them back. A source's fetch is never run concurrently
- * (per-source busy flag and queue). Retry policy lives here: backoff with jitter per
- * credential, reset on success; repeated failures are logged at a growing interval.
- * Credentials with `rotation` are also rotated by the agent (DESIGN §9): rotation.c drives
- * the steps on the same workers and timers (agent_internal.h is what the two share);
- * rotate.h has the phase record, passwords and ACL commands.
+ * workers only run jobs and hand them back. A source instance never gets more store
+ * calls at once than it takes (one queue of store operations per source, srcq.h). Retry
+ * policy lives here: backoff with jitter per credential, reset on success; repeated
+ * failures are logged at a growing interval.
+ * Each credential's check and rotation are one state machine (credsm.h: a pure
+ * transition function); this module feeds it the events of timers, the sources' queues
+ * and the worker pool, and carries out its effects. Credentials with `rotation` are also
+ * rotated by the agent (DESIGN §9): rotation.c decides the steps and feeds them to the
+ * machine, and never calls back into this module (agent_internal.h is what the two
+ * share); rotate.h has the phase record, passwords and ACL commands.
  *
  * Start-up and shutdown order is in agent/main.c; this module only needs the loop, the
  * worker pool, the runtime directory and the host key it is given.

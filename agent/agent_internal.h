@@ -1,10 +1,13 @@
 /* agent_internal: the state agent.c and rotation.c share (not a public interface).
  *
- * agent.c owns every structure here and runs the fetch -> validate -> publish pipeline;
- * rotation.c drives agent-driven rotations (DESIGN §9) of the same credentials, on the
- * same loop, worker pool and timers. Everything here is for the loop thread only (jobs'
- * run() functions aside, which touch only their job). Functions declared here are
- * agent_* (agent.c) or rotation_* (rotation.c).
+ * agent.c owns every structure here, drives each credential's state machine (credsm.h)
+ * and carries out its effects: the fetch -> validate -> publish pipeline, the source's
+ * queue, the worker pool and the timers. rotation.c decides the steps of agent-driven
+ * rotations (DESIGN §9): agent.c calls it, it never calls agent.c. It changes a
+ * credential's state only through the machine (cred_event()), whose effects agent.c
+ * carries out when rotation.c returns. Everything here is for the loop thread only
+ * (jobs' run() functions aside, which touch only their job). Functions declared here
+ * are rotation_* (rotation.c).
  */
 #pragma once
 #include <stdbool.h>
@@ -15,10 +18,12 @@
 
 #include "agent.h"
 #include "backoff.h"
+#include "credsm.h"
 #include "credfile.h"
 #include "duration.h"
 #include "log.h"
 #include "rotate.h"
+#include "srcq.h"
 #include "validate.h"
 
 enum cred_state {
@@ -33,27 +38,8 @@ enum cred_state {
 };
 
 
-enum phase { PH_IDLE = 0, PH_QUEUED, PH_FETCH, PH_VALIDATE };
-
 struct source_rt;
 struct cred_rt;
-
-/* Rotation (DESIGN §9), driven from the loop; the phase record is rotate.h's. Steps that
- * change the store or Redis (claim, add + validate, roll back) hold the credential's
- * fetches back, so the pipeline never judges a half-made change. */
-enum rot_step {
-    RS_NONE = 0,        /* idle: waiting for the schedule (or disabled) */
-    RS_CLAIMING,        /* worker: rotate() on the store, check-and-set */
-    RS_AWAIT_FETCH,     /* the next fetch brings the new password from the store (resuming;
-                           vault-database: what Vault made) */
-    RS_ADDING,          /* worker: ACL SETUSER >new on every node (redis-acl), then validate */
-    RS_ROLLBACK,        /* worker: ACL SETUSER <new, store back to the old credential */
-    RS_GRACE,           /* published; the old password goes when the timer fires */
-    RS_REMOVING,        /* worker: ACL SETUSER <old on every node (azure-keys: regenerate
-                           the old key) */
-    RS_RETRY_WAIT,      /* a step failed; retried when the timer fires */
-};
-
 
 enum rot_timer { RT_DUE = 0, RT_GRACE, RT_RETRY };
 
@@ -77,15 +63,14 @@ struct rot_job {
 struct rot_rt {
     bool enabled;                         /* configured, and the source can rotate */
     bool observer;                        /* another host is the rotator: never rotate here */
-    bool src_wait;                        /* a store step waits for the source to be free */
-    bool holds_src;                       /* the running step holds the source (busy) */
+    struct srcq_op store_op;              /* a store step, in the source's queue */
     struct rotate_state st;
-    enum rot_step step;
-    bool requested;                       /* start when the running check is over */
-    bool manual;
     sd_event_source *timer;
     enum rot_timer timer_kind;
     uint64_t timer_mono;
+    uint64_t arm_delay;                   /* the timer of the step entered next: due in */
+    bool carried;                         /* st and retry came from the previous generation */
+    uint64_t carried_retry_mono;          /* ... which waited to retry until then; 0 = not */
     struct backoff retry;
     char last_error[512];
     uint64_t failures_total;              /* failed steps (each one retried), for metrics */
@@ -116,9 +101,10 @@ struct cred_rt {
 
     struct credfile cur;       /* what is published */
     bool have_cur;
+    bool formats_stale;   /* adopted at start with a .env/.password of another version */
 
-    enum phase phase;
-    bool wake_pending;         /* woken while busy: fetch again when done */
+    struct credsm sm;          /* the check's phase and the rotation's step */
+    struct credsm_fx fx;       /* effects the machine asked for, not carried out yet */
     bool first_done;
     sd_event_source *timer;
     struct backoff retry;
@@ -140,7 +126,11 @@ struct cred_rt {
     char logged_error[512];
     uint64_t logged_at, relog_gap;
 
+    unsigned jobs_out;                      /* its jobs on the worker pool */
+    struct retired *retired;                /* its generation was replaced (NULL: current) */
+
     struct cred_job job;
+    struct srcq_op fetch_op;                /* the fetch, in the source's queue */
     struct rot_rt rot;
 };
 
@@ -151,9 +141,22 @@ struct source_rt {
     void *state;
     struct rc_host *host;      /* allocated: the plugin keeps it, and a reload moves s */
     struct config *opened_cfg; /* the config open() was given (kept alive while open) */
-    bool busy;
+    struct srcq *q;            /* the instance's store operations: at most q->limit at once
+                                  (moves with the instance when a reload keeps it) */
+    bool moved;                /* a reload moved the instance to the next generation */
     char open_error[512];      /* non-empty: open() failed, its credentials cannot run */
     sd_event_source *watch;
+};
+
+/* A generation replaced by a reload while jobs of it were out: freed with its last job. */
+struct retired {
+    struct config *cfg;
+    struct source_rt *sources;
+    size_t n_sources;
+    struct cred_rt *creds;
+    size_t n_creds;
+    unsigned jobs;
+    struct retired *next;
 };
 
 struct agent {
@@ -166,6 +169,8 @@ struct agent {
     size_t n_sources;
     struct cred_rt *creds;
     size_t n_creds;
+    struct retired *retired;   /* older generations with jobs still out */
+    unsigned rot_jobs;         /* rotation steps on the worker pool (a reload waits for them) */
     bool ready_sent, stopping, reload_pending;
     bool reload_allow_removals;   /* the pending reload may delete most published files */
     sd_event_source *startup_timer;
@@ -206,43 +211,22 @@ static inline json_t *json_str_or_null(const char *s) {
     return s && s[0] ? json_string(s) : json_null();
 }
 
-/* ---- agent.c ---- */
-
-/* Check c's store now (or when its running check / a rotation step ends). */
-void agent_request_fetch(struct cred_rt *c);
-/* STATUS= and the metrics file, from the credentials' state. */
-void agent_update_status(struct agent *a);
-/* Starts the next queued store call of source s when it is free. */
-void agent_dispatch_source(struct source_rt *s);
-/* Applies a pending SIGHUP once no job is in flight; may replace every credential. */
-void agent_maybe_reload(struct agent *a);
-/* Publishes cand (moved into the credential on success); `previous` is prev, else the
- * credential published until now. On failure the credential's state says why. */
-void agent_publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candidate *prev,
-                   const char *validated);
-/* (Re)arms a one-shot monotonic timer delay usec from now, to fire within `accuracy`
- * after that. 0 and *ret_when, or -errno. */
-int agent_arm_timer(sd_event *e, sd_event_source **src, uint64_t delay, uint64_t accuracy,
-                    sd_event_time_handler_t cb, void *userdata, uint64_t *ret_when);
-/* The accuracy for polls, retries and other waits where a little lateness costs nothing:
- * 1/50 of the delay, between 1 ms and 250 ms. */
-uint64_t agent_timer_accuracy(uint64_t delay);
+/* Feeds ev to c's state machine; agent.c carries out the effects it adds to c->fx.
+ * 0, or the machine's -errno (nothing changed). */
+static inline int cred_event(struct cred_rt *c, struct credsm_event ev) {
+    return credsm_step(&c->sm, &ev, &c->fx);
+}
 
 /* ---- rotation.c ---- */
 
-/* Steps that change the store or Redis hold the credential's fetches back. */
-static inline bool rotation_holds_fetch(const struct cred_rt *c) {
-    return c->rot.step == RS_CLAIMING || c->rot.step == RS_ADDING || c->rot.step == RS_ROLLBACK ||
-           c->rot.step == RS_REMOVING;
-}
 /* At start and after a reload: reads the phase record and resumes or schedules. */
 void rotation_init(struct cred_rt *c);
 /* Frees what the credential's rotation holds: its timer and its job's secrets. */
 void rotation_clear(struct cred_rt *c);
 /* SIGTERM: no more rotation steps start. */
 void rotation_stop(struct cred_rt *c);
-/* After each check of c: a rotation requested meanwhile starts. */
-void rotation_after_check(struct cred_rt *c);
+/* The machine's ROT_BEGIN: starts the rotation asked for (a failure is retried). */
+void rotation_begin(struct cred_rt *c, bool manual);
 /* From fetch_done(), with what the store returned. TAKEN: a rotation took the new
  * version (moved out of cands) and validates and publishes it itself. UNCHANGED: what
  * is published is what the rotation wants (azure-keys between the switch and
@@ -251,8 +235,15 @@ enum rot_take { ROT_TAKE_NONE = 0, ROT_TAKE_TAKEN, ROT_TAKE_UNCHANGED };
 enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cands, int n);
 /* From fetch_done() on a store error. */
 void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err);
-/* The source is free: a rotation's store step that waited for it starts. */
-void rotation_start_waiting(struct cred_rt *c);
+/* The rotation's step job is back (loop): the step's finish decides the next one. */
+void rotation_job_done(struct cred_rt *c);
+/* The rotation's timer fired (its kind says which: due, grace, retry). */
+void rotation_timer(struct cred_rt *c);
+/* The machine's ROT_PUBLISH: the new version the job holds, as a candidate (moved out of
+ * the job; the caller frees what it does not take). */
+struct rc_candidate rotation_candidate(struct cred_rt *c);
+/* After the machine's ROT_PUBLISH was carried out: r is the publish's result. */
+void rotation_published(struct cred_rt *c, int r);
 /* `redis-creds rotate NAME`. 0, or -errno with err. */
 int rotation_request(struct cred_rt *c, char *err, size_t errlen);
 /* The `rotation` member of a status row (null without rotation). */

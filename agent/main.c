@@ -19,6 +19,7 @@
 #include <systemd/sd-event.h>
 
 #include "agent.h"
+#include "confcheck.h"
 #include "config.h"
 #include "control.h"
 #include "hostkey.h"
@@ -37,13 +38,15 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "Usage: redis-creds-agent [-c FILE] [--check-config] [--once] [--foreground]\n"
-            "                         [--version] [--help]\n"
+            "Usage: redis-creds-agent [-c FILE] [--check-config [--as-user USER]] [--once]\n"
+            "                         [--foreground] [--version] [--help]\n"
             "Keeps Redis credentials current: watches a secret store, validates each new\n"
             "credential against Redis, publishes it to the runtime directory.\n\n"
             "  -c, --config FILE  configuration file (default %s)\n"
             "      --check-config load and check the config and its plugins, then exit\n"
             "                     (0 valid, 2 invalid)\n"
+            "      --as-user USER with --check-config: check the files and groups for the\n"
+            "                     user the agent runs as (default: the current user)\n"
             "      --once         one attempt per credential, then exit (0 when all are\n"
             "                     current afterwards, 1 otherwise)\n"
             "      --foreground   run in the foreground (the agent never forks; accepted so\n"
@@ -91,6 +94,33 @@ static void no_core_dumps(void) {
                 strerror(errno));
 }
 
+static void print_finding(void *userdata, enum confcheck_level level, const char *msg) {
+    (void)userdata;
+    fprintf(stderr, "redis-creds-agent: %s: %s\n", level == CONFCHECK_ERROR ? "error" : "warning",
+            msg);
+}
+
+static void log_finding(void *userdata, enum confcheck_level level, const char *msg) {
+    (void)userdata;
+    if (level == CONFCHECK_ERROR)
+        log_error("%s", msg);
+}
+
+/* What the configuration names on this machine (confcheck.h): for --check-config, the
+ * files and groups of `as_user` (NULL: the current user) from the databases, warnings
+ * included; at start, this process's own groups. 0, or -EINVAL when there are errors. */
+static int check_host(const struct config *cfg, bool check_only, const char *as_user) {
+    struct confcheck_user u;
+    char err[256];
+    int r = check_only ? confcheck_user_lookup(as_user, &u, err, sizeof err)
+                       : confcheck_user_self(&u, err, sizeof err);
+    if (r < 0) {
+        fprintf(stderr, "redis-creds-agent: %s\n", err);
+        return -EINVAL;
+    }
+    return confcheck_run(cfg, &u, check_only ? print_finding : log_finding, NULL) ? -EINVAL : 0;
+}
+
 static uint64_t mono_usec(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -101,6 +131,7 @@ int main(int argc, char **argv) {
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "check-config", no_argument, NULL, 'C' },
+        { "as-user", required_argument, NULL, 'u' },
         { "once", no_argument, NULL, 'o' },
         { "foreground", no_argument, NULL, 'f' },
         { "version", no_argument, NULL, 'V' },
@@ -108,19 +139,24 @@ int main(int argc, char **argv) {
         { NULL, 0, NULL, 0 },
     };
     no_core_dumps();   /* before anything reads a secret, --check-config included */
-    const char *config_path = RC_DEFAULT_CONFIG_FILE;
+    const char *config_path = RC_DEFAULT_CONFIG_FILE, *as_user = NULL;
     bool check_only = false, once = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': config_path = optarg; break;
         case 'C': check_only = true; break;
+        case 'u': as_user = optarg; break;
         case 'o': once = true; break;
         case 'f': break;
         case 'V': printf("redis-creds-agent %s\n", RC_VERSION_STRING); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+    }
+    if (as_user && !check_only) {
+        fprintf(stderr, "redis-creds-agent: --as-user goes with --check-config\n");
+        return 2;
     }
     if (optind < argc) {
         fprintf(stderr, "redis-creds-agent: unexpected argument \"%s\"\n", argv[optind]);
@@ -142,10 +178,12 @@ int main(int argc, char **argv) {
     r = config_load(config_path, plugins_schema_lookup, plugins, &cfg, err, sizeof err);
     if (r >= 0 && (r = plugins_check_rotation(plugins, cfg, err, sizeof err)) < 0)
         cfg = config_free(cfg);
-    if (r < 0) {
+    if (r < 0)
         fprintf(stderr, "redis-creds-agent: %s\n", err);
+    if (r < 0 || check_host(cfg, check_only, as_user) < 0) {
+        config_free(cfg);
         plugins_free(plugins);
-        return 2;
+        return 2;   /* a configuration error: systemd does not restart (RestartPreventExitStatus=2) */
     }
     if (check_only) {
         printf("%s: configuration OK (%zu source(s), %zu credential(s))\n", config_path,

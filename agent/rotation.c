@@ -9,8 +9,12 @@
  * store) so nothing half-made stays; every failure is reported and retried with backoff.
  *
  * Blocking steps run as the credential's rot_job on the worker pool; their finish runs on
- * the loop. What this shares with agent.c is in agent_internal.h; the phase record,
- * passwords, ACL commands and the resume decision are rotate.h's.
+ * the loop. This module decides the steps; each step is a state of the credential's
+ * machine (credsm.h), entered with a CSM_ROT_STEP event, and agent.c carries out what
+ * the machine asks for (queue the store step, submit the job, arm the timer, publish,
+ * check the store again). It never calls agent.c. What the two share is in
+ * agent_internal.h; the phase record, passwords, ACL commands and the resume decision
+ * are rotate.h's.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -35,12 +39,6 @@ static bool has_grace(const struct cred_rt *c) {
     return c->cfg->rotation.strategy != ROTATION_VAULT_DATABASE;
 }
 
-static const char *const rot_step_names[] = {
-    [RS_NONE] = "idle", [RS_CLAIMING] = "claiming", [RS_AWAIT_FETCH] = "reading-store",
-    [RS_ADDING] = "adding", [RS_ROLLBACK] = "rolling-back", [RS_GRACE] = "grace",
-    [RS_REMOVING] = "removing", [RS_RETRY_WAIT] = "retry-wait",
-};
-
 static void rot_abandon(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define ROT_RETRY_MIN_USEC (5 * USEC_PER_SEC)
@@ -64,92 +62,48 @@ static void rot_save(struct cred_rt *c) {
                     rotate_phase_to_string(c->rot.st.phase), err);
 }
 
-static int on_rot_timer(sd_event_source *es, uint64_t usec, void *userdata);
+/* Enters step `to` of the credential's machine. A step that waits (NONE: the schedule,
+ * GRACE, RETRY_WAIT) has its timer armed `delay` usec from now; store: the step calls
+ * the source (rotate()), through its queue. */
+static void rot_go(struct cred_rt *c, enum rot_step to, bool store, uint64_t delay) {
+    c->rot.arm_delay = delay;
+    int r = cred_event(c, (struct credsm_event){ .type = CSM_ROT_STEP, .step = to, .store = store });
+    if (r < 0)   /* a bug: say it rather than act on a state the machine does not have */
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s: rotation step %s -> %s "
+                    "refused: %s", c->cfg->name, credsm_step_name(c->sm.rot), credsm_step_name(to),
+                    strerror(-r));
+}
 
-static void rot_arm(struct cred_rt *c, enum rot_timer kind, uint64_t delay) {
-    struct agent *a = c->a;
-    if (a->p.once || a->stopping)
-        return;
-    c->rot.timer_kind = kind;
-    int r = agent_arm_timer(a->p.event, &c->rot.timer, delay, agent_timer_accuracy(delay),
-                            on_rot_timer, c, &c->rot.timer_mono);
-    if (r < 0)
-        log_error("%s: cannot schedule the rotation: %s", c->cfg->name, strerror(-r));
+/* The store changed: check it again once the running step is over. */
+static void rot_wake(struct cred_rt *c) {
+    cred_event(c, (struct credsm_event){ .type = CSM_WAKE });
 }
 
 static void rot_schedule_due(struct cred_rt *c) {
     int64_t due = rotate_next_due(&c->rot.st, c->cfg->rotation.interval_usec);
     int64_t now = now_real();
-    c->rot.step = RS_NONE;
-    rot_arm(c, RT_DUE, due > now ? (uint64_t)(due - now) * USEC_PER_SEC : 0);
+    rot_go(c, RS_NONE, false, due > now ? (uint64_t)(due - now) * USEC_PER_SEC : 0);
 }
 
-/* A step ended and the credential's fetches may run again. (No reload from here: the
- * callers' callers still use c; rot_job_done() checks for a pending reload last.) */
-static void rot_release(struct cred_rt *c) {
-    if (c->wake_pending && c->phase == PH_IDLE && !rotation_holds_fetch(c)) {
-        c->wake_pending = false;
-        agent_request_fetch(c);
-    }
-    agent_update_status(c->a);
-}
-
-/* Every step's done(): drop the job when the agent is stopping, else the step's own
- * finish on the loop, then a reload that waited for the job. */
-static void rot_job_done(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
-    struct cred_rt *c = j->c;
-    struct agent *a = c->a;
-    if (c->rot.holds_src) {
-        c->rot.holds_src = false;
-        c->src->busy = false;
-        agent_dispatch_source(c->src);
-    }
-    if (a->stopping) {
+void rotation_job_done(struct cred_rt *c) {
+    struct rot_job *j = &c->rot.job;
+    if (c->a->stopping) {
         rot_job_clear(j);
         return;
     }
     j->finish(c, j);
-    agent_maybe_reload(a);   /* last: it may replace every credential, c included */
 }
 
-/* Hands the rotation's job to a worker for one step; finish() then runs on the loop. */
+/* Hands the rotation's job to a worker for one step (the machine's ROT_RUN, or its
+ * ROT_QUEUE_STORE for a step that calls the store: the source's queue starts it, ahead
+ * of routine fetches); finish() then runs on the loop. */
 static void rot_submit(struct cred_rt *c, enum rot_step step, void (*run)(struct job *),
-                       void (*finish)(struct cred_rt *, struct rot_job *)) {
+                       void (*finish)(struct cred_rt *, struct rot_job *), bool store) {
     struct rot_job *j = &c->rot.job;
     j->c = c;
     j->job.run = run;
-    j->job.done = rot_job_done;
     j->finish = finish;
-    c->rot.step = step;
-    agent_update_status(c->a);
-    worker_pool_submit(c->a->p.pool, &j->job);
-}
-
-/* For steps that call the source's rotate(): they hold the source like a fetch does (a
- * plugin never runs rotate() next to fetch() or rotate() on the same instance), so they
- * may wait for a fetch of another credential to end. */
-static void rot_submit_store(struct cred_rt *c, enum rot_step step, void (*run)(struct job *),
-                             void (*finish)(struct cred_rt *, struct rot_job *)) {
-    struct rot_rt *ro = &c->rot;
-    ro->step = step;   /* holds this credential's fetches back from now */
-    if (c->src->busy || c->a->reload_pending) {
-        /* The idle job keeps the step until rotation_start_waiting() submits it. */
-        ro->src_wait = true;
-        ro->job.job.run = run;
-        ro->job.finish = finish;
-        agent_update_status(c->a);
-        return;
-    }
-    c->src->busy = true;
-    ro->holds_src = true;
-    rot_submit(c, step, run, finish);
-}
-
-void rotation_start_waiting(struct cred_rt *c) {
-    struct rot_rt *ro = &c->rot;
-    ro->src_wait = false;
-    rot_submit_store(c, ro->step, ro->job.job.run, ro->job.finish);
+    rot_go(c, step, store, 0);
 }
 
 static void rot_fail(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -171,9 +125,7 @@ static void rot_fail(struct cred_rt *c, const char *fmt, ...) {
     c->errors_total++;
     ro->failures_total++;
     rot_job_clear(&ro->job);
-    ro->step = RS_RETRY_WAIT;
-    rot_arm(c, RT_RETRY, delay);
-    rot_release(c);
+    rot_go(c, RS_RETRY_WAIT, false, delay);
 }
 
 static void rot_completed(struct cred_rt *c) {
@@ -193,7 +145,6 @@ static void rot_completed(struct cred_rt *c) {
     backoff_reset(&ro->retry);
     rot_job_clear(&ro->job);
     rot_schedule_due(c);
-    rot_release(c);
 }
 
 /* -- remove: the old password goes -- */
@@ -224,9 +175,8 @@ static void rot_regenerate_run(struct job *jb) {
 
 static void rot_regenerate_done(struct cred_rt *c, struct rot_job *j) {
     if (j->r < 0 && j->err.cls == RC_ERR_CONFLICT) {
+        rot_wake(c);
         rot_abandon(c, "%s", j->err.message);
-        c->wake_pending = true;
-        rot_release(c);
         return;
     }
     if (j->r < 0) {
@@ -236,7 +186,7 @@ static void rot_regenerate_done(struct cred_rt *c, struct rot_job *j) {
         return;
     }
     /* The next look publishes both new keys (the preferred one as current). */
-    c->wake_pending = true;
+    rot_wake(c);
     rot_completed(c);
 }
 
@@ -257,7 +207,7 @@ static void rot_remove(struct cred_rt *c) {
         /* azure-keys: regenerate the key that is not the published one (the old one). */
         j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
         snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
-        rot_submit_store(c, RS_REMOVING, rot_regenerate_run, rot_regenerate_done);
+        rot_submit(c, RS_REMOVING, rot_regenerate_run, rot_regenerate_done, true);
         return;
     }
     j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
@@ -267,7 +217,7 @@ static void rot_remove(struct cred_rt *c) {
         rot_fail(c, "out of memory");
         return;
     }
-    rot_submit(c, RS_REMOVING, rot_remove_run, rot_remove_done);
+    rot_submit(c, RS_REMOVING, rot_remove_run, rot_remove_done, false);
 }
 
 /* -- grace: both passwords work; clients move over -- */
@@ -278,9 +228,7 @@ static void rot_grace(struct cred_rt *c) {
         rot_remove(c);
         return;
     }
-    c->rot.step = RS_GRACE;
-    rot_arm(c, RT_GRACE, (uint64_t)left * USEC_PER_SEC);
-    agent_update_status(c->a);
+    rot_go(c, RS_GRACE, false, (uint64_t)left * USEC_PER_SEC);
 }
 
 /* -- roll back a claimed rotation that cannot be finished -- */
@@ -318,7 +266,7 @@ static void rot_rollback(struct cred_rt *c, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(j->why, sizeof j->why, fmt, ap);
     va_end(ap);
-    rot_submit_store(c, RS_ROLLBACK, rot_rollback_run, rot_rollback_done);
+    rot_submit(c, RS_ROLLBACK, rot_rollback_run, rot_rollback_done, true);
 }
 
 /* -- add the new password next to the old one, validate, publish -- */
@@ -357,17 +305,26 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     }
     ro->st.phase = ROTATE_ADDED;
     rot_save(c);
-
     snprintf(c->nodes, sizeof c->nodes, "%s", j->vres.nodes);
+    /* The new version is published by the loop (the machine's ROT_PUBLISH), which then
+     * calls rotation_published(). */
+    cred_event(c, (struct credsm_event){ .type = CSM_ROT_PUBLISH });
+}
+
+struct rc_candidate rotation_candidate(struct cred_rt *c) {
+    struct rot_job *j = &c->rot.job;
     struct rc_candidate cand = { .username = j->username, .password = j->new_pw,
                                  .expires_at = INT64_MIN, .role = RC_CAND_CURRENT };
     snprintf(cand.version, sizeof cand.version, "%s", j->new_version);
     j->username = NULL;
     j->new_pw = NULL;
-    agent_publish(c, &cand, NULL, validate_policy_to_string(c->cfg->redis.validate));
-    free(cand.username);              /* NULL when agent_publish() took them */
-    secret_free(cand.password);
-    if (!c->have_cur || strcmp(c->cur.cur.version, ro->st.new_version) != 0) {
+    return cand;
+}
+
+void rotation_published(struct cred_rt *c, int r) {
+    struct rot_rt *ro = &c->rot;
+    if (r < 0 || !c->have_cur || strcmp(c->cur.cur.version, ro->st.new_version) != 0) {
+        /* The rotation's retry is the one timer armed for this failure. */
         rot_fail(c, "cannot publish the new version %s: %s", ro->st.new_version, c->last_error);
         return;
     }
@@ -382,13 +339,12 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
                 "rotation of %s: version %s published with %s as previous; the old password is "
                 "removed after the grace period", c->cfg->name, ro->st.new_version, ro->st.old_version);
-    rot_job_clear(j);
+    rot_job_clear(&ro->job);
     rot_grace(c);
-    rot_release(c);
 }
 
 static void rot_add(struct cred_rt *c) {
-    rot_submit(c, RS_ADDING, rot_add_run, rot_add_done);
+    rot_submit(c, RS_ADDING, rot_add_run, rot_add_done, false);
 }
 
 /* -- claim: the store's check-and-set decides who rotates -- */
@@ -412,9 +368,8 @@ static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
         ro->st.last_completed = now_real();
         rot_save(c);
         rot_job_clear(j);
+        rot_wake(c);
         rot_schedule_due(c);
-        c->wake_pending = true;
-        rot_release(c);
         return;
     }
     if (j->r < 0) {
@@ -430,31 +385,20 @@ static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
     ro->st.grace_until = 0;
     rot_save(c);
     if (store_makes_password(c)) {
-        /* The store has the new password; the next fetch brings it (rotation_take_fetched). */
+        /* The store has the new password; the next fetch brings it (rotation_take_fetched):
+         * entering AWAIT_FETCH checks the store. */
         rot_job_clear(j);
-        ro->step = RS_AWAIT_FETCH;
-        agent_request_fetch(c);
-        rot_release(c);
+        rot_go(c, RS_AWAIT_FETCH, false, 0);
         return;
     }
     rot_add(c);
 }
 
-/* Starts a rotation now. 0, or -errno with err. */
+/* Starts a rotation now: the machine said ROT_BEGIN (no check runs, no rotation is
+ * under way). 0, or -errno with err. */
 static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     struct rot_rt *ro = &c->rot;
     struct rot_job *j = &ro->job;
-    if (ro->step != RS_NONE && ro->step != RS_RETRY_WAIT) {
-        snprintf(err, errlen, "a rotation of \"%s\" is already running (%s)", c->cfg->name,
-                 rot_step_names[ro->step]);
-        return -EBUSY;
-    }
-    if (c->phase != PH_IDLE) {
-        /* A check is running: start when it is over (attempt_done). */
-        ro->requested = true;
-        ro->manual = ro->manual || manual;
-        return 0;
-    }
     if (ro->st.phase != ROTATE_IDLE) {
         /* A retry of an interrupted rotation: finish it rather than start another. */
         snprintf(err, errlen, "an interrupted rotation of \"%s\" (phase %s) is being finished",
@@ -484,12 +428,30 @@ static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_STARTED, c->cur.cur.version);
     log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s started (%s): replacing version %s",
                 c->cfg->name, manual ? "requested" : "scheduled", c->cur.cur.version);
-    ro->requested = false;
-    ro->manual = false;
     if (ro->timer)
         sd_event_source_set_enabled(ro->timer, SD_EVENT_OFF);
-    rot_submit_store(c, RS_CLAIMING, rot_claim_run, rot_claim_done);
+    rot_submit(c, RS_CLAIMING, rot_claim_run, rot_claim_done, true);
     return 0;
+}
+
+/* Asks the machine for a rotation: it begins now, or when the running check ends (the
+ * machine latches it). 0, or -errno with err. */
+static int rot_request(struct cred_rt *c, bool manual, char *err, size_t errlen) {
+    if (cred_event(c, (struct credsm_event){ .type = CSM_ROT_REQUEST, .manual = manual }) < 0) {
+        snprintf(err, errlen, "a rotation of \"%s\" is already running (%s)", c->cfg->name,
+                 credsm_step_name(c->sm.rot));
+        return -EBUSY;
+    }
+    if (!(c->fx.mask & CSM_FX_ROT_BEGIN))
+        return 0;   /* latched */
+    c->fx.mask &= ~CSM_FX_ROT_BEGIN;   /* carried out here, so that err says why it failed */
+    return rot_begin(c, manual, err, errlen);
+}
+
+void rotation_begin(struct cred_rt *c, bool manual) {
+    char err[256];
+    if (rot_begin(c, manual, err, sizeof err) < 0)
+        rot_fail(c, "%s", err);
 }
 
 /* An interrupted rotation that cannot be finished: the store or the published file moved
@@ -517,9 +479,8 @@ static void rot_resume(struct cred_rt *c) {
     switch (rotate_resume_decide(&ro->st, c->have_cur ? c->cur.cur.version : NULL,
                                  c->have_cur && c->cur.has_previous ? c->cur.prev.version : NULL)) {
     case ROTATE_RESUME_NONE:
-        if (ro->step == RS_RETRY_WAIT) {
-            ro->step = RS_NONE;
-            if (rot_begin(c, false, err, sizeof err) < 0)
+        if (c->sm.rot == RS_RETRY_WAIT) {
+            if (rot_request(c, false, err, sizeof err) < 0)
                 rot_fail(c, "%s", err);
         } else
             rot_schedule_due(c);
@@ -529,8 +490,7 @@ static void rot_resume(struct cred_rt *c) {
         log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
                     "resuming the rotation of %s (phase %s): reading version %s from the store",
                     c->cfg->name, rotate_phase_to_string(ro->st.phase), ro->st.new_version);
-        ro->step = RS_AWAIT_FETCH;
-        agent_request_fetch(c);
+        rot_go(c, RS_AWAIT_FETCH, false, 0);
         return;
     case ROTATE_RESUME_REMOVE:
         if (!has_grace(c)) {
@@ -556,13 +516,12 @@ static void rot_resume(struct cred_rt *c) {
     }
 }
 
-static int on_rot_timer(sd_event_source *es, uint64_t usec, void *userdata) {
-    struct cred_rt *c = userdata;
+void rotation_timer(struct cred_rt *c) {
     char err[256];
     c->rot.timer_mono = 0;
     switch (c->rot.timer_kind) {
     case RT_DUE:
-        if (rot_begin(c, false, err, sizeof err) < 0)
+        if (rot_request(c, false, err, sizeof err) < 0)
             rot_fail(c, "%s", err);
         break;
     case RT_GRACE:
@@ -572,18 +531,6 @@ static int on_rot_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         rot_resume(c);
         break;
     }
-    return 0;
-}
-
-/* After each check: a rotation asked for while it ran starts now. */
-void rotation_after_check(struct cred_rt *c) {
-    char err[256];
-    if (!c->rot.requested || c->a->stopping)
-        return;
-    bool manual = c->rot.manual;
-    c->rot.requested = false;
-    if (rot_begin(c, manual, err, sizeof err) < 0)
-        rot_fail(c, "%s", err);
 }
 
 static struct rc_candidate *find_version(struct rc_candidate *cands, int n, const char *version) {
@@ -596,12 +543,12 @@ static struct rc_candidate *find_version(struct rc_candidate *cands, int n, cons
 enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cands, int n) {
     struct rot_rt *ro = &c->rot;
     if (c->cfg->rotation.strategy == ROTATION_AZURE_KEYS && ro->st.phase == ROTATE_PUBLISHED &&
-        ro->step != RS_AWAIT_FETCH && c->have_cur && strcmp(c->cur.cur.version, ro->st.new_version) == 0 &&
+        c->sm.rot != RS_AWAIT_FETCH && c->have_cur && strcmp(c->cur.cur.version, ro->st.new_version) == 0 &&
         find_version(cands, n, ro->st.new_version) && find_version(cands, n, ro->st.old_version))
         /* Switched to the new key; the store still has the old one (regenerated after
          * grace). The source prefers one of the two: it is not a change. */
         return ROT_TAKE_UNCHANGED;
-    if (ro->step != RS_AWAIT_FETCH)
+    if (c->sm.rot != RS_AWAIT_FETCH)
         return ROT_TAKE_NONE;
     /* The new version: the current candidate, or (azure-keys) the other key, a PEER. */
     struct rc_candidate *cand = find_version(cands, n, ro->st.new_version);
@@ -628,7 +575,7 @@ enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cand
 }
 
 void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
-    if (c->rot.step == RS_AWAIT_FETCH)
+    if (c->sm.rot == RS_AWAIT_FETCH)
         rot_fail(c, "cannot read the new version %s from the store: %s", c->rot.st.new_version,
                  err->message);
 }
@@ -669,9 +616,20 @@ void rotation_init(struct cred_rt *c) {
     /* Retries never wait longer than the interval itself (nor under the minimum). */
     uint64_t cap = c->cfg->rotation.interval_usec < ROT_RETRY_MAX_USEC ? c->cfg->rotation.interval_usec
                                                                        : ROT_RETRY_MAX_USEC;
+    unsigned attempts = ro->retry.attempt;
+    int r;
     backoff_init(&ro->retry, ROT_RETRY_MIN_USEC, cap < ROT_RETRY_MIN_USEC ? ROT_RETRY_MIN_USEC : cap);
-    int r = rotate_state_load(c->a->cfg->agent.state_dir, c->cfg->name, &ro->st, err, sizeof err);
-    if (r < 0) {
+    if (ro->carried) {
+        /* A reload: the record and the retry history are the running generation's. */
+        ro->retry.attempt = attempts;
+        if (ro->carried_retry_mono) {
+            uint64_t now = now_mono(), at = ro->carried_retry_mono;
+            ro->carried_retry_mono = 0;
+            rot_go(c, RS_RETRY_WAIT, false, at > now ? at - now : 0);   /* waits on, as it did */
+            return;
+        }
+    } else if ((r = rotate_state_load(c->a->cfg->agent.state_dir, c->cfg->name, &ro->st, err,
+                                      sizeof err)) < 0) {
         if (r != -ENOENT)
             log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name },
                         "%s: ignoring the rotation record: %s", c->cfg->name, err);
@@ -683,7 +641,7 @@ void rotation_init(struct cred_rt *c) {
 
 /* The rotation part of a status row; null without rotation. */
 const char *rotation_step_word(const struct cred_rt *c) {
-    return c->rot.enabled && c->rot.step != RS_NONE ? rot_step_names[c->rot.step] : NULL;
+    return c->rot.enabled && c->sm.rot != RS_NONE ? credsm_step_name(c->sm.rot) : NULL;
 }
 
 json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t real) {
@@ -698,10 +656,11 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
     json_object_set_new(o, "rotator", json_str_or_null(c->cfg->rotation.rotator));
     json_object_set_new(o, "rotates_here", json_boolean(!ro->observer));
     json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));
-    json_object_set_new(o, "step", json_string(rot_step_names[ro->step]));
-    json_object_set_new(o, "next_rotation", json_time(ro->step == RS_NONE ? at : 0));
-    json_object_set_new(o, "old_removed_at", json_time(ro->step == RS_GRACE ? at : 0));
-    json_object_set_new(o, "retry_at", json_time(ro->step == RS_RETRY_WAIT ? at : 0));
+    enum rot_step step = c->sm.rot;
+    json_object_set_new(o, "step", json_string(credsm_step_name(step)));
+    json_object_set_new(o, "next_rotation", json_time(step == RS_NONE ? at : 0));
+    json_object_set_new(o, "old_removed_at", json_time(step == RS_GRACE ? at : 0));
+    json_object_set_new(o, "retry_at", json_time(step == RS_RETRY_WAIT ? at : 0));
     json_object_set_new(o, "last_rotation", json_time(ro->st.last_completed));
     json_object_set_new(o, "last_error", json_str_or_null(ro->last_error));
     return o;
@@ -727,13 +686,13 @@ int rotation_request(struct cred_rt *c, char *err, size_t errlen) {
                  "run the command there", name, c->cfg->rotation.rotator);
         return -EPERM;
     }
-    if (c->rot.step == RS_RETRY_WAIT && c->rot.st.phase != ROTATE_IDLE) {
+    if (c->sm.rot == RS_RETRY_WAIT && c->rot.st.phase != ROTATE_IDLE) {
         /* An interrupted rotation waits for its retry: finish it now instead. */
         backoff_reset(&c->rot.retry);
         rot_resume(c);
         return 0;
     }
-    if (c->rot.step == RS_RETRY_WAIT)
+    if (c->sm.rot == RS_RETRY_WAIT)
         backoff_reset(&c->rot.retry);
-    return rot_begin(c, true, err, errlen);
+    return rot_request(c, true, err, errlen);
 }

@@ -180,34 +180,50 @@ static int format_bytes(const struct credfile *cf, unsigned flag, struct secret 
 }
 
 /* True when <dirfd>/<fname> is a regular file with exactly these bytes, mode and group. */
-static bool file_matches(int dirfd, const char *fname, const struct secret *data, mode_t mode, gid_t gid) {
+enum file_state { FILE_MISSING, FILE_SAME, FILE_META, FILE_OTHER };
+
+/* How the file at fname compares with data: missing (or not a regular file), the same,
+ * the same bytes with another mode or group, or other bytes. */
+static enum file_state file_compare(int dirfd, const char *fname, const struct secret *data, mode_t mode,
+                                    gid_t gid) {
     struct stat st;
     int fd = openat(dirfd, fname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
-        return false;
-    bool same = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == mode &&
-                (gid == (gid_t)-1 || st.st_gid == gid) && (size_t)st.st_size == secret_len(data);
-    if (same) {
+        return FILE_MISSING;
+    enum file_state state = FILE_OTHER;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        state = FILE_MISSING;
+    else if ((size_t)st.st_size == secret_len(data)) {
         char *buf = malloc(secret_len(data) + 1);
         ssize_t n = buf ? read(fd, buf, secret_len(data) + 1) : -1;
-        same = n == (ssize_t)secret_len(data) && memcmp(buf, secret_data(data), secret_len(data)) == 0;
+        if (n == (ssize_t)secret_len(data) && memcmp(buf, secret_data(data), secret_len(data)) == 0)
+            state = (st.st_mode & 07777) == mode && (gid == (gid_t)-1 || st.st_gid == gid) ? FILE_SAME
+                                                                                           : FILE_META;
         if (buf)
             secret_wipe_free(buf, secret_len(data) + 1);
     }
     close(fd);
-    return same;
+    return state;
 }
 
-/* Writes one format; with only_if_different, leaves a file that already matches alone. */
+enum write_when { WRITE_ALWAYS, WRITE_IF_DIFFERENT, WRITE_KEEP_OTHER };
+
+/* Writes one format: always, only when the file differs, or (WRITE_KEEP_OTHER) only when
+ * it is missing or differs in mode or group alone. Returns 1 when written, 0 when left as
+ * it is (*kept counts a file left with other contents), or -errno + err. */
 static int write_format(struct runtime *rt, const struct credfile *cf, unsigned flag, const char *ext,
-                        mode_t mode, gid_t gid, bool only_if_different, char *err, size_t errlen) {
+                        mode_t mode, gid_t gid, enum write_when when, unsigned *kept, char *err,
+                        size_t errlen) {
     struct secret *data = NULL;
     char fname[96];
     int r = format_bytes(cf, flag, &data, err, errlen);
     if (r < 0)
         return r;
     snprintf(fname, sizeof fname, "%s.%s", cf->name, ext);
-    if (only_if_different && file_matches(rt->dirfd, fname, data, mode, gid)) {
+    enum file_state st = when == WRITE_ALWAYS ? FILE_OTHER : file_compare(rt->dirfd, fname, data, mode, gid);
+    if (st == FILE_SAME || (st == FILE_OTHER && when == WRITE_KEEP_OTHER)) {
+        if (st == FILE_OTHER && kept)
+            (*kept)++;
         secret_free(data);
         return 0;
     }
@@ -215,7 +231,7 @@ static int write_format(struct runtime *rt, const struct credfile *cf, unsigned 
     secret_free(data);
     if (r < 0)
         snprintf(err, errlen, "cannot write %s/%s: %s", rt->dir, fname, strerror(-r));
-    return r == 0 && only_if_different ? 1 : r;
+    return r == 0 ? 1 : r;
 }
 
 int runtime_publish(struct runtime *rt, const struct credfile *cf, unsigned formats,
@@ -223,7 +239,8 @@ int runtime_publish(struct runtime *rt, const struct credfile *cf, unsigned form
     for (size_t i = 0; i < sizeof formats_ext / sizeof formats_ext[0]; i++) {
         if (!(formats & formats_ext[i].flag))
             continue;
-        int r = write_format(rt, cf, formats_ext[i].flag, formats_ext[i].ext, mode, gid, false, err, errlen);
+        int r = write_format(rt, cf, formats_ext[i].flag, formats_ext[i].ext, mode, gid, WRITE_ALWAYS, NULL,
+                             err, errlen);
         if (r < 0)
             return r;
     }
@@ -231,12 +248,13 @@ int runtime_publish(struct runtime *rt, const struct credfile *cf, unsigned form
 }
 
 int runtime_sync_formats(struct runtime *rt, const struct credfile *cf, unsigned formats,
-                         mode_t mode, gid_t gid, char *err, size_t errlen) {
+                         mode_t mode, gid_t gid, unsigned *ret_kept, char *err, size_t errlen) {
     int written = 0;
     for (size_t i = 0; i < sizeof formats_ext / sizeof formats_ext[0]; i++) {
         if (!(formats & formats_ext[i].flag))
             continue;
-        int r = write_format(rt, cf, formats_ext[i].flag, formats_ext[i].ext, mode, gid, true, err, errlen);
+        int r = write_format(rt, cf, formats_ext[i].flag, formats_ext[i].ext, mode, gid,
+                             ret_kept ? WRITE_KEEP_OTHER : WRITE_IF_DIFFERENT, ret_kept, err, errlen);
         if (r < 0)
             return r;
         written += r;

@@ -41,11 +41,14 @@ int runtime_resolve_group(const char *group, gid_t *ret, char *err, size_t errle
 int runtime_publish(struct runtime *rt, const struct credfile *cf, unsigned formats,
                     mode_t mode, gid_t gid, char *err, size_t errlen);
 /* Makes every format file in `formats` match cf (contents, mode, group), rewriting only
- * the ones that differ, .json last: after adoption this repairs a set that a crash left
- * half-published, or a mode or format the config changed, without republishing an
- * unchanged file. Returns the number of files written, or -errno + err. */
+ * the ones that differ, .json last: a mode, group or format the config changed, without
+ * republishing an unchanged file. With ret_kept (after adoption at start), a file whose
+ * contents differ is left as it is and counted in *ret_kept: a run killed between the
+ * .env/.password and the .json left it NEWER than the adopted .json, and rewriting it
+ * would take its readers back a version; the next publish brings the set in line.
+ * Returns the number of files written, or -errno + err. */
 int runtime_sync_formats(struct runtime *rt, const struct credfile *cf, unsigned formats,
-                         mode_t mode, gid_t gid, char *err, size_t errlen);
+                         mode_t mode, gid_t gid, unsigned *ret_kept, char *err, size_t errlen);
 /* Reads <name>.json; fails with -ENOENT when absent, -EINVAL when unusable or its name
  * differs. */
 int runtime_adopt(struct runtime *rt, const char *name, struct credfile *ret, char *err, size_t errlen);

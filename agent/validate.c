@@ -117,7 +117,7 @@ struct validate_verdict validate_decide(enum validate_policy policy,
  */
 
 struct vnode {
-    struct resp_endpoint ep;
+    struct endpoint ep;
     bool ep_ok;               /* ep usable; else the node fails with bad_ep/bad_state */
     const char *bad_ep;       /* why not (static text); NULL: not a valid endpoint */
     enum validate_node bad_state;
@@ -279,9 +279,9 @@ static void check_all(const struct vrun *x, struct vnode *nodes, size_t n, const
 static void node_from_endpoint(const struct config_redis *redis, const char *endpoint,
                                struct vnode *nd) {
     memset(nd, 0, sizeof *nd);
-    nd->ep_ok = resp_endpoint_parse(endpoint, &nd->ep) == 0;
+    nd->ep_ok = endpoint_parse(endpoint, &nd->ep, NULL) == 0;
     if (nd->ep_ok)
-        resp_endpoint_format(&nd->ep, nd->name, sizeof nd->name);
+        endpoint_format(&nd->ep, nd->name, sizeof nd->name);
     else
         snprintf(nd->name, sizeof nd->name, "%s", endpoint);
     snprintf(nd->verify_name, sizeof nd->verify_name, "%s",
@@ -326,9 +326,9 @@ static struct vnode *topology_nodes(const struct config_redis *redis, bool repli
         if (cn[i].failed || (!cn[i].primary && !replicas))
             continue;
         port = redis->tls.enabled ? cn[i].tls_port : cn[i].port;
-        nd->ep.kind = RESP_EP_TCP;
+        nd->ep.kind = ENDPOINT_TCP;
         snprintf(nd->ep.host, sizeof nd->ep.host, "%s",
-                 cn[i].host[0] ? cn[i].host : seed->ep.kind == RESP_EP_TCP ? seed->ep.host
+                 cn[i].host[0] ? cn[i].host : seed->ep.kind == ENDPOINT_TCP ? seed->ep.host
                                                                            : "127.0.0.1");
         nd->ep.port = port;
         nd->replica = !cn[i].primary;
@@ -341,7 +341,7 @@ static struct vnode *topology_nodes(const struct config_redis *redis, bool repli
              * plaintext port, or the reverse: say which setting does not match. */
             nd->ep_ok = false;
             nd->ep.port = redis->tls.enabled ? cn[i].port : cn[i].tls_port;
-            resp_endpoint_format(&nd->ep, nd->name, sizeof nd->name);
+            endpoint_format(&nd->ep, nd->name, sizeof nd->name);
             if (redis->tls.enabled) {
                 nd->bad_state = VALIDATE_NODE_TLS;
                 nd->bad_ep = "the cluster advertises no TLS port for this node, only a "
@@ -353,7 +353,7 @@ static struct vnode *topology_nodes(const struct config_redis *redis, bool repli
                              "set tls = true";
             }
         } else
-            resp_endpoint_format(&nd->ep, nd->name, sizeof nd->name);
+            endpoint_format(&nd->ep, nd->name, sizeof nd->name);
         n++;
     }
     qsort(nodes, n, sizeof *nodes, node_cmp);

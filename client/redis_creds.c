@@ -273,8 +273,9 @@ static size_t cred_size(const struct cred_fields *f) {
 
 /* Parses the file's bytes into a snapshot (refs = 1, generation unset). No I/O. */
 static int parse_doc(const char *buf, size_t len, const char *name, struct rc_snapshot **ret) {
-    json_error_t jerr;
-    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    /* No error record: jansson's error text quotes the input, which holds a password,
+     * and the caller only needs to know the file is malformed. */
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
     if (!root)
         return -EBADMSG;
     int r = -EBADMSG;

@@ -1,30 +1,18 @@
 /* config: load and check the agent's configuration (DESIGN §3). See config.h.
  *
- * libconfig parses; everything else is ours. Two things libconfig 1.5 (Debian 12) gets
- * wrong for us, and why this file lexes the text itself before handing it over:
+ * libconfig parses the text that conftext.c makes of the file and its @includes (it
+ * expands @include itself and keeps every integer literal as written, because libconfig
+ * 1.5 wraps integers silently: see conftext.h). After the parse each setting gets a
+ * struct setting_info (its hook: real file and line, integer literal), so messages and
+ * config_node_line() name the real place; libconfig's structs are only read, through its
+ * API. The range check on integers is one function, literal_int(); the getters read an
+ * integer through setting_int(), never libconfig's wrapped value.
  *
- *  - Integers. It reads a literal with atoi(): `3000000000` becomes -1294967296 and
- *    `0x1FFFFFFFF` becomes -1, silently; `0640` is read as decimal 640. The parsed tree
- *    cannot show that this happened. So while expanding the text we lex it the way
- *    libconfig's scanner does (same token rules, same longest match) and keep every integer
- *    literal as written. Each integer literal makes exactly one integer setting, in
- *    document order, so the i-th integer setting of the tree is the i-th literal: we attach
- *    the literal to the setting (its hook) and fix the setting's value when libconfig
- *    wrapped it. Out-of-range values are then errors, and `mode = 0640` can mean octal.
- *
- *  - @include. It prepends include_dir to every include path, absolute ones too, so
- *    "/etc/x.conf" cannot be included once include_dir is set. We expand @include
- *    ourselves: a relative path resolves against the main config file's directory (also
- *    inside included files, like libconfig's include_dir), an absolute one is used as is.
- *    A table maps lines of the expanded text back to file and line, and every setting's
- *    file and line are rewritten after the parse, so messages and config_node_line()
- *    name the real place.
- *
- * The input is bounded: CONFIG_FILE_MAX per file, CONFIG_TOTAL_MAX for the expanded text,
- * CONFIG_INCLUDE_DEPTH_MAX levels of @include.
- *
- * Defaults live in the key tables only (the host's below, the plugins' through `lookup`);
- * getters fall back to them, so a default is written down exactly once.
+ * The host's schema is tables (agent_keys, redis_keys, ...): each key says what is
+ * checked of its value and where load_section() keeps it; only the rules that tie keys
+ * together are written by hand. Defaults live in the key tables only (the host's below,
+ * the plugins' through `lookup`); getters fall back to them, so a default is written
+ * down exactly once.
  */
 #include "config.h"
 #include "secretfile.h"
@@ -33,6 +21,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +34,11 @@
 
 #include <libconfig.h>
 
+#include "conftext.h"
 #include "duration.h"
+#include "endpoint.h"
+#include "enumstr.h"
 
-#define CONFIG_FILE_MAX (1024 * 1024)
-#define CONFIG_TOTAL_MAX (4 * 1024 * 1024)
-#define CONFIG_INCLUDE_DEPTH_MAX 10
 #define CONFIG_NAME_MAX 64
 #define CONFIG_SCHEMA_DEPTH_MAX 8
 #define KEY_PATH_MAX 256   /* dotted key path in a message ("credentials[0].redis.timeout") */
@@ -59,36 +48,114 @@
 
 /* ---- host schema ------------------------------------------------------------------- */
 
+/* Each host key says what it is (type, default, range), what is checked of its value
+ * (CONFIG_CHECK_*), and where load_section() keeps it (store, offset) - the manner of
+ * systemd's conf-parser tables. Only rules that tie several keys together are written by
+ * hand, next to the section's table (parse_agent(), parse_credential(), parse_rotation()).
+ * The words a key takes are enumstr tables. */
+
+/* password_alphabet: named sets only, so a password never holds a character that a shell,
+ * an env file or a URL would need quoted. The value indexes alphabet_chars. */
+static const struct enumstr alphabets[] = {
+    { "alnum", 0 }, { "hex", 1 }, { "urlsafe", 2 }, { NULL, 0 },
+};
+static const char *const alphabet_chars[] = {
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+    "0123456789abcdef",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+};
+
+#define DEFAULT_MODE 0640
+
+static const struct enumstr log_levels[] = {
+    { "debug", LOG_DEBUG }, { "info", LOG_INFO }, { "notice", LOG_NOTICE },
+    { "warning", LOG_WARNING }, { "err", LOG_ERR }, { NULL, 0 },
+};
+
+static const struct enumstr formats[] = {
+    { "json", CRED_FORMAT_JSON }, { "env", CRED_FORMAT_ENV }, { "password", CRED_FORMAT_PASSWORD },
+    { NULL, 0 },
+};
+
+static const struct enumstr validate_policies[] = {
+    { "all", VALIDATE_ALL }, { "any", VALIDATE_ANY }, { "none", VALIDATE_NONE }, { NULL, 0 },
+};
+
+static const struct enumstr strategies[] = {
+    { "redis-acl", ROTATION_REDIS_ACL }, { "vault-database", ROTATION_VAULT_DATABASE },
+    { "azure-keys", ROTATION_AZURE_KEYS }, { NULL, 0 },
+};
+
+/* CONFIG_STORE_ENUM writes an int; these enums are ints. */
+_Static_assert(sizeof(enum validate_policy) == sizeof(int), "enum store");
+_Static_assert(sizeof(enum rotation_strategy) == sizeof(int), "enum store");
+/* CONFIG_STORE_STRV writes the count right after the vector. */
+_Static_assert(offsetof(struct config_redis, n_endpoints) ==
+               offsetof(struct config_redis, endpoints) + sizeof(char **), "strv store");
+_Static_assert(offsetof(struct config_credential, n_on_change) ==
+               offsetof(struct config_credential, on_change) + sizeof(char **), "strv store");
+
+#define AGENT(f) .offset = offsetof(struct config_agent, f)
+#define ABS CONFIG_CHECK_ABSOLUTE
+
 static const struct config_key agent_keys[] = {
-    { .name = "runtime_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_RUNTIME_DIR },
-    { .name = "state_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_STATE_DIR },
-    { .name = "group", .type = CONFIG_T_STRING, .default_value = "redis-creds" },
-    { .name = "plugin_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_PLUGIN_DIR },
+    { .name = "runtime_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_RUNTIME_DIR,
+      .checks = ABS, .store = CONFIG_STORE_STRING, AGENT(runtime_dir) },
+    { .name = "state_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_STATE_DIR,
+      .checks = ABS, .store = CONFIG_STORE_STRING, AGENT(state_dir) },
+    { .name = "group", .type = CONFIG_T_STRING, .default_value = "redis-creds",
+      .checks = CONFIG_CHECK_GROUP, .store = CONFIG_STORE_STRING, AGENT(group) },
+    { .name = "plugin_dir", .type = CONFIG_T_STRING, .default_value = RC_DEFAULT_PLUGIN_DIR,
+      .checks = ABS, .store = CONFIG_STORE_STRING, AGENT(plugin_dir) },
     { .name = "control_socket", .type = CONFIG_T_STRING,
-      .default_value = RC_DEFAULT_CONTROL_SOCKET },
-    { .name = "control_group", .type = CONFIG_T_STRING },   /* unset: agent.group */
-    { .name = "log_level", .type = CONFIG_T_STRING, .default_value = "info" },
-    { .name = "metrics_file", .type = CONFIG_T_STRING, .default_value = "" },
-    { .name = "workers", .type = CONFIG_T_INT, .default_value = "4", .min = 1, .max = 64 },
-    { .name = "startup_timeout", .type = CONFIG_T_DURATION, .default_value = "30s" },
-    { .name = "allow_no_credentials", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "allow_removals", .type = CONFIG_T_BOOL, .default_value = "false" },
+      .default_value = RC_DEFAULT_CONTROL_SOCKET, .checks = ABS, .store = CONFIG_STORE_STRING,
+      AGENT(control_socket) },
+    /* unset: agent.group; "": the agent's own group */
+    { .name = "control_group", .type = CONFIG_T_STRING, .checks = CONFIG_CHECK_GROUP,
+      .store = CONFIG_STORE_STRING, AGENT(control_group) },
+    { .name = "log_level", .type = CONFIG_T_STRING, .default_value = "info",
+      .store = CONFIG_STORE_ENUM, .words = log_levels, .noun = "level", AGENT(log_level) },
+    { .name = "metrics_file", .type = CONFIG_T_STRING, .default_value = "",
+      .checks = ABS | CONFIG_CHECK_EMPTY_OK, .store = CONFIG_STORE_STRING, AGENT(metrics_file) },
+    { .name = "workers", .type = CONFIG_T_INT, .default_value = "4", .min = 1, .max = 64,
+      .store = CONFIG_STORE_UINT, AGENT(workers) },
+    { .name = "startup_timeout", .type = CONFIG_T_DURATION, .default_value = "30s",
+      .store = CONFIG_STORE_USEC, AGENT(startup_timeout_usec) },
+    { .name = "allow_no_credentials", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, AGENT(allow_no_credentials) },
+    { .name = "allow_removals", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, AGENT(allow_removals) },
     { .name = NULL },
 };
 
+#define REDIS(f) .offset = offsetof(struct config_redis, f)
+
 static const struct config_key redis_keys[] = {
-    { .name = "endpoints", .type = CONFIG_T_STRING_LIST, .required = true },
-    { .name = "cluster", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "validate_replicas", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "tls", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "ca_file", .type = CONFIG_T_STRING },
-    { .name = "ca_path", .type = CONFIG_T_STRING },
-    { .name = "cert_file", .type = CONFIG_T_STRING },
-    { .name = "key_file", .type = CONFIG_T_STRING },
-    { .name = "server_name", .type = CONFIG_T_STRING },
-    { .name = "tls_insecure_skip_verify", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "validate", .type = CONFIG_T_STRING, .default_value = "all" },
-    { .name = "timeout", .type = CONFIG_T_DURATION, .default_value = "2s" },
+    { .name = "endpoints", .type = CONFIG_T_STRING_LIST, .required = true,
+      .checks = CONFIG_CHECK_ENDPOINT, .store = CONFIG_STORE_STRV, REDIS(endpoints) },
+    { .name = "cluster", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, REDIS(cluster) },
+    { .name = "validate_replicas", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, REDIS(validate_replicas) },
+    { .name = "tls", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, REDIS(tls.enabled) },
+    { .name = "ca_file", .type = CONFIG_T_STRING, .checks = ABS | CONFIG_CHECK_FILE,
+      .store = CONFIG_STORE_OPT_STRING, REDIS(tls.ca_file) },
+    { .name = "ca_path", .type = CONFIG_T_STRING, .checks = ABS | CONFIG_CHECK_DIR,
+      .store = CONFIG_STORE_OPT_STRING, REDIS(tls.ca_path) },
+    { .name = "cert_file", .type = CONFIG_T_STRING, .checks = ABS | CONFIG_CHECK_FILE,
+      .store = CONFIG_STORE_OPT_STRING, REDIS(tls.cert_file) },
+    { .name = "key_file", .type = CONFIG_T_STRING, .checks = ABS | CONFIG_CHECK_FILE,
+      .store = CONFIG_STORE_OPT_STRING, REDIS(tls.key_file) },
+    { .name = "server_name", .type = CONFIG_T_STRING, .store = CONFIG_STORE_OPT_STRING,
+      REDIS(tls.server_name) },
+    { .name = "tls_insecure_skip_verify", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, REDIS(tls.insecure_skip_verify) },
+    { .name = "validate", .type = CONFIG_T_STRING, .default_value = "all",
+      .store = CONFIG_STORE_ENUM, .words = validate_policies, .noun = "policy",
+      REDIS(validate) },
+    { .name = "timeout", .type = CONFIG_T_DURATION, .default_value = "2s",
+      .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, REDIS(timeout_usec) },
     { .name = NULL },
 };
 
@@ -98,158 +165,104 @@ static const struct config_key source_host_keys[] = {
     { .name = NULL },
 };
 
-/* rotation = { ... } (DESIGN §9): types here, meaning in parse_rotation(). */
+/* parse_rotation() loads into this: the alphabet's name becomes its characters after. */
+struct rotation_in {
+    struct config_rotation ro;
+    int alphabet;
+};
+#define ROT(f) .offset = offsetof(struct rotation_in, f)
+
+/* rotation = { ... } (DESIGN §9): the rules between keys are in parse_rotation(). */
 static const struct config_key rotation_keys[] = {
-    { .name = "strategy", .type = CONFIG_T_STRING, .required = true },
-    { .name = "interval", .type = CONFIG_T_DURATION, .default_value = "30d" },
-    { .name = "grace", .type = CONFIG_T_DURATION, .default_value = "10m" },
-    { .name = "admin_username", .type = CONFIG_T_STRING },
-    { .name = "admin_password_file", .type = CONFIG_T_STRING },
-    { .name = "acl_save", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "password_length", .type = CONFIG_T_INT, .default_value = "32", .min = 16, .max = 256 },
-    { .name = "password_alphabet", .type = CONFIG_T_STRING, .default_value = "alnum" },
-    { .name = "rotator", .type = CONFIG_T_STRING },
+    { .name = "strategy", .type = CONFIG_T_STRING, .required = true,
+      .checks = CONFIG_CHECK_WORDS_QUOTED, .store = CONFIG_STORE_ENUM, .words = strategies,
+      .noun = "strategy", ROT(ro.strategy) },
+    { .name = "interval", .type = CONFIG_T_DURATION, .default_value = "30d",
+      .store = CONFIG_STORE_USEC, ROT(ro.interval_usec) },
+    { .name = "grace", .type = CONFIG_T_DURATION, .default_value = "10m",
+      .store = CONFIG_STORE_USEC, ROT(ro.grace_usec) },
+    { .name = "admin_username", .type = CONFIG_T_STRING, .store = CONFIG_STORE_OPT_STRING,
+      ROT(ro.admin_username) },
+    { .name = "admin_password_file", .type = CONFIG_T_STRING, .checks = ABS | CONFIG_CHECK_FILE,
+      .store = CONFIG_STORE_OPT_STRING, ROT(ro.admin_password_file) },
+    { .name = "acl_save", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, ROT(ro.acl_save) },
+    { .name = "password_length", .type = CONFIG_T_INT, .default_value = "32", .min = 16,
+      .max = 256, .store = CONFIG_STORE_UINT, ROT(ro.password_length) },
+    { .name = "password_alphabet", .type = CONFIG_T_STRING, .default_value = "alnum",
+      .store = CONFIG_STORE_ENUM, .words = alphabets, .noun = "alphabet", ROT(alphabet) },
+    { .name = "rotator", .type = CONFIG_T_STRING, .store = CONFIG_STORE_STRING, ROT(ro.rotator) },
     { .name = NULL },
 };
 
-/* `mode` (integer or string) is checked by hand: see cred_extra_keys. */
+#define CRED(f) .offset = offsetof(struct config_credential, f)
+
+/* name and source are read first, by hand; `mode` (integer or string) too: see
+ * cred_extra_keys. rotation is loaded by parse_rotation(). */
 static const struct config_key cred_host_keys[] = {
     { .name = "name", .type = CONFIG_T_STRING, .required = true },
     { .name = "source", .type = CONFIG_T_STRING, .required = true },
-    { .name = "poll_interval", .type = CONFIG_T_DURATION, .default_value = "30s" },
-    { .name = "group", .type = CONFIG_T_STRING },
-    { .name = "redis", .type = CONFIG_T_GROUP, .required = true, .group_keys = redis_keys },
-    { .name = "formats", .type = CONFIG_T_STRING_LIST, .default_value = "json" },
-    { .name = "on_change", .type = CONFIG_T_STRING_LIST },
-    { .name = "on_change_timeout", .type = CONFIG_T_DURATION, .default_value = "60s" },
+    { .name = "poll_interval", .type = CONFIG_T_DURATION, .default_value = "30s",
+      .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, CRED(poll_interval_usec) },
+    /* unset: agent.group; "": the agent's own group */
+    { .name = "group", .type = CONFIG_T_STRING, .checks = CONFIG_CHECK_GROUP,
+      .store = CONFIG_STORE_STRING, CRED(group) },
+    { .name = "redis", .type = CONFIG_T_GROUP, .required = true, .group_keys = redis_keys,
+      .store = CONFIG_STORE_SECTION, CRED(redis) },
+    { .name = "formats", .type = CONFIG_T_STRING_LIST, .default_value = "json",
+      .store = CONFIG_STORE_FLAGS, .words = formats, .noun = "format", CRED(formats) },
+    { .name = "on_change", .type = CONFIG_T_STRING_LIST, .store = CONFIG_STORE_STRV,
+      CRED(on_change) },
+    { .name = "on_change_timeout", .type = CONFIG_T_DURATION, .default_value = "60s",
+      .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, CRED(on_change_timeout_usec) },
     { .name = "rotation", .type = CONFIG_T_GROUP, .group_keys = rotation_keys },
     { .name = NULL },
 };
 
 static const char *const cred_extra_keys[] = { "mode", NULL };
 
-/* password_alphabet: named sets only, so a password never holds a character that a shell,
- * an env file or a URL would need quoted. */
-static const struct {
-    const char *name;
-    const char *chars;
-} alphabets[] = {
-    { "alnum", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" },
-    { "hex", "0123456789abcdef" },
-    { "urlsafe", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" },
-};
-
-#define DEFAULT_MODE 0640
-
-static const struct {
-    const char *name;
-    int level;
-} log_levels[] = {
-    { "debug", LOG_DEBUG }, { "info", LOG_INFO }, { "notice", LOG_NOTICE },
-    { "warning", LOG_WARNING }, { "err", LOG_ERR },
-};
-
-static const struct {
-    const char *name;
-    unsigned flag;
-} formats[] = {
-    { "json", CRED_FORMAT_JSON }, { "env", CRED_FORMAT_ENV }, { "password", CRED_FORMAT_PASSWORD },
-};
+const struct config_key *config_host_keys(const char *section) {
+    static const struct {
+        const char *name;
+        const struct config_key *keys;
+    } sections[] = {
+        { "agent", agent_keys }, { "sources", source_host_keys },
+        { "credentials", cred_host_keys }, { "redis", redis_keys },
+        { "rotation", rotation_keys },
+    };
+    for (size_t i = 0; section && i < sizeof sections / sizeof sections[0]; i++)
+        if (strcmp(section, sections[i].name) == 0)
+            return sections[i].keys;
+    return NULL;
+}
 
 /* ---- private state ----------------------------------------------------------------- */
 
-/* An integer literal as written in the text. */
-struct int_literal {
-    char text[32];       /* as written (cut), for messages */
-    int64_t value;       /* what it says: decimal (even with a leading zero) or hex */
-    int64_t octal_value; /* when `octal` */
-    bool overflow;       /* does not fit in int64 */
-    bool leading_zero;   /* decimal written with a leading zero ("0640") */
-    bool octal;          /* leading_zero and every digit 0-7 */
-    bool hex;
-};
-
-/* Lines [out_line, next segment) of the expanded text are lines src_line... of file. */
-struct segment {
-    unsigned out_line, file, src_line;
+/* What libconfig's struct of a setting does not say right: its real file and line (after
+ * our @include expansion) and, for an integer, the literal as written. Each setting's
+ * hook points to one; libconfig's own fields are only read. */
+struct setting_info {
+    const char *file;
+    unsigned line;
+    const struct conftext_int *lit;   /* integer settings only */
 };
 
 struct lc_state {
     config_t lc;         /* first member: struct config's `lc` works as a config_t* */
     bool lc_ready;
-    char **files;        /* [0] is the main file's display name; settings point here */
-    size_t n_files;
-    struct int_literal *ints;
-    size_t n_ints, cap_ints;
-    struct segment *segs;
-    size_t n_segs, cap_segs;
+    struct conftext text;         /* the expanded text's files (settings point there) and literals */
+    struct setting_info *infos;   /* one per setting, in document order */
+    size_t n_infos;
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap)
-        return 0;
-    size_t n = *cap ? *cap * 2 : 16;
-    while (n < need)
-        n *= 2;
-    void *q = reallocarray(*p, n, elem);
-    if (!q)
-        return -ENOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
-}
+/* The message of a failure, into the caller's buffer (which may be NULL). */
+#define set_err(err, errlen, ...) \
+    ((err) && (errlen) > 0 ? (void)snprintf((err), (errlen), __VA_ARGS__) : (void)0)
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 static bool is_alpha(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
-static bool is_xdigit(char c) {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-static int xdigit_value(char c) {
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return c - 'A' + 10;
-}
-
-/* A value for a message: quoted, printable ASCII as is, the rest as \xNN, cut short. */
-static const char *quote(const char *s, char *buf, size_t size) {
-    size_t o = 0;
-    if (size < 8) {
-        if (size)
-            buf[0] = '\0';
-        return buf;
-    }
-    buf[o++] = '"';
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (o + 8 >= size) {
-            buf[o++] = '.';
-            buf[o++] = '.';
-            buf[o++] = '.';
-            break;
-        }
-        if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
-            buf[o++] = (char)*p;
-        else
-            o += (size_t)snprintf(buf + o, size - o, "\\x%02x", *p);
-    }
-    buf[o++] = '"';
-    buf[o] = '\0';
-    return buf;
-}
 
 /* ---- names --------------------------------------------------------------------------- */
 
@@ -280,495 +293,62 @@ static const char *name_problem(const char *name) {
 }
 
 const char *validate_policy_to_string(enum validate_policy p) {
-    switch (p) {
-    case VALIDATE_ALL: return "all";
-    case VALIDATE_ANY: return "any";
-    case VALIDATE_NONE: return "none";
-    }
-    return NULL;
+    return enumstr_to(validate_policies, (int)p);
 }
 
-/* ---- reading files ------------------------------------------------------------------- */
-
-/* Reads a whole regular file of at most `max` bytes without NUL bytes; when `trusted`, the
- * file and its directory must also pass secretfile_check_trusted(). 0, or -errno with a
- * reason in why. */
-static int read_file(const char *path, size_t max, bool trusted, char **ret, size_t *ret_len,
-                     char *why, size_t whylen) {
-    struct stat st;
-    char *buf = NULL;
-    size_t len = 0;
-    int r;
-
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        r = -errno;
-        set_err(why, whylen, "cannot open: %s", strerror(-r));
-        return r;
-    }
-    if (fstat(fd, &st) < 0) {
-        r = -errno;
-        set_err(why, whylen, "cannot stat: %s", strerror(-r));
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        r = -EINVAL;
-        set_err(why, whylen, "not a regular file");
-        goto fail;
-    }
-    if (trusted && (r = secretfile_check_trusted(path, &st, why, whylen)) < 0)
-        goto fail;
-    buf = malloc(max + 1);
-    if (!buf) {
-        r = -ENOMEM;
-        set_err(why, whylen, "out of memory");
-        goto fail;
-    }
-    for (;;) {
-        ssize_t n = read(fd, buf + len, max + 1 - len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            r = -errno;
-            set_err(why, whylen, "cannot read: %s", strerror(-r));
-            goto fail;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        if (len > max) {
-            r = -EFBIG;
-            set_err(why, whylen, "larger than %zu bytes", max);
-            goto fail;
-        }
-    }
-    if (memchr(buf, '\0', len)) {
-        r = -EINVAL;
-        set_err(why, whylen, "contains a NUL byte (not a text file)");
-        goto fail;
-    }
-    buf[len] = '\0';
-    close(fd);
-    *ret = buf;
-    *ret_len = len;
-    return 0;
-fail:
-    free(buf);
-    close(fd);
-    return r;
+static size_t count_settings(const config_setting_t *s) {
+    size_t n = 1;
+    if (config_setting_is_aggregate(s))
+        for (int i = 0; i < config_setting_length(s); i++)
+            n += count_settings(config_setting_get_elem(s, (unsigned)i));
+    return n;
 }
 
-/* ---- expanding @include and collecting integer literals ---------------------------- */
-
-struct pp {
-    struct lc_state *st;
-    char *out;
-    size_t len, cap;
-    unsigned out_line;         /* line of the expanded text being written, from 1 */
-    size_t total;              /* bytes read from files */
-    const char *include_dir;   /* NULL: relative paths as they are (against the cwd) */
-    bool check_files;          /* config_load(): included files must be trusted too */
-    char *err;
-    size_t errlen;
-};
-
-static int pp_fail(struct pp *p, unsigned file, unsigned line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int pp_fail(struct pp *p, unsigned file, unsigned line, const char *fmt, ...) {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    set_err(p->err, p->errlen, "%s:%u: %s", p->st->files[file], line, msg);
-    return -EINVAL;
-}
-
-static int pp_append(struct pp *p, const char *s, size_t n) {
-    if (n == 0)
-        return 0;
-    if (p->len + n > CONFIG_TOTAL_MAX) {
-        set_err(p->err, p->errlen, "%s: configuration larger than %d bytes with its includes",
-                p->st->files[0], CONFIG_TOTAL_MAX);
-        return -EFBIG;
-    }
-    if (grow((void **)&p->out, &p->cap, p->len + n + 1, 1) < 0)
-        return -ENOMEM;
-    memcpy(p->out + p->len, s, n);
-    p->len += n;
-    p->out[p->len] = '\0';
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\n')
-            p->out_line++;
-    return 0;
-}
-
-static int pp_segment(struct pp *p, unsigned file, unsigned src_line) {
-    struct lc_state *st = p->st;
-    if (grow((void **)&st->segs, &st->cap_segs, st->n_segs + 1, sizeof *st->segs) < 0)
-        return -ENOMEM;
-    st->segs[st->n_segs++] = (struct segment){ p->out_line, file, src_line };
-    return 0;
-}
-
-static int add_file(struct lc_state *st, const char *name, unsigned *ret) {
-    char **f = reallocarray(st->files, st->n_files + 1, sizeof *st->files);
-    if (!f)
-        return -ENOMEM;
-    st->files = f;
-    if (!(f[st->n_files] = strdup(name)))
-        return -ENOMEM;
-    *ret = (unsigned)st->n_files++;
-    return 0;
-}
-
-/* Maps a line of the expanded text to file and line. */
-static void map_line(const struct lc_state *st, unsigned out_line, unsigned *ret_file,
-                     unsigned *ret_line) {
-    size_t lo = 0, hi = st->n_segs;   /* find the last segment starting at or before */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (st->segs[mid].out_line <= out_line)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == 0 || out_line == 0) {
-        *ret_file = 0;
-        *ret_line = out_line;
-        return;
-    }
-    const struct segment *s = &st->segs[lo - 1];
-    *ret_file = s->file;
-    *ret_line = s->src_line + (out_line - s->out_line);
-}
-
-enum lit_kind { LIT_NONE, LIT_FLOAT, LIT_INT, LIT_INT64, LIT_HEX, LIT_HEX64 };
-
-static size_t skip_digits(const char *s, size_t n, size_t i) {
-    while (i < n && is_digit(s[i]))
-        i++;
-    return i;
-}
-
-/* [eE][-+]?[0-9]+ at i: the end, or 0 when there is none. */
-static size_t match_exponent(const char *s, size_t n, size_t i) {
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        size_t j = i + 1;
-        if (j < n && (s[j] == '+' || s[j] == '-'))
-            j++;
-        size_t k = skip_digits(s, n, j);
-        if (k > j)
-            return k;
-    }
-    return 0;
-}
-
-/* The longest number token at s, by libconfig 1.5's scanner rules (lib/scanner.l):
- *   float     ([-+]?([0-9]*)?\.[0-9]*([eE][-+]?[0-9]+)?)|([-+]?([0-9]+)(\.[0-9]*)?[eE][-+]?[0-9]+)
- *   integer   [-+]?[0-9]+          integer64  [-+]?[0-9]+L(L)?
- *   hex       0[Xx][0-9A-Fa-f]+    hex64      0[Xx][0-9A-Fa-f]+L(L)?
- * Ties go to the earlier rule, as in flex (float, integer, integer64, hex, hex64). */
-static enum lit_kind number_at(const char *s, size_t n, size_t *ret_len) {
-    enum lit_kind kind = LIT_NONE;
-    size_t best = 0;
-    size_t i0 = (n > 0 && (s[0] == '+' || s[0] == '-')) ? 1 : 0;
-    size_t i = skip_digits(s, n, i0);
-
-    if (i < n && s[i] == '.') {
-        size_t j = skip_digits(s, n, i + 1);
-        size_t e = match_exponent(s, n, j);
-        size_t len = e ? e : j;
-        if (len > best)
-            best = len, kind = LIT_FLOAT;
-    }
-    if (i > i0) {
-        size_t j = i;
-        if (j < n && s[j] == '.')
-            j = skip_digits(s, n, j + 1);
-        size_t e = match_exponent(s, n, j);
-        if (e > best)
-            best = e, kind = LIT_FLOAT;
-        if (i > best)
-            best = i, kind = LIT_INT;
-        if (i < n && s[i] == 'L') {
-            j = i + 1;
-            if (j < n && s[j] == 'L')
-                j++;
-            if (j > best)
-                best = j, kind = LIT_INT64;
-        }
-    }
-    if (n >= 3 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && is_xdigit(s[2])) {
-        size_t j = 2;
-        while (j < n && is_xdigit(s[j]))
-            j++;
-        if (j > best)
-            best = j, kind = LIT_HEX;
-        if (j < n && s[j] == 'L') {
-            size_t k = j + 1;
-            if (k < n && s[k] == 'L')
-                k++;
-            if (k > best)
-                best = k, kind = LIT_HEX64;
-        }
-    }
-    *ret_len = best;
-    return kind;
-}
-
-static int add_int_literal(struct lc_state *st, const char *s, size_t len, enum lit_kind kind) {
-    struct int_literal lit = { 0 };
-    bool neg = false;
-    size_t i = 0;
-
-    snprintf(lit.text, sizeof lit.text, "%.*s", (int)len, s);
-    if (kind == LIT_HEX || kind == LIT_HEX64) {
-        uint64_t v = 0;
-        lit.hex = true;
-        for (i = 2; i < len && is_xdigit(s[i]); i++) {
-            if (v > (uint64_t)INT64_MAX >> 4) {
-                lit.overflow = true;
-                break;
-            }
-            v = (v << 4) | (uint64_t)xdigit_value(s[i]);
-        }
-        if (v > (uint64_t)INT64_MAX)
-            lit.overflow = true;
-        lit.value = (int64_t)v;
-    } else {
-        uint64_t v = 0, o = 0;
-        if (s[0] == '+' || s[0] == '-')
-            neg = s[i++] == '-';
-        size_t first = i;
-        lit.octal = true;
-        for (; i < len && is_digit(s[i]); i++) {
-            unsigned d = (unsigned)(s[i] - '0');
-            if (v > ((uint64_t)INT64_MAX - d) / 10)
-                lit.overflow = true;
-            else
-                v = v * 10 + d;
-            if (d > 7)
-                lit.octal = false;
-            else if (o <= ((uint64_t)INT64_MAX - d) / 8)
-                o = o * 8 + d;
-        }
-        lit.leading_zero = i - first > 1 && s[first] == '0';
-        lit.octal = lit.octal && lit.leading_zero;
-        lit.value = neg ? -(int64_t)v : (int64_t)v;
-        lit.octal_value = neg ? -(int64_t)o : (int64_t)o;
-    }
-    if (grow((void **)&st->ints, &st->cap_ints, st->n_ints + 1, sizeof *st->ints) < 0)
-        return -ENOMEM;
-    st->ints[st->n_ints++] = lit;
-    return 0;
-}
-
-/* At a line start: [ \t]*@include[ \t]+" — returns the offset after the quote, or 0. */
-static size_t include_at(const char *s, size_t n) {
-    size_t i = 0;
-    while (i < n && (s[i] == ' ' || s[i] == '\t'))
-        i++;
-    if (n - i < 8 || memcmp(s + i, "@include", 8) != 0)
-        return 0;
-    i += 8;
-    size_t ws = i;
-    while (i < n && (s[i] == ' ' || s[i] == '\t'))
-        i++;
-    if (i == ws || i >= n || s[i] != '"')
-        return 0;
-    return i + 1;
-}
-
-static int expand(struct pp *p, const char *t, size_t n, unsigned file, unsigned depth);
-
-static int include_file(struct pp *p, const char *name, unsigned parent, unsigned line,
-                        unsigned depth) {
-    char q[QUOTE_MAX], why[256];
-    char *path = NULL, *text = NULL;
-    size_t len;
-    unsigned idx;
-    int r;
-
-    if (depth >= CONFIG_INCLUDE_DEPTH_MAX)
-        return pp_fail(p, parent, line, "@include %s: nested more than %d deep (a file that "
-                       "includes itself?)", quote(name, q, sizeof q), CONFIG_INCLUDE_DEPTH_MAX);
-    if (name[0] == '\0')
-        return pp_fail(p, parent, line, "@include \"\": empty file name");
-    if (name[0] != '/' && p->include_dir) {
-        if (asprintf(&path, "%s/%s", p->include_dir, name) < 0)
-            return -ENOMEM;
-    } else if (!(path = strdup(name)))
-        return -ENOMEM;
-
-    r = read_file(path, CONFIG_FILE_MAX, p->check_files, &text, &len, why, sizeof why);
-    if (r < 0) {
-        pp_fail(p, parent, line, "@include %s: %s", quote(path, q, sizeof q), why);
-        free(path);
-        return r;
-    }
-    p->total += len;
-    if (p->total > CONFIG_TOTAL_MAX) {
-        free(path);
-        free(text);
-        return pp_fail(p, parent, line, "@include: configuration larger than %d bytes with "
-                       "its includes", CONFIG_TOTAL_MAX);
-    }
-    r = add_file(p->st, path, &idx);
-    free(path);
-    if (r >= 0)
-        r = expand(p, text, len, idx, depth + 1);
-    free(text);
-    return r;
-}
-
-/* Copies text `t` of `file` into p->out with its @include lines replaced by the included
- * files, and records integer literals. The remainder of an @include line goes on a line of
- * its own: newlines are whitespace to libconfig, and the segment table keeps line numbers
- * right. */
-static int expand(struct pp *p, const char *t, size_t n, unsigned file, unsigned depth) {
-    size_t i = 0, flushed = 0;
-    unsigned line = 1;
-    bool bol = true;
-    int r;
-
-    if ((r = pp_segment(p, file, 1)) < 0)
-        return r;
-    while (i < n) {
-        size_t q;
-        char c = t[i];
-
-        if (bol && (q = include_at(t + i, n - i)) > 0) {
-            char *name = malloc(n - i);   /* the path is shorter than the rest of t */
-            size_t k = 0, j = i + q;
-            if (!name)
-                return -ENOMEM;
-            for (;; j++) {
-                if (j >= n || t[j] == '\n') {
-                    free(name);
-                    return pp_fail(p, file, line, "@include: missing closing '\"'");
-                }
-                if (t[j] == '"')
-                    break;
-                if (t[j] == '\\') {
-                    if (j + 1 < n && (t[j + 1] == '\\' || t[j + 1] == '"')) {
-                        name[k++] = t[++j];
-                        continue;
-                    }
-                    free(name);
-                    return pp_fail(p, file, line, "@include: only \\\\ and \\\" may be escaped");
-                }
-                name[k++] = t[j];
-            }
-            name[k] = '\0';
-            if ((r = pp_append(p, t + flushed, i - flushed)) < 0 ||
-                (r = include_file(p, name, file, line, depth)) < 0) {
-                free(name);
-                return r;
-            }
-            free(name);
-            if (p->len > 0 && p->out[p->len - 1] != '\n' && (r = pp_append(p, "\n", 1)) < 0)
-                return r;
-            if ((r = pp_segment(p, file, line)) < 0)
-                return r;
-            i = flushed = j + 1;
-            bol = false;
-            continue;
-        }
-        bol = false;
-
-        if (c == '\n') {
-            line++;
-            bol = true;
-            i++;
-        } else if (c == '#' || (c == '/' && i + 1 < n && t[i + 1] == '/')) {
-            while (i < n && t[i] != '\n')
-                i++;
-        } else if (c == '/' && i + 1 < n && t[i + 1] == '*') {
-            unsigned start = line;
-            for (i += 2;; i++) {
-                if (i + 1 >= n)
-                    return pp_fail(p, file, start, "unterminated /* comment");
-                if (t[i] == '*' && t[i + 1] == '/')
-                    break;
-                if (t[i] == '\n')
-                    line++;
-            }
-            i += 2;
-        } else if (c == '"') {
-            unsigned start = line;
-            for (i++;; i++) {
-                if (i >= n)
-                    return pp_fail(p, file, start, "unterminated string");
-                if (t[i] == '"')
-                    break;
-                if (t[i] == '\\' && i + 1 < n && t[i + 1] != '\0' &&
-                    strchr("\\\"nrtf", t[i + 1])) {
-                    i++;   /* an escaped quote or backslash does not end the string */
-                    continue;
-                }
-                if (t[i] == '\n')
-                    line++;
-            }
-            i++;
-        } else if (c == '@') {
-            /* libconfig would call it a syntax error too; we must stop here, because the
-             * line split after an @include could make a second one look like a line start. */
-            return pp_fail(p, file, line, "syntax error: '@' outside an @include line");
-        } else if (is_alpha(c) || c == '*') {
-            /* a name: [A-Za-z*][-A-Za-z0-9_*]* (its digits are not numbers) */
-            for (i++; i < n && (is_alpha(t[i]) || is_digit(t[i]) || t[i] == '-' ||
-                                t[i] == '_' || t[i] == '*');
-                 i++)
-                ;
-        } else if (is_digit(c) || c == '+' || c == '-' || c == '.') {
-            size_t len;
-            enum lit_kind k = number_at(t + i, n - i, &len);
-            if (len == 0) {
-                i++;
-                continue;
-            }
-            if (k != LIT_FLOAT && (r = add_int_literal(p->st, t + i, len, k)) < 0)
-                return r;
-            i += len;
-        } else {
-            i++;
-        }
-    }
-    return pp_append(p, t + flushed, n - flushed);
-}
-
-/* After the parse: gives every setting its real file and line, and its integer literal. */
-static int fix_settings(struct lc_state *st, config_setting_t *s, size_t *next) {
+/* Gives setting s (and those in it) its info: real file and line, integer literal. Each
+ * integer literal makes exactly one integer setting, in document order. */
+static int annotate(struct lc_state *st, config_setting_t *s, size_t *next_int) {
+    struct setting_info *in = &st->infos[st->n_infos++];
     unsigned f, l;
-    map_line(st, s->line, &f, &l);
-    s->file = st->files[f];
-    s->line = l;
-    int t = config_setting_type(s);
-    if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64) {
-        if (*next >= st->n_ints)
+    conftext_map_line(&st->text, (unsigned)config_setting_source_line(s), &f, &l);
+    *in = (struct setting_info){ .file = st->text.files[f], .line = l };
+    if (config_setting_type(s) == CONFIG_TYPE_INT || config_setting_type(s) == CONFIG_TYPE_INT64) {
+        if (*next_int >= st->text.n_ints)
             return -EPROTO;
-        struct int_literal *lit = &st->ints[(*next)++];
-        config_setting_set_hook(s, lit);
-        if (!lit->overflow) {
-            /* Undo libconfig's wrap-around: store what the text says. */
-            if (t == CONFIG_TYPE_INT && lit->value >= INT_MIN && lit->value <= INT_MAX) {
-                s->value.ival = (int)lit->value;
-            } else {
-                s->type = CONFIG_TYPE_INT64;
-                s->value.llval = lit->value;
-            }
-        }
+        in->lit = &st->text.ints[(*next_int)++];
     }
-    if (config_setting_is_aggregate(s)) {
-        int n = config_setting_length(s);
-        for (int i = 0; i < n; i++) {
-            int r = fix_settings(st, config_setting_get_elem(s, (unsigned)i), next);
+    config_setting_set_hook(s, in);
+    if (config_setting_is_aggregate(s))
+        for (int i = 0; i < config_setting_length(s); i++) {
+            int r = annotate(st, config_setting_get_elem(s, (unsigned)i), next_int);
             if (r < 0)
                 return r;
         }
-    }
     return 0;
+}
+
+static const struct setting_info *info_of(const config_setting_t *s) {
+    return s ? config_setting_get_hook(s) : NULL;
+}
+
+static const char *setting_file(const config_setting_t *s) {
+    const struct setting_info *in = info_of(s);
+    return in ? in->file : NULL;
+}
+
+static unsigned setting_line(const config_setting_t *s) {
+    const struct setting_info *in = info_of(s);
+    return in ? in->line : 0;
+}
+
+static const struct conftext_int *setting_literal(const config_setting_t *s) {
+    const struct setting_info *in = info_of(s);
+    return in ? in->lit : NULL;
+}
+
+/* An integer setting's value: what the text says, not libconfig's wrapped reading. */
+static int64_t setting_int(const config_setting_t *s) {
+    const struct conftext_int *lit = setting_literal(s);
+    return lit && !lit->overflow ? lit->value : config_setting_get_int64(s);
 }
 
 /* ---- checking against a schema ------------------------------------------------------- */
@@ -794,13 +374,22 @@ static int fail(struct ctx *x, const config_setting_t *s, const char *path, cons
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    const char *file = s && s->file ? s->file : x->st->files[0];
-    unsigned line = s ? s->line : 0;
+    const char *file = setting_file(s) ? setting_file(s) : x->st->text.files[0];
+    unsigned line = setting_line(s);
     if (path && *path)
         set_err(x->err, x->errlen, "%s:%u: %s: %s", file, line, path, msg);
     else
         set_err(x->err, x->errlen, "%s:%u: %s", file, line, msg);
     return -EINVAL;
+}
+
+/* "unknown level \"x\" (use debug, info or err)": a word not in the key's table. */
+static int unknown_word(struct ctx *x, const config_setting_t *s, const char *path,
+                        const char *noun, const char *word, const struct enumstr *words,
+                        bool quoted) {
+    char q[QUOTE_MAX], list[256];
+    return fail(x, s, path, "unknown %s %s (use %s)", noun, conftext_quote(word, q, sizeof q),
+                enumstr_list(words, quoted, list, sizeof list));
 }
 
 static char *xdup(struct ctx *x, const char *s) {
@@ -866,13 +455,16 @@ static bool is_vector(const config_setting_t *s) {
     return config_setting_type(s) == CONFIG_TYPE_ARRAY || config_setting_type(s) == CONFIG_TYPE_LIST;
 }
 
-/* The integer as written. Leading zeros are refused (libconfig would read 010 as ten,
- * a C reader as eight) unless octal_ok, where they mean octal. */
-static int int_value(struct ctx *x, const config_setting_t *s, const char *path,
+/* The integer setting s as written: the one place where libconfig 1.5's silent wrap of
+ * integers (atoi(): 3000000000 reads as -1294967296) is caught. A literal that does not
+ * fit in int64 is out of range; the caller checks the key's own range on the value
+ * returned. Leading zeros are refused (libconfig would read 010 as ten, a C reader as
+ * eight) unless octal_ok, where they mean octal. */
+static int literal_int(struct ctx *x, const config_setting_t *s, const char *path,
                      bool octal_ok, int64_t *ret) {
     if (!is_int(s))
         return wrong_type(x, s, path, "an integer");
-    const struct int_literal *lit = config_setting_get_hook(s);
+    const struct conftext_int *lit = setting_literal(s);
     if (!lit) {   /* not reached: every integer setting has its literal */
         *ret = config_setting_get_int64(s);
         return 0;
@@ -900,10 +492,10 @@ static int duration_value(struct ctx *x, const config_setting_t *s, const char *
     const char *v = config_setting_get_string(s);
     int r = duration_parse(v, ret);
     if (r == -ERANGE)
-        return fail(x, s, path, "duration %s is too large", quote(v, q, sizeof q));
+        return fail(x, s, path, "duration %s is too large", conftext_quote(v, q, sizeof q));
     if (r < 0)
         return fail(x, s, path, "bad duration %s (use a number and a unit: ms, s, m, h, d)",
-                    quote(v, q, sizeof q));
+                    conftext_quote(v, q, sizeof q));
     return 0;
 }
 
@@ -924,7 +516,7 @@ static int check_value(struct ctx *x, const config_setting_t *s, const struct co
             return wrong_type(x, s, path, "a string");
         return 0;
     case CONFIG_T_INT: {
-        if ((r = int_value(x, s, path, false, &v)) < 0)
+        if ((r = literal_int(x, s, path, false, &v)) < 0)
             return r;
         int64_t lo = k->min, hi = k->max;
         if (lo == 0 && hi == 0)
@@ -940,7 +532,7 @@ static int check_value(struct ctx *x, const config_setting_t *s, const struct co
         return 0;
     case CONFIG_T_FLOAT:
         if (is_int(s))
-            return int_value(x, s, path, false, &v);
+            return literal_int(x, s, path, false, &v);
         if (config_setting_type(s) != CONFIG_TYPE_FLOAT)
             return wrong_type(x, s, path, "a number");
         if (!isfinite(config_setting_get_float(s)))
@@ -1070,7 +662,7 @@ static const char *schema_problem(const struct config_key *keys, unsigned depth,
             return buf;
         }
         if (bad) {
-            snprintf(buf, size, "key %s: default %s is not %s", k->name, quote(d, q, sizeof q),
+            snprintf(buf, size, "key %s: default %s is not %s", k->name, conftext_quote(d, q, sizeof q),
                      bad);
             return buf;
         }
@@ -1096,7 +688,7 @@ static bool setting_equal(const config_setting_t *a, const config_setting_t *b) 
     if (!a || !b)
         return a == b;
     if (is_int(a) || is_int(b))
-        return is_int(a) && is_int(b) && config_setting_get_int64(a) == config_setting_get_int64(b);
+        return is_int(a) && is_int(b) && setting_int(a) == setting_int(b);
     int t = config_setting_type(a);
     if (t != config_setting_type(b))
         return false;
@@ -1143,7 +735,7 @@ const char *config_node_string(const struct config_node *n, const char *key) {
 int64_t config_node_int(const struct config_node *n, const char *key) {
     const config_setting_t *s = node_member(n, key);
     if (s && is_int(s))
-        return config_setting_get_int64(s);
+        return setting_int(s);
     const char *d = node_default(n, key);
     return d ? strtoll(d, NULL, 10) : 0;
 }
@@ -1161,7 +753,7 @@ double config_node_float(const struct config_node *n, const char *key) {
     if (s && config_setting_type(s) == CONFIG_TYPE_FLOAT)
         return config_setting_get_float(s);
     if (s && is_int(s))
-        return (double)config_setting_get_int64(s);
+        return (double)setting_int(s);
     const char *d = node_default(n, key);
     return d ? strtod(d, NULL) : 0.0;
 }
@@ -1208,76 +800,185 @@ void config_node_group(const struct config_node *n, const char *key, struct conf
     *ret = (struct config_node){
         .setting = s,
         .keys = k ? k->group_keys : NULL,
-        .file = s && s->file ? s->file : (n ? n->file : NULL),
+        .file = setting_file(s) ? setting_file(s) : (n ? n->file : NULL),
     };
+}
+
+const char *config_node_file(const struct config_node *n, const char *key) {
+    const config_setting_t *s = key ? node_member(n, key) : NULL;
+    if (!s && n)
+        s = n->setting;
+    if (setting_file(s))
+        return setting_file(s);
+    return n ? n->file : NULL;
 }
 
 int config_node_line(const struct config_node *n, const char *key) {
     const config_setting_t *s = key ? node_member(n, key) : (n ? n->setting : NULL);
-    return s ? (int)s->line : 0;
+    return (int)setting_line(s);
 }
 
 /* ---- the host's own sections --------------------------------------------------------- */
 
-static int check_absolute(struct ctx *x, const config_setting_t *g, const char *key,
-                          const char *value, bool empty_ok) {
-    char path[KEY_PATH_MAX], q[QUOTE_MAX];
-    if ((empty_ok && value[0] == '\0') || value[0] == '/')
+/* ---- loading a section by its table -------------------------------------------------- */
+
+/* The member for a message: the key's own setting, else the group's. */
+static const config_setting_t *at(const struct config_node *n, const char *key) {
+    const config_setting_t *m = node_member(n, key);
+    return m ? m : n->setting;
+}
+
+static int check_endpoints(struct ctx *x, const struct config_node *n, const char *path,
+                           const char *key) {
+    char q[QUOTE_MAX], ep[KEY_PATH_MAX];
+    size_t ne = config_node_list_len(n, key);
+    if (ne == 0)
+        return fail(x, at(n, key), path, "needs at least one endpoint (host:port)");
+    for (size_t i = 0; i < ne; i++) {
+        const char *e = config_node_list_get(n, key, i);
+        struct endpoint parsed;
+        const char *why;
+        if (endpoint_parse(e, &parsed, &why) < 0) {
+            index_path(ep, sizeof ep, path, (int)i);
+            return fail(x, config_setting_get_elem(node_member(n, key), (unsigned)i), ep,
+                        "endpoint %s %s", conftext_quote(e, q, sizeof q), why);
+        }
+    }
+    return 0;
+}
+
+/* The checks of k's value that the text decides (CONFIG_CHECK_*, first group). */
+static int check_text(struct ctx *x, const struct config_node *n, const char *path,
+                      const struct config_key *k) {
+    char q[QUOTE_MAX];
+    if (k->checks & CONFIG_CHECK_ENDPOINT)
+        return check_endpoints(x, n, path, k->name);
+    if (k->checks & CONFIG_CHECK_POSITIVE && config_node_duration(n, k->name) == 0)
+        return fail(x, at(n, k->name), path, "must be more than 0s");
+    const char *v = k->type == CONFIG_T_STRING ? config_node_string(n, k->name) : NULL;
+    /* "" means "none" where the value is optional (OPT_STRING) */
+    if (!v || (v[0] == '\0' && k->store == CONFIG_STORE_OPT_STRING))
         return 0;
-    key_path(path, sizeof path, "agent", key);
-    const config_setting_t *m = member(g, key);
-    return fail(x, m ? m : g, path, "%s must be an absolute path%s", quote(value, q, sizeof q),
-                empty_ok ? " or \"\"" : "");
+    bool empty_ok = k->checks & CONFIG_CHECK_EMPTY_OK;
+    if (k->checks & CONFIG_CHECK_ABSOLUTE && v[0] != '/' && !(empty_ok && v[0] == '\0'))
+        return fail(x, at(n, k->name), path, "%s must be an absolute path%s",
+                    conftext_quote(v, q, sizeof q), empty_ok ? " or \"\"" : "");
+    if (k->checks & CONFIG_CHECK_FILE_NAME && (strchr(v, '/') || v[0] == '.'))
+        return fail(x, at(n, k->name), path, "%s must be a file name in the directory (no '/', "
+                    "not starting with '.')", conftext_quote(v, q, sizeof q));
+    return 0;
+}
+
+/* A list of words into an OR of their flags, each word at most once. */
+static int store_flags(struct ctx *x, const struct config_node *n, const char *path,
+                       const struct config_key *k, unsigned *ret) {
+    char q[QUOTE_MAX];
+    bool quoted = k->checks & CONFIG_CHECK_WORDS_QUOTED;
+    *ret = 0;
+    for (size_t i = 0; i < config_node_list_len(n, k->name); i++) {
+        const char *w = config_node_list_get(n, k->name, i);
+        int flag;
+        if (enumstr_from(k->words, w, &flag) < 0)
+            return unknown_word(x, node_member(n, k->name), path, k->noun, w, k->words, quoted);
+        if (*ret & (unsigned)flag)
+            return fail(x, node_member(n, k->name), path, "%s %s is listed twice", k->noun,
+                        conftext_quote(w, q, sizeof q));
+        *ret |= (unsigned)flag;
+    }
+    return 0;
+}
+
+static int store_strv(struct ctx *x, const struct config_node *n, const struct config_key *k,
+                      char ***ret, size_t *ret_n) {
+    size_t len = config_node_list_len(n, k->name);
+    if (!config_node_has(n, k->name) && !k->default_value)
+        return 0;   /* unset: NULL, 0 */
+    if (!(*ret = calloc(len + 1, sizeof **ret)))
+        return -ENOMEM;
+    for (size_t i = 0; i < len; i++)
+        (*ret)[i] = xdup(x, config_node_list_get(n, k->name, i));
+    *ret_n = len;
+    return x->oom ? -ENOMEM : 0;
+}
+
+static int load_section(struct ctx *x, const struct config_node *n, const char *path,
+                        const struct config_key *keys, void *dst);
+
+/* Keeps k's value at dst + k->offset, as k->store says. */
+static int store_value(struct ctx *x, const struct config_node *n, const char *path,
+                       const struct config_key *k, void *dst) {
+    void *p = (char *)dst + k->offset;
+    const char *s;
+    switch (k->store) {
+    case CONFIG_STORE_NONE: return 0;
+    case CONFIG_STORE_STRING: *(char **)p = xdup(x, config_node_string(n, k->name)); break;
+    case CONFIG_STORE_OPT_STRING:
+        s = config_node_string(n, k->name);
+        *(char **)p = s && *s ? xdup(x, s) : NULL;
+        break;
+    case CONFIG_STORE_BOOL: *(bool *)p = config_node_bool(n, k->name); break;
+    case CONFIG_STORE_UINT: *(unsigned *)p = (unsigned)config_node_int(n, k->name); break;
+    case CONFIG_STORE_USEC: *(uint64_t *)p = config_node_duration(n, k->name); break;
+    case CONFIG_STORE_ENUM:
+        s = config_node_string(n, k->name);
+        if (enumstr_from(k->words, s, (int *)p) < 0)
+            return unknown_word(x, at(n, k->name), path, k->noun, s, k->words,
+                                k->checks & CONFIG_CHECK_WORDS_QUOTED);
+        break;
+    case CONFIG_STORE_FLAGS: return store_flags(x, n, path, k, (unsigned *)p);
+    case CONFIG_STORE_STRV:
+        return store_strv(x, n, k, (char ***)p, (size_t *)((char *)p + sizeof(char **)));
+    case CONFIG_STORE_SECTION: {
+        struct config_node sub;
+        config_node_group(n, k->name, &sub);
+        return load_section(x, &sub, path, k->group_keys, p);
+    }
+    }
+    return x->oom ? -ENOMEM : 0;
+}
+
+/* Checks the values of a section whose types check_group() has checked, and keeps them in
+ * dst as the table says. A plugin's table has no stores: dst is NULL, and its nested
+ * groups are checked here too. The host's GROUP keys without a store (rotation) are left
+ * to their section's parser. */
+static int load_section(struct ctx *x, const struct config_node *n, const char *path,
+                        const struct config_key *keys, void *dst) {
+    char sub[KEY_PATH_MAX];
+    int r;
+    for (const struct config_key *k = keys; k && k->name; k++) {
+        key_path(sub, sizeof sub, path, k->name);
+        if (k->type == CONFIG_T_GROUP && !dst && config_node_has(n, k->name)) {
+            struct config_node g;
+            config_node_group(n, k->name, &g);
+            if ((r = load_section(x, &g, sub, k->group_keys, NULL)) < 0)
+                return r;
+            continue;
+        }
+        if ((r = check_text(x, n, sub, k)) < 0)
+            return r;
+        if (dst && (r = store_value(x, n, sub, k, dst)) < 0)
+            return r;
+    }
+    return x->oom ? -ENOMEM : 0;
 }
 
 static int parse_agent(struct ctx *x, const config_setting_t *g) {
     struct config_agent *a = &x->c->agent;
     const struct config_key *tables[] = { agent_keys };
-    char q[QUOTE_MAX];
     int r;
 
     if (g && (r = check_group(x, g, "agent", tables, 1, NULL, false, 0)) < 0)
         return r;
     const config_setting_t *where = g ? g : config_root_setting(&x->st->lc);
-    struct config_node n = { .setting = g, .keys = agent_keys, .file = where->file };
-
-    a->runtime_dir = xdup(x, config_node_string(&n, "runtime_dir"));
-    a->state_dir = xdup(x, config_node_string(&n, "state_dir"));
-    a->group = xdup(x, config_node_string(&n, "group"));
-    a->plugin_dir = xdup(x, config_node_string(&n, "plugin_dir"));
-    a->control_socket = xdup(x, config_node_string(&n, "control_socket"));
-    const char *cg = config_node_string(&n, "control_group");
-    a->control_group = cg ? xdup(x, cg) : NULL;
-    a->metrics_file = xdup(x, config_node_string(&n, "metrics_file"));
-    a->workers = (unsigned)config_node_int(&n, "workers");
-    a->startup_timeout_usec = config_node_duration(&n, "startup_timeout");
-    a->allow_no_credentials = config_node_bool(&n, "allow_no_credentials");
-    a->allow_removals = config_node_bool(&n, "allow_removals");
-    if (x->oom)
-        return -ENOMEM;
-
-    if ((r = check_absolute(x, where, "runtime_dir", a->runtime_dir, false)) < 0 ||
-        (r = check_absolute(x, where, "state_dir", a->state_dir, false)) < 0 ||
-        (r = check_absolute(x, where, "plugin_dir", a->plugin_dir, false)) < 0 ||
-        (r = check_absolute(x, where, "control_socket", a->control_socket, false)) < 0 ||
-        (r = check_absolute(x, where, "metrics_file", a->metrics_file, true)) < 0)
+    struct config_node n = { .setting = g, .keys = agent_keys,
+                             .file = setting_file(where) ? setting_file(where) : x->st->text.files[0] };
+    x->c->agent_node = n;
+    if ((r = load_section(x, &n, "agent", agent_keys, a)) < 0)
         return r;
     if (strlen(a->control_socket) >= UNIX_PATH_MAX_) {
         const config_setting_t *m = member(g, "control_socket");
         return fail(x, m ? m : where, "agent.control_socket",
                     "longer than %zu bytes, too long for a unix socket", UNIX_PATH_MAX_ - 1);
-    }
-
-    const char *lvl = config_node_string(&n, "log_level");
-    a->log_level = -1;
-    for (size_t i = 0; i < sizeof log_levels / sizeof log_levels[0]; i++)
-        if (strcmp(lvl, log_levels[i].name) == 0)
-            a->log_level = log_levels[i].level;
-    if (a->log_level < 0) {
-        const config_setting_t *m = member(g, "log_level");
-        return fail(x, m ? m : where, "agent.log_level",
-                    "unknown level %s (use debug, info, notice, warning or err)",
-                    quote(lvl, q, sizeof q));
     }
     return 0;
 }
@@ -1298,20 +999,54 @@ static int check_entry_name(struct ctx *x, const config_setting_t *e, const char
     const char *name = config_setting_get_string(m);
     const char *why = name_problem(name);
     if (why)
-        return fail(x, m, sub, "name %s %s", quote(name, q, sizeof q), why);
+        return fail(x, m, sub, "name %s %s", conftext_quote(name, q, sizeof q), why);
     for (size_t i = 0; i < n_before; i++)
         if (strcmp(names[i], name) == 0)
             return fail(x, m, sub, "duplicate %s name %s (also at %s:%u)", what,
-                        quote(name, q, sizeof q), where[i]->file, where[i]->line);
+                        conftext_quote(name, q, sizeof q), setting_file(where[i]), setting_line(where[i]));
     *ret = name;
+    return 0;
+}
+
+/* type = "..." of source `name`: a valid type whose plugin gives a sound schema. */
+static int source_schema(struct ctx *x, const config_setting_t *e, const char *path,
+                         const char *name, const char **ret_type,
+                         const struct config_key **ret_sk, const struct config_key **ret_ck) {
+    char sub[KEY_PATH_MAX], q[QUOTE_MAX], why[512];
+    const config_setting_t *m = member(e, "type");
+    int r;
+
+    key_path(sub, sizeof sub, path, "type");
+    if (!m)
+        return fail(x, e, sub, "required key is missing");
+    if (config_setting_type(m) != CONFIG_TYPE_STRING)
+        return wrong_type(x, m, sub, "a string");
+    const char *type = config_setting_get_string(m);
+    if (!config_name_valid(type))
+        return fail(x, m, sub, "%s is not a valid source type", conftext_quote(type, q, sizeof q));
+    *ret_type = type;
+    if (!x->lookup)
+        return 0;
+    why[0] = '\0';
+    r = x->lookup(x->userdata, x->c->agent.plugin_dir, type, ret_sk, ret_ck, why, sizeof why);
+    if (r < 0) {
+        fail(x, m, sub, "source %s: %s", conftext_quote(name, q, sizeof q), why[0] ? why : strerror(-r));
+        return r;
+    }
+    const char *p = schema_problem(*ret_sk, 0, why, sizeof why);
+    if (!p)
+        p = schema_problem(*ret_ck, 0, why, sizeof why);
+    if (p)
+        return fail(x, m, sub, "the plugin's schema for type %s is broken: %s",
+                    conftext_quote(type, q, sizeof q), p);
     return 0;
 }
 
 static int parse_sources(struct ctx *x, const config_setting_t *list) {
     struct config *c = x->c;
     int n = list ? config_setting_length(list) : 0;
-    char path[KEY_PATH_MAX], sub[KEY_PATH_MAX], q[QUOTE_MAX], why[512];
-    int r;
+    char path[KEY_PATH_MAX];
+    int r = 0;
 
     if (n == 0)
         return 0;
@@ -1320,122 +1055,40 @@ static int parse_sources(struct ctx *x, const config_setting_t *list) {
     const config_setting_t **where = calloc((size_t)n, sizeof *where);
     const char **names = calloc((size_t)n, sizeof *names);
     if (!c->sources || !x->cred_keys || !where || !names) {
-        free(where);
-        free(names);
-        return -ENOMEM;
+        r = -ENOMEM;
+        goto out;
     }
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && r >= 0; i++) {
         const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
         struct config_source *src = &c->sources[i];
         const struct config_key *sk = NULL, *ck = NULL;
-        const char *name, *type;
+        const char *name = NULL, *type = NULL;
 
         index_path(path, sizeof path, "sources", i);
         if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
             r = wrong_type(x, e, path, "a group { name = ...; type = ...; }");
-            goto out;
+            break;
         }
         if ((r = check_entry_name(x, e, path, "source", names, where, (size_t)i, &name)) < 0)
-            goto out;
+            break;
         names[i] = name;
         where[i] = member(e, "name");
-
-        const config_setting_t *m = member(e, "type");
-        key_path(sub, sizeof sub, path, "type");
-        if (!m) {
-            r = fail(x, e, sub, "required key is missing");
-            goto out;
-        }
-        if (config_setting_type(m) != CONFIG_TYPE_STRING) {
-            r = wrong_type(x, m, sub, "a string");
-            goto out;
-        }
-        type = config_setting_get_string(m);
-        if (!config_name_valid(type)) {
-            r = fail(x, m, sub, "%s is not a valid source type", quote(type, q, sizeof q));
-            goto out;
-        }
-        if (x->lookup) {
-            why[0] = '\0';
-            r = x->lookup(x->userdata, c->agent.plugin_dir, type, &sk, &ck, why, sizeof why);
-            if (r < 0) {
-                fail(x, m, sub, "source %s: %s", quote(name, q, sizeof q),
-                     why[0] ? why : strerror(-r));
-                goto out;
-            }
-            const char *p = schema_problem(sk, 0, why, sizeof why);
-            if (!p)
-                p = schema_problem(ck, 0, why, sizeof why);
-            if (p) {
-                r = fail(x, m, sub, "the plugin's schema for type %s is broken: %s",
-                         quote(type, q, sizeof q), p);
-                goto out;
-            }
-        }
+        if ((r = source_schema(x, e, path, name, &type, &sk, &ck)) < 0)
+            break;
         const struct config_key *tables[] = { source_host_keys, sk };
         if ((r = check_group(x, e, path, tables, 2, NULL, !x->lookup, 0)) < 0)
-            goto out;
-
+            break;
         c->n_sources = (size_t)i + 1;   /* from here config_free() cleans it up */
         src->name = xdup(x, name);
         src->type = xdup(x, type);
-        src->node = (struct config_node){ .setting = e, .keys = sk, .file = e->file };
+        src->node = (struct config_node){ .setting = e, .keys = sk, .file = setting_file(e) };
         x->cred_keys[i] = ck;
-        if (x->oom) {
-            r = -ENOMEM;
-            goto out;
-        }
+        r = load_section(x, &src->node, path, sk, NULL);
     }
-    r = 0;
 out:
     free(where);
     free(names);
     return r;
-}
-
-/* host:port, [v6addr]:port or unix:/path. Returns NULL, or what is wrong. */
-static const char *endpoint_problem(const char *e) {
-    const char *port;
-
-    if (e[0] == '\0')
-        return "is empty";
-    for (const char *p = e; *p; p++)
-        if ((unsigned char)*p <= ' ' || *p == 0x7f)
-            return "contains a space or control character";
-    if (strncmp(e, "unix:", 5) == 0) {
-        if (e[5] != '/')
-            return "needs an absolute socket path (unix:/run/redis/redis.sock)";
-        if (strlen(e + 5) >= UNIX_PATH_MAX_)
-            return "has a socket path too long for a unix socket";
-        return NULL;
-    }
-    if (e[0] == '[') {
-        const char *close = strchr(e, ']');
-        if (!close || close == e + 1)
-            return "is not [address]:port";
-        if (close[1] != ':')
-            return "needs a port ([address]:port)";
-        port = close + 2;
-    } else {
-        const char *colon = strrchr(e, ':');
-        if (!colon)
-            return "needs a port (host:port)";
-        if (colon == e)
-            return "needs a host (host:port)";
-        if (memchr(e, ':', (size_t)(colon - e)))
-            return "has an IPv6 address without brackets (use [address]:port)";
-        if (memchr(e, '/', (size_t)(colon - e)) || memchr(e, '[', (size_t)(colon - e)) ||
-            memchr(e, ']', (size_t)(colon - e)))
-            return "has a bad host name";
-        port = colon + 1;
-    }
-    unsigned v = 0;
-    size_t nd = 0;
-    for (; nd < 6 && is_digit(port[nd]); nd++)
-        v = v * 10 + (unsigned)(port[nd] - '0');
-    if (nd == 0 || port[nd] != '\0' || v == 0 || v > 65535)
-        return "has a bad port (1..65535)";
-    return NULL;
 }
 
 static int parse_mode(struct ctx *x, const config_setting_t *m, const char *path, int *ret) {
@@ -1455,13 +1108,13 @@ static int parse_mode(struct ctx *x, const config_setting_t *m, const char *path
             v = v * 8 + (s[i] - '0');
         if (i == 0 || s[i] != '\0')
             return fail(x, m, path, "%s is not an octal file mode like \"0640\"",
-                        quote(s, q, sizeof q));
+                        conftext_quote(s, q, sizeof q));
         if (v > 0777)
             return fail(x, m, path, "0%llo is out of range (0..0777)", (unsigned long long)v);
     } else if (is_int(m)) {
-        if ((r = int_value(x, m, path, true, &v)) < 0)
+        if ((r = literal_int(x, m, path, true, &v)) < 0)
             return r;
-        const struct int_literal *lit = config_setting_get_hook(m);
+        const struct conftext_int *lit = setting_literal(m);
         /* A plain decimal would be a trap: `mode = 640` is 01200, `400` is 0620. */
         if (lit && !lit->leading_zero && !lit->hex && v != 0)
             return fail(x, m, path, "%s: write a file mode in octal with a leading zero "
@@ -1475,272 +1128,149 @@ static int parse_mode(struct ctx *x, const config_setting_t *m, const char *path
     return 0;
 }
 
-/* The string at key, NULL when unset or "" (the config's way to say "none"). */
-static char *opt_string(struct ctx *x, const struct config_node *n, const char *key) {
-    const char *s = config_node_string(n, key);
-    return s && *s ? xdup(x, s) : NULL;
-}
-
-static int parse_redis(struct ctx *x, const struct config_node *cn, const char *cpath,
-                       struct config_redis *rd) {
-    char path[KEY_PATH_MAX], sub[KEY_PATH_MAX], q[QUOTE_MAX];
-    struct config_node n;
-    const config_setting_t *m;
-
-    config_node_group(cn, "redis", &n);
-    key_path(path, sizeof path, cpath, "redis");
-    const config_setting_t *g = n.setting;
-
-    size_t ne = config_node_list_len(&n, "endpoints");
-    key_path(sub, sizeof sub, path, "endpoints");
-    if (ne == 0)
-        return fail(x, member(g, "endpoints"), sub, "needs at least one endpoint (host:port)");
-    rd->endpoints = calloc(ne, sizeof *rd->endpoints);
-    if (!rd->endpoints)
-        return -ENOMEM;
-    for (size_t i = 0; i < ne; i++) {
-        const char *e = config_node_list_get(&n, "endpoints", i);
-        const char *why = endpoint_problem(e);
-        if (why) {
-            char ep[KEY_PATH_MAX];
-            index_path(ep, sizeof ep, sub, (int)i);
-            return fail(x, config_setting_get_elem(member(g, "endpoints"), (unsigned)i), ep,
-                        "endpoint %s %s", quote(e, q, sizeof q), why);
-        }
-        rd->endpoints[i] = xdup(x, e);
-        rd->n_endpoints = i + 1;
-    }
-    rd->cluster = config_node_bool(&n, "cluster");
-    rd->validate_replicas = config_node_bool(&n, "validate_replicas");
-    rd->tls.enabled = config_node_bool(&n, "tls");
-    rd->tls.ca_file = opt_string(x, &n, "ca_file");
-    rd->tls.ca_path = opt_string(x, &n, "ca_path");
-    rd->tls.cert_file = opt_string(x, &n, "cert_file");
-    rd->tls.key_file = opt_string(x, &n, "key_file");
-    rd->tls.server_name = opt_string(x, &n, "server_name");
-    rd->tls.insecure_skip_verify = config_node_bool(&n, "tls_insecure_skip_verify");
-
-    const char *pol = config_node_string(&n, "validate");
-    if (strcmp(pol, "all") == 0)
-        rd->validate = VALIDATE_ALL;
-    else if (strcmp(pol, "any") == 0)
-        rd->validate = VALIDATE_ANY;
-    else if (strcmp(pol, "none") == 0)
-        rd->validate = VALIDATE_NONE;
-    else {
-        key_path(sub, sizeof sub, path, "validate");
-        return fail(x, member(g, "validate"), sub, "unknown policy %s (use all, any or none)",
-                    quote(pol, q, sizeof q));
-    }
-    rd->timeout_usec = config_node_duration(&n, "timeout");
-    if (rd->timeout_usec == 0) {
-        key_path(sub, sizeof sub, path, "timeout");
-        m = member(g, "timeout");
-        return fail(x, m ? m : g, sub, "must be more than 0s");
-    }
-    return x->oom ? -ENOMEM : 0;
-}
-
 const char *config_rotation_strategy_to_string(enum rotation_strategy s) {
-    switch (s) {
-    case ROTATION_REDIS_ACL: return "redis-acl";
-    case ROTATION_VAULT_DATABASE: return "vault-database";
-    case ROTATION_AZURE_KEYS: return "azure-keys";
+    const char *name = enumstr_to(strategies, (int)s);
+    return name ? name : "?";
+}
+
+/* The rules between rotation keys. */
+static int check_rotation(struct ctx *x, const struct config_node *n, const char *path,
+                          const struct config_credential *cr) {
+    const struct config_rotation *ro = &cr->rotation;
+    char sub[KEY_PATH_MAX], q[QUOTE_MAX], why[512];
+    const config_setting_t *g = n->setting;
+
+    /* Stores that make the password themselves have no check-and-set: one named host
+     * rotates, the others only observe. */
+    key_path(sub, sizeof sub, path, "rotator");
+    if (ro->strategy == ROTATION_REDIS_ACL && ro->rotator)
+        return fail(x, member(g, "rotator"), sub, "does not apply to strategy \"redis-acl\" (the "
+                    "store's check-and-set picks the host that rotates)");
+    if (ro->strategy != ROTATION_REDIS_ACL && (!ro->rotator || !*ro->rotator))
+        return fail(x, at(n, "rotator"), sub, "required with strategy %s: the host name (as "
+                    "`hostname` prints it) of the one host that rotates",
+                    conftext_quote(config_rotation_strategy_to_string(ro->strategy), q, sizeof q));
+    key_path(sub, sizeof sub, path, "interval");
+    if (ro->interval_usec < 1000000)
+        return fail(x, at(n, "interval"), sub, "must be at least 1s");
+    if (ro->admin_username && !ro->admin_password_file) {
+        key_path(sub, sizeof sub, path, "admin_password_file");
+        return fail(x, member(g, "admin_username"), sub, "required with admin_username (the file "
+                    "holding that user's password)");
     }
-    return "?";
+    if (ro->admin_password_file && !ro->admin_username) {
+        key_path(sub, sizeof sub, path, "admin_username");
+        return fail(x, member(g, "admin_password_file"), sub, "required with admin_password_file "
+                    "(use \"default\" for the default user)");
+    }
+    if (ro->admin_password_file && x->check_files &&
+        secretfile_check(ro->admin_password_file, why, sizeof why) < 0) {
+        key_path(sub, sizeof sub, path, "admin_password_file");
+        return fail(x, member(g, "admin_password_file"), sub, "%s", why);
+    }
+    /* The agent must prove the new password works before publishing it. */
+    if (cr->redis.validate == VALIDATE_NONE)
+        return fail(x, g, path, "needs redis.validate = \"all\" or \"any\" (a rotated password "
+                    "is published only after Redis accepted it)");
+    return 0;
 }
 
 static int parse_rotation(struct ctx *x, const struct config_node *cn, const char *cpath,
                           struct config_credential *cr) {
-    char path[KEY_PATH_MAX], sub[KEY_PATH_MAX], q[QUOTE_MAX];
-    struct config_rotation *ro = &cr->rotation;
+    char path[KEY_PATH_MAX];
     struct config_node n;
+    struct rotation_in in = { 0 };
 
     if (!config_node_has(cn, "rotation"))
         return 0;
     config_node_group(cn, "rotation", &n);
     key_path(path, sizeof path, cpath, "rotation");
-    const config_setting_t *g = n.setting;
-
-    const char *st = config_node_string(&n, "strategy");
-    key_path(sub, sizeof sub, path, "strategy");
-    if (strcmp(st, "redis-acl") == 0)
-        ro->strategy = ROTATION_REDIS_ACL;
-    else if (strcmp(st, "vault-database") == 0)
-        ro->strategy = ROTATION_VAULT_DATABASE;
-    else if (strcmp(st, "azure-keys") == 0)
-        ro->strategy = ROTATION_AZURE_KEYS;
-    else
-        return fail(x, member(g, "strategy"), sub, "unknown strategy %s (use \"redis-acl\", "
-                    "\"vault-database\" or \"azure-keys\")", quote(st, q, sizeof q));
-    /* Stores that make the password themselves have no check-and-set: one named host
-     * rotates, the others only observe. */
-    const char *rot = config_node_string(&n, "rotator");
-    key_path(sub, sizeof sub, path, "rotator");
-    if (ro->strategy == ROTATION_REDIS_ACL && rot)
-        return fail(x, member(g, "rotator"), sub, "does not apply to strategy \"redis-acl\" (the "
-                    "store's check-and-set picks the host that rotates)");
-    if (ro->strategy != ROTATION_REDIS_ACL && (!rot || !*rot))
-        return fail(x, member(g, "rotator") ? member(g, "rotator") : g, sub, "required with strategy "
-                    "%s: the host name (as `hostname` prints it) of the one host that rotates",
-                    quote(st, q, sizeof q));
-    ro->rotator = xdup(x, rot);
-
-    ro->interval_usec = config_node_duration(&n, "interval");
-    if (ro->interval_usec < 1000000) {
-        key_path(sub, sizeof sub, path, "interval");
-        return fail(x, member(g, "interval") ? member(g, "interval") : g, sub, "must be at least 1s");
-    }
-    ro->grace_usec = config_node_duration(&n, "grace");
-    ro->acl_save = config_node_bool(&n, "acl_save");
-    ro->password_length = (unsigned)config_node_int(&n, "password_length");
-
-    const char *al = config_node_string(&n, "password_alphabet");
-    for (size_t i = 0; i < sizeof alphabets / sizeof alphabets[0]; i++)
-        if (strcmp(al, alphabets[i].name) == 0)
-            snprintf(ro->alphabet, sizeof ro->alphabet, "%s", alphabets[i].chars);
-    if (!ro->alphabet[0]) {
-        key_path(sub, sizeof sub, path, "password_alphabet");
-        return fail(x, member(g, "password_alphabet"), sub, "unknown alphabet %s (use alnum, hex "
-                    "or urlsafe)", quote(al, q, sizeof q));
-    }
-
-    const char *au = config_node_string(&n, "admin_username");
-    const char *af = config_node_string(&n, "admin_password_file");
-    if (au && !*au)
-        au = NULL;
-    if (af && !*af)
-        af = NULL;
-    if (au && !af) {
-        key_path(sub, sizeof sub, path, "admin_password_file");
-        return fail(x, member(g, "admin_username"), sub, "required with admin_username (the file "
-                    "holding that user's password)");
-    }
-    if (af && !au) {
-        key_path(sub, sizeof sub, path, "admin_username");
-        return fail(x, member(g, "admin_password_file"), sub, "required with admin_password_file "
-                    "(use \"default\" for the default user)");
-    }
-    if (af && af[0] != '/') {
-        key_path(sub, sizeof sub, path, "admin_password_file");
-        return fail(x, member(g, "admin_password_file"), sub, "%s must be an absolute path",
-                    quote(af, q, sizeof q));
-    }
-    char why[512];
-    if (af && x->check_files && secretfile_check(af, why, sizeof why) < 0) {
-        key_path(sub, sizeof sub, path, "admin_password_file");
-        return fail(x, member(g, "admin_password_file"), sub, "%s", why);
-    }
-    ro->admin_username = xdup(x, au);
-    ro->admin_password_file = xdup(x, af);
-
-    /* The agent must prove the new password works before publishing it. */
-    if (cr->redis.validate == VALIDATE_NONE)
-        return fail(x, g, path, "needs redis.validate = \"all\" or \"any\" (a rotated password "
-                    "is published only after Redis accepted it)");
-    ro->enabled = true;
-    return x->oom ? -ENOMEM : 0;
+    int r = load_section(x, &n, path, rotation_keys, &in);
+    cr->rotation = in.ro;   /* what was kept, so that config_free() frees it */
+    if (r < 0)
+        return r;
+    snprintf(cr->rotation.alphabet, sizeof cr->rotation.alphabet, "%s",
+             alphabet_chars[in.alphabet]);
+    if ((r = check_rotation(x, &n, path, cr)) < 0)
+        return r;
+    cr->rotation.enabled = true;
+    return 0;
 }
 
-static int parse_credential(struct ctx *x, const config_setting_t *e, const char *path,
-                            struct config_credential *cr) {
+/* source = "..." of a credential: the index of a source defined before. */
+static int credential_source(struct ctx *x, const config_setting_t *e, const char *path,
+                             size_t *ret) {
     struct config *c = x->c;
     char sub[KEY_PATH_MAX], q[QUOTE_MAX];
-    const config_setting_t *m;
-    int r;
+    const config_setting_t *m = member(e, "source");
 
-    /* The source first: its type says which plugin keys the credential may have. */
     key_path(sub, sizeof sub, path, "source");
-    m = member(e, "source");
     if (!m)
         return fail(x, e, sub, "required key is missing");
     if (config_setting_type(m) != CONFIG_TYPE_STRING)
         return wrong_type(x, m, sub, "a string");
     const char *source = config_setting_get_string(m);
-    size_t si = c->n_sources;
     for (size_t i = 0; i < c->n_sources; i++)
-        if (strcmp(c->sources[i].name, source) == 0)
-            si = i;
-    if (si == c->n_sources)
-        return fail(x, m, sub, "no source named %s is defined in sources", quote(source, q, sizeof q));
+        if (strcmp(c->sources[i].name, source) == 0) {
+            *ret = i;
+            return 0;
+        }
+    return fail(x, m, sub, "no source named %s is defined in sources", conftext_quote(source, q, sizeof q));
+}
 
+/* on_change = [ "/path/to/program", args... ]: run without a shell, so the program must be
+ * an absolute path, and (config_load) a file only root or the agent's user can change. */
+static int check_on_change(struct ctx *x, const config_setting_t *e, const char *path,
+                           const struct config_credential *cr) {
+    char sub[KEY_PATH_MAX], ep[KEY_PATH_MAX], q[QUOTE_MAX], why[512];
+    const config_setting_t *m = member(e, "on_change");
+    if (!m)
+        return 0;
+    key_path(sub, sizeof sub, path, "on_change");
+    if (cr->n_on_change == 0)
+        return fail(x, m, sub, "needs a program to run (an absolute path), or leave it out");
+    const char *prog = cr->on_change[0];
+    index_path(ep, sizeof ep, sub, 0);
+    if (prog[0] != '/')
+        return fail(x, config_setting_get_elem(m, 0), ep,
+                    "%s must be an absolute path (it runs without a shell or $PATH)",
+                    conftext_quote(prog, q, sizeof q));
+    if (x->check_files && secretfile_check_trusted(prog, NULL, why, sizeof why) < 0)
+        return fail(x, config_setting_get_elem(m, 0), ep, "%s: %s", conftext_quote(prog, q, sizeof q), why);
+    return 0;
+}
+
+static int parse_credential(struct ctx *x, const config_setting_t *e, const char *path,
+                            struct config_credential *cr) {
+    char sub[KEY_PATH_MAX];
+    size_t si = 0;
+    int r;
+
+    /* The source first: its type says which plugin keys the credential may have. */
+    if ((r = credential_source(x, e, path, &si)) < 0)
+        return r;
     const struct config_key *ck = x->cred_keys[si];
     const struct config_key *tables[] = { cred_host_keys, ck };
     if ((r = check_group(x, e, path, tables, 2, cred_extra_keys, !x->lookup, 0)) < 0)
         return r;
 
-    struct config_node hn = { .setting = e, .keys = cred_host_keys, .file = e->file };
-    cr->source = xdup(x, source);
+    struct config_node hn = { .setting = e, .keys = cred_host_keys, .file = setting_file(e) };
+    cr->source = xdup(x, x->c->sources[si].name);
     cr->source_index = si;
-    cr->node = (struct config_node){ .setting = e, .keys = ck, .file = e->file };
-
-    cr->poll_interval_usec = config_node_duration(&hn, "poll_interval");
-    if (cr->poll_interval_usec == 0) {
-        key_path(sub, sizeof sub, path, "poll_interval");
-        return fail(x, member(e, "poll_interval"), sub, "must be more than 0s");
-    }
-    const char *grp = config_node_string(&hn, "group");
-    cr->group = grp ? xdup(x, grp) : NULL;   /* "" stays "": the agent's own group */
+    cr->node = (struct config_node){ .setting = e, .keys = ck, .file = setting_file(e) };
+    if ((r = load_section(x, &hn, path, cred_host_keys, cr)) < 0 ||
+        (r = load_section(x, &cr->node, path, ck, NULL)) < 0)
+        return r;
 
     key_path(sub, sizeof sub, path, "mode");
     if ((r = parse_mode(x, member(e, "mode"), sub, &cr->mode)) < 0)
         return r;
-
-    if ((r = parse_redis(x, &hn, path, &cr->redis)) < 0)
-        return r;
-
-    key_path(sub, sizeof sub, path, "formats");
-    m = member(e, "formats");
-    size_t nf = config_node_list_len(&hn, "formats");
-    for (size_t i = 0; i < nf; i++) {
-        const char *f = config_node_list_get(&hn, "formats", i);
-        unsigned flag = 0;
-        for (size_t k = 0; k < sizeof formats / sizeof formats[0]; k++)
-            if (strcmp(f, formats[k].name) == 0)
-                flag = formats[k].flag;
-        if (!flag)
-            return fail(x, m, sub, "unknown format %s (use json, env or password)",
-                        quote(f, q, sizeof q));
-        if (cr->formats & flag)
-            return fail(x, m, sub, "format %s is listed twice", quote(f, q, sizeof q));
-        cr->formats |= flag;
+    if (!(cr->formats & CRED_FORMAT_JSON)) {
+        key_path(sub, sizeof sub, path, "formats");
+        return fail(x, at(&hn, "formats"), sub, "\"json\" is required (<name>.json is always "
+                    "written; env and password come in addition)");
     }
-    if (!(cr->formats & CRED_FORMAT_JSON))
-        return fail(x, m ? m : e, sub, "\"json\" is required (<name>.json is always written; "
-                    "env and password come in addition)");
-
-    if ((m = member(e, "on_change"))) {
-        size_t na = (size_t)config_setting_length(m);
-        key_path(sub, sizeof sub, path, "on_change");
-        if (na == 0)
-            return fail(x, m, sub, "needs a program to run (an absolute path), or leave it out");
-        const char *prog = config_setting_get_string_elem(m, 0);
-        if (prog[0] != '/') {
-            char ep[KEY_PATH_MAX];
-            index_path(ep, sizeof ep, sub, 0);
-            return fail(x, config_setting_get_elem(m, 0), ep,
-                        "%s must be an absolute path (it runs without a shell or $PATH)",
-                        quote(prog, q, sizeof q));
-        }
-        char why[512];
-        if (x->check_files && secretfile_check_trusted(prog, NULL, why, sizeof why) < 0) {
-            char ep[KEY_PATH_MAX];
-            index_path(ep, sizeof ep, sub, 0);
-            return fail(x, config_setting_get_elem(m, 0), ep, "%s: %s", quote(prog, q, sizeof q), why);
-        }
-        cr->on_change = calloc(na + 1, sizeof *cr->on_change);
-        if (!cr->on_change)
-            return -ENOMEM;
-        for (size_t i = 0; i < na; i++)
-            cr->on_change[i] = xdup(x, config_setting_get_string_elem(m, (int)i));
-        cr->n_on_change = na;
-    }
-    cr->on_change_timeout_usec = config_node_duration(&hn, "on_change_timeout");
-    if (cr->on_change_timeout_usec == 0) {
-        key_path(sub, sizeof sub, path, "on_change_timeout");
-        return fail(x, member(e, "on_change_timeout"), sub, "must be more than 0s");
-    }
-    if ((r = parse_rotation(x, &hn, path, cr)) < 0)
+    if ((r = check_on_change(x, e, path, cr)) < 0 || (r = parse_rotation(x, &hn, path, cr)) < 0)
         return r;
     return x->oom ? -ENOMEM : 0;
 }
@@ -1818,7 +1348,7 @@ static int parse_root(struct ctx *x) {
             "agent.allow_no_credentials = true to run with none";
         if (creds)
             return fail(x, creds, "credentials", "%s", why);
-        set_err(x->err, x->errlen, "%s: credentials: %s", x->st->files[0], why);
+        set_err(x->err, x->errlen, "%s: credentials: %s", x->st->text.files[0], why);
         return -EINVAL;
     }
     return 0;
@@ -1867,15 +1397,38 @@ struct config *config_free(struct config *c) {
     if (st) {
         if (st->lc_ready)
             config_destroy(&st->lc);
-        for (size_t i = 0; i < st->n_files; i++)
-            free(st->files[i]);
-        free(st->files);
-        free(st->ints);
-        free(st->segs);
+        conftext_done(&st->text);
+        free(st->infos);
         free(st);
     }
     free(c);
     return NULL;
+}
+
+/* libconfig parses the expanded text; every setting then gets its info. */
+static int parse_text(struct lc_state *st, const char *out, const char *display, char *err,
+                      size_t errlen) {
+    config_init(&st->lc);
+    st->lc_ready = true;
+    if (!config_read_string(&st->lc, out)) {
+        unsigned f, l;
+        conftext_map_line(&st->text, (unsigned)config_error_line(&st->lc), &f, &l);
+        set_err(err, errlen, "%s:%u: %s", config_error_file(&st->lc) ? config_error_file(&st->lc)
+                                                                      : st->text.files[f],
+                l, config_error_text(&st->lc));
+        return -EINVAL;
+    }
+    size_t next = 0;
+    config_setting_t *root = config_root_setting(&st->lc);
+    if (!(st->infos = calloc(count_settings(root), sizeof *st->infos)))
+        return -ENOMEM;
+    int r = annotate(st, root, &next);
+    if (r == 0 && next != st->text.n_ints)
+        r = -EPROTO;
+    if (r < 0)
+        set_err(err, errlen, "%s: internal error: integer literals do not match the parsed "
+                "settings (please report this configuration)", display);
+    return r;
 }
 
 static int load_text(const char *text, size_t len, const char *display, const char *include_dir,
@@ -1883,9 +1436,7 @@ static int load_text(const char *text, size_t len, const char *display, const ch
                      struct config **ret, char *err, size_t errlen) {
     struct config *c = calloc(1, sizeof *c);
     struct lc_state *st = calloc(1, sizeof *st);
-    struct pp p = { .st = st, .out_line = 1, .total = len, .include_dir = include_dir,
-                    .check_files = check_files, .err = err, .errlen = errlen };
-    unsigned idx;
+    char *out = NULL;
     int r;
 
     if (!c || !st) {
@@ -1895,47 +1446,23 @@ static int load_text(const char *text, size_t len, const char *display, const ch
         return -ENOMEM;
     }
     c->lc = st;
-    if (!(c->file = strdup(display)) || add_file(st, display, &idx) < 0) {
+    if (!(c->file = strdup(display))) {
         r = -ENOMEM;
         goto fail;
     }
-    if ((r = expand(&p, text, len, 0, 0)) < 0)
+    if ((r = conftext_expand(&st->text, text, len, display, include_dir, check_files, &out, err,
+                             errlen)) < 0 ||
+        (r = parse_text(st, out, display, err, errlen)) < 0)
         goto fail;
-
-    config_init(&st->lc);
-    st->lc_ready = true;
-    if (include_dir)   /* unused (no @include is left), but keeps libconfig consistent */
-        config_set_include_dir(&st->lc, include_dir);
-    if (!config_read_string(&st->lc, p.out ? p.out : "")) {
-        unsigned f, l;
-        map_line(st, (unsigned)config_error_line(&st->lc), &f, &l);
-        set_err(err, errlen, "%s:%u: %s", config_error_file(&st->lc) ? config_error_file(&st->lc)
-                                                                      : st->files[f],
-                l, config_error_text(&st->lc));
-        r = -EINVAL;
-        goto fail;
-    }
-    free(p.out);
-    p.out = NULL;
-
-    size_t next = 0;
-    r = fix_settings(st, config_root_setting(&st->lc), &next);
-    if (r == 0 && next != st->n_ints)
-        r = -EPROTO;
-    if (r < 0) {
-        set_err(err, errlen, "%s: internal error: integer literals do not match the parsed "
-                "settings (please report this configuration)", display);
-        goto fail;
-    }
+    free(out);
+    out = NULL;
 
     struct ctx x = { .c = c, .st = st, .lookup = lookup, .userdata = userdata,
                      .check_files = check_files, .err = err, .errlen = errlen };
     r = parse_root(&x);
     free(x.cred_keys);
-    if (r == -ENOMEM || (r == 0 && x.oom)) {
-        set_err(err, errlen, "%s: out of memory", display);
+    if (r == 0 && x.oom)
         r = -ENOMEM;
-    }
     if (r < 0)
         goto fail;
     *ret = c;
@@ -1943,7 +1470,7 @@ static int load_text(const char *text, size_t len, const char *display, const ch
 fail:
     if (r == -ENOMEM)
         set_err(err, errlen, "%s: out of memory", display);
-    free(p.out);
+    free(out);
     config_free(c);
     return r;
 }
@@ -1952,9 +1479,9 @@ int config_load_string(const char *text, const char *display_name, const char *i
                        config_schema_lookup lookup, void *userdata, struct config **ret,
                        char *err, size_t errlen) {
     const char *name = display_name ? display_name : "<string>";
-    size_t len = text ? strnlen(text, CONFIG_FILE_MAX + 1) : 0;
-    if (len > CONFIG_FILE_MAX) {
-        set_err(err, errlen, "%s: larger than %d bytes", name, CONFIG_FILE_MAX);
+    size_t len = text ? strnlen(text, CONFTEXT_FILE_MAX + 1) : 0;
+    if (len > CONFTEXT_FILE_MAX) {
+        set_err(err, errlen, "%s: larger than %d bytes", name, CONFTEXT_FILE_MAX);
         return -EFBIG;
     }
     return load_text(text ? text : "", len, name, include_dir, false, lookup, userdata, ret, err,
@@ -1972,7 +1499,7 @@ int config_load(const char *path, config_schema_lookup lookup, void *userdata,
         set_err(err, errlen, "no configuration file given");
         return -EINVAL;
     }
-    r = read_file(path, CONFIG_FILE_MAX, true, &text, &len, why, sizeof why);
+    r = conftext_read_file(path, CONFTEXT_FILE_MAX, true, &text, &len, why, sizeof why);
     if (r < 0) {
         set_err(err, errlen, "%s: %s", path, why);
         return r;

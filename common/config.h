@@ -27,6 +27,39 @@ enum config_type {
     CONFIG_T_GROUP,        /* a nested group with its own key table */
 };
 
+/* Checks of a value that the host runs, declared in any key table (plugins' too), so that
+ * --check-config runs no plugin code. The first group is decided by the text alone and
+ * is checked by config_load(); the second depends on the machine and the agent's user and
+ * is checked by config_check_host(). */
+enum {
+    CONFIG_CHECK_ABSOLUTE = 1 << 0,   /* STRING: an absolute path (see EMPTY_OK) */
+    CONFIG_CHECK_EMPTY_OK = 1 << 1,   /* with ABSOLUTE: "" (none) is accepted too */
+    CONFIG_CHECK_FILE_NAME = 1 << 2,  /* STRING: a name in a directory: no '/', no leading '.' */
+    CONFIG_CHECK_POSITIVE = 1 << 3,   /* DURATION: more than 0s */
+    CONFIG_CHECK_ENDPOINT = 1 << 4,   /* STRING_LIST: one or more endpoints (endpoint.h) */
+    CONFIG_CHECK_WORDS_QUOTED = 1 << 5, /* words: quote them in "unknown ... (use ...)" */
+    /* config_check_host(): */
+    CONFIG_CHECK_FILE = 1 << 8,       /* a file that must exist and that the user can read */
+    CONFIG_CHECK_DIR = 1 << 9,        /* a directory that must exist and the user can read */
+    CONFIG_CHECK_GROUP = 1 << 10,     /* a group that must exist, with the user in it */
+};
+
+/* Host tables only: how config_load() keeps a value in the section's struct. */
+enum config_store {
+    CONFIG_STORE_NONE = 0,
+    CONFIG_STORE_STRING,      /* char *: the value or the default (NULL when neither) */
+    CONFIG_STORE_OPT_STRING,  /* char *: NULL when unset or "" (the config's "none") */
+    CONFIG_STORE_BOOL,        /* bool */
+    CONFIG_STORE_UINT,        /* unsigned (an INT key, so its min/max apply) */
+    CONFIG_STORE_USEC,        /* uint64_t (a DURATION key) */
+    CONFIG_STORE_ENUM,        /* int: the value of the word in `words` */
+    CONFIG_STORE_FLAGS,       /* unsigned: OR of the words of a list, each at most once */
+    CONFIG_STORE_STRV,        /* char ** (NULL-terminated) then size_t: a list's strings */
+    CONFIG_STORE_SECTION,     /* a GROUP key: its keys are kept in the struct at offset */
+};
+
+struct enumstr;
+
 /* One key of a schema. Tables end with an entry whose name is NULL. */
 struct config_key {
     const char *name;
@@ -35,6 +68,12 @@ struct config_key {
     const char *default_value;            /* text form ("10s", "true", "0.7"); NULL = none */
     int64_t min, max;                     /* INT only; both 0 = [0, INT32_MAX] */
     const struct config_key *group_keys;  /* GROUP only */
+    unsigned checks;                      /* CONFIG_CHECK_* */
+    /* Host tables only (a plugin leaves these 0): */
+    enum config_store store;
+    size_t offset;                        /* where, in the section's struct */
+    const struct enumstr *words;          /* STRING, STRING_LIST: the words it takes */
+    const char *noun;                     /* with words: "unknown <noun> \"x\" (use ...)" */
 };
 
 /* A view of one group of settings with its schema (a source, a credential, or a nested
@@ -61,6 +100,9 @@ const char *config_node_list_get(const struct config_node *n, const char *key, s
 void config_node_group(const struct config_node *n, const char *key, struct config_node *ret);
 /* Line of the key in the file (or of the group when key is NULL); 0 when unknown. */
 int config_node_line(const struct config_node *n, const char *key);
+/* File of the key (or of the group when key is NULL or unset); an @include may put a key
+ * in another file than its group. NULL when unknown. */
+const char *config_node_file(const struct config_node *n, const char *key);
 
 enum validate_policy { VALIDATE_ALL = 0, VALIDATE_ANY, VALIDATE_NONE };
 const char *validate_policy_to_string(enum validate_policy p);
@@ -147,6 +189,7 @@ struct config_credential {
 struct config {
     char *file;
     struct config_agent agent;
+    struct config_node agent_node; /* the agent group (setting NULL when absent) */
     struct config_source *sources;
     size_t n_sources;
     struct config_credential *credentials;
@@ -175,6 +218,11 @@ int config_load_string(const char *text, const char *display_name, const char *i
                        config_schema_lookup lookup, void *userdata,
                        struct config **ret, char *err, size_t errlen);
 struct config *config_free(struct config *c);
+
+/* The host's own key tables, by section: "agent", "sources", "credentials", "redis",
+ * "rotation"; NULL for any other name. Stores of "rotation" are at offsets into struct
+ * config_rotation, except password_alphabet's (its name becomes `alphabet`). */
+const struct config_key *config_host_keys(const char *section);
 
 /* [A-Za-z0-9_.-]{1,64}, not starting with '.'. */
 bool config_name_valid(const char *name);

@@ -68,124 +68,6 @@ static void fmt_msg(char *buf, size_t size, const char *fmt, ...) {
 }
 
 /* ------------------------------------------------------------------------------------
- * Endpoints
- */
-
-static int parse_port(const char *s, uint16_t *ret_port) {
-    unsigned long v = 0;
-    size_t n = 0;
-
-    for (; s[n]; n++) {
-        if (s[n] < '0' || s[n] > '9' || n >= 5)
-            return -EINVAL;
-        v = v * 10 + (unsigned long)(s[n] - '0');
-    }
-    if (n == 0 || v < 1 || v > 65535)
-        return -EINVAL;
-    *ret_port = (uint16_t)v;
-    return 0;
-}
-
-static bool is_host_char(char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '.' || ch == '-' || ch == '_';
-}
-
-/* An IPv6 literal as getaddrinfo() takes it: an address inet_pton() accepts, optionally
- * followed by "%zone" (an interface name or index). */
-static bool is_ipv6_literal(const char *s, size_t len) {
-    char addr[INET6_ADDRSTRLEN];
-    struct in6_addr a;
-    const char *pct = memchr(s, '%', len);
-    size_t alen = pct ? (size_t)(pct - s) : len;
-
-    if (alen == 0 || alen >= sizeof(addr))
-        return false;
-    memcpy(addr, s, alen);
-    addr[alen] = '\0';
-    if (inet_pton(AF_INET6, addr, &a) != 1)
-        return false;
-    if (pct) {
-        size_t zlen = len - alen - 1;
-        if (zlen == 0 || zlen >= 16)   /* IF_NAMESIZE */
-            return false;
-        for (size_t i = 0; i < zlen; i++)
-            if (!is_host_char(pct[1 + i]))
-                return false;
-    }
-    return true;
-}
-
-int resp_endpoint_parse(const char *s, struct resp_endpoint *ret) {
-    struct resp_endpoint ep = {0};
-    const char *host, *colon;
-    size_t hlen;
-
-    if (!s || !ret)
-        return -EINVAL;
-
-    if (strncmp(s, "unix:", 5) == 0) {
-        const char *path = s + 5;
-        size_t plen = strlen(path);
-
-        if (path[0] != '/' || plen >= sizeof(ep.path))
-            return -EINVAL;
-        for (size_t i = 0; i < plen; i++)
-            if ((unsigned char)path[i] < 0x20 || path[i] == 0x7f)
-                return -EINVAL;
-        ep.kind = RESP_EP_UNIX;
-        memcpy(ep.path, path, plen + 1);
-        *ret = ep;
-        return 0;
-    }
-
-    ep.kind = RESP_EP_TCP;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -EINVAL;
-        host = s + 1;
-        hlen = (size_t)(close - host);
-        if (!is_ipv6_literal(host, hlen))
-            return -EINVAL;
-        colon = close + 1;
-    } else {
-        colon = strchr(s, ':');
-        if (!colon || strchr(colon + 1, ':'))   /* a bare IPv6 address is ambiguous */
-            return -EINVAL;
-        host = s;
-        hlen = (size_t)(colon - s);
-        if (hlen == 0 || hlen > 253)
-            return -EINVAL;
-        for (size_t i = 0; i < hlen; i++)
-            if (!is_host_char(host[i]))
-                return -EINVAL;
-    }
-    if (hlen >= sizeof(ep.host))
-        return -EINVAL;
-    if (parse_port(colon + 1, &ep.port) < 0)
-        return -EINVAL;
-    memcpy(ep.host, host, hlen);
-    ep.host[hlen] = '\0';
-    *ret = ep;
-    return 0;
-}
-
-const char *resp_endpoint_format(const struct resp_endpoint *ep, char *buf, size_t size) {
-    if (!buf || size == 0)
-        return buf;
-    if (!ep)
-        fmt_msg(buf, size, "(none)");
-    else if (ep->kind == RESP_EP_UNIX)
-        fmt_msg(buf, size, "unix:%.*s", (int)sizeof(ep->path), ep->path);
-    else if (memchr(ep->host, ':', strnlen(ep->host, sizeof(ep->host))))
-        fmt_msg(buf, size, "[%.*s]:%u", (int)sizeof(ep->host), ep->host, (unsigned)ep->port);
-    else
-        fmt_msg(buf, size, "%.*s:%u", (int)sizeof(ep->host), ep->host, (unsigned)ep->port);
-    return buf;
-}
-
-/* ------------------------------------------------------------------------------------
  * Reader
  */
 
@@ -817,7 +699,7 @@ static int connect_fd(int fd, const struct sockaddr *sa, socklen_t salen, uint64
     }
 }
 
-static int connect_unix(const struct resp_endpoint *ep, uint64_t deadline, int *ret_fd) {
+static int connect_unix(const struct endpoint *ep, uint64_t deadline, int *ret_fd) {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     size_t plen = strnlen(ep->path, sizeof(ep->path));
     int fd, rc;
@@ -852,7 +734,7 @@ static int gai_to_errno(int gai) {
 /* Tries each resolved address in turn. Each attempt gets an equal share of the time
  * left, so one black-holed address does not eat the whole timeout. On failure, label
  * and the return describe the last attempt. */
-static int connect_tcp(const struct resp_endpoint *ep, uint64_t deadline, int *ret_fd,
+static int connect_tcp(const struct endpoint *ep, uint64_t deadline, int *ret_fd,
                        char *label, size_t label_size, bool *resolve_failed) {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV};
@@ -915,7 +797,7 @@ static int connect_tcp(const struct resp_endpoint *ep, uint64_t deadline, int *r
     return rc;
 }
 
-int resp_socket_connect(const struct resp_endpoint *ep, uint64_t timeout_usec, int *ret_fd,
+int resp_socket_connect(const struct endpoint *ep, uint64_t timeout_usec, int *ret_fd,
                         char *err, size_t errlen) {
     char epname[300], detail[NI_MAXHOST + 16] = "", why[96];
     bool resolve_failed = false;
@@ -926,11 +808,11 @@ int resp_socket_connect(const struct resp_endpoint *ep, uint64_t timeout_usec, i
         fmt_msg(err, errlen, "connect: invalid arguments");
         return -EINVAL;
     }
-    resp_endpoint_format(ep, epname, sizeof(epname));
+    endpoint_format(ep, epname, sizeof(epname));
 
-    if (ep->kind == RESP_EP_UNIX)
+    if (ep->kind == ENDPOINT_UNIX)
         rc = connect_unix(ep, deadline, &fd);
-    else if (ep->kind == RESP_EP_TCP)
+    else if (ep->kind == ENDPOINT_TCP)
         rc = connect_tcp(ep, deadline, &fd, detail, sizeof(detail), &resolve_failed);
     else
         rc = -EINVAL;
@@ -947,7 +829,7 @@ int resp_socket_connect(const struct resp_endpoint *ep, uint64_t timeout_usec, i
     return 0;
 }
 
-int resp_connect(const struct resp_endpoint *ep, uint64_t timeout_usec,
+int resp_connect(const struct endpoint *ep, uint64_t timeout_usec,
                  struct resp_conn **ret, char *err, size_t errlen) {
     char epname[300];
     struct resp_transport *t;
@@ -962,7 +844,7 @@ int resp_connect(const struct resp_endpoint *ep, uint64_t timeout_usec,
     if (rc < 0)
         return rc;
 
-    resp_endpoint_format(ep, epname, sizeof(epname));
+    endpoint_format(ep, epname, sizeof(epname));
     t = sock_transport_new(fd);
     if (!t) {
         (void)close(fd);
@@ -1166,7 +1048,7 @@ static bool str_is(const redisReply *r, const char *s) {
 }
 
 /* What a node advertises as its address: a host name or an address literal, checked as
- * resp_endpoint_parse() checks a configured one. "" for "?" / empty (unknown). */
+ * a configured one is (endpoint.h). "" for "?" / empty (unknown). */
 static int take_host(const redisReply *r, char *host, size_t size) {
     if (!r || r->type == REDIS_REPLY_NIL) {
         host[0] = '\0';
@@ -1178,16 +1060,8 @@ static int take_host(const redisReply *r, char *host, size_t size) {
         host[0] = '\0';
         return 0;
     }
-    if (r->len >= size || r->len > 253)
+    if (r->len >= size || !endpoint_host_valid(r->str, r->len))
         return -EPROTO;
-    if (memchr(r->str, ':', r->len)) {
-        if (!is_ipv6_literal(r->str, r->len))
-            return -EPROTO;
-    } else {
-        for (size_t i = 0; i < r->len; i++)
-            if (!is_host_char(r->str[i]))
-                return -EPROTO;
-    }
     memcpy(host, r->str, r->len);
     host[r->len] = '\0';
     return 0;

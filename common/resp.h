@@ -20,24 +20,14 @@
 #include <sys/types.h>
 #include <hiredis/hiredis.h>
 
+#include "endpoint.h"
+
 #include "secret.h"
 
 #define RESP_MAX_REPLY_BYTES (4 * 1024 * 1024)
 #define RESP_MAX_ELEMENTS (64 * 1024)
 
-enum resp_endpoint_kind { RESP_EP_TCP, RESP_EP_UNIX };
-
-struct resp_endpoint {
-    enum resp_endpoint_kind kind;
-    char host[256];          /* TCP: name or address literal (no brackets) */
-    uint16_t port;
-    char path[108];          /* UNIX */
-};
-
-/* Returns 0 or -EINVAL. */
-int resp_endpoint_parse(const char *s, struct resp_endpoint *ret);
-/* "host:port", "[::1]:port" or "unix:/path". Returns buf. */
-const char *resp_endpoint_format(const struct resp_endpoint *ep, char *buf, size_t size);
+/* Endpoints are endpoint.h's (the one parser of the grammar). */
 
 /* --- reader (pure, fuzzable) --- */
 struct resp_reader;
@@ -64,7 +54,7 @@ struct resp_transport {
 /* Connects a non-blocking, close-on-exec stream socket to ep (TCP: every resolved address
  * in turn, TCP_NODELAY) within timeout_usec. Returns 0 and the fd, or -errno with
  * "connect <ep>: <why>" in err. For transports that wrap the socket (TLS). */
-int resp_socket_connect(const struct resp_endpoint *ep, uint64_t timeout_usec, int *ret_fd,
+int resp_socket_connect(const struct endpoint *ep, uint64_t timeout_usec, int *ret_fd,
                         char *err, size_t errlen);
 /* Waits until fd is ready for events (poll() flags), has an error or hangup, or the
  * deadline passes (-ETIMEDOUT). EINTR restarts with the time left. 0 or -errno. */
@@ -75,7 +65,7 @@ struct resp_conn;
 
 /* Connects (resolving names, trying each address) within timeout_usec.
  * Returns 0 or -errno (-ETIMEDOUT, -ECONNREFUSED, ...) with a message in err. */
-int resp_connect(const struct resp_endpoint *ep, uint64_t timeout_usec,
+int resp_connect(const struct endpoint *ep, uint64_t timeout_usec,
                  struct resp_conn **ret, char *err, size_t errlen);
 /* Wraps an already connected transport (TLS will use this). Takes ownership of t even
  * when it fails (returns NULL and closes t). */

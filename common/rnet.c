@@ -389,13 +389,13 @@ static void connected(struct conn *c) {
                                                                : c->nd->ep.host;
     int one = 1;
 
-    if (c->nd->ep.kind == RESP_EP_TCP)
+    if (c->nd->ep.kind == ENDPOINT_TCP)
         /* Small request/response exchanges: do not let Nagle hold a command back. */
         (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (c->ais)
         freeaddrinfo(c->ais);
     c->ais = c->ai = NULL;
-    if (!c->o->tls || c->nd->ep.kind != RESP_EP_TCP) {
+    if (!c->o->tls || c->nd->ep.kind != ENDPOINT_TCP) {
         c->nd->connected = true;
         start_script(c);
         conn_io(c);
@@ -535,11 +535,11 @@ static void conn_begin(const struct rnet_opts *o, struct conn *c, struct rnet_no
     c->jump = -1;
     c->t0 = resp_now_usec();
     c->connect_deadline = add_sat(c->t0, o->timeout_usec);
-    resp_endpoint_format(&nd->ep, c->name, sizeof c->name);
+    endpoint_format(&nd->ep, c->name, sizeof c->name);
     nd->msg[0] = '\0';
     nd->answered = nd->connected = false;
     c->cur = nd->first;
-    if (nd->ep.kind == RESP_EP_UNIX)
+    if (nd->ep.kind == ENDPOINT_UNIX)
         begin_unix(c);
     else
         begin_tcp(c);

@@ -60,7 +60,7 @@ struct rnet_cmd {
 
 struct rnet_node {
     /* in */
-    struct resp_endpoint ep;
+    struct endpoint ep;
     const char *verify_name;       /* the TLS name (tls.h); NULL or "": ep.host */
     const struct rnet_cmd *script; /* NULL: skip this node */
     size_t nscript;

@@ -409,7 +409,7 @@ void tls_session_handshake_error(const struct tls_session *x, int rc, uint64_t t
     }
 }
 
-int tls_connect(struct tls_ctx *ctx, const struct resp_endpoint *ep, const char *verify_name,
+int tls_connect(struct tls_ctx *ctx, const struct endpoint *ep, const char *verify_name,
                 uint64_t timeout_usec, struct resp_conn **ret, char *err, size_t errlen) {
     uint64_t now = resp_now_usec();
     uint64_t deadline = timeout_usec > UINT64_MAX - now ? UINT64_MAX : now + timeout_usec;
@@ -422,7 +422,7 @@ int tls_connect(struct tls_ctx *ctx, const struct resp_endpoint *ep, const char 
         fmt_msg(err, errlen, "TLS connect: invalid arguments");
         return -EINVAL;
     }
-    resp_endpoint_format(ep, epname, sizeof(epname));
+    endpoint_format(ep, epname, sizeof(epname));
     rc = resp_socket_connect(ep, timeout_usec, &fd, err, errlen);
     if (rc < 0)
         return rc;

@@ -45,7 +45,7 @@ struct tls_ctx *tls_ctx_free(struct tls_ctx *ctx);   /* NULL accepted; returns N
 
 /* Connect, handshake and verify within timeout_usec; then every command of the returned
  * connection is bounded by timeout_usec as with resp_connect(). */
-int tls_connect(struct tls_ctx *ctx, const struct resp_endpoint *ep, const char *verify_name,
+int tls_connect(struct tls_ctx *ctx, const struct endpoint *ep, const char *verify_name,
                 uint64_t timeout_usec, struct resp_conn **ret, char *err, size_t errlen);
 
 /* --- the same, one step at a time, for callers that multiplex many connections ---

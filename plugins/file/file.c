@@ -50,12 +50,14 @@ struct file_source {
 };
 
 static const struct config_key file_source_keys[] = {
-    { .name = "directory", .type = CONFIG_T_STRING, .required = true },
+    { .name = "directory", .type = CONFIG_T_STRING, .required = true,
+      .checks = CONFIG_CHECK_ABSOLUTE | CONFIG_CHECK_DIR },
     { .name = NULL },
 };
 
 static const struct config_key file_credential_keys[] = {
-    { .name = "path", .type = CONFIG_T_STRING, .required = true },
+    { .name = "path", .type = CONFIG_T_STRING, .required = true,
+      .checks = CONFIG_CHECK_FILE_NAME },
     { .name = NULL },
 };
 

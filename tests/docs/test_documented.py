@@ -233,6 +233,12 @@ def test_example_still_loads(tmp_path):
     text, n = re.subn(r"(?m)^(\s*)#\s*plugin_dir\s*=\s*\"[^\"]*\"",
                       lambda m: f'{m.group(1)}plugin_dir = "{BUILD / "plugins"}"', text)
     assert n == 1, "the example's commented-out plugin_dir line was not found"
+    # What the example names on a host where the package is installed (the group, the
+    # secrets directory) need not exist here: --check-config checks it on the machine.
+    (tmp_path / "secrets").mkdir()
+    text, n1 = re.subn(r'(?m)^(\s*group\s*=\s*)"redis-creds"', r'\1""', text)
+    text, n2 = re.subn(r'"/etc/redis-creds/secrets"', f'"{tmp_path / "secrets"}"', text)
+    assert n1 == 1 and n2 >= 1, "the example's group or secrets directory was not found"
     conf = tmp_path / "agent.conf"
     conf.write_text(text)
     r = subprocess.run([str(binary("redis-creds-agent")), "--check-config", "-c", str(conf)],

@@ -374,3 +374,25 @@ def test_sighup_keeps_an_unchanged_approle_source_so_a_removed_secret_id_still_l
     reload_and_wait(a)
     a.notify.wait_status(lambda s: "store-error" in s and "secret_id_file" in s, timeout=10,
                          what="the reopened source missing its secret id")
+
+
+def test_sighup_does_not_wait_for_a_hung_store_request(vault, sc):
+    """Reload as a generation swap: the new generation is in force at once; a check of
+    the old one still out (a store request that hangs) is dropped when it ends, and the
+    kept source's queue lets the new generation's check run only after it."""
+    vault.read_policy()
+    vault.fake.kv2_put("secret", "redis/cache", {"username": "app", "password": PW1})
+    a = vault.start(sources=[vault.source(timeout="20s")])
+    sc.wait_published(password=PW1)
+    kv = "/v1/secret/(meta)?data/redis/cache"
+    vault.fake.inject(kv, "hang", times=1, seconds=30)
+    reads = vault.fake.count(kv)
+    mark = a.log_mark()
+    assert sc.run_cli("-c", sc.tree.conf, "refresh", "cache").returncode == 0
+    h.wait_until(lambda: vault.fake.count(kv) > reads, 5, "the refresh's read to reach the store (and hang)")
+    reload_and_wait(a)   # within 10 s, while the read hangs for 20 s
+    a.wait_log(lambda l: "reloaded" in l, since=mark, timeout=1)
+    vault.fake.kv2_put("secret", "redis/cache", {"username": "app", "password": PW2})
+    vault.fake.release()
+    assert sc.run_cli("-c", sc.tree.conf, "refresh", "cache").returncode == 0
+    sc.wait_published(password=PW2, timeout=10)

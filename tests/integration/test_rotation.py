@@ -1,6 +1,7 @@
 """Agent-driven rotation, strategy redis-acl (DESIGN §9): claim with a check-and-set write
 to the file store, add the new password on every node, validate, publish with the old one
 as `previous`, wait `grace`, remove the old password; crash recovery; two agents."""
+import calendar
 import json
 import os
 import signal
@@ -212,20 +213,25 @@ def test_rotate_without_rotation_configured_says_so(sc):
     assert "rotation is not configured" in r.stdout + r.stderr
 
 
-def test_failure_keeps_the_old_credential_and_rolls_back(sc):
-    # the admin identity may log in but not run ACL SETUSER
+def start_weak_admin(sc, password, **rotation):
+    """An agent rotating `password` as an admin identity that may log in but not run ACL
+    SETUSER (so every rotation fails); returns the agent and the first published doc."""
     sc.redis.acl_setuser("weak", "reset", "on", ">weak-admin-pw", "~*", "+@all", "-acl")
-    sc.redis.create_user("app", "keep-pw-1")
-    sc.store_cred("app", "keep-pw-1")
+    sc.redis.create_user("app", password)
+    sc.store_cred("app", password)
     path = os.path.join(sc.tree.root, "weak-pw")
     with open(path, "w") as f:
         f.write("weak-admin-pw")
     os.chmod(path, 0o600)
-    sc.write_config([sc.cred(rotation={"strategy": "redis-acl", "grace": "1s",
-                                       "admin_username": "weak", "admin_password_file": path})])
+    sc.write_config([sc.cred(rotation=dict({"strategy": "redis-acl", "grace": "1s", "admin_username": "weak",
+                                            "admin_password_file": path}, **rotation))])
     a = sc.start_agent()
     a.wait_ready()
-    first = sc.wait_published(password="keep-pw-1")
+    return a, sc.wait_published(password=password)
+
+
+def test_failure_keeps_the_old_credential_and_rolls_back(sc):
+    a, first = start_weak_admin(sc, "keep-pw-1")
     store_before = store_doc(sc)
     mark = a.log_mark()
     r = sc.run_cli("-c", sc.tree.conf, "rotate", "cache")
@@ -405,6 +411,28 @@ def test_reload_during_grace_keeps_the_removal_scheduled(sc):
     a.wait_log(lambda l: "rotation of cache completed" in l, since=mark, timeout=6)
     assert not sc.redis.auth_ok("app", "reload-pw-1")
     assert sc.redis.auth_ok("app", doc["password"])
+
+
+def test_reload_carries_a_failed_rotation_and_its_history(sc):
+    """A reload moves each credential's history to the new generation by name: a rotation
+    waiting to retry keeps waiting (same retry time, same error), not started afresh."""
+    a, _ = start_weak_admin(sc, "carry-pw-1", interval="30d")
+    mark = a.log_mark()
+    assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    a.wait_log(lambda l: "rotation of cache failed" in l, since=mark, timeout=5)
+    before = cred_status(sc)["rotation"]
+    assert before["step"] == "retry-wait" and before["retry_at"]
+    mark = a.log_mark()
+    a.send(signal.SIGHUP)
+    a.wait_log(lambda l: "reloaded" in l, since=mark, timeout=5)
+    after = cred_status(sc)
+    rot = after["rotation"]
+    assert rot["step"] == "retry-wait", rot
+    # the same retry time (to the second: status rounds it)
+    unix = lambda t: calendar.timegm(time.strptime(t, "%Y-%m-%dT%H:%M:%SZ"))  # noqa: E731
+    assert abs(unix(rot["retry_at"]) - unix(before["retry_at"])) <= 1, (before, rot)
+    assert "NOPERM" in rot["last_error"], rot
+    assert after["current"] and after["errors_total"] >= 1, after
 
 
 def test_vault_kv2_rotation_claims_with_check_and_set(vault, sc):

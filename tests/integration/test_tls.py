@@ -163,13 +163,17 @@ def test_tls_to_a_plaintext_port_says_so(sc, certs):
 
 
 def test_bad_tls_files_are_reported_with_their_name(sc, certs, tls_node):
+    """A CA file that is there but holds no certificate fails at run time, by name. (A
+    missing one is a configuration error: test_check_config.py.)"""
     sc.store_cred("app", "pw1")
-    missing = os.path.join(sc.tree.root, "no-such-ca.pem")
-    sc.write_config([tls_cred(sc, tls_node.endpoint, ca_file=missing)])
+    garbage = os.path.join(sc.tree.root, "garbage-ca.pem")
+    with open(garbage, "w") as f:
+        f.write("not a certificate\n")
+    sc.write_config([tls_cred(sc, tls_node.endpoint, ca_file=garbage)])
     a = sc.start_agent()
     a.wait_ready()
     a.notify.wait_status(lambda s: "0/1" in s, timeout=5, what="STATUS 0/1")
-    assert missing in status_of(sc)["last_error"]
+    assert garbage in status_of(sc)["last_error"]
 
 
 def test_insecure_skip_verify_is_warned_at_every_start_and_reload(sc, certs, tls_node):

@@ -62,7 +62,7 @@ bool can_bind_ipv6_loopback(void) {
 }
 
 static bool server_answers(const struct server *s) {
-    struct resp_endpoint ep = {.kind = RESP_EP_TCP, .host = "127.0.0.1", .port = s->port};
+    struct endpoint ep = {.kind = ENDPOINT_TCP, .host = "127.0.0.1", .port = s->port};
     static const char *ping[] = {"PING"};
     struct resp_conn *c = NULL;
     redisReply *r = NULL;

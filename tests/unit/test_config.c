@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 
 #include "config.h"
 #include "duration.h"
+#include "enumstr.h"
 
 /* ---- fake plugin schemas ---------------------------------------------------------------- */
 
@@ -987,6 +989,12 @@ static void test_endpoints_must_be_host_port_v6_or_unix(void **state) {
         { "unix:redis.sock", "needs an absolute socket path (unix:/run/redis/redis.sock)" },
         { "h :1", "contains a space or control character" },
         { "", "is empty" },
+        /* issue 14: a URL is not "an IPv6 address without brackets" */
+        { "redis://127.0.0.1:6379", "is a URL: write host:port without \"redis://\"" },
+        { "rediss://h:6380", "is a URL: write host:port without \"rediss://\", and set tls = true" },
+        /* the runtime's parser refused these; the check now says so first */
+        { "[notv6]:1", "has a bad IPv6 address in brackets" },
+        { "h@x:1", "has a bad host name" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char body[256], want[512];
@@ -1421,9 +1429,169 @@ static void test_reference_example_loads_and_matches_the_defaults(void **state) 
     config_free(c);
 }
 
+/* ---- the production tables -------------------------------------------------------------
+ * These walk the host's own key tables (config_host_keys()), so a change to a default, an
+ * offset, a store or a check there is seen here. */
+
+static const char *const host_sections[] = { "agent", "credentials", "redis", "rotation" };
+
+/* A config whose `section` holds `kv` ("key = value;"); the credential has a rotation. */
+static char *placed(const char *section, const char *kv) {
+    char *s;
+    bool in_rot = strcmp(section, "rotation") == 0;
+    assert_true(asprintf(&s,
+                         "agent = { %s };\n" SRC_LOCAL
+                         "credentials = ( { name = \"cache\"; source = \"local\"; path = \"x\"; %s\n"
+                         "  redis = { endpoints = [ \"h:1\" ]; %s };\n"
+                         "  rotation = { %s %s }; } );\n",
+                         strcmp(section, "agent") == 0 ? kv : "",
+                         strcmp(section, "credentials") == 0 ? kv : "",
+                         strcmp(section, "redis") == 0 ? kv : "",
+                         in_rot && strncmp(kv, "strategy ", 9) == 0 ? "" : "strategy = \"redis-acl\";",
+                         in_rot ? kv : "") > 0);
+    return s;
+}
+
+/* Where the table says the key is kept; NULL for what is not kept in a public struct. */
+static void *field(struct config *c, const char *section, const struct config_key *k) {
+    struct config_credential *cr = &c->credentials[0];
+    if (k->store == CONFIG_STORE_NONE || k->store == CONFIG_STORE_SECTION)
+        return NULL;
+    if (strcmp(section, "agent") == 0)
+        return (char *)&c->agent + k->offset;
+    if (strcmp(section, "credentials") == 0)
+        return (char *)cr + k->offset;
+    if (strcmp(section, "redis") == 0)
+        return (char *)&cr->redis + k->offset;
+    return k->offset < sizeof cr->rotation ? (char *)&cr->rotation + k->offset : NULL;
+}
+
+static void expect_default(const char *section, const struct config_key *k, void *f) {
+    const char *d = k->default_value;
+    uint64_t usec;
+    int v;
+    switch (k->store) {
+    case CONFIG_STORE_STRING: assert_string_equal(*(char **)f, d); break;
+    case CONFIG_STORE_OPT_STRING:
+        if (*d)
+            assert_string_equal(*(char **)f, d);
+        else
+            assert_null(*(char **)f);
+        break;
+    case CONFIG_STORE_BOOL: assert_int_equal(*(bool *)f, strcmp(d, "true") == 0); break;
+    case CONFIG_STORE_UINT: assert_int_equal(*(unsigned *)f, strtoul(d, NULL, 10)); break;
+    case CONFIG_STORE_USEC:
+        assert_int_equal(duration_parse(d, &usec), 0);
+        assert_true(*(uint64_t *)f == usec);
+        break;
+    case CONFIG_STORE_ENUM:
+        assert_int_equal(enumstr_from(k->words, d, &v), 0);
+        assert_int_equal(*(int *)f, v);
+        break;
+    case CONFIG_STORE_FLAGS:
+        assert_int_equal(enumstr_from(k->words, d, &v), 0);
+        assert_int_equal(*(unsigned *)f, (unsigned)v);
+        break;
+    default: fail_msg("%s.%s: a default for store %d", section, k->name, (int)k->store);
+    }
+}
+
+static void test_production_defaults_reach_their_fields(void **state) {
+    char *text = placed("agent", "");
+    struct config *c = load_ok(text);
+    size_t checked = 0;
+    free(text);
+    for (size_t s = 0; s < sizeof host_sections / sizeof *host_sections; s++)
+        for (const struct config_key *k = config_host_keys(host_sections[s]); k->name; k++) {
+            void *f = field(c, host_sections[s], k);
+            if (!f || !k->default_value)
+                continue;
+            expect_default(host_sections[s], k, f);
+            checked++;
+        }
+    assert_true(checked >= 24);
+    /* the one kept elsewhere: password_alphabet's name becomes its characters */
+    assert_string_equal(c->credentials[0].rotation.alphabet,
+                        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
+    assert_null(config_host_keys("nosuch"));
+    config_free(c);
+}
+
+/* A value other than the default reaches the field: booleans flip, durations and
+ * integers take what is written. */
+static void test_production_values_reach_their_fields(void **state) {
+    size_t checked = 0;
+    for (size_t s = 0; s < sizeof host_sections / sizeof *host_sections; s++)
+        for (const struct config_key *k = config_host_keys(host_sections[s]); k->name; k++) {
+            char kv[128];
+            if (k->store == CONFIG_STORE_BOOL)
+                snprintf(kv, sizeof kv, "%s = %s;", k->name,
+                         strcmp(k->default_value, "true") == 0 ? "false" : "true");
+            else if (k->store == CONFIG_STORE_USEC)
+                snprintf(kv, sizeof kv, "%s = \"7s\";", k->name);
+            else if (k->store == CONFIG_STORE_UINT)
+                snprintf(kv, sizeof kv, "%s = %lld;", k->name, (long long)k->min);
+            else
+                continue;
+            char *text = placed(host_sections[s], kv);
+            struct config *c = load_ok(text);
+            void *f = field(c, host_sections[s], k);
+            assert_non_null(f);
+            if (k->store == CONFIG_STORE_BOOL)
+                assert_int_equal(*(bool *)f, strcmp(k->default_value, "true") != 0);
+            else if (k->store == CONFIG_STORE_USEC)
+                assert_true(*(uint64_t *)f == 7 * USEC_PER_SEC);
+            else
+                assert_int_equal(*(unsigned *)f, (unsigned)k->min);
+            config_free(c);
+            free(text);
+            checked++;
+        }
+    assert_true(checked >= 15);
+}
+
+/* Each check a production key declares refuses a bad value with the key's path. */
+static void test_production_checks_refuse_bad_values(void **state) {
+    size_t checked = 0;
+    for (size_t s = 0; s < sizeof host_sections / sizeof *host_sections; s++)
+        for (const struct config_key *k = config_host_keys(host_sections[s]); k->name; k++) {
+            char kv[128], want[512], list[256];
+            const char *sec = host_sections[s];
+            const char *prefix = strcmp(sec, "agent") == 0         ? "agent."
+                                 : strcmp(sec, "credentials") == 0 ? "credentials[0]."
+                                 : strcmp(sec, "redis") == 0       ? "credentials[0].redis."
+                                                                   : "credentials[0].rotation.";
+            if (k->words) {
+                bool list_key = k->type == CONFIG_T_STRING_LIST;
+                snprintf(kv, sizeof kv, "%s = %s\"nope\"%s;", k->name, list_key ? "[ " : "",
+                         list_key ? " ]" : "");
+                snprintf(want, sizeof want, "%s%s: unknown %s \"nope\" (use %s)", prefix, k->name,
+                         k->noun, enumstr_list(k->words, k->checks & CONFIG_CHECK_WORDS_QUOTED,
+                                               list, sizeof list));
+            } else if (k->checks & CONFIG_CHECK_ABSOLUTE) {
+                snprintf(kv, sizeof kv, "%s = \"rel/x\";", k->name);
+                snprintf(want, sizeof want, "%s%s: \"rel/x\" must be an absolute path", prefix,
+                         k->name);
+            } else if (k->checks & CONFIG_CHECK_POSITIVE) {
+                snprintf(kv, sizeof kv, "%s = \"0s\";", k->name);
+                snprintf(want, sizeof want, "%s%s: must be more than 0s", prefix, k->name);
+            } else {
+                continue;
+            }
+            char *text = placed(sec, kv);
+            expect_error_part(text, want);
+            free(text);
+            checked++;
+        }
+    assert_true(checked >= 17);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_config_loads_every_value),
+        cmocka_unit_test(test_production_defaults_reach_their_fields),
+        cmocka_unit_test(test_production_values_reach_their_fields),
+        cmocka_unit_test(test_production_checks_refuse_bad_values),
         cmocka_unit_test(test_empty_config_gives_documented_agent_defaults),
         cmocka_unit_test(test_config_without_credentials_is_an_error_unless_allowed),
         cmocka_unit_test(test_config_node_same_compares_values_not_layout),

@@ -304,25 +304,41 @@ static void test_write_and_rename_wake_the_credential(void **st) {
     assert_int_equal(f->m.n_woken, 2);
 }
 
-static void test_path_with_slash_is_fatal_at_open(void **st) {
-    struct mock_host m;
-    char conf[1024];
-    const char *tmp = getenv("REDIS_CREDS_TEST_TMP");
-    snprintf(conf, sizeof conf,
-             "sources = ( { name = \"local\"; type = \"file\"; directory = \"%s\"; } );\n"
-             "credentials = ( { name = \"c\"; source = \"local\"; path = \"../etc/passwd\";\n"
-             "    redis = { endpoints = [ \"127.0.0.1:6379\" ]; }; } );\n", tmp ? tmp : "/tmp");
-    assert_int_equal(mock_host_init(&m, &redis_creds_plugin, conf), 0);
-    size_t n;
-    struct rc_credential *creds = mock_host_credentials(&m, 0, &n);
-    void *state = NULL;
-    struct rc_error err = { 0 };
-    assert_int_equal(redis_creds_plugin.types[0].open(&m.host, &m.cfg->sources[0].node, creds, n, &state, &err), -1);
-    assert_int_equal(err.cls, RC_ERR_FATAL);
-    assert_non_null(strstr(err.message, "path"));
-    assert_null(state);
-    free(creds);
-    mock_host_fini(&m);
+static int file_lookup(void *ud, const char *plugin_dir, const char *type,
+                       const struct config_key **src, const struct config_key **cred,
+                       char *err, size_t errlen) {
+    (void)ud, (void)plugin_dir, (void)type, (void)err, (void)errlen;
+    *src = redis_creds_plugin.types[0].source_keys;
+    *cred = redis_creds_plugin.types[0].credential_keys;
+    return 0;
+}
+
+/* The plugin's key table declares the checks, so the host refuses these at load (and
+ * --check-config) without running plugin code. */
+static void test_path_with_slash_and_relative_directory_are_refused_at_load(void **st) {
+    static const struct {
+        const char *dir, *path, *want;
+    } cases[] = {
+        { "/tmp", "../etc/passwd", "test.conf:2: credentials[0].path: \"../etc/passwd\" must be a "
+          "file name in the directory (no '/', not starting with '.')" },
+        { "/tmp", ".hidden", "test.conf:2: credentials[0].path: \".hidden\" must be a file name" },
+        { "secrets", "app.json", "test.conf:1: sources[0].directory: \"secrets\" must be an "
+          "absolute path" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char conf[1024], err[1024];
+        struct config *c = NULL;
+        snprintf(conf, sizeof conf,
+                 "sources = ( { name = \"local\"; type = \"file\"; directory = \"%s\"; } );\n"
+                 "credentials = ( { name = \"c\"; source = \"local\"; path = \"%s\";\n"
+                 "    redis = { endpoints = [ \"127.0.0.1:6379\" ]; }; } );\n", cases[i].dir,
+                 cases[i].path);
+        assert_int_equal(config_load_string(conf, "test.conf", "/tmp", file_lookup, NULL, &c, err,
+                                            sizeof err), -EINVAL);
+        assert_null(c);
+        if (strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
+            fail_msg("\"%s\" does not start with \"%s\"", err, cases[i].want);
+    }
 }
 
 static void test_missing_directory_is_fatal_at_open(void **st) {
@@ -466,7 +482,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_rotate_writes_next_version_when_expected_version_matches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_default_user_and_bare_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_missing_file_and_unwritable_directory_are_errors, setup, teardown),
-        cmocka_unit_test(test_path_with_slash_is_fatal_at_open),
+        cmocka_unit_test(test_path_with_slash_and_relative_directory_are_refused_at_load),
         cmocka_unit_test(test_missing_directory_is_fatal_at_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -296,45 +296,45 @@ static void test_reader_errstr_empty_without_error_and_free_null(void **state) {
  */
 
 static void test_endpoint_parse_good(void **state) {
-    struct resp_endpoint ep;
+    struct endpoint ep;
     char buf[300];
 
-    assert_int_equal(resp_endpoint_parse("127.0.0.1:6379", &ep), 0);
-    assert_int_equal(ep.kind, RESP_EP_TCP);
+    assert_int_equal(endpoint_parse("127.0.0.1:6379", &ep, NULL), 0);
+    assert_int_equal(ep.kind, ENDPOINT_TCP);
     assert_string_equal(ep.host, "127.0.0.1");
     assert_int_equal(ep.port, 6379);
-    assert_string_equal(resp_endpoint_format(&ep, buf, sizeof(buf)), "127.0.0.1:6379");
+    assert_string_equal(endpoint_format(&ep, buf, sizeof(buf)), "127.0.0.1:6379");
 
-    assert_int_equal(resp_endpoint_parse("redis-1.internal:65535", &ep), 0);
+    assert_int_equal(endpoint_parse("redis-1.internal:65535", &ep, NULL), 0);
     assert_string_equal(ep.host, "redis-1.internal");
     assert_int_equal(ep.port, 65535);
 
-    assert_int_equal(resp_endpoint_parse("[::1]:1", &ep), 0);
+    assert_int_equal(endpoint_parse("[::1]:1", &ep, NULL), 0);
     assert_string_equal(ep.host, "::1");
     assert_int_equal(ep.port, 1);
-    assert_string_equal(resp_endpoint_format(&ep, buf, sizeof(buf)), "[::1]:1");
+    assert_string_equal(endpoint_format(&ep, buf, sizeof(buf)), "[::1]:1");
 
-    assert_int_equal(resp_endpoint_parse("[2001:db8::7]:6380", &ep), 0);
+    assert_int_equal(endpoint_parse("[2001:db8::7]:6380", &ep, NULL), 0);
     assert_string_equal(ep.host, "2001:db8::7");
 
-    assert_int_equal(resp_endpoint_parse("[fe80::1%eth0]:6379", &ep), 0);
+    assert_int_equal(endpoint_parse("[fe80::1%eth0]:6379", &ep, NULL), 0);
     assert_string_equal(ep.host, "fe80::1%eth0");
 
-    assert_int_equal(resp_endpoint_parse("unix:/run/redis/redis.sock", &ep), 0);
-    assert_int_equal(ep.kind, RESP_EP_UNIX);
+    assert_int_equal(endpoint_parse("unix:/run/redis/redis.sock", &ep, NULL), 0);
+    assert_int_equal(ep.kind, ENDPOINT_UNIX);
     assert_string_equal(ep.path, "/run/redis/redis.sock");
-    assert_string_equal(resp_endpoint_format(&ep, buf, sizeof(buf)), "unix:/run/redis/redis.sock");
+    assert_string_equal(endpoint_format(&ep, buf, sizeof(buf)), "unix:/run/redis/redis.sock");
 
     /* longest host and unix path that fit */
     char host[300];
     memset(host, 'a', 253);
     memcpy(host + 253, ":80", 4);
-    assert_int_equal(resp_endpoint_parse(host, &ep), 0);
+    assert_int_equal(endpoint_parse(host, &ep, NULL), 0);
     assert_int_equal(strlen(ep.host), 253);
     char path[200] = "unix:/";
     memset(path + 6, 'p', 106);
     path[112] = '\0';
-    assert_int_equal(resp_endpoint_parse(path, &ep), 0);
+    assert_int_equal(endpoint_parse(path, &ep, NULL), 0);
     assert_int_equal(strlen(ep.path), 107);
 }
 
@@ -347,25 +347,25 @@ static void test_endpoint_parse_bad(void **state) {
         "unix:", "unix:relative.sock", "unix:./x", "unix", "unix:/a\nb", "tcp://h:1",
         "h\xc3\xa9:1",
     };
-    struct resp_endpoint ep, sentinel;
+    struct endpoint ep, sentinel;
 
     memset(&sentinel, 0x5a, sizeof(sentinel));
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ep = sentinel;
-        if (resp_endpoint_parse(bad[i], &ep) != -EINVAL)
+        if (endpoint_parse(bad[i], &ep, NULL) != -EINVAL)
             fail_msg("accepted \"%s\"", bad[i]);
         assert_memory_equal(&ep, &sentinel, sizeof(ep));   /* untouched on failure */
     }
-    assert_int_equal(resp_endpoint_parse(NULL, &ep), -EINVAL);
+    assert_int_equal(endpoint_parse(NULL, &ep, NULL), -EINVAL);
 
     char host[300];
     memset(host, 'a', 254);
     memcpy(host + 254, ":80", 4);
-    assert_int_equal(resp_endpoint_parse(host, &ep), -EINVAL);
+    assert_int_equal(endpoint_parse(host, &ep, NULL), -EINVAL);
     char path[200] = "unix:/";
     memset(path + 6, 'p', 107);
     path[113] = '\0';   /* 108 bytes: no room for the NUL in sun_path */
-    assert_int_equal(resp_endpoint_parse(path, &ep), -EINVAL);
+    assert_int_equal(endpoint_parse(path, &ep, NULL), -EINVAL);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -647,12 +647,12 @@ static int redis_teardown(void **state) {
     } while (0)
 
 static struct resp_conn *connect_to(const char *endpoint, uint64_t timeout) {
-    struct resp_endpoint ep;
+    struct endpoint ep;
     struct resp_conn *c = NULL;
     char err[256];
     int rc;
 
-    assert_int_equal(resp_endpoint_parse(endpoint, &ep), 0);
+    assert_int_equal(endpoint_parse(endpoint, &ep, NULL), 0);
     rc = resp_connect(&ep, timeout, &c, err, sizeof(err));
     if (rc < 0)
         fail_msg("%s", err);
@@ -840,7 +840,7 @@ static void test_redis_server_hangup_is_sticky_error(void **state) {
 }
 
 static void test_connect_closed_port_fails_fast(void **state) {
-    struct resp_endpoint ep = {.kind = RESP_EP_TCP, .host = "127.0.0.1", .port = free_port()};
+    struct endpoint ep = {.kind = ENDPOINT_TCP, .host = "127.0.0.1", .port = free_port()};
     struct resp_conn *c = NULL;
     char err[256], want[64];
     uint64_t t0 = resp_now_usec();
@@ -853,11 +853,11 @@ static void test_connect_closed_port_fails_fast(void **state) {
 }
 
 static void test_connect_missing_unix_socket(void **state) {
-    struct resp_endpoint ep;
+    struct endpoint ep;
     struct resp_conn *c = NULL;
     char err[256];
 
-    assert_int_equal(resp_endpoint_parse("unix:/nonexistent/redis-creds-test.sock", &ep), 0);
+    assert_int_equal(endpoint_parse("unix:/nonexistent/redis-creds-test.sock", &ep, NULL), 0);
     assert_int_equal(resp_connect(&ep, SEC, &c, err, sizeof(err)), -ENOENT);
     assert_null(c);
     assert_string_equal(err, "connect unix:/nonexistent/redis-creds-test.sock: "
@@ -868,7 +868,7 @@ static void test_silent_server_times_out_within_deadline(void **state) {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof(sa);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct resp_endpoint ep = {.kind = RESP_EP_TCP, .host = "127.0.0.1"};
+    struct endpoint ep = {.kind = ENDPOINT_TCP, .host = "127.0.0.1"};
     struct resp_conn *c = NULL;
     struct secret *pw = secret_new_str("pw-timeout");
     static const char *ping[] = {"PING"};

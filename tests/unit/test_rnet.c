@@ -75,7 +75,7 @@ static int redis_teardown(void **state) {
 
 static void tcp_node(struct rnet_node *n, uint16_t port) {
     memset(n, 0, sizeof *n);
-    n->ep.kind = RESP_EP_TCP;
+    n->ep.kind = ENDPOINT_TCP;
     snprintf(n->ep.host, sizeof n->ep.host, "127.0.0.1");
     n->ep.port = port;
 }
@@ -260,7 +260,7 @@ static void test_first_command_and_unix_socket(void **state) {
         { .argc = 2, .argv = { "ECHO", "sent" } },
     };
     struct script_ud u = { 0 };
-    struct rnet_node n = { .ep = { .kind = RESP_EP_UNIX } };
+    struct rnet_node n = { .ep = { .kind = ENDPOINT_UNIX } };
     struct rnet_opts o = opts(&u, &n, 2000 * MS);
 
     (void)state;

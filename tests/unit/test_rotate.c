@@ -202,7 +202,7 @@ static int redis_teardown(void **st) {
 
 /* Does `user` log in with `pw` on the server at port? */
 static enum resp_auth_result try_login(uint16_t port, const char *user, const char *pw) {
-    struct resp_endpoint ep = { .kind = RESP_EP_TCP, .host = "127.0.0.1", .port = port };
+    struct endpoint ep = { .kind = ENDPOINT_TCP, .host = "127.0.0.1", .port = port };
     struct secret *s = secret_new(pw, strlen(pw));
     struct resp_conn *c = NULL;
     char err[256];
@@ -255,7 +255,7 @@ static void test_acl_add_and_remove_on_every_node(void **st) {
     assert_string_equal(res.detail, "");
     /* a new user is created disabled ("off"): turn it on to log in with it */
     for (size_t i = 0; i < 2; i++) {
-        struct resp_endpoint ep = { .kind = RESP_EP_TCP, .host = "127.0.0.1", .port = ports[i] };
+        struct endpoint ep = { .kind = ENDPOINT_TCP, .host = "127.0.0.1", .port = ports[i] };
         const char *on[] = { "ACL", "SETUSER", "app", "on", "+@all" };
         struct secret *a = secret_new(ADMIN_PW, strlen(ADMIN_PW));
         struct resp_conn *c = NULL;

@@ -97,7 +97,7 @@ static void test_ctx_names_the_missing_file(void **state) {
 
 static int connect_with(const char *cafile, const char *name, char *err, size_t errlen) {
     struct tls_options o = { .ca_file = cafile };
-    struct resp_endpoint ep = { .kind = RESP_EP_TCP, .host = "127.0.0.1", .port = srv.tls_port };
+    struct endpoint ep = { .kind = ENDPOINT_TCP, .host = "127.0.0.1", .port = srv.tls_port };
     struct tls_ctx *ctx = NULL;
     struct resp_conn *c = NULL;
     int rc;
@@ -169,7 +169,7 @@ static void test_rnet_classes_certificate_failures(void **state) {
     assert_int_equal(tls_ctx_new(&to, &ctx, err, sizeof err), 0);
     o.tls = ctx;
     for (size_t i = 0; i < 2; i++) {
-        n[i].ep.kind = RESP_EP_TCP;
+        n[i].ep.kind = ENDPOINT_TCP;
         snprintf(n[i].ep.host, sizeof n[i].ep.host, "127.0.0.1");
         n[i].ep.port = srv.tls_port;
         n[i].script = ping;
