@@ -77,6 +77,11 @@ struct abi3_config_key {   /* the layout ABI 3 was released with */
     const char *default_value;
     int64_t min, max;
     const void *group_keys;
+    unsigned checks;
+    enum config_store store;   /* this and below: host tables only, 0 in a plugin's */
+    size_t offset;
+    const void *words;
+    const char *noun;
 };
 struct abi3_config_node {
     const void *setting, *keys;
@@ -93,6 +98,11 @@ ABI_SAME(config_key, default_value);
 ABI_SAME(config_key, min);
 ABI_SAME(config_key, max);
 ABI_SAME(config_key, group_keys);
+ABI_SAME(config_key, checks);
+ABI_SAME(config_key, store);
+ABI_SAME(config_key, offset);
+ABI_SAME(config_key, words);
+ABI_SAME(config_key, noun);
 _Static_assert(sizeof(struct config_node) == sizeof(struct abi3_config_node), "config_node: plugin ABI change");
 ABI_SAME(config_node, setting);
 ABI_SAME(config_node, keys);
@@ -100,6 +110,11 @@ ABI_SAME(config_node, file);
 _Static_assert(CONFIG_T_STRING == 1 && CONFIG_T_INT == 2 && CONFIG_T_BOOL == 3 && CONFIG_T_FLOAT == 4 &&
                CONFIG_T_DURATION == 5 && CONFIG_T_STRING_LIST == 6 && CONFIG_T_GROUP == 7,
                "enum config_type renumbered: plugin ABI change");
+_Static_assert(CONFIG_CHECK_ABSOLUTE == 1 << 0 && CONFIG_CHECK_EMPTY_OK == 1 << 1 &&
+               CONFIG_CHECK_FILE_NAME == 1 << 2 && CONFIG_CHECK_POSITIVE == 1 << 3 &&
+               CONFIG_CHECK_ENDPOINT == 1 << 4 && CONFIG_CHECK_WORDS_QUOTED == 1 << 5 &&
+               CONFIG_CHECK_FILE == 1 << 8 && CONFIG_CHECK_DIR == 1 << 9 && CONFIG_CHECK_GROUP == 1 << 10,
+               "CONFIG_CHECK_* renumbered: plugin ABI change");
 
 /* What every plugin may call without an instance (plugin.h struct rc_services). */
 static const struct rc_services host_services = {
