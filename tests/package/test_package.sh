@@ -102,6 +102,8 @@ t "/run/redis-creds is made by tmpfiles (0750 redis-creds)" \
     sh -c "[ \"\$(chroot $r stat -c '%a %U %G' /run/redis-creds)\" = '750 redis-creds redis-creds' ]"
 t "the unit is enabled" test -L "$r/etc/systemd/system/multi-user.target.wants/redis-creds-agent.service"
 t "/etc/redis-creds exists" test -d "$r/etc/redis-creds"
+t "/etc/redis-creds/secrets is the agent's, 0700" \
+    sh -c "[ \"\$(chroot $r stat -c '%a %U' /etc/redis-creds/secrets)\" = '700 redis-creds' ]"
 t "the installed agent accepts the shipped example config (--check-config)" inr sh -c 'zcat -f /usr/share/doc/redis-creds/agent.conf.example* >/etc/redis-creds/agent.conf && chmod 0640 /etc/redis-creds/agent.conf && redis-creds-agent -c /etc/redis-creds/agent.conf --check-config'
 t "the Python module imports" inr /usr/bin/python3 -c "import redis_creds"
 t "the C library links through pkg-config" sh -c "printf '#include <redis_creds.h>\nint main(void){return rc_open(0,0,0)==0;}\n' > $r/tmp/t.c && chroot $r sh -c 'cc /tmp/t.c \$(pkg-config --cflags --libs redis-creds) -o /tmp/t'"
