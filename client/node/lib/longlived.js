@@ -327,7 +327,8 @@ async function ioredisSubscriber(Redis, credentialFile, options, sub) {
       }
       return { client, credentials };
     },
-    subscribe: async ({ client }) => {
+    subscribe: async ({ client, credentials }) => {
+      credentials.subscriber = true; // no AUTH behind the SUBSCRIBE (RESP2: refused)
       if (ch.length) await client.subscribe(...ch);
       if (pt.length) await client.psubscribe(...pt);
     },

@@ -423,3 +423,31 @@ test('nodeRedisSubscriber: RESP: 3 in place, RESP 2 makes before it breaks', asy
     await sub.close();
   }
 });
+
+test('ioredisSubscriber (RESP2): a change during the first SUBSCRIBE sends no AUTH behind '
+  + 'it and switches', async (t) => {
+  const { ioredisSubscriber } = require('..');
+  const { cf, write } = setup(t, 8_000);
+  FakeIoredis.made = [];
+  class SlowConfirm extends FakeIoredis {
+    async subscribe(...ch) {
+      this.log.push(['subscribe', ...ch]);
+      if (FakeIoredis.made.length === 1) { // published before Redis confirmed
+        write('two', 12_000);
+        cf.reload();
+      }
+      this.condition.subscriber = true; // ioredis: set at the confirmation
+    }
+  }
+  const errors = [];
+  const sub = await ioredisSubscriber(SlowConfirm, cf, { protocol: 2, port: 1 },
+    { channels: ['ev'], onMessage: () => {}, onError: (e) => errors.push(e) });
+  await sub._chain;
+  const [first, second] = FakeIoredis.made;
+  assert.deepEqual(first.log, [['subscribe', 'ev'], ['unsubscribe'], ['disconnect']],
+    'no AUTH on the first connection (Redis refuses it there)');
+  assert.equal(second.options.password, 'two');
+  assert.equal(sub.switches, 1);
+  assert.deepEqual(errors, []);
+  await sub.close();
+});
