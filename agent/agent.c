@@ -1554,7 +1554,7 @@ static void agent_maybe_reload(struct agent *a) {
     a->reload_pending = false;
     a->reload_allow_removals = false;
 
-    char err[1024];
+    char err[1024] = "out of memory";
     struct config *cfg = NULL;
     int r = config_load(a->p.config_path, plugins_schema_lookup, a->p.plugins, &cfg, err, sizeof err);
     if (r >= 0 && (r = plugins_check_rotation(a->p.plugins, cfg, err, sizeof err)) < 0)
@@ -1591,6 +1591,14 @@ static void agent_maybe_reload(struct agent *a) {
     a->last_status[0] = '\0';   /* resend STATUS */
     agent_update_status(a);
     notify_ready();
+    if (a->reload_observer)
+        a->reload_observer(a->reload_observer_ud, r < 0 ? r : 0, r < 0 ? err : "");
+}
+
+void agent_set_reload_observer(struct agent *a, void (*fn)(void *ud, int result, const char *why),
+                               void *ud) {
+    a->reload_observer = fn;
+    a->reload_observer_ud = ud;
 }
 
 void agent_request_reload(struct agent *a, bool allow_removals) {

@@ -49,6 +49,14 @@ int agent_start(const struct agent_params *p, struct config *cfg, struct agent *
 void agent_reload(struct agent *a);
 /* The same, where the caller said removals are intended (`reload --allow-removals`). */
 void agent_request_reload(struct agent *a, bool allow_removals);
+/* Called on the loop thread at the end of every reload (SIGHUP or a request) with its
+ * outcome: 0 when the new config is in force, else a negative errno and the rejection
+ * text. -ENOMEM, -EMFILE, -ENFILE, -EIO and -EAGAIN mean the agent could not apply it;
+ * every other errno is a configuration error (a file that does not load, a removal guard,
+ * an unknown group). One observer; fn NULL removes it. A function pointer, so that agent.c
+ * does not call the control socket's code (tests/arch/check_tree.py). */
+void agent_set_reload_observer(struct agent *a, void (*fn)(void *ud, int result, const char *why),
+                               void *ud);
 /* SIGTERM: stop scheduling; the caller stops the pool and frees. */
 void agent_stop(struct agent *a);
 /* Control socket requests (loop thread). status: a JSON object without secrets (the

@@ -177,6 +177,8 @@ struct agent {
     unsigned rot_jobs;         /* rotation steps on the worker pool (a reload waits for them) */
     bool ready_sent, stopping, reload_pending;
     bool reload_allow_removals;   /* the pending reload may delete most published files */
+    void (*reload_observer)(void *ud, int result, const char *why);   /* agent_set_reload_observer */
+    void *reload_observer_ud;
     sd_event_source *startup_timer;
     sd_event_source *runtime_watch;   /* inotify: runtime_dir deleted or moved away */
     bool dir_mixed;                   /* credentials use different groups: dir 0755 */

@@ -1,13 +1,15 @@
 /* redis-creds: the operator's command line (DESIGN §5).
  *
- * get and watch read the published files directly; they need no agent running. status,
- * refresh and rotate ask the agent through its control socket. The runtime directory
- * comes from --runtime-dir, else $REDIS_CREDS_RUNTIME_DIR, else the agent group of the
- * config file (-c, default /etc/redis-creds/agent.conf) when that file exists, else
- * /run/redis-creds; the control socket likewise (--control-socket,
- * $REDIS_CREDS_CONTROL_SOCKET, agent.control_socket). A config file that exists but
- * cannot be read is an error, not a silent fallback. Exit codes: 0 success, 1 runtime
- * failure, 2 usage or configuration error.
+ * get, watch and exec read the published files directly; they need no agent running.
+ * status, refresh, rotate and reload ask the agent through its control socket. The
+ * runtime directory comes from --runtime-dir, else $REDIS_CREDS_RUNTIME_DIR, else the
+ * agent group of the config file (-c, default /etc/redis-creds/agent.conf) when that file
+ * exists, else /run/redis-creds; the control socket likewise (--control-socket,
+ * $REDIS_CREDS_CONTROL_SOCKET, agent.control_socket). The config is read only for the
+ * path the command needs (so a user outside the agent's group gets by with
+ * --runtime-dir); a config file that exists but cannot be read is then an error, not a
+ * silent fallback, and the message names the way out. Exit codes: 0 success, 1 runtime
+ * failure, 2 usage or configuration error (reload: the agent rejected the config).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sys/socket.h>
@@ -28,8 +32,19 @@
 
 #include "config.h"
 #include "credfile.h"
+#include "duration.h"
 #include "exec.h"
 #include "secret.h"
+
+#ifndef RC_VERSION_STRING
+#error "RC_VERSION_STRING comes from CMake (RC_VERSION_TEXT)"
+#endif
+
+/* A reload waits for a rotation step in flight (a store write or ACL commands, bounded by
+ * the source's timeout, 10 s by default for vault and azure sources, and redis.timeout,
+ * 2 s per node): 60 s covers the defaults, and stays under systemd's default 90 s for
+ * ExecReload=. */
+#define RELOAD_TIMEOUT_DEFAULT "60s"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -42,6 +57,10 @@ static void usage(FILE *f) {
             "                ask the agent for each credential's state; exit 0 when all are current\n"
             "  refresh NAME  ask the agent to check the store for NAME now\n"
             "  rotate NAME   ask the agent to rotate NAME now\n"
+            "  reload [--allow-removals] [--pid PID] [--timeout DURATION]\n"
+            "                ask the agent to reload its config and wait for the outcome: exit 0 when\n"
+            "                the new config is in force, 2 when it was rejected as a configuration\n"
+            "                error, 1 otherwise (default timeout %s)\n"
             "  exec --credential NAME [--env-prefix REDIS_] [--restart | --signal SIGHUP]\n"
             "       [--splay 30s] [--stop-timeout 10s] [--wait 30s] -- PROGRAM [ARGS...]\n"
             "                run PROGRAM with REDIS_USERNAME, REDIS_PASSWORD and REDIS_CREDS_FILE in\n"
@@ -52,61 +71,93 @@ static void usage(FILE *f) {
             "                         the config's agent.runtime_dir, or %s)\n"
             "      --control-socket P the agent's control socket (default: $REDIS_CREDS_CONTROL_SOCKET,\n"
             "                         the config's agent.control_socket, or %s)\n"
+            "  -V, --version          print the version\n"
             "  -h, --help             this text\n",
-            RC_DEFAULT_CONFIG_FILE, RC_DEFAULT_RUNTIME_DIR, RC_DEFAULT_CONTROL_SOCKET);
+            RELOAD_TIMEOUT_DEFAULT, RC_DEFAULT_CONFIG_FILE, RC_DEFAULT_RUNTIME_DIR,
+            RC_DEFAULT_CONTROL_SOCKET);
 }
 
 struct cli_paths {
     char *runtime_dir;
     char *control_socket;
+    struct config *cfg;    /* the config file, when it was read */
 };
 
+/* Says how a user who may not read a file of the agent's still gets what they asked for.
+ * The group named is the file's own (the one to join), redis-creds when it cannot be
+ * found. */
+static void hint_way_out(const char *path) {
+    struct stat st;
+    const struct group *g = stat(path, &st) == 0 ? getgrgid(st.st_gid) : NULL;
+    const char *grp = g && g->gr_gid != 0 ? g->gr_name : "redis-creds";
+    fprintf(stderr,
+            "redis-creds: %s is not readable by this user; either name the runtime directory "
+            "with --runtime-dir DIR or $REDIS_CREDS_RUNTIME_DIR (and the agent's socket with "
+            "--control-socket or $REDIS_CREDS_CONTROL_SOCKET), or join the group %s "
+            "(usermod -aG %s USER, then log in again)\n", path, grp, grp);
+}
+
+/* Reads the config for the CLI: no plugin lookup, the CLI needs only the agent group and
+ * the credentials' names. 0 and *ret, or -errno (said on stderr). */
+static int load_config(const char *config_path, struct config **ret) {
+    char err[1024];
+    int r = config_load(config_path, NULL, NULL, ret, err, sizeof err);
+    if (r < 0) {
+        fprintf(stderr, "redis-creds: %s\n", err);
+        if (r == -EACCES)
+            hint_way_out(config_path);
+    }
+    return r;
+}
+
 /* Finds the runtime directory and control socket as the contract orders them: option,
- * environment, the config's agent group when the file exists, the default. A config file
- * that exists but cannot be read or parsed is an error, not a silent fallback. */
+ * environment, the config's agent group when the file exists, the default. The config is
+ * read only when a path the command needs (need_dir, need_sock) is still unknown; a config
+ * file that exists but cannot be read or parsed is then an error, not a silent fallback. */
 static int find_paths(const char *opt_dir, const char *opt_sock, const char *config_path,
-                      bool config_given, struct cli_paths *ret) {
+                      bool config_given, bool need_dir, bool need_sock, struct cli_paths *ret) {
     const char *env_dir = secure_getenv("REDIS_CREDS_RUNTIME_DIR");
     const char *env_sock = secure_getenv("REDIS_CREDS_CONTROL_SOCKET");
     const char *dir = opt_dir ? opt_dir : env_dir && env_dir[0] ? env_dir : NULL;
     const char *sock = opt_sock ? opt_sock : env_sock && env_sock[0] ? env_sock : NULL;
-    struct config *cfg = NULL;
 
-    if ((!dir || !sock) && (config_given || access(config_path, F_OK) == 0)) {
-        char err[1024];
-        /* No plugin lookup: the CLI needs only the agent group. */
-        if (config_load(config_path, NULL, NULL, &cfg, err, sizeof err) < 0) {
-            fprintf(stderr, "redis-creds: %s\n", err);
+    if (((need_dir && !dir) || (need_sock && !sock)) && (config_given || access(config_path, F_OK) == 0)) {
+        if (load_config(config_path, &ret->cfg) < 0)
             return -EINVAL;
-        }
         if (!dir)
-            dir = cfg->agent.runtime_dir;
+            dir = ret->cfg->agent.runtime_dir;
         if (!sock)
-            sock = cfg->agent.control_socket;
+            sock = ret->cfg->agent.control_socket;
     }
     ret->runtime_dir = strdup(dir ? dir : RC_DEFAULT_RUNTIME_DIR);
     ret->control_socket = strdup(sock ? sock : RC_DEFAULT_CONTROL_SOCKET);
-    config_free(cfg);
     return ret->runtime_dir && ret->control_socket ? 0 : -ENOMEM;
 }
 
-/* Sends one request line to the agent and reads its one-line JSON answer. */
-static json_t *ask_agent(const char *sock, const char *request) {
+/* Connects to the agent's socket; a read waits up to timeout_usec. The fd, or -1 (said). */
+static int connect_agent(const char *sock, uint64_t timeout_usec) {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if (strlen(sock) >= sizeof sa.sun_path) {
         fprintf(stderr, "redis-creds: control socket path too long\n");
-        return NULL;
+        return -1;
     }
     memcpy(sa.sun_path, sock, strlen(sock) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct timeval tv = { .tv_sec = 10 };
+    struct timeval tv = { .tv_sec = (time_t)(timeout_usec / 1000000),
+                          .tv_usec = (suseconds_t)(timeout_usec % 1000000) };
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
         connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        fprintf(stderr, "redis-creds: cannot reach the agent at %s: %s\n", sock, strerror(errno));
+        fprintf(stderr, "redis-creds: cannot reach the agent at %s: %s%s\n", sock, strerror(errno),
+                errno == ENOENT || errno == ECONNREFUSED ? " (is the agent running?)" : "");
         if (fd >= 0)
             close(fd);
-        return NULL;
+        return -1;
     }
+    return fd;
+}
+
+/* Sends one request line on fd and reads the one-line JSON answer; closes fd. */
+static json_t *exchange(int fd, const char *sock, const char *request) {
     size_t len = strlen(request);
     if (write(fd, request, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
         fprintf(stderr, "redis-creds: %s: %s\n", sock, strerror(errno));
@@ -120,8 +171,10 @@ static json_t *ask_agent(const char *sock, const char *request) {
         got += (size_t)n;
     close(fd);
     if (!buf || n < 0 || got == 0 || got == cap) {
-        fprintf(stderr, "redis-creds: no answer from the agent at %s%s%s\n", sock, n < 0 ? ": " : "",
-                n < 0 ? strerror(errno) : "");
+        bool timed_out = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        fprintf(stderr, "redis-creds: no answer from the agent at %s%s%s\n", sock,
+                timed_out ? ": timed out" : n < 0 ? ": " : " (it closed the connection)",
+                timed_out || n >= 0 ? "" : strerror(errno));
         free(buf);
         return NULL;
     }
@@ -133,6 +186,12 @@ static json_t *ask_agent(const char *sock, const char *request) {
         return NULL;
     }
     return j;
+}
+
+/* One request to the agent, its answer within 10 s. */
+static json_t *ask_agent(const char *sock, const char *request) {
+    int fd = connect_agent(sock, 10 * 1000000ULL);
+    return fd < 0 ? NULL : exchange(fd, sock, request);
 }
 
 static const char *jstr(json_t *o, const char *key) {
@@ -219,18 +278,111 @@ static int cmd_request(const char *sock, const char *verb, int argc, char **argv
     return rc;
 }
 
+/* --pid: is the agent behind the socket that process? SO_PEERCRED on a connected socket
+ * holds the pid of the process that listened, which is the agent's main process. */
+static bool peer_is(int fd, pid_t want) {
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        fprintf(stderr, "redis-creds reload: cannot identify the agent (SO_PEERCRED): %s\n",
+                strerror(errno));
+        return false;
+    }
+    if (cred.pid != want) {
+        fprintf(stderr, "redis-creds reload: the agent at this socket is pid %ld, not pid %ld "
+                "(--pid); not reloading it\n", (long)cred.pid, (long)want);
+        return false;
+    }
+    return true;
+}
+
+struct reload_opts {
+    bool allow_removals;
+    pid_t pid;                /* 0: any */
+    uint64_t timeout_usec;
+};
+
+static int parse_reload_args(int argc, char **argv, struct reload_opts *o) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--allow-removals") == 0) {
+            o->allow_removals = true;
+            continue;
+        }
+        bool is_pid = strcmp(a, "--pid") == 0, is_timeout = strcmp(a, "--timeout") == 0;
+        if ((!is_pid && !is_timeout) || !val) {
+            fprintf(stderr, "redis-creds reload: %s \"%s\"\n",
+                    is_pid || is_timeout ? "a value is needed after" : "unexpected argument", a);
+            return -EINVAL;
+        }
+        i++;
+        char *end = NULL;
+        errno = 0;
+        unsigned long v = is_pid ? strtoul(val, &end, 10) : 0;
+        if (is_pid && (errno || end == val || *end || v == 0 || v > (unsigned long)INT32_MAX)) {
+            fprintf(stderr, "redis-creds reload: --pid: not a process id\n");
+            return -EINVAL;
+        }
+        if (is_pid)
+            o->pid = (pid_t)v;
+        else if (duration_parse(val, &o->timeout_usec) < 0 || o->timeout_usec < 1000) {
+            fprintf(stderr, "redis-creds reload: --timeout: bad duration \"%s\" (e.g. 90s, 5m)\n", val);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* reload: 0 when the new config is in force, 2 when the agent rejected it as a
+ * configuration error, 1 otherwise (no agent, not ours by --pid, denied, timed out). */
+static int cmd_reload(const char *sock, int argc, char **argv) {
+    struct reload_opts o = { 0 };
+    if (duration_parse(RELOAD_TIMEOUT_DEFAULT, &o.timeout_usec) < 0 ||
+        parse_reload_args(argc, argv, &o) < 0)
+        return 2;
+    int fd = connect_agent(sock, o.timeout_usec);
+    if (fd < 0)
+        return 1;
+    if (o.pid && !peer_is(fd, o.pid)) {
+        close(fd);
+        return 1;
+    }
+    json_t *j = exchange(fd, sock, o.allow_removals ? "reload allow-removals" : "reload");
+    if (!j) {
+        char t[32];
+        fprintf(stderr, "redis-creds reload: no outcome (timeout %s); if the agent still runs, the "
+                "reload may yet complete: see journalctl -u redis-creds-agent\n",
+                duration_format(o.timeout_usec, t, sizeof t));
+        return 1;
+    }
+    int rc = 0;
+    if (!json_is_true(json_object_get(j, "ok"))) {
+        bool config_error = json_is_true(json_object_get(j, "config_error"));
+        fprintf(stderr, "redis-creds reload: %s%s\n", config_error ? "rejected, the running "
+                "configuration stays in force: " : "", jstr(j, "error"));
+        rc = config_error ? 2 : 1;
+    }
+    json_decref(j);
+    return rc;
+}
+
 static int read_cred(const char *dir, const char *name, struct credfile *cf) {
     char fname[96], err[512];
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
-        fprintf(stderr, "redis-creds: %s: %s\n", dir, strerror(errno));
-        return -errno;
+        int r = -errno;
+        fprintf(stderr, "redis-creds: %s: %s\n", dir, strerror(-r));
+        if (r == -EACCES)
+            hint_way_out(dir);
+        return r;
     }
     snprintf(fname, sizeof fname, "%s.json", name);
     int r = credfile_read(dfd, fname, cf, err, sizeof err);
     close(dfd);
     if (r < 0)
         fprintf(stderr, "redis-creds: %s/%s: %s\n", dir, fname, r == -ENOENT ? "not published" : err);
+    if (r == -EACCES)
+        hint_way_out(dir);
     return r;
 }
 
@@ -283,7 +435,51 @@ static void on_stop(int sig) {
     stop_watch = 1;
 }
 
-static int cmd_watch(const char *dir, int argc, char **argv) {
+/* One line about NAME's published version; false when it is not published (said). */
+static bool print_version(const char *dir, const char *name) {
+    struct credfile cf = { 0 };
+    if (read_cred(dir, name, &cf) < 0)
+        return false;
+    char when[40];
+    printf("%s %s version %s validated %s\n", credfile_time_format(cf.published_at, when, sizeof when),
+           name, cf.cur.version, cf.validated ? cf.validated : "?");
+    credfile_clear(&cf);
+    return true;
+}
+
+static bool configured(const struct config *cfg, const char *name) {
+    for (size_t i = 0; cfg && i < cfg->n_credentials; i++)
+        if (strcmp(cfg->credentials[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* Before watching: the current version at once. A name that is not published and that a
+ * readable config does not list is unknown: -ENOENT (said). A name that is not published
+ * yet but configured, or that no readable config can vouch for, is waited for (said). */
+static int watch_start(const char *dir, const struct config *cfg, const char *config_path,
+                       const char *name) {
+    char fname[96];
+    snprintf(fname, sizeof fname, "%s.json", name);
+    struct stat st;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool exists = dfd >= 0 && fstatat(dfd, fname, &st, 0) == 0;
+    if (dfd >= 0)
+        close(dfd);
+    if (exists)
+        return print_version(dir, name) ? 0 : -EIO;
+    if (cfg && !configured(cfg, name)) {
+        fprintf(stderr, "redis-creds watch: no credential named \"%s\": not published in %s and "
+                "not in %s\n", name, dir, config_path);
+        return -ENOENT;
+    }
+    fprintf(stderr, "redis-creds watch: %s is not published in %s yet; waiting%s\n", name, dir,
+            cfg ? "" : " (no readable config to tell whether it is configured)");
+    return 0;
+}
+
+static int cmd_watch(const char *dir, const struct config *cfg, const char *config_path, int argc,
+                     char **argv) {
     if (argc != 1 || !config_name_valid(argv[0])) {
         fprintf(stderr, "redis-creds watch: %s\n", argc ? "invalid credential name" : "NAME is required");
         return 2;
@@ -292,16 +488,25 @@ static int cmd_watch(const char *dir, int argc, char **argv) {
     char fname[96];
     snprintf(fname, sizeof fname, "%s.json", name);
 
-    /* Watch the directory, not the file: a watch on the file is lost at the first rename. */
+    /* Watch the directory, not the file: a watch on the file is lost at the first rename.
+     * Set up before the first look, so that nothing published in between is missed. */
     int fd = inotify_init1(IN_CLOEXEC);
     if (fd < 0 || inotify_add_watch(fd, dir, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
         fprintf(stderr, "redis-creds: cannot watch %s: %s\n", dir, strerror(errno));
+        if (errno == EACCES)
+            hint_way_out(dir);
+        if (fd >= 0)
+            close(fd);
         return 1;
     }
     struct sigaction sa = { .sa_handler = on_stop };
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (watch_start(dir, cfg, config_path, name) < 0) {
+        close(fd);
+        return 1;
+    }
 
     char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
     while (!stop_watch) {
@@ -317,15 +522,8 @@ static int cmd_watch(const char *dir, int argc, char **argv) {
             if (ev->len && strcmp(ev->name, fname) == 0)
                 changed = true;
         }
-        if (!changed)
-            continue;
-        struct credfile cf = { 0 };
-        if (read_cred(dir, name, &cf) < 0)
-            continue;
-        char when[40];
-        printf("%s %s version %s validated %s\n", credfile_time_format(cf.published_at, when, sizeof when),
-               name, cf.cur.version, cf.validated ? cf.validated : "?");
-        credfile_clear(&cf);
+        if (changed)
+            print_version(dir, name);
     }
     close(fd);
     return 0;
@@ -337,18 +535,20 @@ int main(int argc, char **argv) {
         { "runtime-dir", required_argument, NULL, 'r' },
         { "control-socket", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     const char *config_path = RC_DEFAULT_CONFIG_FILE, *opt_dir = NULL, *opt_sock = NULL;
     bool config_given = false;
     int opt;
     /* '+': stop at the command, its own options follow it. */
-    while ((opt = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+c:hV", opts, NULL)) != -1) {
         switch (opt) {
         case 'c': config_path = optarg; config_given = true; break;
         case 'r': opt_dir = optarg; break;
         case 's': opt_sock = optarg; break;
         case 'h': usage(stdout); return 0;
+        case 'V': printf("redis-creds %s\n", RC_VERSION_STRING); return 0;
         default: usage(stderr); return 2;
         }
     }
@@ -361,29 +561,37 @@ int main(int argc, char **argv) {
     int cargc = argc - optind - 1;
     char **cargv = argv + optind + 1;
     bool is_file_cmd = strcmp(cmd, "get") == 0 || strcmp(cmd, "watch") == 0 || strcmp(cmd, "exec") == 0;
-    bool is_agent_cmd = strcmp(cmd, "status") == 0 || strcmp(cmd, "refresh") == 0 || strcmp(cmd, "rotate") == 0;
+    bool is_agent_cmd = strcmp(cmd, "status") == 0 || strcmp(cmd, "refresh") == 0 || strcmp(cmd, "rotate") == 0 ||
+                        strcmp(cmd, "reload") == 0;
     if (!is_file_cmd && !is_agent_cmd) {
         fprintf(stderr, "redis-creds: unknown command \"%s\"\n", cmd);
         usage(stderr);
         return 2;
     }
     struct cli_paths paths = { 0 };
-    if (find_paths(opt_dir, opt_sock, config_path, config_given, &paths) < 0) {
-        free(paths.runtime_dir);
-        free(paths.control_socket);
-        return 2;
+    int rc = 2;
+    if (find_paths(opt_dir, opt_sock, config_path, config_given, is_file_cmd, is_agent_cmd, &paths) < 0)
+        goto out;
+    /* watch: the config also tells a name not published yet from an unknown one. */
+    if (strcmp(cmd, "watch") == 0 && !paths.cfg && access(config_path, R_OK) == 0) {
+        char err[1024];
+        if (config_load(config_path, NULL, NULL, &paths.cfg, err, sizeof err) < 0)
+            paths.cfg = NULL;
     }
-    int rc;
     if (strcmp(cmd, "get") == 0)
         rc = cmd_get(paths.runtime_dir, cargc, cargv);
     else if (strcmp(cmd, "watch") == 0)
-        rc = cmd_watch(paths.runtime_dir, cargc, cargv);
+        rc = cmd_watch(paths.runtime_dir, paths.cfg, config_path, cargc, cargv);
     else if (strcmp(cmd, "exec") == 0)
         rc = exec_main(paths.runtime_dir, cargc + 1, cargv - 1);   /* argv[0] "exec" */
     else if (strcmp(cmd, "status") == 0)
         rc = cmd_status(paths.control_socket, cargc, cargv);
+    else if (strcmp(cmd, "reload") == 0)
+        rc = cmd_reload(paths.control_socket, cargc, cargv);
     else
         rc = cmd_request(paths.control_socket, cmd, cargc, cargv);
+out:
+    config_free(paths.cfg);
     free(paths.runtime_dir);
     free(paths.control_socket);
     return rc;

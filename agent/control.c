@@ -21,6 +21,7 @@ struct conn {
     int fd;
     uid_t uid;             /* the peer's, from SO_PEERCRED */
     bool privileged;       /* root or the agent's own user */
+    bool awaits_reload;    /* a `reload` answered when the agent's reload ends */
     sd_event_source *io, *timer;
     char in[CONTROL_MAX_REQUEST];
     size_t in_len;
@@ -85,8 +86,46 @@ static json_t *error_reply(const char *msg) {
     return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
 }
 
-/* Runs one parsed request for a peer; returns its JSON reply. */
-static json_t *handle(struct control *c, const struct conn *k, const struct control_request *req) {
+static void conn_answer(struct conn *k, json_t *reply);
+
+/* Errnos with which a reload failed for want of resources, not because of the config
+ * (agent.h); every other rejection is a configuration error, and says so to the CLI
+ * (`redis-creds reload` exits 2 on it, 1 on the rest). */
+static bool reload_config_error(int result) {
+    return result != -ENOMEM && result != -EMFILE && result != -ENFILE && result != -EIO &&
+           result != -EAGAIN;
+}
+
+/* The agent's reload observer: answers every connection waiting on a reload. A reload
+ * requested while another waited for its jobs is applied with it, so one outcome answers
+ * them all. */
+static void on_reload_done(void *ud, int result, const char *why) {
+    struct control *c = ud;
+    struct conn *next;
+    for (struct conn *k = c->conns; k; k = next) {
+        next = k->next;   /* conn_answer may free k */
+        if (!k->awaits_reload)
+            continue;
+        k->awaits_reload = false;
+        sd_event_source_set_enabled(k->io, SD_EVENT_ON);
+        conn_answer(k, result < 0 ? json_pack("{s:b, s:s, s:b}", "ok", 0, "error", why, "config_error",
+                                              reload_config_error(result))
+                                  : json_pack("{s:b}", "ok", 1));
+    }
+}
+
+/* `reload`: the answer waits for the reload's end (on_reload_done), up to
+ * CONTROL_RELOAD_USEC. The connection reads nothing more meanwhile. */
+static void start_reload(struct conn *k, const struct control_request *req) {
+    k->awaits_reload = true;
+    sd_event_source_set_enabled(k->io, SD_EVENT_OFF);
+    sd_event_source_set_time_relative(k->timer, CONTROL_RELOAD_USEC);
+    agent_request_reload(k->ctl->agent, req->allow_removals);   /* may answer at once */
+}
+
+/* Runs one parsed request for a peer; returns its JSON reply, or NULL when the answer
+ * comes later (reload). */
+static json_t *handle(struct control *c, struct conn *k, const struct control_request *req) {
     char err[256] = "";
     if (!control_allowed(req->verb, k->uid, c->agent_uid)) {
         snprintf(err, sizeof err, "permission denied: %s needs root or the agent's user (uid %u)",
@@ -95,6 +134,10 @@ static json_t *handle(struct control *c, const struct conn *k, const struct cont
     }
     if (req->verb == CONTROL_STATUS)
         return agent_status_json(c->agent);
+    if (req->verb == CONTROL_RELOAD) {
+        start_reload(k, req);
+        return NULL;
+    }
     int r = req->verb == CONTROL_REFRESH ? agent_refresh(c->agent, req->name, err, sizeof err)
                                          : agent_rotate(c->agent, req->name, err, sizeof err);
     return r < 0 ? error_reply(err) : json_pack("{s:b}", "ok", 1);
@@ -157,7 +200,13 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
     int r = control_request_parse(k->in, k->in_len, n == 0, &req, &why);
     if (r == 0)
         return 0;
-    conn_answer(k, r < 0 ? error_reply(why) : handle(k->ctl, k, &req));
+    if (r < 0)
+        conn_answer(k, error_reply(why));
+    else {
+        json_t *reply = handle(k->ctl, k, &req);
+        if (reply)
+            conn_answer(k, reply);
+    }
     return 0;
 }
 
@@ -431,6 +480,7 @@ int control_open(sd_event *e, const char *path, gid_t gid, struct agent *a, stru
         return r;
     c->event = e;
     c->agent = a;
+    agent_set_reload_observer(a, on_reload_done, c);
     if ((r = remove_stale(c->dirfd, c->name, path, err, errlen)) < 0)
         goto fail;
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -458,6 +508,8 @@ struct control *control_close(struct control *c) {
         return NULL;
     while (c->conns)
         conn_free(c->conns);
+    if (c->agent)
+        agent_set_reload_observer(c->agent, NULL, NULL);
     sd_event_source_disable_unref(c->listen);
     sd_event_source_disable_unref(c->resume);
     if (c->fd >= 0)

@@ -1,18 +1,20 @@
-/* control: the agent's control socket, for `redis-creds status|refresh|rotate`.
+/* control: the agent's control socket, for `redis-creds status|refresh|rotate|reload`.
  *
  * A stream Unix socket at agent.control_socket. Its directory is created 0755 when
  * missing and must not be writable by group or others (the path is handled by name). The
  * socket is 0660 with agent.control_group (default: agent.group), so the people in that
  * group can connect. Protocol: the client sends one line ("status", "refresh NAME",
- * "rotate NAME"); the agent answers one line of JSON and closes; a malformed request gets
- * an error line. Answers never hold a secret. Connections that have not been answered
- * within CONTROL_IDLE_USEC are dropped.
+ * "rotate NAME", "reload [allow-removals]"); the agent answers one line of JSON and
+ * closes; a malformed request gets an error line. Answers never hold a secret.
+ * Connections that have not been answered within CONTROL_IDLE_USEC are dropped; a reload
+ * is answered when it has ended ({"ok":true}, or {"ok":false,"error":...,"config_error":
+ * BOOL}), within CONTROL_RELOAD_USEC.
  *
- * Rights come from SO_PEERCRED: `status` for anyone who can connect; `refresh` and
- * `rotate` only for root and the agent's own user. Connections are capped (per peer uid,
- * and in total for unprivileged peers, bounded by a quarter of RLIMIT_NOFILE) and the
- * excess gets a one-line error; at EMFILE a reserve fd lets the agent accept and answer
- * instead of spinning. Everything runs on the loop thread; no request blocks it.
+ * Rights come from SO_PEERCRED: `status` for anyone who can connect; `refresh`,
+ * `rotate` and `reload` only for root and the agent's own user. Connections are capped
+ * (per peer uid, and in total for unprivileged peers, bounded by a quarter of
+ * RLIMIT_NOFILE) and the excess gets a one-line error; at EMFILE a reserve fd lets the
+ * agent accept and answer instead of spinning. Everything runs on the loop thread; no request blocks it.
  *
  * The request parser and the rights check are control_request.h's.
  */
@@ -25,6 +27,10 @@
 #include "control_request.h"
 
 #define CONTROL_IDLE_USEC (5ULL * 1000000ULL)
+/* A `reload` connection waits for the reload's end: a rotation step in flight finishes
+ * first, bounded by its source's and Redis timeouts. The CLI gives up sooner by its own
+ * --timeout. */
+#define CONTROL_RELOAD_USEC (600ULL * 1000000ULL)
 #define CONTROL_MAX_CONNS 64          /* unprivileged peers, all together */
 #define CONTROL_MAX_CONNS_PER_UID 16  /* any one peer uid, root included */
 

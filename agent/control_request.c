@@ -9,6 +9,7 @@ static const char *const verb_names[] = {
     [CONTROL_STATUS] = "status",
     [CONTROL_REFRESH] = "refresh",
     [CONTROL_ROTATE] = "rotate",
+    [CONTROL_RELOAD] = "reload",
 };
 
 const char *control_verb_name(enum control_verb v) {
@@ -24,7 +25,24 @@ static bool word_is(const char *w, size_t n, const char *s) {
     return strlen(s) == n && memcmp(w, s, n) == 0;
 }
 
-/* One line without its newline, NUL- and control-byte-free: "VERB" or "VERB NAME". */
+#define EXPECTED "(expected: status, reload [allow-removals], refresh NAME, rotate NAME)"
+
+/* "status" or "reload [allow-removals]": the verbs without a credential name. */
+static int parse_bare(enum control_verb v, const char *arg, size_t alen, struct control_request *ret,
+                      const char **ret_err) {
+    bool allow = v == CONTROL_RELOAD && word_is(arg, alen, "allow-removals");
+    if (alen && !allow) {
+        *ret_err = v == CONTROL_STATUS ? "status takes no argument"
+                                       : "reload takes no argument but allow-removals";
+        return -EINVAL;
+    }
+    ret->verb = v;
+    ret->name[0] = '\0';
+    ret->allow_removals = allow;
+    return 1;
+}
+
+/* One line without its newline, NUL- and control-byte-free: "VERB" or "VERB ARG". */
 static int parse_line(const char *line, size_t n, struct control_request *ret, const char **ret_err) {
     const char *sp = memchr(line, ' ', n);
     size_t vlen = sp ? (size_t)(sp - line) : n;
@@ -41,19 +59,14 @@ static int parse_line(const char *line, size_t n, struct control_request *ret, c
         v = CONTROL_REFRESH;
     else if (word_is(line, vlen, "rotate"))
         v = CONTROL_ROTATE;
+    else if (word_is(line, vlen, "reload"))
+        v = CONTROL_RELOAD;
     else {
-        *ret_err = "unknown request (expected: status, refresh NAME, rotate NAME)";
+        *ret_err = "unknown request " EXPECTED;
         return -EINVAL;
     }
-    if (v == CONTROL_STATUS) {
-        if (alen) {
-            *ret_err = "status takes no argument";
-            return -EINVAL;
-        }
-        ret->verb = v;
-        ret->name[0] = '\0';
-        return 1;
-    }
+    if (v == CONTROL_STATUS || v == CONTROL_RELOAD)
+        return parse_bare(v, arg, alen, ret, ret_err);
     char name[CONTROL_NAME_MAX + 1];
     if (alen == 0 || alen > CONTROL_NAME_MAX) {
         *ret_err = alen ? "invalid credential name (too long)" : "a credential NAME is required";
@@ -67,6 +80,7 @@ static int parse_line(const char *line, size_t n, struct control_request *ret, c
     }
     ret->verb = v;
     memcpy(ret->name, name, alen + 1);
+    ret->allow_removals = false;
     return 1;
 }
 
@@ -86,7 +100,7 @@ int control_request_parse(const char *buf, size_t len, bool eof, struct control_
     if (n && buf[n - 1] == '\r')
         n--;
     if (n == 0) {
-        *ret_err = "empty request (expected: status, refresh NAME, rotate NAME)";
+        *ret_err = "empty request " EXPECTED;
         return -EBADMSG;
     }
     for (size_t i = 0; i < n; i++)

@@ -17,11 +17,13 @@ enum control_verb {
     CONTROL_STATUS,
     CONTROL_REFRESH,
     CONTROL_ROTATE,
+    CONTROL_RELOAD,
 };
 
 struct control_request {
     enum control_verb verb;
     char name[CONTROL_NAME_MAX + 1];   /* refresh and rotate: a valid credential name */
+    bool allow_removals;               /* reload: "reload allow-removals" */
 };
 
 /* Parses the first request line in buf[0..len). `eof`: the peer will send nothing more,
@@ -32,8 +34,8 @@ struct control_request {
  * -EINVAL (unknown verb, missing, extra or invalid argument). */
 int control_request_parse(const char *buf, size_t len, bool eof, struct control_request *ret,
                           const char **ret_err);
-/* The verb's word ("status", "refresh", "rotate"). */
+/* The verb's word ("status", "refresh", "rotate", "reload"). */
 const char *control_verb_name(enum control_verb v);
 /* True when a peer with uid `peer` may run `v` on an agent running as `agent_uid`:
- * status for anyone, the rest for root and agent_uid. */
+ * status for anyone, the rest (refresh, rotate, reload) for root and agent_uid. */
 bool control_allowed(enum control_verb v, uid_t peer, uid_t agent_uid);

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@ struct loaded {
     void *handle;
     int fd;          /* kept open while loaded: see plugins_load() */
     const struct rc_plugin *plugin;
+    struct rc_source_type *types;   /* host copies, full size: see load_types() */
     struct loaded *next;
 };
 
@@ -32,6 +35,7 @@ struct plugins *plugins_free(struct plugins *p) {
         return NULL;
     for (struct loaded *l = p->list, *next; l; l = next) {
         next = l->next;
+        free(l->types);
         dlclose(l->handle);
         close(l->fd);
         free(l->path);
@@ -56,28 +60,140 @@ static int check_owner_mode(const char *what, const struct stat *st, char *err, 
     return 0;
 }
 
-static const struct rc_source_type *plugin_type(const struct rc_plugin *pl, const char *type) {
-    for (size_t i = 0; i < pl->n_types; i++)
-        if (strcmp(pl->types[i].type, type) == 0)
-            return &pl->types[i];
+static const struct rc_source_type *plugin_type(const struct loaded *l, const char *type) {
+    for (size_t i = 0; i < l->plugin->n_types; i++)
+        if (strcmp(l->types[i].type, type) == 0)
+            return &l->types[i];
     return NULL;
 }
 
-static int plugins_load(struct plugins *p, const char *plugin_dir, const char *file,
-                        const struct rc_plugin **ret, char *err, size_t errlen) {
-    char path[PATH_MAX];
-    struct stat st;
-    int n = snprintf(path, sizeof path, "%s/%s", plugin_dir, file);
-    if (n < 0 || (size_t)n >= sizeof path) {
-        snprintf(err, errlen, "plugin_dir %s: path too long", plugin_dir);
-        return -ENAMETOOLONG;
-    }
-    for (struct loaded *l = p->list; l; l = l->next)
-        if (strcmp(l->path, path) == 0) {
-            *ret = l->plugin;
-            return 0;
-        }
+/* plugin.h takes these from config.h, so their layout is part of the plugin ABI: a change
+ * here breaks every plugin built before it. Change them only with a new
+ * RC_PLUGIN_ABI_VERSION, then update these checks (docs/design.md §8.6). */
+struct abi3_config_key {   /* the layout ABI 3 was released with */
+    const char *name;
+    enum config_type type;
+    bool required;
+    const char *default_value;
+    int64_t min, max;
+    const void *group_keys;
+    unsigned checks;
+    enum config_store store;   /* this and below: host tables only, 0 in a plugin's */
+    size_t offset;
+    const void *words;
+    const char *noun;
+};
+struct abi3_config_node {
+    const void *setting, *keys;
+    const char *file;
+};
+#define ABI_SAME(t, m) _Static_assert(offsetof(struct t, m) == offsetof(struct abi3_##t, m), \
+                                      #t "." #m " moved: plugin ABI change")
+_Static_assert(RC_PLUGIN_ABI_VERSION == 3, "check the layouts below for the new ABI version");
+_Static_assert(sizeof(struct config_key) == sizeof(struct abi3_config_key), "config_key: plugin ABI change");
+ABI_SAME(config_key, name);
+ABI_SAME(config_key, type);
+ABI_SAME(config_key, required);
+ABI_SAME(config_key, default_value);
+ABI_SAME(config_key, min);
+ABI_SAME(config_key, max);
+ABI_SAME(config_key, group_keys);
+ABI_SAME(config_key, checks);
+ABI_SAME(config_key, store);
+ABI_SAME(config_key, offset);
+ABI_SAME(config_key, words);
+ABI_SAME(config_key, noun);
+_Static_assert(sizeof(struct config_node) == sizeof(struct abi3_config_node), "config_node: plugin ABI change");
+ABI_SAME(config_node, setting);
+ABI_SAME(config_node, keys);
+ABI_SAME(config_node, file);
+_Static_assert(CONFIG_T_STRING == 1 && CONFIG_T_INT == 2 && CONFIG_T_BOOL == 3 && CONFIG_T_FLOAT == 4 &&
+               CONFIG_T_DURATION == 5 && CONFIG_T_STRING_LIST == 6 && CONFIG_T_GROUP == 7,
+               "enum config_type renumbered: plugin ABI change");
+_Static_assert(CONFIG_CHECK_ABSOLUTE == 1 << 0 && CONFIG_CHECK_EMPTY_OK == 1 << 1 &&
+               CONFIG_CHECK_FILE_NAME == 1 << 2 && CONFIG_CHECK_POSITIVE == 1 << 3 &&
+               CONFIG_CHECK_ENDPOINT == 1 << 4 && CONFIG_CHECK_WORDS_QUOTED == 1 << 5 &&
+               CONFIG_CHECK_FILE == 1 << 8 && CONFIG_CHECK_DIR == 1 << 9 && CONFIG_CHECK_GROUP == 1 << 10,
+               "CONFIG_CHECK_* renumbered: plugin ABI change");
 
+/* What every plugin may call without an instance (plugin.h struct rc_services). */
+static const struct rc_services host_services = {
+    .size = sizeof(struct rc_services),
+    .secret_new = secret_new,
+    .secret_free = secret_free,
+    .secret_data = secret_data,
+    .secret_len = secret_len,
+    .wipe_free = secret_wipe_free,
+    .conf_has = config_node_has,
+    .conf_string = config_node_string,
+    .conf_int = config_node_int,
+    .conf_bool = config_node_bool,
+    .conf_float = config_node_float,
+    .conf_duration = config_node_duration,
+    .conf_list_len = config_node_list_len,
+    .conf_list_get = config_node_list_get,
+    .conf_group = config_node_group,
+    .conf_line = config_node_line,
+};
+
+const struct rc_services *plugins_services(void) {
+    return &host_services;
+}
+
+/* The smallest method table a plugin may have: up to and including close(). */
+#define TYPE_SIZE_MIN (offsetof(struct rc_source_type, close) + sizeof(void (*)(void *)))
+
+/* Checks one type of a plugin: required members, and a method for every capability. */
+static int check_type(const char *path, const struct rc_source_type *t, char *err, size_t errlen) {
+    static const struct { uint32_t cap; bool write; const char *what; } need[] = {
+        { RC_CAP_ROTATE_WRITE, true, "RC_CAP_ROTATE_WRITE without rotate_write()" },
+        { RC_CAP_ROTATE_SELF, false, "RC_CAP_ROTATE_SELF without rotate_self()" },
+        { RC_CAP_ROTATE_OTHER_KEY, false, "RC_CAP_ROTATE_OTHER_KEY without rotate_self()" },
+    };
+    if (!t->type || !t->source_keys || !t->credential_keys || !t->open || !t->fetch || !t->close) {
+        snprintf(err, errlen, "plugin %s: type \"%s\" lacks a required member (type, source_keys, "
+                 "credential_keys, open, fetch, close)", path, t->type ? t->type : "(null)");
+        return -ELIBBAD;
+    }
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+        if ((t->caps & need[i].cap) && !(need[i].write ? (void *)t->rotate_write : (void *)t->rotate_self)) {
+            snprintf(err, errlen, "plugin %s: type \"%s\" declares %s", path, t->type, need[i].what);
+            return -ELIBBAD;
+        }
+    return 0;
+}
+
+/* Copies the plugin's types into full-size host structs: the plugin's table is
+ * pl->type_size bytes per type (append-only, plugin.h), and members past it stay NULL,
+ * so a plugin built against an older header of this ABI version lacks them, not misreads. */
+static int load_types(const char *path, const struct rc_plugin *pl, struct rc_source_type **ret,
+                      char *err, size_t errlen) {
+    if (pl->type_size < TYPE_SIZE_MIN || pl->n_types == 0 || !pl->types) {
+        snprintf(err, errlen, "plugin %s: method table of %u bytes and %zu types (needs at least "
+                 "%zu bytes and one type)", path, (unsigned)pl->type_size, pl->n_types, TYPE_SIZE_MIN);
+        return -ELIBBAD;
+    }
+    struct rc_source_type *types = calloc(pl->n_types, sizeof *types);
+    if (!types) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    size_t n = pl->type_size < sizeof *types ? pl->type_size : sizeof *types;
+    for (size_t i = 0; i < pl->n_types; i++) {
+        memcpy(&types[i], (const char *)pl->types + i * pl->type_size, n);
+        int r = check_type(path, &types[i], err, errlen);
+        if (r < 0) {
+            free(types);
+            return r;
+        }
+    }
+    *ret = types;
+    return 0;
+}
+
+/* Opens path after checking the directory and, on the opened fd, the file. */
+static int open_checked(const char *plugin_dir, const char *path, int *ret_fd, char *err, size_t errlen) {
+    struct stat st;
     if (stat(plugin_dir, &st) < 0) {
         snprintf(err, errlen, "plugin_dir %s: %s", plugin_dir, strerror(errno));
         return -errno;
@@ -85,7 +201,6 @@ static int plugins_load(struct plugins *p, const char *plugin_dir, const char *f
     int r = check_owner_mode(plugin_dir, &st, err, errlen);
     if (r < 0)
         return r;
-
     /* Open first, check the opened file, then dlopen it through /proc/self/fd so the
      * file we checked is the file we load. */
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -104,6 +219,12 @@ static int plugins_load(struct plugins *p, const char *plugin_dir, const char *f
         close(fd);
         return r;
     }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* dlopens the checked fd and fills l (handle, plugin, types); the caller closes fd on error. */
+static int dlopen_fd(int fd, const char *path, struct loaded *l, char *err, size_t errlen) {
     char fdpath[64];
     snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", fd);
     /* The fd stays open while the plugin is loaded: glibc takes a dlopen() of a name it
@@ -111,38 +232,64 @@ static int plugins_load(struct plugins *p, const char *plugin_dir, const char *f
      * opened on a reused fd number would silently be the first one again. */
     void *h = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
     if (!h) {
-        close(fd);
         snprintf(err, errlen, "plugin %s: %s", path, dlerror());
         return -ELIBBAD;
     }
     const struct rc_plugin *pl = dlsym(h, RC_PLUGIN_SYMBOL);
-    if (!pl) {
-        dlclose(h);
-        close(fd);
+    int r = -ELIBBAD;
+    if (!pl)
         snprintf(err, errlen, "plugin %s: no symbol %s", path, RC_PLUGIN_SYMBOL);
-        return -ELIBBAD;
-    }
-    if (pl->abi_version != RC_PLUGIN_ABI_VERSION) {
-        snprintf(err, errlen, "plugin %s: ABI version %u, but this agent needs version %u",
+    else if (pl->abi_version != RC_PLUGIN_ABI_VERSION)
+        snprintf(err, errlen, "plugin %s: ABI version %u, but this agent needs version %u (rebuild "
+                 "the plugin against this agent's plugin.h)",
                  path, (unsigned)pl->abi_version, (unsigned)RC_PLUGIN_ABI_VERSION);
+    else
+        r = load_types(path, pl, &l->types, err, errlen);
+    if (r < 0) {
         dlclose(h);
-        close(fd);
-        return -ELIBBAD;
+        return r;
     }
+    if (pl->services)
+        *pl->services = &host_services;
+    l->handle = h;
+    l->plugin = pl;
+    return 0;
+}
+
+static int plugins_load(struct plugins *p, const char *plugin_dir, const char *file,
+                        const struct loaded **ret, char *err, size_t errlen) {
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof path, "%s/%s", plugin_dir, file);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        snprintf(err, errlen, "plugin_dir %s: path too long", plugin_dir);
+        return -ENAMETOOLONG;
+    }
+    for (struct loaded *l = p->list; l; l = l->next)
+        if (strcmp(l->path, path) == 0) {
+            *ret = l;
+            return 0;
+        }
+    int fd = -1, r = open_checked(plugin_dir, path, &fd, err, errlen);
+    if (r < 0)
+        return r;
     struct loaded *l = calloc(1, sizeof *l);
     if (!l || !(l->path = strdup(path))) {
         free(l);
-        dlclose(h);
         close(fd);
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    l->handle = h;
+    r = dlopen_fd(fd, path, l, err, errlen);
+    if (r < 0) {
+        free(l->path);
+        free(l);
+        close(fd);
+        return r;
+    }
     l->fd = fd;
-    l->plugin = pl;
     l->next = p->list;
     p->list = l;
-    *ret = pl;
+    *ret = l;
     return 0;
 }
 
@@ -156,11 +303,11 @@ int plugins_find_type(struct plugins *p, const char *plugin_dir, const char *typ
     }
     snprintf(file, sizeof file, "%.*s.so", (int)w, type);
 
-    const struct rc_plugin *pl;
-    int r = plugins_load(p, plugin_dir, file, &pl, err, errlen);
+    const struct loaded *l;
+    int r = plugins_load(p, plugin_dir, file, &l, err, errlen);
     if (r < 0)
         return r;
-    const struct rc_source_type *t = plugin_type(pl, type);
+    const struct rc_source_type *t = plugin_type(l, type);
     if (!t) {
         snprintf(err, errlen, "unknown source type \"%s\" (plugin %s/%s does not serve it)",
                  type, plugin_dir, file);
@@ -182,46 +329,50 @@ int plugins_schema_lookup(void *userdata, const char *plugin_dir, const char *ty
     return 0;
 }
 
+/* What each rotation strategy needs of its source type (plugin.h RC_CAP_*). */
+static const struct {
+    uint32_t cap;
+    const char *what;
+} strategy_needs[] = {
+    [ROTATION_REDIS_ACL] = { RC_CAP_ROTATE_WRITE, "a check-and-set write of a password the agent "
+                             "made (rotate_write)" },
+    [ROTATION_VAULT_DATABASE] = { RC_CAP_ROTATE_SELF, "a store that makes the password and sets it "
+                                  "in Redis itself (rotate_self)" },
+    [ROTATION_AZURE_KEYS] = { RC_CAP_ROTATE_OTHER_KEY, "two keys, of which the store regenerates "
+                              "the one not published (rotate_self)" },
+};
+
+#define RC_CAP_ROTATE_ANY (RC_CAP_ROTATE_WRITE | RC_CAP_ROTATE_SELF | RC_CAP_ROTATE_OTHER_KEY)
+#define N_STRATEGIES (sizeof strategy_needs / sizeof strategy_needs[0])
+
+static const char *strategy_need(enum rotation_strategy st) {
+    return (size_t)st < N_STRATEGIES && strategy_needs[st].what ? strategy_needs[st].what : "(an unknown strategy)";
+}
+
 int plugins_check_rotation(struct plugins *p, const struct config *cfg, char *err, size_t errlen) {
     for (size_t i = 0; i < cfg->n_credentials; i++) {
         const struct config_credential *cr = &cfg->credentials[i];
         const struct config_source *src = &cfg->sources[cr->source_index];
+        const char *file = cr->node.file ? cr->node.file : cfg->file;
         const struct rc_source_type *t;
         if (!cr->rotation.enabled)
             continue;
         if (plugins_find_type(p, cfg->agent.plugin_dir, src->type, &t, err, errlen) < 0)
             return -EINVAL;
-        if (!t->rotate) {
+        if (!(t->caps & RC_CAP_ROTATE_ANY)) {
             snprintf(err, errlen, "%s:%d: credentials[%zu].rotation: source \"%s\" is of type \"%s\", "
-                     "which cannot write a new version (rotation needs a source type with a "
-                     "check-and-set write: file, vault)", cr->node.file ? cr->node.file : cfg->file,
-                     config_node_line(&cr->node, "rotation"), i, src->name, src->type);
+                     "which cannot write a new version (rotation needs a source type with a rotate "
+                     "capability)", file, config_node_line(&cr->node, "rotation"), i, src->name, src->type);
             return -EINVAL;
         }
-        /* Which sources can do which strategy: redis-acl needs a store that takes a
-         * password the agent made (file, vault kv2); the others need the store that makes
-         * it (rotate() with NULL, plugin.h). The vault plugin checks its engine at open. */
-        const char *need = NULL;
-        switch (cr->rotation.strategy) {
-        case ROTATION_REDIS_ACL:
-            if (strcmp(src->type, "file") != 0 && strcmp(src->type, "vault") != 0)
-                need = "\"file\" or \"vault\" (engine kv2)";
-            break;
-        case ROTATION_VAULT_DATABASE:
-            if (strcmp(src->type, "vault") != 0)
-                need = "\"vault\" (engine database)";
-            break;
-        case ROTATION_AZURE_KEYS:
-            if (strcmp(src->type, "azure-redis-keys") != 0)
-                need = "\"azure-redis-keys\"";
-            break;
-        }
-        if (need) {
-            snprintf(err, errlen, "%s:%d: credentials[%zu].rotation: strategy \"%s\" needs a source of "
-                     "type %s; source \"%s\" is of type \"%s\"",
-                     cr->node.file ? cr->node.file : cfg->file, config_node_line(&cr->node, "rotation"),
-                     i, config_rotation_strategy_to_string(cr->rotation.strategy),
-                     need, src->name, src->type);
+        /* The plugin checks finer limits at open (vault: the engine of each credential). */
+        size_t st = (size_t)cr->rotation.strategy;
+        if (st >= N_STRATEGIES || !(t->caps & strategy_needs[st].cap)) {
+            snprintf(err, errlen, "%s:%d: credentials[%zu].rotation: strategy \"%s\" needs a source type "
+                     "with %s; source \"%s\" is of type \"%s\", which has none", file,
+                     config_node_line(&cr->node, "rotation"), i,
+                     config_rotation_strategy_to_string(cr->rotation.strategy),
+                     strategy_need(cr->rotation.strategy), src->name, src->type);
             return -EINVAL;
         }
     }

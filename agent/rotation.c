@@ -172,7 +172,7 @@ static void rot_regenerate_run(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     struct cred_rt *c = j->c;
     memset(&j->err, 0, sizeof j->err);
-    j->r = c->src->type->rotate(c->src->state, &j->rc, j->expected, NULL, NULL, j->new_version, &j->err);
+    j->r = c->src->type->rotate_self(c->src->state, &j->rc, j->expected, j->new_version, &j->err);
 }
 
 static void rot_regenerate_done(struct cred_rt *c, struct rot_job *j) {
@@ -245,8 +245,8 @@ static void rot_rollback_run(struct job *jb) {
     (void)rotate_acl_apply(&cc->redis, &cc->rotation, j->username, ROTATE_ACL_REMOVE, j->new_pw,
                            j->username, j->old_pw, &ignored);
     memset(&j->err, 0, sizeof j->err);
-    j->store_restored = c->src->type->rotate(c->src->state, &j->rc, j->new_version, j->username,
-                                             j->old_pw, v, &j->err) == 0;
+    j->store_restored = c->src->type->rotate_write(c->src->state, &j->rc, j->new_version, j->username,
+                                                   j->old_pw, v, &j->err) == 0;
 }
 
 static void rot_rollback_done(struct cred_rt *c, struct rot_job *j) {
@@ -355,8 +355,9 @@ static void rot_claim_run(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     struct cred_rt *c = j->c;
     memset(&j->err, 0, sizeof j->err);
-    j->r = c->src->type->rotate(c->src->state, &j->rc, j->expected, j->username, j->new_pw,
-                                j->new_version, &j->err);
+    j->r = j->new_pw ? c->src->type->rotate_write(c->src->state, &j->rc, j->expected, j->username,
+                                                  j->new_pw, j->new_version, &j->err)
+                     : c->src->type->rotate_self(c->src->state, &j->rc, j->expected, j->new_version, &j->err);
 }
 
 static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
@@ -416,7 +417,7 @@ static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
     j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
     j->old_pw = secret_dup(c->cur.cur.password);
-    /* new_pw NULL asks the store to make the password itself (plugin.h). */
+    /* new_pw NULL asks the store to make the password itself (plugin.h rotate_self). */
     int r = store_makes_password(c) ? 0
                                     : rotate_generate_password(c->cfg->rotation.alphabet,
                                                                c->cfg->rotation.password_length,
@@ -596,7 +597,8 @@ void rotation_stop(struct cred_rt *c) {
 void rotation_init(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     char err[512];
-    ro->enabled = c->cfg->rotation.enabled && c->src->type && c->src->type->rotate &&
+    ro->enabled = c->cfg->rotation.enabled && c->src->type &&
+                  (c->src->type->rotate_write || c->src->type->rotate_self) &&
                   !c->src->open_error[0] && !c->a->p.once;
     if (!ro->enabled)
         return;

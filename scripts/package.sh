@@ -6,7 +6,8 @@
 #   ./scripts/package.sh --no-lintian build only
 #
 # Packages: redis-creds (agent, CLI, plugins, unit, sysusers, tmpfiles, catalog, docs),
-# libredis-creds0, libredis-creds-hiredis0, libredis-creds-dev, python3-redis-creds.
+# libredis-creds0, libredis-creds-hiredis0, libredis-creds-dev, python3-redis-creds,
+# redis-creds-plugin-dev (the plugin SDK).
 # DEB_BUILD_OPTIONS is passed on (e.g. DEB_BUILD_OPTIONS=nocheck skips the unit tests).
 # Exit status: 0 when the packages were built (and lintian found no error or warning that
 # debian/*.lintian-overrides does not explain), 1 otherwise, 2 for a usage error.

@@ -170,7 +170,7 @@ export interface SubscriberOptions {
   /** Every message of every connection (duplicates possible after a switch). */
   onMessage: (message: string, channel: string) => void;
   /** Connection errors and failed switches (the old subscription is kept and the switch
-   * tried again after 1 s). */
+   * tried again at once, then after 50, 100, 200 ... ms, at most 1 s apart). */
   onError?: (err: Error) => void;
 }
 

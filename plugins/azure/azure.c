@@ -43,7 +43,7 @@ void az_clock_override(int64_t (*real)(void), uint64_t (*mono)(void)) {
 /* ---- config pieces ------------------------------------------------------------------ */
 
 int az_config_string(const struct config_node *n, const char *key, char **ret, struct rc_error *err) {
-    const char *v = config_node_string(n, key);
+    const char *v = conf_string(n, key);
     *ret = NULL;
     if (!v || !v[0])
         return 0;
@@ -72,7 +72,7 @@ int az_tls_parse(const struct config_node *n, struct az_tls *ret, struct rc_erro
         az_tls_clear(&t);
         return -1;
     }
-    t.insecure = config_node_bool(n, "tls_insecure_skip_verify");
+    t.insecure = conf_bool(n, "tls_insecure_skip_verify");
     if (!t.cert_file != !t.key_file) {
         az_tls_clear(&t);
         return rc_error_set(err, RC_ERR_FATAL, "cert_file and key_file go together");
@@ -215,7 +215,7 @@ int az_service_error(struct rc_error *err, const char *what, const struct http_r
 int az_endpoint_open(const struct rc_host *host, const struct config_node *source,
                      const char *url_key, struct az_endpoint *ret, struct rc_error *err) {
     struct az_endpoint e = { 0 };
-    const char *url = config_node_string(source, url_key);
+    const char *url = conf_string(source, url_key);
     char msg[512];
     if (!url || !url[0])
         return rc_error_set(err, RC_ERR_FATAL, "%s is required", url_key);
@@ -228,7 +228,7 @@ int az_endpoint_open(const struct rc_host *host, const struct config_node *sourc
         free(e.base_url);
         return rc_error_set(err, RC_ERR_FATAL, "%s %s: must not carry a query or fragment", url_key, url);
     }
-    e.timeout_usec = config_node_duration(source, "timeout");
+    e.timeout_usec = conf_duration(source, "timeout");
     if (az_tls_parse(source, &e.tls, err) < 0) {
         free(e.base_url);
         return -1;
@@ -278,14 +278,18 @@ static const struct rc_source_type azure_types[] = {
         .credential_keys = az_redis_keys_credential_keys,
         .open = az_redis_keys_open,
         .fetch = az_redis_keys_fetch,
-        .rotate = az_redis_keys_rotate,
+        .caps = RC_CAP_ROTATE_OTHER_KEY,
+        .rotate_self = az_redis_keys_rotate,
         .close = az_redis_keys_close,
     },
 };
 
+const struct rc_services *rc_svc;   /* host_services.h */
+
 RC_PLUGIN_EXPORT const struct rc_plugin redis_creds_plugin = {
-    .abi_version = RC_PLUGIN_ABI_VERSION,
+    RC_PLUGIN_HEADER,
     .name = "azure",
+    .services = &rc_svc,
     .types = azure_types,
     .n_types = sizeof azure_types / sizeof azure_types[0],
 };

@@ -24,6 +24,8 @@
 #include <jansson.h>
 
 #include "plugin.h"
+#include "secret.h"
+#include "host_services.h"
 #include "http.h"
 
 #define AZ_DEFAULT_TIMEOUT "10s"
@@ -228,11 +230,10 @@ AZ_DECLARE_TYPE(az_redis_keys);
 int az_redis_keys_parse_list(const char *body, size_t len, const char *what, json_t **ret_root,
                              struct rc_error *err);
 uint64_t az_entra_next_check(void *state, const struct rc_credential *cred);
-/* Strategy azure-keys (plugin.h rotate() with password NULL): regenerates the key that is
+/* Strategy azure-keys (plugin.h rotate_self()): regenerates the key that is
  * not expected_version; ret_version is the regenerated key's new version. */
 int az_redis_keys_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
-                         const char *username, const struct secret *password, char *ret_version,
-                         struct rc_error *err);
+                         char *ret_version, struct rc_error *err);
 
 /* A source-level timeout (`timeout` key), TLS and one HTTP client on a base URL. */
 struct az_endpoint {

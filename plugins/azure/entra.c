@@ -65,9 +65,9 @@ int az_entra_open(const struct rc_host *host, const struct config_node *source,
     if (!s)
         return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
     s->host = host;
-    s->policy.ratio = config_node_float(source, "refresh_ratio");
-    s->policy.margin_usec = config_node_duration(source, "refresh_margin");
-    const char *scope = config_node_string(source, "scope");
+    s->policy.ratio = conf_float(source, "refresh_ratio");
+    s->policy.margin_usec = conf_duration(source, "refresh_margin");
+    const char *scope = conf_string(source, "scope");
     if (!(s->policy.ratio > 0.0 && s->policy.ratio < 1.0)) {
         rc_error_set(err, RC_ERR_FATAL, "refresh_ratio must be between 0 and 1 (exclusive)");
         goto fail;
@@ -82,7 +82,7 @@ int az_entra_open(const struct rc_host *host, const struct config_node *source,
         rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
         goto fail;
     }
-    if (az_tokens_acquire(&id, scope, config_node_duration(source, "timeout"), &s->tok, err) < 0)
+    if (az_tokens_acquire(&id, scope, conf_duration(source, "timeout"), &s->tok, err) < 0)
         goto fail;
     az_identity_warn(host, &id);
     az_identity_clear(&id);

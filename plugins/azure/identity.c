@@ -355,8 +355,8 @@ int az_identity_parse(const struct config_node *source, struct az_identity *ret,
     struct config_node n;
     struct az_identity id = { 0 };
     char msg[512];
-    config_node_group(source, "identity", &n);
-    const char *type = config_node_string(&n, "type");
+    conf_group(source, "identity", &n);
+    const char *type = conf_string(&n, "type");
 
     if (!type || strcmp(type, "managed") == 0)
         id.type = AZ_ID_MANAGED;
@@ -382,7 +382,7 @@ int az_identity_parse(const struct config_node *source, struct az_identity *ret,
         }
         /* Which endpoint: MSAL's detection order, with a configured imds_url first. */
         const char *ep = env("IDENTITY_ENDPOINT"), *hdr = env("IDENTITY_HEADER");
-        bool imds_configured = config_node_has(&n, "imds_url");
+        bool imds_configured = conf_has(&n, "imds_url");
         if (!imds_configured && ep && hdr) {
             id.mi = AZ_MI_APP_SERVICE;
             /* The platform announced this endpoint; on Linux App Service it is link-local. */

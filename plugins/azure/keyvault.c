@@ -140,9 +140,9 @@ int az_keyvault_open(const struct rc_host *host, const struct config_node *sourc
     s->host = host;
     if (az_endpoint_open(host, source, "vault_url", &s->ep, err) < 0)
         goto fail;
-    const char *av = config_node_string(source, "api_version");
+    const char *av = conf_string(source, "api_version");
     s->api_version = strdup(av && av[0] ? av : KV_DEFAULT_API_VERSION);
-    const char *sc = config_node_string(source, "scope");
+    const char *sc = conf_string(source, "scope");
     scope = sc && sc[0] ? strdup(sc) : kv_default_scope(s->ep.base_url);
     s->creds = calloc(n_credentials ? n_credentials : 1, sizeof *s->creds);
     if (!s->api_version || !scope || !s->creds) {
@@ -157,8 +157,8 @@ int az_keyvault_open(const struct rc_host *host, const struct config_node *sourc
     for (size_t i = 0; i < n_credentials; i++) {
         const struct config_node *n = &credentials[i].node;
         struct kv_cred *c = &s->creds[i];
-        const char *path = config_node_string(n, "path");
-        const char *fmt = config_node_string(n, "value_format");
+        const char *path = conf_string(n, "path");
+        const char *fmt = conf_string(n, "value_format");
         s->n_creds = i + 1;
         if (!path || !secret_name_ok(path)) {
             rc_error_set(err, RC_ERR_FATAL, "credential %s: path must be a Key Vault secret name "

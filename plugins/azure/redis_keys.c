@@ -16,7 +16,7 @@
  * role or a custom role with .../listKeys/action) AUTH; 404 NOT_FOUND; 409/429/5xx
  * TRANSIENT; 400 FATAL.
  *
- * Rotation (strategy azure-keys, rotate() with password NULL): regenerate the key that is
+ * Rotation (strategy azure-keys, rotate_self()): regenerate the key that is
  * not the published one, POST {path}/regenerateKey {"keyType": "Primary"|"Secondary"}.
  * A classic cache answers 200; a Managed Redis database may answer 202 with an
  * Azure-AsyncOperation URL (same origin as management_url only) that is polled until the
@@ -153,7 +153,7 @@ int az_redis_keys_open(const struct rc_host *host, const struct config_node *sou
     if (az_endpoint_open(host, source, "management_url", &s->ep, err) < 0 ||
         az_config_string(source, "api_version", &s->api_version, err) < 0)
         goto fail;
-    const char *sc = config_node_string(source, "scope");
+    const char *sc = conf_string(source, "scope");
     scope = sc && sc[0] ? strdup(sc) : rk_default_scope(s->ep.base_url);
     s->creds = calloc(n_credentials ? n_credentials : 1, sizeof *s->creds);
     if (!scope || !s->creds) {
@@ -168,8 +168,8 @@ int az_redis_keys_open(const struct rc_host *host, const struct config_node *sou
     for (size_t i = 0; i < n_credentials; i++) {
         const struct config_node *n = &credentials[i].node;
         struct rk_cred *c = &s->creds[i];
-        const char *path = config_node_string(n, "path");
-        const char *prefer = config_node_string(n, "prefer");
+        const char *path = conf_string(n, "path");
+        const char *prefer = conf_string(n, "prefer");
         s->n_creds = i + 1;
         c->name = strdup(credentials[i].name);
         c->path = path ? strdup(path) : NULL;
@@ -392,17 +392,12 @@ static int rk_wait_operation(struct rk_source *s, const char *op_url, const char
 }
 
 int az_redis_keys_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
-                         const char *username, const struct secret *password, char *ret_version,
-                         struct rc_error *err) {
+                         char *ret_version, struct rc_error *err) {
     struct rk_source *s = state;
     const struct rk_cred *rc = rk_find(s, cred->name);
     char pv[RC_VERSION_MAX], sv[RC_VERSION_MAX], url[1200], what[700];
-    (void)username;
     if (!rc)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
-    if (password)
-        return rc_error_set(err, RC_ERR_FATAL, "credential %s: Azure makes access keys itself; only "
-                            "strategy azure-keys rotates them", cred->name);
     if (rk_versions(s, rc, pv, sv, err) < 0)
         return -1;
     /* Regenerate the key that is not in use. */

@@ -6,7 +6,7 @@
  * poll_interval stays as the fallback. The version is the host's keyed hash of the
  * username and password, never a plain hash of the secret.
  *
- * rotate() (agent-driven rotation, DESIGN §9) writes the next version into the file with
+ * rotate_write() (agent-driven rotation, DESIGN §9) writes the next version into the file with
  * a check-and-set under an flock in the directory, so the directory must be writable by
  * the agent for credentials with `rotation`.
  *
@@ -29,6 +29,8 @@
 #include "credfile.h"
 #include "jsonload.h"
 #include "plugin.h"
+#include "secret.h"
+#include "host_services.h"
 
 #define FILE_MAX_SIZE (64 * 1024)
 
@@ -84,7 +86,7 @@ static void file_close(void *state) {
 static int file_open(const struct rc_host *host, const struct config_node *source,
                      const struct rc_credential *credentials, size_t n_credentials,
                      void **ret_state, struct rc_error *err) {
-    const char *dir = config_node_string(source, "directory");
+    const char *dir = conf_string(source, "directory");
     struct stat st;
 
     if (!dir || dir[0] != '/')
@@ -104,7 +106,7 @@ static int file_open(const struct rc_host *host, const struct config_node *sourc
     if (!s->directory || !s->creds)
         goto oom;
     for (size_t i = 0; i < n_credentials; i++) {
-        const char *p = config_node_string(&credentials[i].node, "path");
+        const char *p = conf_string(&credentials[i].node, "path");
         if (!p || !file_name_ok(p)) {
             rc_error_set(err, RC_ERR_FATAL,
                          "credential %s: path must be a file name in %s (no '/', not starting with '.')",
@@ -284,7 +286,8 @@ static int file_load(const struct file_source *s, const struct file_cred *fc,
     }
 
     /* Version: keyed hash of what AUTH will use, so reformatting the file is no change. */
-    int r = rc_credential_version(s->host, c.username, c.password, c.version);
+    int r = rc_credential_version(s->host, c.username, secret_data(c.password),
+                                  secret_len(c.password), c.version);
     if (r < 0) {
         free(c.username);
         secret_free(c.password);
@@ -410,9 +413,6 @@ static int file_rotate(void *state, const struct rc_credential *cred, const char
 
     if (!fc)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
-    if (!password)   /* a directory cannot make a password itself */
-        return rc_error_set(err, RC_ERR_FATAL, "credential %s: the file source stores a password "
-                            "the agent made (strategy redis-acl) and cannot make one", cred->name);
     r = snprintf(target, sizeof target, "%s/%s", s->directory, fc->path);
     int r2 = snprintf(tmp, sizeof tmp, "%s/.%s.rotate-XXXXXX", s->directory, fc->path);
     if (r < 0 || (size_t)r >= sizeof target || r2 < 0 || (size_t)r2 >= sizeof tmp)
@@ -430,7 +430,8 @@ static int file_rotate(void *state, const struct rc_credential *cred, const char
                      "someone else)", target, cur.version, expected_version);
         goto fail;
     }
-    if ((r = rc_credential_version(s->host, username, password, version)) < 0) {
+    if ((r = rc_credential_version(s->host, username, secret_data(password),
+                                       secret_len(password), version)) < 0) {
         rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
         goto fail;
     }
@@ -521,16 +522,20 @@ static const struct rc_source_type file_types[] = {
         .credential_keys = file_credential_keys,
         .open = file_open,
         .fetch = file_fetch,
-        .rotate = file_rotate,
+        .caps = RC_CAP_ROTATE_WRITE,
+        .rotate_write = file_rotate,
         .watch_fd = file_watch_fd,
         .watch_event = file_watch_event,
         .close = file_close,
     },
 };
 
+const struct rc_services *rc_svc;   /* host_services.h */
+
 RC_PLUGIN_EXPORT const struct rc_plugin redis_creds_plugin = {
-    .abi_version = RC_PLUGIN_ABI_VERSION,
+    RC_PLUGIN_HEADER,
     .name = "file",
+    .services = &rc_svc,
     .types = file_types,
     .n_types = sizeof file_types / sizeof file_types[0],
 };

@@ -40,6 +40,8 @@
 #include "backoff.h"
 #include "http.h"
 #include "plugin.h"
+#include "secret.h"
+#include "host_services.h"
 #include "secretfile.h"
 #include "vault_parse.h"
 
@@ -818,7 +820,8 @@ static int kv1_fetch(struct vault_source *s, struct vault_cred_rt *c,
 
     /* KV v1 has no version: the keyed hash of what AUTH will use (DESIGN §4). */
     char version[RC_VERSION_MAX];
-    r = rc_credential_version(s->host, cred.username, cred.password, version);
+    r = rc_credential_version(s->host, cred.username, secret_data(cred.password),
+                              secret_len(cred.password), version);
     if (r < 0) {
         vault_cred_clear(&cred);
         return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
@@ -990,9 +993,28 @@ static int db_rotate(struct vault_source *s, struct vault_cred_rt *c, const char
 
 /* ---- rotate: KV v2 check-and-set write (agent-driven rotation) ---- */
 
-static int vault_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
-                        const char *username, const struct secret *password, char *ret_version,
-                        struct rc_error *err) {
+/* rotate_self(): Vault makes the password itself, only for a database static role. */
+static int vault_rotate_self(void *state, const struct rc_credential *cred, const char *expected_version,
+                             char *ret_version, struct rc_error *err) {
+    struct vault_source *s = state;
+    struct vault_cred_rt *c = find_cred(s, cred->name);
+    if (!c)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    if (c->engine != ENGINE_DATABASE || !c->api_rotate)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s: Vault makes a new password itself "
+                            "only for engine = \"database\" (strategy vault-database)", cred->name);
+    s->relogged = false;
+    if (token_ensure(s, err) < 0 || db_rotate(s, c, expected_version, ret_version, err) < 0) {
+        scrub_all(s, err);
+        return -1;
+    }
+    return 0;
+}
+
+/* rotate_write(): a check-and-set write of the agent's password, engine kv2 only. */
+static int vault_rotate_write(void *state, const struct rc_credential *cred, const char *expected_version,
+                              const char *username, const struct secret *password, char *ret_version,
+                              struct rc_error *err) {
     struct vault_source *s = state;
     struct vault_cred_rt *c = find_cred(s, cred->name);
     char what[VAULT_PATH_MAX + 16], *end = NULL;
@@ -1004,18 +1026,6 @@ static int vault_rotate(void *state, const struct rc_credential *cred, const cha
 
     if (!c)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
-    if (!password) {
-        /* Vault makes the password itself: only a database static role. */
-        if (c->engine != ENGINE_DATABASE || !c->api_rotate)
-            return rc_error_set(err, RC_ERR_FATAL, "credential %s: Vault makes a new password itself "
-                                "only for engine = \"database\" (strategy vault-database)", cred->name);
-        s->relogged = false;
-        if (token_ensure(s, err) < 0 || db_rotate(s, c, expected_version, ret_version, err) < 0) {
-            scrub_all(s, err);
-            return -1;
-        }
-        return 0;
-    }
     if (c->engine != ENGINE_KV2)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s: rotation needs engine = \"kv2\" (a "
                             "check-and-set write)", cred->name);
@@ -1110,25 +1120,25 @@ static void vault_close(void *state) {
 /* Builds one credential's API paths from its config. */
 static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, struct rc_error *err) {
     const struct config_node *n = &rc->node;
-    const char *path = config_node_string(n, "path");
-    const char *engine = config_node_string(n, "engine");
-    const char *mount = config_node_string(n, "mount");
+    const char *path = conf_string(n, "path");
+    const char *engine = conf_string(n, "engine");
+    const char *mount = conf_string(n, "mount");
     char *m = NULL, *rest = NULL, enc_m[VAULT_PATH_MAX], enc_r[VAULT_PATH_MAX];
     int r = -1;
 
     c->name = strdup(rc->name);
     c->path = strdup(path ? path : "");
-    c->ufield = strdup(config_node_string(n, "username_field"));
-    c->pfield = strdup(config_node_string(n, "password_field"));
+    c->ufield = strdup(conf_string(n, "username_field"));
+    c->pfield = strdup(conf_string(n, "password_field"));
     if (!c->name || !c->path || !c->ufield || !c->pfield)
         return oom(err);
     /* poll_interval is the host's key; read here to know whether another look comes
      * before the token's renewal point anyway. Unset: the documented default. */
-    c->poll_usec = config_node_duration(n, "poll_interval");
+    c->poll_usec = conf_duration(n, "poll_interval");
     if (!c->poll_usec)
         c->poll_usec = 30 * VAULT_USEC_PER_SEC;
     c->fields = (struct vault_fields){ .username = c->ufield, .password = c->pfield,
-                                       .username_required = config_node_has(n, "username_field") };
+                                       .username_required = conf_has(n, "username_field") };
     if (!c->ufield[0] || !c->pfield[0])
         return rc_error_set(err, RC_ERR_FATAL, "credential %s: username_field and password_field must "
                             "not be empty", rc->name);
@@ -1146,10 +1156,10 @@ static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, s
      * which the other engines do not have; vault-database asks a static role to rotate,
      * which only the database engine has: say so at start, not at the first rotation. */
     bool rotate_db = false;
-    if (config_node_has(n, "rotation")) {
+    if (conf_has(n, "rotation")) {
         struct config_node rn;
-        config_node_group(n, "rotation", &rn);
-        const char *strategy = config_node_string(&rn, "strategy");
+        conf_group(n, "rotation", &rn);
+        const char *strategy = conf_string(&rn, "strategy");
         rotate_db = strategy && strcmp(strategy, "vault-database") == 0;
         if (rotate_db && c->engine != ENGINE_DATABASE)
             return rc_error_set(err, RC_ERR_FATAL, "credential %s: strategy vault-database needs engine "
@@ -1196,7 +1206,7 @@ static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, s
                          "not \"%s\"", rc->name, path);
             goto out;
         }
-        if (config_node_has(n, "username_field") || config_node_has(n, "password_field")) {
+        if (conf_has(n, "username_field") || conf_has(n, "password_field")) {
             rc_error_set(err, RC_ERR_FATAL, "credential %s: username_field and password_field do not "
                          "apply to engine database (Vault names them username and password)", rc->name);
             goto out;
@@ -1232,8 +1242,8 @@ static bool header_value_ok(const char *v) {
 
 static int auth_setup(struct vault_source *s, const struct config_node *source, struct rc_error *err) {
     struct config_node a;
-    config_node_group(source, "auth", &a);
-    const char *method = config_node_string(&a, "method");
+    conf_group(source, "auth", &a);
+    const char *method = conf_string(&a, "method");
     static const char *const only_for[][2] = {
         { "token_file", "token" }, { "role_id_file", "approle" }, { "secret_id_file", "approle" },
         { "remove_secret_id_file_after_reading", "approle" }, { "role", "kubernetes" },
@@ -1245,18 +1255,18 @@ static int auth_setup(struct vault_source *s, const struct config_node *source, 
     s->method = !strcmp(method, "token") ? METHOD_TOKEN : !strcmp(method, "approle") ? METHOD_APPROLE
                                                                                      : METHOD_KUBERNETES;
     for (size_t i = 0; i < sizeof only_for / sizeof only_for[0]; i++)
-        if (config_node_has(&a, only_for[i][0]) && strcmp(method, only_for[i][1]) != 0)
+        if (conf_has(&a, only_for[i][0]) && strcmp(method, only_for[i][1]) != 0)
             return rc_error_set(err, RC_ERR_FATAL, "auth.%s does not apply to method %s (only to %s)",
                                 only_for[i][0], method, only_for[i][1]);
-    if (s->method == METHOD_TOKEN && config_node_has(&a, "mount"))
+    if (s->method == METHOD_TOKEN && conf_has(&a, "mount"))
         return rc_error_set(err, RC_ERR_FATAL, "auth.mount does not apply to method token");
 
-    s->token_file = xstrdup_or_null(config_node_string(&a, "token_file"));
-    s->role_id_file = xstrdup_or_null(config_node_string(&a, "role_id_file"));
-    s->secret_id_file = xstrdup_or_null(config_node_string(&a, "secret_id_file"));
-    s->jwt_file = xstrdup_or_null(config_node_string(&a, "jwt_file"));
-    s->role = xstrdup_or_null(config_node_string(&a, "role"));
-    s->remove_secret_id = config_node_bool(&a, "remove_secret_id_file_after_reading");
+    s->token_file = xstrdup_or_null(conf_string(&a, "token_file"));
+    s->role_id_file = xstrdup_or_null(conf_string(&a, "role_id_file"));
+    s->secret_id_file = xstrdup_or_null(conf_string(&a, "secret_id_file"));
+    s->jwt_file = xstrdup_or_null(conf_string(&a, "jwt_file"));
+    s->role = xstrdup_or_null(conf_string(&a, "role"));
+    s->remove_secret_id = conf_bool(&a, "remove_secret_id_file_after_reading");
     snprintf(s->cred_token, sizeof s->cred_token, "%s.token", s->host->instance);
     snprintf(s->cred_role_id, sizeof s->cred_role_id, "%s.role-id", s->host->instance);
     snprintf(s->cred_secret_id, sizeof s->cred_secret_id, "%s.secret-id", s->host->instance);
@@ -1269,7 +1279,7 @@ static int auth_setup(struct vault_source *s, const struct config_node *source, 
         return rc_error_set(err, RC_ERR_FATAL, "auth.remove_secret_id_file_after_reading needs "
                             "auth.secret_id_file");
     if (s->method != METHOD_TOKEN) {
-        const char *mount = config_node_string(&a, "mount");
+        const char *mount = conf_string(&a, "mount");
         char *mm = strdup(mount && mount[0] ? mount : method), enc[VAULT_PATH_MAX];
         if (!mm)
             return oom(err);
@@ -1301,9 +1311,9 @@ static int vault_open(const struct rc_host *host, const struct config_node *sour
         return oom(err);
     s->host = host;
 
-    const char *address = config_node_string(source, "address");
-    const char *ns = config_node_string(source, "namespace");
-    uint64_t timeout = config_node_duration(source, "timeout");
+    const char *address = conf_string(source, "address");
+    const char *ns = conf_string(source, "namespace");
+    uint64_t timeout = conf_duration(source, "timeout");
     s->timeout_usec = timeout;
     size_t al = address ? strlen(address) : 0;
     while (al && address[al - 1] == '/')
@@ -1323,18 +1333,18 @@ static int vault_open(const struct rc_host *host, const struct config_node *sour
         rc_error_set(err, RC_ERR_FATAL, "timeout must be between 100ms and 5m");
         goto fail;
     }
-    const char *cert = config_node_string(source, "cert_file"), *key = config_node_string(source, "key_file");
+    const char *cert = conf_string(source, "cert_file"), *key = conf_string(source, "key_file");
     if (key && key[0] && !(cert && cert[0])) {
         rc_error_set(err, RC_ERR_FATAL, "key_file is set without cert_file");
         goto fail;
     }
     struct http_tls tls = {
-        .ca_file = config_node_string(source, "ca_file"),
-        .ca_path = config_node_string(source, "ca_path"),
+        .ca_file = conf_string(source, "ca_file"),
+        .ca_path = conf_string(source, "ca_path"),
         .cert_file = cert,
         .key_file = key,
-        .server_name = config_node_string(source, "server_name"),
-        .insecure_skip_verify = config_node_bool(source, "tls_insecure_skip_verify"),
+        .server_name = conf_string(source, "server_name"),
+        .insecure_skip_verify = conf_bool(source, "tls_insecure_skip_verify"),
     };
     char e[512];
     if (http_client_new(s->base, &tls, timeout, &s->http, e, sizeof e) < 0) {
@@ -1372,14 +1382,19 @@ static const struct rc_source_type vault_types[] = {
         .open = vault_open,
         .fetch = vault_fetch,
         .next_check = vault_next_check,
-        .rotate = vault_rotate,
+        .caps = RC_CAP_ROTATE_WRITE | RC_CAP_ROTATE_SELF,
+        .rotate_write = vault_rotate_write,
+        .rotate_self = vault_rotate_self,
         .close = vault_close,
     },
 };
 
+const struct rc_services *rc_svc;   /* host_services.h */
+
 RC_PLUGIN_EXPORT const struct rc_plugin redis_creds_plugin = {
-    .abi_version = RC_PLUGIN_ABI_VERSION,
+    RC_PLUGIN_HEADER,
     .name = "vault",
+    .services = &rc_svc,
     .types = vault_types,
     .n_types = sizeof vault_types / sizeof vault_types[0],
 };

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "plugin.h"
+#include "secret.h"
 
 #define VAULT_PATH_MAX 1024
 #define VAULT_ERRTEXT_MAX 200

@@ -27,7 +27,7 @@ MAX_FN_LINES = 80
 KNOWN = {
     "acyclic": {},
     "fn-length": {k: "architecture issue: split it" for k in [
-        "agent/main.c:main", "agent/plugins.c:plugins_load",
+        "agent/main.c:main",
         "common/http.c:http_request",
 "common/tls.c:tls_ctx_new",
         "plugins/file/file.c:file_rotate", "plugins/vault/vault.c:token_login",
@@ -179,7 +179,9 @@ def check_plugin_syms(_src, build):
     for n in sos:
         out = subprocess.run(["nm", "-D", "--defined-only", os.path.join(d, n)],
                              capture_output=True, text=True).stdout.split("\n")
-        names = sorted(l.split()[-1] for l in out if l.strip())
+        # AddressSanitizer adds an ODR indicator next to each exported global
+        # (__odr_asan.<name>): instrumentation, not part of the plugin's interface.
+        names = sorted(l.split()[-1] for l in out if l.strip() and "__odr_asan" not in l)
         if names != ["redis_creds_plugin"]:
             bad.append((n, f"plugins/{n} exports {len(names)} symbols: {' '.join(names[:8])}"))
     return bad

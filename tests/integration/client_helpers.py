@@ -40,13 +40,7 @@ def rotate(sc, n, username="app", timeout=10):
 
 
 def start_agent_with_first_credential(sc, username="app"):
-    sc.redis.create_user(username, rotation_password(1))
-    sc.store_cred(username, rotation_password(1))
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password=rotation_password(1))
-    return a
+    return sc.start_published(rotation_password(1), user=username)
 
 
 class Hammer:
@@ -104,12 +98,8 @@ class Hammer:
 def start_agent_publishing_ahead_of_redis(sc, username="app"):
     """The agent (validate = "none") has published rotation 2 while Redis still knows only
     rotation 1's password: the published `previous` is what Redis accepts."""
-    sc.redis.create_user(username, rotation_password(1))
-    sc.store_cred(username, rotation_password(1))
-    sc.write_config(credentials=[sc.cred(redis_extra={"validate": "none"})])
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password=rotation_password(1))
+    a = sc.start_published(rotation_password(1), user=username,
+                           credentials=[sc.cred(redis_extra={"validate": "none"})])
     sc.store_cred(username, rotation_password(2))      # Redis does not know it yet
     sc.wait_published(password=rotation_password(2))
     return a

@@ -68,6 +68,14 @@ def sc(request):
 
 
 @pytest.fixture
+def agent(sc):
+    """The setup most tests share: user `app` with password pw1 in Redis and in the store
+    (cache.json), one credential `cache`, the agent READY and cache.json published with pw1.
+    Variants (more accepted passwords, another config) call sc.start_published(...)."""
+    return sc.start_published()
+
+
+@pytest.fixture
 def silent_server():
     srv = SilentTCPServer()
     yield srv

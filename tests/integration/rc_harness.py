@@ -229,13 +229,20 @@ class NotifyListener:
             r, _, _ = select.select([self.sock], [], [], 0.05)
             if not r:
                 continue
-            try:
-                data = self.sock.recv(1 << 16)
-            except OSError:
-                continue
-            m = self.parse(time.monotonic(), data)
+            with self._lock:         # held from recv to append: see settle()
+                try:
+                    data = self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+                except OSError:
+                    continue
+                self.messages.append(self.parse(time.monotonic(), data))
+
+    def settle(self, timeout=5):
+        """Returns once every datagram already sent to the socket is in self.messages (the
+        socket's queue is empty and no message is half-recorded)."""
+        def empty():
             with self._lock:
-                self.messages.append(m)
+                return not select.select([self.sock], [], [], 0)[0]
+        wait_until(empty, timeout, "%s drained" % self.path)
 
     @staticmethod
     def parse(t, data):
@@ -277,6 +284,10 @@ class NotifyListener:
                 return True
             reason = abort() if abort else None
             if reason:
+                j = self.find(key, value, since)     # sent just before the exit
+                if j is not None:
+                    box.append(j)
+                    return True
                 fail("while waiting for notify %s: %s" % (key, reason))
             return False
         try:
@@ -387,6 +398,9 @@ class InotifyWatcher:
             e = ctypes.get_errno()
             os.close(self.fd)
             raise OSError(e, "inotify_add_watch %s" % path)
+        self.path = path
+        self._syncs = 0
+        self._synced = set()
         self.on_event = on_event
         self.events = []
         self.errors = []
@@ -410,6 +424,9 @@ class InotifyWatcher:
                 _wd, mask, _cookie, ln = _EVENT.unpack_from(buf, off)
                 name = buf[off + 16: off + 16 + ln].split(b"\0", 1)[0].decode("utf-8", "replace")
                 off += 16 + ln
+                if name.startswith(self.SYNC_PREFIX):
+                    self._synced.add(name)
+                    continue
                 ev = InotifyEvent(t, mask, name)
                 with self._lock:
                     self.events.append(ev)
@@ -426,6 +443,22 @@ class InotifyWatcher:
 
     def count(self, name, mask):
         return len(self.snapshot(name, mask))
+
+    SYNC_PREFIX = ".rcit-sync-"
+
+    def sync(self, timeout=5):
+        """Returns once every event that happened in the directory before this call is in
+        self.events: it creates a marker file there and waits for its own event (inotify
+        keeps the order of one watch's events; the mask must hold IN_CREATE). Markers are
+        not recorded."""
+        self._syncs += 1
+        name = "%s%d" % (self.SYNC_PREFIX, self._syncs)
+        os.close(os.open(os.path.join(self.path, name),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        try:
+            wait_until(lambda: name in self._synced, timeout, "inotify event of %s" % name)
+        finally:
+            os.unlink(os.path.join(self.path, name))
 
     def close(self):
         if self.fd < 0:
@@ -524,6 +557,7 @@ class Agent:
         self.tree = tree
         self.conf = conf
         self.check_exit = True
+        self.first_doc = None     # set by Scenario.start_published
         n = len([x for x in os.listdir(tree.root) if x.startswith(tag)])
         self.logpath = os.path.join(tree.root, "%s%d.log" % (tag, n))
         self.notify = NotifyListener(os.path.join(tree.root, "%s%d.notify" % (tag, n))) if notify else None
@@ -587,10 +621,62 @@ class Agent:
             fail("timed out after %ss waiting for log %s; log since mark:\n%s"
                  % (timeout, what, "\n".join(self.log_lines(since)[-40:])))
 
+    def wait_log_count(self, pred, n, since=0, timeout=5, what=None):
+        """Waits until n log lines since `since` match pred (a substring or a function);
+        returns them. For "it happened again", e.g. the retry of a refused attempt."""
+        if isinstance(pred, str):
+            s = pred
+            pred = lambda line: s in line  # noqa: E731
+            what = what or repr(s)
+
+        def check():
+            lines = [l for l in self.log_lines(since) if pred(l)]
+            if len(lines) < n and self.proc.poll() is not None:
+                fail("agent exited %s while waiting for %d lines %s; log:\n%s"
+                     % (self.proc.returncode, n, what, self.log()[-4000:]))
+            return lines if len(lines) >= n else None
+        return wait_until(check, timeout, "%d log lines %s" % (n, what))
+
+    def barrier(self, control_socket=None, timeout=5):
+        """The positive event to wait for before asserting that nothing else happened: a
+        `status` request answered over the control socket (the tree's, unless the config
+        names another). The agent's event loop answers it only between two events, so
+        whatever the agent did before (logged, published, refused, sent to the notify
+        socket) is complete, and those notify messages are in self.notify, when this
+        returns. Returns the status document."""
+        path = control_socket or self.tree.control
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.settimeout(timeout)
+        try:
+            s.connect(path)
+            s.sendall(b"status\n")
+            buf = b""
+            while True:
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+        except OSError as e:
+            fail("no status from the agent at %s: %s" % (path, e))
+        finally:
+            s.close()
+        try:
+            doc = json.loads(buf)
+        except ValueError:
+            fail("malformed status from the agent at %s: %r" % (path, buf[:200]))
+        if self.notify:
+            self.notify.settle()
+        return doc
+
+    def children(self):
+        """The pids of the agent's running child processes (hooks, helpers)."""
+        return children_of(self.pid)
+
     # notify
     def _exited(self):
         if self.proc.poll() is not None:
-            time.sleep(0.05)
+            if self.notify:
+                self.notify.settle()          # what it sent before exiting is recorded
             return "agent exited with status %s; log:\n%s" % (self.proc.returncode, self.log()[-4000:])
         return None
 
@@ -766,6 +852,23 @@ class Scenario:
             fail("%s.json not published with the expected credential within %ss; now: %r\n%s"
                  % (name, timeout, self.read_bytes(name + ".json"), logs))
 
+    # --- the setup most tests share
+    def start_published(self, password="pw1", *, user="app", also_accept=(), credentials=None,
+                        config=None, atomic=True, publish=True, **agent_kw):
+        """Redis user `user` accepts `password` and `also_accept`, the store holds (user,
+        password) in cache.json, the config lists `credentials` (default: one credential
+        `cache`; `config` holds more write_config arguments), the agent is started and READY,
+        and (unless publish=False) cache.json is published with `password`. Returns the
+        Agent; a.first_doc is that first published document."""
+        self.redis.create_user(user, password, *also_accept)
+        self.store_cred(user, password, atomic=atomic)
+        self.write_config(credentials, **(config or {}))
+        a = self.start_agent(**agent_kw)
+        a.wait_ready()
+        if publish:
+            a.first_doc = self.wait_published(password=password)
+        return a
+
     # --- processes
     def start_agent(self, conf=None, **kw):
         a = Agent(self.tree, conf or self.tree.conf, **kw)
@@ -830,6 +933,48 @@ class Scenario:
             if a.notify is not None:
                 print("----- notify:", [m.raw for m in a.notify.snapshot()
                                          if "WATCHDOG" not in m.fields][-30:])
+
+
+def children_of(pid):
+    """The pids of process pid's children (of every thread), zombies included."""
+    pids = []
+    try:
+        tasks = os.listdir("/proc/%d/task" % pid)
+    except FileNotFoundError:
+        return pids
+    for t in tasks:       # a child belongs to the thread that forked it
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, t)) as f:
+                pids += [int(x) for x in f.read().split()]
+        except FileNotFoundError:
+            continue
+    return pids
+
+
+def asleep_on_a_watch(pid):
+    """Whether process pid sleeps in its event loop with an inotify watch or a timer armed
+    (an inotify or timerfd descriptor, state S): `exec --wait` waiting for the runtime
+    directory (polled by a timer until it exists) or for the file (inotify)."""
+    armed = False
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            armed = armed or target in ("anon_inode:inotify", "anon_inode:[timerfd]")
+    except FileNotFoundError:
+        return False
+    return armed and proc_state(pid) == "S"
+
+
+def proc_state(pid):
+    """The state letter of process pid (R, S, T stopped, Z ...), or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
 
 
 def is_regular(path):

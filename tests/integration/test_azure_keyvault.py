@@ -4,6 +4,7 @@ the JSON form, HTTPS with a test CA, and every error the service answers with ke
 published file intact (DESIGN §2, §3, §4, §7)."""
 import time
 
+import rc_harness as h
 from azure_helpers import PW0, PW1, PW2, PW3, az, az_tls  # noqa: F401 - fixtures
 
 
@@ -99,9 +100,7 @@ def test_keyvault_errors_keep_the_published_file(sc, az):
                    "Request is missing a Bearer or PoP token."}},
                    headers={"WWW-Authenticate": 'Bearer authorization="https://login.windows.net/t", '
                                                 'resource="https://vault.azure.net"'}, count=1)
-    deadline = time.time() + 5
-    while az.fake.count("imds") == imds and time.time() < deadline:
-        time.sleep(0.05)
+    h.wait_until(lambda: az.fake.count("imds") != imds, 5, "a new token after the 401")
     assert az.fake.count("imds") == imds + 1
     # Twice: AUTH, with what the challenge asks for.
     az.fake.inject("keyvault", status=401, body={"error": {"code": "Unauthorized", "message": "AKV10022: Invalid "

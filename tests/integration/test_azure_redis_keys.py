@@ -8,6 +8,7 @@ import json
 import time
 import urllib.request
 
+import rc_harness as h
 from azure_helpers import az  # noqa: F401 - fixture
 
 
@@ -27,14 +28,13 @@ def regenerate(az, rid, key_type):
     assert status == 202, status
     op = headers["Azure-AsyncOperation"]
     assert op.startswith(az.fake.url + "/subscriptions/") and "/operationsStatus/" in op
-    deadline = time.time() + 5
-    while True:
+
+    def succeeded():
         _, _, body = arm(az, "GET", op)
         st = json.loads(body)["status"]
-        if st == "Succeeded":
-            break
-        assert st == "InProgress" and time.time() < deadline, st
-        time.sleep(0.1)
+        assert st in ("InProgress", "Succeeded"), st
+        return st == "Succeeded"
+    h.wait_until(succeeded, 5, "the key regeneration to succeed", interval=0.1)
     _, _, body = arm(az, "POST", "%s%s/listKeys?api-version=2025-04-01" % (az.fake.url, rid))
     return json.loads(body)
 
@@ -83,13 +83,7 @@ def test_regenerated_secondary_becomes_previous_while_primary_stays(sc, az):
     s2 = k2["secondaryKey"]
     assert s2 != s1 and k2["primaryKey"] == p1
     az.redis_accepts_keys(p1, s2)
-    deadline = time.time() + 3
-    while True:
-        d = json.loads(sc.read_bytes("keys.json"))
-        if d["previous"]["password"] == s2:
-            break
-        assert time.time() < deadline, "previous still holds the regenerated secondary"
-        time.sleep(0.05)
+    d = sc.wait_published("keys", timeout=3, pred=lambda d: (d.get("previous") or {}).get("password") == s2)
     assert d["password"] == p1 and d["version"].startswith("primary-h-")
     az.assert_no_secrets(az.outputs(a), az.status().stdout)
 

@@ -68,14 +68,7 @@ def test_connection_authenticated_with_a_removed_password_is_reauthenticated(sc)
 def test_helper_falls_back_to_previous_while_redis_lacks_the_new_password(sc):
     """A credential published before every server knows it (validate = "none" here):
     new connections AUTH with `previous` instead of failing."""
-    sc.redis.create_user("app", ch.rotation_password(1))
-    sc.store_cred("app", ch.rotation_password(1))
-    sc.write_config(credentials=[sc.cred(redis_extra={"validate": "none"})])
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password=ch.rotation_password(1))
-    sc.store_cred("app", ch.rotation_password(2))      # Redis does not know it yet
-    sc.wait_published(password=ch.rotation_password(2))
+    ch.start_agent_publishing_ahead_of_redis(sc)
     hammer = ch.Hammer(sc.tree.runtime, sc.redis.port, workers=2, reconnect_every=5)
     try:
         hammer.wait_ready()

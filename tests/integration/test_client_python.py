@@ -63,7 +63,8 @@ def test_redis_py_client_sees_zero_failed_commands_through_rotations(sc):
     for t in threads:
         t.start()
     try:
-        time.sleep(0.1)
+        h.wait_until(lambda: stats["reconnects"] >= 2 and stats["ok"] >= 30, 10,
+                     "the clients at work before the first rotation")
         for n in range(2, ROTATIONS + 2):
             ch.rotate(sc, n)
             time.sleep(0.01)

@@ -105,12 +105,8 @@ class Exec:
 
 
 def _published(sc, *passwords):
-    sc.redis.create_user("app", *passwords)
-    sc.store_cred("app", passwords[0])
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    return a, sc.wait_published(password=passwords[0])
+    a = sc.start_published(passwords[0], also_accept=passwords[1:])
+    return a, a.first_doc
 
 
 def _rotate(sc, password):
@@ -235,8 +231,10 @@ def test_exec_waits_for_the_file_then_exits_1(sc):
 def test_exec_starts_the_program_once_the_file_appears(sc):
     # no runtime directory yet: the agent creates it later
     x = Exec(sc, "--wait", "30s")
-    time.sleep(0.3)
+    h.wait_until(lambda: x.p.poll() is not None or h.asleep_on_a_watch(x.p.pid), 5,
+                 "exec to wait for the runtime directory")
     assert x.records() == [] and x.p.poll() is None, x.stderr()
+    assert not h.children_of(x.p.pid), "the program must not start without a credential"
     _published(sc, "pw-late-1")
     start = x.wait_records("start", 1, timeout=15)[0]
     assert start["env"]["REDIS_PASSWORD"] == "pw-late-1"

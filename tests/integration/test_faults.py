@@ -128,7 +128,10 @@ def test_redis_flooding_the_agent_is_cut_off_without_growing_its_memory(sc):
     base = rss_kib(a.pid)
     row = h.wait_until(lambda: (lambda r: r if r.get("last_error") else None)(status_row(sc, "bad")),
                        15, "an error for the flooded credential")
-    time.sleep(1)
+    # the retry (backoff from 1 s) is flooded again: RSS is measured after two floods
+    a.wait_log_count(lambda l: "bad" in l and "exceeds the limit" in l, 2, timeout=10,
+                     what="the flooded credential's error, twice")
+    a.barrier()
     grown = rss_kib(a.pid) - base
     print("flood: %d bytes sent, RSS grew %d KiB; %s" % (server.sent, grown, row["last_error"]))
     assert "exceeds the limit" in row["last_error"], row
@@ -140,12 +143,8 @@ def test_redis_flooding_the_agent_is_cut_off_without_growing_its_memory(sc):
 
 
 def test_store_file_that_is_a_character_device_is_refused_and_the_file_kept(sc):
-    sc.redis.create_user("app", "dev-pw-1")
-    sc.store_cred("app", "dev-pw-1")
-    sc.write_config([sc.cred(poll_interval="300ms")])
-    a = sc.start_agent()
-    a.wait_ready()
-    before = sc.wait_published(password="dev-pw-1")
+    a = sc.start_published("dev-pw-1", credentials=[sc.cred(poll_interval="300ms")])
+    before = a.first_doc
     base = rss_kib(a.pid)
     path = os.path.join(sc.tree.store, "cache.json")
     os.unlink(path)
@@ -154,7 +153,9 @@ def test_store_file_that_is_a_character_device_is_refused_and_the_file_kept(sc):
     line = a.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark, timeout=10,
                       what="an error about the device store file")
     assert "not a regular file" in line, line
-    time.sleep(1)
+    # polled every 300 ms: wait for three more reads of the device, each refused again
+    a.wait_log_count("not a regular file", 4, since=mark, timeout=10)
+    a.barrier()
     assert sc.read_doc() == before
     assert a.alive() and rss_kib(a.pid) - base < 16 * 1024 * memory_slack(a.pid), \
         "reading the device grew the agent's memory"
@@ -175,12 +176,8 @@ def small_tmpfs(sc, size="256k"):
 def published_three_formats(sc, pw1, pw2):
     """User app knows pw1 and pw2, the store holds pw1, an agent published it in all three
     formats; returns the agent and the three files' bytes."""
-    sc.redis.create_user("app", pw1, pw2)
-    sc.store_cred("app", pw1)
-    sc.write_config([sc.cred(formats=["json", "env", "password"])])
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password=pw1)
+    a = sc.start_published(pw1, also_accept=(pw2,),
+                           credentials=[sc.cred(formats=["json", "env", "password"])])
     return a, {f: sc.read_bytes(f) for f in ("cache.json", "cache.env", "cache.password")}
 
 

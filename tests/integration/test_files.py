@@ -24,12 +24,8 @@ def test_published_file_is_0640_and_runtime_dir_is_created_0750(sc):
 
 
 def test_credential_mode_override_applies_to_every_format(sc):
-    sc.redis.create_user("app", "pw1", "pw2")
-    sc.store_cred("app", "pw1")
-    sc.write_config([sc.cred(mode=h.Raw("0600"), formats=["json", "env", "password"])])
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+    sc.start_published(also_accept=("pw2",), credentials=[
+        sc.cred(mode=h.Raw("0600"), formats=["json", "env", "password"])])
     for f in ("cache.json", "cache.env", "cache.password"):
         assert h.mode_of(sc.path(f)) == 0o600, "%s: %s" % (f, oct(h.mode_of(sc.path(f))))
     sc.store_cred("app", "pw2")              # a republish keeps the mode
@@ -82,9 +78,8 @@ def test_runtime_dir_that_is_a_symlink_is_refused(sc):
     os.symlink(elsewhere, sc.tree.runtime)
     sc.write_config()
     a = sc.start_agent()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and a.alive() and not os.listdir(elsewhere):
-        time.sleep(0.02)
+    h.wait_until(lambda: not a.alive() or os.listdir(elsewhere), 5,
+                 "the agent to exit or to write through the symlink")
     published = [f for f in os.listdir(elsewhere) if not f.startswith(".")]
     assert not published, "published through a symlinked runtime_dir: %r" % published
     rc = a.wait_exit(timeout=5)
@@ -154,17 +149,12 @@ def test_world_writable_runtime_dir_is_never_published_into(sc):
 
 def test_env_format_refuses_a_password_with_a_quote(sc):
     bad = "pw'2"
-    sc.redis.create_user("app", "pw1", bad)
-    sc.store_cred("app", "pw1")
-    sc.write_config([sc.cred(formats=["json", "env"])])
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+    a = sc.start_published(also_accept=(bad,), credentials=[sc.cred(formats=["json", "env"])])
     mark = a.log_mark()
     sc.store_cred("app", bad)
     a.wait_log(lambda l: "env" in l and h.level_is_error(l), since=mark,
                what="an error about the env format")
-    time.sleep(0.3)
+    a.barrier()                               # that publication has ended
     env = sc.read_bytes("cache.env")
     assert env is not None and b"pw'2" not in env, env
     assert b"REDIS_PASSWORD='pw1'" in env
@@ -178,12 +168,15 @@ def test_credential_path_cannot_escape_the_store_directory(sc):
     sc.write_config([sc.cred("cache", path="../escape.json")])
     r = sc.run_agent("--check-config")
     a = sc.start_agent()
-    deadline = time.monotonic() + 2.5
-    while time.monotonic() < deadline and a.alive():
-        assert sc.read_bytes("cache.json") is None, \
-            "published a credential read from outside the store directory (§4)"
-        time.sleep(0.05)
-    assert sc.read_bytes("cache.json") is None
+    # the first attempt ends (READY=1) with an error naming the path, or the agent exits
+    h.wait_until(lambda: not a.alive() or a.notify.find("READY", "1") is not None, 10,
+                 "READY=1 or an exit")
+    if a.alive():
+        a.wait_log(lambda l: "cache" in l and h.level_is_error(l),
+                   what="an error about the credential's path")
+        a.barrier()
+    assert sc.read_bytes("cache.json") is None, \
+        "published a credential read from outside the store directory (§4)"
     if not a.alive():
         a.check_exit = False
         assert a.proc.returncode != 0
@@ -211,29 +204,19 @@ def test_group_settings_set_file_groups_and_directory_mode(sc):
     assert h.mode_of(sc.tree.runtime) == 0o755, oct(h.mode_of(sc.tree.runtime))
 
 
-def test_oversized_store_file_is_not_published(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+def test_oversized_store_file_is_not_published(sc, agent):
     before = sc.read_bytes()
-    mark = a.log_mark()
+    mark = agent.log_mark()
     sc.store_cred("app", "x" * (80 * 1024))        # a credential file is at most 64 KiB
-    a.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark,
-               what="an error about the oversized store file")
-    time.sleep(0.2)
+    agent.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark,
+                   what="an error about the oversized store file")
+    agent.barrier()                           # the failed attempt has ended
     assert sc.read_bytes() == before
-    assert a.alive()
+    assert agent.alive()
 
 
 def test_second_agent_does_not_clean_temporaries_it_does_not_own(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
+    sc.start_published(publish=False)
     planted = sc.path(".tmp-cache.json-inflight")   # as if the running agent were writing
     with open(planted, "w") as f:
         f.write("{")

@@ -1,17 +1,12 @@
 """Structured logging to journald when JOURNAL_STREAM names stderr (DESIGN §6)."""
 import re
-import time
 
 import rc_harness as h
 
 
 def test_events_go_to_the_journal_with_name_version_and_a_fixed_message_id(sc):
-    sc.redis.create_user("app", "pw1", "pw2")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent(journal=True)
-    a.wait_ready()
-    v1 = sc.wait_published(password="pw1")["version"]
+    a = sc.start_published(also_accept=("pw2",), journal=True)
+    v1 = a.first_doc["version"]
     sc.store_cred("app", "pw2")
     v2 = sc.wait_published(password="pw2")["version"]
     sc.store_cred("app", "pw3-refused")
@@ -19,7 +14,8 @@ def test_events_go_to_the_journal_with_name_version_and_a_fixed_message_id(sc):
                              and m.fields.get("REDIS_CREDS_NAME") == "cache"
                              and "MESSAGE_ID" in m.fields
                              for m in a.journal.snapshot()), 5, "a journal entry for the refusal")
-    time.sleep(0.2)
+    a.barrier()
+    a.journal.settle()
     entries = a.journal.snapshot()
     assert entries, "nothing sent to the journal socket"
     for m in entries:

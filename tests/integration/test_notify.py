@@ -32,7 +32,7 @@ def test_ready_comes_before_anything_else_meaningful_and_status_names_version(sc
         lambda s: "1/1 current" in s and ("cache " + doc["version"]) in s, timeout=2,
         what="STATUS '1/1 current; cache %s'" % doc["version"])
     assert "\n" not in status
-    time.sleep(0.3)
+    a.barrier()                               # everything sent at start-up is in
     readies = [m for m in a.notify.snapshot() if m.fields.get("READY") == "1"]
     assert len(readies) == 1, "READY=1 sent %d times at start-up" % len(readies)
     assert a.notify.find("RELOADING") is None and a.notify.find("STOPPING") is None
@@ -52,35 +52,30 @@ def test_ready_waits_for_every_credential_first_attempt(sc):
 
 
 def test_watchdog_pings_within_period_stop_while_sigstopped_and_resume(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent(watchdog_usec=WATCHDOG_USEC)
-    a.wait_ready()
+    a = sc.start_published(publish=False, watchdog_usec=WATCHDOG_USEC)
     period = WATCHDOG_USEC / 1e6
     t0 = time.monotonic()
-    time.sleep(2.2)
+    h.wait_until(lambda: len(watchdog_times(a, t0)) >= 3, 3 * period,
+                 "three WATCHDOG=1 pings with WATCHDOG_USEC=1s")
     before = watchdog_times(a, t0)
-    assert len(before) >= 2, "WATCHDOG=1 pings in 2.2 s with WATCHDOG_USEC=1s: %r" % before
     gaps = [t0] + before + [time.monotonic()]
     assert max_gap(gaps) < period, "watchdog gap %.3fs >= WATCHDOG_USEC" % max_gap(gaps)
 
     a.send(signal.SIGSTOP)
     t_stop = time.monotonic()
     try:
-        time.sleep(1.5)
+        h.wait_until(lambda: h.proc_state(a.pid) == "T", 2, "the agent to be stopped")
+        time.sleep(1.5)                       # the stimulus: stopped for longer than the period
     finally:
         t_cont = time.monotonic()
         a.send(signal.SIGCONT)
     stopped = watchdog_times(a, t_stop + 0.15, t_cont)
     assert not stopped, "WATCHDOG=1 received while the agent was stopped: %r" % stopped
 
-    wait_until = t_cont + period
-    while time.monotonic() < wait_until and not watchdog_times(a, t_cont):
-        time.sleep(0.01)
-    after = watchdog_times(a, t_cont)
-    assert after, "no WATCHDOG=1 within %.1fs after SIGCONT" % period
-    time.sleep(1.5)
+    h.wait_until(lambda: watchdog_times(a, t_cont), period,
+                 "a WATCHDOG=1 within %.1fs after SIGCONT" % period)
+    h.wait_until(lambda: len(watchdog_times(a, t_cont)) >= 3, 3 * period,
+                 "three WATCHDOG=1 pings after SIGCONT")
     after = watchdog_times(a, t_cont)
     assert max_gap(after + [time.monotonic()]) < period
     assert a.alive()
@@ -92,8 +87,10 @@ def test_watchdog_keeps_flowing_while_validation_hangs(sc, silent_server):
     a = sc.start_agent(watchdog_usec=WATCHDOG_USEC)
     h.wait_until(lambda: silent_server.accepted > 0, 3, "the agent connecting to the silent endpoint")
     t_hang = time.monotonic()
-    time.sleep(2.5)            # inside the 3 s validation timeout
+    h.wait_until(lambda: len(watchdog_times(a, t_hang)) >= 3, 2.5,     # inside the 3 s timeout
+                 "three WATCHDOG=1 pings while validation hangs")
     t_end = time.monotonic()
+    assert a.notify.find("READY") is None, "the validation was meant to be still hanging"
     pings = watchdog_times(a, t_hang, t_end)
     assert len(pings) >= 3, "WATCHDOG=1 while validation hangs: %r" % pings
     assert max_gap([t_hang] + pings + [t_end]) < WATCHDOG_USEC / 1e6, \
@@ -130,11 +127,7 @@ def test_ready_after_startup_timeout_when_first_attempt_hangs(sc, silent_server)
 
 
 def test_sighup_sends_reloading_with_monotonic_usec_then_ready(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
+    a = sc.start_published(publish=False)
     mark = a.notify.mark()
     t_before = time.monotonic()
     a.send(signal.SIGHUP)
@@ -152,17 +145,13 @@ def test_sighup_sends_reloading_with_monotonic_usec_then_ready(sc):
 
 
 def test_sigterm_sends_stopping_and_exits_zero(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
+    a = sc.start_published(publish=False)
     mark = a.notify.mark()
     t0 = time.monotonic()
     a.send(signal.SIGTERM)
     rc = a.wait_exit(timeout=6)
     took = time.monotonic() - t0
-    time.sleep(0.1)
+    a.notify.settle()                         # what it sent before exiting is recorded
     assert a.notify.find("STOPPING", "1", since=mark) is not None, "no STOPPING=1 on SIGTERM"
     assert rc == 0
     assert took < 5.0

@@ -9,11 +9,7 @@ import rc_harness as h
 
 
 def test_first_credential_is_published_with_every_contract_field(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
+    sc.start_published(publish=False)
     raw = sc.read_bytes("cache.json")
     assert raw is not None, "cache.json not published before READY=1 (DESIGN §6)"
     assert raw.endswith(b"\n"), "the file ends with a newline (DESIGN §4)"
@@ -34,12 +30,8 @@ def test_first_credential_is_published_with_every_contract_field(sc):
 
 
 def test_new_password_in_store_is_published_quickly_with_previous_after_acl_first_rotation(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    first = sc.wait_published(password="pw1")
+    a = sc.start_published()
+    first = a.first_doc
 
     # ACL first: Redis accepts both, then the store moves to the new password.
     sc.redis.add_password("app", "pw2")
@@ -61,12 +53,7 @@ def test_new_password_in_store_is_published_quickly_with_previous_after_acl_firs
 
 def test_store_written_in_place_is_published(sc):
     """A writer that opens, truncates and writes the store file (IN_CLOSE_WRITE)."""
-    sc.redis.create_user("app", "pw1", "pw2")
-    sc.store_cred("app", "pw1", atomic=False)
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+    sc.start_published(also_accept=("pw2",), atomic=False)
     t0 = time.monotonic()
     sc.store_cred("app", "pw2", atomic=False)
     doc = sc.wait_published(password="pw2", timeout=5)
@@ -98,21 +85,15 @@ def test_empty_store_file_at_start_is_not_published_and_error_logged(sc):
     assert a.alive()
 
 
-def test_empty_store_file_keeps_published_credential_and_logs_error(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+def test_empty_store_file_keeps_published_credential_and_logs_error(sc, agent):
     before = sc.read_bytes()
-    mark = a.log_mark()
+    mark = agent.log_mark()
     sc.store("cache.json", "", atomic=False)
-    a.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark,
-               what="an error about the empty store file")
-    time.sleep(0.2)
+    agent.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark,
+                   what="an error about the empty store file")
+    agent.barrier()                           # the failed attempt has ended
     assert sc.read_bytes() == before, "a failing store never damages the published file (§2)"
-    assert a.alive()
+    assert agent.alive()
     # and the next good value still goes through
     sc.redis.add_password("app", "pw2")
     sc.store_cred("app", "pw2")
@@ -129,12 +110,8 @@ def _hardlinked_store(sc, filename="cache.json"):
 
 
 def test_poll_interval_catches_a_change_inotify_did_not_see(sc):
-    sc.redis.create_user("app", "pw1", "pw2")
-    sc.store_cred("app", "pw1", atomic=False)
-    sc.write_config([sc.cred(poll_interval="1s")])
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+    sc.start_published(also_accept=("pw2",), credentials=[sc.cred(poll_interval="1s")],
+                       atomic=False)
     outside = _hardlinked_store(sc)
     h.write_store_inplace(outside, "cache.json", h.store_json("app", "pw2"))
     sc.wait_published(password="pw2", timeout=4)
@@ -167,7 +144,8 @@ def test_on_change_hook_runs_after_each_publish_and_sees_the_new_file(sc):
     v2 = sc.wait_published(password="pw2")["version"]
     h.wait_until(lambda: len(lines()) >= 2, 5, "the on_change hook to run again")
     assert lines()[1].split()[0] == v2
-    time.sleep(0.3)
+    a.barrier()                               # no further publication is under way
+    h.wait_until(lambda: not a.children(), 5, "the hooks to exit")
     assert len(lines()) == 2, lines()
 
 
@@ -218,9 +196,8 @@ def test_store_file_that_is_a_fifo_does_not_hang_the_agent(sc):
     a = sc.start_agent(watchdog_usec=1000000)
     a.wait_ready(timeout=5)
     t0 = time.monotonic()
-    time.sleep(1.5)
-    pings = [t for t, v in a.notify.values("WATCHDOG") if t >= t0]
-    assert len(pings) >= 2, "the loop stalled on a FIFO in the store"
+    h.wait_until(lambda: len([t for t, v in a.notify.values("WATCHDOG") if t >= t0]) >= 2, 1.5,
+                 "WATCHDOG=1 pings (the loop stalled on a FIFO in the store)")
     # a writer replaces the FIFO with a regular file: picked up
     sc.store_cred("app", "pw1")
     sc.wait_published(password="pw1", timeout=5)

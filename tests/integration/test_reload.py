@@ -1,18 +1,12 @@
 """SIGHUP reloads the configuration (DESIGN §4 removal, §6)."""
 import os
 import signal
-import time
 
 import rc_harness as h
 
 
 def test_sighup_with_broken_config_keeps_running_on_old_config(sc):
-    sc.redis.create_user("app", "pw1", "pw2")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+    a = sc.start_published(also_accept=("pw2",))
     good = open(sc.tree.conf).read()
 
     with open(sc.tree.conf, "w") as f:
@@ -22,7 +16,7 @@ def test_sighup_with_broken_config_keeps_running_on_old_config(sc):
     a.send(signal.SIGHUP)
     line = a.wait_log(lambda l: os.path.basename(sc.tree.conf) in l and h.level_is_error(l),
                       since=mark, timeout=5, what="an error naming the config file")
-    time.sleep(0.3)
+    a.barrier()                               # the SIGHUP has been handled in full
     assert a.alive(), "a broken config on SIGHUP must not stop the agent"
     assert a.notify.find("STOPPING", since=nmark) is None
     # the old config is still in force: a store change is still validated and published
@@ -58,12 +52,7 @@ def test_sighup_removing_a_credential_removes_its_file_and_adding_one_publishes_
 
 
 def test_sighup_removing_formats_removes_their_files(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config([sc.cred(formats=["json", "env", "password"])])
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+    a = sc.start_published(credentials=[sc.cred(formats=["json", "env", "password"])])
     assert sc.read_bytes("cache.env") is not None and sc.read_bytes("cache.password") is not None
 
     sc.write_config([sc.cred(formats=["json"])])

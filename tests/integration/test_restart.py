@@ -12,12 +12,7 @@ import rc_harness as h
 
 
 def _publish_two_versions(sc):
-    sc.redis.create_user("app", "pw1", "pw2", "pw3")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+    a = sc.start_published(also_accept=("pw2", "pw3"))
     sc.store_cred("app", "pw2")
     doc = sc.wait_published(password="pw2")
     assert doc["previous"]["password"] == "pw1"
@@ -32,7 +27,8 @@ def test_restarted_agent_adopts_existing_file_without_republishing(sc):
     w = sc.watch_runtime()
     b = sc.start_agent()
     b.wait_ready()
-    time.sleep(0.5)
+    b.barrier()                               # its first attempt has ended in full
+    w.sync()                                  # and every event it caused is recorded
     touched = w.snapshot("cache.json")
     assert not touched, "restart republished an unchanged credential: %r" % touched
     assert sc.read_bytes() == before
@@ -53,7 +49,7 @@ def test_restarted_agent_serves_existing_file_while_redis_is_down(sc):
     sc.redis.stop()
     b = sc.start_agent()
     b.wait_ready(timeout=8)
-    time.sleep(0.3)
+    b.barrier()                               # its first attempt has ended in full
     assert sc.read_bytes() == before, "the adopted file is served while Redis is down"
     assert b.alive()
     # a store change while Redis is still down is not published
@@ -65,13 +61,7 @@ def test_restarted_agent_serves_existing_file_while_redis_is_down(sc):
     sc.wait_published(password="pw3", timeout=12)
 
 
-def test_second_agent_on_same_runtime_dir_exits_1_naming_the_first_pid(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+def test_second_agent_on_same_runtime_dir_exits_1_naming_the_first_pid(sc, agent):
     before = sc.read_bytes()
 
     conf2 = os.path.join(sc.tree.root, "second.conf")
@@ -80,13 +70,13 @@ def test_second_agent_on_same_runtime_dir_exits_1_naming_the_first_pid(sc):
     rc = b.wait_exit(timeout=5)
     b.check_exit = False
     assert rc == 1, "second agent exited %s" % rc
-    assert ("runtime_dir in use by pid %d" % a.pid) in b.log(), b.log()
+    assert ("runtime_dir in use by pid %d" % agent.pid) in b.log(), b.log()
 
     once = sc.run_agent("--once")
     assert once.returncode == 1, "--once while the daemon runs: %s" % once.returncode
-    assert ("runtime_dir in use by pid %d" % a.pid) in (once.stderr + once.stdout)
+    assert ("runtime_dir in use by pid %d" % agent.pid) in (once.stderr + once.stdout)
 
-    assert a.alive()
+    assert agent.alive()
     assert sc.read_bytes() == before
 
 
@@ -120,12 +110,8 @@ def test_existing_file_that_is_not_ours_is_not_adopted(sc, existing):
 
 def test_sigkill_during_republishing_leaves_a_whole_file_and_the_next_start_recovers(sc):
     pa, pb = "alpha-" + "a" * 30, "beta-" + "b" * 30
-    sc.redis.create_user("app", pa, pb)
-    sc.store_cred("app", pa)
-    sc.write_config([sc.cred(formats=["json", "env", "password"])])
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password=pa)
+    a = sc.start_published(pa, also_accept=(pb,),
+                           credentials=[sc.cred(formats=["json", "env", "password"])])
     stop = threading.Event()
 
     def rotate():
@@ -156,16 +142,11 @@ def test_sigkill_during_republishing_leaves_a_whole_file_and_the_next_start_reco
 
 
 def test_sighup_storm_leaves_the_agent_working(sc):
-    sc.redis.create_user("app", "pw1", "pw2")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+    a = sc.start_published(also_accept=("pw2",))
     for _ in range(30):
         a.send(signal.SIGHUP)
         time.sleep(0.005)
-    time.sleep(0.5)
+    a.barrier()                               # the loop still answers after the storm
     assert a.alive()
     mark = a.notify.mark()
     a.send(signal.SIGHUP)

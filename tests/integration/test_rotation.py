@@ -50,12 +50,8 @@ def rotate_now(sc, agent, first, timeout=5):
 def start_rotating(sc, password, admin=True, **rotation):
     """User app with `password` in Redis and the store, an agent rotating it; returns the
     agent and the first published document."""
-    sc.redis.create_user("app", password)
-    sc.store_cred("app", password)
-    sc.write_config([rot_cred(sc, admin=admin, **rotation)])
-    a = sc.start_agent()
-    a.wait_ready()
-    return a, sc.wait_published(password=password)
+    a = sc.start_published(password, credentials=[rot_cred(sc, admin=admin, **rotation)])
+    return a, a.first_doc
 
 
 def kill_during_grace(sc, password):
@@ -140,15 +136,11 @@ class Client(threading.Thread):
 
 
 def test_rotate_command_rotates_end_to_end_without_a_failed_client_command(sc):
-    sc.redis.create_user("app", "old-pw-1")
-    sc.store_cred("app", "old-pw-1")
-    sc.write_config([rot_cred(sc, grace="2s")])
-    a = sc.start_agent(journal=True)
-    a.wait_ready()
-    first = sc.wait_published(password="old-pw-1")
+    a = sc.start_published("old-pw-1", credentials=[rot_cred(sc, grace="2s")], journal=True)
+    first = a.first_doc
     client = Client(sc)
     client.start()
-    time.sleep(0.2)
+    h.wait_until(lambda: client.ok >= 5, 5, "the client's first commands")
 
     r = sc.run_cli("-c", sc.tree.conf, "rotate", "cache")
     assert r.returncode == 0, (r.stdout, r.stderr)
@@ -168,7 +160,8 @@ def test_rotate_command_rotates_end_to_end_without_a_failed_client_command(sc):
     h.wait_until(lambda: journal("completed"), 6, "the rotation-completed journal entry")
     assert not sc.redis.auth_ok("app", "old-pw-1")
     assert sc.redis.auth_ok("app", new_pw)
-    time.sleep(0.2)
+    n = client.ok                             # it keeps working once the old one is gone
+    h.wait_until(lambda: client.ok >= n + 5 or client.failed, 5, "client commands after the rotation")
     client.stop.set()
     client.join(5)
     assert client.failed == 0 and client.ok > 20, (client.ok, client.failed, client.errors[:3])
@@ -203,11 +196,7 @@ def test_scheduled_rotation_by_interval_as_the_credential_itself(sc):
 
 
 def test_rotate_without_rotation_configured_says_so(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
+    sc.start_published(publish=False)
     r = sc.run_cli("-c", sc.tree.conf, "rotate", "cache")
     assert r.returncode != 0
     assert "rotation is not configured" in r.stdout + r.stderr
@@ -575,12 +564,9 @@ def test_rotation_shows_in_the_status_line_and_the_metrics_file(sc):
     """STATUS= names a rotation under way (here its grace period); the metrics file has
     it in progress, then the completion time; a failed step counts in failures_total."""
     mpath = os.path.join(sc.tree.root, "redis_creds.prom")
-    sc.redis.create_user("app", "met-pw-1")
-    sc.store_cred("app", "met-pw-1")
-    sc.write_config([rot_cred(sc, grace="2s")], agent={"metrics_file": mpath})
-    a = sc.start_agent()
-    a.wait_ready()
-    first = sc.wait_published(password="met-pw-1")
+    a = sc.start_published("met-pw-1", credentials=[rot_cred(sc, grace="2s")],
+                           config={"agent": {"metrics_file": mpath}})
+    first = a.first_doc
     h.wait_until(lambda: _metric(mpath, "redis_creds_rotation_last_timestamp_seconds") == 0, 3,
                  "rotation metrics, never rotated")
     assert _metric(mpath, "redis_creds_rotation_in_progress") == 0

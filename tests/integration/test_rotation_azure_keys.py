@@ -176,12 +176,14 @@ def test_azure_keys_and_redis_acl_each_need_their_source_type(sc, az):
     sc.write_config([sc.cred(rotation={"strategy": "azure-keys", "rotator": HOST})])   # a file source
     r = sc.run_agent("--check-config")
     assert r.returncode == 2, r.stderr
-    assert 'strategy "azure-keys" needs a source of type "azure-redis-keys"; source' in r.stderr, r.stderr
+    assert ('strategy "azure-keys" needs a source type with two keys, of which the store regenerates the '
+            'one not published (rotate_self); source "local" is of type "file"') in r.stderr, r.stderr
     # the keys source cannot take a password the agent made
     sc.write_config([az.cred(source="keys", path=rid, rotation={"strategy": "redis-acl"})], [az.keys_source()])
     r = sc.run_agent("--check-config")
     assert r.returncode == 2, r.stderr
-    assert 'strategy "redis-acl" needs a source of type "file" or "vault" (engine kv2)' in r.stderr, r.stderr
+    assert ('strategy "redis-acl" needs a source type with a check-and-set write of a password the agent '
+            'made (rotate_write); source "keys" is of type "azure-redis-keys"') in r.stderr, r.stderr
 
 
 def test_azure_keys_new_key_refused_then_crash_is_finished_at_restart(sc, az):

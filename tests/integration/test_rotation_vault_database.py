@@ -145,7 +145,8 @@ def test_vault_database_needs_a_rotator_and_a_vault_database_source(vault, sc):
     ro["rotator"] = HOST
     sc.write_config([sc.cred(rotation=ro)])     # a file source
     r = sc.run_agent("--check-config")
-    assert r.returncode == 2 and 'strategy "vault-database" needs a source of type "vault"' in r.stderr, r.stderr
+    assert r.returncode == 2 and ('strategy "vault-database" needs a source type with a store that makes the '
+                                  'password and sets it in Redis itself (rotate_self)') in r.stderr, r.stderr
 
     # engine kv2 cannot be asked to rotate: the source says so at start
     vault.fake.kv2_enable("secret")

@@ -152,6 +152,9 @@ def start_world(sc, lifetime=LIFETIME):
     proxy = TokenProxy(sc, az.fake)
     cred = az.cred(name="entra", source="entra", poll_interval="500ms")
     cred["redis"]["endpoints"] = [proxy.endpoint]
+    # The check of each new token goes through the (Python) proxy, which a loaded machine
+    # slows down: a 1 s validation timeout let a token expire unreplaced under load.
+    cred["redis"]["timeout"] = "3s"
     # a generous timeout: on a loaded machine the fake (Python) may answer slowly
     agent = az.start([cred], [az.entra_source(refresh_ratio=0.5, timeout="5s")])
     sc.wait_published("entra", timeout=10)

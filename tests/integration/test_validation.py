@@ -4,19 +4,13 @@ import time
 import rc_harness as h
 
 
-def test_refused_candidate_is_not_published_until_acl_accepts_it(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+def test_refused_candidate_is_not_published_until_acl_accepts_it(sc, agent):
     before = sc.read_bytes()
-    mark = a.log_mark()
+    mark = agent.log_mark()
 
     sc.store_cred("app", "pw2")              # Redis does not know pw2 yet: WRONGPASS
-    a.wait_log("refused", since=mark, timeout=5)
-    a.notify.wait_status(lambda s: "refused" in s, timeout=3, what="STATUS saying refused")
+    agent.wait_log("refused", since=mark, timeout=5)
+    agent.notify.wait_status(lambda s: "refused" in s, timeout=3, what="STATUS saying refused")
     assert sc.read_bytes() == before, "a refused candidate never replaces the file (§2)"
 
     # Redis starts accepting it: the agent retries (backoff from 1 s) without a restart.
@@ -25,10 +19,10 @@ def test_refused_candidate_is_not_published_until_acl_accepts_it(sc):
     doc = sc.wait_published(password="pw2", timeout=12)
     took = time.monotonic() - t0
     assert doc["previous"]["password"] == "pw1"
-    assert a.alive()
+    assert agent.alive()
     assert len(sc.agents) == 1
-    a.notify.wait_status(lambda s: "refused" not in s and "1/1 current" in s, timeout=3,
-                         what="STATUS back to current")
+    agent.notify.wait_status(lambda s: "refused" not in s and "1/1 current" in s,
+                             timeout=3, what="STATUS back to current")
     print("refused -> accepted published after %.2fs" % took)
 
 
@@ -44,12 +38,7 @@ def test_refused_at_start_publishes_nothing_and_still_reports_ready(sc):
 
 
 def test_redis_down_keeps_file_reports_unreachable_then_publishes_store_change_on_recovery(sc):
-    sc.redis.create_user("app", "pw1", "pw2")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+    a = sc.start_published(also_accept=("pw2",))
     before = sc.read_bytes()
 
     sc.redis.stop()
@@ -58,7 +47,7 @@ def test_redis_down_keeps_file_reports_unreachable_then_publishes_store_change_o
     a.wait_log("unreachable", since=mark, timeout=5)
     a.notify.wait_status(lambda s: "unreachable" in s, timeout=3,
                          what="STATUS saying unreachable")
-    time.sleep(0.3)
+    a.barrier()                               # the unreachable attempt has ended
     assert sc.read_bytes() == before, "nothing is published while Redis is down"
 
     sc.redis.start()                          # same port, ACL replayed (pw1, pw2)
@@ -84,33 +73,29 @@ def test_redis_down_at_start_publishes_nothing_and_still_reports_ready(sc):
 
 
 
-def test_refused_candidate_is_retried_with_backoff_not_in_a_tight_loop(sc):
-    sc.redis.create_user("app", "pw1")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
-    mark = a.log_mark()
+def test_refused_candidate_is_retried_with_backoff_not_in_a_tight_loop(sc, agent):
+    mark = agent.log_mark()
     sc.store_cred("app", "pw2")
-    a.wait_log("refused", since=mark)
+    agent.wait_log("refused", since=mark)
     c = sc.redis.client()
     c.acl_log_reset()
-    time.sleep(3.5)
+    t0 = time.monotonic()
+    mark = agent.log_mark()
+    # each retry logs its refusal again (at debug level once repeated): wait for two of them
+    agent.wait_log_count("refused", 2, since=mark, timeout=10)
+    took = time.monotonic() - t0
+    agent.barrier()
     attempts = sum(int(e.get("count", 1)) for e in c.acl_log()
                    if e.get("reason") == "auth" and e.get("username") == "app")
     c.close()
-    # backoff from 1 s (1, 2, 4 ... with jitter): one to three retries in 3.5 s, not hundreds
-    assert 1 <= attempts <= 4, "%d AUTH attempts with the refused candidate in 3.5 s" % attempts
+    # backoff from 1 s with equal jitter (0.5-1 s, then 1-2 s ...): two retries take at
+    # least 1.5 s and AUTH twice, a tight loop would take milliseconds and AUTH hundreds
+    assert took >= 1.4, "two retries of a refused candidate within %.2fs" % took
+    assert 2 <= attempts <= 3, "%d AUTH attempts in two retries (%.2fs)" % (attempts, took)
 
 
 def test_newer_store_version_replaces_a_refused_candidate_at_once(sc):
-    sc.redis.create_user("app", "pw1", "pw3")
-    sc.store_cred("app", "pw1")
-    sc.write_config()
-    a = sc.start_agent()
-    a.wait_ready()
-    sc.wait_published(password="pw1")
+    a = sc.start_published(also_accept=("pw3",))
     mark = a.log_mark()
     sc.store_cred("app", "pw2")                   # refused
     a.wait_log("refused", since=mark)
@@ -208,7 +193,7 @@ def test_unreachable_node_blocks_publication_only_while_current_still_works(sc):
     mark = a.log_mark()
     sc.store_cred("app", "pw2")
     a.wait_log("unreachable", since=mark, timeout=5)
-    time.sleep(0.5)
+    a.barrier()                               # that attempt has ended
     assert sc.read_doc()["password"] == "pw1", \
         "published while a node was down and the current credential still worked (§8)"
 

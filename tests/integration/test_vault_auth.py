@@ -1,5 +1,6 @@
 """The vault source's auth methods end to end: the real agent, a real redis-server, the fake
 Vault (tests/fakes/vault_fake.py). See docs/vault.md."""
+import json
 import os
 import time
 
@@ -80,10 +81,15 @@ def test_token_expiry_and_max_ttl_relogin_keeps_the_published_credential(vault, 
     # Vault revokes the token under us: the next look logs in again (once) and goes on.
     logins = vault.fake.count("/v1/auth/approle/login")
     vault.fake.expire_tokens("auth/approle")
+    mark = a.log_mark()
     r = sc.run_cli("-c", sc.tree.conf, "refresh", "cache")
     assert r.returncode == 0, r.stderr
     h.wait_until(lambda: vault.fake.count("/v1/auth/approle/login") > logins, 5, "a login after the revocation")
-    time.sleep(0.3)
+    # the refresh's fetch ends finding the published version: nothing to write
+    a.wait_log(lambda l: "version %s unchanged" % json.loads(before)["version"] in l,
+               since=mark, timeout=5, what="the refresh finding the published version")
+    a.barrier()
+    w.sync()
     assert sc.read_bytes() == before
     assert w.count("cache.json", h.IN_MOVED_TO) == 0
     assert a.notify.last_status().startswith("1/1 current"), a.notify.last_status()

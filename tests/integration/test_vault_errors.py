@@ -73,9 +73,9 @@ def test_hung_vault_does_not_stop_watchdog_sighup_or_sigterm(vault, sc):
     assert r.returncode == 0, r.stderr
     h.wait_until(lambda: vault.fake.count("/v1/secret/metadata/", since=t0) >= 1, 3, "the hung request")
     mark = a.notify.mark()
-    time.sleep(1.5)
-    dogs = [t for t, _ in a.notify.values("WATCHDOG", since=mark)]
-    assert len(dogs) >= 2, dogs                      # the loop kept sending while a fetch hung
+    # the loop keeps sending while a fetch hangs (3 s source timeout): two pings in 1.5 s
+    h.wait_until(lambda: len(a.notify.values("WATCHDOG", since=mark)) >= 2, 1.5,
+                 "two WATCHDOG=1 pings while a fetch hangs")
     r = sc.run_cli("-c", sc.tree.conf, "status", "--json")   # and kept answering
     assert r.returncode in (0, 1) and json.loads(r.stdout)["ok"]
     mark = a.notify.mark()
@@ -86,8 +86,10 @@ def test_hung_vault_does_not_stop_watchdog_sighup_or_sigterm(vault, sc):
     a.wait_notify("READY", "1", since=mark, timeout=6)   # after the hung fetch timed out
     assert sc.read_doc()["password"] == PW1
     # SIGTERM in the middle of another hang: out within the 5 s grace, exit 0.
+    t1 = time.monotonic()
     r = sc.run_cli("-c", sc.tree.conf, "refresh", "cache")
-    time.sleep(0.3)
+    h.wait_until(lambda: vault.fake.count("/v1/secret/metadata/", since=t1) >= 1, 3,
+                 "the second hung request")
     ts = time.monotonic()
     assert a.stop() == 0
     assert time.monotonic() - ts < 6
@@ -139,9 +141,13 @@ def test_no_secret_in_any_output_at_debug_level(vault, sc):
     fv.kv2_put("secret", "redis/cache", {"username": "app", "password": PW2})
     sc.wait_published("cache", password=PW2, timeout=3)
     # A server that echoes the token and a password into its errors: never repeated.
+    t0 = time.monotonic()
     fv.inject("/v1/secret/metadata/", "status", times=2, status=500, errors=["echo " + PW2, "token {token}"])
     fv.expire_tokens("auth/approle")
-    time.sleep(3.5)                         # renewals, re-logins, a static role rotation
+    # both echoing errors logged, a re-login, renewals of the new token
+    a.wait_log_count("echo ***", 2, timeout=10)
+    h.wait_until(lambda: fv.count("/v1/auth/approle/login", since=t0) >= 1, 10, "a re-login")
+    h.wait_until(lambda: fv.count("/v1/auth/token/renew-self", since=t0) >= 1, 10, "a renewal")
     outs = vault.outputs(a)
     st = sc.run_cli("-c", sc.tree.conf, "status", "--json")
     outs += st.stdout + st.stderr

@@ -34,11 +34,16 @@ def test_metadata_only_check_costs_one_request_per_interval_on_one_connection(va
     _put(vs, PW1)
     vs.start(credentials=[vs.cred(poll_interval="500ms")])
     sc.wait_published(password=PW1)
-    time.sleep(0.2)
+    meta_path = "/v1/secret/metadata/redis/cache"
+    t0 = time.monotonic()               # counted from a check after the first fetch ended
+    h.wait_until(lambda: vs.fake.count(meta_path, since=t0), 3, "the next metadata check")
     vs.fake.reset_counts()
-    time.sleep(3.0)
-    meta = vs.fake.count("/v1/secret/metadata/redis/cache")
-    assert 4 <= meta <= 8, meta
+    t0 = time.monotonic()
+    h.wait_until(lambda: vs.fake.count(meta_path) >= 4, 5, "four more metadata checks")
+    took = time.monotonic() - t0
+    meta = vs.fake.count(meta_path)
+    # one check per 500 ms: four take three intervals and more, not a burst
+    assert took >= 1.4 and meta <= 5, (took, meta)
     assert vs.fake.count("/v1/secret/data/") == 0
     assert vs.fake.count(".") == meta
     st = vs.fake.stats()

@@ -68,11 +68,20 @@ for p in \
     "libredis-creds-hiredis0 usr/lib/[^/]+/libredis-creds-hiredis\.so\.0" \
     "libredis-creds-dev usr/include/redis_creds\.h" \
     "libredis-creds-dev usr/lib/[^/]+/pkgconfig/redis-creds\.pc" \
-    "python3-redis-creds usr/lib/python3/dist-packages/redis_creds/__init__\.py"; do
+    "python3-redis-creds usr/lib/python3/dist-packages/redis_creds/__init__\.py" \
+    "redis-creds-plugin-dev usr/lib/[^/]+/pkgconfig/redis-creds-plugin\.pc" \
+    "redis-creds-plugin-dev usr/share/redis-creds-plugin/plugin\.map" \
+    "redis-creds-plugin-dev usr/share/doc/redis-creds-plugin-dev/examples/plugin-systemd-credentials/systemd_credentials\.c"; do
     read -r pkg path <<<"$p"
     check "$pkg has /$path" has "$pkg" "$path"
 done
 check "libredis-creds0 ships a symbols file" sh -c "dpkg-deb -I '$(deb_of libredis-creds0)' symbols"
+for h in plugin config; do
+    check "redis-creds-plugin-dev has /usr/include/redis-creds-plugin/$h.h" \
+        has redis-creds-plugin-dev "usr/include/redis-creds-plugin/$h\.h"
+done
+check "the plugin SDK is headers, a .pc and a version script: no library" \
+    sh -c "! dpkg-deb -c '$(deb_of redis-creds-plugin-dev)' | grep -E '\.(so|a)(\.|\$)'"
 check "the agent has no .so of its own in /usr/lib (only plugins)" \
     sh -c "! dpkg-deb -c '$(deb_of redis-creds)' | grep -E 'usr/lib/[^/]+/lib[^/]*\.so'"
 
@@ -85,7 +94,7 @@ export DEBIAN_FRONTEND=noninteractive
 inr() { chroot "$r" "$@"; }
 say() { printf '%s %s\n' "$1" "$2"; }
 t() { local what=$1; shift; if "$@" >/dev/null 2>&1; then say ok "$what"; else say FAIL "$what"; fi; }
-names="redis-creds libredis-creds0 libredis-creds-hiredis0 libredis-creds-dev python3-redis-creds"
+names="redis-creds libredis-creds0 libredis-creds-hiredis0 libredis-creds-dev python3-redis-creds redis-creds-plugin-dev"
 t "the packages install" inr sh -c 'dpkg -i /pkgs/*.deb'
 t "the redis-creds user exists" inr getent passwd redis-creds
 t "the redis-creds group exists" inr getent group redis-creds
@@ -93,9 +102,14 @@ t "/run/redis-creds is made by tmpfiles (0750 redis-creds)" \
     sh -c "[ \"\$(chroot $r stat -c '%a %U %G' /run/redis-creds)\" = '750 redis-creds redis-creds' ]"
 t "the unit is enabled" test -L "$r/etc/systemd/system/multi-user.target.wants/redis-creds-agent.service"
 t "/etc/redis-creds exists" test -d "$r/etc/redis-creds"
+t "/etc/redis-creds/secrets is the agent's, 0700" \
+    sh -c "[ \"\$(chroot $r stat -c '%a %U' /etc/redis-creds/secrets)\" = '700 redis-creds' ]"
 t "the installed agent accepts the shipped example config (--check-config)" inr sh -c 'zcat -f /usr/share/doc/redis-creds/agent.conf.example* >/etc/redis-creds/agent.conf && chmod 0640 /etc/redis-creds/agent.conf && redis-creds-agent -c /etc/redis-creds/agent.conf --check-config'
 t "the Python module imports" inr /usr/bin/python3 -c "import redis_creds"
 t "the C library links through pkg-config" sh -c "printf '#include <redis_creds.h>\nint main(void){return rc_open(0,0,0)==0;}\n' > $r/tmp/t.c && chroot $r sh -c 'cc /tmp/t.c \$(pkg-config --cflags --libs redis-creds) -o /tmp/t'"
+t "the example plugin builds against the installed SDK, into the agent's plugin dir" inr sh -c 'cp -r /usr/share/doc/redis-creds-plugin-dev/examples/plugin-systemd-credentials /tmp/ex && cmake -S /tmp/ex -B /tmp/ex/b -DCMAKE_C_FLAGS=-Werror && cmake --build /tmp/ex/b && cmake --install /tmp/ex/b && test -f "$(pkg-config --variable=plugindir redis-creds-plugin)/systemd.so" && test "$(nm -D --defined-only --format=posix /tmp/ex/b/systemd.so | cut -d" " -f1)" = redis_creds_plugin'
+t "the installed agent loads it (--check-config of a systemd-credentials source)" inr sh -c 'printf "agent = { runtime_dir = \"/tmp/rt\"; state_dir = \"/tmp/st\"; };\nsources = ( { name = \"sd\"; type = \"systemd-credentials\"; } );\ncredentials = ( { name = \"c\"; source = \"sd\"; credential = \"redis\"; redis = { endpoints = [ \"127.0.0.1:6379\" ]; }; } );\n" >/tmp/sd.conf && redis-creds-agent -c /tmp/sd.conf --check-config'
+rm -f "$r$(chroot "$r" pkg-config --variable=plugindir redis-creds-plugin 2>/dev/null)/systemd.so"
 mkdir -p "$r/var/lib/redis-creds" && echo state > "$r/var/lib/redis-creds/host.key"
 t "the same version installs again (upgrade)" inr sh -c 'dpkg -i /pkgs/*.deb'
 t "the admin's config is kept across the upgrade" test -f "$r/etc/redis-creds/agent.conf"

@@ -6,6 +6,7 @@
 
 #include "hostkey.h"
 #include "mock_host.h"
+#include "plugins.h"
 
 static const struct rc_plugin *the_plugin;
 
@@ -55,6 +56,8 @@ int mock_host_init(struct mock_host *m, const struct rc_plugin *plugin, const ch
     char err[1024];
     memset(m, 0, sizeof *m);
     the_plugin = plugin;
+    if (plugin->services)
+        *plugin->services = plugins_services();   /* as the agent's loader does */
     m->host = (struct rc_host){ .h = m, .instance = "test", .log = mock_log,
                                 .keyed_version = mock_keyed_version, .wake = mock_wake };
     m->key = secret_new("0123456789abcdef0123456789abcdef", 32);
@@ -83,9 +86,11 @@ struct rc_credential *mock_host_credentials(struct mock_host *m, size_t source, 
 int mock_rotate(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
                 const char *expected_version, const char *username, const char *password,
                 char *ret_version, struct rc_error *err) {
-    struct secret *p = password ? secret_new_str(password) : NULL;   /* NULL: the store makes one */
     memset(err, 0, sizeof *err);
-    int r = t->rotate(state, cred, expected_version, username, p, ret_version, err);
+    if (!password)   /* the store makes one */
+        return t->rotate_self(state, cred, expected_version, ret_version, err);
+    struct secret *p = secret_new_str(password);
+    int r = t->rotate_write(state, cred, expected_version, username, p, ret_version, err);
     secret_free(p);
     return r;
 }

@@ -1,9 +1,11 @@
 /* mock_host: a stand-in for the agent's host services, so a plugin can be unit-tested
  * without the agent. It records log lines and wake-ups and computes keyed versions with
- * a fixed test key. Also builds config nodes from config text through config.c. */
+ * a fixed test key. Also builds config nodes from config text through config.c, and
+ * hands the plugin the agent's own struct rc_services (agent/plugins.c). */
 #pragma once
 #include <stddef.h>
 #include "plugin.h"
+#include "secret.h"
 
 struct mock_host {
     struct rc_host host;
@@ -21,8 +23,8 @@ void mock_host_fini(struct mock_host *m);
 /* The credentials of source i, as open() wants them; *n set. Caller frees the array. */
 struct rc_credential *mock_host_credentials(struct mock_host *m, size_t source, size_t *n);
 
-/* Calls t->rotate() with `password` as a fresh secret (freed after; NULL is passed on as
- * NULL: the store makes the password); err is zeroed first. */
+/* Calls t->rotate_write() with `password` as a fresh secret (freed after), or, when
+ * password is NULL, t->rotate_self() (the store makes the password); err is zeroed first. */
 int mock_rotate(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
                 const char *expected_version, const char *username, const char *password,
                 char *ret_version, struct rc_error *err);

@@ -36,6 +36,35 @@ static void test_parse_accepts_the_three_verbs(void **state) {
     assert_string_equal(control_verb_name(CONTROL_ROTATE), "rotate");
 }
 
+static void test_parse_reload_with_and_without_allow_removals(void **state) {
+    struct control_request req;
+    const char *why;
+    assert_int_equal(PARSE("reload\n", false, &req, &why), 1);
+    assert_int_equal(req.verb, CONTROL_RELOAD);
+    assert_false(req.allow_removals);
+    assert_string_equal(req.name, "");
+    assert_int_equal(PARSE("reload allow-removals\r\n", false, &req, &why), 1);
+    assert_int_equal(req.verb, CONTROL_RELOAD);
+    assert_true(req.allow_removals);
+    assert_int_equal(PARSE("reload", true, &req, &why), 1);
+    assert_false(req.allow_removals);
+    assert_string_equal(control_verb_name(CONTROL_RELOAD), "reload");
+    /* the flag belongs to reload only, and a name never sets it */
+    assert_int_equal(PARSE("refresh allow-removals\n", false, &req, &why), 1);
+    assert_false(req.allow_removals);
+    static const char *const bad[] = {
+        "reload cache\n", "reload allow-removals x\n", "reload allow_removals\n",
+        "reload --allow-removals\n", "status allow-removals\n", "RELOAD\n", "reloadallow-removals\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int r = parse(bad[i], strlen(bad[i]), false, &req, &why);
+        if (r != -EINVAL)
+            print_error("\"%s\" -> %d\n", bad[i], r);
+        assert_int_equal(r, -EINVAL);
+        assert_null(strstr(why, "cache"));
+    }
+}
+
 static void test_parse_waits_for_the_newline(void **state) {
     struct control_request req;
     const char *why;
@@ -110,29 +139,31 @@ static void test_parse_reads_only_the_first_line(void **state) {
     assert_string_equal(req.name, "one");
 }
 
-static void test_status_is_for_anyone_refresh_and_rotate_for_root_and_the_agent(void **state) {
+static void test_status_is_for_anyone_the_rest_for_root_and_the_agent(void **state) {
     const uid_t agent = 991, other = 1000;
     assert_true(control_allowed(CONTROL_STATUS, other, agent));
     assert_true(control_allowed(CONTROL_STATUS, 0, agent));
-    for (enum control_verb v = CONTROL_REFRESH; v <= CONTROL_ROTATE; v++) {
+    for (enum control_verb v = CONTROL_REFRESH; v <= CONTROL_RELOAD; v++) {
         assert_false(control_allowed(v, other, agent));
         assert_true(control_allowed(v, 0, agent));
         assert_true(control_allowed(v, agent, agent));
     }
     /* an agent running as root: only root */
     assert_false(control_allowed(CONTROL_REFRESH, other, 0));
+    assert_false(control_allowed(CONTROL_RELOAD, other, 0));
     assert_true(control_allowed(CONTROL_ROTATE, 0, 0));
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_accepts_the_three_verbs),
+        cmocka_unit_test(test_parse_reload_with_and_without_allow_removals),
         cmocka_unit_test(test_parse_waits_for_the_newline),
         cmocka_unit_test(test_parse_answers_a_nul_byte_instead_of_waiting),
         cmocka_unit_test(test_parse_refuses_malformed_requests_without_quoting_them),
         cmocka_unit_test(test_parse_bounds_the_request_by_its_length),
         cmocka_unit_test(test_parse_reads_only_the_first_line),
-        cmocka_unit_test(test_status_is_for_anyone_refresh_and_rotate_for_root_and_the_agent),
+        cmocka_unit_test(test_status_is_for_anyone_the_rest_for_root_and_the_agent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

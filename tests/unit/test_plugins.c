@@ -72,8 +72,12 @@ static void test_two_plugins_load_side_by_side(void **st) {
     assert_string_equal(f->type, "file");
     assert_string_equal(v->type, "vault");
     assert_ptr_not_equal(f->fetch, v->fetch);
-    assert_non_null(f->rotate);   /* both can write a next version with a check-and-set */
-    assert_non_null(v->rotate);
+    assert_non_null(f->rotate_write);   /* both can write a next version with a check-and-set */
+    assert_non_null(v->rotate_write);
+    assert_true(f->caps & RC_CAP_ROTATE_WRITE);
+    assert_true(v->caps & RC_CAP_ROTATE_WRITE);
+    assert_null(f->rotate_self);        /* a directory cannot make a password */
+    assert_non_null(v->rotate_self);    /* vault-database: Vault makes it */
     plugins_free(p);
 }
 
@@ -87,6 +91,35 @@ static void test_wrong_abi_version_is_refused_naming_file_and_versions(void **st
     assert_non_null(strstr(err, expect));
     snprintf(expect, sizeof expect, "needs version %d", RC_PLUGIN_ABI_VERSION);
     assert_non_null(strstr(err, expect));
+    plugins_free(p);
+}
+
+/* The table is read by its declared size: members past it are absent, never the words
+ * that follow the plugin's shorter table. */
+static void test_short_method_table_has_no_trailing_methods(void **st) {
+    struct plugins *p = plugins_new();
+    const struct rc_source_type *t = NULL;
+    char err[512];
+    assert_int_equal(plugins_find_type(p, TEST_PLUGIN_DIR, "shorttab", &t, err, sizeof err), 0);
+    assert_non_null(t->open);
+    assert_non_null(t->fetch);
+    assert_non_null(t->close);
+    assert_null(t->next_check);
+    assert_null(t->watch_fd);
+    assert_null(t->watch_event);
+    assert_null(t->rotate_write);
+    assert_null(t->rotate_self);
+    assert_int_equal(t->caps, 0);
+    plugins_free(p);
+}
+
+static void test_capability_without_its_method_is_refused(void **st) {
+    struct plugins *p = plugins_new();
+    const struct rc_source_type *t = NULL;
+    char err[512];
+    assert_int_equal(plugins_find_type(p, TEST_PLUGIN_DIR, "badcap", &t, err, sizeof err), -ELIBBAD);
+    assert_non_null(strstr(err, "badcap.so"));
+    assert_non_null(strstr(err, "RC_CAP_ROTATE_WRITE without rotate_write()"));
     plugins_free(p);
 }
 
@@ -139,6 +172,8 @@ int main(void) {
         cmocka_unit_test(test_file_type_loads_from_the_build_plugin_dir),
         cmocka_unit_test(test_two_plugins_load_side_by_side),
         cmocka_unit_test(test_wrong_abi_version_is_refused_naming_file_and_versions),
+        cmocka_unit_test(test_short_method_table_has_no_trailing_methods),
+        cmocka_unit_test(test_capability_without_its_method_is_refused),
         cmocka_unit_test(test_unknown_type_and_missing_plugin_are_refused),
         cmocka_unit_test_setup_teardown(test_group_writable_plugin_or_dir_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_symlinked_plugin_is_refused, setup, teardown),

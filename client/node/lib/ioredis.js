@@ -13,7 +13,10 @@
 // - ioredis refuses commands other than (P|S)SUBSCRIBE, PING, QUIT... on a RESP2
 //   subscriber connection: there the handle only updates the options (the next reconnect
 //   uses them), and ioredisSubscriber (longlived.js) makes before it breaks; on RESP3
-//   (ioredis 6's default, protocol: 3) it re-AUTHs in place.
+//   (ioredis 6's default, protocol: 3) it re-AUTHs in place. ioredis knows the
+//   connection is subscribed only once Redis confirmed: ioredisSubscriber sets the
+//   handle's `subscriber` before its first SUBSCRIBE, so that no AUTH goes out after
+//   it (Redis would refuse it).
 // - A change that arrives while the client connects is sent as AUTH once it is ready
 //   (ioredis authenticates with the options of the moment the connect started).
 // - The handle emits 'reauth' ({credential, ok, error, ms}) after each AUTH reply.
@@ -25,10 +28,13 @@ function setOptions(client, cred) {
   client.options.password = cred.password;
 }
 
-/** A RESP2 connection in subscribed mode, where ioredis (and Redis) refuse AUTH. */
-function resp2Subscriber(client) {
+/** A RESP2 connection in subscribed mode, where ioredis (and Redis) refuse AUTH;
+ * `subscriber`: the connection is for a subscription, so from its first SUBSCRIBE on,
+ * before ioredis has the reply (condition.subscriber is set only then). */
+function resp2Subscriber(client, subscriber) {
   const c = client.condition;
-  return Boolean(c && c.subscriber) && c.protocol !== 3;
+  const protocol = c && c.protocol !== undefined ? c.protocol : client.options.protocol;
+  return (subscriber || Boolean(c && c.subscriber)) && protocol !== 3;
 }
 
 /** Whether ioredis' condition.auth (password, or [username, password]) is cred. */
@@ -46,6 +52,7 @@ class IoredisCredentials extends EventEmitter {
   constructor(client, credentialFile, { onError } = {}) {
     super();
     this.client = client;
+    this.subscriber = false; // see resp2Subscriber()
     this.credentialFile = credentialFile;
     this.onError = onError || null;
     this._fallback = new Fallback(credentialFile);
@@ -81,7 +88,8 @@ class IoredisCredentials extends EventEmitter {
   _reauth(cred) {
     setOptions(this.client, cred);
     if (this.client.status !== 'ready') return; // the next connect uses the options
-    if (resp2Subscriber(this.client)) return; // ioredis refuses AUTH there: see longlived.js
+    // Redis refuses AUTH there (ioredis too, once subscribed): see longlived.js
+    if (resp2Subscriber(this.client, this.subscriber)) return;
     const seq = ++this._seq;
     const t0 = performance.now();
     this.client.auth(...authArgs(cred)).then(() => {

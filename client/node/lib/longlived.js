@@ -24,13 +24,57 @@
 //   confirmations, then unsubscribe the old one, deliver what it still receives until
 //   the unsubscribe is confirmed, and close it. Nothing is lost; messages published
 //   between the two confirmations arrive twice (`switches` counts the switches).
+// - A switch has a deadline: BLOCK_MARGIN before the old credential's expiresAt, when
+//   the server closes the old connection. An attempt (open + subscribe) that fails is
+//   tried again at once, then after 50, 100, 200 ... ms (at most 1 s), and one that hangs
+//   is given up at that deadline (at least 1 s, at most 10 s) and tried again; the late
+//   connection is closed when it comes. Leaving the old connection (unsubscribe, then
+//   close) may take at most 1 s each and never past its expiry: then it is destroyed
+//   (the new one already has every message), so a stuck old connection neither stays
+//   until the server drops it nor holds up the next switch.
 const { EventEmitter } = require('node:events');
 const { nodeRedisCredentialsProvider } = require('./node-redis');
 const { attachIoredis } = require('./ioredis');
 
 const BLOCK_MARGIN = 2; // seconds before expiresAt by which a blocking call returns
 const MIN_BLOCK = 0.1; // seconds; never ask Redis for less
-const RETRY_MS = 1000; // a failed switch is tried again after this
+const RETRY_FIRST_MS = 50; // a failed switch: at once, then after 50, 100, 200 ... ms
+const RETRY_MAX_MS = 1000;
+const ATTEMPT_MIN_MS = 1000; // how long one attempt at a switch may take, at the least
+const ATTEMPT_MAX_MS = 10000; // and at the most (no expiry: this)
+const LEAVE_MAX_MS = 1000; // unsubscribing, then closing the old connection, each
+
+class SwitchTimeout extends Error {
+  constructor(what, ms) {
+    super(`subscriber switch: ${what} took over ${Math.round(ms)} ms`);
+    this.code = 'ETIMEDOUT';
+  }
+}
+
+/** promise, or a SwitchTimeout rejection after ms. */
+function within(promise, ms, what) {
+  let timer;
+  const late = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new SwitchTimeout(what, ms)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+/** Milliseconds until BLOCK_MARGIN before cred expires (Infinity: it does not). */
+function msBeforeExpiry(cred, now = Date.now()) {
+  const at = cred ? cred.expiresAt : null;
+  return at === null || at === undefined ? Infinity : at - now - BLOCK_MARGIN * 1000;
+}
+
+/** How long one attempt at a switch away from `cred` may take. */
+function attemptMs(cred, now = Date.now()) {
+  return Math.min(ATTEMPT_MAX_MS, Math.max(ATTEMPT_MIN_MS, msBeforeExpiry(cred, now)));
+}
+
+/** The pause before try number `failures` + 1 (0 after the first failure). */
+function retryMs(failures) {
+  return failures <= 1 ? 0 : Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** (failures - 2));
+}
 
 function blockSeconds(expiresAt, want, { margin = BLOCK_MARGIN, commandTimeout = null,
   now = Date.now() } = {}) {
@@ -74,8 +118,10 @@ class Subscriber extends EventEmitter {
    * @param {CredentialFile} credentialFile
    * @param {{open: () => Promise<object>, subscribe: (c: object) => Promise<void>,
    *   unsubscribe: (c: object) => Promise<void>, close: (c: object) => Promise<void>,
-   *   inPlace: boolean | ((c: object) => boolean)}} driver one connection per open();
-   *   c.credentials is its adapter; inPlace: whether c re-AUTHs while subscribed
+   *   destroy?: (c: object) => void, inPlace: boolean | ((c: object) => boolean)}} driver
+   *   one connection per open(); c.credentials is its adapter; destroy: close at once,
+   *   dropping what is pending (default: close); inPlace: whether c re-AUTHs while
+   *   subscribed
    */
   constructor(credentialFile, driver) {
     super();
@@ -87,6 +133,7 @@ class Subscriber extends EventEmitter {
     this._conn = null;
     this._chain = Promise.resolve();
     this._retry = null;
+    this._failures = 0; // failed attempts at the switch under way
     this._onChange = () => this._schedule();
   }
 
@@ -94,7 +141,13 @@ class Subscriber extends EventEmitter {
   async start() {
     this._conn = await this._openSubscribed();
     if (typeof this._driver.inPlace === 'function') this.inPlace = this._driver.inPlace(this._conn);
-    if (!this.inPlace) this.credentialFile.on('change', this._onChange);
+    if (!this.inPlace) {
+      this.credentialFile.on('change', this._onChange);
+      // a change while the first connection subscribed was heard by nobody (its adapter
+      // cannot AUTH a subscribed RESP2 connection): switch now, not at the next change,
+      // when the server is about to close this one
+      this._schedule();
+    }
     return this;
   }
 
@@ -129,30 +182,57 @@ class Subscriber extends EventEmitter {
     this._retry = null;
     const old = this._conn;
     if (this.closed || !old || old.credential.equals(this.credentialFile.get().current)) {
+      this._failures = 0;
       return;
     }
     let fresh;
     try {
-      fresh = await this._openSubscribed();
+      fresh = await this._openWithin(attemptMs(old.credential));
     } catch (err) {
       this._report(err);
-      if (!this.closed) this._retry = setTimeout(() => this._schedule(), RETRY_MS).unref();
+      this._failures++;
+      if (!this.closed) {
+        this._retry = setTimeout(() => this._schedule(), retryMs(this._failures)).unref();
+      }
       return;
     }
+    this._failures = 0;
     if (this.closed) {
       await this._driver.close(fresh).catch(() => {});
       return;
     }
     this._conn = fresh;
-    try {
-      await this._driver.unsubscribe(old);
-    } catch (err) {
-      this._report(err); // what the old one still had is on the new one too
-    } finally {
-      await this._driver.close(old).catch(() => {});
-    }
+    await this._leave(old);
     this.switches++;
     this.emit('switch', fresh.credential);
+  }
+
+  /** _openSubscribed(), given up after ms (the connection that comes late is closed). */
+  _openWithin(ms) {
+    const opening = this._openSubscribed();
+    return within(opening, ms, 'opening and subscribing a new connection').catch((err) => {
+      opening.then((c) => this._driver.close(c)).catch(() => {});
+      throw err;
+    });
+  }
+
+  /** Unsubscribes the old connection (delivering what it still receives) and closes it,
+   * each within LEAVE_MAX_MS and until 1 s before its credential expires; else (or when
+   * either fails) destroys it: the new connection already has every message. */
+  async _leave(old) {
+    const ms = () => Math.max(0, Math.min(LEAVE_MAX_MS,
+      msBeforeExpiry(old.credential) + BLOCK_MARGIN * 500));
+    try {
+      await within(this._driver.unsubscribe(old), ms(), 'unsubscribing the old connection');
+      await within(this._driver.close(old), ms(), 'closing the old connection');
+      return;
+    } catch (err) {
+      if (!(err instanceof SwitchTimeout)) this._report(err);
+    }
+    try {
+      const d = this._driver;
+      Promise.resolve(d.destroy ? d.destroy(old) : d.close(old)).catch(() => {});
+    } catch { /* it is gone either way */ }
   }
 
   _report(err) {
@@ -214,6 +294,10 @@ async function nodeRedisSubscriber(createClient, credentialFile, options, sub) {
       credentials.close();
       if (client.isOpen) await client.close();
     },
+    destroy: ({ client, credentials }) => {
+      credentials.close();
+      if (client.isOpen) client.destroy();
+    },
   };
   const s = new Subscriber(credentialFile, driver);
   if (sub.onError) s.on('error', sub.onError);
@@ -243,7 +327,8 @@ async function ioredisSubscriber(Redis, credentialFile, options, sub) {
       }
       return { client, credentials };
     },
-    subscribe: async ({ client }) => {
+    subscribe: async ({ client, credentials }) => {
+      credentials.subscriber = true; // no AUTH behind the SUBSCRIBE (RESP2: refused)
       if (ch.length) await client.subscribe(...ch);
       if (pt.length) await client.psubscribe(...pt);
     },

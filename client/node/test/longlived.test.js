@@ -144,6 +144,128 @@ test('a failed switch keeps the old subscription and is tried again', async (t) 
   await sub.close();
 });
 
+// The switch against the clock (node:test's mock setTimeout; Date stays real): the old
+// connection's token expires 4 s after the change, as in the token-expiry test, so the
+// switch must be done well before; a stuck step must not hold it until the server drops
+// the old connection.
+async function settled(p) {
+  // true once p settled; false when it is still pending after the event loop turned
+  let done = false;
+  p.then(() => { done = true; }, () => { done = true; });
+  await new Promise((r) => setImmediate(r));
+  return done;
+}
+
+test('a change while the first connection subscribes is not missed', async (t) => {
+  // the node-redis RESP2 subscriber of the token-expiry test: the token changed while
+  // start() subscribed; its adapter cannot AUTH a subscribed RESP2 connection, and the
+  // subscriber switched only at the next token, when the server closed the first one
+  const { cf, write } = setup(t, 8_000);
+  const log = [];
+  const driver = fakeDriver(cf, log);
+  driver.subscribe = async (c) => {
+    log.push(`subscribe ${c.id}`);
+    if (c.id === 1) {
+      write('two', 12_000);
+      cf.reload();
+    }
+  };
+  const sub = await new Subscriber(cf, driver).start();
+  await sub._chain;
+  assert.equal(sub.switches, 1, 'switched to the credential published meanwhile');
+  assert.equal(sub.credentials.credential.password, 'two');
+  assert.deepEqual(log, ['open 1', 'subscribe 1', 'open 2', 'subscribe 2', 'unsubscribe 1',
+    'close 1']);
+  await sub.close();
+});
+
+test('a failed switch is tried again at once, then after 50 ms, not after 1 s', async (t) => {
+  const { cf, write } = setup(t, 4_000);
+  const log = [];
+  let failures = 0;
+  const driver = fakeDriver(cf, log, { failOpen: () => failures-- > 0 });
+  const sub = await new Subscriber(cf, driver).start();
+  failures = 2;
+  const errors = [];
+  sub.on('error', (e) => errors.push(e.message));
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  write('two');
+  cf.reload();
+  await sub._chain; // first try: refused
+  t.mock.timers.tick(0);
+  await sub._chain; // second try, at once: refused
+  assert.equal(errors.length, 2);
+  t.mock.timers.tick(50);
+  await sub._chain; // third try, 50 ms later
+  assert.equal(sub.switches, 1, 'switched within 50 ms of the second failure');
+  assert.deepEqual(log.slice(-2), ['unsubscribe 1', 'close 1']);
+  t.mock.timers.reset();
+  await sub.close();
+});
+
+test('a connect that hangs is given up 2 s before the old token expires and tried again',
+  async (t) => {
+    const { cf, write } = setup(t, 4_000);
+    const log = [];
+    const driver = fakeDriver(cf, log);
+    const open = driver.open;
+    let calls = 0;
+    let release = null;
+    driver.open = async () => {
+      if (++calls !== 2) return open(); // the first switch's attempt hangs until released
+      await new Promise((r) => { release = r; });
+      log.push('late');
+      return { id: 'late', credentials: { credential: cf.get().current } };
+    };
+    const sub = await new Subscriber(cf, driver).start();
+    sub.on('error', () => {});
+    t.mock.timers.enable({ apis: ['setTimeout'] });
+    write('two');
+    cf.reload();
+    assert.equal(await settled(sub._chain), false, 'the first attempt hangs');
+    t.mock.timers.tick(2_000); // 4 s token, 2 s margin: the attempt's deadline
+    assert.equal(await settled(sub._chain), true, 'given up at the deadline');
+    t.mock.timers.tick(0); // the retry
+    await sub._chain;
+    assert.equal(sub.switches, 1);
+    assert.equal(sub.credentials.credential.password, 'two');
+    release();
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(log.slice(-3), ['late', 'subscribe late', 'close late'],
+      'the late connection is closed');
+    t.mock.timers.reset();
+    await sub.close();
+  });
+
+test('an old connection whose unsubscribe hangs is destroyed within 1 s; the next switch '
+  + 'goes on', async (t) => {
+  const { cf, write } = setup(t, 4_000);
+  const log = [];
+  const driver = fakeDriver(cf, log);
+  driver.unsubscribe = (c) => {
+    log.push(`unsubscribe ${c.id}`);
+    return c.id === 1 ? new Promise(() => {}) : Promise.resolve();
+  };
+  driver.destroy = (c) => log.push(`destroy ${c.id}`);
+  const sub = await new Subscriber(cf, driver).start();
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  write('two');
+  cf.reload();
+  assert.equal(await settled(sub._chain), false, 'unsubscribing the old one hangs');
+  assert.equal(sub.credentials.credential.password, 'two', 'the new one is in place');
+  t.mock.timers.tick(1_000);
+  assert.equal(await settled(sub._chain), true, 'given up after 1 s');
+  assert.deepEqual(log.slice(-2), ['unsubscribe 1', 'destroy 1']);
+  assert.equal(sub.switches, 1);
+  write('three');
+  cf.reload();
+  await sub._chain;
+  assert.equal(sub.switches, 2, 'the next switch was not held up');
+  assert.deepEqual(log.slice(-2), ['unsubscribe 2', 'close 2']);
+  t.mock.timers.reset();
+  await sub.close();
+});
+
 test('in place (RESP3): one connection, no switch at a change', async (t) => {
   const { cf, write } = setup(t, 60_000);
   const log = [];
@@ -300,4 +422,32 @@ test('nodeRedisSubscriber: RESP: 3 in place, RESP 2 makes before it breaks', asy
     }
     await sub.close();
   }
+});
+
+test('ioredisSubscriber (RESP2): a change during the first SUBSCRIBE sends no AUTH behind '
+  + 'it and switches', async (t) => {
+  const { ioredisSubscriber } = require('..');
+  const { cf, write } = setup(t, 8_000);
+  FakeIoredis.made = [];
+  class SlowConfirm extends FakeIoredis {
+    async subscribe(...ch) {
+      this.log.push(['subscribe', ...ch]);
+      if (FakeIoredis.made.length === 1) { // published before Redis confirmed
+        write('two', 12_000);
+        cf.reload();
+      }
+      this.condition.subscriber = true; // ioredis: set at the confirmation
+    }
+  }
+  const errors = [];
+  const sub = await ioredisSubscriber(SlowConfirm, cf, { protocol: 2, port: 1 },
+    { channels: ['ev'], onMessage: () => {}, onError: (e) => errors.push(e) });
+  await sub._chain;
+  const [first, second] = FakeIoredis.made;
+  assert.deepEqual(first.log, [['subscribe', 'ev'], ['unsubscribe'], ['disconnect']],
+    'no AUTH on the first connection (Redis refuses it there)');
+  assert.equal(second.options.password, 'two');
+  assert.equal(sub.switches, 1);
+  assert.deepEqual(errors, []);
+  await sub.close();
 });
