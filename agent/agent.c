@@ -1,5 +1,6 @@
 /* agent: see agent.h. */
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
@@ -99,30 +100,30 @@ static void log_failure(struct cred_rt *c, int level, const char *mid, const cha
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     uint64_t now = now_mono();
-    bool repeat = strcmp(msg, c->logged_error) == 0;
+    bool repeat = strcmp(msg, text_or_empty(c->logged_error)) == 0;
     if (repeat && now - c->logged_at < c->relog_gap)
         level = LOG_DEBUG;
     else if (repeat) {
         c->relog_gap = c->relog_gap * 2 > RELOG_MAX_USEC ? RELOG_MAX_USEC : c->relog_gap * 2;
         c->logged_at = now;
     } else {
-        snprintf(c->logged_error, sizeof c->logged_error, "%s", msg);
+        text_set(&c->logged_error, "%s", msg);
         c->relog_gap = RELOG_MIN_USEC;
         c->logged_at = now;
     }
     struct log_ctx ctx = cred_ctx(c, mid, version);
     log_ctx_msg(level, &ctx, "%s", msg);
-    snprintf(c->last_error, sizeof c->last_error, "%s", msg);
+    text_set(&c->last_error, "%s", msg);
     c->errors_total++;
 }
 
 static void mark_recovered(struct cred_rt *c) {
-    if (c->logged_error[0]) {
+    if (c->logged_error) {
         struct log_ctx ctx = cred_ctx(c, NULL, c->have_cur ? c->cur.cur.version : NULL);
         log_ctx_msg(LOG_INFO, &ctx, "recovered: %s is current again", c->cfg->name);
     }
-    c->logged_error[0] = '\0';
-    c->last_error[0] = '\0';
+    text_clear(&c->logged_error);
+    text_clear(&c->last_error);
     c->pending_version[0] = '\0';
 }
 
@@ -230,7 +231,7 @@ static void agent_update_status(struct agent *a) {
         else
             n = snprintf(buf + len, sizeof buf - len, "; %s %s (%s%s%s: %.160s)", c->cfg->name, v,
                          cred_state_names[c->state], c->pending_version[0] ? " " : "",
-                         c->pending_version, c->last_error);
+                         c->pending_version, text_or_empty(c->last_error));
         if (n < 0)
             break;
         len += (size_t)n;
@@ -261,6 +262,9 @@ static void check_ready(struct agent *a) {
     agent_update_status(a);
     notify_ready();
     log_info("ready: %s", a->last_status);
+    /* The first round's fetches, validations and publishes are over: give back the free
+     * pages they left in every malloc arena (docs/benchmarks.md, memory). */
+    malloc_trim(0);
 }
 
 static int on_startup_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -364,7 +368,7 @@ static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
     if (!c->have_cur || exp == CREDFILE_NO_EXPIRY)
         return 0;
     struct log_ctx ctx = cred_ctx(c, LOG_MID_EXPIRING, c->cur.cur.version);
-    const char *why = c->last_error[0] ? c->last_error : "the store has no newer version";
+    const char *why = c->last_error ? c->last_error : "the store has no newer version";
     if (now < exp && c->expiry_stage < 1) {
         c->expiry_stage = 1;
         duration_format((uint64_t)(exp - now) * USEC_PER_SEC, left, sizeof left);
@@ -474,24 +478,41 @@ static void candidate_clear(struct rc_candidate *cand) {
     cand->password = secret_free(cand->password);
 }
 
-static void job_clear(struct cred_job *cj) {
+/* Ends c's check job (its candidates wiped, the job freed): it lives only from RUN_FETCH
+ * to the check's end, so an idle credential holds none (docs/benchmarks.md, memory). */
+static void job_clear(struct cred_rt *c) {
+    struct cred_job *cj = c->job;
+    if (!cj)
+        return;
     for (size_t i = 0; i < RC_MAX_CANDIDATES; i++)
         candidate_clear(&cj->cands[i]);
-    cj->n_cands = 0;
-    cj->check_second = false;
     free(cj->cur_username);
-    cj->cur_username = NULL;
-    cj->cur_password = secret_free(cj->cur_password);
+    secret_free(cj->cur_password);
+    free(cj);
+    c->job = NULL;
 }
 
 
 static void fetch_done(struct job *j);
 static void validate_done(struct job *j);
+static void dispatch_source(struct source_rt *s);
+static void store_failed(struct cred_rt *c, const struct rc_error *err);
 
 /* The machine's RUN_FETCH. */
 static void run_fetch(struct cred_rt *c) {
-    struct cred_job *cj = &c->job;
-    job_clear(cj);
+    job_clear(c);
+    struct cred_job *cj = c->job = calloc(1, sizeof *cj);
+    if (!cj) {
+        /* Failed like a fetch; the machine's CSM_FETCH_DONE is carried out by drive(). */
+        struct rc_error err = { 0 };
+        rc_error_set(&err, RC_ERR_TRANSIENT, "out of memory for the fetch");
+        srcq_done(c->src->q, &c->fetch_op);
+        dispatch_source(c->src);
+        rotation_fetch_failed(c, &err);
+        store_failed(c, &err);
+        cred_event(c, (struct credsm_event){ .type = CSM_FETCH_DONE, .fetch = CSM_FR_ERROR });
+        return;
+    }
     cj->c = c;
     cj->rc.name = c->cfg->name;
     cj->rc.node = c->cfg->node;
@@ -508,7 +529,7 @@ static void request_fetch(struct cred_rt *c) {
     if (c->src->open_error[0] && c->sm.check == PH_IDLE && !credsm_holds_check(&c->sm)) {
         c->state = CS_STORE_ERROR;
         c->last_class = RC_ERR_FATAL;
-        snprintf(c->last_error, sizeof c->last_error, "source %s: %s", c->src->cfg->name, c->src->open_error);
+        text_set(&c->last_error, "source %s: %s", c->src->cfg->name, c->src->open_error);
         check_ended(c);
         return;
     }
@@ -622,14 +643,14 @@ static void fetch_done(struct job *j) {
         return;
 
     if (c->a->stopping) {
-        job_clear(cj);
+        job_clear(c);
         fetch_ended(c, CSM_FR_ERROR);
         return;
     }
     if (cj->n_cands < 0) {
         rotation_fetch_failed(c, &cj->err);
         store_failed(c, &cj->err);
-        job_clear(cj);
+        job_clear(c);
         fetch_ended(c, CSM_FR_ERROR);
         return;
     }
@@ -643,7 +664,7 @@ static void fetch_done(struct job *j) {
             still_current(c, c->cur.cur.version, cj->next_check_usec);
         else
             schedule_look(c, cj->next_check_usec);
-        job_clear(cj);
+        job_clear(c);
         fetch_ended(c, take == ROT_TAKE_TAKEN ? CSM_FR_TAKEN : CSM_FR_SAME);
         return;
     }
@@ -653,7 +674,7 @@ static void fetch_done(struct job *j) {
     if (offer_published(c, cand->version, peer)) {
         /* The store has what we publish: nothing to do. */
         still_current(c, cand->version, cj->next_check_usec);
-        job_clear(cj);
+        job_clear(c);
         fetch_ended(c, CSM_FR_SAME);
         return;
     }
@@ -662,7 +683,7 @@ static void fetch_done(struct job *j) {
     if (c->cfg->redis.validate == VALIDATE_NONE) {
         publish(c, cand, NULL, "none", true);
         schedule_look(c, cj->next_check_usec);
-        job_clear(cj);
+        job_clear(c);
         fetch_ended(c, CSM_FR_JUDGED);
         return;
     }
@@ -701,7 +722,7 @@ static void validate_done(struct job *j) {
     bool second_ok = second && cj->vres[1].outcome == VALIDATE_PUBLISH;
 
     if (a->stopping) {
-        job_clear(cj);
+        job_clear(c);
         validate_ended(c);
         return;
     }
@@ -709,17 +730,17 @@ static void validate_done(struct job *j) {
     if (v->outcome != VALIDATE_PUBLISH && second_ok && second->role == RC_CAND_PEER) {
         /* The preferred candidate fails but its peer works: publish the peer (the
          * other access key), unless that is what is published already. */
-        snprintf(c->nodes, sizeof c->nodes, "%s", cj->vres[1].nodes);
+        text_set(&c->nodes, "%s", cj->vres[1].nodes);
         if (c->have_cur && credsm_published(c->cur.cur.version, NULL, second->version, NULL))
             still_current(c, second->version, 0);
         else
             publish(c, second, NULL, policy, true);
         schedule_look(c, cj->next_check_usec);
-        job_clear(cj);
+        job_clear(c);
         validate_ended(c);
         return;
     }
-    snprintf(c->nodes, sizeof c->nodes, "%s", v->nodes);
+    text_set(&c->nodes, "%s", v->nodes);
     const char *ver = cand->version;
     switch (v->outcome) {
     case VALIDATE_PUBLISH:
@@ -759,7 +780,7 @@ static void validate_done(struct job *j) {
     }
     if (v->outcome == VALIDATE_PUBLISH)
         schedule_look(c, cj->next_check_usec);
-    job_clear(cj);
+    job_clear(c);
     validate_ended(c);
 }
 
@@ -849,8 +870,8 @@ static void published(struct cred_rt *c, const char *validated) {
 
     struct log_ctx ctx = cred_ctx(c, LOG_MID_PUBLISHED, c->cur.cur.version);
     log_ctx_msg(LOG_INFO, &ctx, "published %s version %s (validated: %s%s%s)", c->cfg->name,
-                c->cur.cur.version, validated, c->nodes[0] && strcmp(validated, "none") ? ", " : "",
-                strcmp(validated, "none") ? c->nodes : "");
+                c->cur.cur.version, validated, c->nodes && strcmp(validated, "none") ? ", " : "",
+                strcmp(validated, "none") ? text_or_empty(c->nodes) : "");
     if (c->cfg->on_change) {
         char file[4200];
         snprintf(file, sizeof file, "%s/%s.json", a->p.runtime->dir, c->cfg->name);
@@ -984,17 +1005,17 @@ static void rot_publish(struct cred_rt *c) {
 /* ---- the machine's effects ---- */
 
 static void run_validate(struct cred_rt *c) {
-    c->job.job.run = validate_run;
-    c->job.job.done = validate_done;
+    c->job->job.run = validate_run;
+    c->job->job.done = validate_done;
     c->jobs_out++;
-    worker_pool_submit(c->a->p.pool, &c->job.job);
+    worker_pool_submit(c->a->p.pool, &c->job->job);
 }
 
 static void run_rotation_step(struct cred_rt *c) {
-    c->rot.job.job.done = rot_job_done;
+    c->rot.job->job.done = rot_job_done;
     c->jobs_out++;
     c->a->rot_jobs++;
-    worker_pool_submit(c->a->p.pool, &c->rot.job.job);
+    worker_pool_submit(c->a->p.pool, &c->rot.job->job);
 }
 
 /* Carries out what c's machine asked for, until it asks for nothing more (an effect may
@@ -1054,8 +1075,12 @@ static void creds_free(struct cred_rt *creds, size_t n) {
         sd_event_source_disable_unref(creds[i].timer);
         sd_event_source_disable_unref(creds[i].expiry_timer);
         rotation_clear(&creds[i]);
-        job_clear(&creds[i].job);
+        job_clear(&creds[i]);
         credfile_clear(&creds[i].cur);
+        text_clear(&creds[i].last_error);
+        text_clear(&creds[i].logged_error);
+        text_clear(&creds[i].nodes);
+        text_clear(&creds[i].rot.last_error);
     }
     free(creds);
 }
@@ -1289,10 +1314,10 @@ static void cred_carry(struct cred_rt *c, struct cred_rt *old) {
     c->retry = old->retry;
     c->expiry_stage = old->expiry_stage;
     c->first_done = true;
-    snprintf(c->last_error, sizeof c->last_error, "%s", old->last_error);
+    text_set(&c->last_error, "%s", text_or_empty(old->last_error));
     snprintf(c->pending_version, sizeof c->pending_version, "%s", old->pending_version);
-    snprintf(c->nodes, sizeof c->nodes, "%s", old->nodes);
-    snprintf(c->logged_error, sizeof c->logged_error, "%s", old->logged_error);
+    text_set(&c->nodes, "%s", text_or_empty(old->nodes));
+    text_set(&c->logged_error, "%s", text_or_empty(old->logged_error));
     c->logged_at = old->logged_at;
     c->relog_gap = old->relog_gap;
     c->rot.failures_total = old->rot.failures_total;
@@ -1300,7 +1325,7 @@ static void cred_carry(struct cred_rt *c, struct cred_rt *old) {
     c->rot.carried_retry_mono = old->sm.rot == RS_RETRY_WAIT && old->rot.timer ? old->rot.timer_mono : 0;
     c->rot.st = old->rot.st;
     c->rot.retry = old->rot.retry;
-    snprintf(c->rot.last_error, sizeof c->rot.last_error, "%s", old->rot.last_error);
+    text_set(&c->rot.last_error, "%s", text_or_empty(old->rot.last_error));
 }
 
 /* A credential new to the agent: the file a previous run published, if any. */
@@ -1383,7 +1408,8 @@ static bool retired_job_done(struct cred_rt *c) {
     c->jobs_out--;
     if (!r)
         return false;
-    job_clear(&c->job);
+    if (c->jobs_out == 0)   /* (another job of c, still out, may be using it) */
+        job_clear(c);
     if (--r->jobs > 0)
         return true;
     for (pp = &a->retired; *pp != r; pp = &(*pp)->next)

@@ -10,8 +10,12 @@
  * are rotation_* (rotation.c).
  */
 #pragma once
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -72,9 +76,9 @@ struct rot_rt {
     bool carried;                         /* st and retry came from the previous generation */
     uint64_t carried_retry_mono;          /* ... which waited to retry until then; 0 = not */
     struct backoff retry;
-    char last_error[512];
+    char *last_error;                     /* heap, NULL = none (text_set) */
     uint64_t failures_total;              /* failed steps (each one retried), for metrics */
-    struct rot_job job;
+    struct rot_job *job;                  /* rotation_init: only if this host rotates; else NULL */
 };
 
 struct cred_job {
@@ -111,9 +115,9 @@ struct cred_rt {
 
     enum cred_state state;
     enum rc_err_class last_class;
-    char last_error[512];
+    char *last_error;                       /* heap, NULL = none (text_set) */
     char pending_version[RC_VERSION_MAX];   /* a candidate not (yet) published */
-    char nodes[512];
+    char *nodes;                            /* the last validation's per-node result; NULL */
     int64_t last_check, last_change;        /* unix seconds; 0 = never */
     uint64_t next_check_mono;               /* CLOCK_MONOTONIC usec; 0 = none */
     uint64_t errors_total;
@@ -123,13 +127,13 @@ struct cred_rt {
     int expiry_stage;                       /* 0 = nothing said, 1 = warned, 2 = expired */
 
     /* rate-limited failure logging */
-    char logged_error[512];
+    char *logged_error;                     /* heap, NULL = none */
     uint64_t logged_at, relog_gap;
 
     unsigned jobs_out;                      /* its jobs on the worker pool */
     struct retired *retired;                /* its generation was replaced (NULL: current) */
 
-    struct cred_job job;
+    struct cred_job *job;                   /* from RUN_FETCH to the check's end; NULL between */
     struct srcq_op fetch_op;                /* the fetch, in the source's queue */
     struct rot_rt rot;
 };
@@ -199,7 +203,7 @@ static inline struct log_ctx cred_ctx(const struct cred_rt *c, const char *mid, 
         .name = c->cfg->name,
         .version = version,
         .source = c->cfg->source,
-        .nodes = c->nodes[0] ? c->nodes : NULL,
+        .nodes = c->nodes,
     };
 }
 
@@ -207,6 +211,32 @@ static inline struct log_ctx cred_ctx(const struct cred_rt *c, const char *mid, 
 static inline json_t *json_time(int64_t t) {
     char buf[40];
     return t > 0 ? json_string(credfile_time_format(t, buf, sizeof buf)) : json_null();
+}
+
+/* The texts a credential keeps (errors, nodes) are on the heap, and only while they say
+ * something: most credentials, most of the time, hold none (docs/benchmarks.md, memory).
+ * text_set: *dst = the text, cut at 511 bytes like the buffers it replaced; "" or out of
+ * memory: NULL. */
+static inline __attribute__((format(printf, 2, 0))) void text_vset(char **dst, const char *fmt, va_list ap) {
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    if (*dst && strcmp(*dst, buf) == 0)
+        return;
+    free(*dst);
+    *dst = buf[0] ? strdup(buf) : NULL;
+}
+static inline __attribute__((format(printf, 2, 3))) void text_set(char **dst, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    text_vset(dst, fmt, ap);
+    va_end(ap);
+}
+static inline void text_clear(char **dst) {
+    free(*dst);
+    *dst = NULL;
+}
+static inline const char *text_or_empty(const char *t) {
+    return t ? t : "";
 }
 
 static inline json_t *json_str_or_null(const char *s) {
@@ -223,7 +253,7 @@ static inline int cred_event(struct cred_rt *c, struct credsm_event ev) {
 
 /* At start and after a reload: reads the phase record and resumes or schedules. */
 void rotation_init(struct cred_rt *c);
-/* Frees what the credential's rotation holds: its timer and its job's secrets. */
+/* Frees what the credential's rotation holds: its timer and its job (secrets wiped). */
 void rotation_clear(struct cred_rt *c);
 /* SIGTERM: no more rotation steps start. */
 void rotation_stop(struct cred_rt *c);

@@ -45,6 +45,8 @@ static void rot_abandon(struct cred_rt *c, const char *fmt, ...) __attribute__((
 #define ROT_RETRY_MAX_USEC (3600 * USEC_PER_SEC)
 
 static void rot_job_clear(struct rot_job *j) {
+    if (!j)
+        return;
     free(j->username);
     j->username = NULL;
     j->old_pw = secret_free(j->old_pw);
@@ -86,7 +88,7 @@ static void rot_schedule_due(struct cred_rt *c) {
 }
 
 void rotation_job_done(struct cred_rt *c) {
-    struct rot_job *j = &c->rot.job;
+    struct rot_job *j = c->rot.job;
     if (c->a->stopping) {
         rot_job_clear(j);
         return;
@@ -99,7 +101,7 @@ void rotation_job_done(struct cred_rt *c) {
  * of routine fetches); finish() then runs on the loop. */
 static void rot_submit(struct cred_rt *c, enum rot_step step, void (*run)(struct job *),
                        void (*finish)(struct cred_rt *, struct rot_job *), bool store) {
-    struct rot_job *j = &c->rot.job;
+    struct rot_job *j = c->rot.job;
     j->c = c;
     j->job.run = run;
     j->finish = finish;
@@ -111,20 +113,20 @@ static void rot_fail(struct cred_rt *c, const char *fmt, ...) {
     struct rot_rt *ro = &c->rot;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ro->last_error, sizeof ro->last_error, fmt, ap);
+    text_vset(&ro->last_error, fmt, ap);
     va_end(ap);
     uint64_t delay = backoff_next(&ro->retry, backoff_random());
     /* The version is the one that stays published (the one clients keep using). */
     struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_FAILED, c->have_cur ? c->cur.cur.version : NULL);
     log_ctx_msg(LOG_ERR, &ctx, "rotation of %s failed: %s; %s published; retrying in %llus",
-                c->cfg->name, ro->last_error, c->have_cur ? c->cur.cur.version : "nothing",
+                c->cfg->name, text_or_empty(ro->last_error), c->have_cur ? c->cur.cur.version : "nothing",
                 (unsigned long long)(delay / USEC_PER_SEC));
     /* Status: the credential stays current (a working one is published); the rotation's
      * error is in its own status field and in last_error. */
-    snprintf(c->last_error, sizeof c->last_error, "rotation: %s", ro->last_error);
+    text_set(&c->last_error, "rotation: %s", text_or_empty(ro->last_error));
     c->errors_total++;
     ro->failures_total++;
-    rot_job_clear(&ro->job);
+    rot_job_clear(ro->job);
     rot_go(c, RS_RETRY_WAIT, false, delay);
 }
 
@@ -139,11 +141,11 @@ static void rot_completed(struct cred_rt *c) {
                 c->cfg->name, ro->st.new_version, s == ROTATION_AZURE_KEYS ? "the other key" : "the old password",
                 ro->st.old_version, s == ROTATION_REDIS_ACL ? "removed from every node"
                                     : s == ROTATION_VAULT_DATABASE ? "replaced in Redis by Vault" : "regenerated");
-    ro->last_error[0] = '\0';
-    if (strncmp(c->last_error, "rotation: ", 10) == 0)
-        c->last_error[0] = '\0';
+    text_clear(&ro->last_error);
+    if (c->last_error && strncmp(c->last_error, "rotation: ", 10) == 0)
+        text_clear(&c->last_error);
     backoff_reset(&ro->retry);
-    rot_job_clear(&ro->job);
+    rot_job_clear(ro->job);
     rot_schedule_due(c);
 }
 
@@ -191,7 +193,7 @@ static void rot_regenerate_done(struct cred_rt *c, struct rot_job *j) {
 }
 
 static void rot_remove(struct cred_rt *c) {
-    struct rot_job *j = &c->rot.job;
+    struct rot_job *j = c->rot.job;
     rot_job_clear(j);
     /* The old password is the published `previous`, the new one the published password:
      * unless the store moved on during grace, when `previous` is not ours to remove. */
@@ -261,7 +263,7 @@ static void rot_rollback_done(struct cred_rt *c, struct rot_job *j) {
 
 static void rot_rollback(struct cred_rt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void rot_rollback(struct cred_rt *c, const char *fmt, ...) {
-    struct rot_job *j = &c->rot.job;
+    struct rot_job *j = c->rot.job;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(j->why, sizeof j->why, fmt, ap);
@@ -305,14 +307,14 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     }
     ro->st.phase = ROTATE_ADDED;
     rot_save(c);
-    snprintf(c->nodes, sizeof c->nodes, "%s", j->vres.nodes);
+    text_set(&c->nodes, "%s", j->vres.nodes);
     /* The new version is published by the loop (the machine's ROT_PUBLISH), which then
      * calls rotation_published(). */
     cred_event(c, (struct credsm_event){ .type = CSM_ROT_PUBLISH });
 }
 
 struct rc_candidate rotation_candidate(struct cred_rt *c) {
-    struct rot_job *j = &c->rot.job;
+    struct rot_job *j = c->rot.job;
     struct rc_candidate cand = { .username = j->username, .password = j->new_pw,
                                  .expires_at = INT64_MIN, .role = RC_CAND_CURRENT };
     snprintf(cand.version, sizeof cand.version, "%s", j->new_version);
@@ -325,7 +327,7 @@ void rotation_published(struct cred_rt *c, int r) {
     struct rot_rt *ro = &c->rot;
     if (r < 0 || !c->have_cur || strcmp(c->cur.cur.version, ro->st.new_version) != 0) {
         /* The rotation's retry is the one timer armed for this failure. */
-        rot_fail(c, "cannot publish the new version %s: %s", ro->st.new_version, c->last_error);
+        rot_fail(c, "cannot publish the new version %s: %s", ro->st.new_version, text_or_empty(c->last_error));
         return;
     }
     if (!has_grace(c)) {
@@ -339,7 +341,7 @@ void rotation_published(struct cred_rt *c, int r) {
     log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
                 "rotation of %s: version %s published with %s as previous; the old password is "
                 "removed after the grace period", c->cfg->name, ro->st.new_version, ro->st.old_version);
-    rot_job_clear(&ro->job);
+    rot_job_clear(ro->job);
     rot_grace(c);
 }
 
@@ -398,7 +400,7 @@ static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
  * under way). 0, or -errno with err. */
 static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     struct rot_rt *ro = &c->rot;
-    struct rot_job *j = &ro->job;
+    struct rot_job *j = ro->job;
     if (ro->st.phase != ROTATE_IDLE) {
         /* A retry of an interrupted rotation: finish it rather than start another. */
         snprintf(err, errlen, "an interrupted rotation of \"%s\" (phase %s) is being finished",
@@ -556,7 +558,7 @@ enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cand
         rot_abandon(c, "the store holds version %s now", cands[0].version);
         return ROT_TAKE_NONE;   /* judged like any new version */
     }
-    struct rot_job *j = &ro->job;
+    struct rot_job *j = ro->job;
     rot_job_clear(j);
     j->c = c;
     j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
@@ -583,7 +585,9 @@ void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
 /* At start and after a reload: the record, then what it needs. */
 void rotation_clear(struct cred_rt *c) {
     c->rot.timer = sd_event_source_disable_unref(c->rot.timer);
-    rot_job_clear(&c->rot.job);
+    rot_job_clear(c->rot.job);
+    free(c->rot.job);
+    c->rot.job = NULL;
 }
 
 void rotation_stop(struct cred_rt *c) {
@@ -612,6 +616,14 @@ void rotation_init(struct cred_rt *c) {
                         c->cfg->name, rotator, host[0] ? host : "unnamed");
             return;
         }
+    }
+    /* The step's job is allocated only for a credential that rotates: most do not, and
+     * it is the largest part of a credential (docs/benchmarks.md, memory). */
+    if (!ro->job && !(ro->job = calloc(1, sizeof *ro->job))) {
+        ro->enabled = false;
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name },
+                    "%s: out of memory: rotation is off until the next reload", c->cfg->name);
+        return;
     }
     /* Retries never wait longer than the interval itself (nor under the minimum). */
     uint64_t cap = c->cfg->rotation.interval_usec < ROT_RETRY_MAX_USEC ? c->cfg->rotation.interval_usec

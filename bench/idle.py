@@ -7,9 +7,11 @@ CPU time used (utime+stime of all threads), and context switches of all threads
 (wakeups). Idle means no store changes; poll_interval is 30 s so the window holds one
 round of polls, as production would.
 
-Usage: bench/idle.py [--creds N] [--seconds S] [--poll 30s]"""
+Usage: bench/idle.py [--creds N] [--seconds S] [--poll 30s] [--dir /dev/shm] [--smaps]
+--smaps lists the mappings that hold the most RSS (heap, secure heap, stacks, libraries)."""
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -43,12 +45,34 @@ def ctx_switches(pid):
     return total
 
 
+def print_smaps(pid, top=16):
+    """The mappings that hold the most resident memory, largest first."""
+    maps, cur = [], None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            head = line.split()
+            if head and re.match(r"^[0-9a-f]+-[0-9a-f]+$", head[0]):
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                cur = {"name": head[5] if len(head) > 5 else "[anon]",
+                       "size": (hi - lo) // 1024, "rss": 0, "locked": 0, "perm": head[1]}
+                maps.append(cur)
+            elif head and head[0] == "Rss:":
+                cur["rss"] = int(head[1])
+            elif head and head[0] == "Locked:":
+                cur["locked"] = int(head[1])
+    print("  mappings by RSS (kB): rss / size / locked  perm  name")
+    for m in sorted(maps, key=lambda m: -m["rss"])[:top]:
+        print("    %6d / %7d / %5d  %s  %s" % (m["rss"], m["size"], m["locked"], m["perm"], m["name"]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--creds", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--poll", default="30s")
     ap.add_argument("--dir", default="/dev/shm")
+    ap.add_argument("--smaps", action="store_true",
+                    help="also list the mappings holding the most RSS (/proc/PID/smaps)")
     args = ap.parse_args()
 
     root = B.tempdir_on(args.dir)
@@ -80,7 +104,8 @@ def main():
         win = t1 - t0
         print("idle agent: %d credentials (file store), poll_interval %s, window %.1f s" % (
             args.creds, args.poll, win))
-        print("  VmRSS            %s" % st["VmRSS"])
+        print("  runtime_dir on   %s (%s)" % (args.dir, B.filesystem_of(root)))
+        print("  VmRSS            %s   (target: <= 12,000 kB at 1,000 credentials)" % st["VmRSS"])
         print("  VmHWM            %s" % st["VmHWM"])
         print("  RssAnon          %s   (the agent's own memory)" % st["RssAnon"])
         print("  RssFile          %s   (mapped code of the binary and %d shared objects)" % (st["RssFile"], len(libs)))
@@ -89,6 +114,8 @@ def main():
             100.0 * (c1 - c0) / hz / win, (c1 - c0) / hz, win))
         print("  context switches %d (%.2f/s, all threads; each poll round is %d checks)" % (
             s1 - s0, (s1 - s0) / win, args.creds))
+        if args.smaps:
+            print_smaps(agent.pid)
     finally:
         B.teardown(agent, redis, root)
 
