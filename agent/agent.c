@@ -250,7 +250,7 @@ static void agent_update_status(struct agent *a) {
     write_metrics(a);
 }
 
-/* READY=1 when every credential's first attempt has ended (DESIGN §6). */
+/* READY=1 when every credential's first attempt has ended (docs/design.md §11.1). */
 static void check_ready(struct agent *a) {
     if (a->ready_sent)
         return;
@@ -689,7 +689,7 @@ static void fetch_done(struct job *j) {
     }
 
     /* Validate off the loop; hand the worker copies of the current credential so it
-     * can tell whether it still works (DESIGN §8, unreachable nodes). */
+     * can tell whether it still works (docs/design.md §7, unreachable nodes). */
     if (c->have_cur) {
         cj->cur_username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
         cj->cur_password = secret_dup(c->cur.cur.password);

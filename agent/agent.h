@@ -1,4 +1,4 @@
-/* agent: the pipeline of DESIGN §2 on one sd-event loop.
+/* agent: the pipeline of docs/design.md §2 on one sd-event loop.
  *
  * For each credential: timer / store wake-up -> fetch (worker) -> new version? ->
  * validate (worker) -> publish (loop) -> notify, hooks, STATUS, metrics. The agent owns
@@ -10,7 +10,7 @@
  * Each credential's check and rotation are one state machine (credsm.h: a pure
  * transition function); this module feeds it the events of timers, the sources' queues
  * and the worker pool, and carries out its effects. Credentials with `rotation` are also
- * rotated by the agent (DESIGN §9): rotation.c decides the steps and feeds them to the
+ * rotated by the agent (docs/design.md §9): rotation.c decides the steps and feeds them to the
  * machine, and never calls back into this module (agent_internal.h is what the two
  * share); rotate.h has the phase record, passwords and ACL commands.
  *

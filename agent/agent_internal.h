@@ -3,7 +3,7 @@
  * agent.c owns every structure here, drives each credential's state machine (credsm.h)
  * and carries out its effects: the fetch -> validate -> publish pipeline, the source's
  * queue, the worker pool and the timers. rotation.c decides the steps of agent-driven
- * rotations (DESIGN §9): agent.c calls it, it never calls agent.c. It changes a
+ * rotations (docs/design.md §9): agent.c calls it, it never calls agent.c. It changes a
  * credential's state only through the machine (cred_event()), whose effects agent.c
  * carries out when rotation.c returns. Everything here is for the loop thread only
  * (jobs' run() functions aside, which touch only their job). Functions declared here

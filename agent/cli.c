@@ -1,4 +1,4 @@
-/* redis-creds: the operator's command line (DESIGN §5).
+/* redis-creds: the operator's command line (docs/design.md §10).
  *
  * get, watch and exec read the published files directly; they need no agent running.
  * status, refresh, rotate and reload ask the agent through its control socket. The

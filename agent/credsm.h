@@ -57,7 +57,7 @@
 
 enum phase { PH_IDLE = 0, PH_QUEUED, PH_FETCH, PH_VALIDATE };
 
-/* Rotation (DESIGN §9): the phase record is rotate.h's. */
+/* Rotation (docs/design.md §9): the phase record is rotate.h's. */
 enum rot_step {
     RS_NONE = 0,        /* idle: waiting for the schedule (or disabled) */
     RS_CLAIMING,        /* worker: rotate() on the store, check-and-set */

@@ -1,4 +1,4 @@
-/* hooks: run a credential's on_change command after each publish (DESIGN §3).
+/* hooks: run a credential's on_change command after each publish (docs/design.md §13).
  *
  * The argv runs without a shell, with stdin on /dev/null, and with REDIS_CREDS_NAME,
  * REDIS_CREDS_VERSION and REDIS_CREDS_FILE added to the environment (never a secret).

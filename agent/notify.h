@@ -1,4 +1,4 @@
-/* notify: everything the agent tells systemd through sd_notify (DESIGN §6).
+/* notify: everything the agent tells systemd through sd_notify (docs/design.md §11.1).
  *
  * READY=1 once (and again after each reload), STATUS= a one-line summary, RELOADING=1
  * with MONOTONIC_USEC=, STOPPING=1, EXTEND_TIMEOUT_USEC= while start-up waits. WATCHDOG=1

@@ -1,4 +1,4 @@
-/* plugins: find, check and dlopen source plugins (DESIGN §7).
+/* plugins: find, check and dlopen source plugins (docs/design.md §8.1).
  *
  * Type T is served by <plugin_dir>/<first word of T>.so ("azure-entra" -> azure.so).
  * The directory and the file must be owned by root or the agent's user and not be

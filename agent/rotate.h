@@ -1,4 +1,4 @@
-/* rotate: the parts of agent-driven rotation (DESIGN §9, strategy redis-acl) that are
+/* rotate: the parts of agent-driven rotation (docs/design.md §9, strategy redis-acl) that are
  * not scheduling: the phase record in state_dir, new passwords, the ACL commands on every
  * node, and what to do with an interrupted rotation at start. rotation.c drives the
  * steps (claim -> add -> validate -> publish -> grace -> remove) on the agent's loop and

@@ -1,4 +1,4 @@
-/* rotation: drives agent-driven rotations (DESIGN §9) on the agent's loop.
+/* rotation: drives agent-driven rotations (docs/design.md §9) on the agent's loop.
  *
  * claim (store check-and-set) -> add the new password on every node -> validate ->
  * publish with the old one as `previous` -> grace -> remove the old password. Each phase
@@ -295,7 +295,7 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     if (j->vres.outcome != VALIDATE_PUBLISH && store_makes_password(c)) {
         /* Nothing to roll back: the store replaced the password in Redis already. The
          * record stays CLAIMED; the retry reads the store again (and a normal check
-         * publishes the new version by itself once it validates, DESIGN §8). */
+         * publishes the new version by itself once it validates, docs/design.md §7). */
         rot_fail(c, "the new version %s from the store does not validate (%s): %s", ro->st.new_version,
                  validate_outcome_to_string(j->vres.outcome), j->vres.detail);
         return;

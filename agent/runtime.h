@@ -1,4 +1,4 @@
-/* runtime: the runtime directory the agent publishes into (DESIGN §2, §4).
+/* runtime: the runtime directory the agent publishes into (docs/design.md §2, §5).
  *
  * runtime_open() creates the directory when missing, refuses a symlink or a directory
  * writable by others, takes flock(LOCK_EX) on <dir>/.lock (a second agent gets -EBUSY

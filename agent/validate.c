@@ -105,7 +105,7 @@ struct validate_verdict validate_decide(enum validate_policy policy,
     if (!accepted)
         return verdict(VALIDATE_UNREACHABLE, VALIDATE_BLAME_UNREACHABLE);
     /* Some nodes down, the rest accept. Publish only when the current credential works
-     * nowhere any more among the reachable nodes (DESIGN §8). */
+     * nowhere any more among the reachable nodes (docs/design.md §7). */
     v = verdict(current == VALIDATE_CURRENT_GONE ? VALIDATE_PUBLISH : VALIDATE_UNREACHABLE,
                 VALIDATE_BLAME_UNREACHABLE);
     v.ask_current = current == VALIDATE_CURRENT_UNKNOWN;

@@ -1,5 +1,5 @@
 /* validate: judge a candidate credential against the Redis nodes of a credential
- * (DESIGN §8). Runs on a worker thread; blocking, bounded by the credential's timeout.
+ * (docs/design.md §7). Runs on a worker thread; blocking, bounded by the credential's timeout.
  *
  * The required nodes are the configured endpoints, or with `cluster = true` the nodes a
  * seed endpoint lists (CLUSTER SHARDS, else CLUSTER SLOTS): every primary, and every

@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RC_MAX_FILE (64 * 1024) /* DESIGN §4: at most 64 KiB */
+#define RC_MAX_FILE (64 * 1024) /* docs/design.md §5.1: at most 64 KiB */
 #define RC_MAX_NAME 64
 #define RC_DEFAULT_DIR "/run/redis-creds"
 

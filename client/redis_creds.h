@@ -2,7 +2,7 @@
  *
  * Contract:
  * - A handle (rc_open) follows one published credential, <runtime_dir>/<name>.json
- *   (DESIGN §4). runtime_dir NULL means $REDIS_CREDS_RUNTIME_DIR, else /run/redis-creds;
+ *   (docs/design.md §5.4). runtime_dir NULL means $REDIS_CREDS_RUNTIME_DIR, else /run/redis-creds;
  *   the agent's configuration is never read.
  * - rc_get hands out a reference to an immutable, reference-counted snapshot: the caller
  *   can never see a half-updated credential, and nothing it holds is freed under it. Give

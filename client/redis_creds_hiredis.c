@@ -1,5 +1,5 @@
 /* AUTH for hiredis connections from a libredis-creds handle: current, then previous, then
- * a re-read of the file (DESIGN §4 "previous is the fallback a client tries"). */
+ * a re-read of the file (docs/design.md §5.1 "previous is the fallback a client tries"). */
 #include "redis_creds_hiredis.h"
 
 #include <errno.h>
@@ -25,7 +25,7 @@ static int64_t wall_s(void) {
     return (int64_t)ts.tv_sec;
 }
 
-/* Redis' answers to a wrong password (DESIGN §8 "Refused means ..."). */
+/* Redis' answers to a wrong password (docs/design.md §7 "Refused means ..."). */
 static bool is_refusal(const char *s, size_t n) {
     static const char *const pfx[] = {"WRONGPASS", "ERR invalid password",
                                       "ERR invalid username-password pair", "invalid password"};

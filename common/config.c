@@ -1,4 +1,4 @@
-/* config: load and check the agent's configuration (DESIGN §3). See config.h.
+/* config: load and check the agent's configuration (docs/design.md §4). See config.h.
  *
  * libconfig parses the text that conftext.c makes of the file and its @includes (it
  * expands @include itself and keeps every integer literal as written, because libconfig
@@ -172,7 +172,7 @@ struct rotation_in {
 };
 #define ROT(f) .offset = offsetof(struct rotation_in, f)
 
-/* rotation = { ... } (DESIGN §9): the rules between keys are in parse_rotation(). */
+/* rotation = { ... } (docs/design.md §9): the rules between keys are in parse_rotation(). */
 static const struct config_key rotation_keys[] = {
     { .name = "strategy", .type = CONFIG_T_STRING, .required = true,
       .checks = CONFIG_CHECK_WORDS_QUOTED, .store = CONFIG_STORE_ENUM, .words = strategies,

@@ -1,4 +1,4 @@
-/* credfile: the published credential file (DESIGN §4).
+/* credfile: the published credential file (docs/design.md §5).
  *
  * Secrets: the password reaches jansson only as a json_t string (jansson's allocator,
  * set up by secret_init(), wipes every block it frees) and leaves it as a struct secret.

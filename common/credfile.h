@@ -1,4 +1,4 @@
-/* credfile: the published credential file (DESIGN §4): format, parse, atomic write.
+/* credfile: the published credential file (docs/design.md §5): format, parse, atomic write.
  *
  * The parser takes bytes and returns a struct credfile (no I/O; fuzzable); it refuses
  * anything over CREDFILE_MAX_SIZE, non-objects, wrong types and a missing name or

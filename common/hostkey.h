@@ -1,4 +1,4 @@
-/* hostkey: the host key behind keyed versions (DESIGN §4).
+/* hostkey: the host key behind keyed versions (docs/design.md §5.1).
  *
  * A store without versions of its own gets version "h-" + 16 hex digits of
  * HMAC-SHA256(host key, content), so a version never reveals anything about the secret.

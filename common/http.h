@@ -4,7 +4,7 @@
  * so steady polling keeps its connection (and its TLS session) alive. A client is used
  * by one thread at a time (the host never runs a source's fetch concurrently).
  *
- * Rules (DESIGN §3, §7): a base URL must be https, or plain http only when its literal
+ * Rules (docs/design.md §14.4): a base URL must be https, or plain http only when its literal
  * host is a loopback address (127.0.0.0/8, ::1, localhost) or the IMDS address
  * 169.254.169.254. Redirects are never followed (the caller sees 3xx and decides), only
  * http and https are spoken, every request has a total timeout, and a response body over
@@ -86,7 +86,7 @@ void http_response_clear(struct http_response *r);
 /* Case-insensitive; NULL when absent. */
 const char *http_response_header(const struct http_response *r, const char *name);
 
-/* Plain-http policy of DESIGN §3 for one URL: 0, or -EINVAL with err. */
+/* Plain-http policy of docs/design.md §14.4 for one URL: 0, or -EINVAL with err. */
 int http_url_check(const char *url, char *err, size_t errlen);
 int http_url_check_flags(const char *url, unsigned flags, char *err, size_t errlen);
 /* True when a and b have the same scheme, host and port (for nextLink and LRO URLs). */

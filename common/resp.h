@@ -7,7 +7,7 @@
  * The transport (plain socket now) sits behind struct resp_transport so TLS over OpenSSL
  * can slot in without touching the protocol code.
  *
- * resp_auth() judges AUTH as DESIGN §8 says: +OK accepts (a following PING answered
+ * resp_auth() judges AUTH as docs/design.md §7 says: +OK accepts (a following PING answered
  * -NOPERM still counts), WRONGPASS / "invalid password" / "invalid username-password
  * pair" refuse, "without any password configured" is its own outcome. Commands carrying
  * secrets are wiped after sending; error texts keep only the first word of replies to

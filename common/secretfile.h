@@ -1,5 +1,5 @@
 /* secretfile: read a bootstrap secret (a Vault token, an AppRole secret id, a client
- * secret) from a file, never from argv (DESIGN §3); and check the files the agent trusts
+ * secret) from a file, never from argv (docs/design.md §4.3); and check the files the agent trusts
  * without reading them as secrets (its configuration, its on_change programs).
  *
  * The path is the configured one, or, when none is configured, $CREDENTIALS_DIRECTORY/

@@ -1,4 +1,4 @@
-/* plugin.h: the one header a source plugin includes (DESIGN §7; docs/design.md §8).
+/* plugin.h: the one header a source plugin includes (docs/design.md §8; docs/design.md §8).
  *
  * A plugin is a shared object exporting `const struct rc_plugin redis_creds_plugin` and
  * nothing else (link it with plugin.map, the version script the SDK installs). It names
@@ -32,7 +32,7 @@
 struct secret;
 
 /* Bump on any incompatible change of the structs below. 2: struct rc_source_type gained
- * rotate() (DESIGN §9). 3: capability flags; rotate() split into rotate_write() and
+ * rotate() (docs/design.md §9). 3: capability flags; rotate() split into rotate_write() and
  * rotate_self(); the method table is append-only and its size travels in
  * rc_plugin.type_size, so a later version can add methods without a bump. */
 #define RC_PLUGIN_ABI_VERSION 3
@@ -157,7 +157,7 @@ struct rc_source_type {
     /* Optional: an fd the loop watches for readability; then watch_event() runs. */
     int (*watch_fd)(void *state);
     void (*watch_event)(void *state);
-    /* With RC_CAP_ROTATE_WRITE (DESIGN §9): writes username (NULL = the default user) +
+    /* With RC_CAP_ROTATE_WRITE (docs/design.md §9): writes username (NULL = the default user) +
      * password as the store's next version of cred, but only while the store's current
      * version of it is still expected_version (check-and-set: of many agents racing,
      * exactly one wins). 0 with the new version (as fetch() would report it) in
@@ -225,7 +225,7 @@ struct rc_plugin {
 /* Plugins are built with hidden visibility; this marks the one exported symbol. */
 #define RC_PLUGIN_EXPORT __attribute__((visibility("default")))
 
-/* The keyed version (DESIGN §4) of a username + password (len bytes at pw), for stores
+/* The keyed version (docs/design.md §5.1) of a username + password (len bytes at pw), for stores
  * without versions of their own: the host's keyed hash of what AUTH will use, so
  * reformatting the stored value is no change, and "user + pw" differs from the default
  * user with the same pw. Needs nothing but libc and host->keyed_version(), so a plugin

@@ -1,5 +1,5 @@
 /* Helpers shared by the client's C tests: a scratch runtime directory and an atomic
- * publisher that writes what the agent writes (temporary file + rename, DESIGN §4). */
+ * publisher that writes what the agent writes (temporary file + rename, docs/design.md §5.2). */
 #ifndef CLIENT_TEST_UTIL_H
 #define CLIENT_TEST_UTIL_H
 

@@ -1,6 +1,6 @@
 /* azure: what the three Azure source types of azure.so share (internal header).
  *
- * azure.so serves `azure-keyvault`, `azure-entra` and `azure-redis-keys` (DESIGN §3).
+ * azure.so serves `azure-keyvault`, `azure-entra` and `azure-redis-keys` (docs/design.md §4.4).
  * Each source block names an identity (`identity = { type = ...; }`); tokens for an
  * (identity, scope) pair live in one process-wide cache shared by every source instance
  * of the three types, so three sources using one managed identity for the management
@@ -43,7 +43,7 @@ void az_clock_override(int64_t (*real)(void), uint64_t (*mono)(void));   /* NULL
 
 extern const struct config_key az_identity_keys[];
 
-/* TLS vocabulary of DESIGN §3, for a source block or the identity block. */
+/* TLS vocabulary of docs/design.md §4.2, for a source block or the identity block. */
 #define AZ_TLS_KEYS                                                                 \
     { .name = "ca_file", .type = CONFIG_T_STRING },                                 \
     { .name = "ca_path", .type = CONFIG_T_STRING },                                 \

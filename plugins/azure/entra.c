@@ -1,4 +1,4 @@
-/* The `azure-entra` source: a Microsoft Entra ID token as the Redis password (DESIGN §3).
+/* The `azure-entra` source: a Microsoft Entra ID token as the Redis password (docs/design.md §4.4).
  *
  * Azure Managed Redis and Azure Cache for Redis accept `AUTH <object id> <token>` for a
  * token with scope https://redis.azure.com/.default. The candidate's username is the

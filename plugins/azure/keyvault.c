@@ -1,4 +1,4 @@
-/* The `azure-keyvault` source: a Key Vault secret per credential (DESIGN §3).
+/* The `azure-keyvault` source: a Key Vault secret per credential (docs/design.md §4.4).
  *
  *   GET {vault_url}/secrets/{path}?api-version=...      the latest version
  *
@@ -11,7 +11,7 @@
  * AUTH with what the challenge wants; 403 (RBAC, access policy, firewall) is AUTH; 404
  * NOT_FOUND; 429/5xx TRANSIENT with Retry-After; 400 FATAL.
  *
- * Start-up hint (DESIGN §4): on the first successful fetch after open, the version list
+ * Start-up hint (docs/design.md §8.3): on the first successful fetch after open, the version list
  * (GET .../versions, following nextLink only on the vault's own origin) gives the newest
  * enabled version other than the latest; its value comes back as an RC_CAND_HINT, which
  * the host uses as `previous` only when no file was published yet. Later fetches make
@@ -406,7 +406,7 @@ static int kv_pick_previous(struct kv_source *s, const struct kv_cred *kc, const
         if (r < 0)
             break;
         if (nl) {
-            /* Only on the vault's own scheme, host and port (DESIGN §7). */
+            /* Only on the vault's own scheme, host and port (docs/design.md §14.4). */
             if (!http_same_origin(nl, s->ep.base_url)) {
                 s->host->log(s->host->h, LOG_WARNING, kc->name,
                              "secrets/%s/versions: nextLink points to another origin; not followed", kc->secret);

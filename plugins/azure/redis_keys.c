@@ -1,4 +1,4 @@
-/* The `azure-redis-keys` source: the two access keys of an Azure cache (DESIGN §3).
+/* The `azure-redis-keys` source: the two access keys of an Azure cache (docs/design.md §4.4).
  *
  *   POST {management_url}{path}/listKeys?api-version=...  -> {"primaryKey","secondaryKey"}
  *

@@ -1,4 +1,4 @@
-/* The `file` source: credentials in a local directory (DESIGN §3, docs/sources.md).
+/* The `file` source: credentials in a local directory (docs/design.md §4.4, docs/sources.md).
  *
  * Each credential's `path` names a file in `directory` holding JSON {"username",
  * "password"} or a bare password (one trailing newline is dropped). The directory is
@@ -6,7 +6,7 @@
  * poll_interval stays as the fallback. The version is the host's keyed hash of the
  * username and password, never a plain hash of the secret.
  *
- * rotate_write() (agent-driven rotation, DESIGN §9) writes the next version into the file with
+ * rotate_write() (agent-driven rotation, docs/design.md §9) writes the next version into the file with
  * a check-and-set under an flock in the directory, so the directory must be writable by
  * the agent for credentials with `rotation`.
  *

@@ -1,5 +1,5 @@
 /* The `vault` source: HashiCorp Vault KV v2, KV v1 and database static roles
- * (DESIGN §3, docs/vault.md). The parsing half is vault_parse.c; this file does the
+ * (docs/design.md §4.4, docs/vault.md). The parsing half is vault_parse.c; this file does the
  * requests, the token's life and the scheduling.
  *
  * Requests: one http_client per source (one curl handle, so a steady poll reuses one
@@ -17,7 +17,7 @@
  * data/ is read only when current_version moved. A 403 on metadata/ with a token that
  * lookup-self accepts means the policy grants only data/: that credential then reads
  * data/ at every look (logged once). The first read after open also fetches the prior
- * readable version as a start-up HINT (DESIGN §4).
+ * readable version as a start-up HINT (docs/design.md §8.3).
  *
  * Static roles: see vault_rot_update() in vault_parse.h.
  *
@@ -667,7 +667,7 @@ static void candidates_free(struct rc_candidate *ret, int n) {
 
 /* ---- KV v2 ------------------------------------------------------------------------------------- */
 
-/* The start-up hint: the newest readable version before `version` (DESIGN §4). */
+/* The start-up hint: the newest readable version before `version` (docs/design.md §8.3). */
 static void kv2_find_hint(struct vault_source *s, struct vault_cred_rt *c, int64_t version, int64_t prior) {
     int64_t probes[VAULT_HINT_PROBES];
     int n = 0;
@@ -818,7 +818,7 @@ static int kv1_fetch(struct vault_source *s, struct vault_cred_rt *c,
     if (r < 0)
         return -1;
 
-    /* KV v1 has no version: the keyed hash of what AUTH will use (DESIGN §4). */
+    /* KV v1 has no version: the keyed hash of what AUTH will use (docs/design.md §5.1). */
     char version[RC_VERSION_MAX];
     r = rc_credential_version(s->host, cred.username, secret_data(cred.password),
                               secret_len(cred.password), version);

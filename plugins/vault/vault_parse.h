@@ -5,7 +5,7 @@
  * calls, so it is unit-tested with canned Vault responses and could be fuzzed. The
  * network half is vault.c.
  *
- * Errors: functions return 0, or -1 with *err filled (class of DESIGN §7 and a message
+ * Errors: functions return 0, or -1 with *err filled (class of docs/design.md §8.4 and a message
  * prefixed with `what`, e.g. "GET secret/data/redis/cache"). Messages never contain a
  * secret: response text is only taken from Vault's `errors` list, flattened to one line,
  * stripped of control characters and cut short. Any thread; no globals.
@@ -32,7 +32,7 @@
 void vault_errors_text(const char *body, size_t len, char *out, size_t outlen);
 /* True when one of the errors contains `needle` (case-insensitive). */
 bool vault_errors_has(const char *body, size_t len, const char *needle);
-/* The class of DESIGN §7 for a final (non-redirect, non-2xx) HTTP status of a read. */
+/* The class of docs/design.md §8.4 for a final (non-redirect, non-2xx) HTTP status of a read. */
 enum rc_err_class vault_status_class(long status);
 
 /* ---- paths and URLs ---------------------------------------------------------------- */
@@ -50,7 +50,7 @@ int vault_path_encode(const char *path, char *out, size_t outlen);
  * port (default 443 / 80). 0 or -1. */
 int vault_url_parts(const char *url, char *scheme, size_t slen, char *host, size_t hlen, long *port);
 /* May a 307 Location be followed, given the configured base URL? Only https, only to
- * the configured host (DESIGN §7). A relative Location ("/v1/...") resolves against the
+ * the configured host (docs/design.md §14.4). A relative Location ("/v1/...") resolves against the
  * base. Writes the absolute URL to out. 0, or -1 with why (no secrets involved). */
 int vault_redirect_target(const char *base, const char *location, char *out, size_t outlen,
                           char *why, size_t whylen);

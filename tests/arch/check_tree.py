@@ -8,7 +8,8 @@ The rules are the ones docs/development.md lists under "Architecture checks":
                files' defined and undefined symbols, so a call through a header counts)
   fn-length    no function in agent/, common/ or plugins/ is longer than 80 lines
   plugin-syms  each plugin .so exports exactly one symbol, redis_creds_plugin
-  design-refs  docs/design.md exists, and no "DESIGN §" reference is left in the tree
+  design-refs  docs/design.md exists, no "DESIGN §" reference is left in the tree, and
+               nothing points at a document outside the repository
   module-tests each agent/ and common/ module X.c has tests/unit/test_X.c
 
 Findings not fixed yet are listed in KNOWN with the issue that removes them. A finding
@@ -33,9 +34,6 @@ KNOWN = {
         "plugins/file/file.c:file_rotate", "plugins/vault/vault.c:token_login",
         "plugins/vault/vault.c:cred_setup", "plugins/azure/identity.c:az_identity_parse",
         "plugins/azure/identity.c:request_token"]},
-    "design-refs": {
-        "refs": "architecture issue: the references are rewritten with docs/design.md",
-    },
     "module-tests": {f"{m}.c": "architecture issue: unit tests of the agent's modules" for m in [
         "agent/agent", "agent/control", "agent/hooks", "agent/notify", "agent/rotation",
         "agent/runtime", "common/secretfile"]},
@@ -196,6 +194,12 @@ def check_design_refs(src, _build):
     refs = [l for l in out.splitlines() if l.strip()]
     if refs:
         bad.append(("refs", f"{len(refs)} 'DESIGN §' references left, first: {refs[0]}"))
+    # Nothing may point at a document outside the repository (the workplace's shared/).
+    out = subprocess.run(["git", "-C", src, "grep", "-nE", r"\.\./shared/|shared/reference/|STYLE\.md",
+                          "--", ".", ":!tests/arch/check_tree.py"], capture_output=True, text=True).stdout
+    outside = [l for l in out.splitlines() if l.strip()]
+    if outside:
+        bad.append(("outside", f"{len(outside)} references to documents outside the repository, first: {outside[0]}"))
     return bad
 
 

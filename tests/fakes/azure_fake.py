@@ -15,8 +15,9 @@ One AzureFake serves, on 127.0.0.1 (plain http, and optionally https with a test
                    POST {resourceId}/regenerateKey            redisEnterprise databases; 202 +
                    GET  .../operationsStatus/{id}             Azure-AsyncOperation for the latter)
 
-Wire formats, status codes and error envelopes follow ../shared/reference/azure.md (each
-with its source there): IMDS writes every number as a string and answers a missing
+Wire formats, status codes and error envelopes follow Microsoft's public documentation
+(Azure Instance Metadata Service, the identity platform's v2 token endpoint, the Key
+Vault and Azure Cache for Redis REST APIs): IMDS writes every number as a string and answers a missing
 Metadata header and an unknown identity with 400 invalid_request; the v2 token endpoint
 writes integers; Key Vault errors are {"error": {"code", "message", "innererror"}}, a
 missing or refused bearer token gets `WWW-Authenticate: Bearer authorization="...",

@@ -1,8 +1,9 @@
 """A fake HashiCorp Vault for the tests: Python 3 stdlib only (http.server, ssl, threading).
 
 It serves, on a loopback port, over HTTP or HTTPS, what the `vault` source uses, with
-Vault's own envelopes, status codes and error texts as ../../../shared/reference/vault.md
-collects them (each behaviour below names the section):
+Vault's own envelopes, status codes and error texts as Vault's public HTTP API
+documentation describes them (the behaviours below are numbered by topic, §1 to §n, and
+the code's comments refer to those numbers):
 
 - common (§1): /v1/ routes, X-Vault-Token (or Authorization: Bearer), X-Vault-Namespace
   and namespace path prefixes, LIST and ?list=true, the success envelope in Vault's field

@@ -30,7 +30,7 @@ def rotation_password(n):
 
 
 def rotate(sc, n, username="app", timeout=10):
-    """One ACL dual-password rotation (DESIGN §9 order): add the new password next to the
+    """One ACL dual-password rotation (docs/design.md §9.1 order): add the new password next to the
     old one, publish it through the store, wait for the agent's file, remove the old."""
     sc.redis.add_password(username, rotation_password(n))
     sc.store_cred(username, rotation_password(n))

@@ -1,7 +1,7 @@
 """Helpers for the integration suite: a real redis-server, the agent under test, a
 NOTIFY_SOCKET listener, an inotify consumer, config rendering and store writes.
 
-Everything here follows DESIGN.md (the contract); nothing reads the agent's internals.
+Everything here follows docs/design.md (the contract); nothing reads the agent's internals.
 Only the standard library and redis-py are used.
 """
 import ctypes
@@ -383,7 +383,7 @@ class InotifyEvent:
 
 
 class InotifyWatcher:
-    """A consumer watching a directory with inotify, as DESIGN §4 tells consumers to.
+    """A consumer watching a directory with inotify, as docs/design.md §5.4 tells consumers to.
     on_event(ev) runs on the watcher's thread right when the event is read."""
 
     DEFAULT_MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO
@@ -572,7 +572,7 @@ class Agent:
         self.journal = None
         if journal:
             # systemd's way of saying "stderr is the journal": JOURNAL_STREAM=DEV:INO of
-            # stderr; the journal socket itself is injectable (DESIGN §6).
+            # stderr; the journal socket itself is injectable (docs/design.md §12).
             self.journal = JournalListener(os.path.join(tree.root, "%s%d.journal" % (tag, n)))
             st = os.fstat(self._logf.fileno())
             e["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
@@ -921,7 +921,7 @@ class Scenario:
                 problems.append("%s: %s" % (a.logpath, e))
                 continue
             if a.check_exit and rc != 0:
-                problems.append("agent pid %d %s with status %s (DESIGN §6: SIGTERM -> exit 0)"
+                problems.append("agent pid %d %s with status %s (docs/design.md §3.4: SIGTERM -> exit 0)"
                                 % (a.pid, "stopped" if was_running else "had exited", rc))
         self.redis.stop()
         return problems

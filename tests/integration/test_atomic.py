@@ -1,4 +1,4 @@
-"""Atomic publication as a consumer sees it (DESIGN §4): inotify IN_MOVED_TO on the final
+"""Atomic publication as a consumer sees it (docs/design.md §5.2): inotify IN_MOVED_TO on the final
 name, never a partial file, temporary names starting with '.'."""
 import json
 import os

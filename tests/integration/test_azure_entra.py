@@ -3,7 +3,7 @@ token's oid) gets each token the fake issues as a password, like Azure Managed R
 accepts Entra tokens: the token is published with the oid as username and its exp as
 expires_at, refreshed at the configured point, a token IMDS hands back unchanged is no
 change and is not asked for again in a loop, and a failing refresh keeps the published
-token while the status says how long it has left (DESIGN §3, issue 6)."""
+token while the status says how long it has left (docs/design.md §4, issue 6)."""
 import calendar
 import json
 import time
@@ -105,7 +105,7 @@ EXPIRING_MID = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b08"
 
 
 def test_a_token_nothing_replaces_is_warned_about_before_and_reported_when_it_expires(sc, az_short):
-    """DESIGN §6 'credential expiring': a warning in the last fifth of the token's life
+    """docs/design.md §12.1 'credential expiring': a warning in the last fifth of the token's life
     (8 s tokens: 1.6 s before), an error once it has expired; once each, with the fixed
     MESSAGE_ID, the credential's name and version."""
     az = az_short

@@ -1,4 +1,4 @@
-"""The identity types of the azure-* sources (DESIGN §3 identity vocabulary), each with the
+"""The identity types of the azure-* sources (docs/design.md §4.2 identity vocabulary), each with the
 real agent reading a Key Vault secret through the fake: managed identity through IMDS
 (system- and user-assigned), through the App Service endpoint and through an Azure Arc
 agent's challenge file, workload identity

@@ -1,7 +1,7 @@
 """azure-keyvault against the fake Key Vault and IMDS: new versions are published (with
 the store's prior version as the start-up `previous`), a disabled version is ignored,
 the JSON form, HTTPS with a test CA, and every error the service answers with keeps the
-published file intact (DESIGN §2, §3, §4, §7)."""
+published file intact (docs/design.md §2, §4, §5, §8)."""
 import time
 
 import rc_harness as h
@@ -37,7 +37,7 @@ def test_keyvault_publishes_new_versions_and_ignores_a_disabled_one(sc, az):
     assert sc.read_bytes() == before
     row, _ = az.status_json("cache")
     assert row["state"] == "store-error" and "disabled" in row["last_error"], row
-    # Enabled again, but Redis refuses it: still PW2 (validation, DESIGN §8).
+    # Enabled again, but Redis refuses it: still PW2 (validation, docs/design.md §7).
     az.fake.kv_disable("cache-pw", v3, enabled=True)
     a.wait_log("refused by Redis", since=mark, timeout=5)
     assert sc.read_bytes() == before

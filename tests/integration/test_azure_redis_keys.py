@@ -3,7 +3,7 @@ against a real redis-server whose default user accepts the keys the way an Azure
 does. A regenerated primary (driven like an operator would: POST regenerateKey, 202 +
 Azure-AsyncOperation, poll until Succeeded) makes the agent publish the secondary within
 one poll, and the primary again once Redis accepts the new one; `prefer`; errors keep
-the published file (DESIGN §3, §4 previous, §7)."""
+the published file (docs/design.md §4, §5 previous, §8)."""
 import json
 import time
 import urllib.request

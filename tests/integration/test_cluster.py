@@ -1,4 +1,4 @@
-"""Validation against a real OSS Redis Cluster (DESIGN §8; issue: validation at
+"""Validation against a real OSS Redis Cluster (docs/design.md §7; issue: validation at
 production depth): 3 primaries + 3 replicas formed with `redis-cli --cluster create`,
 ACL users set on each node separately. Also: a node that accepts TCP and never answers.
 

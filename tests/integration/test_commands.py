@@ -1,4 +1,4 @@
-"""Command-line behaviour: --check-config, --once, and the `redis-creds` CLI (DESIGN §5)."""
+"""Command-line behaviour: --check-config, --once, and the `redis-creds` CLI (docs/design.md §10)."""
 import json
 import os
 import re

@@ -1,4 +1,4 @@
-"""The files in runtime_dir: modes, stale temporaries, symlinks, extra formats (DESIGN §4)."""
+"""The files in runtime_dir: modes, stale temporaries, symlinks, extra formats (docs/design.md §5)."""
 import grp
 import os
 import stat
@@ -84,7 +84,7 @@ def test_runtime_dir_that_is_a_symlink_is_refused(sc):
     assert not published, "published through a symlinked runtime_dir: %r" % published
     rc = a.wait_exit(timeout=5)
     a.check_exit = False
-    assert rc != 0, "a symlinked runtime_dir must be refused (§4)"
+    assert rc != 0, "a symlinked runtime_dir must be refused (docs/design.md §5.3)"
 
 
 def test_env_and_password_formats_are_written_before_json(sc):
@@ -141,7 +141,7 @@ def test_world_writable_runtime_dir_is_never_published_into(sc):
                  "the agent to refuse the directory or publish")
     if h.is_regular(sc.path("cache.json")):
         assert h.mode_of(sc.tree.runtime) & 0o002 == 0, \
-            "published into a runtime_dir writable by others (§4): %s" % oct(h.mode_of(sc.tree.runtime))
+            "published into a runtime_dir writable by others (docs/design.md §5.3): %s" % oct(h.mode_of(sc.tree.runtime))
     else:
         a.check_exit = False
         assert a.proc.returncode != 0
@@ -176,7 +176,7 @@ def test_credential_path_cannot_escape_the_store_directory(sc):
                    what="an error about the credential's path")
         a.barrier()
     assert sc.read_bytes("cache.json") is None, \
-        "published a credential read from outside the store directory (§4)"
+        "published a credential read from outside the store directory (docs/design.md §14.3)"
     if not a.alive():
         a.check_exit = False
         assert a.proc.returncode != 0
@@ -225,4 +225,4 @@ def test_second_agent_does_not_clean_temporaries_it_does_not_own(sc):
     b = sc.start_agent(conf=conf2, tag="second")
     assert b.wait_exit(timeout=5) == 1
     b.check_exit = False
-    assert os.path.exists(planted), "temporary files are cleaned only under the lock (§2)"
+    assert os.path.exists(planted), "temporary files are cleaned only under the lock (docs/design.md §2.3)"

@@ -1,4 +1,4 @@
-"""Structured logging to journald when JOURNAL_STREAM names stderr (DESIGN §6)."""
+"""Structured logging to journald when JOURNAL_STREAM names stderr (docs/design.md §12)."""
 import re
 
 import rc_harness as h

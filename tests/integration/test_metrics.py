@@ -1,4 +1,4 @@
-"""agent.metrics_file: a Prometheus textfile, written atomically, never a secret (DESIGN §3, §6)."""
+"""agent.metrics_file: a Prometheus textfile, written atomically, never a secret (docs/design.md §4.1, §12.2)."""
 import os
 import re
 

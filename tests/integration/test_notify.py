@@ -1,4 +1,4 @@
-"""What the agent tells systemd over NOTIFY_SOCKET (DESIGN §6)."""
+"""What the agent tells systemd over NOTIFY_SOCKET (docs/design.md §11)."""
 import signal
 import time
 
@@ -112,7 +112,7 @@ def test_extend_timeout_sent_while_first_attempt_hangs(sc, silent_server):
     assert ready_t - a.t_start > 2.0, "READY=1 before the first attempt ended (3 s timeout)"
     assert ready_t - a.t_start < 5.0, "the redis timeout (3 s) was not honoured"
     ext = [(t, v) for t, v in a.notify.values("EXTEND_TIMEOUT_USEC") if t <= ready_t]
-    assert ext, "no EXTEND_TIMEOUT_USEC= while start-up waited (§6)"
+    assert ext, "no EXTEND_TIMEOUT_USEC= while start-up waited (docs/design.md §11.1)"
     assert all(int(v) > 0 for _, v in ext)
 
 
@@ -169,5 +169,5 @@ def test_sigterm_during_hung_validation_exits_zero_within_5s(sc, silent_server):
     rc = a.wait_exit(timeout=8)
     took = time.monotonic() - t0
     assert rc == 0
-    assert took < 6.0, "SIGTERM took %.2fs with a hung validation (§6: within 5 s)" % took
+    assert took < 6.0, "SIGTERM took %.2fs with a hung validation (docs/design.md §3.4: within 5 s)" % took
     assert a.notify.find("STOPPING", "1") is not None

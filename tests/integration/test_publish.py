@@ -1,5 +1,5 @@
 """Publishing: the credential file's contents, rotation through the store, store formats
-(DESIGN §2, §3 `file` source, §4)."""
+(docs/design.md §2, §4.4 `file` source, §5)."""
 import calendar
 import json
 import os
@@ -11,8 +11,8 @@ import rc_harness as h
 def test_first_credential_is_published_with_every_contract_field(sc):
     sc.start_published(publish=False)
     raw = sc.read_bytes("cache.json")
-    assert raw is not None, "cache.json not published before READY=1 (DESIGN §6)"
-    assert raw.endswith(b"\n"), "the file ends with a newline (DESIGN §4)"
+    assert raw is not None, "cache.json not published before READY=1 (docs/design.md §11.1)"
+    assert raw.endswith(b"\n"), "the file ends with a newline (docs/design.md §5)"
     doc = json.loads(raw.decode("utf-8"))
     assert doc["format"] == 1
     assert doc["name"] == "cache"
@@ -68,7 +68,7 @@ def test_bare_password_store_file_publishes_null_username(sc):
     a = sc.start_agent()
     a.wait_ready()
     doc = sc.wait_published(password="bare-pw-1")
-    assert doc["username"] is None, "a bare password is the default user: username null (§4)"
+    assert doc["username"] is None, "a bare password is the default user: username null (docs/design.md §5.1)"
     assert h.VERSION_RE.match(doc["version"])
     # the published credential really works as the default user
     assert sc.redis.auth_ok(None, doc["password"])
@@ -92,7 +92,7 @@ def test_empty_store_file_keeps_published_credential_and_logs_error(sc, agent):
     agent.wait_log(lambda l: "cache" in l and h.level_is_error(l), since=mark,
                    what="an error about the empty store file")
     agent.barrier()                           # the failed attempt has ended
-    assert sc.read_bytes() == before, "a failing store never damages the published file (§2)"
+    assert sc.read_bytes() == before, "a failing store never damages the published file (docs/design.md §2.3)"
     assert agent.alive()
     # and the next good value still goes through
     sc.redis.add_password("app", "pw2")

@@ -1,4 +1,4 @@
-"""SIGHUP reloads the configuration (DESIGN §4 removal, §6)."""
+"""SIGHUP reloads the configuration (docs/design.md §5.3 removal, §11.2)."""
 import os
 import signal
 
@@ -44,7 +44,7 @@ def test_sighup_removing_a_credential_removes_its_file_and_adding_one_publishes_
     a.wait_notify("READY", "1", since=i, timeout=5)
     sc.wait_published("queue", password="pw1", timeout=5)
     h.wait_until(lambda: sc.read_bytes("sessions.json") is None, 3, "sessions.json removed")
-    assert a.find_log(lambda l: "sessions" in l, since=mark), "removal noticed in the log (§4)"
+    assert a.find_log(lambda l: "sessions" in l, since=mark), "removal noticed in the log (docs/design.md §5.3)"
     doc = sc.read_doc("cache")
     assert doc["version"] == cache["version"]
     a.notify.wait_status(lambda s: "2/2 current" in s and "queue" in s and "sessions" not in s,

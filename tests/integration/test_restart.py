@@ -1,4 +1,4 @@
-"""Restarts and the runtime_dir lock (DESIGN §2, §4)."""
+"""Restarts and the runtime_dir lock (docs/design.md §2, §5)."""
 import json
 import os
 import random
@@ -156,7 +156,7 @@ def test_sighup_storm_leaves_the_agent_working(sc):
 
 
 def test_restart_repairs_format_files_a_crash_left_behind_the_json(sc):
-    """A kill between renaming <name>.password/.env and <name>.json (§4: they are written
+    """A kill between renaming <name>.password/.env and <name>.json (docs/design.md §5.2: they are written
     first) leaves them one credential ahead of the JSON. The JSON's IN_MOVED_TO means the
     whole set is current, so a restarted agent that adopts the JSON must make the set
     agree with it again."""

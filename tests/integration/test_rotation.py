@@ -1,4 +1,4 @@
-"""Agent-driven rotation, strategy redis-acl (DESIGN §9): claim with a check-and-set write
+"""Agent-driven rotation, strategy redis-acl (docs/design.md §9): claim with a check-and-set write
 to the file store, add the new password on every node, validate, publish with the old one
 as `previous`, wait `grace`, remove the old password; crash recovery; two agents."""
 import calendar
@@ -95,7 +95,7 @@ def assert_no_secret_in_log(agent, *secrets):
 
 class Client(threading.Thread):
     """A consumer: fresh connection per command, AUTH with the published password (then
-    `previous` when refused, as DESIGN §4 tells clients), INCR. Counts failed commands."""
+    `previous` when refused, as docs/design.md §5.4 tells clients), INCR. Counts failed commands."""
 
     def __init__(self, sc):
         super().__init__(daemon=True)

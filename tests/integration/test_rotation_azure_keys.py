@@ -1,4 +1,4 @@
-"""Agent-driven rotation, strategy azure-keys (DESIGN §9), against the fake management API
+"""Agent-driven rotation, strategy azure-keys (docs/design.md §9), against the fake management API
 and a real redis-server whose default user accepts exactly the cache's two keys (as an
 Azure cache does: a regenerated key stops working at once). The rotator host regenerates
 the key that is not published, switches the published file to it (the old key as

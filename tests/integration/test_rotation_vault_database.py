@@ -1,4 +1,4 @@
-"""Agent-driven rotation, strategy vault-database (DESIGN §9): the rotator host asks the
+"""Agent-driven rotation, strategy vault-database (docs/design.md §9): the rotator host asks the
 fake Vault to rotate a database static role (POST rotate-role, which changes the password
 in Redis first, RESETPASS-style, like Vault's Redis plugin), waits for static-creds to
 report the new last_vault_rotation, validates and publishes it with the old one as

@@ -1,5 +1,5 @@
 """No secret in anything the agent or the CLI says, at log_level debug, over every scenario
-(DESIGN §4, §6): rotation (redis-acl, with the admin password), a hook, the metrics file,
+(docs/design.md §5, §11): rotation (redis-acl, with the admin password), a hook, the metrics file,
 `status` as text and --json, the CLI's other verbs, the journal entries, and the Vault
 (tests/fakes/vault_fake.py) and Azure (tests/fakes/azure_fake.py) sources with their
 bootstrap secrets and the tokens they hand out. Every secret used is searched for in every

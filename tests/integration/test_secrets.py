@@ -1,4 +1,4 @@
-"""No secret value in any log line or status, at log_level debug (DESIGN §4, §6)."""
+"""No secret value in any log line or status, at log_level debug (docs/design.md §14.2)."""
 import secrets
 import signal
 

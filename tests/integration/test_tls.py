@@ -1,4 +1,4 @@
-"""Validation over TLS against a real redis-server (DESIGN §3 TLS vocabulary, §8): a CA and
+"""Validation over TLS against a real redis-server (docs/design.md §4.2 TLS vocabulary, §7): a CA and
 a server certificate made here with openssl (SAN 127.0.0.1 and localhost), the wrong CA,
 the wrong server_name, mutual TLS, and TLS spoken to a plaintext port.
 

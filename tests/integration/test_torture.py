@@ -1,4 +1,4 @@
-"""kill -9 torture (DESIGN §4, docs/file-format.md "Atomicity"): the agent killed at random
+"""kill -9 torture (docs/design.md §5, docs/file-format.md "Atomicity"): the agent killed at random
 instants, over and over, while a writer changes the credential in the `file` store all the
 time and two reader processes parse cache.json, cache.env and cache.password without a
 pause. The runtime_dir is on tmpfs (/dev/shm), where a rename is the only thing that makes

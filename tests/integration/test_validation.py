@@ -1,4 +1,4 @@
-"""Validation against the real Redis before publication (DESIGN §2, §8)."""
+"""Validation against the real Redis before publication (docs/design.md §2, §7)."""
 import time
 
 import rc_harness as h
@@ -11,7 +11,7 @@ def test_refused_candidate_is_not_published_until_acl_accepts_it(sc, agent):
     sc.store_cred("app", "pw2")              # Redis does not know pw2 yet: WRONGPASS
     agent.wait_log("refused", since=mark, timeout=5)
     agent.notify.wait_status(lambda s: "refused" in s, timeout=3, what="STATUS saying refused")
-    assert sc.read_bytes() == before, "a refused candidate never replaces the file (§2)"
+    assert sc.read_bytes() == before, "a refused candidate never replaces the file (docs/design.md §2.3)"
 
     # Redis starts accepting it: the agent retries (backoff from 1 s) without a restart.
     t0 = time.monotonic()
@@ -107,7 +107,7 @@ def test_newer_store_version_replaces_a_refused_candidate_at_once(sc):
 
 
 def test_noperm_on_ping_after_auth_still_counts_as_accepted(sc):
-    # a user that may AUTH but run nothing: PING answers -NOPERM (DESIGN §8)
+    # a user that may AUTH but run nothing: PING answers -NOPERM (docs/design.md §7)
     sc.redis.acl_setuser("app", "reset", "on", ">pw1", "-@all")
     sc.store_cred("app", "pw1")
     sc.write_config()
@@ -125,7 +125,7 @@ def test_server_without_any_password_is_a_misconfiguration_not_published(sc):
     a.wait_ready(timeout=8)
     status = a.notify.wait_status(lambda s: "0/1" in s, timeout=3, what="STATUS '0/1 current'")
     assert sc.read_bytes() is None
-    assert "refused" not in status, "no password configured is its own status, not 'refused' (§8): %r" % status
+    assert "refused" not in status, "no password configured is its own status, not 'refused' (docs/design.md §7): %r" % status
 
 
 def test_validate_none_publishes_without_contacting_redis(sc):
@@ -195,7 +195,7 @@ def test_unreachable_node_blocks_publication_only_while_current_still_works(sc):
     a.wait_log("unreachable", since=mark, timeout=5)
     a.barrier()                               # that attempt has ended
     assert sc.read_doc()["password"] == "pw1", \
-        "published while a node was down and the current credential still worked (§8)"
+        "published while a node was down and the current credential still worked (docs/design.md §7)"
 
     # the store's rotation is finished on r1 (old password gone): the current credential
     # works nowhere any more, so what every reachable node accepts is published

@@ -2,7 +2,7 @@
 is tested against it and not against a real Vault. Clients nobody here wrote check it:
 curl running the Vault API docs' own examples, and node-vault (from the npm registry)
 validating the answers against its own response schemas. The rest pins the wire facts
-of shared/reference/vault.md that the plugin relies on."""
+from Vault's HTTP API documentation that the plugin relies on."""
 import json
 import os
 import shutil

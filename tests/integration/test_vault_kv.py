@@ -1,5 +1,5 @@
 """KV v2 and KV v1 through the real agent against the fake Vault: pickup timing, the
-metadata-only check and its cost, `previous` and the start-up hint (DESIGN §4)."""
+metadata-only check and its cost, `previous` and the start-up hint (docs/design.md §5.1)."""
 import time
 
 import rc_harness as h

@@ -1,4 +1,4 @@
-"""The vault source's TLS vocabulary (DESIGN §3) against the fake Vault over HTTPS:
+"""The vault source's TLS vocabulary (docs/design.md §4.2) against the fake Vault over HTTPS:
 server_name, ca_file, a client certificate, and what tls_insecure_skip_verify does."""
 import os
 

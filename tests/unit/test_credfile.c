@@ -1,4 +1,4 @@
-/* Unit tests for common/credfile.c (DESIGN §4). */
+/* Unit tests for common/credfile.c (docs/design.md §5). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

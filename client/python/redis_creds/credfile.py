@@ -1,4 +1,4 @@
-"""Reading <runtime_dir>/<name>.json (DESIGN §4) with caching by inode and mtime.
+"""Reading <runtime_dir>/<name>.json (docs/design.md §5) with caching by inode and mtime.
 
 Thread-safe. Standard library only. Never puts a password in an exception or a repr."""
 import json

@@ -1,5 +1,5 @@
-"""A thread that follows a CredentialFile: inotify on the directory through ctypes (DESIGN
-§4: watch the directory for IN_MOVED_TO, not the file), or polling with the inode/mtime
+"""A thread that follows a CredentialFile: inotify on the directory through ctypes (docs/design.md
+§5.4: watch the directory for IN_MOVED_TO, not the file), or polling with the inode/mtime
 cache where inotify is not available. Calls back on each change, e.g. to re-AUTH pooled
 connections."""
 import ctypes

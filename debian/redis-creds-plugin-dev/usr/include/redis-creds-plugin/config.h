@@ -1,4 +1,4 @@
-/* config: load and check the agent's configuration file (libconfig), DESIGN §3.
+/* config: load and check the agent's configuration file (libconfig), docs/design.md §4.
  *
  * config_load() reads the whole file, checks every key against a schema (the host's own
  * keys here, each source type's keys from its plugin through `lookup`), and returns a
@@ -145,7 +145,7 @@ struct config_source {
     struct config_node node;       /* the whole source group, with the plugin's schema */
 };
 
-/* Agent-driven rotation (DESIGN §9); enabled = false when the credential has none. */
+/* Agent-driven rotation (docs/design.md §9); enabled = false when the credential has none. */
 enum rotation_strategy {
     ROTATION_REDIS_ACL = 1,        /* the agent makes the password, ACL SETUSER on each node */
     ROTATION_VAULT_DATABASE = 2,   /* Vault rotates a database static role (rotate-role) */
@@ -227,7 +227,7 @@ const struct config_key *config_host_keys(const char *section);
 /* [A-Za-z0-9_.-]{1,64}, not starting with '.'. */
 bool config_name_valid(const char *name);
 
-/* Built-in defaults (DESIGN §3), overridable at build time. */
+/* Built-in defaults (docs/design.md §4.1), overridable at build time. */
 #ifndef RC_DEFAULT_PLUGIN_DIR
 #define RC_DEFAULT_PLUGIN_DIR "/usr/lib/x86_64-linux-gnu/redis-creds/plugins"
 #endif
