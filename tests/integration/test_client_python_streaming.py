@@ -222,6 +222,9 @@ def test_streaming_provider_re_auths_open_pooled_connections_at_each_change(sc, 
     h.wait_until(lambda: [_client_users(sc).get(i) for i in ids[:2]] == ["app-b"] * 2, 10,
                  "the idle pooled connections to re-AUTH as app-b (have %r)" % _client_users(sc))
     assert _client_users(sc)[ids[2]] == "app-a", "an in-use connection re-AUTHs at release"
+    # The pool's callback re-AUTHs the idle connections, then marks the one in use; the
+    # test's own callback runs after it, so once it has the token the mark is made.
+    h.wait_until(lambda: tokens, 5, "the change delivered to every callback")
     pool.release(held)
     assert _client_users(sc)[ids[2]] == "app-b"
     tok = tokens[-1]

@@ -27,6 +27,10 @@ static size_t n_found;
 
 static void collect(void *userdata, enum confcheck_level level, const char *msg) {
     (void)userdata;
+    /* The files these tests make live in the build tree, which may itself be under /tmp
+     * or /home (a CI clone): the sandbox warning about them is not what a test checks. */
+    if (level == CONFCHECK_WARNING && strstr(msg, "sandbox hides") && strstr(msg, tmpdir))
+        return;
     if (n_found < 16) {
         levels[n_found] = level;
         snprintf(found[n_found], sizeof found[0], "%s", msg);
