@@ -15,9 +15,11 @@ static void check(const char *buf, size_t len, bool eof) {
     int r = control_request_parse(buf, len, eof, &req, &why);
     if (r < 0 && !why)
         abort();
-    if (r > 0 && req.verb != CONTROL_STATUS && !config_name_valid(req.name))
+    /* refresh and rotate name a credential; status and reload take none */
+    bool named = req.verb == CONTROL_REFRESH || req.verb == CONTROL_ROTATE;
+    if (r > 0 && named && !config_name_valid(req.name))
         abort();
-    if (r > 0 && req.verb == CONTROL_STATUS && req.name[0])
+    if (r > 0 && !named && req.name[0])
         abort();
     if (r == 0 && (eof || len >= CONTROL_MAX_REQUEST))
         abort();
