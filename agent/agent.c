@@ -448,7 +448,7 @@ static void fetch_run(struct job *j) {
     const struct rc_source_type *t = c->src->type;
     memset(cj->cands, 0, sizeof cj->cands);
     for (size_t i = 0; i < RC_MAX_CANDIDATES; i++)
-        cj->cands[i].expires_at = INT64_MIN;
+        cj->cands[i].expires_at = cj->cands[i].rotated_at = INT64_MIN;
     memset(&cj->err, 0, sizeof cj->err);
     cj->n_cands = t->fetch(c->src->state, &cj->rc, cj->cands, &cj->err);
     if (cj->n_cands == 0 || cj->n_cands > RC_MAX_CANDIDATES || (cj->n_cands > 0 && !cj->cands[0].password)) {

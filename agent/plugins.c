@@ -89,7 +89,8 @@ struct abi3_config_node {
 };
 #define ABI_SAME(t, m) _Static_assert(offsetof(struct t, m) == offsetof(struct abi3_##t, m), \
                                       #t "." #m " moved: plugin ABI change")
-_Static_assert(RC_PLUGIN_ABI_VERSION == 3, "check the layouts below for the new ABI version");
+/* ABI 4 changed rc_candidate and rotate_write(), not these. */
+_Static_assert(RC_PLUGIN_ABI_VERSION == 4, "check the layouts below for the new ABI version");
 _Static_assert(sizeof(struct config_key) == sizeof(struct abi3_config_key), "config_key: plugin ABI change");
 ABI_SAME(config_key, name);
 ABI_SAME(config_key, type);
@@ -145,10 +146,12 @@ const struct rc_services *plugins_services(void) {
 
 /* Checks one type of a plugin: required members, and a method for every capability. */
 static int check_type(const char *path, const struct rc_source_type *t, char *err, size_t errlen) {
-    static const struct { uint32_t cap; bool write; const char *what; } need[] = {
-        { RC_CAP_ROTATE_WRITE, true, "RC_CAP_ROTATE_WRITE without rotate_write()" },
-        { RC_CAP_ROTATE_SELF, false, "RC_CAP_ROTATE_SELF without rotate_self()" },
-        { RC_CAP_ROTATE_OTHER_KEY, false, "RC_CAP_ROTATE_OTHER_KEY without rotate_self()" },
+    const struct { uint32_t cap; bool has; const char *what; } need[] = {
+        { RC_CAP_ROTATE_WRITE, t->rotate_write, "RC_CAP_ROTATE_WRITE without rotate_write()" },
+        { RC_CAP_ROTATE_SELF, t->rotate_self, "RC_CAP_ROTATE_SELF without rotate_self()" },
+        { RC_CAP_ROTATE_OTHER_KEY, t->rotate_self, "RC_CAP_ROTATE_OTHER_KEY without rotate_self()" },
+        { RC_CAP_ROTATION_RECORD, t->record_read && t->record_write,
+          "RC_CAP_ROTATION_RECORD without record_read() and record_write()" },
     };
     if (!t->type || !t->source_keys || !t->credential_keys || !t->open || !t->fetch || !t->close) {
         snprintf(err, errlen, "plugin %s: type \"%s\" lacks a required member (type, source_keys, "
@@ -156,7 +159,7 @@ static int check_type(const char *path, const struct rc_source_type *t, char *er
         return -ELIBBAD;
     }
     for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
-        if ((t->caps & need[i].cap) && !(need[i].write ? (void *)t->rotate_write : (void *)t->rotate_self)) {
+        if ((t->caps & need[i].cap) && !need[i].has) {
             snprintf(err, errlen, "plugin %s: type \"%s\" declares %s", path, t->type, need[i].what);
             return -ELIBBAD;
         }

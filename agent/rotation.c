@@ -246,7 +246,7 @@ static void rot_rollback_run(struct job *jb) {
                            j->username, j->old_pw, &ignored);
     memset(&j->err, 0, sizeof j->err);
     j->store_restored = c->src->type->rotate_write(c->src->state, &j->rc, j->new_version, j->username,
-                                                   j->old_pw, v, &j->err) == 0;
+                                                   j->old_pw, NULL, v, &j->err) == 0;
 }
 
 static void rot_rollback_done(struct cred_rt *c, struct rot_job *j) {
@@ -316,7 +316,8 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
 struct rc_candidate rotation_candidate(struct cred_rt *c) {
     struct rot_job *j = c->rot.job;
     struct rc_candidate cand = { .username = j->username, .password = j->new_pw,
-                                 .expires_at = INT64_MIN, .role = RC_CAND_CURRENT };
+                                 .expires_at = INT64_MIN, .role = RC_CAND_CURRENT,
+                                 .rotated_at = INT64_MIN };
     snprintf(cand.version, sizeof cand.version, "%s", j->new_version);
     j->username = NULL;
     j->new_pw = NULL;
@@ -356,7 +357,7 @@ static void rot_claim_run(struct job *jb) {
     struct cred_rt *c = j->c;
     memset(&j->err, 0, sizeof j->err);
     j->r = j->new_pw ? c->src->type->rotate_write(c->src->state, &j->rc, j->expected, j->username,
-                                                  j->new_pw, j->new_version, &j->err)
+                                                  j->new_pw, NULL, j->new_version, &j->err)
                      : c->src->type->rotate_self(c->src->state, &j->rc, j->expected, j->new_version, &j->err);
 }
 

@@ -34,8 +34,11 @@ struct secret;
 /* Bump on any incompatible change of the structs below. 2: struct rc_source_type gained
  * rotate() (docs/design.md §9). 3: capability flags; rotate() split into rotate_write() and
  * rotate_self(); the method table is append-only and its size travels in
- * rc_plugin.type_size, so a later version can add methods without a bump. */
-#define RC_PLUGIN_ABI_VERSION 3
+ * rc_plugin.type_size, so a later version can add methods without a bump. 4: fleet rotation
+ * (docs/design.md §9): rc_candidate.rotated_at, rotate_write() takes a struct
+ * rc_rotation_mark, the rotation record (RC_CAP_ROTATION_RECORD, record_read() and
+ * record_write()). */
+#define RC_PLUGIN_ABI_VERSION 4
 
 /* Error classes: numbers never change or get reused. */
 enum rc_err_class {
@@ -93,7 +96,23 @@ struct rc_candidate {
     char version[RC_VERSION_MAX]; /* opaque; equality only */
     int64_t expires_at;           /* unix seconds, or INT64_MIN for none */
     enum rc_cand_role role;
+    /* Unix seconds when an agent's rotation made this version, as the store records it
+     * (the reserved key redis_creds_rotated_at of the file store; the KV v2 version's
+     * created_time when the version carries that key), or INT64_MIN: unknown, or written
+     * by hand. The fleet's rotation schedule counts from it. The host sets it to
+     * INT64_MIN before fetch(). */
+    int64_t rotated_at;
 };
+
+/* What a rotation writes beside the credential (store keys starting with redis_creds_ are
+ * the agent's: docs/operations.md). */
+struct rc_rotation_mark {
+    int64_t rotated_at;           /* unix seconds: redis_creds_rotated_at */
+    const char *rotated_by;       /* the rotating host: redis_creds_rotated_by */
+};
+
+/* A rotation record's revision, as the store identifies it (opaque; equality only). */
+#define RC_REVISION_MAX 64
 
 /* A credential as a plugin sees it. */
 struct rc_credential {
@@ -127,6 +146,9 @@ enum rc_capability {
     /* rotate_self(): the store holds two keys and regenerates the one that is not
      * expected_version, the published one (azure-keys). */
     RC_CAP_ROTATE_OTHER_KEY = 1u << 2,
+    /* record_read() and record_write(): the rotation record beside a credential, written
+     * with a check-and-set (docs/design.md §9: fleet rotation). */
+    RC_CAP_ROTATION_RECORD = 1u << 3,
 };
 
 /* The method table of one source type. Append-only: a new ABI version may add members at
@@ -164,9 +186,12 @@ struct rc_source_type {
      * ret_version[RC_VERSION_MAX], or -1 with err: RC_ERR_CONFLICT when the store holds
      * another version (someone else rotated; nothing was written), RC_ERR_FATAL when this
      * credential cannot be written so (vault: engine kv2 only), other classes as for
-     * fetch(). password is never NULL. */
+     * fetch(). password is never NULL. mark, when not NULL, is written with it (the
+     * reserved keys), so that every host's fetch() reports rotated_at for the version;
+     * NULL (a roll-back) writes none. */
     int (*rotate_write)(void *state, const struct rc_credential *cred, const char *expected_version,
-                        const char *username, const struct secret *password, char *ret_version,
+                        const char *username, const struct secret *password,
+                        const struct rc_rotation_mark *mark, char *ret_version,
                         struct rc_error *err);
     /* With RC_CAP_ROTATE_SELF or RC_CAP_ROTATE_OTHER_KEY: asks a store that makes secrets
      * itself to make a new one (vault: rotate-role; azure: regenerate the key that is not
@@ -177,9 +202,28 @@ struct rc_source_type {
      * -1 with err as for rotate_write(). */
     int (*rotate_self)(void *state, const struct rc_credential *cred, const char *expected_version,
                        char *ret_version, struct rc_error *err);
+    /* With RC_CAP_ROTATION_RECORD: reads the rotation record kept beside cred (file: the
+     * file `.<path>.rotation`; vault kv2: the secret `<path>.rotation`). 0 with
+     * *ret_record (a secret made with rc_services.secret_new holding the record's JSON
+     * object text; the host frees it) and its revision in ret_revision[RC_REVISION_MAX];
+     * 0 with *ret_record NULL when there is no record (ret_revision: what record_write()
+     * must be given to create one; "" when nothing is there at all); -1 with err. The
+     * record holds a password: never log it. */
+    int (*record_read)(void *state, const struct rc_credential *cred, struct secret **ret_record,
+                       char *ret_revision, struct rc_error *err);
+    /* With RC_CAP_ROTATION_RECORD: writes record (a JSON object text) as the rotation
+     * record of cred, but only while the store's revision of it is still
+     * expected_revision (what record_read() or the last record_write() reported).
+     * record NULL removes the record (a store may keep an empty one). 0 with the new
+     * revision in ret_revision, or -1 with err: RC_ERR_CONFLICT when the revision differs
+     * (another host wrote it; nothing was written), RC_ERR_FATAL when this credential
+     * cannot have one, other classes as for fetch(). */
+    int (*record_write)(void *state, const struct rc_credential *cred, const char *expected_revision,
+                        const struct secret *record, char *ret_revision, struct rc_error *err);
     /* Threads: every method but open(), close(), watch_fd() and watch_event() runs on a
      * worker and may block (bounded by the plugin's timeouts); the host never runs two of
-     * fetch(), next_check(), rotate_write() and rotate_self() at once on one instance. */
+     * fetch(), next_check(), rotate_write(), rotate_self(), record_read() and
+     * record_write() at once on one instance. */
 };
 
 /* Services of the host that need no instance: secrets (the host's secure heap, wiped on

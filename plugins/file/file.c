@@ -400,9 +400,10 @@ static int write_all(int fd, const char *buf, size_t len) {
 }
 
 static int file_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
-                       const char *username, const struct secret *password, char *ret_version,
-                       struct rc_error *err) {
+                       const char *username, const struct secret *password,
+                       const struct rc_rotation_mark *mark, char *ret_version, struct rc_error *err) {
     struct file_source *s = state;
+    (void)mark;   /* written from ABI 4 on: the next step */
     const struct file_cred *fc = file_find(s, cred->name);
     char target[PATH_MAX], tmp[PATH_MAX], version[RC_VERSION_MAX];
     struct rc_candidate cur = { .expires_at = INT64_MIN };

@@ -1013,9 +1013,11 @@ static int vault_rotate_self(void *state, const struct rc_credential *cred, cons
 
 /* rotate_write(): a check-and-set write of the agent's password, engine kv2 only. */
 static int vault_rotate_write(void *state, const struct rc_credential *cred, const char *expected_version,
-                              const char *username, const struct secret *password, char *ret_version,
+                              const char *username, const struct secret *password,
+                              const struct rc_rotation_mark *mark, char *ret_version,
                               struct rc_error *err) {
     struct vault_source *s = state;
+    (void)mark;   /* written from ABI 4 on: the next step */
     struct vault_cred_rt *c = find_cred(s, cred->name);
     char what[VAULT_PATH_MAX + 16], *end = NULL;
     struct http_response resp;

@@ -90,7 +90,7 @@ int mock_rotate(const struct rc_source_type *t, void *state, const struct rc_cre
     if (!password)   /* the store makes one */
         return t->rotate_self(state, cred, expected_version, ret_version, err);
     struct secret *p = secret_new_str(password);
-    int r = t->rotate_write(state, cred, expected_version, username, p, ret_version, err);
+    int r = t->rotate_write(state, cred, expected_version, username, p, NULL, ret_version, err);
     secret_free(p);
     return r;
 }
