@@ -82,7 +82,7 @@ static void rot_wake(struct cred_rt *c) {
 }
 
 static void rot_schedule_due(struct cred_rt *c) {
-    int64_t due = rotate_next_due(&c->rot.st, c->cfg->rotation.interval_usec);
+    int64_t due = rotate_next_due(&c->rot.st, c->cfg->rotation.interval_usec, 0);
     int64_t now = now_real();
     rot_go(c, RS_NONE, false, due > now ? (uint64_t)(due - now) * USEC_PER_SEC : 0);
 }
