@@ -113,8 +113,9 @@ int rotate_state_parse(const char *buf, size_t len, struct rotate_state *ret) {
         get_int(o, "last_completed", &st.last_completed) < 0 ||
         get_int(o, "baseline", &st.baseline) < 0)
         goto out;
-    /* A rotation under way must say which versions it moves between. */
-    if (st.phase != ROTATE_IDLE && (!st.old_version[0] || !st.new_version[0]))
+    /* A rotation under way must say which versions it moves between (one held in the
+     * store's rotation record learns the new one when it writes it). */
+    if (st.phase != ROTATE_IDLE && (!st.old_version[0] || (!st.new_version[0] && !st.record)))
         goto out;
     *ret = st;
     r = 0;
@@ -208,11 +209,11 @@ int64_t rotate_next_due(const struct rotate_state *st, uint64_t interval_usec, i
     return from + (int64_t)(interval_usec / 1000000) + splay_s;
 }
 
-int64_t rotate_splay_draw(uint64_t splay_usec) {
-    uint64_t n = splay_usec / 1000000, rnd;
+uint64_t rotate_splay_draw(uint64_t splay_usec) {
+    uint64_t n = splay_usec / 1000, rnd;
     if (n == 0 || RAND_bytes((unsigned char *)&rnd, sizeof rnd) != 1)
         return 0;
-    return (int64_t)(rnd % (n + 1));   /* n is far below 2^64: the bias is negligible */
+    return rnd % (n + 1) * 1000;   /* n is far below 2^64: the bias is negligible */
 }
 
 /* ---- passwords ---- */

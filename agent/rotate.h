@@ -71,8 +71,9 @@ int rotate_state_save(const char *state_dir, const char *name, const struct rota
  * fleet clock, else after the last completed one (a format-1 record), else after the
  * baseline. */
 int64_t rotate_next_due(const struct rotate_state *st, uint64_t interval_usec, int64_t splay_s);
-/* A uniform draw in [0, splay_usec] seconds (OpenSSL's CSPRNG; 0 when it fails). */
-int64_t rotate_splay_draw(uint64_t splay_usec);
+/* A uniform draw in [0, splay_usec] usec, at millisecond grain (OpenSSL's CSPRNG; 0 when
+ * it fails). */
+uint64_t rotate_splay_draw(uint64_t splay_usec);
 
 /* A new password of `length` characters drawn uniformly from `alphabet` with OpenSSL's
  * CSPRNG (rejection sampling, no modulo bias). 0 and *ret, or -errno. */

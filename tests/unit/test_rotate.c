@@ -113,12 +113,12 @@ static void test_next_due_counts_from_the_fleet_clock_else_last_rotation_else_ba
 static void test_splay_draw_stays_in_range_and_varies(void **st) {
     bool seen_low = false, seen_high = false;
     assert_int_equal(rotate_splay_draw(0), 0);
-    assert_int_equal(rotate_splay_draw(999999), 0);   /* under a second */
+    assert_int_equal(rotate_splay_draw(999), 0);   /* under a millisecond */
     for (int i = 0; i < 400; i++) {
-        int64_t d = rotate_splay_draw(3 * 1000000ULL);
-        assert_true(d >= 0 && d <= 3);
+        uint64_t d = rotate_splay_draw(3000);
+        assert_true(d <= 3000 && d % 1000 == 0);
         seen_low |= d == 0;
-        seen_high |= d == 3;
+        seen_high |= d == 3000;
     }
     assert_true(seen_low && seen_high);
 }
