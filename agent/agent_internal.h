@@ -96,6 +96,7 @@ struct rot_rt {
     uint64_t failures_total;              /* failed steps (each one retried), for metrics */
     struct rot_job *job;                  /* rotation_init: only if this host rotates; else NULL */
     char host[ROTREC_HOST_MAX];           /* gethostname(): the record's owner */
+    char owner_id[RC_VERSION_MAX];        /* this agent, in the record (rotrec.h owner_id) */
     bool fetched;                         /* a fetch succeeded since start (the store's clock) */
     bool due_waiting;                     /* the schedule fell due before that fetch */
     bool resume_look;                     /* the next begin only goes on with a held record */

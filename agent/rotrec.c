@@ -100,6 +100,7 @@ int rotrec_format(const struct rotrec *rec, struct secret **ret) {
         return r;
     put(o, "format", json_integer(ROTREC_FORMAT), &r);
     put(o, "owner", json_string(rec->owner), &r);
+    put(o, "owner_id", json_string(rec->owner_id), &r);
     put(o, "epoch", json_integer((json_int_t)rec->epoch), &r);
     put(o, "phase", json_string(rotrec_phase_to_string(rec->phase)), &r);
     put(o, "base_version", json_string(rec->base_version), &r);
@@ -159,6 +160,11 @@ static int get_buf(json_t *o, const char *key, char *out, size_t size, char *err
         return fail(err, errlen, "rotation record: \"%s\" is empty or longer than %zu bytes", key, size - 1);
     memcpy(out, s, strlen(s) + 1);
     return 0;
+}
+
+static int get_opt_buf(json_t *o, const char *key, char *out, size_t size, char *err, size_t errlen) {
+    out[0] = '\0';
+    return json_object_get(o, key) ? get_buf(o, key, out, size, err, errlen) : 0;
 }
 
 static int get_user(json_t *o, const char *key, char **ret, char *err, size_t errlen) {
@@ -228,6 +234,7 @@ int rotrec_parse(const char *text, size_t len, struct rotrec *ret, char *err, si
     if (r == 0)
         r = get_head(o, &rec, err, errlen);
     if (r == 0 && (get_buf(o, "owner", rec.owner, sizeof rec.owner, err, errlen) < 0 ||
+                   get_opt_buf(o, "owner_id", rec.owner_id, sizeof rec.owner_id, err, errlen) < 0 ||
                    get_buf(o, "base_version", rec.base_version, sizeof rec.base_version, err, errlen) < 0 ||
                    get_user(o, "username", &rec.username, err, errlen) < 0 ||
                    get_pw(o, "password", &rec.password, err, errlen) < 0 ||
@@ -253,11 +260,11 @@ int64_t rotrec_takeover_at(const struct rotrec *r, int64_t pending_timeout_s) {
     return from + pending_timeout_s;
 }
 
-enum rotrec_action rotrec_decide(const struct rotrec *read, const char *host, uint64_t held_epoch,
-                                 int64_t now, int64_t pending_timeout_s) {
+enum rotrec_action rotrec_decide(const struct rotrec *read, const char *host, const char *owner_id,
+                                 uint64_t held_epoch, int64_t now, int64_t pending_timeout_s) {
     if (!read)
         return held_epoch ? ROTREC_LOST : ROTREC_CLAIM;
-    bool mine = strcmp(read->owner, host) == 0;
+    bool mine = strcmp(read->owner, host) == 0 && strcmp(read->owner_id, owner_id) == 0;
     if (held_epoch)
         return mine && read->epoch == held_epoch ? ROTREC_CONTINUE : ROTREC_LOST;
     if (mine)

@@ -36,7 +36,9 @@ enum rotrec_phase {
 const char *rotrec_phase_to_string(enum rotrec_phase p);
 
 struct rotrec {
-    char owner[ROTREC_HOST_MAX];
+    char owner[ROTREC_HOST_MAX];          /* the host name (logs, operators) */
+    char owner_id[RC_VERSION_MAX];        /* the owning agent: a keyed hash of its host key,
+                                             so that two agents on one host differ; "" none */
     uint64_t epoch;                       /* +1 at every takeover */
     enum rotrec_phase phase;
     char base_version[RC_VERSION_MAX];    /* the owner's version of the entry it replaces */
@@ -77,10 +79,10 @@ enum rotrec_action {
 };
 const char *rotrec_action_to_string(enum rotrec_action a);
 
-/* What this host does with the record it read (NULL: none). held_epoch: the epoch this
- * host's running rotation holds, 0 when it holds none. */
-enum rotrec_action rotrec_decide(const struct rotrec *read, const char *host, uint64_t held_epoch,
-                                 int64_t now, int64_t pending_timeout_s);
+/* What this agent (host name, owner_id) does with the record it read (NULL: none).
+ * held_epoch: the epoch its running rotation holds, 0 when it holds none. */
+enum rotrec_action rotrec_decide(const struct rotrec *read, const char *host, const char *owner_id,
+                                 uint64_t held_epoch, int64_t now, int64_t pending_timeout_s);
 
 enum rotrec_entry {
     ROTREC_ENTRY_BASE = 0,   /* the entry still holds the old credential */

@@ -17,6 +17,7 @@
 static void fill(struct rotrec *r) {
     *r = (struct rotrec){ .epoch = 3, .phase = ROTREC_ADDING, .claimed_at = T0, .updated_at = T0 + 5 };
     snprintf(r->owner, sizeof r->owner, "host-a");
+    snprintf(r->owner_id, sizeof r->owner_id, "h-aaaa");
     snprintf(r->base_version, sizeof r->base_version, "h-0123456789abcdef");
     r->username = strdup("app");
     r->old_username = strdup("app");
@@ -37,6 +38,7 @@ static void test_round_trip(void **st) {
     assert_non_null(strstr(secret_data(text), "\"wait_until\":\"20"));
     assert_int_equal(rotrec_parse(secret_data(text), secret_len(text), &out, err, sizeof err), 0);
     assert_string_equal(out.owner, "host-a");
+    assert_string_equal(out.owner_id, "h-aaaa");
     assert_int_equal(out.epoch, 3);
     assert_int_equal(out.phase, ROTREC_REMOVING);
     assert_string_equal(out.base_version, in.base_version);
@@ -138,21 +140,25 @@ static void test_takeover_time_is_after_the_later_of_updated_and_wait(void **st)
 static void test_decide(void **st) {
     struct rotrec r = { .epoch = 4, .updated_at = T0 };
     snprintf(r.owner, sizeof r.owner, "host-a");
+    snprintf(r.owner_id, sizeof r.owner_id, "id-a");
     /* no record */
-    assert_int_equal(rotrec_decide(NULL, "host-b", 0, T0, 600), ROTREC_CLAIM);
-    assert_int_equal(rotrec_decide(NULL, "host-a", 4, T0, 600), ROTREC_LOST);
+    assert_int_equal(rotrec_decide(NULL, "host-b", "id-b", 0, T0, 600), ROTREC_CLAIM);
+    assert_int_equal(rotrec_decide(NULL, "host-a", "id-a", 4, T0, 600), ROTREC_LOST);
     /* another host's record: live, then past the timeout (strictly after) */
-    assert_int_equal(rotrec_decide(&r, "host-b", 0, T0 + 600, 600), ROTREC_WAIT);
-    assert_int_equal(rotrec_decide(&r, "host-b", 0, T0 + 601, 600), ROTREC_TAKE_OVER);
+    assert_int_equal(rotrec_decide(&r, "host-b", "id-b", 0, T0 + 600, 600), ROTREC_WAIT);
+    assert_int_equal(rotrec_decide(&r, "host-b", "id-b", 0, T0 + 601, 600), ROTREC_TAKE_OVER);
     /* a live record is never taken over while its wait runs */
     r.wait_until = T0 + 3600;
-    assert_int_equal(rotrec_decide(&r, "host-b", 0, T0 + 601, 600), ROTREC_WAIT);
-    /* this host's own */
-    assert_int_equal(rotrec_decide(&r, "host-a", 4, T0, 600), ROTREC_CONTINUE);
-    assert_int_equal(rotrec_decide(&r, "host-a", 3, T0, 600), ROTREC_LOST);   /* taken and back */
-    assert_int_equal(rotrec_decide(&r, "host-a", 0, T0, 600), ROTREC_RESUME);
+    assert_int_equal(rotrec_decide(&r, "host-b", "id-b", 0, T0 + 601, 600), ROTREC_WAIT);
+    /* this agent's own */
+    assert_int_equal(rotrec_decide(&r, "host-a", "id-a", 4, T0, 600), ROTREC_CONTINUE);
+    assert_int_equal(rotrec_decide(&r, "host-a", "id-a", 3, T0, 600), ROTREC_LOST);   /* taken and back */
+    assert_int_equal(rotrec_decide(&r, "host-a", "id-a", 0, T0, 600), ROTREC_RESUME);
+    /* another agent on the same host is another owner */
+    assert_int_equal(rotrec_decide(&r, "host-a", "id-x", 0, T0, 600), ROTREC_WAIT);
+    assert_int_equal(rotrec_decide(&r, "host-a", "id-x", 4, T0, 600), ROTREC_LOST);
     /* held, but another host has it now */
-    assert_int_equal(rotrec_decide(&r, "host-b", 4, T0, 600), ROTREC_LOST);
+    assert_int_equal(rotrec_decide(&r, "host-b", "id-a", 4, T0, 600), ROTREC_LOST);
     assert_string_equal(rotrec_action_to_string(ROTREC_TAKE_OVER), "take-over");
     assert_string_equal(rotrec_action_to_string((enum rotrec_action)99), "?");
 }
