@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "aclwatch.h"
 #include "agent.h"
 #include "backoff.h"
 #include "credsm.h"
@@ -46,7 +47,7 @@ enum cred_state {
 struct source_rt;
 struct cred_rt;
 
-enum rot_timer { RT_DUE = 0, RT_GRACE, RT_RETRY };
+enum rot_timer { RT_DUE = 0, RT_GRACE, RT_RETRY, RT_WATCH };
 
 struct rot_job {
     struct job job;
@@ -103,6 +104,12 @@ struct rot_rt {
     bool revoke_next;                     /* `rotate --revoke` asked for the next rotation */
     uint64_t splay_usec;                  /* drawn for the current fleet clock */
     uint64_t waited_epoch;                /* the live record last reported as waited for */
+    /* The revocation watch: ACL LOG's previous read of every node (a step's job uses it
+     * while the step runs, the loop otherwise), the user watched, a problem said once. */
+    struct aclwatch watch;
+    char watch_user[128];
+    char watch_problem[256];              /* the baseline's problem, said at the first tick */
+    bool watch_problem_said;
 };
 
 struct cred_job {

@@ -41,6 +41,8 @@ int rotate_state_format(const struct rotate_state *st, char *buf, size_t size) {
                           "last_completed", (json_int_t)st->last_completed,
                           "baseline", (json_int_t)st->baseline,
                           "fleet_rotated_at", (json_int_t)st->fleet_rotated_at);
+    if (o && st->watch_until)
+        json_object_set_new(o, "watch_until", json_integer((json_int_t)st->watch_until));
     if (!o)
         return -ENOMEM;
     size_t n = json_dumpb(o, buf, size, JSON_COMPACT);
@@ -111,7 +113,7 @@ int rotate_state_parse(const char *buf, size_t len, struct rotate_state *ret) {
         get_int(o, "started_at", &st.started_at) < 0 ||
         get_int(o, "grace_until", &st.grace_until) < 0 ||
         get_int(o, "last_completed", &st.last_completed) < 0 ||
-        get_int(o, "baseline", &st.baseline) < 0)
+        get_int(o, "baseline", &st.baseline) < 0 || get_int(o, "watch_until", &st.watch_until) < 0)
         goto out;
     /* A rotation under way must say which versions it moves between (one held in the
      * store's rotation record learns the new one when it writes it). */

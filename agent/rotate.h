@@ -52,6 +52,8 @@ struct rotate_state {
     int64_t baseline;         /* unix seconds the schedule counts from when never rotated */
     int64_t fleet_rotated_at; /* the fleet clock: rotated_at of the newest marked version this
                                  host published or saw in the store; 0 = none */
+    int64_t watch_until;      /* unix seconds: the revocation watch reads ACL LOG until then;
+                                 0 = no watch */
 };
 
 #define ROTATE_STATE_MAX 4096

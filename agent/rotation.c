@@ -145,6 +145,34 @@ static void rot_fail(struct cred_rt *c, const char *fmt, ...) {
     rot_go(c, RS_RETRY_WAIT, false, delay);
 }
 
+/* -- the revocation watch (docs/design.md §9): ACL LOG after the old password went -- */
+
+static bool watch_enabled(const struct cred_rt *c) {
+    return c->cfg->rotation.strategy == ROTATION_REDIS_ACL && c->cfg->rotation.revocation_watch_usec > 0;
+}
+
+/* Worker: the watch's first read of every node's ACL LOG, its baseline, just before the
+ * old password goes (failures before that are not the removal's). Logged in as the admin,
+ * else as the credential (user, pw). Best effort: the removal goes on without it. */
+static void watch_baseline(struct rot_job *j, const char *user, const struct secret *pw) {
+    struct cred_rt *c = j->c;
+    struct aclwatch_target t;
+    const char *users[1] = { user ? user : "default" };
+    char what[256], problem[256];
+
+    aclwatch_clear(&c->rot.watch);
+    c->rot.watch_problem[0] = '\0';
+    snprintf(c->rot.watch_user, sizeof c->rot.watch_user, "%s", users[0]);
+    if (!watch_enabled(c))
+        return;
+    if (aclwatch_target_open(c->cfg, user, pw, &t, problem, sizeof problem) == 0) {
+        (void)aclwatch_read(&c->rot.watch, &t.t, users, 1, what, sizeof what, problem,
+                            sizeof problem);
+        aclwatch_target_close(&t);
+    }
+    snprintf(c->rot.watch_problem, sizeof c->rot.watch_problem, "%s", problem);
+}
+
 static void rot_completed(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     ro->st.phase = ROTATE_IDLE;
@@ -161,6 +189,12 @@ static void rot_completed(struct cred_rt *c) {
         text_clear(&c->last_error);
     backoff_reset(&ro->retry);
     rot_job_clear(ro->job);
+    if (watch_enabled(c) && !c->a->stopping) {
+        ro->st.watch_until = now_real() + (int64_t)(c->cfg->rotation.revocation_watch_usec / USEC_PER_SEC);
+        rot_save(c);
+        rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
+        return;
+    }
     rot_schedule_due(c);
 }
 
@@ -169,6 +203,7 @@ static void rot_completed(struct cred_rt *c) {
 static void rot_remove_run(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     const struct config_credential *cc = j->c->cfg;
+    watch_baseline(j, j->username, j->new_pw);
     j->r = rotate_acl_apply(&cc->redis, &cc->rotation, j->username, ROTATE_ACL_REMOVE, j->old_pw,
                             j->username, j->new_pw, &j->acl);
 }
@@ -707,6 +742,7 @@ static void rot_remove_rec_run(struct job *jb) {
     const struct rotrec *r = &j->rec;
     if ((j->outcome = rec_recheck(j)) != RO_OK)
         return;
+    watch_baseline(j, r->username, r->password);
     if (rotate_acl_apply(&cc->redis, &cc->rotation, r->old_username, ROTATE_ACL_REMOVE, r->old_password,
                          r->username, r->password, &j->acl) < 0) {
         snprintf(j->why, sizeof j->why, "cannot remove the old password: %s", j->acl.detail);
@@ -966,9 +1002,13 @@ static int rot_begin_record(struct cred_rt *c, bool manual, char *err, size_t er
 
 /* Starts a rotation now: the machine said ROT_BEGIN (no check runs, no rotation is
  * under way). 0, or -errno with err. */
+static void watch_end(struct cred_rt *c);
+
 static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     struct rot_rt *ro = &c->rot;
     struct rot_job *j = ro->job;
+    if (c->sm.rot == RS_WATCH)
+        watch_end(c);   /* a new rotation: its own removal starts a new watch */
     if (use_record(c) && (ro->st.phase == ROTATE_IDLE || ro->st.record))
         return rot_begin_record(c, manual, err, errlen);
     if (ro->st.phase != ROTATE_IDLE) {
@@ -1047,6 +1087,83 @@ static void rot_abandon(struct cred_rt *c, const char *fmt, ...) {
 /* Picks an interrupted rotation up from its record and what is published. */
 static void rot_due(struct cred_rt *c, bool scheduled);
 
+/* The watch is over (its time ran out, or a rotation begins): the schedule again. */
+static void watch_end(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    ro->st.watch_until = 0;
+    rot_save(c);
+    aclwatch_clear(&ro->watch);
+    ro->watch_problem_said = false;
+}
+
+/* Worker: ACL LOG on every node, the failures since the last read. */
+static void rot_watch_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    struct cred_rt *c = j->c;
+    const char *users[1] = { c->rot.watch_user[0] ? c->rot.watch_user : "default" };
+    struct aclwatch_target t;
+
+    j->acl.detail[0] = j->why[0] = '\0';
+    j->r = aclwatch_target_open(c->cfg, j->username, j->new_pw, &t, j->acl.detail, sizeof j->acl.detail);
+    if (j->r < 0)
+        return;
+    j->r = aclwatch_read(&c->rot.watch, &t.t, users, 1, j->why, sizeof j->why, j->acl.detail,
+                         sizeof j->acl.detail);
+    aclwatch_target_close(&t);
+}
+
+static void rot_watch_done(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    if (j->r > 0) {
+        /* An application (or a host whose agent is stopped) still has the old password. */
+        struct log_ctx ctx = cred_ctx(c, LOG_MID_OLD_CREDENTIAL_USED, ro->st.old_version);
+        log_ctx_msg(LOG_ERR, &ctx, "%s: the old credential (version %s) was tried after its removal: "
+                    "%d failed AUTH%s: %s", c->cfg->name, ro->st.old_version, j->r, j->r == 1 ? "" : "s",
+                    j->why);
+        text_set(&ro->last_error, "the old credential was tried after its removal: %s", j->why);
+    }
+    if (j->acl.detail[0] && !ro->watch_problem_said) {
+        /* Said once per watch: the rotation itself is done and fine. */
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name }, "%s: the revocation watch "
+                    "cannot read ACL LOG everywhere (%s); it goes on where it can", c->cfg->name, j->acl.detail);
+        ro->watch_problem_said = true;
+    }
+    rot_job_clear(j);
+    if (now_real() >= ro->st.watch_until) {
+        watch_end(c);
+        rot_schedule_due(c);
+        return;
+    }
+    rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
+}
+
+/* The watch's timer: read again, or end. */
+static void rot_watch_tick(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    struct rot_job *j = ro->job;
+    if (ro->watch_problem[0] && !ro->watch_problem_said) {
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name }, "%s: the revocation watch "
+                    "cannot read ACL LOG everywhere (%s); it goes on where it can", c->cfg->name,
+                    ro->watch_problem);
+        ro->watch_problem_said = true;
+    }
+    if (now_real() >= ro->st.watch_until || !c->have_cur) {
+        watch_end(c);
+        rot_schedule_due(c);
+        return;
+    }
+    rot_job_clear(j);
+    j->c = c;
+    j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
+    j->new_pw = secret_dup(c->cur.cur.password);
+    if (!j->new_pw || (c->cur.cur.username && !j->username)) {
+        rot_job_clear(j);
+        rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
+        return;
+    }
+    rot_submit(c, RS_WATCHING, rot_watch_run, rot_watch_done, false);
+}
+
 static void rot_resume(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     char err[256];
@@ -1060,6 +1177,14 @@ static void rot_resume(struct cred_rt *c) {
     switch (rotate_resume_decide(&ro->st, c->have_cur ? c->cur.cur.version : NULL,
                                  c->have_cur && c->cur.has_previous ? c->cur.prev.version : NULL)) {
     case ROTATE_RESUME_NONE:
+        if (watch_enabled(c) && ro->st.watch_until > now_real() && c->sm.rot != RS_RETRY_WAIT) {
+            /* A watch that a restart or reload cut short goes on; its first read is the
+             * new baseline. */
+            snprintf(ro->watch_user, sizeof ro->watch_user, "%s",
+                     c->have_cur && c->cur.cur.username ? c->cur.cur.username : "default");
+            rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
+            return;
+        }
         if (c->sm.rot == RS_RETRY_WAIT) {
             if (rot_request(c, false, err, sizeof err) < 0)
                 rot_fail(c, "%s", err);
@@ -1126,6 +1251,9 @@ void rotation_timer(struct cred_rt *c) {
         break;
     case RT_RETRY:
         rot_resume(c);
+        break;
+    case RT_WATCH:
+        rot_watch_tick(c);
         break;
     }
 }
@@ -1198,6 +1326,7 @@ void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
 /* At start and after a reload: the record, then what it needs. */
 void rotation_clear(struct cred_rt *c) {
     c->rot.timer = sd_event_source_disable_unref(c->rot.timer);
+    aclwatch_clear(&c->rot.watch);
     rot_job_clear(c->rot.job);
     if (c->rot.job) {
         rotrec_clear(&c->rot.job->rec);
@@ -1288,7 +1417,9 @@ void rotation_init(struct cred_rt *c) {
 
 /* The rotation part of a status row; null without rotation. */
 const char *rotation_step_word(const struct cred_rt *c) {
-    return c->rot.enabled && c->sm.rot != RS_NONE ? credsm_step_name(c->sm.rot) : NULL;
+    /* The revocation watch comes after a completed rotation: none is under way. */
+    bool under_way = c->sm.rot != RS_NONE && c->sm.rot != RS_WATCH && c->sm.rot != RS_WATCHING;
+    return c->rot.enabled && under_way ? credsm_step_name(c->sm.rot) : NULL;
 }
 
 json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t real) {
@@ -1305,7 +1436,10 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
     json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));
     enum rot_step step = c->sm.rot;
     json_object_set_new(o, "step", json_string(credsm_step_name(step)));
-    json_object_set_new(o, "next_rotation", json_time(step == RS_NONE ? at : 0));
+    /* the watch holds the timer: the schedule is due at the same time all the same */
+    int64_t due = step == RS_NONE ? at
+                  : step == RS_WATCH || step == RS_WATCHING ? real + (int64_t)(due_in(c) / USEC_PER_SEC) : 0;
+    json_object_set_new(o, "next_rotation", json_time(due));
     json_object_set_new(o, "old_removed_at", json_time(step == RS_GRACE ? at : 0));
     json_object_set_new(o, "retry_at", json_time(step == RS_RETRY_WAIT ? at : 0));
     json_object_set_new(o, "last_rotation", json_time(ro->st.last_completed));

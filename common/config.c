@@ -199,6 +199,11 @@ static const struct config_key rotation_keys[] = {
     { .name = "splay", .type = CONFIG_T_DURATION, .store = CONFIG_STORE_USEC, ROT(ro.splay_usec) },
     { .name = "pending_timeout", .type = CONFIG_T_DURATION, .default_value = "10m",
       .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, ROT(ro.pending_timeout_usec) },
+    /* the revocation watch after the old password is removed (redis-acl) */
+    { .name = "revocation_check", .type = CONFIG_T_DURATION, .default_value = "10s",
+      .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, ROT(ro.revocation_check_usec) },
+    { .name = "revocation_watch", .type = CONFIG_T_DURATION, .default_value = "5m",
+      .store = CONFIG_STORE_USEC, ROT(ro.revocation_watch_usec) },
     { .name = NULL },
 };
 

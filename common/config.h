@@ -174,6 +174,8 @@ struct config_rotation {
     size_t n_rotators;
     uint64_t splay_usec;           /* a random [0, splay] added to every due time */
     uint64_t pending_timeout_usec; /* a rotation record untouched this long may be taken over */
+    uint64_t revocation_check_usec; /* redis-acl: ACL LOG read this often after a removal ... */
+    uint64_t revocation_watch_usec; /* ... for this long; 0 = no revocation watch */
     unsigned password_length;
     char alphabet[ROTATION_ALPHABET_MAX + 1];   /* the characters passwords are drawn from */
 };

@@ -47,3 +47,12 @@ void stop_server(struct server *s);   /* NULL-safe: a server never started is le
 /* A fresh directory for the servers' files, under $REDIS_CREDS_TEST_TMP (when short
  * enough for unix socket paths) or /tmp. 0 or -1. */
 int server_tmpdir(char *buf, size_t size, const char *prefix);
+
+/* In a cmocka test: skips it, saying why, when the group setup found no redis-server. */
+#define SKIP_WITHOUT_REDIS(have)                                      \
+    do {                                                              \
+        if (!(have)) {                                                \
+            print_message("redis-server not available: skipped\n"); \
+            skip();                                                   \
+        }                                                             \
+    } while (0)

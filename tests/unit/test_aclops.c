@@ -130,13 +130,7 @@ static int per_test(void **state) {
     return 0;
 }
 
-#define NEED_REDIS()                                                  \
-    do {                                                              \
-        if (!have_redis) {                                            \
-            print_message("redis-server not available: skipped\n"); \
-            skip();                                                   \
-        }                                                             \
-    } while (0)
+#define NEED_REDIS() SKIP_WITHOUT_REDIS(have_redis)
 
 /* Both servers as the target, logged in as `user` with `pw` (NULL: admin). */
 struct target_buf {
