@@ -975,7 +975,7 @@ static void rot_arm(struct cred_rt *c) {
     if (a->p.once || a->stopping)
         return;
     c->rot.timer_kind = c->sm.rot == RS_GRACE ? RT_GRACE : c->sm.rot == RS_RETRY_WAIT ? RT_RETRY
-                        : c->sm.rot == RS_WATCH ? RT_WATCH : RT_DUE;
+                        : c->sm.rot == RS_WATCH ? RT_WATCH : c->sm.rot == RS_DRAINING ? RT_DRAIN : RT_DUE;
     int r = agent_arm_timer(a->p.event, &c->rot.timer, delay, agent_timer_accuracy(delay),
                             on_rot_timer, c, &c->rot.timer_mono);
     if (r < 0)

@@ -47,7 +47,7 @@ enum cred_state {
 struct source_rt;
 struct cred_rt;
 
-enum rot_timer { RT_DUE = 0, RT_GRACE, RT_RETRY, RT_WATCH };
+enum rot_timer { RT_DUE = 0, RT_GRACE, RT_RETRY, RT_WATCH, RT_DRAIN };
 
 struct rot_job {
     struct job job;
@@ -79,6 +79,12 @@ struct rot_job {
     bool entry_moved;                     /* look: the entry is not what is published */
     int64_t entry_rotated_at;             /* look: the entry's rotated_at, INT64_MIN: none */
     int64_t rotated_at;                   /* writing: the mark of the entry; to publish */
+    /* redis-acl-users */
+    char *pending_user;                   /* the claim: the idle user that gets the password */
+    bool nothing_added;                   /* adding refused before Redis changed (users differ) */
+    struct aclops_result clients;         /* removing: CLIENT LIST of the previous user */
+    bool past_max_grace;                  /* removing: still connected after max_grace */
+    long long killed;                     /* removing: CLIENT KILL USER closed these */
 };
 
 struct rot_rt {
@@ -110,6 +116,9 @@ struct rot_rt {
     char watch_user[128];
     char watch_problem[256];              /* the baseline's problem, said at the first tick */
     bool watch_problem_said;
+    /* redis-acl-users: the drain of the previous user (status and …4b0b) */
+    json_t *drain;                        /* {"user","connections","nodes":[...]}; NULL: none */
+    bool drain_said, drain_max_said;
 };
 
 struct cred_job {

@@ -8,7 +8,7 @@ static const char *const step_names[RS_N_STEPS] = {
     [RS_NONE] = "idle", [RS_CLAIMING] = "claiming", [RS_AWAIT_FETCH] = "reading-store",
     [RS_ADDING] = "adding", [RS_WRITING] = "writing", [RS_ROLLBACK] = "rolling-back", [RS_GRACE] = "grace",
     [RS_REMOVING] = "removing", [RS_RETRY_WAIT] = "retry-wait", [RS_WATCH] = "watching",
-    [RS_WATCHING] = "reading-acl-log",
+    [RS_WATCHING] = "reading-acl-log", [RS_DRAINING] = "draining",
 };
 
 const char *credsm_step_name(enum rot_step s) {
@@ -38,10 +38,11 @@ static const unsigned rot_moves[RS_N_STEPS] = {
     [RS_WRITING] = 1u << RS_ROLLBACK | 1u << RS_GRACE | 1u << RS_REMOVING,
     [RS_ROLLBACK] = 0,
     [RS_GRACE] = 1u << RS_REMOVING,
-    [RS_REMOVING] = 1u << RS_WATCH,
+    [RS_REMOVING] = 1u << RS_WATCH | 1u << RS_DRAINING,
     [RS_RETRY_WAIT] = 1u << RS_CLAIMING | 1u << RS_AWAIT_FETCH | 1u << RS_GRACE | 1u << RS_REMOVING,
     [RS_WATCH] = 1u << RS_WATCHING | 1u << RS_CLAIMING,
     [RS_WATCHING] = 1u << RS_WATCH,
+    [RS_DRAINING] = 1u << RS_REMOVING,
 };
 
 static void queue_check(struct credsm *sm, struct credsm_fx *fx) {
@@ -123,7 +124,7 @@ static int on_rot_step(struct credsm *sm, const struct credsm_event *ev, struct 
         fx->mask |= ev->store ? CSM_FX_ROT_QUEUE_STORE : CSM_FX_ROT_RUN;
         return 0;
     }
-    if (to == RS_GRACE || to == RS_RETRY_WAIT || to == RS_NONE || to == RS_WATCH)
+    if (to == RS_GRACE || to == RS_RETRY_WAIT || to == RS_NONE || to == RS_WATCH || to == RS_DRAINING)
         fx->mask |= CSM_FX_ROT_ARM;
     if (to == RS_AWAIT_FETCH)
         sm->wake_pending = true;

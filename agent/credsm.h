@@ -16,7 +16,8 @@
  *             ADDING* -> WRITING* -> GRACE -> REMOVING* -> NONE; WRITING -> ROLLBACK*; a
  *             takeover in phase removing: CLAIMING -> GRACE | REMOVING
  *             the revocation watch after a removal: REMOVING -> WATCH -> WATCHING* ->
- *             WATCH ... -> NONE (a rotation may begin from WATCH)
+ *             WATCH ... -> NONE (a rotation may begin from WATCH); redis-acl-users'
+ *             drain: REMOVING* -> DRAINING -> REMOVING* ... until no connection is left
  *             (* may call the store: through the source's queue, rotation class)
  *
  * Steps that change the store or Redis (CLAIMING ADDING WRITING ROLLBACK REMOVING) hold the
@@ -45,10 +46,11 @@
  *                    AWAIT_FETCH -> ADDING               GRACE -> REMOVING
  *                    ADDING -> ROLLBACK GRACE REMOVING WRITING
  *                    WRITING -> ROLLBACK GRACE REMOVING
- *                    REMOVING -> WATCH         WATCH -> WATCHING CLAIMING
- *                    WATCHING -> WATCH
+ *                    REMOVING -> WATCH DRAINING   WATCH -> WATCHING CLAIMING
+ *                    WATCHING -> WATCH         DRAINING -> REMOVING
  *                  CLAIMING needs check IDLE (-EBUSY). A store step: ROT_QUEUE_STORE;
- *                  another holding step: ROT_RUN; GRACE, RETRY_WAIT, NONE, WATCH: ROT_ARM.
+ *                  another holding step: ROT_RUN; GRACE, RETRY_WAIT, NONE, WATCH, DRAINING:
+ *                  ROT_ARM.
  *                  AWAIT_FETCH wakes the check. `wake` sets wake_pending. Leaving the
  *                  holding steps runs a pending wake-up. Always STATUS. While stopping:
  *                  the step is recorded, nothing else.
@@ -86,6 +88,8 @@ enum rot_step {
                            fires (revocation watch); a rotation may begin (the watch ends) */
     RS_WATCHING,        /* worker: ACL LOG on every node, new failed AUTHs of the old
                            credential */
+    RS_DRAINING,        /* redis-acl-users: the previous user still has connections;
+                           REMOVING again when the timer fires (drain_check) */
     RS_N_STEPS,
 };
 

@@ -10,17 +10,10 @@ import tempfile
 import socket
 
 import rc_harness as h
+from acl_helpers import admin_file, journal
 
 MID_USED = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0c"
 MID_COMPLETED = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b06"
-
-
-def admin_file(sc):
-    path = os.path.join(sc.tree.root, "admin-pw")
-    with open(path, "w") as f:
-        f.write(h.ADMIN_PASSWORD + "\n")
-    os.chmod(path, 0o600)
-    return path
 
 
 def watch_cred(sc, endpoints=None, redis_extra=None, **rotation):
@@ -29,10 +22,6 @@ def watch_cred(sc, endpoints=None, redis_extra=None, **rotation):
          "revocation_check": "1s", "revocation_watch": "60s"}
     r.update(rotation)
     return sc.cred(endpoints=endpoints, redis_extra=redis_extra, timeout="2s", rotation=r)
-
-
-def journal(agent, mid):
-    return [m.fields for m in agent.journal.snapshot() if m.fields.get("MESSAGE_ID") == mid]
 
 
 def rotate(sc, agent, first, timeout=8):

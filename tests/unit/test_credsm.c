@@ -178,8 +178,10 @@ static bool move_allowed(enum rot_step from, enum rot_step to) {
         return to == RS_ROLLBACK || to == RS_GRACE || to == RS_REMOVING;
     case RS_GRACE:
         return to == RS_REMOVING;
-    case RS_REMOVING:   /* the revocation watch after the old password went */
-        return to == RS_WATCH;
+    case RS_REMOVING:   /* the revocation watch after the old password went; a drain */
+        return to == RS_WATCH || to == RS_DRAINING;
+    case RS_DRAINING:   /* redis-acl-users: checked again */
+        return to == RS_REMOVING;
     case RS_WATCH:
         return to == RS_WATCHING || to == RS_CLAIMING;
     case RS_WATCHING:
@@ -212,7 +214,8 @@ static void check_rot_step(struct credsm sm, enum rot_step to, bool store) {
         assert_int_equal(sm.wake_pending, before.wake_pending);
         return;
     }
-    bool waits = to == RS_GRACE || to == RS_RETRY_WAIT || to == RS_NONE || to == RS_WATCH;
+    bool waits = to == RS_GRACE || to == RS_RETRY_WAIT || to == RS_NONE || to == RS_WATCH ||
+                 to == RS_DRAINING;
     assert_int_equal(!!(fx.mask & CSM_FX_ROT_ARM), waits);
     bool wake = before.wake_pending || to == RS_AWAIT_FETCH;
     if (wake && before.check == PH_IDLE) {
