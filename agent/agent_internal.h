@@ -85,6 +85,8 @@ struct rot_job {
     struct aclops_result clients;         /* removing: CLIENT LIST of the previous user */
     bool past_max_grace;                  /* removing: still connected after max_grace */
     long long killed;                     /* removing: CLIENT KILL USER closed these */
+    /* the revocation watch: pending_user is the watched user a restore acts on */
+    bool unrestore;                       /* watching: remove the restored password too */
 };
 
 struct rot_rt {

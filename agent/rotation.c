@@ -23,6 +23,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "agent_internal.h"
 
 /* The store makes the password itself (vault-database, azure-keys): the agent has no
@@ -71,7 +73,7 @@ static void rot_job_clear(struct rot_job *j) {
     j->rotated_at = INT64_MIN;   /* the record (rec, rev) stays: rec_forget() */
     free(j->pending_user);
     j->pending_user = NULL;
-    j->nothing_added = j->past_max_grace = false;
+    j->nothing_added = j->past_max_grace = j->unrestore = false;
     j->killed = 0;
     aclops_result_clear(&j->clients);
 }
@@ -195,6 +197,8 @@ static void watch_baseline(struct rot_job *j, const char *watched, const char *u
 
 static void rot_completed(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
+    ro->st.watch_revoke = ro->st.watch_revoke || ro->st.revoke;
+    ro->st.restores = 0;
     ro->st.phase = ROTATE_IDLE;
     ro->st.last_completed = now_real();
     rot_save(c);   /* recorded before it is announced */
@@ -1088,6 +1092,7 @@ static void rot_remove_rec_done(struct cred_rt *c, struct rot_job *j) {
                     "%lld connection%s of the previous user %s closed (CLIENT KILL USER)", c->cfg->name,
                     j->killed, j->killed == 1 ? "" : "s", j->rec.old_username ? j->rec.old_username : "default");
     drain_forget(&c->rot);
+    c->rot.st.watch_revoke = j->rec.revoke;   /* rec_forget() clears st.revoke */
     rec_forget(c);
     rot_completed(c);
 }
@@ -1264,6 +1269,7 @@ static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     struct rot_job *j = ro->job;
     if (c->sm.rot == RS_WATCH)
         watch_end(c);   /* a new rotation: its own removal starts a new watch */
+    ro->st.watch_revoke = false;
     if (use_record(c) && (ro->st.phase == ROTATE_IDLE || ro->st.record))
         return rot_begin_record(c, manual, err, errlen);
     if (ro->st.phase != ROTATE_IDLE) {
@@ -1351,6 +1357,109 @@ static void watch_end(struct cred_rt *c) {
     ro->watch_problem_said = false;
 }
 
+/* Worker: the password the watch put back goes again: by its hash (redis-acl), or the
+ * previous user off again (redis-acl-users). err.message says why it failed. */
+static int unrestore(struct rot_job *j, const struct aclops_target *t, const char *user) {
+    const struct config_rotation *ro = &j->c->cfg->rotation;
+    struct aclops_result res;
+    char why[300];
+    int r = ro->strategy == ROTATION_REDIS_ACL_USERS
+                ? aclops_setuser(t, user, ACLOPS_DISABLE, NULL, NULL, ro->acl_save, &res)
+                : aclops_setuser(t, user, ACLOPS_FORGET_HASH, NULL, j->c->rot.st.restored, ro->acl_save, &res);
+    if (r < 0) {
+        first_failure(&res, why, sizeof why);
+        snprintf(j->err.message, sizeof j->err.message, "%s", why);
+    }
+    aclops_result_clear(&res);
+    return r;
+}
+
+/* Worker: the old password back on every node (`on >old`), for another grace. */
+static void rot_restore_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    const struct config_rotation *ro = &j->c->cfg->rotation;
+    struct aclwatch_target t;
+    struct aclops_result res;
+
+    j->why[0] = '\0';
+    j->r = aclwatch_target_open(j->c->cfg, j->username, j->new_pw, &t, j->why, sizeof j->why);
+    if (j->r < 0)
+        return;
+    j->r = aclops_setuser(&t.t, j->pending_user, ACLOPS_RESTORE, j->old_pw, NULL, ro->acl_save, &res);
+    if (j->r < 0)
+        first_failure(&res, j->why, sizeof j->why);
+    aclops_result_clear(&res);
+    aclwatch_target_close(&t);
+}
+
+/* SHA-256 of a password in hex: what ACL GETUSER shows, and `!<hash>` removes. */
+static void password_hash(const struct secret *pw, char out[65]) {
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)secret_data(pw), secret_len(pw), md);
+    for (size_t i = 0; i < sizeof md; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    explicit_bzero(md, sizeof md);
+}
+
+static void rot_restore_done(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    const struct config_rotation *cr = &c->cfg->rotation;
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_OLD_PASSWORD_RESTORED, ro->st.old_version);
+    if (j->r < 0) {
+        log_ctx_msg(LOG_ERR, &ctx, "%s: cannot put "
+                    "the old password back (revocation_restore): %s", c->cfg->name, j->why);
+    } else {
+        int64_t now = now_real(), grace = (int64_t)((cr->grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
+        password_hash(j->old_pw, ro->st.restored);
+        ro->st.restore_until = now + grace;
+        ro->st.restores++;
+        int64_t until = ro->st.restore_until + (int64_t)(cr->revocation_watch_usec / USEC_PER_SEC);
+        if (until > ro->st.watch_until)
+            ro->st.watch_until = until;
+        rot_save(c);
+        log_ctx_msg(LOG_WARNING, &ctx, "%s: the old "
+                    "password of %s (version %s) is back on every node for another %llds (restore %lld of %u), "
+                    "since AUTH with it failed after its removal", c->cfg->name, j->pending_user,
+                    ro->st.old_version, (long long)grace, (long long)ro->st.restores, cr->restore_limit);
+    }
+    rot_job_clear(j);
+    rot_go(c, RS_WATCH, false, cr->revocation_check_usec);
+}
+
+/* After failures: put the old password back when revocation_restore allows it. true when
+ * a restore step was started. */
+static bool watch_restore(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    const struct config_rotation *cr = &c->cfg->rotation;
+    if (!cr->revocation_restore || ro->st.restored[0])
+        return false;
+    if (ro->st.watch_revoke || ro->st.restores >= (int64_t)cr->restore_limit) {
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s: the old password is not put "
+                    "back: %s", c->cfg->name, ro->st.watch_revoke ? "the rotation was `rotate --revoke`"
+                    : "rotation.restore_limit is reached");
+        return false;
+    }
+    bool known = c->have_cur && c->cur.has_previous && c->cur.prev.password &&
+                 strcmp(c->cur.prev.version, ro->st.old_version) == 0;
+    if (!known) {
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s: the old password cannot be put "
+                    "back: it is no longer published as `previous`", c->cfg->name);
+        return false;
+    }
+    rot_job_clear(j);
+    j->c = c;
+    j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
+    j->new_pw = secret_dup(c->cur.cur.password);
+    j->old_pw = secret_dup(c->cur.prev.password);
+    j->pending_user = strdup(ro->watch_user[0] ? ro->watch_user : "default");
+    if (!j->new_pw || !j->old_pw || !j->pending_user || (c->cur.cur.username && !j->username)) {
+        rot_job_clear(j);
+        return false;
+    }
+    rot_submit(c, RS_WATCHING, rot_restore_run, rot_restore_done, false);
+    return true;
+}
+
 /* Worker: ACL LOG on every node, the failures since the last read. */
 static void rot_watch_run(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
@@ -1364,6 +1473,8 @@ static void rot_watch_run(struct job *jb) {
         return;
     j->r = aclwatch_read(&c->rot.watch, &t.t, users, 1, j->why, sizeof j->why, j->acl.detail,
                          sizeof j->acl.detail);
+    if (j->unrestore)
+        j->err.cls = unrestore(j, &t.t, users[0]) < 0 ? RC_ERR_TRANSIENT : 0;
     aclwatch_target_close(&t);
 }
 
@@ -1377,6 +1488,18 @@ static void rot_watch_done(struct cred_rt *c, struct rot_job *j) {
                     j->why);
         text_set(&ro->last_error, "the old credential was tried after its removal: %s", j->why);
     }
+    if (j->unrestore && j->err.cls) {
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s: cannot remove the password "
+                    "the watch put back (retried): %s", c->cfg->name, j->err.message);
+    } else if (j->unrestore) {
+        ro->st.restored[0] = '\0';
+        ro->st.restore_until = 0;
+        rot_save(c);
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name }, "%s: the old password the watch "
+                    "put back is removed again", c->cfg->name);
+    }
+    if (j->r > 0 && watch_restore(c, j))
+        return;
     if (j->acl.detail[0] && !ro->watch_problem_said) {
         /* Said once per watch: the rotation itself is done and fine. */
         log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name }, "%s: the revocation watch "
@@ -1384,7 +1507,7 @@ static void rot_watch_done(struct cred_rt *c, struct rot_job *j) {
         ro->watch_problem_said = true;
     }
     rot_job_clear(j);
-    if (now_real() >= ro->st.watch_until) {
+    if (now_real() >= ro->st.watch_until && !ro->st.restored[0]) {
         watch_end(c);
         rot_schedule_due(c);
         return;
@@ -1402,13 +1525,15 @@ static void rot_watch_tick(struct cred_rt *c) {
                     ro->watch_problem);
         ro->watch_problem_said = true;
     }
-    if (now_real() >= ro->st.watch_until || !c->have_cur) {
+    bool unrestore_due = ro->st.restored[0] && now_real() >= ro->st.restore_until;
+    if ((now_real() >= ro->st.watch_until && !ro->st.restored[0]) || !c->have_cur) {
         watch_end(c);
         rot_schedule_due(c);
         return;
     }
     rot_job_clear(j);
     j->c = c;
+    j->unrestore = unrestore_due;
     j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
     j->new_pw = secret_dup(c->cur.cur.password);
     if (!j->new_pw || (c->cur.cur.username && !j->username)) {
@@ -1432,11 +1557,15 @@ static void rot_resume(struct cred_rt *c) {
     switch (rotate_resume_decide(&ro->st, c->have_cur ? c->cur.cur.version : NULL,
                                  c->have_cur && c->cur.has_previous ? c->cur.prev.version : NULL)) {
     case ROTATE_RESUME_NONE:
-        if (watch_enabled(c) && ro->st.watch_until > now_real() && c->sm.rot != RS_RETRY_WAIT) {
+        if (watch_enabled(c) && (ro->st.watch_until > now_real() || ro->st.restored[0]) &&
+            c->sm.rot != RS_RETRY_WAIT) {
             /* A watch that a restart or reload cut short goes on; its first read is the
-             * new baseline. */
-            snprintf(ro->watch_user, sizeof ro->watch_user, "%s",
-                     c->have_cur && c->cur.cur.username ? c->cur.cur.username : "default");
+             * new baseline. A password it had put back goes at once. */
+            const char *cur = c->have_cur ? c->cur.cur.username : NULL;
+            const char *watched = users_strategy(c) ? idle_user(&c->cfg->rotation, cur) : cur;
+            snprintf(ro->watch_user, sizeof ro->watch_user, "%s", watched ? watched : "default");
+            if (ro->st.restored[0])
+                ro->st.restore_until = 0;
             rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
             return;
         }

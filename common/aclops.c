@@ -964,19 +964,22 @@ int aclops_setuser(const struct aclops_target *t, const char *user, enum aclops_
     size_t alen = 0;
     int r = run_init(&u, t, res);
 
-    if (r == 0 && (!user || (op == ACLOPS_ENABLE && !password) ||
+    bool with_pw = op == ACLOPS_ENABLE || op == ACLOPS_RESTORE;
+    if (r == 0 && (!user || (with_pw && !password) ||
                    (op == ACLOPS_FORGET_HASH && !is_sha256_hex(hash))))
         r = -EINVAL;
     if (r == 0 && op != ACLOPS_DISABLE) {
-        arg = op == ACLOPS_ENABLE ? setuser_arg('>', secret_data(password), secret_len(password))
-                                  : setuser_arg('!', hash, 64);
-        alen = op == ACLOPS_ENABLE ? secret_len(password) + 1 : 65;
+        arg = with_pw ? setuser_arg('>', secret_data(password), secret_len(password))
+                      : setuser_arg('!', hash, 64);
+        alen = with_pw ? secret_len(password) + 1 : 65;
         r = arg ? 0 : -ENOMEM;
     }
     if (r < 0)
         return run_end(&u, r);
     if (op == ACLOPS_ENABLE)
         add_cmd(&u, "ACL SETUSER", false, 6, "ACL", "SETUSER", user, "on", "resetpass", arg);
+    else if (op == ACLOPS_RESTORE)
+        add_cmd(&u, "ACL SETUSER", false, 5, "ACL", "SETUSER", user, "on", arg);
     else if (op == ACLOPS_DISABLE)
         add_cmd(&u, "ACL SETUSER", false, 5, "ACL", "SETUSER", user, "off", "resetpass");
     else

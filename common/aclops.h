@@ -6,8 +6,8 @@
  *   - CLIENT LIST with its own reply cap, parsed in place line by line: the `addr=` of
  *     the connections authenticated as a user (`user=`), and their count;
  *   - CLIENT KILL USER (the count killed);
- *   - ACL SETUSER `on resetpass >new`, `off resetpass`, `!<sha256>` (then ACL SAVE when
- *     asked);
+ *   - ACL SETUSER `on resetpass >new`, `off resetpass`, `!<sha256>`, `on >old` (then ACL
+ *     SAVE when asked);
  *   - ACL LOG 128, and a pure diff of two reads: the new `auth` failures of some users.
  *     ACL LOG RESET is never sent: the log is the operators' too.
  *
@@ -152,8 +152,10 @@ enum aclops_setuser_op {
     ACLOPS_DISABLE,       /* ACL SETUSER user off resetpass */
     ACLOPS_FORGET_HASH,   /* ACL SETUSER user !<hash>: a password removed by its SHA-256
                              (64 hex digits); already gone counts as done */
+    ACLOPS_RESTORE,       /* ACL SETUSER user on >password: a password put back beside the
+                             user's others (the revocation watch's restore) */
 };
-/* password: ACLOPS_ENABLE's new password; hash: ACLOPS_FORGET_HASH's; NULL otherwise.
+/* password: ACLOPS_ENABLE's and ACLOPS_RESTORE's; hash: ACLOPS_FORGET_HASH's; else NULL.
  * save: ACL SAVE after it. */
 int aclops_setuser(const struct aclops_target *t, const char *user, enum aclops_setuser_op op,
                    const struct secret *password, const char *hash, bool save,

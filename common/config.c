@@ -207,6 +207,10 @@ static const struct config_key rotation_keys[] = {
       .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, ROT(ro.revocation_check_usec) },
     { .name = "revocation_watch", .type = CONFIG_T_DURATION, .default_value = "5m",
       .store = CONFIG_STORE_USEC, ROT(ro.revocation_watch_usec) },
+    { .name = "revocation_restore", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, ROT(ro.revocation_restore) },
+    { .name = "restore_limit", .type = CONFIG_T_INT, .default_value = "3", .min = 1, .max = 100,
+      .store = CONFIG_STORE_UINT, ROT(ro.restore_limit) },
     /* redis-acl-users (check_users()) */
     { .name = "users", .type = CONFIG_T_STRING_LIST, .store = CONFIG_STORE_STRV, ROT(ro.users) },
     { .name = "max_grace", .type = CONFIG_T_DURATION, .default_value = "24h",

@@ -183,6 +183,8 @@ struct config_rotation {
     uint64_t pending_timeout_usec; /* a rotation record untouched this long may be taken over */
     uint64_t revocation_check_usec; /* redis-acl: ACL LOG read this often after a removal ... */
     uint64_t revocation_watch_usec; /* ... for this long; 0 = no revocation watch */
+    bool revocation_restore;       /* the watch puts the old password back for another grace */
+    unsigned restore_limit;        /* ... at most this often per rotation */
     char **users;                  /* redis-acl-users: the two users alternated */
     size_t n_users;
     uint64_t max_grace_usec;       /* redis-acl-users: the previous user is waited for this

@@ -637,6 +637,12 @@ static void test_enable_disable_and_forget_hash(void **state) {
         aclops_result_clear(&res);
     }
     assert_int_equal(try_auth(srv[1].port, "app_b", "restored"), RESP_AUTH_REFUSED);
+    /* on >pw puts a password back beside the others (and the user on) */
+    CMD(srv[0].port, "ACL", "SETUSER", "app_b", "off", ">kept");
+    assert_int_equal(aclops_setuser(&b.t, "app_b", ACLOPS_RESTORE, pw, NULL, false, &res), 0);
+    aclops_result_clear(&res);
+    assert_int_equal(try_auth(srv[0].port, "app_b", "new\x01pass word"), RESP_AUTH_ACCEPTED);
+    assert_int_equal(try_auth(srv[0].port, "app_b", "kept"), RESP_AUTH_ACCEPTED);
     assert_int_equal(aclops_setuser(&b.t, "app_b", ACLOPS_FORGET_HASH, NULL, "abc", false, &res),
                      -EINVAL);
     assert_int_equal(res.n, 0);
