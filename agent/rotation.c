@@ -742,8 +742,11 @@ static void rot_clock(struct cred_rt *c, int64_t rotated_at) {
     ro->st.fleet_rotated_at = rotated_at;
     ro->splay_usec = rotate_splay_draw(c->cfg->rotation.splay_usec);
     rot_save(c);
-    if (c->sm.rot == RS_NONE)
+    if (c->sm.rot == RS_NONE) {
+        if (!ro->st.record)
+            ro->resume_look = false;   /* the rotation waited for is over */
         rot_schedule_due(c);
+    }
 }
 
 static void rec_forget(struct cred_rt *c) {
@@ -897,6 +900,9 @@ static void rot_wait(struct cred_rt *c, struct rot_job *j) {
     }
     rotrec_clear(&j->seen);
     rot_job_clear(j);
+    /* At the takeover time this host looks again, due or not: an abandoned rotation is
+     * finished by whoever waited for it (a look never claims a new one early). */
+    c->rot.resume_look = true;
     rot_go(c, RS_NONE, false, (uint64_t)(at + 1 > now ? at + 1 - now : 1) * USEC_PER_SEC);
 }
 
