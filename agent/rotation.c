@@ -752,8 +752,7 @@ static void rot_clock(struct cred_rt *c, int64_t rotated_at) {
 static void rec_forget(struct cred_rt *c) {
     rotrec_clear(&c->rot.job->rec);
     c->rot.job->rev[0] = '\0';
-    c->rot.st.record = false;
-    c->rot.st.revoke = false;
+    c->rot.st.record = false;   /* st.revoke stays: the last rotation's, until the next claim */
 }
 
 /* Another host holds the record now (or it is gone): this host's part is over. Not an

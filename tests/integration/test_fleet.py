@@ -317,3 +317,25 @@ def test_previous_release_phase_record_is_read_and_resumed(sc):
     assert redis_passwords(sc) == [sha("old-release-new-pw")]
     rec = json.load(open(state))
     assert rec["format"] == 2 and rec["phase"] == "idle" and rec["last_completed"] >= now
+
+
+def test_rotate_revoke_removes_the_old_password_without_grace(sc):
+    """`redis-creds rotate NAME --revoke`: grace 0 for that rotation (the old password is
+    removed as soon as the new one is written), and both records say so."""
+    fl = start_fleet(sc, 2, "rev-pw-0", interval="1h", grace="1h")
+    m = mark(fl.agents[0])
+    r = fl.cli(0, "rotate", "cache", "--revoke")
+    assert r.returncode == 0, r.stderr
+    line = wait_msg(fl.agents[0], lambda l: "rotation of cache started" in l, since=m)
+    assert "revoking the old password" in line
+    wait_msg(fl.agents[0], lambda l: "rotation of cache completed" in l, since=m, timeout=10)   # not in 1h
+    new = fl.rotations()[0][2]
+    assert redis_passwords(sc) == [sha(new)]
+    state = json.load(open(os.path.join(sc.tree.root, "h00", "state", "rotation-cache.json")))
+    assert state["revoke"] is True and state["format"] == 2
+    doc = Fleet._read(os.path.join(fl.runs[0], "cache.json"))[0]
+    assert doc["password"] == new and doc["previous"]["password"] == "rev-pw-0"
+    assert doc["previous_valid_until"] == fl.rotations()[0][3]["redis_creds_rotated_at"]
+    # a revoke needs the record's flow; a bad word is a usage error
+    r = fl.cli(0, "rotate", "cache", "--revok")
+    assert r.returncode == 2 and "rotate takes NAME [--revoke]" in r.stderr
