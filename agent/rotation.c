@@ -1,5 +1,15 @@
 /* rotation: drives agent-driven rotations (docs/design.md §9) on the agent's loop.
  *
+ * redis-acl on a store with a rotation record (§9.5, the fleet): claim = create the record
+ * (check-and-set) -> add the pending password on every node and validate it -> write the
+ * credential's entry (check-and-set, marked) and record phase removing -> publish ->
+ * grace -> remove the old password -> remove the record. Every step re-reads the record
+ * first and stops quietly when another host holds it now; a record left alone for
+ * pending_timeout is taken over (epoch + 1); a failure before the entry write rolls back
+ * (the pending password leaves every node, then the record). The schedule is the fleet
+ * clock (§9.6): the store's rotated_at + interval + splay, never before the first fetch.
+ *
+ * Other stores (and a rotation the previous release left, phase record format 1):
  * claim (store check-and-set) -> add the new password on every node -> validate ->
  * publish with the old one as `previous` -> grace -> remove the old password. Each phase
  * change is recorded (rotate.h) before the next step starts, so a crash is finished at
@@ -1216,6 +1226,35 @@ void rotation_stop(struct cred_rt *c) {
     sd_event_source_set_enabled(c->rot.timer, SD_EVENT_OFF);
 }
 
+/* Who this host is (its name, and its owner_id in rotation records), and whether it may
+ * rotate: not when another host is the `rotator`, nor when `rotators` does not list it.
+ * An observer only publishes what the others rotate to. */
+static bool rot_claims_here(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    const char *rotator = c->cfg->rotation.rotator;
+    char *host = ro->host;
+    static const char id_input[] = "redis-creds rotation owner";
+    if (gethostname(host, sizeof ro->host - 1) < 0 || !host[0])
+        snprintf(host, sizeof ro->host, "unnamed");
+    if (rotator && strcmp(host, rotator) != 0) {
+        /* A store without check-and-set: only the named host rotates (docs/operations.md). */
+        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name },
+                    "%s: rotated by host %s (this is %s); this host publishes what it rotates to",
+                    c->cfg->name, rotator, host);
+        return false;
+    }
+    if (!config_rotation_claims_here(&c->cfg->rotation)) {
+        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name }, "%s: this host (%s) is not one "
+                    "of rotation.rotators; it publishes what they rotate to", c->cfg->name, host);
+        return false;
+    }
+    /* Two agents on one host (tests, benchmarks) are two owners: the record names this one
+     * by a keyed hash of its host key. */
+    if (c->src->host->keyed_version(c->src->host->h, id_input, sizeof id_input - 1, ro->owner_id) < 0)
+        ro->owner_id[0] = '\0';
+    return true;
+}
+
 void rotation_init(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     char err[512];
@@ -1224,32 +1263,9 @@ void rotation_init(struct cred_rt *c) {
                   !c->src->open_error[0] && !c->a->p.once;
     if (!ro->enabled)
         return;
-    const char *rotator = c->cfg->rotation.rotator;
-    char *host = ro->host;
-    ro->observer = false;
-    if (gethostname(host, sizeof ro->host - 1) < 0 || !host[0])
-        snprintf(host, sizeof ro->host, "unnamed");
-    if (rotator) {
-        /* A store without check-and-set: only the named host rotates (docs/operations.md). */
-        ro->observer = strcmp(host, rotator) != 0;
-        if (ro->observer) {
-            log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name },
-                        "%s: rotated by host %s (this is %s); this host publishes what it rotates to",
-                        c->cfg->name, rotator, host);
-            return;
-        }
-    }
-    /* Two agents on one host (tests, benchmarks) are two owners: the record names this one
-     * by a keyed hash of its host key. */
-    static const char id_input[] = "redis-creds rotation owner";
-    if (c->src->host->keyed_version(c->src->host->h, id_input, sizeof id_input - 1, ro->owner_id) < 0)
-        ro->owner_id[0] = '\0';
-    if (!config_rotation_claims_here(&c->cfg->rotation)) {
-        ro->observer = true;
-        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name }, "%s: this host (%s) is not one "
-                    "of rotation.rotators; it publishes what they rotate to", c->cfg->name, host);
+    ro->observer = !rot_claims_here(c);
+    if (ro->observer)
         return;
-    }
     /* The step's job is allocated only for a credential that rotates: most do not, and
      * it is the largest part of a credential (docs/benchmarks.md, memory). */
     if (!ro->job && !(ro->job = calloc(1, sizeof *ro->job))) {
