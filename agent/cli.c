@@ -239,7 +239,18 @@ static int cmd_status(const char *sock, int argc, char **argv) {
                    jstr(c, "expires_at"), jstr(c, "nodes"), strcmp(err, "-") ? "; " : "",
                    strcmp(err, "-") ? err : "");
             json_t *ro = json_object_get(c, "rotation");
-            if (json_is_object(ro) && json_is_false(json_object_get(ro, "rotates_here"))) {
+            json_t *rl = json_object_get(ro, "rotators");
+            if (json_is_object(ro) && json_is_false(json_object_get(ro, "rotates_here")) && json_is_array(rl)) {
+                char hosts[256] = "";
+                size_t k;
+                json_t *hn;
+                json_array_foreach(rl, k, hn) {
+                    size_t used = strlen(hosts);
+                    snprintf(hosts + used, sizeof hosts - used, "%s%s", k ? ", " : "", json_string_value(hn));
+                }
+                printf("%-20s rotation: %s by the hosts of rotation.rotators (%s), not this one (it "
+                       "publishes what they rotate to)\n", "", jstr(ro, "strategy"), hosts);
+            } else if (json_is_object(ro) && json_is_false(json_object_get(ro, "rotates_here"))) {
                 printf("%-20s rotation: %s by host %s, not this one (it publishes what that host "
                        "rotates to)\n", "", jstr(ro, "strategy"), jstr(ro, "rotator"));
             } else if (json_is_object(ro)) {

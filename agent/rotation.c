@@ -886,6 +886,10 @@ static void rot_took(struct cred_rt *c, struct rot_job *j) {
     snprintf(ro->st.old_version, sizeof ro->st.old_version, "%s", base);
     if (r->phase == ROTREC_ADDING)
         ro->st.new_version[0] = '\0';
+    else if (c->have_cur && c->cur.has_previous)   /* a takeover in phase removing */
+        snprintf(ro->st.old_version, sizeof ro->st.old_version, "%s", c->cur.prev.version);
+    if (r->phase == ROTREC_REMOVING && j->action != ROTREC_CONTINUE)
+        snprintf(ro->st.new_version, sizeof ro->st.new_version, "%s", c->have_cur ? c->cur.cur.version : "");
     rot_save(c);
     rot_job_clear(j);
     if (r->phase == ROTREC_ADDING)
@@ -1322,6 +1326,10 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
     json_t *o = json_object();
     json_object_set_new(o, "strategy", json_string(config_rotation_strategy_to_string(c->cfg->rotation.strategy)));
     json_object_set_new(o, "rotator", json_str_or_null(c->cfg->rotation.rotator));
+    json_t *list = c->cfg->rotation.rotators ? json_array() : json_null();
+    for (size_t i = 0; c->cfg->rotation.rotators && i < c->cfg->rotation.n_rotators; i++)
+        json_array_append_new(list, json_string(c->cfg->rotation.rotators[i]));
+    json_object_set_new(o, "rotators", list);
     json_object_set_new(o, "rotates_here", json_boolean(!ro->observer));
     json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));
     enum rot_step step = c->sm.rot;

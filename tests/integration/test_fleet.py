@@ -341,3 +341,48 @@ def test_rotate_revoke_removes_the_old_password_without_grace(sc):
     # a revoke needs the record's flow; a bad word is a usage error
     r = fl.cli(0, "rotate", "cache", "--revok")
     assert r.returncode == 2 and "rotate takes NAME [--revoke]" in r.stderr
+
+
+def test_rotators_only_listed_hosts_claim_and_the_others_need_no_admin_password(sc):
+    """rotation.rotators: a host not listed observes (no admin_password_file needed: the
+    one configured here does not exist), refuses `rotate`, and publishes what a listed
+    host rotates to."""
+    sc.redis.create_user("app", "rot-pw-0")
+    sc.store_cred("app", "rot-pw-0")
+    base = {"strategy": "redis-acl", "interval": "1h", "grace": "1s", "admin_username": h.ADMIN_USER}
+    path = os.path.join(sc.tree.root, "admin-pw")
+    with open(path, "w") as f:
+        f.write(h.ADMIN_PASSWORD + "\n")
+    os.chmod(path, 0o600)
+    here = os.uname().nodename
+    listed = Fleet(sc, 1, dict(base, admin_password_file=path, rotators=[here, "other-host"]))
+    with listed.lock:
+        listed.store_writes.append((0, 0, "rot-pw-0", None))
+    d = os.path.join(sc.tree.root, "observer")
+    os.makedirs(os.path.join(d, "run"), 0o750)
+    os.makedirs(os.path.join(d, "state"), 0o700)
+    conf = os.path.join(d, "agent.conf")
+    with open(conf, "w") as f:
+        f.write(sc.config_text([sc.cred(rotation=dict(base, admin_password_file="/nonexistent/admin-pw",
+                                                      rotators=["other-host"]))],
+                               agent={"runtime_dir": os.path.join(d, "run"), "state_dir": os.path.join(d, "state"),
+                                      "control_socket": os.path.join(d, "control.sock")}))
+    obs = sc.start_agent(conf=conf, tag="observer")
+    obs.wait_ready()
+    listed.start(0)
+    h.wait_until(lambda: listed.all_published("rot-pw-0"), 10, "the listed host publishes")
+    r = sc.run_cli("-c", conf, "rotate", "cache")
+    assert r.returncode == 1 and "not among them" in r.stderr, r.stderr
+    st = json.loads(sc.run_cli("-c", conf, "status", "--json").stdout)["credentials"][0]["rotation"]
+    assert st["rotates_here"] is False and st["rotators"] == ["other-host"]
+    text = sc.run_cli("-c", conf, "status").stdout
+    assert "by the hosts of rotation.rotators (other-host)" in text
+    assert listed.cli(0, "rotate", "cache").returncode == 0
+    h.wait_until(lambda: len(listed.rotations()) >= 1, 10, "the listed host's rotation")
+    new = listed.rotations()[0][2]
+
+    def observer_doc():
+        return Fleet._read(os.path.join(d, "run", "cache.json"))[0] or {}
+    h.wait_until(lambda: observer_doc().get("password") == new, 10, "the observer publishes it")
+    assert observer_doc()["previous_valid_until"]
+    assert "warning" not in obs.log() and "err:" not in obs.log()
