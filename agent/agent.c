@@ -1682,13 +1682,13 @@ int agent_refresh(struct agent *a, const char *name, char *err, size_t errlen) {
     return 0;
 }
 
-int agent_rotate(struct agent *a, const char *name, char *err, size_t errlen) {
+int agent_rotate(struct agent *a, const char *name, bool revoke, char *err, size_t errlen) {
     struct cred_rt *c = find_cred(a, name);
     if (!c) {
         snprintf(err, errlen, "no credential named \"%s\"", name);
         return -ENOENT;
     }
-    int r = rotation_request(c, false, err, errlen);
+    int r = rotation_request(c, revoke, err, errlen);
     drive(c);
     return r;
 }

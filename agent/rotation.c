@@ -1,5 +1,15 @@
 /* rotation: drives agent-driven rotations (docs/design.md §9) on the agent's loop.
  *
+ * redis-acl on a store with a rotation record (§9.5, the fleet): claim = create the record
+ * (check-and-set) -> add the pending password on every node and validate it -> write the
+ * credential's entry (check-and-set, marked) and record phase removing -> publish ->
+ * grace -> remove the old password -> remove the record. Every step re-reads the record
+ * first and stops quietly when another host holds it now; a record left alone for
+ * pending_timeout is taken over (epoch + 1); a failure before the entry write rolls back
+ * (the pending password leaves every node, then the record). The schedule is the fleet
+ * clock (§9.6): the store's rotated_at + interval + splay, never before the first fetch.
+ *
+ * Other stores (and a rotation the previous release left, phase record format 1):
  * claim (store check-and-set) -> add the new password on every node -> validate ->
  * publish with the old one as `previous` -> grace -> remove the old password. Each phase
  * change is recorded (rotate.h) before the next step starts, so a crash is finished at
@@ -946,15 +956,17 @@ static void rot_clock(struct cred_rt *c, int64_t rotated_at) {
     ro->st.fleet_rotated_at = rotated_at;
     ro->splay_usec = rotate_splay_draw(c->cfg->rotation.splay_usec);
     rot_save(c);
-    if (c->sm.rot == RS_NONE)
+    if (c->sm.rot == RS_NONE) {
+        if (!ro->st.record)
+            ro->resume_look = false;   /* the rotation waited for is over */
         rot_schedule_due(c);
+    }
 }
 
 static void rec_forget(struct cred_rt *c) {
     rotrec_clear(&c->rot.job->rec);
     c->rot.job->rev[0] = '\0';
-    c->rot.st.record = false;
-    c->rot.st.revoke = false;
+    c->rot.st.record = false;   /* st.revoke stays: the last rotation's, until the next claim */
 }
 
 /* Another host holds the record now (or it is gone): this host's part is over. Not an
@@ -1156,6 +1168,10 @@ static void rot_took(struct cred_rt *c, struct rot_job *j) {
     snprintf(ro->st.old_version, sizeof ro->st.old_version, "%s", base);
     if (r->phase == ROTREC_ADDING)
         ro->st.new_version[0] = '\0';
+    else if (c->have_cur && c->cur.has_previous)   /* a takeover in phase removing */
+        snprintf(ro->st.old_version, sizeof ro->st.old_version, "%s", c->cur.prev.version);
+    if (r->phase == ROTREC_REMOVING && j->action != ROTREC_CONTINUE)
+        snprintf(ro->st.new_version, sizeof ro->st.new_version, "%s", c->have_cur ? c->cur.cur.version : "");
     rot_save(c);
     rot_job_clear(j);
     if (r->phase == ROTREC_ADDING)
@@ -1179,6 +1195,9 @@ static void rot_wait(struct cred_rt *c, struct rot_job *j) {
     }
     rotrec_clear(&j->seen);
     rot_job_clear(j);
+    /* At the takeover time this host looks again, due or not: an abandoned rotation is
+     * finished by whoever waited for it (a look never claims a new one early). */
+    c->rot.resume_look = true;
     rot_go(c, RS_NONE, false, (uint64_t)(at + 1 > now ? at + 1 - now : 1) * USEC_PER_SEC);
 }
 
@@ -1728,6 +1747,35 @@ void rotation_stop(struct cred_rt *c) {
     sd_event_source_set_enabled(c->rot.timer, SD_EVENT_OFF);
 }
 
+/* Who this host is (its name, and its owner_id in rotation records), and whether it may
+ * rotate: not when another host is the `rotator`, nor when `rotators` does not list it.
+ * An observer only publishes what the others rotate to. */
+static bool rot_claims_here(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    const char *rotator = c->cfg->rotation.rotator;
+    char *host = ro->host;
+    static const char id_input[] = "redis-creds rotation owner";
+    if (gethostname(host, sizeof ro->host - 1) < 0 || !host[0])
+        snprintf(host, sizeof ro->host, "unnamed");
+    if (rotator && strcmp(host, rotator) != 0) {
+        /* A store without check-and-set: only the named host rotates (docs/operations.md). */
+        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name },
+                    "%s: rotated by host %s (this is %s); this host publishes what it rotates to",
+                    c->cfg->name, rotator, host);
+        return false;
+    }
+    if (!config_rotation_claims_here(&c->cfg->rotation)) {
+        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name }, "%s: this host (%s) is not one "
+                    "of rotation.rotators; it publishes what they rotate to", c->cfg->name, host);
+        return false;
+    }
+    /* Two agents on one host (tests, benchmarks) are two owners: the record names this one
+     * by a keyed hash of its host key. */
+    if (c->src->host->keyed_version(c->src->host->h, id_input, sizeof id_input - 1, ro->owner_id) < 0)
+        ro->owner_id[0] = '\0';
+    return true;
+}
+
 void rotation_init(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     char err[512];
@@ -1736,32 +1784,9 @@ void rotation_init(struct cred_rt *c) {
                   !c->src->open_error[0] && !c->a->p.once;
     if (!ro->enabled)
         return;
-    const char *rotator = c->cfg->rotation.rotator;
-    char *host = ro->host;
-    ro->observer = false;
-    if (gethostname(host, sizeof ro->host - 1) < 0 || !host[0])
-        snprintf(host, sizeof ro->host, "unnamed");
-    if (rotator) {
-        /* A store without check-and-set: only the named host rotates (docs/operations.md). */
-        ro->observer = strcmp(host, rotator) != 0;
-        if (ro->observer) {
-            log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name },
-                        "%s: rotated by host %s (this is %s); this host publishes what it rotates to",
-                        c->cfg->name, rotator, host);
-            return;
-        }
-    }
-    /* Two agents on one host (tests, benchmarks) are two owners: the record names this one
-     * by a keyed hash of its host key. */
-    static const char id_input[] = "redis-creds rotation owner";
-    if (c->src->host->keyed_version(c->src->host->h, id_input, sizeof id_input - 1, ro->owner_id) < 0)
-        ro->owner_id[0] = '\0';
-    if (!config_rotation_claims_here(&c->cfg->rotation)) {
-        ro->observer = true;
-        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name }, "%s: this host (%s) is not one "
-                    "of rotation.rotators; it publishes what they rotate to", c->cfg->name, host);
+    ro->observer = !rot_claims_here(c);
+    if (ro->observer)
         return;
-    }
     /* The step's job is allocated only for a credential that rotates: most do not, and
      * it is the largest part of a credential (docs/benchmarks.md, memory). */
     if (!ro->job && !(ro->job = calloc(1, sizeof *ro->job))) {
@@ -1820,6 +1845,10 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
     json_t *o = json_object();
     json_object_set_new(o, "strategy", json_string(config_rotation_strategy_to_string(c->cfg->rotation.strategy)));
     json_object_set_new(o, "rotator", json_str_or_null(c->cfg->rotation.rotator));
+    json_t *list = c->cfg->rotation.rotators ? json_array() : json_null();
+    for (size_t i = 0; c->cfg->rotation.rotators && i < c->cfg->rotation.n_rotators; i++)
+        json_array_append_new(list, json_string(c->cfg->rotation.rotators[i]));
+    json_object_set_new(o, "rotators", list);
     json_object_set_new(o, "rotates_here", json_boolean(!ro->observer));
     json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));
     enum rot_step step = c->sm.rot;
