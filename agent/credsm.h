@@ -47,6 +47,7 @@
  *                    ADDING -> ROLLBACK GRACE REMOVING WRITING
  *                    WRITING -> ROLLBACK GRACE REMOVING
  *                    REMOVING -> WATCH DRAINING   WATCH -> WATCHING CLAIMING
+ *                    NONE -> WATCH (a watch a restart cut short goes on)
  *                    WATCHING -> WATCH         DRAINING -> REMOVING
  *                  CLAIMING needs check IDLE (-EBUSY). A store step: ROT_QUEUE_STORE;
  *                  another holding step: ROT_RUN; GRACE, RETRY_WAIT, NONE, WATCH, DRAINING:

@@ -165,7 +165,9 @@ static bool move_allowed(enum rot_step from, enum rot_step to) {
     if (to == RS_NONE || to == RS_RETRY_WAIT || to == from)
         return true;
     switch (from) {
-    case RS_NONE:
+    case RS_NONE:   /* at a start: a revocation watch cut short goes on */
+        return to == RS_CLAIMING || to == RS_AWAIT_FETCH || to == RS_GRACE || to == RS_REMOVING ||
+               to == RS_WATCH;
     case RS_RETRY_WAIT:
         return to == RS_CLAIMING || to == RS_AWAIT_FETCH || to == RS_GRACE || to == RS_REMOVING;
     case RS_CLAIMING:   /* a takeover in phase removing goes on to GRACE or REMOVING */
