@@ -1646,7 +1646,7 @@ json_t *agent_status_json(struct agent *a) {
         json_object_set_new(o, "name", json_string(c->cfg->name));
         json_object_set_new(o, "source", json_string(c->cfg->source));
         json_object_set_new(o, "path", json_str_or_null(path));
-        json_object_set_new(o, "state", json_string(cred_state_names[c->state]));
+        json_object_set_new(o, "state", json_string(rotation_state_word(c, cred_state_names[c->state])));
         json_object_set_new(o, "current", json_boolean(c->state == CS_CURRENT));
         json_object_set_new(o, "version", json_str_or_null(c->have_cur ? c->cur.cur.version : NULL));
         json_object_set_new(o, "pending_version", json_str_or_null(c->pending_version));

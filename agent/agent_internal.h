@@ -332,3 +332,6 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
 /* The running step's word ("claiming", "grace", "retry-wait", ...), or NULL when no
  * rotation is under way (or none is configured): for STATUS= and metrics. */
 const char *rotation_step_word(const struct cred_rt *c);
+/* The status state: "draining" while redis-acl-users waits for the previous user's
+ * connections (the credential is current all the same), else `state`. */
+const char *rotation_state_word(const struct cred_rt *c, const char *state);

@@ -1835,6 +1835,11 @@ const char *rotation_step_word(const struct cred_rt *c) {
     return c->rot.enabled && under_way ? credsm_step_name(c->sm.rot) : NULL;
 }
 
+const char *rotation_state_word(const struct cred_rt *c, const char *state) {
+    bool draining = c->rot.enabled && (c->sm.rot == RS_DRAINING || (c->sm.rot == RS_REMOVING && c->rot.drain));
+    return draining ? "draining" : state;
+}
+
 json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t real) {
     const struct rot_rt *ro = &c->rot;
     if (!ro->enabled)

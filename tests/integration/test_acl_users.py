@@ -126,7 +126,9 @@ def test_a_connected_client_holds_the_disable_and_status_lists_it(sc):
     d = status(sc)["rotation"]["drain"]
     assert d["user"] == "app_a" and d["connections"] == 1
     assert d["nodes"][0]["addrs"] == [held.addr]
+    assert status(sc)["state"] == "draining" and status(sc)["current"] is True
     text = sc.run_cli("-c", sc.tree.conf, "status").stdout
+    assert " draining " in text.splitlines()[1], text                # the STATE column
     assert "draining: user app_a has 1 connection(s)" in text and held.addr in text, text
     assert sc.redis.auth_ok("app_a", "users-pw-a")               # still enabled
     assert held.ping().startswith(b"+PONG")
@@ -136,6 +138,7 @@ def test_a_connected_client_holds_the_disable_and_status_lists_it(sc):
     h.wait_until(lambda: journal(a, MID_COMPLETED), 5, "completed within one drain_check")
     assert not sc.redis.auth_ok("app_a", "users-pw-a")
     assert status(sc)["rotation"]["drain"] is None
+    assert status(sc)["state"] == "current"
     assert sc.redis.auth_ok("app_b", doc["password"])
 
 
