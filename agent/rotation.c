@@ -8,6 +8,10 @@
  * pending_timeout is taken over (epoch + 1); a failure before the entry write rolls back
  * (the pending password leaves every node, then the record). The schedule is the fleet
  * clock (§9.6): the store's rotated_at + interval + splay, never before the first fetch.
+ * redis-acl-users (§9.7) runs the same flow with two users: adding compares them (ACL
+ * GETUSER) and enables the idle one; removing drains the previous one (CLIENT LIST every
+ * drain_check, step DRAINING) before it goes off. After either ACL strategy's removal,
+ * the revocation watch (steps WATCH / WATCHING) reads ACL LOG for revocation_watch.
  *
  * Other stores (and a rotation the previous release left, phase record format 1):
  * claim (store check-and-set) -> add the new password on every node -> validate ->
