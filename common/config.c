@@ -1492,6 +1492,9 @@ struct config *config_free(struct config *c) {
         for (size_t k = 0; k < cr->rotation.n_rotators; k++)
             free(cr->rotation.rotators[k]);
         free(cr->rotation.rotators);
+        for (size_t k = 0; k < cr->rotation.n_users; k++)
+            free(cr->rotation.users[k]);
+        free(cr->rotation.users);
     }
     free(c->credentials);
     struct lc_state *st = c->lc;
