@@ -6,9 +6,18 @@
  * poll_interval stays as the fallback. The version is the host's keyed hash of the
  * username and password, never a plain hash of the secret.
  *
+ * JSON keys other than those two are refused (naming the key, with a suggestion), except
+ * keys starting with `redis_creds_`: those are the agent's (docs/sources.md). Of them,
+ * fetch() reads `redis_creds_rotated_at` (the fleet's rotation clock); none is part of the
+ * version.
+ *
  * rotate_write() (agent-driven rotation, docs/design.md §9) writes the next version into the file with
  * a check-and-set under an flock in the directory, so the directory must be writable by
- * the agent for credentials with `rotation`.
+ * the agent for credentials with `rotation`; with a mark it also writes
+ * `redis_creds_rotated_at` and `redis_creds_rotated_by`. The rotation record of a
+ * credential (RC_CAP_ROTATION_RECORD) is the file `.<path>.rotation` beside it, mode 0600,
+ * replaced atomically under the same flock; its revision is the host's keyed hash of its
+ * bytes. fetch() never reads it and the inotify watch wakes nobody for it.
  *
  * State: the directory path and the inotify fd are set in open() and only read after;
  * watch_event() (loop thread) touches nothing fetch() (worker) uses but the immutable
@@ -16,9 +25,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ctype.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -34,10 +46,18 @@
 
 #define FILE_MAX_SIZE (64 * 1024)
 
+/* Keys of a credential file that belong to the agent (docs/operations.md). */
+#define RESERVED_PREFIX "redis_creds_"
+#define KEY_ROTATED_AT RESERVED_PREFIX "rotated_at"
+#define KEY_ROTATED_BY RESERVED_PREFIX "rotated_by"
+/* The rotation record beside the credential file `path`: `.<path>` RECORD_SUFFIX. */
+#define RECORD_SUFFIX ".rotation"
+
 struct file_cred {
     char *name;   /* credential name */
     char *path;   /* file name inside the directory */
     bool said_readable;   /* warned once that others can read the file */
+    char said_bad_mark[RC_VERSION_MAX];   /* the version whose bad rotated_at was reported */
 };
 
 struct file_source {
@@ -210,9 +230,96 @@ static int file_read(const char *dir, const char *path, struct secret **ret, mod
     return 0;
 }
 
-/* JSON {"username": string|null (optional), "password": string}. */
+/* Optimal string alignment distance (edits and swaps of neighbours), ignoring case; keys
+ * longer than 32 bytes count as far from everything. */
+static size_t key_distance(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b), d[33][33];
+    if (la > 32 || lb > 32)
+        return SIZE_MAX;
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int x = tolower((unsigned char)a[i - 1]), y = tolower((unsigned char)b[j - 1]);
+            size_t v = d[i - 1][j - 1] + (x != y);
+            if (d[i - 1][j] + 1 < v)
+                v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && x == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == y && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[la][lb];
+}
+
+/* The key an unknown one was probably meant to be: at most two edits away, or its
+ * start ("user", "pass"); NULL when neither fits. */
+static const char *key_suggestion(const char *key) {
+    static const char *const known[] = { "username", "password" };
+    const char *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
+        size_t dist = key_distance(key, known[i]);
+        if (strlen(key) >= 3 && strncasecmp(key, known[i], strlen(key)) == 0)
+            dist = 1;
+        if (dist < best_d) {
+            best_d = dist;
+            best = known[i];
+        }
+    }
+    return best;
+}
+
+/* Refuses a key that is neither username, password nor the agent's (redis_creds_*),
+ * naming it (printable, cut short, and never when it holds the password: someone who
+ * swapped a key and its value). 0 or -1 + err. */
+static int file_check_keys(const char *full, json_t *root, struct rc_error *err) {
+    const char *key;
+    json_t *v;
+    json_t *pass = json_object_get(root, "password");
+    json_object_foreach(root, key, v) {
+        if (strcmp(key, "username") == 0 || strcmp(key, "password") == 0 ||
+            strncmp(key, RESERVED_PREFIX, strlen(RESERVED_PREFIX)) == 0)
+            continue;
+        char shown[72] = "`";
+        size_t n = 1;
+        for (const char *k = key; *k && n < 65; k++)
+            shown[n++] = isprint((unsigned char)*k) ? *k : '?';
+        snprintf(shown + n, sizeof shown - n, "%s`", strlen(key) + 1 > n ? "..." : "");
+        if (json_is_string(pass) && json_string_length(pass) > 0 && strstr(key, json_string_value(pass)))
+            snprintf(shown, sizeof shown, "(not shown: it contains the password)");
+        const char *hint = key_suggestion(key);
+        char mean[48] = "";
+        if (hint)
+            snprintf(mean, sizeof mean, " (did you mean `%s`?)", hint);
+        return rc_error_set(err, RC_ERR_INVALID, "%s: unknown key %s%s; a credential file holds "
+                            "`username` and `password` only (keys starting with `" RESERVED_PREFIX
+                            "` are reserved for the agent)", full, shown, mean);
+    }
+    return 0;
+}
+
+/* The agent's mark: c->rotated_at from redis_creds_rotated_at when it is an RFC 3339 time
+ * (absent or null: none). false when it is there but unusable. */
+static bool file_parse_mark(json_t *root, struct rc_candidate *c) {
+    json_t *at = json_object_get(root, KEY_ROTATED_AT);
+    int64_t t;
+    if (!at || json_is_null(at))
+        return true;
+    if (!json_is_string(at) || credfile_time_parse(json_string_value(at), &t) < 0)
+        return false;
+    c->rotated_at = t;
+    return true;
+}
+
+/* JSON {"username": string|null (optional), "password": string, "redis_creds_*": any}.
+ * *ret_bad_mark: redis_creds_rotated_at is there but not a time (the caller says so). */
 static int file_parse_json(const char *full, const struct secret *content, struct rc_candidate *c,
-                           struct rc_error *err) {
+                           bool *ret_bad_mark, struct rc_error *err) {
     struct jsonload_error jerr;
     json_t *root = jsonload_buf(secret_data(content), secret_len(content), JSON_REJECT_DUPLICATES, &jerr);
     if (!root)  /* position and a generic reason only: jansson's text may quote the input */
@@ -223,6 +330,8 @@ static int file_parse_json(const char *full, const struct secret *content, struc
     json_t *pass = json_object_get(root, "password");
     if (!json_is_object(root))
         rc_error_set(err, RC_ERR_INVALID, "%s: expected a JSON object", full);
+    else if (file_check_keys(full, root, err) < 0)
+        ;
     else if (!pass)
         rc_error_set(err, RC_ERR_NOT_FOUND, "%s: no \"password\" field", full);
     else if (!json_is_string(pass))
@@ -241,19 +350,24 @@ static int file_parse_json(const char *full, const struct secret *content, struc
             c->username = NULL;
             c->password = secret_free(c->password);
             rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
-        } else
+        } else {
+            *ret_bad_mark = !file_parse_mark(root, c);
             r = 0;
+        }
     }
     json_decref(root);   /* jansson's free wipes (secret_init) */
     return r;
 }
 
-/* Reads and parses fc's file into *ret (username, password, version) and, when ret_mode
- * is not NULL, its permission bits into *ret_mode. 0 or -1 + err. */
+/* Reads and parses fc's file into *ret (username, password, version, rotated_at), its
+ * permission bits into *ret_mode and whether its redis_creds_rotated_at was unusable into
+ * *ret_bad_mark. 0 or -1 + err. */
 static int file_load(const struct file_source *s, const struct file_cred *fc,
-                     struct rc_candidate *ret, mode_t *ret_mode, struct rc_error *err) {
+                     struct rc_candidate *ret, mode_t *ret_mode, bool *ret_bad_mark,
+                     struct rc_error *err) {
     _cleanup_secret_ struct secret *content = NULL;
-    struct rc_candidate c = { .expires_at = INT64_MIN };
+    struct rc_candidate c = { .expires_at = INT64_MIN, .rotated_at = INT64_MIN };
+    bool bad_mark = false;
     mode_t mode;
 
     if (file_read(s->directory, fc->path, &content, &mode, err) < 0)
@@ -264,7 +378,7 @@ static int file_load(const struct file_source *s, const struct file_cred *fc,
     while (i < len && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r'))
         i++;
     if (i < len && d[i] == '{') {
-        if (file_parse_json(fc->path, content, &c, err) < 0)
+        if (file_parse_json(fc->path, content, &c, &bad_mark, err) < 0)
             return -1;
     } else {
         /* A bare password: drop one trailing newline (editors add one). */
@@ -294,8 +408,8 @@ static int file_load(const struct file_source *s, const struct file_cred *fc,
         return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
     }
     *ret = c;
-    if (ret_mode)
-        *ret_mode = mode;
+    *ret_mode = mode;
+    *ret_bad_mark = bad_mark;
     return 0;
 }
 
@@ -307,15 +421,24 @@ static int file_fetch(void *state, const struct rc_credential *cred,
     if (!fc)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
     mode_t mode;
-    if (file_load(s, fc, &ret[0], &mode, err) < 0)
+    bool bad_mark;
+    if (file_load(s, fc, &ret[0], &mode, &bad_mark, err) < 0)
         return -1;
     /* A secret others can read is worth a word, once (fetches of a source never overlap). */
-    bool *said = &s->creds[fc - s->creds].said_readable;
-    if ((mode & S_IROTH) && !*said) {
-        *said = true;
+    struct file_cred *w = &s->creds[fc - s->creds];
+    if ((mode & S_IROTH) && !w->said_readable) {
+        w->said_readable = true;
         s->host->log(s->host->h, LOG_WARNING, cred->name, "%s/%s is readable by others (mode %04o): "
                      "anyone on this host can read this credential; chmod o-r it",
                      s->directory, fc->path, (unsigned)mode);
+    }
+    /* The credential itself is fine; only the fleet's clock cannot count from it. Once
+     * per version: a poll must not repeat it. */
+    if (bad_mark && strcmp(w->said_bad_mark, ret[0].version) != 0) {
+        snprintf(w->said_bad_mark, sizeof w->said_bad_mark, "%s", ret[0].version);
+        s->host->log(s->host->h, LOG_WARNING, cred->name, "%s/%s: `" KEY_ROTATED_AT "` is not an RFC 3339 "
+                     "time (\"2026-12-02T06:30:00Z\"); the rotation schedule ignores it (the agent "
+                     "writes this key; do not edit it)", s->directory, fc->path);
     }
     return 1;
 }
@@ -359,21 +482,26 @@ static int file_lock(const struct file_source *s, const char *target, int *ret_f
     return 0;
 }
 
-/* The JSON the file holds after a rotation, in a buffer the caller wipes and frees. */
-static int file_format(const char *username, const struct secret *password, char **ret,
-                       size_t *ret_len, size_t *ret_cap) {
+/* The JSON the file holds after a rotation, with the mark when there is one, in a buffer
+ * the caller wipes and frees. */
+static int file_format(const char *username, const struct secret *password,
+                       const struct rc_rotation_mark *mark, char **ret, size_t *ret_len) {
+    char at[32] = "";
+    if (mark && (!credfile_time_format(mark->rotated_at, at, sizeof at)[0] || !mark->rotated_by))
+        return -EINVAL;
     json_t *o = json_object();
     json_t *pw = json_stringn(secret_data(password), secret_len(password));
     int r = -EINVAL;
     if (o && pw && json_object_set_new(o, "username", username ? json_string(username) : json_null()) == 0 &&
-        json_object_set(o, "password", pw) == 0) {
+        json_object_set(o, "password", pw) == 0 &&
+        (!mark || (json_object_set_new(o, KEY_ROTATED_AT, json_string(at)) == 0 &&
+                   json_object_set_new(o, KEY_ROTATED_BY, json_string(mark->rotated_by)) == 0))) {
         size_t need = json_dumpb(o, NULL, 0, JSON_COMPACT);
         char *buf = need ? malloc(need + 1) : NULL;
         if (buf && json_dumpb(o, buf, need, JSON_COMPACT) == need) {
             buf[need] = '\n';
             *ret = buf;
             *ret_len = need + 1;
-            *ret_cap = need + 1;
             r = 0;
         } else {
             if (buf)
@@ -399,88 +527,220 @@ static int write_all(int fd, const char *buf, size_t len) {
     return 0;
 }
 
-static int file_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
-                       const char *username, const struct secret *password,
-                       const struct rc_rotation_mark *mark, char *ret_version, struct rc_error *err) {
-    struct file_source *s = state;
-    (void)mark;   /* written from ABI 4 on: the next step */
-    const struct file_cred *fc = file_find(s, cred->name);
-    char target[PATH_MAX], tmp[PATH_MAX], version[RC_VERSION_MAX];
-    struct rc_candidate cur = { .expires_at = INT64_MIN };
-    char *content = NULL;
-    size_t len = 0, cap = 0;
-    int lock_fd = -1, fd = -1, r;
-    mode_t mode;
+static void fsync_dir(const char *dir) {
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);   /* the change is done; a failed fsync only weakens durability */
+        close(dfd);
+    }
+}
 
-    if (!fc)
-        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
-    r = snprintf(target, sizeof target, "%s/%s", s->directory, fc->path);
-    int r2 = snprintf(tmp, sizeof tmp, "%s/.%s.rotate-XXXXXX", s->directory, fc->path);
+/* Replaces `name` in the directory with content (mode), atomically: a temporary file
+ * `.<name>.rotate-XXXXXX` written and fsynced, renamed over it, the directory fsynced. The
+ * caller holds the flock. `what` names the operation in errors. 0 or -1 + err. */
+static int file_replace(const struct file_source *s, const char *name, const char *content, size_t len,
+                        mode_t mode, const char *what, struct rc_error *err) {
+    char target[PATH_MAX], tmp[PATH_MAX];
+    int r = snprintf(target, sizeof target, "%s/%s", s->directory, name);
+    int r2 = snprintf(tmp, sizeof tmp, "%s/.%s.rotate-XXXXXX", s->directory, name);
     if (r < 0 || (size_t)r >= sizeof target || r2 < 0 || (size_t)r2 >= sizeof tmp)
-        return rc_error_set(err, RC_ERR_FATAL, "%s/%s: path too long", s->directory, fc->path);
-    if (file_lock(s, target, &lock_fd, err) < 0)
-        return -1;
-
-    /* Under the lock: is the store still at the version the agent has? */
-    if (file_load(s, fc, &cur, &mode, err) < 0)
-        goto fail;
-    free(cur.username);
-    secret_free(cur.password);
-    if (strcmp(cur.version, expected_version) != 0) {
-        rc_error_set(err, RC_ERR_CONFLICT, "%s: holds version %s, not the expected %s (rotated by "
-                     "someone else)", target, cur.version, expected_version);
-        goto fail;
-    }
-    if ((r = rc_credential_version(s->host, username, secret_data(password),
-                                       secret_len(password), version)) < 0) {
-        rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
-        goto fail;
-    }
-    if ((r = file_format(username, password, &content, &len, &cap)) < 0) {
-        rc_error_set(err, r == -ENOMEM ? RC_ERR_TRANSIENT : RC_ERR_INVALID,
-                     "%s: cannot encode the new credential as JSON", target);
-        goto fail;
-    }
-    fd = mkostemp(tmp, O_CLOEXEC);
+        return rc_error_set(err, RC_ERR_FATAL, "%s/%s: path too long", s->directory, name);
+    int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        rc_error_set(err, e == EACCES || e == EPERM || e == EROFS ? RC_ERR_FATAL : RC_ERR_TRANSIENT,
-                     "cannot rotate %s: cannot create a temporary file in %s (the directory must be "
-                     "writable by the agent): %s", target, s->directory, strerror(e));
-        goto fail;
+        return rc_error_set(err, e == EACCES || e == EPERM || e == EROFS ? RC_ERR_FATAL : RC_ERR_TRANSIENT,
+                            "cannot %s %s: cannot create a temporary file in %s (the directory must be "
+                            "writable by the agent): %s", what, target, s->directory, strerror(e));
     }
     if ((r = fchmod(fd, mode) < 0 ? -errno : 0) < 0 || (r = write_all(fd, content, len)) < 0 ||
         (r = fsync(fd) < 0 ? -errno : 0) < 0) {
-        rc_error_set(err, RC_ERR_TRANSIENT, "cannot rotate %s: writing %s: %s", target, tmp, strerror(-r));
-        goto fail_unlink;
+        rc_error_set(err, RC_ERR_TRANSIENT, "cannot %s %s: writing %s: %s", what, target, tmp, strerror(-r));
+        goto fail;
     }
     close(fd);
     fd = -1;
     if (rename(tmp, target) < 0) {
         int e = errno;
-        rc_error_set(err, RC_ERR_TRANSIENT, "cannot rotate %s: rename: %s", target, strerror(e));
-        goto fail_unlink;
+        rc_error_set(err, RC_ERR_TRANSIENT, "cannot %s %s: rename: %s", what, target, strerror(e));
+        goto fail;
     }
-    int dfd = open(s->directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);   /* the rename is done; a failed fsync only weakens durability */
-        close(dfd);
-    }
-    secret_wipe_free(content, cap);
-    close(lock_fd);   /* releases the flock */
-    memcpy(ret_version, version, RC_VERSION_MAX);
+    fsync_dir(s->directory);
     return 0;
-
-fail_unlink:
+fail:
     if (fd >= 0)
         close(fd);
-    fd = -1;
     unlink(tmp);
-fail:
-    if (content)
-        secret_wipe_free(content, cap);
-    close(lock_fd);
     return -1;
+}
+
+static int file_rotate(void *state, const struct rc_credential *cred, const char *expected_version,
+                       const char *username, const struct secret *password,
+                       const struct rc_rotation_mark *mark, char *ret_version, struct rc_error *err) {
+    struct file_source *s = state;
+    const struct file_cred *fc = file_find(s, cred->name);
+    char target[PATH_MAX], version[RC_VERSION_MAX];
+    struct rc_candidate cur = { .expires_at = INT64_MIN };
+    char *content = NULL;
+    size_t len = 0;
+    int lock_fd = -1, r;
+    mode_t mode;
+    bool bad_mark;
+
+    if (!fc)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    r = snprintf(target, sizeof target, "%s/%s", s->directory, fc->path);
+    if (r < 0 || (size_t)r >= sizeof target)
+        return rc_error_set(err, RC_ERR_FATAL, "%s/%s: path too long", s->directory, fc->path);
+    if (file_lock(s, target, &lock_fd, err) < 0)
+        return -1;
+
+    /* Under the lock: is the store still at the version the agent has? */
+    r = -1;
+    if (file_load(s, fc, &cur, &mode, &bad_mark, err) < 0)
+        goto out;
+    free(cur.username);
+    secret_free(cur.password);
+    if (strcmp(cur.version, expected_version) != 0)
+        rc_error_set(err, RC_ERR_CONFLICT, "%s: holds version %s, not the expected %s (rotated by "
+                     "someone else)", target, cur.version, expected_version);
+    else if ((r = rc_credential_version(s->host, username, secret_data(password),
+                                        secret_len(password), version)) < 0)
+        rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute version: %s", strerror(-r));
+    else if ((r = file_format(username, password, mark, &content, &len)) < 0)
+        rc_error_set(err, r == -ENOMEM ? RC_ERR_TRANSIENT : RC_ERR_INVALID,
+                     "%s: cannot encode the new credential as JSON", target);
+    else if ((r = file_replace(s, fc->path, content, len, mode, "rotate", err)) == 0)
+        memcpy(ret_version, version, RC_VERSION_MAX);
+    if (content)
+        secret_wipe_free(content, len);
+out:
+    close(lock_fd);   /* releases the flock */
+    return r < 0 ? -1 : 0;
+}
+
+/* ---- the rotation record: `.<path>.rotation`, check-and-set under the same flock ---- */
+
+/* The record's file name for fc into name[NAME_MAX + 1]. 0 or -1 + err. */
+static int record_name(const struct file_source *s, const struct file_cred *fc, char *name,
+                       struct rc_error *err) {
+    int n = snprintf(name, NAME_MAX + 1, ".%s" RECORD_SUFFIX, fc->path);
+    if (n < 0 || n > NAME_MAX)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s: the rotation record's name .%s" RECORD_SUFFIX
+                            " in %s is longer than %d bytes; use a shorter path", fc->name, fc->path,
+                            s->directory, NAME_MAX);
+    return 0;
+}
+
+/* A record must be one JSON object; checked without quoting it (it holds passwords). */
+static int record_check(const char *full, const struct secret *rec, struct rc_error *err) {
+    struct jsonload_error jerr;
+    if (secret_len(rec) > FILE_MAX_SIZE)
+        return rc_error_set(err, RC_ERR_INVALID, "%s: larger than %d bytes", full, FILE_MAX_SIZE);
+    json_t *root = jsonload_buf(secret_data(rec), secret_len(rec), JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return rc_error_set(err, RC_ERR_INVALID, "%s: the rotation record is malformed JSON at line %d "
+                            "column %d (%s); the agent writes this file: remove it once no agent runs "
+                            "a rotation", full, jerr.line, jerr.column, jerr.reason);
+    bool obj = json_is_object(root);
+    json_decref(root);
+    if (!obj)
+        return rc_error_set(err, RC_ERR_INVALID, "%s: the rotation record is not a JSON object", full);
+    return 0;
+}
+
+/* The revision of a record's bytes: the host's keyed hash. */
+static int record_revision(const struct file_source *s, const struct secret *rec, char *ret,
+                           struct rc_error *err) {
+    char v[RC_VERSION_MAX];
+    int r = s->host->keyed_version(s->host->h, secret_data(rec), secret_len(rec), v);
+    if (r < 0)
+        return rc_error_set(err, RC_ERR_TRANSIENT, "cannot compute the record's revision: %s", strerror(-r));
+    snprintf(ret, RC_REVISION_MAX, "%s", v);
+    return 0;
+}
+
+/* Reads the record and its revision: *ret NULL and "" when there is none. */
+static int record_load(const struct file_source *s, const char *name, struct secret **ret,
+                       char *ret_revision, struct rc_error *err) {
+    struct secret *rec = NULL;
+    mode_t mode;
+    if (file_read(s->directory, name, &rec, &mode, err) < 0) {
+        if (err->cls != RC_ERR_NOT_FOUND)
+            return -1;
+        *err = (struct rc_error){ 0 };
+        *ret = NULL;
+        ret_revision[0] = '\0';
+        return 0;
+    }
+    if (record_revision(s, rec, ret_revision, err) < 0) {
+        secret_free(rec);
+        return -1;
+    }
+    *ret = rec;
+    return 0;
+}
+
+static int file_record_read(void *state, const struct rc_credential *cred, struct secret **ret_record,
+                            char *ret_revision, struct rc_error *err) {
+    struct file_source *s = state;
+    const struct file_cred *fc = file_find(s, cred->name);
+    char name[NAME_MAX + 1], full[PATH_MAX + NAME_MAX + 2];
+    struct secret *rec = NULL;
+
+    if (!fc)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    if (record_name(s, fc, name, err) < 0 || record_load(s, name, &rec, ret_revision, err) < 0)
+        return -1;
+    snprintf(full, sizeof full, "%s/%s", s->directory, name);
+    if (rec && record_check(full, rec, err) < 0) {
+        secret_free(rec);
+        return -1;
+    }
+    *ret_record = rec;
+    return 0;
+}
+
+static int file_record_write(void *state, const struct rc_credential *cred, const char *expected_revision,
+                             const struct secret *record, char *ret_revision, struct rc_error *err) {
+    struct file_source *s = state;
+    const struct file_cred *fc = file_find(s, cred->name);
+    char name[NAME_MAX + 1], full[PATH_MAX + NAME_MAX + 2], cur[RC_REVISION_MAX], next[RC_REVISION_MAX] = "";
+    struct secret *old = NULL;
+    int lock_fd = -1, r = -1;
+
+    if (!fc)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    if (record_name(s, fc, name, err) < 0)
+        return -1;
+    snprintf(full, sizeof full, "%s/%s", s->directory, name);
+    if (record && (record_check(full, record, err) < 0 || record_revision(s, record, next, err) < 0))
+        return -1;
+    if (file_lock(s, full, &lock_fd, err) < 0)
+        return -1;
+    if (record_load(s, name, &old, cur, err) < 0)
+        goto out;
+    old = secret_free(old);
+    if (strcmp(cur, expected_revision) != 0)
+        rc_error_set(err, RC_ERR_CONFLICT, "%s: the rotation record's revision is %s, not the expected "
+                     "%s (another agent changed it)", full, cur[0] ? cur : "none (no record)",
+                     expected_revision[0] ? expected_revision : "none (no record)");
+    else if (record)
+        r = file_replace(s, name, secret_data(record), secret_len(record), 0600, "write the rotation record",
+                         err);
+    else if (cur[0] && unlink(full) < 0) {
+        int e = errno;
+        rc_error_set(err, e == EACCES || e == EPERM || e == EROFS ? RC_ERR_FATAL : RC_ERR_TRANSIENT,
+                     "cannot remove the rotation record %s: %s", full, strerror(e));
+    } else {
+        if (cur[0])
+            fsync_dir(s->directory);
+        r = 0;
+    }
+    if (r == 0)
+        snprintf(ret_revision, RC_REVISION_MAX, "%s", next);
+out:
+    close(lock_fd);   /* releases the flock */
+    return r;
 }
 
 static int file_watch_fd(void *state) {
@@ -523,8 +783,10 @@ static const struct rc_source_type file_types[] = {
         .credential_keys = file_credential_keys,
         .open = file_open,
         .fetch = file_fetch,
-        .caps = RC_CAP_ROTATE_WRITE,
+        .caps = RC_CAP_ROTATE_WRITE | RC_CAP_ROTATION_RECORD,
         .rotate_write = file_rotate,
+        .record_read = file_record_read,
+        .record_write = file_record_write,
         .watch_fd = file_watch_fd,
         .watch_event = file_watch_event,
         .close = file_close,

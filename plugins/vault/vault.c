@@ -19,7 +19,14 @@
  * data/ at every look (logged once). The first read after open also fetches the prior
  * readable version as a start-up HINT (docs/design.md §8.3).
  *
- * Static roles: see vault_rot_update() in vault_parse.h.
+ * Agent-driven rotation (KV v2): rotate_write() is a check-and-set write (options.cas) of
+ * the credential's fields plus, with a mark, redis_creds_rotated_at/_by; fetch() then
+ * dates a version carrying that key by its created_time. The rotation record is the
+ * secret `<path>.rotation` in the same mount, written with options.cas = its version
+ * (0: must not exist); removing it writes {} (docs/operations.md).
+ *
+ * Static roles: see vault_rot_update() in vault_parse.h; a version's rotated_at is its
+ * last_vault_rotation.
  *
  * Threads: open() and close() on the loop; fetch() and next_check() on a
  * worker, never concurrently for one instance (so the token and per-credential state
@@ -49,6 +56,8 @@
 #define VAULT_TOKEN_RETRY_USEC (30 * VAULT_USEC_PER_SEC)
 #define VAULT_HINT_PROBES 3
 #define VAULT_DEFAULT_JWT_FILE "/var/run/secrets/kubernetes.io/serviceaccount/token"
+/* The rotation record of a KV v2 secret `<path>` is the secret `<path>.rotation`. */
+#define VAULT_RECORD_SUFFIX ".rotation"
 
 enum vault_engine { ENGINE_KV2, ENGINE_KV1, ENGINE_DATABASE };
 enum vault_method { METHOD_TOKEN, METHOD_APPROLE, METHOD_KUBERNETES };
@@ -60,6 +69,7 @@ struct vault_cred_rt {
     char *api_data;              /* encoded API path (after /v1/): data, KV v1 or static-creds */
     char *api_meta;              /* KV v2 metadata */
     char *api_rotate;            /* database: rotate-role/ROLE (strategy vault-database) */
+    char *api_record;            /* KV v2: the rotation record, data/<path>.rotation */
     char *ufield, *pfield;
     struct vault_fields fields;
 
@@ -643,7 +653,8 @@ static int auth_error(const struct http_response *resp, bool token_ok, const cha
 
 static int candidate_from(const struct vault_cred *c, const char *version, enum rc_cand_role role,
                           struct rc_candidate *ret, struct rc_error *err) {
-    struct rc_candidate cand = { .expires_at = INT64_MIN, .role = role };
+    struct rc_candidate cand = { .expires_at = INT64_MIN, .role = role,
+                                 .rotated_at = c->rotated_at ? c->rotated_at : INT64_MIN };
     cand.password = secret_dup(c->password);
     if (c->username)
         cand.username = strdup(c->username);
@@ -829,7 +840,8 @@ static int kv1_fetch(struct vault_source *s, struct vault_cred_rt *c,
     vault_cred_clear(&c->cached);
     c->cached.password = secret_dup(cred.password);   /* only to scrub messages */
     ret[0] = (struct rc_candidate){ .username = cred.username, .password = cred.password,
-                                    .expires_at = INT64_MIN, .role = RC_CAND_CURRENT };
+                                    .expires_at = INT64_MIN, .rotated_at = INT64_MIN,
+                                    .role = RC_CAND_CURRENT };
     snprintf(ret[0].version, sizeof ret[0].version, "%s", version);
     return 1;
 }
@@ -881,8 +893,13 @@ static int db_fetch(struct vault_source *s, struct vault_cred_rt *c,
     vault_cred_clear(&c->cached);
     c->cached.password = secret_dup(sc.cred.password);   /* only to scrub messages */
     ret[0] = (struct rc_candidate){ .username = sc.cred.username, .password = sc.cred.password,
-                                    .expires_at = INT64_MIN, .role = RC_CAND_CURRENT };
+                                    .expires_at = INT64_MIN, .rotated_at = INT64_MIN,
+                                    .role = RC_CAND_CURRENT };
     snprintf(ret[0].version, sizeof ret[0].version, "%s", sc.version);
+    /* Every version of a static role is a rotation, dated by Vault's clock. */
+    int64_t t;
+    if (vault_parse_rfc3339(sc.version, &t) == 0 && t > 0)
+        ret[0].rotated_at = t;
     return 1;
 }
 
@@ -1011,54 +1028,49 @@ static int vault_rotate_self(void *state, const struct rc_credential *cred, cons
     return 0;
 }
 
-/* rotate_write(): a check-and-set write of the agent's password, engine kv2 only. */
-static int vault_rotate_write(void *state, const struct rc_credential *cred, const char *expected_version,
-                              const char *username, const struct secret *password,
-                              const struct rc_rotation_mark *mark, char *ret_version,
-                              struct rc_error *err) {
-    struct vault_source *s = state;
-    (void)mark;   /* written from ABI 4 on: the next step */
+/* The KV v2 credential `cred` names, or NULL with err FATAL (`why` says what needs kv2). */
+static struct vault_cred_rt *kv2_cred(struct vault_source *s, const struct rc_credential *cred,
+                                      const char *why, struct rc_error *err) {
     struct vault_cred_rt *c = find_cred(s, cred->name);
-    char what[VAULT_PATH_MAX + 16], *end = NULL;
+    if (!c)
+        rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
+    else if (c->engine != ENGINE_KV2)
+        rc_error_set(err, RC_ERR_FATAL, "credential %s: %s needs engine = \"kv2\" (a check-and-set "
+                     "write)", cred->name, why);
+    else
+        return c;
+    return NULL;
+}
+
+/* POSTs a KV v2 write body (it holds secrets: wiped and freed here) to api_path (of c), whose
+ * options.cas is `cas`. 0 with the version written, or -1 with err: CONFLICT when Vault
+ * says the cas did not match (someone else wrote first). */
+static int kv2_cas_post(struct vault_source *s, const struct vault_cred_rt *c, const char *api_path,
+                        char *body, size_t body_len, long long cas, int64_t *ret_version,
+                        struct rc_error *err) {
+    char what[VAULT_PATH_MAX + 16];
     struct http_response resp;
-    char *body = NULL;
-    size_t body_len = 0;
     bool token_ok;
     int r;
 
-    if (!c)
-        return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
-    if (c->engine != ENGINE_KV2)
-        return rc_error_set(err, RC_ERR_FATAL, "credential %s: rotation needs engine = \"kv2\" (a "
-                            "check-and-set write)", cred->name);
-    /* The agent's version of a KV v2 secret is its version number: the cas to write with. */
-    errno = 0;
-    long long cas = strtoll(expected_version, &end, 10);
-    if (errno || end == expected_version || *end || cas <= 0)
-        return rc_error_set(err, RC_ERR_CONFLICT, "%s: the published version \"%s\" is not a version "
-                            "of this secret", c->path, expected_version);
     s->relogged = false;
     if (token_ensure(s, err) < 0) {
+        secret_wipe_free(body, body_len);
         scrub_all(s, err);
         return -1;
     }
-    if ((r = vault_kv2_write_body(&c->fields, username, password, cas, &body, &body_len)) < 0)
-        return r == -ENOMEM ? oom(err)
-                            : rc_error_set(err, RC_ERR_INVALID, "%s: the new credential is not valid "
-                                           "UTF-8 (JSON cannot carry it)", c->path);
-    snprintf(what, sizeof what, "POST %s", c->api_data);
-    r = vault_authed(s, "POST", c->api_data, body, body_len, &resp, &token_ok, err);
+    snprintf(what, sizeof what, "POST %s", api_path);
+    r = vault_authed(s, "POST", api_path, body, body_len, &resp, &token_ok, err);
     secret_wipe_free(body, body_len);
     if (r < 0) {
         scrub_all(s, err);
         return -1;
     }
-    int64_t v = 0;
     if (resp.status == 200)
-        r = vault_parse_kv2_write(resp.body, resp.body_len, &v, what, err);
+        r = vault_parse_kv2_write(resp.body, resp.body_len, ret_version, what, err);
     else if (resp.status == 400 && vault_errors_has(resp.body, resp.body_len, "did not match the current version"))
         r = rc_error_set(err, RC_ERR_CONFLICT, "%s: 400 check-and-set parameter did not match the "
-                         "current version (version %lld was rotated by someone else)", what, cas);
+                         "current version (%lld; someone else wrote first)", what, cas);
     else if (resp.status == 403)
         r = status_error(&resp, what, token_ok ? " (the token is valid: does its policy grant create "
                          "and update here?)" : " (after logging in again)", err);
@@ -1069,9 +1081,118 @@ static int vault_rotate_write(void *state, const struct rc_credential *cred, con
         scrub_all(s, err);
         return -1;
     }
-    snprintf(ret_version, RC_VERSION_MAX, "%lld", (long long)v);
     s->host->log(s->host->h, LOG_DEBUG, c->name, "%s: wrote version %lld (cas %lld)", what,
-                 (long long)v, cas);
+                 (long long)*ret_version, cas);
+    return 0;
+}
+
+/* A version number as the agent hands it back (a KV v2 version: a cas). */
+static bool parse_cas(const char *text, long long *ret) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v <= 0)
+        return false;
+    *ret = v;
+    return true;
+}
+
+/* rotate_write(): a check-and-set write of the agent's password, engine kv2 only. */
+static int vault_rotate_write(void *state, const struct rc_credential *cred, const char *expected_version,
+                              const char *username, const struct secret *password,
+                              const struct rc_rotation_mark *mark, char *ret_version,
+                              struct rc_error *err) {
+    struct vault_source *s = state;
+    struct vault_cred_rt *c = kv2_cred(s, cred, "rotation", err);
+    char *body = NULL;
+    size_t body_len = 0;
+    long long cas = 0;
+    int64_t v = 0;
+    int r;
+
+    if (!c)
+        return -1;
+    /* The agent's version of a KV v2 secret is its version number: the cas to write with. */
+    if (!parse_cas(expected_version, &cas))
+        return rc_error_set(err, RC_ERR_CONFLICT, "%s: the published version \"%s\" is not a version "
+                            "of this secret", c->path, expected_version);
+    if ((r = vault_kv2_write_body(&c->fields, username, password, mark, cas, &body, &body_len)) < 0)
+        return r == -ENOMEM ? oom(err)
+                            : rc_error_set(err, RC_ERR_INVALID, "%s: the new credential is not valid "
+                                           "UTF-8 (JSON cannot carry it)", c->path);
+    if (kv2_cas_post(s, c, c->api_data, body, body_len, cas, &v, err) < 0)
+        return -1;
+    snprintf(ret_version, RC_VERSION_MAX, "%lld", (long long)v);
+    return 0;
+}
+
+/* ---- the rotation record: the KV v2 secret <path>.rotation (RC_CAP_ROTATION_RECORD) ---- */
+
+static int vault_record_read(void *state, const struct rc_credential *cred, struct secret **ret_record,
+                             char *ret_revision, struct rc_error *err) {
+    struct vault_source *s = state;
+    struct vault_cred_rt *c = kv2_cred(s, cred, "a rotation record", err);
+    char what[VAULT_PATH_MAX + 16];
+    struct http_response resp;
+    struct secret *rec = NULL;
+    int64_t v = 0;
+    bool token_ok;
+    int r = -1;
+
+    if (!c)
+        return -1;
+    s->relogged = false;
+    if (token_ensure(s, err) < 0) {
+        scrub_all(s, err);
+        return -1;
+    }
+    snprintf(what, sizeof what, "GET %s", c->api_record);
+    if (vault_authed(s, "GET", c->api_record, NULL, 0, &resp, &token_ok, err) < 0) {
+        scrub_all(s, err);
+        return -1;
+    }
+    if (resp.status == 200 || resp.status == 404)
+        r = vault_parse_kv2_record(resp.status, resp.body, resp.body_len, &rec, &v, what, err);
+    else if (resp.status == 403)
+        auth_error(&resp, token_ok, what, err);
+    else
+        status_error(&resp, what, NULL, err);
+    http_response_clear(&resp);
+    if (r < 0) {
+        scrub_all(s, err);
+        return -1;
+    }
+    *ret_record = rec;
+    if (v > 0)
+        snprintf(ret_revision, RC_REVISION_MAX, "%lld", (long long)v);
+    else
+        ret_revision[0] = '\0';
+    return 0;
+}
+
+static int vault_record_write(void *state, const struct rc_credential *cred, const char *expected_revision,
+                              const struct secret *record, char *ret_revision, struct rc_error *err) {
+    struct vault_source *s = state;
+    struct vault_cred_rt *c = kv2_cred(s, cred, "a rotation record", err);
+    char *body = NULL;
+    size_t body_len = 0;
+    long long cas = 0;
+    int64_t v = 0;
+    int r;
+
+    if (!c)
+        return -1;
+    /* The revision is the record's KV version; "" (none written): cas 0, must not exist. */
+    if (expected_revision[0] && !parse_cas(expected_revision, &cas))
+        return rc_error_set(err, RC_ERR_CONFLICT, "%s" VAULT_RECORD_SUFFIX ": \"%s\" is not a "
+                            "revision of this rotation record", c->path, expected_revision);
+    if ((r = vault_kv2_record_body(record, cas, &body, &body_len)) < 0)
+        return r == -ENOMEM ? oom(err)
+                            : rc_error_set(err, RC_ERR_INVALID, "%s" VAULT_RECORD_SUFFIX ": the rotation "
+                                           "record is not a JSON object", c->path);
+    if (kv2_cas_post(s, c, c->api_record, body, body_len, cas, &v, err) < 0)
+        return -1;
+    snprintf(ret_revision, RC_REVISION_MAX, "%lld", (long long)v);
     return 0;
 }
 
@@ -1090,6 +1211,7 @@ static void cred_rt_clear(struct vault_cred_rt *c) {
     free(c->api_data);
     free(c->api_meta);
     free(c->api_rotate);
+    free(c->api_record);
     free(c->ufield);
     free(c->pfield);
     vault_cred_clear(&c->cached);
@@ -1188,8 +1310,9 @@ static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, s
         /* A rest starting with data/ is legal (a key may be named so); docs/vault.md
          * says the path is the CLI's spelling, without data/. */
         if (asprintf(&c->api_data, "%s/data/%s", enc_m, enc_r) < 0 ||
-            asprintf(&c->api_meta, "%s/metadata/%s", enc_m, enc_r) < 0) {
-            c->api_data = c->api_meta = NULL;
+            asprintf(&c->api_meta, "%s/metadata/%s", enc_m, enc_r) < 0 ||
+            asprintf(&c->api_record, "%s/data/%s" VAULT_RECORD_SUFFIX, enc_m, enc_r) < 0) {
+            c->api_data = c->api_meta = c->api_record = NULL;
             oom(err);
             goto out;
         }
@@ -1384,9 +1507,11 @@ static const struct rc_source_type vault_types[] = {
         .open = vault_open,
         .fetch = vault_fetch,
         .next_check = vault_next_check,
-        .caps = RC_CAP_ROTATE_WRITE | RC_CAP_ROTATE_SELF,
+        .caps = RC_CAP_ROTATE_WRITE | RC_CAP_ROTATE_SELF | RC_CAP_ROTATION_RECORD,
         .rotate_write = vault_rotate_write,
         .rotate_self = vault_rotate_self,
+        .record_read = vault_record_read,
+        .record_write = vault_record_write,
         .close = vault_close,
     },
 };

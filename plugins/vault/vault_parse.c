@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 
+#include "credfile.h"
 #include "jsonload.h"
 #include "vault_parse.h"
 
@@ -369,6 +370,7 @@ void vault_cred_clear(struct vault_cred *c) {
     free(c->username);
     c->username = NULL;
     c->password = secret_free(c->password);
+    c->rotated_at = 0;
 }
 
 /* The fields of a flat object of strings (KV data). */
@@ -525,6 +527,13 @@ int vault_parse_kv2_data(long status, const char *body, size_t len, const struct
         rc_error_set(err, RC_ERR_INVALID, "%s: \"data.metadata.version\" is missing or not a "
                      "positive integer", what);
     else if (cred_from_object(inner, f, ret, what, err) == 0) {
+        /* An agent's rotation made this version: the fleet's clock counts from when Vault
+         * wrote it (its own clock, the same for every host). */
+        json_t *ct = json_object_get(meta, "created_time");
+        int64_t t;
+        if (json_object_get(inner, VAULT_KEY_ROTATED_AT) && json_is_string(ct) &&
+            vault_parse_rfc3339(json_string_value(ct), &t) == 0 && t > 0)
+            ret->rotated_at = t;
         *ret_version = v;
         r = 0;
     }
@@ -733,8 +742,35 @@ uint64_t vault_rot_update(struct vault_rot *st, const char *version, int64_t ttl
     return next > now + VAULT_ROT_POLL_USEC ? next : now + VAULT_ROT_POLL_USEC;
 }
 
+/* JSON_COMPACT text of root into a malloc'd buffer (no NUL) the caller wipes and frees. */
+static int dump_wiped(json_t *root, char **ret, size_t *ret_len) {
+    size_t need = json_dumpb(root, NULL, 0, JSON_COMPACT);
+    char *buf = need ? malloc(need) : NULL;
+    if (!buf || json_dumpb(root, buf, need, JSON_COMPACT) != need) {
+        if (buf)
+            secret_wipe_free(buf, need);
+        return -ENOMEM;
+    }
+    *ret = buf;
+    *ret_len = need;
+    return 0;
+}
+
+static int add_mark(json_t *data, const struct rc_rotation_mark *mark) {
+    char at[32];
+    if (!mark)
+        return 0;
+    if (!credfile_time_format(mark->rotated_at, at, sizeof at)[0] || !mark->rotated_by)
+        return -EINVAL;
+    if (json_object_set_new(data, VAULT_KEY_ROTATED_AT, json_string(at)) < 0 ||
+        json_object_set_new(data, VAULT_KEY_ROTATED_BY, json_string(mark->rotated_by)) < 0)
+        return -EINVAL;
+    return 0;
+}
+
 int vault_kv2_write_body(const struct vault_fields *f, const char *username,
-                         const struct secret *password, int64_t cas, char **ret, size_t *ret_len) {
+                         const struct secret *password, const struct rc_rotation_mark *mark,
+                         int64_t cas, char **ret, size_t *ret_len) {
     json_t *pw = json_stringn(secret_data(password), secret_len(password));
     json_t *data = json_object(), *root = NULL;
     int r = -EINVAL;
@@ -742,26 +778,79 @@ int vault_kv2_write_body(const struct vault_fields *f, const char *username,
         goto out;
     if (username && json_object_set_new(data, f->username, json_string(username)) < 0)
         goto out;
+    if (add_mark(data, mark) < 0)
+        goto out;
     root = json_pack("{s:{s:I}, s:O}", "options", "cas", (json_int_t)cas, "data", data);
-    if (!root) {
-        r = -ENOMEM;
-        goto out;
-    }
-    size_t need = json_dumpb(root, NULL, 0, JSON_COMPACT);
-    char *buf = need ? malloc(need) : NULL;
-    if (!buf || json_dumpb(root, buf, need, JSON_COMPACT) != need) {
-        if (buf)
-            secret_wipe_free(buf, need);
-        r = -ENOMEM;
-        goto out;
-    }
-    *ret = buf;
-    *ret_len = need;
-    r = 0;
+    r = root ? dump_wiped(root, ret, ret_len) : -ENOMEM;
 out:
     json_decref(root);   /* jansson's free wipes (secret_init) */
     json_decref(data);
     json_decref(pw);
+    return r;
+}
+
+int vault_kv2_record_body(const struct secret *record, int64_t cas, char **ret, size_t *ret_len) {
+    json_t *data = record ? jsonload_buf(secret_data(record), secret_len(record), JSON_REJECT_DUPLICATES, NULL)
+                          : json_object();
+    int r = -EINVAL;
+    if (json_is_object(data)) {
+        json_t *root = json_pack("{s:{s:I}, s:O}", "options", "cas", (json_int_t)cas, "data", data);
+        r = root ? dump_wiped(root, ret, ret_len) : -ENOMEM;
+        json_decref(root);
+    }
+    json_decref(data);
+    return r;
+}
+
+/* data.data of a record read (200) as a secret, or NULL for {}; its version. */
+static int record_from(json_t *root, struct secret **ret, int64_t *ret_version, const char *what,
+                       struct rc_error *err) {
+    json_t *data = json_object_get(root, "data");
+    json_t *inner = json_object_get(data, "data");
+    json_t *meta = json_object_get(data, "metadata");
+    int64_t v = 0;
+    char *buf = NULL;
+    size_t len = 0;
+    if (!json_is_object(meta) || !get_int(meta, "version", &v) || v <= 0)
+        return rc_error_set(err, RC_ERR_INVALID, "%s: \"data.metadata.version\" is missing or not a "
+                            "positive integer", what);
+    *ret_version = v;
+    if (json_is_null(inner) || (json_is_object(inner) && json_object_size(inner) == 0)) {
+        *ret = NULL;   /* removed (written empty), or the version was deleted */
+        return 0;
+    }
+    if (!json_is_object(inner))
+        return rc_error_set(err, RC_ERR_INVALID, "%s: \"data.data\" is not an object (is this a KV v2 "
+                            "mount?)", what);
+    if (dump_wiped(inner, &buf, &len) < 0)
+        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    *ret = secret_new(buf, len);
+    secret_wipe_free(buf, len);
+    return *ret ? 0 : rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+}
+
+int vault_parse_kv2_record(long status, const char *body, size_t len, struct secret **ret,
+                           int64_t *ret_version, const char *what, struct rc_error *err) {
+    if (status == 404) {
+        json_t *root = json_loadb(body ? body : "", len, 0, NULL);
+        bool envelope = json_is_object(json_object_get(json_object_get(root, "data"), "metadata"));
+        int r = envelope ? record_from(root, ret, ret_version, what, err) : 0;
+        json_decref(root);
+        if (envelope)
+            return r;
+        char text[VAULT_ERRTEXT_MAX + 8];
+        vault_errors_text(body, len, text, sizeof text);
+        if (text[0])   /* "no handler for route": not a missing secret but a missing mount */
+            return rc_error_set(err, RC_ERR_NOT_FOUND, "%s: 404 %s", what, text);
+        *ret = NULL;
+        *ret_version = 0;
+        return 0;
+    }
+    json_t *root = load(body, len, what, err);
+    if (!root)
+        return -1;
+    int r = record_from(root, ret, ret_version, what, err);
+    json_decref(root);
     return r;
 }
 

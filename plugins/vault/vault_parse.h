@@ -63,7 +63,15 @@ int vault_parse_rfc3339(const char *s, int64_t *ret);
 struct vault_cred {
     char *username;            /* NULL: the Redis default user */
     struct secret *password;
+    /* KV v2: unix seconds of the version's created_time when its data carries
+     * VAULT_KEY_ROTATED_AT (an agent's rotation wrote it); 0: none. */
+    int64_t rotated_at;
 };
+
+/* The data fields an agent's rotation writes beside username_field and password_field
+ * (keys starting with redis_creds_ are the agent's: docs/operations.md). */
+#define VAULT_KEY_ROTATED_AT "redis_creds_rotated_at"
+#define VAULT_KEY_ROTATED_BY "redis_creds_rotated_by"
 void vault_cred_clear(struct vault_cred *c);
 
 struct vault_fields {
@@ -90,11 +98,25 @@ int vault_parse_kv2_data(long status, const char *body, size_t len, const struct
                          struct rc_error *err);
 /* The body of a KV v2 write of a rotated credential (agent-driven rotation):
  * {"options":{"cas":cas},"data":{<password field>: password, <username field>: username}}
- * (no username field for the default user). A malloc'd buffer holding the password: the
+ * (no username field for the default user), plus, with a mark, VAULT_KEY_ROTATED_AT
+ * (RFC 3339 UTC) and VAULT_KEY_ROTATED_BY. A malloc'd buffer holding the password: the
  * caller wipes and frees it with secret_wipe_free(*ret, *ret_len). 0, -ENOMEM, or -EINVAL
- * when the password or username is not UTF-8 (JSON cannot carry it). */
+ * when the password or username is not UTF-8 (JSON cannot carry it) or the mark's time
+ * cannot be written. */
 int vault_kv2_write_body(const struct vault_fields *f, const char *username,
-                         const struct secret *password, int64_t cas, char **ret, size_t *ret_len);
+                         const struct secret *password, const struct rc_rotation_mark *mark,
+                         int64_t cas, char **ret, size_t *ret_len);
+/* The rotation record (RC_CAP_ROTATION_RECORD) is a KV v2 secret of its own; its fields
+ * are the record's. The body of its write: {"options":{"cas":cas},"data":<record>}, or
+ * data {} for record NULL (a removal). Buffer as for vault_kv2_write_body(). 0, -ENOMEM,
+ * or -EINVAL when record is not a JSON object text. */
+int vault_kv2_record_body(const struct secret *record, int64_t cas, char **ret, size_t *ret_len);
+/* A read of the record answered with `status` 200 or 404: *ret its data as JSON object
+ * text (a secret), or NULL when there is none: a bare 404 (*ret_version 0: nothing
+ * written), a deleted or destroyed version, or empty data {} (*ret_version: that
+ * version, which the next write must name). A 404 with an error text is an error. */
+int vault_parse_kv2_record(long status, const char *body, size_t len, struct secret **ret,
+                           int64_t *ret_version, const char *what, struct rc_error *err);
 /* A KV v2 write's 200 answer: data.version is the version just written. */
 int vault_parse_kv2_write(const char *body, size_t len, int64_t *ret_version, const char *what,
                           struct rc_error *err);

@@ -83,14 +83,45 @@ struct rc_credential *mock_host_credentials(struct mock_host *m, size_t source, 
     return r;
 }
 
+int mock_rotate_marked(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
+                       const char *expected_version, const char *username, const char *password,
+                       const struct rc_rotation_mark *mark, char *ret_version, struct rc_error *err) {
+    memset(err, 0, sizeof *err);
+    struct secret *p = secret_new_str(password);
+    int r = t->rotate_write(state, cred, expected_version, username, p, mark, ret_version, err);
+    secret_free(p);
+    return r;
+}
+
 int mock_rotate(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
                 const char *expected_version, const char *username, const char *password,
                 char *ret_version, struct rc_error *err) {
-    memset(err, 0, sizeof *err);
-    if (!password)   /* the store makes one */
+    if (!password) {   /* the store makes one */
+        memset(err, 0, sizeof *err);
         return t->rotate_self(state, cred, expected_version, ret_version, err);
-    struct secret *p = secret_new_str(password);
-    int r = t->rotate_write(state, cred, expected_version, username, p, NULL, ret_version, err);
-    secret_free(p);
+    }
+    return mock_rotate_marked(t, state, cred, expected_version, username, password, NULL, ret_version, err);
+}
+
+int mock_record_write(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
+                      const char *expected_revision, const char *record, char *ret_revision,
+                      struct rc_error *err) {
+    memset(err, 0, sizeof *err);
+    struct secret *rec = record ? secret_new_str(record) : NULL;
+    int r = t->record_write(state, cred, expected_revision, rec, ret_revision, err);
+    secret_free(rec);
+    return r;
+}
+
+int mock_record_read(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
+                     char **ret_text, char *ret_revision, struct rc_error *err) {
+    struct secret *rec = NULL;
+    memset(err, 0, sizeof *err);
+    snprintf(ret_revision, RC_REVISION_MAX, "?");
+    *ret_text = NULL;
+    int r = t->record_read(state, cred, &rec, ret_revision, err);
+    if (r == 0 && rec)
+        *ret_text = strdup(secret_data(rec));
+    secret_free(rec);
     return r;
 }

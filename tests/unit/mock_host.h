@@ -28,3 +28,15 @@ struct rc_credential *mock_host_credentials(struct mock_host *m, size_t source, 
 int mock_rotate(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
                 const char *expected_version, const char *username, const char *password,
                 char *ret_version, struct rc_error *err);
+/* mock_rotate() of a password with a rotation mark (NULL: none, a roll-back). */
+int mock_rotate_marked(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
+                       const char *expected_version, const char *username, const char *password,
+                       const struct rc_rotation_mark *mark, char *ret_version, struct rc_error *err);
+/* t->record_write() of `record` as a fresh secret (NULL: remove); err is zeroed first. */
+int mock_record_write(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
+                      const char *expected_revision, const char *record, char *ret_revision,
+                      struct rc_error *err);
+/* t->record_read(); *ret_text is a malloc'd copy of the record (NULL when none); err is
+ * zeroed first and ret_revision set to "?" so a test sees whether it was written. */
+int mock_record_read(const struct rc_source_type *t, void *state, const struct rc_credential *cred,
+                     char **ret_text, char *ret_revision, struct rc_error *err);

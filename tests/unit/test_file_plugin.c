@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "credfile.h"
 #include "mock_host.h"
 #include "stack_residue.h"
 
@@ -464,6 +465,316 @@ static void test_rotate_missing_file_and_unwritable_directory_are_errors(void **
     cand_clear(&c);
 }
 
+/* ---- ABI 4: the rotation mark, the reserved keys, the rotation record ---- */
+
+static char *read_text(const char *dir, const char *name) {
+    char p[512], *buf = calloc(1, 128 * 1024);
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        free(buf);
+        return NULL;
+    }
+    assert_true(read(fd, buf, 128 * 1024 - 1) >= 0);
+    close(fd);
+    return buf;
+}
+
+static size_t count(const char *hay, const char *needle) {
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+static void test_rotate_with_mark_writes_reserved_keys_that_fetch_reports_and_rollback_drops(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    char v1[RC_VERSION_MAX], v2[RC_VERSION_MAX], old[RC_VERSION_MAX];
+    int64_t t;
+    assert_int_equal(credfile_time_parse("2026-12-02T06:30:00Z", &t), 0);
+
+    write_file(f->dir, "cache.json", "{\"username\":\"app\",\"password\":\"old-pw\"}", 38);
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    assert_true(c.rotated_at == INT64_MIN);   /* written by hand: no mark */
+    snprintf(old, sizeof old, "%s", c.version);
+    cand_clear(&c);
+
+    struct rc_rotation_mark mark = { .rotated_at = t, .rotated_by = "host-a" };
+    assert_int_equal(mock_rotate_marked(&redis_creds_plugin.types[0], f->state, &f->creds[0], old, "app",
+                                        "marked-pw-1", &mark, v1, &err), 0);
+    char *text = read_text(f->dir, "cache.json");
+    assert_non_null(strstr(text, "\"redis_creds_rotated_at\":\"2026-12-02T06:30:00Z\""));
+    assert_non_null(strstr(text, "\"redis_creds_rotated_by\":\"host-a\""));
+    free(text);
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    assert_true(c.rotated_at == t);
+    assert_string_equal(c.version, v1);
+    assert_string_equal(secret_data(c.password), "marked-pw-1");
+    cand_clear(&c);
+
+    /* The mark is no part of the version: the same credential written by hand has it. */
+    const char *hand = "{\"username\":\"app\",\"password\":\"marked-pw-1\"}";
+    write_file(f->dir, "cache.json", hand, strlen(hand));
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    assert_string_equal(c.version, v1);
+    assert_true(c.rotated_at == INT64_MIN);
+    cand_clear(&c);
+
+    /* A roll-back (no mark) writes none. */
+    assert_int_equal(mock_rotate_marked(&redis_creds_plugin.types[0], f->state, &f->creds[0], v1, "app",
+                                        "rolled-back", NULL, v2, &err), 0);
+    text = read_text(f->dir, "cache.json");
+    assert_null(strstr(text, "redis_creds_"));
+    free(text);
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    assert_true(c.rotated_at == INT64_MIN);
+    assert_string_equal(c.version, v2);
+    cand_clear(&c);
+}
+
+static void test_malformed_rotated_at_warns_once_naming_key_and_file_and_fetch_succeeds(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    const char *bad[] = {
+        "{\"password\":\"pw-a\",\"redis_creds_rotated_at\":\"yesterday\"}",
+        "{\"password\":\"pw-b\",\"redis_creds_rotated_at\":1795242600}",
+        "{\"password\":\"pw-c\",\"redis_creds_rotated_at\":\"2026-13-02T06:30:00Z\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(f->dir, "cache.json", bad[i], strlen(bad[i]));
+        for (int twice = 0; twice < 2; twice++) {
+            assert_int_equal(fetch(f, 0, &c, &err), 0);
+            assert_true(c.rotated_at == INT64_MIN);
+            cand_clear(&c);
+        }
+        assert_int_equal(count(f->m.log, "`redis_creds_rotated_at` is not an RFC 3339 time"), i + 1);
+    }
+    assert_non_null(strstr(f->m.log, "cache.json"));
+    assert_null(strstr(f->m.log, "pw-a"));
+    /* null is "no mark", not a mistake. */
+    const char *null_mark = "{\"password\":\"pw-d\",\"redis_creds_rotated_at\":null}";
+    write_file(f->dir, "cache.json", null_mark, strlen(null_mark));
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    assert_true(c.rotated_at == INT64_MIN);
+    cand_clear(&c);
+    assert_int_equal(count(f->m.log, "is not an RFC 3339 time"), 3);
+}
+
+static void test_reserved_keys_are_accepted_and_never_change_the_version(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate a, b;
+    struct rc_error err;
+    const char *plain = "{\"username\":\"app\",\"password\":\"pw-r\"}";
+    const char *reserved = "{\"username\":\"app\",\"password\":\"pw-r\",\"redis_creds_future\":{\"x\":[1]},"
+                           "\"redis_creds_rotated_by\":\"host-b\",\"redis_creds_rotated_at\":\"2026-12-02T06:30:00+01:00\"}";
+    write_file(f->dir, "cache.json", plain, strlen(plain));
+    assert_int_equal(fetch(f, 0, &a, &err), 0);
+    write_file(f->dir, "cache.json", reserved, strlen(reserved));
+    assert_int_equal(fetch(f, 0, &b, &err), 0);
+    assert_string_equal(a.version, b.version);
+    int64_t t;
+    assert_int_equal(credfile_time_parse("2026-12-02T05:30:00Z", &t), 0);
+    assert_true(b.rotated_at == t);
+    cand_clear(&a);
+    cand_clear(&b);
+}
+
+static void test_unknown_key_is_refused_naming_it_with_did_you_mean_and_no_password(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    static const struct { const char *json, *key, *mean; } cases[] = {
+        { "{\"user\":\"app\",\"password\":\"TopS3cret-1\"}", "`user`", "did you mean `username`?" },
+        { "{\"usernmae\":\"app\",\"password\":\"TopS3cret-1\"}", "`usernmae`", "did you mean `username`?" },
+        { "{\"username\":\"app\",\"pasword\":\"TopS3cret-1\"}", "`pasword`", "did you mean `password`?" },
+        { "{\"Password\":\"TopS3cret-1\"}", "`Password`", "did you mean `password`?" },
+        { "{\"pass\":\"TopS3cret-1\"}", "`pass`", "did you mean `password`?" },
+        { "{\"password\":\"TopS3cret-1\",\"token\":\"x\"}", "`token`", NULL },
+        { "{\"password\":\"TopS3cret-1\",\"redis_cred_x\":1}", "`redis_cred_x`", NULL },
+        { "{\"password\":\"TopS3cret-1\",\"xTopS3cret-1\":1}", "unknown key (not shown: it contains the password)", NULL },
+        { "{\"password\":\"TopS3cret-1\",\"a\\nb\":1}", "`a?b`", NULL },
+        { "{\"password\":\"TopS3cret-1\",\"k0123456789012345678901234567890123456789012345678901234567890123456789\":1}",
+          "`k012345678901234567890123456789012345678901234567890123456789012...`", NULL },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_file(f->dir, "cache.json", cases[i].json, strlen(cases[i].json));
+        assert_int_equal(fetch(f, 0, &c, &err), -1);
+        assert_int_equal(err.cls, RC_ERR_INVALID);
+        if (!strstr(err.message, cases[i].key) || !strstr(err.message, "unknown key") ||
+            !strstr(err.message, "cache.json") || !strstr(err.message, "`redis_creds_`"))
+            fail_msg("case %zu: %s", i, err.message);
+        if (cases[i].mean ? !strstr(err.message, cases[i].mean) : !!strstr(err.message, "did you mean"))
+            fail_msg("case %zu: %s", i, err.message);
+        assert_null(strstr(err.message, "TopS3cret"));
+    }
+}
+
+static const struct rc_source_type *T(void) {
+    return &redis_creds_plugin.types[0];
+}
+
+static void test_record_create_conflict_update_remove(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    char r0[RC_REVISION_MAX], r1[RC_REVISION_MAX], r2[RC_REVISION_MAX], *text;
+    assert_true(T()->caps & RC_CAP_ROTATION_RECORD);
+
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, r0, &err), 0);
+    assert_null(text);
+    assert_string_equal(r0, "");
+
+    const char *a = "{\"format\":1,\"owner\":\"host-a\",\"epoch\":1,\"password\":\"Pend1ng-pw\"}";
+    const char *b = "{\"format\":1,\"owner\":\"host-a\",\"epoch\":1,\"phase\":\"removing\"}";
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", a, r1, &err), 0);
+    assert_memory_equal(r1, "h-", 2);
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, r0, &err), 0);
+    assert_string_equal(text, a);
+    assert_string_equal(r0, r1);
+    free(text);
+
+    /* A second claimant (expects none) loses and writes nothing. */
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", b, r2, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    assert_non_null(strstr(err.message, ".cache.json.rotation"));
+    assert_null(strstr(err.message, "Pend1ng"));
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], r1, b, r2, &err), 0);
+    assert_string_not_equal(r1, r2);
+    /* The owner's stale revision loses too. */
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], r1, a, r0, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, r0, &err), 0);
+    assert_string_equal(text, b);
+    assert_string_equal(r0, r2);
+    free(text);
+
+    /* Remove: a stale revision cannot, the right one can; then nothing is there. */
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], r1, NULL, r0, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], r2, NULL, r0, &err), 0);
+    assert_string_equal(r0, "");
+    char *gone = read_text(f->dir, ".cache.json.rotation");
+    assert_null(gone);
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, r0, &err), 0);
+    assert_null(text);
+    assert_string_equal(r0, "");
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], r2, NULL, r0, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    /* Each credential has its own record. */
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[1], "", a, r1, &err), 0);
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, r0, &err), 0);
+    assert_null(text);
+}
+
+static void test_record_file_is_0600_whatever_the_umask(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    char r1[RC_REVISION_MAX], p[512];
+    struct stat sb;
+    mode_t old = umask(0);
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", "{\"epoch\":1}", r1, &err), 0);
+    umask(old);
+    snprintf(p, sizeof p, "%s/.cache.json.rotation", f->dir);
+    assert_int_equal(lstat(p, &sb), 0);
+    assert_true(S_ISREG(sb.st_mode));
+    assert_int_equal(sb.st_mode & 07777, 0600);
+}
+
+static void test_record_symlink_is_refused_and_its_target_untouched(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    char r[RC_REVISION_MAX], p[512], *text;
+    write_file(f->dir, "elsewhere", "{\"epoch\":9}", 11);
+    snprintf(p, sizeof p, "%s/.cache.json.rotation", f->dir);
+    assert_int_equal(symlink("elsewhere", p), 0);
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, r, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_non_null(strstr(err.message, "symlink"));
+    assert_string_equal(r, "?");
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", "{\"epoch\":1}", r, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", NULL, r, &err), -1);
+    char *target = read_text(f->dir, "elsewhere");
+    assert_string_equal(target, "{\"epoch\":9}");
+    free(target);
+    struct stat sb;
+    assert_int_equal(lstat(p, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+}
+
+static void test_record_oversized_or_malformed_is_a_clear_error_without_its_text(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    char r[RC_REVISION_MAX], *text;
+    const char *bad = "{\"owner\":\"host-a\",\"password\":\"R3cordS3cret\" oops}";
+    write_file(f->dir, ".cache.json.rotation", bad, strlen(bad));
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, r, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_non_null(strstr(err.message, ".cache.json.rotation"));
+    assert_non_null(strstr(err.message, "malformed JSON"));
+    assert_null(strstr(err.message, "R3cordS3cret"));
+    const char *ctl = "{\"password\":\"R3cordFr4gment\x01\"}";
+    write_file(f->dir, ".cache.json.rotation", ctl, strlen(ctl));
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, r, &err), -1);
+    assert_no_residue("R3cordFr4gment", &err);
+    write_file(f->dir, ".cache.json.rotation", "[1,2]", 5);
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, r, &err), -1);
+    assert_non_null(strstr(err.message, "not a JSON object"));
+
+    size_t n = 70 * 1024;
+    char *big = malloc(n + 1);
+    memset(big, ' ', n);
+    big[0] = '{';
+    memcpy(big + n - 1, "}", 2);
+    write_file(f->dir, ".cache.json.rotation", big, n);
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, r, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_non_null(strstr(err.message, "larger than"));
+    /* The host cannot store one over the cap, or one that is not an object, either. */
+    char p[512];
+    snprintf(p, sizeof p, "%s/.cache.json.rotation", f->dir);
+    assert_int_equal(unlink(p), 0);
+    char *huge = malloc(n + 1);
+    memset(huge, ' ', n);
+    huge[0] = '{';
+    memcpy(huge + n - 1, "}", 2);
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", huge, r, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", "\"R3cordS3cret\"", r, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_null(strstr(err.message, "R3cordS3cret"));
+    free(huge);
+    free(big);
+    assert_null(read_text(f->dir, ".cache.json.rotation"));
+}
+
+static void test_record_wakes_nobody_and_fetch_never_reads_it(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate c;
+    struct rc_error err;
+    char r[RC_REVISION_MAX];
+    int fd = T()->watch_fd(f->state);
+    assert_true(fd >= 0);
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", "{\"epoch\":1}", r, &err), 0);
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    assert_int_equal(poll(&pfd, 1, 2000), 1);   /* the directory did change */
+    T()->watch_event(f->state);
+    assert_int_equal(f->m.n_woken, 0);
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], r, NULL, r, &err), 0);
+    T()->watch_event(f->state);
+    assert_int_equal(f->m.n_woken, 0);
+
+    /* A broken record next to a good credential file changes nothing for fetch(). */
+    write_file(f->dir, ".cache.json.rotation", "not json", 8);
+    const char *good = "{\"username\":\"app\",\"password\":\"pw-g\"}";
+    write_file(f->dir, "cache.json", good, strlen(good));
+    assert_int_equal(fetch(f, 0, &c, &err), 0);
+    assert_string_equal(secret_data(c.password), "pw-g");
+    cand_clear(&c);
+}
+
 int main(void) {
     secret_init(0);
     const struct CMUnitTest tests[] = {
@@ -482,6 +793,15 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_rotate_writes_next_version_when_expected_version_matches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_default_user_and_bare_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_missing_file_and_unwritable_directory_are_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_with_mark_writes_reserved_keys_that_fetch_reports_and_rollback_drops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_rotated_at_warns_once_naming_key_and_file_and_fetch_succeeds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reserved_keys_are_accepted_and_never_change_the_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_key_is_refused_naming_it_with_did_you_mean_and_no_password, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_create_conflict_update_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_file_is_0600_whatever_the_umask, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_symlink_is_refused_and_its_target_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_oversized_or_malformed_is_a_clear_error_without_its_text, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_wakes_nobody_and_fetch_never_reads_it, setup, teardown),
         cmocka_unit_test(test_path_with_slash_and_relative_directory_are_refused_at_load),
         cmocka_unit_test(test_missing_directory_is_fatal_at_open),
     };

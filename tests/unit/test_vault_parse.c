@@ -378,7 +378,7 @@ static void test_kv2_write_body_carries_cas_and_fields_and_the_answer_its_versio
     struct rc_error err = { 0 };
     int64_t v = 0;
 
-    assert_int_equal(vault_kv2_write_body(&f, "app", pw, 7, &body, &len), 0);
+    assert_int_equal(vault_kv2_write_body(&f, "app", pw, NULL, 7, &body, &len), 0);
     json_t *root = json_loadb(body, len, 0, NULL);
     assert_non_null(root);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "options"), "cas")), 7);
@@ -390,7 +390,7 @@ static void test_kv2_write_body_carries_cas_and_fields_and_the_answer_its_versio
     secret_wipe_free(body, len);
 
     /* the default user: no username field at all */
-    assert_int_equal(vault_kv2_write_body(&f, NULL, pw, 1, &body, &len), 0);
+    assert_int_equal(vault_kv2_write_body(&f, NULL, pw, NULL, 1, &body, &len), 0);
     root = json_loadb(body, len, 0, NULL);
     assert_int_equal(json_object_size(json_object_get(root, "data")), 1);
     json_decref(root);
@@ -399,7 +399,7 @@ static void test_kv2_write_body_carries_cas_and_fields_and_the_answer_its_versio
 
     /* JSON cannot carry bytes that are not UTF-8 */
     pw = secret_new("\xff\xfe", 2);
-    assert_int_equal(vault_kv2_write_body(&f, "app", pw, 1, &body, &len), -EINVAL);
+    assert_int_equal(vault_kv2_write_body(&f, "app", pw, NULL, 1, &body, &len), -EINVAL);
     secret_free(pw);
 
     const char ok[] = "{\"request_id\":\"x\",\"data\":{\"created_time\":\"2026-11-22T10:00:00Z\","
@@ -435,6 +435,79 @@ static void test_malformed_answers_leave_no_password_fragment_in_message_or_stac
     assert_no_residue("hvs.T0kenFr4g", &err);
 }
 
+static void test_kv2_record_read_tells_none_from_a_record_and_from_a_missing_mount(void **st) {
+    struct secret *rec = NULL;
+    struct rc_error err = { 0 };
+    int64_t v = -1;
+    /* never written: a bare 404 */
+    assert_int_equal(vault_parse_kv2_record(404, S("{\"errors\":[]}\n"), &rec, &v, "GET x", &err), 0);
+    assert_null(rec);
+    assert_int_equal(v, 0);
+    /* a missing mount is not a missing record */
+    assert_int_equal(vault_parse_kv2_record(404, S("{\"errors\":[\"no handler for route \\\"nope/data/r\\\". "
+                                                   "route entry not found.\"]}"), &rec, &v, "GET x", &err), -1);
+    assert_int_equal(err.cls, RC_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.message, "no handler for route"));
+    /* removed: written empty; or the version deleted: none, at that version */
+    const char empty[] = "{\"data\":{\"data\":{},\"metadata\":{\"created_time\":\"2026-12-02T06:30:00Z\","
+                         "\"deletion_time\":\"\",\"destroyed\":false,\"version\":3}}}";
+    assert_int_equal(vault_parse_kv2_record(200, S(empty), &rec, &v, "GET x", &err), 0);
+    assert_null(rec);
+    assert_int_equal(v, 3);
+    const char deleted[] = "{\"data\":{\"data\":null,\"metadata\":{\"deletion_time\":\"2026-12-02T06:30:00Z\","
+                           "\"destroyed\":false,\"version\":4}}}";
+    assert_int_equal(vault_parse_kv2_record(404, S(deleted), &rec, &v, "GET x", &err), 0);
+    assert_null(rec);
+    assert_int_equal(v, 4);
+    /* a record: its fields as one JSON object text */
+    const char one[] = "{\"data\":{\"data\":{\"epoch\":2,\"password\":\"Rec0rd-pw\"},\"metadata\":{\"version\":5}}}";
+    assert_int_equal(vault_parse_kv2_record(200, S(one), &rec, &v, "GET x", &err), 0);
+    assert_int_equal(v, 5);
+    assert_string_equal(secret_data(rec), "{\"epoch\":2,\"password\":\"Rec0rd-pw\"}");
+    rec = secret_free(rec);
+    /* malformed: an error that quotes nothing */
+    const char bad[] = "{\"data\":{\"data\":{\"password\":\"Rec0rd-pw\" x}}}";
+    assert_int_equal(vault_parse_kv2_record(200, S(bad), &rec, &v, "GET x", &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_null(strstr(err.message, "Rec0rd"));
+    const char shape[] = "{\"data\":{\"data\":[\"Rec0rd-pw\"],\"metadata\":{\"version\":5}}}";
+    assert_int_equal(vault_parse_kv2_record(200, S(shape), &rec, &v, "GET x", &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_null(strstr(err.message, "Rec0rd"));
+}
+
+static void test_kv2_mark_and_record_bodies(void **st) {
+    struct vault_fields f = { .username = "username", .password = "password" };
+    struct secret *pw = secret_new_str("pw-m");
+    struct rc_rotation_mark mark = { .rotated_by = "host-a" };
+    char *body = NULL;
+    size_t len = 0;
+    assert_int_equal(credfile_time_parse("2026-12-02T06:30:00Z", &mark.rotated_at), 0);
+    assert_int_equal(vault_kv2_write_body(&f, "app", pw, &mark, 2, &body, &len), 0);
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *data = json_object_get(root, "data");
+    assert_string_equal(json_string_value(json_object_get(data, "redis_creds_rotated_at")), "2026-12-02T06:30:00Z");
+    assert_string_equal(json_string_value(json_object_get(data, "redis_creds_rotated_by")), "host-a");
+    json_decref(root);
+    secret_wipe_free(body, len);
+    secret_free(pw);
+
+    struct secret *rec = secret_new_str("{\"epoch\":1,\"password\":\"x\"}");
+    assert_int_equal(vault_kv2_record_body(rec, 0, &body, &len), 0);
+    root = json_loadb(body, len, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "options"), "cas")), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(root, "data"), "epoch")), 1);
+    json_decref(root);
+    secret_wipe_free(body, len);
+    secret_free(rec);
+    assert_int_equal(vault_kv2_record_body(NULL, 9, &body, &len), 0);
+    assert_memory_equal(body, "{\"options\":{\"cas\":9},\"data\":{}}", len);
+    secret_wipe_free(body, len);
+    rec = secret_new_str("\"not an object\"");
+    assert_int_equal(vault_kv2_record_body(rec, 1, &body, &len), -EINVAL);
+    secret_free(rec);
+}
+
 int main(void) {
     secret_init(0);
     const struct CMUnitTest tests[] = {
@@ -456,6 +529,8 @@ int main(void) {
         cmocka_unit_test(test_static_role_waits_for_ttl_then_polls_until_rotation),
         cmocka_unit_test(test_static_role_gives_up_polling_after_30s),
         cmocka_unit_test(test_malformed_answers_leave_no_password_fragment_in_message_or_stack),
+        cmocka_unit_test(test_kv2_record_read_tells_none_from_a_record_and_from_a_missing_mount),
+        cmocka_unit_test(test_kv2_mark_and_record_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "credfile.h"
 #include "http.h"
 #include "mock_host.h"
 
@@ -413,6 +414,12 @@ static void test_static_role_version_and_next_check_follow_ttl(void **st) {
     assert_int_equal(n, 1);
     assert_string_equal(cs[0].username, "app");
     assert_true(strlen(cs[0].version) > 19 && cs[0].version[4] == '-' && cs[0].version[10] == 'T');
+    /* Each version of a static role is a rotation: dated by last_vault_rotation. */
+    int64_t t = 0;
+    char whole[32];
+    snprintf(whole, sizeof whole, "%.19sZ", cs[0].version);
+    assert_int_equal(credfile_time_parse(whole, &t), 0);
+    assert_true(cs[0].rotated_at == t);
     cands_free(cs, n);
     uint64_t next = redis_creds_plugin.types[0].next_check(f->state, &f->creds[0]);
     assert_true(next > 55 * 1000000ULL && next <= 60 * 1000000ULL);
@@ -839,6 +846,198 @@ static void test_vault_database_strategy_needs_engine_database_at_open(void **st
     assert_non_null(strstr(err.message, "strategy vault-database needs engine = \"database\""));
 }
 
+/* ---- ABI 4: the rotation mark on a KV v2 write, the rotation record ---- */
+
+/* GET /v1/<api_path> with the root token: the answer's "data" object (new reference). */
+static json_t *vault_get_data(struct fx *f, const char *api_path) {
+    char url[256], err[256];
+    struct http_header h = { .name = "X-Vault-Token", .value = ROOT_TOKEN };
+    snprintf(url, sizeof url, "v1/%s", api_path);
+    struct http_request req = { .method = "GET", .url = url, .headers = &h, .n_headers = 1 };
+    struct http_response resp;
+    assert_int_equal(http_request(f->admin, &req, &resp, err, sizeof err), 0);
+    assert_int_equal(resp.status, 200);
+    json_t *root = json_loadb(resp.body, resp.body_len, 0, NULL);
+    http_response_clear(&resp);
+    assert_non_null(root);
+    json_t *d = json_incref(json_object_get(root, "data"));
+    json_decref(root);
+    return d;
+}
+
+static const struct rc_source_type *T(void) {
+    return &redis_creds_plugin.types[0];
+}
+
+static void test_kv2_rotate_with_mark_writes_two_fields_and_fetch_dates_it_by_created_time(void **st) {
+    struct fx *f = *st;
+    struct rc_candidate cs[RC_MAX_CANDIDATES];
+    struct rc_error err;
+    char v[RC_VERSION_MAX];
+    static const char *const creds[] = {
+        "name = \"cache\"; source = \"v\"; path = \"secret/redis/cache\"; username_field = \"user\"; "
+        "password_field = \"secret\";", NULL };
+    fake_do(f, "kv2_put", "{\"mount\":\"secret\",\"path\":\"redis/cache\",\"data\":{\"user\":\"app\",\"secret\":\"p1\"}}");
+    assert_int_equal(open_source(f, NULL, tok_auth(f), creds, &err), 0);
+    int n = fetch(f, 0, cs, &err);
+    assert_int_equal(n, 1);
+    assert_true(cs[0].rotated_at == INT64_MIN);   /* written by hand */
+    cands_free(cs, n);
+
+    struct rc_rotation_mark mark = { .rotated_by = "host-a" };
+    assert_int_equal(credfile_time_parse("2026-12-02T06:30:00Z", &mark.rotated_at), 0);
+    int64_t before = (int64_t)time(NULL);
+    assert_int_equal(mock_rotate_marked(T(), f->state, &f->creds[0], "1", "app", "marked-pw-2", &mark, v, &err), 0);
+    int64_t after = (int64_t)time(NULL);
+    assert_string_equal(v, "2");
+    json_t *d = vault_get_data(f, "secret/data/redis/cache");
+    json_t *data = json_object_get(d, "data");
+    assert_string_equal(json_string_value(json_object_get(data, "user")), "app");
+    assert_string_equal(json_string_value(json_object_get(data, "secret")), "marked-pw-2");
+    assert_string_equal(json_string_value(json_object_get(data, "redis_creds_rotated_at")), "2026-12-02T06:30:00Z");
+    assert_string_equal(json_string_value(json_object_get(data, "redis_creds_rotated_by")), "host-a");
+    assert_int_equal(json_object_size(data), 4);
+    json_decref(d);
+
+    /* rotated_at is Vault's created_time of the version (one clock for the fleet), not the
+     * writer's: the mark only says that a rotation made it. */
+    n = fetch(f, 0, cs, &err);
+    assert_int_equal(n, 1);
+    assert_string_equal(cs[0].version, "2");
+    assert_true(cs[0].rotated_at >= before && cs[0].rotated_at <= after);
+    cands_free(cs, n);
+
+    /* A roll-back writes no mark; that version has no rotated_at. */
+    assert_int_equal(mock_rotate_marked(T(), f->state, &f->creds[0], "2", "app", "rolled-back", NULL, v, &err), 0);
+    d = vault_get_data(f, "secret/data/redis/cache");
+    assert_int_equal(json_object_size(json_object_get(d, "data")), 2);
+    json_decref(d);
+    n = fetch(f, 0, cs, &err);
+    assert_int_equal(n, 1);
+    assert_string_equal(cs[0].version, "3");
+    assert_true(cs[0].rotated_at == INT64_MIN);
+    cands_free(cs, n);
+}
+
+static void assert_record(struct fx *f, const char *want_json, const char *want_rev) {
+    struct rc_error err;
+    char rev[RC_REVISION_MAX], *text = NULL;
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, rev, &err), 0);
+    assert_string_equal(rev, want_rev);
+    if (!want_json) {
+        assert_null(text);
+        return;
+    }
+    assert_non_null(text);
+    json_t *got = json_loads(text, 0, NULL), *want = json_loads(want_json, 0, NULL);
+    if (!json_equal(got, want))
+        fail_msg("record %s, want %s", text, want_json);
+    json_decref(got);
+    json_decref(want);
+    free(text);
+}
+
+static void test_kv2_record_create_conflict_update_remove_with_cas(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    char rev[RC_REVISION_MAX];
+    const char *a = "{\"format\":1,\"owner\":\"host-a\",\"epoch\":1,\"phase\":\"adding\",\"username\":null,"
+                    "\"password\":\"Pend1ng-pw\",\"wait_until\":null}";
+    const char *b = "{\"format\":1,\"owner\":\"host-a\",\"epoch\":1,\"phase\":\"removing\"}";
+    fake_do(f, "kv2_put", "{\"mount\":\"secret\",\"path\":\"redis/cache\",\"data\":{\"username\":\"app\",\"password\":\"p1\"}}");
+    assert_int_equal(open_source(f, NULL, tok_auth(f), CACHE_KV2, &err), 0);
+    assert_true(T()->caps & RC_CAP_ROTATION_RECORD);
+    assert_record(f, NULL, "");
+
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", a, rev, &err), 0);
+    assert_string_equal(rev, "1");
+    assert_int_equal(fake_count(f, "^/v1/secret/data/redis/cache[.]rotation$"), 2);
+    assert_record(f, a, "1");
+    /* The credential itself is untouched: observers see nothing of the claim. */
+    json_t *cur = fake_call(f, "kv2_current_version", "{\"mount\":\"secret\",\"path\":\"redis/cache\"}");
+    assert_int_equal(json_integer_value(cur), 1);
+    json_decref(cur);
+
+    /* A second claimant (expects none: cas 0) loses. */
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", b, rev, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    assert_non_null(strstr(err.message, "secret/data/redis/cache.rotation"));
+    assert_null(strstr(err.message, "Pend1ng"));
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "1", b, rev, &err), 0);
+    assert_string_equal(rev, "2");
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "1", a, rev, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    assert_record(f, b, "2");
+
+    /* Remove: a CAS write of {}; then "no record" at that revision, which a new claim names. */
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "2", NULL, rev, &err), 0);
+    assert_string_equal(rev, "3");
+    json_t *d = vault_get_data(f, "secret/data/redis/cache.rotation");
+    assert_int_equal(json_object_size(json_object_get(d, "data")), 0);
+    json_decref(d);
+    assert_record(f, NULL, "3");
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", a, rev, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "3", a, rev, &err), 0);
+    assert_string_equal(rev, "4");
+
+    /* A deleted version (by hand, or delete_version_after) is no record either. */
+    fake_do(f, "kv2_delete", "{\"mount\":\"secret\",\"path\":\"redis/cache.rotation\",\"versions\":[4]}");
+    assert_record(f, NULL, "4");
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "4", b, rev, &err), 0);
+    assert_record(f, b, "5");
+
+    /* A revision that is not a version number cannot be a cas. */
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "h-0123456789abcdef", b, rev, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_CONFLICT);
+    /* Nor is a record that is not a JSON object sent. */
+    fake_do(f, "reset_counts", "{}");
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "5", "[\"Pend1ng-pw\"]", rev, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_INVALID);
+    assert_null(strstr(err.message, "Pend1ng"));
+    assert_int_equal(fake_count(f, "."), 0);
+}
+
+static void test_kv2_record_errors_take_the_classes_and_timeout_of_other_calls(void **st) {
+    struct fx *f = *st;
+    struct rc_error err;
+    char rev[RC_REVISION_MAX], *text;
+    static const char *const creds[] = {
+        "name = \"cache\"; source = \"v\"; path = \"secret/redis/cache\";",
+        "name = \"old\"; source = \"v\"; path = \"kv/redis\"; engine = \"kv1\";", NULL };
+    fake_do(f, "kv1_enable", "{\"mount\":\"kv\"}");
+    assert_int_equal(open_source(f, NULL, tok_auth(f), creds, &err), 0);
+
+    fake_do(f, "inject", "{\"path\":\"cache\\\\.rotation\",\"kind\":\"503\",\"times\":2}");
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, rev, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_TRANSIENT);
+    assert_non_null(strstr(err.message, "GET secret/data/redis/cache.rotation: 503"));
+    assert_string_equal(rev, "?");
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[0], "", "{\"epoch\":1}", rev, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_TRANSIENT);
+
+    /* A Vault that does not answer: the source's timeout (2 s here) bounds the call. */
+    fake_do(f, "inject", "{\"path\":\"cache\\\\.rotation\",\"kind\":\"hang\",\"times\":1,\"seconds\":20}");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, rev, &err), -1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fake_do(f, "release", "{}");
+    assert_int_equal(err.cls, RC_ERR_TRANSIENT);
+    assert_true(t1.tv_sec - t0.tv_sec < 10);
+
+    fake_do(f, "inject", "{\"path\":\"cache\\\\.rotation\",\"kind\":\"403\",\"times\":1}");
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[0], &text, rev, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_AUTH);
+
+    /* KV v1 has no check-and-set: no record there. */
+    assert_int_equal(mock_record_read(T(), f->state, &f->creds[1], &text, rev, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+    assert_non_null(strstr(err.message, "needs engine = \"kv2\""));
+    assert_int_equal(mock_record_write(T(), f->state, &f->creds[1], "", "{}", rev, &err), -1);
+    assert_int_equal(err.cls, RC_ERR_FATAL);
+}
+
 int main(void) {
     secret_init(0);
     http_global_init();
@@ -847,6 +1046,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_kv2_token_auth_reads_version_and_checks_metadata_only_when_unchanged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv2_rotate_writes_with_check_and_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_needs_kv2_and_says_so_at_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv2_rotate_with_mark_writes_two_fields_and_fetch_dates_it_by_created_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv2_record_create_conflict_update_remove_with_cas, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kv2_record_errors_take_the_classes_and_timeout_of_other_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_database_rotate_asks_vault_and_returns_the_new_rotation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv2_rotate_without_a_password_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vault_database_strategy_needs_engine_database_at_open, setup, teardown),
