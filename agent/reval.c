@@ -228,6 +228,7 @@ static bool judge_published(struct cred_rt *c, const struct reval_job *j) {
     const char *ver = j->published;
     enum reval_verdict verdict = reval_judge(c->cfg->redis.validate, v);
     struct log_ctx ctx = cred_ctx(c, NULL, ver);
+    ctx.nodes = v->nodes;   /* the job's: c->nodes is replaced below */
     log_ctx_msg(LOG_DEBUG, &ctx, "re-validation of %s version %s: %s (%s)", c->cfg->name, ver,
                 reval_verdict_to_string(verdict), v->nodes);
     if (verdict == REVAL_INCONCLUSIVE)
