@@ -635,6 +635,22 @@ static bool offer_published(const struct cred_rt *c, const char *version, const 
                                            version, peer);
 }
 
+/* Re-validation (reval.h): a recovery takes the candidates, and the version Redis
+ * refused is not judged again while the store offers it (no flap). True when the check
+ * ended here. */
+static bool fetch_taken_by_reval(struct cred_rt *c, struct cred_job *cj) {
+    enum reval_take rv = reval_take_fetched(c, cj->cands, cj->n_cands);
+    if (rv == REVAL_TAKE_NONE)
+        return false;
+    if (rv == REVAL_TAKE_CURRENT)
+        still_current(c, c->cur.cur.version, cj->next_check_usec);
+    else
+        schedule_look(c, cj->next_check_usec);
+    job_clear(c);
+    fetch_ended(c, rv == REVAL_TAKE_RECOVER ? CSM_FR_RECOVER : CSM_FR_SAME);
+    return true;
+}
+
 static void fetch_done(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
@@ -669,18 +685,8 @@ static void fetch_done(struct job *j) {
         fetch_ended(c, take == ROT_TAKE_TAKEN ? CSM_FR_TAKEN : CSM_FR_SAME);
         return;
     }
-    /* Re-validation: a recovery takes the candidates; the refused version is not judged
-     * again while the store offers it (reval.h, no flap). */
-    enum reval_take rv = reval_take_fetched(c, cj->cands, cj->n_cands);
-    if (rv != REVAL_TAKE_NONE) {
-        if (rv == REVAL_TAKE_CURRENT)
-            still_current(c, c->cur.cur.version, cj->next_check_usec);
-        else
-            schedule_look(c, cj->next_check_usec);
-        job_clear(c);
-        fetch_ended(c, rv == REVAL_TAKE_RECOVER ? CSM_FR_RECOVER : CSM_FR_SAME);
+    if (fetch_taken_by_reval(c, cj))
         return;
-    }
     /* A peer (the other access key) is part of what is published, as `previous`: a
      * regenerated peer is a change even when the preferred key is not. */
     const char *peer = cj->n_cands > 1 && cj->cands[1].role == RC_CAND_PEER ? cj->cands[1].version : NULL;

@@ -46,6 +46,8 @@ enum reval_take reval_offer(const char *revoked, const char *published, const ch
         return REVAL_TAKE_NONE;
     if (!same(published, revoked) && (same(published, version) || same(published, peer)))
         return REVAL_TAKE_CURRENT;
+    if (peer && !same(peer, revoked) && !same(published, revoked))
+        return REVAL_TAKE_NONE;   /* the other key changed since it replaced the refused one */
     return REVAL_TAKE_REVOKED;
 }
 
@@ -236,10 +238,14 @@ static bool judge_published(struct cred_rt *c, const struct reval_job *j) {
     text_set(&c->nodes, "%s", v->nodes);
     if (verdict == REVAL_ACCEPTED) {
         c->reval.published_refused = false;
-        if (c->state == CS_REVOKED && strcmp(c->reval.revoked_version, ver) == 0) {
-            log_ctx_msg(LOG_INFO, &ctx, "%s: Redis accepts the published version %s again",
-                        c->cfg->name, ver);
-            c->reval.revoked_version[0] = '\0';
+        if (strcmp(c->reval.revoked_version, ver) != 0)
+            return false;
+        log_ctx_msg(LOG_INFO, &ctx, "%s: Redis accepts the published version %s again",
+                    c->cfg->name, ver);
+        c->reval.revoked_version[0] = '\0';
+        c->reval.said = false;
+        text_clear(&c->reval.why);
+        if (c->state == CS_REVOKED) {
             c->state = CS_CURRENT;
             c->pending_version[0] = '\0';
             text_clear(&c->last_error);
@@ -314,8 +320,10 @@ void reval_job_done(struct cred_rt *c, reval_publish_fn publish) {
     struct reval_job *j = c->reval.job;
     bool revoked = false;
     c->reval.job = NULL;
-    if (!j)
+    if (!j) {   /* cannot happen: the phase is the job's; never leave the machine waiting */
+        tell_machine(c, false);
         return;
+    }
     if (!c->a->stopping && j->recovery)
         recovered(c, j, publish);
     else if (!c->a->stopping && c->have_cur && strcmp(c->cur.cur.version, j->published) == 0) {
@@ -391,7 +399,7 @@ enum reval_take reval_take_fetched(struct cred_rt *c, struct rc_candidate *cands
     const char *peer = n > 1 && cands[1].role == RC_CAND_PEER ? cands[1].version : NULL;
     enum reval_take t = reval_offer(rv->revoked_version, c->have_cur ? c->cur.cur.version : NULL,
                                     cands[0].version, peer);
-    if (t == REVAL_TAKE_NONE) {   /* the store moved on: judged as usual */
+    if (t == REVAL_TAKE_NONE && !same(cands[0].version, rv->revoked_version)) {   /* moved on */
         rv->revoked_version[0] = '\0';
         rv->said = false;
         text_clear(&rv->why);

@@ -80,7 +80,9 @@ enum reval_take {
     REVAL_TAKE_RECOVER,    /* a recovery check: the candidates went to the job */
 };
 /* The no-flap rule. revoked: the latched version ("" none); published: what is
- * published (NULL: nothing). */
+ * published (NULL: nothing). While something else is published, a peer that is neither
+ * published nor refused is judged as usual (the other key was regenerated since), the
+ * latch kept. */
 enum reval_take reval_offer(const char *revoked, const char *published, const char *version,
                             const char *peer);
 

@@ -69,8 +69,11 @@ static void test_offer_no_flap(void **state) {
     assert_int_equal(reval_offer("v1", "v1", "v1", NULL), REVAL_TAKE_REVOKED);     /* nothing replaced it */
     assert_int_equal(reval_offer("v1", "v0", "v1", NULL), REVAL_TAKE_REVOKED);     /* running on previous */
     assert_int_equal(reval_offer("pk", "sk", "pk", "sk"), REVAL_TAKE_CURRENT);     /* the other key */
+    assert_int_equal(reval_offer("pk", NULL, "pk", "pk"), REVAL_TAKE_REVOKED);
+    /* the other key changed (regenerated) and is not published: judge it */
+    assert_int_equal(reval_offer("pk", "sk", "pk", "sk2"), REVAL_TAKE_NONE);
+    /* still publishing the refused key: each re-validation's recovery tries the other */
     assert_int_equal(reval_offer("pk", "pk", "pk", "sk"), REVAL_TAKE_REVOKED);
-    assert_int_equal(reval_offer("pk", NULL, "pk", "sk"), REVAL_TAKE_REVOKED);
 }
 
 /* ---- reval_take_fetched on a credential built by hand ---- */
@@ -159,6 +162,12 @@ static void test_take_other_key_is_current(void **state) {
     assert_int_equal(reval_take_fetched(&f->c, f->cands, 2), REVAL_TAKE_CURRENT);
     assert_non_null(f->cands[0].password);
     assert_non_null(f->cands[1].password);
+    /* a regenerated secondary is judged, the primary stays latched */
+    secret_free(f->cands[0].password);
+    secret_free(f->cands[1].password);
+    offer(f, "primary-1", "secondary-3");
+    assert_int_equal(reval_take_fetched(&f->c, f->cands, 2), REVAL_TAKE_NONE);
+    assert_string_equal(f->c.reval.revoked_version, "primary-1");
     /* a regenerated primary is a new version: judged as usual */
     secret_free(f->cands[0].password);
     secret_free(f->cands[1].password);
