@@ -635,20 +635,15 @@ static bool offer_published(const struct cred_rt *c, const char *version, const 
                                            version, peer);
 }
 
-/* Re-validation (reval.h): a recovery takes the candidates, and the version Redis
- * refused is not judged again while the store offers it (no flap). True when the check
- * ended here. */
-static bool fetch_taken_by_reval(struct cred_rt *c, struct cred_job *cj) {
-    enum reval_take rv = reval_take_fetched(c, cj->cands, cj->n_cands);
-    if (rv == REVAL_TAKE_NONE)
-        return false;
-    if (rv == REVAL_TAKE_CURRENT)
+/* The check ends as r says with what is published kept (current: it is what the store
+ * has), and the next look as usual. */
+static void fetch_kept(struct cred_rt *c, struct cred_job *cj, bool current, enum credsm_fetch_result r) {
+    if (current)
         still_current(c, c->cur.cur.version, cj->next_check_usec);
     else
         schedule_look(c, cj->next_check_usec);
     job_clear(c);
-    fetch_ended(c, rv == REVAL_TAKE_RECOVER ? CSM_FR_RECOVER : CSM_FR_SAME);
-    return true;
+    fetch_ended(c, r);
 }
 
 static void fetch_done(struct job *j) {
@@ -676,17 +671,17 @@ static void fetch_done(struct job *j) {
     enum rot_take take = rotation_take_fetched(c, cj->cands, cj->n_cands);
     if (take != ROT_TAKE_NONE) {
         /* A rotation goes on with the new password the store holds, or holds what it
-         * published; the next look comes as usual. */
-        if (take == ROT_TAKE_UNCHANGED)
-            still_current(c, c->cur.cur.version, cj->next_check_usec);
-        else
-            schedule_look(c, cj->next_check_usec);
-        job_clear(c);
-        fetch_ended(c, take == ROT_TAKE_TAKEN ? CSM_FR_TAKEN : CSM_FR_SAME);
+         * published. */
+        fetch_kept(c, cj, take == ROT_TAKE_UNCHANGED, take == ROT_TAKE_TAKEN ? CSM_FR_TAKEN : CSM_FR_SAME);
         return;
     }
-    if (fetch_taken_by_reval(c, cj))
+    /* Re-validation (reval.h): a recovery takes the candidates, and the version Redis
+     * refused is not judged again while the store offers it (no flap). */
+    enum reval_take rv = reval_take_fetched(c, cj->cands, cj->n_cands);
+    if (rv != REVAL_TAKE_NONE) {
+        fetch_kept(c, cj, rv == REVAL_TAKE_CURRENT, rv == REVAL_TAKE_RECOVER ? CSM_FR_RECOVER : CSM_FR_SAME);
         return;
+    }
     /* A peer (the other access key) is part of what is published, as `previous`: a
      * regenerated peer is a change even when the preferred key is not. */
     const char *peer = cj->n_cands > 1 && cj->cands[1].role == RC_CAND_PEER ? cj->cands[1].version : NULL;

@@ -156,6 +156,11 @@ def test_password_changed_behind_the_agents_back_is_revoked_within_one_interval(
     assert not entries(a, mid(MID_PUBLISHED), since=mark)
     assert sc.read_bytes("cache.json") == before
     assert len(entries(a, mid(MID_REVOKED), since=mark)) == 1, "said once, not every interval"
+    # ... and the state does not flap back to current at the polls in between.
+    assert status_row(sc)[0]["state"] == "revoked"
+    statuses = [v for _, v in a.notify.values("STATUS")]
+    first = next(i for i, v in enumerate(statuses) if "revoked" in v)
+    assert all("revoked" in v for v in statuses[first:]), statuses[first:]
 
     # Redis takes the password back: current again at the next re-validation.
     m3 = a.journal.mark()
