@@ -8,6 +8,7 @@ refused version does not make the credential flap. Real redis-server, the Azure 
 events are waited for in the journal stream, never slept for."""
 import json
 import os
+import signal
 
 import pytest
 
@@ -171,6 +172,24 @@ def test_password_changed_behind_the_agents_back_is_revoked_within_one_interval(
     assert sc.read_bytes("cache.json") == before
 
 
+def test_reload_keeps_the_refused_version_latched(sc):
+    a = sc.start_published("pw1", credentials=[cred(sc)], journal=True)
+    mark = a.journal.mark()
+    sc.redis.acl_setuser("app", "resetpass", ">other")
+    wait_entries(a, mid(MID_REVOKED), since=mark, timeout=8, what="the revoked event")
+    nmark = a.notify.mark()
+    a.send(signal.SIGHUP)
+    i = a.wait_notify("RELOADING", "1", since=nmark, timeout=5)
+    a.wait_notify("READY", "1", since=i, timeout=10)
+    m2 = a.journal.mark()
+    # The reload's check finds the store's (refused) version: still revoked, not current,
+    # and the re-validation goes on in the new generation without a second event.
+    wait_entries(a, revalidated("refused"), since=m2, timeout=8, what="a re-validation after the reload")
+    row, rc = status_row(sc)
+    assert row["state"] == "revoked" and rc == 1, row
+    assert not entries(a, mid(MID_REVOKED), since=m2) and not entries(a, mid(MID_REFUSED), since=mark)
+
+
 def test_unreachable_node_is_not_a_refusal(sc):
     down = h.closed_port_endpoint()
     a = sc.start_published("pw1", credentials=[cred(sc, endpoints=[sc.redis.endpoint, down])],
@@ -216,7 +235,7 @@ def test_previous_is_published_when_it_validates(sc):
 
     mark = a.journal.mark()
     sc.redis.remove_password("app", "pw2")               # the store's version dies
-    d = sc.wait_published(password="pw1", timeout=10)
+    d = sc.wait_published(password="pw1", timeout=15)
     assert d["version"] == v1 and d.get("previous") is None, d   # never the refused one
     wait_entries(a, mid(MID_REVOKED), since=mark, what="the revoked event")
     note = wait_entries(a, lambda m: "in place of version %s" % v2 in text(m), since=mark)[0]
