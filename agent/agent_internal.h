@@ -26,6 +26,7 @@
 #include "credfile.h"
 #include "duration.h"
 #include "log.h"
+#include "reval.h"
 #include "rotate.h"
 #include "srcq.h"
 #include "validate.h"
@@ -39,6 +40,7 @@ enum cred_state {
     CS_REDIS_ERROR,      /* unexpected replies */
     CS_STORE_ERROR,      /* the store failed (class in last_class) */
     CS_PUBLISH_ERROR,    /* writing the file failed */
+    CS_REVOKED,          /* Redis refused the published credential at re-validation (reval.h) */
 };
 
 
@@ -136,6 +138,7 @@ struct cred_rt {
     struct cred_job *job;                   /* from RUN_FETCH to the check's end; NULL between */
     struct srcq_op fetch_op;                /* the fetch, in the source's queue */
     struct rot_rt rot;
+    struct reval_rt reval;                  /* continuous re-validation (reval.h) */
 };
 
 struct source_rt {
