@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-event.h>
@@ -26,6 +25,7 @@
 #include "log.h"
 #include "notify.h"
 #include "plugins.h"
+#include "rctime.h"
 #include "runtime.h"
 #include "secret.h"
 #include "worker.h"
@@ -119,12 +119,6 @@ static int check_host(const struct config *cfg, bool check_only, const char *as_
         return -EINVAL;
     }
     return confcheck_run(cfg, &u, check_only ? print_finding : log_finding, NULL) ? -EINVAL : 0;
-}
-
-static uint64_t mono_usec(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000ULL;
 }
 
 struct options {
@@ -310,7 +304,7 @@ static void daemon_stop(struct daemon *d, int exit_code) {
     if (d->pool_started) {
         if (d->lc.agent)
             agent_stop(d->lc.agent);
-        if (!worker_pool_stop(d->pool, mono_usec() + STOP_GRACE_USEC)) {
+        if (!worker_pool_stop(d->pool, rctime_deadline(STOP_GRACE_USEC))) {
             log_warning("abandoning in-flight work after %llus", STOP_GRACE_USEC / 1000000ULL);
             fflush(NULL);
             _exit(exit_code);

@@ -14,6 +14,8 @@
  */
 #include "tls.h"
 
+#include "rctime.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -418,8 +420,7 @@ void tls_session_handshake_error(const struct tls_session *x, int rc, uint64_t t
 
 int tls_connect(struct tls_ctx *ctx, const struct endpoint *ep, const char *verify_name,
                 uint64_t timeout_usec, struct resp_conn **ret, char *err, size_t errlen) {
-    uint64_t now = resp_now_usec();
-    uint64_t deadline = timeout_usec > UINT64_MAX - now ? UINT64_MAX : now + timeout_usec;
+    uint64_t deadline = rctime_deadline(timeout_usec);
     struct tls_session *x = NULL;
     struct resp_conn *c;
     char epname[300], why[400];

@@ -127,7 +127,7 @@ static int dup_or_env(const struct config_node *n, const char *key, const char *
     if (az_config_string(n, key, ret, err) < 0)
         return -1;
     if (!*ret && envname && env(envname) && !(*ret = strdup(env(envname))))
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     return 0;
 }
 
@@ -341,18 +341,14 @@ static int arc_parse(const struct config_node *n, const char *endpoint, const ch
     if (az_config_string(n, "arc_token_dir", &id->arc_token_dir, err) < 0)
         return -1;
     if (!id->arc_token_dir && !(id->arc_token_dir = strdup(AZ_ARC_TOKEN_DIR)))
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     strip_slashes(id->arc_token_dir);
     if (id->arc_token_dir[0] != '/')
         return rc_error_set(err, RC_ERR_FATAL, "identity.arc_token_dir: must be an absolute directory "
                             "(leave it unset: " AZ_ARC_TOKEN_DIR ")");
     if (!(id->identity_endpoint = strdup(endpoint)))
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     return 0;
-}
-
-static int oom(struct rc_error *err) {
-    return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
 }
 
 /* A managed identity's endpoint: MSAL's detection order (App Service, Arc by environment,
@@ -370,7 +366,7 @@ static int managed_endpoint_parse(const struct config_node *n, struct az_identit
             return rc_error_set(err, RC_ERR_FATAL, "IDENTITY_ENDPOINT refused: %s", msg);
         id->identity_endpoint = strdup(ep);
         id->identity_header = secret_new_str(hdr);
-        return id->identity_endpoint && id->identity_header ? 0 : oom(err);
+        return id->identity_endpoint && id->identity_header ? 0 : rc_error_oom(err);
     }
     if (!imds_configured && ep && env("IMDS_ENDPOINT"))
         return arc_parse(n, ep, "$IDENTITY_ENDPOINT and $IMDS_ENDPOINT", id, err);
@@ -380,7 +376,7 @@ static int managed_endpoint_parse(const struct config_node *n, struct az_identit
     if (az_config_string(n, "imds_url", &id->imds_url, err) < 0)
         return -1;
     if (!id->imds_url && !(id->imds_url = strdup(DEFAULT_IMDS_URL)))
-        return oom(err);
+        return rc_error_oom(err);
     strip_slashes(id->imds_url);
     if (http_url_check(id->imds_url, msg, sizeof msg) < 0)
         return rc_error_set(err, RC_ERR_FATAL, "identity.imds_url: %s", msg);
@@ -398,7 +394,7 @@ static int managed_parse(const struct config_node *n, struct az_identity *id, st
      * identity when the config names none (Arc has none: see arc_parse). */
     if (id->mi != AZ_MI_ARC && !id->client_id && !id->object_id && !id->resource_id &&
         env("AZURE_CLIENT_ID") && !(id->client_id = strdup(env("AZURE_CLIENT_ID"))))
-        return oom(err);
+        return rc_error_oom(err);
     return 0;
 }
 
@@ -436,7 +432,7 @@ static int entra_parse(const struct config_node *n, const char *type, struct az_
         dup_or_env(n, "authority_host", "AZURE_AUTHORITY_HOST", &id->authority_host, err) < 0)
         return -1;
     if (!id->client_id && env("AZURE_CLIENT_ID") && !(id->client_id = strdup(env("AZURE_CLIENT_ID"))))
-        return oom(err);
+        return rc_error_oom(err);
     if (!id->client_id)
         return rc_error_set(err, RC_ERR_FATAL, "identity: %s needs client_id (or $AZURE_CLIENT_ID)", type);
     if (!id->tenant_id)
@@ -444,7 +440,7 @@ static int entra_parse(const struct config_node *n, const char *type, struct az_
     if (!id_ok(id->tenant_id, true))
         return rc_error_set(err, RC_ERR_FATAL, "identity.tenant_id: not a tenant id or domain");
     if (!id->authority_host && !(id->authority_host = strdup(DEFAULT_AUTHORITY)))
-        return oom(err);
+        return rc_error_oom(err);
     strip_slashes(id->authority_host);
     if (http_url_check(id->authority_host, msg, sizeof msg) < 0)
         return rc_error_set(err, RC_ERR_FATAL, "identity.authority_host: %s", msg);
@@ -483,7 +479,7 @@ int az_identity_parse(const struct config_node *source, struct az_identity *ret,
         az_tls_parse(&n, &id.tls, err) < 0 ||
         (id.type == AZ_ID_MANAGED ? managed_parse(&n, &id, err) : entra_parse(&n, type, &id, err)) < 0 ||
         ids_check(&id, err) < 0 ||
-        (identity_describe(&id) < 0 && oom(err) < 0)) {
+        (identity_describe(&id) < 0 && rc_error_oom(err) < 0)) {
         az_identity_clear(&id);
         return -1;
     }
@@ -657,7 +653,7 @@ int az_token_parse(const char *body, size_t len, int64_t now, struct az_token *r
     }
     t.value = secret_new(tok, tlen);
     if (!t.value) {
-        rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        rc_error_oom(err);
         goto out;
     }
     *ret = t;
@@ -711,7 +707,7 @@ int az_tokens_acquire(const struct az_identity *id, const char *scope, uint64_t 
                       struct az_token_ref **ret, struct rc_error *err) {
     char *key;
     if (asprintf(&key, "%s\n%s", id->key, scope) < 0)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     pthread_mutex_lock(&cache_lock);
     for (struct az_token_ref *e = cache_head; e; e = e->next)
         if (strcmp(e->key, key) == 0) {
@@ -726,7 +722,7 @@ int az_tokens_acquire(const struct az_identity *id, const char *scope, uint64_t 
         pthread_mutex_unlock(&cache_lock);
         free(e);
         free(key);
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     }
     e->key = key;
     e->refs = 1;
@@ -739,7 +735,7 @@ int az_tokens_acquire(const struct az_identity *id, const char *scope, uint64_t 
     if (!e->scope || !e->resource || identity_copy(id, &e->id) < 0) {
         pthread_mutex_unlock(&cache_lock);
         entry_free(e);
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     }
     e->next = cache_head;
     cache_head = e;
@@ -826,7 +822,7 @@ static int copy_out(const struct az_token_ref *e, struct az_token *ret, struct r
     memcpy(t.oid, e->oid, sizeof t.oid);
     t.value = secret_dup(e->token);
     if (!t.value)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     *ret = t;
     return 0;
 }
@@ -990,7 +986,7 @@ static int arc_authorization(const struct az_token_ref *e, const char *what, con
     _cleanup_secret_ struct secret *key = NULL;
     int kr = az_arc_read_key(path, &key);
     if (kr == -ENOMEM)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     if (kr < 0)
         return rc_error_set(err, RC_ERR_AUTH, "%s: challenge file %s: %s%s", e->id.describe, path,
                             kr == -ELOOP ? "a symbolic link, refused" : kr == -EFBIG ? "larger than 4096 bytes" :
@@ -1001,13 +997,13 @@ static int arc_authorization(const struct az_token_ref *e, const char *what, con
     size_t n = strlen("Basic ") + secret_len(key);
     char *v = malloc(n + 1);
     if (!v)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     memcpy(v, "Basic ", 6);
     memcpy(v + 6, secret_data(key), secret_len(key));
     v[n] = '\0';
     *ret = secret_new(v, n);
     az_wipe_free(v, n + 1);
-    return *ret ? 0 : rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    return *ret ? 0 : rc_error_oom(err);
 }
 
 /* Asks the identity endpoint for a token. Called with e->lock held. */
@@ -1158,7 +1154,7 @@ static int request_token(struct az_token_ref *e, struct az_token *ret, int64_t *
         goto out;
     t.hdr[t.nh++] = (struct http_header){ "Accept", "application/json", false };
     if (t.url.oom || t.body.oom) {
-        rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        rc_error_oom(err);
         goto out;
     }
     if (token_client(e, t.base, err) < 0)

@@ -17,15 +17,10 @@
 #include <cmocka.h>
 
 #include "notify.h"
+#include "rctime.h"
 
 static int sock = -1;
 static char path[108];
-
-static uint64_t mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static int setup(void **state) {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -93,9 +88,9 @@ static void test_reloading_carries_the_monotonic_clock(void **state) {
     int end = 0;
 
     (void)state;
-    before = mono_now();
+    before = rctime_mono_usec();
     notify_reloading();
-    after = mono_now();
+    after = rctime_mono_usec();
     const char *m = next_message();
     assert_int_equal(sscanf(m, "RELOADING=1\nMONOTONIC_USEC=%llu%n", &t, &end), 1);
     assert_int_equal(m[end], '\0');

@@ -90,7 +90,7 @@ static void make_cred(struct credfile *cf, const char *name, const char *pw, con
     *cf = (struct credfile){
         .name = strdup(name), .source = strdup("file:/x"), .published_at = 1790000000,
         .validated = strdup("all"),
-        .cur = { .password = secret_new_str(pw), .version = strdup(v), .expires_at = CREDFILE_NO_EXPIRY },
+        .cur = { .password = secret_new_str(pw), .version = strdup(v), .expires_at = RC_NO_EXPIRY },
     };
     assert_non_null(cf->cur.password);
 }
