@@ -442,7 +442,7 @@ const char *resp_errstr(const struct resp_conn *c) {
     return c->err ? c->errstr : "";
 }
 
-static int write_all(struct resp_conn *c, const char *buf, size_t len, uint64_t deadline) {
+static int send_all(struct resp_conn *c, const char *buf, size_t len, uint64_t deadline) {
     while (len > 0) {
         ssize_t n = c->t->write(c->t, buf, len, deadline);
         if (n < 0)
@@ -522,7 +522,7 @@ static int command(struct resp_conn *c, int argc, const char **argv, const size_
         return -ENOMEM;   /* nothing sent: not sticky */
 
     deadline = rctime_deadline(c->timeout_usec);
-    rc = write_all(c, cmd, (size_t)len, deadline);
+    rc = send_all(c, cmd, (size_t)len, deadline);
     if (secret_args)
         explicit_bzero(cmd, (size_t)len);
     free(cmd);
