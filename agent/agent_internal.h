@@ -26,6 +26,7 @@
 #include "credfile.h"
 #include "duration.h"
 #include "log.h"
+#include "rctime.h"
 #include "reval.h"
 #include "rotate.h"
 #include "srcq.h"
@@ -190,9 +191,7 @@ struct agent {
 };
 
 static inline uint64_t now_mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+    return rctime_mono_usec();
 }
 
 static inline int64_t now_real(void) {
@@ -213,7 +212,7 @@ static inline struct log_ctx cred_ctx(const struct cred_rt *c, const char *mid, 
 /* A unix time as RFC 3339, or JSON null for "never". */
 static inline json_t *json_time(int64_t t) {
     char buf[40];
-    return t > 0 ? json_string(credfile_time_format(t, buf, sizeof buf)) : json_null();
+    return t > 0 ? json_string(rctime_format(t, buf, sizeof buf)) : json_null();
 }
 
 /* The texts a credential keeps (errors, nodes) are on the heap, and only while they say

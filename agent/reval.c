@@ -102,7 +102,7 @@ struct cred_rt *reval_job_cred(struct job *jb) {
 
 /* A copy of a published value as a candidate. 0, or -ENOMEM. */
 static int copy_value(const struct cred_value *v, struct rc_candidate *ret) {
-    *ret = (struct rc_candidate){ .expires_at = v->expires_at == CREDFILE_NO_EXPIRY ? INT64_MIN : v->expires_at,
+    *ret = (struct rc_candidate){ .expires_at = v->expires_at,
                                   .rotated_at = INT64_MIN };
     snprintf(ret->version, sizeof ret->version, "%s", v->version);
     ret->password = secret_dup(v->password);

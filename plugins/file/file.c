@@ -39,6 +39,7 @@
 #include <jansson.h>
 
 #include "credfile.h"
+#include "rctime.h"
 #include "jsonload.h"
 #include "plugin.h"
 #include "secret.h"
@@ -310,7 +311,7 @@ static bool file_parse_mark(json_t *root, struct rc_candidate *c) {
     int64_t t;
     if (!at || json_is_null(at))
         return true;
-    if (!json_is_string(at) || credfile_time_parse(json_string_value(at), &t) < 0)
+    if (!json_is_string(at) || rctime_parse(json_string_value(at), &t) < 0)
         return false;
     c->rotated_at = t;
     return true;
@@ -487,7 +488,7 @@ static int file_lock(const struct file_source *s, const char *target, int *ret_f
 static int file_format(const char *username, const struct secret *password,
                        const struct rc_rotation_mark *mark, char **ret, size_t *ret_len) {
     char at[32] = "";
-    if (mark && (!credfile_time_format(mark->rotated_at, at, sizeof at)[0] || !mark->rotated_by))
+    if (mark && (!rctime_format(mark->rotated_at, at, sizeof at)[0] || !mark->rotated_by))
         return -EINVAL;
     json_t *o = json_object();
     json_t *pw = json_stringn(secret_data(password), secret_len(password));

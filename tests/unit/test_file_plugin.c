@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "credfile.h"
+#include "rctime.h"
 #include "mock_host.h"
 #include "stack_residue.h"
 
@@ -493,7 +494,7 @@ static void test_rotate_with_mark_writes_reserved_keys_that_fetch_reports_and_ro
     struct rc_error err;
     char v1[RC_VERSION_MAX], v2[RC_VERSION_MAX], old[RC_VERSION_MAX];
     int64_t t;
-    assert_int_equal(credfile_time_parse("2026-12-02T06:30:00Z", &t), 0);
+    assert_int_equal(rctime_parse("2026-12-02T06:30:00Z", &t), 0);
 
     write_file(f->dir, "cache.json", "{\"username\":\"app\",\"password\":\"old-pw\"}", 38);
     assert_int_equal(fetch(f, 0, &c, &err), 0);
@@ -576,7 +577,7 @@ static void test_reserved_keys_are_accepted_and_never_change_the_version(void **
     assert_int_equal(fetch(f, 0, &b, &err), 0);
     assert_string_equal(a.version, b.version);
     int64_t t;
-    assert_int_equal(credfile_time_parse("2026-12-02T05:30:00Z", &t), 0);
+    assert_int_equal(rctime_parse("2026-12-02T05:30:00Z", &t), 0);
     assert_true(b.rotated_at == t);
     cand_clear(&a);
     cand_clear(&b);
