@@ -128,7 +128,7 @@ int az_entra_fetch(void *state, const struct rc_credential *cred,
         return rc_error_set(err, RC_ERR_INVALID,
                             "the token has no oid claim: set identity.object_id to the identity's object id");
     }
-    struct rc_candidate c = { .expires_at = t.exp, .role = RC_CAND_CURRENT };
+    struct rc_candidate c = { .expires_at = t.exp, .rotated_at = INT64_MIN, .role = RC_CAND_CURRENT };
     snprintf(c.version, sizeof c.version, "%" PRId64, t.exp);
     c.username = strdup(user);
     c.password = t.value;

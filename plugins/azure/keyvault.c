@@ -428,7 +428,7 @@ int az_keyvault_fetch(void *state, const struct rc_credential *cred,
                       struct rc_candidate ret[RC_MAX_CANDIDATES], struct rc_error *err) {
     struct kv_source *s = state;
     struct kv_cred *kc = kv_find(s, cred->name);
-    struct rc_candidate c = { .expires_at = INT64_MIN, .role = RC_CAND_CURRENT };
+    struct rc_candidate c = { .expires_at = INT64_MIN, .rotated_at = INT64_MIN, .role = RC_CAND_CURRENT };
     if (!kc)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
     if (kv_get(s, kc, "", &c, err) < 0)
@@ -448,7 +448,7 @@ int az_keyvault_fetch(void *state, const struct rc_credential *cred,
     }
     if (!prev.id[0])
         return 1;
-    struct rc_candidate h = { .expires_at = INT64_MIN, .role = RC_CAND_HINT };
+    struct rc_candidate h = { .expires_at = INT64_MIN, .rotated_at = INT64_MIN, .role = RC_CAND_HINT };
     if (kv_get(s, kc, prev.id, &h, &herr) < 0) {
         s->host->log(s->host->h, LOG_NOTICE, kc->name, "no start-up hint for previous: %s", herr.message);
         return 1;

@@ -235,7 +235,7 @@ static int rk_key_version(const struct rk_source *s, const char *which, json_t *
 /* One key into a candidate. */
 static int rk_candidate(const struct rk_source *s, const struct rk_cred *rc, const char *which, json_t *key,
                         enum rc_cand_role role, struct rc_candidate *c, struct rc_error *err) {
-    *c = (struct rc_candidate){ .expires_at = INT64_MIN, .role = role };
+    *c = (struct rc_candidate){ .expires_at = INT64_MIN, .rotated_at = INT64_MIN, .role = role };
     if (rk_key_version(s, which, key, c->version, err) < 0)
         return -1;
     c->password = secret_new(json_string_value(key), json_string_length(key));

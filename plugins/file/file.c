@@ -285,18 +285,18 @@ static int file_check_keys(const char *full, json_t *root, struct rc_error *err)
         if (strcmp(key, "username") == 0 || strcmp(key, "password") == 0 ||
             strncmp(key, RESERVED_PREFIX, strlen(RESERVED_PREFIX)) == 0)
             continue;
-        char shown[72];
-        size_t n = 0;
-        for (const char *k = key; *k && n < 64; k++)
+        char shown[72] = "`";
+        size_t n = 1;
+        for (const char *k = key; *k && n < 65; k++)
             shown[n++] = isprint((unsigned char)*k) ? *k : '?';
-        snprintf(shown + n, sizeof shown - n, "%s", strlen(key) > n ? "..." : "");
+        snprintf(shown + n, sizeof shown - n, "%s`", strlen(key) + 1 > n ? "..." : "");
         if (json_is_string(pass) && json_string_length(pass) > 0 && strstr(key, json_string_value(pass)))
             snprintf(shown, sizeof shown, "(not shown: it contains the password)");
         const char *hint = key_suggestion(key);
         char mean[48] = "";
         if (hint)
             snprintf(mean, sizeof mean, " (did you mean `%s`?)", hint);
-        return rc_error_set(err, RC_ERR_INVALID, "%s: unknown key `%s`%s; a credential file holds "
+        return rc_error_set(err, RC_ERR_INVALID, "%s: unknown key %s%s; a credential file holds "
                             "`username` and `password` only (keys starting with `" RESERVED_PREFIX
                             "` are reserved for the agent)", full, shown, mean);
     }

@@ -594,7 +594,10 @@ static void test_unknown_key_is_refused_naming_it_with_did_you_mean_and_no_passw
         { "{\"pass\":\"TopS3cret-1\"}", "`pass`", "did you mean `password`?" },
         { "{\"password\":\"TopS3cret-1\",\"token\":\"x\"}", "`token`", NULL },
         { "{\"password\":\"TopS3cret-1\",\"redis_cred_x\":1}", "`redis_cred_x`", NULL },
-        { "{\"password\":\"TopS3cret-1\",\"xTopS3cret-1\":1}", "(not shown: it contains the password)", NULL },
+        { "{\"password\":\"TopS3cret-1\",\"xTopS3cret-1\":1}", "unknown key (not shown: it contains the password)", NULL },
+        { "{\"password\":\"TopS3cret-1\",\"a\\nb\":1}", "`a?b`", NULL },
+        { "{\"password\":\"TopS3cret-1\",\"k0123456789012345678901234567890123456789012345678901234567890123456789\":1}",
+          "`k012345678901234567890123456789012345678901234567890123456789012...`", NULL },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_file(f->dir, "cache.json", cases[i].json, strlen(cases[i].json));
