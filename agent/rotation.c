@@ -495,6 +495,13 @@ static int rec_write(struct rot_job *j, const struct rotrec *rec) {
     return r;
 }
 
+/* Worker: the record goes (CAS): RO_OK, or RO_LOST when another host wrote it meanwhile. */
+static enum rec_outcome rec_remove(struct rot_job *j) {
+    if (rec_write(j, NULL) == 0)
+        return RO_OK;
+    return j->err.cls == RC_ERR_CONFLICT ? RO_LOST : store_failed(j, "cannot remove the rotation record");
+}
+
 /* Worker: the step's first act. RO_OK while this host still holds the record. */
 static enum rec_outcome rec_recheck(struct rot_job *j) {
     struct rotrec read = { 0 };
@@ -723,8 +730,7 @@ static void rot_remove_rec_run(struct job *jb) {
         j->outcome = RO_FAILED;
         return;
     }
-    if (rec_write(j, NULL) < 0)
-        j->outcome = j->err.cls == RC_ERR_CONFLICT ? RO_LOST : store_failed(j, "cannot remove the rotation record");
+    j->outcome = rec_remove(j);
 }
 
 /* Worker, roll-back: the pending password goes from every node (best effort: nodes that
@@ -738,8 +744,7 @@ static void rot_rollback_rec_run(struct job *jb) {
         return;
     (void)rotate_acl_apply(&cc->redis, &cc->rotation, r->username, ROTATE_ACL_REMOVE, r->password,
                            r->old_username, r->old_password, &ignored);
-    if (rec_write(j, NULL) < 0)
-        j->outcome = j->err.cls == RC_ERR_CONFLICT ? RO_LOST : store_failed(j, "cannot remove the rotation record");
+    j->outcome = rec_remove(j);
 }
 
 /* -- the record flow on the loop -- */
