@@ -668,6 +668,7 @@ static void fetch_done(struct job *j) {
     }
 
     struct rc_candidate *cand = &cj->cands[0];
+    rotation_fetched(c, cand);   /* the fleet clock, and a schedule that waited for a fetch */
     enum rot_take take = rotation_take_fetched(c, cj->cands, cj->n_cands);
     if (take != ROT_TAKE_NONE) {
         /* A rotation goes on with the new password the store holds, or holds what it
@@ -926,6 +927,11 @@ static int publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     } else if (c->have_cur && !reval_previous_refused(c)) {   /* never one Redis refused */
         cf.has_previous = true;
         cf.prev = c->cur.cur;   /* borrowed until success */
+    }
+    /* A version a rotation made: `previous` stops working when its grace ends. */
+    if (cf.has_previous && cand->rotated_at != INT64_MIN && c->cfg->rotation.enabled) {
+        cf.has_previous_valid_until = true;
+        cf.previous_valid_until = rotation_previous_valid_until(c, cand->rotated_at);
     }
     if (cf.name && cf.source && cf.validated && cf.cur.version) {
         mode_t mode = (mode_t)c->cfg->mode;
@@ -1376,6 +1382,8 @@ static void cred_carry(struct cred_rt *c, struct cred_rt *old) {
     c->rot.carried_retry_mono = old->sm.rot == RS_RETRY_WAIT && old->rot.timer ? old->rot.timer_mono : 0;
     c->rot.st = old->rot.st;
     c->rot.retry = old->rot.retry;
+    c->rot.fetched = old->rot.fetched;
+    c->rot.splay_usec = old->rot.splay_usec;
     text_set(&c->rot.last_error, "%s", text_or_empty(old->rot.last_error));
     reval_carry(c, old);
 }
@@ -1730,13 +1738,13 @@ int agent_refresh(struct agent *a, const char *name, char *err, size_t errlen) {
     return 0;
 }
 
-int agent_rotate(struct agent *a, const char *name, char *err, size_t errlen) {
+int agent_rotate(struct agent *a, const char *name, bool revoke, char *err, size_t errlen) {
     struct cred_rt *c = find_cred(a, name);
     if (!c) {
         snprintf(err, errlen, "no credential named \"%s\"", name);
         return -ENOENT;
     }
-    int r = rotation_request(c, err, errlen);
+    int r = rotation_request(c, revoke, err, errlen);
     drive(c);
     return r;
 }

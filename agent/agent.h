@@ -64,7 +64,7 @@ void agent_stop(struct agent *a);
  * rotation now. 0, or -errno with err ("no credential named X"). */
 struct json_t *agent_status_json(struct agent *a);
 int agent_refresh(struct agent *a, const char *name, char *err, size_t errlen);
-int agent_rotate(struct agent *a, const char *name, char *err, size_t errlen);
+int agent_rotate(struct agent *a, const char *name, bool revoke, char *err, size_t errlen);
 /* --once: 0 when every credential is current, else 1 (valid after the loop exits). */
 int agent_exit_code(const struct agent *a);
 struct agent *agent_free(struct agent *a);

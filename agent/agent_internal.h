@@ -29,6 +29,7 @@
 #include "rctime.h"
 #include "reval.h"
 #include "rotate.h"
+#include "rotrec.h"
 #include "srcq.h"
 #include "validate.h"
 
@@ -65,6 +66,21 @@ struct rot_job {
     void (*finish)(struct cred_rt *c, struct rot_job *j);   /* loop: after run() */
     bool store_restored;
     char why[512];                        /* rollback: what failed */
+    /* The store's rotation record (docs/design.md §9.5). rec is the record this host
+     * holds (epoch 0: none), kept across steps (rot_job_clear() leaves it) and with it its
+     * revision; the loop touches them only while no step is out. */
+    struct rotrec rec;
+    char rev[RC_REVISION_MAX];
+    struct rotrec seen;                   /* look: another host's live record (no secrets) */
+    int outcome;                          /* enum rec_outcome (rotation.c) */
+    enum rotrec_action action;            /* look: what it did with the record it read */
+    char prev_owner[ROTREC_HOST_MAX];     /* look: the owner a takeover replaced */
+    bool look_only;                       /* look: go on with a held record; never claim */
+    bool manual;                          /* the claim: asked for by the rotate command */
+    bool revoke;                          /* the claim: `rotate --revoke` */
+    bool entry_moved;                     /* look: the entry is not what is published */
+    int64_t entry_rotated_at;             /* look: the entry's rotated_at, INT64_MIN: none */
+    int64_t rotated_at;                   /* writing: the mark of the entry; to publish */
 };
 
 struct rot_rt {
@@ -82,6 +98,14 @@ struct rot_rt {
     char *last_error;                     /* heap, NULL = none (text_set) */
     uint64_t failures_total;              /* failed steps (each one retried), for metrics */
     struct rot_job *job;                  /* rotation_init: only if this host rotates; else NULL */
+    char host[ROTREC_HOST_MAX];           /* gethostname(): the record's owner */
+    char owner_id[RC_VERSION_MAX];        /* this agent, in the record (rotrec.h owner_id) */
+    bool fetched;                         /* a fetch succeeded since start (the store's clock) */
+    bool due_waiting;                     /* the schedule fell due before that fetch */
+    bool resume_look;                     /* the next begin only goes on with a held record */
+    bool revoke_next;                     /* `rotate --revoke` asked for the next rotation */
+    uint64_t splay_usec;                  /* drawn for the current fleet clock */
+    uint64_t waited_epoch;                /* the live record last reported as waited for */
 };
 
 struct cred_job {
@@ -267,6 +291,13 @@ void rotation_begin(struct cred_rt *c, bool manual);
  * regenerating the old key), whatever the source prefers. NONE: judge as usual. */
 enum rot_take { ROT_TAKE_NONE = 0, ROT_TAKE_TAKEN, ROT_TAKE_UNCHANGED };
 enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cands, int n);
+/* From fetch_done(), with the store's current candidate (before rotation_take_fetched()):
+ * the first successful fetch lets the schedule claim, and a newer rotated_at moves the
+ * fleet clock. */
+void rotation_fetched(struct cred_rt *c, const struct rc_candidate *cand);
+/* previous_valid_until for publishing a version a rotation made at rotated_at: rotated_at
+ * + grace (0 for this host's `rotate --revoke`). */
+int64_t rotation_previous_valid_until(const struct cred_rt *c, int64_t rotated_at);
 /* From fetch_done() on a store error. */
 void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err);
 /* The rotation's step job is back (loop): the step's finish decides the next one. */
@@ -278,8 +309,8 @@ void rotation_timer(struct cred_rt *c);
 struct rc_candidate rotation_candidate(struct cred_rt *c);
 /* After the machine's ROT_PUBLISH was carried out: r is the publish's result. */
 void rotation_published(struct cred_rt *c, int r);
-/* `redis-creds rotate NAME`. 0, or -errno with err. */
-int rotation_request(struct cred_rt *c, char *err, size_t errlen);
+/* `redis-creds rotate NAME [--revoke]`. 0, or -errno with err. */
+int rotation_request(struct cred_rt *c, bool revoke, char *err, size_t errlen);
 /* The `rotation` member of a status row (null without rotation). */
 json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t real);
 /* The running step's word ("claiming", "grace", "retry-wait", ...), or NULL when no

@@ -56,7 +56,9 @@ static void usage(FILE *f) {
             "  status [--json]\n"
             "                ask the agent for each credential's state; exit 0 when all are current\n"
             "  refresh NAME  ask the agent to check the store for NAME now\n"
-            "  rotate NAME   ask the agent to rotate NAME now\n"
+            "  rotate NAME [--revoke]\n"
+            "                ask the agent to rotate NAME now; --revoke: no grace, the old\n"
+            "                password is removed from Redis as soon as the new one is written\n"
             "  reload [--allow-removals] [--pid PID] [--timeout DURATION]\n"
             "                ask the agent to reload its config and wait for the outcome: exit 0 when\n"
             "                the new config is in force, 2 when it was rejected as a configuration\n"
@@ -237,7 +239,18 @@ static int cmd_status(const char *sock, int argc, char **argv) {
                    jstr(c, "expires_at"), jstr(c, "nodes"), strcmp(err, "-") ? "; " : "",
                    strcmp(err, "-") ? err : "");
             json_t *ro = json_object_get(c, "rotation");
-            if (json_is_object(ro) && json_is_false(json_object_get(ro, "rotates_here"))) {
+            json_t *rl = json_object_get(ro, "rotators");
+            if (json_is_object(ro) && json_is_false(json_object_get(ro, "rotates_here")) && json_is_array(rl)) {
+                char hosts[256] = "";
+                size_t k;
+                json_t *hn;
+                json_array_foreach(rl, k, hn) {
+                    size_t used = strlen(hosts);
+                    snprintf(hosts + used, sizeof hosts - used, "%s%s", k ? ", " : "", json_string_value(hn));
+                }
+                printf("%-20s rotation: %s by the hosts of rotation.rotators (%s), not this one (it "
+                       "publishes what they rotate to)\n", "", jstr(ro, "strategy"), hosts);
+            } else if (json_is_object(ro) && json_is_false(json_object_get(ro, "rotates_here"))) {
                 printf("%-20s rotation: %s by host %s, not this one (it publishes what that host "
                        "rotates to)\n", "", jstr(ro, "strategy"), jstr(ro, "rotator"));
             } else if (json_is_object(ro)) {
@@ -260,12 +273,16 @@ static int cmd_status(const char *sock, int argc, char **argv) {
 }
 
 static int cmd_request(const char *sock, const char *verb, int argc, char **argv) {
-    if (argc != 1 || !config_name_valid(argv[0])) {
-        fprintf(stderr, "redis-creds %s: %s\n", verb, argc ? "invalid credential name" : "NAME is required");
+    /* rotate NAME --revoke: grace 0, the old password dies now (docs/operations.md) */
+    bool revoke = strcmp(verb, "rotate") == 0 && argc == 2 && strcmp(argv[1], "--revoke") == 0;
+    if ((argc != 1 && !revoke) || !config_name_valid(argv[0])) {
+        fprintf(stderr, "redis-creds %s: %s\n", verb, argc == 0 ? "NAME is required"
+                                                   : argc > 1 ? "unexpected argument (rotate takes NAME [--revoke])"
+                                                              : "invalid credential name");
         return 2;
     }
     char req[128];
-    snprintf(req, sizeof req, "%s %s", verb, argv[0]);
+    snprintf(req, sizeof req, "%s %s%s", verb, argv[0], revoke ? " revoke" : "");
     json_t *j = ask_agent(sock, req);
     if (!j)
         return 1;

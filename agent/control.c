@@ -139,7 +139,7 @@ static json_t *handle(struct control *c, struct conn *k, const struct control_re
         return NULL;
     }
     int r = req->verb == CONTROL_REFRESH ? agent_refresh(c->agent, req->name, err, sizeof err)
-                                         : agent_rotate(c->agent, req->name, err, sizeof err);
+                                         : agent_rotate(c->agent, req->name, req->revoke, err, sizeof err);
     return r < 0 ? error_reply(err) : json_pack("{s:b}", "ok", 1);
 }
 

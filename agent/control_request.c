@@ -25,7 +25,7 @@ static bool word_is(const char *w, size_t n, const char *s) {
     return strlen(s) == n && memcmp(w, s, n) == 0;
 }
 
-#define EXPECTED "(expected: status, reload [allow-removals], refresh NAME, rotate NAME)"
+#define EXPECTED "(expected: status, reload [allow-removals], refresh NAME, rotate NAME [revoke])"
 
 /* "status" or "reload [allow-removals]": the verbs without a credential name. */
 static int parse_bare(enum control_verb v, const char *arg, size_t alen, struct control_request *ret,
@@ -68,6 +68,18 @@ static int parse_line(const char *line, size_t n, struct control_request *ret, c
     if (v == CONTROL_STATUS || v == CONTROL_RELOAD)
         return parse_bare(v, arg, alen, ret, ret_err);
     char name[CONTROL_NAME_MAX + 1];
+    /* rotate NAME revoke */
+    const char *sp2 = alen ? memchr(arg, ' ', alen) : NULL;
+    bool revoke = false;
+    if (sp2) {
+        if (v != CONTROL_ROTATE || !word_is(sp2 + 1, alen - (size_t)(sp2 + 1 - arg), "revoke")) {
+            *ret_err = v == CONTROL_ROTATE ? "rotate takes NAME and, optionally, revoke"
+                                           : "refresh takes one credential NAME";
+            return -EINVAL;
+        }
+        revoke = true;
+        alen = (size_t)(sp2 - arg);
+    }
     if (alen == 0 || alen > CONTROL_NAME_MAX) {
         *ret_err = alen ? "invalid credential name (too long)" : "a credential NAME is required";
         return -EINVAL;
@@ -81,6 +93,7 @@ static int parse_line(const char *line, size_t n, struct control_request *ret, c
     ret->verb = v;
     memcpy(ret->name, name, alen + 1);
     ret->allow_removals = false;
+    ret->revoke = revoke;
     return 1;
 }
 

@@ -24,6 +24,7 @@ struct control_request {
     enum control_verb verb;
     char name[CONTROL_NAME_MAX + 1];   /* refresh and rotate: a valid credential name */
     bool allow_removals;               /* reload: "reload allow-removals" */
+    bool revoke;                       /* rotate: "rotate NAME revoke" */
 };
 
 /* Parses the first request line in buf[0..len). `eof`: the peer will send nothing more,

@@ -6,7 +6,7 @@
 
 static const char *const step_names[RS_N_STEPS] = {
     [RS_NONE] = "idle", [RS_CLAIMING] = "claiming", [RS_AWAIT_FETCH] = "reading-store",
-    [RS_ADDING] = "adding", [RS_ROLLBACK] = "rolling-back", [RS_GRACE] = "grace",
+    [RS_ADDING] = "adding", [RS_WRITING] = "writing", [RS_ROLLBACK] = "rolling-back", [RS_GRACE] = "grace",
     [RS_REMOVING] = "removing", [RS_RETRY_WAIT] = "retry-wait",
 };
 
@@ -15,7 +15,7 @@ const char *credsm_step_name(enum rot_step s) {
 }
 
 static bool holds(enum rot_step s) {
-    return s == RS_CLAIMING || s == RS_ADDING || s == RS_ROLLBACK || s == RS_REMOVING;
+    return s == RS_CLAIMING || s == RS_ADDING || s == RS_WRITING || s == RS_ROLLBACK || s == RS_REMOVING;
 }
 
 bool credsm_holds_check(const struct credsm *sm) {
@@ -30,9 +30,10 @@ bool credsm_in_flight(const struct credsm *sm) {
  * abandon or completion are possible from anywhere). */
 static const unsigned rot_moves[RS_N_STEPS] = {
     [RS_NONE] = 1u << RS_CLAIMING | 1u << RS_AWAIT_FETCH | 1u << RS_GRACE | 1u << RS_REMOVING,
-    [RS_CLAIMING] = 1u << RS_AWAIT_FETCH | 1u << RS_ADDING,
+    [RS_CLAIMING] = 1u << RS_AWAIT_FETCH | 1u << RS_ADDING | 1u << RS_GRACE | 1u << RS_REMOVING,
     [RS_AWAIT_FETCH] = 1u << RS_ADDING,
-    [RS_ADDING] = 1u << RS_ROLLBACK | 1u << RS_GRACE | 1u << RS_REMOVING,
+    [RS_ADDING] = 1u << RS_ROLLBACK | 1u << RS_GRACE | 1u << RS_REMOVING | 1u << RS_WRITING,
+    [RS_WRITING] = 1u << RS_ROLLBACK | 1u << RS_GRACE | 1u << RS_REMOVING,
     [RS_ROLLBACK] = 0,
     [RS_GRACE] = 1u << RS_REMOVING,
     [RS_REMOVING] = 0,
@@ -219,7 +220,7 @@ int credsm_step(struct credsm *sm, const struct credsm_event *ev, struct credsm_
         fx->mask |= CSM_FX_ROT_RUN;
         return 0;
     case CSM_ROT_PUBLISH:
-        if (sm->rot != RS_ADDING)
+        if (sm->rot != RS_ADDING && sm->rot != RS_WRITING)
             return -EINVAL;
         fx->mask |= CSM_FX_ROT_PUBLISH;
         return 0;

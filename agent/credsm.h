@@ -14,9 +14,12 @@
  *             refused -> QUEUED (a recovery check) -> FETCH -> REVALIDATE (the candidates)
  *   rotation: NONE -> CLAIMING* -> [AWAIT_FETCH] -> ADDING -> GRACE -> REMOVING* -> NONE,
  *             ADDING -> ROLLBACK* -> RETRY_WAIT; any step -> RETRY_WAIT | NONE
+ *             with the store's rotation record (docs/design.md §9.5): NONE -> CLAIMING* ->
+ *             ADDING* -> WRITING* -> GRACE -> REMOVING* -> NONE; WRITING -> ROLLBACK*; a
+ *             takeover in phase removing: CLAIMING -> GRACE | REMOVING
  *             (* may call the store: through the source's queue, rotation class)
  *
- * Steps that change the store or Redis (CLAIMING ADDING ROLLBACK REMOVING) hold the
+ * Steps that change the store or Redis (CLAIMING ADDING WRITING ROLLBACK REMOVING) hold the
  * check back: a wake-up then only sets wake_pending, and the check runs when the step
  * is over. A claim starts only while no check runs (it is judged against what is
  * published); a rotation asked for during a check is latched (rot_requested) and begins
@@ -47,15 +50,18 @@
  *                  of these (any step may also go to NONE: done or abandoned, to
  *                  RETRY_WAIT: a failure, and stay where it is):
  *                    NONE, RETRY_WAIT -> CLAIMING AWAIT_FETCH GRACE REMOVING
- *                    CLAIMING -> AWAIT_FETCH ADDING      AWAIT_FETCH -> ADDING
- *                    ADDING -> ROLLBACK GRACE REMOVING   GRACE -> REMOVING
+ *                    CLAIMING -> AWAIT_FETCH ADDING GRACE REMOVING
+ *                    AWAIT_FETCH -> ADDING               GRACE -> REMOVING
+ *                    ADDING -> ROLLBACK GRACE REMOVING WRITING
+ *                    WRITING -> ROLLBACK GRACE REMOVING
  *                  CLAIMING needs check IDLE (-EBUSY). A store step: ROT_QUEUE_STORE;
  *                  another holding step: ROT_RUN; GRACE, RETRY_WAIT, NONE: ROT_ARM.
  *                  AWAIT_FETCH wakes the check. `wake` sets wake_pending. Leaving the
  *                  holding steps runs a pending wake-up. Always STATUS. While stopping:
  *                  the step is recorded, nothing else.
  *   ROT_STORE_START the source's queue started the store step: ROT_RUN | else -EINVAL
- *   ROT_PUBLISH    ADDING: ROT_PUBLISH (the validated new version is published) | -EINVAL
+ *   ROT_PUBLISH    ADDING, WRITING: ROT_PUBLISH (the validated new version is published)
+ *                  | -EINVAL
  * A refused event changes nothing and adds no effect.
  *
  * In flight (credsm_in_flight): a job of the credential is queued or on a worker (or a
@@ -75,6 +81,9 @@ enum rot_step {
     RS_AWAIT_FETCH,     /* the next fetch brings the new password from the store (resuming;
                            vault-database: what Vault made) */
     RS_ADDING,          /* worker: ACL SETUSER >new on every node (redis-acl), then validate */
+    RS_WRITING,         /* worker: the rotation record's flow writes the validated password
+                           into the credential's entry (check-and-set), records phase
+                           removing */
     RS_ROLLBACK,        /* worker: ACL SETUSER <new, store back to the old credential */
     RS_GRACE,           /* published; the old password goes when the timer fires */
     RS_REMOVING,        /* worker: ACL SETUSER <old on every node (azure-keys: regenerate
@@ -103,7 +112,7 @@ enum credsm_event_type {
     CSM_ROT_STEP,           /* the rotation goes to .step (.store: that step calls the store;
                                .wake: the store changed, check it again) */
     CSM_ROT_STORE_START,    /* the source's queue started the rotation's store step */
-    CSM_ROT_PUBLISH,        /* ADDING: the new version validated; publish it */
+    CSM_ROT_PUBLISH,        /* ADDING, WRITING: the new version validated; publish it */
     CSM_REVALIDATE,         /* re-validation is due: check the published credential */
     CSM_REVALIDATE_DONE,    /* the re-validation is back (.revoked: Redis refused it), or a
                                recovery's candidates were judged (one may be published) */

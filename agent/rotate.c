@@ -31,13 +31,16 @@ const char *rotate_phase_to_string(enum rotate_phase p) {
 /* ---- the phase record ---- */
 
 int rotate_state_format(const struct rotate_state *st, char *buf, size_t size) {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I}",
+    json_t *o = json_pack("{s:i, s:s, s:b, s:b, s:s, s:s, s:I, s:I, s:I, s:I, s:I}",
+                          "format", ROTATE_STATE_FORMAT,
                           "phase", rotate_phase_to_string(st->phase),
+                          "record", st->record, "revoke", st->revoke,
                           "old_version", st->old_version, "new_version", st->new_version,
                           "started_at", (json_int_t)st->started_at,
                           "grace_until", (json_int_t)st->grace_until,
                           "last_completed", (json_int_t)st->last_completed,
-                          "baseline", (json_int_t)st->baseline);
+                          "baseline", (json_int_t)st->baseline,
+                          "fleet_rotated_at", (json_int_t)st->fleet_rotated_at);
     if (!o)
         return -ENOMEM;
     size_t n = json_dumpb(o, buf, size, JSON_COMPACT);
@@ -58,6 +61,14 @@ static int get_int(json_t *o, const char *key, int64_t *ret) {
     if (!json_is_integer(v) || json_integer_value(v) < 0)
         return -EINVAL;
     *ret = (int64_t)json_integer_value(v);
+    return 0;
+}
+
+static int get_bool(json_t *o, const char *key, bool *ret) {
+    json_t *v = json_object_get(o, key);
+    if (v && !json_is_boolean(v))
+        return -EINVAL;
+    *ret = json_is_true(v);
     return 0;
 }
 
@@ -90,6 +101,11 @@ int rotate_state_parse(const char *buf, size_t len, struct rotate_state *ret) {
     if (i == sizeof phase_names / sizeof phase_names[0])
         goto out;
     st.phase = (enum rotate_phase)i;
+    json_t *f = json_object_get(o, "format");
+    st.format = f ? (json_is_integer(f) ? (int)json_integer_value(f) : -1) : 1;
+    if (st.format < 1 || st.format > ROTATE_STATE_FORMAT || get_bool(o, "record", &st.record) < 0 ||
+        get_bool(o, "revoke", &st.revoke) < 0 || get_int(o, "fleet_rotated_at", &st.fleet_rotated_at) < 0)
+        goto out;
     if (get_version(o, "old_version", st.old_version) < 0 ||
         get_version(o, "new_version", st.new_version) < 0 ||
         get_int(o, "started_at", &st.started_at) < 0 ||
@@ -97,8 +113,9 @@ int rotate_state_parse(const char *buf, size_t len, struct rotate_state *ret) {
         get_int(o, "last_completed", &st.last_completed) < 0 ||
         get_int(o, "baseline", &st.baseline) < 0)
         goto out;
-    /* A rotation under way must say which versions it moves between. */
-    if (st.phase != ROTATE_IDLE && (!st.old_version[0] || !st.new_version[0]))
+    /* A rotation under way must say which versions it moves between (one held in the
+     * store's rotation record learns the new one when it writes it). */
+    if (st.phase != ROTATE_IDLE && (!st.old_version[0] || (!st.new_version[0] && !st.record)))
         goto out;
     *ret = st;
     r = 0;
@@ -186,9 +203,17 @@ int rotate_state_save(const char *state_dir, const char *name, const struct rota
     return r;
 }
 
-int64_t rotate_next_due(const struct rotate_state *st, uint64_t interval_usec) {
-    int64_t from = st->last_completed ? st->last_completed : st->baseline;
-    return from + (int64_t)(interval_usec / 1000000);
+int64_t rotate_next_due(const struct rotate_state *st, uint64_t interval_usec, int64_t splay_s) {
+    int64_t from = st->fleet_rotated_at ? st->fleet_rotated_at
+                   : st->last_completed ? st->last_completed : st->baseline;
+    return from + (int64_t)(interval_usec / 1000000) + splay_s;
+}
+
+uint64_t rotate_splay_draw(uint64_t splay_usec) {
+    uint64_t n = splay_usec / 1000, rnd;
+    if (n == 0 || RAND_bytes((unsigned char *)&rnd, sizeof rnd) != 1)
+        return 0;
+    return rnd % (n + 1) * 1000;   /* n is far below 2^64: the bias is negligible */
 }
 
 /* ---- passwords ---- */

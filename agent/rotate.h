@@ -33,14 +33,25 @@ enum rotate_phase {
 };
 const char *rotate_phase_to_string(enum rotate_phase p);
 
+/* The phase record's format: 1 had no `format` key (the previous release: CLAIMED and
+ * ADDED mean the store holds the new version already); 2 adds the fleet clock and the
+ * rotation record. */
+#define ROTATE_STATE_FORMAT 2
+
 struct rotate_state {
+    int format;               /* as read (1: no `format` key); written as 2 */
     enum rotate_phase phase;
+    bool record;              /* the rotation is held in the store's rotation record (rotrec.h):
+                                 CLAIMED = phase adding, PUBLISHED = phase removing */
+    bool revoke;              /* `rotate --revoke`: grace 0, the old password is never restored */
     char old_version[RC_VERSION_MAX];
     char new_version[RC_VERSION_MAX];
     int64_t started_at;       /* unix seconds: the claim */
     int64_t grace_until;      /* unix seconds: PUBLISHED, when the old password goes */
     int64_t last_completed;   /* unix seconds of the last completed rotation; 0 = never */
     int64_t baseline;         /* unix seconds the schedule counts from when never rotated */
+    int64_t fleet_rotated_at; /* the fleet clock: rotated_at of the newest marked version this
+                                 host published or saw in the store; 0 = none */
 };
 
 #define ROTATE_STATE_MAX 4096
@@ -56,9 +67,13 @@ int rotate_state_load(const char *state_dir, const char *name, struct rotate_sta
 int rotate_state_save(const char *state_dir, const char *name, const struct rotate_state *st,
                       char *err, size_t errlen);
 
-/* When the next scheduled rotation is due (unix seconds): interval after the last
- * completed one, else after the baseline. */
-int64_t rotate_next_due(const struct rotate_state *st, uint64_t interval_usec);
+/* When the next scheduled rotation is due (unix seconds): interval + splay_s after the
+ * fleet clock, else after the last completed one (a format-1 record), else after the
+ * baseline. */
+int64_t rotate_next_due(const struct rotate_state *st, uint64_t interval_usec, int64_t splay_s);
+/* A uniform draw in [0, splay_usec] usec, at millisecond grain (OpenSSL's CSPRNG; 0 when
+ * it fails). */
+uint64_t rotate_splay_draw(uint64_t splay_usec);
 
 /* A new password of `length` characters drawn uniformly from `alphabet` with OpenSSL's
  * CSPRNG (rejection sampling, no modulo bias). 0 and *ret, or -errno. */

@@ -1,5 +1,15 @@
 /* rotation: drives agent-driven rotations (docs/design.md §9) on the agent's loop.
  *
+ * redis-acl on a store with a rotation record (§9.5, the fleet): claim = create the record
+ * (check-and-set) -> add the pending password on every node and validate it -> write the
+ * credential's entry (check-and-set, marked) and record phase removing -> publish ->
+ * grace -> remove the old password -> remove the record. Every step re-reads the record
+ * first and stops quietly when another host holds it now; a record left alone for
+ * pending_timeout is taken over (epoch + 1); a failure before the entry write rolls back
+ * (the pending password leaves every node, then the record). The schedule is the fleet
+ * clock (§9.6): the store's rotated_at + interval + splay, never before the first fetch.
+ *
+ * Other stores (and a rotation the previous release left, phase record format 1):
  * claim (store check-and-set) -> add the new password on every node -> validate ->
  * publish with the old one as `previous` -> grace -> remove the old password. Each phase
  * change is recorded (rotate.h) before the next step starts, so a crash is finished at
@@ -54,6 +64,7 @@ static void rot_job_clear(struct rot_job *j) {
     j->expected[0] = j->new_version[0] = j->why[0] = '\0';
     j->store_restored = false;
     j->r = 0;
+    j->rotated_at = INT64_MIN;   /* the record (rec, rev) stays: rec_forget() */
 }
 
 static void rot_save(struct cred_rt *c) {
@@ -81,10 +92,18 @@ static void rot_wake(struct cred_rt *c) {
     cred_event(c, (struct credsm_event){ .type = CSM_WAKE });
 }
 
+/* usec from now until the schedule is due: the fleet clock (or this host's last rotation,
+ * or its baseline) + interval + the splay drawn for that clock. A clock in whole seconds
+ * counts from the second after it, so that no host is due before interval has passed. */
+static uint64_t due_in(const struct cred_rt *c) {
+    const struct rot_rt *ro = &c->rot;
+    int64_t due_s = rotate_next_due(&ro->st, c->cfg->rotation.interval_usec, 0) + (ro->st.fleet_rotated_at ? 1 : 0);
+    uint64_t due = (uint64_t)due_s * USEC_PER_SEC + ro->splay_usec, now = (uint64_t)rctime_real_usec();
+    return due > now ? due - now : 0;
+}
+
 static void rot_schedule_due(struct cred_rt *c) {
-    int64_t due = rotate_next_due(&c->rot.st, c->cfg->rotation.interval_usec);
-    int64_t now = now_real();
-    rot_go(c, RS_NONE, false, due > now ? (uint64_t)(due - now) * USEC_PER_SEC : 0);
+    rot_go(c, RS_NONE, false, due_in(c));
 }
 
 void rotation_job_done(struct cred_rt *c) {
@@ -192,9 +211,16 @@ static void rot_regenerate_done(struct cred_rt *c, struct rot_job *j) {
     rot_completed(c);
 }
 
+static void rot_remove_rec_run(struct job *jb);
+static void rot_remove_rec_done(struct cred_rt *c, struct rot_job *j);
+
 static void rot_remove(struct cred_rt *c) {
     struct rot_job *j = c->rot.job;
     rot_job_clear(j);
+    if (c->rot.st.record) {   /* the old password is in the rotation record */
+        rot_submit(c, RS_REMOVING, rot_remove_rec_run, rot_remove_rec_done, true);
+        return;
+    }
     /* The old password is the published `previous`, the new one the published password:
      * unless the store moved on during grace, when `previous` is not ours to remove. */
     if (!c->have_cur || !c->cur.has_previous || !c->cur.prev.password ||
@@ -285,11 +311,21 @@ static void rot_add_run(struct job *jb) {
         validate_candidate(&cc->redis, j->username, j->new_pw, j->username, j->old_pw, &j->vres);
 }
 
+/* Why an ACL step failed: how many nodes did it, when it reached any (no "0/0 done" when
+ * it failed before the first node, e.g. an admin password file it could not read). */
+static const char *acl_why(const struct rotate_acl_result *acl, const char *what, char *buf, size_t size) {
+    if (acl->total)
+        snprintf(buf, size, "%s (%u/%u done): %s", what, acl->done, acl->total, acl->detail);
+    else
+        snprintf(buf, size, "%s (no node asked): %s", what, acl->detail);
+    return buf;
+}
+
 static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     struct rot_rt *ro = &c->rot;
     if (j->r < 0) {
-        rot_rollback(c, "cannot add the new password on every node (%u/%u done): %s", j->acl.done,
-                     j->acl.total, j->acl.detail);
+        char why[600];
+        rot_rollback(c, "%s", acl_why(&j->acl, "cannot add the new password on every node", why, sizeof why));
         return;
     }
     if (j->vres.outcome != VALIDATE_PUBLISH && store_makes_password(c)) {
@@ -317,7 +353,7 @@ struct rc_candidate rotation_candidate(struct cred_rt *c) {
     struct rot_job *j = c->rot.job;
     struct rc_candidate cand = { .username = j->username, .password = j->new_pw,
                                  .expires_at = INT64_MIN, .role = RC_CAND_CURRENT,
-                                 .rotated_at = INT64_MIN };
+                                 .rotated_at = j->rotated_at };
     snprintf(cand.version, sizeof cand.version, "%s", j->new_version);
     j->username = NULL;
     j->new_pw = NULL;
@@ -337,7 +373,8 @@ void rotation_published(struct cred_rt *c, int r) {
         return;
     }
     ro->st.phase = ROTATE_PUBLISHED;
-    ro->st.grace_until = now_real() + (int64_t)((c->cfg->rotation.grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
+    if (!ro->st.record)   /* else the record's wait_until (rot_write_done) */
+        ro->st.grace_until = now_real() + (int64_t)((c->cfg->rotation.grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
     rot_save(c);
     log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
                 "rotation of %s: version %s published with %s as previous; the old password is "
@@ -355,9 +392,11 @@ static void rot_add(struct cred_rt *c) {
 static void rot_claim_run(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     struct cred_rt *c = j->c;
+    struct rc_rotation_mark mark = { .rotated_at = now_real(), .rotated_by = c->rot.host };
     memset(&j->err, 0, sizeof j->err);
+    j->rotated_at = mark.rotated_at;
     j->r = j->new_pw ? c->src->type->rotate_write(c->src->state, &j->rc, j->expected, j->username,
-                                                  j->new_pw, NULL, j->new_version, &j->err)
+                                                  j->new_pw, &mark, j->new_version, &j->err)
                      : c->src->type->rotate_self(c->src->state, &j->rc, j->expected, j->new_version, &j->err);
 }
 
@@ -397,11 +436,568 @@ static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
     rot_add(c);
 }
 
+/* -- the store's rotation record (docs/design.md §9.5): redis-acl on a store that keeps
+ *    one. The credential's entry keeps the current credential until the pending password
+ *    works on every node; the record holds the pending and the old password meanwhile, so
+ *    that another host can finish (or undo) what this one began. Every step re-reads the
+ *    record first and stops when another host holds it now. -- */
+
+enum rec_outcome {
+    RO_OK = 0,       /* the step did its part */
+    RO_FAILED,       /* the store or a node failed (j->why): retried */
+    RO_LOST,         /* the record moved on (another epoch or owner, or gone): stop, quietly */
+    RO_WAIT,         /* look: another host's live record (j->seen) */
+    RO_IDLE,         /* look: nothing to claim (resume only, or the entry moved on) */
+    RO_REFUSED,      /* a node, the validation or the entry refused: roll back (j->why) */
+};
+
+static bool use_record(const struct cred_rt *c) {
+    const struct rc_source_type *t = c->src->type;
+    return c->cfg->rotation.strategy == ROTATION_REDIS_ACL && (t->caps & RC_CAP_ROTATION_RECORD) &&
+           t->record_read && t->record_write;
+}
+
+static int64_t pending_timeout_s(const struct cred_rt *c) {
+    return (int64_t)(c->cfg->rotation.pending_timeout_usec / USEC_PER_SEC);
+}
+
+static enum rec_outcome store_failed(struct rot_job *j, const char *what) {
+    const char *cls = rc_err_class_to_string(j->err.cls);
+    snprintf(j->why, sizeof j->why, "%s in %s (%s): %s", what, j->c->cfg->source, cls ? cls : "?",
+             j->err.message);
+    return RO_FAILED;
+}
+
+/* Worker: the record in the store into *ret (*found false: none); j->rev its revision. */
+static int rec_read(struct rot_job *j, struct rotrec *ret, bool *found) {
+    struct cred_rt *c = j->c;
+    struct secret *text = NULL;
+    char why[256];
+    memset(&j->err, 0, sizeof j->err);
+    if (c->src->type->record_read(c->src->state, &j->rc, &text, j->rev, &j->err) < 0)
+        return -EIO;
+    *found = text != NULL;
+    int r = text ? rotrec_parse(secret_data(text), secret_len(text), ret, why, sizeof why) : 0;
+    secret_free(text);
+    if (r < 0)
+        rc_error_set(&j->err, RC_ERR_INVALID, "%s", why);
+    return r < 0 ? r : 0;
+}
+
+/* Worker: writes rec (NULL: removes the record) with a check-and-set on j->rev. */
+static int rec_write(struct rot_job *j, const struct rotrec *rec) {
+    struct cred_rt *c = j->c;
+    struct secret *text = NULL;
+    char rev[RC_REVISION_MAX] = "";
+    memset(&j->err, 0, sizeof j->err);
+    if (rec && rotrec_format(rec, &text) < 0)
+        return rc_error_set(&j->err, RC_ERR_INVALID, "the rotation record cannot be written");
+    int r = c->src->type->record_write(c->src->state, &j->rc, j->rev, text, rev, &j->err);
+    secret_free(text);
+    if (r == 0)
+        snprintf(j->rev, sizeof j->rev, "%s", rev);
+    return r;
+}
+
+/* Worker: the record goes (CAS): RO_OK, or RO_LOST when another host wrote it meanwhile. */
+static enum rec_outcome rec_remove(struct rot_job *j) {
+    if (rec_write(j, NULL) == 0)
+        return RO_OK;
+    return j->err.cls == RC_ERR_CONFLICT ? RO_LOST : store_failed(j, "cannot remove the rotation record");
+}
+
+/* Worker: the step's first act. RO_OK while this host still holds the record. */
+static enum rec_outcome rec_recheck(struct rot_job *j) {
+    struct rotrec read = { 0 };
+    bool found;
+    if (rec_read(j, &read, &found) < 0)
+        return store_failed(j, "cannot read the rotation record");
+    enum rotrec_action a = rotrec_decide(found ? &read : NULL, j->c->rot.host, j->c->rot.owner_id,
+                                         j->rec.epoch, now_real(), pending_timeout_s(j->c));
+    if (a == ROTREC_LOST && found)
+        snprintf(j->prev_owner, sizeof j->prev_owner, "%s", read.owner);
+    rotrec_clear(&read);
+    return a == ROTREC_CONTINUE ? RO_OK : RO_LOST;
+}
+
+/* Worker: the credential's entry as the store has it now (ret: the current candidate). */
+static int entry_read(struct rot_job *j, struct rc_candidate *ret) {
+    struct cred_rt *c = j->c;
+    struct rc_candidate cands[RC_MAX_CANDIDATES] = { 0 };
+    for (size_t i = 0; i < RC_MAX_CANDIDATES; i++)
+        cands[i].expires_at = cands[i].rotated_at = INT64_MIN;
+    memset(&j->err, 0, sizeof j->err);
+    int n = c->src->type->fetch(c->src->state, &j->rc, cands, &j->err);
+    if (n < 1 || !cands[0].password) {
+        for (int i = 0; i < n && i < RC_MAX_CANDIDATES; i++) {
+            free(cands[i].username);
+            secret_free(cands[i].password);
+        }
+        if (n >= 0)
+            rc_error_set(&j->err, RC_ERR_INVALID, "the store returned no password");
+        return -EIO;
+    }
+    for (int i = 1; i < n && i < RC_MAX_CANDIDATES; i++) {
+        free(cands[i].username);
+        secret_free(cands[i].password);
+    }
+    *ret = cands[0];
+    return 0;
+}
+
+static void cand_free(struct rc_candidate *cand) {
+    free(cand->username);
+    cand->username = NULL;
+    cand->password = secret_free(cand->password);
+}
+
+static bool same_user(const char *a, const char *b) {
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Worker, look: a new record for the published credential (j->username, j->old_pw) and
+ * the password made for it (j->new_pw), created with a check-and-set on "no record". */
+static int rec_claim(struct rot_job *j) {
+    int64_t now = now_real();
+    struct rotrec *r = &j->rec;
+    rotrec_clear(r);
+    *r = (struct rotrec){ .epoch = 1, .phase = ROTREC_ADDING, .claimed_at = now, .updated_at = now,
+                          .revoke = j->revoke };
+    snprintf(r->owner, sizeof r->owner, "%s", j->c->rot.host);
+    snprintf(r->owner_id, sizeof r->owner_id, "%s", j->c->rot.owner_id);
+    snprintf(r->base_version, sizeof r->base_version, "%s", j->expected);
+    r->username = j->username ? strdup(j->username) : NULL;
+    r->old_username = j->username ? strdup(j->username) : NULL;
+    r->password = secret_dup(j->new_pw);
+    r->old_password = secret_dup(j->old_pw);
+    int ret = (j->username && (!r->username || !r->old_username)) || !r->password || !r->old_password
+                  ? rc_error_set(&j->err, RC_ERR_TRANSIENT, "out of memory")
+                  : rec_write(j, r);
+    if (ret < 0)
+        rotrec_clear(r);
+    return ret;
+}
+
+/* Worker, look: takes *read over (epoch + 1, this host, updated now). */
+static int rec_take(struct rot_job *j, struct rotrec *read) {
+    snprintf(j->prev_owner, sizeof j->prev_owner, "%s", read->owner);
+    rotrec_clear(&j->rec);
+    j->rec = *read;
+    *read = (struct rotrec){ 0 };
+    j->rec.epoch++;
+    j->rec.updated_at = now_real();
+    snprintf(j->rec.owner, sizeof j->rec.owner, "%s", j->c->rot.host);
+    snprintf(j->rec.owner_id, sizeof j->rec.owner_id, "%s", j->c->rot.owner_id);
+    int r = rec_write(j, &j->rec);
+    if (r < 0)
+        rotrec_clear(&j->rec);
+    return r;
+}
+
+/* Worker, look, before a claim: the entry must still hold what is published. */
+static enum rec_outcome look_entry(struct rot_job *j) {
+    struct rc_candidate cand;
+    if (entry_read(j, &cand) < 0)
+        return store_failed(j, "cannot read the credential");
+    j->entry_rotated_at = cand.rotated_at;
+    j->entry_moved = !same_user(cand.username, j->username) || !secret_equal(cand.password, j->old_pw);
+    cand_free(&cand);
+    return j->entry_moved ? RO_IDLE : RO_OK;
+}
+
+/* Worker, look: what this host does with the record (claim, go on, wait, take over). A
+ * lost race for the record is read again once: the winner's record is then waited for. */
+static enum rec_outcome look(struct rot_job *j) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct rotrec read = { 0 };
+        bool found;
+        if (rec_read(j, &read, &found) < 0)
+            return store_failed(j, "cannot read the rotation record");
+        j->action = rotrec_decide(found ? &read : NULL, j->c->rot.host, j->c->rot.owner_id, j->rec.epoch,
+                                  now_real(), pending_timeout_s(j->c));
+        enum rec_outcome o = RO_OK;
+        int r = 0;
+        switch (j->action) {
+        case ROTREC_CONTINUE: break;
+        case ROTREC_LOST: o = RO_LOST; break;
+        case ROTREC_WAIT:
+            rotrec_clear(&j->seen);
+            j->seen = read;    /* only its head is kept: */
+            free(j->seen.username);
+            free(j->seen.old_username);
+            secret_free(j->seen.password);
+            secret_free(j->seen.old_password);
+            j->seen.username = j->seen.old_username = NULL;
+            j->seen.password = j->seen.old_password = NULL;
+            return RO_WAIT;
+        case ROTREC_CLAIM:
+            if (j->look_only)
+                return RO_IDLE;
+            if ((o = look_entry(j)) == RO_OK)
+                r = rec_claim(j);
+            break;
+        case ROTREC_RESUME:
+        case ROTREC_TAKE_OVER: r = rec_take(j, &read); break;
+        }
+        rotrec_clear(&read);
+        if (r < 0 && j->err.cls == RC_ERR_CONFLICT)
+            continue;   /* another host wrote the record meanwhile */
+        return r < 0 ? store_failed(j, "cannot write the rotation record") : o;
+    }
+    snprintf(j->why, sizeof j->why, "the rotation record keeps changing under this host");
+    return RO_FAILED;
+}
+
+static void rot_look_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    j->outcome = look(j);
+}
+
+/* Worker: adding. The pending password goes next to the old one on every node and must
+ * log in everywhere before the entry changes. */
+static void rot_add_rec_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    const struct config_credential *cc = j->c->cfg;
+    const struct rotrec *r = &j->rec;
+    if ((j->outcome = rec_recheck(j)) != RO_OK)
+        return;
+    if (rotate_acl_apply(&cc->redis, &cc->rotation, r->username, ROTATE_ACL_ADD, r->password,
+                         r->old_username, r->old_password, &j->acl) < 0) {
+        acl_why(&j->acl, "cannot add the new password on every node", j->why, sizeof j->why);
+        j->outcome = RO_REFUSED;
+        return;
+    }
+    validate_candidate(&cc->redis, r->username, r->password, r->old_username, r->old_password, &j->vres);
+    if (j->vres.outcome != VALIDATE_PUBLISH) {
+        snprintf(j->why, sizeof j->why, "the new password does not validate (%s): %s",
+                 validate_outcome_to_string(j->vres.outcome), j->vres.detail);
+        j->outcome = RO_REFUSED;
+    }
+}
+
+/* Worker, writing: the entry gets the pending password (check-and-set on the version this
+ * host reads now, marked), unless it has it already (a step before a crash wrote it). */
+static enum rec_outcome write_entry(struct rot_job *j) {
+    struct cred_rt *c = j->c;
+    struct rc_candidate cand;
+    if (entry_read(j, &cand) < 0)
+        return store_failed(j, "cannot read the credential");
+    enum rotrec_entry e = rotrec_entry_is(&j->rec, cand.username, cand.password);
+    enum rec_outcome o = RO_OK;
+    if (e == ROTREC_ENTRY_PENDING) {
+        snprintf(j->new_version, sizeof j->new_version, "%s", cand.version);
+        j->rotated_at = cand.rotated_at != INT64_MIN ? cand.rotated_at : now_real();
+    } else if (e == ROTREC_ENTRY_OTHER) {
+        snprintf(j->why, sizeof j->why, "the credential's entry was changed by someone else during "
+                 "the rotation");
+        o = RO_REFUSED;
+    } else {
+        struct rc_rotation_mark mark = { .rotated_at = now_real(), .rotated_by = c->rot.host };
+        memset(&j->err, 0, sizeof j->err);
+        j->rotated_at = mark.rotated_at;
+        if (c->src->type->rotate_write(c->src->state, &j->rc, cand.version, j->rec.username, j->rec.password,
+                                       &mark, j->new_version, &j->err) < 0)
+            o = j->err.cls == RC_ERR_CONFLICT
+                    ? (snprintf(j->why, sizeof j->why, "the credential's entry changed during the "
+                                "rotation: %s", j->err.message), RO_REFUSED)
+                    : store_failed(j, "cannot write the new version");
+    }
+    cand_free(&cand);
+    return o;
+}
+
+static void rot_write_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    if ((j->outcome = rec_recheck(j)) != RO_OK || (j->outcome = write_entry(j)) != RO_OK)
+        return;
+    int64_t now = now_real();
+    j->rec.phase = ROTREC_REMOVING;
+    j->rec.updated_at = now;
+    j->rec.wait_until = now + (j->rec.revoke ? 0 : (int64_t)((j->c->cfg->rotation.grace_usec + USEC_PER_SEC - 1) /
+                                                            USEC_PER_SEC));
+    if (rec_write(j, &j->rec) < 0)
+        j->outcome = j->err.cls == RC_ERR_CONFLICT ? RO_LOST
+                                                   : store_failed(j, "cannot record phase removing");
+}
+
+/* Worker, removing: the old password goes from every node, then the record. */
+static void rot_remove_rec_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    const struct config_credential *cc = j->c->cfg;
+    const struct rotrec *r = &j->rec;
+    if ((j->outcome = rec_recheck(j)) != RO_OK)
+        return;
+    if (rotate_acl_apply(&cc->redis, &cc->rotation, r->old_username, ROTATE_ACL_REMOVE, r->old_password,
+                         r->username, r->password, &j->acl) < 0) {
+        snprintf(j->why, sizeof j->why, "cannot remove the old password: %s", j->acl.detail);
+        j->outcome = RO_FAILED;
+        return;
+    }
+    j->outcome = rec_remove(j);
+}
+
+/* Worker, roll-back: the pending password goes from every node (best effort: nodes that
+ * never got it refuse), then the record. The entry was never changed. */
+static void rot_rollback_rec_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    const struct config_credential *cc = j->c->cfg;
+    const struct rotrec *r = &j->rec;
+    struct rotate_acl_result ignored;
+    if ((j->outcome = rec_recheck(j)) != RO_OK)
+        return;
+    (void)rotate_acl_apply(&cc->redis, &cc->rotation, r->username, ROTATE_ACL_REMOVE, r->password,
+                           r->old_username, r->old_password, &ignored);
+    j->outcome = rec_remove(j);
+}
+
+/* -- the record flow on the loop -- */
+
+/* The fleet clock moves to rotated_at when it is newer: the schedule counts from it. */
+static void rot_clock(struct cred_rt *c, int64_t rotated_at) {
+    struct rot_rt *ro = &c->rot;
+    if (rotated_at == INT64_MIN || rotated_at <= ro->st.fleet_rotated_at)
+        return;
+    ro->st.fleet_rotated_at = rotated_at;
+    ro->splay_usec = rotate_splay_draw(c->cfg->rotation.splay_usec);
+    rot_save(c);
+    if (c->sm.rot == RS_NONE) {
+        if (!ro->st.record)
+            ro->resume_look = false;   /* the rotation waited for is over */
+        rot_schedule_due(c);
+    }
+}
+
+static void rec_forget(struct cred_rt *c) {
+    rotrec_clear(&c->rot.job->rec);
+    c->rot.job->rev[0] = '\0';
+    c->rot.st.record = false;   /* st.revoke stays: the last rotation's, until the next claim */
+}
+
+/* Another host holds the record now (or it is gone): this host's part is over. Not an
+ * error: the other host finishes (or undoes) the rotation. */
+static void rot_lost(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    if (j->prev_owner[0])
+        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name }, "rotation of %s: host %s holds "
+                    "the rotation record now; this host stops its part (phase %s)", c->cfg->name,
+                    j->prev_owner, rotrec_phase_to_string(j->rec.phase));
+    else
+        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name }, "rotation of %s: the rotation "
+                    "record is gone; this host stops its part (phase %s)", c->cfg->name,
+                    rotrec_phase_to_string(j->rec.phase));
+    rec_forget(c);
+    ro->st.phase = ROTATE_IDLE;
+    rot_save(c);
+    rot_job_clear(j);
+    rot_wake(c);
+    rot_schedule_due(c);
+}
+
+/* A step failed for a reason that is not the record's: retried (the record stays). */
+static bool rec_common(struct cred_rt *c, struct rot_job *j) {
+    if (j->outcome == RO_LOST) {
+        rot_lost(c, j);
+        return true;
+    }
+    if (j->outcome == RO_FAILED) {
+        rot_fail(c, "%s", j->why);
+        return true;
+    }
+    return false;
+}
+
+static void rot_rollback_rec_done(struct cred_rt *c, struct rot_job *j) {
+    char why[512];
+    snprintf(why, sizeof why, "%s", j->why);
+    if (j->outcome == RO_LOST) {
+        rot_lost(c, j);
+        return;
+    }
+    if (j->outcome != RO_OK) {
+        rot_fail(c, "the roll-back of the rotation failed (%s): retried", j->why);
+        return;
+    }
+    rec_forget(c);
+    c->rot.st.phase = ROTATE_IDLE;
+    rot_save(c);
+    rot_fail(c, "%s; rolled back: the new password was removed from Redis and the rotation record "
+             "deleted (the credential's entry never changed)", why);
+}
+
+static void rot_rollback_rec(struct cred_rt *c, struct rot_job *j) {
+    rot_submit(c, RS_ROLLBACK, rot_rollback_rec_run, rot_rollback_rec_done, true);
+}
+
+static void rot_remove_rec_done(struct cred_rt *c, struct rot_job *j) {
+    if (rec_common(c, j))
+        return;
+    rec_forget(c);
+    rot_completed(c);
+}
+
+static void rot_write_done(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    if (j->outcome == RO_REFUSED) {
+        rot_rollback_rec(c, j);
+        return;
+    }
+    if (rec_common(c, j))
+        return;
+    snprintf(ro->st.new_version, sizeof ro->st.new_version, "%s", j->new_version);
+    ro->st.grace_until = j->rec.wait_until;
+    rot_save(c);
+    rot_clock(c, j->rotated_at);
+    j->username = j->rec.username ? strdup(j->rec.username) : NULL;
+    j->new_pw = secret_dup(j->rec.password);
+    if (!j->new_pw || (j->rec.username && !j->username)) {
+        rot_fail(c, "out of memory");
+        return;
+    }
+    /* Published by the loop (ROT_PUBLISH), then rotation_published(). */
+    cred_event(c, (struct credsm_event){ .type = CSM_ROT_PUBLISH });
+}
+
+static void rot_add_rec_done(struct cred_rt *c, struct rot_job *j) {
+    if (j->outcome == RO_REFUSED) {
+        rot_rollback_rec(c, j);
+        return;
+    }
+    if (rec_common(c, j))
+        return;
+    text_set(&c->nodes, "%s", j->vres.nodes);
+    rot_submit(c, RS_WRITING, rot_write_run, rot_write_done, true);
+}
+
+/* The record is this host's now: go on from its phase. */
+static void rot_took(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    const struct rotrec *r = &j->rec;
+    const char *base = c->have_cur ? c->cur.cur.version : r->base_version;
+    if (j->action == ROTREC_CLAIM) {
+        struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_STARTED, base);
+        log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s started (%s%s): replacing version %s", c->cfg->name,
+                    j->manual ? "requested" : "scheduled", r->revoke ? ", revoking the old password" : "", base);
+    } else if (j->action == ROTREC_TAKE_OVER) {
+        struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_TAKEN_OVER, base);
+        log_ctx_msg(LOG_WARNING, &ctx, "rotation of %s taken over from host %s, which left it in phase "
+                    "%s without a sign of life for rotation.pending_timeout (epoch now %llu)", c->cfg->name,
+                    j->prev_owner, rotrec_phase_to_string(r->phase), (unsigned long long)r->epoch);
+    } else if (j->action == ROTREC_RESUME) {
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name }, "resuming the rotation of %s "
+                    "this host began before it stopped (phase %s)", c->cfg->name, rotrec_phase_to_string(r->phase));
+    }
+    ro->st.record = true;
+    ro->st.revoke = r->revoke;
+    ro->st.phase = r->phase == ROTREC_ADDING ? ROTATE_CLAIMED : ROTATE_PUBLISHED;
+    ro->st.started_at = r->claimed_at;
+    ro->st.grace_until = r->wait_until;
+    snprintf(ro->st.old_version, sizeof ro->st.old_version, "%s", base);
+    if (r->phase == ROTREC_ADDING)
+        ro->st.new_version[0] = '\0';
+    else if (c->have_cur && c->cur.has_previous)   /* a takeover in phase removing */
+        snprintf(ro->st.old_version, sizeof ro->st.old_version, "%s", c->cur.prev.version);
+    if (r->phase == ROTREC_REMOVING && j->action != ROTREC_CONTINUE)
+        snprintf(ro->st.new_version, sizeof ro->st.new_version, "%s", c->have_cur ? c->cur.cur.version : "");
+    rot_save(c);
+    rot_job_clear(j);
+    if (r->phase == ROTREC_ADDING)
+        rot_submit(c, RS_ADDING, rot_add_rec_run, rot_add_rec_done, true);
+    else
+        rot_grace(c);
+}
+
+/* Another host's live record: wait until it may be taken over; a change of the entry
+ * (that rotation's end) re-arms the schedule before then. Not a warning. */
+static void rot_wait(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    int64_t at = rotrec_takeover_at(&j->seen, pending_timeout_s(c)), now = now_real();
+    if (ro->waited_epoch != j->seen.epoch) {
+        char ts[40];
+        ro->waited_epoch = j->seen.epoch;
+        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name }, "rotation of %s: host %s is "
+                    "rotating it (phase %s, epoch %llu); this host waits (it may take over at %s)",
+                    c->cfg->name, j->seen.owner, rotrec_phase_to_string(j->seen.phase),
+                    (unsigned long long)j->seen.epoch, rctime_format(at + 1, ts, sizeof ts));
+    }
+    rotrec_clear(&j->seen);
+    rot_job_clear(j);
+    /* At the takeover time this host looks again, due or not: an abandoned rotation is
+     * finished by whoever waited for it (a look never claims a new one early). */
+    c->rot.resume_look = true;
+    rot_go(c, RS_NONE, false, (uint64_t)(at + 1 > now ? at + 1 - now : 1) * USEC_PER_SEC);
+}
+
+static void rot_look_done(struct cred_rt *c, struct rot_job *j) {
+    rot_clock(c, j->entry_rotated_at);
+    switch ((enum rec_outcome)j->outcome) {
+    case RO_OK:
+        rot_took(c, j);
+        return;
+    case RO_WAIT:
+        rot_wait(c, j);
+        return;
+    case RO_IDLE:
+        if (j->entry_moved) {
+            log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name }, "rotation of %s not needed: "
+                        "the store holds another version than the one published here; picking it up",
+                        c->cfg->name);
+            rot_wake(c);
+        }
+        rot_job_clear(j);
+        rot_schedule_due(c);
+        return;
+    case RO_LOST:
+    case RO_FAILED:
+    case RO_REFUSED:
+        break;
+    }
+    if (!rec_common(c, j))
+        rot_fail(c, "%s", j->why);
+}
+
+/* The record flow's begin: claim (or go on with the record this host holds). */
+static int rot_begin_record(struct cred_rt *c, bool manual, char *err, size_t errlen) {
+    struct rot_rt *ro = &c->rot;
+    struct rot_job *j = ro->job;
+    bool look_only = ro->resume_look || j->rec.epoch;
+    if (!look_only && !c->have_cur) {
+        snprintf(err, errlen, "\"%s\" has no published credential to rotate yet", c->cfg->name);
+        return -EAGAIN;
+    }
+    rot_job_clear(j);
+    j->c = c;
+    j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
+    j->look_only = look_only;
+    j->manual = manual;
+    j->revoke = manual && ro->revoke_next;
+    j->entry_moved = false;
+    j->entry_rotated_at = INT64_MIN;
+    j->prev_owner[0] = '\0';
+    ro->resume_look = ro->revoke_next = false;
+    if (!look_only) {
+        snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
+        j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
+        j->old_pw = secret_dup(c->cur.cur.password);
+        int r = rotate_generate_password(c->cfg->rotation.alphabet, c->cfg->rotation.password_length, &j->new_pw);
+        if (r < 0 || !j->old_pw || (c->cur.cur.username && !j->username)) {
+            rot_job_clear(j);
+            snprintf(err, errlen, "cannot generate a new password: %s", strerror(r < 0 ? -r : ENOMEM));
+            return r < 0 ? r : -ENOMEM;
+        }
+    }
+    if (ro->timer)
+        sd_event_source_set_enabled(ro->timer, SD_EVENT_OFF);
+    rot_submit(c, RS_CLAIMING, rot_look_run, rot_look_done, true);
+    return 0;
+}
+
 /* Starts a rotation now: the machine said ROT_BEGIN (no check runs, no rotation is
  * under way). 0, or -errno with err. */
 static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     struct rot_rt *ro = &c->rot;
     struct rot_job *j = ro->job;
+    if (use_record(c) && (ro->st.phase == ROTATE_IDLE || ro->st.record))
+        return rot_begin_record(c, manual, err, errlen);
     if (ro->st.phase != ROTATE_IDLE) {
         /* A retry of an interrupted rotation: finish it rather than start another. */
         snprintf(err, errlen, "an interrupted rotation of \"%s\" (phase %s) is being finished",
@@ -476,9 +1072,18 @@ static void rot_abandon(struct cred_rt *c, const char *fmt, ...) {
 }
 
 /* Picks an interrupted rotation up from its record and what is published. */
+static void rot_due(struct cred_rt *c, bool scheduled);
+
 static void rot_resume(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     char err[256];
+    if (ro->st.record && (ro->st.phase != ROTATE_IDLE || ro->job->rec.epoch)) {
+        /* Held in the store's record: the record says where it stands (after the first
+         * fetch at a start). */
+        ro->resume_look = true;
+        rot_due(c, false);
+        return;
+    }
     switch (rotate_resume_decide(&ro->st, c->have_cur ? c->cur.cur.version : NULL,
                                  c->have_cur && c->cur.has_previous ? c->cur.prev.version : NULL)) {
     case ROTATE_RESUME_NONE:
@@ -519,13 +1124,29 @@ static void rot_resume(struct cred_rt *c) {
     }
 }
 
-void rotation_timer(struct cred_rt *c) {
+/* The schedule fell due (scheduled), or a resume needs the record: no claim before the
+ * first successful fetch since start (the store's clock is unknown until then), nor
+ * before the fleet clock says so (it may have moved while the timer waited). */
+static void rot_due(struct cred_rt *c, bool scheduled) {
+    struct rot_rt *ro = &c->rot;
     char err[256];
+    if (!ro->fetched) {
+        ro->due_waiting = true;
+        return;
+    }
+    if (scheduled && !ro->resume_look && due_in(c) > 0) {
+        rot_schedule_due(c);
+        return;
+    }
+    if (rot_request(c, false, err, sizeof err) < 0)
+        rot_fail(c, "%s", err);
+}
+
+void rotation_timer(struct cred_rt *c) {
     c->rot.timer_mono = 0;
     switch (c->rot.timer_kind) {
     case RT_DUE:
-        if (rot_request(c, false, err, sizeof err) < 0)
-            rot_fail(c, "%s", err);
+        rot_due(c, true);
         break;
     case RT_GRACE:
         rot_remove(c);
@@ -577,6 +1198,24 @@ enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cand
     return ROT_TAKE_TAKEN;
 }
 
+void rotation_fetched(struct cred_rt *c, const struct rc_candidate *cand) {
+    struct rot_rt *ro = &c->rot;
+    if (!ro->enabled || !ro->job)
+        return;
+    ro->fetched = true;
+    rot_clock(c, cand->rotated_at);
+    if (ro->due_waiting) {
+        ro->due_waiting = false;
+        rot_due(c, true);
+    }
+}
+
+int64_t rotation_previous_valid_until(const struct cred_rt *c, int64_t rotated_at) {
+    const struct rot_rt *ro = &c->rot;
+    bool revoked = ro->st.record && ro->st.revoke && ro->job && ro->job->rec.revoke;
+    return rotated_at + (revoked ? 0 : (int64_t)((c->cfg->rotation.grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC));
+}
+
 void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
     if (c->sm.rot == RS_AWAIT_FETCH)
         rot_fail(c, "cannot read the new version %s from the store: %s", c->rot.st.new_version,
@@ -587,12 +1226,45 @@ void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
 void rotation_clear(struct cred_rt *c) {
     c->rot.timer = sd_event_source_disable_unref(c->rot.timer);
     rot_job_clear(c->rot.job);
+    if (c->rot.job) {
+        rotrec_clear(&c->rot.job->rec);
+        rotrec_clear(&c->rot.job->seen);
+    }
     free(c->rot.job);
     c->rot.job = NULL;
 }
 
 void rotation_stop(struct cred_rt *c) {
     sd_event_source_set_enabled(c->rot.timer, SD_EVENT_OFF);
+}
+
+/* Who this host is (its name, and its owner_id in rotation records), and whether it may
+ * rotate: not when another host is the `rotator`, nor when `rotators` does not list it.
+ * An observer only publishes what the others rotate to. */
+static bool rot_claims_here(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    const char *rotator = c->cfg->rotation.rotator;
+    char *host = ro->host;
+    static const char id_input[] = "redis-creds rotation owner";
+    if (gethostname(host, sizeof ro->host - 1) < 0 || !host[0])
+        snprintf(host, sizeof ro->host, "unnamed");
+    if (rotator && strcmp(host, rotator) != 0) {
+        /* A store without check-and-set: only the named host rotates (docs/operations.md). */
+        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name },
+                    "%s: rotated by host %s (this is %s); this host publishes what it rotates to",
+                    c->cfg->name, rotator, host);
+        return false;
+    }
+    if (!config_rotation_claims_here(&c->cfg->rotation)) {
+        log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name }, "%s: this host (%s) is not one "
+                    "of rotation.rotators; it publishes what they rotate to", c->cfg->name, host);
+        return false;
+    }
+    /* Two agents on one host (tests, benchmarks) are two owners: the record names this one
+     * by a keyed hash of its host key. */
+    if (c->src->host->keyed_version(c->src->host->h, id_input, sizeof id_input - 1, ro->owner_id) < 0)
+        ro->owner_id[0] = '\0';
+    return true;
 }
 
 void rotation_init(struct cred_rt *c) {
@@ -603,21 +1275,9 @@ void rotation_init(struct cred_rt *c) {
                   !c->src->open_error[0] && !c->a->p.once;
     if (!ro->enabled)
         return;
-    const char *rotator = c->cfg->rotation.rotator;
-    ro->observer = false;
-    if (rotator) {
-        /* A store without check-and-set: only the named host rotates (docs/operations.md). */
-        char host[256] = "";
-        if (gethostname(host, sizeof host - 1) < 0)
-            host[0] = '\0';
-        ro->observer = strcmp(host, rotator) != 0;
-        if (ro->observer) {
-            log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name },
-                        "%s: rotated by host %s (this is %s); this host publishes what it rotates to",
-                        c->cfg->name, rotator, host[0] ? host : "unnamed");
-            return;
-        }
-    }
+    ro->observer = !rot_claims_here(c);
+    if (ro->observer)
+        return;
     /* The step's job is allocated only for a credential that rotates: most do not, and
      * it is the largest part of a credential (docs/benchmarks.md, memory). */
     if (!ro->job && !(ro->job = calloc(1, sizeof *ro->job))) {
@@ -629,6 +1289,13 @@ void rotation_init(struct cred_rt *c) {
     /* Retries never wait longer than the interval itself (nor under the minimum). */
     uint64_t cap = c->cfg->rotation.interval_usec < ROT_RETRY_MAX_USEC ? c->cfg->rotation.interval_usec
                                                                        : ROT_RETRY_MAX_USEC;
+    /* ... nor half of pending_timeout: a host retrying a step must not look abandoned. */
+    if (use_record(c) && cap > c->cfg->rotation.pending_timeout_usec / 2)
+        cap = c->cfg->rotation.pending_timeout_usec / 2;
+    if (!ro->carried) {
+        ro->fetched = ro->due_waiting = ro->resume_look = false;
+        ro->splay_usec = rotate_splay_draw(c->cfg->rotation.splay_usec);
+    }
     unsigned attempts = ro->retry.attempt;
     int r;
     backoff_init(&ro->retry, ROT_RETRY_MIN_USEC, cap < ROT_RETRY_MIN_USEC ? ROT_RETRY_MIN_USEC : cap);
@@ -667,6 +1334,10 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
     json_t *o = json_object();
     json_object_set_new(o, "strategy", json_string(config_rotation_strategy_to_string(c->cfg->rotation.strategy)));
     json_object_set_new(o, "rotator", json_str_or_null(c->cfg->rotation.rotator));
+    json_t *list = c->cfg->rotation.rotators ? json_array() : json_null();
+    for (size_t i = 0; c->cfg->rotation.rotators && i < c->cfg->rotation.n_rotators; i++)
+        json_array_append_new(list, json_string(c->cfg->rotation.rotators[i]));
+    json_object_set_new(o, "rotators", list);
     json_object_set_new(o, "rotates_here", json_boolean(!ro->observer));
     json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));
     enum rot_step step = c->sm.rot;
@@ -679,7 +1350,7 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
     return o;
 }
 
-int rotation_request(struct cred_rt *c, char *err, size_t errlen) {
+int rotation_request(struct cred_rt *c, bool revoke, char *err, size_t errlen) {
     const char *name = c->cfg->name;
     if (!c->cfg->rotation.enabled) {
         snprintf(err, errlen, "rotation is not configured for \"%s\" (add rotation = { strategy = "
@@ -695,10 +1366,20 @@ int rotation_request(struct cred_rt *c, char *err, size_t errlen) {
         return -EOPNOTSUPP;
     }
     if (c->rot.observer) {
-        snprintf(err, errlen, "\"%s\" is rotated by host %s, not by this one (rotation.rotator): "
-                 "run the command there", name, c->cfg->rotation.rotator);
+        if (c->cfg->rotation.rotator)
+            snprintf(err, errlen, "\"%s\" is rotated by host %s, not by this one (rotation.rotator): "
+                     "run the command there", name, c->cfg->rotation.rotator);
+        else
+            snprintf(err, errlen, "\"%s\" is rotated by the hosts of rotation.rotators, and this one is "
+                     "not among them: run the command on one of them", name);
         return -EPERM;
     }
+    if (revoke && !use_record(c)) {
+        snprintf(err, errlen, "--revoke needs strategy \"redis-acl\" on a store that keeps a rotation "
+                 "record (file, vault kv2)");
+        return -EOPNOTSUPP;
+    }
+    c->rot.revoke_next = revoke;
     if (c->sm.rot == RS_RETRY_WAIT && c->rot.st.phase != ROTATE_IDLE) {
         /* An interrupted rotation waits for its retry: finish it now instead. */
         backoff_reset(&c->rot.retry);

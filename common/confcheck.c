@@ -151,6 +151,21 @@ static void check_group_key(struct walk *w, const struct config_node *n, const c
                 "(SupplementaryGroups=%s)", w->u->name, name, name, w->u->name, name);
 }
 
+/* A rotation group whose `rotators` does not list this host: the host never rotates, so
+ * its admin_password_file need not be here (one configuration serves the whole fleet). */
+static bool rotates_elsewhere(const struct config_node *n, const struct config_key *k) {
+    char host[256] = "";
+    if (strcmp(k->name, "admin_password_file") != 0 || !config_node_has(n, "rotators") ||
+        gethostname(host, sizeof host - 1) < 0)
+        return false;
+    for (size_t i = 0; i < config_node_list_len(n, "rotators"); i++) {
+        const char *h = config_node_list_get(n, "rotators", i);
+        if (h && strcmp(h, host) == 0)
+            return false;
+    }
+    return true;
+}
+
 static void check_value(struct walk *w, const struct config_node *n, const struct config_key *k,
                         const char *path) {
     char why[600];
@@ -169,7 +184,7 @@ static void check_value(struct walk *w, const struct config_node *n, const struc
                     "move it, or allow it in a drop-in (ReadOnlyPaths=, ReadWritePaths=)",
                     PATH_MSG_MAX, v, sandboxed[i]);
     }
-    if (k->checks & (CONFIG_CHECK_FILE | CONFIG_CHECK_DIR) &&
+    if (k->checks & (CONFIG_CHECK_FILE | CONFIG_CHECK_DIR) && !rotates_elsewhere(n, k) &&
         path_problem(w->u, v, k->checks & CONFIG_CHECK_DIR, why, sizeof why))
         finding(w, CONFCHECK_ERROR, n, k->name, path, "\"%.*s\" %s", PATH_MSG_MAX, v, why);
 }

@@ -92,6 +92,8 @@ _Static_assert(sizeof(enum rotation_strategy) == sizeof(int), "enum store");
 /* CONFIG_STORE_STRV writes the count right after the vector. */
 _Static_assert(offsetof(struct config_redis, n_endpoints) ==
                offsetof(struct config_redis, endpoints) + sizeof(char **), "strv store");
+_Static_assert(offsetof(struct config_rotation, n_rotators) ==
+               offsetof(struct config_rotation, rotators) + sizeof(char **), "strv count");
 _Static_assert(offsetof(struct config_credential, n_on_change) ==
                offsetof(struct config_credential, on_change) + sizeof(char **), "strv store");
 
@@ -195,6 +197,11 @@ static const struct config_key rotation_keys[] = {
     { .name = "password_alphabet", .type = CONFIG_T_STRING, .default_value = "alnum",
       .store = CONFIG_STORE_ENUM, .words = alphabets, .noun = "alphabet", ROT(alphabet) },
     { .name = "rotator", .type = CONFIG_T_STRING, .store = CONFIG_STORE_STRING, ROT(ro.rotator) },
+    { .name = "rotators", .type = CONFIG_T_STRING_LIST, .store = CONFIG_STORE_STRV, ROT(ro.rotators) },
+    /* default: 10% of interval, at most 1 h (parse_rotation()) */
+    { .name = "splay", .type = CONFIG_T_DURATION, .store = CONFIG_STORE_USEC, ROT(ro.splay_usec) },
+    { .name = "pending_timeout", .type = CONFIG_T_DURATION, .default_value = "10m",
+      .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, ROT(ro.pending_timeout_usec) },
     { .name = NULL },
 };
 
@@ -1136,6 +1143,18 @@ const char *config_rotation_strategy_to_string(enum rotation_strategy s) {
     return name ? name : "?";
 }
 
+bool config_rotation_claims_here(const struct config_rotation *ro) {
+    char host[256] = "";
+    if (!ro->rotators)
+        return true;
+    if (gethostname(host, sizeof host - 1) < 0)
+        return false;
+    for (size_t i = 0; i < ro->n_rotators; i++)
+        if (strcmp(ro->rotators[i], host) == 0)
+            return true;
+    return false;
+}
+
 /* The rules between rotation keys. */
 static int check_rotation(struct ctx *x, const struct config_node *n, const char *path,
                           const struct config_credential *cr) {
@@ -1156,6 +1175,20 @@ static int check_rotation(struct ctx *x, const struct config_node *n, const char
     key_path(sub, sizeof sub, path, "interval");
     if (ro->interval_usec < 1000000)
         return fail(x, at(n, "interval"), sub, "must be at least 1s");
+    key_path(sub, sizeof sub, path, "rotators");
+    if (ro->rotators && ro->strategy != ROTATION_REDIS_ACL)
+        return fail(x, member(g, "rotators"), sub, "applies to strategy \"redis-acl\" only (%s "
+                    "takes `rotator`, the one host that rotates)",
+                    conftext_quote(config_rotation_strategy_to_string(ro->strategy), q, sizeof q));
+    if (ro->rotators && ro->n_rotators == 0)
+        return fail(x, member(g, "rotators"), sub, "must name at least one host (leave it out to "
+                    "let every host claim)");
+    /* A step that still retries must never look abandoned to the other hosts. */
+    key_path(sub, sizeof sub, path, "pending_timeout");
+    if (ro->pending_timeout_usec <= 3 * cr->redis.timeout_usec + 10 * 1000000ull)
+        return fail(x, at(n, "pending_timeout"), sub, "must be more than 3 x redis.timeout + 10s "
+                    "(%llus here): a rotation step still at work must never look abandoned",
+                    (unsigned long long)((3 * cr->redis.timeout_usec + 10 * 1000000ull) / 1000000));
     if (ro->admin_username && !ro->admin_password_file) {
         key_path(sub, sizeof sub, path, "admin_password_file");
         return fail(x, member(g, "admin_username"), sub, "required with admin_username (the file "
@@ -1166,7 +1199,8 @@ static int check_rotation(struct ctx *x, const struct config_node *n, const char
         return fail(x, member(g, "admin_password_file"), sub, "required with admin_password_file "
                     "(use \"default\" for the default user)");
     }
-    if (ro->admin_password_file && x->check_files &&
+    /* Hosts that never claim (not in `rotators`) need no admin password file. */
+    if (ro->admin_password_file && x->check_files && config_rotation_claims_here(ro) &&
         secretfile_check(ro->admin_password_file, why, sizeof why) < 0) {
         key_path(sub, sizeof sub, path, "admin_password_file");
         return fail(x, member(g, "admin_password_file"), sub, "%s", why);
@@ -1194,6 +1228,10 @@ static int parse_rotation(struct ctx *x, const struct config_node *cn, const cha
         return r;
     snprintf(cr->rotation.alphabet, sizeof cr->rotation.alphabet, "%s",
              alphabet_chars[in.alphabet]);
+    if (!config_node_has(&n, "splay")) {
+        uint64_t tenth = cr->rotation.interval_usec / 10, hour = 3600 * 1000000ull;
+        cr->rotation.splay_usec = tenth < hour ? tenth : hour;
+    }
     if ((r = check_rotation(x, &n, path, cr)) < 0)
         return r;
     cr->rotation.enabled = true;
@@ -1394,6 +1432,9 @@ struct config *config_free(struct config *c) {
         free(cr->rotation.admin_username);
         free(cr->rotation.admin_password_file);
         free(cr->rotation.rotator);
+        for (size_t k = 0; k < cr->rotation.n_rotators; k++)
+            free(cr->rotation.rotators[k]);
+        free(cr->rotation.rotators);
     }
     free(c->credentials);
     struct lc_state *st = c->lc;

@@ -156,6 +156,10 @@ enum rotation_strategy {
 /* "redis-acl", "vault-database", "azure-keys" (as configured). */
 const char *config_rotation_strategy_to_string(enum rotation_strategy s);
 
+struct config_rotation;
+/* Whether this host (gethostname()) may claim rotations: listed in `rotators`, or no list. */
+bool config_rotation_claims_here(const struct config_rotation *ro);
+
 #define ROTATION_ALPHABET_MAX 96
 
 struct config_rotation {
@@ -167,6 +171,10 @@ struct config_rotation {
     char *admin_password_file;     /* with admin_username */
     bool acl_save;                 /* ACL SAVE on each node after changing it */
     char *rotator;                 /* vault-database, azure-keys: the one host (gethostname) that rotates */
+    char **rotators;               /* redis-acl: the hosts that may claim; NULL = every host */
+    size_t n_rotators;
+    uint64_t splay_usec;           /* a random [0, splay] added to every due time */
+    uint64_t pending_timeout_usec; /* a rotation record untouched this long may be taken over */
     unsigned password_length;
     char alphabet[ROTATION_ALPHABET_MAX + 1];   /* the characters passwords are drawn from */
 };

@@ -149,7 +149,15 @@ def test_rotate_command_rotates_end_to_end_without_a_failed_client_command(sc):
     assert doc["username"] == "app" and new_pw != "old-pw-1" and len(new_pw) == 32
     assert doc["previous"]["password"] == "old-pw-1"
     assert doc["previous"]["version"] == first["version"]
-    assert store_doc(sc) == {"username": "app", "password": new_pw}   # claimed in the store
+    stored = store_doc(sc)                                            # written, with its mark
+    assert {k: stored[k] for k in ("username", "password")} == {"username": "app", "password": new_pw}
+    assert stored["redis_creds_rotated_by"] == os.uname().nodename
+    assert abs(calendar.timegm(time.strptime(stored["redis_creds_rotated_at"], "%Y-%m-%dT%H:%M:%SZ"))
+               - time.time()) < 30
+    # observers stop trying `previous` when the grace ends (rotated_at + grace)
+    def unix(t):
+        return calendar.timegm(time.strptime(t, "%Y-%m-%dT%H:%M:%SZ"))
+    assert unix(doc["previous_valid_until"]) == unix(stored["redis_creds_rotated_at"]) + 2
     assert sc.redis.auth_ok("app", new_pw)
     assert sc.redis.auth_ok("app", "old-pw-1")                        # grace: both work
     assert cred_status(sc)["rotation"]["step"] == "grace"
@@ -300,8 +308,10 @@ def test_two_agents_on_one_store_exactly_one_rotates(sc):
     loser = b if winner is a else a
     new_pw = store_doc(sc)["password"]
     assert new_pw != "shared-pw-1"
-    assert loser.find_log(lambda l: "rotation of cache not needed" in l)
+    # the loser found the winner's rotation record (it waits), or the entry already moved on
+    assert loser.find_log(lambda l: "rotation of cache not needed" in l or "is rotating it" in l)
     assert not loser.find_log(lambda l: "rotation of cache completed" in l)
+    assert not loser.find_log(lambda l: "rotation of cache started" in l)   # one claim
     sc.wait_published(password=new_pw, timeout=5)
     h.wait_until(lambda: (published_b() or {}).get("password") == new_pw, 8,
                  "the second agent to publish the new password")
@@ -447,16 +457,17 @@ def test_vault_kv2_rotation_claims_with_check_and_set(vault, sc):
     vault.fake.kv2_put("secret", "redis/cache", {"username": "app", "password": PW2}, cas=2)
     mark = a.log_mark()
     assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
+    # the claim compares the store with what is published before it writes anything
     line = a.wait_log(lambda l: "rotation of cache not needed" in l, since=mark, timeout=5)
-    assert "check-and-set parameter did not match the current version" in line
+    assert "the store holds another version" in line
     sc.wait_published(password=PW2, timeout=5)
     assert vault.fake.kv2_current_version("secret", "redis/cache") == 3
     assert_no_secret_in_log(a, doc["password"], PW1, PW2)
 
 
-def test_store_change_during_grace_leaves_the_old_password_alone(sc):
-    """If someone else publishes through the store during grace, `previous` is no longer
-    the rotation's old password: the removal is abandoned instead of removing the wrong one."""
+def test_store_change_during_grace_removes_only_the_rotations_old_password(sc):
+    """If someone else publishes through the store during grace, the rotation still removes
+    exactly the password it replaced (the rotation record holds it), never the new ones."""
     a, first = start_rotating(sc, "moved-pw-1", grace="2s")
     sc.redis.add_password("app", "moved-pw-3")
     assert sc.run_cli("-c", sc.tree.conf, "rotate", "cache").returncode == 0
@@ -464,10 +475,11 @@ def test_store_change_during_grace_leaves_the_old_password_alone(sc):
     sc.store_cred("app", "moved-pw-3")
     d3 = sc.wait_published(password="moved-pw-3", timeout=5)
     assert d3["previous"]["password"] == doc["password"]
-    a.wait_log(lambda l: "abandoning the rotation of cache" in l, timeout=6)
-    # The agent logs the decision, then saves the record: wait for the save.
+    assert "previous_valid_until" not in d3 or d3["previous_valid_until"] is None   # a hand write
+    a.wait_log(lambda l: "rotation of cache completed" in l, timeout=6)
     h.wait_until(lambda: rotation_record(sc)["phase"] == "idle", 3, "phase idle")
-    for pw in ("moved-pw-1", doc["password"], "moved-pw-3"):
+    assert not sc.redis.auth_ok("app", "moved-pw-1")
+    for pw in (doc["password"], "moved-pw-3"):
         assert sc.redis.auth_ok("app", pw)
 
 

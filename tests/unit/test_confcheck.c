@@ -152,6 +152,22 @@ static void test_files_must_exist_and_be_readable_by_the_user(void **state) {
     assert_int_equal(run(OWN_GROUP, extra, &u), 0);
 }
 
+/* rotation.rotators that does not list this host: its admin_password_file is not looked
+ * for here (the host never rotates); listed, it is. */
+static void test_admin_password_file_is_checked_only_on_rotators(void **state) {
+    struct confcheck_user u = stranger();
+    char extra[PATH_MAX + 256], host[256] = "";
+    assert_int_equal(gethostname(host, sizeof host - 1), 0);
+    /* (the redis group is closed here, and the rotation group by the template) */
+    snprintf(extra, sizeof extra, "}; rotation = { strategy = \"redis-acl\"; admin_username = \"r\"; "
+             "admin_password_file = \"%s/missing-admin\"; rotators = [ \"not-%s\" ];", tmpdir, host);
+    assert_int_equal(run(OWN_GROUP, extra, &u), 0);
+    snprintf(extra, sizeof extra, "}; rotation = { strategy = \"redis-acl\"; admin_username = \"r\"; "
+             "admin_password_file = \"%s/missing-admin\"; rotators = [ \"x\", \"%s\" ];", tmpdir, host);
+    assert_int_equal(run(OWN_GROUP, extra, &u), 1);
+    expect_one(CONFCHECK_ERROR, "missing-admin\" does not exist");
+}
+
 static void test_paths_the_sandbox_hides_are_warned_about(void **state) {
     struct confcheck_user u = stranger();
     u.uid = 0;
@@ -217,6 +233,7 @@ int main(void) {
         cmocka_unit_test(test_a_group_that_does_not_exist_is_an_error),
         cmocka_unit_test(test_a_group_the_user_is_not_in_names_both_fixes),
         cmocka_unit_test(test_files_must_exist_and_be_readable_by_the_user),
+        cmocka_unit_test(test_admin_password_file_is_checked_only_on_rotators),
         cmocka_unit_test(test_paths_the_sandbox_hides_are_warned_about),
         cmocka_unit_test(test_user_lookup),
         cmocka_unit_test(test_self_keeps_the_first_error_for_a_reload),

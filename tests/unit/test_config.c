@@ -904,6 +904,41 @@ static void test_rotation_defaults_and_every_key(void **state) {
     config_free(c);
 }
 
+/* The fleet's keys: splay defaults to 10% of interval capped at 1 h; pending_timeout to
+ * 10m and more than 3 x redis.timeout + 10s; rotators only for redis-acl. */
+static void test_rotation_fleet_keys(void **state) {
+    struct config *c = load_cred("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; "
+                                 "interval = \"100s\"; };");
+    const struct config_rotation *ro = &c->credentials[0].rotation;
+    assert_true(ro->splay_usec == 10 * USEC_PER_SEC);
+    assert_true(ro->pending_timeout_usec == 600 * USEC_PER_SEC);
+    assert_null(ro->rotators);
+    assert_true(config_rotation_claims_here(ro));
+    config_free(c);
+    c = load_cred("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; };");   /* 30d */
+    assert_true(c->credentials[0].rotation.splay_usec == 3600 * USEC_PER_SEC);
+    config_free(c);
+    c = load_cred("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; splay = \"0s\"; "
+                  "pending_timeout = \"1m\"; rotators = [ \"nosuchhost-a\", \"nosuchhost-b\" ]; "
+                  "admin_username = \"r\"; admin_password_file = \"/nonexistent/admin\"; };");
+    ro = &c->credentials[0].rotation;
+    assert_true(ro->splay_usec == 0 && ro->pending_timeout_usec == 60 * USEC_PER_SEC);
+    assert_int_equal(ro->n_rotators, 2);
+    assert_string_equal(ro->rotators[1], "nosuchhost-b");
+    assert_false(config_rotation_claims_here(ro));
+    config_free(c);
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; pending_timeout = \"16s\"; };",
+                      "agent.conf:4: credentials[0].rotation.pending_timeout: must be more than 3 x "
+                      "redis.timeout + 10s (16s here): a rotation step still at work must never look abandoned");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"azure-keys\"; rotator = \"h\"; "
+                      "rotators = [ \"h\" ]; };",
+                      "agent.conf:4: credentials[0].rotation.rotators: applies to strategy \"redis-acl\" "
+                      "only (\"azure-keys\" takes `rotator`, the one host that rotates)");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; rotators = [ ]; };",
+                      "agent.conf:4: credentials[0].rotation.rotators: must name at least one host "
+                      "(leave it out to let every host claim)");
+}
+
 static void test_rotation_errors_name_file_line_and_key(void **state) {
     expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { interval = \"30d\"; };",
                       "agent.conf:4: credentials[0].rotation.strategy: required key is missing");
@@ -1526,11 +1561,13 @@ static void test_production_values_reach_their_fields(void **state) {
     for (size_t s = 0; s < sizeof host_sections / sizeof *host_sections; s++)
         for (const struct config_key *k = config_host_keys(host_sections[s]); k->name; k++) {
             char kv[128];
+            /* pending_timeout must be more than 3 x redis.timeout + 10s (16s by default) */
+            unsigned secs = strcmp(k->name, "pending_timeout") == 0 ? 70 : 7;
             if (k->store == CONFIG_STORE_BOOL)
                 snprintf(kv, sizeof kv, "%s = %s;", k->name,
                          strcmp(k->default_value, "true") == 0 ? "false" : "true");
             else if (k->store == CONFIG_STORE_USEC)
-                snprintf(kv, sizeof kv, "%s = \"7s\";", k->name);
+                snprintf(kv, sizeof kv, "%s = \"%us\";", k->name, secs);
             else if (k->store == CONFIG_STORE_UINT)
                 snprintf(kv, sizeof kv, "%s = %lld;", k->name, (long long)k->min);
             else
@@ -1542,7 +1579,7 @@ static void test_production_values_reach_their_fields(void **state) {
             if (k->store == CONFIG_STORE_BOOL)
                 assert_int_equal(*(bool *)f, strcmp(k->default_value, "true") != 0);
             else if (k->store == CONFIG_STORE_USEC)
-                assert_true(*(uint64_t *)f == 7 * USEC_PER_SEC);
+                assert_true(*(uint64_t *)f == secs * USEC_PER_SEC);
             else
                 assert_int_equal(*(unsigned *)f, (unsigned)k->min);
             config_free(c);
@@ -1592,6 +1629,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_config_loads_every_value),
         cmocka_unit_test(test_production_defaults_reach_their_fields),
+        cmocka_unit_test(test_rotation_fleet_keys),
         cmocka_unit_test(test_production_values_reach_their_fields),
         cmocka_unit_test(test_production_checks_refuse_bad_values),
         cmocka_unit_test(test_empty_config_gives_documented_agent_defaults),

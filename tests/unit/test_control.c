@@ -37,7 +37,7 @@ static struct {
     void (*observer)(void *ud, int result, const char *why);
     void *observer_ud;
     int reloads;
-    bool last_allow_removals;
+    bool last_allow_removals, revoked;
     char refreshed[64], rotated[64];
 } fake;
 
@@ -73,8 +73,9 @@ int agent_refresh(struct agent *a, const char *name, char *err, size_t errlen) {
     return named(name, fake.refreshed, sizeof fake.refreshed, err, errlen);
 }
 
-int agent_rotate(struct agent *a, const char *name, char *err, size_t errlen) {
+int agent_rotate(struct agent *a, const char *name, bool revoke, char *err, size_t errlen) {
     (void)a;
+    fake.revoked = revoke;
     return named(name, fake.rotated, sizeof fake.rotated, err, errlen);
 }
 
@@ -178,6 +179,9 @@ static void test_status_refresh_rotate(void **state) {
     assert_string_equal(fake.refreshed, "app");
     assert_string_equal(ask("rotate app\n", buf, sizeof buf), "{\"ok\":true}\n");
     assert_string_equal(fake.rotated, "app");
+    assert_false(fake.revoked);
+    assert_string_equal(ask("rotate app revoke\n", buf, sizeof buf), "{\"ok\":true}\n");
+    assert_true(fake.revoked);
     assert_string_equal(ask("refresh nope\n", buf, sizeof buf),
                         "{\"ok\":false,\"error\":\"no credential named nope\"}\n");
 }

@@ -33,7 +33,12 @@ static void test_parse_accepts_the_three_verbs(void **state) {
     assert_int_equal(PARSE("rotate  db-1.main\r\n", false, &req, &why), 1);
     assert_int_equal(req.verb, CONTROL_ROTATE);
     assert_string_equal(req.name, "db-1.main");
+    assert_false(req.revoke);
     assert_string_equal(control_verb_name(CONTROL_ROTATE), "rotate");
+    assert_int_equal(PARSE("rotate cache revoke\n", false, &req, &why), 1);   /* --revoke */
+    assert_int_equal(req.verb, CONTROL_ROTATE);
+    assert_string_equal(req.name, "cache");
+    assert_true(req.revoke);
 }
 
 static void test_parse_reload_with_and_without_allow_removals(void **state) {
@@ -96,6 +101,8 @@ static void test_parse_refuses_malformed_requests_without_quoting_them(void **st
     static const char *const bad[] = {
         "hello secret-word\n", "status now\n", "refresh\n", "refresh \n", "rotate ../x\n",
         "refresh a/b\n", "REFRESH cache\n", "statusx\n", " status\n", "rotate .hidden\n",
+        "refresh cache revoke\n", "rotate cache secret-word\n", "rotate cache revoke x\n",
+        "rotate ../x revoke\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int r = parse(bad[i], strlen(bad[i]), false, &req, &why);

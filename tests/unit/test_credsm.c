@@ -16,7 +16,7 @@
 #define N_CHECK 5   /* IDLE QUEUED FETCH VALIDATE REVALIDATE */
 
 static bool holding(enum rot_step s) {
-    return s == RS_CLAIMING || s == RS_ADDING || s == RS_ROLLBACK || s == RS_REMOVING;
+    return s == RS_CLAIMING || s == RS_ADDING || s == RS_WRITING || s == RS_ROLLBACK || s == RS_REMOVING;
 }
 
 static int step(struct credsm *sm, struct credsm_event ev, struct credsm_fx *fx) {
@@ -248,11 +248,13 @@ static bool move_allowed(enum rot_step from, enum rot_step to) {
     case RS_NONE:
     case RS_RETRY_WAIT:
         return to == RS_CLAIMING || to == RS_AWAIT_FETCH || to == RS_GRACE || to == RS_REMOVING;
-    case RS_CLAIMING:
-        return to == RS_AWAIT_FETCH || to == RS_ADDING;
+    case RS_CLAIMING:   /* a takeover in phase removing goes on to GRACE or REMOVING */
+        return to == RS_AWAIT_FETCH || to == RS_ADDING || to == RS_GRACE || to == RS_REMOVING;
     case RS_AWAIT_FETCH:
         return to == RS_ADDING;
     case RS_ADDING:
+        return to == RS_ROLLBACK || to == RS_GRACE || to == RS_REMOVING || to == RS_WRITING;
+    case RS_WRITING:
         return to == RS_ROLLBACK || to == RS_GRACE || to == RS_REMOVING;
     case RS_GRACE:
         return to == RS_REMOVING;
@@ -324,7 +326,7 @@ static void test_rot_store_start_and_publish_every_state(void **state) {
             assert_int_equal(fx.mask, CSM_FX_ROT_RUN);
         }
         r = step(&sm2, (struct credsm_event){ .type = CSM_ROT_PUBLISH }, &fx);
-        if (before.rot != RS_ADDING)
+        if (before.rot != RS_ADDING && before.rot != RS_WRITING)
             check_refused(&before, &sm2, &fx, r);
         else {
             assert_int_equal(r, 0);
@@ -420,6 +422,39 @@ static void test_bug_rotate_beside_fetch(void **state) {
     step(&sm, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_GRACE }, &fx);
     assert_int_equal(fx.mask, CSM_FX_STATUS | CSM_FX_ROT_ARM | CSM_FX_QUEUE_FETCH);
     assert_int_equal(sm.check, PH_QUEUED);
+}
+
+/* The rotation record's flow: every step is a store step (it re-reads the record first);
+ * WRITING holds the check until the entry and the record are written, then publishes. */
+static void test_scenario_record_flow(void **state) {
+    struct credsm sm = { 0 };
+    struct credsm_fx fx;
+    step(&sm, (struct credsm_event){ .type = CSM_ROT_REQUEST }, &fx);
+    assert_int_equal(fx.mask, CSM_FX_ROT_BEGIN);
+    step(&sm, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_CLAIMING, .store = true }, &fx);
+    step(&sm, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_ADDING, .store = true }, &fx);
+    assert_int_equal(fx.mask, CSM_FX_STATUS | CSM_FX_ROT_QUEUE_STORE);
+    assert_int_equal(step(&sm, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_WRITING,
+                                                      .store = true }, &fx), 0);
+    assert_int_equal(fx.mask, CSM_FX_STATUS | CSM_FX_ROT_QUEUE_STORE);
+    step(&sm, (struct credsm_event){ .type = CSM_WAKE }, &fx);   /* the entry changed: held */
+    assert_int_equal(fx.mask, 0);
+    assert_true(sm.wake_pending);
+    assert_true(credsm_holds_check(&sm));
+    step(&sm, (struct credsm_event){ .type = CSM_ROT_PUBLISH }, &fx);
+    assert_int_equal(fx.mask, CSM_FX_ROT_PUBLISH);
+    step(&sm, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_GRACE }, &fx);
+    assert_int_equal(fx.mask, CSM_FX_STATUS | CSM_FX_ROT_ARM | CSM_FX_QUEUE_FETCH);
+    /* a takeover in phase removing, past its wait: CLAIMING -> REMOVING */
+    struct credsm t = { 0 };
+    step(&t, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_CLAIMING, .store = true }, &fx);
+    assert_int_equal(step(&t, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_REMOVING,
+                                                     .store = true }, &fx), 0);
+    /* the entry held someone else's password: WRITING -> ROLLBACK */
+    struct credsm w = { .rot = RS_WRITING };
+    assert_int_equal(step(&w, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_ROLLBACK,
+                                                     .store = true }, &fx), 0);
+    assert_int_equal(credsm_step_name(RS_WRITING)[0], 'w');
 }
 
 /* A store that makes the password: the claim, then the next fetch hands it over. */
@@ -538,6 +573,7 @@ int main(void) {
         cmocka_unit_test(test_bug_reload_frees_credential_in_use),
         cmocka_unit_test(test_bug_rotate_beside_fetch),
         cmocka_unit_test(test_scenario_await_fetch),
+        cmocka_unit_test(test_scenario_record_flow),
         cmocka_unit_test(test_failed_publish_arms_one_timer),
         cmocka_unit_test(test_scenario_revoked_recovery),
         cmocka_unit_test(test_scenario_recovery_without_candidates),

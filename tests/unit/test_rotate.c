@@ -35,7 +35,8 @@ static void test_phase_names(void **st) {
 static void test_record_round_trips(void **st) {
     struct rotate_state in = { .phase = ROTATE_PUBLISHED, .started_at = 1700000000,
                                .grace_until = 1700000600, .last_completed = 1690000000,
-                               .baseline = 1680000000 }, out;
+                               .baseline = 1680000000, .format = ROTATE_STATE_FORMAT,
+                               .record = true, .revoke = true, .fleet_rotated_at = 1699999000 }, out;
     char buf[ROTATE_STATE_MAX];
     snprintf(in.old_version, sizeof in.old_version, "h-0123456789abcdef");
     snprintf(in.new_version, sizeof in.new_version, "7");
@@ -57,6 +58,9 @@ static void test_record_parse_refuses_what_it_does_not_understand(void **st) {
         "{\"phase\":\"idle\",\"last_completed\":-5}",
         "{\"phase\":\"idle\",\"last_completed\":\"yesterday\"}",
         "{\"phase\":\"idle\",\"phase\":\"idle\"}",                   /* duplicate */
+        "{\"format\":3,\"phase\":\"idle\"}",                      /* a later format */
+        "{\"format\":\"2\",\"phase\":\"idle\"}",
+        "{\"format\":2,\"phase\":\"idle\",\"record\":1}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(rotate_state_parse(bad[i], strlen(bad[i]), &out), -EINVAL);
@@ -69,7 +73,7 @@ static void test_record_parse_refuses_what_it_does_not_understand(void **st) {
 static void test_record_file_is_0600_and_loads_back(void **st) {
     const char *tmp = getenv("REDIS_CREDS_TEST_TMP");
     char dir[256], path[400], err[512], cmd[600];
-    struct rotate_state in = { .phase = ROTATE_CLAIMED, .started_at = 5 }, out;
+    struct rotate_state in = { .phase = ROTATE_CLAIMED, .started_at = 5, .format = ROTATE_STATE_FORMAT }, out;
     struct stat sb;
     snprintf(dir, sizeof dir, "%s/rotate-XXXXXX", tmp ? tmp : "/tmp");
     assert_non_null(mkdtemp(dir));
@@ -98,11 +102,55 @@ static void test_record_file_is_0600_and_loads_back(void **st) {
     assert_int_equal(system(cmd), 0);
 }
 
-static void test_next_due_counts_from_last_rotation_else_baseline(void **st) {
+static void test_next_due_counts_from_the_fleet_clock_else_last_rotation_else_baseline(void **st) {
     struct rotate_state s = { .baseline = 1000 };
-    assert_int_equal(rotate_next_due(&s, 30 * 1000000ULL), 1030);
+    assert_int_equal(rotate_next_due(&s, 30 * 1000000ULL, 0), 1030);
     s.last_completed = 2000;
-    assert_int_equal(rotate_next_due(&s, 30 * 1000000ULL), 2030);
+    assert_int_equal(rotate_next_due(&s, 30 * 1000000ULL, 0), 2030);
+    s.fleet_rotated_at = 1900;   /* another host's rotation is the fleet's clock */
+    assert_int_equal(rotate_next_due(&s, 30 * 1000000ULL, 4), 1934);
+}
+
+static void test_splay_draw_stays_in_range_and_varies(void **st) {
+    bool seen_low = false, seen_high = false;
+    assert_int_equal(rotate_splay_draw(0), 0);
+    assert_int_equal(rotate_splay_draw(999), 0);   /* under a millisecond */
+    for (int i = 0; i < 400; i++) {
+        uint64_t d = rotate_splay_draw(3000);
+        assert_true(d <= 3000 && d % 1000 == 0);
+        seen_low |= d == 0;
+        seen_high |= d == 3000;
+    }
+    assert_true(seen_low && seen_high);
+}
+
+/* Records written by the previous release (rotate_state_format before `format` existed),
+ * kept verbatim: they are read, as format 1, with their phases and clocks. */
+static const char *const format1_vectors[] = {
+    "{\"phase\":\"claimed\",\"old_version\":\"h-00112233445566aa\",\"new_version\":\"h-77889900aabbccdd\","
+    "\"started_at\":1796190000,\"grace_until\":0,\"last_completed\":1796100000,\"baseline\":1796000000}\n",
+    "{\"phase\":\"idle\",\"old_version\":\"\",\"new_version\":\"\",\"started_at\":0,\"grace_until\":0,"
+    "\"last_completed\":1796100000,\"baseline\":1796000000}\n",
+    "{\"phase\":\"published\",\"old_version\":\"h-00112233445566aa\",\"new_version\":\"h-77889900aabbccdd\","
+    "\"started_at\":1796190000,\"grace_until\":1796190600,\"last_completed\":1796100000,\"baseline\":1796000000}\n",
+};
+
+static void test_format1_records_of_the_previous_release_are_read(void **st) {
+    static const enum rotate_phase phases[] = { ROTATE_CLAIMED, ROTATE_IDLE, ROTATE_PUBLISHED };
+    for (size_t i = 0; i < 3; i++) {
+        struct rotate_state out;
+        assert_int_equal(rotate_state_parse(format1_vectors[i], strlen(format1_vectors[i]), &out), 0);
+        assert_int_equal(out.format, 1);
+        assert_int_equal(out.phase, phases[i]);
+        assert_false(out.record);
+        assert_int_equal(out.fleet_rotated_at, 0);
+        assert_int_equal(out.last_completed, 1796100000);
+        /* its clock is the host's last completed rotation */
+        assert_int_equal(rotate_next_due(&out, 100 * 1000000ULL, 0), 1796100100);
+        char buf[ROTATE_STATE_MAX];
+        assert_true(rotate_state_format(&out, buf, sizeof buf) > 0);   /* written back as 2 */
+        assert_non_null(strstr(buf, "\"format\":2"));
+    }
 }
 
 static void test_passwords_have_the_length_and_alphabet_and_differ(void **st) {
@@ -314,7 +362,9 @@ int main(void) {
         cmocka_unit_test(test_record_round_trips),
         cmocka_unit_test(test_record_parse_refuses_what_it_does_not_understand),
         cmocka_unit_test(test_record_file_is_0600_and_loads_back),
-        cmocka_unit_test(test_next_due_counts_from_last_rotation_else_baseline),
+        cmocka_unit_test(test_next_due_counts_from_the_fleet_clock_else_last_rotation_else_baseline),
+        cmocka_unit_test(test_splay_draw_stays_in_range_and_varies),
+        cmocka_unit_test(test_format1_records_of_the_previous_release_are_read),
         cmocka_unit_test(test_passwords_have_the_length_and_alphabet_and_differ),
         cmocka_unit_test(test_resume_decision),
         cmocka_unit_test(test_acl_add_and_remove_on_every_node),
