@@ -38,6 +38,7 @@ static const char *const cred_state_names[] = {
     [CS_REFUSED] = "refused",       [CS_UNREACHABLE] = "unreachable",
     [CS_MISCONFIGURED] = "misconfigured", [CS_REDIS_ERROR] = "redis-error",
     [CS_STORE_ERROR] = "store-error", [CS_PUBLISH_ERROR] = "publish-error",
+    [CS_REVOKED] = "revoked",
 };
 static void request_fetch(struct cred_rt *c);
 static void drive(struct cred_rt *c);
@@ -634,6 +635,17 @@ static bool offer_published(const struct cred_rt *c, const char *version, const 
                                            version, peer);
 }
 
+/* The check ends as r says with what is published kept (current: it is what the store
+ * has), and the next look as usual. */
+static void fetch_kept(struct cred_rt *c, struct cred_job *cj, bool current, enum credsm_fetch_result r) {
+    if (current)
+        still_current(c, c->cur.cur.version, cj->next_check_usec);
+    else
+        schedule_look(c, cj->next_check_usec);
+    job_clear(c);
+    fetch_ended(c, r);
+}
+
 static void fetch_done(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
@@ -650,8 +662,8 @@ static void fetch_done(struct job *j) {
     if (cj->n_cands < 0) {
         rotation_fetch_failed(c, &cj->err);
         store_failed(c, &cj->err);
-        job_clear(c);
-        fetch_ended(c, CSM_FR_ERROR);
+        job_clear(c);   /* a recovery still tries the published previous: */
+        fetch_ended(c, reval_take_fetched(c, NULL, -1) == REVAL_TAKE_RECOVER ? CSM_FR_RECOVER : CSM_FR_ERROR);
         return;
     }
 
@@ -660,13 +672,15 @@ static void fetch_done(struct job *j) {
     enum rot_take take = rotation_take_fetched(c, cj->cands, cj->n_cands);
     if (take != ROT_TAKE_NONE) {
         /* A rotation goes on with the new password the store holds, or holds what it
-         * published; the next look comes as usual. */
-        if (take == ROT_TAKE_UNCHANGED)
-            still_current(c, c->cur.cur.version, cj->next_check_usec);
-        else
-            schedule_look(c, cj->next_check_usec);
-        job_clear(c);
-        fetch_ended(c, take == ROT_TAKE_TAKEN ? CSM_FR_TAKEN : CSM_FR_SAME);
+         * published. */
+        fetch_kept(c, cj, take == ROT_TAKE_UNCHANGED, take == ROT_TAKE_TAKEN ? CSM_FR_TAKEN : CSM_FR_SAME);
+        return;
+    }
+    /* Re-validation (reval.h): a recovery takes the candidates, and the version Redis
+     * refused is not judged again while the store offers it (no flap). */
+    enum reval_take rv = reval_take_fetched(c, cj->cands, cj->n_cands);
+    if (rv != REVAL_TAKE_NONE) {
+        fetch_kept(c, cj, rv == REVAL_TAKE_CURRENT, rv == REVAL_TAKE_RECOVER ? CSM_FR_RECOVER : CSM_FR_SAME);
         return;
     }
     /* A peer (the other access key) is part of what is published, as `previous`: a
@@ -910,7 +924,7 @@ static int publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
                                        .version = prev->version,
                                        .expires_at = prev->expires_at == INT64_MIN ? CREDFILE_NO_EXPIRY
                                                                                   : prev->expires_at };
-    } else if (c->have_cur) {
+    } else if (c->have_cur && !reval_previous_refused(c)) {   /* never one Redis refused */
         cf.has_previous = true;
         cf.prev = c->cur.cur;   /* borrowed until success */
     }
@@ -948,10 +962,11 @@ static int publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
             cred_value_clear(&cf.prev);
             cf.has_previous = false;
         }
-    } else if (c->have_cur) {
+    } else if (cf.has_previous) {
         c->cur.cur = (struct cred_value){ 0 };
     }
     credfile_clear(&c->cur);
+    reval_after_publish(c);
     c->cur = cf;
     c->have_cur = true;
     c->formats_stale = false;
@@ -1018,6 +1033,39 @@ static void run_validate(struct cred_rt *c) {
     worker_pool_submit(c->a->p.pool, &c->job->job);
 }
 
+/* ---- re-validation's effects (reval.h) ---- */
+
+/* A replacement for a refused credential: published with no `previous`. */
+static int reval_publish(struct cred_rt *c, struct rc_candidate *cand) {
+    return publish(c, cand, NULL, validate_policy_to_string(c->cfg->redis.validate), true);
+}
+
+static void reval_done(struct job *j) {
+    struct cred_rt *c = reval_job_cred(j);
+    if (retired_job_done(c))
+        return;
+    reval_job_done(c, reval_publish);
+    drive(c);
+    agent_maybe_reload(c->a);   /* last: it may replace every credential, c included */
+}
+
+/* The machine's RUN_REVALIDATE. */
+static void run_revalidate(struct cred_rt *c) {
+    struct job *j = reval_job(c);
+    if (!j)
+        return;
+    j->done = reval_done;
+    c->jobs_out++;
+    worker_pool_submit(c->a->p.pool, j);
+}
+
+static int on_reval_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+    struct cred_rt *c = userdata;
+    reval_timer(c);
+    drive(c);
+    return 0;
+}
+
 static void run_rotation_step(struct cred_rt *c) {
     c->rot.job->job.done = rot_job_done;
     c->jobs_out++;
@@ -1045,6 +1093,8 @@ static void drive(struct cred_rt *c) {
             run_fetch(c);
         if (fx.mask & CSM_FX_RUN_VALIDATE)
             run_validate(c);
+        if (fx.mask & CSM_FX_RUN_REVALIDATE)
+            run_revalidate(c);
         if (fx.mask & CSM_FX_ROT_RUN)
             run_rotation_step(c);
         if (fx.mask & CSM_FX_ROT_ARM)
@@ -1082,6 +1132,7 @@ static void creds_free(struct cred_rt *creds, size_t n) {
         sd_event_source_disable_unref(creds[i].timer);
         sd_event_source_disable_unref(creds[i].expiry_timer);
         rotation_clear(&creds[i]);
+        reval_clear(&creds[i]);
         job_clear(&creds[i]);
         credfile_clear(&creds[i].cur);
         text_clear(&creds[i].last_error);
@@ -1335,6 +1386,7 @@ static void cred_carry(struct cred_rt *c, struct cred_rt *old) {
     c->rot.fetched = old->rot.fetched;
     c->rot.splay_usec = old->rot.splay_usec;
     text_set(&c->rot.last_error, "%s", text_or_empty(old->rot.last_error));
+    reval_carry(c, old);
 }
 
 /* A credential new to the agent: the file a previous run published, if any. */
@@ -1407,6 +1459,7 @@ static void cred_retire(struct cred_rt *c, struct retired *r) {
     sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
     sd_event_source_set_enabled(c->expiry_timer, SD_EVENT_OFF);
     rotation_stop(c);
+    reval_stop(c);
 }
 
 /* From every job's done(): a job of a retired generation is dropped (true); the
@@ -1488,6 +1541,7 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
         arm_expiry(&a->creds[i], a->creds[i].expiry_stage);
     for (size_t i = 0; i < a->n_creds; i++) {
         rotation_init(&a->creds[i]);   /* from the phase record, like at start */
+        reval_init(&a->creds[i], on_reval_timer);
         drive(&a->creds[i]);
     }
     if (g.names && g.fmts)
@@ -1628,6 +1682,7 @@ void agent_stop(struct agent *a) {
         sd_event_source_set_enabled(a->creds[i].timer, SD_EVENT_OFF);
         cred_event(&a->creds[i], (struct credsm_event){ .type = CSM_STOP });
         rotation_stop(&a->creds[i]);
+        reval_stop(&a->creds[i]);
     }
 }
 
@@ -1660,6 +1715,7 @@ json_t *agent_status_json(struct agent *a) {
         json_object_set_new(o, "last_error", json_str_or_null(c->last_error));
         json_object_set_new(o, "errors_total", json_integer((json_int_t)c->errors_total));
         json_object_set_new(o, "rotation", rotation_status_json(c, mono, real));
+        json_object_set_new(o, "revalidation", reval_status_json(c, mono, real));
         json_array_append_new(creds, o);
     }
     return json_pack("{s:b, s:i, s:s, s:b, s:s, s:o}", "ok", 1, "pid", (int)getpid(), "config",
@@ -1675,6 +1731,7 @@ int agent_refresh(struct agent *a, const char *name, char *err, size_t errlen) {
     }
     log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = name }, "refresh requested: checking the store now");
     backoff_reset(&c->retry);
+    reval_forget(c);   /* a version Redis refused is judged again */
     if (c->timer)
         sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
     c->next_check_mono = 0;

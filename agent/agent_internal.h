@@ -27,6 +27,8 @@
 #include "credfile.h"
 #include "duration.h"
 #include "log.h"
+#include "rctime.h"
+#include "reval.h"
 #include "rotate.h"
 #include "rotrec.h"
 #include "srcq.h"
@@ -41,6 +43,7 @@ enum cred_state {
     CS_REDIS_ERROR,      /* unexpected replies */
     CS_STORE_ERROR,      /* the store failed (class in last_class) */
     CS_PUBLISH_ERROR,    /* writing the file failed */
+    CS_REVOKED,          /* Redis refused the published credential at re-validation (reval.h) */
 };
 
 
@@ -178,6 +181,7 @@ struct cred_rt {
     struct cred_job *job;                   /* from RUN_FETCH to the check's end; NULL between */
     struct srcq_op fetch_op;                /* the fetch, in the source's queue */
     struct rot_rt rot;
+    struct reval_rt reval;                  /* continuous re-validation (reval.h) */
 };
 
 struct source_rt {
@@ -229,9 +233,7 @@ struct agent {
 };
 
 static inline uint64_t now_mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+    return rctime_mono_usec();
 }
 
 static inline int64_t now_real(void) {
@@ -252,7 +254,7 @@ static inline struct log_ctx cred_ctx(const struct cred_rt *c, const char *mid, 
 /* A unix time as RFC 3339, or JSON null for "never". */
 static inline json_t *json_time(int64_t t) {
     char buf[40];
-    return t > 0 ? json_string(credfile_time_format(t, buf, sizeof buf)) : json_null();
+    return t > 0 ? json_string(rctime_format(t, buf, sizeof buf)) : json_null();
 }
 
 /* The texts a credential keeps (errors, nodes) are on the heap, and only while they say

@@ -481,7 +481,7 @@ static bool print_version(const char *dir, const char *name) {
     if (read_cred(dir, name, &cf) < 0)
         return false;
     char when[40];
-    printf("%s %s version %s validated %s\n", credfile_time_format(cf.published_at, when, sizeof when),
+    printf("%s %s version %s validated %s\n", rctime_format(cf.published_at, when, sizeof when),
            name, cf.cur.version, cf.validated ? cf.validated : "?");
     credfile_clear(&cf);
     return true;

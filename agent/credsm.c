@@ -51,10 +51,10 @@ static void queue_check(struct credsm *sm, struct credsm_fx *fx) {
     fx->mask |= CSM_FX_QUEUE_FETCH;
 }
 
-/* A check ended (the check part is IDLE): a latched rotation begins, else a wake-up that
- * came meanwhile runs. */
-static void after_check(struct credsm *sm, struct credsm_fx *fx) {
-    fx->mask |= CSM_FX_CHECK_ENDED;
+/* The check part is IDLE again: a latched rotation begins, else a wake-up that came
+ * meanwhile runs. */
+static void run_latched(struct credsm *sm, struct credsm_fx *fx) {
+    sm->recovering = false;
     if (sm->stopping)
         return;
     if (sm->rot_requested) {
@@ -69,8 +69,19 @@ static void after_check(struct credsm *sm, struct credsm_fx *fx) {
     }
 }
 
+/* A check ended (the check part is IDLE). */
+static void after_check(struct credsm *sm, struct credsm_fx *fx) {
+    fx->mask |= CSM_FX_CHECK_ENDED;
+    run_latched(sm, fx);
+}
+
+static bool busy(const struct credsm *sm) {
+    return sm->check == PH_FETCH || sm->check == PH_VALIDATE || sm->check == PH_REVALIDATE ||
+           holds(sm->rot);
+}
+
 static int on_wake(struct credsm *sm, struct credsm_fx *fx) {
-    if (sm->check == PH_FETCH || sm->check == PH_VALIDATE || holds(sm->rot))
+    if (busy(sm))
         sm->wake_pending = true;
     else if (sm->check == PH_QUEUED)
         fx->mask |= CSM_FX_DISPATCH;
@@ -80,12 +91,19 @@ static int on_wake(struct credsm *sm, struct credsm_fx *fx) {
 }
 
 static int on_fetch_done(struct credsm *sm, enum credsm_fetch_result r, struct credsm_fx *fx) {
-    if (sm->check != PH_FETCH || r >= CSM_FR_N)
+    if (sm->check != PH_FETCH || r >= CSM_FR_N || (r == CSM_FR_RECOVER && !sm->recovering))
         return -EINVAL;
     if (sm->stopping) {
         sm->check = PH_IDLE;
+        sm->recovering = false;
         return 0;
     }
+    if (r == CSM_FR_RECOVER) {
+        sm->check = PH_REVALIDATE;
+        fx->mask |= CSM_FX_RUN_REVALIDATE;
+        return 0;
+    }
+    sm->recovering = false;   /* nothing (else) to try: the recovery is over */
     if (r == CSM_FR_NEW) {
         sm->check = PH_VALIDATE;
         fx->mask |= CSM_FX_RUN_VALIDATE;
@@ -93,6 +111,37 @@ static int on_fetch_done(struct credsm *sm, enum credsm_fetch_result r, struct c
     }
     sm->check = PH_IDLE;
     after_check(sm, fx);
+    return 0;
+}
+
+/* Re-validation: never beside a check or a step that changes the store or Redis. */
+static int on_revalidate(struct credsm *sm, struct credsm_fx *fx) {
+    if (sm->check != PH_IDLE || holds(sm->rot))
+        return -EBUSY;
+    sm->check = PH_REVALIDATE;
+    fx->mask |= CSM_FX_RUN_REVALIDATE;
+    return 0;
+}
+
+static int on_revalidate_done(struct credsm *sm, bool revoked, struct credsm_fx *fx) {
+    if (sm->check != PH_REVALIDATE)
+        return -EINVAL;
+    sm->check = PH_IDLE;
+    if (sm->stopping) {
+        sm->recovering = false;
+        return 0;
+    }
+    if (sm->recovering) {   /* a recovery check's candidates were judged */
+        after_check(sm, fx);
+        return 0;
+    }
+    fx->mask |= CSM_FX_STATUS;
+    if (revoked) {   /* read the store afresh: its other key may work */
+        sm->recovering = true;
+        queue_check(sm, fx);
+        return 0;
+    }
+    run_latched(sm, fx);
     return 0;
 }
 
@@ -143,7 +192,7 @@ static int on_rot_step(struct credsm *sm, const struct credsm_event *ev, struct 
 
 int credsm_step(struct credsm *sm, const struct credsm_event *ev, struct credsm_fx *fx) {
     if (sm->stopping && ev->type != CSM_FETCH_DONE && ev->type != CSM_VALIDATE_DONE &&
-        ev->type != CSM_STOP && ev->type != CSM_ROT_STEP)
+        ev->type != CSM_REVALIDATE_DONE && ev->type != CSM_STOP && ev->type != CSM_ROT_STEP)
         return 0;   /* stopping: nothing new starts; jobs still come back */
     switch (ev->type) {
     case CSM_WAKE:
@@ -181,6 +230,10 @@ int credsm_step(struct credsm *sm, const struct credsm_event *ev, struct credsm_
             return -EINVAL;
         fx->mask |= CSM_FX_ROT_PUBLISH;
         return 0;
+    case CSM_REVALIDATE:
+        return on_revalidate(sm, fx);
+    case CSM_REVALIDATE_DONE:
+        return on_revalidate_done(sm, ev->revoked, fx);
     case CSM_STOP:
         sm->stopping = true;
         return 0;

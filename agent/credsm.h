@@ -10,6 +10,8 @@
  * a part of it, never a module writing the check's fields), plus three latches.
  *
  *   check:  IDLE -> QUEUED (in the source's queue) -> FETCH (worker) -> VALIDATE (worker)
+ *           IDLE -> REVALIDATE (worker: the published credential on every node, reval.h)
+ *             refused -> QUEUED (a recovery check) -> FETCH -> REVALIDATE (the candidates)
  *   rotation: NONE -> CLAIMING* -> [AWAIT_FETCH] -> ADDING -> GRACE -> REMOVING* -> NONE,
  *             ADDING -> ROLLBACK* -> RETRY_WAIT; any step -> RETRY_WAIT | NONE
  *             with the store's rotation record (docs/design.md §9.5): NONE -> CLAIMING* ->
@@ -26,13 +28,22 @@
  * published); a rotation asked for during a check is latched (rot_requested) and begins
  * when the check ends.
  *
- * Events x states (check part; "busy" = FETCH or VALIDATE or a holding rotation step):
+ * Events x states (check part; "busy" = FETCH, VALIDATE, REVALIDATE or a holding
+ * rotation step):
  *   WAKE           IDLE: -> QUEUED, QUEUE_FETCH | QUEUED: DISPATCH | busy: wake_pending
  *   FETCH_START    QUEUED: -> FETCH, RUN_FETCH | else -EINVAL (a check queued before a
  *                  step began runs: the source's queue keeps it from the store step)
- *   FETCH_DONE     FETCH: NEW -> VALIDATE, RUN_VALIDATE; other results -> IDLE, CHECK_ENDED
- *                  and the after-check rule | else -EINVAL
+ *   FETCH_DONE     FETCH: NEW -> VALIDATE, RUN_VALIDATE; RECOVER (only in a recovery
+ *                  check, else -EINVAL) -> REVALIDATE, RUN_REVALIDATE; other results -> IDLE,
+ *                  CHECK_ENDED and the after-check rule; every result but RECOVER ends the
+ *                  recovery | else -EINVAL
  *   VALIDATE_DONE  VALIDATE: -> IDLE, CHECK_ENDED, after-check rule | else -EINVAL
+ *   REVALIDATE     IDLE and not held: -> REVALIDATE, RUN_REVALIDATE | else -EBUSY (the
+ *                  driver tries again shortly: never beside a check or a holding step)
+ *   REVALIDATE_DONE REVALIDATE: a recovery's candidates: -> IDLE, CHECK_ENDED, after-check,
+ *                  recovery over; else .revoked: -> QUEUED, recovering, QUEUE_FETCH, STATUS
+ *                  (the fresh fetch brings the candidates); else -> IDLE, STATUS and the
+ *                  after-check rule without CHECK_ENDED (no store was read) | else -EINVAL
  *   after-check:   rot_requested: ROT_BEGIN (latch cleared, manual handed over);
  *                  else wake_pending and not held: -> QUEUED, QUEUE_FETCH
  *   STOP           any: stopping; from then on no event starts work
@@ -68,7 +79,7 @@
 #pragma once
 #include <stdbool.h>
 
-enum phase { PH_IDLE = 0, PH_QUEUED, PH_FETCH, PH_VALIDATE };
+enum phase { PH_IDLE = 0, PH_QUEUED, PH_FETCH, PH_VALIDATE, PH_REVALIDATE };
 
 /* Rotation (docs/design.md §9): the phase record is rotate.h's. */
 enum rot_step {
@@ -98,6 +109,8 @@ struct credsm {
     enum phase check;
     enum rot_step rot;
     bool wake_pending;      /* woken while busy: check again when free */
+    bool recovering;        /* this check looks for a credential to replace the published
+                               one, which Redis refused at re-validation */
     bool rot_requested;     /* a rotation asked for during a check */
     bool rot_manual;        /* ... by the rotate command */
     bool stopping;
@@ -113,6 +126,9 @@ enum credsm_event_type {
                                .wake: the store changed, check it again) */
     CSM_ROT_STORE_START,    /* the source's queue started the rotation's store step */
     CSM_ROT_PUBLISH,        /* ADDING, WRITING: the new version validated; publish it */
+    CSM_REVALIDATE,         /* re-validation is due: check the published credential */
+    CSM_REVALIDATE_DONE,    /* the re-validation is back (.revoked: Redis refused it), or a
+                               recovery's candidates were judged (one may be published) */
     CSM_STOP,               /* SIGTERM */
     CSM_N_EVENTS,
 };
@@ -123,6 +139,7 @@ enum credsm_fetch_result {
     CSM_FR_NEW,             /* a new version to validate */
     CSM_FR_JUDGED,          /* a new version judged on the loop (validate = "none") */
     CSM_FR_TAKEN,           /* the rotation took the new version (it validates it itself) */
+    CSM_FR_RECOVER,         /* a recovery check: candidates to validate in REVALIDATE */
     CSM_FR_N,
 };
 
@@ -131,6 +148,7 @@ struct credsm_event {
     enum credsm_fetch_result fetch;
     enum rot_step step;
     bool store, wake, manual;
+    bool revoked;           /* REVALIDATE_DONE: Redis refused the published credential */
 };
 
 enum credsm_effect {
@@ -147,6 +165,8 @@ enum credsm_effect {
                                         retry) */
     CSM_FX_ROT_PUBLISH = 1u << 9,    /* publish the rotation's new version */
     CSM_FX_STATUS = 1u << 10,        /* STATUS= and metrics */
+    CSM_FX_RUN_REVALIDATE = 1u << 11, /* hand the re-validation (or a recovery's candidates)
+                                         to a worker */
 };
 
 struct credsm_fx {

@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <systemd/sd-event.h>
@@ -26,6 +25,7 @@
 #include "log.h"
 #include "notify.h"
 #include "plugins.h"
+#include "rctime.h"
 #include "runtime.h"
 #include "secret.h"
 #include "worker.h"
@@ -121,13 +121,14 @@ static int check_host(const struct config *cfg, bool check_only, const char *as_
     return confcheck_run(cfg, &u, check_only ? print_finding : log_finding, NULL) ? -EINVAL : 0;
 }
 
-static uint64_t mono_usec(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000ULL;
-}
+struct options {
+    const char *config_path, *as_user;
+    bool check_only, once;
+};
 
-int main(int argc, char **argv) {
+/* The command line into *o. -1 to go on, else the exit code (--help, --version: 0; a
+ * usage error: 2). */
+static int parse_args(int argc, char **argv, struct options *o) {
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "check-config", no_argument, NULL, 'C' },
@@ -138,23 +139,22 @@ int main(int argc, char **argv) {
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    no_core_dumps();   /* before anything reads a secret, --check-config included */
-    const char *config_path = RC_DEFAULT_CONFIG_FILE, *as_user = NULL;
-    bool check_only = false, once = false;
     int opt;
+
+    *o = (struct options){ .config_path = RC_DEFAULT_CONFIG_FILE };
     while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
         switch (opt) {
-        case 'c': config_path = optarg; break;
-        case 'C': check_only = true; break;
-        case 'u': as_user = optarg; break;
-        case 'o': once = true; break;
+        case 'c': o->config_path = optarg; break;
+        case 'C': o->check_only = true; break;
+        case 'u': o->as_user = optarg; break;
+        case 'o': o->once = true; break;
         case 'f': break;
         case 'V': printf("redis-creds-agent %s\n", RC_VERSION_STRING); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (as_user && !check_only) {
+    if (o->as_user && !o->check_only) {
         fprintf(stderr, "redis-creds-agent: --as-user goes with --check-config\n");
         return 2;
     }
@@ -163,39 +163,41 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    return -1;
+}
 
-    /* Secure heap before anything allocates a secret; logging before anything logs. */
-    int r = secret_init(0);
-    log_open("redis-creds-agent", LOG_TARGET_AUTO);
-    if (r < 0)
-        log_notice("secure heap unavailable (%s): secrets use locked memory instead", strerror(-r));
-
-    struct plugins *plugins = plugins_new();
+/* Loads and checks the configuration (plugins' keys and rotation support, this host's
+ * files and groups) into *ret. -1 to go on; else the exit code, *ret NULL: 2 for a
+ * configuration error (systemd does not restart: RestartPreventExitStatus=2), 0 after
+ * --check-config found it valid. */
+static int load_config(const struct options *o, struct plugins *plugins, struct config **ret) {
     struct config *cfg = NULL;
     char err[1024];
-    if (!plugins)
-        return 1;
-    r = config_load(config_path, plugins_schema_lookup, plugins, &cfg, err, sizeof err);
+    int r = config_load(o->config_path, plugins_schema_lookup, plugins, &cfg, err, sizeof err);
+
+    *ret = NULL;
     if (r >= 0 && (r = plugins_check_rotation(plugins, cfg, err, sizeof err)) < 0)
         cfg = config_free(cfg);
     if (r < 0)
         fprintf(stderr, "redis-creds-agent: %s\n", err);
-    if (r < 0 || check_host(cfg, check_only, as_user) < 0) {
+    if (r < 0 || check_host(cfg, o->check_only, o->as_user) < 0) {
         config_free(cfg);
-        plugins_free(plugins);
-        return 2;   /* a configuration error: systemd does not restart (RestartPreventExitStatus=2) */
+        return 2;
     }
-    if (check_only) {
-        printf("%s: configuration OK (%zu source(s), %zu credential(s))\n", config_path,
+    if (o->check_only) {
+        printf("%s: configuration OK (%zu source(s), %zu credential(s))\n", o->config_path,
                cfg->n_sources, cfg->n_credentials);
         config_free(cfg);
-        plugins_free(plugins);
         return 0;
     }
-    log_set_level(cfg->agent.log_level);
+    *ret = cfg;
+    return -1;
+}
 
-    /* Signals arrive through the loop; SIGCHLD too, for on_change hooks. */
+/* Signals arrive through the loop; SIGCHLD too, for on_change hooks. */
+static void block_signals(void) {
     sigset_t mask;
+
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
@@ -203,97 +205,149 @@ int main(int argc, char **argv) {
     sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
 
-    int exit_code = 1;
-    struct loop_ctx lc = { 0 };
-    sd_event *event = NULL;
-    struct runtime *rt = NULL;
-    struct secret *hostkey = NULL;
-    struct worker_pool *pool = NULL;
-    struct control *control = NULL;
-    char *control_path = NULL;
-    gid_t control_gid = (gid_t)-1;
-    bool pool_stopped = true;
+/* What the running agent holds, set up by daemon_start() and undone by daemon_stop(). */
+struct daemon {
+    struct loop_ctx lc;
+    sd_event *event;
+    struct runtime *rt;
+    struct secret *hostkey;
+    struct worker_pool *pool;
+    struct control *control;
+    char *control_path;
+    gid_t control_gid;
+    bool pool_started;
+};
 
-    r = sd_event_default(&event);
+/* The event loop with its signal handlers and the watchdog. 0 or -1 (logged). */
+static int loop_open(struct daemon *d) {
+    int r = sd_event_default(&d->event);
+
     if (r < 0) {
         log_error("cannot create the event loop: %s", strerror(-r));
-        goto out;
+        return -1;
     }
-    if (sd_event_add_signal(event, NULL, SIGTERM, on_sigterm, &lc) < 0 ||
-        sd_event_add_signal(event, NULL, SIGINT, on_sigterm, &lc) < 0 ||
-        sd_event_add_signal(event, NULL, SIGHUP, on_sighup, &lc) < 0) {
+    if (sd_event_add_signal(d->event, NULL, SIGTERM, on_sigterm, &d->lc) < 0 ||
+        sd_event_add_signal(d->event, NULL, SIGINT, on_sigterm, &d->lc) < 0 ||
+        sd_event_add_signal(d->event, NULL, SIGHUP, on_sighup, &d->lc) < 0) {
         log_error("cannot set up signal handling");
-        goto out;
+        return -1;
     }
     /* WATCHDOG=1 from the loop itself: a stuck loop stops sending it. */
-    r = sd_event_set_watchdog(event, true);
+    r = sd_event_set_watchdog(d->event, true);
     if (r < 0)
         log_warning("cannot enable the watchdog: %s", strerror(-r));
+    return 0;
+}
 
-    r = runtime_open(cfg->agent.runtime_dir, &rt, err, sizeof err);
-    if (r < 0) {
+/* What the agent needs before it starts: the runtime directory (locked), the host key,
+ * the worker threads, and (unless --once) the control socket's path and group. 0 or -1. */
+static int resources_open(struct daemon *d, const struct config *cfg, bool once) {
+    char err[1024];
+    int r;
+
+    if (runtime_open(cfg->agent.runtime_dir, &d->rt, err, sizeof err) < 0 ||
+        hostkey_load_or_create(cfg->agent.state_dir, &d->hostkey, err, sizeof err) < 0) {
         log_error("%s", err);
-        goto out;
+        return -1;
     }
-    r = hostkey_load_or_create(cfg->agent.state_dir, &hostkey, err, sizeof err);
-    if (r < 0) {
-        log_error("%s", err);
-        goto out;
-    }
-    r = worker_pool_new(cfg->agent.workers, &pool);
-    if (r < 0 || (r = worker_pool_attach(pool, event)) < 0) {
+    r = worker_pool_new(cfg->agent.workers, &d->pool);
+    if (r < 0 || (r = worker_pool_attach(d->pool, d->event)) < 0) {
         log_error("cannot start worker threads: %s", strerror(-r));
-        goto out;
+        return -1;
     }
-    pool_stopped = false;
+    d->pool_started = true;
+    if (once)
+        return 0;
     /* The control socket's group: agent.control_group (operators), else agent.group. */
-    const char *control_group = cfg->agent.control_group ? cfg->agent.control_group : cfg->agent.group;
-    if (!once && (!(control_path = strdup(cfg->agent.control_socket)) ||
-                  runtime_resolve_group(control_group, &control_gid, err, sizeof err) < 0)) {
-        log_error("%s", control_path ? err : "out of memory");
-        goto out;
+    const char *group = cfg->agent.control_group ? cfg->agent.control_group : cfg->agent.group;
+    if (!(d->control_path = strdup(cfg->agent.control_socket)) ||
+        runtime_resolve_group(group, &d->control_gid, err, sizeof err) < 0) {
+        log_error("%s", d->control_path ? err : "out of memory");
+        return -1;
     }
+    return 0;
+}
 
+/* Starts everything and the agent, which takes cfg (freed on failure too). 0 or -1. */
+static int daemon_start(struct daemon *d, const struct options *o, struct plugins *plugins,
+                        struct config *cfg) {
+    char err[1024];
+
+    if (loop_open(d) < 0 || resources_open(d, cfg, o->once) < 0) {
+        config_free(cfg);
+        return -1;
+    }
     struct agent_params params = {
-        .event = event, .pool = pool, .runtime = rt, .hostkey = hostkey,
-        .plugins = plugins, .config_path = config_path, .once = once,
+        .event = d->event, .pool = d->pool, .runtime = d->rt, .hostkey = d->hostkey,
+        .plugins = plugins, .config_path = o->config_path, .once = o->once,
     };
-    r = agent_start(&params, cfg, &lc.agent);
-    cfg = NULL;   /* the agent owns it now, or freed it */
-    if (r < 0)
-        goto out;
+    if (agent_start(&params, cfg, &d->lc.agent) < 0)   /* owns cfg now, or freed it */
+        return -1;
     /* The control socket last: it answers about an agent that exists. --once has none. */
-    if (!once && (r = control_open(event, control_path, control_gid, lc.agent, &control, err, sizeof err)) < 0) {
+    if (!o->once && control_open(d->event, d->control_path, d->control_gid, d->lc.agent,
+                                 &d->control, err, sizeof err) < 0) {
         log_error("%s", err);
-        goto out;
+        return -1;
     }
-    log_info("started (%s)%s", config_path, once ? ", one attempt per credential" : "");
+    log_info("started (%s)%s", o->config_path, o->once ? ", one attempt per credential" : "");
+    return 0;
+}
 
-    r = sd_event_loop(event);
-    if (r < 0)
-        log_error("event loop failed: %s", strerror(-r));
-    exit_code = r < 0 ? 1 : once ? agent_exit_code(lc.agent) : 0;
-
-out:
-    control = control_close(control);
-    free(control_path);
-    if (!pool_stopped) {
-        if (lc.agent)
-            agent_stop(lc.agent);
-        if (!worker_pool_stop(pool, mono_usec() + STOP_GRACE_USEC)) {
-            /* A worker is stuck in a store or Redis call past its grace: abandon it.
-             * Nothing is half-published (the loop is the only writer). */
+/* Undoes daemon_start() in reverse. The workers get STOP_GRACE_USEC to finish; one stuck
+ * in a store or Redis call past that is abandoned: the process exits with exit_code at
+ * once (nothing is half-published: the loop is the only writer). */
+static void daemon_stop(struct daemon *d, int exit_code) {
+    d->control = control_close(d->control);
+    free(d->control_path);
+    if (d->pool_started) {
+        if (d->lc.agent)
+            agent_stop(d->lc.agent);
+        if (!worker_pool_stop(d->pool, rctime_deadline(STOP_GRACE_USEC))) {
             log_warning("abandoning in-flight work after %llus", STOP_GRACE_USEC / 1000000ULL);
             fflush(NULL);
             _exit(exit_code);
         }
     }
-    agent_free(lc.agent);
-    config_free(cfg);
-    secret_free(hostkey);
-    runtime_close(rt);
-    sd_event_unref(event);
+    agent_free(d->lc.agent);
+    secret_free(d->hostkey);
+    runtime_close(d->rt);
+    sd_event_unref(d->event);
+}
+
+int main(int argc, char **argv) {
+    struct daemon d = { .control_gid = (gid_t)-1 };
+    struct options o;
+    struct config *cfg;
+    int exit_code = 1;
+
+    no_core_dumps();   /* before anything reads a secret, --check-config included */
+    int r = parse_args(argc, argv, &o);
+    if (r >= 0)
+        return r;
+    /* Secure heap before anything allocates a secret; logging before anything logs. */
+    r = secret_init(0);
+    log_open("redis-creds-agent", LOG_TARGET_AUTO);
+    if (r < 0)
+        log_notice("secure heap unavailable (%s): secrets use locked memory instead", strerror(-r));
+
+    struct plugins *plugins = plugins_new();
+    if (!plugins)
+        return 1;
+    if ((r = load_config(&o, plugins, &cfg)) >= 0) {
+        plugins_free(plugins);
+        return r;
+    }
+    log_set_level(cfg->agent.log_level);
+    block_signals();
+    if (daemon_start(&d, &o, plugins, cfg) == 0) {
+        r = sd_event_loop(d.event);
+        if (r < 0)
+            log_error("event loop failed: %s", strerror(-r));
+        exit_code = r < 0 ? 1 : o.once ? agent_exit_code(d.lc.agent) : 0;
+    }
+    daemon_stop(&d, exit_code);
     plugins_free(plugins);
     return exit_code;
 }

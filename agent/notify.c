@@ -1,10 +1,10 @@
 /* notify: see notify.h. */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <systemd/sd-daemon.h>
 
 #include "notify.h"
+#include "rctime.h"
 
 void notify_ready(void) {
     sd_notify(0, "READY=1");
@@ -22,11 +22,8 @@ void notify_status(const char *status) {
 }
 
 void notify_reloading(void) {
-    struct timespec ts;
     char buf[64];
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    snprintf(buf, sizeof buf, "RELOADING=1\nMONOTONIC_USEC=%llu",
-             (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL);
+    snprintf(buf, sizeof buf, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)rctime_mono_usec());
     sd_notify(0, buf);
 }
 

@@ -117,19 +117,13 @@ static void rot_wake(struct cred_rt *c) {
     cred_event(c, (struct credsm_event){ .type = CSM_WAKE });
 }
 
-static uint64_t now_real_usec(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* usec from now until the schedule is due: the fleet clock (or this host's last rotation,
  * or its baseline) + interval + the splay drawn for that clock. A clock in whole seconds
  * counts from the second after it, so that no host is due before interval has passed. */
 static uint64_t due_in(const struct cred_rt *c) {
     const struct rot_rt *ro = &c->rot;
     int64_t due_s = rotate_next_due(&ro->st, c->cfg->rotation.interval_usec, 0) + (ro->st.fleet_rotated_at ? 1 : 0);
-    uint64_t due = (uint64_t)due_s * USEC_PER_SEC + ro->splay_usec, now = now_real_usec();
+    uint64_t due = (uint64_t)due_s * USEC_PER_SEC + ro->splay_usec, now = (uint64_t)rctime_real_usec();
     return due > now ? due - now : 0;
 }
 
@@ -382,11 +376,21 @@ static void rot_add_run(struct job *jb) {
         validate_candidate(&cc->redis, j->username, j->new_pw, j->username, j->old_pw, &j->vres);
 }
 
+/* Why an ACL step failed: how many nodes did it, when it reached any (no "0/0 done" when
+ * it failed before the first node, e.g. an admin password file it could not read). */
+static const char *acl_why(const struct rotate_acl_result *acl, const char *what, char *buf, size_t size) {
+    if (acl->total)
+        snprintf(buf, size, "%s (%u/%u done): %s", what, acl->done, acl->total, acl->detail);
+    else
+        snprintf(buf, size, "%s (no node asked): %s", what, acl->detail);
+    return buf;
+}
+
 static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
     struct rot_rt *ro = &c->rot;
     if (j->r < 0) {
-        rot_rollback(c, "cannot add the new password on every node (%u/%u done): %s", j->acl.done,
-                     j->acl.total, j->acl.detail);
+        char why[600];
+        rot_rollback(c, "%s", acl_why(&j->acl, "cannot add the new password on every node", why, sizeof why));
         return;
     }
     if (j->vres.outcome != VALIDATE_PUBLISH && store_makes_password(c)) {
@@ -559,6 +563,13 @@ static int rec_write(struct rot_job *j, const struct rotrec *rec) {
     if (r == 0)
         snprintf(j->rev, sizeof j->rev, "%s", rev);
     return r;
+}
+
+/* Worker: the record goes (CAS): RO_OK, or RO_LOST when another host wrote it meanwhile. */
+static enum rec_outcome rec_remove(struct rot_job *j) {
+    if (rec_write(j, NULL) == 0)
+        return RO_OK;
+    return j->err.cls == RC_ERR_CONFLICT ? RO_LOST : store_failed(j, "cannot remove the rotation record");
 }
 
 /* Worker: the step's first act. RO_OK while this host still holds the record. */
@@ -851,8 +862,7 @@ static void rot_add_rec_run(struct job *jb) {
             return;
     } else if (rotate_acl_apply(&cc->redis, &cc->rotation, r->username, ROTATE_ACL_ADD, r->password,
                          r->old_username, r->old_password, &j->acl) < 0) {
-        snprintf(j->why, sizeof j->why, "cannot add the new password on every node (%u/%u done): %s",
-                 j->acl.done, j->acl.total, j->acl.detail);
+        acl_why(&j->acl, "cannot add the new password on every node", j->why, sizeof j->why);
         j->outcome = RO_REFUSED;
         return;
     }
@@ -928,8 +938,7 @@ static void rot_remove_rec_run(struct job *jb) {
             return;
         }
     }
-    if (rec_write(j, NULL) < 0)
-        j->outcome = j->err.cls == RC_ERR_CONFLICT ? RO_LOST : store_failed(j, "cannot remove the rotation record");
+    j->outcome = rec_remove(j);
 }
 
 /* Worker, roll-back: the pending password goes from every node (best effort: nodes that
@@ -946,8 +955,7 @@ static void rot_rollback_rec_run(struct job *jb) {
     else
         (void)rotate_acl_apply(&cc->redis, &cc->rotation, r->username, ROTATE_ACL_REMOVE, r->password,
                                r->old_username, r->old_password, &ignored);
-    if (rec_write(j, NULL) < 0)
-        j->outcome = j->err.cls == RC_ERR_CONFLICT ? RO_LOST : store_failed(j, "cannot remove the rotation record");
+    j->outcome = rec_remove(j);
 }
 
 /* -- the record flow on the loop -- */
@@ -1195,7 +1203,7 @@ static void rot_wait(struct cred_rt *c, struct rot_job *j) {
         log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name }, "rotation of %s: host %s is "
                     "rotating it (phase %s, epoch %llu); this host waits (it may take over at %s)",
                     c->cfg->name, j->seen.owner, rotrec_phase_to_string(j->seen.phase),
-                    (unsigned long long)j->seen.epoch, credfile_time_format(at + 1, ts, sizeof ts));
+                    (unsigned long long)j->seen.epoch, rctime_format(at + 1, ts, sizeof ts));
     }
     rotrec_clear(&j->seen);
     rot_job_clear(j);

@@ -13,6 +13,7 @@
 
 #include "credfile.h"
 #include "jsonload.h"
+#include "rctime.h"
 
 static const char *const phase_names[] = { [ROTREC_ADDING] = "adding", [ROTREC_REMOVING] = "removing" };
 
@@ -88,7 +89,7 @@ static json_t *time_json(int64_t t, bool allow_none) {
     char buf[40];
     if (allow_none && t == 0)
         return json_null();
-    return credfile_time_format(t, buf, sizeof buf)[0] ? json_string(buf) : NULL;
+    return rctime_format(t, buf, sizeof buf)[0] ? json_string(buf) : NULL;
 }
 
 int rotrec_format(const struct rotrec *rec, struct secret **ret) {
@@ -188,7 +189,7 @@ static int get_time(json_t *o, const char *key, bool allow_null, int64_t *ret, c
     if (get_str(o, key, allow_null, &s, err, errlen) < 0)
         return -EINVAL;
     *ret = 0;
-    if (s && credfile_time_parse(s, ret) < 0)
+    if (s && rctime_parse(s, ret) < 0)
         return fail(err, errlen, "rotation record: \"%s\" is not an RFC 3339 time", key);
     return 0;
 }

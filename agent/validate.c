@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rctime.h"
 #include "tls.h"
 
 const char *validate_outcome_to_string(enum validate_outcome o) {
@@ -741,7 +742,7 @@ static struct vnode *cluster_nodes(const struct vrun *x, const char *username,
                                    const struct secret *password, const char *current_username,
                                    const struct secret *current_password,
                                    struct validate_result *res, size_t *ret_n, bool *ret_done) {
-    uint64_t d0 = resp_now_usec();
+    uint64_t d0 = rctime_mono_usec();
     struct vnode *nodes = NULL, *seeds;
     size_t nseeds = 0;
 
@@ -753,7 +754,7 @@ static struct vnode *cluster_nodes(const struct vrun *x, const char *username,
     }
     enum discovery d = discover(x, x->redis->validate_replicas, seeds, nseeds, username,
                                 password, current_username, current_password, &nodes, ret_n);
-    res->discovery_usec = resp_now_usec() - d0;
+    res->discovery_usec = rctime_mono_usec() - d0;
     res->discovered = d == D_OK;
     if (d == D_FAILED) {
         /* No seed gave a topology: the seeds' own answers decide. */
@@ -774,7 +775,7 @@ void validate_candidate(const struct config_redis *redis,
     struct validate_result res = { .outcome = VALIDATE_PUBLISH };
     struct vrun x = { .redis = redis };
     struct vnode *nodes = NULL;
-    uint64_t t0 = resp_now_usec();
+    uint64_t t0 = rctime_mono_usec();
     bool done = false;
     size_t n = 0;
     char err[400];
@@ -797,7 +798,7 @@ void validate_candidate(const struct config_redis *redis,
     decide(&x, nodes, n, current_username, current_password, &res);
 
 done:
-    res.elapsed_usec = resp_now_usec() - t0;
+    res.elapsed_usec = rctime_mono_usec() - t0;
     free(nodes);
     tls_ctx_free(x.tls);
     *ret = res;

@@ -9,6 +9,8 @@
 
 #include "worker.h"
 
+#include "rctime.h"
+
 struct worker_pool {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -135,13 +137,12 @@ bool worker_pool_stop(struct worker_pool *p, uint64_t deadline_usec) {
     bool all = true;
     for (unsigned i = 0; i < p->n_threads; i++) {
         /* pthread_timedjoin_np measures against CLOCK_REALTIME: convert. */
-        struct timespec ts, mono, real;
-        clock_gettime(CLOCK_MONOTONIC, &mono);
-        clock_gettime(CLOCK_REALTIME, &real);
-        int64_t left = (int64_t)deadline_usec - ((int64_t)mono.tv_sec * 1000000 + mono.tv_nsec / 1000);
-        if (left < 0)
-            left = 0;
-        int64_t abs_us = (int64_t)real.tv_sec * 1000000 + real.tv_nsec / 1000 + left;
+        struct timespec ts;
+        uint64_t now = rctime_mono_usec();
+        uint64_t left = deadline_usec > now ? deadline_usec - now : 0;
+        if (left > (uint64_t)INT64_MAX / 2)
+            left = (uint64_t)INT64_MAX / 2;   /* a saturated deadline: as good as never */
+        int64_t abs_us = rctime_real_usec() + (int64_t)left;
         ts.tv_sec = (time_t)(abs_us / 1000000);
         ts.tv_nsec = (long)(abs_us % 1000000) * 1000;
         if (pthread_timedjoin_np(p->threads[i], NULL, &ts) != 0)

@@ -101,9 +101,10 @@ def write_atomic(path, data):
     os.rename(tmp, path)
 
 
-def agent_config(root, redis_port, creds, log_level="notice", poll="30s", cred_extra=""):
+def agent_config(root, redis_port, creds, log_level="notice", poll="30s", cred_extra="", redis_extra=""):
     """Writes a config with `creds` (list of names) on one file source; returns its path.
-    cred_extra: more settings for every credential (libconfig text, e.g. a rotation)."""
+    cred_extra: more settings for every credential (libconfig text, e.g. a rotation);
+    redis_extra: more settings of its redis group (e.g. revalidate_interval = "1s";)."""
     store = os.path.join(root, "store")
     for d in ("store", "run", "state"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
@@ -114,8 +115,8 @@ def agent_config(root, redis_port, creds, log_level="notice", poll="30s", cred_e
         "credentials = (",
         ",\n".join(
             '{ name = "%s"; source = "local"; path = "%s"; poll_interval = "%s";'
-            ' redis = { endpoints = [ "127.0.0.1:%d" ]; timeout = "2s"; }; %s }'
-            % (n, n, poll, redis_port, cred_extra)
+            ' redis = { endpoints = [ "127.0.0.1:%d" ]; timeout = "2s"; %s }; %s }'
+            % (n, n, poll, redis_port, redis_extra, cred_extra)
             for n in creds),
         ");",
     ]

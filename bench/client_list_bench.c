@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "aclops.h"
+#include "rctime.h"
 #include "resp.h"
 #include "secret.h"
 
@@ -195,9 +196,9 @@ static void time_aclops(const struct opts *o, const struct aclops_target *t, uin
                         uint64_t *cpu, long long *found) {
     for (unsigned long k = 0; k < o->iterations; k++) {
         struct aclops_result res = { 0 };
-        uint64_t t0 = resp_now_usec(), c0 = cpu_usec();
+        uint64_t t0 = rctime_mono_usec(), c0 = cpu_usec();
         int r = aclops_client_list(t, o->user, o->cap, 16, &res);
-        wall[k] = resp_now_usec() - t0;
+        wall[k] = rctime_mono_usec() - t0;
         cpu[k] = cpu_usec() - c0;
         *found = r == 0 ? res.nodes[0].count : -1;
         if (r < 0)
@@ -212,9 +213,9 @@ static void time_parse(const struct opts *o, const char *text, size_t len, uint6
     size_t naddrs;
 
     for (unsigned long k = 0; k < o->iterations; k++) {
-        uint64_t t0 = resp_now_usec();
+        uint64_t t0 = rctime_mono_usec();
         (void)aclops_client_list_parse(text, len, o->user, -1, addrs, 16, &count, &naddrs);
-        parse[k] = resp_now_usec() - t0;
+        parse[k] = rctime_mono_usec() - t0;
     }
 }
 
@@ -344,11 +345,11 @@ int main(int argc, char **argv) {
     int *fds = calloc(o.connections ? o.connections : 1, sizeof *fds);
     if (!fds)
         return 1;
-    uint64_t t0 = resp_now_usec();
+    uint64_t t0 = rctime_mono_usec();
     if (open_all(&o, pw, fds) < 0)
         return 1;
     fprintf(stderr, "opened %lu connections in %.1f s\n", o.connections,
-            (double)(resp_now_usec() - t0) / 1e6);
+            (double)(rctime_mono_usec() - t0) / 1e6);
     char *text = client_list_text(o.port, &len);
     if (!text)
         return 1;

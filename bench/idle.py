@@ -7,8 +7,10 @@ CPU time used (utime+stime of all threads), and context switches of all threads
 (wakeups). Idle means no store changes; poll_interval is 30 s so the window holds one
 round of polls, as production would.
 
-Usage: bench/idle.py [--creds N] [--seconds S] [--poll 30s] [--dir /dev/shm] [--smaps]
---smaps lists the mappings that hold the most RSS (heap, secure heap, stacks, libraries)."""
+Usage: bench/idle.py [--creds N] [--seconds S] [--poll 30s] [--revalidate 5m] [--dir /dev/shm] [--smaps]
+--smaps lists the mappings that hold the most RSS (heap, secure heap, stacks, libraries).
+--revalidate sets redis.revalidate_interval (default: the agent's, 5m); e.g. "0s" and
+"1s" with 100 credentials give the agent's CPU for 100 re-validations per second."""
 import argparse
 import os
 import re
@@ -70,6 +72,7 @@ def main():
     ap.add_argument("--creds", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--poll", default="30s")
+    ap.add_argument("--revalidate", default=None, help="redis.revalidate_interval")
     ap.add_argument("--dir", default="/dev/shm")
     ap.add_argument("--smaps", action="store_true",
                     help="also list the mappings holding the most RSS (/proc/PID/smaps)")
@@ -81,7 +84,9 @@ def main():
     try:
         redis.cmd("ACL", "SETUSER", "app", "on", ">idle-pw", "~*", "+@all")
         names = ["cred%03d" % i for i in range(args.creds)]
-        conf = B.agent_config(root, redis.port, names, poll=args.poll)
+        conf = B.agent_config(root, redis.port, names, poll=args.poll,
+                              redis_extra='revalidate_interval = "%s";' % args.revalidate
+                              if args.revalidate else "")
         for n in names:
             B.write_atomic(os.path.join(root, "store", n), '{"username":"app","password":"idle-pw"}')
         agent = subprocess.Popen([B.AGENT, "-c", conf, "--foreground"],
@@ -102,8 +107,8 @@ def main():
         st = proc_status(agent.pid)
         libs = sorted({l.split()[-1] for l in open("/proc/%d/maps" % agent.pid) if ".so" in l})
         win = t1 - t0
-        print("idle agent: %d credentials (file store), poll_interval %s, window %.1f s" % (
-            args.creds, args.poll, win))
+        print("idle agent: %d credentials (file store), poll_interval %s, revalidate_interval %s, "
+              "window %.1f s" % (args.creds, args.poll, args.revalidate or "5m (default)", win))
         print("  runtime_dir on   %s (%s)" % (args.dir, B.filesystem_of(root)))
         print("  VmRSS            %s   (target: <= 12,000 kB at 1,000 credentials)" % st["VmRSS"])
         print("  VmHWM            %s" % st["VmHWM"])

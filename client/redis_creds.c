@@ -127,7 +127,13 @@ static bool snap_same(const struct rc_snapshot *a, const struct rc_snapshot *b) 
 /* ------------------------------------------------------------------ parsing */
 
 /* RFC 3339 date-time ("2026-11-22T10:00:00Z", optional fraction, Z or ±hh:mm) to Unix
- * seconds. */
+ * seconds.
+ * This library keeps its own copy of what common/rctime.c does for the agent (this parser
+ * and now_ms() below), on purpose: libredis-creds is installed on application hosts
+ * without the agent and links nothing of ours (client/CMakeLists.txt). Linking rc_common
+ * would drag libconfig, OpenSSL and hiredis into every application, and its non-static
+ * functions would join this library's exported ABI. The shared vectors in tests/vectors
+ * hold both parsers to the same answers. */
 static int parse_rfc3339(const char *s, int64_t *ret) {
     int v[6];
     static const int width[6] = {4, 2, 2, 2, 2, 2};
@@ -704,6 +710,7 @@ rc_handle *rc_close(rc_handle *h) {
     return NULL;
 }
 
+/* CLOCK_MONOTONIC in ms: this library's own (see parse_rfc3339 for why not rctime.h). */
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -13,6 +13,8 @@
 
 #define RC_EXPIRY_MARGIN_S 30
 
+/* The clocks in this library's units; not common/rctime.h: the client libraries link
+ * nothing of ours (see parse_rfc3339 in redis_creds.c). */
 static int64_t mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts); /* vDSO: no system call */

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rctime.h"
+
 /* ------------------------------------------------------------------------------------
  * Results and text
  */
@@ -1004,7 +1006,7 @@ static int log_step(struct run *u, size_t i, size_t k, redisReply *reply) {
     int r;
 
     (void)k;
-    n->read_usec = resp_now_usec();
+    n->read_usec = rctime_mono_usec();
     if (reply->type == REDIS_REPLY_ERROR) {
         reply_failed(n, "ACL LOG", "acl|log", reply);
         if (n->noperm)

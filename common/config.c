@@ -161,6 +161,9 @@ static const struct config_key redis_keys[] = {
       REDIS(validate) },
     { .name = "timeout", .type = CONFIG_T_DURATION, .default_value = "2s",
       .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, REDIS(timeout_usec) },
+    /* "0s": off; else a random splay of +-10% is drawn for each interval (agent/reval.h) */
+    { .name = "revalidate_interval", .type = CONFIG_T_DURATION, .default_value = "5m",
+      .store = CONFIG_STORE_USEC, REDIS(revalidate_interval_usec) },
     { .name = NULL },
 };
 

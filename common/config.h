@@ -127,6 +127,7 @@ struct config_redis {
     struct config_tls tls;
     enum validate_policy validate;
     uint64_t timeout_usec;
+    uint64_t revalidate_interval_usec;   /* re-check the published credential; 0 = off */
 };
 
 struct config_agent {

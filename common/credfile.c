@@ -13,6 +13,7 @@
  * a shell that sources the file always sees both variables.
  */
 #include "credfile.h"
+#include "fdio.h"
 #include "jsonload.h"
 
 #include <dirent.h>
@@ -58,7 +59,7 @@ void cred_value_clear(struct cred_value *v) {
     free(v->username);
     v->password = secret_free(v->password);
     free(v->version);
-    *v = (struct cred_value){ .expires_at = CREDFILE_NO_EXPIRY };
+    *v = (struct cred_value){ .expires_at = RC_NO_EXPIRY };
 }
 
 int cred_value_copy(const struct cred_value *from, struct cred_value *to) {
@@ -88,94 +89,9 @@ void credfile_clear(struct credfile *cf) {
     cred_value_clear(&cf->cur);
     cred_value_clear(&cf->prev);
     *cf = (struct credfile){
-        .cur = { .expires_at = CREDFILE_NO_EXPIRY },
-        .prev = { .expires_at = CREDFILE_NO_EXPIRY },
+        .cur = { .expires_at = RC_NO_EXPIRY },
+        .prev = { .expires_at = RC_NO_EXPIRY },
     };
-}
-
-/* ---- time -------------------------------------------------------------------------- */
-
-const char *credfile_time_format(int64_t t, char *buf, size_t size) {
-    if (!buf || size == 0)
-        return buf;
-    buf[0] = '\0';
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if ((int64_t)tt != t || !gmtime_r(&tt, &tm))
-        return buf;
-    if (tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
-        return buf;
-    if (strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        buf[0] = '\0';
-    return buf;
-}
-
-static int digits(const char **p, int n, int *ret) {
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        char c = (*p)[i];
-        if (c < '0' || c > '9')
-            return -EINVAL;
-        v = v * 10 + (c - '0');
-    }
-    *p += n;
-    *ret = v;
-    return 0;
-}
-
-/* Accepts RFC 3339 date-times: "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)" ('T' and 'Z'
- * in either case, or a space for 'T', as RFC 3339 allows), with the rules every reader of
- * the published file applies (tests/vectors): month 1-12, day 1-31 (a day past the month's
- * end rolls over, as timegm does), hour <= 23, minute <= 59, second <= 60, zone <= 23:59.
- * Fractions are dropped; we write only 'Z'. */
-int credfile_time_parse(const char *s, int64_t *ret) {
-    if (!s)
-        return -EINVAL;
-    const char *p = s;
-    int Y, M, D, h, m, sec;
-    if (digits(&p, 4, &Y) < 0 || *p++ != '-' || digits(&p, 2, &M) < 0 || *p++ != '-' ||
-        digits(&p, 2, &D) < 0)
-        return -EINVAL;
-    if (*p != 'T' && *p != 't' && *p != ' ')
-        return -EINVAL;
-    p++;
-    if (digits(&p, 2, &h) < 0 || *p++ != ':' || digits(&p, 2, &m) < 0 || *p++ != ':' ||
-        digits(&p, 2, &sec) < 0)
-        return -EINVAL;
-    if (*p == '.') {
-        p++;
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
-        while (*p >= '0' && *p <= '9')
-            p++;
-    }
-    int offset = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p++ == '-' ? -1 : 1, oh, om;
-        if (digits(&p, 2, &oh) < 0 || *p++ != ':' || digits(&p, 2, &om) < 0)
-            return -EINVAL;
-        if (oh > 23 || om > 59)
-            return -EINVAL;
-        offset = sign * (oh * 3600 + om * 60);
-    } else {
-        return -EINVAL;
-    }
-    if (*p != '\0')
-        return -EINVAL;
-
-    if (M < 1 || M > 12 || D < 1 || D > 31)
-        return -EINVAL;
-    if (h > 23 || m > 59 || sec > 60)   /* 60: a leap second */
-        return -EINVAL;
-    struct tm tm = {
-        .tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D,
-        .tm_hour = h, .tm_min = m, .tm_sec = sec,
-    };
-    time_t t = timegm(&tm);
-    *ret = (int64_t)t - offset;
-    return 0;
 }
 
 /* ---- parse ------------------------------------------------------------------------- */
@@ -248,7 +164,7 @@ static int get_time(json_t *obj, const char *ctx, const char *key, bool allow_nu
         *ret = dflt;
         return 0;
     }
-    if (credfile_time_parse(s, ret) < 0) {
+    if (rctime_parse(s, ret) < 0) {
         set_err(err, errlen, "%s\"%s\" is not an RFC 3339 time", ctx, key);
         return -EINVAL;
     }
@@ -258,7 +174,7 @@ static int get_time(json_t *obj, const char *ctx, const char *key, bool allow_nu
 /* Reads {username, password, version, expires_at} from obj. ctx prefixes messages. */
 static int parse_value(json_t *obj, const char *ctx, struct cred_value *ret, char *err,
                        size_t errlen) {
-    struct cred_value v = { .expires_at = CREDFILE_NO_EXPIRY };
+    struct cred_value v = { .expires_at = RC_NO_EXPIRY };
     int r;
 
     if ((r = get_dup(obj, ctx, "username", false, true, &v.username, err, errlen)) < 0)
@@ -298,7 +214,7 @@ static int parse_value(json_t *obj, const char *ctx, struct cred_value *ret, cha
     }
     if ((r = get_dup(obj, ctx, "version", true, false, &v.version, err, errlen)) < 0)
         goto fail;
-    if ((r = get_time(obj, ctx, "expires_at", true, CREDFILE_NO_EXPIRY, &v.expires_at, err,
+    if ((r = get_time(obj, ctx, "expires_at", true, RC_NO_EXPIRY, &v.expires_at, err,
                       errlen)) < 0)
         goto fail;
     *ret = v;
@@ -322,10 +238,10 @@ static int parse_previous(json_t *root, struct credfile *cf, char *err, size_t e
             return r;
         cf->has_previous = true;
     }
-    if ((r = get_time(root, "", "previous_valid_until", true, CREDFILE_NO_EXPIRY,
+    if ((r = get_time(root, "", "previous_valid_until", true, RC_NO_EXPIRY,
                       &cf->previous_valid_until, err, errlen)) < 0)
         return r;
-    cf->has_previous_valid_until = cf->previous_valid_until != CREDFILE_NO_EXPIRY;
+    cf->has_previous_valid_until = cf->previous_valid_until != RC_NO_EXPIRY;
     return 0;
 }
 
@@ -349,8 +265,8 @@ int credfile_parse(const char *data, size_t len, struct credfile *ret, char *err
     }
 
     struct credfile cf = {
-        .cur = { .expires_at = CREDFILE_NO_EXPIRY },
-        .prev = { .expires_at = CREDFILE_NO_EXPIRY },
+        .cur = { .expires_at = RC_NO_EXPIRY },
+        .prev = { .expires_at = RC_NO_EXPIRY },
     };
     int r = -EINVAL;
 
@@ -527,10 +443,10 @@ static json_t *str_or_null(const char *s, int *r) {
 }
 
 static json_t *time_or_null(int64_t t, int *r) {
-    if (t == CREDFILE_NO_EXPIRY)
+    if (t == RC_NO_EXPIRY)
         return json_null();
     char buf[32];
-    credfile_time_format(t, buf, sizeof(buf));
+    rctime_format(t, buf, sizeof(buf));
     if (!buf[0]) {
         *r = -EINVAL;
         return NULL;
@@ -619,7 +535,7 @@ int credfile_format_json(const struct credfile *cf, struct secret **ret) {
     put(root, "password", password_json(cf->cur.password, &r), &r);
     put(root, "version", str_or_null(cf->cur.version, &r), &r);
     put(root, "source", str_or_null(cf->source, &r), &r);
-    credfile_time_format(cf->published_at, ts, sizeof(ts));
+    rctime_format(cf->published_at, ts, sizeof(ts));
     if (!ts[0] && r == 0)
         r = -EINVAL;   /* a time that does not fit RFC 3339 */
     put(root, "published_at", ts[0] ? json_string(ts) : NULL, &r);
@@ -722,20 +638,6 @@ int credfile_format_password(const struct credfile *cf, struct secret **ret) {
 
 /* ---- files ------------------------------------------------------------------------- */
 
-static int write_all(int fd, const char *p, size_t len) {
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int credfile_write_atomic(int dirfd, const char *filename, const void *data, size_t len,
                           mode_t mode, gid_t gid) {
     if (!valid_filename(filename) || (!data && len > 0))
@@ -769,7 +671,7 @@ int credfile_write_atomic(int dirfd, const char *filename, const void *data, siz
     if (r == 0 && gid != (gid_t)-1 && fchmod(fd, mode & 07777) < 0)
         r = -errno;
     if (r == 0)
-        r = write_all(fd, data, len);
+        r = fdio_write_all(fd, data, len);
     if (r == 0 && fsync(fd) < 0)
         r = -errno;
     if (close(fd) < 0 && r == 0)

@@ -24,18 +24,20 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "rctime.h"
 #include "secret.h"
 
 #define CREDFILE_MAX_SIZE (64 * 1024)
 #define CREDFILE_FORMAT 1
-#define CREDFILE_NO_EXPIRY INT64_MIN
+/* The old name of RC_NO_EXPIRY (rctime.h), for agent.c until it moves to that name. */
+#define CREDFILE_NO_EXPIRY RC_NO_EXPIRY
 #define CREDFILE_TMP_PREFIX ".tmp-"
 
 struct cred_value {
     char *username;           /* NULL: the Redis default user (AUTH with password alone) */
     struct secret *password;
     char *version;
-    int64_t expires_at;       /* unix seconds, or CREDFILE_NO_EXPIRY */
+    int64_t expires_at;       /* unix seconds, or RC_NO_EXPIRY */
 };
 
 struct credfile {
@@ -83,6 +85,3 @@ int credfile_write_atomic(int dirfd, const char *filename, const void *data, siz
  * number removed or -errno. Call only while holding the runtime directory lock. */
 int credfile_remove_temps(int dirfd);
 
-/* RFC 3339 UTC ("2026-11-22T10:00:00Z"). format returns buf; parse returns 0/-EINVAL. */
-const char *credfile_time_format(int64_t t, char *buf, size_t size);
-int credfile_time_parse(const char *s, int64_t *ret);

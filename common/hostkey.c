@@ -10,6 +10,8 @@
  */
 #include "hostkey.h"
 
+#include "fdio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -112,20 +114,6 @@ static int read_key(int dfd, const char *dir, struct secret **ret, char *err, si
     return r;
 }
 
-static int write_all(int fd, const unsigned char *p, size_t len) {
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* 0 when our key is in place, -EEXIST when another creator won, other -errno + err. */
 static int create_key(int dfd, const char *dir, char *err, size_t errlen) {
     unsigned char key[HOSTKEY_LEN], rnd[4];
@@ -160,7 +148,7 @@ static int create_key(int dfd, const char *dir, char *err, size_t errlen) {
         r = -errno;
         set_err(err, errlen, "%s/%s: chmod failed: %s", dir, tmp, strerror(errno));
     }
-    if (r == 0 && (r = write_all(fd, key, sizeof(key))) < 0)
+    if (r == 0 && (r = fdio_write_all(fd, key, sizeof(key))) < 0)
         set_err(err, errlen, "%s/%s: write failed: %s", dir, tmp, strerror(-r));
     explicit_bzero(key, sizeof(key));
     if (r == 0 && fsync(fd) < 0) {

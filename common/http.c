@@ -419,47 +419,41 @@ static int map_curl_error(CURLcode cc, const struct recv *rv) {
     }
 }
 
-int http_request(struct http_client *c, const struct http_request *req, struct http_response *ret,
-                 char *err, size_t errlen) {
-    struct http_response resp = { 0 };
-    struct recv rv = { .resp = &resp, .max_body = req->max_body ? req->max_body : HTTP_DEFAULT_MAX_BODY };
-    struct curl_slist *hdrs = NULL;
-    CURL *h = c->curl;
-    int r = 0;
+/* The request's header lines, with "Expect:" first (no 100-continue round trip), or NULL
+ * when out of memory. Each line may hold a token: the temporary copy is wiped, and so must
+ * the list's (wipe_headers()). */
+static struct curl_slist *request_headers(const struct http_request *req) {
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Expect:");
 
-    char *url = request_url(c, req->url);
-    if (!url) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    /* Absolute URLs the caller picked (a standby redirect, a nextLink) obey the same rule. */
-    if ((r = http_url_check_flags(url, c->flags, err, errlen)) < 0) {
-        free(url);
-        return r;
-    }
-    hdrs = curl_slist_append(hdrs, "Expect:");   /* no 100-continue round trip */
     for (size_t i = 0; hdrs && i < req->n_headers; i++) {
         char *line;
         if (asprintf(&line, "%s: %s", req->headers[i].name, req->headers[i].value) < 0) {
-            line = NULL;
-            break;
+            curl_slist_free_all(hdrs);
+            return NULL;
         }
         struct curl_slist *n = curl_slist_append(hdrs, line);
         wipe_free(line, strlen(line));
-        if (!n) {
+        if (!n)
             curl_slist_free_all(hdrs);
-            hdrs = NULL;
-        } else
-            hdrs = n;
+        hdrs = n;
     }
-    if (!hdrs) {
-        free(url);
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
+    return hdrs;
+}
 
+/* Wipes and frees the header lines (curl kept its own copies of ours: tokens). */
+static void wipe_headers(struct curl_slist *hdrs) {
+    for (struct curl_slist *s = hdrs; s; s = s->next)
+        explicit_bzero(s->data, strlen(s->data));
+    curl_slist_free_all(hdrs);
+}
+
+/* Sets the handle up for one request: method, body, headers, timeouts, proxy, and the
+ * callbacks that fill rv. */
+static void request_setopts(CURL *h, const struct http_client *c, const struct http_request *req,
+                            const char *url, struct curl_slist *hdrs, struct recv *rv) {
     const char *method = req->method ? req->method : "GET";
     uint64_t timeout = req->timeout_usec ? req->timeout_usec : c->timeout_usec;
+
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);   /* resets any earlier POST */
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
@@ -474,44 +468,76 @@ int http_request(struct http_client *c, const struct http_request *req, struct h
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout / 1000));
     curl_easy_setopt(h, CURLOPT_NOPROXY, req->no_proxy ? "*" : NULL);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &rv);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, rv);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &rv);
-    c->errbuf[0] = '\0';
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, rv);
+}
 
-    CURLcode cc = curl_easy_perform(h);
-
+/* Runs the request set up on c's handle; counts the connections it opened, and unhooks
+ * the header lines and body from the handle afterwards. */
+static CURLcode perform(struct http_client *c, struct curl_slist *hdrs) {
+    CURL *h = c->curl;
     long nconn = 0;
+
+    c->errbuf[0] = '\0';
+    CURLcode cc = curl_easy_perform(h);
     if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &nconn) == CURLE_OK)
         c->connections += nconn;
-    /* curl keeps its own copies of our header lines: wipe them (tokens). */
-    for (struct curl_slist *s = hdrs; s; s = s->next)
-        explicit_bzero(s->data, strlen(s->data));
-    curl_slist_free_all(hdrs);
+    wipe_headers(hdrs);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, NULL);
+    return cc;
+}
 
-    if (cc != CURLE_OK) {
-        r = map_curl_error(cc, &rv);
-        if (r == -EMSGSIZE)
-            snprintf(err, errlen, "%s %s: response body larger than %zu bytes", method, req->url, rv.max_body);
-        else
-            snprintf(err, errlen, "%s %s: %s%s%s", method, req->url, curl_easy_strerror(cc),
-                     c->errbuf[0] ? ": " : "", c->errbuf);
-        http_response_clear(&resp);
+/* A failed transfer as -errno (map_curl_error), with err naming the request. */
+static int transfer_error(const struct http_client *c, const struct http_request *req, CURLcode cc,
+                          const struct recv *rv, char *err, size_t errlen) {
+    const char *method = req->method ? req->method : "GET";
+    int r = map_curl_error(cc, rv);
+
+    if (r == -EMSGSIZE)
+        snprintf(err, errlen, "%s %s: response body larger than %zu bytes", method, req->url, rv->max_body);
+    else
+        snprintf(err, errlen, "%s %s: %s%s%s", method, req->url, curl_easy_strerror(cc),
+                 c->errbuf[0] ? ": " : "", c->errbuf);
+    return r;
+}
+
+int http_request(struct http_client *c, const struct http_request *req, struct http_response *ret,
+                 char *err, size_t errlen) {
+    struct http_response resp = { 0 };
+    struct recv rv = { .resp = &resp, .max_body = req->max_body ? req->max_body : HTTP_DEFAULT_MAX_BODY };
+    struct curl_slist *hdrs;
+    int r;
+
+    char *url = request_url(c, req->url);
+    if (!url) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    /* Absolute URLs the caller picked (a standby redirect, a nextLink) obey the same rule. */
+    if ((r = http_url_check_flags(url, c->flags, err, errlen)) < 0) {
         free(url);
         return r;
     }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp.status);
-    if (!resp.body) {
-        resp.body = calloc(1, 1);
-        if (!resp.body) {
-            http_response_clear(&resp);
-            free(url);
-            return -ENOMEM;
-        }
+    if (!(hdrs = request_headers(req))) {
+        free(url);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
     }
+    request_setopts(c->curl, c, req, url, hdrs, &rv);
+    CURLcode cc = perform(c, hdrs);
     free(url);
+    if (cc != CURLE_OK) {
+        http_response_clear(&resp);
+        return transfer_error(c, req, cc, &rv, err, errlen);
+    }
+    curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &resp.status);
+    if (!resp.body && !(resp.body = calloc(1, 1))) {
+        http_response_clear(&resp);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
     *ret = resp;
     return 0;
 }

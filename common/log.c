@@ -13,6 +13,8 @@
  */
 #include "log.h"
 
+#include "fdio.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -246,18 +248,7 @@ static void stderr_write(int level, const struct log_ctx *ctx, const char *msg) 
         lbuf_kv(&b, "nodes", ctx->nodes);
     }
     b.p[b.len++] = '\n';
-    const char *p = b.p;
-    size_t left = b.len;
-    while (left > 0) {
-        ssize_t w = write(STDERR_FILENO, p, left);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return;   /* nowhere left to report it */
-        }
-        p += w;
-        left -= (size_t)w;
-    }
+    (void)fdio_write_all(STDERR_FILENO, b.p, b.len);   /* a failure: nowhere left to report it */
 }
 
 void log_ctx_vmsg(int level, const struct log_ctx *ctx, const char *fmt, va_list ap) {

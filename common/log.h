@@ -25,6 +25,7 @@
 #define LOG_MID_ROTATION_FAILED    "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b07"
 #define LOG_MID_EXPIRING           "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b08"
 #define LOG_MID_REDIS_UNREACHABLE  "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b09"
+#define LOG_MID_REVOKED            "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0a"
 #define LOG_MID_FILE_DELETED       "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0e"
 #define LOG_MID_RELOAD_REJECTED    "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0f"
 #define LOG_MID_RUNTIME_DIR_LOST   "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b10"

@@ -21,6 +21,8 @@
  */
 #include "resp.h"
 
+#include "rctime.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -41,19 +43,6 @@
 #include <hiredis/sds.h>
 
 #define READ_CHUNK 16384
-
-uint64_t resp_now_usec(void) {
-    struct timespec ts;
-
-    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-static uint64_t deadline_after(uint64_t timeout_usec) {
-    uint64_t now = resp_now_usec();
-
-    return timeout_usec > UINT64_MAX - now ? UINT64_MAX : now + timeout_usec;
-}
 
 static void fmt_msg(char *buf, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -291,7 +280,7 @@ struct sock_transport {
  * reports) or the deadline passes. EINTR restarts with the remaining time. */
 int resp_wait_fd(int fd, short events, uint64_t deadline) {
     for (;;) {
-        uint64_t now = resp_now_usec();
+        uint64_t now = rctime_mono_usec();
         struct pollfd p = {.fd = fd, .events = events};
         uint64_t ms;
         int n;
@@ -453,7 +442,7 @@ const char *resp_errstr(const struct resp_conn *c) {
     return c->err ? c->errstr : "";
 }
 
-static int write_all(struct resp_conn *c, const char *buf, size_t len, uint64_t deadline) {
+static int send_all(struct resp_conn *c, const char *buf, size_t len, uint64_t deadline) {
     while (len > 0) {
         ssize_t n = c->t->write(c->t, buf, len, deadline);
         if (n < 0)
@@ -532,8 +521,8 @@ static int command(struct resp_conn *c, int argc, const char **argv, const size_
     if (len < 0 || !cmd)
         return -ENOMEM;   /* nothing sent: not sticky */
 
-    deadline = deadline_after(c->timeout_usec);
-    rc = write_all(c, cmd, (size_t)len, deadline);
+    deadline = rctime_deadline(c->timeout_usec);
+    rc = send_all(c, cmd, (size_t)len, deadline);
     if (secret_args)
         explicit_bzero(cmd, (size_t)len);
     free(cmd);
@@ -675,7 +664,7 @@ static int connect_fd(int fd, const struct sockaddr *sa, socklen_t salen, uint64
             continue;
         case EAGAIN: {
             /* AF_UNIX: the listener's backlog is full, and poll() cannot wait for room. */
-            uint64_t now = resp_now_usec();
+            uint64_t now = rctime_mono_usec();
             uint64_t nap = 5000;
             if (now >= deadline)
                 return -ETIMEDOUT;
@@ -759,7 +748,7 @@ static int connect_tcp(const struct endpoint *ep, uint64_t deadline, int *ret_fd
     rc = -EHOSTUNREACH;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next, left--) {
         char addr[NI_MAXHOST];
-        uint64_t now = resp_now_usec(), attempt_deadline;
+        uint64_t now = rctime_mono_usec(), attempt_deadline;
         int fd;
 
         if (now >= deadline) {
@@ -801,7 +790,7 @@ int resp_socket_connect(const struct endpoint *ep, uint64_t timeout_usec, int *r
                         char *err, size_t errlen) {
     char epname[300], detail[NI_MAXHOST + 16] = "", why[96];
     bool resolve_failed = false;
-    uint64_t deadline = deadline_after(timeout_usec);
+    uint64_t deadline = rctime_deadline(timeout_usec);
     int fd = -1, rc;
 
     if (!ep || !ret_fd) {

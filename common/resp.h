@@ -114,7 +114,6 @@ enum resp_auth_result resp_auth_judge(redisReply *reply, int argc, const char *c
                                       const size_t *argvlen, char *detail, size_t detail_len);
 void resp_ping_judge(redisReply *reply, char *detail, size_t detail_len);
 
-uint64_t resp_now_usec(void);   /* CLOCK_MONOTONIC */
 
 /* --- cluster topology (pure parsers, fuzzable) ---
  * From replies to CLUSTER SHARDS (Redis >= 7.0) and CLUSTER SLOTS (older servers), as

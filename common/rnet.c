@@ -10,6 +10,8 @@
  */
 #include "rnet.h"
 
+#include "rctime.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
@@ -60,10 +62,6 @@ struct conn {
     long jump;                     /* >= 0: after the batch's replies, go there */
 };
 
-static uint64_t add_sat(uint64_t a, uint64_t b) {
-    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
 static void conn_close(struct conn *c) {
     if (c->tls)
         c->tls = tls_session_free(c->tls);   /* closes the fd it owns */
@@ -86,7 +84,7 @@ static void conn_done(struct conn *c, enum rnet_class cls) {
     c->st = C_DONE;
     c->nd->cls = cls;
     c->nd->step = c->cur;
-    c->nd->usec = resp_now_usec() - c->t0;
+    c->nd->usec = rctime_mono_usec() - c->t0;
 }
 
 static void conn_fail(struct conn *c, enum rnet_class cls, const char *fmt, ...)
@@ -183,8 +181,8 @@ static void send_batch(struct conn *c, size_t start) {
         return;
     }
     c->batch_start = start;
-    c->batch_t0 = resp_now_usec();
-    c->deadline = add_sat(c->batch_t0, c->o->timeout_usec);
+    c->batch_t0 = rctime_mono_usec();
+    c->deadline = rctime_add_sat(c->batch_t0, c->o->timeout_usec);
     c->jump = -1;
     c->st = C_SEND;
 }
@@ -220,7 +218,7 @@ static void got_reply(struct conn *c, redisReply *reply) {
         if ((size_t)next != c->cur + 1)
             c->jump = next;
         c->cur++;
-        c->deadline = add_sat(c->batch_t0, reply_allowance(c));
+        c->deadline = rctime_add_sat(c->batch_t0, reply_allowance(c));
         return;
     }
     send_batch(c, (size_t)next);
@@ -296,7 +294,7 @@ static bool do_send(struct conn *c) {
     explicit_bzero(c->out, c->out_len);
     free(c->out);
     c->out = NULL;
-    c->deadline = add_sat(c->batch_t0, reply_allowance(c));
+    c->deadline = rctime_add_sat(c->batch_t0, reply_allowance(c));
     c->st = C_RECV;
     return true;
 }
@@ -431,7 +429,7 @@ static void try_next_address(struct conn *c) {
     char why[96];
 
     for (; c->ai; c->ai = c->ai->ai_next, c->ai_left--) {
-        uint64_t now = resp_now_usec();
+        uint64_t now = rctime_mono_usec();
         if (now >= c->connect_deadline) {
             c->last_err = -ETIMEDOUT;
             break;
@@ -536,8 +534,8 @@ static void conn_begin(const struct rnet_opts *o, struct conn *c, struct rnet_no
     c->o = o;
     c->fd = -1;
     c->jump = -1;
-    c->t0 = resp_now_usec();
-    c->connect_deadline = add_sat(c->t0, o->timeout_usec);
+    c->t0 = rctime_mono_usec();
+    c->connect_deadline = rctime_add_sat(c->t0, o->timeout_usec);
     endpoint_format(&nd->ep, c->name, sizeof c->name);
     nd->msg[0] = '\0';
     nd->answered = nd->connected = nd->over_cap = false;
@@ -613,13 +611,13 @@ static size_t fill_poll_set(struct run *r, uint64_t *ret_first) {
 }
 
 static void poll_round(struct run *r, size_t k, uint64_t first) {
-    uint64_t now = resp_now_usec();
+    uint64_t now = rctime_mono_usec();
     uint64_t ms = first > now ? (first - now + 999) / 1000 : 0;
     int pr = poll(r->pfd, k, ms > INT_MAX ? INT_MAX : (int)ms);
 
     if (pr < 0)
         pr = 0;   /* EINTR; nothing else with valid fds. Deadlines still end every node. */
-    now = resp_now_usec();
+    now = rctime_mono_usec();
     for (size_t j = 0; j < k; j++) {
         struct conn *c = &r->cs[r->idx[j]];
         if (pr > 0 && r->pfd[j].revents) {

@@ -14,6 +14,8 @@
  */
 #include "tls.h"
 
+#include "rctime.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -85,9 +87,60 @@ struct tls_ctx *tls_ctx_free(struct tls_ctx *ctx) {
     return NULL;
 }
 
+/* Which certificates the peer's must chain to: ca_file and/or ca_path, else the system's.
+ * 0, or -ENOENT with err. */
+static int load_trust(SSL_CTX *sc, const struct tls_options *o, char *err, size_t errlen) {
+    if (!set(o->ca_file) && !set(o->ca_path)) {
+        if (SSL_CTX_set_default_verify_paths(sc) == 1)
+            return 0;
+        fmt_msg(err, errlen, "TLS: cannot load the system CA certificates: %s",
+                ssl_reason("unknown error"));
+        return -ENOENT;
+    }
+    if (SSL_CTX_load_verify_locations(sc, set(o->ca_file) ? o->ca_file : NULL,
+                                      set(o->ca_path) ? o->ca_path : NULL) == 1)
+        return 0;
+    if (set(o->ca_file))
+        fmt_msg(err, errlen, "TLS: cannot load ca_file %s: %s", o->ca_file,
+                ssl_reason("unreadable or not PEM"));
+    else
+        fmt_msg(err, errlen, "TLS: cannot use ca_path %s: %s", o->ca_path, ssl_reason("unreadable"));
+    return -ENOENT;
+}
+
+/* Our own certificate and key (cert_file, key_file defaulting to it), when configured.
+ * 0; -ENOENT when a file does not load; -EINVAL when they do not belong together or a
+ * key comes without a certificate. err names the file. */
+static int load_identity(SSL_CTX *sc, const struct tls_options *o, char *err, size_t errlen) {
+    if (!set(o->cert_file)) {
+        if (!set(o->key_file))
+            return 0;
+        fmt_msg(err, errlen, "TLS: key_file %s is set without cert_file", o->key_file);
+        return -EINVAL;
+    }
+    const char *key = set(o->key_file) ? o->key_file : o->cert_file;
+    if (SSL_CTX_use_certificate_chain_file(sc, o->cert_file) != 1) {
+        fmt_msg(err, errlen, "TLS: cannot load cert_file %s: %s", o->cert_file,
+                ssl_reason("unreadable or not PEM"));
+        return -ENOENT;
+    }
+    if (SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1) {
+        fmt_msg(err, errlen, "TLS: cannot load key_file %s: %s (an encrypted key is not "
+                "supported)", key, ssl_reason("unreadable or not PEM"));
+        return -ENOENT;
+    }
+    if (SSL_CTX_check_private_key(sc) != 1) {
+        fmt_msg(err, errlen, "TLS: key_file %s does not match cert_file %s", key, o->cert_file);
+        ERR_clear_error();
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int tls_ctx_new(const struct tls_options *o, struct tls_ctx **ret, char *err, size_t errlen) {
     struct tls_ctx *ctx;
     SSL_CTX *sc;
+    int r;
 
     if (!o || !ret) {
         fmt_msg(err, errlen, "TLS: invalid arguments");
@@ -108,64 +161,20 @@ int tls_ctx_new(const struct tls_options *o, struct tls_ctx **ret, char *err, si
     ctx->verify = !o->insecure_skip_verify;
     if (SSL_CTX_set_min_proto_version(sc, TLS1_2_VERSION) != 1) {
         fmt_msg(err, errlen, "TLS: cannot require TLS 1.2: %s", ssl_reason("unknown error"));
-        goto fail;
+        tls_ctx_free(ctx);
+        return -EINVAL;
     }
     SSL_CTX_set_options(sc, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(sc, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_default_passwd_cb(sc, no_passphrase);
     SSL_CTX_set_verify(sc, ctx->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
-
-    if (ctx->verify) {
-        if (set(o->ca_file) || set(o->ca_path)) {
-            if (SSL_CTX_load_verify_locations(sc, set(o->ca_file) ? o->ca_file : NULL,
-                                              set(o->ca_path) ? o->ca_path : NULL) != 1) {
-                if (set(o->ca_file))
-                    fmt_msg(err, errlen, "TLS: cannot load ca_file %s: %s", o->ca_file,
-                            ssl_reason("unreadable or not PEM"));
-                else
-                    fmt_msg(err, errlen, "TLS: cannot use ca_path %s: %s", o->ca_path,
-                            ssl_reason("unreadable"));
-                goto fail_files;
-            }
-        } else if (SSL_CTX_set_default_verify_paths(sc) != 1) {
-            fmt_msg(err, errlen, "TLS: cannot load the system CA certificates: %s",
-                    ssl_reason("unknown error"));
-            goto fail_files;
-        }
-    }
-
-    if (set(o->cert_file)) {
-        const char *key = set(o->key_file) ? o->key_file : o->cert_file;
-
-        if (SSL_CTX_use_certificate_chain_file(sc, o->cert_file) != 1) {
-            fmt_msg(err, errlen, "TLS: cannot load cert_file %s: %s", o->cert_file,
-                    ssl_reason("unreadable or not PEM"));
-            goto fail_files;
-        }
-        if (SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1) {
-            fmt_msg(err, errlen, "TLS: cannot load key_file %s: %s (an encrypted key is not "
-                    "supported)", key, ssl_reason("unreadable or not PEM"));
-            goto fail_files;
-        }
-        if (SSL_CTX_check_private_key(sc) != 1) {
-            fmt_msg(err, errlen, "TLS: key_file %s does not match cert_file %s", key,
-                    o->cert_file);
-            ERR_clear_error();
-            goto fail;
-        }
-    } else if (set(o->key_file)) {
-        fmt_msg(err, errlen, "TLS: key_file %s is set without cert_file", o->key_file);
-        goto fail;
+    if ((ctx->verify && (r = load_trust(sc, o, err, errlen)) < 0) ||
+        (r = load_identity(sc, o, err, errlen)) < 0) {
+        tls_ctx_free(ctx);
+        return r;
     }
     *ret = ctx;
     return 0;
-
-fail_files:
-    tls_ctx_free(ctx);
-    return -ENOENT;
-fail:
-    tls_ctx_free(ctx);
-    return -EINVAL;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -411,8 +420,7 @@ void tls_session_handshake_error(const struct tls_session *x, int rc, uint64_t t
 
 int tls_connect(struct tls_ctx *ctx, const struct endpoint *ep, const char *verify_name,
                 uint64_t timeout_usec, struct resp_conn **ret, char *err, size_t errlen) {
-    uint64_t now = resp_now_usec();
-    uint64_t deadline = timeout_usec > UINT64_MAX - now ? UINT64_MAX : now + timeout_usec;
+    uint64_t deadline = rctime_deadline(timeout_usec);
     struct tls_session *x = NULL;
     struct resp_conn *c;
     char epname[300], why[400];

@@ -308,3 +308,17 @@ static inline int rc_error_set(struct rc_error *e, enum rc_err_class cls, const 
     va_end(ap);
     return -1;
 }
+
+/* Out of memory: TRANSIENT (the next attempt may have it). Returns -1. */
+static inline int rc_error_oom(struct rc_error *e) {
+    return rc_error_set(e, RC_ERR_TRANSIENT, "out of memory");
+}
+
+/* The class of a request to a store that failed below the protocol, from its -errno (the
+ * codes of the tree's HTTP client, common/http.h): -EINVAL, the URL or request is refused,
+ * is the configuration (FATAL); -EMSGSIZE, an answer over its size cap, is INVALID;
+ * anything else (refused, unreachable, TLS, a timeout, out of memory) is TRANSIENT. */
+static inline enum rc_err_class rc_transport_class(int neg_errno) {
+    return neg_errno == -EINVAL ? RC_ERR_FATAL : neg_errno == -EMSGSIZE ? RC_ERR_INVALID
+                                                                       : RC_ERR_TRANSIENT;
+}

@@ -9,23 +9,12 @@
 #include <jansson.h>
 
 #include "azure.h"
+#include "rctime.h"
 
 /* ---- clock ---------------------------------------------------------------------- */
 
-static int64_t sys_real(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static uint64_t sys_mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static int64_t (*clock_real)(void) = sys_real;
-static uint64_t (*clock_mono)(void) = sys_mono;
+static int64_t (*clock_real)(void) = rctime_real_usec;
+static uint64_t (*clock_mono)(void) = rctime_mono_usec;
 
 int64_t az_now_real(void) {
     return clock_real();
@@ -36,8 +25,8 @@ uint64_t az_now_mono(void) {
 }
 
 void az_clock_override(int64_t (*real)(void), uint64_t (*mono)(void)) {
-    clock_real = real ? real : sys_real;
-    clock_mono = mono ? mono : sys_mono;
+    clock_real = real ? real : rctime_real_usec;
+    clock_mono = mono ? mono : rctime_mono_usec;
 }
 
 /* ---- config pieces ------------------------------------------------------------------ */
@@ -49,7 +38,7 @@ int az_config_string(const struct config_node *n, const char *key, char **ret, s
         return 0;
     *ret = strdup(v);
     if (!*ret)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     return 0;
 }
 
@@ -154,11 +143,7 @@ uint64_t az_retry_after(const struct http_response *r) {
 }
 
 int az_transport_error(struct rc_error *err, int r, const char *msg) {
-    if (r == -EINVAL)
-        return rc_error_set(err, RC_ERR_FATAL, "%s", msg);
-    if (r == -EMSGSIZE)
-        return rc_error_set(err, RC_ERR_INVALID, "%s", msg);
-    return rc_error_set(err, RC_ERR_TRANSIENT, "%s", msg);
+    return rc_error_set(err, rc_transport_class(r), "%s", msg);
 }
 
 int az_service_error(struct rc_error *err, const char *what, const struct http_response *r) {
@@ -221,7 +206,7 @@ int az_endpoint_open(const struct rc_host *host, const struct config_node *sourc
         return rc_error_set(err, RC_ERR_FATAL, "%s is required", url_key);
     e.base_url = strdup(url);
     if (!e.base_url)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     for (size_t n = strlen(e.base_url); n > 0 && e.base_url[n - 1] == '/'; n--)
         e.base_url[n - 1] = '\0';
     if (strchr(e.base_url, '?') || strchr(e.base_url, '#')) {
@@ -306,7 +291,7 @@ static int bearer_request(struct az_endpoint *ep, const struct az_token *t, cons
     size_t len = strlen("Bearer ") + secret_len(t->value) + 1;
     char *auth = malloc(len);
     if (!auth)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     snprintf(auth, len, "Bearer %s", secret_data(t->value));
     struct http_header h[] = {
         { "Authorization", auth, true },

@@ -183,7 +183,7 @@ void az_wipe_free(char *p, size_t len);
 /* Maps a non-2xx response from Key Vault or Azure Resource Manager to an error class
  * and message: "<what>: <status> <code>[/<inner code>]: <message>". Always -1. */
 int az_service_error(struct rc_error *err, const char *what, const struct http_response *r);
-/* Maps a transport failure (-errno from http_request) to TRANSIENT. Always -1. */
+/* A transport failure (-errno from http_request) with its class (rc_transport_class). Always -1. */
 int az_transport_error(struct rc_error *err, int r, const char *msg);
 /* Retry-After (or x-ms-retry-after-ms) of a response, 0 when none. */
 uint64_t az_retry_after(const struct http_response *r);

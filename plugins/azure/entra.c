@@ -63,7 +63,7 @@ int az_entra_open(const struct rc_host *host, const struct config_node *source,
     struct entra_source *s = calloc(1, sizeof *s);
     struct az_identity id = { 0 };
     if (!s)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     s->host = host;
     s->policy.ratio = conf_float(source, "refresh_ratio");
     s->policy.margin_usec = conf_duration(source, "refresh_margin");
@@ -79,7 +79,7 @@ int az_entra_open(const struct rc_host *host, const struct config_node *source,
     if (az_identity_parse(source, &id, err) < 0)
         goto fail;
     if (id.object_id && !(s->object_id = strdup(id.object_id))) {
-        rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        rc_error_oom(err);
         goto fail;
     }
     if (az_tokens_acquire(&id, scope, conf_duration(source, "timeout"), &s->tok, err) < 0)
@@ -128,7 +128,7 @@ int az_entra_fetch(void *state, const struct rc_credential *cred,
         return rc_error_set(err, RC_ERR_INVALID,
                             "the token has no oid claim: set identity.object_id to the identity's object id");
     }
-    struct rc_candidate c = { .expires_at = t.exp, .role = RC_CAND_CURRENT };
+    struct rc_candidate c = { .expires_at = t.exp, .rotated_at = INT64_MIN, .role = RC_CAND_CURRENT };
     snprintf(c.version, sizeof c.version, "%" PRId64, t.exp);
     c.username = strdup(user);
     c.password = t.value;
@@ -136,7 +136,7 @@ int az_entra_fetch(void *state, const struct rc_credential *cred,
     az_token_clear(&t);
     if (!c.username) {
         secret_free(c.password);
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     }
     ret[0] = c;
     return 1;

@@ -127,7 +127,7 @@ static int dup_or_env(const struct config_node *n, const char *key, const char *
     if (az_config_string(n, key, ret, err) < 0)
         return -1;
     if (!*ret && envname && env(envname) && !(*ret = strdup(env(envname))))
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     return 0;
 }
 
@@ -341,20 +341,125 @@ static int arc_parse(const struct config_node *n, const char *endpoint, const ch
     if (az_config_string(n, "arc_token_dir", &id->arc_token_dir, err) < 0)
         return -1;
     if (!id->arc_token_dir && !(id->arc_token_dir = strdup(AZ_ARC_TOKEN_DIR)))
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     strip_slashes(id->arc_token_dir);
     if (id->arc_token_dir[0] != '/')
         return rc_error_set(err, RC_ERR_FATAL, "identity.arc_token_dir: must be an absolute directory "
                             "(leave it unset: " AZ_ARC_TOKEN_DIR ")");
     if (!(id->identity_endpoint = strdup(endpoint)))
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
+    return 0;
+}
+
+/* A managed identity's endpoint: MSAL's detection order (App Service, Arc by environment,
+ * Arc by its agent's files, IMDS), with a configured imds_url first. 0 or -1 with err. */
+static int managed_endpoint_parse(const struct config_node *n, struct az_identity *id,
+                                  struct rc_error *err) {
+    const char *ep = env("IDENTITY_ENDPOINT"), *hdr = env("IDENTITY_HEADER");
+    bool imds_configured = conf_has(n, "imds_url");
+    char msg[512];
+
+    if (!imds_configured && ep && hdr) {
+        id->mi = AZ_MI_APP_SERVICE;
+        /* The platform announced this endpoint; on Linux App Service it is link-local. */
+        if (http_url_check_flags(ep, HTTP_ALLOW_LINK_LOCAL, msg, sizeof msg) < 0)
+            return rc_error_set(err, RC_ERR_FATAL, "IDENTITY_ENDPOINT refused: %s", msg);
+        id->identity_endpoint = strdup(ep);
+        id->identity_header = secret_new_str(hdr);
+        return id->identity_endpoint && id->identity_header ? 0 : rc_error_oom(err);
+    }
+    if (!imds_configured && ep && env("IMDS_ENDPOINT"))
+        return arc_parse(n, ep, "$IDENTITY_ENDPOINT and $IMDS_ENDPOINT", id, err);
+    if (!imds_configured && access(ARC_HIMDS_PATH, F_OK) == 0)
+        return arc_parse(n, ARC_DEFAULT_ENDPOINT, ARC_HIMDS_PATH, id, err);
+    id->mi = AZ_MI_IMDS;
+    if (az_config_string(n, "imds_url", &id->imds_url, err) < 0)
+        return -1;
+    if (!id->imds_url && !(id->imds_url = strdup(DEFAULT_IMDS_URL)))
+        return rc_error_oom(err);
+    strip_slashes(id->imds_url);
+    if (http_url_check(id->imds_url, msg, sizeof msg) < 0)
+        return rc_error_set(err, RC_ERR_FATAL, "identity.imds_url: %s", msg);
+    return 0;
+}
+
+/* type = managed: at most one of client_id, object_id, resource_id; the endpoint. */
+static int managed_parse(const struct config_node *n, struct az_identity *id, struct rc_error *err) {
+    if (!!id->client_id + !!id->object_id + !!id->resource_id > 1)
+        return rc_error_set(err, RC_ERR_FATAL,
+                            "identity: set at most one of client_id, object_id and resource_id");
+    if (managed_endpoint_parse(n, id, err) < 0)
+        return -1;
+    /* Like azure-identity's DefaultAzureCredential: AZURE_CLIENT_ID picks a user-assigned
+     * identity when the config names none (Arc has none: see arc_parse). */
+    if (id->mi != AZ_MI_ARC && !id->client_id && !id->object_id && !id->resource_id &&
+        env("AZURE_CLIENT_ID") && !(id->client_id = strdup(env("AZURE_CLIENT_ID"))))
+        return rc_error_oom(err);
+    return 0;
+}
+
+/* What an Entra client proves itself with: the federated token file (workload) or the
+ * client secret's file (client_secret). 0 or -1 with err. */
+static int entra_proof_parse(const struct config_node *n, struct az_identity *id,
+                             struct rc_error *err) {
+    if (id->type == AZ_ID_WORKLOAD) {
+        if (dup_or_env(n, "federated_token_file", "AZURE_FEDERATED_TOKEN_FILE",
+                       &id->federated_token_file, err) < 0)
+            return -1;
+        if (!id->federated_token_file || id->federated_token_file[0] != '/')
+            return rc_error_set(err, RC_ERR_FATAL, "identity: workload needs an absolute "
+                                "federated_token_file (or $AZURE_FEDERATED_TOKEN_FILE)");
+        return 0;
+    }
+    if (az_config_string(n, "client_secret_file", &id->client_secret_file, err) < 0)
+        return -1;
+    if (id->client_secret_file && id->client_secret_file[0] != '/')
+        return rc_error_set(err, RC_ERR_FATAL, "identity.client_secret_file: must be an absolute path");
+    if (!id->client_secret_file && !env("CREDENTIALS_DIRECTORY"))
+        return rc_error_set(err, RC_ERR_FATAL, "identity: client_secret needs client_secret_file, or "
+                            "$CREDENTIALS_DIRECTORY/%s (systemd LoadCredential=)",
+                            AZ_CLIENT_SECRET_CREDENTIAL);
+    return 0;
+}
+
+/* type = workload or client_secret: an Entra application (client_id) in a tenant, at an
+ * authority, each from the config or the environment. 0 or -1 with err. */
+static int entra_parse(const struct config_node *n, const char *type, struct az_identity *id,
+                       struct rc_error *err) {
+    char msg[512];
+
+    if (dup_or_env(n, "tenant_id", "AZURE_TENANT_ID", &id->tenant_id, err) < 0 ||
+        dup_or_env(n, "authority_host", "AZURE_AUTHORITY_HOST", &id->authority_host, err) < 0)
+        return -1;
+    if (!id->client_id && env("AZURE_CLIENT_ID") && !(id->client_id = strdup(env("AZURE_CLIENT_ID"))))
+        return rc_error_oom(err);
+    if (!id->client_id)
+        return rc_error_set(err, RC_ERR_FATAL, "identity: %s needs client_id (or $AZURE_CLIENT_ID)", type);
+    if (!id->tenant_id)
+        return rc_error_set(err, RC_ERR_FATAL, "identity: %s needs tenant_id (or $AZURE_TENANT_ID)", type);
+    if (!id_ok(id->tenant_id, true))
+        return rc_error_set(err, RC_ERR_FATAL, "identity.tenant_id: not a tenant id or domain");
+    if (!id->authority_host && !(id->authority_host = strdup(DEFAULT_AUTHORITY)))
+        return rc_error_oom(err);
+    strip_slashes(id->authority_host);
+    if (http_url_check(id->authority_host, msg, sizeof msg) < 0)
+        return rc_error_set(err, RC_ERR_FATAL, "identity.authority_host: %s", msg);
+    return entra_proof_parse(n, id, err);
+}
+
+/* The ids' syntax, whichever way they were given. 0 or -1 with err. */
+static int ids_check(const struct az_identity *id, struct rc_error *err) {
+    if ((id->client_id && !id_ok(id->client_id, true)) || (id->object_id && !id_ok(id->object_id, true)))
+        return rc_error_set(err, RC_ERR_FATAL, "identity: client_id and object_id are ids ([A-Za-z0-9._-])");
+    if (id->resource_id && (id->resource_id[0] != '/' || !id_ok(id->resource_id, false)))
+        return rc_error_set(err, RC_ERR_FATAL,
+                            "identity.resource_id: expected /subscriptions/.../userAssignedIdentities/NAME");
     return 0;
 }
 
 int az_identity_parse(const struct config_node *source, struct az_identity *ret, struct rc_error *err) {
     struct config_node n;
     struct az_identity id = { 0 };
-    char msg[512];
     conf_group(source, "identity", &n);
     const char *type = conf_string(&n, "type");
 
@@ -371,118 +476,15 @@ int az_identity_parse(const struct config_node *source, struct az_identity *ret,
     if (az_config_string(&n, "client_id", &id.client_id, err) < 0 ||
         az_config_string(&n, "object_id", &id.object_id, err) < 0 ||
         az_config_string(&n, "resource_id", &id.resource_id, err) < 0 ||
-        az_tls_parse(&n, &id.tls, err) < 0)
-        goto fail;
-
-    if (id.type == AZ_ID_MANAGED) {
-        if (!!id.client_id + !!id.object_id + !!id.resource_id > 1) {
-            rc_error_set(err, RC_ERR_FATAL,
-                         "identity: set at most one of client_id, object_id and resource_id");
-            goto fail;
-        }
-        /* Which endpoint: MSAL's detection order, with a configured imds_url first. */
-        const char *ep = env("IDENTITY_ENDPOINT"), *hdr = env("IDENTITY_HEADER");
-        bool imds_configured = conf_has(&n, "imds_url");
-        if (!imds_configured && ep && hdr) {
-            id.mi = AZ_MI_APP_SERVICE;
-            /* The platform announced this endpoint; on Linux App Service it is link-local. */
-            if (http_url_check_flags(ep, HTTP_ALLOW_LINK_LOCAL, msg, sizeof msg) < 0) {
-                rc_error_set(err, RC_ERR_FATAL, "IDENTITY_ENDPOINT refused: %s", msg);
-                goto fail;
-            }
-            id.identity_endpoint = strdup(ep);
-            id.identity_header = secret_new_str(hdr);
-            if (!id.identity_endpoint || !id.identity_header)
-                goto oom;
-        } else if (!imds_configured && ep && env("IMDS_ENDPOINT")) {
-            if (arc_parse(&n, ep, "$IDENTITY_ENDPOINT and $IMDS_ENDPOINT", &id, err) < 0)
-                goto fail;
-        } else if (!imds_configured && access(ARC_HIMDS_PATH, F_OK) == 0) {
-            if (arc_parse(&n, ARC_DEFAULT_ENDPOINT, ARC_HIMDS_PATH, &id, err) < 0)
-                goto fail;
-        } else {
-            id.mi = AZ_MI_IMDS;
-            if (az_config_string(&n, "imds_url", &id.imds_url, err) < 0)
-                goto fail;
-            if (!id.imds_url && !(id.imds_url = strdup(DEFAULT_IMDS_URL)))
-                goto oom;
-            strip_slashes(id.imds_url);
-            if (http_url_check(id.imds_url, msg, sizeof msg) < 0) {
-                rc_error_set(err, RC_ERR_FATAL, "identity.imds_url: %s", msg);
-                goto fail;
-            }
-        }
-        /* Like azure-identity's DefaultAzureCredential: AZURE_CLIENT_ID picks a
-         * user-assigned identity when the config names none (Arc has none: see above). */
-        if (id.mi != AZ_MI_ARC && !id.client_id && !id.object_id && !id.resource_id &&
-            env("AZURE_CLIENT_ID") && !(id.client_id = strdup(env("AZURE_CLIENT_ID"))))
-            goto oom;
-    } else {
-        if (dup_or_env(&n, "tenant_id", "AZURE_TENANT_ID", &id.tenant_id, err) < 0 ||
-            dup_or_env(&n, "authority_host", "AZURE_AUTHORITY_HOST", &id.authority_host, err) < 0)
-            goto fail;
-        if (!id.client_id && env("AZURE_CLIENT_ID") && !(id.client_id = strdup(env("AZURE_CLIENT_ID"))))
-            goto oom;
-        if (!id.client_id) {
-            rc_error_set(err, RC_ERR_FATAL, "identity: %s needs client_id (or $AZURE_CLIENT_ID)", type);
-            goto fail;
-        }
-        if (!id.tenant_id) {
-            rc_error_set(err, RC_ERR_FATAL, "identity: %s needs tenant_id (or $AZURE_TENANT_ID)", type);
-            goto fail;
-        }
-        if (!id_ok(id.tenant_id, true)) {
-            rc_error_set(err, RC_ERR_FATAL, "identity.tenant_id: not a tenant id or domain");
-            goto fail;
-        }
-        if (!id.authority_host && !(id.authority_host = strdup(DEFAULT_AUTHORITY)))
-            goto oom;
-        strip_slashes(id.authority_host);
-        if (http_url_check(id.authority_host, msg, sizeof msg) < 0) {
-            rc_error_set(err, RC_ERR_FATAL, "identity.authority_host: %s", msg);
-            goto fail;
-        }
-        if (id.type == AZ_ID_WORKLOAD) {
-            if (dup_or_env(&n, "federated_token_file", "AZURE_FEDERATED_TOKEN_FILE",
-                           &id.federated_token_file, err) < 0)
-                goto fail;
-            if (!id.federated_token_file || id.federated_token_file[0] != '/') {
-                rc_error_set(err, RC_ERR_FATAL, "identity: workload needs an absolute "
-                             "federated_token_file (or $AZURE_FEDERATED_TOKEN_FILE)");
-                goto fail;
-            }
-        } else {
-            if (az_config_string(&n, "client_secret_file", &id.client_secret_file, err) < 0)
-                goto fail;
-            if (id.client_secret_file && id.client_secret_file[0] != '/') {
-                rc_error_set(err, RC_ERR_FATAL, "identity.client_secret_file: must be an absolute path");
-                goto fail;
-            }
-            if (!id.client_secret_file && !env("CREDENTIALS_DIRECTORY")) {
-                rc_error_set(err, RC_ERR_FATAL, "identity: client_secret needs client_secret_file, or "
-                             "$CREDENTIALS_DIRECTORY/%s (systemd LoadCredential=)",
-                             AZ_CLIENT_SECRET_CREDENTIAL);
-                goto fail;
-            }
-        }
+        az_tls_parse(&n, &id.tls, err) < 0 ||
+        (id.type == AZ_ID_MANAGED ? managed_parse(&n, &id, err) : entra_parse(&n, type, &id, err)) < 0 ||
+        ids_check(&id, err) < 0 ||
+        (identity_describe(&id) < 0 && rc_error_oom(err) < 0)) {
+        az_identity_clear(&id);
+        return -1;
     }
-    if ((id.client_id && !id_ok(id.client_id, true)) || (id.object_id && !id_ok(id.object_id, true))) {
-        rc_error_set(err, RC_ERR_FATAL, "identity: client_id and object_id are ids ([A-Za-z0-9._-])");
-        goto fail;
-    }
-    if (id.resource_id && (id.resource_id[0] != '/' || !id_ok(id.resource_id, false))) {
-        rc_error_set(err, RC_ERR_FATAL, "identity.resource_id: expected /subscriptions/.../userAssignedIdentities/NAME");
-        goto fail;
-    }
-    if (identity_describe(&id) < 0)
-        goto oom;
     *ret = id;
     return 0;
-oom:
-    rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
-fail:
-    az_identity_clear(&id);
-    return -1;
 }
 
 void az_identity_warn(const struct rc_host *host, const struct az_identity *id) {
@@ -651,7 +653,7 @@ int az_token_parse(const char *body, size_t len, int64_t now, struct az_token *r
     }
     t.value = secret_new(tok, tlen);
     if (!t.value) {
-        rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        rc_error_oom(err);
         goto out;
     }
     *ret = t;
@@ -705,7 +707,7 @@ int az_tokens_acquire(const struct az_identity *id, const char *scope, uint64_t 
                       struct az_token_ref **ret, struct rc_error *err) {
     char *key;
     if (asprintf(&key, "%s\n%s", id->key, scope) < 0)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     pthread_mutex_lock(&cache_lock);
     for (struct az_token_ref *e = cache_head; e; e = e->next)
         if (strcmp(e->key, key) == 0) {
@@ -720,7 +722,7 @@ int az_tokens_acquire(const struct az_identity *id, const char *scope, uint64_t 
         pthread_mutex_unlock(&cache_lock);
         free(e);
         free(key);
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     }
     e->key = key;
     e->refs = 1;
@@ -733,7 +735,7 @@ int az_tokens_acquire(const struct az_identity *id, const char *scope, uint64_t 
     if (!e->scope || !e->resource || identity_copy(id, &e->id) < 0) {
         pthread_mutex_unlock(&cache_lock);
         entry_free(e);
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     }
     e->next = cache_head;
     cache_head = e;
@@ -820,7 +822,7 @@ static int copy_out(const struct az_token_ref *e, struct az_token *ret, struct r
     memcpy(t.oid, e->oid, sizeof t.oid);
     t.value = secret_dup(e->token);
     if (!t.value)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     *ret = t;
     return 0;
 }
@@ -984,7 +986,7 @@ static int arc_authorization(const struct az_token_ref *e, const char *what, con
     _cleanup_secret_ struct secret *key = NULL;
     int kr = az_arc_read_key(path, &key);
     if (kr == -ENOMEM)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     if (kr < 0)
         return rc_error_set(err, RC_ERR_AUTH, "%s: challenge file %s: %s%s", e->id.describe, path,
                             kr == -ELOOP ? "a symbolic link, refused" : kr == -EFBIG ? "larger than 4096 bytes" :
@@ -995,154 +997,187 @@ static int arc_authorization(const struct az_token_ref *e, const char *what, con
     size_t n = strlen("Basic ") + secret_len(key);
     char *v = malloc(n + 1);
     if (!v)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     memcpy(v, "Basic ", 6);
     memcpy(v + 6, secret_data(key), secret_len(key));
     v[n] = '\0';
     *ret = secret_new(v, n);
     az_wipe_free(v, n + 1);
-    return *ret ? 0 : rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    return *ret ? 0 : rc_error_oom(err);
 }
 
 /* Asks the identity endpoint for a token. Called with e->lock held. */
+/* One token request being built: the URL, the form body (Entra), the headers, and the
+ * credential the body carries. token_request_free() wipes it. */
+struct token_request {
+    struct sbuf url, body;
+    struct http_header hdr[4];
+    size_t nh;
+    struct http_request req;
+    struct secret *cred;       /* the federated token or the client secret */
+    struct secret *arc_auth;   /* "Basic <challenge file content>" */
+    const char *base;          /* the URL the HTTP client is made for */
+    const char *what;          /* the request in messages */
+};
+
+static void token_request_free(struct token_request *t) {
+    sb_free(&t->url);
+    sb_free(&t->body);
+    t->cred = secret_free(t->cred);
+    t->arc_auth = secret_free(t->arc_auth);
+}
+
+/* The user-assigned identity the query names, under the endpoint's parameter names. */
+static void add_selector(struct sbuf *url, const struct az_identity *id, const char *client_key,
+                         const char *object_key, const char *resource_key) {
+    const char *key = id->client_id ? client_key : id->object_id ? object_key :
+                      id->resource_id ? resource_key : NULL;
+    const char *v = id->client_id ? id->client_id : id->object_id ? id->object_id : id->resource_id;
+
+    if (!key)
+        return;
+    sb_str(url, key);
+    sb_enc(url, v, strlen(v));
+}
+
+/* A managed identity's GET: IMDS, or $IDENTITY_ENDPOINT (App Service, Azure Arc; Arc has
+ * no selectors: arc_parse refuses them). Never through a proxy: a proxy must never see
+ * (or answer for) the local endpoint. */
+static void managed_request(const struct az_token_ref *e, struct token_request *t) {
+    const struct az_identity *id = &e->id;
+    bool arc = id->mi == AZ_MI_ARC;
+
+    if (id->mi == AZ_MI_IMDS) {
+        t->base = id->imds_url;
+        t->what = "GET /metadata/identity/oauth2/token";
+        sb_str(&t->url, id->imds_url);
+        sb_str(&t->url, "/metadata/identity/oauth2/token?api-version=" IMDS_API_VERSION "&resource=");
+        sb_enc(&t->url, e->resource, strlen(e->resource));
+        add_selector(&t->url, id, "&client_id=", "&object_id=", "&msi_res_id=");
+    } else {
+        t->base = id->identity_endpoint;
+        t->what = "GET $IDENTITY_ENDPOINT";
+        sb_str(&t->url, id->identity_endpoint);
+        sb_str(&t->url, strchr(id->identity_endpoint, '?') ? "&" : "?");
+        sb_str(&t->url, "api-version=");
+        sb_str(&t->url, arc ? ARC_API_VERSION : APP_SERVICE_API_VERSION);
+        sb_str(&t->url, "&resource=");
+        sb_enc(&t->url, e->resource, strlen(e->resource));
+        add_selector(&t->url, id, "&client_id=", "&principal_id=", "&mi_res_id=");
+    }
+    if (id->mi == AZ_MI_APP_SERVICE)
+        t->hdr[t->nh++] = (struct http_header){ "X-IDENTITY-HEADER", secret_data(id->identity_header), true };
+    else
+        t->hdr[t->nh++] = (struct http_header){ "Metadata", "true", false };
+    t->req.no_proxy = true;
+}
+
+/* An Entra client credentials grant: POST {authority}/{tenant}/oauth2/v2.0/token with the
+ * federated token (read again each time: kubelet rotates it) or the client secret (read
+ * again too: replacing the file rotates it). 0 or -1 with err. */
+static int entra_request(const struct az_token_ref *e, struct token_request *t, struct rc_error *err) {
+    const struct az_identity *id = &e->id;
+    char msg[512];
+
+    t->base = id->authority_host;
+    t->what = "POST /oauth2/v2.0/token";
+    sb_str(&t->url, id->authority_host);
+    sb_str(&t->url, "/");
+    sb_str(&t->url, id->tenant_id);
+    sb_str(&t->url, "/oauth2/v2.0/token");
+    if (id->type == AZ_ID_WORKLOAD) {
+        if (read_federated_token(id->federated_token_file, &t->cred, err) < 0)
+            return -1;
+    } else {
+        int r = secretfile_read(id->client_secret_file, AZ_CLIENT_SECRET_CREDENTIAL, &t->cred, msg, sizeof msg);
+        if (r < 0)
+            return rc_error_set(err, r == -ENOENT ? RC_ERR_NOT_FOUND : r == -ENOMEM ? RC_ERR_TRANSIENT : RC_ERR_FATAL,
+                                "client secret: %s", msg);
+    }
+    sb_str(&t->body, "grant_type=client_credentials&client_id=");
+    sb_enc(&t->body, id->client_id, strlen(id->client_id));
+    sb_str(&t->body, "&scope=");
+    sb_enc(&t->body, e->scope, strlen(e->scope));
+    if (id->type == AZ_ID_WORKLOAD)
+        sb_str(&t->body, "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+                         "&client_assertion=");
+    else
+        sb_str(&t->body, "&client_secret=");
+    sb_enc(&t->body, secret_data(t->cred), secret_len(t->cred));
+    t->hdr[t->nh++] = (struct http_header){ "Content-Type", "application/x-www-form-urlencoded", false };
+    t->req.method = "POST";
+    return 0;
+}
+
+/* Sends the request, and once more with the answer to an Azure Arc agent's 401
+ * challenge (prove we may read its token directory). 0 with *resp (any status), or -1. */
+static int token_send(struct az_token_ref *e, struct token_request *t, struct http_response *resp,
+                      struct rc_error *err) {
+    if (send_token_request(e, &t->req, resp, err) < 0)
+        return -1;
+    if (e->id.type != AZ_ID_MANAGED || e->id.mi != AZ_MI_ARC || resp->status != 401)
+        return 0;
+    int ar = arc_authorization(e, t->what, resp, &t->arc_auth, err);
+    http_response_clear(resp);
+    if (ar < 0)
+        return -1;
+    t->hdr[t->nh++] = (struct http_header){ "Authorization", secret_data(t->arc_auth), true };
+    t->req.n_headers = t->nh;
+    return send_token_request(e, &t->req, resp, err);
+}
+
+/* The HTTP client for the identity's endpoint, made at the first request. 0 or -1. */
+static int token_client(struct az_token_ref *e, const char *base, struct rc_error *err) {
+    char msg[512];
+
+    if (e->http)
+        return 0;
+    struct http_tls tls = az_tls_view(&e->id.tls);
+    unsigned flags = e->id.mi == AZ_MI_APP_SERVICE ? HTTP_ALLOW_LINK_LOCAL : 0;
+    if (http_client_new_flags(base, &tls, e->timeout_usec, flags, &e->http, msg, sizeof msg) < 0)
+        return rc_error_set(err, RC_ERR_FATAL, "%s: %s", e->id.describe, msg);
+    return 0;
+}
+
+/* One token from the identity's endpoint into *ret (and its issue time). 0 or -1. */
 static int request_token(struct az_token_ref *e, struct az_token *ret, int64_t *ret_iat,
                          struct rc_error *err) {
-    const struct az_identity *id = &e->id;
-    struct sbuf url = { 0 }, body = { 0 };
-    struct http_header hdr[3];
-    size_t nh = 0;
-    struct http_request req = { .method = "GET", .max_body = TOKEN_BODY_MAX, .timeout_usec = e->timeout_usec };
-    _cleanup_secret_ struct secret *cred = NULL;
-    _cleanup_secret_ struct secret *arc_auth = NULL;   /* "Basic <challenge file content>" */
-    const char *base, *what;
-    char msg[512];
+    struct token_request t = {
+        .req = { .method = "GET", .max_body = TOKEN_BODY_MAX, .timeout_usec = e->timeout_usec },
+    };
+    struct http_response resp = { 0 };
     int r = -1;
 
-    switch (id->type) {
-    case AZ_ID_MANAGED:
-        if (id->mi == AZ_MI_IMDS) {
-            base = id->imds_url;
-            what = "GET /metadata/identity/oauth2/token";
-            sb_str(&url, id->imds_url);
-            sb_str(&url, "/metadata/identity/oauth2/token?api-version=" IMDS_API_VERSION "&resource=");
-            sb_enc(&url, e->resource, strlen(e->resource));
-            if (id->client_id) {
-                sb_str(&url, "&client_id=");
-                sb_enc(&url, id->client_id, strlen(id->client_id));
-            } else if (id->object_id) {
-                sb_str(&url, "&object_id=");
-                sb_enc(&url, id->object_id, strlen(id->object_id));
-            } else if (id->resource_id) {
-                sb_str(&url, "&msi_res_id=");
-                sb_enc(&url, id->resource_id, strlen(id->resource_id));
-            }
-            hdr[nh++] = (struct http_header){ "Metadata", "true", false };
-        } else {
-            /* App Service, or Azure Arc (no selectors there: arc_parse refuses them). */
-            bool arc = id->mi == AZ_MI_ARC;
-            base = id->identity_endpoint;
-            what = "GET $IDENTITY_ENDPOINT";
-            sb_str(&url, id->identity_endpoint);
-            sb_str(&url, strchr(id->identity_endpoint, '?') ? "&" : "?");
-            sb_str(&url, "api-version=");
-            sb_str(&url, arc ? ARC_API_VERSION : APP_SERVICE_API_VERSION);
-            sb_str(&url, "&resource=");
-            sb_enc(&url, e->resource, strlen(e->resource));
-            if (id->client_id) {
-                sb_str(&url, "&client_id=");
-                sb_enc(&url, id->client_id, strlen(id->client_id));
-            } else if (id->object_id) {
-                sb_str(&url, "&principal_id=");
-                sb_enc(&url, id->object_id, strlen(id->object_id));
-            } else if (id->resource_id) {
-                sb_str(&url, "&mi_res_id=");
-                sb_enc(&url, id->resource_id, strlen(id->resource_id));
-            }
-            if (arc)
-                hdr[nh++] = (struct http_header){ "Metadata", "true", false };
-            else
-                hdr[nh++] = (struct http_header){ "X-IDENTITY-HEADER", secret_data(id->identity_header), true };
-        }
-        req.no_proxy = true;   /* a proxy must never see (or answer for) the local endpoint */
-        break;
-    default:
-        base = id->authority_host;
-        what = "POST /oauth2/v2.0/token";
-        sb_str(&url, id->authority_host);
-        sb_str(&url, "/");
-        sb_str(&url, id->tenant_id);
-        sb_str(&url, "/oauth2/v2.0/token");
-        if (id->type == AZ_ID_WORKLOAD) {
-            if (read_federated_token(id->federated_token_file, &cred, err) < 0)
-                goto out;
-        } else {
-            int rr = secretfile_read(id->client_secret_file, AZ_CLIENT_SECRET_CREDENTIAL, &cred, msg, sizeof msg);
-            if (rr < 0) {
-                rc_error_set(err, rr == -ENOENT ? RC_ERR_NOT_FOUND : rr == -ENOMEM ? RC_ERR_TRANSIENT : RC_ERR_FATAL,
-                             "client secret: %s", msg);
-                goto out;
-            }
-        }
-        sb_str(&body, "grant_type=client_credentials&client_id=");
-        sb_enc(&body, id->client_id, strlen(id->client_id));
-        sb_str(&body, "&scope=");
-        sb_enc(&body, e->scope, strlen(e->scope));
-        if (id->type == AZ_ID_WORKLOAD) {
-            sb_str(&body, "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
-                          "&client_assertion=");
-        } else
-            sb_str(&body, "&client_secret=");
-        sb_enc(&body, secret_data(cred), secret_len(cred));
-        hdr[nh++] = (struct http_header){ "Content-Type", "application/x-www-form-urlencoded", false };
-        req.method = "POST";
-        break;
-    }
-    hdr[nh++] = (struct http_header){ "Accept", "application/json", false };
-    if (url.oom || body.oom) {
-        rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    if (e->id.type == AZ_ID_MANAGED)
+        managed_request(e, &t);
+    else if (entra_request(e, &t, err) < 0)
+        goto out;
+    t.hdr[t.nh++] = (struct http_header){ "Accept", "application/json", false };
+    if (t.url.oom || t.body.oom) {
+        rc_error_oom(err);
         goto out;
     }
-    if (!e->http) {
-        struct http_tls t = az_tls_view(&id->tls);
-        unsigned flags = id->mi == AZ_MI_APP_SERVICE ? HTTP_ALLOW_LINK_LOCAL : 0;
-        if (http_client_new_flags(base, &t, e->timeout_usec, flags, &e->http, msg, sizeof msg) < 0) {
-            rc_error_set(err, RC_ERR_FATAL, "%s: %s", id->describe, msg);
-            goto out;
-        }
-    }
-    req.url = url.p;
-    req.headers = hdr;
-    req.n_headers = nh;
-    req.body = body.p;
-    req.body_len = body.len;
-
-    struct http_response resp = { 0 };
-    if (send_token_request(e, &req, &resp, err) < 0)
+    if (token_client(e, t.base, err) < 0)
         goto out;
-    if (id->type == AZ_ID_MANAGED && id->mi == AZ_MI_ARC && resp.status == 401) {
-        /* The challenge: prove we may read the agent's token directory, then ask again. */
-        int ar = arc_authorization(e, what, &resp, &arc_auth, err);
-        http_response_clear(&resp);
-        if (ar < 0)
-            goto out;
-        hdr[nh++] = (struct http_header){ "Authorization", secret_data(arc_auth), true };
-        req.n_headers = nh;
-        if (send_token_request(e, &req, &resp, err) < 0)
-            goto out;
-    }
+    t.req.url = t.url.p;
+    t.req.headers = t.hdr;
+    t.req.n_headers = t.nh;
+    t.req.body = t.body.p;
+    t.req.body_len = t.body.len;
+    if (token_send(e, &t, &resp, err) < 0)
+        goto out;
     if (resp.status != 200)
-        token_http_error(e, what, &resp, err);
+        token_http_error(e, t.what, &resp, err);
     else if (az_token_parse(resp.body, resp.body_len, az_now_real() / 1000000, ret, ret_iat, err) == 0)
         r = 0;
     else {
         char m2[600];
-        snprintf(m2, sizeof m2, "%s: %s", id->describe, err->message);
+        snprintf(m2, sizeof m2, "%s: %s", e->id.describe, err->message);
         snprintf(err->message, sizeof err->message, "%s", m2);
     }
     http_response_clear(&resp);
 out:
-    sb_free(&url);
-    sb_free(&body);
+    token_request_free(&t);
     return r;
 }
 

@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "azure.h"
+#include "rctime.h"
 #include "jsonload.h"
 
 #define KV_DEFAULT_API_VERSION "2025-07-01"
@@ -136,7 +137,7 @@ int az_keyvault_open(const struct rc_host *host, const struct config_node *sourc
     struct az_identity id = { 0 };
     char *scope = NULL;
     if (!s)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     s->host = host;
     if (az_endpoint_open(host, source, "vault_url", &s->ep, err) < 0)
         goto fail;
@@ -146,7 +147,7 @@ int az_keyvault_open(const struct rc_host *host, const struct config_node *sourc
     scope = sc && sc[0] ? strdup(sc) : kv_default_scope(s->ep.base_url);
     s->creds = calloc(n_credentials ? n_credentials : 1, sizeof *s->creds);
     if (!s->api_version || !scope || !s->creds) {
-        rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        rc_error_oom(err);
         goto fail;
     }
     for (const char *p = s->api_version; *p; p++)
@@ -179,7 +180,7 @@ int az_keyvault_open(const struct rc_host *host, const struct config_node *sourc
         c->name = strdup(credentials[i].name);
         c->secret = strdup(path);
         if (!c->name || !c->secret || az_config_string(n, "username", &c->username, err) < 0) {
-            rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+            rc_error_oom(err);
             goto fail;
         }
     }
@@ -307,7 +308,7 @@ int az_keyvault_parse_bundle(const char *body, size_t len, enum az_kv_format for
         c->password = secret_free(c->password);
         free(c->username);
         c->username = NULL;
-        rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        rc_error_oom(err);
         goto out;
     }
     ret = 0;
@@ -371,7 +372,7 @@ int az_keyvault_parse_versions(const char *body, size_t len, const char *latest,
     bool oom = nl && nl[0] && !next;
     json_decref(root);
     if (oom)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     *ret_next = next;
     return 0;
 }
@@ -428,7 +429,7 @@ int az_keyvault_fetch(void *state, const struct rc_credential *cred,
                       struct rc_candidate ret[RC_MAX_CANDIDATES], struct rc_error *err) {
     struct kv_source *s = state;
     struct kv_cred *kc = kv_find(s, cred->name);
-    struct rc_candidate c = { .expires_at = INT64_MIN, .role = RC_CAND_CURRENT };
+    struct rc_candidate c = { .expires_at = RC_NO_EXPIRY, .rotated_at = INT64_MIN, .role = RC_CAND_CURRENT };
     if (!kc)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s is not known to this source", cred->name);
     if (kv_get(s, kc, "", &c, err) < 0)
@@ -448,7 +449,7 @@ int az_keyvault_fetch(void *state, const struct rc_credential *cred,
     }
     if (!prev.id[0])
         return 1;
-    struct rc_candidate h = { .expires_at = INT64_MIN, .role = RC_CAND_HINT };
+    struct rc_candidate h = { .expires_at = RC_NO_EXPIRY, .rotated_at = INT64_MIN, .role = RC_CAND_HINT };
     if (kv_get(s, kc, prev.id, &h, &herr) < 0) {
         s->host->log(s->host->h, LOG_NOTICE, kc->name, "no start-up hint for previous: %s", herr.message);
         return 1;

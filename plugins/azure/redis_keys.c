@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "azure.h"
+#include "rctime.h"
 #include "jsonload.h"
 
 #define RK_DEFAULT_MANAGEMENT_URL "https://management.azure.com"
@@ -148,7 +149,7 @@ int az_redis_keys_open(const struct rc_host *host, const struct config_node *sou
     struct az_identity id = { 0 };
     char *scope = NULL;
     if (!s)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     s->host = host;
     if (az_endpoint_open(host, source, "management_url", &s->ep, err) < 0 ||
         az_config_string(source, "api_version", &s->api_version, err) < 0)
@@ -157,7 +158,7 @@ int az_redis_keys_open(const struct rc_host *host, const struct config_node *sou
     scope = sc && sc[0] ? strdup(sc) : rk_default_scope(s->ep.base_url);
     s->creds = calloc(n_credentials ? n_credentials : 1, sizeof *s->creds);
     if (!scope || !s->creds) {
-        rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        rc_error_oom(err);
         goto fail;
     }
     for (const char *p = s->api_version; p && *p; p++)
@@ -174,7 +175,7 @@ int az_redis_keys_open(const struct rc_host *host, const struct config_node *sou
         c->name = strdup(credentials[i].name);
         c->path = path ? strdup(path) : NULL;
         if (!c->name || (path && !c->path)) {
-            rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+            rc_error_oom(err);
             goto fail;
         }
         for (size_t l = c->path ? strlen(c->path) : 0; l > 1 && c->path[l - 1] == '/'; l--)
@@ -235,7 +236,7 @@ static int rk_key_version(const struct rk_source *s, const char *which, json_t *
 /* One key into a candidate. */
 static int rk_candidate(const struct rk_source *s, const struct rk_cred *rc, const char *which, json_t *key,
                         enum rc_cand_role role, struct rc_candidate *c, struct rc_error *err) {
-    *c = (struct rc_candidate){ .expires_at = INT64_MIN, .role = role };
+    *c = (struct rc_candidate){ .expires_at = RC_NO_EXPIRY, .rotated_at = INT64_MIN, .role = role };
     if (rk_key_version(s, which, key, c->version, err) < 0)
         return -1;
     c->password = secret_new(json_string_value(key), json_string_length(key));
@@ -244,7 +245,7 @@ static int rk_candidate(const struct rk_source *s, const struct rk_cred *rc, con
         c->password = secret_free(c->password);
         free(c->username);
         c->username = NULL;
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     }
     return 0;
 }

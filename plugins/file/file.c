@@ -39,6 +39,7 @@
 #include <jansson.h>
 
 #include "credfile.h"
+#include "rctime.h"
 #include "jsonload.h"
 #include "plugin.h"
 #include "secret.h"
@@ -285,18 +286,18 @@ static int file_check_keys(const char *full, json_t *root, struct rc_error *err)
         if (strcmp(key, "username") == 0 || strcmp(key, "password") == 0 ||
             strncmp(key, RESERVED_PREFIX, strlen(RESERVED_PREFIX)) == 0)
             continue;
-        char shown[72];
-        size_t n = 0;
-        for (const char *k = key; *k && n < 64; k++)
+        char shown[72] = "`";
+        size_t n = 1;
+        for (const char *k = key; *k && n < 65; k++)
             shown[n++] = isprint((unsigned char)*k) ? *k : '?';
-        snprintf(shown + n, sizeof shown - n, "%s", strlen(key) > n ? "..." : "");
+        snprintf(shown + n, sizeof shown - n, "%s`", strlen(key) + 1 > n ? "..." : "");
         if (json_is_string(pass) && json_string_length(pass) > 0 && strstr(key, json_string_value(pass)))
             snprintf(shown, sizeof shown, "(not shown: it contains the password)");
         const char *hint = key_suggestion(key);
         char mean[48] = "";
         if (hint)
             snprintf(mean, sizeof mean, " (did you mean `%s`?)", hint);
-        return rc_error_set(err, RC_ERR_INVALID, "%s: unknown key `%s`%s; a credential file holds "
+        return rc_error_set(err, RC_ERR_INVALID, "%s: unknown key %s%s; a credential file holds "
                             "`username` and `password` only (keys starting with `" RESERVED_PREFIX
                             "` are reserved for the agent)", full, shown, mean);
     }
@@ -310,7 +311,7 @@ static bool file_parse_mark(json_t *root, struct rc_candidate *c) {
     int64_t t;
     if (!at || json_is_null(at))
         return true;
-    if (!json_is_string(at) || credfile_time_parse(json_string_value(at), &t) < 0)
+    if (!json_is_string(at) || rctime_parse(json_string_value(at), &t) < 0)
         return false;
     c->rotated_at = t;
     return true;
@@ -487,7 +488,7 @@ static int file_lock(const struct file_source *s, const char *target, int *ret_f
 static int file_format(const char *username, const struct secret *password,
                        const struct rc_rotation_mark *mark, char **ret, size_t *ret_len) {
     char at[32] = "";
-    if (mark && (!credfile_time_format(mark->rotated_at, at, sizeof at)[0] || !mark->rotated_by))
+    if (mark && (!rctime_format(mark->rotated_at, at, sizeof at)[0] || !mark->rotated_by))
         return -EINVAL;
     json_t *o = json_object();
     json_t *pw = json_stringn(secret_data(password), secret_len(password));

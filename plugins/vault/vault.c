@@ -432,40 +432,41 @@ out:
     return out;
 }
 
-/* Logs in (approle, kubernetes) or reads token_file (token). Replaces the token. */
-static int token_login(struct vault_source *s, struct rc_error *err) {
-    s->relogged = true;
-    if (s->method == METHOD_TOKEN) {
-        struct secret *t = NULL;
-        if (read_bootstrap(s->token_file, s->cred_token, &t, "token_file", err) < 0)
-            return -1;
-        const char *d = secret_data(t);
-        for (size_t i = 0; i < secret_len(t); i++)
-            if ((unsigned char)d[i] <= 0x20 || d[i] == 0x7f) {
-                secret_free(t);
-                return rc_error_set(err, RC_ERR_AUTH, "token_file: the token contains blanks or "
-                                    "control characters");
-            }
-        secret_free(s->token);
-        s->token = t;
-        s->token_increment = 0;
-        s->need_lookup = false;
-        s->relogin_at_due = false;
-        int ok = token_lookup(s, true);
-        if (ok == 0) {
-            s->token = secret_free(s->token);
-            return rc_error_set(err, RC_ERR_AUTH, "GET auth/token/lookup-self: 403 Vault refuses the "
-                                "token from token_file (expired or revoked?)");
+/* method token: the token is token_file's content, looked up to learn its TTL (and that
+ * Vault still takes it). 0, or -1 with err. */
+static int token_from_file(struct vault_source *s, struct rc_error *err) {
+    struct secret *t = NULL;
+    if (read_bootstrap(s->token_file, s->cred_token, &t, "token_file", err) < 0)
+        return -1;
+    const char *d = secret_data(t);
+    for (size_t i = 0; i < secret_len(t); i++)
+        if ((unsigned char)d[i] <= 0x20 || d[i] == 0x7f) {
+            secret_free(t);
+            return rc_error_set(err, RC_ERR_AUTH, "token_file: the token contains blanks or "
+                                "control characters");
         }
-        if (ok < 0) {
-            /* Cannot tell now; the read will say. Look it up at the next fetch. */
-            s->need_lookup = true;
-            s->token_due = 0;
-            s->token_expires = 0;
-        }
-        return 0;
+    secret_free(s->token);
+    s->token = t;
+    s->token_increment = 0;
+    s->need_lookup = false;
+    s->relogin_at_due = false;
+    int ok = token_lookup(s, true);
+    if (ok == 0) {
+        s->token = secret_free(s->token);
+        return rc_error_set(err, RC_ERR_AUTH, "GET auth/token/lookup-self: 403 Vault refuses the "
+                            "token from token_file (expired or revoked?)");
     }
+    if (ok < 0) {
+        /* Cannot tell now; the read will say. Look it up at the next fetch. */
+        s->need_lookup = true;
+        s->token_due = 0;
+        s->token_expires = 0;
+    }
+    return 0;
+}
 
+/* POST to the login path (approle, kubernetes): 0 with the auth block in *a, or -1. */
+static int login_post(struct vault_source *s, struct vault_auth *a, struct rc_error *err) {
     char what[VAULT_PATH_MAX + 16];
     snprintf(what, sizeof what, "POST %s", s->login_path);
     struct secret *body = login_body(s, err);
@@ -488,10 +489,19 @@ static int token_login(struct vault_source *s, struct rc_error *err) {
         http_response_clear(&resp);
         return -1;
     }
-    struct vault_auth a;
-    r = vault_parse_auth(resp.body, resp.body_len, &a, what, err);
+    r = vault_parse_auth(resp.body, resp.body_len, a, what, err);
     http_response_clear(&resp);
-    if (r < 0)
+    return r < 0 ? -1 : 0;
+}
+
+/* Logs in (approle, kubernetes) or reads token_file (token). Replaces the token. */
+static int token_login(struct vault_source *s, struct rc_error *err) {
+    struct vault_auth a;
+
+    s->relogged = true;
+    if (s->method == METHOD_TOKEN)
+        return token_from_file(s, err);
+    if (login_post(s, &a, err) < 0)
         return -1;
     secret_free(s->token);
     s->token = a.client_token;

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "credfile.h"
+#include "rctime.h"
 #include "jsonload.h"
 #include "vault_parse.h"
 
@@ -760,7 +761,7 @@ static int add_mark(json_t *data, const struct rc_rotation_mark *mark) {
     char at[32];
     if (!mark)
         return 0;
-    if (!credfile_time_format(mark->rotated_at, at, sizeof at)[0] || !mark->rotated_by)
+    if (!rctime_format(mark->rotated_at, at, sizeof at)[0] || !mark->rotated_by)
         return -EINVAL;
     if (json_object_set_new(data, VAULT_KEY_ROTATED_AT, json_string(at)) < 0 ||
         json_object_set_new(data, VAULT_KEY_ROTATED_BY, json_string(mark->rotated_by)) < 0)

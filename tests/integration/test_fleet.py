@@ -10,212 +10,17 @@ release is read and resumed.
 Everything waits on events (inotify on the store and on each runtime_dir, the agents'
 journal entries and logs), never on a sleep followed by an assertion."""
 import calendar
-import hashlib
 import json
 import os
 import signal
-import threading
 import time
 
 import rc_harness as h
-
-MID_STARTED = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b05"
-MID_COMPLETED = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b06"
-MID_TAKEN_OVER = "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b11"
-WRITTEN = h.IN_MOVED_TO | h.IN_CLOSE_WRITE
-RECORD = ".cache.json.rotation"
+from fleet_helpers import (MID_TAKEN_OVER, RECORD, Fleet, has_msg, mark, problems, redis_passwords,
+                           sha, start_fleet, wait_msg)
 
 
-def sha(pw):
-    return hashlib.sha256(pw.encode()).hexdigest()
-
-
-def problems(agent):
-    """Journal entries at warning or worse (the agents log to their journal sockets), and
-    anything that reached stderr instead."""
-    return ([m.fields.get("MESSAGE", "") for m in agent.journal.snapshot()
-             if int(m.fields.get("PRIORITY", "6")) <= 4] + agent.log().splitlines())
-
-
-def mark(agent):
-    return len(agent.journal.snapshot())
-
-
-def wait_msg(agent, pred, since=0, timeout=5):
-    """The first journal MESSAGE after `since` (a mark()) that pred accepts."""
-    def found():
-        for m in agent.journal.snapshot()[since:]:
-            if pred(m.fields.get("MESSAGE", "")):
-                return m.fields["MESSAGE"]
-        return None
-    return h.wait_until(found, timeout, "a journal entry")
-
-
-def has_msg(agent, pred):
-    return any(pred(m.fields.get("MESSAGE", "")) for m in agent.journal.snapshot())
-
-
-class Fleet:
-    """n agents, host i in <root>/hNN (run, state, control socket), sharing the scenario's
-    store and redis-server. Records every new password in the store's entry (with its
-    mtime and the time its inotify event came) and the first time each host's cache.json
-    held each password (its mtime)."""
-
-    def __init__(self, sc, n, rotation, timeout="1s", log_level="info"):
-        self.sc = sc
-        self.n = n
-        self.lock = threading.Lock()
-        self.store_writes = []      # (mtime, t_event_mono, password, doc)
-        self.published = {}         # (host, password) -> mtime of its cache.json
-        self.confs, self.runs, self.agents = [], [], [None] * n
-        self.every = [[] for _ in range(n)]   # every agent process host i ran (restarts)
-        cred = sc.cred(timeout=timeout, rotation=dict(rotation))
-        self.watchers = [h.InotifyWatcher(sc.tree.store, on_event=self._on_store)]
-        for i in range(n):
-            d = os.path.join(sc.tree.root, "h%02d" % i)
-            run, state = os.path.join(d, "run"), os.path.join(d, "state")
-            os.makedirs(run, 0o750)
-            os.makedirs(state, 0o700)
-            conf = os.path.join(d, "agent.conf")
-            with open(conf, "w") as f:
-                f.write(sc.config_text([cred], agent={
-                    "runtime_dir": run, "state_dir": state, "log_level": log_level,
-                    "control_socket": os.path.join(d, "control.sock")}))
-            self.confs.append(conf)
-            self.runs.append(run)
-            self.watchers.append(h.InotifyWatcher(run, on_event=lambda ev, i=i: self._on_run(i, ev)))
-        for w in self.watchers:
-            sc.watchers.append(w)
-
-    @staticmethod
-    def _read(path):
-        try:
-            st = os.stat(path)
-            with open(path) as f:
-                return json.load(f), st.st_mtime_ns / 1e9
-        except (OSError, ValueError):
-            return None, None
-
-    def _on_store(self, ev):
-        if ev.name != "cache.json" or not ev.mask & WRITTEN:
-            return
-        doc, mtime = self._read(os.path.join(self.sc.tree.store, "cache.json"))
-        with self.lock:
-            if doc and (not self.store_writes or self.store_writes[-1][2] != doc["password"]):
-                self.store_writes.append((mtime, ev.t, doc["password"], doc))
-
-    def _on_run(self, i, ev):
-        if ev.name != "cache.json" or not ev.mask & WRITTEN:
-            return
-        doc, mtime = self._read(os.path.join(self.runs[i], "cache.json"))
-        if doc:
-            with self.lock:
-                self.published.setdefault((i, doc["password"]), mtime)
-
-    def start(self, i):
-        self.agents[i] = self.sc.start_agent(conf=self.confs[i], journal=True, tag="h%02d-" % i)
-        self.every[i].append(self.agents[i])
-        return self.agents[i]
-
-    def cli(self, i, *args):
-        return self.sc.run_cli("-c", self.confs[i], *args)
-
-    def rotations(self):
-        with self.lock:
-            return list(self.store_writes[1:])
-
-    def all_published(self, password, hosts=None):
-        with self.lock:
-            return all((i, password) in self.published for i in (hosts if hosts is not None else range(self.n)))
-
-    def journal(self, i, mid):
-        """Host i's journal entries with MESSAGE_ID mid, over all its agent processes."""
-        return [m for a in self.every[i] for m in a.journal.snapshot() if m.fields.get("MESSAGE_ID") == mid]
-
-    def record(self):
-        doc, _ = self._read(os.path.join(self.sc.tree.store, RECORD))
-        return doc
-
-
-def rotation(**kw):
-    r = {"strategy": "redis-acl", "admin_username": h.ADMIN_USER}
-    r.update(kw)
-    return r
-
-
-def start_fleet(sc, n, first_pw, **rot):
-    path = os.path.join(sc.tree.root, "admin-pw")
-    with open(path, "w") as f:
-        f.write(h.ADMIN_PASSWORD + "\n")
-    os.chmod(path, 0o600)
-    sc.redis.create_user("app", first_pw)
-    sc.store_cred("app", first_pw)
-    fl = Fleet(sc, n, rotation(admin_password_file=path, **rot))
-    with fl.lock:
-        fl.store_writes.append((0, 0, first_pw, None))
-    for i in range(n):
-        fl.start(i)
-    h.wait_until(lambda: fl.all_published(first_pw), 60, "every host to publish the first password")
-    return fl
-
-
-def redis_passwords(sc):
-    return sorted(sc.redis.client().acl_getuser("app")["passwords"])
-
-
-def test_fleet_rotates_once_per_interval_and_every_host_publishes_each_rotation(sc):
-    interval, grace, splay, n_rot = 4.0, 1.0, 1.0, 5
-    fl = start_fleet(sc, 10, "fleet-pw-0", interval="4s", grace="1s", splay="1s")
-    deadline = lambda k: 60 + k * (interval + splay + 2)   # noqa: E731
-
-    h.wait_until(lambda: len(fl.rotations()) >= 2, deadline(3), "two rotations")
-    # A host restarted in the middle of an interval must not rotate early: it counts from
-    # the fleet clock (its phase record, then the store's rotated_at), not from its start.
-    last = fl.rotations()[-1][1]
-    h.wait_until(lambda: time.monotonic() >= last + interval / 2, interval, "the middle of the interval")
-    fl.agents[3].stop()
-    fl.start(3).wait_ready()
-
-    h.wait_until(lambda: len(fl.rotations()) >= n_rot, deadline(n_rot), "%d rotations" % n_rot)
-    rots = fl.rotations()[:n_rot]
-    for _, _, pw, _ in rots:
-        h.wait_until(lambda pw=pw: fl.all_published(pw), 10, "every host to publish each rotation")
-
-    # spacing of consecutive rotations (the store's entry written): >= interval and <=
-    # interval + splay + 1 s (the clock's whole seconds), plus the claim-to-write latency
-    # of a loaded machine (under 1 s)
-    spacing = [b[0] - a[0] for a, b in zip(rots, rots[1:])]
-    assert all(s >= interval for s in spacing), spacing
-    assert all(s <= interval + splay + 1 + 1.0 for s in spacing), spacing
-    # one claim per base version: exactly one `started` between consecutive writes
-    started = sorted(m.t for i in range(fl.n) for m in fl.journal(i, MID_STARTED))
-    for a, b in zip([0.0] + [r[1] for r in rots], [r[1] for r in rots]):
-        assert len([t for t in started if a < t <= b]) == 1, (a, b, started)
-    # every host publishes each rotation; how long after the store write
-    pickup = [fl.published[(i, pw)] - mtime for mtime, _, pw, _ in rots for i in range(fl.n)]
-    assert max(pickup) < 2.0, sorted(pickup)[-5:]
-    # each rotation's mark, and previous_valid_until = rotated_at + grace on every host
-    for _, _, pw, doc in rots:
-        assert doc["redis_creds_rotated_by"] == os.uname().nodename
-    # no warning or error anywhere
-    for i in range(fl.n):
-        for a in fl.every[i]:
-            assert problems(a) == [], (i, problems(a)[:3])
-        assert fl.journal(i, MID_TAKEN_OVER) == []
-    # Redis holds only what the entry or a live record holds
-    for a in fl.agents:
-        a.stop()
-    rec = fl.record()
-    held = {sha(json.load(open(os.path.join(sc.tree.store, "cache.json")))["password"])}
-    if rec:
-        held |= {sha(rec["password"]), sha(rec["old_password"])}
-    assert set(redis_passwords(sc)) <= held
-    print("fleet: spacing %s s; pickup p50 %.1f ms, max %.1f ms; claims %d for %d rotations"
-          % ([round(s, 2) for s in spacing], sorted(pickup)[len(pickup) // 2] * 1e3, max(pickup) * 1e3,
-             len([t for t in started if t <= rots[-1][1]]), len(rots)))
-
-
-def _claim_then(fl, sc, act):
+def _claim_then(fl, sc, act, after_claim_step=False):
     """Host 0 claims (`rotate`) while Redis holds every command (CLIENT PAUSE), so it is
     caught between its claim and its first ACL SETUSER; act(agent) right after the record
     appears. Returns the record as written by the claim."""
@@ -224,6 +29,9 @@ def _claim_then(fl, sc, act):
     r = fl.cli(0, "rotate", "cache")
     assert r.returncode == 0, r.stderr
     h.wait_until(lambda: os.path.exists(path), 2, "the claim's rotation record", interval=0.001)
+    if after_claim_step:
+        # past the claim's write (the store's flock is free again), before the add ends
+        fl.agents[0].notify.wait_status(lambda st: "[rotation: adding]" in st, timeout=2)
     act(fl.agents[0])
     rec = fl.record()
     assert rec["epoch"] == 1 and rec["phase"] == "adding" and rec["owner"] == os.uname().nodename
@@ -262,7 +70,7 @@ def test_killed_rotator_is_taken_over_after_pending_timeout_without_an_orphan_pa
         a.check_exit = False
     t0 = time.monotonic()
     rec = _claim_then(fl, sc, kill)
-    mark = _taken_over(fl, sc, rec, "kill-pw-0")
+    _taken_over(fl, sc, rec, "kill-pw-0")
     assert fl.journal(1, MID_TAKEN_OVER)[0].t - t0 >= 14 - 1   # not before pending_timeout
     for i in (1, 2):
         h.wait_until(lambda i=i: fl.all_published(rec["password"], hosts=[i]), 5, "host %d publishes" % i)
@@ -274,7 +82,9 @@ def test_killed_rotator_is_taken_over_after_pending_timeout_without_an_orphan_pa
 
 def test_stale_rotator_stops_at_its_next_step(sc):
     fl = start_fleet(sc, 2, "stale-pw-0", interval="1h", grace="1s", pending_timeout="14s")
-    rec = _claim_then(fl, sc, lambda a: a.send(signal.SIGSTOP))
+    # (stopped while it held the store's flock, it would block every host: stop it in
+    # the add, which holds no lock)
+    rec = _claim_then(fl, sc, lambda a: a.send(signal.SIGSTOP), after_claim_step=True)
     try:
         mark0 = mark(fl.agents[0])
         _taken_over(fl, sc, rec, "stale-pw-0")

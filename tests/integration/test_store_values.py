@@ -38,3 +38,26 @@ def test_bare_password_the_files_cannot_carry_is_refused_when_read(sc, value, wh
     doc = sc.wait_published(password="good-Pw-1", timeout=10)
     assert doc["username"] is None
     assert "Secr3tPart" not in a.log()
+
+
+def test_unknown_key_is_refused_naming_it_and_reserved_keys_are_accepted(sc):
+    """Issue 14: {"user": ...} used to be read silently as the default user, then refused
+    with WRONGPASS without naming the user. Now the key is named, with what was meant, and
+    the agent's own keys (redis_creds_*) are accepted."""
+    sc.redis.acl_setuser("app", "on", ">Unkn0wnKeyPw", "~*", "+@all")
+    sc.store("cache.json", '{"user": "app", "password": "Unkn0wnKeyPw"}\n')
+    sc.write_config(credentials=[sc.cred()])
+    a = sc.start_agent()
+    a.wait_ready(timeout=10)
+    line = a.wait_log("unknown key `user` (did you mean `username`?)", timeout=10)
+    assert "cache.json" in line and "redis_creds_" in line, line
+    assert "Unkn0wnKeyPw" not in a.log()
+    assert sc.read_bytes() is None, "nothing is published"
+
+    sc.store("cache.json", '{"username": "app", "password": "Unkn0wnKeyPw", '
+                           '"redis_creds_rotated_at": "2026-12-02T06:30:00Z", '
+                           '"redis_creds_rotated_by": "host-a"}\n')
+    doc = sc.wait_published(password="Unkn0wnKeyPw", timeout=10)
+    assert doc["username"] == "app"
+    assert "redis_creds_" not in sc.read_bytes().decode(), "the agent's keys stay in the store"
+    assert "Unkn0wnKeyPw" not in a.log()

@@ -4,18 +4,12 @@
 
 passed=0
 failed=0
-xfailed=0
 p1=""
 unshare_pid=""
 ok() { printf 'ok   %s\n' "$1"; passed=$((passed + 1)); }
 bad() { printf 'FAIL %s\n' "$1"; failed=$((failed + 1)); }
-xfail() { printf 'XFAIL %s\n' "$1"; xfailed=$((xfailed + 1)); }
 finish() {
-    if ((xfailed > 0)); then
-        printf '%d passed, %d failed, %d expected failure(s)\n' "$passed" "$failed" "$xfailed"
-    else
-        printf '%d passed, %d failed\n' "$passed" "$failed"
-    fi
+    printf '%d passed, %d failed\n' "$passed" "$failed"
     ((failed == 0))
     exit
 }

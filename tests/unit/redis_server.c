@@ -241,3 +241,87 @@ int server_tmpdir(char *buf, size_t size, const char *prefix) {
     buf[0] = '\0';
     return -1;
 }
+
+/* ---- Fixture ---- */
+
+static struct redis_fixture *registered[4];   /* stopped from atexit() too */
+
+static void stop_registered(void) {
+    for (size_t i = 0; i < sizeof registered / sizeof registered[0]; i++)
+        if (registered[i])
+            redis_fixture_stop(registered[i]);
+}
+
+static void register_fixture(struct redis_fixture *f) {
+    static bool hooked;
+    size_t i;
+
+    if (!hooked)
+        hooked = atexit(stop_registered) == 0;
+    for (i = 0; i < sizeof registered / sizeof registered[0]; i++)
+        if (registered[i] == f || !registered[i])
+            break;
+    assert_true(i < sizeof registered / sizeof registered[0]);
+    registered[i] = f;
+}
+
+bool redis_fixture_wants_tls(const struct redis_fixture *f) {
+    for (size_t i = 0; i < f->n; i++)
+        if (f->spec[i].tls)
+            return true;
+    return false;
+}
+
+static int fixture_server_start(struct redis_fixture *f, size_t i) {
+    const struct redis_fixture_server *sp = &f->spec[i];
+    struct server *s = &f->srv[i];
+    struct server_opts o = { .ipv6 = sp->ipv6 && f->ipv6, .requirepass = sp->requirepass,
+                             .certdir = sp->tls ? f->dir : NULL };
+
+    if (sp->unixsock) {
+        if (snprintf(s->sock, sizeof s->sock, "%s/redis-%zu.sock", f->dir, i) >=
+            (int)sizeof s->sock)
+            return -1;
+        o.unixsock = s->sock;
+    }
+    return start_server_with(s, f->dir, &o);
+}
+
+int redis_fixture_start(struct redis_fixture *f) {
+    bool tls = redis_fixture_wants_tls(f);
+
+    assert_true(f->n <= REDIS_FIXTURE_MAX);
+    register_fixture(f);
+    signal(SIGPIPE, SIG_IGN);   /* belt and braces: the code under test uses MSG_NOSIGNAL */
+    f->up = false;
+    if (access(REDIS_SERVER, X_OK) != 0 || (tls && access("/usr/bin/openssl", X_OK) != 0))
+        return 0;   /* the tests skip */
+    if (server_tmpdir(f->dir, sizeof f->dir, f->prefix) < 0)
+        return -1;
+    if (tls && make_certs(f->dir) < 0)
+        return -1;
+    snprintf(f->ca, sizeof f->ca, "%s/ca.crt", f->dir);
+    for (size_t i = 0; i < f->n; i++)
+        f->ipv6 = f->ipv6 || (f->spec[i].ipv6 && can_bind_ipv6_loopback());
+    for (size_t i = 0; i < f->n; i++)
+        if (fixture_server_start(f, i) < 0)
+            return -1;
+    f->up = true;
+    return 0;
+}
+
+void redis_fixture_stop(struct redis_fixture *f) {
+    for (size_t i = 0; i < f->n; i++) {
+        stop_server(&f->srv[i]);
+        if (f->srv[i].sock[0])
+            (void)unlink(f->srv[i].sock);
+        f->srv[i].sock[0] = '\0';
+    }
+    if (f->dir[0]) {
+        if (redis_fixture_wants_tls(f))
+            remove_certs(f->dir);
+        (void)rmdir(f->dir);
+    }
+    f->dir[0] = '\0';
+    f->up = false;
+}

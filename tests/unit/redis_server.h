@@ -1,4 +1,10 @@
-/* redis_server: real redis-server processes for unit tests (test_resp, test_rnet).
+/* redis_server: real redis-server processes for unit tests (test_resp, test_rnet,
+ * test_rotate, test_tls, ...).
+ *
+ * Most tests want a fixture: a set of servers in one fresh directory, started by the cmocka
+ * group setup (redis_fixture_start), stopped by its teardown (redis_fixture_stop), and
+ * NEED_REDIS(&fixture) at the top of each test that needs them, which skips the test when
+ * /usr/bin/redis-server (or, for TLS, /usr/bin/openssl) is not installed.
  *
  * A server is a child of the test program with PR_SET_PDEATHSIG(SIGKILL), so it dies with
  * the test even if a sanitizer aborts the run; stop it in the group teardown (and from
@@ -48,11 +54,43 @@ void stop_server(struct server *s);   /* NULL-safe: a server never started is le
  * enough for unix socket paths) or /tmp. 0 or -1. */
 int server_tmpdir(char *buf, size_t size, const char *prefix);
 
-/* In a cmocka test: skips it, saying why, when the group setup found no redis-server. */
-#define SKIP_WITHOUT_REDIS(have)                                      \
-    do {                                                              \
-        if (!(have)) {                                                \
-            print_message("redis-server not available: skipped\n"); \
-            skip();                                                   \
-        }                                                             \
+/* ---- Fixture: the servers of one test program ---- */
+
+#define REDIS_FIXTURE_MAX 4
+
+struct redis_fixture_server {
+    bool ipv6;               /* listen on ::1 too, when this machine can (fixture.ipv6) */
+    bool unixsock;           /* a unix socket in the fixture's dir, path in srv[i].sock */
+    bool tls;                /* a TLS port (srv[i].tls_port) with certificates made in dir */
+    const char *requirepass; /* NULL: none */
+};
+
+struct redis_fixture {
+    const char *prefix;      /* the directory's name prefix, e.g. "rc-test-rnet" */
+    size_t n;                /* servers to start, <= REDIS_FIXTURE_MAX */
+    struct redis_fixture_server spec[REDIS_FIXTURE_MAX];
+    /* Set by redis_fixture_start: */
+    char dir[128];           /* the servers' files; with TLS, make_certs()'s files too */
+    char ca[200];            /* with TLS: dir/ca.crt, the CA that signed the servers' cert */
+    struct server srv[REDIS_FIXTURE_MAX];
+    bool ipv6;               /* ::1 can be bound here (asked for by a spec) */
+    bool up;                 /* every server answers; false: the tests skip */
+};
+
+/* Ignores SIGPIPE, registers an atexit() cleanup, makes f->dir and starts f->n servers.
+ * 0 with f->up set; 0 with f->up false when redis-server (or openssl, when a spec asks for
+ * TLS) is not installed; -1 when a server does not start (the group fails). */
+int redis_fixture_start(struct redis_fixture *f);
+/* Stops the servers, removes their files and the directory. Idempotent. */
+void redis_fixture_stop(struct redis_fixture *f);
+
+/* At the top of a test that needs the fixture's servers. */
+#define NEED_REDIS(f)                                                                    \
+    do {                                                                                 \
+        if (!(f)->up) {                                                                  \
+            print_message("redis-server%s not available: skipped\n",                    \
+                          redis_fixture_wants_tls(f) ? " or openssl" : "");              \
+            skip();                                                                      \
+        }                                                                                \
     } while (0)
+bool redis_fixture_wants_tls(const struct redis_fixture *f);

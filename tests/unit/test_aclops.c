@@ -10,7 +10,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +25,8 @@
 #define TIMEOUT (3000 * MS)
 #define ADMIN_PW "admin-secret"
 
-static struct server srv[2];
-static char tmpdir[128];
-static bool have_redis;
+static struct redis_fixture fx = { .prefix = "rc-test-aclops", .n = 2 };
+static struct server *const srv = fx.srv;
 
 /* ------------------------------------------------------------------------------------
  * Helpers
@@ -88,38 +86,21 @@ static void reset_users(void) {
     }
 }
 
-static void cleanup_all(void) {
-    stop_server(&srv[0]);
-    stop_server(&srv[1]);
-    if (tmpdir[0])
-        (void)rmdir(tmpdir);
-    tmpdir[0] = '\0';
-}
-
 static int redis_setup(void **state) {
     (void)state;
-    atexit(cleanup_all);
-    signal(SIGPIPE, SIG_IGN);
-    if (access(REDIS_SERVER, X_OK) != 0)
-        return 0;   /* tests skip */
-    if (server_tmpdir(tmpdir, sizeof tmpdir, "rc-test-aclops") < 0 ||
-        start_server(&srv[0], tmpdir, false, NULL, NULL) < 0 ||
-        start_server(&srv[1], tmpdir, false, NULL, NULL) < 0)
-        return -1;
-    have_redis = true;
-    return 0;
+    return redis_fixture_start(&fx);
 }
 
 static int redis_teardown(void **state) {
     (void)state;
-    cleanup_all();
+    redis_fixture_stop(&fx);
     return 0;
 }
 
 /* Each test starts from the same users, and no connection of an earlier one. */
 static int per_test(void **state) {
     (void)state;
-    if (!have_redis)
+    if (!fx.up)
         return 0;
     reset_users();
     for (size_t i = 0; i < 2; i++) {
@@ -130,7 +111,6 @@ static int per_test(void **state) {
     return 0;
 }
 
-#define NEED_REDIS() SKIP_WITHOUT_REDIS(have_redis)
 
 /* Both servers as the target, logged in as `user` with `pw` (NULL: admin). */
 struct target_buf {
@@ -445,7 +425,7 @@ static void test_compare_users_on_every_node(void **state) {
     char expect[256];
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     target_init(&b, 2, NULL, NULL);
     assert_int_equal(aclops_compare_users(&b.t, "app_a", "app_b", &res), 0);
     assert_int_equal(res.ok, 2);
@@ -472,7 +452,7 @@ static void test_unreachable_node_and_problem_node_fail_alone(void **state) {
     const char *problems[3] = { NULL, "a unix socket path too long", NULL };
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     target_init(&b, 3, NULL, NULL);   /* the third: a port nobody listens on */
     b.t.problems = problems;
     assert_int_equal(aclops_compare_users(&b.t, "app_a", "app_b", &res), -EINVAL);
@@ -490,7 +470,7 @@ static void test_wrong_login_names_the_user_not_the_password(void **state) {
     struct aclops_result res = { 0 };
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     target_init(&b, 1, "admin", "not-the-admin-password");
     assert_int_equal(aclops_client_list(&b.t, "app_a", 0, 4, &res), -EACCES);
     assert_non_null(strstr(res.nodes[0].why, "login as admin: "));
@@ -507,7 +487,7 @@ static void test_client_list_finds_the_users_connections(void **state) {
     char addr[ACLOPS_ADDR_MAX];
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     CMD(srv[0].port, "ACL", "SETUSER", "app_a", "+client");
     CMD(srv[1].port, "ACL", "SETUSER", "app_a", "+client");
     open_as(cs, 3, srv[0].port, "app_a", "pw-a");
@@ -530,7 +510,7 @@ static void test_client_list_over_the_cap_is_an_error_not_no_clients(void **stat
     struct aclops_result res = { 0 };
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     open_as(cs, 40, srv[0].port, "app_a", "pw-a");   /* ~40 lines of ~250 bytes */
     target_init(&b, 1, NULL, NULL);
     assert_int_equal(aclops_client_list(&b.t, "app_a", 4096, 8, &res), -EMSGSIZE);
@@ -551,7 +531,7 @@ static void test_kill_user_closes_them_and_then_none_are_listed(void **state) {
     struct aclops_result res = { 0 };
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     open_as(cs, 3, srv[0].port, "app_a", "pw-a");
     open_as(cs + 3, 1, srv[1].port, "app_a", "pw-a");
     target_init(&b, 2, NULL, NULL);
@@ -572,7 +552,7 @@ static void test_noperm_is_flagged_and_names_the_permission(void **state) {
     struct secret *pw = secret_new_str("pw-new-never-shown");
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     target_init(&b, 2, "weak", "weak-pw");
     assert_int_equal(aclops_acl_log(&b.t, &res), -EACCES);
     assert_true(res.nodes[0].noperm && res.nodes[1].noperm);
@@ -608,7 +588,7 @@ static void test_enable_disable_and_forget_hash(void **state) {
     char hex[65];
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     target_init(&b, 2, NULL, NULL);
     assert_int_equal(aclops_setuser(&b.t, "app_b", ACLOPS_ENABLE, pw, NULL, false, &res), 0);
     assert_int_equal(res.ok, 2);
@@ -656,7 +636,7 @@ static void test_save_without_acl_file_is_reported(void **state) {
     struct aclops_result res = { 0 };
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     target_init(&b, 1, NULL, NULL);
     /* these servers run without an aclfile: ACL SAVE refuses, and says so */
     assert_int_equal(aclops_setuser(&b.t, "app_b", ACLOPS_DISABLE, NULL, NULL, true, &res), -EIO);
@@ -676,7 +656,7 @@ static void test_acl_log_watch_finds_new_auth_failures(void **state) {
     char addr[ACLOPS_ADDR_MAX];
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     target_init(&b, 2, NULL, NULL);
     assert_int_equal(try_auth(srv[0].port, "app_a", "old-1"), RESP_AUTH_REFUSED);   /* before */
     assert_int_equal(aclops_acl_log(&b.t, &base), 0);

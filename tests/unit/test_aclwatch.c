@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +22,9 @@
 #define MS 1000ull
 #define ADMIN_PW "watch-admin-pw"
 
-static struct server srv[2];
-static char tmpdir[128], pwfile[200];
-static bool have_redis;
+static struct redis_fixture fx = { .prefix = "rc-test-aclwatch", .n = 2 };
+static struct server *const srv = fx.srv;
+static char pwfile[200];
 
 static void command(uint16_t port, int argc, const char **argv) {
     struct endpoint ep = { .kind = ENDPOINT_TCP, .host = "127.0.0.1", .port = port };
@@ -49,51 +48,37 @@ static void users(void) {
     }
 }
 
-static void cleanup_all(void) {
-    stop_server(&srv[0]);
-    stop_server(&srv[1]);
-    if (pwfile[0])
-        (void)unlink(pwfile);
-    if (tmpdir[0])
-        (void)rmdir(tmpdir);
-    tmpdir[0] = pwfile[0] = '\0';
-}
-
 static int setup(void **st) {
     int fd;
 
     (void)st;
-    atexit(cleanup_all);
-    signal(SIGPIPE, SIG_IGN);
-    if (access(REDIS_SERVER, X_OK) != 0)
-        return 0;
-    if (server_tmpdir(tmpdir, sizeof tmpdir, "rc-test-aclwatch") < 0 ||
-        start_server(&srv[0], tmpdir, false, NULL, NULL) < 0 ||
-        start_server(&srv[1], tmpdir, false, NULL, NULL) < 0)
+    if (redis_fixture_start(&fx) < 0)
         return -1;
-    snprintf(pwfile, sizeof pwfile, "%s/admin-pw", tmpdir);
+    if (!fx.up)
+        return 0;
+    snprintf(pwfile, sizeof pwfile, "%s/admin-pw", fx.dir);
     fd = open(pwfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, ADMIN_PW "\n", sizeof ADMIN_PW) != (ssize_t)sizeof ADMIN_PW)
         return -1;
     close(fd);
-    have_redis = true;
     return 0;
 }
 
 static int teardown(void **st) {
     (void)st;
-    cleanup_all();
+    if (pwfile[0])
+        (void)unlink(pwfile);
+    redis_fixture_stop(&fx);
     return 0;
 }
 
 static int per_test(void **st) {
     (void)st;
-    if (have_redis)
+    if (fx.up)
         users();
     return 0;
 }
 
-#define NEED_REDIS() SKIP_WITHOUT_REDIS(have_redis)
 
 /* The credential: both servers (and a dead port when dead), the admin from its file. */
 struct cred_buf {
@@ -139,7 +124,7 @@ static void test_watch_finds_new_failures_per_node(void **st) {
     char err[256], what[512], problem[256], want[64];
 
     (void)st;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     cred_init(&b, false, pwfile);
     fail_auth(srv[0].port, 1);   /* before the baseline: not the removal's */
     assert_int_equal(aclwatch_target_open(&b.cc, NULL, NULL, &t, err, sizeof err), 0);
@@ -173,7 +158,7 @@ static void test_dead_node_is_named_and_the_others_still_read(void **st) {
     char err[256], what[512], problem[256];
 
     (void)st;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     cred_init(&b, true, pwfile);
     assert_int_equal(aclwatch_target_open(&b.cc, NULL, NULL, &t, err, sizeof err), 0);
     assert_int_equal(aclwatch_read(&w, &t.t, watched, 1, what, sizeof what, problem, sizeof problem), 0);
@@ -193,7 +178,7 @@ static void test_no_acl_log_permission_anywhere_is_an_error(void **st) {
     char err[256], what[512], problem[512];
 
     (void)st;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     command(srv[0].port, 4, deny);
     command(srv[1].port, 4, deny);
     cred_init(&b, false, pwfile);

@@ -516,8 +516,14 @@ static int teardown(void **st) {
 static int fetch(struct fx *f, size_t src, size_t cred, struct rc_candidate c[2], struct rc_error *err) {
     memset(c, 0, 2 * sizeof *c);
     c[0].expires_at = c[1].expires_at = INT64_MIN;
+    c[0].rotated_at = c[1].rotated_at = INT64_MIN;
     memset(err, 0, sizeof *err);
-    return f->type[src]->fetch(f->state[src], &f->creds[src][cred], c, err);
+    int n = f->type[src]->fetch(f->state[src], &f->creds[src][cred], c, err);
+    /* No Azure store records an agent's rotation: a candidate built anew must say
+     * "unknown", never 0 (1970, which the fleet's schedule would count from). */
+    for (int i = 0; i < n; i++)
+        assert_true(c[i].rotated_at == INT64_MIN);
+    return n;
 }
 
 static void cands_clear(struct rc_candidate *c, int n) {

@@ -220,7 +220,7 @@ static const char full_config[] =
     "              ca_path = \"/etc/ssl/certs\"; cert_file = \"/etc/ssl/c.pem\";\n"    /* 26 */
     "              key_file = \"/etc/ssl/k.pem\"; server_name = \"redis.internal\";\n" /* 27 */
     "              tls_insecure_skip_verify = true; validate = \"any\";\n"             /* 28 */
-    "              timeout = \"250ms\"; };\n"                                          /* 29 */
+    "              timeout = \"250ms\"; revalidate_interval = \"0s\"; };\n"          /* 29 */
     "    formats = [ \"json\", \"env\", \"password\" ];\n"                             /* 30 */
     "    on_change = [ \"/usr/local/bin/app-reload\", \"--graceful\" ]; },\n"          /* 31 */
     "  { name = \"sessions\"; source = \"fake-1\"; path = \"secret/redis/sessions\";\n" /* 32 */
@@ -274,6 +274,7 @@ static void test_full_config_loads_every_value(void **state) {
     assert_true(a->redis.tls.insecure_skip_verify);
     assert_int_equal(a->redis.validate, VALIDATE_ANY);
     assert_true(a->redis.timeout_usec == 250 * USEC_PER_MSEC);
+    assert_true(a->redis.revalidate_interval_usec == 0);   /* "0s": off */
     assert_int_equal(a->formats, CRED_FORMAT_JSON | CRED_FORMAT_ENV | CRED_FORMAT_PASSWORD);
     assert_int_equal(a->n_on_change, 2);
     assert_string_equal(a->on_change[0], "/usr/local/bin/app-reload");
@@ -342,6 +343,7 @@ static void test_credential_defaults_apply_when_keys_are_unset(void **state) {
     assert_false(cr->redis.tls.insecure_skip_verify);
     assert_int_equal(cr->redis.validate, VALIDATE_ALL);
     assert_true(cr->redis.timeout_usec == 2 * USEC_PER_SEC);
+    assert_true(cr->redis.revalidate_interval_usec == 300 * USEC_PER_SEC);   /* 5m */
     config_free(c);
 }
 

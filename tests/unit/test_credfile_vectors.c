@@ -119,7 +119,7 @@ static bool str_is(json_t *want, const char *got, size_t got_len) {
 
 static bool time_is(json_t *want, int64_t got) {
     if (!want || json_is_null(want))
-        return got == CREDFILE_NO_EXPIRY;
+        return got == RC_NO_EXPIRY;
     return got == json_integer_value(want);
 }
 
@@ -148,7 +148,7 @@ static const char *mismatch(json_t *v, const struct credfile *cf) {
         m = value_mismatch(prev, &cf->prev);
     json_t *pvu = json_object_get(v, "previous_valid_until");
     if (!m && !time_is(pvu, cf->has_previous_valid_until ? cf->previous_valid_until
-                                                         : CREDFILE_NO_EXPIRY))
+                                                         : RC_NO_EXPIRY))
         m = "previous_valid_until";
     return m;
 }

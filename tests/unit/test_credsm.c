@@ -13,7 +13,7 @@
 
 #include "credsm.h"
 
-#define N_CHECK 4
+#define N_CHECK 5   /* IDLE QUEUED FETCH VALIDATE REVALIDATE */
 
 static bool holding(enum rot_step s) {
     return s == RS_CLAIMING || s == RS_ADDING || s == RS_WRITING || s == RS_ROLLBACK || s == RS_REMOVING ||
@@ -57,7 +57,8 @@ static bool taken_in(struct credsm *sm, struct credsm_event ev, enum phase only,
 static void test_wake_every_state(void **state) {
     FOR_EACH_STATE(sm) {
         struct credsm_fx fx;
-        bool busy = sm.check == PH_FETCH || sm.check == PH_VALIDATE || holding(sm.rot);
+        bool busy = sm.check == PH_FETCH || sm.check == PH_VALIDATE || sm.check == PH_REVALIDATE ||
+                    holding(sm.rot);
         enum phase before = sm.check;
         assert_int_equal(step(&sm, (struct credsm_event){ .type = CSM_WAKE }, &fx), 0);
         if (busy) {
@@ -90,6 +91,7 @@ static void test_fetch_start_every_state(void **state) {
 static void check_after(const struct credsm *before, const struct credsm *sm, const struct credsm_fx *fx) {
     assert_int_equal(sm->check, before->check == PH_IDLE ? PH_IDLE : sm->check);
     assert_true(fx->mask & CSM_FX_CHECK_ENDED);
+    assert_false(sm->recovering);   /* a recovery ends with its check */
     if (before->rot_requested) {
         assert_true(fx->mask & CSM_FX_ROT_BEGIN);
         assert_int_equal(fx->manual, before->rot_manual);
@@ -107,22 +109,34 @@ static void check_after(const struct credsm *before, const struct credsm *sm, co
 }
 
 /* FETCH_DONE with each result, and VALIDATE_DONE (res == CSM_FR_N), with the latch of
- * a rotation asked for (none, scheduled, manual). */
+ * a rotation asked for (none, scheduled, manual), in a normal and in a recovery check. */
 static void test_check_done_every_state(void **state) {
     for (int res = 0; res <= CSM_FR_N; res++)
-        for (int req = 0; req < 3; req++)
+        for (int req = 0; req < 6; req++)
             FOR_EACH_STATE(sm) {
-                sm.rot_requested = req > 0;
-                sm.rot_manual = req == 2;
+                sm.rot_requested = req % 3 > 0;
+                sm.rot_manual = req % 3 == 2;
+                sm.recovering = req >= 3;
                 struct credsm before = sm;
                 struct credsm_fx fx;
                 bool validate = res == CSM_FR_N;
                 struct credsm_event ev = { .type = validate ? CSM_VALIDATE_DONE : CSM_FETCH_DONE,
                                            .fetch = validate ? CSM_FR_SAME : (enum credsm_fetch_result)res };
+                if (res == CSM_FR_RECOVER && !before.recovering) {   /* only in a recovery */
+                    check_refused(&before, &sm, &fx, step(&sm, ev, &fx));
+                    continue;
+                }
                 if (!taken_in(&sm, ev, validate ? PH_VALIDATE : PH_FETCH, &fx))
                     continue;
                 assert_int_equal(sm.rot, before.rot);
-                if (res == CSM_FR_NEW) {
+                if (res == CSM_FR_RECOVER) {   /* the candidates go to a worker */
+                    assert_int_equal(sm.check, PH_REVALIDATE);
+                    assert_int_equal(fx.mask, CSM_FX_RUN_REVALIDATE);
+                    assert_true(sm.recovering);
+                    assert_int_equal(sm.rot_requested, before.rot_requested);
+                    assert_int_equal(sm.wake_pending, before.wake_pending);
+                } else if (res == CSM_FR_NEW) {
+                    assert_false(sm.recovering);
                     assert_int_equal(sm.check, PH_VALIDATE);
                     assert_int_equal(fx.mask, CSM_FX_RUN_VALIDATE);
                     assert_int_equal(sm.rot_requested, before.rot_requested);
@@ -132,6 +146,74 @@ static void test_check_done_every_state(void **state) {
     struct credsm sm = { .check = PH_FETCH };
     struct credsm_fx fx;
     assert_int_equal(step(&sm, (struct credsm_event){ .type = CSM_FETCH_DONE, .fetch = CSM_FR_N }, &fx), -EINVAL);
+}
+
+/* REVALIDATE starts only in an idle check with no holding step; else it is refused
+ * (-EBUSY) and changes nothing: the driver tries again shortly. */
+static void test_revalidate_every_state(void **state) {
+    for (int rec = 0; rec < 2; rec++)
+        FOR_EACH_STATE(sm) {
+            sm.recovering = rec && sm.check != PH_IDLE;
+            struct credsm before = sm;
+            struct credsm_fx fx;
+            int r = step(&sm, (struct credsm_event){ .type = CSM_REVALIDATE }, &fx);
+            if (before.check != PH_IDLE || holding(before.rot)) {
+                assert_int_equal(r, -EBUSY);
+                check_refused(&before, &sm, &fx, r);
+                continue;
+            }
+            assert_int_equal(r, 0);
+            assert_int_equal(sm.check, PH_REVALIDATE);
+            assert_int_equal(fx.mask, CSM_FX_RUN_REVALIDATE);
+            assert_int_equal(sm.rot, before.rot);
+            assert_int_equal(sm.wake_pending, before.wake_pending);
+            assert_false(sm.recovering);
+        }
+}
+
+/* REVALIDATE_DONE, accepted only in REVALIDATE: with each verdict, in a periodic
+ * re-validation and in a recovery, with each rotation latch. */
+static void test_revalidate_done_every_state(void **state) {
+    for (int revoked = 0; revoked < 2; revoked++)
+        for (int req = 0; req < 6; req++)
+            FOR_EACH_STATE(sm) {
+                sm.rot_requested = req % 3 > 0;
+                sm.rot_manual = req % 3 == 2;
+                sm.recovering = req >= 3;
+                struct credsm before = sm;
+                struct credsm_fx fx;
+                if (!taken_in(&sm, (struct credsm_event){ .type = CSM_REVALIDATE_DONE, .revoked = revoked },
+                              PH_REVALIDATE, &fx))
+                    continue;
+                assert_int_equal(sm.rot, before.rot);
+                if (before.recovering) {   /* a recovery check ends as a check does */
+                    check_after(&before, &sm, &fx);
+                    continue;
+                }
+                assert_false(fx.mask & CSM_FX_CHECK_ENDED);   /* no store was read */
+                assert_true(fx.mask & CSM_FX_STATUS);
+                if (revoked) {   /* a fresh fetch brings the candidates */
+                    assert_int_equal(sm.check, PH_QUEUED);
+                    assert_true(sm.recovering);
+                    assert_int_equal(fx.mask, CSM_FX_STATUS | CSM_FX_QUEUE_FETCH);
+                    assert_int_equal(sm.rot_requested, before.rot_requested);
+                    assert_int_equal(sm.wake_pending, before.wake_pending);
+                } else if (before.rot_requested) {
+                    assert_int_equal(sm.check, PH_IDLE);
+                    assert_int_equal(fx.mask, CSM_FX_STATUS | CSM_FX_ROT_BEGIN);
+                    assert_int_equal(fx.manual, before.rot_manual);
+                    assert_false(sm.rot_requested);
+                } else if (before.wake_pending && !holding(before.rot)) {
+                    assert_int_equal(sm.check, PH_QUEUED);
+                    assert_false(sm.wake_pending);
+                    assert_false(sm.recovering);
+                    assert_int_equal(fx.mask, CSM_FX_STATUS | CSM_FX_QUEUE_FETCH);
+                } else {
+                    assert_int_equal(sm.check, PH_IDLE);
+                    assert_int_equal(sm.wake_pending, before.wake_pending);
+                    assert_int_equal(fx.mask, CSM_FX_STATUS);
+                }
+            }
 }
 
 static void test_rot_request_every_state(void **state) {
@@ -279,12 +361,14 @@ static void test_stop_every_state(void **state) {
         assert_int_equal(step(&sm, (struct credsm_event){ .type = CSM_WAKE }, &fx), 0);
         assert_int_equal(step(&sm, (struct credsm_event){ .type = CSM_ROT_REQUEST }, &fx), 0);
         assert_int_equal(step(&sm, (struct credsm_event){ .type = CSM_FETCH_START }, &fx), 0);
+        assert_int_equal(step(&sm, (struct credsm_event){ .type = CSM_REVALIDATE }, &fx), 0);
         assert_memory_equal(&stopped, &sm, sizeof sm);
         assert_int_equal(fx.mask, 0);
-        int r = step(&sm, (struct credsm_event){ .type = before.check == PH_VALIDATE ? CSM_VALIDATE_DONE
-                                                                                     : CSM_FETCH_DONE,
-                                                 .fetch = CSM_FR_NEW }, &fx);
-        if (before.check == PH_FETCH || before.check == PH_VALIDATE) {
+        enum credsm_event_type back = before.check == PH_VALIDATE     ? CSM_VALIDATE_DONE
+                                      : before.check == PH_REVALIDATE ? CSM_REVALIDATE_DONE
+                                                                      : CSM_FETCH_DONE;
+        int r = step(&sm, (struct credsm_event){ .type = back, .fetch = CSM_FR_NEW, .revoked = true }, &fx);
+        if (before.check == PH_FETCH || before.check == PH_VALIDATE || before.check == PH_REVALIDATE) {
             assert_int_equal(r, 0);
             assert_int_equal(sm.check, PH_IDLE);   /* back, and nothing follows */
             assert_int_equal(fx.mask, 0);
@@ -415,6 +499,58 @@ static void test_failed_publish_arms_one_timer(void **state) {
     assert_int_equal(fx.mask, CSM_FX_STATUS | CSM_FX_ROT_ARM);
 }
 
+/* Continuous re-validation (reval.h): Redis refuses the published credential; a fresh
+ * fetch brings the candidates, which are judged in REVALIDATE; a rotation asked for
+ * meanwhile waits for the recovery, and no claim runs beside it. */
+static void test_scenario_revoked_recovery(void **state) {
+    struct credsm sm = { 0 };
+    struct credsm_fx fx;
+    assert_int_equal(step(&sm, (struct credsm_event){ .type = CSM_REVALIDATE }, &fx), 0);
+    assert_int_equal(fx.mask, CSM_FX_RUN_REVALIDATE);
+    assert_true(credsm_in_flight(&sm));                /* a reload waits for the job */
+    assert_int_equal(step(&sm, (struct credsm_event){ .type = CSM_ROT_REQUEST }, &fx), 0);
+    assert_true(sm.rot_requested);                     /* latched */
+    assert_int_equal(step(&sm, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_CLAIMING,
+                                                      .store = true }, &fx), -EBUSY);
+    step(&sm, (struct credsm_event){ .type = CSM_WAKE }, &fx);
+    assert_true(sm.wake_pending);
+    step(&sm, (struct credsm_event){ .type = CSM_REVALIDATE_DONE, .revoked = true }, &fx);
+    assert_int_equal(fx.mask, CSM_FX_STATUS | CSM_FX_QUEUE_FETCH);
+    assert_int_equal(sm.check, PH_QUEUED);
+    assert_true(sm.recovering);
+    step(&sm, (struct credsm_event){ .type = CSM_FETCH_START }, &fx);
+    step(&sm, (struct credsm_event){ .type = CSM_FETCH_DONE, .fetch = CSM_FR_RECOVER }, &fx);
+    assert_int_equal(fx.mask, CSM_FX_RUN_REVALIDATE);
+    assert_int_equal(sm.check, PH_REVALIDATE);
+    step(&sm, (struct credsm_event){ .type = CSM_REVALIDATE_DONE }, &fx);
+    assert_int_equal(fx.mask, CSM_FX_CHECK_ENDED | CSM_FX_ROT_BEGIN);
+    assert_false(sm.recovering);
+    assert_int_equal(sm.check, PH_IDLE);
+    assert_true(sm.wake_pending);                      /* runs when the rotation's step allows */
+    /* the next periodic re-validation is an ordinary one again */
+    step(&sm, (struct credsm_event){ .type = CSM_REVALIDATE }, &fx);
+    step(&sm, (struct credsm_event){ .type = CSM_REVALIDATE_DONE }, &fx);
+    assert_int_equal(fx.mask, CSM_FX_STATUS | CSM_FX_QUEUE_FETCH);   /* the pending wake-up */
+    assert_false(sm.recovering);
+}
+
+/* A recovery whose fetch failed and had no previous to try ends like a failed check. */
+static void test_scenario_recovery_without_candidates(void **state) {
+    struct credsm sm = { .check = PH_REVALIDATE };
+    struct credsm_fx fx;
+    step(&sm, (struct credsm_event){ .type = CSM_REVALIDATE_DONE, .revoked = true }, &fx);
+    step(&sm, (struct credsm_event){ .type = CSM_FETCH_START }, &fx);
+    step(&sm, (struct credsm_event){ .type = CSM_FETCH_DONE, .fetch = CSM_FR_ERROR }, &fx);
+    assert_int_equal(fx.mask, CSM_FX_CHECK_ENDED);
+    assert_false(sm.recovering);
+    assert_false(credsm_in_flight(&sm));
+    /* later, an ordinary check cannot claim to be a recovery */
+    step(&sm, (struct credsm_event){ .type = CSM_WAKE }, &fx);
+    step(&sm, (struct credsm_event){ .type = CSM_FETCH_START }, &fx);
+    assert_int_equal(step(&sm, (struct credsm_event){ .type = CSM_FETCH_DONE, .fetch = CSM_FR_RECOVER }, &fx),
+                     -EINVAL);
+}
+
 static void test_step_names(void **state) {
     assert_string_equal(credsm_step_name(RS_NONE), "idle");
     assert_string_equal(credsm_step_name(RS_AWAIT_FETCH), "reading-store");
@@ -440,6 +576,8 @@ int main(void) {
         cmocka_unit_test(test_wake_every_state),
         cmocka_unit_test(test_fetch_start_every_state),
         cmocka_unit_test(test_check_done_every_state),
+        cmocka_unit_test(test_revalidate_every_state),
+        cmocka_unit_test(test_revalidate_done_every_state),
         cmocka_unit_test(test_rot_request_every_state),
         cmocka_unit_test(test_rot_step_every_state),
         cmocka_unit_test(test_rot_store_start_and_publish_every_state),
@@ -450,6 +588,8 @@ int main(void) {
         cmocka_unit_test(test_scenario_await_fetch),
         cmocka_unit_test(test_scenario_record_flow),
         cmocka_unit_test(test_failed_publish_arms_one_timer),
+        cmocka_unit_test(test_scenario_revoked_recovery),
+        cmocka_unit_test(test_scenario_recovery_without_candidates),
         cmocka_unit_test(test_step_names),
         cmocka_unit_test(test_published),
     };

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "credfile.h"
+#include "rctime.h"
 #include "mock_host.h"
 #include "stack_residue.h"
 
@@ -493,7 +494,7 @@ static void test_rotate_with_mark_writes_reserved_keys_that_fetch_reports_and_ro
     struct rc_error err;
     char v1[RC_VERSION_MAX], v2[RC_VERSION_MAX], old[RC_VERSION_MAX];
     int64_t t;
-    assert_int_equal(credfile_time_parse("2026-12-02T06:30:00Z", &t), 0);
+    assert_int_equal(rctime_parse("2026-12-02T06:30:00Z", &t), 0);
 
     write_file(f->dir, "cache.json", "{\"username\":\"app\",\"password\":\"old-pw\"}", 38);
     assert_int_equal(fetch(f, 0, &c, &err), 0);
@@ -576,7 +577,7 @@ static void test_reserved_keys_are_accepted_and_never_change_the_version(void **
     assert_int_equal(fetch(f, 0, &b, &err), 0);
     assert_string_equal(a.version, b.version);
     int64_t t;
-    assert_int_equal(credfile_time_parse("2026-12-02T05:30:00Z", &t), 0);
+    assert_int_equal(rctime_parse("2026-12-02T05:30:00Z", &t), 0);
     assert_true(b.rotated_at == t);
     cand_clear(&a);
     cand_clear(&b);
@@ -594,7 +595,10 @@ static void test_unknown_key_is_refused_naming_it_with_did_you_mean_and_no_passw
         { "{\"pass\":\"TopS3cret-1\"}", "`pass`", "did you mean `password`?" },
         { "{\"password\":\"TopS3cret-1\",\"token\":\"x\"}", "`token`", NULL },
         { "{\"password\":\"TopS3cret-1\",\"redis_cred_x\":1}", "`redis_cred_x`", NULL },
-        { "{\"password\":\"TopS3cret-1\",\"xTopS3cret-1\":1}", "(not shown: it contains the password)", NULL },
+        { "{\"password\":\"TopS3cret-1\",\"xTopS3cret-1\":1}", "unknown key (not shown: it contains the password)", NULL },
+        { "{\"password\":\"TopS3cret-1\",\"a\\nb\":1}", "`a?b`", NULL },
+        { "{\"password\":\"TopS3cret-1\",\"k0123456789012345678901234567890123456789012345678901234567890123456789\":1}",
+          "`k012345678901234567890123456789012345678901234567890123456789012...`", NULL },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_file(f->dir, "cache.json", cases[i].json, strlen(cases[i].json));

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "redis_server.h"
+#include "rctime.h"
 #include "resp.h"
 #include "secret.h"
 
@@ -598,53 +599,24 @@ static void test_command_secret_error_keeps_first_word_scripted(void **state) {
  * Real redis-server
  */
 
-static struct server srv_open;   /* no password, ACL users, unix socket, ::1 when there */
-static struct server srv_pass;   /* requirepass */
-static char tmpdir[128];
-static bool have_redis;
-static bool have_ipv6;
-
-static void cleanup_all(void) {
-    stop_server(&srv_open);
-    stop_server(&srv_pass);
-    if (srv_open.sock[0])
-        (void)unlink(srv_open.sock);
-    if (tmpdir[0])
-        (void)rmdir(tmpdir);
-    tmpdir[0] = '\0';
-}
+/* srv_open: no password, ACL users, a unix socket, ::1 when there; srv_pass: requirepass */
+static struct redis_fixture fx = {
+    .prefix = "rc-test-resp", .n = 2,
+    .spec = { { .ipv6 = true, .unixsock = true }, { .ipv6 = true, .requirepass = "sekret-default" } },
+};
+static struct server *const srv_open = &fx.srv[0];
+static struct server *const srv_pass = &fx.srv[1];
 
 static int redis_setup(void **state) {
-    atexit(cleanup_all);
-    signal(SIGPIPE, SIG_IGN);   /* belt and braces: resp uses MSG_NOSIGNAL */
-    if (access(REDIS_SERVER, X_OK) != 0)
-        return 0;   /* tests skip */
-    if (server_tmpdir(tmpdir, sizeof(tmpdir), "rc-test-resp") < 0)
-        return -1;
-    if (snprintf(srv_open.sock, sizeof(srv_open.sock), "%s/redis.sock", tmpdir) >=
-        (int)sizeof(srv_open.sock))
-        return -1;
-    have_ipv6 = can_bind_ipv6_loopback();
-    if (start_server(&srv_open, tmpdir, have_ipv6, srv_open.sock, NULL) < 0)
-        return -1;
-    if (start_server(&srv_pass, tmpdir, have_ipv6, NULL, "sekret-default") < 0)
-        return -1;
-    have_redis = true;
-    return 0;
+    (void)state;
+    return redis_fixture_start(&fx);
 }
 
 static int redis_teardown(void **state) {
-    cleanup_all();
+    (void)state;
+    redis_fixture_stop(&fx);
     return 0;
 }
-
-#define NEED_REDIS()                                                      \
-    do {                                                                  \
-        if (!have_redis) {                                                \
-            print_message("redis-server not available: skipped\n");     \
-            skip();                                                       \
-        }                                                                 \
-    } while (0)
 
 static struct resp_conn *connect_to(const char *endpoint, uint64_t timeout) {
     struct endpoint ep;
@@ -693,11 +665,11 @@ static void test_redis_acl_user_accepted(void **state) {
     char detail[200];
     struct resp_conn *c;
 
-    NEED_REDIS();
-    c = connect_port(srv_open.port);
+    NEED_REDIS(&fx);
+    c = connect_port(srv_open->port);
     must_ok(c, 7, setuser, true);
     resp_close(c);
-    assert_int_equal(auth_on(srv_open.port, "app", "app-pw-1", detail, sizeof(detail)),
+    assert_int_equal(auth_on(srv_open->port, "app", "app-pw-1", detail, sizeof(detail)),
                      RESP_AUTH_ACCEPTED);
     assert_string_equal(detail, "");
 }
@@ -708,37 +680,37 @@ static void test_redis_wrong_password_refused(void **state) {
     char detail[200];
     struct resp_conn *c;
 
-    NEED_REDIS();
-    c = connect_port(srv_open.port);
+    NEED_REDIS(&fx);
+    c = connect_port(srv_open->port);
     must_ok(c, 7, setuser, true);
     must_ok(c, 7, disabled, true);
     resp_close(c);
-    assert_int_equal(auth_on(srv_open.port, "app2", "wrong-pw", detail, sizeof(detail)),
+    assert_int_equal(auth_on(srv_open->port, "app2", "wrong-pw", detail, sizeof(detail)),
                      RESP_AUTH_REFUSED);
     assert_non_null(strstr(detail, "WRONGPASS"));
-    assert_int_equal(auth_on(srv_open.port, "nosuchuser", "x-pw", detail, sizeof(detail)),
+    assert_int_equal(auth_on(srv_open->port, "nosuchuser", "x-pw", detail, sizeof(detail)),
                      RESP_AUTH_REFUSED);
-    assert_int_equal(auth_on(srv_open.port, "off-user", "off-pw", detail, sizeof(detail)),
+    assert_int_equal(auth_on(srv_open->port, "off-user", "off-pw", detail, sizeof(detail)),
                      RESP_AUTH_REFUSED);
 }
 
 static void test_redis_default_user_requirepass(void **state) {
     char detail[200];
 
-    NEED_REDIS();
-    assert_int_equal(auth_on(srv_pass.port, NULL, "sekret-default", detail, sizeof(detail)),
+    NEED_REDIS(&fx);
+    assert_int_equal(auth_on(srv_pass->port, NULL, "sekret-default", detail, sizeof(detail)),
                      RESP_AUTH_ACCEPTED);
-    assert_int_equal(auth_on(srv_pass.port, "default", "sekret-default", detail, sizeof(detail)),
+    assert_int_equal(auth_on(srv_pass->port, "default", "sekret-default", detail, sizeof(detail)),
                      RESP_AUTH_ACCEPTED);
-    assert_int_equal(auth_on(srv_pass.port, NULL, "not-it", detail, sizeof(detail)),
+    assert_int_equal(auth_on(srv_pass->port, NULL, "not-it", detail, sizeof(detail)),
                      RESP_AUTH_REFUSED);
 }
 
 static void test_redis_nopass_default_user(void **state) {
     char detail[200];
 
-    NEED_REDIS();
-    assert_int_equal(auth_on(srv_open.port, NULL, "some-pw", detail, sizeof(detail)),
+    NEED_REDIS(&fx);
+    assert_int_equal(auth_on(srv_open->port, NULL, "some-pw", detail, sizeof(detail)),
                      RESP_AUTH_NOPASS);
     assert_non_null(strstr(detail, "no password configured"));
 }
@@ -749,11 +721,11 @@ static void test_redis_noperm_ping_still_accepted(void **state) {
     char detail[200];
     struct resp_conn *c;
 
-    NEED_REDIS();
-    c = connect_port(srv_open.port);
+    NEED_REDIS(&fx);
+    c = connect_port(srv_open->port);
     must_ok(c, 8, setuser, true);
     resp_close(c);
-    assert_int_equal(auth_on(srv_open.port, "noping", "np-pw", detail, sizeof(detail)),
+    assert_int_equal(auth_on(srv_open->port, "noping", "np-pw", detail, sizeof(detail)),
                      RESP_AUTH_ACCEPTED);
     assert_non_null(strstr(detail, "NOPERM"));
 }
@@ -765,8 +737,8 @@ static void test_redis_secret_error_reply_keeps_first_word(void **state) {
     struct resp_conn *c;
     redisReply *r = NULL;
 
-    NEED_REDIS();
-    c = connect_port(srv_open.port);
+    NEED_REDIS(&fx);
+    c = connect_port(srv_open->port);
     assert_int_equal(resp_command(c, 4, argv, NULL, false, &r), 0);
     assert_int_equal(r->type, REDIS_REPLY_ERROR);
     assert_non_null(strstr(r->str, "hunter2-x"));   /* Redis does echo it */
@@ -785,8 +757,8 @@ static void test_redis_command_error_reply_is_a_reply(void **state) {
     struct resp_conn *c;
     redisReply *r = NULL;
 
-    NEED_REDIS();
-    c = connect_port(srv_open.port);
+    NEED_REDIS(&fx);
+    c = connect_port(srv_open->port);
     assert_int_equal(resp_command(c, 2, argv, NULL, false, &r), 0);
     assert_int_equal(r->type, REDIS_REPLY_ERROR);
     assert_true(strncmp(r->str, "ERR unknown command", 19) == 0);
@@ -807,10 +779,10 @@ static void test_redis_oversize_reply_is_error(void **state) {
     struct resp_conn *c;
     redisReply *r = NULL;
 
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     assert_non_null(value);
     memset(value, 'v', big);
-    c = connect_port(srv_open.port);
+    c = connect_port(srv_open->port);
     assert_int_equal(resp_command(c, 3, set, setlen, false, &r), 0);
     assert_string_equal(r->str, "OK");
     freeReplyObject(r);
@@ -829,8 +801,8 @@ static void test_redis_server_hangup_is_sticky_error(void **state) {
     redisReply *r = NULL;
     int rc;
 
-    NEED_REDIS();
-    c = connect_port(srv_open.port);
+    NEED_REDIS(&fx);
+    c = connect_port(srv_open->port);
     must_ok(c, 1, quit, false);
     rc = resp_command(c, 1, ping, NULL, false, &r);
     assert_true(rc == -ECONNRESET || rc == -EPIPE);
@@ -843,11 +815,11 @@ static void test_connect_closed_port_fails_fast(void **state) {
     struct endpoint ep = {.kind = ENDPOINT_TCP, .host = "127.0.0.1", .port = free_port()};
     struct resp_conn *c = NULL;
     char err[256], want[64];
-    uint64_t t0 = resp_now_usec();
+    uint64_t t0 = rctime_mono_usec();
 
     assert_int_equal(resp_connect(&ep, 2 * SEC, &c, err, sizeof(err)), -ECONNREFUSED);
     assert_null(c);
-    assert_true(resp_now_usec() - t0 < SEC / 2);
+    assert_true(rctime_mono_usec() - t0 < SEC / 2);
     snprintf(want, sizeof(want), "connect 127.0.0.1:%u: Connection refused", (unsigned)ep.port);
     assert_string_equal(err, want);
 }
@@ -885,16 +857,16 @@ static void test_silent_server_times_out_within_deadline(void **state) {
     ep.port = ntohs(sa.sin_port);
 
     assert_int_equal(resp_connect(&ep, timeout, &c, err, sizeof(err)), 0);
-    t0 = resp_now_usec();
+    t0 = rctime_mono_usec();
     assert_int_equal(resp_auth(c, "u", pw, detail, sizeof(detail)), RESP_AUTH_IO);
-    elapsed = resp_now_usec() - t0;
+    elapsed = rctime_mono_usec() - t0;
     assert_non_null(strstr(detail, "timed out after 500 ms"));
     assert_true(elapsed >= timeout - 10000);
     assert_true(elapsed < timeout + 300000);
     /* sticky, and immediate */
-    t0 = resp_now_usec();
+    t0 = rctime_mono_usec();
     assert_int_equal(resp_command(c, 1, ping, NULL, false, &r), -ETIMEDOUT);
-    assert_true(resp_now_usec() - t0 < 50000);
+    assert_true(rctime_mono_usec() - t0 < 50000);
     resp_close(c);
     secret_free(pw);
     close(lfd);
@@ -906,8 +878,8 @@ static void test_redis_unix_socket_endpoint(void **state) {
     struct resp_conn *c;
     redisReply *r = NULL;
 
-    NEED_REDIS();
-    snprintf(ep, sizeof(ep), "unix:%s", srv_open.sock);
+    NEED_REDIS(&fx);
+    snprintf(ep, sizeof(ep), "unix:%s", srv_open->sock);
     c = connect_to(ep, 2 * SEC);
     assert_int_equal(resp_command(c, 1, ping, NULL, false, &r), 0);
     assert_string_equal(r->str, "PONG");
@@ -928,12 +900,12 @@ static void test_redis_ipv6_loopback(void **state) {
     struct resp_conn *c;
     redisReply *r = NULL;
 
-    NEED_REDIS();
-    if (!have_ipv6) {
+    NEED_REDIS(&fx);
+    if (!fx.ipv6) {
         print_message("::1 not available: skipped\n");
         skip();
     }
-    snprintf(ep, sizeof(ep), "[::1]:%u", (unsigned)srv_open.port);
+    snprintf(ep, sizeof(ep), "[::1]:%u", (unsigned)srv_open->port);
     c = connect_to(ep, 2 * SEC);
     assert_int_equal(resp_command(c, 1, ping, NULL, false, &r), 0);
     assert_string_equal(r->str, "PONG");
@@ -947,10 +919,10 @@ static void test_redis_localhost_name_resolves(void **state) {
     struct resp_conn *c;
     redisReply *r = NULL;
 
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     /* "localhost" may resolve to ::1 first; the server listens there too when it can,
      * and otherwise the next address is tried. */
-    snprintf(ep, sizeof(ep), "localhost:%u", (unsigned)srv_open.port);
+    snprintf(ep, sizeof(ep), "localhost:%u", (unsigned)srv_open->port);
     c = connect_to(ep, 2 * SEC);
     assert_int_equal(resp_command(c, 1, ping, NULL, false, &r), 0);
     assert_string_equal(r->str, "PONG");

@@ -28,50 +28,24 @@
 
 #define MS 1000ull
 
-static struct server srv_open;   /* no password; a unix socket */
-static struct server srv_pass;   /* requirepass */
-static char tmpdir[128];
-static bool have_redis;
-
-static void cleanup_all(void) {
-    stop_server(&srv_open);
-    stop_server(&srv_pass);
-    if (srv_open.sock[0])
-        (void)unlink(srv_open.sock);
-    if (tmpdir[0])
-        (void)rmdir(tmpdir);
-    tmpdir[0] = '\0';
-}
+/* srv_open: no password, a unix socket; srv_pass: requirepass */
+static struct redis_fixture fx = {
+    .prefix = "rc-test-rnet", .n = 2,
+    .spec = { { .unixsock = true }, { .requirepass = "rnet-secret" } },
+};
+static struct server *const srv_open = &fx.srv[0];
+static struct server *const srv_pass = &fx.srv[1];
 
 static int redis_setup(void **state) {
     (void)state;
-    atexit(cleanup_all);
-    signal(SIGPIPE, SIG_IGN);
-    if (access(REDIS_SERVER, X_OK) != 0)
-        return 0;   /* tests skip */
-    if (server_tmpdir(tmpdir, sizeof tmpdir, "rc-test-rnet") < 0)
-        return -1;
-    snprintf(srv_open.sock, sizeof srv_open.sock, "%s/redis.sock", tmpdir);
-    if (start_server(&srv_open, tmpdir, false, srv_open.sock, NULL) < 0 ||
-        start_server(&srv_pass, tmpdir, false, NULL, "rnet-secret") < 0)
-        return -1;
-    have_redis = true;
-    return 0;
+    return redis_fixture_start(&fx);
 }
 
 static int redis_teardown(void **state) {
     (void)state;
-    cleanup_all();
+    redis_fixture_stop(&fx);
     return 0;
 }
-
-#define NEED_REDIS()                                                  \
-    do {                                                              \
-        if (!have_redis) {                                            \
-            print_message("redis-server not available: skipped\n"); \
-            skip();                                                   \
-        }                                                             \
-    } while (0)
 
 static void tcp_node(struct rnet_node *n, uint16_t port) {
     memset(n, 0, sizeof *n);
@@ -145,8 +119,8 @@ static void test_pipelined_auth_and_ping_reply_in_order(void **state) {
     struct rnet_opts o = opts(&u, &n, 2000 * MS);
 
     (void)state;
-    NEED_REDIS();
-    tcp_node(&n, srv_pass.port);
+    NEED_REDIS(&fx);
+    tcp_node(&n, srv_pass->port);
     n.script = auth_ping;
     n.nscript = 2;
     assert_int_equal(rnet_run(&o, &n, 1), 0);
@@ -169,9 +143,9 @@ static void test_many_nodes_each_get_their_own_result(void **state) {
     uint16_t dead = free_port();
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     for (size_t i = 0; i < 12; i++) {
-        tcp_node(&n[i], i == 5 ? dead : srv_pass.port);
+        tcp_node(&n[i], i == 5 ? dead : srv_pass->port);
         n[i].script = auth_ping;
         n[i].nscript = 2;
     }
@@ -201,13 +175,13 @@ static void test_silent_node_times_out_alone(void **state) {
     struct rnet_opts o = opts(&u, n, 300 * MS);
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     assert_true(lfd >= 0);
     assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(lfd, 8), 0);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
     tcp_node(&n[0], ntohs(sa.sin_port));
-    tcp_node(&n[1], srv_pass.port);
+    tcp_node(&n[1], srv_pass->port);
     n[0].script = n[1].script = auth_ping;
     n[0].nscript = n[1].nscript = 2;
     assert_int_equal(rnet_run(&o, n, 2), 0);
@@ -241,8 +215,8 @@ static void test_jump_drops_replies_of_skipped_commands(void **state) {
     struct rnet_opts o = opts(&u, &n, 2000 * MS);
 
     (void)state;
-    NEED_REDIS();
-    tcp_node(&n, srv_open.port);
+    NEED_REDIS(&fx);
+    tcp_node(&n, srv_open->port);
     n.script = script;
     n.nscript = 4;
     assert_int_equal(rnet_run(&o, &n, 1), 0);
@@ -264,8 +238,8 @@ static void test_first_command_and_unix_socket(void **state) {
     struct rnet_opts o = opts(&u, &n, 2000 * MS);
 
     (void)state;
-    NEED_REDIS();
-    snprintf(n.ep.path, sizeof n.ep.path, "%s", srv_open.sock);
+    NEED_REDIS(&fx);
+    snprintf(n.ep.path, sizeof n.ep.path, "%s", srv_open->sock);
     n.script = script;
     n.nscript = 2;
     n.first = 1;
@@ -283,9 +257,9 @@ static void test_node_without_script_is_left_alone(void **state) {
     struct rnet_opts o = opts(&u, n, 2000 * MS);
 
     (void)state;
-    NEED_REDIS();
-    tcp_node(&n[0], srv_pass.port);
-    tcp_node(&n[1], srv_pass.port);
+    NEED_REDIS(&fx);
+    tcp_node(&n[0], srv_pass->port);
+    tcp_node(&n[1], srv_pass->port);
     n[0].cls = RNET_INTERNAL;
     snprintf(n[0].msg, sizeof n[0].msg, "untouched");
     n[1].script = auth_ping;
@@ -389,10 +363,10 @@ static void test_tls_to_plaintext_port_times_out_as_unreachable(void **state) {
     char err[256];
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     assert_int_equal(tls_ctx_new(&to, &ctx, err, sizeof err), 0);
     o.tls = ctx;
-    tcp_node(&n, srv_pass.port);
+    tcp_node(&n, srv_pass->port);
     n.script = auth_ping;
     n.nscript = 2;
     assert_int_equal(rnet_run(&o, &n, 1), 0);
@@ -419,8 +393,8 @@ static void test_stop_ends_the_node_after_one_reply(void **state) {
     struct rnet_opts o = opts(&u, &n, 2000 * MS);
 
     (void)state;
-    NEED_REDIS();
-    tcp_node(&n, srv_pass.port);
+    NEED_REDIS(&fx);
+    tcp_node(&n, srv_pass->port);
     n.script = wrong;
     n.nscript = 2;
     assert_int_equal(rnet_run(&o, &n, 1), 0);
@@ -445,7 +419,7 @@ static void test_reply_cap_is_per_run(void **state) {
     struct rnet_opts o = opts(&u, &n, 5000 * MS);
 
     (void)state;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     assert_non_null(value);
     memset(value, 'v', big);
     s[0].argc = 3;
@@ -453,7 +427,7 @@ static void test_reply_cap_is_per_run(void **state) {
     s[0].argvlen[0] = 3;
     s[0].argvlen[1] = 3;
     s[0].argvlen[2] = big;
-    tcp_node(&n, srv_open.port);
+    tcp_node(&n, srv_open->port);
     n.script = s;
     n.nscript = 2;
     assert_int_equal(rnet_run(&o, &n, 1), 0);

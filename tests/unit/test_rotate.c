@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "redis_server.h"
+#include "rctime.h"
 #include "resp.h"
 #include "rotate.h"
 
@@ -221,45 +222,23 @@ static void test_resume_decision(void **st) {
 #define MS 1000ull
 #define ADMIN_PW "rotate-admin-pw"
 
-static struct server srv[2];    /* requirepass ADMIN_PW (the default user) */
-static char tmpdir[128];
-static bool have_redis;
-
-static void cleanup_all(void) {
-    stop_server(&srv[0]);
-    stop_server(&srv[1]);
-    if (tmpdir[0])
-        (void)rmdir(tmpdir);
-    tmpdir[0] = '\0';
-}
+/* Two nodes, requirepass ADMIN_PW (the default user) */
+static struct redis_fixture fx = {
+    .prefix = "rc-test-rotate", .n = 2,
+    .spec = { { .requirepass = ADMIN_PW }, { .requirepass = ADMIN_PW } },
+};
+static struct server *const srv = fx.srv;
 
 static int redis_setup(void **st) {
     (void)st;
-    atexit(cleanup_all);
-    signal(SIGPIPE, SIG_IGN);
-    if (access(REDIS_SERVER, X_OK) != 0)
-        return 0;   /* those tests skip */
-    if (server_tmpdir(tmpdir, sizeof tmpdir, "rc-test-rotate") < 0 ||
-        start_server(&srv[0], tmpdir, false, NULL, ADMIN_PW) < 0 ||
-        start_server(&srv[1], tmpdir, false, NULL, ADMIN_PW) < 0)
-        return -1;
-    have_redis = true;
-    return 0;
+    return redis_fixture_start(&fx);
 }
 
 static int redis_teardown(void **st) {
     (void)st;
-    cleanup_all();
+    redis_fixture_stop(&fx);
     return 0;
 }
-
-#define NEED_REDIS()                                                  \
-    do {                                                              \
-        if (!have_redis) {                                            \
-            print_message("redis-server not available: skipped\n"); \
-            skip();                                                   \
-        }                                                             \
-    } while (0)
 
 /* Does `user` log in with `pw` on the server at port? */
 static enum resp_auth_result try_login(uint16_t port, const char *user, const char *pw) {
@@ -305,7 +284,7 @@ static void test_acl_add_and_remove_on_every_node(void **st) {
     char want[128];
 
     (void)st;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     ports[0] = srv[0].port;
     ports[1] = srv[1].port;
     assert_int_equal(acl(ports, 2, 2000 * MS, ROTATE_ACL_ADD, "rot-new-1", ADMIN_PW, &res), 0);
@@ -345,7 +324,7 @@ static void test_acl_refused_login_is_named_per_node(void **st) {
     char want[160];
 
     (void)st;
-    NEED_REDIS();
+    NEED_REDIS(&fx);
     ports[0] = srv[1].port;
     assert_int_equal(acl(ports, 1, 2000 * MS, ROTATE_ACL_ADD, "rot-new-2", "not-the-admin-pw",
                          &res), -EACCES);
@@ -376,9 +355,9 @@ static void test_acl_nodes_are_asked_at_once(void **st) {
         assert_int_equal(getsockname(lfd[i], (struct sockaddr *)&sa, &len), 0);
         ports[i] = ntohs(sa.sin_port);
     }
-    uint64_t t0 = resp_now_usec();
+    uint64_t t0 = rctime_mono_usec();
     assert_true(acl(ports, 3, 400 * MS, ROTATE_ACL_ADD, "rot-new-3", ADMIN_PW, &res) < 0);
-    uint64_t took = resp_now_usec() - t0;
+    uint64_t took = rctime_mono_usec() - t0;
     for (size_t i = 0; i < 3; i++)
         close(lfd[i]);
     assert_int_equal(res.total, 3);

@@ -24,51 +24,21 @@
 
 #define MS 1000ull
 
-static struct server srv;
-static char tmpdir[128], ca[200];
-static bool have_server;
-
-static void cleanup_all(void) {
-    stop_server(&srv);
-    if (tmpdir[0]) {
-        remove_certs(tmpdir);
-        (void)rmdir(tmpdir);
-    }
-    tmpdir[0] = '\0';
-}
+/* One server with a TLS port, its certificate signed by fx.ca */
+static struct redis_fixture fx = { .prefix = "rc-test-tls", .n = 1, .spec = { { .tls = true } } };
+static struct server *const srv = &fx.srv[0];
+static const char *const ca = fx.ca;
 
 static int setup(void **state) {
-    struct server_opts o = { .certdir = tmpdir };
-
     (void)state;
-    atexit(cleanup_all);
-    signal(SIGPIPE, SIG_IGN);
-    if (access(REDIS_SERVER, X_OK) != 0)
-        return 0;
-    if (server_tmpdir(tmpdir, sizeof tmpdir, "rc-test-tls") < 0)
-        return -1;
-    if (make_certs(tmpdir) < 0)
-        return 0;   /* no openssl: skipped */
-    snprintf(ca, sizeof ca, "%s/ca.crt", tmpdir);
-    if (start_server_with(&srv, tmpdir, &o) < 0)
-        return -1;
-    have_server = true;
-    return 0;
+    return redis_fixture_start(&fx);
 }
 
 static int teardown(void **state) {
     (void)state;
-    cleanup_all();
+    redis_fixture_stop(&fx);
     return 0;
 }
-
-#define NEED_SERVER()                                                              \
-    do {                                                                           \
-        if (!have_server) {                                                        \
-            print_message("redis-server or openssl not available: skipped\n");   \
-            skip();                                                                \
-        }                                                                          \
-    } while (0)
 
 static void test_ip_literals(void **state) {
     (void)state;
@@ -97,7 +67,7 @@ static void test_ctx_names_the_missing_file(void **state) {
 
 static int connect_with(const char *cafile, const char *name, char *err, size_t errlen) {
     struct tls_options o = { .ca_file = cafile };
-    struct endpoint ep = { .kind = ENDPOINT_TCP, .host = "127.0.0.1", .port = srv.tls_port };
+    struct endpoint ep = { .kind = ENDPOINT_TCP, .host = "127.0.0.1", .port = srv->tls_port };
     struct tls_ctx *ctx = NULL;
     struct resp_conn *c = NULL;
     int rc;
@@ -121,7 +91,7 @@ static void test_verified_connection_by_ip_and_by_name(void **state) {
     char err[300];
 
     (void)state;
-    NEED_SERVER();
+    NEED_REDIS(&fx);
     assert_int_equal(connect_with(ca, "127.0.0.1", err, sizeof err), 0);
     assert_int_equal(connect_with(ca, "localhost", err, sizeof err), 0);
 }
@@ -130,7 +100,7 @@ static void test_wrong_name_is_a_certificate_error(void **state) {
     char err[300];
 
     (void)state;
-    NEED_SERVER();
+    NEED_REDIS(&fx);
     assert_int_equal(connect_with(ca, "redis.example.org", err, sizeof err), -EKEYREJECTED);
     assert_non_null(strstr(err, "certificate verify failed"));
 }
@@ -139,9 +109,9 @@ static void test_unknown_ca_is_a_certificate_error(void **state) {
     char err[300], other[200];
 
     (void)state;
-    NEED_SERVER();
+    NEED_REDIS(&fx);
     /* the server's own certificate as the only trusted one: not a CA, so no chain */
-    snprintf(other, sizeof other, "%s/server.crt", tmpdir);
+    snprintf(other, sizeof other, "%s/server.crt", fx.dir);
     assert_int_equal(connect_with(other, "127.0.0.1", err, sizeof err), -EKEYREJECTED);
 }
 
@@ -165,13 +135,13 @@ static void test_rnet_classes_certificate_failures(void **state) {
     char err[256];
 
     (void)state;
-    NEED_SERVER();
+    NEED_REDIS(&fx);
     assert_int_equal(tls_ctx_new(&to, &ctx, err, sizeof err), 0);
     o.tls = ctx;
     for (size_t i = 0; i < 2; i++) {
         n[i].ep.kind = ENDPOINT_TCP;
         snprintf(n[i].ep.host, sizeof n[i].ep.host, "127.0.0.1");
-        n[i].ep.port = srv.tls_port;
+        n[i].ep.port = srv->tls_port;
         n[i].script = ping;
         n[i].nscript = 1;
     }

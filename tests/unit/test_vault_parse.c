@@ -482,7 +482,7 @@ static void test_kv2_mark_and_record_bodies(void **st) {
     struct rc_rotation_mark mark = { .rotated_by = "host-a" };
     char *body = NULL;
     size_t len = 0;
-    assert_int_equal(credfile_time_parse("2026-12-02T06:30:00Z", &mark.rotated_at), 0);
+    assert_int_equal(rctime_parse("2026-12-02T06:30:00Z", &mark.rotated_at), 0);
     assert_int_equal(vault_kv2_write_body(&f, "app", pw, &mark, 2, &body, &len), 0);
     json_t *root = json_loadb(body, len, 0, NULL);
     json_t *data = json_object_get(root, "data");

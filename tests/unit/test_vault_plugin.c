@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "credfile.h"
+#include "rctime.h"
 #include "http.h"
 #include "mock_host.h"
 
@@ -418,7 +419,7 @@ static void test_static_role_version_and_next_check_follow_ttl(void **st) {
     int64_t t = 0;
     char whole[32];
     snprintf(whole, sizeof whole, "%.19sZ", cs[0].version);
-    assert_int_equal(credfile_time_parse(whole, &t), 0);
+    assert_int_equal(rctime_parse(whole, &t), 0);
     assert_true(cs[0].rotated_at == t);
     cands_free(cs, n);
     uint64_t next = redis_creds_plugin.types[0].next_check(f->state, &f->creds[0]);
@@ -885,7 +886,7 @@ static void test_kv2_rotate_with_mark_writes_two_fields_and_fetch_dates_it_by_cr
     cands_free(cs, n);
 
     struct rc_rotation_mark mark = { .rotated_by = "host-a" };
-    assert_int_equal(credfile_time_parse("2026-12-02T06:30:00Z", &mark.rotated_at), 0);
+    assert_int_equal(rctime_parse("2026-12-02T06:30:00Z", &mark.rotated_at), 0);
     int64_t before = (int64_t)time(NULL);
     assert_int_equal(mock_rotate_marked(T(), f->state, &f->creds[0], "1", "app", "marked-pw-2", &mark, v, &err), 0);
     int64_t after = (int64_t)time(NULL);
