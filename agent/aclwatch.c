@@ -2,7 +2,6 @@
 #include "aclwatch.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,18 +63,6 @@ void aclwatch_clear(struct aclwatch *w) {
         aclops_result_clear(&w->prev);
 }
 
-static void append(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void append(char *buf, size_t size, const char *fmt, ...) {
-    size_t len = strnlen(buf, size);
-    va_list ap;
-
-    if (len + 1 >= size)
-        return;
-    va_start(ap, fmt);
-    (void)vsnprintf(buf + len, size - len, fmt, ap);
-    va_end(ap);
-}
-
 /* One node's new failures into what; their count. */
 static long long node_failures(const struct aclops_node *prev, const struct aclops_node *now,
                                const char *const *users, size_t nusers, char *what, size_t size) {
@@ -84,7 +71,7 @@ static long long node_failures(const struct aclops_node *prev, const struct aclo
     long long total = 0;
 
     for (size_t k = 0; k < n; k++) {
-        append(what, size, "%s%s%s %s x%lld (%s)", what[0] && k == 0 ? "; " : "",
+        aclops_text_append(what, size, "%s%s%s %s x%lld (%s)", what[0] && k == 0 ? "; " : "",
                k == 0 ? now->name : ", ", k == 0 ? ":" : "", f[k].addr, f[k].count, f[k].username);
         total += f[k].count;
     }
@@ -105,7 +92,7 @@ int aclwatch_read(struct aclwatch *w, const struct aclops_target *t, const char 
     for (size_t i = 0; i < now.n; i++) {
         const struct aclops_node *n = &now.nodes[i];
         if (n->r < 0)
-            append(problem, psize, "%s%s: %s", problem[0] ? "; " : "", n->name, n->why);
+            aclops_text_append(problem, psize, "%s%s: %s", problem[0] ? "; " : "", n->name, n->why);
         else
             total += node_failures(aclops_result_find(&w->prev, n->name), n, users, nusers,
                                    what, size);

@@ -38,9 +38,7 @@ const struct aclops_node *aclops_result_find(const struct aclops_result *res, co
     return NULL;
 }
 
-/* Appends to buf; what does not fit is cut and the text ends with "...". */
-static void append(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void append(char *buf, size_t size, const char *fmt, ...) {
+void aclops_text_append(char *buf, size_t size, const char *fmt, ...) {
     size_t len = strnlen(buf, size);
     va_list ap;
     int n;
@@ -160,9 +158,9 @@ static void diff_emit(struct diff_out *o, const char *fmt, ...) {
     (void)vsnprintf(item, sizeof item, fmt, ap);
     va_end(ap);
     if (o->n == 0 && o->node)
-        append(o->buf, o->size, "%s%s: %s", o->buf[0] ? "; " : "", o->node, item);
+        aclops_text_append(o->buf, o->size, "%s%s: %s", o->buf[0] ? "; " : "", o->node, item);
     else
-        append(o->buf, o->size, "%s%s", o->buf[0] ? "; " : "", item);
+        aclops_text_append(o->buf, o->size, "%s%s", o->buf[0] ? "; " : "", item);
     o->n++;
 }
 
@@ -189,9 +187,9 @@ static void field_text(const redisReply *f, char *buf, size_t size) {
     buf[0] = '\0';
     toks_start(&t, f);
     while (toks_next(&t, &x, &xl))
-        append(buf, size, "%s%.*s", buf[0] ? " " : "", (int)(xl > 200 ? 200 : xl), x);
+        aclops_text_append(buf, size, "%s%.*s", buf[0] ? " " : "", (int)(xl > 200 ? 200 : xl), x);
     if (!buf[0])
-        append(buf, size, "(none)");
+        aclops_text_append(buf, size, "(none)");
 }
 
 /* Same tokens in the same order. */

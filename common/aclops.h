@@ -89,6 +89,9 @@ struct aclops_result {
 };
 
 void aclops_result_clear(struct aclops_result *res);
+/* Appends formatted text to the NUL-terminated buf; what does not fit is cut and the
+ * text then ends with "..." (the diff's and the watch's lines). */
+void aclops_text_append(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The node of that name, or NULL. */
 const struct aclops_node *aclops_result_find(const struct aclops_result *res, const char *name);
 
