@@ -1578,7 +1578,7 @@ static void rot_watch_tick(struct cred_rt *c) {
 static void rot_resume(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     char err[256];
-    if (ro->st.record && (ro->st.phase != ROTATE_IDLE || ro->job->rec.epoch)) {
+    if ((ro->st.record && (ro->st.phase != ROTATE_IDLE || ro->job->rec.epoch)) || ro->resume_look) {
         /* Held in the store's record: the record says where it stands (after the first
          * fetch at a start). */
         ro->resume_look = true;
@@ -1837,6 +1837,13 @@ void rotation_init(struct cred_rt *c) {
         ro->st = (struct rotate_state){ .baseline = now_real() };
         rot_save(c);
     }
+    if (!ro->carried && use_record(c) && ro->st.phase == ROTATE_IDLE && !ro->st.record &&
+        !(ro->st.watch_until > now_real() || ro->st.restored[0]))
+        /* A fresh start: this host may have died right after its claim, before its own
+         * phase record said so. One look at the store's record after the first fetch
+         * finds such a record (and goes on with it) or another host's live one (and
+         * waits for its takeover time); with none it only arms the schedule. */
+        ro->resume_look = true;
     rot_resume(c);
 }
 

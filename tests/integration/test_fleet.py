@@ -15,6 +15,8 @@ import os
 import signal
 import time
 
+import redis
+
 import rc_harness as h
 from fleet_helpers import (MID_TAKEN_OVER, RECORD, Fleet, has_msg, mark, problems, redis_passwords,
                            sha, start_fleet, wait_msg)
@@ -196,3 +198,37 @@ def test_rotators_only_listed_hosts_claim_and_the_others_need_no_admin_password(
     h.wait_until(lambda: observer_doc().get("password") == new, 10, "the observer publishes it")
     assert observer_doc()["previous_valid_until"]
     assert "warning" not in obs.log() and "err:" not in obs.log()
+
+
+def _pause_over(sc):
+    """Returns once Redis answers again (the CLIENT PAUSE of _claim_then is over)."""
+    def answers():
+        try:
+            return sc.redis.auth_ok("app", "restart-pw-0")
+        except redis.exceptions.TimeoutError:
+            return False
+    h.wait_until(answers, 10, "the CLIENT PAUSE over")
+
+
+def test_killed_rotator_finishes_its_rotation_at_its_restart(sc):
+    """The rotator killed right after its claim, restarted before pending_timeout: it finds
+    its own record (same host key), goes on from phase adding with the recorded pending
+    password, and no other host takes over; nothing is left in Redis but that password."""
+    fl = start_fleet(sc, 2, "restart-pw-0", interval="1h", grace="1s", pending_timeout="60s")
+
+    def kill(a):
+        a.send(signal.SIGKILL)
+        a.wait_exit()
+        a.check_exit = False
+    rec = _claim_then(fl, sc, kill)
+    assert fl.rotations() == []            # the entry is untouched while the record is live
+    _pause_over(sc)
+    m = mark(fl.start(0))
+    wait_msg(fl.agents[0], lambda l: "resuming the rotation of cache" in l, since=m, timeout=10)
+    wait_msg(fl.agents[0], lambda l: "rotation of cache completed" in l, since=m, timeout=20)
+    assert [w[2] for w in fl.rotations()] == [rec["password"]]   # one entry write: the pending one
+    h.wait_until(lambda: fl.record() is None, 5, "the record removed")
+    h.wait_until(lambda: fl.all_published(rec["password"]), 5, "every host publishes")
+    assert redis_passwords(sc) == [sha(rec["password"])]
+    assert fl.journal(0, MID_TAKEN_OVER) == [] and fl.journal(1, MID_TAKEN_OVER) == []
+    assert problems(fl.agents[0]) == [] and problems(fl.agents[1]) == []
