@@ -34,14 +34,21 @@ learnt from each host's cache.json (`version` and `previous.version`).
 It reports:
   * rotations: the spacing of consecutive completed rotations (goal: >= interval and <=
     interval + splay + 1 s, splay = --splay or 10 % of interval) and the claims (rotation
-    started entries, one per host that tried) per base version (goal: 1);
+    started entries, one per host that tried) per base version (goal: 1); the check-and-set
+    record creations Vault refused; the claim-to-write window; the reads of the rotation
+    record per rotation (the rotator's steps plus every host due before it saw the new
+    version: what the splay spreads);
   * pickup: from the moment the store entry held the new password (file mtime / the fake's
     write time) to each host's cache.json holding it; p50, p99, max over hosts and the
     last host per rotation (goal: <= 100 ms file, <= poll_interval + 100 ms Vault);
   * warnings and errors logged anywhere (goal 0), with the most frequent messages, and the
     passwords left on the user in Redis at the end (goal: 1, or 2 during a grace);
   * store requests per second (fleet and per agent; split into steady looks and what each
-    rotation adds) and agent RSS.
+    rotation adds; file store: the rotating host's share and each observer's) and agent
+    RSS.
+
+Many agents on one machine need fs.inotify.max_user_instances above twice their number
+(file store; once with Vault): the run raises it when needed (root) and restores it.
 
 New rotation settings (e.g. `splay`, `pending_timeout`) go in with --splay and
 --rotation-extra; an agent that refuses its configuration stops the run with its message.
@@ -116,7 +123,11 @@ def serve_vault():
 
     class Reporting(FakeVault):
         def _kv2_write(self, m, key, data, cas):
-            v = super()._kv2_write(m, key, data, cas)
+            try:
+                v = super()._kv2_write(m, key, data, cas)
+            except Exception:
+                emit("LOST %s %.6f" % (key, time.time()))   # check-and-set refused
+                raise
             emit("WRITE %s %d %.6f %s" % (key, v, time.time(),
                                           fingerprint(data.get("username", ""), data.get("password", ""))))
             return v
@@ -260,6 +271,7 @@ class Fleet:
         self.problems = []          # (t_real, agent or None, priority, message)
         self.store_writes = []      # (t_real, fingerprint) of the credential's entry
         self.other_writes = collections.Counter()   # other store entries written (records)
+        self.cas_lost = []          # Vault: (t_real, key) of each check-and-set write refused
         self.opens = collections.Counter()          # file store: IN_OPEN per name
         self.published = {}         # (agent, fp) -> t_real of the first cache.json with it
         self.vmap = {}              # (agent, version) -> fp
@@ -382,6 +394,8 @@ class Fleet:
                 self.store_writes.append((float(w[3]), w[4]))
             elif w[0] == "WRITE":
                 self.other_writes[w[1]] += 1
+            elif w[0] == "LOST":
+                self.cas_lost.append((float(w[2]), w[1]))
             elif w[0] == "STATS":
                 self.vault.stats = json.loads(line[6:])
 
@@ -633,6 +647,7 @@ def results(fl):
         "claims_per_base": dist(claim_counts), "bases_claimed": len(claim_counts),
         "lost_claims": sum(1 for e in in_run if e[2] == "started") - len(rot),
         "claim_to_write_ms": scale(dist(claim_to_write), 1e3),
+        "cas_refused": collections.Counter(k for t, k in fl.cas_lost if t0 <= t <= t1) if fl.vault else None,
         "due_hosts_that_waited": sum(1 for e in in_run if e[2] == "waited"),
         "due_hosts_not_needed": sum(1 for e in in_run if e[2] == "not_needed"),
         "pickup_ms_per_host": scale(dist(per_host), 1e3),
@@ -672,7 +687,10 @@ def results(fl):
     res["store_requests_per_agent_per_s"] = total / dur / a.agents
     # Split into the steady looks (one per poll_interval) and what rotations add.
     if a.store == "file" and fl.fan:
-        steady = a.agents * dur / seconds(a.poll)      # one read of the file per poll
+        # Every fetch (inotify's included) re-arms the poll timer: an agent polls only in
+        # a gap between changes longer than poll_interval.
+        marks = [t0] + [t for t, _ in rot] + [t1]
+        steady = a.agents * sum(int((y - x) // seconds(a.poll)) for x, y in zip(marks, marks[1:]))
         res["steady_requests_per_agent_per_s"] = 1 / seconds(a.poll)
         res["requests_per_agent_per_rotation"] = (total - steady) / (a.agents * len(rot)) if rot else None
         res["per_agent_per_rotation_by_name"] = (
@@ -754,6 +772,9 @@ def report(r):
         ("spacing of new passwords in the store", fmt(r["store_write_spacing_s"], " s"), ""),
         ("claims (…4b05 started) per base version", fmt(r["claims_per_base"]) + "; %d lost" % r["lost_claims"], "1"),
         ("claim (…4b05) -> the entry written", fmt(r["claim_to_write_ms"], " ms"), ""),
+        ("Vault check-and-set writes refused (record, entry)", "%d, %d" % (
+            r["cas_refused"].get(VAULT_PATH + ".rotation", 0), r["cas_refused"].get(VAULT_PATH, 0))
+         if r["cas_refused"] is not None else "-", "0"),
         ("due hosts that logged finding a live record (once per host and epoch number: a lower "
          "bound) / the entry moved on, in the run",
          "%d / %d" % (r["due_hosts_that_waited"], r["due_hosts_not_needed"]), ""),
@@ -827,8 +848,14 @@ def inotify_headroom(need):
     if used + need + 16 <= limit:
         return lambda: None
     raised = used + need + 64
-    with open(INOTIFY_MAX, "w") as f:
-        f.write("%d\n" % raised)
+    try:
+        with open(INOTIFY_MAX, "w") as f:
+            f.write("%d\n" % raised)
+    except OSError as e:
+        print("fs.inotify.max_user_instances is %d with %d in use, %d more needed, and cannot be "
+              "raised (%s): agents without a watch fall back to poll_interval" % (limit, used, need, e),
+              file=sys.stderr)
+        return lambda: None
     print("fs.inotify.max_user_instances %d -> %d for the run (%d in use)" % (limit, raised, used),
           file=sys.stderr)
 
