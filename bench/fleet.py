@@ -20,8 +20,11 @@ measures today's agent and any later one):
     the password);
   * every agent's cache.json (inotify on each runtime_dir): which password it publishes and
     the file's mtime, i.e. when the agent wrote it, whatever this process's own lag;
-  * store requests: file: IN_OPEN events in the store directory (inotify merges identical
-    back-to-back events, so this is a lower bound in bursts); Vault: the fake's request log;
+  * store requests: file: every open (read, write, lock, listing) of the store directory
+    and its files by an agent's pid, and every write (close after writing), from fanotify
+    (bench/fanotify_count.py; root): exact, where the IN_OPEN events that the earlier runs
+    counted (still reported) are a lower bound, as inotify merges identical back-to-back
+    events; Vault: the fake's request log;
   * agent RSS from /proc/PID/status.
 
 Versions are keyed per host (each host key gives another version string for the same
@@ -31,21 +34,28 @@ learnt from each host's cache.json (`version` and `previous.version`).
 It reports:
   * rotations: the spacing of consecutive completed rotations (goal: >= interval and <=
     interval + splay + 1 s, splay = --splay or 10 % of interval) and the claims (rotation
-    started entries, one per host that tried) per base version (goal: 1);
+    started entries, one per host that tried) per base version (goal: 1); the check-and-set
+    record creations Vault refused; the claim-to-write window; the reads of the rotation
+    record per rotation (the rotator's steps plus every host due before it saw the new
+    version: what the splay spreads);
   * pickup: from the moment the store entry held the new password (file mtime / the fake's
     write time) to each host's cache.json holding it; p50, p99, max over hosts and the
     last host per rotation (goal: <= 100 ms file, <= poll_interval + 100 ms Vault);
   * warnings and errors logged anywhere (goal 0), with the most frequent messages, and the
     passwords left on the user in Redis at the end (goal: 1, or 2 during a grace);
   * store requests per second (fleet and per agent; split into steady looks and what each
-    rotation adds) and agent RSS.
+    rotation adds; file store: the rotating host's share and each observer's) and agent
+    RSS.
+
+Many agents on one machine need fs.inotify.max_user_instances above twice their number
+(file store; once with Vault): the run raises it when needed (root) and restores it.
 
 New rotation settings (e.g. `splay`, `pending_timeout`) go in with --splay and
 --rotation-extra; an agent that refuses its configuration stops the run with its message.
 
 Usage: bench/fleet.py [--agents N] [--store file|vault] [--interval 8s] [--grace 2s]
                       [--splay S] [--intervals K] [--poll D] [--workers W]
-                      [--rotation-extra TEXT] [--base DIR] [--json] [--keep]
+                      [--rotation-extra TEXT] [--base DIR] [--json] [--json-out F] [--keep]
 Prints numbers; asserts nothing. Run with Debian's /usr/bin/python3 after a build."""
 import argparse
 import collections
@@ -66,6 +76,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import benchlib as B  # noqa: E402
 import vault_lib as V  # noqa: E402  (secret_file)
+from fanotify_count import OpenCounter  # noqa: E402
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from rc_harness import JournalListener  # noqa: E402  (parses the journal's native protocol)
 
@@ -112,7 +123,11 @@ def serve_vault():
 
     class Reporting(FakeVault):
         def _kv2_write(self, m, key, data, cas):
-            v = super()._kv2_write(m, key, data, cas)
+            try:
+                v = super()._kv2_write(m, key, data, cas)
+            except Exception:
+                emit("LOST %s %.6f" % (key, time.time()))   # check-and-set refused
+                raise
             emit("WRITE %s %d %.6f %s" % (key, v, time.time(),
                                           fingerprint(data.get("username", ""), data.get("password", ""))))
             return v
@@ -256,12 +271,14 @@ class Fleet:
         self.problems = []          # (t_real, agent or None, priority, message)
         self.store_writes = []      # (t_real, fingerprint) of the credential's entry
         self.other_writes = collections.Counter()   # other store entries written (records)
+        self.cas_lost = []          # Vault: (t_real, key) of each check-and-set write refused
         self.opens = collections.Counter()          # file store: IN_OPEN per name
         self.published = {}         # (agent, fp) -> t_real of the first cache.json with it
         self.vmap = {}              # (agent, version) -> fp
         self.overflows = 0
         self.rss = collections.defaultdict(list)
         self.ino_fd = B._libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.fan = None             # file store: fanotify's exact opens and writes per agent
         self.wd = {}
 
     def watch(self, path, mask, what):
@@ -283,10 +300,15 @@ class Fleet:
         if a.store == "file":
             self.store_dir = os.path.join(self.root, "store")
             os.makedirs(self.store_dir)
-            B.write_atomic(os.path.join(self.store_dir, CRED + ".json"),
-                           json.dumps({"username": "app", "password": first}))
+            # 0600 as an operator would keep it (0644 makes every agent warn once)
+            V.secret_file(os.path.join(self.store_dir, CRED + ".json"),
+                          json.dumps({"username": "app", "password": first}))
             source = '{ name = "store"; type = "file"; directory = "%s"; }' % self.store_dir
             self.watch(self.store_dir, IN_OPEN | IN_CLOSE_WRITE | IN_MOVED_TO, "store")
+            try:
+                self.fan = OpenCounter(self.store_dir)
+            except OSError as e:
+                print("no exact store counts (%s): only inotify's lower bound" % e, file=sys.stderr)
         else:
             self.vault = VaultProc(self.root)
             self.vault.send("put app %s" % first)
@@ -359,7 +381,7 @@ class Fleet:
                 return
             t = time.time()
             f = JournalListener.parse(t, data).fields
-            kind = MID.get(f.get("MESSAGE_ID", ""))
+            kind = MID.get(f.get("MESSAGE_ID", "")) or looked(f.get("MESSAGE", ""))
             if kind:
                 self.events.append((t, ag.i, kind, f))
             if int(f.get("PRIORITY", "6")) <= 4:
@@ -372,6 +394,8 @@ class Fleet:
                 self.store_writes.append((float(w[3]), w[4]))
             elif w[0] == "WRITE":
                 self.other_writes[w[1]] += 1
+            elif w[0] == "LOST":
+                self.cas_lost.append((float(w[2]), w[1]))
             elif w[0] == "STATS":
                 self.vault.stats = json.loads(line[6:])
 
@@ -383,6 +407,8 @@ class Fleet:
         poller.register(self.ino_fd, select.EPOLLIN)
         if self.vault:
             poller.register(self.vault.fd, select.EPOLLIN)
+        if self.fan:
+            poller.register(self.fan.fd, select.EPOLLIN)
         try:
             while True:
                 left = until() if callable(until) else until - time.monotonic()
@@ -393,6 +419,8 @@ class Fleet:
                         self.read_inotify()
                     elif self.vault and fd == self.vault.fd:
                         self.read_vault()
+                    elif self.fan and fd == self.fan.fd:
+                        self.fan.read()
                     else:
                         self.read_journal(socks[fd])
                 if on_tick:
@@ -422,11 +450,16 @@ class Fleet:
                                "problems logged: %s" % (len(dead), ", the first said: " + said if said else "",
                                                         [p[3] for p in self.problems[-3:]]))
         self.ready_seconds = time.monotonic() - self.t_setup
+        # What the agents logged while starting is stamped when read: read it all before
+        # the measured run starts, or a slow read of 100 sockets puts it in the run.
+        self.pump(time.monotonic() + 1)
         self.machine_before = B.machine()
         self.t_begin = time.time()
         self.t_begin_mono = time.monotonic()
         self.opens.clear()
         self.other_writes.clear()
+        if self.fan:
+            self.fan.reset()
         self.interval = seconds(a.interval)
         self.run_seconds = self.interval * a.intervals
         end = time.monotonic() + self.run_seconds
@@ -445,6 +478,11 @@ class Fleet:
         opens = sum(self.opens.values())
         self.opens_in_run = dict(self.opens)
         self.opens_total = opens
+        if self.fan:
+            self.fan.read()
+            self.fan_opens, self.fan_writes = self.fan.totals([ag.proc.pid for ag in self.agents])
+            self.fan_per_agent = [sum(self.fan.opens.get(ag.proc.pid, {}).values()) for ag in self.agents]
+            self.fan_overflows = self.fan.overflows
         if self.vault:
             self.vault.send("stats %.6f" % self.t_begin_mono)
             until = time.monotonic() + 30
@@ -470,6 +508,18 @@ class Fleet:
             self.vault.stop()
         self.redis.stop()
         os.close(self.ino_fd)
+        if self.fan:
+            self.fan.close()
+
+
+def looked(msg):
+    """The info entries of a due host that did not claim: it found another host's live
+    record (and waits), or found the entry moved on (and picks it up)."""
+    if re.search(r"^rotation of \S+: host .* is rotating it .*this host waits", msg):
+        return "waited"
+    if msg.startswith("rotation of ") and " not needed: the store holds another version" in msg:
+        return "not_needed"
+    return None
 
 
 def rss_of(pid):
@@ -492,6 +542,16 @@ def read_doc(path):
     except (OSError, ValueError):
         return None
     return fingerprint(doc.get("username") or "", doc.get("password") or ""), st.st_mtime_ns / 1e9, doc
+
+
+def by_target(counts):
+    """Counts by the file a temporary file is for (`.cache.json.rotate-XXXXXX` is
+    written for `cache.json`, `..cache.json.rotation.rotate-XXXXXX` for the record)."""
+    out = collections.Counter()
+    for name, n in counts.items():
+        m = re.fullmatch(r"\.(.+)\.rotate-[A-Za-z0-9]{6}", name)
+        out[m.group(1) if m else name] += n
+    return out
 
 
 def temp_name(name):
@@ -544,6 +604,13 @@ def results(fl):
         if e[2] == "started":
             claims[fp_of(e) or "?"].add(e[1])
     claim_counts = [len(s) for s in claims.values()]
+    # The claim's window: from the claim (…4b05, naming the base version) to the entry
+    # holding the new password; due hosts that look within it find the live record.
+    first_claim = {}
+    for e in in_run:
+        if e[2] == "started":
+            first_claim.setdefault(fp_of(e), e[0])
+    claim_to_write = [t - first_claim[prev_fp[fp]] for t, fp in rot if prev_fp.get(fp) in first_claim]
     # Pickup: store write -> each host's cache.json with that password.
     per_host, last_host, missed = [], [], 0
     for t, fp in rot:
@@ -579,6 +646,10 @@ def results(fl):
         "spacing_in_goal": sum(1 for s in spacing if lo <= s <= hi), "spacing_count": len(spacing),
         "claims_per_base": dist(claim_counts), "bases_claimed": len(claim_counts),
         "lost_claims": sum(1 for e in in_run if e[2] == "started") - len(rot),
+        "claim_to_write_ms": scale(dist(claim_to_write), 1e3),
+        "cas_refused": collections.Counter(k for t, k in fl.cas_lost if t0 <= t <= t1) if fl.vault else None,
+        "due_hosts_that_waited": sum(1 for e in in_run if e[2] == "waited"),
+        "due_hosts_not_needed": sum(1 for e in in_run if e[2] == "not_needed"),
         "pickup_ms_per_host": scale(dist(per_host), 1e3),
         "pickup_ms_last_host": scale(dist(last_host), 1e3),
         "pickup_goal_ms": 100 + (seconds(a.poll) * 1e3 if a.store == "vault" else 0),
@@ -594,7 +665,17 @@ def results(fl):
         "machine_before": fl.machine_before, "machine_after": fl.machine_after,
         "filesystem": B.filesystem_of(a.base),
     }
-    if a.store == "file":
+    if a.store == "file" and fl.fan:
+        opens, writes = by_target(fl.fan_opens), by_target(fl.fan_writes)
+        res["store_requests"] = {
+            "what": "the agents' opens in the store directory, fanotify (exact; reads = opens - writes)",
+            "by_name": dict(opens), "writes_by_name": dict(writes),
+            "reads_by_name": {k: opens[k] - writes.get(k, 0) for k in opens},
+            "total": sum(opens.values()), "fanotify_overflows": fl.fan_overflows}
+        res["store_requests_inotify"] = {"what": "IN_OPEN events in the store directory (a lower bound)",
+                                         "by_name": fl.opens_in_run, "total": fl.opens_total}
+        total = res["store_requests"]["total"]
+    elif a.store == "file":
         res["store_requests"] = {"what": "IN_OPEN events in the store directory (a lower bound)",
                                  "by_name": fl.opens_in_run, "total": fl.opens_total}
         total = fl.opens_total
@@ -605,7 +686,18 @@ def results(fl):
     res["store_requests_per_s"] = total / dur
     res["store_requests_per_agent_per_s"] = total / dur / a.agents
     # Split into the steady looks (one per poll_interval) and what rotations add.
-    if a.store == "file":
+    if a.store == "file" and fl.fan:
+        # Every fetch (inotify's included) re-arms the poll timer: an agent polls only in
+        # a gap between changes longer than poll_interval.
+        marks = [t0] + [t for t, _ in rot] + [t1]
+        steady = a.agents * sum(int((y - x) // seconds(a.poll)) for x, y in zip(marks, marks[1:]))
+        res["steady_requests_per_agent_per_s"] = 1 / seconds(a.poll)
+        res["requests_per_agent_per_rotation"] = (total - steady) / (a.agents * len(rot)) if rot else None
+        res["per_agent_per_rotation_by_name"] = (
+            {k: round(v / (a.agents * len(rot)), 3) for k, v in res["store_requests"]["by_name"].items()}
+            if rot else None)
+        res.update(rotator_and_observer(fl, in_run, len(rot), steady / a.agents))
+    elif a.store == "file":
         steady = a.agents * dur / seconds(a.poll)      # one read of the file per poll
         reads = fl.opens_in_run.get(CRED + ".json", 0)
         res["steady_requests_per_agent_per_s"] = 1 / seconds(a.poll)
@@ -617,7 +709,33 @@ def results(fl):
         res["steady_requests_per_agent_per_s"] = looks / dur / a.agents
         res["requests_per_agent_per_rotation"] = ((total - looks) / (a.agents * len(rot)) if rot else None)
     res["other_store_writes"] = dict(fl.other_writes)
+    # Reads of the rotation record: the rotator's own steps, plus every due host that
+    # looked before it had seen the new version (what the splay spreads).
+    if a.store == "vault":
+        rec_reads = fl.vault.stats.get("data read rotation record", 0)
+    elif fl.fan:
+        rec_reads = res["store_requests"]["reads_by_name"].get("." + CRED + ".json.rotation", 0)
+    else:
+        rec_reads = None
+    res["record_reads_per_rotation"] = rec_reads / len(rot) if rot and rec_reads is not None else None
     return res
+
+
+def rotator_and_observer(fl, in_run, rotations, steady_each):
+    """Store requests per rotation of the host that rotated and of each other host, from
+    each agent's exact count: agents that claimed no rotation in the run give the
+    observer's share (beyond the steady polls); the others' excess is the rotator's."""
+    if not rotations:
+        return {}
+    claimed = collections.Counter(e[1] for e in in_run if e[2] == "started")
+    obs = [(n - steady_each) / rotations for ag, n in zip(fl.agents, fl.fan_per_agent) if not claimed[ag.i]]
+    if not obs:
+        return {}
+    per_obs = sum(obs) / len(obs)
+    rot = [(n - steady_each - per_obs * (rotations - claimed[ag.i])) / claimed[ag.i]
+           for ag, n in zip(fl.agents, fl.fan_per_agent) if claimed[ag.i]]
+    return {"requests_per_rotation_observer": per_obs,
+            "requests_per_rotation_rotator": sum(rot) / len(rot) if rot else None}
 
 
 def scale(d, k):
@@ -653,6 +771,13 @@ def report(r):
             r["spacing_in_goal"], r["spacing_count"]), ">= %g s and <= %g s" % (lo, hi)),
         ("spacing of new passwords in the store", fmt(r["store_write_spacing_s"], " s"), ""),
         ("claims (…4b05 started) per base version", fmt(r["claims_per_base"]) + "; %d lost" % r["lost_claims"], "1"),
+        ("claim (…4b05) -> the entry written", fmt(r["claim_to_write_ms"], " ms"), ""),
+        ("Vault check-and-set writes refused (record, entry)", "%d, %d" % (
+            r["cas_refused"].get(VAULT_PATH + ".rotation", 0), r["cas_refused"].get(VAULT_PATH, 0))
+         if r["cas_refused"] is not None else "-", "0"),
+        ("due hosts that logged finding a live record (once per host and epoch number: a lower "
+         "bound) / the entry moved on, in the run",
+         "%d / %d" % (r["due_hosts_that_waited"], r["due_hosts_not_needed"]), ""),
         ("store write -> host published, per host", fmt(r["pickup_ms_per_host"], " ms"), ""),
         ("store write -> last host published", fmt(r["pickup_ms_last_host"], " ms"),
          "<= %g ms" % r["pickup_goal_ms"]),
@@ -667,6 +792,8 @@ def report(r):
         ("store requests per agent: per second steady; per rotation", "%.3f; %s" % (
             r["steady_requests_per_agent_per_s"], "%.2f" % r["requests_per_agent_per_rotation"]
             if r["requests_per_agent_per_rotation"] is not None else "-"), ""),
+        ("reads of the rotation record per rotation (all hosts)", "%.1f" % r["record_reads_per_rotation"]
+         if r["record_reads_per_rotation"] is not None else "-", ""),
         ("agent RSS, MiB (each agent's largest sample)", fmt(scale(r["rss_kib"], 1 / 1024)), ""),
         ("redis-server RSS, MiB", "%.1f" % (r["redis_rss_kib"] / 1024), ""),
     ]
@@ -675,6 +802,14 @@ def report(r):
     print()
     print("store requests: %s: %s" % (r["store_requests"]["what"],
                                       json.dumps(r["store_requests"].get("by_name") or r["store_requests"].get("by_kind"))))
+    if "writes_by_name" in r["store_requests"]:
+        print("  of which writes: %s; per agent and rotation: %s" % (
+            json.dumps(r["store_requests"]["writes_by_name"]), json.dumps(r["per_agent_per_rotation_by_name"])))
+        print("  inotify's lower bound (earlier runs' measure): %d opens" % r["store_requests_inotify"]["total"])
+    if r.get("requests_per_rotation_observer") is not None:
+        print("  per rotation: each observing host %.2f requests, the rotating host %s" % (
+            r["requests_per_rotation_observer"], "%.1f" % r["requests_per_rotation_rotator"]
+            if r["requests_per_rotation_rotator"] is not None else "-"))
     if r["other_store_writes"]:
         print("other store entries written: %s" % json.dumps(r["other_store_writes"]))
     if r["inotify_overflows"]:
@@ -683,6 +818,55 @@ def report(r):
         print("most frequent warnings/errors (digits as N, versions as <v>):")
         for msg, n in r["top_problems"]:
             print("  %5d  %s" % (n, msg))
+
+
+INOTIFY_MAX = "/proc/sys/fs/inotify/max_user_instances"
+
+
+def inotify_instances():
+    """inotify instances open now, all users (the helpers on this machine share root)."""
+    n = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            for fd in os.listdir("/proc/%s/fd" % pid):
+                if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == "anon_inode:inotify":
+                    n += 1
+        except OSError:
+            continue
+    return n
+
+
+def inotify_headroom(need):
+    """Raises fs.inotify.max_user_instances when `need` more instances (one per agent's
+    file source, one for this process) would not fit beside those open now. Returns a
+    function that restores the limit (if nobody changed it since)."""
+    with open(INOTIFY_MAX) as f:
+        limit = int(f.read())
+    used = inotify_instances()
+    if used + need + 16 <= limit:
+        return lambda: None
+    raised = used + need + 64
+    try:
+        with open(INOTIFY_MAX, "w") as f:
+            f.write("%d\n" % raised)
+    except OSError as e:
+        print("fs.inotify.max_user_instances is %d with %d in use, %d more needed, and cannot be "
+              "raised (%s): agents without a watch fall back to poll_interval" % (limit, used, need, e),
+              file=sys.stderr)
+        return lambda: None
+    print("fs.inotify.max_user_instances %d -> %d for the run (%d in use)" % (limit, raised, used),
+          file=sys.stderr)
+
+    def restore():
+        with open(INOTIFY_MAX) as f:
+            if int(f.read()) != raised:
+                return
+        with open(INOTIFY_MAX, "w") as f:
+            f.write("%d\n" % limit)
+        print("fs.inotify.max_user_instances back to %d" % limit, file=sys.stderr)
+    return restore
 
 
 def main():
@@ -702,11 +886,14 @@ def main():
     ap.add_argument("--rotation-extra", default="", help="more libconfig settings for the rotation group")
     ap.add_argument("--base", default="/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--json-out", help="also write the raw numbers (--json's) to this file")
     ap.add_argument("--keep", action="store_true", help="keep the directory (agent logs) afterwards")
     a = ap.parse_args()
     if a.poll is None:
         a.poll = "1s" if a.store == "vault" else "30s"
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    # an agent watches its runtime_dir and, with the file store, the store's directory
+    restore = inotify_headroom(a.agents * (2 if a.store == "file" else 1) + 1)
     fl = Fleet(a)
     try:
         try:
@@ -716,8 +903,12 @@ def main():
             fl.stop()
         r = results(fl)
     finally:
+        restore()
         if not a.keep:
             B.cleanup(fl.root)
+    if a.json_out:
+        with open(a.json_out, "w") as f:
+            json.dump(r, f, indent=1)
     if a.json:
         print(json.dumps(r, indent=1))
     else:

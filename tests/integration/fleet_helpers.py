@@ -49,9 +49,10 @@ class Fleet:
     """n agents, host i in <root>/hNN (run, state, control socket), sharing the scenario's
     store and redis-server. Records every new password in the store's entry (with its
     mtime and the time its inotify event came) and the first time each host's cache.json
-    held each password (its mtime)."""
+    held each password (its mtime). `cred` and `sources` replace the scenario's file
+    credential (e.g. a Vault one: the store's entry is then not watched here)."""
 
-    def __init__(self, sc, n, rotation, timeout="1s", log_level="info"):
+    def __init__(self, sc, n, rotation, timeout="1s", log_level="info", cred=None, sources=None):
         self.sc = sc
         self.n = n
         self.lock = threading.Lock()
@@ -59,7 +60,7 @@ class Fleet:
         self.published = {}         # (host, password) -> mtime of its cache.json
         self.confs, self.runs, self.agents = [], [], [None] * n
         self.every = [[] for _ in range(n)]   # every agent process host i ran (restarts)
-        cred = sc.cred(timeout=timeout, rotation=dict(rotation))
+        cred = cred or sc.cred(timeout=timeout, rotation=dict(rotation))
         self.watchers = [h.InotifyWatcher(sc.tree.store, on_event=self._on_store)]
         for i in range(n):
             d = os.path.join(sc.tree.root, "h%02d" % i)
@@ -68,7 +69,7 @@ class Fleet:
             os.makedirs(state, 0o700)
             conf = os.path.join(d, "agent.conf")
             with open(conf, "w") as f:
-                f.write(sc.config_text([cred], agent={
+                f.write(sc.config_text([cred], sources=sources, agent={
                     "runtime_dir": run, "state_dir": state, "log_level": log_level,
                     "control_socket": os.path.join(d, "control.sock")}))
             self.confs.append(conf)
