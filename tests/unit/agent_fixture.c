@@ -170,6 +170,41 @@ const char *af_str(json_t *o, const char *path) {
     return s ? s : "";
 }
 
+struct af_want {
+    const char *name, *key, *value;
+    bool is_not;
+    json_t *(*get)(struct agent_fixture *f, const char *name);
+};
+
+static bool af_has(struct agent_fixture *f, void *ud) {
+    const struct af_want *w = ud;
+    json_t *doc = w->get(f, w->name);
+    bool ok = doc && (strcmp(af_str(doc, w->key), w->value) == 0) != w->is_not;
+    json_decref(doc);
+    return ok;
+}
+
+static bool af_wait(struct agent_fixture *f, const struct af_want *w) {
+    if (af_run_until(f, af_has, (void *)w, AF_WAIT))
+        return true;
+    json_t *doc = w->get(f, w->name);
+    char *dump = doc ? json_dumps(doc, JSON_INDENT(1)) : NULL;
+    fprintf(stderr, "agent_fixture: %s: %s is %s\"%s\" after %llu s; now: %s\n", w->name, w->key,
+            w->is_not ? "still " : "not ", w->value, (unsigned long long)(AF_WAIT / RCTIME_USEC_PER_SEC),
+            dump ? dump : "(none)");
+    free(dump);
+    json_decref(doc);
+    return false;
+}
+
+bool af_wait_status(struct agent_fixture *f, const char *name, const char *key, const char *value) {
+    return af_wait(f, &(struct af_want){ name, key, value, false, af_status });
+}
+
+bool af_wait_published(struct agent_fixture *f, const char *name, const char *password, bool is_not) {
+    return af_wait(f, &(struct af_want){ name, "password", password, is_not, af_published });
+}
+
 static int remove_one(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
     (void)sb;
     (void)type;

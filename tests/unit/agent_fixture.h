@@ -17,6 +17,11 @@
 #include <systemd/sd-event.h>
 
 #include "agent.h"
+#include "rctime.h"
+
+/* How long a test waits for what the agent does: generous, for a loaded machine (every wait
+ * is on an event, so a passing run does not take it). */
+#define AF_WAIT (20 * RCTIME_USEC_PER_SEC)
 
 struct agent_fixture {
     char root[200], store[240], run[240], state[240], conf[240];
@@ -57,6 +62,13 @@ json_t *af_status(struct agent_fixture *f, const char *name);
 json_t *af_published(struct agent_fixture *f, const char *name);
 /* A string member of o ("" when missing or not a string); "a.b" for a member of a member. */
 const char *af_str(json_t *o, const char *path);
+/* Runs the loop until member `key` ("a.b": of a member) of credential name's status row
+ * is value (true), or AF_WAIT passed (false, the row printed). */
+bool af_wait_status(struct agent_fixture *f, const char *name, const char *key, const char *value);
+/* Runs the loop until run/<name>.json holds password (is_not false) or a password other
+ * than it (is_not true), or AF_WAIT passed (false, the file printed). */
+bool af_wait_published(struct agent_fixture *f, const char *name, const char *password, bool is_not);
+
 /* Stops and frees the agent and everything af_start() set up, removes the tree. */
 void af_stop(struct agent_fixture *f);
 /* ACL SETUSER user <rules...> on the redis-server at port (as the default user). 0 or -1. */

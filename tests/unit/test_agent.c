@@ -21,9 +21,6 @@
 #include "rctime.h"
 #include "redis_server.h"
 
-#define SEC RCTIME_USEC_PER_SEC
-#define WAIT (20 * SEC)   /* generous: the machine may be loaded; every wait is on an event */
-
 static struct redis_fixture fx = { .prefix = "rc-test-agent", .n = 1 };
 
 static int group_setup(void **st) {
@@ -46,25 +43,6 @@ static void redis_user(const char *user, const char *pw1, const char *pw2) {
     assert_int_equal(af_acl_setuser(fx.srv[0].port, user, rules, 7), 0);
 }
 
-struct want {
-    const char *name, *key, *value;
-};
-
-/* Whether doc's member w->key is w->value (doc is released). */
-static bool doc_has(json_t *doc, const struct want *w) {
-    bool ok = doc && strcmp(af_str(doc, w->key), w->value) == 0;
-    json_decref(doc);
-    return ok;
-}
-
-static bool published_is(struct agent_fixture *f, void *ud) {
-    return doc_has(af_published(f, ((const struct want *)ud)->name), ud);
-}
-
-static bool status_is(struct agent_fixture *f, void *ud) {
-    return doc_has(af_status(f, ((const struct want *)ud)->name), ud);
-}
-
 static bool reloaded(struct agent_fixture *f, void *ud) {
     return f->reloads >= *(int *)ud;
 }
@@ -76,13 +54,11 @@ static bool never(struct agent_fixture *f, void *ud) {
 }
 
 static void wait_published(struct agent_fixture *f, const char *name, const char *password) {
-    struct want w = { name, "password", password };
-    assert_true(af_run_until(f, published_is, &w, WAIT));
+    assert_true(af_wait_published(f, name, password, false));
 }
 
 static void wait_state(struct agent_fixture *f, const char *name, const char *state) {
-    struct want w = { name, "state", state };
-    assert_true(af_run_until(f, status_is, &w, WAIT));
+    assert_true(af_wait_status(f, name, "state", state));
 }
 
 static json_int_t status_int(struct agent_fixture *f, const char *name, const char *key) {
@@ -233,7 +209,7 @@ static void test_unreachable_and_validate_none(void **st) {
 static void reload(struct agent_fixture *f, bool allow_removals) {
     int want = f->reloads + 1;
     agent_request_reload(f->a, allow_removals);
-    assert_true(af_run_until(f, reloaded, &want, WAIT));
+    assert_true(af_run_until(f, reloaded, &want, AF_WAIT));
 }
 
 /* A reload carries each credential's history over by name (what is published, its
@@ -324,7 +300,7 @@ static void test_once_ends_the_loop_with_the_outcome(void **st) {
                  af_cred(c2, sizeof c2, "other", ""));
         af_write_config(&f, creds);
         assert_int_equal(af_start(&f, true), 0);
-        assert_false(af_run_until(&f, never, NULL, WAIT));
+        assert_false(af_run_until(&f, never, NULL, AF_WAIT));
         assert_int_equal(sd_event_get_state(f.e), SD_EVENT_FINISHED);
         assert_int_equal(agent_exit_code(f.a), bad ? 1 : 0);
         json_t *doc = af_published(&f, "other");
