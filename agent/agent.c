@@ -979,7 +979,8 @@ static void rot_arm(struct cred_rt *c) {
     uint64_t delay = c->rot.arm_delay;
     if (a->p.once || a->stopping)
         return;
-    c->rot.timer_kind = c->sm.rot == RS_GRACE ? RT_GRACE : c->sm.rot == RS_RETRY_WAIT ? RT_RETRY : RT_DUE;
+    c->rot.timer_kind = c->sm.rot == RS_GRACE ? RT_GRACE : c->sm.rot == RS_RETRY_WAIT ? RT_RETRY
+                        : c->sm.rot == RS_WATCH ? RT_WATCH : c->sm.rot == RS_DRAINING ? RT_DRAIN : RT_DUE;
     int r = agent_arm_timer(a->p.event, &c->rot.timer, delay, agent_timer_accuracy(delay),
                             on_rot_timer, c, &c->rot.timer_mono);
     if (r < 0)
@@ -1690,7 +1691,7 @@ json_t *agent_status_json(struct agent *a) {
         json_object_set_new(o, "name", json_string(c->cfg->name));
         json_object_set_new(o, "source", json_string(c->cfg->source));
         json_object_set_new(o, "path", json_str_or_null(path));
-        json_object_set_new(o, "state", json_string(cred_state_names[c->state]));
+        json_object_set_new(o, "state", json_string(rotation_state_word(c, cred_state_names[c->state])));
         json_object_set_new(o, "current", json_boolean(c->state == CS_CURRENT));
         json_object_set_new(o, "version", json_str_or_null(c->have_cur ? c->cur.cur.version : NULL));
         json_object_set_new(o, "pending_version", json_str_or_null(c->pending_version));

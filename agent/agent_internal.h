@@ -20,6 +20,7 @@
 
 #include <jansson.h>
 
+#include "aclwatch.h"
 #include "agent.h"
 #include "backoff.h"
 #include "credsm.h"
@@ -49,7 +50,7 @@ enum cred_state {
 struct source_rt;
 struct cred_rt;
 
-enum rot_timer { RT_DUE = 0, RT_GRACE, RT_RETRY };
+enum rot_timer { RT_DUE = 0, RT_GRACE, RT_RETRY, RT_WATCH, RT_DRAIN };
 
 struct rot_job {
     struct job job;
@@ -81,6 +82,14 @@ struct rot_job {
     bool entry_moved;                     /* look: the entry is not what is published */
     int64_t entry_rotated_at;             /* look: the entry's rotated_at, INT64_MIN: none */
     int64_t rotated_at;                   /* writing: the mark of the entry; to publish */
+    /* redis-acl-users */
+    char *pending_user;                   /* the claim: the idle user that gets the password */
+    bool nothing_added;                   /* adding refused before Redis changed (users differ) */
+    struct aclops_result clients;         /* removing: CLIENT LIST of the previous user */
+    bool past_max_grace;                  /* removing: still connected after max_grace */
+    long long killed;                     /* removing: CLIENT KILL USER closed these */
+    /* the revocation watch: pending_user is the watched user a restore acts on */
+    bool unrestore;                       /* watching: remove the restored password too */
 };
 
 struct rot_rt {
@@ -106,6 +115,15 @@ struct rot_rt {
     bool revoke_next;                     /* `rotate --revoke` asked for the next rotation */
     uint64_t splay_usec;                  /* drawn for the current fleet clock */
     uint64_t waited_epoch;                /* the live record last reported as waited for */
+    /* The revocation watch: ACL LOG's previous read of every node (a step's job uses it
+     * while the step runs, the loop otherwise), the user watched, a problem said once. */
+    struct aclwatch watch;
+    char watch_user[128];
+    char watch_problem[256];              /* the baseline's problem, said at the first tick */
+    bool watch_problem_said;
+    /* redis-acl-users: the drain of the previous user (status and …4b0b) */
+    json_t *drain;                        /* {"user","connections","nodes":[...]}; NULL: none */
+    bool drain_said, drain_max_said;
 };
 
 struct cred_job {
@@ -316,3 +334,6 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
 /* The running step's word ("claiming", "grace", "retry-wait", ...), or NULL when no
  * rotation is under way (or none is configured): for STATUS= and metrics. */
 const char *rotation_step_word(const struct cred_rt *c);
+/* The status state: "draining" while redis-acl-users waits for the previous user's
+ * connections (the credential is current all the same), else `state`. */
+const char *rotation_state_word(const struct cred_rt *c, const char *state);

@@ -201,6 +201,28 @@ static const char *jstr(json_t *o, const char *key) {
     return v ? v : "-";
 }
 
+/* redis-acl-users' drain: per node, the previous user's connections still open. */
+static void print_drain(const json_t *d) {
+    size_t i;
+    json_t *n;
+    if (!json_is_object(d))
+        return;
+    printf("%-20s draining: user %s has %lld connection(s)%s\n", "",
+           json_string_value(json_object_get(d, "user")),
+           (long long)json_integer_value(json_object_get(d, "connections")),
+           json_is_true(json_object_get(d, "past_max_grace")) ? ", past max_grace: it stays enabled" : "");
+    json_array_foreach(json_object_get(d, "nodes"), i, n) {
+        json_t *a;
+        size_t k;
+        if (json_integer_value(json_object_get(n, "connections")) == 0)
+            continue;
+        printf("%-20s   %s:", "", json_string_value(json_object_get(n, "node")));
+        json_array_foreach(json_object_get(n, "addrs"), k, a)
+            printf("%s %s", k ? "," : "", json_string_value(a));
+        printf(" (%lld)\n", (long long)json_integer_value(json_object_get(n, "connections")));
+    }
+}
+
 static int cmd_status(const char *sock, int argc, char **argv) {
     bool as_json = false;
     for (int i = 0; i < argc; i++) {
@@ -265,6 +287,7 @@ static int cmd_status(const char *sock, int argc, char **argv) {
                        strcmp(gone, "-") ? gone : "", strcmp(retry, "-") ? ", retry at " : "",
                        strcmp(retry, "-") ? retry : "", strcmp(rerr, "-") ? "; " : "",
                        strcmp(rerr, "-") ? rerr : "");
+                print_drain(json_object_get(ro, "drain"));
             }
         }
     }

@@ -7,7 +7,8 @@
 static const char *const step_names[RS_N_STEPS] = {
     [RS_NONE] = "idle", [RS_CLAIMING] = "claiming", [RS_AWAIT_FETCH] = "reading-store",
     [RS_ADDING] = "adding", [RS_WRITING] = "writing", [RS_ROLLBACK] = "rolling-back", [RS_GRACE] = "grace",
-    [RS_REMOVING] = "removing", [RS_RETRY_WAIT] = "retry-wait",
+    [RS_REMOVING] = "removing", [RS_RETRY_WAIT] = "retry-wait", [RS_WATCH] = "watching",
+    [RS_WATCHING] = "reading-acl-log", [RS_DRAINING] = "draining",
 };
 
 const char *credsm_step_name(enum rot_step s) {
@@ -15,7 +16,8 @@ const char *credsm_step_name(enum rot_step s) {
 }
 
 static bool holds(enum rot_step s) {
-    return s == RS_CLAIMING || s == RS_ADDING || s == RS_WRITING || s == RS_ROLLBACK || s == RS_REMOVING;
+    return s == RS_CLAIMING || s == RS_ADDING || s == RS_WRITING || s == RS_ROLLBACK || s == RS_REMOVING ||
+           s == RS_WATCHING;
 }
 
 bool credsm_holds_check(const struct credsm *sm) {
@@ -29,15 +31,19 @@ bool credsm_in_flight(const struct credsm *sm) {
 /* Where a rotation may go from each step, besides RETRY_WAIT and NONE (a failure and an
  * abandon or completion are possible from anywhere). */
 static const unsigned rot_moves[RS_N_STEPS] = {
-    [RS_NONE] = 1u << RS_CLAIMING | 1u << RS_AWAIT_FETCH | 1u << RS_GRACE | 1u << RS_REMOVING,
+    [RS_NONE] = 1u << RS_CLAIMING | 1u << RS_AWAIT_FETCH | 1u << RS_GRACE | 1u << RS_REMOVING |
+                1u << RS_WATCH,
     [RS_CLAIMING] = 1u << RS_AWAIT_FETCH | 1u << RS_ADDING | 1u << RS_GRACE | 1u << RS_REMOVING,
     [RS_AWAIT_FETCH] = 1u << RS_ADDING,
     [RS_ADDING] = 1u << RS_ROLLBACK | 1u << RS_GRACE | 1u << RS_REMOVING | 1u << RS_WRITING,
     [RS_WRITING] = 1u << RS_ROLLBACK | 1u << RS_GRACE | 1u << RS_REMOVING,
     [RS_ROLLBACK] = 0,
     [RS_GRACE] = 1u << RS_REMOVING,
-    [RS_REMOVING] = 0,
+    [RS_REMOVING] = 1u << RS_WATCH | 1u << RS_DRAINING,
     [RS_RETRY_WAIT] = 1u << RS_CLAIMING | 1u << RS_AWAIT_FETCH | 1u << RS_GRACE | 1u << RS_REMOVING,
+    [RS_WATCH] = 1u << RS_WATCHING | 1u << RS_CLAIMING,
+    [RS_WATCHING] = 1u << RS_WATCH,
+    [RS_DRAINING] = 1u << RS_REMOVING,
 };
 
 static void queue_check(struct credsm *sm, struct credsm_fx *fx) {
@@ -140,7 +146,7 @@ static int on_revalidate_done(struct credsm *sm, bool revoked, struct credsm_fx 
 }
 
 static int on_rot_request(struct credsm *sm, bool manual, struct credsm_fx *fx) {
-    if (sm->rot != RS_NONE && sm->rot != RS_RETRY_WAIT)
+    if (sm->rot != RS_NONE && sm->rot != RS_RETRY_WAIT && sm->rot != RS_WATCH)
         return -EBUSY;
     if (sm->check != PH_IDLE) {
         sm->rot_requested = true;
@@ -168,7 +174,7 @@ static int on_rot_step(struct credsm *sm, const struct credsm_event *ev, struct 
         fx->mask |= ev->store ? CSM_FX_ROT_QUEUE_STORE : CSM_FX_ROT_RUN;
         return 0;
     }
-    if (to == RS_GRACE || to == RS_RETRY_WAIT || to == RS_NONE)
+    if (to == RS_GRACE || to == RS_RETRY_WAIT || to == RS_NONE || to == RS_WATCH || to == RS_DRAINING)
         fx->mask |= CSM_FX_ROT_ARM;
     if (to == RS_AWAIT_FETCH)
         sm->wake_pending = true;

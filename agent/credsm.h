@@ -17,6 +17,9 @@
  *             with the store's rotation record (docs/design.md §9.5): NONE -> CLAIMING* ->
  *             ADDING* -> WRITING* -> GRACE -> REMOVING* -> NONE; WRITING -> ROLLBACK*; a
  *             takeover in phase removing: CLAIMING -> GRACE | REMOVING
+ *             the revocation watch after a removal: REMOVING -> WATCH -> WATCHING* ->
+ *             WATCH ... -> NONE (a rotation may begin from WATCH); redis-acl-users'
+ *             drain: REMOVING* -> DRAINING -> REMOVING* ... until no connection is left
  *             (* may call the store: through the source's queue, rotation class)
  *
  * Steps that change the store or Redis (CLAIMING ADDING WRITING ROLLBACK REMOVING) hold the
@@ -45,7 +48,7 @@
  *                  else wake_pending and not held: -> QUEUED, QUEUE_FETCH
  *   STOP           any: stopping; from then on no event starts work
  * Events x states (rotation part):
- *   ROT_REQUEST    NONE|RETRY_WAIT: check IDLE: ROT_BEGIN; else latched | else -EBUSY
+ *   ROT_REQUEST    NONE|RETRY_WAIT|WATCH: check IDLE: ROT_BEGIN; else latched | else -EBUSY
  *   ROT_STEP(s)    the driver moves the rotation to s; -EINVAL when the move is not one
  *                  of these (any step may also go to NONE: done or abandoned, to
  *                  RETRY_WAIT: a failure, and stay where it is):
@@ -54,8 +57,12 @@
  *                    AWAIT_FETCH -> ADDING               GRACE -> REMOVING
  *                    ADDING -> ROLLBACK GRACE REMOVING WRITING
  *                    WRITING -> ROLLBACK GRACE REMOVING
+ *                    REMOVING -> WATCH DRAINING   WATCH -> WATCHING CLAIMING
+ *                    NONE -> WATCH (a watch a restart cut short goes on)
+ *                    WATCHING -> WATCH         DRAINING -> REMOVING
  *                  CLAIMING needs check IDLE (-EBUSY). A store step: ROT_QUEUE_STORE;
- *                  another holding step: ROT_RUN; GRACE, RETRY_WAIT, NONE: ROT_ARM.
+ *                  another holding step: ROT_RUN; GRACE, RETRY_WAIT, NONE, WATCH, DRAINING:
+ *                  ROT_ARM.
  *                  AWAIT_FETCH wakes the check. `wake` sets wake_pending. Leaving the
  *                  holding steps runs a pending wake-up. Always STATUS. While stopping:
  *                  the step is recorded, nothing else.
@@ -89,6 +96,12 @@ enum rot_step {
     RS_REMOVING,        /* worker: ACL SETUSER <old on every node (azure-keys: regenerate
                            the old key) */
     RS_RETRY_WAIT,      /* a step failed; retried when the timer fires */
+    RS_WATCH,           /* the old password is gone: ACL LOG is read again when the timer
+                           fires (revocation watch); a rotation may begin (the watch ends) */
+    RS_WATCHING,        /* worker: ACL LOG on every node, new failed AUTHs of the old
+                           credential */
+    RS_DRAINING,        /* redis-acl-users: the previous user still has connections;
+                           REMOVING again when the timer fires (drain_check) */
     RS_N_STEPS,
 };
 

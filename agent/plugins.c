@@ -343,6 +343,9 @@ static const struct {
                                   "in Redis itself (rotate_self)" },
     [ROTATION_AZURE_KEYS] = { RC_CAP_ROTATE_OTHER_KEY, "two keys, of which the store regenerates "
                               "the one not published (rotate_self)" },
+    [ROTATION_REDIS_ACL_USERS] = { RC_CAP_ROTATE_WRITE | RC_CAP_ROTATION_RECORD, "a check-and-set "
+                                   "write of a password the agent made (rotate_write) and a "
+                                   "rotation record beside the credential (record_read/record_write)" },
 };
 
 #define RC_CAP_ROTATE_ANY (RC_CAP_ROTATE_WRITE | RC_CAP_ROTATE_SELF | RC_CAP_ROTATE_OTHER_KEY)
@@ -370,7 +373,8 @@ int plugins_check_rotation(struct plugins *p, const struct config *cfg, char *er
         }
         /* The plugin checks finer limits at open (vault: the engine of each credential). */
         size_t st = (size_t)cr->rotation.strategy;
-        if (st >= N_STRATEGIES || !(t->caps & strategy_needs[st].cap)) {
+        if (st >= N_STRATEGIES || !strategy_needs[st].cap ||
+            (t->caps & strategy_needs[st].cap) != strategy_needs[st].cap) {
             snprintf(err, errlen, "%s:%d: credentials[%zu].rotation: strategy \"%s\" needs a source type "
                      "with %s; source \"%s\" is of type \"%s\", which has none", file,
                      config_node_line(&cr->node, "rotation"), i,

@@ -41,6 +41,16 @@ int rotate_state_format(const struct rotate_state *st, char *buf, size_t size) {
                           "last_completed", (json_int_t)st->last_completed,
                           "baseline", (json_int_t)st->baseline,
                           "fleet_rotated_at", (json_int_t)st->fleet_rotated_at);
+    if (o && st->watch_until)
+        json_object_set_new(o, "watch_until", json_integer((json_int_t)st->watch_until));
+    if (o && st->watch_revoke)
+        json_object_set_new(o, "watch_revoke", json_true());
+    if (o && st->restored[0])
+        json_object_set_new(o, "restored", json_string(st->restored));
+    if (o && st->restore_until)
+        json_object_set_new(o, "restore_until", json_integer((json_int_t)st->restore_until));
+    if (o && st->restores)
+        json_object_set_new(o, "restores", json_integer((json_int_t)st->restores));
     if (!o)
         return -ENOMEM;
     size_t n = json_dumpb(o, buf, size, JSON_COMPACT);
@@ -84,6 +94,19 @@ static int get_version(json_t *o, const char *key, char out[RC_VERSION_MAX]) {
     return 0;
 }
 
+/* A SHA-256 in hex (a restored password's), or absent. */
+static int get_hash(json_t *o, const char *key, char out[65]) {
+    json_t *v = json_object_get(o, key);
+    const char *h = json_string_value(v);
+    out[0] = '\0';
+    if (!v)
+        return 0;
+    if (!h || strlen(h) != 64 || strspn(h, "0123456789abcdef") != 64)
+        return -EINVAL;
+    memcpy(out, h, 65);
+    return 0;
+}
+
 int rotate_state_parse(const char *buf, size_t len, struct rotate_state *ret) {
     struct rotate_state st = { 0 };
     json_t *o = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
@@ -111,7 +134,9 @@ int rotate_state_parse(const char *buf, size_t len, struct rotate_state *ret) {
         get_int(o, "started_at", &st.started_at) < 0 ||
         get_int(o, "grace_until", &st.grace_until) < 0 ||
         get_int(o, "last_completed", &st.last_completed) < 0 ||
-        get_int(o, "baseline", &st.baseline) < 0)
+        get_int(o, "baseline", &st.baseline) < 0 || get_int(o, "watch_until", &st.watch_until) < 0 ||
+        get_bool(o, "watch_revoke", &st.watch_revoke) < 0 || get_hash(o, "restored", st.restored) < 0 ||
+        get_int(o, "restore_until", &st.restore_until) < 0 || get_int(o, "restores", &st.restores) < 0)
         goto out;
     /* A rotation under way must say which versions it moves between (one held in the
      * store's rotation record learns the new one when it writes it). */

@@ -52,6 +52,14 @@ struct rotate_state {
     int64_t baseline;         /* unix seconds the schedule counts from when never rotated */
     int64_t fleet_rotated_at; /* the fleet clock: rotated_at of the newest marked version this
                                  host published or saw in the store; 0 = none */
+    int64_t watch_until;      /* unix seconds: the revocation watch reads ACL LOG until then;
+                                 0 = no watch */
+    bool watch_revoke;        /* the watched rotation was `rotate --revoke`: never restored */
+    char restored[65];        /* SHA-256 hex of an old password the watch put back; "" none.
+                                 Removed again (ACL SETUSER user !hash) at restore_until, or
+                                 at the next start */
+    int64_t restore_until;    /* unix seconds */
+    int64_t restores;         /* restores since the rotation (rotation.restore_limit) */
 };
 
 #define ROTATE_STATE_MAX 4096

@@ -8,6 +8,10 @@
  * pending_timeout is taken over (epoch + 1); a failure before the entry write rolls back
  * (the pending password leaves every node, then the record). The schedule is the fleet
  * clock (§9.6): the store's rotated_at + interval + splay, never before the first fetch.
+ * redis-acl-users (§9.7) runs the same flow with two users: adding compares them (ACL
+ * GETUSER) and enables the idle one; removing drains the previous one (CLIENT LIST every
+ * drain_check, step DRAINING) before it goes off. After either ACL strategy's removal,
+ * the revocation watch (steps WATCH / WATCHING) reads ACL LOG for revocation_watch.
  *
  * Other stores (and a rotation the previous release left, phase record format 1):
  * claim (store check-and-set) -> add the new password on every node -> validate ->
@@ -33,13 +37,29 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/sha.h>
+
 #include "agent_internal.h"
 
 /* The store makes the password itself (vault-database, azure-keys): the agent has no
  * password to add to Redis and nothing to roll back; the new one works in Redis when
  * rotate() returns. */
 static bool store_makes_password(const struct cred_rt *c) {
-    return c->cfg->rotation.strategy != ROTATION_REDIS_ACL;
+    return !config_rotation_is_acl(c->cfg->rotation.strategy);
+}
+
+/* redis-acl-users: two users alternate; the previous one is disabled once drained. */
+static bool users_strategy(const struct cred_rt *c) {
+    return c->cfg->rotation.strategy == ROTATION_REDIS_ACL_USERS;
+}
+
+/* The user of rotation.users that is not `current`; NULL when current is not one of them. */
+static const char *idle_user(const struct config_rotation *ro, const char *current) {
+    if (!current || ro->n_users != 2)
+        return NULL;
+    if (strcmp(current, ro->users[0]) == 0)
+        return ro->users[1];
+    return strcmp(current, ro->users[1]) == 0 ? ro->users[0] : NULL;
 }
 
 /* vault-database has no grace: Vault's plugin replaced the old password already. The
@@ -65,6 +85,11 @@ static void rot_job_clear(struct rot_job *j) {
     j->store_restored = false;
     j->r = 0;
     j->rotated_at = INT64_MIN;   /* the record (rec, rev) stays: rec_forget() */
+    free(j->pending_user);
+    j->pending_user = NULL;
+    j->nothing_added = j->past_max_grace = j->unrestore = false;
+    j->killed = 0;
+    aclops_result_clear(&j->clients);
 }
 
 static void rot_save(struct cred_rt *c) {
@@ -149,22 +174,61 @@ static void rot_fail(struct cred_rt *c, const char *fmt, ...) {
     rot_go(c, RS_RETRY_WAIT, false, delay);
 }
 
+/* -- the revocation watch (docs/design.md §9): ACL LOG after the old password went -- */
+
+static bool watch_enabled(const struct cred_rt *c) {
+    return config_rotation_is_acl(c->cfg->rotation.strategy) && c->cfg->rotation.revocation_watch_usec > 0;
+}
+
+/* Worker: the watch's first read of every node's ACL LOG, its baseline, just before the
+ * old password goes (failures before that are not the removal's). Logged in as the admin,
+ * else as the credential (user, pw). Best effort: the removal goes on without it. */
+static void watch_baseline(struct rot_job *j, const char *watched, const char *user,
+                           const struct secret *pw) {
+    struct cred_rt *c = j->c;
+    struct aclwatch_target t;
+    const char *users[1] = { watched ? watched : "default" };
+    char what[256], problem[256];
+
+    aclwatch_clear(&c->rot.watch);
+    c->rot.watch_problem[0] = '\0';
+    snprintf(c->rot.watch_user, sizeof c->rot.watch_user, "%s", users[0]);
+    if (!watch_enabled(c))
+        return;
+    if (aclwatch_target_open(c->cfg, user, pw, &t, problem, sizeof problem) == 0) {
+        (void)aclwatch_read(&c->rot.watch, &t.t, users, 1, what, sizeof what, problem,
+                            sizeof problem);
+        aclwatch_target_close(&t);
+    }
+    snprintf(c->rot.watch_problem, sizeof c->rot.watch_problem, "%s", problem);
+}
+
 static void rot_completed(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
+    ro->st.watch_revoke = ro->st.watch_revoke || ro->st.revoke;
+    ro->st.restores = 0;
     ro->st.phase = ROTATE_IDLE;
     ro->st.last_completed = now_real();
     rot_save(c);   /* recorded before it is announced */
     struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_COMPLETED, ro->st.new_version);
     enum rotation_strategy s = c->cfg->rotation.strategy;
     log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s completed: version %s published, %s (version %s) %s",
-                c->cfg->name, ro->st.new_version, s == ROTATION_AZURE_KEYS ? "the other key" : "the old password",
+                c->cfg->name, ro->st.new_version, s == ROTATION_AZURE_KEYS ? "the other key"
+                : s == ROTATION_REDIS_ACL_USERS ? "the previous user" : "the old password",
                 ro->st.old_version, s == ROTATION_REDIS_ACL ? "removed from every node"
+                : s == ROTATION_REDIS_ACL_USERS ? "disabled on every node (off, resetpass)"
                                     : s == ROTATION_VAULT_DATABASE ? "replaced in Redis by Vault" : "regenerated");
     text_clear(&ro->last_error);
     if (c->last_error && strncmp(c->last_error, "rotation: ", 10) == 0)
         text_clear(&c->last_error);
     backoff_reset(&ro->retry);
     rot_job_clear(ro->job);
+    if (watch_enabled(c) && !c->a->stopping) {
+        ro->st.watch_until = now_real() + (int64_t)(c->cfg->rotation.revocation_watch_usec / USEC_PER_SEC);
+        rot_save(c);
+        rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
+        return;
+    }
     rot_schedule_due(c);
 }
 
@@ -173,6 +237,7 @@ static void rot_completed(struct cred_rt *c) {
 static void rot_remove_run(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     const struct config_credential *cc = j->c->cfg;
+    watch_baseline(j, j->username, j->username, j->new_pw);
     j->r = rotate_acl_apply(&cc->redis, &cc->rotation, j->username, ROTATE_ACL_REMOVE, j->old_pw,
                             j->username, j->new_pw, &j->acl);
 }
@@ -449,11 +514,12 @@ enum rec_outcome {
     RO_WAIT,         /* look: another host's live record (j->seen) */
     RO_IDLE,         /* look: nothing to claim (resume only, or the entry moved on) */
     RO_REFUSED,      /* a node, the validation or the entry refused: roll back (j->why) */
+    RO_DRAINING,     /* redis-acl-users, removing: the previous user still has connections */
 };
 
 static bool use_record(const struct cred_rt *c) {
     const struct rc_source_type *t = c->src->type;
-    return c->cfg->rotation.strategy == ROTATION_REDIS_ACL && (t->caps & RC_CAP_ROTATION_RECORD) &&
+    return config_rotation_is_acl(c->cfg->rotation.strategy) && (t->caps & RC_CAP_ROTATION_RECORD) &&
            t->record_read && t->record_write;
 }
 
@@ -566,11 +632,13 @@ static int rec_claim(struct rot_job *j) {
     snprintf(r->owner, sizeof r->owner, "%s", j->c->rot.host);
     snprintf(r->owner_id, sizeof r->owner_id, "%s", j->c->rot.owner_id);
     snprintf(r->base_version, sizeof r->base_version, "%s", j->expected);
-    r->username = j->username ? strdup(j->username) : NULL;
+    /* redis-acl-users: the idle user gets the new password */
+    const char *pending = j->pending_user ? j->pending_user : j->username;
+    r->username = pending ? strdup(pending) : NULL;
     r->old_username = j->username ? strdup(j->username) : NULL;
     r->password = secret_dup(j->new_pw);
     r->old_password = secret_dup(j->old_pw);
-    int ret = (j->username && (!r->username || !r->old_username)) || !r->password || !r->old_password
+    int ret = (pending && !r->username) || (j->username && !r->old_username) || !r->password || !r->old_password
                   ? rc_error_set(&j->err, RC_ERR_TRANSIENT, "out of memory")
                   : rec_write(j, r);
     if (ret < 0)
@@ -653,6 +721,134 @@ static void rot_look_run(struct job *jb) {
     j->outcome = look(j);
 }
 
+/* -- redis-acl-users: two users, the idle one enabled, the previous one drained -- */
+
+/* The first failed node of res as "host:port: why". */
+static void first_failure(const struct aclops_result *res, char *buf, size_t size) {
+    for (size_t i = 0; i < res->n; i++)
+        if (res->nodes[i].r < 0) {
+            snprintf(buf, size, "%s: %s", res->nodes[i].name, res->nodes[i].why);
+            return;
+        }
+    snprintf(buf, size, "no node");
+}
+
+/* Worker, adding: the two users must have the same rights on every node (else refused
+ * with the diff, nothing changed); then the idle one gets `on resetpass >new`. */
+static enum rec_outcome users_enable(struct rot_job *j) {
+    const struct config_credential *cc = j->c->cfg;
+    const struct rotrec *r = &j->rec;
+    struct aclwatch_target t;
+    struct aclops_result res;
+    char why[300];
+
+    j->nothing_added = true;
+    if (aclwatch_target_open(cc, r->old_username, r->old_password, &t, why, sizeof why) < 0) {
+        snprintf(j->why, sizeof j->why, "cannot reach the nodes: %s", why);
+        return RO_REFUSED;
+    }
+    int rc = aclops_compare_users(&t.t, r->old_username, r->username, &res);
+    if (rc < 0 || res.diff[0]) {
+        if (rc < 0)
+            first_failure(&res, why, sizeof why);
+        snprintf(j->why, sizeof j->why, rc < 0 ? "cannot compare users %s and %s (ACL GETUSER): %s"
+                 : "users %s and %s differ (ACL GETUSER, passwords aside): %s", r->old_username, r->username,
+                 rc < 0 ? why : res.diff);
+        aclops_result_clear(&res);
+        aclwatch_target_close(&t);
+        return RO_REFUSED;
+    }
+    aclops_result_clear(&res);
+    j->nothing_added = false;
+    rc = aclops_setuser(&t.t, r->username, ACLOPS_ENABLE, r->password, NULL, cc->rotation.acl_save, &res);
+    if (rc < 0) {
+        first_failure(&res, why, sizeof why);
+        snprintf(j->why, sizeof j->why, "cannot enable user %s with the new password on every node "
+                 "(%u/%zu done): %s", r->username, res.ok, res.n, why);
+    }
+    aclops_result_clear(&res);
+    aclwatch_target_close(&t);
+    return rc < 0 ? RO_REFUSED : RO_OK;
+}
+
+/* Worker, roll-back: the idle user goes back off (best effort), unless nothing changed. */
+static void users_disable_pending(struct rot_job *j) {
+    const struct rotrec *r = &j->rec;
+    struct aclwatch_target t;
+    struct aclops_result res;
+    char why[256];
+
+    if (j->nothing_added ||
+        aclwatch_target_open(j->c->cfg, r->old_username, r->old_password, &t, why, sizeof why) < 0)
+        return;
+    (void)aclops_setuser(&t.t, r->username, ACLOPS_DISABLE, NULL, NULL, j->c->cfg->rotation.acl_save, &res);
+    aclops_result_clear(&res);
+    aclwatch_target_close(&t);
+}
+
+/* Worker, removing while connections remain: the record shows a sign of life at least
+ * every pending_timeout / 3, so that nobody takes a drain that is under way over. */
+static enum rec_outcome users_keep_record(struct rot_job *j, int64_t now) {
+    if (now - j->rec.updated_at < pending_timeout_s(j->c) / 3)
+        return RO_DRAINING;
+    j->rec.updated_at = now;
+    if (rec_write(j, &j->rec) < 0)
+        return j->err.cls == RC_ERR_CONFLICT ? RO_LOST : store_failed(j, "cannot update the rotation record");
+    return RO_DRAINING;
+}
+
+/* Worker, removing: CLIENT LIST of the previous user on every node; none left (or,
+ * after max_grace with kill_after_max_grace, closed): `off resetpass`. RO_DRAINING while
+ * connections remain; a node that cannot be listed (or whose list is over the cap) is a
+ * failure, never "drained". */
+static enum rec_outcome users_drain(struct rot_job *j) {
+    const struct config_rotation *ro = &j->c->cfg->rotation;
+    const struct rotrec *r = &j->rec;
+    int64_t now = now_real(), grace_s = r->revoke ? 0 : (int64_t)((ro->grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
+    struct aclwatch_target t;
+    struct aclops_result res;
+    long long total = 0;
+    char why[300];
+    enum rec_outcome o = RO_OK;
+
+    if (aclwatch_target_open(j->c->cfg, r->username, r->password, &t, why, sizeof why) < 0) {
+        snprintf(j->why, sizeof j->why, "cannot reach the nodes: %s", why);
+        return RO_FAILED;
+    }
+    j->past_max_grace = now >= r->wait_until - grace_s + (int64_t)(ro->max_grace_usec / USEC_PER_SEC);
+    if (aclops_client_list(&t.t, r->old_username, 0, 8, &j->clients) < 0) {
+        first_failure(&j->clients, why, sizeof why);
+        snprintf(j->why, sizeof j->why, "cannot list the connections of %s: %s", r->old_username, why);
+        o = RO_FAILED;
+    }
+    for (size_t i = 0; o == RO_OK && i < j->clients.n; i++)
+        total += j->clients.nodes[i].count;
+    if (o == RO_OK && total > 0 && j->past_max_grace && ro->kill_after_max_grace) {
+        if (aclops_client_kill_user(&t.t, r->old_username, &res) < 0) {
+            first_failure(&res, why, sizeof why);
+            snprintf(j->why, sizeof j->why, "CLIENT KILL USER %s: %s", r->old_username, why);
+            o = RO_FAILED;
+        }
+        for (size_t i = 0; i < res.n; i++)
+            j->killed += res.nodes[i].count;
+        aclops_result_clear(&res);
+        total = 0;
+    }
+    if (o == RO_OK && total > 0)
+        o = users_keep_record(j, now);
+    if (o == RO_OK) {
+        watch_baseline(j, r->old_username, r->username, r->password);
+        if (aclops_setuser(&t.t, r->old_username, ACLOPS_DISABLE, NULL, NULL, ro->acl_save, &res) < 0) {
+            first_failure(&res, why, sizeof why);
+            snprintf(j->why, sizeof j->why, "cannot disable the previous user %s: %s", r->old_username, why);
+            o = RO_FAILED;
+        }
+        aclops_result_clear(&res);
+    }
+    aclwatch_target_close(&t);
+    return o;
+}
+
 /* Worker: adding. The pending password goes next to the old one on every node and must
  * log in everywhere before the entry changes. */
 static void rot_add_rec_run(struct job *jb) {
@@ -661,7 +857,10 @@ static void rot_add_rec_run(struct job *jb) {
     const struct rotrec *r = &j->rec;
     if ((j->outcome = rec_recheck(j)) != RO_OK)
         return;
-    if (rotate_acl_apply(&cc->redis, &cc->rotation, r->username, ROTATE_ACL_ADD, r->password,
+    if (users_strategy(j->c)) {
+        if ((j->outcome = users_enable(j)) != RO_OK)
+            return;
+    } else if (rotate_acl_apply(&cc->redis, &cc->rotation, r->username, ROTATE_ACL_ADD, r->password,
                          r->old_username, r->old_password, &j->acl) < 0) {
         acl_why(&j->acl, "cannot add the new password on every node", j->why, sizeof j->why);
         j->outcome = RO_REFUSED;
@@ -727,11 +926,17 @@ static void rot_remove_rec_run(struct job *jb) {
     const struct rotrec *r = &j->rec;
     if ((j->outcome = rec_recheck(j)) != RO_OK)
         return;
-    if (rotate_acl_apply(&cc->redis, &cc->rotation, r->old_username, ROTATE_ACL_REMOVE, r->old_password,
-                         r->username, r->password, &j->acl) < 0) {
-        snprintf(j->why, sizeof j->why, "cannot remove the old password: %s", j->acl.detail);
-        j->outcome = RO_FAILED;
-        return;
+    if (users_strategy(j->c)) {
+        if ((j->outcome = users_drain(j)) != RO_OK)
+            return;
+    } else {
+        watch_baseline(j, r->old_username, r->username, r->password);
+        if (rotate_acl_apply(&cc->redis, &cc->rotation, r->old_username, ROTATE_ACL_REMOVE,
+                             r->old_password, r->username, r->password, &j->acl) < 0) {
+            snprintf(j->why, sizeof j->why, "cannot remove the old password: %s", j->acl.detail);
+            j->outcome = RO_FAILED;
+            return;
+        }
     }
     j->outcome = rec_remove(j);
 }
@@ -745,8 +950,11 @@ static void rot_rollback_rec_run(struct job *jb) {
     struct rotate_acl_result ignored;
     if ((j->outcome = rec_recheck(j)) != RO_OK)
         return;
-    (void)rotate_acl_apply(&cc->redis, &cc->rotation, r->username, ROTATE_ACL_REMOVE, r->password,
-                           r->old_username, r->old_password, &ignored);
+    if (users_strategy(j->c))
+        users_disable_pending(j);
+    else
+        (void)rotate_acl_apply(&cc->redis, &cc->rotation, r->username, ROTATE_ACL_REMOVE, r->password,
+                               r->old_username, r->old_password, &ignored);
     j->outcome = rec_remove(j);
 }
 
@@ -828,9 +1036,87 @@ static void rot_rollback_rec(struct cred_rt *c, struct rot_job *j) {
     rot_submit(c, RS_ROLLBACK, rot_rollback_rec_run, rot_rollback_rec_done, true);
 }
 
+/* The drain's state for status: per node, the previous user's connections. */
+static json_t *drain_json(const char *user, const struct aclops_result *res, bool past_max) {
+    json_t *nodes = json_array(), *o;
+    long long total = 0;
+    for (size_t i = 0; nodes && i < res->n; i++) {
+        const struct aclops_node *n = &res->nodes[i];
+        json_t *addrs = json_array();
+        for (size_t k = 0; addrs && k < n->naddrs; k++)
+            json_array_append_new(addrs, json_string(n->addrs[k]));
+        json_array_append_new(nodes, json_pack("{s:s, s:I, s:o}", "node", n->name, "connections",
+                                               (json_int_t)n->count, "addrs", addrs ? addrs : json_array()));
+        total += n->count;
+    }
+    o = json_pack("{s:s, s:I, s:b, s:o}", "user", user ? user : "default", "connections", (json_int_t)total,
+                  "past_max_grace", past_max, "nodes", nodes ? nodes : json_array());
+    return o;
+}
+
+/* "host:port: addr, addr (3 connections); ..." */
+static void drain_text(const struct aclops_result *res, char *buf, size_t size) {
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < res->n && len + 1 < size; i++) {
+        const struct aclops_node *n = &res->nodes[i];
+        if (n->count == 0)
+            continue;
+        len += (size_t)snprintf(buf + len, size - len, "%s%s:", len ? "; " : "", n->name);
+        for (size_t k = 0; k < n->naddrs && len + 1 < size; k++)
+            len += (size_t)snprintf(buf + len, size - len, "%s %s", k ? "," : "", n->addrs[k]);
+        if (len + 1 < size)
+            len += (size_t)snprintf(buf + len, size - len, " (%lld connection%s)", n->count,
+                                    n->count == 1 ? "" : "s");
+    }
+}
+
+static void drain_forget(struct rot_rt *ro) {
+    if (ro->drain)
+        json_decref(ro->drain);
+    ro->drain = NULL;
+    ro->drain_said = ro->drain_max_said = false;
+}
+
+/* redis-acl-users: the previous user still has connections; checked again in drain_check. */
+static void rot_draining(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    const char *user = j->rec.old_username ? j->rec.old_username : "default";
+    char where[640];
+    drain_text(&j->clients, where, sizeof where);
+    if (ro->drain)
+        json_decref(ro->drain);
+    ro->drain = drain_json(user, &j->clients, j->past_max_grace);
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_DRAIN_WAITING, ro->st.new_version);
+    if (!ro->drain_said) {
+        log_ctx_msg(LOG_NOTICE, &ctx, "%s: the previous user %s is disabled once no connection uses it "
+                    "(checked every %llus); still connected: %s", c->cfg->name, user,
+                    (unsigned long long)(c->cfg->rotation.drain_check_usec / USEC_PER_SEC), where);
+        ro->drain_said = true;
+    }
+    if (j->past_max_grace && !ro->drain_max_said) {
+        log_ctx_msg(LOG_WARNING, &ctx, "%s: rotation.max_grace has passed and the previous user %s still "
+                    "has connections; it stays enabled (rotation.kill_after_max_grace = false) until they "
+                    "go: %s", c->cfg->name, user, where);
+        ro->drain_max_said = true;
+    }
+    rot_job_clear(j);
+    rot_go(c, RS_DRAINING, false, c->cfg->rotation.drain_check_usec);
+}
+
 static void rot_remove_rec_done(struct cred_rt *c, struct rot_job *j) {
+    if (j->outcome == RO_DRAINING) {
+        rot_draining(c, j);
+        return;
+    }
     if (rec_common(c, j))
         return;
+    if (j->killed > 0)
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name }, "%s: rotation.max_grace has passed: "
+                    "%lld connection%s of the previous user %s closed (CLIENT KILL USER)", c->cfg->name,
+                    j->killed, j->killed == 1 ? "" : "s", j->rec.old_username ? j->rec.old_username : "default");
+    drain_forget(&c->rot);
+    c->rot.st.watch_revoke = j->rec.revoke;   /* rec_forget() clears st.revoke */
     rec_forget(c);
     rot_completed(c);
 }
@@ -949,6 +1235,7 @@ static void rot_look_done(struct cred_rt *c, struct rot_job *j) {
     case RO_LOST:
     case RO_FAILED:
     case RO_REFUSED:
+    case RO_DRAINING:
         break;
     }
     if (!rec_common(c, j))
@@ -974,6 +1261,19 @@ static int rot_begin_record(struct cred_rt *c, bool manual, char *err, size_t er
     j->entry_rotated_at = INT64_MIN;
     j->prev_owner[0] = '\0';
     ro->resume_look = ro->revoke_next = false;
+    if (!look_only && users_strategy(c)) {
+        const char *idle = idle_user(&c->cfg->rotation, c->cur.cur.username);
+        if (!idle) {
+            snprintf(err, errlen, "the published username %s is not one of rotation.users (%s, %s): "
+                     "write one of them into the store", c->cur.cur.username ? c->cur.cur.username : "(none)",
+                     c->cfg->rotation.users[0], c->cfg->rotation.users[1]);
+            return -EINVAL;
+        }
+        if (!(j->pending_user = strdup(idle))) {
+            snprintf(err, errlen, "out of memory");
+            return -ENOMEM;
+        }
+    }
     if (!look_only) {
         snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
         j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
@@ -993,9 +1293,14 @@ static int rot_begin_record(struct cred_rt *c, bool manual, char *err, size_t er
 
 /* Starts a rotation now: the machine said ROT_BEGIN (no check runs, no rotation is
  * under way). 0, or -errno with err. */
+static void watch_end(struct cred_rt *c);
+
 static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     struct rot_rt *ro = &c->rot;
     struct rot_job *j = ro->job;
+    if (c->sm.rot == RS_WATCH)
+        watch_end(c);   /* a new rotation: its own removal starts a new watch */
+    ro->st.watch_revoke = false;
     if (use_record(c) && (ro->st.phase == ROTATE_IDLE || ro->st.record))
         return rot_begin_record(c, manual, err, errlen);
     if (ro->st.phase != ROTATE_IDLE) {
@@ -1074,6 +1379,202 @@ static void rot_abandon(struct cred_rt *c, const char *fmt, ...) {
 /* Picks an interrupted rotation up from its record and what is published. */
 static void rot_due(struct cred_rt *c, bool scheduled);
 
+/* The watch is over (its time ran out, or a rotation begins): the schedule again. */
+static void watch_end(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    ro->st.watch_until = 0;
+    rot_save(c);
+    aclwatch_clear(&ro->watch);
+    ro->watch_problem_said = false;
+}
+
+/* Worker: the password the watch put back goes again: by its hash (redis-acl), or the
+ * previous user off again (redis-acl-users). err.message says why it failed. */
+static int unrestore(struct rot_job *j, const struct aclops_target *t, const char *user) {
+    const struct config_rotation *ro = &j->c->cfg->rotation;
+    struct aclops_result res;
+    char why[300];
+    int r = ro->strategy == ROTATION_REDIS_ACL_USERS
+                ? aclops_setuser(t, user, ACLOPS_DISABLE, NULL, NULL, ro->acl_save, &res)
+                : aclops_setuser(t, user, ACLOPS_FORGET_HASH, NULL, j->c->rot.st.restored, ro->acl_save, &res);
+    if (r < 0) {
+        first_failure(&res, why, sizeof why);
+        snprintf(j->err.message, sizeof j->err.message, "%s", why);
+    }
+    aclops_result_clear(&res);
+    return r;
+}
+
+/* Worker: the old password back on every node (`on >old`), for another grace. */
+static void rot_restore_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    const struct config_rotation *ro = &j->c->cfg->rotation;
+    struct aclwatch_target t;
+    struct aclops_result res;
+
+    j->why[0] = '\0';
+    j->r = aclwatch_target_open(j->c->cfg, j->username, j->new_pw, &t, j->why, sizeof j->why);
+    if (j->r < 0)
+        return;
+    j->r = aclops_setuser(&t.t, j->pending_user, ACLOPS_RESTORE, j->old_pw, NULL, ro->acl_save, &res);
+    if (j->r < 0)
+        first_failure(&res, j->why, sizeof j->why);
+    aclops_result_clear(&res);
+    aclwatch_target_close(&t);
+}
+
+/* SHA-256 of a password in hex: what ACL GETUSER shows, and `!<hash>` removes. */
+static void password_hash(const struct secret *pw, char out[65]) {
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)secret_data(pw), secret_len(pw), md);
+    for (size_t i = 0; i < sizeof md; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    explicit_bzero(md, sizeof md);
+}
+
+static void rot_restore_done(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    const struct config_rotation *cr = &c->cfg->rotation;
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_OLD_PASSWORD_RESTORED, ro->st.old_version);
+    if (j->r < 0) {
+        log_ctx_msg(LOG_ERR, &ctx, "%s: cannot put "
+                    "the old password back (revocation_restore): %s", c->cfg->name, j->why);
+    } else {
+        int64_t now = now_real(), grace = (int64_t)((cr->grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
+        password_hash(j->old_pw, ro->st.restored);
+        ro->st.restore_until = now + grace;
+        ro->st.restores++;
+        int64_t until = ro->st.restore_until + (int64_t)(cr->revocation_watch_usec / USEC_PER_SEC);
+        if (until > ro->st.watch_until)
+            ro->st.watch_until = until;
+        rot_save(c);
+        log_ctx_msg(LOG_WARNING, &ctx, "%s: the old "
+                    "password of %s (version %s) is back on every node for another %llds (restore %lld of %u), "
+                    "since AUTH with it failed after its removal", c->cfg->name, j->pending_user,
+                    ro->st.old_version, (long long)grace, (long long)ro->st.restores, cr->restore_limit);
+    }
+    rot_job_clear(j);
+    rot_go(c, RS_WATCH, false, cr->revocation_check_usec);
+}
+
+/* After failures: put the old password back when revocation_restore allows it. true when
+ * a restore step was started. */
+static bool watch_restore(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    const struct config_rotation *cr = &c->cfg->rotation;
+    if (!cr->revocation_restore || ro->st.restored[0])
+        return false;
+    if (ro->st.watch_revoke || ro->st.restores >= (int64_t)cr->restore_limit) {
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s: the old password is not put "
+                    "back: %s", c->cfg->name, ro->st.watch_revoke ? "the rotation was `rotate --revoke`"
+                    : "rotation.restore_limit is reached");
+        return false;
+    }
+    bool known = c->have_cur && c->cur.has_previous && c->cur.prev.password &&
+                 strcmp(c->cur.prev.version, ro->st.old_version) == 0;
+    if (!known) {
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s: the old password cannot be put "
+                    "back: it is no longer published as `previous`", c->cfg->name);
+        return false;
+    }
+    rot_job_clear(j);
+    j->c = c;
+    j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
+    j->new_pw = secret_dup(c->cur.cur.password);
+    j->old_pw = secret_dup(c->cur.prev.password);
+    j->pending_user = strdup(ro->watch_user[0] ? ro->watch_user : "default");
+    if (!j->new_pw || !j->old_pw || !j->pending_user || (c->cur.cur.username && !j->username)) {
+        rot_job_clear(j);
+        return false;
+    }
+    rot_submit(c, RS_WATCHING, rot_restore_run, rot_restore_done, false);
+    return true;
+}
+
+/* Worker: ACL LOG on every node, the failures since the last read. */
+static void rot_watch_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    struct cred_rt *c = j->c;
+    const char *users[1] = { c->rot.watch_user[0] ? c->rot.watch_user : "default" };
+    struct aclwatch_target t;
+
+    j->acl.detail[0] = j->why[0] = '\0';
+    j->r = aclwatch_target_open(c->cfg, j->username, j->new_pw, &t, j->acl.detail, sizeof j->acl.detail);
+    if (j->r < 0)
+        return;
+    j->r = aclwatch_read(&c->rot.watch, &t.t, users, 1, j->why, sizeof j->why, j->acl.detail,
+                         sizeof j->acl.detail);
+    if (j->unrestore)
+        j->err.cls = unrestore(j, &t.t, users[0]) < 0 ? RC_ERR_TRANSIENT : 0;
+    aclwatch_target_close(&t);
+}
+
+static void rot_watch_done(struct cred_rt *c, struct rot_job *j) {
+    struct rot_rt *ro = &c->rot;
+    if (j->r > 0) {
+        /* An application (or a host whose agent is stopped) still has the old password. */
+        struct log_ctx ctx = cred_ctx(c, LOG_MID_OLD_CREDENTIAL_USED, ro->st.old_version);
+        log_ctx_msg(LOG_ERR, &ctx, "%s: the old credential (version %s) was tried after its removal: "
+                    "%d failed AUTH%s: %s", c->cfg->name, ro->st.old_version, j->r, j->r == 1 ? "" : "s",
+                    j->why);
+        text_set(&ro->last_error, "the old credential was tried after its removal: %s", j->why);
+    }
+    if (j->unrestore && j->err.cls) {
+        log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s: cannot remove the password "
+                    "the watch put back (retried): %s", c->cfg->name, j->err.message);
+    } else if (j->unrestore) {
+        ro->st.restored[0] = '\0';
+        ro->st.restore_until = 0;
+        rot_save(c);
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name }, "%s: the old password the watch "
+                    "put back is removed again", c->cfg->name);
+    }
+    if (j->r > 0 && watch_restore(c, j))
+        return;
+    if (j->acl.detail[0] && !ro->watch_problem_said) {
+        /* Said once per watch: the rotation itself is done and fine. */
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name }, "%s: the revocation watch "
+                    "cannot read ACL LOG everywhere (%s); it goes on where it can", c->cfg->name, j->acl.detail);
+        ro->watch_problem_said = true;
+    }
+    rot_job_clear(j);
+    if (now_real() >= ro->st.watch_until && !ro->st.restored[0]) {
+        watch_end(c);
+        rot_schedule_due(c);
+        return;
+    }
+    rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
+}
+
+/* The watch's timer: read again, or end. */
+static void rot_watch_tick(struct cred_rt *c) {
+    struct rot_rt *ro = &c->rot;
+    struct rot_job *j = ro->job;
+    if (ro->watch_problem[0] && !ro->watch_problem_said) {
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name }, "%s: the revocation watch "
+                    "cannot read ACL LOG everywhere (%s); it goes on where it can", c->cfg->name,
+                    ro->watch_problem);
+        ro->watch_problem_said = true;
+    }
+    bool unrestore_due = ro->st.restored[0] && now_real() >= ro->st.restore_until;
+    if ((now_real() >= ro->st.watch_until && !ro->st.restored[0]) || !c->have_cur) {
+        watch_end(c);
+        rot_schedule_due(c);
+        return;
+    }
+    rot_job_clear(j);
+    j->c = c;
+    j->unrestore = unrestore_due;
+    j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
+    j->new_pw = secret_dup(c->cur.cur.password);
+    if (!j->new_pw || (c->cur.cur.username && !j->username)) {
+        rot_job_clear(j);
+        rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
+        return;
+    }
+    rot_submit(c, RS_WATCHING, rot_watch_run, rot_watch_done, false);
+}
+
 static void rot_resume(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     char err[256];
@@ -1087,6 +1588,18 @@ static void rot_resume(struct cred_rt *c) {
     switch (rotate_resume_decide(&ro->st, c->have_cur ? c->cur.cur.version : NULL,
                                  c->have_cur && c->cur.has_previous ? c->cur.prev.version : NULL)) {
     case ROTATE_RESUME_NONE:
+        if (watch_enabled(c) && (ro->st.watch_until > now_real() || ro->st.restored[0]) &&
+            c->sm.rot != RS_RETRY_WAIT) {
+            /* A watch that a restart or reload cut short goes on; its first read is the
+             * new baseline. A password it had put back goes at once. */
+            const char *cur = c->have_cur ? c->cur.cur.username : NULL;
+            const char *watched = users_strategy(c) ? idle_user(&c->cfg->rotation, cur) : cur;
+            snprintf(ro->watch_user, sizeof ro->watch_user, "%s", watched ? watched : "default");
+            if (ro->st.restored[0])
+                ro->st.restore_until = 0;
+            rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
+            return;
+        }
         if (c->sm.rot == RS_RETRY_WAIT) {
             if (rot_request(c, false, err, sizeof err) < 0)
                 rot_fail(c, "%s", err);
@@ -1153,6 +1666,12 @@ void rotation_timer(struct cred_rt *c) {
         break;
     case RT_RETRY:
         rot_resume(c);
+        break;
+    case RT_WATCH:
+        rot_watch_tick(c);
+        break;
+    case RT_DRAIN:
+        rot_remove(c);
         break;
     }
 }
@@ -1225,6 +1744,8 @@ void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
 /* At start and after a reload: the record, then what it needs. */
 void rotation_clear(struct cred_rt *c) {
     c->rot.timer = sd_event_source_disable_unref(c->rot.timer);
+    aclwatch_clear(&c->rot.watch);
+    drain_forget(&c->rot);
     rot_job_clear(c->rot.job);
     if (c->rot.job) {
         rotrec_clear(&c->rot.job->rec);
@@ -1321,7 +1842,14 @@ void rotation_init(struct cred_rt *c) {
 
 /* The rotation part of a status row; null without rotation. */
 const char *rotation_step_word(const struct cred_rt *c) {
-    return c->rot.enabled && c->sm.rot != RS_NONE ? credsm_step_name(c->sm.rot) : NULL;
+    /* The revocation watch comes after a completed rotation: none is under way. */
+    bool under_way = c->sm.rot != RS_NONE && c->sm.rot != RS_WATCH && c->sm.rot != RS_WATCHING;
+    return c->rot.enabled && under_way ? credsm_step_name(c->sm.rot) : NULL;
+}
+
+const char *rotation_state_word(const struct cred_rt *c, const char *state) {
+    bool draining = c->rot.enabled && (c->sm.rot == RS_DRAINING || (c->sm.rot == RS_REMOVING && c->rot.drain));
+    return draining ? "draining" : state;
 }
 
 json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t real) {
@@ -1342,11 +1870,15 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
     json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));
     enum rot_step step = c->sm.rot;
     json_object_set_new(o, "step", json_string(credsm_step_name(step)));
-    json_object_set_new(o, "next_rotation", json_time(step == RS_NONE ? at : 0));
+    /* the watch holds the timer: the schedule is due at the same time all the same */
+    int64_t due = step == RS_NONE ? at
+                  : step == RS_WATCH || step == RS_WATCHING ? real + (int64_t)(due_in(c) / USEC_PER_SEC) : 0;
+    json_object_set_new(o, "next_rotation", json_time(due));
     json_object_set_new(o, "old_removed_at", json_time(step == RS_GRACE ? at : 0));
     json_object_set_new(o, "retry_at", json_time(step == RS_RETRY_WAIT ? at : 0));
     json_object_set_new(o, "last_rotation", json_time(ro->st.last_completed));
     json_object_set_new(o, "last_error", json_str_or_null(ro->last_error));
+    json_object_set_new(o, "drain", ro->drain ? json_incref(ro->drain) : json_null());
     return o;
 }
 

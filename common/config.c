@@ -83,7 +83,8 @@ static const struct enumstr validate_policies[] = {
 
 static const struct enumstr strategies[] = {
     { "redis-acl", ROTATION_REDIS_ACL }, { "vault-database", ROTATION_VAULT_DATABASE },
-    { "azure-keys", ROTATION_AZURE_KEYS }, { NULL, 0 },
+    { "azure-keys", ROTATION_AZURE_KEYS }, { "redis-acl-users", ROTATION_REDIS_ACL_USERS },
+    { NULL, 0 },
 };
 
 /* CONFIG_STORE_ENUM writes an int; these enums are ints. */
@@ -92,6 +93,8 @@ _Static_assert(sizeof(enum rotation_strategy) == sizeof(int), "enum store");
 /* CONFIG_STORE_STRV writes the count right after the vector. */
 _Static_assert(offsetof(struct config_redis, n_endpoints) ==
                offsetof(struct config_redis, endpoints) + sizeof(char **), "strv store");
+_Static_assert(offsetof(struct config_rotation, n_users) ==
+               offsetof(struct config_rotation, users) + sizeof(char **), "strv store");
 _Static_assert(offsetof(struct config_rotation, n_rotators) ==
                offsetof(struct config_rotation, rotators) + sizeof(char **), "strv count");
 _Static_assert(offsetof(struct config_credential, n_on_change) ==
@@ -202,6 +205,23 @@ static const struct config_key rotation_keys[] = {
     { .name = "splay", .type = CONFIG_T_DURATION, .store = CONFIG_STORE_USEC, ROT(ro.splay_usec) },
     { .name = "pending_timeout", .type = CONFIG_T_DURATION, .default_value = "10m",
       .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, ROT(ro.pending_timeout_usec) },
+    /* the revocation watch after the old password is removed (redis-acl) */
+    { .name = "revocation_check", .type = CONFIG_T_DURATION, .default_value = "10s",
+      .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, ROT(ro.revocation_check_usec) },
+    { .name = "revocation_watch", .type = CONFIG_T_DURATION, .default_value = "5m",
+      .store = CONFIG_STORE_USEC, ROT(ro.revocation_watch_usec) },
+    { .name = "revocation_restore", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, ROT(ro.revocation_restore) },
+    { .name = "restore_limit", .type = CONFIG_T_INT, .default_value = "3", .min = 1, .max = 100,
+      .store = CONFIG_STORE_UINT, ROT(ro.restore_limit) },
+    /* redis-acl-users (check_users()) */
+    { .name = "users", .type = CONFIG_T_STRING_LIST, .store = CONFIG_STORE_STRV, ROT(ro.users) },
+    { .name = "max_grace", .type = CONFIG_T_DURATION, .default_value = "24h",
+      .store = CONFIG_STORE_USEC, ROT(ro.max_grace_usec) },
+    { .name = "kill_after_max_grace", .type = CONFIG_T_BOOL, .default_value = "false",
+      .store = CONFIG_STORE_BOOL, ROT(ro.kill_after_max_grace) },
+    { .name = "drain_check", .type = CONFIG_T_DURATION, .default_value = "5s",
+      .checks = CONFIG_CHECK_POSITIVE, .store = CONFIG_STORE_USEC, ROT(ro.drain_check_usec) },
     { .name = NULL },
 };
 
@@ -1155,20 +1175,57 @@ bool config_rotation_claims_here(const struct config_rotation *ro) {
     return false;
 }
 
+/* redis-acl-users: exactly two users, an admin to switch them, and a published username
+ * (the user changes at every rotation: a consumer of the password alone would break). */
+static int check_users(struct ctx *x, const struct config_node *n, const char *path,
+                       const struct config_credential *cr) {
+    const struct config_rotation *ro = &cr->rotation;
+    const config_setting_t *g = n->setting;
+    char sub[KEY_PATH_MAX];
+
+    key_path(sub, sizeof sub, path, "users");
+    if (ro->strategy != ROTATION_REDIS_ACL_USERS) {
+        if (ro->users)
+            return fail(x, member(g, "users"), sub, "applies to strategy \"redis-acl-users\" only");
+        return 0;
+    }
+    if (!ro->users)
+        return fail(x, g, sub, "required with strategy \"redis-acl-users\": the two ACL users "
+                    "alternated, e.g. [ \"app_a\", \"app_b\" ]");
+    if (ro->n_users != 2 || !ro->users[0][0] || !ro->users[1][0] ||
+        strcmp(ro->users[0], ro->users[1]) == 0)
+        return fail(x, member(g, "users"), sub, "must name exactly two different users");
+    if (!ro->admin_username) {
+        key_path(sub, sizeof sub, path, "admin_username");
+        return fail(x, g, sub, "required with strategy \"redis-acl-users\": a user that may run "
+                    "ACL SETUSER, ACL GETUSER, ACL LOG, CLIENT LIST and CLIENT KILL on every node "
+                    "(the two users switch each other off)");
+    }
+    if ((cr->formats & CRED_FORMAT_PASSWORD) && !(cr->formats & ~CRED_FORMAT_PASSWORD & ~CRED_FORMAT_JSON)) {
+        key_path(sub, sizeof sub, path, "strategy");
+        return fail(x, g, sub, "\"redis-acl-users\" changes the username at every rotation: "
+                    "formats = [ \"password\" ] alone would hand out a password without its user "
+                    "(use \"json\" or \"env\", which carry the username)");
+    }
+    return 0;
+}
+
 /* The rules between rotation keys. */
 static int check_rotation(struct ctx *x, const struct config_node *n, const char *path,
                           const struct config_credential *cr) {
     const struct config_rotation *ro = &cr->rotation;
     char sub[KEY_PATH_MAX], q[QUOTE_MAX], why[512];
     const config_setting_t *g = n->setting;
+    int r;
 
     /* Stores that make the password themselves have no check-and-set: one named host
      * rotates, the others only observe. */
     key_path(sub, sizeof sub, path, "rotator");
-    if (ro->strategy == ROTATION_REDIS_ACL && ro->rotator)
-        return fail(x, member(g, "rotator"), sub, "does not apply to strategy \"redis-acl\" (the "
-                    "store's check-and-set picks the host that rotates)");
-    if (ro->strategy != ROTATION_REDIS_ACL && (!ro->rotator || !*ro->rotator))
+    if (config_rotation_is_acl(ro->strategy) && ro->rotator)
+        return fail(x, member(g, "rotator"), sub, "does not apply to strategy %s (the "
+                    "store's check-and-set picks the host that rotates)",
+                    conftext_quote(config_rotation_strategy_to_string(ro->strategy), q, sizeof q));
+    if (!config_rotation_is_acl(ro->strategy) && (!ro->rotator || !*ro->rotator))
         return fail(x, at(n, "rotator"), sub, "required with strategy %s: the host name (as "
                     "`hostname` prints it) of the one host that rotates",
                     conftext_quote(config_rotation_strategy_to_string(ro->strategy), q, sizeof q));
@@ -1176,8 +1233,9 @@ static int check_rotation(struct ctx *x, const struct config_node *n, const char
     if (ro->interval_usec < 1000000)
         return fail(x, at(n, "interval"), sub, "must be at least 1s");
     key_path(sub, sizeof sub, path, "rotators");
-    if (ro->rotators && ro->strategy != ROTATION_REDIS_ACL)
-        return fail(x, member(g, "rotators"), sub, "applies to strategy \"redis-acl\" only (%s "
+    if (ro->rotators && !config_rotation_is_acl(ro->strategy))
+        return fail(x, member(g, "rotators"), sub, "applies to strategies \"redis-acl\" and "
+                    "\"redis-acl-users\" only (%s "
                     "takes `rotator`, the one host that rotates)",
                     conftext_quote(config_rotation_strategy_to_string(ro->strategy), q, sizeof q));
     if (ro->rotators && ro->n_rotators == 0)
@@ -1205,6 +1263,8 @@ static int check_rotation(struct ctx *x, const struct config_node *n, const char
         key_path(sub, sizeof sub, path, "admin_password_file");
         return fail(x, member(g, "admin_password_file"), sub, "%s", why);
     }
+    if ((r = check_users(x, n, path, cr)) < 0)
+        return r;
     /* The agent must prove the new password works before publishing it. */
     if (cr->redis.validate == VALIDATE_NONE)
         return fail(x, g, path, "needs redis.validate = \"all\" or \"any\" (a rotated password "
@@ -1435,6 +1495,9 @@ struct config *config_free(struct config *c) {
         for (size_t k = 0; k < cr->rotation.n_rotators; k++)
             free(cr->rotation.rotators[k]);
         free(cr->rotation.rotators);
+        for (size_t k = 0; k < cr->rotation.n_users; k++)
+            free(cr->rotation.users[k]);
+        free(cr->rotation.users);
     }
     free(c->credentials);
     struct lc_state *st = c->lc;

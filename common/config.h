@@ -151,9 +151,16 @@ enum rotation_strategy {
     ROTATION_REDIS_ACL = 1,        /* the agent makes the password, ACL SETUSER on each node */
     ROTATION_VAULT_DATABASE = 2,   /* Vault rotates a database static role (rotate-role) */
     ROTATION_AZURE_KEYS = 3,       /* regenerate the unused access key, switch, the other */
+    ROTATION_REDIS_ACL_USERS = 4,  /* two ACL users alternated: the idle one gets the new
+                                      password, the previous one is disabled once drained */
 };
 
-/* "redis-acl", "vault-database", "azure-keys" (as configured). */
+/* redis-acl and redis-acl-users: the agent makes the password and changes Redis itself. */
+static inline bool config_rotation_is_acl(enum rotation_strategy s) {
+    return s == ROTATION_REDIS_ACL || s == ROTATION_REDIS_ACL_USERS;
+}
+
+/* "redis-acl", "vault-database", "azure-keys", "redis-acl-users" (as configured). */
 const char *config_rotation_strategy_to_string(enum rotation_strategy s);
 
 struct config_rotation;
@@ -175,6 +182,16 @@ struct config_rotation {
     size_t n_rotators;
     uint64_t splay_usec;           /* a random [0, splay] added to every due time */
     uint64_t pending_timeout_usec; /* a rotation record untouched this long may be taken over */
+    uint64_t revocation_check_usec; /* redis-acl: ACL LOG read this often after a removal ... */
+    uint64_t revocation_watch_usec; /* ... for this long; 0 = no revocation watch */
+    bool revocation_restore;       /* the watch puts the old password back for another grace */
+    unsigned restore_limit;        /* ... at most this often per rotation */
+    char **users;                  /* redis-acl-users: the two users alternated */
+    size_t n_users;
+    uint64_t max_grace_usec;       /* redis-acl-users: the previous user is waited for this
+                                      long after publication at most ... */
+    bool kill_after_max_grace;     /* ... then its connections are closed (else it stays on) */
+    uint64_t drain_check_usec;     /* CLIENT LIST this often while draining */
     unsigned password_length;
     char alphabet[ROTATION_ALPHABET_MAX + 1];   /* the characters passwords are drawn from */
 };

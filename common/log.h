@@ -30,6 +30,9 @@
 #define LOG_MID_RELOAD_REJECTED    "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0f"
 #define LOG_MID_RUNTIME_DIR_LOST   "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b10"
 #define LOG_MID_ROTATION_TAKEN_OVER "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b11"
+#define LOG_MID_OLD_CREDENTIAL_USED "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0c"
+#define LOG_MID_DRAIN_WAITING      "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0b"
+#define LOG_MID_OLD_PASSWORD_RESTORED "5b1c0c2f0d4a4f8e9a0f6c1d2e3a4b0d"
 
 /* Structured context of an event; every member may be NULL. */
 struct log_ctx {

@@ -188,7 +188,8 @@ static void send_batch(struct conn *c, size_t start) {
 }
 
 static void start_script(struct conn *c) {
-    c->rd = resp_reader_new(RESP_MAX_REPLY_BYTES, RESP_MAX_ELEMENTS);
+    c->rd = resp_reader_new(c->o->max_reply_bytes ? c->o->max_reply_bytes : RESP_MAX_REPLY_BYTES,
+                            RESP_MAX_ELEMENTS);
     if (!c->rd) {
         conn_fail(c, RNET_INTERNAL, "out of memory");
         return;
@@ -305,6 +306,7 @@ static bool do_recv(struct conn *c) {
     int rc = resp_reader_get(c->rd, &reply);
 
     if (rc < 0) {
+        c->nd->over_cap = rc == -EMSGSIZE;
         conn_fail(c, RNET_PROTOCOL, "%s: read: %s", step_label(c), resp_reader_errstr(c->rd));
         return false;
     }
@@ -325,6 +327,7 @@ static bool do_recv(struct conn *c) {
     rc = resp_reader_feed(c->rd, buf, (size_t)n);
     explicit_bzero(buf, (size_t)n);
     if (rc < 0) {
+        c->nd->over_cap = rc == -EMSGSIZE;
         conn_fail(c, RNET_PROTOCOL, "%s: read: %s", step_label(c), resp_reader_errstr(c->rd));
         return false;
     }
@@ -535,7 +538,7 @@ static void conn_begin(const struct rnet_opts *o, struct conn *c, struct rnet_no
     c->connect_deadline = rctime_add_sat(c->t0, o->timeout_usec);
     endpoint_format(&nd->ep, c->name, sizeof c->name);
     nd->msg[0] = '\0';
-    nd->answered = nd->connected = false;
+    nd->answered = nd->connected = nd->over_cap = false;
     c->cur = nd->first;
     if (nd->ep.kind == ENDPOINT_UNIX)
         begin_unix(c);

@@ -9,7 +9,9 @@
  * TCP (Redis has no TLS on unix sockets), all within one timeout; then the script. A
  * command is written together with the ones after it marked `pipelined` (one write); the
  * batch's write and its first reply are due within one timeout of the write, its k-th
- * reply within k timeouts. Replies are read with resp_reader's caps.
+ * reply within k timeouts. Replies are read with resp_reader's caps (the byte cap can be
+ * raised per run: max_reply_bytes); a reply over them ends the node RNET_PROTOCOL with
+ * over_cap set.
  *
  * Each reply goes to the caller's on_reply(), which owns it (free it, wiped when the
  * connection carried a secret: resp_reply_wipe_free) and says what comes next: the index
@@ -71,6 +73,7 @@ struct rnet_node {
     size_t step;                   /* the command under way when it ended */
     bool connected;                /* connected (and the TLS handshake done) */
     bool answered;                 /* at least one reply came on the connection */
+    bool over_cap;                 /* RNET_PROTOCOL: a reply was over the reader's caps */
     char msg[256];
     uint64_t usec;                 /* connect to done */
 };
@@ -86,6 +89,8 @@ struct rnet_opts {
     rnet_reply_fn on_reply;
     void *userdata;
     size_t max_open;               /* connections open at once; 0: 128 */
+    size_t max_reply_bytes;        /* a reply's cap; 0: RESP_MAX_REPLY_BYTES (CLIENT LIST
+                                      with many connections needs more) */
 };
 
 /* Runs every node's script at once and returns when each has finished or failed. */

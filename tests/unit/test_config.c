@@ -932,11 +932,55 @@ static void test_rotation_fleet_keys(void **state) {
                       "redis.timeout + 10s (16s here): a rotation step still at work must never look abandoned");
     expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"azure-keys\"; rotator = \"h\"; "
                       "rotators = [ \"h\" ]; };",
-                      "agent.conf:4: credentials[0].rotation.rotators: applies to strategy \"redis-acl\" "
-                      "only (\"azure-keys\" takes `rotator`, the one host that rotates)");
+                      "agent.conf:4: credentials[0].rotation.rotators: applies to strategies \"redis-acl\" "
+                      "and \"redis-acl-users\" only (\"azure-keys\" takes `rotator`, the one host "
+                      "that rotates)");
     expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; rotators = [ ]; };",
                       "agent.conf:4: credentials[0].rotation.rotators: must name at least one host "
                       "(leave it out to let every host claim)");
+}
+
+/* redis-acl-users: exactly two users, an admin, a username published; users only for it. */
+static void test_rotation_users_keys(void **state) {
+#define USERS_ADMIN "admin_username = \"r\"; admin_password_file = \"/nonexistent/admin\"; "
+    struct config *c = load_cred("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl-users\"; "
+                                 "users = [ \"app_a\", \"app_b\" ]; " USERS_ADMIN "};");
+    const struct config_rotation *ro = &c->credentials[0].rotation;
+    assert_int_equal(ro->strategy, ROTATION_REDIS_ACL_USERS);
+    assert_int_equal(ro->n_users, 2);
+    assert_string_equal(ro->users[1], "app_b");
+    assert_true(ro->max_grace_usec == 24 * 3600 * USEC_PER_SEC);
+    assert_false(ro->kill_after_max_grace);
+    assert_true(ro->drain_check_usec == 5 * USEC_PER_SEC);
+    assert_true(ro->revocation_check_usec == 10 * USEC_PER_SEC && ro->revocation_watch_usec == 300 * USEC_PER_SEC);
+    config_free(c);
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl-users\"; " USERS_ADMIN "};",
+                      "agent.conf:4: credentials[0].rotation.users: required with strategy "
+                      "\"redis-acl-users\": the two ACL users alternated, e.g. [ \"app_a\", \"app_b\" ]");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl-users\"; "
+                      "users = [ \"a\", \"a\" ]; " USERS_ADMIN "};",
+                      "agent.conf:4: credentials[0].rotation.users: must name exactly two different users");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl-users\"; "
+                      "users = [ \"a\", \"b\", \"c\" ]; " USERS_ADMIN "};",
+                      "agent.conf:4: credentials[0].rotation.users: must name exactly two different users");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl-users\"; "
+                      "users = [ \"a\", \"b\" ]; };",
+                      "agent.conf:4: credentials[0].rotation.admin_username: required with strategy "
+                      "\"redis-acl-users\": a user that may run ACL SETUSER, ACL GETUSER, ACL LOG, "
+                      "CLIENT LIST and CLIENT KILL on every node (the two users switch each other off)");
+    expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; "
+                      "users = [ \"a\", \"b\" ]; };",
+                      "agent.conf:4: credentials[0].rotation.users: applies to strategy "
+                      "\"redis-acl-users\" only");
+    expect_cred_error("path = \"x\"; formats = [ \"json\", \"password\" ]; " REDIS_OK "\nrotation = { "
+                      "strategy = \"redis-acl-users\"; users = [ \"a\", \"b\" ]; " USERS_ADMIN "};",
+                      "agent.conf:4: credentials[0].rotation.strategy: \"redis-acl-users\" changes the "
+                      "username at every rotation: formats = [ \"password\" ] alone would hand out a "
+                      "password without its user (use \"json\" or \"env\", which carry the username)");
+    c = load_cred("path = \"x\"; formats = [ \"json\", \"env\", \"password\" ]; " REDIS_OK "\nrotation = { "
+                  "strategy = \"redis-acl-users\"; users = [ \"a\", \"b\" ]; " USERS_ADMIN "};");
+    config_free(c);
+#undef USERS_ADMIN
 }
 
 static void test_rotation_errors_name_file_line_and_key(void **state) {
@@ -953,7 +997,7 @@ static void test_rotation_errors_name_file_line_and_key(void **state) {
                       "\"redis-acl\" (the store's check-and-set picks the host that rotates)");
     expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"magic\"; };",
                       "agent.conf:4: credentials[0].rotation.strategy: unknown strategy \"magic\" "
-                      "(use \"redis-acl\", \"vault-database\" or \"azure-keys\")");
+                      "(use \"redis-acl\", \"vault-database\", \"azure-keys\" or \"redis-acl-users\")");
     expect_cred_error("path = \"x\"; " REDIS_OK "\nrotation = { strategy = \"redis-acl\"; interval = 30; };",
                       "agent.conf:4: credentials[0].rotation.interval: expected a duration string "
                       "like \"30s\", got an integer");
@@ -1666,6 +1710,7 @@ int main(void) {
         cmocka_unit_test(test_formats_must_include_json_and_be_known),
         cmocka_unit_test(test_on_change_must_start_with_an_absolute_path),
         cmocka_unit_test(test_rotation_defaults_and_every_key),
+        cmocka_unit_test(test_rotation_users_keys),
         cmocka_unit_test(test_rotation_errors_name_file_line_and_key),
         cmocka_unit_test(test_validate_policy_and_log_level_accept_only_documented_words),
         cmocka_unit_test(test_endpoints_must_be_host_port_v6_or_unix),

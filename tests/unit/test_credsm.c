@@ -16,7 +16,8 @@
 #define N_CHECK 5   /* IDLE QUEUED FETCH VALIDATE REVALIDATE */
 
 static bool holding(enum rot_step s) {
-    return s == RS_CLAIMING || s == RS_ADDING || s == RS_WRITING || s == RS_ROLLBACK || s == RS_REMOVING;
+    return s == RS_CLAIMING || s == RS_ADDING || s == RS_WRITING || s == RS_ROLLBACK || s == RS_REMOVING ||
+           s == RS_WATCHING;
 }
 
 static int step(struct credsm *sm, struct credsm_event ev, struct credsm_fx *fx) {
@@ -221,7 +222,8 @@ static void test_rot_request_every_state(void **state) {
             struct credsm before = sm;
             struct credsm_fx fx;
             int r = step(&sm, (struct credsm_event){ .type = CSM_ROT_REQUEST, .manual = manual }, &fx);
-            if (before.rot != RS_NONE && before.rot != RS_RETRY_WAIT) {
+            /* the revocation watch gives way to a new rotation */
+            if (before.rot != RS_NONE && before.rot != RS_RETRY_WAIT && before.rot != RS_WATCH) {
                 assert_int_equal(r, -EBUSY);
                 check_refused(&before, &sm, &fx, r);
                 continue;
@@ -245,7 +247,9 @@ static bool move_allowed(enum rot_step from, enum rot_step to) {
     if (to == RS_NONE || to == RS_RETRY_WAIT || to == from)
         return true;
     switch (from) {
-    case RS_NONE:
+    case RS_NONE:   /* at a start: a revocation watch cut short goes on */
+        return to == RS_CLAIMING || to == RS_AWAIT_FETCH || to == RS_GRACE || to == RS_REMOVING ||
+               to == RS_WATCH;
     case RS_RETRY_WAIT:
         return to == RS_CLAIMING || to == RS_AWAIT_FETCH || to == RS_GRACE || to == RS_REMOVING;
     case RS_CLAIMING:   /* a takeover in phase removing goes on to GRACE or REMOVING */
@@ -258,6 +262,14 @@ static bool move_allowed(enum rot_step from, enum rot_step to) {
         return to == RS_ROLLBACK || to == RS_GRACE || to == RS_REMOVING;
     case RS_GRACE:
         return to == RS_REMOVING;
+    case RS_REMOVING:   /* the revocation watch after the old password went; a drain */
+        return to == RS_WATCH || to == RS_DRAINING;
+    case RS_DRAINING:   /* redis-acl-users: checked again */
+        return to == RS_REMOVING;
+    case RS_WATCH:
+        return to == RS_WATCHING || to == RS_CLAIMING;
+    case RS_WATCHING:
+        return to == RS_WATCH;
     default:
         return false;
     }
@@ -286,7 +298,8 @@ static void check_rot_step(struct credsm sm, enum rot_step to, bool store) {
         assert_int_equal(sm.wake_pending, before.wake_pending);
         return;
     }
-    bool waits = to == RS_GRACE || to == RS_RETRY_WAIT || to == RS_NONE;
+    bool waits = to == RS_GRACE || to == RS_RETRY_WAIT || to == RS_NONE || to == RS_WATCH ||
+                 to == RS_DRAINING;
     assert_int_equal(!!(fx.mask & CSM_FX_ROT_ARM), waits);
     bool wake = before.wake_pending || to == RS_AWAIT_FETCH;
     if (wake && before.check == PH_IDLE) {

@@ -404,6 +404,48 @@ static void test_stop_ends_the_node_after_one_reply(void **state) {
     assert_non_null(strstr(u.seen[0].text[0], "WRONGPASS"));
 }
 
+/* A reply over the default cap (4 MiB) is a protocol error with over_cap; a run whose
+ * max_reply_bytes is larger reads it. */
+static void test_reply_cap_is_per_run(void **state) {
+    static const struct rnet_cmd script[] = {
+        { .label = "SET", .argc = 4, .argv = { "SET", "big", "x", "" } },
+        { .label = "GET", .argc = 2, .argv = { "GET", "big" } },
+    };
+    const size_t big = 5u * 1024 * 1024;
+    struct rnet_cmd s[2] = { script[0], script[1] };
+    char *value = malloc(big);
+    struct script_ud u = { 0 };
+    struct rnet_node n;
+    struct rnet_opts o = opts(&u, &n, 5000 * MS);
+
+    (void)state;
+    NEED_REDIS(&fx);
+    assert_non_null(value);
+    memset(value, 'v', big);
+    s[0].argc = 3;
+    s[0].argv[2] = value;
+    s[0].argvlen[0] = 3;
+    s[0].argvlen[1] = 3;
+    s[0].argvlen[2] = big;
+    tcp_node(&n, srv_open->port);
+    n.script = s;
+    n.nscript = 2;
+    assert_int_equal(rnet_run(&o, &n, 1), 0);
+    assert_int_equal(n.cls, RNET_PROTOCOL);
+    assert_true(n.over_cap);
+    assert_int_equal(n.step, 1);
+    assert_non_null(strstr(n.msg, "GET: read: reply exceeds the limit of 4194304 bytes"));
+    memset(&u, 0, sizeof u);
+    o = opts(&u, &n, 5000 * MS);
+    o.max_reply_bytes = 8u * 1024 * 1024;
+    n.first = 1;
+    assert_int_equal(rnet_run(&o, &n, 1), 0);
+    assert_int_equal(n.cls, RNET_OK);
+    assert_false(n.over_cap);
+    assert_int_equal(u.seen[0].n, 1);
+    free(value);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_class_every_value_has_text),
@@ -418,6 +460,7 @@ int main(void) {
         cmocka_unit_test(test_non_tls_answer_to_handshake_is_a_tls_error),
         cmocka_unit_test(test_tls_to_plaintext_port_times_out_as_unreachable),
         cmocka_unit_test(test_stop_ends_the_node_after_one_reply),
+        cmocka_unit_test(test_reply_cap_is_per_run),
     };
     return cmocka_run_group_tests(tests, redis_setup, redis_teardown);
 }

@@ -36,8 +36,12 @@ static void test_record_round_trips(void **st) {
     struct rotate_state in = { .phase = ROTATE_PUBLISHED, .started_at = 1700000000,
                                .grace_until = 1700000600, .last_completed = 1690000000,
                                .baseline = 1680000000, .format = ROTATE_STATE_FORMAT,
-                               .record = true, .revoke = true, .fleet_rotated_at = 1699999000 }, out;
+                               .record = true, .revoke = true, .fleet_rotated_at = 1699999000,
+                               .watch_until = 1700000900, .watch_revoke = true,
+                               .restore_until = 1700000950, .restores = 2 }, out;
     char buf[ROTATE_STATE_MAX];
+    snprintf(in.restored, sizeof in.restored, "%s",
+             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     snprintf(in.old_version, sizeof in.old_version, "h-0123456789abcdef");
     snprintf(in.new_version, sizeof in.new_version, "7");
     int n = rotate_state_format(&in, buf, sizeof buf);
@@ -47,6 +51,14 @@ static void test_record_round_trips(void **st) {
     assert_memory_equal(&in, &out, sizeof in);
     /* too small a buffer is an error, not a cut record */
     assert_int_equal(rotate_state_format(&in, buf, 20), -ENOBUFS);
+    /* no revocation watch: no watch_until key (the previous release never saw one) */
+    in.watch_until = in.restore_until = in.restores = 0;
+    in.watch_revoke = false;
+    in.restored[0] = '\0';
+    n = rotate_state_format(&in, buf, sizeof buf);
+    assert_null(strstr(buf, "watch_until"));
+    assert_int_equal(rotate_state_parse(buf, (size_t)n, &out), 0);
+    assert_int_equal(out.watch_until, 0);
 }
 
 static void test_record_parse_refuses_what_it_does_not_understand(void **st) {
@@ -59,6 +71,7 @@ static void test_record_parse_refuses_what_it_does_not_understand(void **st) {
         "{\"phase\":\"idle\",\"last_completed\":\"yesterday\"}",
         "{\"phase\":\"idle\",\"phase\":\"idle\"}",                   /* duplicate */
         "{\"format\":3,\"phase\":\"idle\"}",                      /* a later format */
+        "{\"phase\":\"idle\",\"restored\":\"not-a-hash\"}",
         "{\"format\":\"2\",\"phase\":\"idle\"}",
         "{\"format\":2,\"phase\":\"idle\",\"record\":1}",
     };
