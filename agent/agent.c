@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -355,18 +354,12 @@ static void schedule(struct cred_rt *c, uint64_t delay) {
 
 static void expiry_at(struct cred_rt *c, int64_t at_real_usec, int stage);
 
-static int64_t now_real_usec(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
     struct cred_rt *c = userdata;
     int64_t exp = c->cur.cur.expires_at, now = now_real();
     char left[64];
 
-    if (!c->have_cur || exp == CREDFILE_NO_EXPIRY)
+    if (!c->have_cur || exp == RC_NO_EXPIRY)
         return 0;
     struct log_ctx ctx = cred_ctx(c, LOG_MID_EXPIRING, c->cur.cur.version);
     const char *why = c->last_error ? c->last_error : "the store has no newer version";
@@ -389,7 +382,7 @@ static int on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
 
 /* Wakes on_expiry at unix time at_real_usec (now if that has passed). */
 static void expiry_at(struct cred_rt *c, int64_t at_real_usec, int stage) {
-    int64_t now = now_real_usec();
+    int64_t now = rctime_real_usec();
     uint64_t when;
 
     c->expiry_stage = stage;
@@ -403,12 +396,12 @@ static void expiry_at(struct cred_rt *c, int64_t at_real_usec, int stage) {
 /* After a publish (stage 0), an adoption (0) or a reload (what was said already): watch
  * what is published now. */
 static void arm_expiry(struct cred_rt *c, int stage) {
-    int64_t exp = c->have_cur ? c->cur.cur.expires_at : CREDFILE_NO_EXPIRY;
+    int64_t exp = c->have_cur ? c->cur.cur.expires_at : RC_NO_EXPIRY;
 
-    if (exp == CREDFILE_NO_EXPIRY || c->a->p.once || stage >= 2) {
+    if (exp == RC_NO_EXPIRY || c->a->p.once || stage >= 2) {
         if (c->expiry_timer)
             sd_event_source_set_enabled(c->expiry_timer, SD_EVENT_OFF);
-        c->expiry_stage = exp == CREDFILE_NO_EXPIRY ? 0 : stage;
+        c->expiry_stage = exp == RC_NO_EXPIRY ? 0 : stage;
         return;
     }
     if (stage == 1) {
@@ -447,9 +440,8 @@ static void fetch_run(struct job *j) {
     struct cred_job *cj = (struct cred_job *)j;
     struct cred_rt *c = cj->c;
     const struct rc_source_type *t = c->src->type;
-    memset(cj->cands, 0, sizeof cj->cands);
     for (size_t i = 0; i < RC_MAX_CANDIDATES; i++)
-        cj->cands[i].expires_at = cj->cands[i].rotated_at = INT64_MIN;
+        cj->cands[i] = (struct rc_candidate){ .expires_at = RC_NO_EXPIRY, .rotated_at = INT64_MIN };
     memset(&cj->err, 0, sizeof cj->err);
     cj->n_cands = t->fetch(c->src->state, &cj->rc, cj->cands, &cj->err);
     if (cj->n_cands == 0 || cj->n_cands > RC_MAX_CANDIDATES || (cj->n_cands > 0 && !cj->cands[0].password)) {
@@ -917,13 +909,11 @@ static int publish(struct cred_rt *c, struct rc_candidate *cand, struct rc_candi
     cf.cur.username = cand->username;   /* moved below on success */
     cf.cur.password = cand->password;
     cf.cur.version = strdup(cand->version);
-    cf.cur.expires_at = cand->expires_at == INT64_MIN ? CREDFILE_NO_EXPIRY : cand->expires_at;
+    cf.cur.expires_at = cand->expires_at;   /* plugin.h's "none" is RC_NO_EXPIRY */
     if (prev) {
         cf.has_previous = true;   /* borrowed until success */
         cf.prev = (struct cred_value){ .username = prev->username, .password = prev->password,
-                                       .version = prev->version,
-                                       .expires_at = prev->expires_at == INT64_MIN ? CREDFILE_NO_EXPIRY
-                                                                                  : prev->expires_at };
+                                       .version = prev->version, .expires_at = prev->expires_at };
     } else if (c->have_cur && !reval_previous_refused(c)) {   /* never one Redis refused */
         cf.has_previous = true;
         cf.prev = c->cur.cur;   /* borrowed until success */
@@ -1696,7 +1686,7 @@ json_t *agent_status_json(struct agent *a) {
         int64_t next = c->next_check_mono && c->timer
                            ? real + (int64_t)((c->next_check_mono > mono ? c->next_check_mono - mono : 0) / USEC_PER_SEC)
                            : 0;
-        int64_t exp = c->have_cur && c->cur.cur.expires_at != CREDFILE_NO_EXPIRY ? c->cur.cur.expires_at : 0;
+        int64_t exp = c->have_cur && c->cur.cur.expires_at != RC_NO_EXPIRY ? c->cur.cur.expires_at : 0;
         json_t *o = json_object();
         json_object_set_new(o, "name", json_string(c->cfg->name));
         json_object_set_new(o, "source", json_string(c->cfg->source));

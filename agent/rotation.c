@@ -417,7 +417,7 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
 struct rc_candidate rotation_candidate(struct cred_rt *c) {
     struct rot_job *j = c->rot.job;
     struct rc_candidate cand = { .username = j->username, .password = j->new_pw,
-                                 .expires_at = INT64_MIN, .role = RC_CAND_CURRENT,
+                                 .expires_at = RC_NO_EXPIRY, .role = RC_CAND_CURRENT,
                                  .rotated_at = j->rotated_at };
     snprintf(cand.version, sizeof cand.version, "%s", j->new_version);
     j->username = NULL;
@@ -591,7 +591,7 @@ static int entry_read(struct rot_job *j, struct rc_candidate *ret) {
     struct cred_rt *c = j->c;
     struct rc_candidate cands[RC_MAX_CANDIDATES] = { 0 };
     for (size_t i = 0; i < RC_MAX_CANDIDATES; i++)
-        cands[i].expires_at = cands[i].rotated_at = INT64_MIN;
+        cands[i] = (struct rc_candidate){ .expires_at = RC_NO_EXPIRY, .rotated_at = INT64_MIN };
     memset(&j->err, 0, sizeof j->err);
     int n = c->src->type->fetch(c->src->state, &j->rc, cands, &j->err);
     if (n < 1 || !cands[0].password) {

@@ -29,8 +29,6 @@
 
 #define CREDFILE_MAX_SIZE (64 * 1024)
 #define CREDFILE_FORMAT 1
-/* The old name of RC_NO_EXPIRY (rctime.h), for agent.c until it moves to that name. */
-#define CREDFILE_NO_EXPIRY RC_NO_EXPIRY
 #define CREDFILE_TMP_PREFIX ".tmp-"
 
 struct cred_value {

@@ -39,6 +39,7 @@
 #include <jansson.h>
 
 #include "credfile.h"
+#include "fdio.h"
 #include "rctime.h"
 #include "jsonload.h"
 #include "plugin.h"
@@ -119,7 +120,7 @@ static int file_open(const struct rc_host *host, const struct config_node *sourc
 
     struct file_source *s = calloc(1, sizeof *s);
     if (!s)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     s->host = host;
     s->inotify_fd = -1;
     s->directory = strdup(dir);
@@ -156,7 +157,7 @@ static int file_open(const struct rc_host *host, const struct config_node *sourc
     return 0;
 oom:
     file_close(s);
-    return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    return rc_error_oom(err);
 }
 
 static const struct file_cred *file_find(const struct file_source *s, const char *name) {
@@ -201,7 +202,7 @@ static int file_read(const char *dir, const char *path, struct secret **ret, mod
     size_t len = 0;
     if (!buf) {
         close(fd);
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     }
     for (;;) {
         ssize_t r = read(fd, buf + len, FILE_MAX_SIZE + 1 - len);
@@ -226,7 +227,7 @@ static int file_read(const char *dir, const char *path, struct secret **ret, mod
     *ret = secret_new(buf, len);
     secret_wipe_free(buf, FILE_MAX_SIZE + 1);
     if (!*ret)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     *ret_mode = st.st_mode & 07777;
     return 0;
 }
@@ -350,7 +351,7 @@ static int file_parse_json(const char *full, const struct secret *content, struc
             free(c->username);
             c->username = NULL;
             c->password = secret_free(c->password);
-            rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+            rc_error_oom(err);
         } else {
             *ret_bad_mark = !file_parse_mark(root, c);
             r = 0;
@@ -367,7 +368,7 @@ static int file_load(const struct file_source *s, const struct file_cred *fc,
                      struct rc_candidate *ret, mode_t *ret_mode, bool *ret_bad_mark,
                      struct rc_error *err) {
     _cleanup_secret_ struct secret *content = NULL;
-    struct rc_candidate c = { .expires_at = INT64_MIN, .rotated_at = INT64_MIN };
+    struct rc_candidate c = { .expires_at = RC_NO_EXPIRY, .rotated_at = INT64_MIN };
     bool bad_mark = false;
     mode_t mode;
 
@@ -397,7 +398,7 @@ static int file_load(const struct file_source *s, const struct file_cred *fc,
                                 "credential files cannot carry; write it without", fc->path, why, at);
         c.password = secret_new(d, len);
         if (!c.password)
-            return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+            return rc_error_oom(err);
     }
 
     /* Version: keyed hash of what AUTH will use, so reformatting the file is no change. */
@@ -515,19 +516,6 @@ static int file_format(const char *username, const struct secret *password,
     return r;
 }
 
-static int write_all(int fd, const char *buf, size_t len) {
-    while (len > 0) {
-        ssize_t w = write(fd, buf, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 static void fsync_dir(const char *dir) {
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
@@ -553,7 +541,7 @@ static int file_replace(const struct file_source *s, const char *name, const cha
                             "cannot %s %s: cannot create a temporary file in %s (the directory must be "
                             "writable by the agent): %s", what, target, s->directory, strerror(e));
     }
-    if ((r = fchmod(fd, mode) < 0 ? -errno : 0) < 0 || (r = write_all(fd, content, len)) < 0 ||
+    if ((r = fchmod(fd, mode) < 0 ? -errno : 0) < 0 || (r = fdio_write_all(fd, content, len)) < 0 ||
         (r = fsync(fd) < 0 ? -errno : 0) < 0) {
         rc_error_set(err, RC_ERR_TRANSIENT, "cannot %s %s: writing %s: %s", what, target, tmp, strerror(-r));
         goto fail;
@@ -580,7 +568,7 @@ static int file_rotate(void *state, const struct rc_credential *cred, const char
     struct file_source *s = state;
     const struct file_cred *fc = file_find(s, cred->name);
     char target[PATH_MAX], version[RC_VERSION_MAX];
-    struct rc_candidate cur = { .expires_at = INT64_MIN };
+    struct rc_candidate cur = { .expires_at = RC_NO_EXPIRY };
     char *content = NULL;
     size_t len = 0;
     int lock_fd = -1, r;

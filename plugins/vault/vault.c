@@ -47,6 +47,7 @@
 #include "backoff.h"
 #include "http.h"
 #include "plugin.h"
+#include "rctime.h"
 #include "secret.h"
 #include "host_services.h"
 #include "secretfile.h"
@@ -159,12 +160,6 @@ static const struct config_key vault_credential_keys[] = {
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
-static uint64_t now_mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * VAULT_USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static char *xstrdup_or_null(const char *s) {
     return s && s[0] ? strdup(s) : NULL;
 }
@@ -195,20 +190,8 @@ static void scrub_all(struct vault_source *s, struct rc_error *err) {
     }
 }
 
-static int oom(struct rc_error *err) {
-    return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
-}
-
 
 /* ---- HTTP ------------------------------------------------------------------------------------ */
-
-static int transport_error(int r, const char *e, struct rc_error *err) {
-    switch (r) {
-    case -EMSGSIZE: return rc_error_set(err, RC_ERR_INVALID, "%s", e);
-    case -EINVAL: return rc_error_set(err, RC_ERR_FATAL, "%s", e);
-    default: return rc_error_set(err, RC_ERR_TRANSIENT, "%s", e);
-    }
-}
 
 /* One request to /v1/<api_path>, following a standby's 307 by hand. Returns 0 with
  * *resp for any final HTTP status, or -1 with err for a transport failure. */
@@ -234,7 +217,7 @@ static int vault_http(struct vault_source *s, const char *method, const char *ap
         memset(resp, 0, sizeof *resp);
         int r = http_request(s->http, &req, resp, e, sizeof e);
         if (r < 0)
-            return transport_error(r, e, err);
+            return rc_error_set(err, rc_transport_class(r), "%s", e);
         if (resp->status != 307 && resp->status != 308)
             return 0;
         char target[sizeof url], why[256];
@@ -275,7 +258,7 @@ static int status_error(const struct http_response *resp, const char *what, cons
 
 /* Plans the token's next renewal (or re-login) from its TTL in seconds. */
 static void token_plan(struct vault_source *s, int64_t ttl, bool renewable) {
-    uint64_t now = now_mono();
+    uint64_t now = rctime_mono_usec();
     s->token_renewable = renewable;
     s->token_expires = ttl > 0 ? now + (uint64_t)ttl * VAULT_USEC_PER_SEC : 0;
     s->token_due = vault_token_due(now, ttl, backoff_random());
@@ -337,7 +320,7 @@ static int read_jwt(const char *path, struct secret **ret, struct rc_error *err)
     size_t len = 0;
     if (!buf) {
         close(fd);
-        return oom(err);
+        return rc_error_oom(err);
     }
     for (;;) {
         ssize_t n = read(fd, buf + len, SECRETFILE_MAX + 1 - len);
@@ -356,7 +339,7 @@ static int read_jwt(const char *path, struct secret **ret, struct rc_error *err)
     if (len == 0 || len > SECRETFILE_MAX)
         r = rc_error_set(err, RC_ERR_AUTH, "jwt_file %s: %s", path, len ? "too large" : "empty");
     else if (!(*ret = secret_new(buf, len)))
-        r = oom(err);
+        r = rc_error_oom(err);
     secret_wipe_free(buf, SECRETFILE_MAX + 1);
     return r;
 }
@@ -421,7 +404,7 @@ static struct secret *login_body(struct vault_source *s, struct rc_error *err) {
         goto nomem;
     goto out;
 nomem:
-    r = oom(err);
+    r = rc_error_oom(err);
 out:
     json_decref(o);
     secret_free(jwt);
@@ -531,7 +514,7 @@ static int token_renew(struct vault_source *s) {
     int n = snprintf(body, sizeof body, "{\"increment\":%lld}", (long long)(s->token_increment > 0 ? s->token_increment : 3600));
     struct http_response resp;
     struct rc_error e = { 0 };
-    uint64_t now = now_mono();
+    uint64_t now = rctime_mono_usec();
     if (vault_http(s, "POST", "auth/token/renew-self", body, (size_t)n, true, &resp, &e) < 0) {
         /* Vault unreachable: keep the token while it lasts; try again soon. */
         s->host->log(s->host->h, LOG_DEBUG, NULL, "token renewal failed: %s", e.message);
@@ -584,7 +567,7 @@ static int token_ensure(struct vault_source *s, struct rc_error *err) {
         if (ok == 0)
             return token_login(s, err);
     }
-    uint64_t now = now_mono();
+    uint64_t now = rctime_mono_usec();
     if (!s->token_due || now < s->token_due)
         return 0;
     if (s->method == METHOD_TOKEN) {
@@ -663,7 +646,7 @@ static int auth_error(const struct http_response *resp, bool token_ok, const cha
 
 static int candidate_from(const struct vault_cred *c, const char *version, enum rc_cand_role role,
                           struct rc_candidate *ret, struct rc_error *err) {
-    struct rc_candidate cand = { .expires_at = INT64_MIN, .role = role,
+    struct rc_candidate cand = { .expires_at = RC_NO_EXPIRY, .role = role,
                                  .rotated_at = c->rotated_at ? c->rotated_at : INT64_MIN };
     cand.password = secret_dup(c->password);
     if (c->username)
@@ -671,7 +654,7 @@ static int candidate_from(const struct vault_cred *c, const char *version, enum 
     if (!cand.password || (c->username && !cand.username)) {
         secret_free(cand.password);
         free(cand.username);
-        return oom(err);
+        return rc_error_oom(err);
     }
     snprintf(cand.version, sizeof cand.version, "%s", version);
     *ret = cand;
@@ -850,7 +833,7 @@ static int kv1_fetch(struct vault_source *s, struct vault_cred_rt *c,
     vault_cred_clear(&c->cached);
     c->cached.password = secret_dup(cred.password);   /* only to scrub messages */
     ret[0] = (struct rc_candidate){ .username = cred.username, .password = cred.password,
-                                    .expires_at = INT64_MIN, .rotated_at = INT64_MIN,
+                                    .expires_at = RC_NO_EXPIRY, .rotated_at = INT64_MIN,
                                     .role = RC_CAND_CURRENT };
     snprintf(ret[0].version, sizeof ret[0].version, "%s", version);
     return 1;
@@ -886,7 +869,7 @@ static int db_fetch(struct vault_source *s, struct vault_cred_rt *c,
     if (db_read(s, c, &sc, err) < 0)
         return -1;
     bool changed;
-    uint64_t now = now_mono();
+    uint64_t now = rctime_mono_usec();
     c->due = vault_rot_update(&c->rot, sc.version, sc.ttl, now, &changed);
     if (!c->schedule_noted) {
         c->schedule_noted = true;
@@ -903,12 +886,12 @@ static int db_fetch(struct vault_source *s, struct vault_cred_rt *c,
     vault_cred_clear(&c->cached);
     c->cached.password = secret_dup(sc.cred.password);   /* only to scrub messages */
     ret[0] = (struct rc_candidate){ .username = sc.cred.username, .password = sc.cred.password,
-                                    .expires_at = INT64_MIN, .rotated_at = INT64_MIN,
+                                    .expires_at = RC_NO_EXPIRY, .rotated_at = INT64_MIN,
                                     .role = RC_CAND_CURRENT };
     snprintf(ret[0].version, sizeof ret[0].version, "%s", sc.version);
     /* Every version of a static role is a rotation, dated by Vault's clock. */
     int64_t t;
-    if (vault_parse_rfc3339(sc.version, &t) == 0 && t > 0)
+    if (rctime_parse(sc.version, &t) == 0 && t > 0)
         ret[0].rotated_at = t;
     return 1;
 }
@@ -947,7 +930,7 @@ static int vault_fetch(void *state, const struct rc_credential *cred,
     /* The look we want next: a static role's own, else one poll_interval from now; or the
      * token's renewal point when that comes first and no other credential of the source
      * looks by then anyway (one look renews the token for all of them). */
-    uint64_t want = c->due ? c->due : now_mono() + c->poll_usec;
+    uint64_t want = c->due ? c->due : rctime_mono_usec() + c->poll_usec;
     if (s->token_due && s->token_due < want) {
         bool covered = false;
         for (size_t i = 0; i < s->n_creds; i++)
@@ -998,14 +981,14 @@ static int db_rotate(struct vault_source *s, struct vault_cred_rt *c, const char
     if (r < 0)
         return -1;
 
-    uint64_t deadline = now_mono() + s->timeout_usec;
+    uint64_t deadline = rctime_mono_usec() + s->timeout_usec;
     for (;;) {
         if (db_read(s, c, &sc, err) < 0)
             return -1;
         vault_cred_clear(&sc.cred);
         if (strcmp(sc.version, expected_version) != 0)
             break;
-        if (now_mono() >= deadline)
+        if (rctime_mono_usec() >= deadline)
             return rc_error_set(err, RC_ERR_TRANSIENT, "%s: Vault accepted rotate-role, but static-creds "
                                 "still report the rotation of %s after %llums", c->path, expected_version,
                                 (unsigned long long)(s->timeout_usec / 1000));
@@ -1127,7 +1110,7 @@ static int vault_rotate_write(void *state, const struct rc_credential *cred, con
         return rc_error_set(err, RC_ERR_CONFLICT, "%s: the published version \"%s\" is not a version "
                             "of this secret", c->path, expected_version);
     if ((r = vault_kv2_write_body(&c->fields, username, password, mark, cas, &body, &body_len)) < 0)
-        return r == -ENOMEM ? oom(err)
+        return r == -ENOMEM ? rc_error_oom(err)
                             : rc_error_set(err, RC_ERR_INVALID, "%s: the new credential is not valid "
                                            "UTF-8 (JSON cannot carry it)", c->path);
     if (kv2_cas_post(s, c, c->api_data, body, body_len, cas, &v, err) < 0)
@@ -1197,7 +1180,7 @@ static int vault_record_write(void *state, const struct rc_credential *cred, con
         return rc_error_set(err, RC_ERR_CONFLICT, "%s" VAULT_RECORD_SUFFIX ": \"%s\" is not a "
                             "revision of this rotation record", c->path, expected_revision);
     if ((r = vault_kv2_record_body(record, cas, &body, &body_len)) < 0)
-        return r == -ENOMEM ? oom(err)
+        return r == -ENOMEM ? rc_error_oom(err)
                             : rc_error_set(err, RC_ERR_INVALID, "%s" VAULT_RECORD_SUFFIX ": the rotation "
                                            "record is not a JSON object", c->path);
     if (kv2_cas_post(s, c, c->api_record, body, body_len, cas, &v, err) < 0)
@@ -1211,7 +1194,7 @@ static uint64_t vault_next_check(void *state, const struct rc_credential *cred) 
     struct vault_cred_rt *c = find_cred(s, cred->name);
     if (!c || !c->due)
         return 0;
-    uint64_t now = now_mono();
+    uint64_t now = rctime_mono_usec();
     return c->due > now + 1000 ? c->due - now : 1000;
 }
 
@@ -1251,21 +1234,16 @@ static void vault_close(void *state) {
     free(s);
 }
 
-/* Builds one credential's API paths from its config. */
-static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, struct rc_error *err) {
+/* cred_setup's first step: the credential's names, its poll interval and its fields. */
+static int cred_fields(const struct rc_credential *rc, struct vault_cred_rt *c, struct rc_error *err) {
     const struct config_node *n = &rc->node;
     const char *path = conf_string(n, "path");
-    const char *engine = conf_string(n, "engine");
-    const char *mount = conf_string(n, "mount");
-    char *m = NULL, *rest = NULL, enc_m[VAULT_PATH_MAX], enc_r[VAULT_PATH_MAX];
-    int r = -1;
-
     c->name = strdup(rc->name);
     c->path = strdup(path ? path : "");
     c->ufield = strdup(conf_string(n, "username_field"));
     c->pfield = strdup(conf_string(n, "password_field"));
     if (!c->name || !c->path || !c->ufield || !c->pfield)
-        return oom(err);
+        return rc_error_oom(err);
     /* poll_interval is the host's key; read here to know whether another look comes
      * before the token's renewal point anyway. Unset: the documented default. */
     c->poll_usec = conf_duration(n, "poll_interval");
@@ -1276,7 +1254,15 @@ static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, s
     if (!c->ufield[0] || !c->pfield[0])
         return rc_error_set(err, RC_ERR_FATAL, "credential %s: username_field and password_field must "
                             "not be empty", rc->name);
+    return 0;
+}
 
+/* cred_setup's second step: the engine, and whether the credential's rotation (if any) is
+ * one that engine can do; *rotate_db: a vault-database rotation (a static role's). */
+static int cred_engine(const struct rc_credential *rc, struct vault_cred_rt *c, bool *rotate_db,
+                       struct rc_error *err) {
+    const struct config_node *n = &rc->node;
+    const char *engine = conf_string(n, "engine");
     if (strcmp(engine, "kv2") == 0)
         c->engine = ENGINE_KV2;
     else if (strcmp(engine, "kv1") == 0)
@@ -1289,32 +1275,50 @@ static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, s
     /* `rotation` is the host's key. Strategy redis-acl writes with a KV v2 check-and-set,
      * which the other engines do not have; vault-database asks a static role to rotate,
      * which only the database engine has: say so at start, not at the first rotation. */
-    bool rotate_db = false;
-    if (conf_has(n, "rotation")) {
-        struct config_node rn;
-        conf_group(n, "rotation", &rn);
-        const char *strategy = conf_string(&rn, "strategy");
-        rotate_db = strategy && strcmp(strategy, "vault-database") == 0;
-        if (rotate_db && c->engine != ENGINE_DATABASE)
-            return rc_error_set(err, RC_ERR_FATAL, "credential %s: strategy vault-database needs engine "
-                                "= \"database\" (a static role); engine \"%s\" cannot rotate so",
-                                rc->name, engine);
-        if (!rotate_db && c->engine != ENGINE_KV2)
-            return rc_error_set(err, RC_ERR_FATAL, "credential %s: rotation needs engine = \"kv2\" (a "
-                                "check-and-set write) or strategy vault-database with engine "
-                                "\"database\"; engine \"%s\" cannot rotate so", rc->name, engine);
-    }
+    *rotate_db = false;
+    if (!conf_has(n, "rotation"))
+        return 0;
+    struct config_node rn;
+    conf_group(n, "rotation", &rn);
+    const char *strategy = conf_string(&rn, "strategy");
+    *rotate_db = strategy && strcmp(strategy, "vault-database") == 0;
+    if (*rotate_db && c->engine != ENGINE_DATABASE)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s: strategy vault-database needs engine "
+                            "= \"database\" (a static role); engine \"%s\" cannot rotate so",
+                            rc->name, engine);
+    if (!*rotate_db && c->engine != ENGINE_KV2)
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s: rotation needs engine = \"kv2\" (a "
+                            "check-and-set write) or strategy vault-database with engine "
+                            "\"database\"; engine \"%s\" cannot rotate so", rc->name, engine);
+    return 0;
+}
 
-    if (vault_path_split(path, mount, &m, &rest, err) < 0) {
-        char msg[sizeof err->message];
-        snprintf(msg, sizeof msg, "%s", err->message);
-        return rc_error_set(err, RC_ERR_FATAL, "credential %s: %s", rc->name, msg);
+/* The API paths of a database credential (enc_r is "static-creds/" + the encoded role). */
+static int cred_database_paths(const struct rc_credential *rc, struct vault_cred_rt *c, const char *rest,
+                               const char *enc_m, const char *enc_r, bool rotate_db, struct rc_error *err) {
+    const struct config_node *n = &rc->node;
+    const char *role = strncmp(rest, "static-creds/", 13) == 0 ? rest + 13 : NULL;
+    if (!role || !role[0] || strchr(role, '/'))
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s: a database path is MOUNT/static-creds/ROLE, "
+                            "not \"%s\"", rc->name, c->path);
+    if (conf_has(n, "username_field") || conf_has(n, "password_field"))
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s: username_field and password_field do not "
+                            "apply to engine database (Vault names them username and password)", rc->name);
+    if (asprintf(&c->api_data, "%s/%s", enc_m, enc_r) < 0) {
+        c->api_data = NULL;
+        return rc_error_oom(err);
     }
-    if (vault_path_encode(m, enc_m, sizeof enc_m) < 0 || vault_path_encode(rest, enc_r, sizeof enc_r) < 0) {
-        rc_error_set(err, RC_ERR_FATAL, "credential %s: path \"%s\" has an empty, \".\" or \"..\" segment, "
-                     "a control character, or is too long", rc->name, path);
-        goto out;
+    if (rotate_db && asprintf(&c->api_rotate, "%s/rotate-role/%s", enc_m, enc_r + 13) < 0) {
+        c->api_rotate = NULL;
+        return rc_error_oom(err);
     }
+    return 0;
+}
+
+/* cred_setup's last step: the API paths of the credential's engine, from its encoded mount
+ * and the rest of its path. */
+static int cred_api_paths(const struct rc_credential *rc, struct vault_cred_rt *c, const char *rest,
+                          const char *enc_m, const char *enc_r, bool rotate_db, struct rc_error *err) {
     switch (c->engine) {
     case ENGINE_KV2:
         /* A rest starting with data/ is legal (a key may be named so); docs/vault.md
@@ -1323,45 +1327,41 @@ static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, s
             asprintf(&c->api_meta, "%s/metadata/%s", enc_m, enc_r) < 0 ||
             asprintf(&c->api_record, "%s/data/%s" VAULT_RECORD_SUFFIX, enc_m, enc_r) < 0) {
             c->api_data = c->api_meta = c->api_record = NULL;
-            oom(err);
-            goto out;
+            return rc_error_oom(err);
         }
-        break;
+        return 0;
     case ENGINE_KV1:
         if (asprintf(&c->api_data, "%s/%s", enc_m, enc_r) < 0) {
             c->api_data = NULL;
-            oom(err);
-            goto out;
+            return rc_error_oom(err);
         }
-        break;
-    case ENGINE_DATABASE: {
-        const char *role = strncmp(rest, "static-creds/", 13) == 0 ? rest + 13 : NULL;
-        if (!role || !role[0] || strchr(role, '/')) {
-            rc_error_set(err, RC_ERR_FATAL, "credential %s: a database path is MOUNT/static-creds/ROLE, "
-                         "not \"%s\"", rc->name, path);
-            goto out;
-        }
-        if (conf_has(n, "username_field") || conf_has(n, "password_field")) {
-            rc_error_set(err, RC_ERR_FATAL, "credential %s: username_field and password_field do not "
-                         "apply to engine database (Vault names them username and password)", rc->name);
-            goto out;
-        }
-        if (asprintf(&c->api_data, "%s/%s", enc_m, enc_r) < 0) {
-            c->api_data = NULL;
-            oom(err);
-            goto out;
-        }
-        /* enc_r is "static-creds/" + the encoded role */
-        if (rotate_db && asprintf(&c->api_rotate, "%s/rotate-role/%s", enc_m, enc_r + 13) < 0) {
-            c->api_rotate = NULL;
-            oom(err);
-            goto out;
-        }
-        break;
+        return 0;
+    case ENGINE_DATABASE:
+        return cred_database_paths(rc, c, rest, enc_m, enc_r, rotate_db, err);
     }
+    return 0;
+}
+
+/* One credential's settings into c: its fields, its engine, its API paths. 0 or -1 + err. */
+static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, struct rc_error *err) {
+    const char *path = conf_string(&rc->node, "path");
+    const char *mount = conf_string(&rc->node, "mount");
+    char *m = NULL, *rest = NULL, enc_m[VAULT_PATH_MAX], enc_r[VAULT_PATH_MAX];
+    bool rotate_db = false;
+    int r;
+
+    if (cred_fields(rc, c, err) < 0 || cred_engine(rc, c, &rotate_db, err) < 0)
+        return -1;
+    if (vault_path_split(path, mount, &m, &rest, err) < 0) {
+        char msg[sizeof err->message];
+        snprintf(msg, sizeof msg, "%s", err->message);
+        return rc_error_set(err, RC_ERR_FATAL, "credential %s: %s", rc->name, msg);
     }
-    r = 0;
-out:
+    if (vault_path_encode(m, enc_m, sizeof enc_m) < 0 || vault_path_encode(rest, enc_r, sizeof enc_r) < 0)
+        r = rc_error_set(err, RC_ERR_FATAL, "credential %s: path \"%s\" has an empty, \".\" or \"..\" segment, "
+                         "a control character, or is too long", rc->name, path);
+    else
+        r = cred_api_paths(rc, c, rest, enc_m, enc_r, rotate_db, err);
     free(m);
     free(rest);
     return r;
@@ -1417,7 +1417,7 @@ static int auth_setup(struct vault_source *s, const struct config_node *source, 
         const char *mount = conf_string(&a, "mount");
         char *mm = strdup(mount && mount[0] ? mount : method), enc[VAULT_PATH_MAX];
         if (!mm)
-            return oom(err);
+            return rc_error_oom(err);
         char *p = mm;
         while (*p == '/')
             p++;
@@ -1432,7 +1432,7 @@ static int auth_setup(struct vault_source *s, const struct config_node *source, 
             return rc_error_set(err, RC_ERR_FATAL, "auth.mount \"%s\" is not a valid mount path", mount);
         if (asprintf(&s->login_path, "auth/%s/login", enc) < 0) {
             s->login_path = NULL;
-            return oom(err);
+            return rc_error_oom(err);
         }
     }
     return 0;
@@ -1443,7 +1443,7 @@ static int vault_open(const struct rc_host *host, const struct config_node *sour
                       void **ret_state, struct rc_error *err) {
     struct vault_source *s = calloc(1, sizeof *s);
     if (!s)
-        return oom(err);
+        return rc_error_oom(err);
     s->host = host;
 
     const char *address = conf_string(source, "address");
@@ -1503,7 +1503,7 @@ static int vault_open(const struct rc_host *host, const struct config_node *sour
     *ret_state = s;
     return 0;
 nomem:
-    oom(err);
+    rc_error_oom(err);
 fail:
     vault_close(s);
     return -1;

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <jansson.h>
 
@@ -164,7 +163,7 @@ int vault_path_split(const char *path, const char *mount, char **ret_mount, char
         return rc_error_set(err, RC_ERR_FATAL, "path is empty");
     char *p = strip_slashes(path, strlen(path));
     if (!p)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     if (mount && mount[0]) {
         m = strip_slashes(mount, strlen(mount));
         size_t ml = m ? strlen(m) : 0;
@@ -197,7 +196,7 @@ int vault_path_split(const char *path, const char *mount, char **ret_mount, char
         bool oom = !m || !r;
         free(m);
         free(r);
-        return oom ? rc_error_set(err, RC_ERR_TRANSIENT, "out of memory")
+        return oom ? rc_error_oom(err)
                    : rc_error_set(err, RC_ERR_FATAL, "path \"%s\" names no secret", path);
     }
     *ret_mount = m;
@@ -324,45 +323,6 @@ int vault_redirect_target(const char *base, const char *location, char *out, siz
     return 0;
 }
 
-int vault_parse_rfc3339(const char *s, int64_t *ret) {
-    struct tm tm = { 0 };
-    int y, mo, d, h, mi, sec, n = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
-        return -1;
-    const char *p = s + n;
-    if (*p == '.') {
-        p++;
-        if (!isdigit((unsigned char)*p))
-            return -1;
-        while (isdigit((unsigned char)*p))
-            p++;
-    }
-    long off = 0;
-    if (*p == 'Z' || *p == 'z')
-        p++;
-    else if (*p == '+' || *p == '-') {
-        int oh, om, m2 = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &m2) != 2 || m2 != 5)
-            return -1;
-        off = (oh * 3600L + om * 60L) * (*p == '-' ? -1 : 1);
-        p += 6;
-    } else
-        return -1;
-    if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-        return -1;
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return -1;
-    *ret = (int64_t)t - off;
-    return 0;
-}
-
 /* ---- credentials ------------------------------------------------------------------------ */
 
 void vault_cred_clear(struct vault_cred *c) {
@@ -403,7 +363,7 @@ static int cred_from_object(json_t *obj, const struct vault_fields *f, struct va
         c.username = strdup(json_string_value(u));
     if (!c.password || (json_is_string(u) && !c.username)) {
         vault_cred_clear(&c);
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     }
     *ret = c;
     return 0;
@@ -439,7 +399,7 @@ static void version_state(json_t *v, int64_t now_unix, bool *deleted, bool *dest
     if (json_is_string(dt) && json_string_length(dt) > 0) {
         /* A future deletion_time (delete_version_after) is still readable. An unparsable
          * one counts as deleted: Vault itself would not serve it. */
-        *deleted = vault_parse_rfc3339(json_string_value(dt), &t) < 0 || t <= now_unix;
+        *deleted = rctime_parse(json_string_value(dt), &t) < 0 || t <= now_unix;
     }
 }
 
@@ -533,7 +493,7 @@ int vault_parse_kv2_data(long status, const char *body, size_t len, const struct
         json_t *ct = json_object_get(meta, "created_time");
         int64_t t;
         if (json_object_get(inner, VAULT_KEY_ROTATED_AT) && json_is_string(ct) &&
-            vault_parse_rfc3339(json_string_value(ct), &t) == 0 && t > 0)
+            rctime_parse(json_string_value(ct), &t) == 0 && t > 0)
             ret->rotated_at = t;
         *ret_version = v;
         r = 0;
@@ -657,7 +617,7 @@ int vault_parse_auth(const char *body, size_t len, struct vault_auth *ret, const
             }
         a.client_token = secret_new(json_string_value(tok), json_string_length(tok));
         if (!a.client_token)
-            rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+            rc_error_oom(err);
         else {
             *ret = a;
             r = 0;
@@ -824,10 +784,10 @@ static int record_from(json_t *root, struct secret **ret, int64_t *ret_version, 
         return rc_error_set(err, RC_ERR_INVALID, "%s: \"data.data\" is not an object (is this a KV v2 "
                             "mount?)", what);
     if (dump_wiped(inner, &buf, &len) < 0)
-        return rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+        return rc_error_oom(err);
     *ret = secret_new(buf, len);
     secret_wipe_free(buf, len);
-    return *ret ? 0 : rc_error_set(err, RC_ERR_TRANSIENT, "out of memory");
+    return *ret ? 0 : rc_error_oom(err);
 }
 
 int vault_parse_kv2_record(long status, const char *body, size_t len, struct secret **ret,

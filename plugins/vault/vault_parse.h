@@ -55,9 +55,6 @@ int vault_url_parts(const char *url, char *scheme, size_t slen, char *host, size
 int vault_redirect_target(const char *base, const char *location, char *out, size_t outlen,
                           char *why, size_t whylen);
 
-/* RFC 3339 time ("2026-10-03T21:22:01.220348343Z", "...-05:00") to unix seconds. */
-int vault_parse_rfc3339(const char *s, int64_t *ret);
-
 /* ---- credentials out of Vault's data --------------------------------------------- */
 
 struct vault_cred {

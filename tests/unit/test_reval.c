@@ -88,7 +88,7 @@ struct fixture {
 static void set_value(struct cred_value *v, const char *version, const char *password) {
     v->version = strdup(version);
     v->password = secret_new_str(password);
-    v->expires_at = CREDFILE_NO_EXPIRY;
+    v->expires_at = RC_NO_EXPIRY;
 }
 
 /* Published: current `cur` (and previous `prev` when not NULL). */
