@@ -981,8 +981,11 @@ static void rot_arm(struct cred_rt *c) {
         return;
     c->rot.timer_kind = c->sm.rot == RS_GRACE ? RT_GRACE : c->sm.rot == RS_RETRY_WAIT ? RT_RETRY
                         : c->sm.rot == RS_WATCH ? RT_WATCH : c->sm.rot == RS_DRAINING ? RT_DRAIN : RT_DUE;
-    int r = agent_arm_timer(a->p.event, &c->rot.timer, delay, agent_timer_accuracy(delay),
-                            on_rot_timer, c, &c->rot.timer_mono);
+    /* The schedule keeps the splay's millisecond grain (docs/design.md §9.6): with 1/50
+     * of the delay, the due times of a fleet's hosts would fire together, late. */
+    uint64_t accuracy = c->rot.timer_kind == RT_DUE ? 1000 : agent_timer_accuracy(delay);
+    int r = agent_arm_timer(a->p.event, &c->rot.timer, delay, accuracy, on_rot_timer, c,
+                            &c->rot.timer_mono);
     if (r < 0)
         log_error("%s: cannot schedule the rotation: %s", c->cfg->name, strerror(-r));
 }

@@ -90,6 +90,17 @@ struct rot_job {
     long long killed;                     /* removing: CLIENT KILL USER closed these */
     /* the revocation watch: pending_user is the watched user a restore acts on */
     bool unrestore;                       /* watching: remove the restored password too */
+    /* Kept for the job's whole life (rotation_init to rotation_clear; rot_job_clear()
+     * leaves them), here rather than in struct rot_rt so that a credential this host does
+     * not rotate carries none of it (docs/benchmarks.md, memory). */
+    char host[ROTREC_HOST_MAX];           /* gethostname(): the record's owner */
+    char owner_id[RC_VERSION_MAX];        /* this agent, in the record (rotrec.h owner_id) */
+    /* The revocation watch: ACL LOG's previous read of every node (a step uses it while
+     * the step runs, the loop otherwise), the user watched, a problem said once. */
+    struct aclwatch watch;
+    char watch_user[128];
+    char watch_problem[256];              /* the baseline's problem, said at the first tick */
+    bool watch_problem_said;
 };
 
 struct rot_rt {
@@ -107,20 +118,13 @@ struct rot_rt {
     char *last_error;                     /* heap, NULL = none (text_set) */
     uint64_t failures_total;              /* failed steps (each one retried), for metrics */
     struct rot_job *job;                  /* rotation_init: only if this host rotates; else NULL */
-    char host[ROTREC_HOST_MAX];           /* gethostname(): the record's owner */
-    char owner_id[RC_VERSION_MAX];        /* this agent, in the record (rotrec.h owner_id) */
     bool fetched;                         /* a fetch succeeded since start (the store's clock) */
     bool due_waiting;                     /* the schedule fell due before that fetch */
     bool resume_look;                     /* the next begin only goes on with a held record */
     bool revoke_next;                     /* `rotate --revoke` asked for the next rotation */
+    bool manual_pending, revoke_pending;  /* `rotate` asked during a look: served after it */
     uint64_t splay_usec;                  /* drawn for the current fleet clock */
     uint64_t waited_epoch;                /* the live record last reported as waited for */
-    /* The revocation watch: ACL LOG's previous read of every node (a step's job uses it
-     * while the step runs, the loop otherwise), the user watched, a problem said once. */
-    struct aclwatch watch;
-    char watch_user[128];
-    char watch_problem[256];              /* the baseline's problem, said at the first tick */
-    bool watch_problem_said;
     /* redis-acl-users: the drain of the previous user (status and …4b0b) */
     json_t *drain;                        /* {"user","connections","nodes":[...]}; NULL: none */
     bool drain_said, drain_max_said;

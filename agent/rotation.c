@@ -190,17 +190,17 @@ static void watch_baseline(struct rot_job *j, const char *watched, const char *u
     const char *users[1] = { watched ? watched : "default" };
     char what[256], problem[256];
 
-    aclwatch_clear(&c->rot.watch);
-    c->rot.watch_problem[0] = '\0';
-    snprintf(c->rot.watch_user, sizeof c->rot.watch_user, "%s", users[0]);
+    aclwatch_clear(&c->rot.job->watch);
+    c->rot.job->watch_problem[0] = '\0';
+    snprintf(c->rot.job->watch_user, sizeof c->rot.job->watch_user, "%s", users[0]);
     if (!watch_enabled(c))
         return;
     if (aclwatch_target_open(c->cfg, user, pw, &t, problem, sizeof problem) == 0) {
-        (void)aclwatch_read(&c->rot.watch, &t.t, users, 1, what, sizeof what, problem,
+        (void)aclwatch_read(&c->rot.job->watch, &t.t, users, 1, what, sizeof what, problem,
                             sizeof problem);
         aclwatch_target_close(&t);
     }
-    snprintf(c->rot.watch_problem, sizeof c->rot.watch_problem, "%s", problem);
+    snprintf(c->rot.job->watch_problem, sizeof c->rot.job->watch_problem, "%s", problem);
 }
 
 static void rot_completed(struct cred_rt *c) {
@@ -457,7 +457,7 @@ static void rot_add(struct cred_rt *c) {
 static void rot_claim_run(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     struct cred_rt *c = j->c;
-    struct rc_rotation_mark mark = { .rotated_at = now_real(), .rotated_by = c->rot.host };
+    struct rc_rotation_mark mark = { .rotated_at = now_real(), .rotated_by = c->rot.job->host };
     memset(&j->err, 0, sizeof j->err);
     j->rotated_at = mark.rotated_at;
     j->r = j->new_pw ? c->src->type->rotate_write(c->src->state, &j->rc, j->expected, j->username,
@@ -578,7 +578,7 @@ static enum rec_outcome rec_recheck(struct rot_job *j) {
     bool found;
     if (rec_read(j, &read, &found) < 0)
         return store_failed(j, "cannot read the rotation record");
-    enum rotrec_action a = rotrec_decide(found ? &read : NULL, j->c->rot.host, j->c->rot.owner_id,
+    enum rotrec_action a = rotrec_decide(found ? &read : NULL, j->c->rot.job->host, j->c->rot.job->owner_id,
                                          j->rec.epoch, now_real(), pending_timeout_s(j->c));
     if (a == ROTREC_LOST && found)
         snprintf(j->prev_owner, sizeof j->prev_owner, "%s", read.owner);
@@ -629,8 +629,8 @@ static int rec_claim(struct rot_job *j) {
     rotrec_clear(r);
     *r = (struct rotrec){ .epoch = 1, .phase = ROTREC_ADDING, .claimed_at = now, .updated_at = now,
                           .revoke = j->revoke };
-    snprintf(r->owner, sizeof r->owner, "%s", j->c->rot.host);
-    snprintf(r->owner_id, sizeof r->owner_id, "%s", j->c->rot.owner_id);
+    snprintf(r->owner, sizeof r->owner, "%s", j->c->rot.job->host);
+    snprintf(r->owner_id, sizeof r->owner_id, "%s", j->c->rot.job->owner_id);
     snprintf(r->base_version, sizeof r->base_version, "%s", j->expected);
     /* redis-acl-users: the idle user gets the new password */
     const char *pending = j->pending_user ? j->pending_user : j->username;
@@ -654,8 +654,8 @@ static int rec_take(struct rot_job *j, struct rotrec *read) {
     *read = (struct rotrec){ 0 };
     j->rec.epoch++;
     j->rec.updated_at = now_real();
-    snprintf(j->rec.owner, sizeof j->rec.owner, "%s", j->c->rot.host);
-    snprintf(j->rec.owner_id, sizeof j->rec.owner_id, "%s", j->c->rot.owner_id);
+    snprintf(j->rec.owner, sizeof j->rec.owner, "%s", j->c->rot.job->host);
+    snprintf(j->rec.owner_id, sizeof j->rec.owner_id, "%s", j->c->rot.job->owner_id);
     int r = rec_write(j, &j->rec);
     if (r < 0)
         rotrec_clear(&j->rec);
@@ -681,7 +681,7 @@ static enum rec_outcome look(struct rot_job *j) {
         bool found;
         if (rec_read(j, &read, &found) < 0)
             return store_failed(j, "cannot read the rotation record");
-        j->action = rotrec_decide(found ? &read : NULL, j->c->rot.host, j->c->rot.owner_id, j->rec.epoch,
+        j->action = rotrec_decide(found ? &read : NULL, j->c->rot.job->host, j->c->rot.job->owner_id, j->rec.epoch,
                                   now_real(), pending_timeout_s(j->c));
         enum rec_outcome o = RO_OK;
         int r = 0;
@@ -891,7 +891,7 @@ static enum rec_outcome write_entry(struct rot_job *j) {
                  "the rotation");
         o = RO_REFUSED;
     } else {
-        struct rc_rotation_mark mark = { .rotated_at = now_real(), .rotated_by = c->rot.host };
+        struct rc_rotation_mark mark = { .rotated_at = now_real(), .rotated_by = c->rot.job->host };
         memset(&j->err, 0, sizeof j->err);
         j->rotated_at = mark.rotated_at;
         if (c->src->type->rotate_write(c->src->state, &j->rc, cand.version, j->rec.username, j->rec.password,
@@ -963,9 +963,11 @@ static void rot_rollback_rec_run(struct job *jb) {
 /* The fleet clock moves to rotated_at when it is newer: the schedule counts from it. */
 static void rot_clock(struct cred_rt *c, int64_t rotated_at) {
     struct rot_rt *ro = &c->rot;
-    if (rotated_at == INT64_MIN || rotated_at <= ro->st.fleet_rotated_at)
+    /* (0 or less is no time a rotation ran: a plugin that left the field unset) */
+    if (rotated_at <= 0 || rotated_at <= ro->st.fleet_rotated_at)
         return;
     ro->st.fleet_rotated_at = rotated_at;
+    ro->waited_epoch = 0;   /* a new rotation's record starts at epoch 1 again: say it */
     ro->splay_usec = rotate_splay_draw(c->cfg->rotation.splay_usec);
     rot_save(c);
     if (c->sm.rot == RS_NONE) {
@@ -1205,6 +1207,12 @@ static void rot_wait(struct cred_rt *c, struct rot_job *j) {
                     c->cfg->name, j->seen.owner, rotrec_phase_to_string(j->seen.phase),
                     (unsigned long long)j->seen.epoch, rctime_format(at + 1, ts, sizeof ts));
     }
+    if (ro->manual_pending) {
+        ro->manual_pending = false;
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name }, "rotation of %s asked for, "
+                    "but host %s is rotating it now: this host does not start another", c->cfg->name,
+                    j->seen.owner);
+    }
     rotrec_clear(&j->seen);
     rot_job_clear(j);
     /* At the takeover time this host looks again, due or not: an abandoned rotation is
@@ -1230,6 +1238,14 @@ static void rot_look_done(struct cred_rt *c, struct rot_job *j) {
             rot_wake(c);
         }
         rot_job_clear(j);
+        if (j->look_only && c->rot.manual_pending && !j->entry_moved) {
+            /* The look found nothing under way: the rotation asked for meanwhile begins at
+             * once, from the timer (rot_due): not from here, where this step's store slot
+             * is still being handed back. */
+            rot_go(c, RS_NONE, false, 0);
+            return;
+        }
+        c->rot.manual_pending = false;
         rot_schedule_due(c);
         return;
     case RO_LOST:
@@ -1275,6 +1291,7 @@ static int rot_begin_record(struct cred_rt *c, bool manual, char *err, size_t er
         }
     }
     if (!look_only) {
+        ro->manual_pending = false;   /* served by this claim */
         snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
         j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
         j->old_pw = secret_dup(c->cur.cur.password);
@@ -1384,8 +1401,8 @@ static void watch_end(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     ro->st.watch_until = 0;
     rot_save(c);
-    aclwatch_clear(&ro->watch);
-    ro->watch_problem_said = false;
+    aclwatch_clear(&ro->job->watch);
+    ro->job->watch_problem_said = false;
 }
 
 /* Worker: the password the watch put back goes again: by its hash (redis-acl), or the
@@ -1482,7 +1499,7 @@ static bool watch_restore(struct cred_rt *c, struct rot_job *j) {
     j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
     j->new_pw = secret_dup(c->cur.cur.password);
     j->old_pw = secret_dup(c->cur.prev.password);
-    j->pending_user = strdup(ro->watch_user[0] ? ro->watch_user : "default");
+    j->pending_user = strdup(ro->job->watch_user[0] ? ro->job->watch_user : "default");
     if (!j->new_pw || !j->old_pw || !j->pending_user || (c->cur.cur.username && !j->username)) {
         rot_job_clear(j);
         return false;
@@ -1495,14 +1512,14 @@ static bool watch_restore(struct cred_rt *c, struct rot_job *j) {
 static void rot_watch_run(struct job *jb) {
     struct rot_job *j = (struct rot_job *)jb;
     struct cred_rt *c = j->c;
-    const char *users[1] = { c->rot.watch_user[0] ? c->rot.watch_user : "default" };
+    const char *users[1] = { c->rot.job->watch_user[0] ? c->rot.job->watch_user : "default" };
     struct aclwatch_target t;
 
     j->acl.detail[0] = j->why[0] = '\0';
     j->r = aclwatch_target_open(c->cfg, j->username, j->new_pw, &t, j->acl.detail, sizeof j->acl.detail);
     if (j->r < 0)
         return;
-    j->r = aclwatch_read(&c->rot.watch, &t.t, users, 1, j->why, sizeof j->why, j->acl.detail,
+    j->r = aclwatch_read(&c->rot.job->watch, &t.t, users, 1, j->why, sizeof j->why, j->acl.detail,
                          sizeof j->acl.detail);
     if (j->unrestore)
         j->err.cls = unrestore(j, &t.t, users[0]) < 0 ? RC_ERR_TRANSIENT : 0;
@@ -1531,11 +1548,11 @@ static void rot_watch_done(struct cred_rt *c, struct rot_job *j) {
     }
     if (j->r > 0 && watch_restore(c, j))
         return;
-    if (j->acl.detail[0] && !ro->watch_problem_said) {
+    if (j->acl.detail[0] && !ro->job->watch_problem_said) {
         /* Said once per watch: the rotation itself is done and fine. */
         log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name }, "%s: the revocation watch "
                     "cannot read ACL LOG everywhere (%s); it goes on where it can", c->cfg->name, j->acl.detail);
-        ro->watch_problem_said = true;
+        ro->job->watch_problem_said = true;
     }
     rot_job_clear(j);
     if (now_real() >= ro->st.watch_until && !ro->st.restored[0]) {
@@ -1550,11 +1567,11 @@ static void rot_watch_done(struct cred_rt *c, struct rot_job *j) {
 static void rot_watch_tick(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     struct rot_job *j = ro->job;
-    if (ro->watch_problem[0] && !ro->watch_problem_said) {
+    if (ro->job->watch_problem[0] && !ro->job->watch_problem_said) {
         log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name }, "%s: the revocation watch "
                     "cannot read ACL LOG everywhere (%s); it goes on where it can", c->cfg->name,
-                    ro->watch_problem);
-        ro->watch_problem_said = true;
+                    ro->job->watch_problem);
+        ro->job->watch_problem_said = true;
     }
     bool unrestore_due = ro->st.restored[0] && now_real() >= ro->st.restore_until;
     if ((now_real() >= ro->st.watch_until && !ro->st.restored[0]) || !c->have_cur) {
@@ -1594,7 +1611,7 @@ static void rot_resume(struct cred_rt *c) {
              * new baseline. A password it had put back goes at once. */
             const char *cur = c->have_cur ? c->cur.cur.username : NULL;
             const char *watched = users_strategy(c) ? idle_user(&c->cfg->rotation, cur) : cur;
-            snprintf(ro->watch_user, sizeof ro->watch_user, "%s", watched ? watched : "default");
+            snprintf(ro->job->watch_user, sizeof ro->job->watch_user, "%s", watched ? watched : "default");
             if (ro->st.restored[0])
                 ro->st.restore_until = 0;
             rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
@@ -1645,6 +1662,14 @@ static void rot_due(struct cred_rt *c, bool scheduled) {
     char err[256];
     if (!ro->fetched) {
         ro->due_waiting = true;
+        return;
+    }
+    if (ro->manual_pending && !ro->resume_look) {
+        /* `rotate` was asked for during a look that found nothing under way. */
+        ro->manual_pending = false;
+        ro->revoke_next = ro->revoke_pending;
+        if (rot_request(c, true, err, sizeof err) < 0)
+            rot_fail(c, "%s", err);
         return;
     }
     if (scheduled && !ro->resume_look && due_in(c) > 0) {
@@ -1744,10 +1769,10 @@ void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
 /* At start and after a reload: the record, then what it needs. */
 void rotation_clear(struct cred_rt *c) {
     c->rot.timer = sd_event_source_disable_unref(c->rot.timer);
-    aclwatch_clear(&c->rot.watch);
     drain_forget(&c->rot);
     rot_job_clear(c->rot.job);
     if (c->rot.job) {
+        aclwatch_clear(&c->rot.job->watch);
         rotrec_clear(&c->rot.job->rec);
         rotrec_clear(&c->rot.job->seen);
     }
@@ -1762,13 +1787,11 @@ void rotation_stop(struct cred_rt *c) {
 /* Who this host is (its name, and its owner_id in rotation records), and whether it may
  * rotate: not when another host is the `rotator`, nor when `rotators` does not list it.
  * An observer only publishes what the others rotate to. */
-static bool rot_claims_here(struct cred_rt *c) {
-    struct rot_rt *ro = &c->rot;
+static bool rot_claims_here(struct cred_rt *c, char host[ROTREC_HOST_MAX], char owner_id[RC_VERSION_MAX]) {
     const char *rotator = c->cfg->rotation.rotator;
-    char *host = ro->host;
     static const char id_input[] = "redis-creds rotation owner";
-    if (gethostname(host, sizeof ro->host - 1) < 0 || !host[0])
-        snprintf(host, sizeof ro->host, "unnamed");
+    if (gethostname(host, ROTREC_HOST_MAX - 1) < 0 || !host[0])
+        snprintf(host, ROTREC_HOST_MAX, "unnamed");
     if (rotator && strcmp(host, rotator) != 0) {
         /* A store without check-and-set: only the named host rotates (docs/operations.md). */
         log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name },
@@ -1783,8 +1806,8 @@ static bool rot_claims_here(struct cred_rt *c) {
     }
     /* Two agents on one host (tests, benchmarks) are two owners: the record names this one
      * by a keyed hash of its host key. */
-    if (c->src->host->keyed_version(c->src->host->h, id_input, sizeof id_input - 1, ro->owner_id) < 0)
-        ro->owner_id[0] = '\0';
+    if (c->src->host->keyed_version(c->src->host->h, id_input, sizeof id_input - 1, owner_id) < 0)
+        owner_id[0] = '\0';
     return true;
 }
 
@@ -1796,7 +1819,8 @@ void rotation_init(struct cred_rt *c) {
                   !c->src->open_error[0] && !c->a->p.once;
     if (!ro->enabled)
         return;
-    ro->observer = !rot_claims_here(c);
+    char host[ROTREC_HOST_MAX] = "", owner_id[RC_VERSION_MAX] = "";
+    ro->observer = !rot_claims_here(c, host, owner_id);
     if (ro->observer)
         return;
     /* The step's job is allocated only for a credential that rotates: most do not, and
@@ -1807,6 +1831,8 @@ void rotation_init(struct cred_rt *c) {
                     "%s: out of memory: rotation is off until the next reload", c->cfg->name);
         return;
     }
+    memcpy(ro->job->host, host, sizeof host);
+    memcpy(ro->job->owner_id, owner_id, sizeof owner_id);
     /* Retries never wait longer than the interval itself (nor under the minimum). */
     uint64_t cap = c->cfg->rotation.interval_usec < ROT_RETRY_MAX_USEC ? c->cfg->rotation.interval_usec
                                                                        : ROT_RETRY_MAX_USEC;
@@ -1919,6 +1945,15 @@ int rotation_request(struct cred_rt *c, bool revoke, char *err, size_t errlen) {
         return -EOPNOTSUPP;
     }
     c->rot.revoke_next = revoke;
+    if (use_record(c) && (c->rot.resume_look || (c->sm.rot == RS_CLAIMING && c->rot.job->look_only))) {
+        /* A look at the store's record is due or under way (at start, or waiting for
+         * another host's rotation): it only looks. The request is kept and served when the
+         * look finds no rotation to go on with. */
+        c->rot.manual_pending = true;
+        c->rot.revoke_pending = revoke;
+        if (c->sm.rot == RS_CLAIMING)
+            return 0;
+    }
     if (c->sm.rot == RS_RETRY_WAIT && c->rot.st.phase != ROTATE_IDLE) {
         /* An interrupted rotation waits for its retry: finish it now instead. */
         backoff_reset(&c->rot.retry);
