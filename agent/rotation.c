@@ -1877,6 +1877,11 @@ void rotation_init(struct cred_rt *c) {
 const char *rotation_step_word(const struct cred_rt *c) {
     /* The revocation watch comes after a completed rotation: none is under way. */
     bool under_way = c->sm.rot != RS_NONE && c->sm.rot != RS_WATCH && c->sm.rot != RS_WATCHING;
+    /* Nor is a look at the store's record (at start, or for another host's rotation)
+     * unless this host holds a rotation it may go on with. */
+    if (c->sm.rot == RS_CLAIMING && c->rot.job && c->rot.job->look_only && !c->rot.st.record &&
+        !c->rot.job->rec.epoch)
+        under_way = false;
     return c->rot.enabled && under_way ? credsm_step_name(c->sm.rot) : NULL;
 }
 
