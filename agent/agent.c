@@ -508,7 +508,7 @@ static void run_fetch(struct cred_rt *c) {
     }
     cj->c = c;
     cj->rc.name = c->cfg->name;
-    cj->rc.node = c->cfg->node;
+    cj->rc.node = plugins_node(&c->cfg->node);
     cj->job.run = fetch_run;
     cj->job.done = fetch_done;
     c->jobs_out++;
@@ -1149,7 +1149,7 @@ static struct rc_credential *source_credentials(const struct config *cfg, size_t
     for (size_t k = 0; k < cfg->n_credentials; k++)
         if (cfg->credentials[k].source_index == i)
             rcs[n++] = (struct rc_credential){ .name = cfg->credentials[k].name,
-                                               .node = cfg->credentials[k].node };
+                                               .node = plugins_node(&cfg->credentials[k].node) };
     *ret_n = n;
     return rcs;
 }
@@ -1174,7 +1174,7 @@ static void open_source(struct agent *a, struct config *cfg, size_t i, struct so
     *s->host = (struct rc_host){ .h = s, .instance = cs->name, .log = host_log,
                                  .keyed_version = host_keyed_version, .wake = host_wake };
     struct rc_error rerr = { 0 };
-    if (s->type->open(s->host, &cs->node, rcs, n, &s->state, &rerr) < 0) {
+    if (s->type->open(s->host, plugins_node(&cs->node), rcs, n, &s->state, &rerr) < 0) {
         snprintf(s->open_error, sizeof s->open_error, "%s", rerr.message);
         s->state = NULL;
         log_ctx_msg(LOG_ERR, &(struct log_ctx){ .message_id = LOG_MID_STORE_ERROR, .source = cs->name },

@@ -19,6 +19,7 @@ struct loaded {
     int fd;          /* kept open while loaded: see plugins_load() */
     const struct rc_plugin *plugin;
     struct rc_source_type *types;   /* host copies, full size: see load_types() */
+    struct config_key **keys;       /* per type: source keys, credential keys (host schema) */
     struct loaded *next;
 };
 
@@ -35,6 +36,9 @@ struct plugins *plugins_free(struct plugins *p) {
         return NULL;
     for (struct loaded *l = p->list, *next; l; l = next) {
         next = l->next;
+        for (size_t i = 0; l->keys && i < 2 * l->plugin->n_types; i++)
+            plugins_keys_free(l->keys[i]);
+        free(l->keys);
         free(l->types);
         dlclose(l->handle);
         close(l->fd);
@@ -60,62 +64,124 @@ static int check_owner_mode(const char *what, const struct stat *st, char *err, 
     return 0;
 }
 
-static const struct rc_source_type *plugin_type(const struct loaded *l, const char *type) {
+static const struct rc_source_type *plugin_type(const struct loaded *l, const char *type, size_t *ret_i) {
     for (size_t i = 0; i < l->plugin->n_types; i++)
-        if (strcmp(l->types[i].type, type) == 0)
+        if (strcmp(l->types[i].type, type) == 0) {
+            if (ret_i)
+                *ret_i = i;
             return &l->types[i];
+        }
     return NULL;
 }
 
-/* plugin.h takes these from config.h, so their layout is part of the plugin ABI: a change
- * here breaks every plugin built before it. Change them only with a new
- * RC_PLUGIN_ABI_VERSION, then update these checks (docs/design.md §8.6). */
-struct abi3_config_key {   /* the layout ABI 3 was released with */
-    const char *name;
-    enum config_type type;
-    bool required;
-    const char *default_value;
-    int64_t min, max;
-    const void *group_keys;
-    unsigned checks;
-    enum config_store store;   /* this and below: host tables only, 0 in a plugin's */
-    size_t offset;
-    const void *words;
-    const char *noun;
-};
-struct abi3_config_node {
-    const void *setting, *keys;
-    const char *file;
-};
-#define ABI_SAME(t, m) _Static_assert(offsetof(struct t, m) == offsetof(struct abi3_##t, m), \
-                                      #t "." #m " moved: plugin ABI change")
-/* ABI 4 changed rc_candidate and rotate_write(), not these. */
-_Static_assert(RC_PLUGIN_ABI_VERSION == 4, "check the layouts below for the new ABI version");
-_Static_assert(sizeof(struct config_key) == sizeof(struct abi3_config_key), "config_key: plugin ABI change");
-ABI_SAME(config_key, name);
-ABI_SAME(config_key, type);
-ABI_SAME(config_key, required);
-ABI_SAME(config_key, default_value);
-ABI_SAME(config_key, min);
-ABI_SAME(config_key, max);
-ABI_SAME(config_key, group_keys);
-ABI_SAME(config_key, checks);
-ABI_SAME(config_key, store);
-ABI_SAME(config_key, offset);
-ABI_SAME(config_key, words);
-ABI_SAME(config_key, noun);
-_Static_assert(sizeof(struct config_node) == sizeof(struct abi3_config_node), "config_node: plugin ABI change");
-ABI_SAME(config_node, setting);
-ABI_SAME(config_node, keys);
-ABI_SAME(config_node, file);
-_Static_assert(CONFIG_T_STRING == 1 && CONFIG_T_INT == 2 && CONFIG_T_BOOL == 3 && CONFIG_T_FLOAT == 4 &&
-               CONFIG_T_DURATION == 5 && CONFIG_T_STRING_LIST == 6 && CONFIG_T_GROUP == 7,
-               "enum config_type renumbered: plugin ABI change");
-_Static_assert(CONFIG_CHECK_ABSOLUTE == 1 << 0 && CONFIG_CHECK_EMPTY_OK == 1 << 1 &&
-               CONFIG_CHECK_FILE_NAME == 1 << 2 && CONFIG_CHECK_POSITIVE == 1 << 3 &&
-               CONFIG_CHECK_ENDPOINT == 1 << 4 && CONFIG_CHECK_WORDS_QUOTED == 1 << 5 &&
-               CONFIG_CHECK_FILE == 1 << 8 && CONFIG_CHECK_DIR == 1 << 9 && CONFIG_CHECK_GROUP == 1 << 10,
-               "CONFIG_CHECK_* renumbered: plugin ABI change");
+/* plugin.h's key types are the plugin's own (ABI 5); the loader copies them into the
+ * host's struct config_key, member by member, and relies on the numbers matching. */
+_Static_assert(RC_PLUGIN_ABI_VERSION == 5, "check the conversions below for the new ABI version");
+#define SAME_NUMBER(rc, host) _Static_assert((int)(rc) == (int)(host), #rc " differs from " #host)
+SAME_NUMBER(RC_CONF_T_STRING, CONFIG_T_STRING);
+SAME_NUMBER(RC_CONF_T_INT, CONFIG_T_INT);
+SAME_NUMBER(RC_CONF_T_BOOL, CONFIG_T_BOOL);
+SAME_NUMBER(RC_CONF_T_FLOAT, CONFIG_T_FLOAT);
+SAME_NUMBER(RC_CONF_T_DURATION, CONFIG_T_DURATION);
+SAME_NUMBER(RC_CONF_T_STRING_LIST, CONFIG_T_STRING_LIST);
+SAME_NUMBER(RC_CONF_T_GROUP, CONFIG_T_GROUP);
+SAME_NUMBER(RC_CONF_CHECK_ABSOLUTE, CONFIG_CHECK_ABSOLUTE);
+SAME_NUMBER(RC_CONF_CHECK_EMPTY_OK, CONFIG_CHECK_EMPTY_OK);
+SAME_NUMBER(RC_CONF_CHECK_FILE_NAME, CONFIG_CHECK_FILE_NAME);
+SAME_NUMBER(RC_CONF_CHECK_POSITIVE, CONFIG_CHECK_POSITIVE);
+SAME_NUMBER(RC_CONF_CHECK_ENDPOINT, CONFIG_CHECK_ENDPOINT);
+SAME_NUMBER(RC_CONF_CHECK_WORDS_QUOTED, CONFIG_CHECK_WORDS_QUOTED);
+SAME_NUMBER(RC_CONF_CHECK_FILE, CONFIG_CHECK_FILE);
+SAME_NUMBER(RC_CONF_CHECK_DIR, CONFIG_CHECK_DIR);
+SAME_NUMBER(RC_CONF_CHECK_GROUP, CONFIG_CHECK_GROUP);
+
+/* The checks a plugin's key may ask for (WORDS_QUOTED needs the host's `words`). */
+#define PLUGIN_CHECKS (RC_CONF_CHECK_ABSOLUTE | RC_CONF_CHECK_EMPTY_OK | RC_CONF_CHECK_FILE_NAME | \
+                       RC_CONF_CHECK_POSITIVE | RC_CONF_CHECK_ENDPOINT | RC_CONF_CHECK_FILE | \
+                       RC_CONF_CHECK_DIR | RC_CONF_CHECK_GROUP)
+#define KEYS_DEPTH_MAX 8
+
+void plugins_keys_free(struct config_key *keys) {
+    for (struct config_key *k = keys; k && k->name; k++)
+        plugins_keys_free((struct config_key *)k->group_keys);
+    free(keys);
+}
+
+static int convert_keys(const struct rc_config_key *in, unsigned depth, struct config_key **ret,
+                        char *err, size_t errlen) {
+    size_t n = 0;
+    if (depth > KEYS_DEPTH_MAX) {
+        snprintf(err, errlen, "groups nested deeper than %d", KEYS_DEPTH_MAX);
+        return -ELIBBAD;
+    }
+    while (in[n].name)
+        n++;
+    struct config_key *out = calloc(n + 1, sizeof *out);
+    if (!out) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct rc_config_key *k = &in[i];
+        out[i] = (struct config_key){ .name = k->name, .type = (enum config_type)k->type,
+                                      .required = k->required, .default_value = k->default_value,
+                                      .min = k->min, .max = k->max, .checks = k->checks };
+        int r = 0;
+        if (k->type < RC_CONF_T_STRING || k->type > RC_CONF_T_GROUP || (k->checks & ~PLUGIN_CHECKS) ||
+            (k->type == RC_CONF_T_GROUP) != (k->group_keys != NULL)) {
+            snprintf(err, errlen, "key \"%s\": type %d, checks 0x%x%s", k->name, (int)k->type, k->checks,
+                     k->type == RC_CONF_T_GROUP ? " (a GROUP needs group_keys)" : "");
+            r = -ELIBBAD;
+        } else if (k->group_keys)
+            r = convert_keys(k->group_keys, depth + 1, (struct config_key **)&out[i].group_keys, err, errlen);
+        if (r < 0) {
+            plugins_keys_free(out);
+            return r;
+        }
+    }
+    *ret = out;
+    return 0;
+}
+
+int plugins_keys_convert(const struct rc_config_key *keys, struct config_key **ret, char *err, size_t errlen) {
+    return convert_keys(keys, 0, ret, err, errlen);
+}
+
+/* The host's node behind a plugin's opaque one (plugin.h struct rc_config_node). */
+static const struct config_node *node(const struct rc_config_node *n) {
+    return (const struct config_node *)n;
+}
+
+static bool conf_has(const struct rc_config_node *n, const char *key) {
+    return config_node_has(node(n), key);
+}
+static const char *conf_string(const struct rc_config_node *n, const char *key) {
+    return config_node_string(node(n), key);
+}
+static int64_t conf_int(const struct rc_config_node *n, const char *key) {
+    return config_node_int(node(n), key);
+}
+static bool conf_bool(const struct rc_config_node *n, const char *key) {
+    return config_node_bool(node(n), key);
+}
+static double conf_float(const struct rc_config_node *n, const char *key) {
+    return config_node_float(node(n), key);
+}
+static uint64_t conf_duration(const struct rc_config_node *n, const char *key) {
+    return config_node_duration(node(n), key);
+}
+static size_t conf_list_len(const struct rc_config_node *n, const char *key) {
+    return config_node_list_len(node(n), key);
+}
+static const char *conf_list_get(const struct rc_config_node *n, const char *key, size_t i) {
+    return config_node_list_get(node(n), key, i);
+}
+static const struct rc_config_node *conf_group(const struct rc_config_node *n, const char *key) {
+    return plugins_node(config_node_group_ref(node(n), key));
+}
+static int conf_line(const struct rc_config_node *n, const char *key) {
+    return config_node_line(node(n), key);
+}
 
 /* What every plugin may call without an instance (plugin.h struct rc_services). */
 static const struct rc_services host_services = {
@@ -125,16 +191,16 @@ static const struct rc_services host_services = {
     .secret_data = secret_data,
     .secret_len = secret_len,
     .wipe_free = secret_wipe_free,
-    .conf_has = config_node_has,
-    .conf_string = config_node_string,
-    .conf_int = config_node_int,
-    .conf_bool = config_node_bool,
-    .conf_float = config_node_float,
-    .conf_duration = config_node_duration,
-    .conf_list_len = config_node_list_len,
-    .conf_list_get = config_node_list_get,
-    .conf_group = config_node_group,
-    .conf_line = config_node_line,
+    .conf_has = conf_has,
+    .conf_string = conf_string,
+    .conf_int = conf_int,
+    .conf_bool = conf_bool,
+    .conf_float = conf_float,
+    .conf_duration = conf_duration,
+    .conf_list_len = conf_list_len,
+    .conf_list_get = conf_list_get,
+    .conf_group = conf_group,
+    .conf_line = conf_line,
 };
 
 const struct rc_services *plugins_services(void) {
@@ -194,6 +260,31 @@ static int load_types(const char *path, const struct rc_plugin *pl, struct rc_so
     return 0;
 }
 
+/* The host schema of each type: keys[2 i] its source keys, keys[2 i + 1] its credential keys. */
+static int load_keys(const char *path, size_t n_types, const struct rc_source_type *types,
+                     struct config_key ***ret, char *err, size_t errlen) {
+    struct config_key **keys = calloc(2 * n_types, sizeof *keys);
+    char why[200];
+    int r = keys ? 0 : -ENOMEM;
+    for (size_t i = 0; r == 0 && i < 2 * n_types; i++) {
+        const struct rc_source_type *t = &types[i / 2];
+        r = plugins_keys_convert(i % 2 ? t->credential_keys : t->source_keys, &keys[i], why, sizeof why);
+        if (r < 0)
+            snprintf(err, errlen, "plugin %s: type \"%s\": %s keys: %s", path, t->type,
+                     i % 2 ? "credential" : "source", why);
+    }
+    if (r == -ENOMEM && !keys)
+        snprintf(err, errlen, "out of memory");
+    if (r < 0) {
+        for (size_t i = 0; keys && i < 2 * n_types; i++)
+            plugins_keys_free(keys[i]);
+        free(keys);
+        return r;
+    }
+    *ret = keys;
+    return 0;
+}
+
 /* Opens path after checking the directory and, on the opened fd, the file. */
 static int open_checked(const char *plugin_dir, const char *path, int *ret_fd, char *err, size_t errlen) {
     struct stat st;
@@ -246,9 +337,11 @@ static int dlopen_fd(int fd, const char *path, struct loaded *l, char *err, size
         snprintf(err, errlen, "plugin %s: ABI version %u, but this agent needs version %u (rebuild "
                  "the plugin against this agent's plugin.h)",
                  path, (unsigned)pl->abi_version, (unsigned)RC_PLUGIN_ABI_VERSION);
-    else
-        r = load_types(path, pl, &l->types, err, errlen);
+    else if ((r = load_types(path, pl, &l->types, err, errlen)) == 0)
+        r = load_keys(path, pl->n_types, l->types, &l->keys, err, errlen);
     if (r < 0) {
+        free(l->types);
+        l->types = NULL;
         dlclose(h);
         return r;
     }
@@ -296,8 +389,9 @@ static int plugins_load(struct plugins *p, const char *plugin_dir, const char *f
     return 0;
 }
 
-int plugins_find_type(struct plugins *p, const char *plugin_dir, const char *type,
-                      const struct rc_source_type **ret, char *err, size_t errlen) {
+/* The plugin serving type (loaded on first use) and the type's index in it. */
+static int find_type(struct plugins *p, const char *plugin_dir, const char *type,
+                     const struct loaded **ret, size_t *ret_i, char *err, size_t errlen) {
     char file[80];
     size_t w = strcspn(type, "-");
     if (w == 0 || w > 64 || !config_name_valid(type)) {
@@ -310,25 +404,36 @@ int plugins_find_type(struct plugins *p, const char *plugin_dir, const char *typ
     int r = plugins_load(p, plugin_dir, file, &l, err, errlen);
     if (r < 0)
         return r;
-    const struct rc_source_type *t = plugin_type(l, type);
-    if (!t) {
+    if (!plugin_type(l, type, ret_i)) {
         snprintf(err, errlen, "unknown source type \"%s\" (plugin %s/%s does not serve it)",
                  type, plugin_dir, file);
         return -ENOENT;
     }
-    *ret = t;
+    *ret = l;
+    return 0;
+}
+
+int plugins_find_type(struct plugins *p, const char *plugin_dir, const char *type,
+                      const struct rc_source_type **ret, char *err, size_t errlen) {
+    const struct loaded *l;
+    size_t i;
+    int r = find_type(p, plugin_dir, type, &l, &i, err, errlen);
+    if (r < 0)
+        return r;
+    *ret = &l->types[i];
     return 0;
 }
 
 int plugins_schema_lookup(void *userdata, const char *plugin_dir, const char *type,
                           const struct config_key **ret_source_keys,
                           const struct config_key **ret_credential_keys, char *err, size_t errlen) {
-    const struct rc_source_type *t;
-    int r = plugins_find_type(userdata, plugin_dir, type, &t, err, errlen);
+    const struct loaded *l;
+    size_t i;
+    int r = find_type(userdata, plugin_dir, type, &l, &i, err, errlen);
     if (r < 0)
         return r;
-    *ret_source_keys = t->source_keys;
-    *ret_credential_keys = t->credential_keys;
+    *ret_source_keys = l->keys[2 * i];
+    *ret_credential_keys = l->keys[2 * i + 1];
     return 0;
 }
 

@@ -4,13 +4,15 @@
  * The directory and the file must be owned by root or the agent's user and not be
  * writable by group or others; the plugin must export RC_PLUGIN_SYMBOL with our ABI
  * version and list the type. Each type is copied into a full-size host struct by the
- * plugin's type_size (members past it are NULL), and every plugin with a `services`
+ * plugin's type_size (members past it are NULL), its key tables are turned into the
+ * host's schema (config.h), and every plugin with a `services`
  * slot gets the host's struct rc_services before anything else runs. A registry keeps
  * every plugin loaded until plugins_free(), so a type's schema and functions stay valid
  * across config reloads. Loop thread only.
  */
 #pragma once
 #include <stddef.h>
+#include "config.h"
 #include "plugin.h"
 #include "secret.h"
 
@@ -18,6 +20,17 @@ struct plugins;
 
 struct plugins *plugins_new(void);
 struct plugins *plugins_free(struct plugins *p);   /* dlcloses; NULL accepted */
+
+/* A plugin's key table (plugin.h struct rc_config_key) as the host's schema (config.h),
+ * refusing unknown types and checks. 0 and *ret (free it with plugins_keys_free()), or
+ * -errno with the reason in err. */
+int plugins_keys_convert(const struct rc_config_key *keys, struct config_key **ret, char *err, size_t errlen);
+void plugins_keys_free(struct config_key *keys);
+
+/* The opaque node a plugin gets (rc_credential.node, open()) for a host node. */
+static inline const struct rc_config_node *plugins_node(const struct config_node *n) {
+    return (const struct rc_config_node *)n;
+}
 
 /* The services table every plugin gets (plugin.h struct rc_services). */
 const struct rc_services *plugins_services(void);

@@ -298,7 +298,7 @@ static void rot_remove(struct cred_rt *c) {
     j->c = c;
     if (store_makes_password(c)) {
         /* azure-keys: regenerate the key that is not the published one (the old one). */
-        j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
+        j->rc = (struct rc_credential){ .name = c->cfg->name, .node = plugins_node(&c->cfg->node) };
         snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
         rot_submit(c, RS_REMOVING, rot_regenerate_run, rot_regenerate_done, true);
         return;
@@ -1269,7 +1269,7 @@ static int rot_begin_record(struct cred_rt *c, bool manual, char *err, size_t er
     }
     rot_job_clear(j);
     j->c = c;
-    j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
+    j->rc = (struct rc_credential){ .name = c->cfg->name, .node = plugins_node(&c->cfg->node) };
     j->look_only = look_only;
     j->manual = manual;
     j->revoke = manual && ro->revoke_next;
@@ -1332,7 +1332,7 @@ static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     }
     rot_job_clear(j);
     j->c = c;
-    j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
+    j->rc = (struct rc_credential){ .name = c->cfg->name, .node = plugins_node(&c->cfg->node) };
     snprintf(j->expected, sizeof j->expected, "%s", c->cur.cur.version);
     j->username = c->cur.cur.username ? strdup(c->cur.cur.username) : NULL;
     j->old_pw = secret_dup(c->cur.cur.password);
@@ -1727,7 +1727,7 @@ enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cand
     struct rot_job *j = ro->job;
     rot_job_clear(j);
     j->c = c;
-    j->rc = (struct rc_credential){ .name = c->cfg->name, .node = c->cfg->node };
+    j->rc = (struct rc_credential){ .name = c->cfg->name, .node = plugins_node(&c->cfg->node) };
     snprintf(j->new_version, sizeof j->new_version, "%s", cand->version);
     j->username = cand->username;
     j->new_pw = cand->password;

@@ -705,7 +705,20 @@ static const char *schema_problem(const struct config_key *keys, unsigned depth,
 static const config_setting_t *node_member(const struct config_node *n, const char *key) {
     if (!n || !key)
         return NULL;
-    return member(n->setting, key);
+    const config_setting_t *s = n->setting;
+    const char *dot;
+    char seg[KEY_PATH_MAX];
+    /* A dotted path ("rotation.strategy"): one group per segment. */
+    while (s && (dot = strchr(key, '.'))) {
+        size_t len = (size_t)(dot - key);
+        if (len == 0 || len >= sizeof seg)
+            return NULL;
+        memcpy(seg, key, len);
+        seg[len] = '\0';
+        s = member(s, seg);
+        key = dot + 1;
+    }
+    return member(s, key);
 }
 
 static const char *node_default(const struct config_node *n, const char *key) {
@@ -832,6 +845,50 @@ void config_node_group(const struct config_node *n, const char *key, struct conf
         .keys = k ? k->group_keys : NULL,
         .file = setting_file(s) ? setting_file(s) : (n ? n->file : NULL),
     };
+}
+
+const struct config_node *config_node_group_ref(const struct config_node *n, const char *key) {
+    size_t i = 0;
+    if (!n || !n->groups || !key)
+        return NULL;
+    for (const struct config_key *k = n->keys; k && k->name; k++)
+        if (k->type == CONFIG_T_GROUP) {
+            if (strcmp(k->name, key) == 0)
+                return &n->groups[i];
+            i++;
+        }
+    return NULL;
+}
+
+/* Builds n->groups (and theirs, depth-first) so plugins can hold nested nodes by pointer. */
+static int node_build_groups(struct config_node *n, unsigned depth) {
+    size_t count = 0, i = 0;
+    for (const struct config_key *k = n->keys; k && k->name; k++)
+        count += k->type == CONFIG_T_GROUP;
+    if (count == 0 || depth > 8)
+        return 0;
+    struct config_node *g = calloc(count, sizeof *g);
+    if (!g)
+        return -ENOMEM;
+    n->groups = g;
+    for (const struct config_key *k = n->keys; k && k->name; k++)
+        if (k->type == CONFIG_T_GROUP) {
+            config_node_group(n, k->name, &g[i]);
+            g[i].groups = NULL;
+            if (node_build_groups(&g[i++], depth + 1) < 0)
+                return -ENOMEM;
+        }
+    return 0;
+}
+
+static void node_free_groups(const struct config_node *n) {
+    size_t i = 0;
+    if (!n->groups)
+        return;
+    for (const struct config_key *k = n->keys; k && k->name; k++)
+        if (k->type == CONFIG_T_GROUP)
+            node_free_groups(&n->groups[i++]);
+    free((void *)n->groups);
 }
 
 const char *config_node_file(const struct config_node *n, const char *key) {
@@ -1114,6 +1171,8 @@ static int parse_sources(struct ctx *x, const config_setting_t *list) {
         src->node = (struct config_node){ .setting = e, .keys = sk, .file = setting_file(e) };
         x->cred_keys[i] = ck;
         r = load_section(x, &src->node, path, sk, NULL);
+        if (r == 0 && node_build_groups(&src->node, 0) < 0)
+            r = -ENOMEM;
     }
 out:
     free(where);
@@ -1362,6 +1421,8 @@ static int parse_credential(struct ctx *x, const config_setting_t *e, const char
     if ((r = load_section(x, &hn, path, cred_host_keys, cr)) < 0 ||
         (r = load_section(x, &cr->node, path, ck, NULL)) < 0)
         return r;
+    if (node_build_groups(&cr->node, 0) < 0)
+        return -ENOMEM;
 
     key_path(sub, sizeof sub, path, "mode");
     if ((r = parse_mode(x, member(e, "mode"), sub, &cr->mode)) < 0)
@@ -1471,6 +1532,7 @@ struct config *config_free(struct config *c) {
     for (size_t i = 0; i < c->n_sources; i++) {
         free(c->sources[i].name);
         free(c->sources[i].type);
+        node_free_groups(&c->sources[i].node);
     }
     free(c->sources);
     for (size_t i = 0; i < c->n_credentials; i++) {
@@ -1478,6 +1540,7 @@ struct config *config_free(struct config *c) {
         free(cr->name);
         free(cr->source);
         free(cr->group);
+        node_free_groups(&cr->node);
         for (size_t k = 0; k < cr->redis.n_endpoints; k++)
             free(cr->redis.endpoints[k]);
         free(cr->redis.endpoints);

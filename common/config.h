@@ -82,8 +82,14 @@ struct config_node {
     const void *setting;                  /* config_setting_t*, opaque here */
     const struct config_key *keys;
     const char *file;
+    /* The nodes of keys' GROUP keys, in table order, for config_node_group_ref(); built by
+     * config_load() for sources' and credentials' nodes (plugins read them by pointer),
+     * NULL elsewhere. Owned by the struct config. */
+    const struct config_node *groups;
 };
 
+/* The getters take a key of n's table, or a dotted path into nested groups ("a.b"),
+ * which has no default. */
 bool config_node_has(const struct config_node *n, const char *key);
 /* True when both nodes have the same schema and every key of it the same value (unset on
  * both, or equal, nested groups and lists included); where in which file does not matter.
@@ -98,6 +104,9 @@ size_t config_node_list_len(const struct config_node *n, const char *key);
 const char *config_node_list_get(const struct config_node *n, const char *key, size_t i);
 /* Fills *ret with the nested group (an empty node with the group's schema when unset). */
 void config_node_group(const struct config_node *n, const char *key, struct config_node *ret);
+/* The nested group as a node of its own that lives as long as n: NULL when n has no
+ * built groups or key is no GROUP key of n's table. */
+const struct config_node *config_node_group_ref(const struct config_node *n, const char *key);
 /* Line of the key in the file (or of the group when key is NULL); 0 when unknown. */
 int config_node_line(const struct config_node *n, const char *key);
 /* File of the key (or of the group when key is NULL or unset); an @include may put a key

@@ -4,7 +4,7 @@
  * Each plugin defines `const struct rc_services *rc_svc;` once and points its
  * rc_plugin.services at it; the host (agent/plugins.c, or tests/unit/mock_host.c) fills
  * it in when it loads the plugin, before anything else runs. The conf_*() wrappers
- * below read a config node as config.h's config_node_*() would, through the host.
+ * below read a config node (opaque, plugin.h) through the host.
  * Not installed: an out-of-tree plugin keeps its own pointer (docs/plugins.md).
  */
 #pragma once
@@ -16,33 +16,33 @@
 
 extern const struct rc_services *rc_svc;
 
-static inline bool conf_has(const struct config_node *n, const char *key) {
+static inline bool conf_has(const struct rc_config_node *n, const char *key) {
     return rc_svc->conf_has(n, key);
 }
-static inline const char *conf_string(const struct config_node *n, const char *key) {
+static inline const char *conf_string(const struct rc_config_node *n, const char *key) {
     return rc_svc->conf_string(n, key);
 }
-static inline int64_t conf_int(const struct config_node *n, const char *key) {
+static inline int64_t conf_int(const struct rc_config_node *n, const char *key) {
     return rc_svc->conf_int(n, key);
 }
-static inline bool conf_bool(const struct config_node *n, const char *key) {
+static inline bool conf_bool(const struct rc_config_node *n, const char *key) {
     return rc_svc->conf_bool(n, key);
 }
-static inline double conf_float(const struct config_node *n, const char *key) {
+static inline double conf_float(const struct rc_config_node *n, const char *key) {
     return rc_svc->conf_float(n, key);
 }
-static inline uint64_t conf_duration(const struct config_node *n, const char *key) {
+static inline uint64_t conf_duration(const struct rc_config_node *n, const char *key) {
     return rc_svc->conf_duration(n, key);
 }
-static inline size_t conf_list_len(const struct config_node *n, const char *key) {
+static inline size_t conf_list_len(const struct rc_config_node *n, const char *key) {
     return rc_svc->conf_list_len(n, key);
 }
-static inline const char *conf_list_get(const struct config_node *n, const char *key, size_t i) {
+static inline const char *conf_list_get(const struct rc_config_node *n, const char *key, size_t i) {
     return rc_svc->conf_list_get(n, key, i);
 }
-static inline void conf_group(const struct config_node *n, const char *key, struct config_node *ret) {
-    rc_svc->conf_group(n, key, ret);
+static inline const struct rc_config_node *conf_group(const struct rc_config_node *n, const char *key) {
+    return rc_svc->conf_group(n, key);
 }
-static inline int conf_line(const struct config_node *n, const char *key) {
+static inline int conf_line(const struct rc_config_node *n, const char *key) {
     return rc_svc->conf_line(n, key);
 }

@@ -1,4 +1,4 @@
-/* plugin.h: the one header a source plugin includes (docs/design.md §8; docs/design.md §8).
+/* plugin.h: the one header a source plugin includes (docs/design.md §8).
  *
  * A plugin is a shared object exporting `const struct rc_plugin redis_creds_plugin` and
  * nothing else (link it with plugin.map, the version script the SDK installs). It names
@@ -23,10 +23,50 @@
 #include <stdint.h>
 #include <syslog.h>   /* LOG_* levels for rc_host.log */
 
-/* Installed beside plugin.h by the SDK (pkg-config redis-creds-plugin): the types of
- * key tables and config nodes. Its functions are the host's: a plugin built out of tree
- * reaches them only through struct rc_services below. */
-#include "config.h"
+/* Config keys. A type declares its keys in tables of struct rc_config_key, ended by an
+ * entry whose name is NULL; the host turns them into its own schema when it loads the
+ * plugin and checks every value before any plugin code runs (--check-config runs none).
+ * A plugin reads values only through the conf_*() services below, on opaque nodes. */
+enum rc_conf_type {
+    RC_CONF_T_STRING = 1,
+    RC_CONF_T_INT = 2,
+    RC_CONF_T_BOOL = 3,
+    RC_CONF_T_FLOAT = 4,
+    RC_CONF_T_DURATION = 5,      /* a string like "30s"; read as usec */
+    RC_CONF_T_STRING_LIST = 6,   /* an array or list of strings */
+    RC_CONF_T_GROUP = 7,         /* a nested group with its own key table (group_keys) */
+};
+
+/* Checks the host runs on a value (rc_config_key.checks). The first group depends on the
+ * text alone; the second on the machine and the agent's user (checked at start and by
+ * --check-config). Bits are never reused. */
+enum {
+    RC_CONF_CHECK_ABSOLUTE = 1 << 0,     /* STRING: an absolute path (see EMPTY_OK) */
+    RC_CONF_CHECK_EMPTY_OK = 1 << 1,     /* with ABSOLUTE: "" (none) is accepted too */
+    RC_CONF_CHECK_FILE_NAME = 1 << 2,    /* STRING: a name in a directory: no '/', no leading '.' */
+    RC_CONF_CHECK_POSITIVE = 1 << 3,     /* DURATION: more than 0s */
+    RC_CONF_CHECK_ENDPOINT = 1 << 4,     /* STRING_LIST: one or more endpoints (host:port, ...) */
+    RC_CONF_CHECK_WORDS_QUOTED = 1 << 5, /* (host tables only; refused in a plugin's) */
+    RC_CONF_CHECK_FILE = 1 << 8,         /* a file that must exist and the user can read */
+    RC_CONF_CHECK_DIR = 1 << 9,          /* a directory that must exist and the user can read */
+    RC_CONF_CHECK_GROUP = 1 << 10,       /* a group that must exist, with the user in it */
+};
+
+/* One key of a type's schema. */
+struct rc_config_key {
+    const char *name;
+    enum rc_conf_type type;
+    bool required;
+    const char *default_value;                /* text form ("10s", "true", "0.7"); NULL = none */
+    int64_t min, max;                         /* INT only; both 0 = [0, INT32_MAX] */
+    const struct rc_config_key *group_keys;   /* GROUP only */
+    unsigned checks;                          /* RC_CONF_CHECK_* */
+};
+
+/* A group of settings (a source, a credential, a nested group) with its schema. Opaque:
+ * only the host's conf_*() services read it, and it stays valid while the instance is
+ * open. */
+struct rc_config_node;
 
 /* The host's secret: opaque to plugins, made and read through struct rc_services. */
 struct secret;
@@ -37,8 +77,10 @@ struct secret;
  * rc_plugin.type_size, so a later version can add methods without a bump. 4: fleet rotation
  * (docs/design.md §9): rc_candidate.rotated_at, rotate_write() takes a struct
  * rc_rotation_mark, the rotation record (RC_CAP_ROTATION_RECORD, record_read() and
- * record_write()). */
-#define RC_PLUGIN_ABI_VERSION 4
+ * record_write()). 5: no host struct in this header: key tables are struct rc_config_key
+ * (RC_CONF_T_*, RC_CONF_CHECK_*), config nodes are opaque (struct rc_config_node, passed by
+ * pointer in rc_credential.node and open()), conf_group() returns a node. */
+#define RC_PLUGIN_ABI_VERSION 5
 
 /* Error classes: numbers never change or get reused. */
 enum rc_err_class {
@@ -117,7 +159,7 @@ struct rc_rotation_mark {
 /* A credential as a plugin sees it. */
 struct rc_credential {
     const char *name;
-    struct config_node node;      /* the credential's group, with the type's credential keys */
+    const struct rc_config_node *node;   /* the credential's group, with the type's credential keys */
 };
 
 struct rc_source_type;
@@ -157,12 +199,12 @@ enum rc_capability {
  * open(), fetch() and close() are required; everything else is optional. */
 struct rc_source_type {
     const char *type;                          /* e.g. "file", "vault", "azure-entra" */
-    const struct config_key *source_keys;      /* name, type: host keys; add your own */
-    const struct config_key *credential_keys;  /* keys beyond the host's credential keys */
+    const struct rc_config_key *source_keys;      /* name, type: host keys; add your own */
+    const struct rc_config_key *credential_keys;  /* keys beyond the host's credential keys */
     uint32_t caps;                             /* RC_CAP_* */
 
     /* Opens an instance for one config source block. 0 and *ret_state, or -1 + err. */
-    int (*open)(const struct rc_host *host, const struct config_node *source,
+    int (*open)(const struct rc_host *host, const struct rc_config_node *source,
                 const struct rc_credential *credentials, size_t n_credentials,
                 void **ret_state, struct rc_error *err);
     /* Fetches the candidates: ret[0] is always the RC_CAND_CURRENT one; at most one more
@@ -238,17 +280,23 @@ struct rc_services {
     const char *(*secret_data)(const struct secret *s);          /* NUL-terminated */
     size_t (*secret_len)(const struct secret *s);
     void (*wipe_free)(void *p, size_t len);   /* wipe, then free() a buffer that held secret bytes */
-    /* config_node_*() of the host (config.h): a value, or the key's default. */
-    bool (*conf_has)(const struct config_node *n, const char *key);
-    const char *(*conf_string)(const struct config_node *n, const char *key);
-    int64_t (*conf_int)(const struct config_node *n, const char *key);
-    bool (*conf_bool)(const struct config_node *n, const char *key);
-    double (*conf_float)(const struct config_node *n, const char *key);
-    uint64_t (*conf_duration)(const struct config_node *n, const char *key);
-    size_t (*conf_list_len)(const struct config_node *n, const char *key);
-    const char *(*conf_list_get)(const struct config_node *n, const char *key, size_t i);
-    void (*conf_group)(const struct config_node *n, const char *key, struct config_node *ret);
-    int (*conf_line)(const struct config_node *n, const char *key);
+    /* Config values of a node: the value, or the key's default (NULL, 0, false when it
+     * has none). The host checked every value against the type's tables before open(), so
+     * a getter cannot fail. A NULL node has no values. A key may be a dotted path into
+     * nested groups ("rotation.strategy": then without a default). */
+    bool (*conf_has)(const struct rc_config_node *n, const char *key);
+    const char *(*conf_string)(const struct rc_config_node *n, const char *key);
+    int64_t (*conf_int)(const struct rc_config_node *n, const char *key);
+    bool (*conf_bool)(const struct rc_config_node *n, const char *key);
+    double (*conf_float)(const struct rc_config_node *n, const char *key);
+    uint64_t (*conf_duration)(const struct rc_config_node *n, const char *key);
+    size_t (*conf_list_len)(const struct rc_config_node *n, const char *key);
+    const char *(*conf_list_get)(const struct rc_config_node *n, const char *key, size_t i);
+    /* The nested group `key` (a GROUP key of n's table; its defaults apply when it is
+     * unset), valid as long as n; NULL when key is no GROUP key of n's table. */
+    const struct rc_config_node *(*conf_group)(const struct rc_config_node *n, const char *key);
+    /* Line of the key in the config (of the group when key is NULL); 0 when unknown. */
+    int (*conf_line)(const struct rc_config_node *n, const char *key);
 };
 
 struct rc_plugin {

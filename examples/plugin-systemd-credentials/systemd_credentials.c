@@ -30,13 +30,13 @@
 
 static const struct rc_services *svc;   /* set by the host when it loads us */
 
-static const struct config_key sd_source_keys[] = {
+static const struct rc_config_key sd_source_keys[] = {
     { .name = NULL },
 };
 
-static const struct config_key sd_credential_keys[] = {
-    { .name = "credential", .type = CONFIG_T_STRING, .required = true },
-    { .name = "username", .type = CONFIG_T_STRING },
+static const struct rc_config_key sd_credential_keys[] = {
+    { .name = "credential", .type = RC_CONF_T_STRING, .required = true },
+    { .name = "username", .type = RC_CONF_T_STRING },
     { .name = NULL },
 };
 
@@ -74,8 +74,8 @@ static int name_ok(const char *n) {
 }
 
 static int sd_open_cred(struct sd_cred *c, const struct rc_credential *rc, struct rc_error *err) {
-    const char *file = svc->conf_string(&rc->node, "credential");
-    const char *user = svc->conf_string(&rc->node, "username");
+    const char *file = svc->conf_string(rc->node, "credential");
+    const char *user = svc->conf_string(rc->node, "username");
     if (!name_ok(file))
         return rc_error_set(err, RC_ERR_FATAL, "credential %s: credential \"%s\" is not a systemd "
                             "credential name (one path component)", rc->name, file ? file : "");
@@ -87,7 +87,7 @@ static int sd_open_cred(struct sd_cred *c, const struct rc_credential *rc, struc
     return 0;
 }
 
-static int sd_open(const struct rc_host *host, const struct config_node *source,
+static int sd_open(const struct rc_host *host, const struct rc_config_node *source,
                    const struct rc_credential *credentials, size_t n_credentials,
                    void **ret_state, struct rc_error *err) {
     (void)source;

@@ -31,7 +31,7 @@ void az_clock_override(int64_t (*real)(void), uint64_t (*mono)(void)) {
 
 /* ---- config pieces ------------------------------------------------------------------ */
 
-int az_config_string(const struct config_node *n, const char *key, char **ret, struct rc_error *err) {
+int az_config_string(const struct rc_config_node *n, const char *key, char **ret, struct rc_error *err) {
     const char *v = conf_string(n, key);
     *ret = NULL;
     if (!v || !v[0])
@@ -51,7 +51,7 @@ void az_tls_clear(struct az_tls *t) {
     memset(t, 0, sizeof *t);
 }
 
-int az_tls_parse(const struct config_node *n, struct az_tls *ret, struct rc_error *err) {
+int az_tls_parse(const struct rc_config_node *n, struct az_tls *ret, struct rc_error *err) {
     struct az_tls t = { 0 };
     if (az_config_string(n, "ca_file", &t.ca_file, err) < 0 ||
         az_config_string(n, "ca_path", &t.ca_path, err) < 0 ||
@@ -197,7 +197,7 @@ int az_service_error(struct rc_error *err, const char *what, const struct http_r
 
 /* ---- endpoints --------------------------------------------------------------------- */
 
-int az_endpoint_open(const struct rc_host *host, const struct config_node *source,
+int az_endpoint_open(const struct rc_host *host, const struct rc_config_node *source,
                      const char *url_key, struct az_endpoint *ret, struct rc_error *err) {
     struct az_endpoint e = { 0 };
     const char *url = conf_string(source, url_key);

@@ -41,27 +41,27 @@ void az_clock_override(int64_t (*real)(void), uint64_t (*mono)(void));   /* NULL
 
 /* ---- config pieces ------------------------------------------------------------------ */
 
-extern const struct config_key az_identity_keys[];
+extern const struct rc_config_key az_identity_keys[];
 
 /* TLS vocabulary of docs/design.md §4.2, for a source block or the identity block. */
 #define AZ_TLS_KEYS                                                                 \
-    { .name = "ca_file", .type = CONFIG_T_STRING },                                 \
-    { .name = "ca_path", .type = CONFIG_T_STRING },                                 \
-    { .name = "cert_file", .type = CONFIG_T_STRING },                               \
-    { .name = "key_file", .type = CONFIG_T_STRING },                                \
-    { .name = "server_name", .type = CONFIG_T_STRING },                             \
-    { .name = "tls_insecure_skip_verify", .type = CONFIG_T_BOOL, .default_value = "false" }
+    { .name = "ca_file", .type = RC_CONF_T_STRING },                                 \
+    { .name = "ca_path", .type = RC_CONF_T_STRING },                                 \
+    { .name = "cert_file", .type = RC_CONF_T_STRING },                               \
+    { .name = "key_file", .type = RC_CONF_T_STRING },                                \
+    { .name = "server_name", .type = RC_CONF_T_STRING },                             \
+    { .name = "tls_insecure_skip_verify", .type = RC_CONF_T_BOOL, .default_value = "false" }
 
 struct az_tls {
     char *ca_file, *ca_path, *cert_file, *key_file, *server_name;
     bool insecure;
 };
-int az_tls_parse(const struct config_node *n, struct az_tls *ret, struct rc_error *err);
+int az_tls_parse(const struct rc_config_node *n, struct az_tls *ret, struct rc_error *err);
 void az_tls_clear(struct az_tls *t);
 struct http_tls az_tls_view(const struct az_tls *t);
 
 /* An owned copy of a string key ("" counts as unset): NULL when unset. */
-int az_config_string(const struct config_node *n, const char *key, char **ret, struct rc_error *err);
+int az_config_string(const struct rc_config_node *n, const char *key, char **ret, struct rc_error *err);
 
 /* ---- identity ----------------------------------------------------------------------- */
 
@@ -87,7 +87,7 @@ struct az_identity {
 
 /* Reads the `identity` group of a source (and the environment). 0, or -1 with err
  * (FATAL for a configuration that cannot work). */
-int az_identity_parse(const struct config_node *source, struct az_identity *ret,
+int az_identity_parse(const struct rc_config_node *source, struct az_identity *ret,
                       struct rc_error *err);
 void az_identity_clear(struct az_identity *id);
 /* Warns (at every open) when the identity's TLS checks are off. */
@@ -193,9 +193,9 @@ void az_clean_text(const char *s, size_t max, char *out, size_t outlen);
 /* ---- the source types ------------------------------------------------------------- */
 
 #define AZ_DECLARE_TYPE(p)                                                                \
-    extern const struct config_key p##_source_keys[];                                     \
-    extern const struct config_key p##_credential_keys[];                                 \
-    int p##_open(const struct rc_host *host, const struct config_node *source,            \
+    extern const struct rc_config_key p##_source_keys[];                                     \
+    extern const struct rc_config_key p##_credential_keys[];                                 \
+    int p##_open(const struct rc_host *host, const struct rc_config_node *source,            \
                  const struct rc_credential *credentials, size_t n_credentials,           \
                  void **ret_state, struct rc_error *err);                                 \
     int p##_fetch(void *state, const struct rc_credential *cred,                          \
@@ -242,7 +242,7 @@ struct az_endpoint {
     uint64_t timeout_usec;
     struct az_tls tls;
 };
-int az_endpoint_open(const struct rc_host *host, const struct config_node *source,
+int az_endpoint_open(const struct rc_host *host, const struct rc_config_node *source,
                      const char *url_key, struct az_endpoint *ret, struct rc_error *err);
 void az_endpoint_close(struct az_endpoint *e);
 

@@ -35,16 +35,16 @@ struct entra_source {
     char *object_id;        /* identity.object_id: the user name when set */
 };
 
-const struct config_key az_entra_source_keys[] = {
-    { .name = "scope", .type = CONFIG_T_STRING, .default_value = ENTRA_DEFAULT_SCOPE },
-    { .name = "refresh_ratio", .type = CONFIG_T_FLOAT, .default_value = "0.7" },
-    { .name = "refresh_margin", .type = CONFIG_T_DURATION, .default_value = "3m" },
-    { .name = "timeout", .type = CONFIG_T_DURATION, .default_value = AZ_DEFAULT_TIMEOUT },
-    { .name = "identity", .type = CONFIG_T_GROUP, .group_keys = az_identity_keys },
+const struct rc_config_key az_entra_source_keys[] = {
+    { .name = "scope", .type = RC_CONF_T_STRING, .default_value = ENTRA_DEFAULT_SCOPE },
+    { .name = "refresh_ratio", .type = RC_CONF_T_FLOAT, .default_value = "0.7" },
+    { .name = "refresh_margin", .type = RC_CONF_T_DURATION, .default_value = "3m" },
+    { .name = "timeout", .type = RC_CONF_T_DURATION, .default_value = AZ_DEFAULT_TIMEOUT },
+    { .name = "identity", .type = RC_CONF_T_GROUP, .group_keys = az_identity_keys },
     { .name = NULL },
 };
 
-const struct config_key az_entra_credential_keys[] = {
+const struct rc_config_key az_entra_credential_keys[] = {
     { .name = NULL },
 };
 
@@ -57,7 +57,7 @@ void az_entra_close(void *state) {
     free(s);
 }
 
-int az_entra_open(const struct rc_host *host, const struct config_node *source,
+int az_entra_open(const struct rc_host *host, const struct rc_config_node *source,
                   const struct rc_credential *credentials, size_t n_credentials,
                   void **ret_state, struct rc_error *err) {
     struct entra_source *s = calloc(1, sizeof *s);

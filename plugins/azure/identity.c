@@ -60,17 +60,17 @@
 /* The wall clock moved against the monotonic one by more than this: re-derive deadlines. */
 #define CLOCK_JUMP (2 * 1000000LL)
 
-const struct config_key az_identity_keys[] = {
-    { .name = "type", .type = CONFIG_T_STRING, .default_value = "managed" },
-    { .name = "client_id", .type = CONFIG_T_STRING },
-    { .name = "object_id", .type = CONFIG_T_STRING },
-    { .name = "resource_id", .type = CONFIG_T_STRING },
-    { .name = "tenant_id", .type = CONFIG_T_STRING },
-    { .name = "authority_host", .type = CONFIG_T_STRING },
-    { .name = "imds_url", .type = CONFIG_T_STRING },
-    { .name = "federated_token_file", .type = CONFIG_T_STRING },
-    { .name = "client_secret_file", .type = CONFIG_T_STRING },
-    { .name = "arc_token_dir", .type = CONFIG_T_STRING, .default_value = AZ_ARC_TOKEN_DIR },
+const struct rc_config_key az_identity_keys[] = {
+    { .name = "type", .type = RC_CONF_T_STRING, .default_value = "managed" },
+    { .name = "client_id", .type = RC_CONF_T_STRING },
+    { .name = "object_id", .type = RC_CONF_T_STRING },
+    { .name = "resource_id", .type = RC_CONF_T_STRING },
+    { .name = "tenant_id", .type = RC_CONF_T_STRING },
+    { .name = "authority_host", .type = RC_CONF_T_STRING },
+    { .name = "imds_url", .type = RC_CONF_T_STRING },
+    { .name = "federated_token_file", .type = RC_CONF_T_STRING },
+    { .name = "client_secret_file", .type = RC_CONF_T_STRING },
+    { .name = "arc_token_dir", .type = RC_CONF_T_STRING, .default_value = AZ_ARC_TOKEN_DIR },
     AZ_TLS_KEYS,
     { .name = NULL },
 };
@@ -122,7 +122,7 @@ void az_identity_clear(struct az_identity *id) {
     memset(id, 0, sizeof *id);
 }
 
-static int dup_or_env(const struct config_node *n, const char *key, const char *envname, char **ret,
+static int dup_or_env(const struct rc_config_node *n, const char *key, const char *envname, char **ret,
                       struct rc_error *err) {
     if (az_config_string(n, key, ret, err) < 0)
         return -1;
@@ -323,7 +323,7 @@ int az_arc_read_key(const char *path, struct secret **ret) {
 }
 
 /* A managed identity through the Azure Arc agent at `endpoint` (found by `why`). */
-static int arc_parse(const struct config_node *n, const char *endpoint, const char *why,
+static int arc_parse(const struct rc_config_node *n, const char *endpoint, const char *why,
                      struct az_identity *id, struct rc_error *err) {
     char msg[512];
     id->mi = AZ_MI_ARC;
@@ -353,7 +353,7 @@ static int arc_parse(const struct config_node *n, const char *endpoint, const ch
 
 /* A managed identity's endpoint: MSAL's detection order (App Service, Arc by environment,
  * Arc by its agent's files, IMDS), with a configured imds_url first. 0 or -1 with err. */
-static int managed_endpoint_parse(const struct config_node *n, struct az_identity *id,
+static int managed_endpoint_parse(const struct rc_config_node *n, struct az_identity *id,
                                   struct rc_error *err) {
     const char *ep = env("IDENTITY_ENDPOINT"), *hdr = env("IDENTITY_HEADER");
     bool imds_configured = conf_has(n, "imds_url");
@@ -384,7 +384,7 @@ static int managed_endpoint_parse(const struct config_node *n, struct az_identit
 }
 
 /* type = managed: at most one of client_id, object_id, resource_id; the endpoint. */
-static int managed_parse(const struct config_node *n, struct az_identity *id, struct rc_error *err) {
+static int managed_parse(const struct rc_config_node *n, struct az_identity *id, struct rc_error *err) {
     if (!!id->client_id + !!id->object_id + !!id->resource_id > 1)
         return rc_error_set(err, RC_ERR_FATAL,
                             "identity: set at most one of client_id, object_id and resource_id");
@@ -400,7 +400,7 @@ static int managed_parse(const struct config_node *n, struct az_identity *id, st
 
 /* What an Entra client proves itself with: the federated token file (workload) or the
  * client secret's file (client_secret). 0 or -1 with err. */
-static int entra_proof_parse(const struct config_node *n, struct az_identity *id,
+static int entra_proof_parse(const struct rc_config_node *n, struct az_identity *id,
                              struct rc_error *err) {
     if (id->type == AZ_ID_WORKLOAD) {
         if (dup_or_env(n, "federated_token_file", "AZURE_FEDERATED_TOKEN_FILE",
@@ -424,7 +424,7 @@ static int entra_proof_parse(const struct config_node *n, struct az_identity *id
 
 /* type = workload or client_secret: an Entra application (client_id) in a tenant, at an
  * authority, each from the config or the environment. 0 or -1 with err. */
-static int entra_parse(const struct config_node *n, const char *type, struct az_identity *id,
+static int entra_parse(const struct rc_config_node *n, const char *type, struct az_identity *id,
                        struct rc_error *err) {
     char msg[512];
 
@@ -457,11 +457,10 @@ static int ids_check(const struct az_identity *id, struct rc_error *err) {
     return 0;
 }
 
-int az_identity_parse(const struct config_node *source, struct az_identity *ret, struct rc_error *err) {
-    struct config_node n;
+int az_identity_parse(const struct rc_config_node *source, struct az_identity *ret, struct rc_error *err) {
+    const struct rc_config_node *n = conf_group(source, "identity");
     struct az_identity id = { 0 };
-    conf_group(source, "identity", &n);
-    const char *type = conf_string(&n, "type");
+    const char *type = conf_string(n, "type");
 
     if (!type || strcmp(type, "managed") == 0)
         id.type = AZ_ID_MANAGED;
@@ -473,11 +472,11 @@ int az_identity_parse(const struct config_node *source, struct az_identity *ret,
         return rc_error_set(err, RC_ERR_FATAL,
                             "identity.type \"%s\": must be managed, workload or client_secret", type);
 
-    if (az_config_string(&n, "client_id", &id.client_id, err) < 0 ||
-        az_config_string(&n, "object_id", &id.object_id, err) < 0 ||
-        az_config_string(&n, "resource_id", &id.resource_id, err) < 0 ||
-        az_tls_parse(&n, &id.tls, err) < 0 ||
-        (id.type == AZ_ID_MANAGED ? managed_parse(&n, &id, err) : entra_parse(&n, type, &id, err)) < 0 ||
+    if (az_config_string(n, "client_id", &id.client_id, err) < 0 ||
+        az_config_string(n, "object_id", &id.object_id, err) < 0 ||
+        az_config_string(n, "resource_id", &id.resource_id, err) < 0 ||
+        az_tls_parse(n, &id.tls, err) < 0 ||
+        (id.type == AZ_ID_MANAGED ? managed_parse(n, &id, err) : entra_parse(n, type, &id, err)) < 0 ||
         ids_check(&id, err) < 0 ||
         (identity_describe(&id) < 0 && rc_error_oom(err) < 0)) {
         az_identity_clear(&id);

@@ -53,20 +53,20 @@ struct kv_source {
     size_t n_creds;
 };
 
-const struct config_key az_keyvault_source_keys[] = {
-    { .name = "vault_url", .type = CONFIG_T_STRING, .required = true },
-    { .name = "api_version", .type = CONFIG_T_STRING, .default_value = KV_DEFAULT_API_VERSION },
-    { .name = "scope", .type = CONFIG_T_STRING },
-    { .name = "timeout", .type = CONFIG_T_DURATION, .default_value = AZ_DEFAULT_TIMEOUT },
-    { .name = "identity", .type = CONFIG_T_GROUP, .group_keys = az_identity_keys },
+const struct rc_config_key az_keyvault_source_keys[] = {
+    { .name = "vault_url", .type = RC_CONF_T_STRING, .required = true },
+    { .name = "api_version", .type = RC_CONF_T_STRING, .default_value = KV_DEFAULT_API_VERSION },
+    { .name = "scope", .type = RC_CONF_T_STRING },
+    { .name = "timeout", .type = RC_CONF_T_DURATION, .default_value = AZ_DEFAULT_TIMEOUT },
+    { .name = "identity", .type = RC_CONF_T_GROUP, .group_keys = az_identity_keys },
     AZ_TLS_KEYS,
     { .name = NULL },
 };
 
-const struct config_key az_keyvault_credential_keys[] = {
-    { .name = "path", .type = CONFIG_T_STRING, .required = true },
-    { .name = "username", .type = CONFIG_T_STRING },
-    { .name = "value_format", .type = CONFIG_T_STRING, .default_value = "auto" },
+const struct rc_config_key az_keyvault_credential_keys[] = {
+    { .name = "path", .type = RC_CONF_T_STRING, .required = true },
+    { .name = "username", .type = RC_CONF_T_STRING },
+    { .name = "value_format", .type = RC_CONF_T_STRING, .default_value = "auto" },
     { .name = NULL },
 };
 
@@ -130,7 +130,7 @@ static char *kv_default_scope(const char *url) {
     return out ? out : strdup(KV_DEFAULT_SCOPE);
 }
 
-int az_keyvault_open(const struct rc_host *host, const struct config_node *source,
+int az_keyvault_open(const struct rc_host *host, const struct rc_config_node *source,
                      const struct rc_credential *credentials, size_t n_credentials,
                      void **ret_state, struct rc_error *err) {
     struct kv_source *s = calloc(1, sizeof *s);
@@ -156,7 +156,7 @@ int az_keyvault_open(const struct rc_host *host, const struct config_node *sourc
             goto fail;
         }
     for (size_t i = 0; i < n_credentials; i++) {
-        const struct config_node *n = &credentials[i].node;
+        const struct rc_config_node *n = credentials[i].node;
         struct kv_cred *c = &s->creds[i];
         const char *path = conf_string(n, "path");
         const char *fmt = conf_string(n, "value_format");

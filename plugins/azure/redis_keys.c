@@ -65,20 +65,20 @@ struct rk_source {
     size_t n_creds;
 };
 
-const struct config_key az_redis_keys_source_keys[] = {
-    { .name = "management_url", .type = CONFIG_T_STRING, .default_value = RK_DEFAULT_MANAGEMENT_URL },
-    { .name = "api_version", .type = CONFIG_T_STRING },
-    { .name = "scope", .type = CONFIG_T_STRING },
-    { .name = "timeout", .type = CONFIG_T_DURATION, .default_value = AZ_DEFAULT_TIMEOUT },
-    { .name = "identity", .type = CONFIG_T_GROUP, .group_keys = az_identity_keys },
+const struct rc_config_key az_redis_keys_source_keys[] = {
+    { .name = "management_url", .type = RC_CONF_T_STRING, .default_value = RK_DEFAULT_MANAGEMENT_URL },
+    { .name = "api_version", .type = RC_CONF_T_STRING },
+    { .name = "scope", .type = RC_CONF_T_STRING },
+    { .name = "timeout", .type = RC_CONF_T_DURATION, .default_value = AZ_DEFAULT_TIMEOUT },
+    { .name = "identity", .type = RC_CONF_T_GROUP, .group_keys = az_identity_keys },
     AZ_TLS_KEYS,
     { .name = NULL },
 };
 
-const struct config_key az_redis_keys_credential_keys[] = {
-    { .name = "path", .type = CONFIG_T_STRING, .required = true },
-    { .name = "prefer", .type = CONFIG_T_STRING, .default_value = "primary" },
-    { .name = "username", .type = CONFIG_T_STRING },
+const struct rc_config_key az_redis_keys_credential_keys[] = {
+    { .name = "path", .type = RC_CONF_T_STRING, .required = true },
+    { .name = "prefer", .type = RC_CONF_T_STRING, .default_value = "primary" },
+    { .name = "username", .type = RC_CONF_T_STRING },
     { .name = NULL },
 };
 
@@ -142,7 +142,7 @@ static char *rk_default_scope(const char *url) {
     return out ? out : strdup(RK_DEFAULT_SCOPE);
 }
 
-int az_redis_keys_open(const struct rc_host *host, const struct config_node *source,
+int az_redis_keys_open(const struct rc_host *host, const struct rc_config_node *source,
                        const struct rc_credential *credentials, size_t n_credentials,
                        void **ret_state, struct rc_error *err) {
     struct rk_source *s = calloc(1, sizeof *s);
@@ -167,7 +167,7 @@ int az_redis_keys_open(const struct rc_host *host, const struct config_node *sou
             goto fail;
         }
     for (size_t i = 0; i < n_credentials; i++) {
-        const struct config_node *n = &credentials[i].node;
+        const struct rc_config_node *n = credentials[i].node;
         struct rk_cred *c = &s->creds[i];
         const char *path = conf_string(n, "path");
         const char *prefer = conf_string(n, "prefer");

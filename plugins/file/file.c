@@ -71,15 +71,15 @@ struct file_source {
     size_t n_creds;
 };
 
-static const struct config_key file_source_keys[] = {
-    { .name = "directory", .type = CONFIG_T_STRING, .required = true,
-      .checks = CONFIG_CHECK_ABSOLUTE | CONFIG_CHECK_DIR },
+static const struct rc_config_key file_source_keys[] = {
+    { .name = "directory", .type = RC_CONF_T_STRING, .required = true,
+      .checks = RC_CONF_CHECK_ABSOLUTE | RC_CONF_CHECK_DIR },
     { .name = NULL },
 };
 
-static const struct config_key file_credential_keys[] = {
-    { .name = "path", .type = CONFIG_T_STRING, .required = true,
-      .checks = CONFIG_CHECK_FILE_NAME },
+static const struct rc_config_key file_credential_keys[] = {
+    { .name = "path", .type = RC_CONF_T_STRING, .required = true,
+      .checks = RC_CONF_CHECK_FILE_NAME },
     { .name = NULL },
 };
 
@@ -105,7 +105,7 @@ static void file_close(void *state) {
     free(s);
 }
 
-static int file_open(const struct rc_host *host, const struct config_node *source,
+static int file_open(const struct rc_host *host, const struct rc_config_node *source,
                      const struct rc_credential *credentials, size_t n_credentials,
                      void **ret_state, struct rc_error *err) {
     const char *dir = conf_string(source, "directory");
@@ -128,7 +128,7 @@ static int file_open(const struct rc_host *host, const struct config_node *sourc
     if (!s->directory || !s->creds)
         goto oom;
     for (size_t i = 0; i < n_credentials; i++) {
-        const char *p = conf_string(&credentials[i].node, "path");
+        const char *p = conf_string(credentials[i].node, "path");
         if (!p || !file_name_ok(p)) {
             rc_error_set(err, RC_ERR_FATAL,
                          "credential %s: path must be a file name in %s (no '/', not starting with '.')",

@@ -123,38 +123,38 @@ struct vault_source {
 
 /* ---- config schema ---------------------------------------------------------------------- */
 
-static const struct config_key vault_auth_keys[] = {
-    { .name = "method", .type = CONFIG_T_STRING, .required = true },
-    { .name = "token_file", .type = CONFIG_T_STRING },
-    { .name = "role_id_file", .type = CONFIG_T_STRING },
-    { .name = "secret_id_file", .type = CONFIG_T_STRING },
-    { .name = "remove_secret_id_file_after_reading", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "role", .type = CONFIG_T_STRING },
-    { .name = "jwt_file", .type = CONFIG_T_STRING, .default_value = VAULT_DEFAULT_JWT_FILE },
-    { .name = "mount", .type = CONFIG_T_STRING },
+static const struct rc_config_key vault_auth_keys[] = {
+    { .name = "method", .type = RC_CONF_T_STRING, .required = true },
+    { .name = "token_file", .type = RC_CONF_T_STRING },
+    { .name = "role_id_file", .type = RC_CONF_T_STRING },
+    { .name = "secret_id_file", .type = RC_CONF_T_STRING },
+    { .name = "remove_secret_id_file_after_reading", .type = RC_CONF_T_BOOL, .default_value = "false" },
+    { .name = "role", .type = RC_CONF_T_STRING },
+    { .name = "jwt_file", .type = RC_CONF_T_STRING, .default_value = VAULT_DEFAULT_JWT_FILE },
+    { .name = "mount", .type = RC_CONF_T_STRING },
     { .name = NULL },
 };
 
-static const struct config_key vault_source_keys[] = {
-    { .name = "address", .type = CONFIG_T_STRING, .required = true },
-    { .name = "namespace", .type = CONFIG_T_STRING, .default_value = "" },
-    { .name = "ca_file", .type = CONFIG_T_STRING },
-    { .name = "ca_path", .type = CONFIG_T_STRING },
-    { .name = "cert_file", .type = CONFIG_T_STRING },
-    { .name = "key_file", .type = CONFIG_T_STRING },
-    { .name = "server_name", .type = CONFIG_T_STRING },
-    { .name = "tls_insecure_skip_verify", .type = CONFIG_T_BOOL, .default_value = "false" },
-    { .name = "timeout", .type = CONFIG_T_DURATION, .default_value = "10s" },
-    { .name = "auth", .type = CONFIG_T_GROUP, .required = true, .group_keys = vault_auth_keys },
+static const struct rc_config_key vault_source_keys[] = {
+    { .name = "address", .type = RC_CONF_T_STRING, .required = true },
+    { .name = "namespace", .type = RC_CONF_T_STRING, .default_value = "" },
+    { .name = "ca_file", .type = RC_CONF_T_STRING },
+    { .name = "ca_path", .type = RC_CONF_T_STRING },
+    { .name = "cert_file", .type = RC_CONF_T_STRING },
+    { .name = "key_file", .type = RC_CONF_T_STRING },
+    { .name = "server_name", .type = RC_CONF_T_STRING },
+    { .name = "tls_insecure_skip_verify", .type = RC_CONF_T_BOOL, .default_value = "false" },
+    { .name = "timeout", .type = RC_CONF_T_DURATION, .default_value = "10s" },
+    { .name = "auth", .type = RC_CONF_T_GROUP, .required = true, .group_keys = vault_auth_keys },
     { .name = NULL },
 };
 
-static const struct config_key vault_credential_keys[] = {
-    { .name = "path", .type = CONFIG_T_STRING, .required = true },
-    { .name = "engine", .type = CONFIG_T_STRING, .default_value = "kv2" },
-    { .name = "mount", .type = CONFIG_T_STRING },
-    { .name = "username_field", .type = CONFIG_T_STRING, .default_value = "username" },
-    { .name = "password_field", .type = CONFIG_T_STRING, .default_value = "password" },
+static const struct rc_config_key vault_credential_keys[] = {
+    { .name = "path", .type = RC_CONF_T_STRING, .required = true },
+    { .name = "engine", .type = RC_CONF_T_STRING, .default_value = "kv2" },
+    { .name = "mount", .type = RC_CONF_T_STRING },
+    { .name = "username_field", .type = RC_CONF_T_STRING, .default_value = "username" },
+    { .name = "password_field", .type = RC_CONF_T_STRING, .default_value = "password" },
     { .name = NULL },
 };
 
@@ -1236,7 +1236,7 @@ static void vault_close(void *state) {
 
 /* cred_setup's first step: the credential's names, its poll interval and its fields. */
 static int cred_fields(const struct rc_credential *rc, struct vault_cred_rt *c, struct rc_error *err) {
-    const struct config_node *n = &rc->node;
+    const struct rc_config_node *n = rc->node;
     const char *path = conf_string(n, "path");
     c->name = strdup(rc->name);
     c->path = strdup(path ? path : "");
@@ -1261,7 +1261,7 @@ static int cred_fields(const struct rc_credential *rc, struct vault_cred_rt *c, 
  * one that engine can do; *rotate_db: a vault-database rotation (a static role's). */
 static int cred_engine(const struct rc_credential *rc, struct vault_cred_rt *c, bool *rotate_db,
                        struct rc_error *err) {
-    const struct config_node *n = &rc->node;
+    const struct rc_config_node *n = rc->node;
     const char *engine = conf_string(n, "engine");
     if (strcmp(engine, "kv2") == 0)
         c->engine = ENGINE_KV2;
@@ -1278,9 +1278,7 @@ static int cred_engine(const struct rc_credential *rc, struct vault_cred_rt *c, 
     *rotate_db = false;
     if (!conf_has(n, "rotation"))
         return 0;
-    struct config_node rn;
-    conf_group(n, "rotation", &rn);
-    const char *strategy = conf_string(&rn, "strategy");
+    const char *strategy = conf_string(n, "rotation.strategy");   /* not in our table: a path */
     *rotate_db = strategy && strcmp(strategy, "vault-database") == 0;
     if (*rotate_db && c->engine != ENGINE_DATABASE)
         return rc_error_set(err, RC_ERR_FATAL, "credential %s: strategy vault-database needs engine "
@@ -1296,7 +1294,7 @@ static int cred_engine(const struct rc_credential *rc, struct vault_cred_rt *c, 
 /* The API paths of a database credential (enc_r is "static-creds/" + the encoded role). */
 static int cred_database_paths(const struct rc_credential *rc, struct vault_cred_rt *c, const char *rest,
                                const char *enc_m, const char *enc_r, bool rotate_db, struct rc_error *err) {
-    const struct config_node *n = &rc->node;
+    const struct rc_config_node *n = rc->node;
     const char *role = strncmp(rest, "static-creds/", 13) == 0 ? rest + 13 : NULL;
     if (!role || !role[0] || strchr(role, '/'))
         return rc_error_set(err, RC_ERR_FATAL, "credential %s: a database path is MOUNT/static-creds/ROLE, "
@@ -1344,8 +1342,8 @@ static int cred_api_paths(const struct rc_credential *rc, struct vault_cred_rt *
 
 /* One credential's settings into c: its fields, its engine, its API paths. 0 or -1 + err. */
 static int cred_setup(const struct rc_credential *rc, struct vault_cred_rt *c, struct rc_error *err) {
-    const char *path = conf_string(&rc->node, "path");
-    const char *mount = conf_string(&rc->node, "mount");
+    const char *path = conf_string(rc->node, "path");
+    const char *mount = conf_string(rc->node, "mount");
     char *m = NULL, *rest = NULL, enc_m[VAULT_PATH_MAX], enc_r[VAULT_PATH_MAX];
     bool rotate_db = false;
     int r;
@@ -1375,10 +1373,9 @@ static bool header_value_ok(const char *v) {
     return true;
 }
 
-static int auth_setup(struct vault_source *s, const struct config_node *source, struct rc_error *err) {
-    struct config_node a;
-    conf_group(source, "auth", &a);
-    const char *method = conf_string(&a, "method");
+static int auth_setup(struct vault_source *s, const struct rc_config_node *source, struct rc_error *err) {
+    const struct rc_config_node *a = conf_group(source, "auth");
+    const char *method = conf_string(a, "method");
     static const char *const only_for[][2] = {
         { "token_file", "token" }, { "role_id_file", "approle" }, { "secret_id_file", "approle" },
         { "remove_secret_id_file_after_reading", "approle" }, { "role", "kubernetes" },
@@ -1390,18 +1387,18 @@ static int auth_setup(struct vault_source *s, const struct config_node *source, 
     s->method = !strcmp(method, "token") ? METHOD_TOKEN : !strcmp(method, "approle") ? METHOD_APPROLE
                                                                                      : METHOD_KUBERNETES;
     for (size_t i = 0; i < sizeof only_for / sizeof only_for[0]; i++)
-        if (conf_has(&a, only_for[i][0]) && strcmp(method, only_for[i][1]) != 0)
+        if (conf_has(a, only_for[i][0]) && strcmp(method, only_for[i][1]) != 0)
             return rc_error_set(err, RC_ERR_FATAL, "auth.%s does not apply to method %s (only to %s)",
                                 only_for[i][0], method, only_for[i][1]);
-    if (s->method == METHOD_TOKEN && conf_has(&a, "mount"))
+    if (s->method == METHOD_TOKEN && conf_has(a, "mount"))
         return rc_error_set(err, RC_ERR_FATAL, "auth.mount does not apply to method token");
 
-    s->token_file = xstrdup_or_null(conf_string(&a, "token_file"));
-    s->role_id_file = xstrdup_or_null(conf_string(&a, "role_id_file"));
-    s->secret_id_file = xstrdup_or_null(conf_string(&a, "secret_id_file"));
-    s->jwt_file = xstrdup_or_null(conf_string(&a, "jwt_file"));
-    s->role = xstrdup_or_null(conf_string(&a, "role"));
-    s->remove_secret_id = conf_bool(&a, "remove_secret_id_file_after_reading");
+    s->token_file = xstrdup_or_null(conf_string(a, "token_file"));
+    s->role_id_file = xstrdup_or_null(conf_string(a, "role_id_file"));
+    s->secret_id_file = xstrdup_or_null(conf_string(a, "secret_id_file"));
+    s->jwt_file = xstrdup_or_null(conf_string(a, "jwt_file"));
+    s->role = xstrdup_or_null(conf_string(a, "role"));
+    s->remove_secret_id = conf_bool(a, "remove_secret_id_file_after_reading");
     snprintf(s->cred_token, sizeof s->cred_token, "%s.token", s->host->instance);
     snprintf(s->cred_role_id, sizeof s->cred_role_id, "%s.role-id", s->host->instance);
     snprintf(s->cred_secret_id, sizeof s->cred_secret_id, "%s.secret-id", s->host->instance);
@@ -1414,7 +1411,7 @@ static int auth_setup(struct vault_source *s, const struct config_node *source, 
         return rc_error_set(err, RC_ERR_FATAL, "auth.remove_secret_id_file_after_reading needs "
                             "auth.secret_id_file");
     if (s->method != METHOD_TOKEN) {
-        const char *mount = conf_string(&a, "mount");
+        const char *mount = conf_string(a, "mount");
         char *mm = strdup(mount && mount[0] ? mount : method), enc[VAULT_PATH_MAX];
         if (!mm)
             return rc_error_oom(err);
@@ -1438,7 +1435,7 @@ static int auth_setup(struct vault_source *s, const struct config_node *source, 
     return 0;
 }
 
-static int vault_open(const struct rc_host *host, const struct config_node *source,
+static int vault_open(const struct rc_host *host, const struct rc_config_node *source,
                       const struct rc_credential *credentials, size_t n_credentials,
                       void **ret_state, struct rc_error *err) {
     struct vault_source *s = calloc(1, sizeof *s);

@@ -11,6 +11,8 @@ The rules are the ones docs/development.md lists under "Architecture checks":
   design-refs  docs/design.md exists, no "DESIGN §" reference is left in the tree, and
                nothing points at a document outside the repository
   module-tests each agent/ and common/ module X.c has tests/unit/test_X.c
+  sdk-header   plugins/plugin.h, the whole plugin SDK, includes only system headers
+               (#include <...>), so no header of the host's becomes part of the ABI
   one-home     each shared helper has one home, and no copy of it is written again:
                clocks (common/rctime.c), RFC 3339 (rctime.c), write_all (common/fdio.c),
                "no expiry" (RC_NO_EXPIRY), out of memory and the transport error class
@@ -33,6 +35,7 @@ KNOWN = {
     "acyclic": {},
     "fn-length": {},
     "module-tests": {},
+    "sdk-header": {},
     "one-home": {},
 }
 
@@ -212,6 +215,19 @@ def check_module_tests(src, _build):
     return bad
 
 
+def check_sdk_header(src, _build):
+    """plugins/plugin.h is installed alone: a quoted #include would need a project header."""
+    with open(os.path.join(src, "plugins", "plugin.h"), encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    bad = []
+    for i, line in enumerate(lines, 1):
+        m = re.match(r'\s*#\s*include\s*(\S.*)', line)
+        if m and not m.group(1).startswith("<"):
+            bad.append((f"plugin.h:{i}", f"plugins/plugin.h:{i}: {line.strip()} (the SDK installs plugin.h "
+                                          "alone: include system headers only)"))
+    return bad
+
+
 # kind -> (where the helper lives, pattern of a copy, match on the code without comments
 # and strings?). A copy is any match outside the home.
 ONE_HOME = {
@@ -255,6 +271,7 @@ RULES = [
     ("plugin-syms", check_plugin_syms),
     ("design-refs", check_design_refs),
     ("module-tests", check_module_tests),
+    ("sdk-header", check_sdk_header),
     ("one-home", check_one_home),
 ]
 

@@ -29,6 +29,9 @@ def example_plugin(tmp_path_factory):
     run(["cmake", "--install", h.BUILD_DIR, "--prefix", str(prefix)])
     pc_dirs = [str(p.parent) for p in prefix.rglob("redis-creds-plugin.pc")]
     assert pc_dirs, "cmake --install put no redis-creds-plugin.pc under %s" % prefix
+    # The SDK is plugin.h alone (ABI 5): no header of the host's beside it.
+    headers = sorted(p.name for p in prefix.rglob("redis-creds-plugin/*.h"))
+    assert headers == ["plugin.h"], headers
     env = dict(os.environ, PKG_CONFIG_PATH=":".join(pc_dirs), PKG_CONFIG_LIBDIR="/nonexistent")
     # Nothing of the source tree may leak in: only the scratch prefix's headers.
     cflags = run(["pkg-config", "--cflags", "redis-creds-plugin"], env=env).stdout

@@ -76,10 +76,10 @@ for p in \
     check "$pkg has /$path" has "$pkg" "$path"
 done
 check "libredis-creds0 ships a symbols file" sh -c "dpkg-deb -I '$(deb_of libredis-creds0)' symbols"
-for h in plugin config; do
-    check "redis-creds-plugin-dev has /usr/include/redis-creds-plugin/$h.h" \
-        has redis-creds-plugin-dev "usr/include/redis-creds-plugin/$h\.h"
-done
+check "redis-creds-plugin-dev has /usr/include/redis-creds-plugin/plugin.h" \
+    has redis-creds-plugin-dev "usr/include/redis-creds-plugin/plugin\.h"
+check "the plugin SDK's only header is plugin.h (ABI 5: no host header)" \
+    sh -c "test \"\$(dpkg-deb -c '$(deb_of redis-creds-plugin-dev)' | grep -cE 'usr/include/.*\.h\$')\" = 1"
 check "the plugin SDK is headers, a .pc and a version script: no library" \
     sh -c "! dpkg-deb -c '$(deb_of redis-creds-plugin-dev)' | grep -E '\.(so|a)(\.|\$)'"
 check "the agent has no .so of its own in /usr/lib (only plugins)" \

@@ -8,8 +8,6 @@
 #include "mock_host.h"
 #include "plugins.h"
 
-static const struct rc_plugin *the_plugin;
-
 static void mock_log(void *h, int level, const char *credential, const char *fmt, ...) {
     struct mock_host *m = h;
     size_t used = strlen(m->log);
@@ -40,28 +38,49 @@ static void mock_wake(void *h, const char *credential) {
         snprintf(m->woken[m->n_woken++], sizeof m->woken[0], "%s", credential);
 }
 
-static int lookup(void *ud, const char *plugin_dir, const char *type, const struct config_key **src,
-                  const struct config_key **cred, char *err, size_t errlen) {
-    for (size_t i = 0; i < the_plugin->n_types; i++)
-        if (strcmp(the_plugin->types[i].type, type) == 0) {
-            *src = the_plugin->types[i].source_keys;
-            *cred = the_plugin->types[i].credential_keys;
+int mock_host_lookup(void *ud, const char *plugin_dir, const char *type, const struct config_key **src,
+                     const struct config_key **cred, char *err, size_t errlen) {
+    const struct mock_host *m = ud;
+    (void)plugin_dir;
+    for (size_t i = 0; i < m->plugin->n_types; i++)
+        if (strcmp(m->plugin->types[i].type, type) == 0) {
+            *src = m->keys[2 * i];
+            *cred = m->keys[2 * i + 1];
             return 0;
         }
     snprintf(err, errlen, "unknown type %s", type);
     return -2;
 }
 
+int mock_host_schema(struct mock_host *m, const struct rc_plugin *plugin) {
+    char err[256];
+    memset(m, 0, sizeof *m);
+    m->plugin = plugin;
+    if (plugin->n_types > MOCK_TYPES_MAX) {
+        fprintf(stderr, "mock_host: %zu types\n", plugin->n_types);
+        return -1;
+    }
+    for (size_t i = 0; i < 2 * plugin->n_types; i++) {
+        const struct rc_source_type *t = &plugin->types[i / 2];
+        if (plugins_keys_convert(i % 2 ? t->credential_keys : t->source_keys, &m->keys[i], err,
+                                 sizeof err) < 0) {
+            fprintf(stderr, "mock_host: type %s: %s\n", t->type, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int mock_host_init(struct mock_host *m, const struct rc_plugin *plugin, const char *config_text) {
     char err[1024];
-    memset(m, 0, sizeof *m);
-    the_plugin = plugin;
+    if (mock_host_schema(m, plugin) < 0)
+        return -1;
     if (plugin->services)
         *plugin->services = plugins_services();   /* as the agent's loader does */
     m->host = (struct rc_host){ .h = m, .instance = "test", .log = mock_log,
                                 .keyed_version = mock_keyed_version, .wake = mock_wake };
     m->key = secret_new("0123456789abcdef0123456789abcdef", 32);
-    if (config_load_string(config_text, "test.conf", "/tmp", lookup, NULL, &m->cfg, err, sizeof err) < 0) {
+    if (config_load_string(config_text, "test.conf", "/tmp", mock_host_lookup, m, &m->cfg, err, sizeof err) < 0) {
         fprintf(stderr, "mock_host: %s\n", err);
         return -1;
     }
@@ -71,6 +90,12 @@ int mock_host_init(struct mock_host *m, const struct rc_plugin *plugin, const ch
 void mock_host_fini(struct mock_host *m) {
     m->cfg = config_free(m->cfg);
     m->key = secret_free(m->key);
+    for (size_t i = 0; i < 2 * MOCK_TYPES_MAX; i++)
+        m->keys[i] = (plugins_keys_free(m->keys[i]), NULL);
+}
+
+const struct rc_config_node *mock_host_source(const struct mock_host *m, size_t i) {
+    return plugins_node(&m->cfg->sources[i].node);
 }
 
 struct rc_credential *mock_host_credentials(struct mock_host *m, size_t source, size_t *n) {
@@ -79,7 +104,7 @@ struct rc_credential *mock_host_credentials(struct mock_host *m, size_t source, 
     for (size_t i = 0; r && i < m->cfg->n_credentials; i++)
         if (m->cfg->credentials[i].source_index == source)
             r[(*n)++] = (struct rc_credential){ .name = m->cfg->credentials[i].name,
-                                                .node = m->cfg->credentials[i].node };
+                                                .node = plugins_node(&m->cfg->credentials[i].node) };
     return r;
 }
 

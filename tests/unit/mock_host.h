@@ -4,8 +4,11 @@
  * hands the plugin the agent's own struct rc_services (agent/plugins.c). */
 #pragma once
 #include <stddef.h>
+#include "config.h"
 #include "plugin.h"
 #include "secret.h"
+
+#define MOCK_TYPES_MAX 8
 
 struct mock_host {
     struct rc_host host;
@@ -14,7 +17,17 @@ struct mock_host {
     size_t n_woken;
     struct secret *key;
     struct config *cfg;
+    const struct rc_plugin *plugin;
+    struct config_key *keys[2 * MOCK_TYPES_MAX];   /* per type: source, credential (host schema) */
 };
+
+/* Converts the plugin's key tables as the agent's loader does (0 or -1, printed); then
+ * mock_host_lookup (userdata: m) gives them to config_load(). mock_host_fini() frees them. */
+int mock_host_schema(struct mock_host *m, const struct rc_plugin *plugin);
+int mock_host_lookup(void *ud, const char *plugin_dir, const char *type, const struct config_key **src,
+                     const struct config_key **cred, char *err, size_t errlen);
+/* The node of source i, as open() takes it. */
+const struct rc_config_node *mock_host_source(const struct mock_host *m, size_t i);
 
 /* Loads `config_text` (a whole agent config) with the plugin's schema. Returns 0 or -1
  * (the error is printed). */

@@ -5,9 +5,9 @@
 #include <stddef.h>
 #include "plugin.h"
 
-static const struct config_key no_keys[] = { { 0 } };
+static const struct rc_config_key no_keys[] = { { 0 } };
 
-static int st_open(const struct rc_host *host, const struct config_node *source,
+static int st_open(const struct rc_host *host, const struct rc_config_node *source,
                    const struct rc_credential *credentials, size_t n_credentials, void **ret_state,
                    struct rc_error *err) {
     (void)host, (void)source, (void)credentials, (void)n_credentials, (void)err;
@@ -30,7 +30,7 @@ static void st_close(void *state) {
  * not have: the words after it belong to the next thing in memory, not to this table. */
 struct short_type {
     const char *type;
-    const struct config_key *source_keys, *credential_keys;
+    const struct rc_config_key *source_keys, *credential_keys;
     uint32_t caps;
     void *open, *fetch, *close;
     const void *after[5];

@@ -463,7 +463,7 @@ static int fx_open(struct fx *f, const char *conf_tmpl, struct rc_error *err) {
         assert_non_null(f->type[i]);
         f->creds[i] = mock_host_credentials(&f->m, i, &f->n[i]);
         memset(err, 0, sizeof *err);
-        if (f->type[i]->open(&f->m.host, &f->m.cfg->sources[i].node, f->creds[i], f->n[i], &f->state[i], err) < 0) {
+        if (f->type[i]->open(&f->m.host, mock_host_source(&f->m, i), f->creds[i], f->n[i], &f->state[i], err) < 0) {
             f->state[i] = NULL;
             return -1;
         }

@@ -57,7 +57,7 @@ static int setup(void **st) {
     assert_int_equal(f->n, 2);
     struct rc_error err = { 0 };
     const struct rc_source_type *t = &redis_creds_plugin.types[0];
-    assert_int_equal(t->open(&f->m.host, &f->m.cfg->sources[0].node, f->creds, f->n, &f->state, &err), 0);
+    assert_int_equal(t->open(&f->m.host, mock_host_source(&f->m, 0), f->creds, f->n, &f->state, &err), 0);
     *st = f;
     return 0;
 }
@@ -306,15 +306,6 @@ static void test_write_and_rename_wake_the_credential(void **st) {
     assert_int_equal(f->m.n_woken, 2);
 }
 
-static int file_lookup(void *ud, const char *plugin_dir, const char *type,
-                       const struct config_key **src, const struct config_key **cred,
-                       char *err, size_t errlen) {
-    (void)ud, (void)plugin_dir, (void)type, (void)err, (void)errlen;
-    *src = redis_creds_plugin.types[0].source_keys;
-    *cred = redis_creds_plugin.types[0].credential_keys;
-    return 0;
-}
-
 /* The plugin's key table declares the checks, so the host refuses these at load (and
  * --check-config) without running plugin code. */
 static void test_path_with_slash_and_relative_directory_are_refused_at_load(void **st) {
@@ -327,6 +318,8 @@ static void test_path_with_slash_and_relative_directory_are_refused_at_load(void
         { "secrets", "app.json", "test.conf:1: sources[0].directory: \"secrets\" must be an "
           "absolute path" },
     };
+    struct mock_host m;
+    assert_int_equal(mock_host_schema(&m, &redis_creds_plugin), 0);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char conf[1024], err[1024];
         struct config *c = NULL;
@@ -335,12 +328,13 @@ static void test_path_with_slash_and_relative_directory_are_refused_at_load(void
                  "credentials = ( { name = \"c\"; source = \"local\"; path = \"%s\";\n"
                  "    redis = { endpoints = [ \"127.0.0.1:6379\" ]; }; } );\n", cases[i].dir,
                  cases[i].path);
-        assert_int_equal(config_load_string(conf, "test.conf", "/tmp", file_lookup, NULL, &c, err,
+        assert_int_equal(config_load_string(conf, "test.conf", "/tmp", mock_host_lookup, &m, &c, err,
                                             sizeof err), -EINVAL);
         assert_null(c);
         if (strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
             fail_msg("\"%s\" does not start with \"%s\"", err, cases[i].want);
     }
+    mock_host_fini(&m);
 }
 
 static void test_missing_directory_is_fatal_at_open(void **st) {
@@ -352,7 +346,7 @@ static void test_missing_directory_is_fatal_at_open(void **st) {
     assert_int_equal(mock_host_init(&m, &redis_creds_plugin, conf), 0);
     void *state = NULL;
     struct rc_error err = { 0 };
-    assert_int_equal(redis_creds_plugin.types[0].open(&m.host, &m.cfg->sources[0].node, NULL, 0, &state, &err), -1);
+    assert_int_equal(redis_creds_plugin.types[0].open(&m.host, mock_host_source(&m, 0), NULL, 0, &state, &err), -1);
     assert_int_equal(err.cls, RC_ERR_FATAL);
     assert_non_null(strstr(err.message, "/nonexistent/redis-creds"));
     mock_host_fini(&m);

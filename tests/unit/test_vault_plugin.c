@@ -203,7 +203,7 @@ static int open_source(struct fx *f, const char *source_extra, const char *auth,
     f->host_up = true;
     f->creds = mock_host_credentials(&f->m, 0, &f->n);
     memset(err, 0, sizeof *err);
-    return redis_creds_plugin.types[0].open(&f->m.host, &f->m.cfg->sources[0].node, f->creds, f->n, &f->state, err);
+    return redis_creds_plugin.types[0].open(&f->m.host, mock_host_source(&f->m, 0), f->creds, f->n, &f->state, err);
 }
 
 static char token_auth[400];
@@ -241,7 +241,7 @@ static void test_plugin_abi_and_schema(void **st) {
                            "tls_insecure_skip_verify", "timeout", "auth" };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         bool found = false;
-        for (const struct config_key *k = t->source_keys; k->name; k++)
+        for (const struct rc_config_key *k = t->source_keys; k->name; k++)
             found |= strcmp(k->name, want[i]) == 0;
         assert_true(found);
     }
