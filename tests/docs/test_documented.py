@@ -1,8 +1,8 @@
 """Every config key and CLI flag is documented, and the man pages render cleanly.
 
 The config keys come from the code's schema tables: every `.name = "..."` inside an array
-of `struct config_key` in common/config.c and plugins/ (macros such as AZ_TLS_KEYS
-expanded), plus the hand-checked `cred_extra_keys` (`mode`). Each key must be:
+of `struct config_key` in common/config.c and `struct rc_config_key` in plugins/ (macros such as
+AZ_TLS_KEYS expanded), plus the hand-checked `cred_extra_keys` (`mode`). Each key must be:
 
 - a tagged entry (`.TP`, then the key in bold) in man/redis-creds.conf.5, in a section
   whose heading names the table's context (`agent`, `redis`, `vault`, ...);
@@ -80,7 +80,7 @@ def strip_c_comments(text):
 
 NAME_RE = re.compile(r'\.name\s*=\s*"([^"]*)"')
 MACRO_RE = re.compile(r"^[ \t]*#[ \t]*define[ \t]+(\w+)[ \t]*((?:[^\n]*\\\n)*[^\n]*)", re.M)
-TABLE_RE = re.compile(r"struct\s+config_key\s+(\w+)\s*\[\s*\]\s*=\s*\{", re.S)
+TABLE_RE = re.compile(r"struct\s+(?:rc_)?config_key\s+(\w+)\s*\[\s*\]\s*=\s*\{", re.S)
 EXTRA_RE = re.compile(r"char\s*\*\s*const\s+(\w+_extra_keys)\s*\[\s*\]\s*=\s*\{([^}]*)\}")
 
 
@@ -105,7 +105,7 @@ def schema_sources():
 
 
 def read_schema():
-    """[(table, file, context word, [keys])] for every struct config_key table."""
+    """[(table, file, context word, [keys])] for every struct config_key (host) and rc_config_key (plugin) table."""
     texts = {f: strip_c_comments(f.read_text()) for f in schema_sources()}
     macros = {}
     for text in texts.values():
