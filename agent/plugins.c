@@ -129,8 +129,10 @@ static int convert_keys(const struct rc_config_key *in, unsigned depth, struct c
         int r = 0;
         if (k->type < RC_CONF_T_STRING || k->type > RC_CONF_T_GROUP || (k->checks & ~PLUGIN_CHECKS) ||
             (k->type == RC_CONF_T_GROUP) != (k->group_keys != NULL)) {
-            snprintf(err, errlen, "key \"%s\": type %d, checks 0x%x%s", k->name, (int)k->type, k->checks,
-                     k->type == RC_CONF_T_GROUP ? " (a GROUP needs group_keys)" : "");
+            snprintf(err, errlen, "key \"%s\": type %d with checks 0x%x is none the host can check%s",
+                     k->name, (int)k->type, k->checks,
+                     k->type == RC_CONF_T_GROUP ? " (a GROUP needs group_keys)"
+                                                : " (only a GROUP has group_keys)");
             r = -ELIBBAD;
         } else if (k->group_keys)
             r = convert_keys(k->group_keys, depth + 1, (struct config_key **)&out[i].group_keys, err, errlen);
