@@ -64,8 +64,9 @@ struct rc_config_key {
 };
 
 /* A group of settings (a source, a credential, a nested group) with its schema. Opaque:
- * only the host's conf_*() services read it, and it stays valid while the instance is
- * open. */
+ * only the host's conf_*() services read it. Valid during the call that hands it over
+ * (open(), or a method given the rc_credential): read what you need then and keep no
+ * pointer to it, since a reload may keep an instance open across configs. */
 struct rc_config_node;
 
 /* The host's secret: opaque to plugins, made and read through struct rc_services. */
