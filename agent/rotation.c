@@ -1763,7 +1763,7 @@ int64_t rotation_previous_valid_until(const struct cred_rt *c, int64_t rotated_a
 }
 
 void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
-    if (c->sm.rot == RS_AWAIT_FETCH)
+    if (c->sm.rot == RS_AWAIT_FETCH && c->rot.st)
         rot_fail(c, "cannot read the new version %s from the store: %s", c->rot.st->new_version,
                  err->message);
 }
