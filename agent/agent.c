@@ -124,7 +124,7 @@ static void mark_recovered(struct cred_rt *c) {
     }
     text_clear(&c->logged_error);
     text_clear(&c->last_error);
-    c->pending_version[0] = '\0';
+    text_clear(&c->pending_version);
 }
 
 /* A metrics write that fails is a warning, repeated at most every METRICS_RELOG_USEC
@@ -194,7 +194,7 @@ static void write_metrics(struct agent *a) {
         for (size_t i = 0; i < a->n_creds; i++)
             if (a->creds[i].rot.enabled)
                 M("redis_creds_rotation_last_timestamp_seconds{name=\"%s\"} %lld\n",
-                  a->creds[i].cfg->name, (long long)a->creds[i].rot.st.last_completed);
+                  a->creds[i].cfg->name, (long long)(a->creds[i].rot.st ? a->creds[i].rot.st->last_completed : 0));
         M("# HELP redis_creds_rotation_failures_total Failed rotation steps (each is retried).\n"
           "# TYPE redis_creds_rotation_failures_total counter\n");
         for (size_t i = 0; i < a->n_creds; i++)
@@ -230,8 +230,8 @@ static void agent_update_status(struct agent *a) {
                          c->state == CS_PENDING ? " (pending)" : "");
         else
             n = snprintf(buf + len, sizeof buf - len, "; %s %s (%s%s%s: %.160s)", c->cfg->name, v,
-                         cred_state_names[c->state], c->pending_version[0] ? " " : "",
-                         c->pending_version, text_or_empty(c->last_error));
+                         cred_state_names[c->state], c->pending_version ? " " : "",
+                         text_or_empty(c->pending_version), text_or_empty(c->last_error));
         if (n < 0)
             break;
         len += (size_t)n;
@@ -603,7 +603,7 @@ static void still_current(struct cred_rt *c, const char *version, uint64_t next_
     c->state = CS_CURRENT;
     if (was_failed)
         mark_recovered(c);
-    c->pending_version[0] = '\0';
+    text_clear(&c->pending_version);
     backoff_reset(&c->retry);
     log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = c->cfg->name, .version = version },
                 "version %s unchanged", version);
@@ -686,7 +686,7 @@ static void fetch_done(struct job *j) {
         return;
     }
 
-    snprintf(c->pending_version, sizeof c->pending_version, "%s", cand->version);
+    text_set(&c->pending_version, "%s", cand->version);
     if (c->cfg->redis.validate == VALIDATE_NONE) {
         publish(c, cand, NULL, "none", true);
         schedule_look(c, cj->next_check_usec);
@@ -870,7 +870,7 @@ static void published(struct cred_rt *c, const char *validated) {
     c->state = CS_CURRENT;
     if (was_failed)
         mark_recovered(c);
-    c->pending_version[0] = '\0';
+    text_clear(&c->pending_version);
     c->last_change = c->cur.published_at;
     backoff_reset(&c->retry);
     arm_expiry(c, 0);
@@ -1129,6 +1129,7 @@ static void creds_free(struct cred_rt *creds, size_t n) {
         job_clear(&creds[i]);
         credfile_clear(&creds[i].cur);
         text_clear(&creds[i].last_error);
+        text_clear(&creds[i].pending_version);
         text_clear(&creds[i].logged_error);
         text_clear(&creds[i].nodes);
         text_clear(&creds[i].rot.last_error);
@@ -1366,7 +1367,7 @@ static void cred_carry(struct cred_rt *c, struct cred_rt *old) {
     c->expiry_stage = old->expiry_stage;
     c->first_done = true;
     text_set(&c->last_error, "%s", text_or_empty(old->last_error));
-    snprintf(c->pending_version, sizeof c->pending_version, "%s", old->pending_version);
+    text_set(&c->pending_version, "%s", text_or_empty(old->pending_version));
     text_set(&c->nodes, "%s", text_or_empty(old->nodes));
     text_set(&c->logged_error, "%s", text_or_empty(old->logged_error));
     c->logged_at = old->logged_at;
@@ -1374,7 +1375,8 @@ static void cred_carry(struct cred_rt *c, struct cred_rt *old) {
     c->rot.failures_total = old->rot.failures_total;
     c->rot.carried = old->rot.enabled && !old->rot.observer;
     c->rot.carried_retry_mono = old->sm.rot == RS_RETRY_WAIT && old->rot.timer ? old->rot.timer_mono : 0;
-    c->rot.st = old->rot.st;
+    c->rot.st = old->rot.st;   /* moved: the old generation's rotation_clear() frees none */
+    old->rot.st = NULL;
     c->rot.retry = old->rot.retry;
     c->rot.fetched = old->rot.fetched;
     c->rot.splay_usec = old->rot.splay_usec;

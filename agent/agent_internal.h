@@ -107,12 +107,15 @@ struct rot_rt {
     bool enabled;                         /* configured, and the source can rotate */
     bool observer;                        /* another host is the rotator: never rotate here */
     struct srcq_op store_op;              /* a store step, in the source's queue */
-    struct rotate_state st;
+    /* The phase record: allocated with the job (rotation_init), only if this host
+     * rotates; NULL otherwise (observers and credentials without rotation read none).
+     * A reload moves it to the next generation (cred_carry); rotation_clear frees it. */
+    struct rotate_state *st;
     sd_event_source *timer;
     enum rot_timer timer_kind;
     uint64_t timer_mono;
     uint64_t arm_delay;                   /* the timer of the step entered next: due in */
-    bool carried;                         /* st and retry came from the previous generation */
+    bool carried;                         /* st (moved) and retry came from the previous generation */
     uint64_t carried_retry_mono;          /* ... which waited to retry until then; 0 = not */
     struct backoff retry;
     char *last_error;                     /* heap, NULL = none (text_set) */
@@ -165,7 +168,7 @@ struct cred_rt {
     enum cred_state state;
     enum rc_err_class last_class;
     char *last_error;                       /* heap, NULL = none (text_set) */
-    char pending_version[RC_VERSION_MAX];   /* a candidate not (yet) published */
+    char *pending_version;                  /* heap: a candidate not (yet) published; NULL */
     char *nodes;                            /* the last validation's per-node result; NULL */
     int64_t last_check, last_change;        /* unix seconds; 0 = never */
     uint64_t next_check_mono;               /* CLOCK_MONOTONIC usec; 0 = none */
@@ -301,7 +304,8 @@ static inline int cred_event(struct cred_rt *c, struct credsm_event ev) {
 
 /* At start and after a reload: reads the phase record and resumes or schedules. */
 void rotation_init(struct cred_rt *c);
-/* Frees what the credential's rotation holds: its timer and its job (secrets wiped). */
+/* Frees what the credential's rotation holds: its timer, its job (secrets wiped) and its
+ * phase record. */
 void rotation_clear(struct cred_rt *c);
 /* SIGTERM: no more rotation steps start. */
 void rotation_stop(struct cred_rt *c);

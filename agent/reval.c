@@ -159,7 +159,7 @@ void reval_carry(struct cred_rt *c, struct cred_rt *old) {
     struct reval_rt *o = &old->reval;
     c->reval.due_mono = o->timer && o->due_mono ? o->due_mono : 0;
     c->reval.last_at = o->last_at;
-    snprintf(c->reval.revoked_version, sizeof c->reval.revoked_version, "%s", o->revoked_version);
+    text_set(&c->reval.revoked_version, "%s", text_or_empty(o->revoked_version));
     c->reval.published_refused = o->published_refused;
     c->reval.said = o->said;
     text_set(&c->reval.why, "%s", text_or_empty(o->why));
@@ -174,6 +174,7 @@ void reval_clear(struct cred_rt *c) {
     c->reval.timer = sd_event_source_disable_unref(c->reval.timer);
     c->reval.job = job_free(c->reval.job);
     text_clear(&c->reval.why);
+    text_clear(&c->reval.revoked_version);
 }
 
 void reval_timer(struct cred_rt *c) {
@@ -221,7 +222,7 @@ static void set_revoked(struct cred_rt *c, const char *fmt, ...) {
     va_end(ap);
     c->state = CS_REVOKED;
     text_set(&c->last_error, "%s", text_or_empty(c->reval.why));
-    snprintf(c->pending_version, sizeof c->pending_version, "%s", c->reval.revoked_version);
+    text_set(&c->pending_version, "%s", text_or_empty(c->reval.revoked_version));
 }
 
 /* The periodic re-validation's verdict on the published credential. */
@@ -238,23 +239,23 @@ static bool judge_published(struct cred_rt *c, const struct reval_job *j) {
     text_set(&c->nodes, "%s", v->nodes);
     if (verdict == REVAL_ACCEPTED) {
         c->reval.published_refused = false;
-        if (strcmp(c->reval.revoked_version, ver) != 0)
+        if (!same(c->reval.revoked_version, ver))
             return false;
         log_ctx_msg(LOG_INFO, &ctx, "%s: Redis accepts the published version %s again",
                     c->cfg->name, ver);
-        c->reval.revoked_version[0] = '\0';
+        text_clear(&c->reval.revoked_version);
         c->reval.said = false;
         text_clear(&c->reval.why);
         if (c->state == CS_REVOKED) {
             c->state = CS_CURRENT;
-            c->pending_version[0] = '\0';
+            text_clear(&c->pending_version);
             text_clear(&c->last_error);
             text_clear(&c->logged_error);
         }
         return false;
     }
-    bool again = strcmp(c->reval.revoked_version, ver) == 0;
-    snprintf(c->reval.revoked_version, sizeof c->reval.revoked_version, "%s", ver);
+    bool again = same(c->reval.revoked_version, ver);
+    text_set(&c->reval.revoked_version, "%s", ver);
     c->reval.published_refused = true;
     if (!again)
         c->reval.said = false;
@@ -276,7 +277,7 @@ static void nothing_replaces(struct cred_rt *c, const char *tried) {
     log_ctx_msg(c->reval.said ? LOG_DEBUG : LOG_WARNING, &ctx, "%s: nothing replaces the refused "
                 "version %s (%s); the state stays revoked until the store offers a version "
                 "Redis accepts, or Redis accepts it again", c->cfg->name,
-                c->reval.revoked_version, tried);
+                text_or_empty(c->reval.revoked_version), tried);
     c->reval.said = true;
     if (c->state != CS_REVOKED && c->have_cur && same(c->cur.cur.version, c->reval.revoked_version))
         set_revoked(c, "%s", text_or_empty(c->reval.why));
@@ -357,7 +358,7 @@ static bool listed(const struct reval_job *j, const char *version) {
 /* A recovery: what the store offers (but the refused version) and the published
  * previous, in that order. */
 static enum reval_take recovery(struct cred_rt *c, struct rc_candidate *cands, int n) {
-    const char *refused = c->reval.revoked_version, *published = c->cur.cur.version;
+    const char *refused = text_or_empty(c->reval.revoked_version), *published = c->cur.cur.version;
     struct reval_job *j = calloc(1, sizeof *j);
     if (!j)
         return REVAL_TAKE_NONE;
@@ -394,13 +395,13 @@ enum reval_take reval_take_fetched(struct cred_rt *c, struct rc_candidate *cands
     struct reval_rt *rv = &c->reval;
     if (c->sm.recovering && c->have_cur)
         return recovery(c, cands, n);
-    if (n <= 0 || !rv->revoked_version[0])
+    if (n <= 0 || !rv->revoked_version)
         return REVAL_TAKE_NONE;
     const char *peer = n > 1 && cands[1].role == RC_CAND_PEER ? cands[1].version : NULL;
     enum reval_take t = reval_offer(rv->revoked_version, c->have_cur ? c->cur.cur.version : NULL,
                                     cands[0].version, peer);
     if (t == REVAL_TAKE_NONE && !same(cands[0].version, rv->revoked_version)) {   /* moved on */
-        rv->revoked_version[0] = '\0';
+        text_clear(&rv->revoked_version);
         rv->said = false;
         text_clear(&rv->why);
     } else if (t == REVAL_TAKE_REVOKED)
@@ -418,8 +419,8 @@ void reval_after_publish(struct cred_rt *c) {
 
 void reval_forget(struct cred_rt *c) {
     struct reval_rt *rv = &c->reval;
-    if (rv->revoked_version[0] && !(c->have_cur && same(c->cur.cur.version, rv->revoked_version))) {
-        rv->revoked_version[0] = '\0';
+    if (rv->revoked_version && !(c->have_cur && same(c->cur.cur.version, rv->revoked_version))) {
+        text_clear(&rv->revoked_version);
         rv->said = false;
         text_clear(&rv->why);
     }

@@ -55,7 +55,7 @@ struct reval_rt {
     sd_event_time_handler_t on_timer;     /* agent.c's: reval_timer(), then its effects */
     uint64_t due_mono;                    /* CLOCK_MONOTONIC usec; 0 = not armed */
     int64_t last_at;                      /* the last re-validation's end, unix s; 0 = never */
-    char revoked_version[RC_VERSION_MAX]; /* the version Redis refused; "" = none */
+    char *revoked_version;                /* heap: the version Redis refused; NULL = none */
     bool published_refused;               /* the published credential was refused */
     bool said;                            /* "nothing replaces it" was logged for the latch */
     char *why;                            /* heap: last_error while revoked; NULL = none */

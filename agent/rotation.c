@@ -94,10 +94,10 @@ static void rot_job_clear(struct rot_job *j) {
 
 static void rot_save(struct cred_rt *c) {
     char err[512];
-    if (rotate_state_save(c->a->cfg->agent.state_dir, c->cfg->name, &c->rot.st, err, sizeof err) < 0)
+    if (rotate_state_save(c->a->cfg->agent.state_dir, c->cfg->name, c->rot.st, err, sizeof err) < 0)
         log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name },
                     "%s: cannot record the rotation phase (%s): %s", c->cfg->name,
-                    rotate_phase_to_string(c->rot.st.phase), err);
+                    rotate_phase_to_string(c->rot.st->phase), err);
 }
 
 /* Enters step `to` of the credential's machine. A step that waits (NONE: the schedule,
@@ -122,7 +122,7 @@ static void rot_wake(struct cred_rt *c) {
  * counts from the second after it, so that no host is due before interval has passed. */
 static uint64_t due_in(const struct cred_rt *c) {
     const struct rot_rt *ro = &c->rot;
-    int64_t due_s = rotate_next_due(&ro->st, c->cfg->rotation.interval_usec, 0) + (ro->st.fleet_rotated_at ? 1 : 0);
+    int64_t due_s = rotate_next_due(ro->st, c->cfg->rotation.interval_usec, 0) + (ro->st->fleet_rotated_at ? 1 : 0);
     uint64_t due = (uint64_t)due_s * USEC_PER_SEC + ro->splay_usec, now = (uint64_t)rctime_real_usec();
     return due > now ? due - now : 0;
 }
@@ -205,17 +205,17 @@ static void watch_baseline(struct rot_job *j, const char *watched, const char *u
 
 static void rot_completed(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
-    ro->st.watch_revoke = ro->st.watch_revoke || ro->st.revoke;
-    ro->st.restores = 0;
-    ro->st.phase = ROTATE_IDLE;
-    ro->st.last_completed = now_real();
+    ro->st->watch_revoke = ro->st->watch_revoke || ro->st->revoke;
+    ro->st->restores = 0;
+    ro->st->phase = ROTATE_IDLE;
+    ro->st->last_completed = now_real();
     rot_save(c);   /* recorded before it is announced */
-    struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_COMPLETED, ro->st.new_version);
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_ROTATION_COMPLETED, ro->st->new_version);
     enum rotation_strategy s = c->cfg->rotation.strategy;
     log_ctx_msg(LOG_NOTICE, &ctx, "rotation of %s completed: version %s published, %s (version %s) %s",
-                c->cfg->name, ro->st.new_version, s == ROTATION_AZURE_KEYS ? "the other key"
+                c->cfg->name, ro->st->new_version, s == ROTATION_AZURE_KEYS ? "the other key"
                 : s == ROTATION_REDIS_ACL_USERS ? "the previous user" : "the old password",
-                ro->st.old_version, s == ROTATION_REDIS_ACL ? "removed from every node"
+                ro->st->old_version, s == ROTATION_REDIS_ACL ? "removed from every node"
                 : s == ROTATION_REDIS_ACL_USERS ? "disabled on every node (off, resetpass)"
                                     : s == ROTATION_VAULT_DATABASE ? "replaced in Redis by Vault" : "regenerated");
     text_clear(&ro->last_error);
@@ -224,7 +224,7 @@ static void rot_completed(struct cred_rt *c) {
     backoff_reset(&ro->retry);
     rot_job_clear(ro->job);
     if (watch_enabled(c) && !c->a->stopping) {
-        ro->st.watch_until = now_real() + (int64_t)(c->cfg->rotation.revocation_watch_usec / USEC_PER_SEC);
+        ro->st->watch_until = now_real() + (int64_t)(c->cfg->rotation.revocation_watch_usec / USEC_PER_SEC);
         rot_save(c);
         rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
         return;
@@ -244,7 +244,7 @@ static void rot_remove_run(struct job *jb) {
 
 static void rot_remove_done(struct cred_rt *c, struct rot_job *j) {
     if (j->r < 0)
-        rot_fail(c, "cannot remove the old password (version %s): %s", c->rot.st.old_version,
+        rot_fail(c, "cannot remove the old password (version %s): %s", c->rot.st->old_version,
                  j->acl.detail);
     else
         rot_completed(c);
@@ -267,7 +267,7 @@ static void rot_regenerate_done(struct cred_rt *c, struct rot_job *j) {
     }
     if (j->r < 0) {
         const char *cls = rc_err_class_to_string(j->err.cls);
-        rot_fail(c, "cannot regenerate the old key (version %s) in %s (%s): %s", c->rot.st.old_version,
+        rot_fail(c, "cannot regenerate the old key (version %s) in %s (%s): %s", c->rot.st->old_version,
                  c->cfg->source, cls ? cls : "?", j->err.message);
         return;
     }
@@ -282,17 +282,17 @@ static void rot_remove_rec_done(struct cred_rt *c, struct rot_job *j);
 static void rot_remove(struct cred_rt *c) {
     struct rot_job *j = c->rot.job;
     rot_job_clear(j);
-    if (c->rot.st.record) {   /* the old password is in the rotation record */
+    if (c->rot.st->record) {   /* the old password is in the rotation record */
         rot_submit(c, RS_REMOVING, rot_remove_rec_run, rot_remove_rec_done, true);
         return;
     }
     /* The old password is the published `previous`, the new one the published password:
      * unless the store moved on during grace, when `previous` is not ours to remove. */
     if (!c->have_cur || !c->cur.has_previous || !c->cur.prev.password ||
-        rotate_resume_decide(&c->rot.st, c->cur.cur.version, c->cur.prev.version) != ROTATE_RESUME_REMOVE) {
+        rotate_resume_decide(c->rot.st, c->cur.cur.version, c->cur.prev.version) != ROTATE_RESUME_REMOVE) {
         rot_abandon(c, "the published credential changed during the grace period (now %s); the "
                     "old password (version %s) is left in Redis", c->have_cur ? c->cur.cur.version : "none",
-                    c->rot.st.old_version);
+                    c->rot.st->old_version);
         return;
     }
     j->c = c;
@@ -316,7 +316,7 @@ static void rot_remove(struct cred_rt *c) {
 /* -- grace: both passwords work; clients move over -- */
 
 static void rot_grace(struct cred_rt *c) {
-    int64_t left = c->rot.st.grace_until - now_real();
+    int64_t left = c->rot.st->grace_until - now_real();
     if (left <= 0) {
         rot_remove(c);
         return;
@@ -344,7 +344,7 @@ static void rot_rollback_done(struct cred_rt *c, struct rot_job *j) {
     char why[512];
     snprintf(why, sizeof why, "%s", j->why);
     if (j->store_restored) {
-        c->rot.st.phase = ROTATE_IDLE;
+        c->rot.st->phase = ROTATE_IDLE;
         rot_save(c);
         rot_fail(c, "%s; rolled back: the store and Redis hold the old credential again", why);
     } else
@@ -397,7 +397,7 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
         /* Nothing to roll back: the store replaced the password in Redis already. The
          * record stays CLAIMED; the retry reads the store again (and a normal check
          * publishes the new version by itself once it validates, docs/design.md §7). */
-        rot_fail(c, "the new version %s from the store does not validate (%s): %s", ro->st.new_version,
+        rot_fail(c, "the new version %s from the store does not validate (%s): %s", ro->st->new_version,
                  validate_outcome_to_string(j->vres.outcome), j->vres.detail);
         return;
     }
@@ -406,7 +406,7 @@ static void rot_add_done(struct cred_rt *c, struct rot_job *j) {
                      validate_outcome_to_string(j->vres.outcome), j->vres.detail);
         return;
     }
-    ro->st.phase = ROTATE_ADDED;
+    ro->st->phase = ROTATE_ADDED;
     rot_save(c);
     text_set(&c->nodes, "%s", j->vres.nodes);
     /* The new version is published by the loop (the machine's ROT_PUBLISH), which then
@@ -427,9 +427,9 @@ struct rc_candidate rotation_candidate(struct cred_rt *c) {
 
 void rotation_published(struct cred_rt *c, int r) {
     struct rot_rt *ro = &c->rot;
-    if (r < 0 || !c->have_cur || strcmp(c->cur.cur.version, ro->st.new_version) != 0) {
+    if (r < 0 || !c->have_cur || strcmp(c->cur.cur.version, ro->st->new_version) != 0) {
         /* The rotation's retry is the one timer armed for this failure. */
-        rot_fail(c, "cannot publish the new version %s: %s", ro->st.new_version, text_or_empty(c->last_error));
+        rot_fail(c, "cannot publish the new version %s: %s", ro->st->new_version, text_or_empty(c->last_error));
         return;
     }
     if (!has_grace(c)) {
@@ -437,13 +437,13 @@ void rotation_published(struct cred_rt *c, int r) {
         rot_completed(c);
         return;
     }
-    ro->st.phase = ROTATE_PUBLISHED;
-    if (!ro->st.record)   /* else the record's wait_until (rot_write_done) */
-        ro->st.grace_until = now_real() + (int64_t)((c->cfg->rotation.grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
+    ro->st->phase = ROTATE_PUBLISHED;
+    if (!ro->st->record)   /* else the record's wait_until (rot_write_done) */
+        ro->st->grace_until = now_real() + (int64_t)((c->cfg->rotation.grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
     rot_save(c);
-    log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
+    log_ctx_msg(LOG_INFO, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st->new_version },
                 "rotation of %s: version %s published with %s as previous; the old password is "
-                "removed after the grace period", c->cfg->name, ro->st.new_version, ro->st.old_version);
+                "removed after the grace period", c->cfg->name, ro->st->new_version, ro->st->old_version);
     rot_job_clear(ro->job);
     rot_grace(c);
 }
@@ -472,7 +472,7 @@ static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
         log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .source = c->cfg->source },
                     "rotation of %s not needed: %s; picking up the store's version", c->cfg->name,
                     j->err.message);
-        ro->st.last_completed = now_real();
+        ro->st->last_completed = now_real();
         rot_save(c);
         rot_job_clear(j);
         rot_wake(c);
@@ -485,11 +485,11 @@ static void rot_claim_done(struct cred_rt *c, struct rot_job *j) {
                  cls ? cls : "?", j->err.message);
         return;
     }
-    ro->st.phase = ROTATE_CLAIMED;
-    snprintf(ro->st.old_version, sizeof ro->st.old_version, "%s", j->expected);
-    snprintf(ro->st.new_version, sizeof ro->st.new_version, "%s", j->new_version);
-    ro->st.started_at = now_real();
-    ro->st.grace_until = 0;
+    ro->st->phase = ROTATE_CLAIMED;
+    snprintf(ro->st->old_version, sizeof ro->st->old_version, "%s", j->expected);
+    snprintf(ro->st->new_version, sizeof ro->st->new_version, "%s", j->new_version);
+    ro->st->started_at = now_real();
+    ro->st->grace_until = 0;
     rot_save(c);
     if (store_makes_password(c)) {
         /* The store has the new password; the next fetch brings it (rotation_take_fetched):
@@ -964,14 +964,14 @@ static void rot_rollback_rec_run(struct job *jb) {
 static void rot_clock(struct cred_rt *c, int64_t rotated_at) {
     struct rot_rt *ro = &c->rot;
     /* (0 or less is no time a rotation ran: a plugin that left the field unset) */
-    if (rotated_at <= 0 || rotated_at <= ro->st.fleet_rotated_at)
+    if (rotated_at <= 0 || rotated_at <= ro->st->fleet_rotated_at)
         return;
-    ro->st.fleet_rotated_at = rotated_at;
+    ro->st->fleet_rotated_at = rotated_at;
     ro->waited_epoch = 0;   /* a new rotation's record starts at epoch 1 again: say it */
     ro->splay_usec = rotate_splay_draw(c->cfg->rotation.splay_usec);
     rot_save(c);
     if (c->sm.rot == RS_NONE) {
-        if (!ro->st.record)
+        if (!ro->st->record)
             ro->resume_look = false;   /* the rotation waited for is over */
         rot_schedule_due(c);
     }
@@ -980,7 +980,7 @@ static void rot_clock(struct cred_rt *c, int64_t rotated_at) {
 static void rec_forget(struct cred_rt *c) {
     rotrec_clear(&c->rot.job->rec);
     c->rot.job->rev[0] = '\0';
-    c->rot.st.record = false;   /* st.revoke stays: the last rotation's, until the next claim */
+    c->rot.st->record = false;   /* st.revoke stays: the last rotation's, until the next claim */
 }
 
 /* Another host holds the record now (or it is gone): this host's part is over. Not an
@@ -996,7 +996,7 @@ static void rot_lost(struct cred_rt *c, struct rot_job *j) {
                     "record is gone; this host stops its part (phase %s)", c->cfg->name,
                     rotrec_phase_to_string(j->rec.phase));
     rec_forget(c);
-    ro->st.phase = ROTATE_IDLE;
+    ro->st->phase = ROTATE_IDLE;
     rot_save(c);
     rot_job_clear(j);
     rot_wake(c);
@@ -1028,7 +1028,7 @@ static void rot_rollback_rec_done(struct cred_rt *c, struct rot_job *j) {
         return;
     }
     rec_forget(c);
-    c->rot.st.phase = ROTATE_IDLE;
+    c->rot.st->phase = ROTATE_IDLE;
     rot_save(c);
     rot_fail(c, "%s; rolled back: the new password was removed from Redis and the rotation record "
              "deleted (the credential's entry never changed)", why);
@@ -1089,7 +1089,7 @@ static void rot_draining(struct cred_rt *c, struct rot_job *j) {
     if (ro->drain)
         json_decref(ro->drain);
     ro->drain = drain_json(user, &j->clients, j->past_max_grace);
-    struct log_ctx ctx = cred_ctx(c, LOG_MID_DRAIN_WAITING, ro->st.new_version);
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_DRAIN_WAITING, ro->st->new_version);
     if (!ro->drain_said) {
         log_ctx_msg(LOG_NOTICE, &ctx, "%s: the previous user %s is disabled once no connection uses it "
                     "(checked every %llus); still connected: %s", c->cfg->name, user,
@@ -1118,7 +1118,7 @@ static void rot_remove_rec_done(struct cred_rt *c, struct rot_job *j) {
                     "%lld connection%s of the previous user %s closed (CLIENT KILL USER)", c->cfg->name,
                     j->killed, j->killed == 1 ? "" : "s", j->rec.old_username ? j->rec.old_username : "default");
     drain_forget(&c->rot);
-    c->rot.st.watch_revoke = j->rec.revoke;   /* rec_forget() clears st.revoke */
+    c->rot.st->watch_revoke = j->rec.revoke;   /* rec_forget() clears st.revoke */
     rec_forget(c);
     rot_completed(c);
 }
@@ -1131,8 +1131,8 @@ static void rot_write_done(struct cred_rt *c, struct rot_job *j) {
     }
     if (rec_common(c, j))
         return;
-    snprintf(ro->st.new_version, sizeof ro->st.new_version, "%s", j->new_version);
-    ro->st.grace_until = j->rec.wait_until;
+    snprintf(ro->st->new_version, sizeof ro->st->new_version, "%s", j->new_version);
+    ro->st->grace_until = j->rec.wait_until;
     rot_save(c);
     rot_clock(c, j->rotated_at);
     j->username = j->rec.username ? strdup(j->rec.username) : NULL;
@@ -1174,18 +1174,18 @@ static void rot_took(struct cred_rt *c, struct rot_job *j) {
         log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name }, "resuming the rotation of %s "
                     "this host began before it stopped (phase %s)", c->cfg->name, rotrec_phase_to_string(r->phase));
     }
-    ro->st.record = true;
-    ro->st.revoke = r->revoke;
-    ro->st.phase = r->phase == ROTREC_ADDING ? ROTATE_CLAIMED : ROTATE_PUBLISHED;
-    ro->st.started_at = r->claimed_at;
-    ro->st.grace_until = r->wait_until;
-    snprintf(ro->st.old_version, sizeof ro->st.old_version, "%s", base);
+    ro->st->record = true;
+    ro->st->revoke = r->revoke;
+    ro->st->phase = r->phase == ROTREC_ADDING ? ROTATE_CLAIMED : ROTATE_PUBLISHED;
+    ro->st->started_at = r->claimed_at;
+    ro->st->grace_until = r->wait_until;
+    snprintf(ro->st->old_version, sizeof ro->st->old_version, "%s", base);
     if (r->phase == ROTREC_ADDING)
-        ro->st.new_version[0] = '\0';
+        ro->st->new_version[0] = '\0';
     else if (c->have_cur && c->cur.has_previous)   /* a takeover in phase removing */
-        snprintf(ro->st.old_version, sizeof ro->st.old_version, "%s", c->cur.prev.version);
+        snprintf(ro->st->old_version, sizeof ro->st->old_version, "%s", c->cur.prev.version);
     if (r->phase == ROTREC_REMOVING && j->action != ROTREC_CONTINUE)
-        snprintf(ro->st.new_version, sizeof ro->st.new_version, "%s", c->have_cur ? c->cur.cur.version : "");
+        snprintf(ro->st->new_version, sizeof ro->st->new_version, "%s", c->have_cur ? c->cur.cur.version : "");
     rot_save(c);
     rot_job_clear(j);
     if (r->phase == ROTREC_ADDING)
@@ -1317,13 +1317,13 @@ static int rot_begin(struct cred_rt *c, bool manual, char *err, size_t errlen) {
     struct rot_job *j = ro->job;
     if (c->sm.rot == RS_WATCH)
         watch_end(c);   /* a new rotation: its own removal starts a new watch */
-    ro->st.watch_revoke = false;
-    if (use_record(c) && (ro->st.phase == ROTATE_IDLE || ro->st.record))
+    ro->st->watch_revoke = false;
+    if (use_record(c) && (ro->st->phase == ROTATE_IDLE || ro->st->record))
         return rot_begin_record(c, manual, err, errlen);
-    if (ro->st.phase != ROTATE_IDLE) {
+    if (ro->st->phase != ROTATE_IDLE) {
         /* A retry of an interrupted rotation: finish it rather than start another. */
         snprintf(err, errlen, "an interrupted rotation of \"%s\" (phase %s) is being finished",
-                 c->cfg->name, rotate_phase_to_string(ro->st.phase));
+                 c->cfg->name, rotate_phase_to_string(ro->st->phase));
         return -EBUSY;
     }
     if (!c->have_cur) {
@@ -1387,8 +1387,8 @@ static void rot_abandon(struct cred_rt *c, const char *fmt, ...) {
     va_end(ap);
     log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name, .message_id = LOG_MID_ROTATION_FAILED },
                 "abandoning the rotation of %s (phase %s, %s -> %s): %s", c->cfg->name,
-                rotate_phase_to_string(ro->st.phase), ro->st.old_version, ro->st.new_version, why);
-    ro->st.phase = ROTATE_IDLE;
+                rotate_phase_to_string(ro->st->phase), ro->st->old_version, ro->st->new_version, why);
+    ro->st->phase = ROTATE_IDLE;
     rot_save(c);
     rot_schedule_due(c);
 }
@@ -1399,7 +1399,7 @@ static void rot_due(struct cred_rt *c, bool scheduled);
 /* The watch is over (its time ran out, or a rotation begins): the schedule again. */
 static void watch_end(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
-    ro->st.watch_until = 0;
+    ro->st->watch_until = 0;
     rot_save(c);
     aclwatch_clear(&ro->job->watch);
     ro->job->watch_problem_said = false;
@@ -1413,7 +1413,7 @@ static int unrestore(struct rot_job *j, const struct aclops_target *t, const cha
     char why[300];
     int r = ro->strategy == ROTATION_REDIS_ACL_USERS
                 ? aclops_setuser(t, user, ACLOPS_DISABLE, NULL, NULL, ro->acl_save, &res)
-                : aclops_setuser(t, user, ACLOPS_FORGET_HASH, NULL, j->c->rot.st.restored, ro->acl_save, &res);
+                : aclops_setuser(t, user, ACLOPS_FORGET_HASH, NULL, j->c->rot.st->restored, ro->acl_save, &res);
     if (r < 0) {
         first_failure(&res, why, sizeof why);
         snprintf(j->err.message, sizeof j->err.message, "%s", why);
@@ -1452,23 +1452,23 @@ static void password_hash(const struct secret *pw, char out[65]) {
 static void rot_restore_done(struct cred_rt *c, struct rot_job *j) {
     struct rot_rt *ro = &c->rot;
     const struct config_rotation *cr = &c->cfg->rotation;
-    struct log_ctx ctx = cred_ctx(c, LOG_MID_OLD_PASSWORD_RESTORED, ro->st.old_version);
+    struct log_ctx ctx = cred_ctx(c, LOG_MID_OLD_PASSWORD_RESTORED, ro->st->old_version);
     if (j->r < 0) {
         log_ctx_msg(LOG_ERR, &ctx, "%s: cannot put "
                     "the old password back (revocation_restore): %s", c->cfg->name, j->why);
     } else {
         int64_t now = now_real(), grace = (int64_t)((cr->grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
-        password_hash(j->old_pw, ro->st.restored);
-        ro->st.restore_until = now + grace;
-        ro->st.restores++;
-        int64_t until = ro->st.restore_until + (int64_t)(cr->revocation_watch_usec / USEC_PER_SEC);
-        if (until > ro->st.watch_until)
-            ro->st.watch_until = until;
+        password_hash(j->old_pw, ro->st->restored);
+        ro->st->restore_until = now + grace;
+        ro->st->restores++;
+        int64_t until = ro->st->restore_until + (int64_t)(cr->revocation_watch_usec / USEC_PER_SEC);
+        if (until > ro->st->watch_until)
+            ro->st->watch_until = until;
         rot_save(c);
         log_ctx_msg(LOG_WARNING, &ctx, "%s: the old "
                     "password of %s (version %s) is back on every node for another %llds (restore %lld of %u), "
                     "since AUTH with it failed after its removal", c->cfg->name, j->pending_user,
-                    ro->st.old_version, (long long)grace, (long long)ro->st.restores, cr->restore_limit);
+                    ro->st->old_version, (long long)grace, (long long)ro->st->restores, cr->restore_limit);
     }
     rot_job_clear(j);
     rot_go(c, RS_WATCH, false, cr->revocation_check_usec);
@@ -1479,16 +1479,16 @@ static void rot_restore_done(struct cred_rt *c, struct rot_job *j) {
 static bool watch_restore(struct cred_rt *c, struct rot_job *j) {
     struct rot_rt *ro = &c->rot;
     const struct config_rotation *cr = &c->cfg->rotation;
-    if (!cr->revocation_restore || ro->st.restored[0])
+    if (!cr->revocation_restore || ro->st->restored[0])
         return false;
-    if (ro->st.watch_revoke || ro->st.restores >= (int64_t)cr->restore_limit) {
+    if (ro->st->watch_revoke || ro->st->restores >= (int64_t)cr->restore_limit) {
         log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s: the old password is not put "
-                    "back: %s", c->cfg->name, ro->st.watch_revoke ? "the rotation was `rotate --revoke`"
+                    "back: %s", c->cfg->name, ro->st->watch_revoke ? "the rotation was `rotate --revoke`"
                     : "rotation.restore_limit is reached");
         return false;
     }
     bool known = c->have_cur && c->cur.has_previous && c->cur.prev.password &&
-                 strcmp(c->cur.prev.version, ro->st.old_version) == 0;
+                 strcmp(c->cur.prev.version, ro->st->old_version) == 0;
     if (!known) {
         log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s: the old password cannot be put "
                     "back: it is no longer published as `previous`", c->cfg->name);
@@ -1530,9 +1530,9 @@ static void rot_watch_done(struct cred_rt *c, struct rot_job *j) {
     struct rot_rt *ro = &c->rot;
     if (j->r > 0) {
         /* An application (or a host whose agent is stopped) still has the old password. */
-        struct log_ctx ctx = cred_ctx(c, LOG_MID_OLD_CREDENTIAL_USED, ro->st.old_version);
+        struct log_ctx ctx = cred_ctx(c, LOG_MID_OLD_CREDENTIAL_USED, ro->st->old_version);
         log_ctx_msg(LOG_ERR, &ctx, "%s: the old credential (version %s) was tried after its removal: "
-                    "%d failed AUTH%s: %s", c->cfg->name, ro->st.old_version, j->r, j->r == 1 ? "" : "s",
+                    "%d failed AUTH%s: %s", c->cfg->name, ro->st->old_version, j->r, j->r == 1 ? "" : "s",
                     j->why);
         text_set(&ro->last_error, "the old credential was tried after its removal: %s", j->why);
     }
@@ -1540,8 +1540,8 @@ static void rot_watch_done(struct cred_rt *c, struct rot_job *j) {
         log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name }, "%s: cannot remove the password "
                     "the watch put back (retried): %s", c->cfg->name, j->err.message);
     } else if (j->unrestore) {
-        ro->st.restored[0] = '\0';
-        ro->st.restore_until = 0;
+        ro->st->restored[0] = '\0';
+        ro->st->restore_until = 0;
         rot_save(c);
         log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name }, "%s: the old password the watch "
                     "put back is removed again", c->cfg->name);
@@ -1555,7 +1555,7 @@ static void rot_watch_done(struct cred_rt *c, struct rot_job *j) {
         ro->job->watch_problem_said = true;
     }
     rot_job_clear(j);
-    if (now_real() >= ro->st.watch_until && !ro->st.restored[0]) {
+    if (now_real() >= ro->st->watch_until && !ro->st->restored[0]) {
         watch_end(c);
         rot_schedule_due(c);
         return;
@@ -1573,8 +1573,8 @@ static void rot_watch_tick(struct cred_rt *c) {
                     ro->job->watch_problem);
         ro->job->watch_problem_said = true;
     }
-    bool unrestore_due = ro->st.restored[0] && now_real() >= ro->st.restore_until;
-    if ((now_real() >= ro->st.watch_until && !ro->st.restored[0]) || !c->have_cur) {
+    bool unrestore_due = ro->st->restored[0] && now_real() >= ro->st->restore_until;
+    if ((now_real() >= ro->st->watch_until && !ro->st->restored[0]) || !c->have_cur) {
         watch_end(c);
         rot_schedule_due(c);
         return;
@@ -1595,25 +1595,25 @@ static void rot_watch_tick(struct cred_rt *c) {
 static void rot_resume(struct cred_rt *c) {
     struct rot_rt *ro = &c->rot;
     char err[256];
-    if ((ro->st.record && (ro->st.phase != ROTATE_IDLE || ro->job->rec.epoch)) || ro->resume_look) {
+    if ((ro->st->record && (ro->st->phase != ROTATE_IDLE || ro->job->rec.epoch)) || ro->resume_look) {
         /* Held in the store's record: the record says where it stands (after the first
          * fetch at a start). */
         ro->resume_look = true;
         rot_due(c, false);
         return;
     }
-    switch (rotate_resume_decide(&ro->st, c->have_cur ? c->cur.cur.version : NULL,
+    switch (rotate_resume_decide(ro->st, c->have_cur ? c->cur.cur.version : NULL,
                                  c->have_cur && c->cur.has_previous ? c->cur.prev.version : NULL)) {
     case ROTATE_RESUME_NONE:
-        if (watch_enabled(c) && (ro->st.watch_until > now_real() || ro->st.restored[0]) &&
+        if (watch_enabled(c) && (ro->st->watch_until > now_real() || ro->st->restored[0]) &&
             c->sm.rot != RS_RETRY_WAIT) {
             /* A watch that a restart or reload cut short goes on; its first read is the
              * new baseline. A password it had put back goes at once. */
             const char *cur = c->have_cur ? c->cur.cur.username : NULL;
             const char *watched = users_strategy(c) ? idle_user(&c->cfg->rotation, cur) : cur;
             snprintf(ro->job->watch_user, sizeof ro->job->watch_user, "%s", watched ? watched : "default");
-            if (ro->st.restored[0])
-                ro->st.restore_until = 0;
+            if (ro->st->restored[0])
+                ro->st->restore_until = 0;
             rot_go(c, RS_WATCH, false, c->cfg->rotation.revocation_check_usec);
             return;
         }
@@ -1625,9 +1625,9 @@ static void rot_resume(struct cred_rt *c) {
         return;
     case ROTATE_RESUME_ADD:
         /* The store has the new password: the next fetch hands it over. */
-        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st->new_version },
                     "resuming the rotation of %s (phase %s): reading version %s from the store",
-                    c->cfg->name, rotate_phase_to_string(ro->st.phase), ro->st.new_version);
+                    c->cfg->name, rotate_phase_to_string(ro->st->phase), ro->st->new_version);
         rot_go(c, RS_AWAIT_FETCH, false, 0);
         return;
     case ROTATE_RESUME_REMOVE:
@@ -1636,16 +1636,16 @@ static void rot_resume(struct cred_rt *c) {
             rot_completed(c);
             return;
         }
-        if (ro->st.phase != ROTATE_PUBLISHED) {
+        if (ro->st->phase != ROTATE_PUBLISHED) {
             /* Published before the record said so. */
-            ro->st.phase = ROTATE_PUBLISHED;
-            ro->st.grace_until = (c->last_change ? c->last_change : now_real()) +
+            ro->st->phase = ROTATE_PUBLISHED;
+            ro->st->grace_until = (c->last_change ? c->last_change : now_real()) +
                                  (int64_t)(c->cfg->rotation.grace_usec / USEC_PER_SEC);
             rot_save(c);
         }
-        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st.new_version },
+        log_ctx_msg(LOG_NOTICE, &(struct log_ctx){ .name = c->cfg->name, .version = ro->st->new_version },
                     "resuming the rotation of %s: version %s is published; the old password goes "
-                    "when the grace period ends", c->cfg->name, ro->st.new_version);
+                    "when the grace period ends", c->cfg->name, ro->st->new_version);
         rot_grace(c);
         return;
     case ROTATE_RESUME_ABANDON:
@@ -1710,16 +1710,18 @@ static struct rc_candidate *find_version(struct rc_candidate *cands, int n, cons
 
 enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cands, int n) {
     struct rot_rt *ro = &c->rot;
-    if (c->cfg->rotation.strategy == ROTATION_AZURE_KEYS && ro->st.phase == ROTATE_PUBLISHED &&
-        c->sm.rot != RS_AWAIT_FETCH && c->have_cur && strcmp(c->cur.cur.version, ro->st.new_version) == 0 &&
-        find_version(cands, n, ro->st.new_version) && find_version(cands, n, ro->st.old_version))
+    if (!ro->st)   /* no rotation here (an observer's step is never AWAIT_FETCH) */
+        return ROT_TAKE_NONE;
+    if (c->cfg->rotation.strategy == ROTATION_AZURE_KEYS && ro->st->phase == ROTATE_PUBLISHED &&
+        c->sm.rot != RS_AWAIT_FETCH && c->have_cur && strcmp(c->cur.cur.version, ro->st->new_version) == 0 &&
+        find_version(cands, n, ro->st->new_version) && find_version(cands, n, ro->st->old_version))
         /* Switched to the new key; the store still has the old one (regenerated after
          * grace). The source prefers one of the two: it is not a change. */
         return ROT_TAKE_UNCHANGED;
     if (c->sm.rot != RS_AWAIT_FETCH)
         return ROT_TAKE_NONE;
     /* The new version: the current candidate, or (azure-keys) the other key, a PEER. */
-    struct rc_candidate *cand = find_version(cands, n, ro->st.new_version);
+    struct rc_candidate *cand = find_version(cands, n, ro->st->new_version);
     if (!cand || !c->have_cur) {
         rot_abandon(c, "the store holds version %s now", cands[0].version);
         return ROT_TAKE_NONE;   /* judged like any new version */
@@ -1744,7 +1746,7 @@ enum rot_take rotation_take_fetched(struct cred_rt *c, struct rc_candidate *cand
 
 void rotation_fetched(struct cred_rt *c, const struct rc_candidate *cand) {
     struct rot_rt *ro = &c->rot;
-    if (!ro->enabled || !ro->job)
+    if (!ro->enabled || !ro->job || !ro->st)
         return;
     ro->fetched = true;
     rot_clock(c, cand->rotated_at);
@@ -1756,13 +1758,13 @@ void rotation_fetched(struct cred_rt *c, const struct rc_candidate *cand) {
 
 int64_t rotation_previous_valid_until(const struct cred_rt *c, int64_t rotated_at) {
     const struct rot_rt *ro = &c->rot;
-    bool revoked = ro->st.record && ro->st.revoke && ro->job && ro->job->rec.revoke;
+    bool revoked = ro->st && ro->st->record && ro->st->revoke && ro->job && ro->job->rec.revoke;
     return rotated_at + (revoked ? 0 : (int64_t)((c->cfg->rotation.grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC));
 }
 
 void rotation_fetch_failed(struct cred_rt *c, const struct rc_error *err) {
-    if (c->sm.rot == RS_AWAIT_FETCH)
-        rot_fail(c, "cannot read the new version %s from the store: %s", c->rot.st.new_version,
+    if (c->sm.rot == RS_AWAIT_FETCH && c->rot.st)
+        rot_fail(c, "cannot read the new version %s from the store: %s", c->rot.st->new_version,
                  err->message);
 }
 
@@ -1778,6 +1780,8 @@ void rotation_clear(struct cred_rt *c) {
     }
     free(c->rot.job);
     c->rot.job = NULL;
+    free(c->rot.st);
+    c->rot.st = NULL;
 }
 
 void rotation_stop(struct cred_rt *c) {
@@ -1817,15 +1821,23 @@ void rotation_init(struct cred_rt *c) {
     ro->enabled = c->cfg->rotation.enabled && c->src->type &&
                   (c->src->type->rotate_write || c->src->type->rotate_self) &&
                   !c->src->open_error[0] && !c->a->p.once;
-    if (!ro->enabled)
-        return;
     char host[ROTREC_HOST_MAX] = "", owner_id[RC_VERSION_MAX] = "";
-    ro->observer = !rot_claims_here(c, host, owner_id);
-    if (ro->observer)
+    ro->observer = ro->enabled && !rot_claims_here(c, host, owner_id);
+    if (!ro->enabled || ro->observer) {
+        free(ro->st);   /* (carried from a generation that rotated here) */
+        ro->st = NULL;
         return;
-    /* The step's job is allocated only for a credential that rotates: most do not, and
-     * it is the largest part of a credential (docs/benchmarks.md, memory). */
-    if (!ro->job && !(ro->job = calloc(1, sizeof *ro->job))) {
+    }
+    /* The step's job and the phase record are allocated only for a credential that
+     * rotates: most do not, and they are the largest part of a credential
+     * (docs/benchmarks.md, memory). A reload carried st over (cred_carry). */
+    if (!ro->st) {
+        ro->carried = false;   /* nothing to go on with: read the file */
+        ro->st = calloc(1, sizeof *ro->st);
+    }
+    if (!ro->st || (!ro->job && !(ro->job = calloc(1, sizeof *ro->job)))) {
+        free(ro->st);
+        ro->st = NULL;
         ro->enabled = false;
         log_ctx_msg(LOG_ERR, &(struct log_ctx){ .name = c->cfg->name },
                     "%s: out of memory: rotation is off until the next reload", c->cfg->name);
@@ -1855,16 +1867,16 @@ void rotation_init(struct cred_rt *c) {
             rot_go(c, RS_RETRY_WAIT, false, at > now ? at - now : 0);   /* waits on, as it did */
             return;
         }
-    } else if ((r = rotate_state_load(c->a->cfg->agent.state_dir, c->cfg->name, &ro->st, err,
+    } else if ((r = rotate_state_load(c->a->cfg->agent.state_dir, c->cfg->name, ro->st, err,
                                       sizeof err)) < 0) {
         if (r != -ENOENT)
             log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name },
                         "%s: ignoring the rotation record: %s", c->cfg->name, err);
-        ro->st = (struct rotate_state){ .baseline = now_real() };
+        *ro->st = (struct rotate_state){ .baseline = now_real() };
         rot_save(c);
     }
-    if (!ro->carried && use_record(c) && ro->st.phase == ROTATE_IDLE && !ro->st.record &&
-        !(ro->st.watch_until > now_real() || ro->st.restored[0]))
+    if (!ro->carried && use_record(c) && ro->st->phase == ROTATE_IDLE && !ro->st->record &&
+        !(ro->st->watch_until > now_real() || ro->st->restored[0]))
         /* A fresh start: this host may have died right after its claim, before its own
          * phase record said so. One look at the store's record after the first fetch
          * finds such a record (and goes on with it) or another host's live one (and
@@ -1879,7 +1891,7 @@ const char *rotation_step_word(const struct cred_rt *c) {
     bool under_way = c->sm.rot != RS_NONE && c->sm.rot != RS_WATCH && c->sm.rot != RS_WATCHING;
     /* Nor is a look at the store's record (at start, or for another host's rotation)
      * unless this host holds a rotation it may go on with. */
-    if (c->sm.rot == RS_CLAIMING && c->rot.job && c->rot.job->look_only && !c->rot.st.record &&
+    if (c->sm.rot == RS_CLAIMING && c->rot.job && c->rot.job->look_only && c->rot.st && !c->rot.st->record &&
         !c->rot.job->rec.epoch)
         under_way = false;
     return c->rot.enabled && under_way ? credsm_step_name(c->sm.rot) : NULL;
@@ -1905,7 +1917,8 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
         json_array_append_new(list, json_string(c->cfg->rotation.rotators[i]));
     json_object_set_new(o, "rotators", list);
     json_object_set_new(o, "rotates_here", json_boolean(!ro->observer));
-    json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st.phase)));
+    /* an observer holds no phase record: idle, never completed one here */
+    json_object_set_new(o, "phase", json_string(rotate_phase_to_string(ro->st ? ro->st->phase : ROTATE_IDLE)));
     enum rot_step step = c->sm.rot;
     json_object_set_new(o, "step", json_string(credsm_step_name(step)));
     /* the watch holds the timer: the schedule is due at the same time all the same */
@@ -1914,7 +1927,7 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
     json_object_set_new(o, "next_rotation", json_time(due));
     json_object_set_new(o, "old_removed_at", json_time(step == RS_GRACE ? at : 0));
     json_object_set_new(o, "retry_at", json_time(step == RS_RETRY_WAIT ? at : 0));
-    json_object_set_new(o, "last_rotation", json_time(ro->st.last_completed));
+    json_object_set_new(o, "last_rotation", json_time(ro->st ? ro->st->last_completed : 0));
     json_object_set_new(o, "last_error", json_str_or_null(ro->last_error));
     json_object_set_new(o, "drain", ro->drain ? json_incref(ro->drain) : json_null());
     return o;
@@ -1959,7 +1972,7 @@ int rotation_request(struct cred_rt *c, bool revoke, char *err, size_t errlen) {
         if (c->sm.rot == RS_CLAIMING)
             return 0;
     }
-    if (c->sm.rot == RS_RETRY_WAIT && c->rot.st.phase != ROTATE_IDLE) {
+    if (c->sm.rot == RS_RETRY_WAIT && c->rot.st->phase != ROTATE_IDLE) {
         /* An interrupted rotation waits for its retry: finish it now instead. */
         backoff_reset(&c->rot.retry);
         rot_resume(c);

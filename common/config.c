@@ -1345,8 +1345,7 @@ static int parse_rotation(struct ctx *x, const struct config_node *cn, const cha
     cr->rotation = in.ro;   /* what was kept, so that config_free() frees it */
     if (r < 0)
         return r;
-    snprintf(cr->rotation.alphabet, sizeof cr->rotation.alphabet, "%s",
-             alphabet_chars[in.alphabet]);
+    cr->rotation.alphabet = alphabet_chars[in.alphabet];   /* static: shared, never freed */
     if (!config_node_has(&n, "splay")) {
         uint64_t tenth = cr->rotation.interval_usec / 10, hour = 3600 * 1000000ull;
         cr->rotation.splay_usec = tenth < hour ? tenth : hour;

@@ -176,8 +176,6 @@ struct config_rotation;
 /* Whether this host (gethostname()) may claim rotations: listed in `rotators`, or no list. */
 bool config_rotation_claims_here(const struct config_rotation *ro);
 
-#define ROTATION_ALPHABET_MAX 96
-
 struct config_rotation {
     bool enabled;
     enum rotation_strategy strategy;
@@ -202,7 +200,9 @@ struct config_rotation {
     bool kill_after_max_grace;     /* ... then its connections are closed (else it stays on) */
     uint64_t drain_check_usec;     /* CLIENT LIST this often while draining */
     unsigned password_length;
-    char alphabet[ROTATION_ALPHABET_MAX + 1];   /* the characters passwords are drawn from */
+    const char *alphabet;          /* the characters passwords are drawn from: one of the
+                                      named sets (static, shared by every credential);
+                                      NULL without a rotation section */
 };
 
 struct config_credential {

@@ -204,12 +204,68 @@ static void test_fleet_clock_moves_the_schedule(void **st) {
     af_stop(&f);
 }
 
+static bool reloaded(struct agent_fixture *f, void *ud) {
+    return f->reloads >= *(int *)ud;
+}
+
+/* Rewrites the credential's rotation settings and reloads. */
+static void reload_rotation(struct agent_fixture *f, const char *rotation) {
+    char extra[512], cred[1024];
+    snprintf(extra, sizeof extra, "rotation = { strategy = \"redis-acl\"; %s };", rotation);
+    af_write_config(f, af_cred(cred, sizeof cred, "cache", extra));
+    int want = f->reloads + 1;
+    agent_request_reload(f->a, false);
+    assert_true(af_run_until(f, reloaded, &want, AF_WAIT));
+    assert_int_equal(f->reload_result, 0);
+}
+
+static void assert_last_rotation(struct agent_fixture *f, bool rotates_here, const char *last) {
+    json_t *row = af_status(f, "cache");
+    assert_int_equal(json_is_true(json_object_get(json_object_get(row, "rotation"), "rotates_here")), rotates_here);
+    assert_string_equal(af_str(row, "rotation.phase"), "idle");
+    assert_string_equal(af_str(row, "rotation.last_rotation"), last);
+    json_decref(row);
+}
+
+/* The phase record exists only while this host rotates the credential: a reload moves it
+ * to the next generation; a reload that makes this host an observer drops it (its status:
+ * idle, no rotation of its own); one that makes it a rotator again reads it back from the
+ * state file. */
+static void test_reload_moves_or_drops_the_phase_record(void **st) {
+    struct agent_fixture f;
+    char err[256], last[64];
+    static const char base[] = "grace = \"1s\"; interval = \"30d\"; splay = \"0s\"; revocation_watch = \"0s\";";
+    char observer[256];
+    (void)st;
+    NEED_REDIS(&fx);
+    redis_app("pw-one", NULL);
+    start_rotating(&f, base);
+    wait_status(&f, "state", "current");
+    assert_int_equal(agent_rotate(f.a, "cache", false, err, sizeof err), 0);
+    assert_true(af_run_until(&f, old_refused, "pw-one", AF_WAIT));
+    wait_status(&f, "rotation.step", "idle");
+    json_t *row = af_status(&f, "cache");
+    snprintf(last, sizeof last, "%s", af_str(row, "rotation.last_rotation"));
+    json_decref(row);
+    assert_string_not_equal(last, "");
+
+    reload_rotation(&f, base);
+    assert_last_rotation(&f, true, last);
+    snprintf(observer, sizeof observer, "%s rotators = [ \"no-such-host.invalid\" ];", base);
+    reload_rotation(&f, observer);
+    assert_last_rotation(&f, false, "");
+    reload_rotation(&f, base);
+    assert_last_rotation(&f, true, last);
+    af_stop(&f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rotate_runs_every_step),
         cmocka_unit_test(test_refused_step_waits_to_retry),
         cmocka_unit_test(test_rotate_unconfigured_says_so),
         cmocka_unit_test(test_fleet_clock_moves_the_schedule),
+        cmocka_unit_test(test_reload_moves_or_drops_the_phase_record),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
