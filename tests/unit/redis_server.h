@@ -58,6 +58,19 @@ int server_tmpdir(char *buf, size_t size, const char *prefix);
 
 #define REDIS_FIXTURE_MAX 4
 
+/* The cmocka group setup and teardown of a program whose tests share the fixture `fx`:
+ * static redis_setup() and redis_teardown(), for cmocka_run_group_tests(). */
+#define REDIS_FIXTURE_GROUP(fx)                                                                 \
+    static int redis_setup(void **state_) {                                                     \
+        (void)state_;                                                                           \
+        return redis_fixture_start(&(fx));                                                      \
+    }                                                                                           \
+    static int redis_teardown(void **state_) {                                                  \
+        (void)state_;                                                                           \
+        redis_fixture_stop(&(fx));                                                              \
+        return 0;                                                                               \
+    }
+
 struct redis_fixture_server {
     bool ipv6;               /* listen on ::1 too, when this machine can (fixture.ipv6) */
     bool unixsock;           /* a unix socket in the fixture's dir, path in srv[i].sock */

@@ -86,16 +86,7 @@ static void reset_users(void) {
     }
 }
 
-static int redis_setup(void **state) {
-    (void)state;
-    return redis_fixture_start(&fx);
-}
-
-static int redis_teardown(void **state) {
-    (void)state;
-    redis_fixture_stop(&fx);
-    return 0;
-}
+REDIS_FIXTURE_GROUP(fx)
 
 /* Each test starts from the same users, and no connection of an earlier one. */
 static int per_test(void **state) {

@@ -23,16 +23,7 @@
 
 static struct redis_fixture fx = { .prefix = "rc-test-agent", .n = 1 };
 
-static int group_setup(void **st) {
-    (void)st;
-    return redis_fixture_start(&fx);
-}
-
-static int group_teardown(void **st) {
-    (void)st;
-    redis_fixture_stop(&fx);
-    return 0;
-}
+REDIS_FIXTURE_GROUP(fx)
 
 /* Redis user `user` is on with exactly these passwords. */
 static void redis_user(const char *user, const char *pw1, const char *pw2) {
@@ -321,5 +312,5 @@ int main(void) {
         cmocka_unit_test(test_reload_carries_history_and_refuses_what_it_must),
         cmocka_unit_test(test_once_ends_the_loop_with_the_outcome),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, redis_setup, redis_teardown);
 }

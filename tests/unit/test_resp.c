@@ -607,16 +607,7 @@ static struct redis_fixture fx = {
 static struct server *const srv_open = &fx.srv[0];
 static struct server *const srv_pass = &fx.srv[1];
 
-static int redis_setup(void **state) {
-    (void)state;
-    return redis_fixture_start(&fx);
-}
-
-static int redis_teardown(void **state) {
-    (void)state;
-    redis_fixture_stop(&fx);
-    return 0;
-}
+REDIS_FIXTURE_GROUP(fx)
 
 static struct resp_conn *connect_to(const char *endpoint, uint64_t timeout) {
     struct endpoint ep;

@@ -229,16 +229,7 @@ static struct redis_fixture fx = {
 };
 static struct server *const srv = fx.srv;
 
-static int redis_setup(void **st) {
-    (void)st;
-    return redis_fixture_start(&fx);
-}
-
-static int redis_teardown(void **st) {
-    (void)st;
-    redis_fixture_stop(&fx);
-    return 0;
-}
+REDIS_FIXTURE_GROUP(fx)
 
 /* Does `user` log in with `pw` on the server at port? */
 static enum resp_auth_result try_login(uint16_t port, const char *user, const char *pw) {

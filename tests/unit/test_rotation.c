@@ -24,16 +24,7 @@
 
 static struct redis_fixture fx = { .prefix = "rc-test-rotation", .n = 1 };
 
-static int group_setup(void **st) {
-    (void)st;
-    return redis_fixture_start(&fx);
-}
-
-static int group_teardown(void **st) {
-    (void)st;
-    redis_fixture_stop(&fx);
-    return 0;
-}
+REDIS_FIXTURE_GROUP(fx)
 
 /* Redis user app: on, password pw, and the rules given (what it may run). */
 static void redis_app(const char *pw, const char *rule) {
@@ -267,5 +258,5 @@ int main(void) {
         cmocka_unit_test(test_fleet_clock_moves_the_schedule),
         cmocka_unit_test(test_reload_moves_or_drops_the_phase_record),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, redis_setup, redis_teardown);
 }

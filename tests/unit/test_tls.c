@@ -29,16 +29,7 @@ static struct redis_fixture fx = { .prefix = "rc-test-tls", .n = 1, .spec = { { 
 static struct server *const srv = &fx.srv[0];
 static const char *const ca = fx.ca;
 
-static int setup(void **state) {
-    (void)state;
-    return redis_fixture_start(&fx);
-}
-
-static int teardown(void **state) {
-    (void)state;
-    redis_fixture_stop(&fx);
-    return 0;
-}
+REDIS_FIXTURE_GROUP(fx)
 
 static void test_ip_literals(void **state) {
     (void)state;
@@ -164,5 +155,5 @@ int main(void) {
         cmocka_unit_test(test_unknown_ca_is_a_certificate_error),
         cmocka_unit_test(test_rnet_classes_certificate_failures),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, redis_setup, redis_teardown);
 }
