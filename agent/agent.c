@@ -1529,6 +1529,9 @@ static int apply_config(struct agent *a, struct config *cfg, char *err, size_t e
         if (!g.sources[i].q)   /* its credentials cannot run: said as a source error */
             snprintf(g.sources[i].open_error, sizeof g.sources[i].open_error, "out of memory");
     }
+    /* The plugins have read their settings, and no other thread has seen cfg yet: drop the
+     * host keys' settings from its parse tree (-ENOMEM keeps the whole tree, also right). */
+    (void)config_compact(cfg);
     generation_build_creds(a, &g);
     generation_swap(a, &g);
 
@@ -1643,6 +1646,7 @@ static void agent_maybe_reload(struct agent *a) {
     } else {
         log_info("reloaded %s: %zu source(s), %zu credential(s)", a->p.config_path, a->n_sources,
                  a->n_creds);
+        malloc_trim(0);   /* the old parse tree and generation, as at start (check_ready) */
         for (size_t i = 0; i < a->n_creds; i++)
             request_fetch(&a->creds[i]);
     }

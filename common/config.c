@@ -1515,6 +1515,135 @@ static int parse_root(struct ctx *x) {
     return 0;
 }
 
+/* ---- compaction ---------------------------------------------------------------------- */
+
+/* The new tree being built: its settings' infos are copied from the old ones. */
+struct compact {
+    struct lc_state *st;
+    size_t cap;
+};
+
+/* A member that nodes can still read: any (filter false), or a key of the credential's
+ * plugin table. */
+static bool compact_keeps(bool filter, const struct config_key *keys, const config_setting_t *m) {
+    return !filter || (keys && find_key(keys, config_setting_name(m)) != NULL);
+}
+
+static size_t compact_count(const config_setting_t *g, const struct config_key *keys) {
+    size_t n = 1;
+    for (int i = 0; g && i < config_setting_length(g); i++) {
+        const config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+        if (compact_keeps(true, keys, m))
+            n += count_settings(m);
+    }
+    return n;
+}
+
+static bool compact_value(config_setting_t *d, const config_setting_t *s) {
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT: return config_setting_set_int(d, config_setting_get_int(s));
+    case CONFIG_TYPE_INT64: return config_setting_set_int64(d, config_setting_get_int64(s));
+    case CONFIG_TYPE_FLOAT: return config_setting_set_float(d, config_setting_get_float(s));
+    case CONFIG_TYPE_BOOL: return config_setting_set_bool(d, config_setting_get_bool(s));
+    case CONFIG_TYPE_STRING: return config_setting_set_string(d, config_setting_get_string(s));
+    default: return true;
+    }
+}
+
+/* Copies s under parent with its info, and its members (with filter, those of keys only;
+ * all of them below). NULL when out of memory. */
+static config_setting_t *compact_copy(struct compact *k, config_setting_t *parent,
+                                      const config_setting_t *s, bool filter,
+                                      const struct config_key *keys) {
+    config_setting_t *d = config_setting_add(parent, config_setting_name(s), config_setting_type(s));
+    if (!d || !compact_value(d, s) || k->st->n_infos >= k->cap)
+        return NULL;
+    const struct setting_info *in = info_of(s);
+    if (in) {
+        k->st->infos[k->st->n_infos] = *in;
+        config_setting_set_hook(d, &k->st->infos[k->st->n_infos++]);
+    }
+    for (int i = 0; config_setting_is_aggregate(s) && i < config_setting_length(s); i++) {
+        const config_setting_t *m = config_setting_get_elem(s, (unsigned)i);
+        if (compact_keeps(filter, keys, m) && !compact_copy(k, d, m, false, NULL))
+            return NULL;
+    }
+    return d;
+}
+
+/* Points node n, and the nested nodes built for it, into the new tree (ns: its group). */
+static void compact_remap(struct config_node *n, const config_setting_t *ns) {
+    size_t i = 0;
+    n->setting = ns;
+    if (!n->groups)
+        return;
+    for (const struct config_key *key = n->keys; key && key->name; key++)
+        if (key->type == CONFIG_T_GROUP) {
+            const config_setting_t *m = member(ns, key->name);
+            compact_remap((struct config_node *)&n->groups[i++],
+                          m && config_setting_type(m) == CONFIG_TYPE_GROUP ? m : NULL);
+        }
+}
+
+/* The copies of the agent group, of every source's and of every credential's (plugin
+ * keys), into st's tree: root.agent, root.s[i], root.c[i]. -ENOMEM when one fails. */
+static int compact_build(struct compact *k, const struct config *c) {
+    config_setting_t *root = config_root_setting(&k->st->lc);
+    config_setting_t *ss = config_setting_add(root, "s", CONFIG_TYPE_LIST);
+    config_setting_t *cs = config_setting_add(root, "c", CONFIG_TYPE_LIST);
+    if (!ss || !cs)
+        return -ENOMEM;
+    const config_setting_t *ag = c->agent_node.setting;
+    if (ag && !compact_copy(k, root, ag, false, NULL))
+        return -ENOMEM;
+    for (size_t i = 0; i < c->n_sources; i++)
+        if (!compact_copy(k, ss, c->sources[i].node.setting, false, NULL))
+            return -ENOMEM;
+    for (size_t i = 0; i < c->n_credentials; i++) {
+        const struct config_node *n = &c->credentials[i].node;
+        if (!compact_copy(k, cs, n->setting, true, n->keys))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+int config_compact(struct config *c) {
+    struct lc_state *old = c->lc, *st = calloc(1, sizeof *st);
+    size_t cap = 3 + (c->agent_node.setting ? count_settings(c->agent_node.setting) : 0);
+    for (size_t i = 0; i < c->n_sources; i++)
+        cap += count_settings(c->sources[i].node.setting);
+    for (size_t i = 0; i < c->n_credentials; i++)
+        cap += compact_count(c->credentials[i].node.setting, c->credentials[i].node.keys);
+    if (!st || !(st->infos = calloc(cap, sizeof *st->infos))) {
+        free(st);
+        return -ENOMEM;
+    }
+    config_init(&st->lc);
+    st->lc_ready = true;
+    struct compact k = { .st = st, .cap = cap };
+    if (compact_build(&k, c) < 0) {
+        config_destroy(&st->lc);
+        free(st->infos);
+        free(st);
+        return -ENOMEM;
+    }
+    config_setting_t *root = config_root_setting(&st->lc);
+    const config_setting_t *ss = member(root, "s"), *cs = member(root, "c");
+    if (c->agent_node.setting)
+        compact_remap(&c->agent_node, member(root, "agent"));
+    for (size_t i = 0; i < c->n_sources; i++)
+        compact_remap(&c->sources[i].node, config_setting_get_elem(ss, (unsigned)i));
+    for (size_t i = 0; i < c->n_credentials; i++)
+        compact_remap(&c->credentials[i].node, config_setting_get_elem(cs, (unsigned)i));
+    st->text = old->text;   /* infos point at its files and literals */
+    old->text = (struct conftext){ 0 };
+    c->lc = st;
+    config_destroy(&old->lc);
+    free(old->infos);
+    free(old);
+    return 0;
+}
+
 /* ---- load / free --------------------------------------------------------------------- */
 
 struct config *config_free(struct config *c) {

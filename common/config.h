@@ -9,7 +9,8 @@
  *
  * Plugin-level keys are read through struct config_node getters, which return the value
  * or the key's default; they cannot fail, because config_load() already checked types.
- * A struct config is immutable after load; any thread may read it; config_free() frees it.
+ * A struct config is immutable after load (but for one config_compact() by the agent,
+ * before other threads see it); any thread may read it; config_free() frees it.
  */
 #pragma once
 #include <stdbool.h>
@@ -253,6 +254,15 @@ int config_load_string(const char *text, const char *display_name, const char *i
                        config_schema_lookup lookup, void *userdata,
                        struct config **ret, char *err, size_t errlen);
 struct config *config_free(struct config *c);
+/* Gives back the parse tree's settings that nothing reads once the configuration is
+ * applied: each credential's host keys, which load copied into struct config_credential
+ * (about 1.3 KB a credential). The tree is rebuilt holding the agent group, every source
+ * group and each credential's keys of its plugin table, so every node, nested groups
+ * included, reads the same values, files and lines as before; only a dotted path into a
+ * credential's host keys ("rotation.strategy") reads as unset. Strings that getters
+ * returned earlier are freed: the agent calls it once the plugins' open() has returned and
+ * before another thread reads c. 0, or -ENOMEM with c unchanged. */
+int config_compact(struct config *c);
 
 /* The host's own key tables, by section: "agent", "sources", "credentials", "redis",
  * "rotation"; NULL for any other name. Stores of "rotation" are at offsets into struct

@@ -284,7 +284,10 @@ struct rc_services {
     /* Config values of a node: the value, or the key's default (NULL, 0, false when it
      * has none). The host checked every value against the type's tables before open(), so
      * a getter cannot fail. A NULL node has no values. A key may be a dotted path into
-     * nested groups ("rotation.strategy": then without a default). */
+     * nested groups ("rotation.strategy": then without a default). Read in open(): once
+     * it has returned, the host frees the settings it keeps for itself (a dotted path into
+     * them then reads as unset), and a string a getter returned may be gone, so copy what
+     * you keep. Nodes themselves stay valid as long as the plugin's state. */
     bool (*conf_has)(const struct rc_config_node *n, const char *key);
     const char *(*conf_string)(const struct rc_config_node *n, const char *key);
     int64_t (*conf_int)(const struct rc_config_node *n, const char *key);

@@ -777,6 +777,53 @@ static void test_plugin_keys_are_read_with_defaults_and_nested_groups(void **sta
     config_free(c);
 }
 
+/* config_compact() keeps what nodes read (agent, sources, the credentials' plugin keys,
+ * nested groups by pointer, files, lines, integer literals) and drops the host's keys. */
+static void test_compact_keeps_every_node_value_and_drops_host_keys(void **state) {
+    struct config *c = load_ok(full_config), *full = load_ok(full_config);
+    const struct config_node *opts = config_node_group_ref(&c->credentials[1].node, "options");
+    const struct config_node *auth = config_node_group_ref(&c->sources[1].node, "auth");
+    assert_non_null(opts);
+    assert_non_null(auth);
+    assert_string_equal(config_node_string(&c->credentials[0].node, "redis.timeout"), "250ms");
+    assert_int_equal(config_compact(c), 0);
+
+    assert_true(config_node_same(&c->agent_node, &full->agent_node));
+    for (size_t i = 0; i < c->n_sources; i++) {
+        assert_true(config_node_same(&c->sources[i].node, &full->sources[i].node));
+        assert_int_equal(config_node_line(&c->sources[i].node, NULL), i == 0 ? 14 : 15);
+    }
+    for (size_t i = 0; i < c->n_credentials; i++)
+        assert_true(config_node_same(&c->credentials[i].node, &full->credentials[i].node));
+    assert_true(config_node_int(&c->sources[1].node, "limit") == 3000000000LL);
+    assert_int_equal(config_node_line(&c->sources[1].node, "limit"), 16);
+    assert_string_equal(config_node_file(&c->sources[1].node, "limit"), "agent.conf");
+    assert_string_equal(config_node_string(&c->agent_node, "log_level"), "debug");
+    /* nested nodes held by pointer (as plugins do) read the new tree */
+    assert_ptr_equal(config_node_group_ref(&c->credentials[1].node, "options"), opts);
+    assert_ptr_equal(config_node_group_ref(&c->sources[1].node, "auth"), auth);
+    assert_string_equal(config_node_string(auth, "method"), "approle");
+    assert_int_equal(config_node_line(auth, "retries"), 17);
+    const struct config_node *inner = config_node_group_ref(opts, "inner");
+    assert_true(config_node_duration(inner, "margin") == 90 * USEC_PER_SEC);
+    assert_int_equal(config_node_line(inner, NULL), 33);
+    assert_string_equal(config_node_string(&c->credentials[0].node, "path"), "cache.json");
+    assert_int_equal(config_node_line(&c->credentials[1].node, "path"), 32);
+    /* the host's keys live on in the structs only */
+    assert_null(config_node_string(&c->credentials[0].node, "redis.timeout"));
+    assert_false(config_node_has(&c->credentials[0].node, "poll_interval"));
+    assert_true(c->credentials[0].redis.timeout_usec == 250 * USEC_PER_MSEC);
+    assert_string_equal(c->credentials[0].on_change[0], "/usr/local/bin/app-reload");
+    config_free(c);
+    config_free(full);
+
+    /* a config without an agent group, and one without credentials */
+    c = load_ok(SRC_FAKE NO_CREDS_AGENT);
+    assert_int_equal(config_compact(c), 0);
+    assert_string_equal(config_node_string(&c->sources[0].node, "address"), "https://fake.invalid");
+    config_free(c);
+}
+
 static void test_getters_on_an_unset_group_return_defaults(void **state) {
     struct config *c = load_ok(SRC_FAKE "agent = { " NO_CREDS_OK " };\n");
     const struct config_node *n = &c->sources[0].node;
@@ -1705,6 +1752,7 @@ int main(void) {
         cmocka_unit_test(test_lookup_gets_agent_plugin_dir_even_when_agent_comes_last),
         cmocka_unit_test(test_broken_plugin_schema_is_reported),
         cmocka_unit_test(test_plugin_keys_are_read_with_defaults_and_nested_groups),
+        cmocka_unit_test(test_compact_keeps_every_node_value_and_drops_host_keys),
         cmocka_unit_test(test_getters_on_an_unset_group_return_defaults),
         cmocka_unit_test(test_schema_default_texts_are_well_formed),
         cmocka_unit_test(test_formats_must_include_json_and_be_known),
