@@ -5,7 +5,7 @@
 #
 # 1. installs the Debian packages that are missing (scripts/lib/deps.sh);
 # 2. builds build/ with -Werror and runs ctest (unit tests + integration tests);
-# 3. runs scripts/fuzz.sh --seconds 20 (every libFuzzer target, built with clang), when
+# 3. runs scripts/fuzz.sh --seconds 15 (every libFuzzer target, built with clang), when
 #    that script exists;
 # 4. builds build-asan/ with AddressSanitizer + UBSan (Debug) and runs ctest again, without
 #    the suites labelled `once` (the kill -9 torture, valgrind).
@@ -99,15 +99,36 @@ configure_build_test() {
         return 0
     fi
     record "$label build" ok
-    step "$label: ctest ${label_args[*]} ${ctest_extra[*]}"
     t0=$SECONDS
-    if (cd "$root/$dir" && ctest --output-on-failure -j "$ctest_jobs" "${label_args[@]}" \
-        "${ctest_extra[@]}" </dev/null) 2>&1 | tee "$times_dir/$label.log"; then
+    if run_ctest "$root/$dir" "$times_dir/$label.log"; then
         record "$label ctest" ok $((SECONDS - t0))
     else
         record "$label ctest" FAILED $((SECONDS - t0))
     fi
     ctest_times "$times_dir/$label.log" "$times_dir/$label.times"
+}
+
+# run_ctest DIR LOG: ctest in DIR, its output also into LOG. The unit, docs and arch tests
+# (no servers, no timing) run $jobs at once, then the rest $ctest_jobs at once; with
+# REDIS_CREDS_CTEST_ARGS, one ctest with those arguments. label_exclude (a label, or
+# empty) is left out of both.
+run_ctest() {
+    local dir=$1 log=$2 quick_labels='^(unit|docs|arch)$' rc=0 ex=()
+    [[ -n $label_exclude ]] && ex=(-LE "^($label_exclude)\$")
+    if ((${#ctest_extra[@]} > 0)); then
+        step "ctest ${ex[*]} ${ctest_extra[*]}"
+        (cd "$dir" && ctest --output-on-failure -j "$ctest_jobs" "${ex[@]}" "${ctest_extra[@]}" \
+            </dev/null) 2>&1 | tee "$log" || return 1
+        return 0
+    fi
+    step "ctest -L '$quick_labels' ${ex[*]} -j $jobs"
+    (cd "$dir" && ctest --output-on-failure -j "$jobs" -L "$quick_labels" "${ex[@]}" \
+        </dev/null) 2>&1 | tee "$log" || rc=1
+    local rest="^(unit|docs|arch${label_exclude:+|$label_exclude})\$"
+    step "ctest -LE '$rest' -j $ctest_jobs"
+    (cd "$dir" && ctest --output-on-failure -j "$ctest_jobs" -LE "$rest" </dev/null) 2>&1 |
+        tee -a "$log" || rc=1
+    return $rc
 }
 
 # The fuzzing step: scripts/fuzz.sh builds every libFuzzer target with clang (build-fuzz/)
@@ -123,7 +144,7 @@ run_fuzz() {
         record "fuzz" skipped
         return 0
     fi
-    step "fuzz: scripts/fuzz.sh --seconds 20"
+    step "fuzz: scripts/fuzz.sh --seconds 15"
     t0=$SECONDS
     if bash "$root/scripts/fuzz.sh" --seconds 20 </dev/null; then
         record "fuzz" ok $((SECONDS - t0))
@@ -149,8 +170,8 @@ lsan_works() {
     [[ $out == *"detected memory leaks"* ]]
 }
 
-label_args=()
-[[ $quick == 1 ]] && label_args=(-LE slow)
+label_exclude=""
+[[ $quick == 1 ]] && label_exclude=slow
 configure_build_test "release" build \
     -DCMAKE_BUILD_TYPE="${REDIS_CREDS_BUILD_TYPE:-RelWithDebInfo}" \
     -DREDIS_CREDS_WERROR=ON -DREDIS_CREDS_SANITIZE=OFF
@@ -170,7 +191,7 @@ else
     fi
     export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=$leaks:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1"
     export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:halt_on_error=1"
-    label_args=(-LE once)
+    label_exclude=once
     configure_build_test "asan" build-asan \
         -DCMAKE_BUILD_TYPE=Debug -DREDIS_CREDS_SANITIZE=ON -DREDIS_CREDS_WERROR=ON
     ((leaks)) || results+=("asan: leak checking off (LeakSanitizer unavailable)")
