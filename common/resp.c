@@ -627,9 +627,17 @@ void resp_reply_wipe_free(redisReply *r) {
         free_secret_reply(r);
 }
 
+/* The replies to a secret-carrying command that may quote it: errors (Redis's own ACL
+ * SETUSER errors do), and the text of a status or bulk string a look-alike server or a
+ * proxy answers with instead. "+OK" keeps its one word. */
+static bool may_echo(const redisReply *r) {
+    return r->str && (r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ||
+                      r->type == REDIS_REPLY_STRING);
+}
+
 void resp_redact_error(redisReply *r, int argc, const char *const *argv,
                        const size_t *argvlen) {
-    if (r && r->type == REDIS_REPLY_ERROR && r->str)
+    if (r && may_echo(r))
         keep_first_word(r, argc, argv, argvlen);
 }
 
@@ -641,8 +649,8 @@ int resp_command(struct resp_conn *c, int argc, const char **argv, const size_t 
     if (rc < 0 || !reply)
         return rc < 0 ? rc : -EPROTO;
     /* Redis echoes arguments in some errors ("ACL SETUSER u <pw" does): for a command
-     * that carries a secret the caller only ever sees the error's first word. */
-    if (secret_args && reply->type == REDIS_REPLY_ERROR && reply->str)
+     * that carries a secret the caller only ever sees the first word of a text reply. */
+    if (secret_args && may_echo(reply))
         keep_first_word(reply, argc, argv, argvlen);
     *ret = reply;
     return 0;
@@ -884,7 +892,7 @@ static bool contains(const redisReply *r, const char *needle) {
     return r->str && strcasestr(r->str, needle) != NULL;
 }
 
-static const char *type_name(int type) {
+const char *resp_reply_type_name(int type) {
     switch (type) {
     case REDIS_REPLY_STRING: return "bulk string";
     case REDIS_REPLY_ARRAY: return "array";
@@ -910,7 +918,7 @@ void resp_ping_judge(redisReply *reply, char *detail, size_t detail_len) {
         fmt_msg(detail, detail_len, "PING after AUTH: %s", first_word(reply, word, sizeof(word)));
     else
         fmt_msg(detail, detail_len, "PING after AUTH: unexpected %s reply",
-                type_name(reply->type));
+                resp_reply_type_name(reply->type));
     if (reply)
         freeReplyObject(reply);
 }
@@ -989,7 +997,7 @@ enum resp_auth_result resp_auth_judge(redisReply *reply, int argc, const char *c
                 first_word(reply, word, sizeof(word)));
     } else {
         res = RESP_AUTH_UNEXPECTED;
-        fmt_msg(detail, detail_len, "AUTH: unexpected %s reply", type_name(reply->type));
+        fmt_msg(detail, detail_len, "AUTH: unexpected %s reply", resp_reply_type_name(reply->type));
     }
     free_secret_reply(reply);
     return res;

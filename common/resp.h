@@ -73,21 +73,24 @@ struct resp_conn *resp_conn_new(struct resp_transport *t, uint64_t timeout_usec)
 struct resp_conn *resp_close(struct resp_conn *c);
 
 /* Sends one command and reads its reply within the connection's timeout.
- * secret_args: the command carries a secret; its formatted bytes are wiped, and an error
- * reply is cut down to its first word (or "(redacted)" when that word is not an error
- * code or contains an argument), the rest wiped.
+ * secret_args: the command carries a secret; its formatted bytes are wiped, and a text
+ * reply (error, status, bulk string) is cut down to its first word (or "(redacted)" when
+ * that word is not an error code or contains an argument), the rest wiped.
  * Returns 0 and *ret (any reply type, error replies included), or -errno; an I/O,
  * protocol or cap error is sticky and leaves its message in resp_errstr(). */
 int resp_command(struct resp_conn *c, int argc, const char **argv, const size_t *argvlen,
                  bool secret_args, redisReply **ret);
 const char *resp_errstr(const struct resp_conn *c);
 
-/* For callers that read replies themselves (rnet.h): cuts an error reply to a command
- * carrying a secret down to its first word, as resp_command() does (the rest wiped);
+/* For callers that read replies themselves (rnet.h): cuts a text reply (error, status or
+ * bulk string: a proxy may echo the command in any of them) to a command carrying a
+ * secret down to its first word, as resp_command() does (the rest wiped; "+OK" stays);
  * and frees a reply after wiping every string in it. */
 void resp_redact_error(redisReply *r, int argc, const char *const *argv,
                        const size_t *argvlen);
 void resp_reply_wipe_free(redisReply *r);
+/* "bulk string", "array", "integer", "nil", "status", "error": a reply's type in messages. */
+const char *resp_reply_type_name(int type);
 
 enum resp_auth_result {
     RESP_AUTH_ACCEPTED = 0,

@@ -1057,10 +1057,34 @@ static void test_redact_error_keeps_only_the_first_word(void **state) {
     resp_redact_error(NULL, 4, argv, NULL);
 }
 
+/* A server (or a proxy in front of one) that answers a secret-carrying command with a
+ * bulk string or a status echoing it: cut like an error, so no caller can quote it. */
+static void test_redact_error_also_cuts_bulk_and_status_echoes(void **state) {
+    const char *argv[] = { "ACL", "SETUSER", "app", ">hunter2-secret" };
+    redisReply *bulk = parse_str("$31\r\nACL SETUSER app >hunter2-secret\r\n");
+    redisReply *status = parse_str("+>hunter2-secret\r\n");
+    redisReply *ok = parse_str("+OK\r\n");
+
+    (void)state;
+    resp_redact_error(bulk, 4, argv, NULL);
+    assert_int_equal(bulk->type, REDIS_REPLY_STRING);
+    assert_null(memmem(bulk->str, bulk->len, "hunter2", 7));
+    resp_reply_wipe_free(bulk);
+    resp_redact_error(status, 4, argv, NULL);
+    assert_null(strstr(status->str, "hunter2"));
+    assert_string_equal(status->str, "(redacted)");
+    resp_reply_wipe_free(status);
+    resp_redact_error(ok, 4, argv, NULL);
+    assert_int_equal(ok->type, REDIS_REPLY_STATUS);
+    assert_string_equal(ok->str, "OK");
+    resp_reply_wipe_free(ok);
+}
+
 int main(void) {
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_reader_simple_string),
         cmocka_unit_test(test_redact_error_keeps_only_the_first_word),
+        cmocka_unit_test(test_redact_error_also_cuts_bulk_and_status_echoes),
         cmocka_unit_test(test_reader_error),
         cmocka_unit_test(test_reader_integer),
         cmocka_unit_test(test_reader_bulk_keeps_binary),
