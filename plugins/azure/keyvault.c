@@ -42,6 +42,7 @@ struct kv_cred {
     char *username;      /* for a bare value; NULL = the default user */
     enum az_kv_format format;
     bool hint_done;
+    struct secret *served;   /* the last value read: only to scrub error texts that echo it */
 };
 
 struct kv_source {
@@ -102,6 +103,7 @@ void az_keyvault_close(void *state) {
         free(s->creds[i].name);
         free(s->creds[i].secret);
         free(s->creds[i].username);
+        secret_free(s->creds[i].served);
     }
     free(s->creds);
     free(s->api_version);
@@ -332,7 +334,8 @@ static int kv_get(struct kv_source *s, const struct kv_cred *kc, const char *ver
     if (r.status == 200)
         ret = az_keyvault_parse_bundle(r.body, r.body_len, kc->format, kc->username, what, c, err);
     else {
-        ret = az_service_error(err, what, &r);
+        const struct secret *served[] = { kc->served };
+        ret = az_service_error_scrubbed(err, what, &r, served, 1);
         if (r.status == 401) {
             char ch[512];
             az_challenge_describe(&r, ch, sizeof ch);
@@ -435,6 +438,8 @@ int az_keyvault_fetch(void *state, const struct rc_credential *cred,
     if (kv_get(s, kc, "", &c, err) < 0)
         return -1;
     ret[0] = c;
+    secret_free(kc->served);
+    kc->served = secret_dup(c.password);   /* NULL when out of memory: scrubbed less */
     if (kc->hint_done)
         return 1;
 

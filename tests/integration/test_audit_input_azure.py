@@ -1,0 +1,59 @@
+"""Azure answers that echo a secret into an error text, through the real agent: the token
+endpoint refusing a client secret with an error_description that quotes it, and Key
+Vault failing with an error message that quotes the secret value it served before. The
+refusal is logged and shown in the status, and never the secret (whole, or any 10
+characters of it in a row: an echo cut short)."""
+import os
+
+import rc_harness as h
+from azure_helpers import az  # noqa: F401 - fixture
+from test_audit_input_vault import assert_absent
+from vault_helpers import write_secret_file
+
+PW = "kv-value-7d2f9e41c0ab"
+
+
+def outputs(az_, a):
+    st = az_.status("--json")
+    return az_.outputs(a) + "\n" + st.stdout + st.stderr
+
+
+def client_secret_identity(az_, secret):
+    app = az_.fake.add_app("sp", secret=secret)
+    sfile = write_secret_file(os.path.join(az_.dir, "client-secret"), secret + "\n")
+    return az_.identity("client_secret", client_id=app.client_id, client_secret_file=sfile)
+
+
+def test_token_refusal_that_echoes_the_client_secret_is_logged_without_it(sc, az):
+    secret = "cs-4b1e8f0a9d3c7e25"
+    identity = client_secret_identity(az, secret)
+    sc.redis.create_user("app", PW)
+    az.fake.kv_set("cache-pw", PW)
+    az.fake.inject("aad", status=401, count=1000, body={
+        "error": "invalid_client",
+        "error_description": "AADSTS7000215: Invalid client secret provided: %s. Trace ID: x" % secret})
+    a = az.start([az.cred(path="cache-pw", username="app", poll_interval="300ms")],
+                 [az.kv_source(identity=identity)], ready=False)
+    a.wait_log(lambda l: "Invalid client secret" in l, timeout=10)
+    out = outputs(az, a)
+    assert_absent(out, {"client secret": secret})
+    assert "Invalid client secret provided: ***" in out, "the echo arrived and was scrubbed"
+    assert a.stop() == 0
+
+
+def test_keyvault_error_that_echoes_the_value_is_logged_without_it(sc, az):
+    secret = "cs-9c2d7a1f6e0b4d38"
+    identity = client_secret_identity(az, secret)
+    sc.redis.create_user("app", PW)
+    az.fake.kv_set("cache-pw", PW)
+    a = az.start([az.cred(path="cache-pw", username="app", poll_interval="300ms")],
+                 [az.kv_source(identity=identity)])
+    sc.wait_published(password=PW)
+    az.fake.inject("keyvault", status=500, count=1000, body={
+        "error": {"code": "InternalServerError", "message": "could not serve value %s now" % PW}})
+    a.wait_log(lambda l: "could not serve value" in l, timeout=10)
+    h.wait_until(lambda: "could not serve value" in az.status("--json").stdout, 5, "the error in the status")
+    out = outputs(az, a)
+    assert "could not serve value *** now" in out, "the echo arrived and was scrubbed"
+    assert_absent(out, {"Key Vault value": PW, "client secret": secret})
+    assert a.stop() == 0
