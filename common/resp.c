@@ -65,6 +65,7 @@ struct resp_reader {
     size_t max_bytes;
     size_t max_elements;
     size_t pending;      /* bytes fed that belong to replies not yet returned */
+    size_t objects;      /* objects made for the reply under way (RESP_MAX_OBJECTS) */
     int err;             /* sticky: 0 or -errno */
     bool over_cap;       /* set by create_array when it refused a count */
     char errstr[128];
@@ -79,6 +80,20 @@ static void reader_fail(struct resp_reader *r, int err, const char *fmt, ...) {
     va_start(ap, fmt);
     (void)vsnprintf(r->errstr, sizeof(r->errstr), fmt, ap);
     va_end(ap);
+}
+
+/* Counts one more object of the reply under way; false (and the reader failed, over
+ * its cap) past RESP_MAX_OBJECTS. */
+static bool charge(const redisReadTask *task) {
+    struct resp_reader *r = task->privdata;
+
+    if (r->objects >= RESP_MAX_OBJECTS) {
+        r->over_cap = true;
+        reader_fail(r, -EMSGSIZE, "reply of more than %d objects", RESP_MAX_OBJECTS);
+        return false;
+    }
+    r->objects++;
+    return true;
 }
 
 /* Hook a new object into its parent array, as hiredis.c does. */
@@ -99,7 +114,7 @@ static void *create_string(const redisReadTask *task, char *str, size_t len) {
     redisReply *obj;
     char *buf;
 
-    if (len == SIZE_MAX)
+    if (len == SIZE_MAX || !charge(task))
         return NULL;
     obj = calloc(1, sizeof(*obj));
     if (!obj)
@@ -127,6 +142,8 @@ static void *create_array(const redisReadTask *task, int elements) {
                     elements, r->max_elements);
         return NULL;
     }
+    if (!charge(task))
+        return NULL;
     obj = calloc(1, sizeof(*obj));
     if (!obj)
         return NULL;
@@ -143,7 +160,7 @@ static void *create_array(const redisReadTask *task, int elements) {
 }
 
 static void *create_integer(const redisReadTask *task, long long value) {
-    redisReply *obj = calloc(1, sizeof(*obj));
+    redisReply *obj = charge(task) ? calloc(1, sizeof(*obj)) : NULL;
 
     if (!obj)
         return NULL;
@@ -153,7 +170,7 @@ static void *create_integer(const redisReadTask *task, long long value) {
 }
 
 static void *create_nil(const redisReadTask *task) {
-    redisReply *obj = calloc(1, sizeof(*obj));
+    redisReply *obj = charge(task) ? calloc(1, sizeof(*obj)) : NULL;
 
     if (!obj)
         return NULL;
@@ -254,8 +271,9 @@ int resp_reader_get(struct resp_reader *r, redisReply **ret) {
     }
     if (!obj)
         return 0;
-    /* What is left unparsed belongs to the next reply and counts against its cap. */
+    /* What is left unparsed belongs to the next reply and counts against its caps. */
     r->pending = r->rd->len - r->rd->pos;
+    r->objects = 0;
     reader_wipe_stale(r->rd);
     *ret = obj;
     return 1;

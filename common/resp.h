@@ -1,7 +1,8 @@
 /* resp: a blocking-with-deadline connection to one Redis node, and the RESP reader.
  *
  * resp_reader wraps hiredis's I/O-free reader with our caps: a reply larger than
- * max_bytes or an array longer than max_elements is an error, not an allocation.
+ * max_bytes, an array longer than max_elements, or a reply of more than RESP_MAX_OBJECTS
+ * objects in all is an error, not an allocation.
  * resp_conn connects to "host:port", "[v6addr]:port" or "unix:/path", every connect,
  * read and write bounded by the timeout given at connect (poll() on a non-blocking fd).
  * The transport (plain socket now) sits behind struct resp_transport so TLS over OpenSSL
@@ -26,6 +27,11 @@
 
 #define RESP_MAX_REPLY_BYTES (4 * 1024 * 1024)
 #define RESP_MAX_ELEMENTS (64 * 1024)
+/* The objects (strings, integers, arrays, nils) of one reply, nested ones included: each
+ * costs ~64 bytes of heap for as little as 4 bytes read, so the byte cap alone lets a
+ * reply of tiny objects cost 16 times its size. CLUSTER SLOTS with every slot its own
+ * range on 3 nodes is ~260 000. */
+#define RESP_MAX_OBJECTS (512 * 1024)
 
 /* Endpoints are endpoint.h's (the one parser of the grammar). */
 

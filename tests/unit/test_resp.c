@@ -251,6 +251,48 @@ static void test_reader_nested_array_over_cap_frees_partial(void **state) {
     resp_reader_free(rd);
 }
 
+/* Feeds `arrays` arrays of `inner` integers, as one reply (an array of arrays), to a
+ * reader with a byte cap of max_bytes; returns what resp_reader_get() says. */
+static int feed_int_arrays(struct resp_reader *rd, size_t arrays, size_t inner) {
+    char hdr[32], *chunk = malloc(inner * 4 + 32);
+    redisReply *r = NULL;
+    size_t cl;
+    int n, rc = 0;
+
+    assert_non_null(chunk);
+    n = snprintf(hdr, sizeof hdr, "*%zu\r\n", arrays);
+    assert_int_equal(resp_reader_feed(rd, hdr, (size_t)n), 0);
+    cl = (size_t)snprintf(chunk, 32, "*%zu\r\n", inner);
+    for (size_t i = 0; i < inner; i++, cl += 4)
+        memcpy(chunk + cl, ":1\r\n", 4);
+    for (size_t j = 0; j < arrays && rc == 0; j++)
+        rc = resp_reader_feed(rd, chunk, cl);
+    free(chunk);
+    if (rc == 0)
+        rc = resp_reader_get(rd, &r);
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+/* A reply of many tiny objects costs ~64 bytes of heap for each 4 bytes read: under the
+ * 64 MiB cap CLIENT LIST gets, 16 million integers in nested arrays took 1.2 GiB of
+ * memory. The objects of one reply are capped in total (RESP_MAX_OBJECTS), whatever the
+ * byte cap; CLUSTER SLOTS of a cluster with every slot its own range stays well under. */
+static void test_reader_caps_the_objects_of_one_reply(void **state) {
+    struct resp_reader *rd = resp_reader_new(64u * 1024 * 1024, 0);
+
+    (void)state;
+    assert_int_equal(feed_int_arrays(rd, (RESP_MAX_OBJECTS / 60000) + 1, 60000), -EMSGSIZE);
+    assert_non_null(strstr(resp_reader_errstr(rd), "objects"));
+    resp_reader_free(rd);
+    rd = resp_reader_new(64u * 1024 * 1024, 0);
+    assert_int_equal(feed_int_arrays(rd, 16384, 15), 1);   /* 16384 slot ranges */
+    /* the count is per reply: the next one starts from nothing */
+    assert_int_equal(feed_int_arrays(rd, 16384, 15), 1);
+    resp_reader_free(rd);
+}
+
 static void test_reader_garbage_is_sticky_protocol_error(void **state) {
     struct resp_reader *rd = resp_reader_new(0, 0);
     redisReply *r = NULL;
@@ -1085,6 +1127,7 @@ int main(void) {
         cmocka_unit_test(test_reader_simple_string),
         cmocka_unit_test(test_redact_error_keeps_only_the_first_word),
         cmocka_unit_test(test_redact_error_also_cuts_bulk_and_status_echoes),
+        cmocka_unit_test(test_reader_caps_the_objects_of_one_reply),
         cmocka_unit_test(test_reader_error),
         cmocka_unit_test(test_reader_integer),
         cmocka_unit_test(test_reader_bulk_keeps_binary),
