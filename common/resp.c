@@ -933,12 +933,16 @@ void resp_ping_judge(redisReply *reply, char *detail, size_t detail_len) {
         /* The user may not run PING; AUTH itself said +OK, which is what counts. */
         fmt_msg(detail, detail_len, "PING not permitted for this user (NOPERM)");
     else if (reply->type == REDIS_REPLY_ERROR)
-        fmt_msg(detail, detail_len, "PING after AUTH: %s", first_word(reply, word, sizeof(word)));
+        /* PING rides right behind AUTH: a server out of step could be echoing the
+         * password here, so only a word shaped like an error code is shown. */
+        fmt_msg(detail, detail_len, "PING after AUTH: %s",
+                word_is_safe(reply, first_word_len(reply), 0, NULL, NULL)
+                    ? first_word(reply, word, sizeof(word)) : REDACTED);
     else
         fmt_msg(detail, detail_len, "PING after AUTH: unexpected %s reply",
                 resp_reply_type_name(reply->type));
     if (reply)
-        freeReplyObject(reply);
+        free_secret_reply(reply);
 }
 
 static enum resp_auth_result judge_ping(struct resp_conn *c, char *detail, size_t detail_len) {

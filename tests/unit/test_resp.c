@@ -1122,12 +1122,30 @@ static void test_redact_error_also_cuts_bulk_and_status_echoes(void **state) {
     resp_reply_wipe_free(ok);
 }
 
+/* PING is pipelined right after AUTH: a server that answers AUTH with +OK and then
+ * echoes the password as PING's error (a desynchronised proxy) must not get it into the
+ * detail. An error code (NOPERM, LOADING, ...) is still named. */
+static void test_ping_judge_names_error_codes_only(void **state) {
+    char detail[128];
+
+    (void)state;
+    resp_ping_judge(parse_str("-s3cret-pw-echoed is not a command\r\n"), detail, sizeof detail);
+    assert_null(strstr(detail, "s3cret"));
+    assert_non_null(strstr(detail, "PING after AUTH"));
+    resp_ping_judge(parse_str("-LOADING Redis is loading the dataset in memory\r\n"), detail,
+                    sizeof detail);
+    assert_string_equal(detail, "PING after AUTH: LOADING");
+    resp_ping_judge(parse_str("+PONG\r\n"), detail, sizeof detail);
+    assert_string_equal(detail, "");
+}
+
 int main(void) {
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_reader_simple_string),
         cmocka_unit_test(test_redact_error_keeps_only_the_first_word),
         cmocka_unit_test(test_redact_error_also_cuts_bulk_and_status_echoes),
         cmocka_unit_test(test_reader_caps_the_objects_of_one_reply),
+        cmocka_unit_test(test_ping_judge_names_error_codes_only),
         cmocka_unit_test(test_reader_error),
         cmocka_unit_test(test_reader_integer),
         cmocka_unit_test(test_reader_bulk_keeps_binary),
