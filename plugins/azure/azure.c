@@ -139,9 +139,31 @@ void az_scrub(char *msg, const struct secret *s) {
     }
 }
 
+static bool b64url_char(char c) {
+    return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.';
+}
+
+/* Every JWT-shaped run ("eyJ" and 17 or more base64url characters or dots): the access
+ * tokens and assertions Azure deals in are JWTs, and which one a text echoes (the bearer
+ * token of the request, an earlier one) is not known here. */
+static void scrub_jwts(char *msg) {
+    for (char *p = msg; (p = strstr(p, "eyJ"));) {
+        size_t n = 3;
+        while (b64url_char(p[n]))
+            n++;
+        if (n < 20) {
+            p += n;
+            continue;
+        }
+        memcpy(p, "***", 3);
+        memmove(p + 3, p + n, strlen(p + n) + 1);
+        p += 3;
+    }
+}
+
 void az_clean_scrubbed(const char *s, size_t max, const struct secret *const *sec, size_t nsec,
                        char *out, size_t outlen) {
-    if (!s || nsec == 0) {
+    if (!s) {
         az_clean_text(s, max, out, outlen);
         return;
     }
@@ -155,6 +177,7 @@ void az_clean_scrubbed(const char *s, size_t max, const struct secret *const *se
     memcpy(dup, s, n + 1);
     for (size_t i = 0; i < nsec; i++)
         az_scrub(dup, sec[i]);
+    scrub_jwts(dup);
     az_clean_text(dup, max, out, outlen);
     az_wipe_free(dup, n + 1);
 }

@@ -24,6 +24,17 @@ def client_secret_identity(az_, secret):
     return az_.identity("client_secret", client_id=app.client_id, client_secret_file=sfile)
 
 
+def published(sc, az_, secret):
+    """An agent that published PW from Key Vault, as a service principal with `secret`."""
+    identity = client_secret_identity(az_, secret)
+    sc.redis.create_user("app", PW)
+    az_.fake.kv_set("cache-pw", PW)
+    a = az_.start([az_.cred(path="cache-pw", username="app", poll_interval="300ms")],
+                  [az_.kv_source(identity=identity)])
+    sc.wait_published(password=PW)
+    return a
+
+
 def test_token_refusal_that_echoes_the_client_secret_is_logged_without_it(sc, az):
     secret = "cs-4b1e8f0a9d3c7e25"
     identity = client_secret_identity(az, secret)
@@ -43,12 +54,7 @@ def test_token_refusal_that_echoes_the_client_secret_is_logged_without_it(sc, az
 
 def test_keyvault_error_that_echoes_the_value_is_logged_without_it(sc, az):
     secret = "cs-9c2d7a1f6e0b4d38"
-    identity = client_secret_identity(az, secret)
-    sc.redis.create_user("app", PW)
-    az.fake.kv_set("cache-pw", PW)
-    a = az.start([az.cred(path="cache-pw", username="app", poll_interval="300ms")],
-                 [az.kv_source(identity=identity)])
-    sc.wait_published(password=PW)
+    a = published(sc, az, secret)
     az.fake.inject("keyvault", status=500, count=1000, body={
         "error": {"code": "InternalServerError", "message": "could not serve value %s now" % PW}})
     a.wait_log(lambda l: "could not serve value" in l, timeout=10)
@@ -56,4 +62,20 @@ def test_keyvault_error_that_echoes_the_value_is_logged_without_it(sc, az):
     out = outputs(az, a)
     assert "could not serve value *** now" in out, "the echo arrived and was scrubbed"
     assert_absent(out, {"Key Vault value": PW, "client secret": secret})
+    assert a.stop() == 0
+
+
+def test_keyvault_error_that_echoes_the_bearer_token_is_logged_without_it(sc, az):
+    """The access token the agent presented (a JWT), quoted back in a Key Vault error."""
+    secret = "cs-1e5b8c3d0f7a9264"
+    a = published(sc, az, secret)
+    with az.fake.lock:
+        tokens = [s for s in az.fake.leaked if s.startswith("eyJ")]
+    assert tokens
+    az.fake.inject("keyvault", status=500, count=1000, body={
+        "error": {"code": "InternalServerError", "message": "token %s could not be checked" % tokens[-1]}})
+    a.wait_log(lambda l: "InternalServerError: token" in l, timeout=10)
+    out = outputs(az, a)
+    assert_absent(out, {"access token %d" % i: t for i, t in enumerate(tokens)})
+    az.assert_no_secrets(out)
     assert a.stop() == 0
