@@ -79,3 +79,21 @@ def test_keyvault_error_that_echoes_the_bearer_token_is_logged_without_it(sc, az
     assert_absent(out, {"access token %d" % i: t for i, t in enumerate(tokens)})
     az.assert_no_secrets(out)
     assert a.stop() == 0
+
+
+def test_management_error_that_echoes_the_access_keys_is_logged_without_them(sc, az):
+    """azure-redis-keys: a listKeys failure whose message quotes the keys served before."""
+    rid = az.fake.add_cache("cache2")
+    keys = az.fake.keys(rid)
+    az.redis_accepts_keys(keys["primaryKey"], keys["secondaryKey"])
+    a = az.start([az.cred(name="keys", source="keys", path=rid, poll_interval="300ms")],
+                 [az.keys_source()])
+    sc.wait_published("keys", password=keys["primaryKey"], timeout=10)
+    az.fake.inject("arm", status=500, count=1000, body={"error": {
+        "code": "InternalServerError",
+        "message": "keys %s %s are locked" % (keys["primaryKey"], keys["secondaryKey"])}})
+    a.wait_log(lambda l: "InternalServerError: keys" in l, timeout=10)
+    out = outputs(az, a)
+    assert "keys *** *** are locked" in out, "the echo arrived and was scrubbed"
+    assert_absent(out, {"primary key": keys["primaryKey"], "secondary key": keys["secondaryKey"]})
+    assert a.stop() == 0
