@@ -170,7 +170,20 @@ static char *xstrdup_or_null(const char *s) {
     return s && s[0] ? strdup(s) : NULL;
 }
 
-/* Replaces every occurrence of needle in msg (a server may echo what we sent). */
+/* The first bytes of needle (6 or more) ending at msg + end: replaced with "***".
+ * Returns where msg + end is now. */
+static size_t scrub_cut_at(char *msg, size_t end, const char *needle, size_t n) {
+    for (size_t k = n - 1 < end ? n - 1 : end; k >= 6; k--)
+        if (memcmp(msg + end - k, needle, k) == 0) {
+            memcpy(msg + end - k, "***", 3);
+            memmove(msg + end - k + 3, msg + end, strlen(msg + end) + 1);
+            return end - k + 3;
+        }
+    return end;
+}
+
+/* Replaces every occurrence of needle in msg (a server may echo what we sent), and its
+ * first bytes where a text was cut short: before "..." or at the end of msg. */
 static void scrub_bytes(char *msg, const char *needle, size_t n) {
     char *p;
     if (!needle || n < 4)
@@ -179,6 +192,9 @@ static void scrub_bytes(char *msg, const char *needle, size_t n) {
         memcpy(p, "***", 3);
         memmove(p + 3, p + n, strlen(p + n) + 1);
     }
+    for (p = msg; (p = strstr(p, "...")); p += 3)
+        p = msg + scrub_cut_at(msg, (size_t)(p - msg), needle, n);
+    (void)scrub_cut_at(msg, strlen(msg), needle, n);
 }
 
 static void scrub(char *msg, const struct secret *s) {

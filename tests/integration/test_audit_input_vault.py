@@ -97,3 +97,25 @@ def test_refused_rotation_writes_that_echo_the_body_are_logged_without_it(vault,
     assert_absent(out, sent)
     assert sc.read_doc()["password"] == PW1
     assert a.stop() == 0
+
+
+def test_record_read_error_cut_short_on_an_echoed_token_shows_none_of_it(vault, sc):
+    """The rotation record's read answered 404 with an error that quotes the token right
+    where the text is cut short (200 characters): not even its first characters show."""
+    fv = vault.fake
+    sc.redis.create_user("app", PW1)
+    fv.kv2_put("secret", "redis/cache", {"username": "app", "password": PW1})
+    cred = rot_cred(sc)
+    a = vault.start([vault.cred(poll_interval="300ms", engine="kv2", rotation=cred["rotation"])])
+    sc.wait_published(password=PW1)
+    fv.inject(r"^/v1/secret/data/redis/cache\.rotation$", "status", method="GET", status=404,
+              errors=["x" * 165 + " no route for {token}"])
+    r = sc.run_cli("-c", sc.tree.conf, "rotate", "cache")
+    assert r.returncode in (0, 1), r.stderr
+    a.wait_log(lambda l: "xxxxxxxxxx" in l, timeout=10)
+    out = outputs(vault, a) + r.stdout + r.stderr
+    with fv._lock:
+        tokens = list(fv.tokens)
+    assert_absent(out, {"vault token %d" % i: t for i, t in enumerate(tokens)})
+    assert sc.read_doc()["password"] == PW1
+    assert a.stop() == 0
