@@ -668,7 +668,10 @@ static void node_unfinished(const struct run *u, const struct rnet_node *rn,
                                [RNET_PROTOCOL] = -EPROTO, [RNET_INTERNAL] = -ENOMEM };
     const struct rnet_cmd *c = &rn->script[rn->step < u->nscript ? rn->step : 0];
 
-    if (rn->over_cap)
+    if (rn->over_objects)
+        node_fail(n, -EMSGSIZE, "%s: reply of more than %d objects",
+                  c->label ? c->label : c->argv[0], RESP_MAX_OBJECTS);
+    else if (rn->over_cap)
         node_fail(n, -EMSGSIZE, "%s: reply over %zu bytes", c->label ? c->label : c->argv[0],
                   u->cap ? u->cap : (size_t)RESP_MAX_REPLY_BYTES);
     else if (rn->cls == RNET_OK)

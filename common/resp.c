@@ -68,6 +68,7 @@ struct resp_reader {
     size_t objects;      /* objects made for the reply under way (RESP_MAX_OBJECTS) */
     int err;             /* sticky: 0 or -errno */
     bool over_cap;       /* set by create_array when it refused a count */
+    bool over_objects;   /* set by charge() when it refused an object */
     char errstr[128];
 };
 
@@ -88,7 +89,7 @@ static bool charge(const redisReadTask *task) {
     struct resp_reader *r = task->privdata;
 
     if (r->objects >= RESP_MAX_OBJECTS) {
-        r->over_cap = true;
+        r->over_cap = r->over_objects = true;
         reader_fail(r, -EMSGSIZE, "reply of more than %d objects", RESP_MAX_OBJECTS);
         return false;
     }
@@ -277,6 +278,10 @@ int resp_reader_get(struct resp_reader *r, redisReply **ret) {
     reader_wipe_stale(r->rd);
     *ret = obj;
     return 1;
+}
+
+bool resp_reader_over_objects(const struct resp_reader *r) {
+    return r && r->over_objects;
 }
 
 const char *resp_reader_errstr(const struct resp_reader *r) {

@@ -45,6 +45,9 @@ int resp_reader_feed(struct resp_reader *r, const char *buf, size_t len);   /* 0
  * on a protocol error or a cap exceeded (sticky). Free the reply with freeReplyObject(). */
 int resp_reader_get(struct resp_reader *r, redisReply **ret);
 const char *resp_reader_errstr(const struct resp_reader *r);
+/* After -EMSGSIZE: true when the reply had more than RESP_MAX_OBJECTS objects (else it was
+ * over the byte or the element cap). */
+bool resp_reader_over_objects(const struct resp_reader *r);
 
 /* --- transport --- */
 struct resp_transport {

@@ -760,6 +760,35 @@ static void test_setuser_reply_of_another_type_is_not_quoted(void **state) {
     secret_free(pw);
 }
 
+/* ACL LOG answered with 2 MB of tiny integers: within the byte cap, over the objects cap
+ * of one reply. The node's error says which cap, not "reply over 4194304 bytes". */
+static void test_reply_over_the_objects_cap_says_so(void **state) {
+    size_t inner = 60000, arrays = RESP_MAX_OBJECTS / inner + 1, len = 0;
+    size_t size = arrays * (inner * 4 + 16) + 16;
+    char *big = malloc(size);
+    const char *replies[2] = { big, NULL };
+    struct scripted s;
+    struct rnet_node node;
+    struct aclops_target t;
+    struct aclops_result res = { 0 };
+
+    (void)state;
+    assert_non_null(big);
+    len += (size_t)snprintf(big + len, size - len, "*%zu\r\n", arrays);
+    for (size_t j = 0; j < arrays; j++) {
+        len += (size_t)snprintf(big + len, size - len, "*%zu\r\n", inner);
+        for (size_t i = 0; i < inner; i++, len += 4)
+            memcpy(big + len, ":1\r\n", 4);
+    }
+    big[len] = '\0';
+    scripted_target(&node, &t, scripted_start(&s, replies));
+    assert_int_equal(aclops_acl_log(&t, &res), -EMSGSIZE);
+    scripted_stop(&s);
+    assert_string_equal(res.nodes[0].why, "ACL LOG: reply of more than 524288 objects");
+    aclops_result_clear(&res);
+    free(big);
+}
+
 static void test_result_clear_and_find_accept_empty(void **state) {
     struct aclops_result res = { 0 };
 
@@ -784,6 +813,7 @@ int main(void) {
         cmocka_unit_test(test_log_diff_sums_one_addr_and_uses_entry_id),
         cmocka_unit_test(test_result_clear_and_find_accept_empty),
         cmocka_unit_test(test_setuser_reply_of_another_type_is_not_quoted),
+        cmocka_unit_test(test_reply_over_the_objects_cap_says_so),
         cmocka_unit_test_setup(test_compare_users_on_every_node, per_test),
         cmocka_unit_test_setup(test_unreachable_node_and_problem_node_fail_alone, per_test),
         cmocka_unit_test_setup(test_wrong_login_names_the_user_not_the_password, per_test),
