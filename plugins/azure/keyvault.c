@@ -381,15 +381,24 @@ int az_keyvault_parse_versions(const char *body, size_t len, const char *latest,
 }
 
 /* The newest enabled version other than `latest`, from the paged version list. 0 and
- * *ret (ret->id "" when there is none), or -1 with err. */
+ * *ret (ret->id "" when there is none), or -1 with err. The whole list gets two of the
+ * source's timeouts: the first publish waits for it, and a vault that answers every page
+ * slowly, each pointing at another, must not hold it back for KV_MAX_PAGES timeouts. */
 static int kv_pick_previous(struct kv_source *s, const struct kv_cred *kc, const char *latest,
                             struct az_kv_version *ret, struct rc_error *err) {
     char first[512];
     char *next = NULL;
     struct az_kv_version best = { .id = "" };
+    uint64_t deadline = az_now_mono() + 2 * s->ep.timeout_usec;
     int r = 0;
     snprintf(first, sizeof first, "/secrets/%s/versions?api-version=%s&maxresults=25", kc->secret, s->api_version);
     for (int page = 0; page < KV_MAX_PAGES; page++) {
+        if (page > 0 && az_now_mono() >= deadline) {
+            r = rc_error_set(err, RC_ERR_TRANSIENT, "secrets/%s/versions: still listing after %d pages "
+                             "and %llu ms; given up", kc->secret, page,
+                             (unsigned long long)(2 * s->ep.timeout_usec / 1000));
+            break;
+        }
         struct http_response resp = { 0 };
         char what[200];
         snprintf(what, sizeof what, "GET secrets/%s/versions", kc->secret);

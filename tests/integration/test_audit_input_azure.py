@@ -97,3 +97,23 @@ def test_management_error_that_echoes_the_access_keys_is_logged_without_them(sc,
     assert "keys *** *** are locked" in out, "the echo arrived and was scrubbed"
     assert_absent(out, {"primary key": keys["primaryKey"], "secondary key": keys["secondaryKey"]})
     assert a.stop() == 0
+
+
+def test_slow_endless_version_list_does_not_hold_back_the_first_publish(sc, az):
+    """The start-up hint's version list answered slowly (1.5 s a page, timeout 2 s), each
+    page pointing at another: the first publish must not wait for 40 such pages."""
+    import time
+    secret = "cs-6a0f2e9b7c1d5384"
+    identity = client_secret_identity(az, secret)
+    sc.redis.create_user("app", PW)
+    az.fake.kv_set("cache-pw", PW)
+    az.fake.inject("keyvault", status=200, count=1000, delay=1.5, match="/versions", body={
+        "value": [], "nextLink": az.fake.url + "/secrets/cache-pw/versions?api-version=7.4&$skiptoken=x"})
+    t0 = time.monotonic()
+    a = az.start([az.cred(path="cache-pw", username="app", poll_interval="300ms")],
+                 [az.kv_source(identity=identity)], ready=False)
+    sc.wait_published(password=PW, timeout=30)
+    took = time.monotonic() - t0
+    assert took < 8, "the first publish took %.1f s" % took
+    a.wait_log(lambda l: "no start-up hint for previous" in l and "still listing" in l, timeout=5)
+    assert a.stop() == 0
