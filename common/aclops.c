@@ -607,20 +607,28 @@ static int node_done(struct aclops_node *n) {
     return RNET_STOP;
 }
 
-/* An error (or unexpected) reply to `step`; NOPERM names the permission the login needs. */
+/* An error (or unexpected) reply to `step`; NOPERM names the permission the login needs.
+ * Only an error reply's text is quoted (already cut to its first word when the command
+ * carried a password); any other reply is named by its type: a server (or a proxy) that
+ * answers ACL SETUSER with a bulk string may be echoing the password. */
 static int reply_failed(struct aclops_node *n, const char *step, const char *perm,
                         redisReply *reply) {
-    char text[128];
+    char text[128] = "";
+    bool is_error = reply->type == REDIS_REPLY_ERROR;
+    int type = reply->type;
     bool noperm;
 
-    reply_text(reply, text, sizeof text);
-    noperm = reply->type == REDIS_REPLY_ERROR && strncmp(text, "NOPERM", 6) == 0;
+    if (is_error)
+        reply_text(reply, text, sizeof text);
+    noperm = is_error && strncmp(text, "NOPERM", 6) == 0;
     resp_reply_wipe_free(reply);
     if (noperm) {
         node_fail(n, -EACCES, "%s: NOPERM (the login needs +%s)", step, perm);
         n->noperm = true;
         return RNET_STOP;
     }
+    if (!is_error)
+        return node_fail(n, -EIO, "%s: unexpected %s reply", step, resp_reply_type_name(type));
     return node_fail(n, -EIO, "%s: %s", step, text[0] ? text : "unexpected reply");
 }
 
@@ -660,7 +668,10 @@ static void node_unfinished(const struct run *u, const struct rnet_node *rn,
                                [RNET_PROTOCOL] = -EPROTO, [RNET_INTERNAL] = -ENOMEM };
     const struct rnet_cmd *c = &rn->script[rn->step < u->nscript ? rn->step : 0];
 
-    if (rn->over_cap)
+    if (rn->over_objects)
+        node_fail(n, -EMSGSIZE, "%s: reply of more than %d objects",
+                  c->label ? c->label : c->argv[0], RESP_MAX_OBJECTS);
+    else if (rn->over_cap)
         node_fail(n, -EMSGSIZE, "%s: reply over %zu bytes", c->label ? c->label : c->argv[0],
                   u->cap ? u->cap : (size_t)RESP_MAX_REPLY_BYTES);
     else if (rn->cls == RNET_OK)

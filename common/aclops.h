@@ -15,7 +15,8 @@
  * password. Results are per node (struct aclops_node), every node tried even when one
  * fails; a node's `why` names the node's step and never holds a secret (error replies to
  * commands that carry a password are cut to their first word). A reply over the caller's
- * CLIENT LIST cap is the node's error -EMSGSIZE "reply over N bytes", never "no clients".
+ * CLIENT LIST cap is the node's error -EMSGSIZE "reply over N bytes", never "no clients"
+ * (one of more than RESP_MAX_OBJECTS objects: "reply of more than N objects").
  * A command the login may not run is -EACCES with `noperm` set (ACL LOG: "no acl|log
  * permission"), so a caller can say it once and carry on.
  *

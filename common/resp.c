@@ -65,8 +65,10 @@ struct resp_reader {
     size_t max_bytes;
     size_t max_elements;
     size_t pending;      /* bytes fed that belong to replies not yet returned */
+    size_t objects;      /* objects made for the reply under way (RESP_MAX_OBJECTS) */
     int err;             /* sticky: 0 or -errno */
     bool over_cap;       /* set by create_array when it refused a count */
+    bool over_objects;   /* set by charge() when it refused an object */
     char errstr[128];
 };
 
@@ -79,6 +81,20 @@ static void reader_fail(struct resp_reader *r, int err, const char *fmt, ...) {
     va_start(ap, fmt);
     (void)vsnprintf(r->errstr, sizeof(r->errstr), fmt, ap);
     va_end(ap);
+}
+
+/* Counts one more object of the reply under way; false (and the reader failed, over
+ * its cap) past RESP_MAX_OBJECTS. */
+static bool charge(const redisReadTask *task) {
+    struct resp_reader *r = task->privdata;
+
+    if (r->objects >= RESP_MAX_OBJECTS) {
+        r->over_cap = r->over_objects = true;
+        reader_fail(r, -EMSGSIZE, "reply of more than %d objects", RESP_MAX_OBJECTS);
+        return false;
+    }
+    r->objects++;
+    return true;
 }
 
 /* Hook a new object into its parent array, as hiredis.c does. */
@@ -99,7 +115,7 @@ static void *create_string(const redisReadTask *task, char *str, size_t len) {
     redisReply *obj;
     char *buf;
 
-    if (len == SIZE_MAX)
+    if (len == SIZE_MAX || !charge(task))
         return NULL;
     obj = calloc(1, sizeof(*obj));
     if (!obj)
@@ -127,6 +143,8 @@ static void *create_array(const redisReadTask *task, int elements) {
                     elements, r->max_elements);
         return NULL;
     }
+    if (!charge(task))
+        return NULL;
     obj = calloc(1, sizeof(*obj));
     if (!obj)
         return NULL;
@@ -143,7 +161,7 @@ static void *create_array(const redisReadTask *task, int elements) {
 }
 
 static void *create_integer(const redisReadTask *task, long long value) {
-    redisReply *obj = calloc(1, sizeof(*obj));
+    redisReply *obj = charge(task) ? calloc(1, sizeof(*obj)) : NULL;
 
     if (!obj)
         return NULL;
@@ -153,7 +171,7 @@ static void *create_integer(const redisReadTask *task, long long value) {
 }
 
 static void *create_nil(const redisReadTask *task) {
-    redisReply *obj = calloc(1, sizeof(*obj));
+    redisReply *obj = charge(task) ? calloc(1, sizeof(*obj)) : NULL;
 
     if (!obj)
         return NULL;
@@ -254,11 +272,16 @@ int resp_reader_get(struct resp_reader *r, redisReply **ret) {
     }
     if (!obj)
         return 0;
-    /* What is left unparsed belongs to the next reply and counts against its cap. */
+    /* What is left unparsed belongs to the next reply and counts against its caps. */
     r->pending = r->rd->len - r->rd->pos;
+    r->objects = 0;
     reader_wipe_stale(r->rd);
     *ret = obj;
     return 1;
+}
+
+bool resp_reader_over_objects(const struct resp_reader *r) {
+    return r && r->over_objects;
 }
 
 const char *resp_reader_errstr(const struct resp_reader *r) {
@@ -627,9 +650,17 @@ void resp_reply_wipe_free(redisReply *r) {
         free_secret_reply(r);
 }
 
+/* The replies to a secret-carrying command that may quote it: errors (Redis's own ACL
+ * SETUSER errors do), and the text of a status or bulk string a look-alike server or a
+ * proxy answers with instead. "+OK" keeps its one word. */
+static bool may_echo(const redisReply *r) {
+    return r->str && (r->type == REDIS_REPLY_ERROR || r->type == REDIS_REPLY_STATUS ||
+                      r->type == REDIS_REPLY_STRING);
+}
+
 void resp_redact_error(redisReply *r, int argc, const char *const *argv,
                        const size_t *argvlen) {
-    if (r && r->type == REDIS_REPLY_ERROR && r->str)
+    if (r && may_echo(r))
         keep_first_word(r, argc, argv, argvlen);
 }
 
@@ -641,8 +672,8 @@ int resp_command(struct resp_conn *c, int argc, const char **argv, const size_t 
     if (rc < 0 || !reply)
         return rc < 0 ? rc : -EPROTO;
     /* Redis echoes arguments in some errors ("ACL SETUSER u <pw" does): for a command
-     * that carries a secret the caller only ever sees the error's first word. */
-    if (secret_args && reply->type == REDIS_REPLY_ERROR && reply->str)
+     * that carries a secret the caller only ever sees the first word of a text reply. */
+    if (secret_args && may_echo(reply))
         keep_first_word(reply, argc, argv, argvlen);
     *ret = reply;
     return 0;
@@ -884,7 +915,7 @@ static bool contains(const redisReply *r, const char *needle) {
     return r->str && strcasestr(r->str, needle) != NULL;
 }
 
-static const char *type_name(int type) {
+const char *resp_reply_type_name(int type) {
     switch (type) {
     case REDIS_REPLY_STRING: return "bulk string";
     case REDIS_REPLY_ARRAY: return "array";
@@ -907,12 +938,16 @@ void resp_ping_judge(redisReply *reply, char *detail, size_t detail_len) {
         /* The user may not run PING; AUTH itself said +OK, which is what counts. */
         fmt_msg(detail, detail_len, "PING not permitted for this user (NOPERM)");
     else if (reply->type == REDIS_REPLY_ERROR)
-        fmt_msg(detail, detail_len, "PING after AUTH: %s", first_word(reply, word, sizeof(word)));
+        /* PING rides right behind AUTH: a server out of step could be echoing the
+         * password here, so only a word shaped like an error code is shown. */
+        fmt_msg(detail, detail_len, "PING after AUTH: %s",
+                word_is_safe(reply, first_word_len(reply), 0, NULL, NULL)
+                    ? first_word(reply, word, sizeof(word)) : REDACTED);
     else
         fmt_msg(detail, detail_len, "PING after AUTH: unexpected %s reply",
-                type_name(reply->type));
+                resp_reply_type_name(reply->type));
     if (reply)
-        freeReplyObject(reply);
+        free_secret_reply(reply);
 }
 
 static enum resp_auth_result judge_ping(struct resp_conn *c, char *detail, size_t detail_len) {
@@ -989,7 +1024,7 @@ enum resp_auth_result resp_auth_judge(redisReply *reply, int argc, const char *c
                 first_word(reply, word, sizeof(word)));
     } else {
         res = RESP_AUTH_UNEXPECTED;
-        fmt_msg(detail, detail_len, "AUTH: unexpected %s reply", type_name(reply->type));
+        fmt_msg(detail, detail_len, "AUTH: unexpected %s reply", resp_reply_type_name(reply->type));
     }
     free_secret_reply(reply);
     return res;

@@ -1,7 +1,8 @@
 /* resp: a blocking-with-deadline connection to one Redis node, and the RESP reader.
  *
  * resp_reader wraps hiredis's I/O-free reader with our caps: a reply larger than
- * max_bytes or an array longer than max_elements is an error, not an allocation.
+ * max_bytes, an array longer than max_elements, or a reply of more than RESP_MAX_OBJECTS
+ * objects in all is an error, not an allocation.
  * resp_conn connects to "host:port", "[v6addr]:port" or "unix:/path", every connect,
  * read and write bounded by the timeout given at connect (poll() on a non-blocking fd).
  * The transport (plain socket now) sits behind struct resp_transport so TLS over OpenSSL
@@ -26,6 +27,11 @@
 
 #define RESP_MAX_REPLY_BYTES (4 * 1024 * 1024)
 #define RESP_MAX_ELEMENTS (64 * 1024)
+/* The objects (strings, integers, arrays, nils) of one reply, nested ones included: each
+ * costs ~64 bytes of heap for as little as 4 bytes read, so the byte cap alone lets a
+ * reply of tiny objects cost 16 times its size. CLUSTER SLOTS with every slot its own
+ * range on 3 nodes is ~260 000. */
+#define RESP_MAX_OBJECTS (512 * 1024)
 
 /* Endpoints are endpoint.h's (the one parser of the grammar). */
 
@@ -39,6 +45,9 @@ int resp_reader_feed(struct resp_reader *r, const char *buf, size_t len);   /* 0
  * on a protocol error or a cap exceeded (sticky). Free the reply with freeReplyObject(). */
 int resp_reader_get(struct resp_reader *r, redisReply **ret);
 const char *resp_reader_errstr(const struct resp_reader *r);
+/* After -EMSGSIZE: true when the reply had more than RESP_MAX_OBJECTS objects (else it was
+ * over the byte or the element cap). */
+bool resp_reader_over_objects(const struct resp_reader *r);
 
 /* --- transport --- */
 struct resp_transport {
@@ -73,21 +82,24 @@ struct resp_conn *resp_conn_new(struct resp_transport *t, uint64_t timeout_usec)
 struct resp_conn *resp_close(struct resp_conn *c);
 
 /* Sends one command and reads its reply within the connection's timeout.
- * secret_args: the command carries a secret; its formatted bytes are wiped, and an error
- * reply is cut down to its first word (or "(redacted)" when that word is not an error
- * code or contains an argument), the rest wiped.
+ * secret_args: the command carries a secret; its formatted bytes are wiped, and a text
+ * reply (error, status, bulk string) is cut down to its first word (or "(redacted)" when
+ * that word is not an error code or contains an argument), the rest wiped.
  * Returns 0 and *ret (any reply type, error replies included), or -errno; an I/O,
  * protocol or cap error is sticky and leaves its message in resp_errstr(). */
 int resp_command(struct resp_conn *c, int argc, const char **argv, const size_t *argvlen,
                  bool secret_args, redisReply **ret);
 const char *resp_errstr(const struct resp_conn *c);
 
-/* For callers that read replies themselves (rnet.h): cuts an error reply to a command
- * carrying a secret down to its first word, as resp_command() does (the rest wiped);
+/* For callers that read replies themselves (rnet.h): cuts a text reply (error, status or
+ * bulk string: a proxy may echo the command in any of them) to a command carrying a
+ * secret down to its first word, as resp_command() does (the rest wiped; "+OK" stays);
  * and frees a reply after wiping every string in it. */
 void resp_redact_error(redisReply *r, int argc, const char *const *argv,
                        const size_t *argvlen);
 void resp_reply_wipe_free(redisReply *r);
+/* "bulk string", "array", "integer", "nil", "status", "error": a reply's type in messages. */
+const char *resp_reply_type_name(int type);
 
 enum resp_auth_result {
     RESP_AUTH_ACCEPTED = 0,

@@ -299,6 +299,13 @@ static bool do_send(struct conn *c) {
     return true;
 }
 
+/* The reader refused the reply (rc: -EPROTO, or -EMSGSIZE over a cap). */
+static void over_cap(struct conn *c, int rc) {
+    c->nd->over_cap = rc == -EMSGSIZE;
+    c->nd->over_objects = c->nd->over_cap && resp_reader_over_objects(c->rd);
+    conn_fail(c, RNET_PROTOCOL, "%s: read: %s", step_label(c), resp_reader_errstr(c->rd));
+}
+
 /* Takes a reply out of the reader, or reads more; false when it must wait (or ended). */
 static bool do_recv(struct conn *c) {
     char buf[16384];
@@ -306,8 +313,7 @@ static bool do_recv(struct conn *c) {
     int rc = resp_reader_get(c->rd, &reply);
 
     if (rc < 0) {
-        c->nd->over_cap = rc == -EMSGSIZE;
-        conn_fail(c, RNET_PROTOCOL, "%s: read: %s", step_label(c), resp_reader_errstr(c->rd));
+        over_cap(c, rc);
         return false;
     }
     if (rc > 0) {
@@ -327,8 +333,7 @@ static bool do_recv(struct conn *c) {
     rc = resp_reader_feed(c->rd, buf, (size_t)n);
     explicit_bzero(buf, (size_t)n);
     if (rc < 0) {
-        c->nd->over_cap = rc == -EMSGSIZE;
-        conn_fail(c, RNET_PROTOCOL, "%s: read: %s", step_label(c), resp_reader_errstr(c->rd));
+        over_cap(c, rc);
         return false;
     }
     return true;
@@ -538,7 +543,7 @@ static void conn_begin(const struct rnet_opts *o, struct conn *c, struct rnet_no
     c->connect_deadline = rctime_add_sat(c->t0, o->timeout_usec);
     endpoint_format(&nd->ep, c->name, sizeof c->name);
     nd->msg[0] = '\0';
-    nd->answered = nd->connected = nd->over_cap = false;
+    nd->answered = nd->connected = nd->over_cap = nd->over_objects = false;
     c->cur = nd->first;
     if (nd->ep.kind == ENDPOINT_UNIX)
         begin_unix(c);

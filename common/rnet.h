@@ -11,7 +11,7 @@
  * batch's write and its first reply are due within one timeout of the write, its k-th
  * reply within k timeouts. Replies are read with resp_reader's caps (the byte cap can be
  * raised per run: max_reply_bytes); a reply over them ends the node RNET_PROTOCOL with
- * over_cap set.
+ * over_cap set (and over_objects when it was the objects cap).
  *
  * Each reply goes to the caller's on_reply(), which owns it (free it, wiped when the
  * connection carried a secret: resp_reply_wipe_free) and says what comes next: the index
@@ -74,6 +74,7 @@ struct rnet_node {
     bool connected;                /* connected (and the TLS handshake done) */
     bool answered;                 /* at least one reply came on the connection */
     bool over_cap;                 /* RNET_PROTOCOL: a reply was over the reader's caps */
+    bool over_objects;             /* ... its RESP_MAX_OBJECTS (else bytes or elements) */
     char msg[256];
     uint64_t usec;                 /* connect to done */
 };

@@ -127,6 +127,61 @@ void az_clean_text(const char *s, size_t max, char *out, size_t outlen) {
     out[o] = '\0';
 }
 
+void az_scrub(char *msg, const struct secret *s) {
+    const char *needle = s ? secret_data(s) : NULL;
+    size_t n = s ? secret_len(s) : 0;
+    char *p;
+    if (!msg || !needle || n < 4)
+        return;
+    while ((p = memmem(msg, strlen(msg), needle, n))) {
+        memcpy(p, "***", 3);
+        memmove(p + 3, p + n, strlen(p + n) + 1);
+    }
+}
+
+static bool b64url_char(char c) {
+    return isalnum((unsigned char)c) || c == '-' || c == '_' || c == '.';
+}
+
+/* Every JWT-shaped run ("eyJ" and 17 or more base64url characters or dots): the access
+ * tokens and assertions Azure deals in are JWTs, and which one a text echoes (the bearer
+ * token of the request, an earlier one) is not known here. */
+static void scrub_jwts(char *msg) {
+    for (char *p = msg; (p = strstr(p, "eyJ"));) {
+        size_t n = 3;
+        while (b64url_char(p[n]))
+            n++;
+        if (n < 20) {
+            p += n;
+            continue;
+        }
+        memcpy(p, "***", 3);
+        memmove(p + 3, p + n, strlen(p + n) + 1);
+        p += 3;
+    }
+}
+
+void az_clean_scrubbed(const char *s, size_t max, const struct secret *const *sec, size_t nsec,
+                       char *out, size_t outlen) {
+    if (!s) {
+        az_clean_text(s, max, out, outlen);
+        return;
+    }
+    size_t n = strlen(s);
+    char *dup = malloc(n + 1);
+    if (!dup) {
+        if (outlen)
+            out[0] = '\0';
+        return;
+    }
+    memcpy(dup, s, n + 1);
+    for (size_t i = 0; i < nsec; i++)
+        az_scrub(dup, sec[i]);
+    scrub_jwts(dup);
+    az_clean_text(dup, max, out, outlen);
+    az_wipe_free(dup, n + 1);
+}
+
 uint64_t az_retry_after(const struct http_response *r) {
     uint64_t usec = 0;
     const char *ms = http_response_header(r, "x-ms-retry-after-ms");
@@ -147,20 +202,25 @@ int az_transport_error(struct rc_error *err, int r, const char *msg) {
 }
 
 int az_service_error(struct rc_error *err, const char *what, const struct http_response *r) {
+    return az_service_error_scrubbed(err, what, r, NULL, 0);
+}
+
+int az_service_error_scrubbed(struct rc_error *err, const char *what, const struct http_response *r,
+                              const struct secret *const *sec, size_t nsec) {
     char code[96] = "", inner[96] = "", msg[240] = "";
     json_t *root = r->body_len ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
     json_t *e = json_object_get(root, "error");
     if (json_is_object(e)) {
         /* Key Vault and ARM: {"error": {"code", "message", "innererror": {"code"}}} */
-        az_clean_text(json_string_value(json_object_get(e, "code")), 80, code, sizeof code);
-        az_clean_text(json_string_value(json_object_get(e, "message")), 200, msg, sizeof msg);
+        az_clean_scrubbed(json_string_value(json_object_get(e, "code")), 80, sec, nsec, code, sizeof code);
+        az_clean_scrubbed(json_string_value(json_object_get(e, "message")), 200, sec, nsec, msg, sizeof msg);
         json_t *ie = json_object_get(e, "innererror");
-        az_clean_text(json_string_value(json_object_get(ie, "code")), 80, inner, sizeof inner);
+        az_clean_scrubbed(json_string_value(json_object_get(ie, "code")), 80, sec, nsec, inner, sizeof inner);
     } else if (json_is_string(e)) {
         /* OAuth style: {"error": "...", "error_description": "..."} */
-        az_clean_text(json_string_value(e), 80, code, sizeof code);
-        az_clean_text(json_string_value(json_object_get(root, "error_description")), 200, msg,
-                      sizeof msg);
+        az_clean_scrubbed(json_string_value(e), 80, sec, nsec, code, sizeof code);
+        az_clean_scrubbed(json_string_value(json_object_get(root, "error_description")), 200, sec, nsec,
+                          msg, sizeof msg);
     }
     json_decref(root);
 

@@ -183,12 +183,24 @@ void az_wipe_free(char *p, size_t len);
 /* Maps a non-2xx response from Key Vault or Azure Resource Manager to an error class
  * and message: "<what>: <status> <code>[/<inner code>]: <message>". Always -1. */
 int az_service_error(struct rc_error *err, const char *what, const struct http_response *r);
+/* The same, with every occurrence of the nsec secrets (and of a JWT: see
+ * az_clean_scrubbed) in the service's texts replaced by "***" before they are cut short (a service, or a proxy, may echo what it was sent or
+ * served: a cut first would let the first bytes of a split echo through). */
+int az_service_error_scrubbed(struct rc_error *err, const char *what, const struct http_response *r,
+                              const struct secret *const *sec, size_t nsec);
 /* A transport failure (-errno from http_request) with its class (rc_transport_class). Always -1. */
 int az_transport_error(struct rc_error *err, int r, const char *msg);
 /* Retry-After (or x-ms-retry-after-ms) of a response, 0 when none. */
 uint64_t az_retry_after(const struct http_response *r);
 /* The first `max` printable characters of s, for messages (no control characters). */
 void az_clean_text(const char *s, size_t max, char *out, size_t outlen);
+/* Replaces every occurrence of secret s (of 4 bytes or more) in msg with "***". */
+void az_scrub(char *msg, const struct secret *s);
+/* az_clean_text() of s with the nsec secrets, and anything shaped like a JWT (an access
+ * token, an assertion), scrubbed out first (out is "" when there is no memory to scrub
+ * in: nothing rather than a secret). */
+void az_clean_scrubbed(const char *s, size_t max, const struct secret *const *sec, size_t nsec,
+                       char *out, size_t outlen);
 
 /* ---- the source types ------------------------------------------------------------- */
 

@@ -901,26 +901,27 @@ static void sb_free(struct sbuf *b) {
 
 /* Maps a token endpoint's refusal to a class (see the top of this file). */
 static int token_http_error(const struct az_token_ref *e, const char *what, const struct http_response *r,
-                            struct rc_error *err) {
+                            const struct secret *const *sec, size_t nsec, struct rc_error *err) {
     char code[96] = "", desc[200] = "";
     json_t *root = r->body_len ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
     json_t *er = json_object_get(root, "error");
     if (json_is_string(er)) {
-        az_clean_text(json_string_value(er), 80, code, sizeof code);
+        az_clean_scrubbed(json_string_value(er), 80, sec, nsec, code, sizeof code);
         /* Entra's descriptions run on with trace ids: the first line says it. */
         const char *d = json_string_value(json_object_get(root, "error_description"));
         char line[400] = "";
-        az_clean_text(d, 180, line, sizeof line);
+        az_clean_scrubbed(d, 180, sec, nsec, line, sizeof line);
         char *cut = strstr(line, " Trace ID:");
         if (cut)
             *cut = '\0';
         snprintf(desc, sizeof desc, "%s", line);
     } else if (json_is_object(er)) {
-        az_clean_text(json_string_value(json_object_get(er, "code")), 80, code, sizeof code);
-        az_clean_text(json_string_value(json_object_get(er, "message")), 180, desc, sizeof desc);
+        az_clean_scrubbed(json_string_value(json_object_get(er, "code")), 80, sec, nsec, code, sizeof code);
+        az_clean_scrubbed(json_string_value(json_object_get(er, "message")), 180, sec, nsec, desc, sizeof desc);
     } else {
         /* App Service: {"statusCode": 400, "message": "..."} */
-        az_clean_text(json_string_value(json_object_get(root, "message")), 180, desc, sizeof desc);
+        az_clean_scrubbed(json_string_value(json_object_get(root, "message")), 180, sec, nsec, desc,
+                          sizeof desc);
     }
     json_decref(root);
 
@@ -1165,8 +1166,11 @@ static int request_token(struct az_token_ref *e, struct az_token *ret, int64_t *
     t.req.body_len = t.body.len;
     if (token_send(e, &t, &resp, err) < 0)
         goto out;
-    if (resp.status != 200)
-        token_http_error(e, t.what, &resp, err);
+    if (resp.status != 200) {
+        /* What the request carried: an endpoint (or a proxy) may echo it. */
+        const struct secret *sent[] = { t.cred, t.arc_auth, e->id.identity_header };
+        token_http_error(e, t.what, &resp, sent, sizeof sent / sizeof sent[0], err);
+    }
     else if (az_token_parse(resp.body, resp.body_len, az_now_real() / 1000000, ret, ret_iat, err) == 0)
         r = 0;
     else {

@@ -42,6 +42,7 @@ struct kv_cred {
     char *username;      /* for a bare value; NULL = the default user */
     enum az_kv_format format;
     bool hint_done;
+    struct secret *served;   /* the last value read: only to scrub error texts that echo it */
 };
 
 struct kv_source {
@@ -102,6 +103,7 @@ void az_keyvault_close(void *state) {
         free(s->creds[i].name);
         free(s->creds[i].secret);
         free(s->creds[i].username);
+        secret_free(s->creds[i].served);
     }
     free(s->creds);
     free(s->api_version);
@@ -332,7 +334,8 @@ static int kv_get(struct kv_source *s, const struct kv_cred *kc, const char *ver
     if (r.status == 200)
         ret = az_keyvault_parse_bundle(r.body, r.body_len, kc->format, kc->username, what, c, err);
     else {
-        ret = az_service_error(err, what, &r);
+        const struct secret *served[] = { kc->served };
+        ret = az_service_error_scrubbed(err, what, &r, served, 1);
         if (r.status == 401) {
             char ch[512];
             az_challenge_describe(&r, ch, sizeof ch);
@@ -378,15 +381,24 @@ int az_keyvault_parse_versions(const char *body, size_t len, const char *latest,
 }
 
 /* The newest enabled version other than `latest`, from the paged version list. 0 and
- * *ret (ret->id "" when there is none), or -1 with err. */
+ * *ret (ret->id "" when there is none), or -1 with err. The whole list gets two of the
+ * source's timeouts: the first publish waits for it, and a vault that answers every page
+ * slowly, each pointing at another, must not hold it back for KV_MAX_PAGES timeouts. */
 static int kv_pick_previous(struct kv_source *s, const struct kv_cred *kc, const char *latest,
                             struct az_kv_version *ret, struct rc_error *err) {
     char first[512];
     char *next = NULL;
     struct az_kv_version best = { .id = "" };
+    uint64_t deadline = az_now_mono() + 2 * s->ep.timeout_usec;
     int r = 0;
     snprintf(first, sizeof first, "/secrets/%s/versions?api-version=%s&maxresults=25", kc->secret, s->api_version);
     for (int page = 0; page < KV_MAX_PAGES; page++) {
+        if (page > 0 && az_now_mono() >= deadline) {
+            r = rc_error_set(err, RC_ERR_TRANSIENT, "secrets/%s/versions: still listing after %d pages "
+                             "and %llu ms; given up", kc->secret, page,
+                             (unsigned long long)(2 * s->ep.timeout_usec / 1000));
+            break;
+        }
         struct http_response resp = { 0 };
         char what[200];
         snprintf(what, sizeof what, "GET secrets/%s/versions", kc->secret);
@@ -435,6 +447,8 @@ int az_keyvault_fetch(void *state, const struct rc_credential *cred,
     if (kv_get(s, kc, "", &c, err) < 0)
         return -1;
     ret[0] = c;
+    secret_free(kc->served);
+    kc->served = secret_dup(c.password);   /* NULL when out of memory: scrubbed less */
     if (kc->hint_done)
         return 1;
 

@@ -54,6 +54,7 @@ struct rk_cred {
     const char *api_version;
     bool prefer_secondary;
     char *username;
+    struct secret *served[2];   /* the keys fetch() handed out last: only to scrub errors */
 };
 
 struct rk_source {
@@ -92,6 +93,8 @@ void az_redis_keys_close(void *state) {
         free(s->creds[i].name);
         free(s->creds[i].path);
         free(s->creds[i].username);
+        for (int k = 0; k < 2; k++)
+            secret_free(s->creds[i].served[k]);
     }
     free(s->creds);
     free(s->api_version);
@@ -282,7 +285,7 @@ static int rk_list(struct rk_source *s, const struct rk_cred *rc, json_t **ret_r
     if (az_authed_request(s->host, &s->ep, s->tok, "POST", url, &r, err) < 0)
         return -1;
     if (r.status != 200) {
-        az_service_error(err, what, &r);
+        az_service_error_scrubbed(err, what, &r, (const struct secret *const *)rc->served, 2);
         if (r.status == 401) {
             char ch[512];
             az_challenge_describe(&r, ch, sizeof ch);
@@ -321,6 +324,11 @@ int az_redis_keys_fetch(void *state, const struct rc_credential *cred,
         }
     }
     json_decref(root);   /* jansson's free wipes the keys (secret_init) */
+    struct rk_cred *mc = &s->creds[rc - s->creds];
+    for (int k = 0; n == 2 && k < 2; k++) {
+        secret_free(mc->served[k]);
+        mc->served[k] = secret_dup(ret[k].password);   /* NULL when out of memory: scrubbed less */
+    }
     return n;
 }
 
@@ -346,7 +354,8 @@ static void rk_sleep(uint64_t usec) {
 }
 
 /* Polls a regenerateKey's Azure-AsyncOperation until its status is final. */
-static int rk_wait_operation(struct rk_source *s, const char *op_url, const char *what,
+static int rk_wait_operation(struct rk_source *s, const struct rk_cred *rc, const char *op_url,
+                             const char *what,
                              const struct http_response *accepted, struct rc_error *err) {
     char st[64];
     uint64_t deadline = az_now_mono() + RK_LRO_MAX_USEC;
@@ -358,7 +367,7 @@ static int rk_wait_operation(struct rk_source *s, const char *op_url, const char
         if (az_authed_request(s->host, &s->ep, s->tok, "GET", op_url, &r, err) < 0)
             return -1;
         if (r.status != 200) {
-            az_service_error(err, what, &r);
+            az_service_error_scrubbed(err, what, &r, (const struct secret *const *)rc->served, 2);
             http_response_clear(&r);
             return -1;
         }
@@ -434,10 +443,10 @@ int az_redis_keys_rotate(void *state, const struct rc_credential *cred, const ch
                               what, s->ep.base_url);
         else {
             snprintf(opc, sizeof opc, "%s", op);
-            rv = rk_wait_operation(s, opc, what, &r, err);
+            rv = rk_wait_operation(s, rc, opc, what, &r, err);
         }
     } else if (r.status != 200)
-        rv = az_service_error(err, what, &r);
+        rv = az_service_error_scrubbed(err, what, &r, (const struct secret *const *)rc->served, 2);
     http_response_clear(&r);   /* a 200's body has the keys: wiped here, read again below */
     if (rv < 0)
         return -1;

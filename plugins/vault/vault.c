@@ -50,6 +50,7 @@
 #include "rctime.h"
 #include "secret.h"
 #include "host_services.h"
+#include "jsonload.h"
 #include "secretfile.h"
 #include "vault_parse.h"
 
@@ -59,6 +60,7 @@
 #define VAULT_DEFAULT_JWT_FILE "/var/run/secrets/kubernetes.io/serviceaccount/token"
 /* The rotation record of a KV v2 secret `<path>` is the secret `<path>.rotation`. */
 #define VAULT_RECORD_SUFFIX ".rotation"
+#define VAULT_SENT_MAX 4
 
 enum vault_engine { ENGINE_KV2, ENGINE_KV1, ENGINE_DATABASE };
 enum vault_method { METHOD_TOKEN, METHOD_APPROLE, METHOD_KUBERNETES };
@@ -104,6 +106,10 @@ struct vault_source {
     bool remove_secret_id;
     struct secret *cached_role_id, *cached_secret_id;
     struct secret *last_jwt;     /* only to scrub messages */
+    /* The passwords a write under way sends (the entry's, the rotation record's): only to
+     * scrub its error messages. */
+    struct secret *sent[VAULT_SENT_MAX];
+    size_t n_sent;
 
     struct secret *token;
     bool token_renewable;
@@ -164,30 +170,68 @@ static char *xstrdup_or_null(const char *s) {
     return s && s[0] ? strdup(s) : NULL;
 }
 
-/* Replaces every occurrence of a secret in msg (a server may echo what we sent). */
-static void scrub(char *msg, const struct secret *s) {
-    if (!s || secret_len(s) < 4)
-        return;
-    const char *needle = secret_data(s);
-    size_t n = secret_len(s);
+/* The first bytes of needle (6 or more) ending at msg + end: replaced with "***".
+ * Returns where msg + end is now. */
+static size_t scrub_cut_at(char *msg, size_t end, const char *needle, size_t n) {
+    for (size_t k = n - 1 < end ? n - 1 : end; k >= 6; k--)
+        if (memcmp(msg + end - k, needle, k) == 0) {
+            memcpy(msg + end - k, "***", 3);
+            memmove(msg + end - k + 3, msg + end, strlen(msg + end) + 1);
+            return end - k + 3;
+        }
+    return end;
+}
+
+/* Replaces every occurrence of needle in msg (a server may echo what we sent), and its
+ * first bytes where a text was cut short: before "..." or at the end of msg. */
+static void scrub_bytes(char *msg, const char *needle, size_t n) {
     char *p;
-    while ((p = strstr(msg, needle))) {
+    if (!needle || n < 4)
+        return;
+    while ((p = memmem(msg, strlen(msg), needle, n))) {
         memcpy(p, "***", 3);
         memmove(p + 3, p + n, strlen(p + n) + 1);
     }
+    for (p = msg; (p = strstr(p, "...")); p += 3)
+        p = msg + scrub_cut_at(msg, (size_t)(p - msg), needle, n);
+    (void)scrub_cut_at(msg, strlen(msg), needle, n);
 }
 
-/* Our bootstrap secrets and the passwords we handed out last (a server, or anything on
- * the way to it, could echo them into an error text). */
-static void scrub_all(struct vault_source *s, struct rc_error *err) {
-    scrub(err->message, s->token);
-    scrub(err->message, s->cached_role_id);
-    scrub(err->message, s->cached_secret_id);
-    scrub(err->message, s->last_jwt);
+static void scrub(char *msg, const struct secret *s) {
+    if (s)
+        scrub_bytes(msg, secret_data(s), secret_len(s));
+}
+
+/* Our bootstrap secrets, the passwords we handed out last and those a write under way
+ * sends (a server, or anything on the way to it, could echo them into an error text).
+ * Every text that may quote a server goes through here before it is logged or returned. */
+static void scrub_text(struct vault_source *s, char *msg) {
+    scrub(msg, s->token);
+    scrub(msg, s->cached_role_id);
+    scrub(msg, s->cached_secret_id);
+    scrub(msg, s->last_jwt);
     for (size_t i = 0; i < s->n_creds; i++) {
-        scrub(err->message, s->creds[i].cached.password);
-        scrub(err->message, s->creds[i].hint.password);
+        scrub(msg, s->creds[i].cached.password);
+        scrub(msg, s->creds[i].hint.password);
     }
+    for (size_t i = 0; i < s->n_sent; i++)
+        scrub(msg, s->sent[i]);
+}
+
+static void scrub_all(struct vault_source *s, struct rc_error *err) {
+    scrub_text(s, err->message);
+}
+
+/* Vault's error list of a response as one line, scrubbed while it is whole, then cut
+ * to VAULT_ERRTEXT_MAX (a cut first could split an echoed secret past recognition). */
+static void errors_text(struct vault_source *s, const struct http_response *resp, char *out,
+                        size_t outlen) {
+    char whole[VAULT_ERRTEXT_WHOLE_MAX];
+    vault_errors_text_whole(resp->body, resp->body_len, whole, sizeof whole);
+    scrub_text(s, whole);
+    vault_errors_cut(whole);
+    snprintf(out, outlen, "%s", whole);
+    explicit_bzero(whole, sizeof whole);
 }
 
 
@@ -239,10 +283,10 @@ static int vault_http(struct vault_source *s, const char *method, const char *ap
 }
 
 /* "METHOD path: 503 Vault is sealed" with the class of the status and Retry-After. */
-static int status_error(const struct http_response *resp, const char *what, const char *extra,
-                        struct rc_error *err) {
+static int status_error(struct vault_source *s, const struct http_response *resp, const char *what,
+                        const char *extra, struct rc_error *err) {
     char text[VAULT_ERRTEXT_MAX + 8];
-    vault_errors_text(resp->body, resp->body_len, text, sizeof text);
+    errors_text(s, resp, text, sizeof text);
     enum rc_err_class cls = vault_status_class(resp->status);
     rc_error_set(err, cls, "%s: %ld %s%s", what, resp->status,
                  text[0] ? text : resp->status == 404 ? "not found" : "(no error text)", extra ? extra : "");
@@ -270,6 +314,7 @@ static int token_lookup(struct vault_source *s, bool plan) {
     struct http_response resp;
     struct rc_error e = { 0 };
     if (vault_http(s, "GET", "auth/token/lookup-self", NULL, 0, true, &resp, &e) < 0) {
+        scrub_all(s, &e);
         s->host->log(s->host->h, LOG_DEBUG, NULL, "token lookup: %s", e.message);
         return -1;
     }
@@ -288,8 +333,10 @@ static int token_lookup(struct vault_source *s, bool plan) {
         }
     } else if (resp.status == 403)
         r = 0;
-    else if (resp.status == 200)
+    else if (resp.status == 200) {
+        scrub_all(s, &e);
         s->host->log(s->host->h, LOG_DEBUG, NULL, "token lookup: %s", e.message);
+    }
     http_response_clear(&resp);
     return r;
 }
@@ -465,10 +512,10 @@ static int login_post(struct vault_source *s, struct vault_auth *a, struct rc_er
          * does not accept): AUTH. 404: the auth method is not mounted there. */
         if (resp.status == 400 || resp.status == 401 || resp.status == 403) {
             char text[VAULT_ERRTEXT_MAX + 8];
-            vault_errors_text(resp.body, resp.body_len, text, sizeof text);
+            errors_text(s, &resp, text, sizeof text);
             rc_error_set(err, RC_ERR_AUTH, "%s: %ld %s", what, resp.status, text[0] ? text : "login refused");
         } else
-            status_error(&resp, what, resp.status == 404 ? " (is the auth method mounted there? see auth.mount)" : NULL, err);
+            status_error(s, &resp, what, resp.status == 404 ? " (is the auth method mounted there? see auth.mount)" : NULL, err);
         http_response_clear(&resp);
         return -1;
     }
@@ -517,6 +564,7 @@ static int token_renew(struct vault_source *s) {
     uint64_t now = rctime_mono_usec();
     if (vault_http(s, "POST", "auth/token/renew-self", body, (size_t)n, true, &resp, &e) < 0) {
         /* Vault unreachable: keep the token while it lasts; try again soon. */
+        scrub_all(s, &e);
         s->host->log(s->host->h, LOG_DEBUG, NULL, "token renewal failed: %s", e.message);
         uint64_t left = s->token_expires > now ? s->token_expires - now : 0;
         s->token_due = now + (left / 4 < VAULT_TOKEN_RETRY_USEC ? left / 4 + VAULT_USEC_PER_SEC : VAULT_TOKEN_RETRY_USEC);
@@ -540,15 +588,17 @@ static int token_renew(struct vault_source *s) {
             } else
                 s->host->log(s->host->h, LOG_DEBUG, NULL, "token renewed, ttl %llds", (long long)a.lease_duration);
             r = 0;
-        } else
+        } else {
+            scrub_all(s, &e);
             s->host->log(s->host->h, LOG_DEBUG, NULL, "token renewal: %s", e.message);
+        }
     } else if (vault_status_class(resp.status) == RC_ERR_TRANSIENT) {
         uint64_t left = s->token_expires > now ? s->token_expires - now : 0;
         s->token_due = now + (left / 4 < VAULT_TOKEN_RETRY_USEC ? left / 4 + VAULT_USEC_PER_SEC : VAULT_TOKEN_RETRY_USEC);
         r = 0;
     } else {
         char text[VAULT_ERRTEXT_MAX + 8];
-        vault_errors_text(resp.body, resp.body_len, text, sizeof text);
+        errors_text(s, &resp, text, sizeof text);
         s->host->log(s->host->h, LOG_INFO, NULL, "token renewal refused (%ld %s)%s", resp.status, text,
                      s->method == METHOD_TOKEN ? "" : "; logging in again");
     }
@@ -593,6 +643,7 @@ static int token_ensure(struct vault_source *s, struct rc_error *err) {
         return 0;
     if (s->token_expires && now + VAULT_USEC_PER_SEC < s->token_expires) {
         /* The old token still works for a while: go on with it, try again soon. */
+        scrub_all(s, &e);
         s->host->log(s->host->h, LOG_WARNING, NULL, "cannot log in again (%s); using the current token "
                      "while it lasts", e.message);
         uint64_t left = s->token_expires - now;
@@ -637,8 +688,8 @@ static int vault_authed(struct vault_source *s, const char *method, const char *
     return 0;
 }
 
-static int auth_error(const struct http_response *resp, bool token_ok, const char *what, struct rc_error *err) {
-    return status_error(resp, what, token_ok ? " (the token is valid: does its policy grant read here?)"
+static int auth_error(struct vault_source *s, const struct http_response *resp, bool token_ok, const char *what, struct rc_error *err) {
+    return status_error(s, resp, what, token_ok ? " (the token is valid: does its policy grant read here?)"
                                              : " (after logging in again)", err);
 }
 
@@ -687,7 +738,7 @@ static void kv2_find_hint(struct vault_source *s, struct vault_cred_rt *c, int64
         snprintf(path, sizeof path, "%s?version=%lld", c->api_data, (long long)probes[i]);
         snprintf(what, sizeof what, "GET %s", path);
         if (vault_http(s, "GET", path, NULL, 0, true, &resp, &e) < 0)
-            return;
+            return;   /* not logged */
         if (resp.status != 200 && resp.status != 404) {
             http_response_clear(&resp);
             return;
@@ -704,6 +755,7 @@ static void kv2_find_hint(struct vault_source *s, struct vault_cred_rt *c, int64
             s->host->log(s->host->h, LOG_DEBUG, c->name, "start-up hint: version %lld", (long long)v);
             return;
         }
+        scrub_all(s, &e);
         s->host->log(s->host->h, LOG_DEBUG, c->name, "no start-up hint from version %lld: %s",
                      (long long)probes[i], e.message);
     }
@@ -761,9 +813,9 @@ static int kv2_fetch(struct vault_source *s, struct vault_cred_rt *c,
             prior = m.prior_version;
         } else {
             if (resp.status == 403)
-                auth_error(&resp, false, what, err);
+                auth_error(s, &resp, false, what, err);
             else
-                status_error(&resp, what, resp.status == 404 ? " (no such secret; is the mount right? "
+                status_error(s, &resp, what, resp.status == 404 ? " (no such secret; is the mount right? "
                              "set `mount` for a multi-segment mount)" : NULL, err);
             http_response_clear(&resp);
             return -1;
@@ -775,9 +827,9 @@ static int kv2_fetch(struct vault_source *s, struct vault_cred_rt *c,
         return -1;
     if (resp.status != 200 && resp.status != 404) {
         if (resp.status == 403)
-            auth_error(&resp, token_ok, what, err);
+            auth_error(s, &resp, token_ok, what, err);
         else
-            status_error(&resp, what, NULL, err);
+            status_error(s, &resp, what, NULL, err);
         http_response_clear(&resp);
         return -1;
     }
@@ -810,9 +862,9 @@ static int kv1_fetch(struct vault_source *s, struct vault_cred_rt *c,
         return -1;
     if (resp.status != 200) {
         if (resp.status == 403)
-            auth_error(&resp, token_ok, what, err);
+            auth_error(s, &resp, token_ok, what, err);
         else
-            status_error(&resp, what, NULL, err);
+            status_error(s, &resp, what, NULL, err);
         http_response_clear(&resp);
         return -1;
     }
@@ -852,9 +904,9 @@ static int db_read(struct vault_source *s, struct vault_cred_rt *c, struct vault
         return -1;
     if (resp.status != 200) {
         if (resp.status == 403)
-            auth_error(&resp, token_ok, what, err);
+            auth_error(s, &resp, token_ok, what, err);
         else
-            status_error(&resp, what, NULL, err);
+            status_error(s, &resp, what, NULL, err);
         http_response_clear(&resp);
         return -1;
     }
@@ -973,10 +1025,10 @@ static int db_rotate(struct vault_source *s, struct vault_cred_rt *c, const char
         return -1;
     int r = 0;
     if (resp.status == 403)
-        r = status_error(&resp, what, token_ok ? " (the token is valid: does its policy grant update "
+        r = status_error(s, &resp, what, token_ok ? " (the token is valid: does its policy grant update "
                          "on rotate-role?)" : " (after logging in again)", err);
     else if (resp.status != 204 && resp.status != 200)
-        r = status_error(&resp, what, NULL, err);
+        r = status_error(s, &resp, what, NULL, err);
     http_response_clear(&resp);
     if (r < 0)
         return -1;
@@ -1035,10 +1087,35 @@ static struct vault_cred_rt *kv2_cred(struct vault_source *s, const struct rc_cr
     return NULL;
 }
 
+/* Notes the passwords a write body carries (data's password field, and the rotation
+ * record's password and old_password) in s->sent, for scrub_text(); sent_clear() forgets
+ * them. What cannot be noted (out of memory) is scrubbed less, not sent less. */
+static void sent_note(struct vault_source *s, const struct vault_cred_rt *c, const char *body,
+                      size_t len) {
+    json_t *root = jsonload_buf(body, len, 0, NULL);
+    json_t *data = json_object_get(root, "data");
+    const char *k;
+    json_t *v;
+    json_object_foreach(data, k, v) {
+        size_t kl = strlen(k);
+        bool pw = strcmp(k, c->fields.password) == 0 ||
+                  (kl >= 8 && strcmp(k + kl - 8, "password") == 0);
+        if (pw && json_is_string(v) && s->n_sent < VAULT_SENT_MAX)
+            s->sent[s->n_sent++] = secret_new(json_string_value(v), json_string_length(v));
+    }
+    json_decref(root);   /* jansson's free wipes (secret_init) */
+}
+
+static void sent_clear(struct vault_source *s) {
+    for (size_t i = 0; i < s->n_sent; i++)
+        s->sent[i] = secret_free(s->sent[i]);
+    s->n_sent = 0;
+}
+
 /* POSTs a KV v2 write body (it holds secrets: wiped and freed here) to api_path (of c), whose
  * options.cas is `cas`. 0 with the version written, or -1 with err: CONFLICT when Vault
  * says the cas did not match (someone else wrote first). */
-static int kv2_cas_post(struct vault_source *s, const struct vault_cred_rt *c, const char *api_path,
+static int kv2_cas_post_once(struct vault_source *s, const struct vault_cred_rt *c, const char *api_path,
                         char *body, size_t body_len, long long cas, int64_t *ret_version,
                         struct rc_error *err) {
     char what[VAULT_PATH_MAX + 16];
@@ -1065,10 +1142,10 @@ static int kv2_cas_post(struct vault_source *s, const struct vault_cred_rt *c, c
         r = rc_error_set(err, RC_ERR_CONFLICT, "%s: 400 check-and-set parameter did not match the "
                          "current version (%lld; someone else wrote first)", what, cas);
     else if (resp.status == 403)
-        r = status_error(&resp, what, token_ok ? " (the token is valid: does its policy grant create "
+        r = status_error(s, &resp, what, token_ok ? " (the token is valid: does its policy grant create "
                          "and update here?)" : " (after logging in again)", err);
     else
-        r = status_error(&resp, what, NULL, err);
+        r = status_error(s, &resp, what, NULL, err);
     http_response_clear(&resp);
     if (r < 0) {
         scrub_all(s, err);
@@ -1077,6 +1154,16 @@ static int kv2_cas_post(struct vault_source *s, const struct vault_cred_rt *c, c
     s->host->log(s->host->h, LOG_DEBUG, c->name, "%s: wrote version %lld (cas %lld)", what,
                  (long long)*ret_version, cas);
     return 0;
+}
+
+/* kv2_cas_post_once() with the body's passwords scrubbed out of whatever Vault answers. */
+static int kv2_cas_post(struct vault_source *s, const struct vault_cred_rt *c, const char *api_path,
+                        char *body, size_t body_len, long long cas, int64_t *ret_version,
+                        struct rc_error *err) {
+    sent_note(s, c, body, body_len);
+    int r = kv2_cas_post_once(s, c, api_path, body, body_len, cas, ret_version, err);
+    sent_clear(s);
+    return r;
 }
 
 /* A version number as the agent hands it back (a KV v2 version: a cas). */
@@ -1147,9 +1234,9 @@ static int vault_record_read(void *state, const struct rc_credential *cred, stru
     if (resp.status == 200 || resp.status == 404)
         r = vault_parse_kv2_record(resp.status, resp.body, resp.body_len, &rec, &v, what, err);
     else if (resp.status == 403)
-        auth_error(&resp, token_ok, what, err);
+        auth_error(s, &resp, token_ok, what, err);
     else
-        status_error(&resp, what, NULL, err);
+        status_error(s, &resp, what, NULL, err);
     http_response_clear(&resp);
     if (r < 0) {
         scrub_all(s, err);
@@ -1223,6 +1310,7 @@ static void vault_close(void *state) {
     secret_free(s->cached_role_id);
     secret_free(s->cached_secret_id);
     secret_free(s->last_jwt);
+    sent_clear(s);
     free(s->base);
     free(s->namespace);
     free(s->token_file);

@@ -87,8 +87,7 @@ static void append_error(char *out, size_t outlen, const char *e) {
     }
 }
 
-void vault_errors_text(const char *body, size_t len, char *out, size_t outlen) {
-    char buf[VAULT_ERRTEXT_MAX + 4] = "";
+void vault_errors_text_whole(const char *body, size_t len, char *out, size_t outlen) {
     if (outlen == 0)
         return;
     out[0] = '\0';
@@ -99,14 +98,24 @@ void vault_errors_text(const char *body, size_t len, char *out, size_t outlen) {
     if (json_is_array(errs)) {
         json_array_foreach(errs, i, e) {
             if (json_is_string(e))
-                append_error(buf, sizeof buf, json_string_value(e));
+                append_error(out, outlen, json_string_value(e));
         }
     }
     json_decref(root);
-    rtrim(buf);
-    size_t n = strlen(buf);
-    if (n >= VAULT_ERRTEXT_MAX)
-        memcpy(buf + VAULT_ERRTEXT_MAX - 4, "...", 4);
+    rtrim(out);
+}
+
+void vault_errors_cut(char *text) {
+    if (strlen(text) >= VAULT_ERRTEXT_MAX)
+        memcpy(text + VAULT_ERRTEXT_MAX - 4, "...", 4);
+}
+
+void vault_errors_text(const char *body, size_t len, char *out, size_t outlen) {
+    char buf[VAULT_ERRTEXT_MAX + 4] = "";
+    if (outlen == 0)
+        return;
+    vault_errors_text_whole(body, len, buf, sizeof buf);
+    vault_errors_cut(buf);
     snprintf(out, outlen, "%s", buf);
 }
 

@@ -30,6 +30,13 @@
  * permission denied\n\t* invalid token\n\n") become "permission denied; invalid token".
  * "" when the body has no errors list or it is empty (a plain 404). */
 void vault_errors_text(const char *body, size_t len, char *out, size_t outlen);
+/* The same, not cut short (as much as fits in out, at most VAULT_ERRTEXT_WHOLE_MAX is
+ * useful): for a caller that scrubs secrets out of it first, then cuts it with
+ * vault_errors_cut() to VAULT_ERRTEXT_MAX (ending "..."). Scrubbing after the cut would
+ * miss an echoed secret the cut split, and let its first bytes through. */
+#define VAULT_ERRTEXT_WHOLE_MAX 4096
+void vault_errors_text_whole(const char *body, size_t len, char *out, size_t outlen);
+void vault_errors_cut(char *text);
 /* True when one of the errors contains `needle` (case-insensitive). */
 bool vault_errors_has(const char *body, size_t len, const char *needle);
 /* The class of docs/design.md §8.4 for a final (non-redirect, non-2xx) HTTP status of a read. */

@@ -9,10 +9,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/sha.h>
@@ -674,6 +678,117 @@ static void test_acl_log_watch_finds_new_auth_failures(void **state) {
     target_free(&b);
 }
 
+/* ------------------------------------------------------------------------------------
+ * A scripted server: what a real Redis never answers (a proxy or a look-alike may). It
+ * accepts one connection and answers each chunk it reads with the next canned reply.
+ */
+
+struct scripted {
+    int lfd;
+    pthread_t th;
+    const char *const *replies;   /* NULL-terminated */
+};
+
+static void *scripted_main(void *arg) {
+    struct scripted *s = arg;
+    int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+    char buf[4096];
+
+    if (fd < 0)
+        return NULL;
+    for (size_t i = 0; recv(fd, buf, sizeof buf, 0) > 0;)
+        if (s->replies[i]) {
+            (void)send(fd, s->replies[i], strlen(s->replies[i]), MSG_NOSIGNAL);
+            i++;
+        }
+    close(fd);
+    return NULL;
+}
+
+static uint16_t scripted_start(struct scripted *s, const char *const *replies) {
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof sa;
+
+    s->replies = replies;
+    s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s->lfd >= 0);
+    assert_int_equal(bind(s->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(s->lfd, 4), 0);
+    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&sa, &len), 0);
+    assert_int_equal(pthread_create(&s->th, NULL, scripted_main, s), 0);
+    return ntohs(sa.sin_port);
+}
+
+static void scripted_stop(struct scripted *s) {
+    pthread_join(s->th, NULL);
+    close(s->lfd);
+}
+
+/* One node on the scripted server, no login (the server has no password). */
+static void scripted_target(struct rnet_node *node, struct aclops_target *t, uint16_t port) {
+    memset(node, 0, sizeof *node);
+    node->ep.kind = ENDPOINT_TCP;
+    snprintf(node->ep.host, sizeof node->ep.host, "127.0.0.1");
+    node->ep.port = port;
+    *t = (struct aclops_target){ .nodes = node, .n = 1, .timeout_usec = TIMEOUT };
+}
+
+/* ACL SETUSER answered with a bulk string (or a status, or an array) that echoes the
+ * command, password included: the node fails, and its `why` names the reply's type but
+ * never quotes it. */
+static void test_setuser_reply_of_another_type_is_not_quoted(void **state) {
+    static const char *const bulk[] = { "$32\r\nACL SETUSER app on >s3cret-pw-77\r\n", NULL };
+    static const char *const arr[] = { "*2\r\n$3\r\nERR\r\n$15\r\n>s3cret-pw-77 x\r\n", NULL };
+    static const char *const *const cases[] = { bulk, arr };
+    struct secret *pw = secret_new_str("s3cret-pw-77");
+
+    (void)state;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        struct scripted s;
+        struct rnet_node node;
+        struct aclops_target t;
+        struct aclops_result res = { 0 };
+
+        scripted_target(&node, &t, scripted_start(&s, cases[k]));
+        assert_int_equal(aclops_setuser(&t, "app", ACLOPS_ENABLE, pw, NULL, false, &res), -EIO);
+        scripted_stop(&s);
+        assert_int_equal(res.failed, 1);
+        assert_null(strstr(res.nodes[0].why, "s3cret"));
+        assert_non_null(strstr(res.nodes[0].why, "ACL SETUSER: unexpected"));
+        aclops_result_clear(&res);
+    }
+    secret_free(pw);
+}
+
+/* ACL LOG answered with 2 MB of tiny integers: within the byte cap, over the objects cap
+ * of one reply. The node's error says which cap, not "reply over 4194304 bytes". */
+static void test_reply_over_the_objects_cap_says_so(void **state) {
+    size_t inner = 60000, arrays = RESP_MAX_OBJECTS / inner + 1, len = 0;
+    size_t size = arrays * (inner * 4 + 16) + 16;
+    char *big = malloc(size);
+    const char *replies[2] = { big, NULL };
+    struct scripted s;
+    struct rnet_node node;
+    struct aclops_target t;
+    struct aclops_result res = { 0 };
+
+    (void)state;
+    assert_non_null(big);
+    len += (size_t)snprintf(big + len, size - len, "*%zu\r\n", arrays);
+    for (size_t j = 0; j < arrays; j++) {
+        len += (size_t)snprintf(big + len, size - len, "*%zu\r\n", inner);
+        for (size_t i = 0; i < inner; i++, len += 4)
+            memcpy(big + len, ":1\r\n", 4);
+    }
+    big[len] = '\0';
+    scripted_target(&node, &t, scripted_start(&s, replies));
+    assert_int_equal(aclops_acl_log(&t, &res), -EMSGSIZE);
+    scripted_stop(&s);
+    assert_string_equal(res.nodes[0].why, "ACL LOG: reply of more than 524288 objects");
+    aclops_result_clear(&res);
+    free(big);
+}
+
 static void test_result_clear_and_find_accept_empty(void **state) {
     struct aclops_result res = { 0 };
 
@@ -697,6 +812,8 @@ int main(void) {
         cmocka_unit_test(test_log_diff_70_counts_only_what_is_new),
         cmocka_unit_test(test_log_diff_sums_one_addr_and_uses_entry_id),
         cmocka_unit_test(test_result_clear_and_find_accept_empty),
+        cmocka_unit_test(test_setuser_reply_of_another_type_is_not_quoted),
+        cmocka_unit_test(test_reply_over_the_objects_cap_says_so),
         cmocka_unit_test_setup(test_compare_users_on_every_node, per_test),
         cmocka_unit_test_setup(test_unreachable_node_and_problem_node_fail_alone, per_test),
         cmocka_unit_test_setup(test_wrong_login_names_the_user_not_the_password, per_test),

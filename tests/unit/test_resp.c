@@ -251,6 +251,48 @@ static void test_reader_nested_array_over_cap_frees_partial(void **state) {
     resp_reader_free(rd);
 }
 
+/* Feeds `arrays` arrays of `inner` integers, as one reply (an array of arrays), to a
+ * reader with a byte cap of max_bytes; returns what resp_reader_get() says. */
+static int feed_int_arrays(struct resp_reader *rd, size_t arrays, size_t inner) {
+    char hdr[32], *chunk = malloc(inner * 4 + 32);
+    redisReply *r = NULL;
+    size_t cl;
+    int n, rc = 0;
+
+    assert_non_null(chunk);
+    n = snprintf(hdr, sizeof hdr, "*%zu\r\n", arrays);
+    assert_int_equal(resp_reader_feed(rd, hdr, (size_t)n), 0);
+    cl = (size_t)snprintf(chunk, 32, "*%zu\r\n", inner);
+    for (size_t i = 0; i < inner; i++, cl += 4)
+        memcpy(chunk + cl, ":1\r\n", 4);
+    for (size_t j = 0; j < arrays && rc == 0; j++)
+        rc = resp_reader_feed(rd, chunk, cl);
+    free(chunk);
+    if (rc == 0)
+        rc = resp_reader_get(rd, &r);
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+/* A reply of many tiny objects costs ~64 bytes of heap for each 4 bytes read: under the
+ * 64 MiB cap CLIENT LIST gets, 16 million integers in nested arrays took 1.2 GiB of
+ * memory. The objects of one reply are capped in total (RESP_MAX_OBJECTS), whatever the
+ * byte cap; CLUSTER SLOTS of a cluster with every slot its own range stays well under. */
+static void test_reader_caps_the_objects_of_one_reply(void **state) {
+    struct resp_reader *rd = resp_reader_new(64u * 1024 * 1024, 0);
+
+    (void)state;
+    assert_int_equal(feed_int_arrays(rd, (RESP_MAX_OBJECTS / 60000) + 1, 60000), -EMSGSIZE);
+    assert_non_null(strstr(resp_reader_errstr(rd), "objects"));
+    resp_reader_free(rd);
+    rd = resp_reader_new(64u * 1024 * 1024, 0);
+    assert_int_equal(feed_int_arrays(rd, 16384, 15), 1);   /* 16384 slot ranges */
+    /* the count is per reply: the next one starts from nothing */
+    assert_int_equal(feed_int_arrays(rd, 16384, 15), 1);
+    resp_reader_free(rd);
+}
+
 static void test_reader_garbage_is_sticky_protocol_error(void **state) {
     struct resp_reader *rd = resp_reader_new(0, 0);
     redisReply *r = NULL;
@@ -1057,10 +1099,53 @@ static void test_redact_error_keeps_only_the_first_word(void **state) {
     resp_redact_error(NULL, 4, argv, NULL);
 }
 
+/* A server (or a proxy in front of one) that answers a secret-carrying command with a
+ * bulk string or a status echoing it: cut like an error, so no caller can quote it. */
+static void test_redact_error_also_cuts_bulk_and_status_echoes(void **state) {
+    const char *argv[] = { "ACL", "SETUSER", "app", ">hunter2-secret" };
+    redisReply *bulk = parse_str("$31\r\nACL SETUSER app >hunter2-secret\r\n");
+    redisReply *status = parse_str("+>hunter2-secret\r\n");
+    redisReply *ok = parse_str("+OK\r\n");
+
+    (void)state;
+    resp_redact_error(bulk, 4, argv, NULL);
+    assert_int_equal(bulk->type, REDIS_REPLY_STRING);
+    assert_null(memmem(bulk->str, bulk->len, "hunter2", 7));
+    resp_reply_wipe_free(bulk);
+    resp_redact_error(status, 4, argv, NULL);
+    assert_null(strstr(status->str, "hunter2"));
+    assert_string_equal(status->str, "(redacted)");
+    resp_reply_wipe_free(status);
+    resp_redact_error(ok, 4, argv, NULL);
+    assert_int_equal(ok->type, REDIS_REPLY_STATUS);
+    assert_string_equal(ok->str, "OK");
+    resp_reply_wipe_free(ok);
+}
+
+/* PING is pipelined right after AUTH: a server that answers AUTH with +OK and then
+ * echoes the password as PING's error (a desynchronised proxy) must not get it into the
+ * detail. An error code (NOPERM, LOADING, ...) is still named. */
+static void test_ping_judge_names_error_codes_only(void **state) {
+    char detail[128];
+
+    (void)state;
+    resp_ping_judge(parse_str("-s3cret-pw-echoed is not a command\r\n"), detail, sizeof detail);
+    assert_null(strstr(detail, "s3cret"));
+    assert_non_null(strstr(detail, "PING after AUTH"));
+    resp_ping_judge(parse_str("-LOADING Redis is loading the dataset in memory\r\n"), detail,
+                    sizeof detail);
+    assert_string_equal(detail, "PING after AUTH: LOADING");
+    resp_ping_judge(parse_str("+PONG\r\n"), detail, sizeof detail);
+    assert_string_equal(detail, "");
+}
+
 int main(void) {
     const struct CMUnitTest pure[] = {
         cmocka_unit_test(test_reader_simple_string),
         cmocka_unit_test(test_redact_error_keeps_only_the_first_word),
+        cmocka_unit_test(test_redact_error_also_cuts_bulk_and_status_echoes),
+        cmocka_unit_test(test_reader_caps_the_objects_of_one_reply),
+        cmocka_unit_test(test_ping_judge_names_error_codes_only),
         cmocka_unit_test(test_reader_error),
         cmocka_unit_test(test_reader_integer),
         cmocka_unit_test(test_reader_bulk_keeps_binary),

@@ -17,6 +17,24 @@
 
 static const struct vault_fields default_fields = { .username = "username", .password = "password" };
 
+/* The whole text (for a caller that scrubs it before the cut) keeps what the cut text
+ * drops, and the cut of it is the cut text. */
+static void test_errors_text_whole_then_cut_is_the_cut_text(void **st) {
+    char big[2000] = "{\"errors\":[\"", whole[VAULT_ERRTEXT_WHOLE_MAX], cut[256];
+    size_t n = strlen(big);
+
+    (void)st;
+    memset(big + n, 'x', 300);
+    snprintf(big + n + 300, sizeof big - n - 300, " tail-echo\"]}");
+    vault_errors_text_whole(big, strlen(big), whole, sizeof whole);
+    assert_int_equal(strlen(whole), 310);
+    assert_non_null(strstr(whole, "tail-echo"));
+    vault_errors_text(big, strlen(big), cut, sizeof cut);
+    vault_errors_cut(whole);
+    assert_string_equal(whole, cut);
+    assert_null(strstr(cut, "tail-echo"));
+}
+
 static void test_errors_text_flattens_multierror_and_lists(void **st) {
     char out[256];
     vault_errors_text(S("{\"errors\":[\"2 errors occurred:\\n\\t* permission denied\\n\\t* invalid token\\n\\n\"]}\n"),
@@ -512,6 +530,7 @@ int main(void) {
     secret_init(0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors_text_flattens_multierror_and_lists),
+        cmocka_unit_test(test_errors_text_whole_then_cut_is_the_cut_text),
         cmocka_unit_test(test_kv2_write_body_carries_cas_and_fields_and_the_answer_its_version),
         cmocka_unit_test(test_status_classes_follow_design_section_7),
         cmocka_unit_test(test_path_split_uses_first_segment_or_the_configured_mount),
