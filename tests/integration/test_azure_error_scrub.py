@@ -7,7 +7,7 @@ import os
 
 import rc_harness as h
 from azure_helpers import az  # noqa: F401 - fixture
-from test_audit_input_vault import assert_absent
+from test_vault_error_scrub import assert_absent
 from vault_helpers import write_secret_file
 
 PW = "kv-value-7d2f9e41c0ab"
