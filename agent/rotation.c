@@ -960,13 +960,28 @@ static void rot_rollback_rec_run(struct job *jb) {
 
 /* -- the record flow on the loop -- */
 
-/* The fleet clock moves to rotated_at when it is newer: the schedule counts from it. */
+/* A mark further ahead of this host's clock than this is said (once per mark): smaller
+ * differences are the clock skew the splay covers. */
+#define ROT_CLOCK_AHEAD_SAY_S 60
+
+/* The fleet clock moves to rotated_at when it is newer (to now at most, rotate.h): the
+ * schedule counts from it. */
 static void rot_clock(struct cred_rt *c, int64_t rotated_at) {
     struct rot_rt *ro = &c->rot;
-    /* (0 or less is no time a rotation ran: a plugin that left the field unset) */
-    if (rotated_at <= 0 || rotated_at <= ro->st->fleet_rotated_at)
+    int64_t mark = ro->st->fleet_mark;
+    int64_t ahead = rotate_clock_see(ro->st, rotated_at, now_real());
+    if (ahead > ROT_CLOCK_AHEAD_SAY_S) {
+        char ts[40];
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name }, "%s: the store says the last "
+                    "rotation was at %s, %llds ahead of this host's clock (the clock of the host that "
+                    "wrote it, or of this one, is off); the rotation schedule counts from now instead",
+                    c->cfg->name, rctime_format(rotated_at, ts, sizeof ts), (long long)ahead);
+    }
+    if (ahead < 0) {
+        if (mark != ro->st->fleet_mark)
+            rot_save(c);   /* a mark seen, the clock kept: not news at the next start */
         return;
-    ro->st->fleet_rotated_at = rotated_at;
+    }
     ro->waited_epoch = 0;   /* a new rotation's record starts at epoch 1 again: say it */
     ro->splay_usec = rotate_splay_draw(c->cfg->rotation.splay_usec);
     rot_save(c);
@@ -1873,6 +1888,12 @@ void rotation_init(struct cred_rt *c) {
             log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name },
                         "%s: ignoring the rotation record: %s", c->cfg->name, err);
         *ro->st = (struct rotate_state){ .baseline = now_real() };
+        rot_save(c);
+    } else if (rotate_clock_sane(ro->st, now_real())) {
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name }, "%s: the rotation phase "
+                    "record in %s holds times in the future (this host's clock ran ahead when they were "
+                    "written); the rotation schedule counts from now instead", c->cfg->name,
+                    c->a->cfg->agent.state_dir);
         rot_save(c);
     }
     if (!ro->carried && use_record(c) && ro->st->phase == ROTATE_IDLE && !ro->st->record &&
