@@ -283,6 +283,17 @@ static void rot_remove(struct cred_rt *c) {
     struct rot_job *j = c->rot.job;
     rot_job_clear(j);
     if (c->rot.st->record) {   /* the old password is in the rotation record */
+        /* Not while this host still publishes the old password (its publish of the new
+         * version failed, or a taker has not picked the entry up yet): its clients would
+         * be refused. The store is looked at again, and the removal retried. */
+        if (c->have_cur && rotrec_entry_is(&j->rec, c->cur.cur.username, c->cur.cur.password) ==
+                               ROTREC_ENTRY_BASE) {
+            rot_wake(c);
+            rot_fail(c, "the old password stays on the nodes while this host still publishes it "
+                     "(version %s): it is removed once the new version is published here",
+                     c->cur.cur.version);
+            return;
+        }
         rot_submit(c, RS_REMOVING, rot_remove_rec_run, rot_remove_rec_done, true);
         return;
     }

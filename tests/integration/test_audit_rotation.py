@@ -4,12 +4,16 @@ and the fleet clock, each with the real agent, a real redis-server and the `file
 - A `redis_creds_rotated_at` in the future (a host whose clock ran far ahead wrote it, or
   a hand edit) must not stop rotation for the whole fleet until that date: the fleet
   clock never counts from later than the moment this host saw the mark, and it says so.
+- The rotator never removes the old password from Redis while its own host still
+  publishes it (its publish of the new version failed): it waits until the new version
+  is published here, as the flow without a record does.
 
 Everything waits on events (inotify, the agents' journals), never on a bare sleep before
 an assertion."""
 import calendar
 import json
 import os
+import shutil
 import time
 
 import rc_harness as h
@@ -65,3 +69,46 @@ def test_a_phase_record_with_a_fleet_clock_in_the_future_is_not_trusted_at_start
     wait_msg(a, lambda l: "rotation of cache completed" in l, timeout=20)
     with open(state) as f:
         assert json.load(f)["fleet_rotated_at"] <= time.time()
+
+
+def test_the_old_password_stays_while_this_host_still_publishes_it(sc):
+    """The rotator's publish of the new version fails (cache.env cannot be replaced):
+    cache.json keeps the old password, so Redis must keep it too, however long the
+    grace is past; once the publish works, the rotation finishes."""
+    fl = start_fleet(sc, 1, "pub-pw-0", interval="1h", grace="1s", pending_timeout="30s")
+    a = fl.agents[0]
+    run = fl.runs[0]
+    # restart with formats json + env, then block the .env file's replacement
+    a.stop()
+    with open(fl.confs[0]) as f:
+        text = f.read()
+    assert 'formats' not in text
+    text = text.replace('path = "cache.json";', 'path = "cache.json";\n    formats = [ "json", "env" ];', 1)
+    assert 'formats' in text
+    with open(fl.confs[0], "w") as f:
+        f.write(text)
+    a = fl.start(0)
+    h.wait_until(lambda: os.path.exists(os.path.join(run, "cache.env")), 10, "cache.env published")
+    os.unlink(os.path.join(run, "cache.env"))
+    os.makedirs(os.path.join(run, "cache.env", "blocker"))
+    m = mark(a)
+    r = fl.cli(0, "rotate", "cache")
+    assert r.returncode == 0, r.stderr
+    wait_msg(a, lambda l: "cannot publish" in l, since=m, timeout=10)
+    # well past the grace and a retry or two: the published file still holds the old
+    # password, and so must Redis
+    wait_msg(a, lambda l: "rotation of cache failed" in l and "publish" in l, since=m, timeout=10)
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline:
+        doc = json.load(open(os.path.join(run, "cache.json")))
+        assert doc["password"] == "pub-pw-0"
+        assert sc.redis.auth_ok("app", "pub-pw-0"), "the password this host publishes was removed"
+        time.sleep(0.2)
+    # the runtime directory heals: the new version is published, then the old one goes
+    shutil.rmtree(os.path.join(run, "cache.env"))
+    m2 = mark(a)
+    wait_msg(a, lambda l: "rotation of cache completed" in l, since=m2, timeout=30)
+    doc = json.load(open(os.path.join(run, "cache.json")))
+    assert doc["password"] != "pub-pw-0"
+    assert redis_passwords(sc) == [sha(doc["password"])]
+    assert not any("pub-pw-0" in p for p in problems(a))
