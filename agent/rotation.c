@@ -971,6 +971,19 @@ static void rot_rollback_rec_run(struct job *jb) {
 
 /* -- the record flow on the loop -- */
 
+/* usec from now until the rotation that wrote the entry at the fleet clock may be taken
+ * over, should its owner have died (docs/design.md §9.5.2: wait_until = the write + grace,
+ * then pending_timeout), plus this host's splay; UINT64_MAX without a rotation record. */
+static uint64_t record_look_in(const struct cred_rt *c) {
+    const struct config_rotation *cr = &c->cfg->rotation;
+    if (!use_record(c) || !c->rot.st->fleet_rotated_at)
+        return UINT64_MAX;
+    int64_t at_s = c->rot.st->fleet_rotated_at + (int64_t)((cr->grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC) +
+                   pending_timeout_s(c) + 1;
+    uint64_t at = (uint64_t)at_s * USEC_PER_SEC + c->rot.splay_usec, now = (uint64_t)rctime_real_usec();
+    return at > now ? at - now : 0;
+}
+
 /* A mark further ahead of this host's clock than this is said (once per mark): smaller
  * differences are the clock skew the splay covers. */
 #define ROT_CLOCK_AHEAD_SAY_S 60
@@ -996,11 +1009,21 @@ static void rot_clock(struct cred_rt *c, int64_t rotated_at) {
     ro->waited_epoch = 0;   /* a new rotation's record starts at epoch 1 again: say it */
     ro->splay_usec = rotate_splay_draw(c->cfg->rotation.splay_usec);
     rot_save(c);
-    if (c->sm.rot == RS_NONE) {
-        if (!ro->st->record)
-            ro->resume_look = false;   /* the rotation waited for is over */
-        rot_schedule_due(c);
+    if (c->sm.rot != RS_NONE)
+        return;
+    uint64_t look = record_look_in(c);
+    if (look < due_in(c)) {
+        /* The entry changed: the record of that rotation holds the old password until its
+         * owner removes it. Should the owner die in grace, whoever looks after its
+         * takeover time finishes it: every host looks once then (a record gone: nothing to
+         * do), not only those that happened to wait for it. */
+        ro->resume_look = true;
+        rot_go(c, RS_NONE, false, look);
+        return;
     }
+    if (!ro->st->record)
+        ro->resume_look = false;   /* the rotation waited for is over */
+    rot_schedule_due(c);
 }
 
 static void rec_forget(struct cred_rt *c) {
@@ -1907,12 +1930,14 @@ void rotation_init(struct cred_rt *c) {
                     c->a->cfg->agent.state_dir);
         rot_save(c);
     }
-    if (!ro->carried && use_record(c) && ro->st->phase == ROTATE_IDLE && !ro->st->record &&
-        !(ro->st->watch_until > now_real() || ro->st->restored[0]))
+    if (use_record(c) && ro->st->phase == ROTATE_IDLE && !ro->st->record &&
+        !(ro->st->watch_until > now_real() || ro->st->restored[0]) &&
+        (!ro->carried || record_look_in(c) < due_in(c)))
         /* A fresh start: this host may have died right after its claim, before its own
          * phase record said so. One look at the store's record after the first fetch
          * finds such a record (and goes on with it) or another host's live one (and
-         * waits for its takeover time); with none it only arms the schedule. */
+         * waits for its takeover time); with none it only arms the schedule. A reload
+         * while another host's rotation may still need finishing (rot_clock) looks too. */
         ro->resume_look = true;
     rot_resume(c);
 }
@@ -1954,8 +1979,10 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
     enum rot_step step = c->sm.rot;
     json_object_set_new(o, "step", json_string(credsm_step_name(step)));
     /* the watch holds the timer: the schedule is due at the same time all the same */
-    int64_t due = step == RS_NONE ? at
-                  : step == RS_WATCH || step == RS_WATCHING ? real + (int64_t)(due_in(c) / USEC_PER_SEC) : 0;
+    /* (so does a look at the store's record: its timer is the record's takeover time) */
+    int64_t due = step == RS_NONE && !ro->resume_look ? at
+                  : step == RS_NONE || step == RS_WATCH || step == RS_WATCHING
+                      ? real + (int64_t)(due_in(c) / USEC_PER_SEC) : 0;
     json_object_set_new(o, "next_rotation", json_time(due));
     json_object_set_new(o, "old_removed_at", json_time(step == RS_GRACE ? at : 0));
     json_object_set_new(o, "retry_at", json_time(step == RS_RETRY_WAIT ? at : 0));
