@@ -556,8 +556,16 @@ static int rec_read(struct rot_job *j, struct rotrec *ret, bool *found) {
     *found = text != NULL;
     int r = text ? rotrec_parse(secret_data(text), secret_len(text), ret, why, sizeof why) : 0;
     secret_free(text);
-    if (r < 0)
-        rc_error_set(&j->err, RC_ERR_INVALID, "%s", why);
+    /* What to do about it: a record of a newer release is live (never delete it); any
+     * other unreadable one blocks every host's rotation until someone deletes it. */
+    if (r == -EPROTONOSUPPORT)
+        rc_error_set(&j->err, RC_ERR_INVALID, "%s: a newer redis-creds wrote it; upgrade this host's agent "
+                     "(or let the newer host finish the rotation)", why);
+    else if (r < 0)
+        rc_error_set(&j->err, RC_ERR_INVALID, "%s; no host can rotate %s while it is there: the agents "
+                     "write this record, so delete it from the store (the file store keeps it as "
+                     ".<path>.rotation beside the credential's file) once no host shows a rotation of "
+                     "it under way", why, c->cfg->name);
     return r < 0 ? r : 0;
 }
 

@@ -7,6 +7,8 @@ and the fleet clock, each with the real agent, a real redis-server and the `file
 - A rotator that dies during grace (record phase removing) is finished by the other
   hosts after its takeover time, unasked, also across a reload: every host that saw the
   entry change looks at the record once then.
+- An unreadable rotation record says what to do about it (delete it; or upgrade, for a
+  newer format), quoting none of it.
 - The rotator never removes the old password from Redis while its own host still
   publishes it (its publish of the new version failed): it waits until the new version
   is published here, as the flow without a record does.
@@ -163,3 +165,27 @@ def test_a_reload_does_not_forget_a_rotation_that_may_need_finishing(sc):
         r = fl.cli(1, "reload")
         assert r.returncode == 0, r.stderr
     _rotator_dies_in_grace(sc, "reload-pw-0", after=reload)
+
+
+def test_an_unreadable_rotation_record_says_what_to_do(sc):
+    """A record of wrong JSON types blocks every host's rotation: the error says so and
+    what to do (delete it), quoting none of it; one of a newer format says to upgrade
+    (deleting a newer agent's live record would be wrong). Once it is gone, the retry
+    rotates."""
+    fl = start_fleet(sc, 1, "badrec-pw-0", interval="1h", grace="1s")
+    a = fl.agents[0]
+    path = os.path.join(sc.tree.store, ".cache.json.rotation")
+    with open(path, "w") as f:
+        f.write('{"format": 2, "epoch": 1, "secret-ish": "zzz-input-zzz"}')
+    m = mark(a)
+    assert fl.cli(0, "rotate", "cache").returncode == 0
+    line = wait_msg(a, lambda l: "rotation of cache failed" in l, since=m, timeout=10)
+    assert "upgrade" in line and "delete" not in line, line
+    with open(path, "w") as f:
+        f.write('{"format": 1, "epoch": "zzz-input-zzz", "owner": "x"}')
+    m = mark(a)
+    line = wait_msg(a, lambda l: "rotation of cache failed" in l, since=m, timeout=15)
+    assert '"epoch"' in line and "delete it from the store" in line and "zzz-input-zzz" not in line, line
+    os.unlink(path)
+    wait_msg(a, lambda l: "rotation of cache completed" in l, since=m, timeout=20)
+    assert redis_passwords(sc) != [sha("badrec-pw-0")]
