@@ -2029,6 +2029,14 @@ int rotation_request(struct cred_rt *c, bool revoke, char *err, size_t errlen) {
                  "record (file, vault kv2)");
         return -EOPNOTSUPP;
     }
+    if (revoke && c->rot.st->phase != ROTATE_IDLE) {
+        /* The rotation under way is finished rather than another begun (below): a revoke
+         * would be dropped while the command said it was done. */
+        snprintf(err, errlen, "a rotation of \"%s\" is under way (phase %s, step %s): --revoke cannot cut "
+                 "its grace; it removes the old password when it completes (see `redis-creds status`)",
+                 name, rotate_phase_to_string(c->rot.st->phase), credsm_step_name(c->sm.rot));
+        return -EBUSY;
+    }
     c->rot.revoke_next = revoke;
     if (use_record(c) && (c->rot.resume_look || (c->sm.rot == RS_CLAIMING && c->rot.job->look_only))) {
         /* A look at the store's record is due or under way (at start, or waiting for

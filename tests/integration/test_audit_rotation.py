@@ -77,11 +77,10 @@ def test_a_phase_record_with_a_fleet_clock_in_the_future_is_not_trusted_at_start
         assert json.load(f)["fleet_rotated_at"] <= time.time()
 
 
-def test_the_old_password_stays_while_this_host_still_publishes_it(sc):
-    """The rotator's publish of the new version fails (cache.env cannot be replaced):
-    cache.json keeps the old password, so Redis must keep it too, however long the
-    grace is past; once the publish works, the rotation finishes."""
-    fl = start_fleet(sc, 1, "pub-pw-0", interval="1h", grace="1s", pending_timeout="30s")
+def _block_publish(fl):
+    """Restarts host 0 with formats json + env, then makes its cache.env irreplaceable (a
+    directory in its place): every publish fails before cache.json is written. Returns
+    the agent."""
     a = fl.agents[0]
     run = fl.runs[0]
     # restart with formats json + env, then block the .env file's replacement
@@ -97,6 +96,16 @@ def test_the_old_password_stays_while_this_host_still_publishes_it(sc):
     h.wait_until(lambda: os.path.exists(os.path.join(run, "cache.env")), 10, "cache.env published")
     os.unlink(os.path.join(run, "cache.env"))
     os.makedirs(os.path.join(run, "cache.env", "blocker"))
+    return a
+
+
+def test_the_old_password_stays_while_this_host_still_publishes_it(sc):
+    """The rotator's publish of the new version fails (cache.env cannot be replaced):
+    cache.json keeps the old password, so Redis must keep it too, however long the
+    grace is past; once the publish works, the rotation finishes."""
+    fl = start_fleet(sc, 1, "pub-pw-0", interval="1h", grace="1s", pending_timeout="30s")
+    a = _block_publish(fl)
+    run = fl.runs[0]
     m = mark(a)
     r = fl.cli(0, "rotate", "cache")
     assert r.returncode == 0, r.stderr
@@ -189,3 +198,18 @@ def test_an_unreadable_rotation_record_says_what_to_do(sc):
     os.unlink(path)
     wait_msg(a, lambda l: "rotation of cache completed" in l, since=m, timeout=20)
     assert redis_passwords(sc) != [sha("badrec-pw-0")]
+
+
+def test_rotate_revoke_during_an_unfinished_rotation_is_refused_not_dropped(sc):
+    """`rotate --revoke` while a rotation waits to retry a step: that rotation is what
+    goes on, with its grace, so the command must say so (not answer ok and drop the
+    revoke: an operator revoking a leaked password would believe it gone)."""
+    fl = start_fleet(sc, 1, "revoke-pw-0", interval="1h", grace="1h", pending_timeout="30s")
+    a = _block_publish(fl)
+    m = mark(a)
+    assert fl.cli(0, "rotate", "cache").returncode == 0
+    wait_msg(a, lambda l: "rotation of cache failed" in l and "publish" in l, since=m, timeout=10)
+    r = fl.cli(0, "rotate", "cache", "--revoke")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "under way" in r.stderr and "--revoke cannot cut its grace" in r.stderr, r.stderr
+    assert sc.redis.auth_ok("app", "revoke-pw-0")
