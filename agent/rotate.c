@@ -41,6 +41,8 @@ int rotate_state_format(const struct rotate_state *st, char *buf, size_t size) {
                           "last_completed", (json_int_t)st->last_completed,
                           "baseline", (json_int_t)st->baseline,
                           "fleet_rotated_at", (json_int_t)st->fleet_rotated_at);
+    if (o && st->fleet_mark)
+        json_object_set_new(o, "fleet_mark", json_integer((json_int_t)st->fleet_mark));
     if (o && st->watch_until)
         json_object_set_new(o, "watch_until", json_integer((json_int_t)st->watch_until));
     if (o && st->watch_revoke)
@@ -127,7 +129,8 @@ int rotate_state_parse(const char *buf, size_t len, struct rotate_state *ret) {
     json_t *f = json_object_get(o, "format");
     st.format = f ? (json_is_integer(f) ? (int)json_integer_value(f) : -1) : 1;
     if (st.format < 1 || st.format > ROTATE_STATE_FORMAT || get_bool(o, "record", &st.record) < 0 ||
-        get_bool(o, "revoke", &st.revoke) < 0 || get_int(o, "fleet_rotated_at", &st.fleet_rotated_at) < 0)
+        get_bool(o, "revoke", &st.revoke) < 0 || get_int(o, "fleet_rotated_at", &st.fleet_rotated_at) < 0 ||
+        get_int(o, "fleet_mark", &st.fleet_mark) < 0)
         goto out;
     if (get_version(o, "old_version", st.old_version) < 0 ||
         get_version(o, "new_version", st.new_version) < 0 ||
@@ -232,6 +235,31 @@ int64_t rotate_next_due(const struct rotate_state *st, uint64_t interval_usec, i
     int64_t from = st->fleet_rotated_at ? st->fleet_rotated_at
                    : st->last_completed ? st->last_completed : st->baseline;
     return from + (int64_t)(interval_usec / 1000000) + splay_s;
+}
+
+int64_t rotate_clock_see(struct rotate_state *st, int64_t rotated_at, int64_t now) {
+    /* (0 or less is no time a rotation ran: a plugin that left the field unset) */
+    if (rotated_at <= 0 || rotated_at == st->fleet_mark || rotated_at <= st->fleet_rotated_at)
+        return -1;
+    st->fleet_mark = rotated_at;
+    int64_t at = rotated_at < now ? rotated_at : now;
+    if (at <= st->fleet_rotated_at)
+        return -1;
+    st->fleet_rotated_at = at;
+    return rotated_at - at;
+}
+
+bool rotate_clock_sane(struct rotate_state *st, int64_t now) {
+    bool changed = false;
+    int64_t *times[] = { &st->fleet_rotated_at, &st->last_completed, &st->baseline };
+    if (st->fleet_rotated_at > now && st->fleet_mark < st->fleet_rotated_at)
+        st->fleet_mark = st->fleet_rotated_at;
+    for (size_t i = 0; i < sizeof times / sizeof times[0]; i++)
+        if (*times[i] > now) {
+            *times[i] = now;
+            changed = true;
+        }
+    return changed;
 }
 
 uint64_t rotate_splay_draw(uint64_t splay_usec) {

@@ -51,7 +51,11 @@ struct rotate_state {
     int64_t last_completed;   /* unix seconds of the last completed rotation; 0 = never */
     int64_t baseline;         /* unix seconds the schedule counts from when never rotated */
     int64_t fleet_rotated_at; /* the fleet clock: rotated_at of the newest marked version this
-                                 host published or saw in the store; 0 = none */
+                                 host published or saw in the store, never later than when
+                                 this host saw it (rotate_clock_see); 0 = none */
+    int64_t fleet_mark;       /* that version's rotated_at as the store gave it (later than
+                                 fleet_rotated_at when it was in the future); 0 = none (a
+                                 record from before: the same as fleet_rotated_at) */
     int64_t watch_until;      /* unix seconds: the revocation watch reads ACL LOG until then;
                                  0 = no watch */
     bool watch_revoke;        /* the watched rotation was `rotate --revoke`: never restored */
@@ -79,6 +83,18 @@ int rotate_state_save(const char *state_dir, const char *name, const struct rota
  * fleet clock, else after the last completed one (a format-1 record), else after the
  * baseline. */
 int64_t rotate_next_due(const struct rotate_state *st, uint64_t interval_usec, int64_t splay_s);
+/* The fleet clock sees a store's rotated_at (docs/design.md §9.6). A time not seen
+ * before (fleet_mark) and later than the clock moves the clock, to `now` at most: a mark
+ * in the future (the clock of the host that wrote it ran ahead, or a hand edit) must not
+ * hold every host's schedule until that date, nor make a later real rotation's mark look
+ * old. The mark itself is kept, so that reading it again is no news. Returns how far the
+ * mark was in the future (seconds, 0 when not) when the clock moved, or -1 when it did
+ * not move. Pure. */
+int64_t rotate_clock_see(struct rotate_state *st, int64_t rotated_at, int64_t now);
+/* A phase record read at start: times this host wrote while its clock ran ahead (the
+ * fleet clock, the last rotation, the baseline) are brought back to `now`. Returns true
+ * when something was, false when the record was sane. Pure. */
+bool rotate_clock_sane(struct rotate_state *st, int64_t now);
 /* A uniform draw in [0, splay_usec] usec, at millisecond grain (OpenSSL's CSPRNG; 0 when
  * it fails). */
 uint64_t rotate_splay_draw(uint64_t splay_usec);

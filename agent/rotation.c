@@ -283,6 +283,17 @@ static void rot_remove(struct cred_rt *c) {
     struct rot_job *j = c->rot.job;
     rot_job_clear(j);
     if (c->rot.st->record) {   /* the old password is in the rotation record */
+        /* Not while this host still publishes the old password (its publish of the new
+         * version failed, or a taker has not picked the entry up yet): its clients would
+         * be refused. The store is looked at again, and the removal retried. */
+        if (c->have_cur && rotrec_entry_is(&j->rec, c->cur.cur.username, c->cur.cur.password) ==
+                               ROTREC_ENTRY_BASE) {
+            rot_wake(c);
+            rot_fail(c, "the old password stays on the nodes while this host still publishes it "
+                     "(version %s): it is removed once the new version is published here",
+                     c->cur.cur.version);
+            return;
+        }
         rot_submit(c, RS_REMOVING, rot_remove_rec_run, rot_remove_rec_done, true);
         return;
     }
@@ -545,8 +556,16 @@ static int rec_read(struct rot_job *j, struct rotrec *ret, bool *found) {
     *found = text != NULL;
     int r = text ? rotrec_parse(secret_data(text), secret_len(text), ret, why, sizeof why) : 0;
     secret_free(text);
-    if (r < 0)
-        rc_error_set(&j->err, RC_ERR_INVALID, "%s", why);
+    /* What to do about it: a record of a newer release is live (never delete it); any
+     * other unreadable one blocks every host's rotation until someone deletes it. */
+    if (r == -EPROTONOSUPPORT)
+        rc_error_set(&j->err, RC_ERR_INVALID, "%s: a newer redis-creds wrote it; upgrade this host's agent "
+                     "(or let the newer host finish the rotation)", why);
+    else if (r < 0)
+        rc_error_set(&j->err, RC_ERR_INVALID, "%s; no host can rotate %s while it is there: the agents "
+                     "write this record, so delete it from the store (the file store keeps it as "
+                     ".<path>.rotation beside the credential's file) once no host shows a rotation of "
+                     "it under way", why, c->cfg->name);
     return r < 0 ? r : 0;
 }
 
@@ -960,21 +979,59 @@ static void rot_rollback_rec_run(struct job *jb) {
 
 /* -- the record flow on the loop -- */
 
-/* The fleet clock moves to rotated_at when it is newer: the schedule counts from it. */
+/* usec from now until the rotation that wrote the entry at the fleet clock may be taken
+ * over, should its owner have died (docs/design.md §9.5.2: wait_until = the write + grace,
+ * then pending_timeout), plus this host's splay; UINT64_MAX without a rotation record. */
+static uint64_t record_look_in(const struct cred_rt *c) {
+    const struct config_rotation *cr = &c->cfg->rotation;
+    if (!use_record(c) || !c->rot.st->fleet_rotated_at)
+        return UINT64_MAX;
+    int64_t at_s = c->rot.st->fleet_rotated_at + (int64_t)((cr->grace_usec + USEC_PER_SEC - 1) / USEC_PER_SEC) +
+                   pending_timeout_s(c) + 1;
+    uint64_t at = (uint64_t)at_s * USEC_PER_SEC + c->rot.splay_usec, now = (uint64_t)rctime_real_usec();
+    return at > now ? at - now : 0;
+}
+
+/* A mark further ahead of this host's clock than this is said (once per mark): smaller
+ * differences are the clock skew the splay covers. */
+#define ROT_CLOCK_AHEAD_SAY_S 60
+
+/* The fleet clock moves to rotated_at when it is newer (to now at most, rotate.h): the
+ * schedule counts from it. */
 static void rot_clock(struct cred_rt *c, int64_t rotated_at) {
     struct rot_rt *ro = &c->rot;
-    /* (0 or less is no time a rotation ran: a plugin that left the field unset) */
-    if (rotated_at <= 0 || rotated_at <= ro->st->fleet_rotated_at)
+    int64_t mark = ro->st->fleet_mark;
+    int64_t ahead = rotate_clock_see(ro->st, rotated_at, now_real());
+    if (ahead > ROT_CLOCK_AHEAD_SAY_S) {
+        char ts[40];
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name }, "%s: the store says the last "
+                    "rotation was at %s, %llds ahead of this host's clock (the clock of the host that "
+                    "wrote it, or of this one, is off); the rotation schedule counts from now instead",
+                    c->cfg->name, rctime_format(rotated_at, ts, sizeof ts), (long long)ahead);
+    }
+    if (ahead < 0) {
+        if (mark != ro->st->fleet_mark)
+            rot_save(c);   /* a mark seen, the clock kept: not news at the next start */
         return;
-    ro->st->fleet_rotated_at = rotated_at;
+    }
     ro->waited_epoch = 0;   /* a new rotation's record starts at epoch 1 again: say it */
     ro->splay_usec = rotate_splay_draw(c->cfg->rotation.splay_usec);
     rot_save(c);
-    if (c->sm.rot == RS_NONE) {
-        if (!ro->st->record)
-            ro->resume_look = false;   /* the rotation waited for is over */
-        rot_schedule_due(c);
+    if (c->sm.rot != RS_NONE)
+        return;
+    uint64_t look = record_look_in(c);
+    if (look < due_in(c)) {
+        /* The entry changed: the record of that rotation holds the old password until its
+         * owner removes it. Should the owner die in grace, whoever looks after its
+         * takeover time finishes it: every host looks once then (a record gone: nothing to
+         * do), not only those that happened to wait for it. */
+        ro->resume_look = true;
+        rot_go(c, RS_NONE, false, look);
+        return;
     }
+    if (!ro->st->record)
+        ro->resume_look = false;   /* the rotation waited for is over */
+    rot_schedule_due(c);
 }
 
 static void rec_forget(struct cred_rt *c) {
@@ -1874,13 +1931,21 @@ void rotation_init(struct cred_rt *c) {
                         "%s: ignoring the rotation record: %s", c->cfg->name, err);
         *ro->st = (struct rotate_state){ .baseline = now_real() };
         rot_save(c);
+    } else if (rotate_clock_sane(ro->st, now_real())) {
+        log_ctx_msg(LOG_WARNING, &(struct log_ctx){ .name = c->cfg->name }, "%s: the rotation phase "
+                    "record in %s holds times in the future (this host's clock ran ahead when they were "
+                    "written); the rotation schedule counts from now instead", c->cfg->name,
+                    c->a->cfg->agent.state_dir);
+        rot_save(c);
     }
-    if (!ro->carried && use_record(c) && ro->st->phase == ROTATE_IDLE && !ro->st->record &&
-        !(ro->st->watch_until > now_real() || ro->st->restored[0]))
+    if (use_record(c) && ro->st->phase == ROTATE_IDLE && !ro->st->record &&
+        !(ro->st->watch_until > now_real() || ro->st->restored[0]) &&
+        (!ro->carried || record_look_in(c) < due_in(c)))
         /* A fresh start: this host may have died right after its claim, before its own
          * phase record said so. One look at the store's record after the first fetch
          * finds such a record (and goes on with it) or another host's live one (and
-         * waits for its takeover time); with none it only arms the schedule. */
+         * waits for its takeover time); with none it only arms the schedule. A reload
+         * while another host's rotation may still need finishing (rot_clock) looks too. */
         ro->resume_look = true;
     rot_resume(c);
 }
@@ -1922,8 +1987,10 @@ json_t *rotation_status_json(const struct cred_rt *c, uint64_t mono, int64_t rea
     enum rot_step step = c->sm.rot;
     json_object_set_new(o, "step", json_string(credsm_step_name(step)));
     /* the watch holds the timer: the schedule is due at the same time all the same */
-    int64_t due = step == RS_NONE ? at
-                  : step == RS_WATCH || step == RS_WATCHING ? real + (int64_t)(due_in(c) / USEC_PER_SEC) : 0;
+    /* (so does a look at the store's record: its timer is the record's takeover time) */
+    int64_t due = step == RS_NONE && !ro->resume_look ? at
+                  : step == RS_NONE || step == RS_WATCH || step == RS_WATCHING
+                      ? real + (int64_t)(due_in(c) / USEC_PER_SEC) : 0;
     json_object_set_new(o, "next_rotation", json_time(due));
     json_object_set_new(o, "old_removed_at", json_time(step == RS_GRACE ? at : 0));
     json_object_set_new(o, "retry_at", json_time(step == RS_RETRY_WAIT ? at : 0));
@@ -1961,6 +2028,14 @@ int rotation_request(struct cred_rt *c, bool revoke, char *err, size_t errlen) {
         snprintf(err, errlen, "--revoke needs strategy \"redis-acl\" on a store that keeps a rotation "
                  "record (file, vault kv2)");
         return -EOPNOTSUPP;
+    }
+    if (revoke && c->rot.st->phase != ROTATE_IDLE) {
+        /* The rotation under way is finished rather than another begun (below): a revoke
+         * would be dropped while the command said it was done. */
+        snprintf(err, errlen, "a rotation of \"%s\" is under way (phase %s, step %s): --revoke cannot cut "
+                 "its grace; it removes the old password when it completes (see `redis-creds status`)",
+                 name, rotate_phase_to_string(c->rot.st->phase), credsm_step_name(c->sm.rot));
+        return -EBUSY;
     }
     c->rot.revoke_next = revoke;
     if (use_record(c) && (c->rot.resume_look || (c->sm.rot == RS_CLAIMING && c->rot.job->look_only))) {

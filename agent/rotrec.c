@@ -93,7 +93,8 @@ static json_t *time_json(int64_t t, bool allow_none) {
 }
 
 int rotrec_format(const struct rotrec *rec, struct secret **ret) {
-    if (!rec->owner[0] || !rec->base_version[0] || rec->epoch == 0)
+    /* (an epoch json_int_t cannot hold would be written negative: unreadable, rotrec_parse) */
+    if (!rec->owner[0] || !rec->base_version[0] || rec->epoch == 0 || rec->epoch > (uint64_t)INT64_MAX)
         return -EINVAL;
     json_t *o = json_object();
     int r = o ? 0 : -ENOMEM;

@@ -57,7 +57,8 @@ void rotrec_clear(struct rotrec *r);
 int rotrec_copy(const struct rotrec *from, struct rotrec *to);
 
 /* The record as a JSON object text, in a secret. 0, -EINVAL (no password, an owner or
- * version empty, a password that JSON cannot carry), -ENOMEM, -ENOBUFS. */
+ * version empty, an epoch 0 or past INT64_MAX, a password that JSON cannot carry),
+ * -ENOMEM, -ENOBUFS. */
 int rotrec_format(const struct rotrec *r, struct secret **ret);
 /* Parses what rotrec_format() wrote (unknown keys ignored). 0 and *ret, or -EINVAL with
  * a reason in err that quotes no input, -EPROTONOSUPPORT for a format other than 1. */

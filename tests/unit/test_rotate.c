@@ -124,6 +124,52 @@ static void test_next_due_counts_from_the_fleet_clock_else_last_rotation_else_ba
     assert_int_equal(rotate_next_due(&s, 30 * 1000000ULL, 4), 1934);
 }
 
+/* A store's rotated_at ahead of this host's clock (a writer whose clock ran ahead, a hand
+ * edit) moves the fleet clock to now at most, once: else every host waits until that date,
+ * and the next real rotation's mark looks older than the clock. */
+static void test_clock_never_counts_from_the_future(void **st) {
+    struct rotate_state s = { .baseline = 1000 };
+    assert_int_equal(rotate_clock_see(&s, 1500, 2000), 0);   /* the past: taken as it is */
+    assert_int_equal(s.fleet_rotated_at, 1500);
+    assert_int_equal(rotate_clock_see(&s, 1500, 2100), -1);  /* seen again: no news */
+    assert_int_equal(rotate_clock_see(&s, 1400, 2100), -1);  /* older: no news */
+    assert_int_equal(rotate_clock_see(&s, 0, 2100), -1);     /* no mark */
+    /* 2099 seen at 2200: the clock says 2200, and the mark is remembered */
+    assert_int_equal(rotate_clock_see(&s, 4070908800, 2200), 4070908800 - 2200);
+    assert_int_equal(s.fleet_rotated_at, 2200);
+    assert_int_equal(s.fleet_mark, 4070908800);
+    assert_int_equal(rotate_next_due(&s, 30 * 1000000ULL, 0), 2230);
+    /* read again later, it does not push the schedule on */
+    assert_int_equal(rotate_clock_see(&s, 4070908800, 2300), -1);
+    assert_int_equal(s.fleet_rotated_at, 2200);
+    /* the next real rotation (a mark before 2099, after the clock) moves it */
+    assert_int_equal(rotate_clock_see(&s, 2250, 2300), 0);
+    assert_int_equal(s.fleet_rotated_at, 2250);
+    /* the remembered mark survives the phase record */
+    char buf[ROTATE_STATE_MAX];
+    struct rotate_state out;
+    assert_int_equal(rotate_clock_see(&s, 4070908800, 2400), 4070908800 - 2400);
+    int n = rotate_state_format(&s, buf, sizeof buf);
+    assert_true(n > 0);
+    assert_int_equal(rotate_state_parse(buf, (size_t)n, &out), 0);
+    assert_int_equal(rotate_clock_see(&out, 4070908800, 2500), -1);
+    assert_int_equal(out.fleet_rotated_at, 2400);
+}
+
+static void test_clock_sane_brings_times_from_the_future_back(void **st) {
+    struct rotate_state s = { .baseline = 900, .last_completed = 950, .fleet_rotated_at = 990 };
+    assert_false(rotate_clock_sane(&s, 1000));
+    assert_int_equal(s.fleet_rotated_at, 990);
+    s = (struct rotate_state){ .baseline = 5000, .last_completed = 6000, .fleet_rotated_at = 7000 };
+    assert_true(rotate_clock_sane(&s, 1000));
+    assert_int_equal(s.fleet_rotated_at, 1000);
+    assert_int_equal(s.last_completed, 1000);
+    assert_int_equal(s.baseline, 1000);
+    assert_int_equal(s.fleet_mark, 7000);   /* that mark, seen again, is no news */
+    assert_int_equal(rotate_clock_see(&s, 7000, 1100), -1);
+    assert_int_equal(rotate_next_due(&s, 30 * 1000000ULL, 0), 1030);
+}
+
 static void test_splay_draw_stays_in_range_and_varies(void **st) {
     bool seen_low = false, seen_high = false;
     assert_int_equal(rotate_splay_draw(0), 0);
@@ -367,6 +413,8 @@ int main(void) {
         cmocka_unit_test(test_record_parse_refuses_what_it_does_not_understand),
         cmocka_unit_test(test_record_file_is_0600_and_loads_back),
         cmocka_unit_test(test_next_due_counts_from_the_fleet_clock_else_last_rotation_else_baseline),
+        cmocka_unit_test(test_clock_never_counts_from_the_future),
+        cmocka_unit_test(test_clock_sane_brings_times_from_the_future_back),
         cmocka_unit_test(test_splay_draw_stays_in_range_and_varies),
         cmocka_unit_test(test_format1_records_of_the_previous_release_are_read),
         cmocka_unit_test(test_passwords_have_the_length_and_alphabet_and_differ),

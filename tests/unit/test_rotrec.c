@@ -89,6 +89,26 @@ static void test_format_refuses_what_it_cannot_write(void **st) {
     rotrec_clear(&in);
 }
 
+/* What format writes, parse reads: an epoch past what JSON integers hold here (a takeover
+ * of a record at INT64_MAX) is refused, not written as a negative number that every host
+ * then fails to read (rotation blocked for the fleet). */
+static void test_format_never_writes_an_epoch_parse_refuses(void **st) {
+    struct rotrec in, out = { 0 };
+    struct secret *text = NULL;
+    char err[256];
+    fill(&in);
+    in.epoch = (uint64_t)INT64_MAX;
+    assert_int_equal(rotrec_format(&in, &text), 0);
+    assert_int_equal(rotrec_parse(secret_data(text), secret_len(text), &out, err, sizeof err), 0);
+    assert_true(out.epoch == (uint64_t)INT64_MAX);
+    text = secret_free(text);
+    in.epoch = (uint64_t)INT64_MAX + 1;
+    assert_int_equal(rotrec_format(&in, &text), -EINVAL);
+    assert_null(text);
+    rotrec_clear(&in);
+    rotrec_clear(&out);
+}
+
 static int parse(const char *text, char *err, size_t errlen) {
     struct rotrec out = { 0 };
     int r = rotrec_parse(text, strlen(text), &out, err, errlen);
@@ -200,6 +220,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_default_user_and_no_wait_are_null),
         cmocka_unit_test(test_format_refuses_what_it_cannot_write),
+        cmocka_unit_test(test_format_never_writes_an_epoch_parse_refuses),
         cmocka_unit_test(test_parse_errors_never_quote_input),
         cmocka_unit_test(test_parse_refuses_other_formats_and_shapes),
         cmocka_unit_test(test_takeover_time_is_after_the_later_of_updated_and_wait),
