@@ -1,4 +1,4 @@
-"""Audit of fleet rotation (docs/design.md §9.5, §9.6), the clock and the record's
+"""Guards of fleet rotation (docs/design.md §9.5, §9.6), the clock and the record's
 contents: the real agent, a real redis-server and the `file` store.
 
 - A `redis_creds_rotated_at` in the future (a host whose clock ran far ahead wrote it, or

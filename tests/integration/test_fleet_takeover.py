@@ -1,4 +1,4 @@
-"""Audit of fleet rotation (docs/design.md §9.5.2): a rotator that dies during grace
+"""Guards of fleet rotation (docs/design.md §9.5.2): a rotator that dies during grace
 (record phase removing) is finished by the other hosts after its takeover time, unasked,
 also across a reload: every host that saw the entry change looks at the record once then.
 The real agents, a real redis-server and the `file` store; everything waits on events."""

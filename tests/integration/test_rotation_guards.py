@@ -1,4 +1,4 @@
-"""Audit of fleet rotation (docs/design.md §9.5), the rotator's own host: the real agent,
+"""Guards of fleet rotation (docs/design.md §9.5), the rotator's own host: the real agent,
 a real redis-server and the `file` store.
 
 - The rotator never removes the old password from Redis while its own host still
@@ -7,7 +7,7 @@ a real redis-server and the `file` store.
 - `rotate --revoke` while a rotation waits to retry is refused with why, not answered ok
   with the revoke dropped.
 
-Also test_audit_rotation_clock.py and test_audit_rotation_takeover.py. Everything waits
+Also test_fleet_clock.py and test_fleet_takeover.py. Everything waits
 on events (inotify, the agents' journals), never on a bare sleep before an assertion."""
 import json
 import os
