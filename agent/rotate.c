@@ -343,18 +343,6 @@ static void append(char *buf, size_t size, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* The printable start of a reply's text (error replies to secret-carrying commands are
- * already cut to their first word by resp_command). */
-static void reply_text(const redisReply *r, char *buf, size_t size) {
-    size_t n = 0;
-    if (r->str)
-        while (n < r->len && n + 1 < size && n < 120 && r->str[n] >= 0x20 && r->str[n] < 0x7f) {
-            buf[n] = r->str[n];
-            n++;
-        }
-    buf[n] = '\0';
-}
-
 /* ACL commands on every node at once, through rnet (one thread, one poll()). The script
  * per node, the same on all:
  *   0 AUTH login + 1 PING (pipelined), 2 ACL SETUSER user >new / <old, 3 ACL SAVE (when
@@ -424,7 +412,7 @@ static int acl_setuser(struct acl_run *a, struct acl_node *an, redisReply *reply
         return AS_CHECK;
     }
     if (reply->type != REDIS_REPLY_STATUS) {
-        reply_text(reply, text, sizeof text);
+        resp_reply_text(reply, text, sizeof text);
         resp_reply_wipe_free(reply);
         /* NOPERM: the login lacks +acl|setuser. */
         return acl_fail(an, -EACCES, "ACL SETUSER: %s%s", text[0] ? text : "unexpected reply",
@@ -454,7 +442,7 @@ static int acl_reply(void *ud, struct rnet_node *rn, size_t cmd, redisReply *rep
             freeReplyObject(reply);
             return acl_fail(an, 0, "%s", "");
         }
-        reply_text(reply, text, sizeof text);
+        resp_reply_text(reply, text, sizeof text);
         freeReplyObject(reply);
         return acl_fail(an, -EIO, "ACL SAVE: %s", text[0] ? text : "unexpected reply");
     }

@@ -60,18 +60,6 @@ static bool text_eq(const redisReply *r, const char *s) {
     return reply_is_text(r) && r->len == strlen(s) && memcmp(r->str, s, r->len) == 0;
 }
 
-/* The printable start of a reply's text, for error messages. */
-static void reply_text(const redisReply *r, char *buf, size_t size) {
-    size_t n = 0;
-
-    if (r && r->str)
-        while (n < r->len && n + 1 < size && n < 120 && r->str[n] >= 0x20 && r->str[n] < 0x7f) {
-            buf[n] = r->str[n];
-            n++;
-        }
-    buf[n] = '\0';
-}
-
 /* ------------------------------------------------------------------------------------
  * ACL GETUSER: the fields compared, as tokens
  *
@@ -619,7 +607,7 @@ static int reply_failed(struct aclops_node *n, const char *step, const char *per
     bool noperm;
 
     if (is_error)
-        reply_text(reply, text, sizeof text);
+        resp_reply_text(reply, text, sizeof text);
     noperm = is_error && strncmp(text, "NOPERM", 6) == 0;
     resp_reply_wipe_free(reply);
     if (noperm) {

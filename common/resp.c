@@ -658,6 +658,19 @@ static bool may_echo(const redisReply *r) {
                       r->type == REDIS_REPLY_STRING);
 }
 
+void resp_reply_text(const redisReply *r, char *buf, size_t size) {
+    size_t n = 0;
+
+    if (!buf || size == 0)
+        return;
+    if (r && r->str)
+        while (n < r->len && n + 1 < size && n < 120 && r->str[n] >= 0x20 && r->str[n] < 0x7f) {
+            buf[n] = r->str[n];
+            n++;
+        }
+    buf[n] = '\0';
+}
+
 void resp_redact_error(redisReply *r, int argc, const char *const *argv,
                        const size_t *argvlen) {
     if (r && may_echo(r))

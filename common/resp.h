@@ -98,6 +98,10 @@ const char *resp_errstr(const struct resp_conn *c);
 void resp_redact_error(redisReply *r, int argc, const char *const *argv,
                        const size_t *argvlen);
 void resp_reply_wipe_free(redisReply *r);
+/* The printable start of a reply's text (at most 120 bytes, cut at the first byte that is
+ * not printable ASCII) into buf, for messages; "" for a reply without text. Redact first
+ * (resp_redact_error) when the command carried a secret. */
+void resp_reply_text(const redisReply *r, char *buf, size_t size);
 /* "bulk string", "array", "integer", "nil", "status", "error": a reply's type in messages. */
 const char *resp_reply_type_name(int type);
 

@@ -1101,6 +1101,35 @@ static void test_redact_error_keeps_only_the_first_word(void **state) {
 
 /* A server (or a proxy in front of one) that answers a secret-carrying command with a
  * bulk string or a status echoing it: cut like an error, so no caller can quote it. */
+static void test_reply_text_keeps_the_printable_start(void **state) {
+    char buf[200];
+    redisReply *r = parse_str("-ERR unknown subcommand\r\n");
+    resp_reply_text(r, buf, sizeof buf);
+    assert_string_equal(buf, "ERR unknown subcommand");
+    resp_reply_text(r, buf, 4);
+    assert_string_equal(buf, "ERR");   /* cut to the buffer */
+    freeReplyObject(r);
+    r = parse_str("$7\r\nab\x01" "cdef\r\n");
+    resp_reply_text(r, buf, sizeof buf);
+    assert_string_equal(buf, "ab");    /* up to the first unprintable byte */
+    freeReplyObject(r);
+    r = parse_str(":42\r\n");
+    resp_reply_text(r, buf, sizeof buf);
+    assert_string_equal(buf, "");      /* no text */
+    freeReplyObject(r);
+    char longer[300];
+    memset(longer, 'x', 200);
+    snprintf(longer + 200, sizeof longer - 200, "\r\n");
+    char wire[320];
+    snprintf(wire, sizeof wire, "+%s", longer);
+    r = parse_str(wire);
+    resp_reply_text(r, buf, sizeof buf);
+    assert_int_equal(strlen(buf), 120);   /* at most 120 bytes */
+    freeReplyObject(r);
+    resp_reply_text(NULL, buf, sizeof buf);
+    assert_string_equal(buf, "");
+}
+
 static void test_redact_error_also_cuts_bulk_and_status_echoes(void **state) {
     const char *argv[] = { "ACL", "SETUSER", "app", ">hunter2-secret" };
     redisReply *bulk = parse_str("$31\r\nACL SETUSER app >hunter2-secret\r\n");
@@ -1144,6 +1173,7 @@ int main(void) {
         cmocka_unit_test(test_reader_simple_string),
         cmocka_unit_test(test_redact_error_keeps_only_the_first_word),
         cmocka_unit_test(test_redact_error_also_cuts_bulk_and_status_echoes),
+        cmocka_unit_test(test_reply_text_keeps_the_printable_start),
         cmocka_unit_test(test_reader_caps_the_objects_of_one_reply),
         cmocka_unit_test(test_ping_judge_names_error_codes_only),
         cmocka_unit_test(test_reader_error),
