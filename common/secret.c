@@ -251,11 +251,12 @@ void secret_wipe_free(void *p, size_t len) {
  * Registries are allocated once and never freed: one a plugin made stays valid after the
  * plugin is unloaded. */
 
-#define REG_BUCKET_BITS 10
+#define REG_BUCKET_BITS 12   /* 32 KiB a registry; 1,000 credentials' secrets: < 1 a bucket */
 #define REG_MAX_KNOWN 8   /* other copies' registries one copy scrubs with */
 
 struct secret_registry {
     pthread_mutex_t lock;
+    size_t count;   /* secrets linked */
     struct secret *bucket[1u << REG_BUCKET_BITS];
 };
 
@@ -303,6 +304,7 @@ static void reg_add(struct secret *s) {
         (*head)->pprev = &s->next;
     *head = s;
     s->reg = r;
+    r->count++;
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -314,6 +316,7 @@ static void reg_remove(struct secret *s) {
     *s->pprev = s->next;
     if (s->next)
         s->next->pprev = s->pprev;
+    r->count--;
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -443,7 +446,8 @@ static size_t replace_span(char *text, size_t cap, size_t n, size_t cs, size_t c
 }
 
 /* The registries to scrub with, locked in address order (two copies scrubbing at once
- * take them in the same order). Returns how many. */
+ * take them in the same order). Returns how many, or 0 (none locked) when no secret is
+ * live. */
 static size_t regs_lock(struct secret_registry **regs) {
     size_t n = 0;
     struct secret_registry *own = reg_get();
@@ -460,8 +464,16 @@ static size_t regs_lock(struct secret_registry **regs) {
             regs[j] = regs[j - 1];
             regs[j - 1] = t;
         }
-    for (size_t i = 0; i < n; i++)
+    size_t live = 0;
+    for (size_t i = 0; i < n; i++) {
         pthread_mutex_lock(&regs[i]->lock);
+        live += regs[i]->count;
+    }
+    if (!live) {   /* nothing to look for: the scan is skipped */
+        for (size_t i = n; i > 0; i--)
+            pthread_mutex_unlock(&regs[i - 1]->lock);
+        return 0;
+    }
     return n;
 }
 
@@ -469,7 +481,10 @@ size_t secret_scrub(char *text, size_t cap) {
     if (!text || cap == 0)
         return 0;
     struct secret_registry *regs[REG_MAX_KNOWN + 1];
-    size_t nregs = regs_lock(regs), n = strnlen(text, cap - 1), count = 0;
+    size_t nregs = regs_lock(regs);
+    if (nregs == 0)
+        return 0;
+    size_t n = strnlen(text, cap - 1), count = 0;
     size_t cs = 0, ce = 0;   /* the span being gathered; ce == 0: none */
     text[n] = '\0';
     /* Occurrences may overlap or touch: their union becomes one marker, replaced only
