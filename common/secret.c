@@ -369,7 +369,7 @@ static size_t json_byte_at(unsigned char c, const char *t, size_t avail, bool *r
     if (e == 0 || (e == 1 && avail >= 1 && t[0] == '/'))
         return avail >= 1 && (unsigned char)t[0] == c ? 1 : 0;
     if (avail < 2 || t[0] != '\\') {
-        *ret_cut = avail < 2 && avail == 1 && t[0] == '\\';
+        *ret_cut = avail == 1 && t[0] == '\\';
         return 0;
     }
     if (e > 1 && t[1] == e)
