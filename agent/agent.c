@@ -99,6 +99,9 @@ static void log_failure(struct cred_rt *c, int level, const char *mid, const cha
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* Stored as last_error: scrubbed now, while the secret a module echoed (a candidate
+     * under validation) is still live to be found (secret.h). */
+    secret_scrub(msg, sizeof msg);
     uint64_t now = now_mono();
     bool repeat = strcmp(msg, text_or_empty(c->logged_error)) == 0;
     if (repeat && now - c->logged_at < c->relog_gap)
@@ -243,6 +246,7 @@ static void agent_update_status(struct agent *a) {
             len += (size_t)n;
         }
     }
+    secret_scrub(buf, sizeof buf);   /* texts rotation and re-validation stored, too */
     if (strcmp(buf, a->last_status) != 0) {
         snprintf(a->last_status, sizeof a->last_status, "%s", buf);
         notify_status(buf);

@@ -15,6 +15,7 @@
 #include "agent.h"
 #include "control.h"
 #include "log.h"
+#include "secret.h"
 
 struct conn {
     struct control *ctl;
@@ -65,10 +66,38 @@ static void conn_free(struct conn *k) {
     free(k);
 }
 
+/* Second line of defence (secret.h): every string of an answer is scrubbed of the live
+ * secrets as it leaves, whoever stored it (the agent, rotation, re-validation, a reload's
+ * reason). A text the marker would make invalid UTF-8 becomes the marker alone. */
+static void scrub_json(json_t *j) {
+    const char *key;
+    json_t *v;
+    size_t i;
+    if (json_is_object(j)) {
+        json_object_foreach(j, key, v)
+            scrub_json(v);
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v)
+            scrub_json(v);
+    } else if (json_is_string(j)) {
+        size_t n = json_string_length(j), cap = n + n / 2 + 16;
+        char *buf = malloc(cap);
+        if (!buf) {
+            json_string_set(j, SECRET_SCRUB_MARKER);   /* unchecked: better nothing than a leak */
+            return;
+        }
+        memcpy(buf, json_string_value(j), n + 1);
+        if (secret_scrub(buf, cap) && json_string_set(j, buf) < 0)
+            json_string_set(j, SECRET_SCRUB_MARKER);
+        secret_wipe_free(buf, cap);
+    }
+}
+
 /* A reply as one malloc'd JSON line, or NULL. json_dumpb into our own buffer: json_dumps
  * would hand back memory from jansson's (wiping) allocator, which plain free() must not
  * release. Takes the reference. */
 static char *reply_line(json_t *reply) {
+    scrub_json(reply);
     size_t n = reply ? json_dumpb(reply, NULL, 0, JSON_COMPACT) : 0;
     char *line = n ? malloc(n + 2) : NULL;
     if (line && json_dumpb(reply, line, n, JSON_COMPACT) == n) {

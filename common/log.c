@@ -7,6 +7,9 @@
  * We speak it ourselves rather than link sd_journal_send() so the socket path can be
  * pointed at a test's socket ($REDIS_CREDS_JOURNAL_SOCKET).
  *
+ * Every message and context field is passed through secret_scrub() first, whatever module
+ * wrote it: the bytes of a live secret never reach the journal or stderr.
+ *
  * Each event is formatted into one buffer and sent with one sendmsg() or one write(),
  * under a mutex, so lines from different threads never interleave. errno is preserved
  * across every call, so `log_error(...); return -errno;` works.
@@ -14,6 +17,7 @@
 #include "log.h"
 
 #include "fdio.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -251,6 +255,33 @@ static void stderr_write(int level, const struct log_ctx *ctx, const char *msg) 
     (void)fdio_write_all(STDERR_FILENO, b.p, b.len);   /* a failure: nowhere left to report it */
 }
 
+/* The context with every field that can carry text scrubbed (secret_scrub): names and
+ * versions come from config and stores, node lists from Redis. A field longer than its
+ * copy is cut (each is far longer than what the agent puts there). */
+struct ctx_copy {
+    char name[256], version[256], source[256], nodes[1024];
+    struct log_ctx ctx;
+};
+
+static const char *field_scrubbed(char *buf, size_t cap, const char *value) {
+    if (!value)
+        return NULL;
+    snprintf(buf, cap, "%s", value);
+    secret_scrub(buf, cap);
+    return buf;
+}
+
+static const struct log_ctx *ctx_scrubbed(const struct log_ctx *in, struct ctx_copy *c) {
+    c->ctx = (struct log_ctx){
+        .message_id = in->message_id,
+        .name = field_scrubbed(c->name, sizeof c->name, in->name),
+        .version = field_scrubbed(c->version, sizeof c->version, in->version),
+        .source = field_scrubbed(c->source, sizeof c->source, in->source),
+        .nodes = field_scrubbed(c->nodes, sizeof c->nodes, in->nodes),
+    };
+    return &c->ctx;
+}
+
 void log_ctx_vmsg(int level, const struct log_ctx *ctx, const char *fmt, va_list ap) {
     if (level > log_get_level())
         return;
@@ -259,14 +290,21 @@ void log_ctx_vmsg(int level, const struct log_ctx *ctx, const char *fmt, va_list
     int n = vsnprintf(msg, sizeof(msg), fmt, ap);   /* %m still sees the caller's errno */
     if (n < 0)
         msg[0] = '\0';
-    else if ((size_t)n >= sizeof(msg))
-        memcpy(msg + sizeof(msg) - 4, "...", 4);
+    /* Before the "...": a secret the cut left only the beginning of is found at the end. */
+    secret_scrub(msg, sizeof(msg));
+    if (n >= 0 && (size_t)n >= sizeof(msg)) {
+        size_t len = strlen(msg);
+        len = len > sizeof(msg) - 4 ? sizeof(msg) - 4 : len;
+        memcpy(msg + len, "...", 4);
+    }
     if (level < LOG_EMERG)
         level = LOG_EMERG;
+    struct ctx_copy copy;
+    const struct log_ctx *c = ctx ? ctx_scrubbed(ctx, &copy) : NULL;
 
     pthread_mutex_lock(&log_lock);
-    if (!log_to_journal || !journal_send(level, ctx, msg))
-        stderr_write(level, ctx, msg);
+    if (!log_to_journal || !journal_send(level, c, msg))
+        stderr_write(level, c, msg);
     pthread_mutex_unlock(&log_lock);
     errno = saved_errno;
 }

@@ -10,6 +10,8 @@
  *
  * Thread-safe: any thread may log. Callers must never pass secret bytes: fields carry
  * names, versions, node lists and error texts only. common/ code logs at debug at most.
+ * As a second line of defence the message and every field go through secret_scrub()
+ * (secret.h) before they go anywhere: the bytes of a live secret become "[redacted]".
  */
 #pragma once
 #include <stdarg.h>

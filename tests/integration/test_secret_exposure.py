@@ -6,10 +6,15 @@ bootstrap secrets and the tokens they hand out. Every secret used is searched fo
 output, whole and by its longest part (a truncated echo): 0 hits.
 
 test_secrets.py covers the file source's refused, malformed and unreachable cases.
+
+The host's own line of defence (common/secret.h, secret_scrub) is checked on a path no
+module cuts: a Redis whose AUTH error echoes the candidate password's first 32 characters.
 """
 import os
 import secrets
 import signal
+import socket
+import threading
 
 import rc_harness as h
 from azure_helpers import az  # noqa: F401 - fixture
@@ -230,3 +235,94 @@ def test_azure_entra_tokens_and_redis_access_keys_show_no_secret(sc, az):
     assert token in produced and keys["primaryKey"] in produced
     assert_no_secret(outputs, {"azure secret %d" % i: s for i, s in enumerate(produced)})
     az.assert_no_secrets(*outputs.values())
+
+
+class EchoingRedis:
+    """A loopback "Redis" that answers AUTH with an error whose first word is the first 32
+    characters of the password it was sent: a word of capitals and digits that does not
+    hold the whole password, so common/resp.c's first-word check lets it through, and only
+    the host's scrub (secret_scrub) keeps it out of the journal and the status. Any other
+    command gets a plain -ERR."""
+
+    def __init__(self):
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self.endpoint = "127.0.0.1:%d" % self._sock.getsockname()[1]
+        self.auths = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _commands(data):
+        """The complete RESP arrays of bulk strings in data, and the bytes left over."""
+        cmds = []
+        while data.startswith(b"*") and b"\r\n" in data:
+            head, rest = data.split(b"\r\n", 1)
+            args = []
+            for _ in range(int(head[1:])):
+                if b"\r\n" not in rest:
+                    return cmds, data
+                blen, rest = rest.split(b"\r\n", 1)
+                n = int(blen[1:])
+                if len(rest) < n + 2:
+                    return cmds, data
+                args.append(rest[:n])
+                rest = rest[n + 2:]
+            cmds.append(args)
+            data = rest
+        return cmds, data
+
+    def _serve(self, conn):
+        conn.settimeout(2)
+        buf = b""
+        try:
+            while not self._stop.is_set():
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                cmds, buf = self._commands(buf + chunk)
+                for args in cmds:
+                    if args and args[0].upper() == b"AUTH":
+                        self.auths += 1
+                        conn.sendall(b"-%s is not a password here\r\n" % args[-1][:32])
+                    else:
+                        conn.sendall(b"-ERR unknown command\r\n")
+        except (OSError, ValueError):
+            pass
+        finally:
+            conn.close()
+
+    def close(self):
+        self._stop.set()
+        self._sock.close()
+        self._thread.join(2)
+
+
+def test_redis_echoing_the_password_in_an_auth_error_leaves_it_out_of_journal_and_status(sc):
+    pw = "P" + secrets.token_hex(20).upper()          # 41 capitals and digits
+    server = EchoingRedis()
+    sc.on_close(server.close)
+    sc.store_cred("app", pw)
+    sc.write_config([sc.cred(endpoints=[server.endpoint])])
+    a = sc.start_agent(journal=True)
+    wait_journal(a, "unexpected error reply", 0)
+    assert server.auths >= 1
+    h.wait_until(lambda: "unexpected error reply" in cli(sc, "status", "--json"), 10,
+                 "the candidate's error in the status")
+    outputs = {"CLI": cli(sc, "status") + cli(sc, "status", "--json")}
+    assert a.stop() == 0
+    outputs.update(agent_outputs(a))
+    assert_no_secret(outputs, {"candidate password": pw})
+    assert "unexpected error reply [redacted]" in outputs["journal"]
+    assert "unexpected error reply [redacted]" in outputs["CLI"]

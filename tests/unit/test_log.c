@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "log.h"
+#include "secret.h"
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
@@ -460,9 +461,72 @@ static void test_auto_target_uses_stderr_when_stream_differs(void **state) {
     fake_journal_close(&j);
 }
 
+/* ---- the second line of defence: live secrets never leave through the log ---- */
+
+static void test_stderr_scrubs_live_secrets_in_message_and_fields(void **state) {
+    struct secret *pw = secret_new_str("Sw0rdfish-live-1");
+    struct capture c;
+    struct log_ctx ctx = { .name = "cache", .version = "v-Sw0rdfish-live-1",
+                           .nodes = "r1:6379=Sw0rdfish-live-1", .source = "Sw0rdfish-live-1" };
+    capture_begin(&c);
+    log_ctx_msg(LOG_WARNING, &ctx, "AUTH: unexpected error reply %s (%s)", secret_data(pw), "r1");
+    char *out = capture_end(&c);
+    assert_null(strstr(out, "Sw0rdfish"));
+    assert_non_null(strstr(out, "unexpected error reply [redacted] (r1)"));
+    assert_non_null(strstr(out, "nodes=r1:6379=[redacted]"));
+    free(out);
+    secret_free(pw);
+}
+
+static void test_journal_scrubs_live_secrets_in_every_field(void **state) {
+    struct secret *pw = secret_new_str("Sw0rdfish-live-2");
+    struct fake_journal j;
+    fake_journal_open(&j);
+    log_open("test-journal", LOG_TARGET_JOURNAL);
+    struct log_ctx ctx = { .message_id = LOG_MID_STORE_ERROR, .name = "cache",
+                           .version = "Sw0rdfish-live-2", .nodes = "a:1 Sw0rdfish-live-2" };
+    log_ctx_msg(LOG_ERR, &ctx, "store said:\n%s", "{\"pw\": \"Sw0rdfish-live-2\"}");
+    static char buf[65536];
+    ssize_t n = fake_journal_recv(&j, buf, sizeof(buf), 2000);
+    assert_true(n > 0);
+    assert_null(memmem(buf, (size_t)n, "Sw0rdfish", 9));
+    static struct field f[MAX_FIELDS];
+    size_t nf = parse_fields(buf, (size_t)n, f, MAX_FIELDS);
+    const struct field *x;
+    assert_non_null(x = find_field(f, nf, "MESSAGE"));
+    assert_string_equal(x->value, "store said:\n{\"pw\": \"[redacted]\"}");
+    assert_non_null(x = find_field(f, nf, "REDIS_CREDS_VERSION"));
+    assert_string_equal(x->value, "[redacted]");
+    fake_journal_close(&j);
+    secret_free(pw);
+}
+
+/* A message cut at LOG_MSG_MAX in the middle of a secret keeps none of its beginning. */
+static void test_message_cut_inside_a_secret_keeps_none_of_it(void **state) {
+    static const char pw_text[] = "Sw0rdfish-cut-3-0123456789";
+    struct secret *pw = secret_new_str(pw_text);
+    char pad[4096 - 8];
+    memset(pad, 'y', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    struct capture c;
+    capture_begin(&c);
+    log_info("%s%s", pad, pw_text);   /* the cut falls a few bytes into the secret */
+    char *out = capture_end(&c);
+    assert_null(strstr(out, "Sw0rd"));
+    assert_non_null(strstr(out, "yyy[reda..."));   /* as much of the marker as fits */
+    free(out);
+    secret_free(pw);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_level_names_round_trip),
+        cmocka_unit_test_setup_teardown(test_stderr_scrubs_live_secrets_in_message_and_fields,
+                                        reset_logging, reset_logging),
+        cmocka_unit_test_setup_teardown(test_journal_scrubs_live_secrets_in_every_field,
+                                        reset_logging, reset_logging),
+        cmocka_unit_test_setup_teardown(test_message_cut_inside_a_secret_keeps_none_of_it,
+                                        reset_logging, reset_logging),
         cmocka_unit_test_setup_teardown(test_set_and_get_level, reset_logging, reset_logging),
         cmocka_unit_test_setup_teardown(test_stderr_line_format, reset_logging, reset_logging),
         cmocka_unit_test_setup_teardown(test_stderr_omits_unset_fields, reset_logging,

@@ -1,5 +1,7 @@
 /* Unit tests for common/secret.c. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -221,6 +223,138 @@ static void test_jansson_strings_are_wiped(void **state) {
     assert_int_equal(hook_dirty, 0);
 }
 
+/* ---- the registry and secret_scrub() ---- */
+
+static void test_scrub_replaces_a_live_secret(void **state) {
+    struct secret *s = secret_new_str("hunter2-horse");
+    char text[128] = "AUTH: unexpected reply hunter2-horse (node a:1)";
+    assert_int_equal(secret_scrub(text, sizeof text), 1);
+    assert_string_equal(text, "AUTH: unexpected reply [redacted] (node a:1)");
+    /* A text without it is left alone. */
+    char other[64] = "nothing to see hunter2 here";
+    assert_int_equal(secret_scrub(other, sizeof other), 0);
+    assert_string_equal(other, "nothing to see hunter2 here");
+    secret_free(s);
+}
+
+static void test_scrub_every_occurrence_and_several_secrets(void **state) {
+    struct secret *a = secret_new_str("alpha-pw-1");
+    struct secret *b = secret_new_str("bravo-pw-2");
+    char text[128] = "alpha-pw-1,bravo-pw-2;alpha-pw-1";
+    assert_int_equal(secret_scrub(text, sizeof text), 3);
+    assert_string_equal(text, "[redacted],[redacted];[redacted]");
+    assert_null(strstr(text, "alpha-pw-1"));
+    assert_null(strstr(text, "bravo-pw-2"));
+    secret_free(a);
+    secret_free(b);
+}
+
+static void test_scrub_ignores_secrets_under_six_bytes(void **state) {
+    struct secret *s = secret_new_str("short");
+    char text[32] = "a short one";
+    assert_int_equal(secret_scrub(text, sizeof text), 0);
+    assert_string_equal(text, "a short one");
+    secret_free(s);
+}
+
+static void test_scrub_overlapping_secrets_leave_no_byte(void **state) {
+    struct secret *a = secret_new_str("abcdefgh");
+    struct secret *b = secret_new_str("efghijklmn");
+    struct secret *c = secret_new_str("abcdefghXYZ");   /* a is its beginning */
+    char text[64] = "x abcdefghijklmn y abcdefghXYZ z";
+    assert_int_equal(secret_scrub(text, sizeof text), 2);
+    assert_string_equal(text, "x [redacted] y [redacted] z");
+    secret_free(a);
+    secret_free(b);
+    secret_free(c);
+}
+
+static void test_scrub_secret_at_the_end_of_text_and_buffer(void **state) {
+    struct secret *s = secret_new_str("tail-secret-42");
+    char text[32] = "ends with tail-secret-42";
+    assert_int_equal(secret_scrub(text, sizeof text), 1);
+    assert_string_equal(text, "ends with [redacted]");
+    /* A text cut short keeps only the secret's beginning: found at the end. */
+    char cut[32] = "cut at tail-se";
+    assert_int_equal(secret_scrub(cut, sizeof cut), 1);
+    assert_string_equal(cut, "cut at [redacted]");
+    /* The marker is longer than the secret and the buffer is full: the text ends with as
+     * much of the marker as fits, never past cap. */
+    struct secret *six = secret_new_str("6bytes");
+    char full[12] = "abcd6bytes!";   /* 11 bytes + NUL: exactly full */
+    assert_int_equal(secret_scrub(full, sizeof full), 1);
+    assert_string_equal(full, "abcd[redact");
+    secret_free(six);
+    secret_free(s);
+}
+
+static void test_scrub_finds_an_echo_cut_short(void **state) {
+    struct secret *s = secret_new_str("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+    char text[96] = "AUTH: unexpected error reply ABCDEFGHIJKLMNOPQRSTUVWXYZ012345 (a:1)";
+    assert_int_equal(secret_scrub(text, sizeof text), 1);
+    assert_string_equal(text, "AUTH: unexpected error reply [redacted] (a:1)");
+    /* Under SECRET_SCRUB_PREFIX bytes in the middle of a text: not a match. */
+    char word[64] = "ABCDEFGHI and more";
+    assert_int_equal(secret_scrub(word, sizeof word), 0);
+    secret_free(s);
+}
+
+static void test_scrub_finds_the_json_escaped_form(void **state) {
+    struct secret *s = secret_new("plainx\"q\\b/s\n", 13);
+    char text[96] = "{\"error\":\"bad password plainx\\\"q\\\\b\\/s\\n here\"}";
+    assert_int_equal(secret_scrub(text, sizeof text), 1);
+    assert_string_equal(text, "{\"error\":\"bad password [redacted] here\"}");
+    char u[96] = "x plainx\\u0022q\\u005Cb/s\\u000a y";
+    assert_int_equal(secret_scrub(u, sizeof u), 1);
+    assert_string_equal(u, "x [redacted] y");
+    secret_free(s);
+}
+
+static void test_scrub_forgets_a_freed_secret(void **state) {
+    struct secret *s = secret_new_str("soon-freed-pw");
+    struct secret *keep = secret_new_str("kept-secret-pw");
+    char text[64] = "soon-freed-pw kept-secret-pw";
+    s = secret_free(s);
+    assert_int_equal(secret_scrub(text, sizeof text), 1);
+    assert_string_equal(text, "soon-freed-pw [redacted]");
+    secret_free(keep);
+    assert_int_equal(secret_scrub(text, sizeof text), 0);
+}
+
+static void test_scrub_of_null_and_empty(void **state) {
+    assert_int_equal(secret_scrub(NULL, 10), 0);
+    char e[1] = "";
+    assert_int_equal(secret_scrub(e, 0), 0);
+    assert_int_equal(secret_scrub(e, sizeof e), 0);
+}
+
+/* Smoke: threads make and free secrets while others scrub (run under ASan/TSan in CI). */
+#define SMOKE_ROUNDS 2000
+static void *smoke_maker(void *arg) {
+    char pw[32];
+    for (int i = 0; i < SMOKE_ROUNDS; i++) {
+        snprintf(pw, sizeof pw, "thread-%p-%d", arg, i);
+        struct secret *s = secret_new_str(pw);
+        char text[96];
+        snprintf(text, sizeof text, "echo %s end", pw);
+        if (!s || secret_scrub(text, sizeof text) != 1 || strstr(text, pw))
+            return (void *)1;
+        secret_free(s);
+    }
+    return NULL;
+}
+
+static void test_scrub_thread_safety_smoke(void **state) {
+    pthread_t t[4];
+    void *ret[4];
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, smoke_maker, (void *)(uintptr_t)(i + 1)), 0);
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(t[i], &ret[i]), 0);
+        assert_null(ret[i]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_fallback_allocation_works_without_secure_heap,
@@ -239,6 +373,16 @@ int main(void) {
         cmocka_unit_test_teardown(test_wipe_free_wipes, teardown_hook),
         cmocka_unit_test_teardown(test_jansson_free_wipes_whole_block, teardown_hook),
         cmocka_unit_test_teardown(test_jansson_strings_are_wiped, teardown_hook),
+        cmocka_unit_test(test_scrub_replaces_a_live_secret),
+        cmocka_unit_test(test_scrub_every_occurrence_and_several_secrets),
+        cmocka_unit_test(test_scrub_ignores_secrets_under_six_bytes),
+        cmocka_unit_test(test_scrub_overlapping_secrets_leave_no_byte),
+        cmocka_unit_test(test_scrub_secret_at_the_end_of_text_and_buffer),
+        cmocka_unit_test(test_scrub_finds_an_echo_cut_short),
+        cmocka_unit_test(test_scrub_finds_the_json_escaped_form),
+        cmocka_unit_test(test_scrub_forgets_a_freed_secret),
+        cmocka_unit_test(test_scrub_of_null_and_empty),
+        cmocka_unit_test(test_scrub_thread_safety_smoke),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
