@@ -1,7 +1,6 @@
 /* bench/scrub_bench: what secret_scrub() (common/secret.h) costs a log line or a status text.
  *
- *   cc -O2 -Icommon bench/scrub_bench.c common/secret.c -ljansson -lcrypto -lpthread \
- *      -o /tmp/scrub_bench && /tmp/scrub_bench [CREDENTIALS [ITERATIONS]]
+ *   cmake --build build --target scrub_bench && build/bench/scrub_bench [CREDENTIALS [ITERATIONS]]
  *
  * CREDENTIALS (default 1000) credentials' worth of live secrets: three each (the published
  * password, the previous one, and a candidate or a worker's copy), 32 random printable
