@@ -599,6 +599,11 @@ static bool word_is_safe(const redisReply *r, size_t n, int argc, const char *co
         size_t alen = argvlen ? argvlen[i] : strlen(argv[i]);
         if (alen >= 3 && memmem(r->str, n, argv[i], alen))
             return false;
+        /* A piece of an argument (a long password's first 32 bytes, say) in the word. */
+        size_t w = n < 6 ? n : 6;
+        for (size_t k = 0; w >= 4 && k + w <= n; k++)
+            if (memmem(argv[i], alen, r->str + k, w))
+                return false;
     }
     return true;
 }

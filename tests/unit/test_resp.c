@@ -1097,6 +1097,18 @@ static void test_redact_error_keeps_only_the_first_word(void **state) {
     resp_reply_wipe_free(echo);
     resp_reply_wipe_free(NULL);
     resp_redact_error(NULL, 4, argv, NULL);
+
+    /* a long password shaped like an error code: its first 32 bytes are a "word" that
+     * does not hold the whole argument, yet is a piece of it */
+    const char *auth[] = { "AUTH", "app", "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_LONG-PW" };
+    redisReply *cut = parse_str("-ABCDEFGHIJKLMNOPQRSTUVWXYZ012345 is not valid\r\n");
+    resp_redact_error(cut, 3, auth, NULL);
+    assert_string_equal(cut->str, "(redacted)");
+    resp_reply_wipe_free(cut);
+    redisReply *code = parse_str("-WRONGPASS invalid username-password pair\r\n");
+    resp_redact_error(code, 3, auth, NULL);
+    assert_string_equal(code->str, "WRONGPASS");
+    resp_reply_wipe_free(code);
 }
 
 /* A server (or a proxy in front of one) that answers a secret-carrying command with a
