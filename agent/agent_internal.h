@@ -31,6 +31,7 @@
 #include "reval.h"
 #include "rotate.h"
 #include "rotrec.h"
+#include "secret.h"
 #include "srcq.h"
 #include "validate.h"
 
@@ -271,6 +272,7 @@ static inline json_t *json_time(int64_t t) {
 static inline __attribute__((format(printf, 2, 0))) void text_vset(char **dst, const char *fmt, va_list ap) {
     char buf[512];
     vsnprintf(buf, sizeof buf, fmt, ap);
+    secret_scrub(buf, sizeof buf);   /* stored texts never hold a live secret's bytes */
     if (*dst && strcmp(*dst, buf) == 0)
         return;
     free(*dst);

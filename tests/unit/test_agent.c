@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "agent_fixture.h"
+#include "agent_internal.h"
 #include "rctime.h"
 #include "redis_server.h"
 
@@ -304,6 +305,26 @@ static void test_once_ends_the_loop_with_the_outcome(void **st) {
     }
 }
 
+/* Texts a credential stores (its last error, a node's detail, a rotation's error) never
+ * keep a live secret's bytes, whoever formatted them: agent_internal.h's text_set(). */
+static void test_stored_texts_hold_no_live_secret(void **state) {
+    static const char pw[] = "Stored-Text-Secret-42";
+    struct secret *s = secret_new(pw, strlen(pw));
+    char *t = NULL;
+    (void)state;
+    assert_non_null(s);
+    text_set(&t, "AUTH refused: WRONGPASS for %s (node 127.0.0.1:1)", secret_data(s));
+    assert_non_null(t);
+    assert_null(strstr(t, pw));
+    assert_non_null(strstr(t, "AUTH refused: WRONGPASS for "));
+    assert_non_null(strstr(t, "(node 127.0.0.1:1)"));
+    text_clear(&t);
+    secret_free(s);
+    text_set(&t, "no secret here");
+    assert_string_equal(t, "no secret here");
+    text_clear(&t);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepted_published_refused_kept),
@@ -311,6 +332,7 @@ int main(void) {
         cmocka_unit_test(test_unreachable_and_validate_none),
         cmocka_unit_test(test_reload_carries_history_and_refuses_what_it_must),
         cmocka_unit_test(test_once_ends_the_loop_with_the_outcome),
+        cmocka_unit_test(test_stored_texts_hold_no_live_secret),
     };
     return cmocka_run_group_tests(tests, redis_setup, redis_teardown);
 }
