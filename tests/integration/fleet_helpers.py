@@ -52,7 +52,8 @@ class Fleet:
     held each password (its mtime). `cred` and `sources` replace the scenario's file
     credential (e.g. a Vault one: the store's entry is then not watched here)."""
 
-    def __init__(self, sc, n, rotation, timeout="1s", log_level="info", cred=None, sources=None):
+    def __init__(self, sc, n, rotation, timeout="1s", log_level="info", cred=None, sources=None,
+                 endpoints=None):
         self.sc = sc
         self.n = n
         self.lock = threading.Lock()
@@ -60,7 +61,7 @@ class Fleet:
         self.published = {}         # (host, password) -> mtime of its cache.json
         self.confs, self.runs, self.agents = [], [], [None] * n
         self.every = [[] for _ in range(n)]   # every agent process host i ran (restarts)
-        cred = cred or sc.cred(timeout=timeout, rotation=dict(rotation))
+        cred = cred or sc.cred(timeout=timeout, endpoints=endpoints, rotation=dict(rotation))
         self.watchers = [h.InotifyWatcher(sc.tree.store, on_event=self._on_store)]
         for i in range(n):
             d = os.path.join(sc.tree.root, "h%02d" % i)
@@ -134,14 +135,18 @@ def rotation(**kw):
     return r
 
 
-def start_fleet(sc, n, first_pw, **rot):
+def start_fleet(sc, n, first_pw, nodes=None, **rot):
+    """nodes: the redis-servers that are the credential's nodes (default: sc.redis)."""
     path = os.path.join(sc.tree.root, "admin-pw")
     with open(path, "w") as f:
         f.write(h.ADMIN_PASSWORD + "\n")
     os.chmod(path, 0o600)
-    sc.redis.create_user("app", first_pw)
+    nodes = nodes or [sc.redis]
+    for r in nodes:
+        r.create_user("app", first_pw)
     sc.store_cred("app", first_pw)
-    fl = Fleet(sc, n, rotation(admin_password_file=path, **rot))
+    fl = Fleet(sc, n, rotation(admin_password_file=path, **rot),
+               endpoints=[r.endpoint for r in nodes] if len(nodes) > 1 else None)
     with fl.lock:
         fl.store_writes.append((0, 0, first_pw, None))
     for i in range(n):
@@ -150,5 +155,9 @@ def start_fleet(sc, n, first_pw, **rot):
     return fl
 
 
-def redis_passwords(sc):
-    return sorted(sc.redis.client().acl_getuser("app")["passwords"])
+def redis_passwords(sc, server=None):
+    c = (server or sc.redis).client()
+    try:
+        return sorted(c.acl_getuser("app")["passwords"])
+    finally:
+        c.close()
