@@ -5,6 +5,7 @@ journal sockets."""
 import hashlib
 import json
 import os
+import signal
 import threading
 
 import rc_harness as h
@@ -161,3 +162,35 @@ def redis_passwords(sc, server=None):
         return sorted(c.acl_getuser("app")["passwords"])
     finally:
         c.close()
+
+
+class FreezeOnAdd:
+    """Freezes (SIGSTOP) redis-server `r` as soon as it holds a second password of app:
+    the rotation's add reached it, its roll-back will find it down (freeze=False: only
+    says so, in `frozen`)."""
+
+    def __init__(self, r, freeze=True):
+        self.r, self.freeze, self.frozen = r, freeze, threading.Event()
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        c = self.r.client()
+        try:
+            while not self.stop.is_set():
+                pws = c.acl_getuser("app")["passwords"]
+                if len(pws) > 1:
+                    if self.freeze:
+                        os.kill(self.r.proc.pid, signal.SIGSTOP)
+                    self.frozen.set()
+                    return
+                self.stop.wait(0.002)
+        finally:
+            c.close()
+
+
+def cont(*servers):
+    """SIGCONT to redis-servers a test stopped."""
+    for r in servers:
+        os.kill(r.proc.pid, signal.SIGCONT)

@@ -6,41 +6,8 @@ Real agents, two real redis-servers as the credential's nodes, the `file` store.
 import json
 import os
 import signal
-import threading
 
-import rc_harness as h
-from fleet_helpers import mark, redis_passwords, sha, start_fleet, wait_msg
-
-
-class FreezeOnAdd:
-    """Freezes (SIGSTOP) redis-server `r` as soon as it holds a second password of app:
-    the rotation's add reached it, its roll-back will find it down (freeze=False: only
-    says so, in `frozen`)."""
-
-    def __init__(self, r, freeze=True):
-        self.r, self.freeze, self.frozen = r, freeze, threading.Event()
-        self.stop = threading.Event()
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self):
-        c = self.r.client()
-        try:
-            while not self.stop.is_set():
-                pws = c.acl_getuser("app")["passwords"]
-                if len(pws) > 1:
-                    if self.freeze:
-                        os.kill(self.r.proc.pid, signal.SIGSTOP)
-                    self.frozen.set()
-                    return
-                self.stop.wait(0.002)
-        finally:
-            c.close()
-
-
-def _cont(*servers):
-    for r in servers:
-        os.kill(r.proc.pid, signal.SIGCONT)
+from fleet_helpers import FreezeOnAdd, cont, mark, redis_passwords, sha, start_fleet, wait_msg
 
 
 def _record(sc):
@@ -58,7 +25,7 @@ def _rollback_with_nodes_down(sc, first_pw, n):
     r1, r2 = sc.redis, sc.another_redis()
     fl = start_fleet(sc, n, first_pw, nodes=[r1, r2], interval="1h", grace="2s",
                      pending_timeout="14s", splay="0s")
-    sc.on_close(lambda: _cont(r1, r2))
+    sc.on_close(lambda: cont(r1, r2))
     os.kill(r2.proc.pid, signal.SIGSTOP)
     freeze = FreezeOnAdd(r1)
     m0 = mark(fl.agents[0])
@@ -80,7 +47,7 @@ def test_a_node_down_during_the_roll_back_keeps_the_record_until_it_confirms(sc)
     once every node confirmed the removal."""
     fl, r1, r2, old = _rollback_with_nodes_down(sc, "rb-pw-0", 1)
     m = mark(fl.agents[0])
-    _cont(r1, r2)
+    cont(r1, r2)
     wait_msg(fl.agents[0], lambda l: "rolled back" in l, since=m, timeout=30)
     assert redis_passwords(sc, r1) == [old]
     assert redis_passwords(sc, r2) == [old]
@@ -99,7 +66,7 @@ def test_a_host_that_takes_a_roll_back_over_finishes_it_and_never_adds(sc):
     fl.agents[0].check_exit = False
     m1 = mark(fl.agents[1])
     assert fl.cli(1, "rotate", "cache").returncode == 0   # host 1 waits for the record
-    _cont(r1, r2)
+    cont(r1, r2)
     line = wait_msg(fl.agents[1], lambda l: "taken over from host" in l, since=m1, timeout=40)
     assert "phase rolling_back" in line, line
     wait_msg(fl.agents[1], lambda l: "rolled back" in l, since=m1, timeout=10)

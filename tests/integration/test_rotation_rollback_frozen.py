@@ -17,8 +17,7 @@ import os
 import signal
 
 import rc_harness as h
-from fleet_helpers import mark, start_fleet, wait_msg
-from test_rotation_rollback import FreezeOnAdd, _cont
+from fleet_helpers import FreezeOnAdd, cont, mark, redis_passwords, start_fleet, wait_msg
 
 LOCK = ".redis-creds-rotate.lock"
 
@@ -46,7 +45,7 @@ def test_an_owner_paused_in_its_roll_back_never_removes_what_a_taker_published(s
     r1, r2 = sc.redis, sc.another_redis()
     fl = start_fleet(sc, 1, "paused-pw-0", nodes=[r1, r2], interval="1h", grace="2s",
                      pending_timeout="14s", splay="0s")
-    sc.on_close(lambda: _cont(r1, r2))
+    sc.on_close(lambda: cont(r1, r2))
     store, pid = sc.tree.store, fl.agents[0].proc.pid
     rec_path, lock = os.path.join(store, ".cache.json.rotation"), os.path.join(store, LOCK)
     os.kill(r2.proc.pid, signal.SIGSTOP)   # r2's add times out: the rotation rolls back
@@ -60,11 +59,11 @@ def test_an_owner_paused_in_its_roll_back_never_removes_what_a_taker_published(s
                      interval=0.002)
         with open(rec_path) as f:
             rec = json.load(f)
-        assert len(r1.client().acl_getuser("app")["passwords"]) == 2, \
+        assert len(redis_passwords(sc, r1)) == 2, \
             "the roll-back removed the pending password before its first record write: an " \
             "owner paused there and taken over would remove what the taker published"
         # the taker: epoch + 1, the same password on every node, into the entry
-        _cont(r2)
+        cont(r2)
         rec.update(epoch=rec["epoch"] + 1, owner="host-z", owner_id="h-zzzzzzzzzzzzzzzz")
         with open(rec_path + ".tmp", "w") as f:
             json.dump(rec, f)
