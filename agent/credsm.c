@@ -33,7 +33,8 @@ bool credsm_in_flight(const struct credsm *sm) {
 static const unsigned rot_moves[RS_N_STEPS] = {
     [RS_NONE] = 1u << RS_CLAIMING | 1u << RS_AWAIT_FETCH | 1u << RS_GRACE | 1u << RS_REMOVING |
                 1u << RS_WATCH,
-    [RS_CLAIMING] = 1u << RS_AWAIT_FETCH | 1u << RS_ADDING | 1u << RS_GRACE | 1u << RS_REMOVING,
+    [RS_CLAIMING] = 1u << RS_AWAIT_FETCH | 1u << RS_ADDING | 1u << RS_GRACE | 1u << RS_REMOVING |
+                    1u << RS_ROLLBACK,
     [RS_AWAIT_FETCH] = 1u << RS_ADDING,
     [RS_ADDING] = 1u << RS_ROLLBACK | 1u << RS_GRACE | 1u << RS_REMOVING | 1u << RS_WRITING,
     [RS_WRITING] = 1u << RS_ROLLBACK | 1u << RS_GRACE | 1u << RS_REMOVING,

@@ -16,7 +16,8 @@
  *             ADDING -> ROLLBACK* -> RETRY_WAIT; any step -> RETRY_WAIT | NONE
  *             with the store's rotation record (docs/design.md §9.5): NONE -> CLAIMING* ->
  *             ADDING* -> WRITING* -> GRACE -> REMOVING* -> NONE; WRITING -> ROLLBACK*; a
- *             takeover in phase removing: CLAIMING -> GRACE | REMOVING
+ *             takeover in phase removing: CLAIMING -> GRACE | REMOVING; a record in
+ *             phase rolling_back (taken over, or this host's retry): CLAIMING -> ROLLBACK*
  *             the revocation watch after a removal: REMOVING -> WATCH -> WATCHING* ->
  *             WATCH ... -> NONE (a rotation may begin from WATCH); redis-acl-users'
  *             drain: REMOVING* -> DRAINING -> REMOVING* ... until no connection is left
@@ -53,7 +54,7 @@
  *                  of these (any step may also go to NONE: done or abandoned, to
  *                  RETRY_WAIT: a failure, and stay where it is):
  *                    NONE, RETRY_WAIT -> CLAIMING AWAIT_FETCH GRACE REMOVING
- *                    CLAIMING -> AWAIT_FETCH ADDING GRACE REMOVING
+ *                    CLAIMING -> AWAIT_FETCH ADDING GRACE REMOVING ROLLBACK
  *                    AWAIT_FETCH -> ADDING               GRACE -> REMOVING
  *                    ADDING -> ROLLBACK GRACE REMOVING WRITING
  *                    WRITING -> ROLLBACK GRACE REMOVING
@@ -91,7 +92,9 @@ enum rot_step {
     RS_WRITING,         /* worker: the rotation record's flow writes the validated password
                            into the credential's entry (check-and-set), records phase
                            removing */
-    RS_ROLLBACK,        /* worker: ACL SETUSER <new, store back to the old credential */
+    RS_ROLLBACK,        /* worker: ACL SETUSER <new, store back to the old credential (with
+                           the rotation record: phase rolling_back first, the record
+                           deleted once every node confirmed) */
     RS_GRACE,           /* published; the old password goes when the timer fires */
     RS_REMOVING,        /* worker: ACL SETUSER <old on every node (azure-keys: regenerate
                            the old key) */

@@ -790,17 +790,23 @@ static enum rec_outcome users_enable(struct rot_job *j) {
     return rc < 0 ? RO_REFUSED : RO_OK;
 }
 
-/* Worker, roll-back: the idle user goes back off (best effort), unless nothing changed. */
-static void users_disable_pending(struct rot_job *j) {
+/* Worker, roll-back: the idle user goes back off on every node; *nodes and *done count
+ * the nodes asked and those that did it (0 and 0 when they cannot be reached). */
+static void users_disable_pending(struct rot_job *j, unsigned *nodes, unsigned *done) {
     const struct rotrec *r = &j->rec;
     struct aclwatch_target t;
     struct aclops_result res;
     char why[256];
 
-    if (j->nothing_added ||
-        aclwatch_target_open(j->c->cfg, r->old_username, r->old_password, &t, why, sizeof why) < 0)
+    *nodes = *done = 0;
+    if (aclwatch_target_open(j->c->cfg, r->old_username, r->old_password, &t, why, sizeof why) < 0) {
+        snprintf(j->acl.detail, sizeof j->acl.detail, "cannot reach the nodes: %s", why);
         return;
-    (void)aclops_setuser(&t.t, r->username, ACLOPS_DISABLE, NULL, NULL, j->c->cfg->rotation.acl_save, &res);
+    }
+    if (aclops_setuser(&t.t, r->username, ACLOPS_DISABLE, NULL, NULL, j->c->cfg->rotation.acl_save, &res) < 0)
+        first_failure(&res, j->acl.detail, sizeof j->acl.detail);
+    *nodes = (unsigned)res.n;
+    *done = (unsigned)res.ok;
     aclops_result_clear(&res);
     aclwatch_target_close(&t);
 }
@@ -960,20 +966,62 @@ static void rot_remove_rec_run(struct job *jb) {
     j->outcome = rec_remove(j);
 }
 
-/* Worker, roll-back: the pending password goes from every node (best effort: nodes that
- * never got it refuse), then the record. The entry was never changed. */
-static void rot_rollback_rec_run(struct job *jb) {
-    struct rot_job *j = (struct rot_job *)jb;
+/* Worker, roll-back: the pending password goes from every node. True when every node
+ * confirmed: it removed the password, or (a refusal, e.g. NOPERM, or ACL SAVE failing)
+ * the password does not log in there (a node that never had it). */
+static bool rollback_remove(struct rot_job *j) {
     const struct config_credential *cc = j->c->cfg;
     const struct rotrec *r = &j->rec;
-    struct rotate_acl_result ignored;
+    unsigned nodes = 0, removed = 0;
+    memset(&j->acl, 0, sizeof j->acl);
+    memset(&j->vres, 0, sizeof j->vres);
+    if (!users_strategy(j->c)) {
+        (void)rotate_acl_apply(&cc->redis, &cc->rotation, r->username, ROTATE_ACL_REMOVE, r->password,
+                               r->old_username, r->old_password, &j->acl);
+        nodes = j->acl.total;
+        removed = j->acl.done;
+    } else
+        users_disable_pending(j, &nodes, &removed);
+    if (rotrec_rollback_complete(r, nodes, removed))
+        return true;
+    /* (the old credential as current: cluster discovery logs in with it) */
+    validate_candidate(&cc->redis, r->username, r->password, r->old_username, r->old_password, &j->vres);
+    return rotrec_rollback_complete(r, j->vres.total, j->vres.refused);
+}
+
+/* Worker, roll-back (docs/design.md §9.5): first the record says rolling_back, written
+ * with a check-and-set on the revision read at this host's epoch, so that an owner
+ * frozen past a takeover fails there and stops before it touches Redis (the taker may
+ * have added the same password and written it into the entry), and a host that takes
+ * the record over finishes the roll-back instead of adding the password. Then the
+ * pending password goes from every node; the record goes only once every node confirmed
+ * it (a node that never had it counts), else it stays and the roll-back is retried, each
+ * try renewing updated_at. The entry was never changed. */
+static void rot_rollback_rec_run(struct job *jb) {
+    struct rot_job *j = (struct rot_job *)jb;
+    char cause[sizeof j->why];
+    snprintf(cause, sizeof cause, "%s", j->why);
     if ((j->outcome = rec_recheck(j)) != RO_OK)
         return;
-    if (users_strategy(j->c))
-        users_disable_pending(j);
-    else
-        (void)rotate_acl_apply(&cc->redis, &cc->rotation, r->username, ROTATE_ACL_REMOVE, r->password,
-                               r->old_username, r->old_password, &ignored);
+    if (rotrec_roll_back(&j->rec, now_real()) < 0) {
+        snprintf(j->why, sizeof j->why, "the rotation record is in phase removing: the credential's entry "
+                 "holds the new password, which must stay");
+        j->outcome = RO_FAILED;
+        return;
+    }
+    if (rec_write(j, &j->rec) < 0) {
+        j->outcome = j->err.cls == RC_ERR_CONFLICT ? RO_LOST : store_failed(j, "cannot record phase rolling_back");
+        return;
+    }
+    if (!j->nothing_added && !rollback_remove(j)) {
+        snprintf(j->why, sizeof j->why, "%s%sthe roll-back could not remove the new password from every node "
+                 "(%s; the new password's login per node: %s); the rotation record stays in phase "
+                 "rolling_back until every node confirms", cause, cause[0] ? "; " : "",
+                 j->acl.detail[0] ? j->acl.detail : "no node list", j->vres.nodes[0] ? j->vres.nodes : "no node");
+        j->outcome = RO_FAILED;
+        return;
+    }
+    snprintf(j->why, sizeof j->why, "%s", cause);
     j->outcome = rec_remove(j);
 }
 
@@ -1081,14 +1129,14 @@ static void rot_rollback_rec_done(struct cred_rt *c, struct rot_job *j) {
         return;
     }
     if (j->outcome != RO_OK) {
-        rot_fail(c, "the roll-back of the rotation failed (%s): retried", j->why);
+        rot_fail(c, "%s; the roll-back is retried", why);
         return;
     }
     rec_forget(c);
     c->rot.st->phase = ROTATE_IDLE;
     rot_save(c);
-    rot_fail(c, "%s; rolled back: the new password was removed from Redis and the rotation record "
-             "deleted (the credential's entry never changed)", why);
+    rot_fail(c, "%s%srolled back: the new password was removed from every node and the rotation record "
+             "deleted (the credential's entry never changed)", why, why[0] ? "; " : "");
 }
 
 static void rot_rollback_rec(struct cred_rt *c, struct rot_job *j) {
@@ -1233,11 +1281,12 @@ static void rot_took(struct cred_rt *c, struct rot_job *j) {
     }
     ro->st->record = true;
     ro->st->revoke = r->revoke;
-    ro->st->phase = r->phase == ROTREC_ADDING ? ROTATE_CLAIMED : ROTATE_PUBLISHED;
+    enum rotrec_step next = rotrec_next_step(r);
+    ro->st->phase = next == ROTREC_STEP_REMOVE ? ROTATE_PUBLISHED : ROTATE_CLAIMED;
     ro->st->started_at = r->claimed_at;
     ro->st->grace_until = r->wait_until;
     snprintf(ro->st->old_version, sizeof ro->st->old_version, "%s", base);
-    if (r->phase == ROTREC_ADDING)
+    if (next != ROTREC_STEP_REMOVE)
         ro->st->new_version[0] = '\0';
     else if (c->have_cur && c->cur.has_previous)   /* a takeover in phase removing */
         snprintf(ro->st->old_version, sizeof ro->st->old_version, "%s", c->cur.prev.version);
@@ -1245,8 +1294,10 @@ static void rot_took(struct cred_rt *c, struct rot_job *j) {
         snprintf(ro->st->new_version, sizeof ro->st->new_version, "%s", c->have_cur ? c->cur.cur.version : "");
     rot_save(c);
     rot_job_clear(j);
-    if (r->phase == ROTREC_ADDING)
+    if (next == ROTREC_STEP_ADD)
         rot_submit(c, RS_ADDING, rot_add_rec_run, rot_add_rec_done, true);
+    else if (next == ROTREC_STEP_ROLL_BACK)   /* never adds what is being rolled back */
+        rot_rollback_rec(c, j);
     else
         rot_grace(c);
 }

@@ -15,7 +15,8 @@
 #include "jsonload.h"
 #include "rctime.h"
 
-static const char *const phase_names[] = { [ROTREC_ADDING] = "adding", [ROTREC_REMOVING] = "removing" };
+static const char *const phase_names[] = { [ROTREC_ADDING] = "adding", [ROTREC_REMOVING] = "removing",
+                                           [ROTREC_ROLLING_BACK] = "rolling_back" };
 
 const char *rotrec_phase_to_string(enum rotrec_phase p) {
     return (unsigned)p < sizeof phase_names / sizeof phase_names[0] ? phase_names[p] : "?";
@@ -214,8 +215,11 @@ static int get_head(json_t *o, struct rotrec *rec, char *err, size_t errlen) {
         rec->phase = ROTREC_ADDING;
     else if (strcmp(ph, "removing") == 0)
         rec->phase = ROTREC_REMOVING;
+    else if (strcmp(ph, "rolling_back") == 0)
+        rec->phase = ROTREC_ROLLING_BACK;
     else
-        return fail(err, errlen, "rotation record: \"phase\" must be \"adding\" or \"removing\"");
+        return fail(err, errlen, "rotation record: \"phase\" must be \"adding\", \"removing\" or "
+                    "\"rolling_back\" (an unknown phase: a newer redis-creds may have written it)");
     json_t *rv = json_object_get(o, "revoke");
     if (rv && !json_is_boolean(rv))
         return fail(err, errlen, "rotation record: \"revoke\" must be true or false");
@@ -272,6 +276,27 @@ enum rotrec_action rotrec_decide(const struct rotrec *read, const char *host, co
     if (mine)
         return ROTREC_RESUME;
     return now > rotrec_takeover_at(read, pending_timeout_s) ? ROTREC_TAKE_OVER : ROTREC_WAIT;
+}
+
+enum rotrec_step rotrec_next_step(const struct rotrec *r) {
+    switch (r->phase) {
+    case ROTREC_REMOVING: return ROTREC_STEP_REMOVE;
+    case ROTREC_ROLLING_BACK: return ROTREC_STEP_ROLL_BACK;
+    case ROTREC_ADDING: break;
+    }
+    return ROTREC_STEP_ADD;
+}
+
+int rotrec_roll_back(struct rotrec *r, int64_t now) {
+    if (r->phase == ROTREC_REMOVING)
+        return -EPERM;
+    r->phase = ROTREC_ROLLING_BACK;
+    r->updated_at = now;
+    return 0;
+}
+
+bool rotrec_rollback_complete(const struct rotrec *r, unsigned nodes, unsigned removed) {
+    return r->phase == ROTREC_ROLLING_BACK && nodes > 0 && removed == nodes;
 }
 
 static bool same_user(const char *a, const char *b) {

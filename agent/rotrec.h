@@ -10,6 +10,10 @@
  *     name keys, never input bytes.
  *   - rotrec_decide(): what this host does with the record it read (claim, go on, wait,
  *     take over, stop), and rotrec_takeover_at(): when a record counts as abandoned.
+ *   - rotrec_next_step(): what the holder does with a record's phase (add, remove, or
+ *     finish a roll-back); rotrec_roll_back()/rotrec_rollback_complete(): a roll-back is
+ *     written (phase rolling_back) before anything leaves Redis, and the record goes only
+ *     once every node confirmed the removal.
  *   - rotrec_entry_is(): whether the credential's entry still holds the record's old
  *     password, the pending one (written), or something else.
  * A struct rotrec owns its strings and secrets (rotrec_clear()). No I/O, no clock (the
@@ -23,7 +27,9 @@
 #include "plugin.h"
 #include "secret.h"
 
-#define ROTREC_FORMAT 1
+#define ROTREC_FORMAT 1   /* rolling_back too: a release that does not know that phase
+                             finds the record unreadable, blocks and touches nothing
+                             (design.md §9.5, "Record formats") */
 #define ROTREC_HOST_MAX 256
 #define ROTREC_TEXT_MAX 16384
 
@@ -32,6 +38,8 @@ enum rotrec_phase {
                             still holds the base version */
     ROTREC_REMOVING,     /* the entry holds the pending password; the old one goes at
                             wait_until */
+    ROTREC_ROLLING_BACK, /* the rotation failed before the entry changed: the pending
+                            password is being removed from every node */
 };
 const char *rotrec_phase_to_string(enum rotrec_phase p);
 
@@ -84,6 +92,24 @@ const char *rotrec_action_to_string(enum rotrec_action a);
  * held_epoch: the epoch its running rotation holds, 0 when it holds none. */
 enum rotrec_action rotrec_decide(const struct rotrec *read, const char *host, const char *owner_id,
                                  uint64_t held_epoch, int64_t now, int64_t pending_timeout_s);
+
+enum rotrec_step {
+    ROTREC_STEP_ADD = 0,     /* adding: add the pending password, validate, write the entry */
+    ROTREC_STEP_REMOVE,      /* removing: wait for wait_until, remove the old password */
+    ROTREC_STEP_ROLL_BACK,   /* rolling_back: remove the pending password (never add it) */
+};
+/* What whoever holds the record (its owner, after a restart, or a taker) does next. */
+enum rotrec_step rotrec_next_step(const struct rotrec *r);
+
+/* Turns r into phase rolling_back, updated at now (also a retry's sign of life); the
+ * caller writes it with a check-and-set on the revision it read at its epoch BEFORE it
+ * removes anything, so that a stale owner's roll-back fails there. -EPERM (r unchanged)
+ * for phase removing: the entry holds the pending password, it must stay. */
+int rotrec_roll_back(struct rotrec *r, int64_t now);
+/* Whether a roll-back may delete the record: phase rolling_back and every one of `nodes`
+ * (more than 0) confirmed that the pending password is gone (`removed`: it removed it,
+ * or the password does not log in there, e.g. a node that never had it). */
+bool rotrec_rollback_complete(const struct rotrec *r, unsigned nodes, unsigned removed);
 
 enum rotrec_entry {
     ROTREC_ENTRY_BASE = 0,   /* the entry still holds the old credential */

@@ -5,6 +5,7 @@ journal sockets."""
 import hashlib
 import json
 import os
+import signal
 import threading
 
 import rc_harness as h
@@ -52,7 +53,8 @@ class Fleet:
     held each password (its mtime). `cred` and `sources` replace the scenario's file
     credential (e.g. a Vault one: the store's entry is then not watched here)."""
 
-    def __init__(self, sc, n, rotation, timeout="1s", log_level="info", cred=None, sources=None):
+    def __init__(self, sc, n, rotation, timeout="1s", log_level="info", cred=None, sources=None,
+                 endpoints=None):
         self.sc = sc
         self.n = n
         self.lock = threading.Lock()
@@ -60,7 +62,7 @@ class Fleet:
         self.published = {}         # (host, password) -> mtime of its cache.json
         self.confs, self.runs, self.agents = [], [], [None] * n
         self.every = [[] for _ in range(n)]   # every agent process host i ran (restarts)
-        cred = cred or sc.cred(timeout=timeout, rotation=dict(rotation))
+        cred = cred or sc.cred(timeout=timeout, endpoints=endpoints, rotation=dict(rotation))
         self.watchers = [h.InotifyWatcher(sc.tree.store, on_event=self._on_store)]
         for i in range(n):
             d = os.path.join(sc.tree.root, "h%02d" % i)
@@ -134,14 +136,18 @@ def rotation(**kw):
     return r
 
 
-def start_fleet(sc, n, first_pw, **rot):
+def start_fleet(sc, n, first_pw, nodes=None, **rot):
+    """nodes: the redis-servers that are the credential's nodes (default: sc.redis)."""
     path = os.path.join(sc.tree.root, "admin-pw")
     with open(path, "w") as f:
         f.write(h.ADMIN_PASSWORD + "\n")
     os.chmod(path, 0o600)
-    sc.redis.create_user("app", first_pw)
+    nodes = nodes or [sc.redis]
+    for r in nodes:
+        r.create_user("app", first_pw)
     sc.store_cred("app", first_pw)
-    fl = Fleet(sc, n, rotation(admin_password_file=path, **rot))
+    fl = Fleet(sc, n, rotation(admin_password_file=path, **rot),
+               endpoints=[r.endpoint for r in nodes] if len(nodes) > 1 else None)
     with fl.lock:
         fl.store_writes.append((0, 0, first_pw, None))
     for i in range(n):
@@ -150,5 +156,41 @@ def start_fleet(sc, n, first_pw, **rot):
     return fl
 
 
-def redis_passwords(sc):
-    return sorted(sc.redis.client().acl_getuser("app")["passwords"])
+def redis_passwords(sc, server=None):
+    c = (server or sc.redis).client()
+    try:
+        return sorted(c.acl_getuser("app")["passwords"])
+    finally:
+        c.close()
+
+
+class FreezeOnAdd:
+    """Freezes (SIGSTOP) redis-server `r` as soon as it holds a second password of app:
+    the rotation's add reached it, its roll-back will find it down (freeze=False: only
+    says so, in `frozen`)."""
+
+    def __init__(self, r, freeze=True):
+        self.r, self.freeze, self.frozen = r, freeze, threading.Event()
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        c = self.r.client()
+        try:
+            while not self.stop.is_set():
+                pws = c.acl_getuser("app")["passwords"]
+                if len(pws) > 1:
+                    if self.freeze:
+                        os.kill(self.r.proc.pid, signal.SIGSTOP)
+                    self.frozen.set()
+                    return
+                self.stop.wait(0.002)
+        finally:
+            c.close()
+
+
+def cont(*servers):
+    """SIGCONT to redis-servers a test stopped."""
+    for r in servers:
+        os.kill(r.proc.pid, signal.SIGCONT)

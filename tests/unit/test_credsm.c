@@ -252,8 +252,10 @@ static bool move_allowed(enum rot_step from, enum rot_step to) {
                to == RS_WATCH;
     case RS_RETRY_WAIT:
         return to == RS_CLAIMING || to == RS_AWAIT_FETCH || to == RS_GRACE || to == RS_REMOVING;
-    case RS_CLAIMING:   /* a takeover in phase removing goes on to GRACE or REMOVING */
-        return to == RS_AWAIT_FETCH || to == RS_ADDING || to == RS_GRACE || to == RS_REMOVING;
+    case RS_CLAIMING:   /* a takeover in phase removing goes on to GRACE or REMOVING, one in
+                           phase rolling_back (or its owner's retry) to ROLLBACK */
+        return to == RS_AWAIT_FETCH || to == RS_ADDING || to == RS_GRACE || to == RS_REMOVING ||
+               to == RS_ROLLBACK;
     case RS_AWAIT_FETCH:
         return to == RS_ADDING;
     case RS_ADDING:
@@ -463,6 +465,13 @@ static void test_scenario_record_flow(void **state) {
     step(&t, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_CLAIMING, .store = true }, &fx);
     assert_int_equal(step(&t, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_REMOVING,
                                                      .store = true }, &fx), 0);
+    /* a record in phase rolling_back, taken over or retried: CLAIMING -> ROLLBACK, a store
+     * step (docs/design.md §9.5) */
+    struct credsm b = { 0 };
+    step(&b, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_CLAIMING, .store = true }, &fx);
+    assert_int_equal(step(&b, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_ROLLBACK,
+                                                     .store = true }, &fx), 0);
+    assert_int_equal(b.rot, RS_ROLLBACK);
     /* the entry held someone else's password: WRITING -> ROLLBACK */
     struct credsm w = { .rot = RS_WRITING };
     assert_int_equal(step(&w, (struct credsm_event){ .type = CSM_ROT_STEP, .step = RS_ROLLBACK,

@@ -183,6 +183,102 @@ static void test_decide(void **st) {
     assert_string_equal(rotrec_action_to_string((enum rotrec_action)99), "?");
 }
 
+
+/* A record in each phase, owned by host-a (id-a) at epoch 4, updated at T0. */
+static void head(struct rotrec *r, enum rotrec_phase phase) {
+    *r = (struct rotrec){ .epoch = 4, .updated_at = T0, .phase = phase };
+    snprintf(r->owner, sizeof r->owner, "host-a");
+    snprintf(r->owner_id, sizeof r->owner_id, "id-a");
+}
+
+/* Every phase x every reader: the action does not depend on the phase (a stale owner
+ * stops in every phase, so its roll-back never touches Redis); what the holder then does
+ * does (rotrec_next_step): a taker of a rolling_back record rolls back, never adds. */
+static void test_decide_every_phase_and_reader(void **st) {
+    static const enum rotrec_phase phases[] = { ROTREC_ADDING, ROTREC_REMOVING, ROTREC_ROLLING_BACK };
+    static const enum rotrec_step steps[] = { ROTREC_STEP_ADD, ROTREC_STEP_REMOVE, ROTREC_STEP_ROLL_BACK };
+    for (size_t i = 0; i < 3; i++) {
+        struct rotrec r;
+        head(&r, phases[i]);
+        /* the owner, at the epoch it holds: goes on */
+        assert_int_equal(rotrec_decide(&r, "host-a", "id-a", 4, T0, 600), ROTREC_CONTINUE);
+        /* a stale owner (frozen, then taken over: epoch 5 now, maybe by itself after a
+         * restart): stops before touching Redis */
+        r.epoch = 5;
+        assert_int_equal(rotrec_decide(&r, "host-a", "id-a", 4, T0 + 9999, 600), ROTREC_LOST);
+        r.epoch = 4;
+        /* a stale owner whose record another host holds now */
+        snprintf(r.owner, sizeof r.owner, "host-b");
+        snprintf(r.owner_id, sizeof r.owner_id, "id-b");
+        assert_int_equal(rotrec_decide(&r, "host-a", "id-a", 4, T0 + 9999, 600), ROTREC_LOST);
+        head(&r, phases[i]);
+        /* the owner after a restart: takes it back */
+        assert_int_equal(rotrec_decide(&r, "host-a", "id-a", 0, T0, 600), ROTREC_RESUME);
+        /* another host: waits while the record lives, takes it over after */
+        assert_int_equal(rotrec_decide(&r, "host-b", "id-b", 0, T0 + 600, 600), ROTREC_WAIT);
+        assert_int_equal(rotrec_decide(&r, "host-b", "id-b", 0, T0 + 601, 600), ROTREC_TAKE_OVER);
+        /* gone: the owner stops, another host may claim */
+        assert_int_equal(rotrec_decide(NULL, "host-a", "id-a", 4, T0, 600), ROTREC_LOST);
+        assert_int_equal(rotrec_decide(NULL, "host-b", "id-b", 0, T0, 600), ROTREC_CLAIM);
+        /* whoever holds it (owner, resumer, taker) goes on with the phase's step */
+        assert_int_equal(rotrec_next_step(&r), steps[i]);
+    }
+    assert_string_equal(rotrec_phase_to_string(ROTREC_ROLLING_BACK), "rolling_back");
+}
+
+/* The owner's roll-back first turns the record into rolling_back (then writes it with a
+ * check-and-set on its epoch), never a record whose entry holds the pending password. */
+static void test_roll_back_marks_the_record_first(void **st) {
+    struct rotrec r;
+    head(&r, ROTREC_ADDING);
+    assert_int_equal(rotrec_roll_back(&r, T0 + 30), 0);
+    assert_int_equal(r.phase, ROTREC_ROLLING_BACK);
+    assert_int_equal(r.epoch, 4);   /* the owner's epoch: the CAS fails if it moved on */
+    assert_int_equal(r.updated_at, T0 + 30);
+    assert_int_equal(rotrec_roll_back(&r, T0 + 60), 0);   /* a retry renews it */
+    assert_int_equal(r.updated_at, T0 + 60);
+    head(&r, ROTREC_REMOVING);
+    assert_int_equal(rotrec_roll_back(&r, T0 + 30), -EPERM);
+    assert_int_equal(r.phase, ROTREC_REMOVING);
+    assert_int_equal(r.updated_at, T0);
+}
+
+/* The record goes only when every node confirmed the removal (a node that never had the
+ * password counts as confirmed: rotate_acl_apply() checks it no longer logs in). */
+static void test_rollback_deletes_the_record_only_when_every_node_confirmed(void **st) {
+    struct rotrec r;
+    head(&r, ROTREC_ROLLING_BACK);
+    assert_true(rotrec_rollback_complete(&r, 3, 3));
+    assert_false(rotrec_rollback_complete(&r, 3, 2));   /* a node down or refusing: retried */
+    assert_false(rotrec_rollback_complete(&r, 0, 0));   /* no node list at all */
+    head(&r, ROTREC_ADDING);
+    assert_false(rotrec_rollback_complete(&r, 3, 3));   /* never without the mark first */
+}
+
+/* rolling_back stays format 1 (a format bump would make every older agent refuse the
+ * record; see design.md §9.5 "Record formats"): it round-trips, and an unknown phase
+ * (what an older agent meets in it) is -EINVAL with a reason that says a newer
+ * redis-creds may have written it. */
+static void test_rolling_back_round_trips_and_an_unknown_phase_is_refused(void **st) {
+    struct rotrec in, out = { 0 };
+    struct secret *text = NULL;
+    char err[256];
+    fill(&in);
+    in.phase = ROTREC_ROLLING_BACK;
+    assert_int_equal(rotrec_format(&in, &text), 0);
+    assert_non_null(strstr(secret_data(text), "\"format\":1"));
+    assert_non_null(strstr(secret_data(text), "\"phase\":\"rolling_back\""));
+    assert_int_equal(rotrec_parse(secret_data(text), secret_len(text), &out, err, sizeof err), 0);
+    assert_int_equal(out.phase, ROTREC_ROLLING_BACK);
+    assert_true(secret_equal(out.password, in.password));
+    secret_free(text);
+    assert_int_equal(parse("{\"format\":1,\"owner\":\"h\",\"epoch\":1,\"phase\":\"undoing\"}", err,
+                           sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "newer"));
+    rotrec_clear(&in);
+    rotrec_clear(&out);
+}
+
 static void test_entry_is(void **st) {
     struct rotrec r;
     fill(&r);
@@ -225,6 +321,10 @@ int main(void) {
         cmocka_unit_test(test_parse_refuses_other_formats_and_shapes),
         cmocka_unit_test(test_takeover_time_is_after_the_later_of_updated_and_wait),
         cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_decide_every_phase_and_reader),
+        cmocka_unit_test(test_roll_back_marks_the_record_first),
+        cmocka_unit_test(test_rollback_deletes_the_record_only_when_every_node_confirmed),
+        cmocka_unit_test(test_rolling_back_round_trips_and_an_unknown_phase_is_refused),
         cmocka_unit_test(test_entry_is),
         cmocka_unit_test(test_copy_and_clear),
     };
