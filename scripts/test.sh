@@ -5,7 +5,7 @@
 #
 # 1. installs the Debian packages that are missing (scripts/lib/deps.sh);
 # 2. builds build/ with -Werror and runs ctest (unit tests + integration tests);
-# 3. runs scripts/fuzz.sh --seconds 15 (every libFuzzer target, built with clang), when
+# 3. runs scripts/fuzz.sh --seconds 10 (every libFuzzer target, built with clang), when
 #    that script exists;
 # 4. builds build-asan/ with AddressSanitizer + UBSan (Debug) and runs ctest again, without
 #    the suites labelled `once` (the kill -9 torture, valgrind).
@@ -144,7 +144,7 @@ run_fuzz() {
         record "fuzz" skipped
         return 0
     fi
-    step "fuzz: scripts/fuzz.sh --seconds 15"
+    step "fuzz: scripts/fuzz.sh --seconds 10"
     t0=$SECONDS
     if bash "$root/scripts/fuzz.sh" --seconds 20 </dev/null; then
         record "fuzz" ok $((SECONDS - t0))
