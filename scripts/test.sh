@@ -146,7 +146,7 @@ run_fuzz() {
     fi
     step "fuzz: scripts/fuzz.sh --seconds 10"
     t0=$SECONDS
-    if bash "$root/scripts/fuzz.sh" --seconds 20 </dev/null; then
+    if bash "$root/scripts/fuzz.sh" --seconds 10 </dev/null; then
         record "fuzz" ok $((SECONDS - t0))
     else
         record "fuzz" FAILED $((SECONDS - t0))
