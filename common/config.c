@@ -1609,12 +1609,12 @@ static int compact_build(struct compact *k, const struct config *c) {
 
 int config_compact(struct config *c) {
     struct lc_state *old = c->lc, *st = calloc(1, sizeof *st);
-    size_t cap = 3 + (c->agent_node.setting ? count_settings(c->agent_node.setting) : 0);
+    size_t cap = c->agent_node.setting ? count_settings(c->agent_node.setting) : 0;
     for (size_t i = 0; i < c->n_sources; i++)
         cap += count_settings(c->sources[i].node.setting);
     for (size_t i = 0; i < c->n_credentials; i++)
         cap += compact_count(c->credentials[i].node.setting, c->credentials[i].node.keys);
-    if (!st || !(st->infos = calloc(cap, sizeof *st->infos))) {
+    if (!st || !(st->infos = calloc(cap ? cap : 1, sizeof *st->infos))) {
         free(st);
         return -ENOMEM;
     }

@@ -240,9 +240,9 @@ def test_azure_entra_tokens_and_redis_access_keys_show_no_secret(sc, az):
 class EchoingRedis:
     """A loopback "Redis" that answers AUTH with an error whose first word is the first 32
     characters of the password it was sent: a word of capitals and digits that does not
-    hold the whole password, so common/resp.c's first-word check lets it through, and only
-    the host's scrub (secret_scrub) keeps it out of the journal and the status. Any other
-    command gets a plain -ERR."""
+    hold the whole password. common/resp.c's first-word check once let it through; it now
+    redacts a word holding a piece of the argument, and the host's scrub (secret_scrub)
+    stands behind it for the journal and the status. Any other command gets a plain -ERR."""
 
     def __init__(self):
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
