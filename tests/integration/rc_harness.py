@@ -8,6 +8,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import random
 import re
 import select
 import shutil
@@ -57,12 +58,42 @@ def wait_until(pred, timeout, what, interval=0.01):
         time.sleep(interval)
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORTS_GIVEN = set()
+_PORT_RANDOM = random.Random(os.getpid() ^ int(time.time() * 1000))
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port that is free now and stays free until a server binds it.
+
+    The port is chosen below the kernel's ephemeral range: a port the kernel hands out
+    itself (bind to 0) can meanwhile become the source port of any outgoing connection,
+    e.g. between two cluster nodes, and the server that was meant to get it then fails
+    with "Address already in use". No port is handed out twice in one test process, so
+    a server restarted on its port keeps it."""
+    high = min(_ephemeral_low(), 65536) - 1
+    low = 20000 if high > 21000 else 1024
+    for _ in range(1000):
+        port = _PORT_RANDOM.randint(low, high)
+        if port in _PORTS_GIVEN:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _PORTS_GIVEN.add(port)
+        return port
+    fail("no free loopback port between %d and %d" % (low, high))
 
 
 def _die_with_parent():
