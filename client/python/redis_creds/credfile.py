@@ -4,6 +4,7 @@ Thread-safe. Standard library only. Never puts a password in an exception or a r
 import json
 import os
 import re
+import stat
 import threading
 import time
 
@@ -341,13 +342,19 @@ class CredentialFile:
                     return self._snap
                 return self._fail(self.last_error)   # the same bad file: not re-read
             try:
-                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+                # O_NONBLOCK: a FIFO in the file's place must not block the open (and hold
+                # the lock, i.e. every get(), until some writer comes)
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY |
+                             os.O_NONBLOCK)
             except OSError as e:
                 self._key = None
                 return self._fail(e)
             try:
                 fst = os.fstat(fd)
                 key = (fst.st_dev, fst.st_ino, fst.st_size, fst.st_mtime_ns, fst.st_ctime_ns)
+                if not stat.S_ISREG(fst.st_mode):
+                    self._key = key
+                    return self._fail(CredentialFileError(self.path, "not a regular file"))
                 chunks, total = [], 0
                 while True:
                     b = os.read(fd, MAX_FILE + 1 - total)
