@@ -126,6 +126,18 @@ static bool snap_same(const struct rc_snapshot *a, const struct rc_snapshot *b) 
 
 /* ------------------------------------------------------------------ parsing */
 
+/* Days from 1970-01-01 to a proleptic Gregorian date; a day past the month's end rolls
+ * over, as timegm does. Years 0-9999 (four digits), so nothing overflows. Not timegm
+ * itself: its error value, -1, is also 1969-12-31T23:59:59Z. */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
 /* RFC 3339 date-time ("2026-11-22T10:00:00Z", optional fraction, Z or ±hh:mm) to Unix
  * seconds.
  * This library keeps its own copy of what common/rctime.c does for the agent (this parser
@@ -180,12 +192,8 @@ static int parse_rfc3339(const char *s, int64_t *ret) {
     }
     if (*p)
         return -EBADMSG;
-    struct tm tm = {.tm_year = v[0] - 1900, .tm_mon = v[1] - 1, .tm_mday = v[2],
-                    .tm_hour = v[3], .tm_min = v[4], .tm_sec = v[5]};
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return -EBADMSG;
-    *ret = (int64_t)t - offset;
+    *ret = days_from_civil(v[0], v[1], v[2]) * 86400 + v[3] * 3600 + v[4] * 60 + v[5] -
+           offset;
     return 0;
 }
 
