@@ -117,6 +117,9 @@ VALID = [
     ("previous-valid-until-null", "previous_valid_until null",
      doc(previous_valid_until="null"), ok(previous_valid_until=None)),
     ("size-64k", "exactly 64 KiB", padded(65536), ok()),
+    ("expires-fraction-long", "a fraction longer than a double holds: still rounded down, "
+     "never up to the next second", exp_doc("2026-11-22T10:00:00.99999999999999999999Z"),
+     ok(cred(expires_at=T_EXP))),
     ("expires-before-epoch", "expires_at one second before 1970: Unix time -1 (timegm's "
      "error value, and a time like any other)", exp_doc("1969-12-31T23:59:59Z"),
      ok(cred(expires_at=-1))),
