@@ -193,6 +193,8 @@ INVALID = [
     ("int-overflow", "an integer beyond 64 bits in a key the reader does not know",
      doc(extra="9223372036854775808"), bad()),
     ("size-over-64k", "one byte over 64 KiB", padded(65537), bad("EFBIG")),
+    ("key-nul", "\\u0000 in a key a reader does not know (jansson refuses it in any key)",
+     doc(**{"ex\\u0000tra": "1"}), bad()),
     ("previous-valid-until-garbage", "previous_valid_until not a time",
      doc(previous_valid_until='"later"'), bad(requires=["previous_valid_until"])),
 ]
