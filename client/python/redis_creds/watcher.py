@@ -196,12 +196,21 @@ class Watcher:
                 import traceback
                 traceback.print_exc()
 
+    def _wait(self, fds, timeout):
+        """The fds of fds readable within timeout seconds (None: no limit). poll, not
+        select: select refuses an fd above 1023, which a busy application's inotify fd
+        is, and the thread would die with the cache left trusted."""
+        p = select.poll()
+        for fd in fds:
+            p.register(fd, select.POLLIN)
+        return [fd for fd, _ in p.poll(None if timeout is None else timeout * 1000)]
+
     def _run(self):
         while True:
             if self._fd >= 0:
                 lost = self._wd_dir < 0 and self._wd_parent < 0
                 timeout = self.interval if lost or self._wd_dir < 0 else None
-                r, _, _ = select.select([self._fd, self._stop_r], [], [], timeout)
+                r = self._wait([self._fd, self._stop_r], timeout)
                 if self._stop_r in r:
                     return
                 relevant = self._drain() if self._fd in r else False
@@ -211,7 +220,7 @@ class Watcher:
                 if relevant:
                     self._check(force=True)
             else:
-                r, _, _ = select.select([self._stop_r], [], [], self.interval)
+                r = self._wait([self._stop_r], self.interval)
                 if r:
                     return
                 self._check(force=False)
