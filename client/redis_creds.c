@@ -579,7 +579,10 @@ static int process_locked(rc_handle *h, struct change *ch) {
     if (h->wd_dir < 0 || h->wd_parent < 0) {
         int before = h->wd_dir;
         add_watches(h);
-        if (before < 0 && h->wd_dir >= 0)
+        /* the directory is watched again (a change may have come before the watch), or it
+         * still cannot be (gone, or inotify's watch limit reached: then the file is read
+         * at each call, which the background thread makes every second) */
+        if (before < 0)
             reload = true;
     }
     if (reload) {
@@ -633,8 +636,8 @@ static void *watch_thread(void *arg) {
     rc_handle *h = arg;
     for (;;) {
         pthread_mutex_lock(&h->wlock);
-        /* no watch at all (the parent is gone too): look again every second */
-        int timeout = (h->wd_dir < 0 && h->wd_parent < 0) ? 1000 : -1;
+        /* the directory unwatched (gone, or no watch to be had): look every second */
+        int timeout = h->wd_dir < 0 ? 1000 : -1;
         pthread_mutex_unlock(&h->wlock);
         struct pollfd p[2] = {{.fd = h->ifd, .events = POLLIN}, {.fd = h->stopfd, .events = POLLIN}};
         int n = poll(p, 2, timeout);

@@ -9,6 +9,9 @@
  *   it back with rc_creds_unref. rc_get makes no system call and no allocation: changes are
  *   picked up by inotify on the directory, either in a background thread (the default) or
  *   by the application's own event loop through rc_fd() + rc_process() (RC_OPEN_NO_THREAD).
+ *   While the directory cannot be watched (it is gone, or inotify's watch limit is
+ *   reached), the background thread reads the file every second instead, and so does
+ *   each call of rc_process.
  * - The last good credential is kept when the file turns malformed, disappears or its
  *   directory is removed; rc_last_error tells what went wrong, and an on-change callback
  *   hears about it. The directory being recreated is followed.

@@ -1,0 +1,116 @@
+/* The directory cannot be watched: inotify_add_watch on it fails with ENOSPC, as it does
+ * when the user's inotify watch limit (fs.inotify.max_user_watches) is reached. The
+ * library must still follow the file (docs/design.md §5.4), by reading it every second.
+ *
+ * inotify_add_watch is interposed here (the library is linked statically into this
+ * program): while fail_dir is set, a watch on that path fails with ENOSPC; everything
+ * else goes to the kernel.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "client_test_util.h"
+#include "redis_creds.h"
+
+static const char *fail_dir;
+
+int inotify_add_watch(int fd, const char *path, uint32_t mask) {
+    if (fail_dir && strcmp(path, fail_dir) == 0) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return (int)syscall(SYS_inotify_add_watch, fd, path, mask);
+}
+
+struct fx {
+    char *dir;
+    rc_handle *h;
+};
+
+static int setup(void **state) {
+    struct fx *f = calloc(1, sizeof *f);
+    f->dir = tu_mkdtemp();
+    *state = f;
+    return f->dir ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    struct fx *f = *state;
+    rc_close(f->h);
+    fail_dir = NULL;
+    tu_rm_rf(f->dir);
+    free(f->dir);
+    free(f);
+    return 0;
+}
+
+static bool reaches_gen(rc_handle *h, uint64_t g, long timeout_ms) {
+    long long t0 = tu_now_ns();
+    while (rc_generation(h) < g) {
+        if (tu_now_ns() - t0 > timeout_ms * 1000000LL)
+            return false;
+        tu_sleep_ms(5);
+    }
+    return true;
+}
+
+static void test_thread_follows_a_directory_it_cannot_watch(void **state) {
+    struct fx *f = *state;
+    assert_int_equal(tu_publish_n(f->dir, "cache", 1), 0);
+    fail_dir = f->dir;
+    assert_int_equal(rc_open("cache", f->dir, &f->h), 0);
+    assert_int_equal(rc_generation(f->h), 1);
+    for (unsigned n = 2; n <= 3; n++) {
+        assert_int_equal(tu_publish_n(f->dir, "cache", n), 0);
+        assert_true(reaches_gen(f->h, n, 3000));
+    }
+    const struct rc_creds *c = NULL;
+    assert_int_equal(rc_get(f->h, &c), 0);
+    assert_int_equal(tu_check_password(c->current.password, 3), 0);
+    rc_creds_unref(c);
+}
+
+static void test_thread_takes_the_watch_once_it_can(void **state) {
+    struct fx *f = *state;
+    assert_int_equal(tu_publish_n(f->dir, "cache", 1), 0);
+    fail_dir = f->dir;
+    assert_int_equal(rc_open("cache", f->dir, &f->h), 0);
+    fail_dir = NULL; /* watches free again: the next tick takes one */
+    tu_sleep_ms(1500);
+    assert_int_equal(tu_publish_n(f->dir, "cache", 2), 0);
+    assert_true(reaches_gen(f->h, 2, 500)); /* inotify now, not the next tick */
+}
+
+static void test_rc_process_reads_the_file_while_unwatched(void **state) {
+    struct fx *f = *state;
+    assert_int_equal(tu_publish_n(f->dir, "cache", 1), 0);
+    fail_dir = f->dir;
+    assert_int_equal(rc_open_ex("cache", f->dir, RC_OPEN_NO_THREAD, 0, &f->h), 0);
+    assert_int_equal(tu_publish_n(f->dir, "cache", 2), 0);
+    assert_int_equal(rc_process(f->h), 1); /* an application's timer tick */
+    assert_int_equal(rc_generation(f->h), 2);
+    assert_int_equal(rc_process(f->h), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_thread_follows_a_directory_it_cannot_watch,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thread_takes_the_watch_once_it_can, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rc_process_reads_the_file_while_unwatched,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests_name("client_watchfail", tests, NULL, NULL);
+}
