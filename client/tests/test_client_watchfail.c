@@ -20,8 +20,7 @@
 
 #include <cmocka.h>
 
-#include "client_test_util.h"
-#include "redis_creds.h"
+#include "client_fixture.h"
 
 static const char *fail_dir;
 
@@ -33,26 +32,9 @@ int inotify_add_watch(int fd, const char *path, uint32_t mask) {
     return (int)syscall(SYS_inotify_add_watch, fd, path, mask);
 }
 
-struct fx {
-    char *dir;
-    rc_handle *h;
-};
-
-static int setup(void **state) {
-    struct fx *f = calloc(1, sizeof *f);
-    f->dir = tu_mkdtemp();
-    *state = f;
-    return f->dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    struct fx *f = *state;
-    rc_close(f->h);
-    fail_dir = NULL;
-    tu_rm_rf(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
+static int teardown_watchable(void **state) {
+    fail_dir = NULL; /* it points into the fixture's directory name */
+    return teardown(state);
 }
 
 static bool reaches_gen(rc_handle *h, uint64_t g, long timeout_ms) {
@@ -106,11 +88,11 @@ static void test_rc_process_reads_the_file_while_unwatched(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_thread_follows_a_directory_it_cannot_watch,
-                                        setup, teardown),
+                                        setup, teardown_watchable),
         cmocka_unit_test_setup_teardown(test_thread_takes_the_watch_once_it_can, setup,
-                                        teardown),
+                                        teardown_watchable),
         cmocka_unit_test_setup_teardown(test_rc_process_reads_the_file_while_unwatched,
-                                        setup, teardown),
+                                        setup, teardown_watchable),
     };
     return cmocka_run_group_tests_name("client_watchfail", tests, NULL, NULL);
 }
