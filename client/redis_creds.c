@@ -67,10 +67,12 @@ struct rc_handle {
     bool thread_started;
 
     pthread_mutex_t wlock;  /* writers: watches, load, install; guards next_gen */
-    pthread_mutex_t cblock; /* serialises callbacks; guards cb, cb_arg */
+    pthread_mutex_t cblock; /* serialises callbacks; guards cb, cb_arg, reported_seq */
     rc_change_fn cb;
     void *cb_arg;
     uint64_t next_gen;
+    uint64_t change_seq;   /* under wlock: numbers the changes to report, in order */
+    uint64_t reported_seq; /* under cblock: the last one reported */
 
     _Atomic(struct rc_snapshot *) cur;
     atomic_uint epoch;
@@ -492,6 +494,7 @@ struct change {
     struct rc_snapshot *snap; /* referenced, for the callback */
     int err;
     bool report;
+    uint64_t seq; /* h->change_seq when it happened */
 };
 
 /* Loads the file; installs it when it differs. Returns 1 changed, 0 same, -errno. */
@@ -504,6 +507,7 @@ static int reload_locked(rc_handle *h, struct change *ch) {
         /* report a failure once, not at every event that repeats it */
         if (r != prev_err) {
             ch->report = true;
+            ch->seq = ++h->change_seq;
             ch->err = r;
             ch->snap = cur;
             if (cur)
@@ -519,6 +523,7 @@ static int reload_locked(rc_handle *h, struct change *ch) {
     atomic_fetch_add(&s->refs, 1); /* one for the handle, one for the callback */
     install(h, s);
     ch->report = true;
+    ch->seq = ++h->change_seq;
     ch->err = 0;
     ch->snap = s;
     return 1;
@@ -528,8 +533,14 @@ static void report(rc_handle *h, struct change *ch) {
     if (!ch->report)
         return;
     pthread_mutex_lock(&h->cblock);
-    if (h->cb)
-        h->cb(h, ch->snap ? &ch->snap->pub : NULL, ch->err, h->cb_arg);
+    /* Between wlock and cblock another writer (rc_reload on another thread) may overtake
+     * this one: a change older than the last one reported is not reported, or the
+     * callback would go back to a replaced credential. */
+    if (ch->seq > h->reported_seq) {
+        h->reported_seq = ch->seq;
+        if (h->cb)
+            h->cb(h, ch->snap ? &ch->snap->pub : NULL, ch->err, h->cb_arg);
+    }
     pthread_mutex_unlock(&h->cblock);
     snap_unref(ch->snap);
     ch->snap = NULL;

@@ -116,9 +116,10 @@ int rc_process(rc_handle *h);
 /* Called after each change (err == 0, creds = the new snapshot) and after each failed
  * load (err < 0, creds = the credential kept, or NULL). creds is valid for the call;
  * rc_creds_ref it to keep it. Runs on the background thread, or inside rc_process /
- * rc_reload; calls are serialised. It may call rc_get, rc_generation, rc_last_error; it
- * must not call rc_reload, rc_process, rc_on_change or rc_close on the same handle.
- * One callback per handle; NULL removes it. */
+ * rc_reload; calls are serialised and come in the order of the changes (one overtaken by
+ * a newer one, e.g. from rc_reload on another thread, is skipped). It may call rc_get,
+ * rc_generation, rc_last_error; it must not call rc_reload, rc_process, rc_on_change or
+ * rc_close on the same handle. One callback per handle; NULL removes it. */
 typedef void (*rc_change_fn)(rc_handle *h, const struct rc_creds *creds, int err, void *arg);
 int rc_on_change(rc_handle *h, rc_change_fn fn, void *arg);
 
