@@ -23,7 +23,9 @@ const ESC = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r'
 const INT_MIN = -(2n ** 63n);
 const INT_MAX = 2n ** 63n - 1n;
 const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
-const MAX_DEPTH = 64;
+// jansson's JSON_PARSER_MAX_DEPTH: 2048 levels, the top-level value the first (depth 0
+// here). Fewer would refuse a file that the C client and the agent read.
+const MAX_DEPTH = 2047;
 
 class Reader {
   constructor(text) {
