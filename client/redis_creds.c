@@ -32,6 +32,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,7 +60,8 @@ struct rc_handle {
     char *filename; /* name.json */
     unsigned flags;
 
-    int ifd;       /* inotify, non-blocking */
+    int ifd;       /* inotify, non-blocking; or, when polling, a timerfd */
+    bool polling;  /* no inotify instance to be had: the file is read at each tick */
     int wd_dir;    /* watch on dir, -1 when it is gone */
     int wd_parent; /* watch on parent (to see dir recreated), -1 when none */
     int stopfd;    /* eventfd that stops the thread */
@@ -484,6 +486,8 @@ static void install(rc_handle *h, struct rc_snapshot *s) {
 }
 
 static void add_watches(rc_handle *h) {
+    if (h->polling)
+        return;
     if (h->wd_parent < 0)
         h->wd_parent = inotify_add_watch(h->ifd, h->parent, PARENT_MASK);
     if (h->wd_dir < 0)
@@ -547,8 +551,18 @@ static void report(rc_handle *h, struct change *ch) {
     ch->report = false;
 }
 
+/* Polling: drains the timer's ticks, reads the file. */
+static int tick_locked(rc_handle *h, struct change *ch) {
+    uint64_t ticks;
+    while (read(h->ifd, &ticks, sizeof ticks) < 0 && errno == EINTR) {
+    }
+    return reload_locked(h, ch);
+}
+
 /* Drains the inotify queue; reloads when an event concerned our file or directory. */
 static int process_locked(rc_handle *h, struct change *ch) {
+    if (h->polling)
+        return tick_locked(h, ch);
     char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
     bool reload = false;
     int r = 0;
@@ -648,7 +662,7 @@ static void *watch_thread(void *arg) {
     for (;;) {
         pthread_mutex_lock(&h->wlock);
         /* the directory unwatched (gone, or no watch to be had): look every second */
-        int timeout = h->wd_dir < 0 ? 1000 : -1;
+        int timeout = h->wd_dir < 0 && !h->polling ? 1000 : -1;
         pthread_mutex_unlock(&h->wlock);
         struct pollfd p[2] = {{.fd = h->ifd, .events = POLLIN}, {.fd = h->stopfd, .events = POLLIN}};
         int n = poll(p, 2, timeout);
@@ -739,6 +753,19 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* When inotify_init1 failed (EMFILE: fs.inotify.max_user_instances, 128 by default, is
+ * per user, so many processes or handles of one user run out): a timerfd that ticks
+ * every second in place of the inotify fd, each tick a read of the file. */
+static int open_timer(rc_handle *h) {
+    int e = -errno;
+    struct itimerspec every_s = {.it_interval = {1, 0}, .it_value = {1, 0}};
+    h->ifd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (h->ifd < 0 || timerfd_settime(h->ifd, 0, &every_s, NULL) < 0)
+        return e;
+    h->polling = true;
+    return 0;
+}
+
 /* RC_OPEN_WAIT: waits on inotify until a good file is loaded or the time is up. */
 static int wait_first(rc_handle *h, int wait_ms) {
     int64_t deadline = wait_ms < 0 ? -1 : now_ms() + wait_ms;
@@ -752,7 +779,7 @@ static int wait_first(rc_handle *h, int wait_ms) {
                 break;
             timeout = left > 1000 ? 1000 : (int)left;
         }
-        if (h->wd_dir < 0 && h->wd_parent < 0 && timeout > 100)
+        if (h->wd_dir < 0 && h->wd_parent < 0 && !h->polling && timeout > 100)
             timeout = 100;
         struct pollfd p = {.fd = h->ifd, .events = POLLIN};
         int n = poll(&p, 1, timeout);
@@ -800,13 +827,11 @@ int rc_open_ex(const char *name, const char *runtime_dir, unsigned flags, int wa
         goto fail;
     }
     h->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (h->ifd < 0) {
-        r = -errno;
+    if (h->ifd < 0 && (r = open_timer(h)) < 0)
         goto fail;
-    }
     /* The watch first, then the read: a publication in between is not missed. */
     add_watches(h);
-    if (h->wd_dir < 0 && h->wd_parent < 0) {
+    if (h->wd_dir < 0 && h->wd_parent < 0 && !h->polling) {
         r = -errno;
         if (!(flags & (RC_OPEN_WAIT | RC_OPEN_ALLOW_MISSING)))
             goto fail;

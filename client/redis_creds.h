@@ -11,7 +11,9 @@
  *   by the application's own event loop through rc_fd() + rc_process() (RC_OPEN_NO_THREAD).
  *   While the directory cannot be watched (it is gone, or inotify's watch limit is
  *   reached), the background thread reads the file every second instead, and so does
- *   each call of rc_process.
+ *   each call of rc_process. When no inotify instance can be had at all
+ *   (fs.inotify.max_user_instances reached), the file is read every second: rc_fd is then
+ *   a timer that becomes readable every second.
  * - The last good credential is kept when the file turns malformed, disappears or its
  *   directory is removed; rc_last_error tells what went wrong, and an on-change callback
  *   hears about it. The directory being recreated is followed.

@@ -1,10 +1,12 @@
 /* The directory cannot be watched: inotify_add_watch on it fails with ENOSPC, as it does
- * when the user's inotify watch limit (fs.inotify.max_user_watches) is reached. The
- * library must still follow the file (docs/design.md §5.4), by reading it every second.
+ * when the user's inotify watch limit (fs.inotify.max_user_watches) is reached; or there
+ * is no inotify instance at all: inotify_init1 fails with EMFILE, as it does at the
+ * user's limit of instances (fs.inotify.max_user_instances, 128 by default). The library
+ * must still follow the file (docs/design.md §5.4), by reading it every second.
  *
- * inotify_add_watch is interposed here (the library is linked statically into this
- * program): while fail_dir is set, a watch on that path fails with ENOSPC; everything
- * else goes to the kernel.
+ * Both are interposed here (the library is linked statically into this program): while
+ * fail_dir is set, a watch on that path fails with ENOSPC; while fail_init is set,
+ * inotify_init1 fails with EMFILE; everything else goes to the kernel.
  */
 #include <errno.h>
 #include <poll.h>
@@ -23,6 +25,15 @@
 #include "client_fixture.h"
 
 static const char *fail_dir;
+static bool fail_init;
+
+int inotify_init1(int flags) {
+    if (fail_init) {
+        errno = EMFILE;
+        return -1;
+    }
+    return (int)syscall(SYS_inotify_init1, flags);
+}
 
 int inotify_add_watch(int fd, const char *path, uint32_t mask) {
     if (fail_dir && strcmp(path, fail_dir) == 0) {
@@ -34,6 +45,7 @@ int inotify_add_watch(int fd, const char *path, uint32_t mask) {
 
 static int teardown_watchable(void **state) {
     fail_dir = NULL; /* it points into the fixture's directory name */
+    fail_init = false;
     return teardown(state);
 }
 
@@ -85,6 +97,40 @@ static void test_rc_process_reads_the_file_while_unwatched(void **state) {
     assert_int_equal(rc_process(f->h), 0);
 }
 
+static void test_thread_follows_the_file_without_an_inotify_instance(void **state) {
+    struct fx *f = *state;
+    assert_int_equal(tu_publish_n(f->dir, "cache", 1), 0);
+    fail_init = true;
+    assert_int_equal(rc_open("cache", f->dir, &f->h), 0);
+    assert_int_equal(rc_generation(f->h), 1);
+    assert_int_equal(tu_publish_n(f->dir, "cache", 2), 0);
+    assert_true(reaches_gen(f->h, 2, 3000));
+}
+
+static void test_rc_fd_ticks_without_an_inotify_instance(void **state) {
+    struct fx *f = *state;
+    assert_int_equal(tu_publish_n(f->dir, "cache", 1), 0);
+    fail_init = true;
+    assert_int_equal(rc_open_ex("cache", f->dir, RC_OPEN_NO_THREAD, 0, &f->h), 0);
+    int fd = rc_fd(f->h);
+    assert_true(fd >= 0);
+    assert_int_equal(tu_publish_n(f->dir, "cache", 2), 0);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 3000), 1);
+    assert_int_equal(rc_process(f->h), 1);
+    assert_int_equal(rc_generation(f->h), 2);
+    assert_int_equal(poll(&p, 1, 0), 0); /* the tick was consumed */
+}
+
+static void test_wait_mode_without_an_inotify_instance(void **state) {
+    struct fx *f = *state;
+    fail_init = true;
+    assert_int_equal(rc_open_ex("cache", f->dir, RC_OPEN_WAIT, 200, &f->h), -ENOENT);
+    assert_int_equal(tu_publish_n(f->dir, "cache", 1), 0);
+    assert_int_equal(rc_open_ex("cache", f->dir, RC_OPEN_WAIT, 3000, &f->h), 0);
+    assert_int_equal(rc_generation(f->h), 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_thread_follows_a_directory_it_cannot_watch,
@@ -93,6 +139,13 @@ int main(void) {
                                         teardown_watchable),
         cmocka_unit_test_setup_teardown(test_rc_process_reads_the_file_while_unwatched,
                                         setup, teardown_watchable),
+        cmocka_unit_test_setup_teardown(
+            test_thread_follows_the_file_without_an_inotify_instance, setup,
+            teardown_watchable),
+        cmocka_unit_test_setup_teardown(test_rc_fd_ticks_without_an_inotify_instance, setup,
+                                        teardown_watchable),
+        cmocka_unit_test_setup_teardown(test_wait_mode_without_an_inotify_instance, setup,
+                                        teardown_watchable),
     };
     return cmocka_run_group_tests_name("client_watchfail", tests, NULL, NULL);
 }
