@@ -10,7 +10,7 @@ import time
 
 DEFAULT_RUNTIME_DIR = "/run/redis-creds"
 MAX_FILE = 64 * 1024
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")   # fullmatch: "$" lets a "\n" through
 # [0-9], not \d (which takes any Unicode digit); fullmatch, not $ (which allows a "\n")
 _RFC3339_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):"
                          r"([0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
@@ -280,7 +280,7 @@ class CredentialFile:
     good credential has ever been loaded."""
 
     def __init__(self, name, runtime_dir=None):
-        if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith("."):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name.startswith("."):
             raise ValueError("invalid credential name %r: [A-Za-z0-9_.-]{1,64}, "
                              "not starting with '.'" % (name,))
         self.name = name
