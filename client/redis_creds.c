@@ -829,13 +829,10 @@ int rc_open_ex(const char *name, const char *runtime_dir, unsigned flags, int wa
     h->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (h->ifd < 0 && (r = open_timer(h)) < 0)
         goto fail;
-    /* The watch first, then the read: a publication in between is not missed. */
+    /* The watch first, then the read: a publication in between is not missed. No watch
+     * (the directory missing, or ENOSPC at the watch limit) is no reason to fail: the
+     * read says whether the file is there, and unwatched it is read every second. */
     add_watches(h);
-    if (h->wd_dir < 0 && h->wd_parent < 0 && !h->polling) {
-        r = -errno;
-        if (!(flags & (RC_OPEN_WAIT | RC_OPEN_ALLOW_MISSING)))
-            goto fail;
-    }
     struct change ch = {0};
     pthread_mutex_lock(&h->wlock);
     r = reload_locked(h, &ch);

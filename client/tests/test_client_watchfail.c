@@ -5,8 +5,9 @@
  * must still follow the file (docs/design.md §5.4), by reading it every second.
  *
  * Both are interposed here (the library is linked statically into this program): while
- * fail_dir is set, a watch on that path fails with ENOSPC; while fail_init is set,
- * inotify_init1 fails with EMFILE; everything else goes to the kernel.
+ * fail_dir is set, a watch on that path fails with ENOSPC (every watch while
+ * fail_all_watches is); while fail_init is set, inotify_init1 fails with EMFILE;
+ * everything else goes to the kernel.
  */
 #include <errno.h>
 #include <poll.h>
@@ -26,6 +27,7 @@
 
 static const char *fail_dir;
 static bool fail_init;
+static bool fail_all_watches;
 
 int inotify_init1(int flags) {
     if (fail_init) {
@@ -36,7 +38,7 @@ int inotify_init1(int flags) {
 }
 
 int inotify_add_watch(int fd, const char *path, uint32_t mask) {
-    if (fail_dir && strcmp(path, fail_dir) == 0) {
+    if (fail_all_watches || (fail_dir && strcmp(path, fail_dir) == 0)) {
         errno = ENOSPC;
         return -1;
     }
@@ -46,6 +48,7 @@ int inotify_add_watch(int fd, const char *path, uint32_t mask) {
 static int teardown_watchable(void **state) {
     fail_dir = NULL; /* it points into the fixture's directory name */
     fail_init = false;
+    fail_all_watches = false;
     return teardown(state);
 }
 
@@ -73,6 +76,18 @@ static void test_thread_follows_a_directory_it_cannot_watch(void **state) {
     assert_int_equal(rc_get(f->h, &c), 0);
     assert_int_equal(tu_check_password(c->current.password, 3), 0);
     rc_creds_unref(c);
+}
+
+static void test_open_succeeds_with_no_watch_at_all(void **state) {
+    struct fx *f = *state;
+    assert_int_equal(tu_publish_n(f->dir, "cache", 1), 0);
+    fail_all_watches = true; /* the directory's and its parent's */
+    assert_int_equal(rc_open("cache", f->dir, &f->h), 0);
+    assert_int_equal(rc_generation(f->h), 1);
+    assert_int_equal(tu_publish_n(f->dir, "cache", 2), 0);
+    assert_true(reaches_gen(f->h, 2, 3000));
+    rc_handle *h2 = NULL; /* a missing file is still -ENOENT, not the watch's error */
+    assert_int_equal(rc_open("other", f->dir, &h2), -ENOENT);
 }
 
 static void test_thread_takes_the_watch_once_it_can(void **state) {
@@ -135,6 +150,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_thread_follows_a_directory_it_cannot_watch,
                                         setup, teardown_watchable),
+        cmocka_unit_test_setup_teardown(test_open_succeeds_with_no_watch_at_all, setup,
+                                        teardown_watchable),
         cmocka_unit_test_setup_teardown(test_thread_takes_the_watch_once_it_can, setup,
                                         teardown_watchable),
         cmocka_unit_test_setup_teardown(test_rc_process_reads_the_file_while_unwatched,
