@@ -559,12 +559,24 @@ static int tick_locked(rc_handle *h, struct change *ch) {
     return reload_locked(h, ch);
 }
 
+/* After a queue overflow: the events lost may include the watched directory's removal
+ * (IN_DELETE_SELF, IN_IGNORED), leaving a dead watch. A watch added again on the path is
+ * the same for the same directory, and a new one for a new directory. */
+static int rewatch(rc_handle *h, int wd, const char *path, uint32_t mask) {
+    if (wd < 0)
+        return wd;
+    int now = inotify_add_watch(h->ifd, path, mask);
+    if (now != wd)
+        inotify_rm_watch(h->ifd, wd); /* EINVAL when the kernel removed it already */
+    return now;
+}
+
 /* Drains the inotify queue; reloads when an event concerned our file or directory. */
 static int process_locked(rc_handle *h, struct change *ch) {
     if (h->polling)
         return tick_locked(h, ch);
     char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
-    bool reload = false;
+    bool reload = false, overflow = false;
     int r = 0;
     for (;;) {
         ssize_t n = read(h->ifd, buf, sizeof buf);
@@ -579,7 +591,7 @@ static int process_locked(rc_handle *h, struct change *ch) {
             const struct inotify_event *ev = (const struct inotify_event *)p;
             p += sizeof(*ev) + ev->len;
             if (ev->mask & IN_Q_OVERFLOW) {
-                reload = true;
+                reload = overflow = true;
                 continue;
             }
             if (ev->wd == h->wd_dir && h->wd_dir >= 0) {
@@ -600,6 +612,10 @@ static int process_locked(rc_handle *h, struct change *ch) {
                 }
             }
         }
+    }
+    if (overflow) {
+        h->wd_parent = rewatch(h, h->wd_parent, h->parent, PARENT_MASK);
+        h->wd_dir = rewatch(h, h->wd_dir, h->dir, DIR_MASK);
     }
     if (h->wd_dir < 0 || h->wd_parent < 0) {
         int before = h->wd_dir;

@@ -10,6 +10,7 @@
  * everything else goes to the kernel.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -146,6 +147,40 @@ static void test_wait_mode_without_an_inotify_instance(void **state) {
     assert_int_equal(rc_generation(f->h), 1);
 }
 
+/* More events than inotify queues (fs.inotify.max_queued_events) while the application
+ * does not call rc_process: the queue overflows, and the directory's removal (its
+ * IN_DELETE_SELF and IN_IGNORED) is among the events dropped. */
+static void test_directory_recreated_during_a_queue_overflow_is_followed(void **state) {
+    struct fx *f = *state;
+    assert_int_equal(tu_publish_n(f->dir, "cache", 1), 0);
+    assert_int_equal(rc_open_ex("cache", f->dir, RC_OPEN_NO_THREAD, 0, &f->h), 0);
+    FILE *q = fopen("/proc/sys/fs/inotify/max_queued_events", "r");
+    long max = 16384;
+    if (q) {
+        if (fscanf(q, "%ld", &max) != 1)
+            max = 16384;
+        fclose(q);
+    }
+    char path[512];
+    for (long i = 0; i <= max / 2 + 1; i++) { /* IN_CLOSE_WRITE + IN_DELETE each */
+        snprintf(path, sizeof path, "%s/x%ld", f->dir, i);
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+        unlink(path);
+    }
+    tu_rm_rf(f->dir);
+    assert_int_equal(mkdir(f->dir, 0700), 0);
+    assert_int_equal(tu_publish_n(f->dir, "cache", 2), 0);
+    rc_process(f->h); /* the overflow: the file is read again */
+    assert_int_equal(rc_generation(f->h), 2);
+    assert_int_equal(tu_publish_n(f->dir, "cache", 3), 0); /* in the new directory */
+    struct pollfd p = {.fd = rc_fd(f->h), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 2000), 1);
+    assert_int_equal(rc_process(f->h), 1);
+    assert_int_equal(rc_generation(f->h), 3);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_thread_follows_a_directory_it_cannot_watch,
@@ -163,6 +198,9 @@ int main(void) {
                                         teardown_watchable),
         cmocka_unit_test_setup_teardown(test_wait_mode_without_an_inotify_instance, setup,
                                         teardown_watchable),
+        cmocka_unit_test_setup_teardown(
+            test_directory_recreated_during_a_queue_overflow_is_followed, setup,
+            teardown_watchable),
     };
     return cmocka_run_group_tests_name("client_watchfail", tests, NULL, NULL);
 }
