@@ -90,9 +90,24 @@ class Watcher:
         # get() may skip its stat only while the directory is watched by a running thread
         self.file._watched = self._wd_dir >= 0 and self._thread is not None
 
+    def _rewatch(self):
+        """After a queue overflow: the events lost may include the directory's removal,
+        leaving a dead watch. A watch added again on the path is the same one for the same
+        directory, and a new one for a new directory."""
+        libc = _inotify_libc()
+        d = os.path.normpath(self.file.runtime_dir)
+        for attr, path, mask in (("_wd_parent", os.path.dirname(d) or ".", _PARENT_MASK),
+                                 ("_wd_dir", d, _DIR_MASK)):
+            old = getattr(self, attr)
+            if old >= 0:
+                new = libc.inotify_add_watch(self._fd, os.fsencode(path), mask)
+                if new != old:
+                    libc.inotify_rm_watch(self._fd, old)   # EINVAL if already removed
+                setattr(self, attr, new)
+
     def _drain(self):
         """Reads pending events; True when one concerned our file or its directory."""
-        relevant = False
+        relevant = overflow = False
         fname = self.file.name + ".json"
         dbase = os.path.basename(os.path.normpath(self.file.runtime_dir))
         while True:
@@ -109,7 +124,7 @@ class Watcher:
                     "utf-8", "replace")
                 off += _EVENT.size + ln
                 if mask & IN_Q_OVERFLOW:
-                    relevant = True
+                    relevant = overflow = True
                 elif wd == self._wd_dir and wd >= 0:
                     if mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT):
                         if not mask & IN_IGNORED:
@@ -124,6 +139,8 @@ class Watcher:
                         self._wd_parent = -1
                     elif name == dbase:
                         relevant = True
+        if overflow:
+            self._rewatch()
         if self._wd_dir < 0 or self._wd_parent < 0:
             before = self._wd_dir
             self._add_watches()
