@@ -2,6 +2,7 @@
 a FIFO must not hang a reader, and neither a FIFO nor a directory is a credential. The
 three clients (C through ctypes, Python, Node.js) each run in a child process with a
 time limit, so a reader that blocks fails the test instead of hanging it."""
+import errno
 import os
 import shutil
 import subprocess
@@ -107,7 +108,11 @@ def _run(reader, runtime_dir, mode, kind):
 @pytest.mark.parametrize("kind", ["fifo", "directory"])
 @pytest.mark.parametrize("reader", ["c", "python", "node"])
 def test_a_fifo_or_directory_is_refused_at_once(reader, kind, tmp_path):
-    exec("import os, sys\nsys.argv = ['', %r]\n%s" % (str(tmp_path), MAKE[kind]))
+    path = str(tmp_path / "cache.json")
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.mkdir(path)
     assert _run(reader, str(tmp_path), "open", kind)[0] == "refused"
 
 
@@ -116,5 +121,5 @@ def test_a_fifo_or_directory_is_refused_at_once(reader, kind, tmp_path):
 def test_a_fifo_or_directory_replacing_the_file_keeps_the_last_good(reader, kind, tmp_path):
     shutil.copy(VECTOR, tmp_path / "cache.json")
     out = _run(reader, str(tmp_path), "replace", kind)
-    assert out[0].split()[0] == "error" and out[0].split()[1] in ("True", "-74"), out
+    assert out[0].split()[0] == "error" and out[0].split()[1] in ("True", str(-errno.EBADMSG)), out
     assert out[1] == "ok h-3f9a0c5e11d2b7a4", out
