@@ -32,6 +32,7 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,7 +60,8 @@ struct rc_handle {
     char *filename; /* name.json */
     unsigned flags;
 
-    int ifd;       /* inotify, non-blocking */
+    int ifd;       /* inotify, non-blocking; or, when polling, a timerfd */
+    bool polling;  /* no inotify instance to be had: the file is read at each tick */
     int wd_dir;    /* watch on dir, -1 when it is gone */
     int wd_parent; /* watch on parent (to see dir recreated), -1 when none */
     int stopfd;    /* eventfd that stops the thread */
@@ -67,10 +69,12 @@ struct rc_handle {
     bool thread_started;
 
     pthread_mutex_t wlock;  /* writers: watches, load, install; guards next_gen */
-    pthread_mutex_t cblock; /* serialises callbacks; guards cb, cb_arg */
+    pthread_mutex_t cblock; /* serialises callbacks; guards cb, cb_arg, reported_seq */
     rc_change_fn cb;
     void *cb_arg;
     uint64_t next_gen;
+    uint64_t change_seq;   /* under wlock: numbers the changes to report, in order */
+    uint64_t reported_seq; /* under cblock: the last one reported */
 
     _Atomic(struct rc_snapshot *) cur;
     atomic_uint epoch;
@@ -126,6 +130,18 @@ static bool snap_same(const struct rc_snapshot *a, const struct rc_snapshot *b) 
 
 /* ------------------------------------------------------------------ parsing */
 
+/* Days from 1970-01-01 to a proleptic Gregorian date; a day past the month's end rolls
+ * over, as timegm does. Years 0-9999 (four digits), so nothing overflows. Not timegm
+ * itself: its error value, -1, is also 1969-12-31T23:59:59Z. */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
 /* RFC 3339 date-time ("2026-11-22T10:00:00Z", optional fraction, Z or ±hh:mm) to Unix
  * seconds.
  * This library keeps its own copy of what common/rctime.c does for the agent (this parser
@@ -180,12 +196,8 @@ static int parse_rfc3339(const char *s, int64_t *ret) {
     }
     if (*p)
         return -EBADMSG;
-    struct tm tm = {.tm_year = v[0] - 1900, .tm_mon = v[1] - 1, .tm_mday = v[2],
-                    .tm_hour = v[3], .tm_min = v[4], .tm_sec = v[5]};
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return -EBADMSG;
-    *ret = (int64_t)t - offset;
+    *ret = days_from_civil(v[0], v[1], v[2]) * 86400 + v[3] * 3600 + v[4] * 60 + v[5] -
+           offset;
     return 0;
 }
 
@@ -474,6 +486,8 @@ static void install(rc_handle *h, struct rc_snapshot *s) {
 }
 
 static void add_watches(rc_handle *h) {
+    if (h->polling)
+        return;
     if (h->wd_parent < 0)
         h->wd_parent = inotify_add_watch(h->ifd, h->parent, PARENT_MASK);
     if (h->wd_dir < 0)
@@ -484,6 +498,7 @@ struct change {
     struct rc_snapshot *snap; /* referenced, for the callback */
     int err;
     bool report;
+    uint64_t seq; /* h->change_seq when it happened */
 };
 
 /* Loads the file; installs it when it differs. Returns 1 changed, 0 same, -errno. */
@@ -496,6 +511,7 @@ static int reload_locked(rc_handle *h, struct change *ch) {
         /* report a failure once, not at every event that repeats it */
         if (r != prev_err) {
             ch->report = true;
+            ch->seq = ++h->change_seq;
             ch->err = r;
             ch->snap = cur;
             if (cur)
@@ -511,6 +527,7 @@ static int reload_locked(rc_handle *h, struct change *ch) {
     atomic_fetch_add(&s->refs, 1); /* one for the handle, one for the callback */
     install(h, s);
     ch->report = true;
+    ch->seq = ++h->change_seq;
     ch->err = 0;
     ch->snap = s;
     return 1;
@@ -520,18 +537,46 @@ static void report(rc_handle *h, struct change *ch) {
     if (!ch->report)
         return;
     pthread_mutex_lock(&h->cblock);
-    if (h->cb)
-        h->cb(h, ch->snap ? &ch->snap->pub : NULL, ch->err, h->cb_arg);
+    /* Between wlock and cblock another writer (rc_reload on another thread) may overtake
+     * this one: a change older than the last one reported is not reported, or the
+     * callback would go back to a replaced credential. */
+    if (ch->seq > h->reported_seq) {
+        h->reported_seq = ch->seq;
+        if (h->cb)
+            h->cb(h, ch->snap ? &ch->snap->pub : NULL, ch->err, h->cb_arg);
+    }
     pthread_mutex_unlock(&h->cblock);
     snap_unref(ch->snap);
     ch->snap = NULL;
     ch->report = false;
 }
 
+/* Polling: drains the timer's ticks, reads the file. */
+static int tick_locked(rc_handle *h, struct change *ch) {
+    uint64_t ticks;
+    while (read(h->ifd, &ticks, sizeof ticks) < 0 && errno == EINTR) {
+    }
+    return reload_locked(h, ch);
+}
+
+/* After a queue overflow: the events lost may include the watched directory's removal
+ * (IN_DELETE_SELF, IN_IGNORED), leaving a dead watch. A watch added again on the path is
+ * the same for the same directory, and a new one for a new directory. */
+static int rewatch(rc_handle *h, int wd, const char *path, uint32_t mask) {
+    if (wd < 0)
+        return wd;
+    int now = inotify_add_watch(h->ifd, path, mask);
+    if (now != wd)
+        inotify_rm_watch(h->ifd, wd); /* EINVAL when the kernel removed it already */
+    return now;
+}
+
 /* Drains the inotify queue; reloads when an event concerned our file or directory. */
 static int process_locked(rc_handle *h, struct change *ch) {
+    if (h->polling)
+        return tick_locked(h, ch);
     char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
-    bool reload = false;
+    bool reload = false, overflow = false;
     int r = 0;
     for (;;) {
         ssize_t n = read(h->ifd, buf, sizeof buf);
@@ -546,7 +591,7 @@ static int process_locked(rc_handle *h, struct change *ch) {
             const struct inotify_event *ev = (const struct inotify_event *)p;
             p += sizeof(*ev) + ev->len;
             if (ev->mask & IN_Q_OVERFLOW) {
-                reload = true;
+                reload = overflow = true;
                 continue;
             }
             if (ev->wd == h->wd_dir && h->wd_dir >= 0) {
@@ -568,10 +613,17 @@ static int process_locked(rc_handle *h, struct change *ch) {
             }
         }
     }
+    if (overflow) {
+        h->wd_parent = rewatch(h, h->wd_parent, h->parent, PARENT_MASK);
+        h->wd_dir = rewatch(h, h->wd_dir, h->dir, DIR_MASK);
+    }
     if (h->wd_dir < 0 || h->wd_parent < 0) {
         int before = h->wd_dir;
         add_watches(h);
-        if (before < 0 && h->wd_dir >= 0)
+        /* the directory is watched again (a change may have come before the watch), or it
+         * still cannot be (gone, or inotify's watch limit reached: then the file is read
+         * at each call, which the background thread makes every second) */
+        if (before < 0)
             reload = true;
     }
     if (reload) {
@@ -625,8 +677,8 @@ static void *watch_thread(void *arg) {
     rc_handle *h = arg;
     for (;;) {
         pthread_mutex_lock(&h->wlock);
-        /* no watch at all (the parent is gone too): look again every second */
-        int timeout = (h->wd_dir < 0 && h->wd_parent < 0) ? 1000 : -1;
+        /* the directory unwatched (gone, or no watch to be had): look every second */
+        int timeout = h->wd_dir < 0 && !h->polling ? 1000 : -1;
         pthread_mutex_unlock(&h->wlock);
         struct pollfd p[2] = {{.fd = h->ifd, .events = POLLIN}, {.fd = h->stopfd, .events = POLLIN}};
         int n = poll(p, 2, timeout);
@@ -717,6 +769,19 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* When inotify_init1 failed (EMFILE: fs.inotify.max_user_instances, 128 by default, is
+ * per user, so many processes or handles of one user run out): a timerfd that ticks
+ * every second in place of the inotify fd, each tick a read of the file. */
+static int open_timer(rc_handle *h) {
+    int e = -errno;
+    struct itimerspec every_s = {.it_interval = {1, 0}, .it_value = {1, 0}};
+    h->ifd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (h->ifd < 0 || timerfd_settime(h->ifd, 0, &every_s, NULL) < 0)
+        return e;
+    h->polling = true;
+    return 0;
+}
+
 /* RC_OPEN_WAIT: waits on inotify until a good file is loaded or the time is up. */
 static int wait_first(rc_handle *h, int wait_ms) {
     int64_t deadline = wait_ms < 0 ? -1 : now_ms() + wait_ms;
@@ -730,7 +795,7 @@ static int wait_first(rc_handle *h, int wait_ms) {
                 break;
             timeout = left > 1000 ? 1000 : (int)left;
         }
-        if (h->wd_dir < 0 && h->wd_parent < 0 && timeout > 100)
+        if (h->wd_dir < 0 && h->wd_parent < 0 && !h->polling && timeout > 100)
             timeout = 100;
         struct pollfd p = {.fd = h->ifd, .events = POLLIN};
         int n = poll(&p, 1, timeout);
@@ -778,17 +843,12 @@ int rc_open_ex(const char *name, const char *runtime_dir, unsigned flags, int wa
         goto fail;
     }
     h->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (h->ifd < 0) {
-        r = -errno;
+    if (h->ifd < 0 && (r = open_timer(h)) < 0)
         goto fail;
-    }
-    /* The watch first, then the read: a publication in between is not missed. */
+    /* The watch first, then the read: a publication in between is not missed. No watch
+     * (the directory missing, or ENOSPC at the watch limit) is no reason to fail: the
+     * read says whether the file is there, and unwatched it is read every second. */
     add_watches(h);
-    if (h->wd_dir < 0 && h->wd_parent < 0) {
-        r = -errno;
-        if (!(flags & (RC_OPEN_WAIT | RC_OPEN_ALLOW_MISSING)))
-            goto fail;
-    }
     struct change ch = {0};
     pthread_mutex_lock(&h->wlock);
     r = reload_locked(h, &ch);

@@ -9,6 +9,11 @@
  *   it back with rc_creds_unref. rc_get makes no system call and no allocation: changes are
  *   picked up by inotify on the directory, either in a background thread (the default) or
  *   by the application's own event loop through rc_fd() + rc_process() (RC_OPEN_NO_THREAD).
+ *   While the directory cannot be watched (it is gone, or inotify's watch limit is
+ *   reached), the background thread reads the file every second instead, and so does
+ *   each call of rc_process. When no inotify instance can be had at all
+ *   (fs.inotify.max_user_instances reached), the file is read every second: rc_fd is then
+ *   a timer that becomes readable every second.
  * - The last good credential is kept when the file turns malformed, disappears or its
  *   directory is removed; rc_last_error tells what went wrong, and an on-change callback
  *   hears about it. The directory being recreated is followed.
@@ -103,9 +108,10 @@ int rc_last_error(rc_handle *h);
  * (the last good credential is kept). */
 int rc_reload(rc_handle *h);
 
-/* For RC_OPEN_NO_THREAD: a non-blocking fd to poll for POLLIN (the inotify fd; it stays
- * the same for the handle's lifetime), and the function to call when it is readable (or
- * whenever you like: it never blocks). rc_process returns 1 when the credential changed,
+/* For RC_OPEN_NO_THREAD: a non-blocking fd to poll for POLLIN (the inotify fd, or the
+ * one-second timer when no inotify instance could be had; it stays the same for the
+ * handle's lifetime), and the function to call when it is readable (or whenever you
+ * like: it never blocks; while the directory cannot be watched, call it every second). rc_process returns 1 when the credential changed,
  * 0 when not, -errno on error. With the background thread, rc_fd returns -EINVAL. */
 int rc_fd(rc_handle *h);
 int rc_process(rc_handle *h);
@@ -113,9 +119,10 @@ int rc_process(rc_handle *h);
 /* Called after each change (err == 0, creds = the new snapshot) and after each failed
  * load (err < 0, creds = the credential kept, or NULL). creds is valid for the call;
  * rc_creds_ref it to keep it. Runs on the background thread, or inside rc_process /
- * rc_reload; calls are serialised. It may call rc_get, rc_generation, rc_last_error; it
- * must not call rc_reload, rc_process, rc_on_change or rc_close on the same handle.
- * One callback per handle; NULL removes it. */
+ * rc_reload; calls are serialised and come in the order of the changes (one overtaken by
+ * a newer one, e.g. from rc_reload on another thread, is skipped). It may call rc_get,
+ * rc_generation, rc_last_error; it must not call rc_reload, rc_process, rc_on_change or
+ * rc_close on the same handle. One callback per handle; NULL removes it. */
 typedef void (*rc_change_fn)(rc_handle *h, const struct rc_creds *creds, int err, void *arg);
 int rc_on_change(rc_handle *h, rc_change_fn fn, void *arg);
 

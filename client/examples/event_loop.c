@@ -1,5 +1,6 @@
 /* Following a credential from an application's own event loop (no library thread):
- * poll rc_fd() with everything else, call rc_process() when it is readable.
+ * poll rc_fd() with everything else, call rc_process() when it is readable, and once a
+ * second (while the runtime directory cannot be watched, that is when the file is read).
  *
  *   cc event_loop.c $(pkg-config --cflags --libs redis-creds) -o event_loop
  *   ./event_loop cache [RUNTIME_DIR [CHANGES]]
@@ -54,10 +55,11 @@ int main(int argc, char **argv) {
     while (want == 0 || changes < want) {
         struct pollfd p = {.fd = rc_fd(h), .events = POLLIN};
         /* ... plus the application's own fds ... */
-        if (poll(&p, 1, -1) < 0 && errno != EINTR)
+        int n = poll(&p, 1, 1000);
+        if (n < 0 && errno != EINTR)
             break;
-        if (p.revents & POLLIN)
-            rc_process(h);
+        if (n == 0 || (p.revents & POLLIN))
+            rc_process(h); /* on a tick: one read() of the fd when nothing is pending */
     }
     rc_close(h);
     return 0;

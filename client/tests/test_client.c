@@ -16,31 +16,7 @@
 
 #include <cmocka.h>
 
-#include "client_test_util.h"
-#include "redis_creds.h"
-
-struct fx {
-    char *dir;
-    rc_handle *h;
-};
-
-static int setup(void **state) {
-    struct fx *f = calloc(1, sizeof *f);
-    f->dir = tu_mkdtemp();
-    if (!f->dir)
-        return -1;
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    struct fx *f = *state;
-    f->h = rc_close(f->h);
-    tu_rm_rf(f->dir);
-    free(f->dir);
-    free(f);
-    return 0;
-}
+#include "client_fixture.h"
 
 /* Waits until the handle's generation reaches g; returns the elapsed ns, or -1. */
 static long long wait_gen(rc_handle *h, uint64_t g, long timeout_ms) {

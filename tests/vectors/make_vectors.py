@@ -117,6 +117,14 @@ VALID = [
     ("previous-valid-until-null", "previous_valid_until null",
      doc(previous_valid_until="null"), ok(previous_valid_until=None)),
     ("size-64k", "exactly 64 KiB", padded(65536), ok()),
+    ("expires-fraction-long", "a fraction longer than a double holds: still rounded down, "
+     "never up to the next second", exp_doc("2026-11-22T10:00:00.99999999999999999999Z"),
+     ok(cred(expires_at=T_EXP))),
+    ("expires-before-epoch", "expires_at one second before 1970: Unix time -1 (timegm's "
+     "error value, and a time like any other)", exp_doc("1969-12-31T23:59:59Z"),
+     ok(cred(expires_at=-1))),
+    ("unknown-key-nested", "arrays nested 500 deep in a key a reader does not know",
+     doc(extra="[" * 500 + "]" * 500), ok()),
 ]
 
 INVALID = [
@@ -187,6 +195,10 @@ INVALID = [
     ("int-overflow", "an integer beyond 64 bits in a key the reader does not know",
      doc(extra="9223372036854775808"), bad()),
     ("size-over-64k", "one byte over 64 KiB", padded(65537), bad("EFBIG")),
+    ("key-nul", "\\u0000 in a key a reader does not know (jansson refuses it in any key)",
+     doc(**{"ex\\u0000tra": "1"}), bad()),
+    ("nested-too-deep", "2049 levels of nesting (the object and 2048 arrays): jansson's "
+     "limit is 2048", doc(extra="[" * 2048 + "]" * 2048), bad()),
     ("previous-valid-until-garbage", "previous_valid_until not a time",
      doc(previous_valid_until='"later"'), bad(requires=["previous_valid_until"])),
 ]

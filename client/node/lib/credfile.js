@@ -55,7 +55,9 @@ function parseTime(value, file, what) {
   const t = new Date(0);
   t.setUTCFullYear(y, mo - 1, d);
   t.setUTCHours(h, mi, s, 0);
-  const frac = m[7] ? Math.floor(Number(`0${m[7]}`) * 1000) : 0;
+  // the first three digits, as text: Number('0.99999999999999999') is 1, which would
+  // round a time up into the next second (the C client ignores the fraction)
+  const frac = m[7] ? Number(m[7].slice(1, 4).padEnd(3, '0')) : 0;
   return t.getTime() + frac - offset;
 }
 

@@ -1,7 +1,7 @@
 'use strict';
 // A strict JSON reader for the credential file, as strict as the agent's own C client
 // (jansson with JSON_REJECT_DUPLICATES): duplicate keys, lone surrogates, integers that
-// do not fit in 64 bits and trailing text are refused, and an integer is told apart from
+// do not fit in 64 bits, \u0000 in a key and trailing text are refused, and an integer is told apart from
 // a real (`"format": 1.0` is not format 1). JSON.parse can do none of these.
 //
 // Contract: parse(text) returns plain objects, arrays, strings, booleans, null, and for
@@ -23,7 +23,9 @@ const ESC = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r'
 const INT_MIN = -(2n ** 63n);
 const INT_MAX = 2n ** 63n - 1n;
 const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
-const MAX_DEPTH = 64;
+// jansson's JSON_PARSER_MAX_DEPTH: 2048 levels, the top-level value the first (depth 0
+// here). Fewer would refuse a file that the C client and the agent read.
+const MAX_DEPTH = 2047;
 
 class Reader {
   constructor(text) {
@@ -67,6 +69,7 @@ class Reader {
       this.ws();
       if (this.s[this.i] !== '"') this.fail('expected a key');
       const k = this.string();
+      if (k.includes('\0')) this.fail('\\u0000 in a key'); // jansson refuses one
       if (Object.prototype.hasOwnProperty.call(out, k)) this.fail('duplicate key');
       this.ws();
       if (this.s[this.i++] !== ':') this.fail("expected ':'");

@@ -4,12 +4,13 @@ Thread-safe. Standard library only. Never puts a password in an exception or a r
 import json
 import os
 import re
+import stat
 import threading
 import time
 
 DEFAULT_RUNTIME_DIR = "/run/redis-creds"
 MAX_FILE = 64 * 1024
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")   # fullmatch: "$" lets a "\n" through
 # [0-9], not \d (which takes any Unicode digit); fullmatch, not $ (which allows a "\n")
 _RFC3339_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):"
                          r"([0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})")
@@ -279,7 +280,7 @@ class CredentialFile:
     good credential has ever been loaded."""
 
     def __init__(self, name, runtime_dir=None):
-        if not isinstance(name, str) or not _NAME_RE.match(name) or name.startswith("."):
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name.startswith("."):
             raise ValueError("invalid credential name %r: [A-Za-z0-9_.-]{1,64}, "
                              "not starting with '.'" % (name,))
         self.name = name
@@ -341,13 +342,19 @@ class CredentialFile:
                     return self._snap
                 return self._fail(self.last_error)   # the same bad file: not re-read
             try:
-                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+                # O_NONBLOCK: a FIFO in the file's place must not block the open (and hold
+                # the lock, i.e. every get(), until some writer comes)
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY |
+                             os.O_NONBLOCK)
             except OSError as e:
                 self._key = None
                 return self._fail(e)
             try:
                 fst = os.fstat(fd)
                 key = (fst.st_dev, fst.st_ino, fst.st_size, fst.st_mtime_ns, fst.st_ctime_ns)
+                if not stat.S_ISREG(fst.st_mode):
+                    self._key = key
+                    return self._fail(CredentialFileError(self.path, "not a regular file"))
                 chunks, total = [], 0
                 while True:
                     b = os.read(fd, MAX_FILE + 1 - total)

@@ -90,9 +90,24 @@ class Watcher:
         # get() may skip its stat only while the directory is watched by a running thread
         self.file._watched = self._wd_dir >= 0 and self._thread is not None
 
+    def _rewatch(self):
+        """After a queue overflow: the events lost may include the directory's removal,
+        leaving a dead watch. A watch added again on the path is the same one for the same
+        directory, and a new one for a new directory."""
+        libc = _inotify_libc()
+        d = os.path.normpath(self.file.runtime_dir)
+        for attr, path, mask in (("_wd_parent", os.path.dirname(d) or ".", _PARENT_MASK),
+                                 ("_wd_dir", d, _DIR_MASK)):
+            old = getattr(self, attr)
+            if old >= 0:
+                new = libc.inotify_add_watch(self._fd, os.fsencode(path), mask)
+                if new != old:
+                    libc.inotify_rm_watch(self._fd, old)   # EINVAL if already removed
+                setattr(self, attr, new)
+
     def _drain(self):
         """Reads pending events; True when one concerned our file or its directory."""
-        relevant = False
+        relevant = overflow = False
         fname = self.file.name + ".json"
         dbase = os.path.basename(os.path.normpath(self.file.runtime_dir))
         while True:
@@ -109,7 +124,7 @@ class Watcher:
                     "utf-8", "replace")
                 off += _EVENT.size + ln
                 if mask & IN_Q_OVERFLOW:
-                    relevant = True
+                    relevant = overflow = True
                 elif wd == self._wd_dir and wd >= 0:
                     if mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT):
                         if not mask & IN_IGNORED:
@@ -124,6 +139,8 @@ class Watcher:
                         self._wd_parent = -1
                     elif name == dbase:
                         relevant = True
+        if overflow:
+            self._rewatch()
         if self._wd_dir < 0 or self._wd_parent < 0:
             before = self._wd_dir
             self._add_watches()
@@ -196,12 +213,21 @@ class Watcher:
                 import traceback
                 traceback.print_exc()
 
+    def _wait(self, fds, timeout):
+        """The fds of fds readable within timeout seconds (None: no limit). poll, not
+        select: select refuses an fd above 1023, which a busy application's inotify fd
+        is, and the thread would die with the cache left trusted."""
+        p = select.poll()
+        for fd in fds:
+            p.register(fd, select.POLLIN)
+        return [fd for fd, _ in p.poll(None if timeout is None else timeout * 1000)]
+
     def _run(self):
         while True:
             if self._fd >= 0:
                 lost = self._wd_dir < 0 and self._wd_parent < 0
                 timeout = self.interval if lost or self._wd_dir < 0 else None
-                r, _, _ = select.select([self._fd, self._stop_r], [], [], timeout)
+                r = self._wait([self._fd, self._stop_r], timeout)
                 if self._stop_r in r:
                     return
                 relevant = self._drain() if self._fd in r else False
@@ -211,7 +237,7 @@ class Watcher:
                 if relevant:
                     self._check(force=True)
             else:
-                r, _, _ = select.select([self._stop_r], [], [], self.interval)
+                r = self._wait([self._stop_r], self.interval)
                 if r:
                     return
                 self._check(force=False)

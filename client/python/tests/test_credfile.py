@@ -82,7 +82,7 @@ def test_runtime_dir_comes_from_the_environment(rundir, monkeypatch):
 
 
 def test_bad_names_are_refused():
-    for bad in ("", ".hidden", "a/b", "x" * 65, "../etc"):
+    for bad in ("", ".hidden", "a/b", "x" * 65, "../etc", "cache\n"):
         with pytest.raises(ValueError):
             rc.CredentialFile(bad, "/tmp")
 
