@@ -111,8 +111,9 @@ int rc_reload(rc_handle *h);
 /* For RC_OPEN_NO_THREAD: a non-blocking fd to poll for POLLIN (the inotify fd, or the
  * one-second timer when no inotify instance could be had; it stays the same for the
  * handle's lifetime), and the function to call when it is readable (or whenever you
- * like: it never blocks; while the directory cannot be watched, call it every second). rc_process returns 1 when the credential changed,
- * 0 when not, -errno on error. With the background thread, rc_fd returns -EINVAL. */
+ * like: it never blocks; while the directory cannot be watched, call it every second).
+ * rc_process returns 1 when the credential changed, 0 when not, -errno on error. With the
+ * background thread, rc_fd returns -EINVAL. */
 int rc_fd(rc_handle *h);
 int rc_process(rc_handle *h);
 
