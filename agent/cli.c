@@ -31,6 +31,7 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "control_request.h"
 #include "credfile.h"
 #include "duration.h"
 #include "exec.h"
@@ -158,26 +159,51 @@ static int connect_agent(const char *sock, uint64_t timeout_usec) {
     return fd;
 }
 
-/* Sends one request line on fd and reads the one-line JSON answer; closes fd. */
-static json_t *exchange(int fd, const char *sock, const char *request) {
-    size_t len = strlen(request);
-    if (write(fd, request, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
-        fprintf(stderr, "redis-creds: %s: %s\n", sock, strerror(errno));
-        close(fd);
-        return NULL;
-    }
+/* Reads the agent's answer until it closes; the bytes (malloc'd, *ret_len of them), or NULL
+ * with errno set (0: it closed without a word, or said too much). A reset after some bytes
+ * ends the answer: the agent may close with our request unread (a refusal), and the line
+ * it sent before is still ours to read. */
+static char *read_answer(int fd, size_t *ret_len) {
     size_t cap = 1 << 20, got = 0;   /* status of many credentials stays far below 1 MiB */
     char *buf = malloc(cap);
     ssize_t n = 0;
     while (buf && got < cap && (n = read(fd, buf + got, cap - got)) > 0)
         got += (size_t)n;
-    close(fd);
+    if (n < 0 && errno == ECONNRESET && got > 0)
+        n = 0;
     if (!buf || n < 0 || got == 0 || got == cap) {
-        bool timed_out = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-        fprintf(stderr, "redis-creds: no answer from the agent at %s%s%s\n", sock,
-                timed_out ? ": timed out" : n < 0 ? ": " : " (it closed the connection)",
-                timed_out || n >= 0 ? "" : strerror(errno));
+        int e = n < 0 ? errno : 0;
         free(buf);
+        errno = e;
+        return NULL;
+    }
+    *ret_len = got;
+    return buf;
+}
+
+/* Sends one request line on fd and reads the one-line JSON answer; closes fd. A failed
+ * send is not the end: an agent that turns us away (too many connections) answers and
+ * closes before it reads, so its answer may be waiting. MSG_NOSIGNAL: a closed peer must
+ * not kill us with SIGPIPE before we have read it. */
+static json_t *exchange(int fd, const char *sock, const char *request) {
+    char line[CONTROL_MAX_REQUEST];
+    int len = snprintf(line, sizeof line, "%s\n", request);   /* our own requests: short */
+    ssize_t sent = len > 0 && (size_t)len < sizeof line ? send(fd, line, (size_t)len, MSG_NOSIGNAL) : -1;
+    int send_errno = sent == len ? 0 : sent < 0 ? errno : EIO;
+    size_t got = 0;
+    char *buf = send_errno == 0 || send_errno == EPIPE || send_errno == ECONNRESET
+                    ? read_answer(fd, &got) : NULL;
+    int read_errno = errno;
+    close(fd);
+    if (!buf && send_errno) {
+        fprintf(stderr, "redis-creds: %s: cannot send the request: %s\n", sock, strerror(send_errno));
+        return NULL;
+    }
+    if (!buf) {
+        bool timed_out = read_errno == EAGAIN || read_errno == EWOULDBLOCK;
+        fprintf(stderr, "redis-creds: no answer from the agent at %s%s%s\n", sock,
+                timed_out ? ": timed out" : read_errno ? ": " : " (it closed the connection)",
+                timed_out || !read_errno ? "" : strerror(read_errno));
         return NULL;
     }
     json_t *j = json_loadb(buf, got, 0, NULL);   /* only "malformed" is reported */

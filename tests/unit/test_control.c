@@ -303,6 +303,25 @@ static void test_other_users_may_only_ask_status(void **state) {
     assert_string_equal(fake.refreshed, "");
 }
 
+/* A peer over the cap that sent its request before the agent accepted it (what the CLI
+ * does) reads the refusal line and then the end, not a reset: the agent reads the request
+ * before it closes. */
+static void test_refused_peer_reads_the_refusal_not_a_reset(void **state) {
+    int held[CONTROL_MAX_CONNS_PER_UID];
+    char buf[1024];
+
+    (void)state;
+    for (int i = 0; i < CONTROL_MAX_CONNS_PER_UID; i++)
+        held[i] = connect_to();
+    for (int i = 0; i < 5; i++)
+        assert_true(sd_event_run(ev, 1000) >= 0);   /* all accepted: the cap is reached */
+    assert_string_equal(ask("status\n", buf, sizeof buf),
+                        "{\"ok\":false,\"error\":\"too many connections from this user; try again "
+                        "later\"}\n");
+    for (int i = 0; i < CONTROL_MAX_CONNS_PER_UID; i++)
+        close(held[i]);
+}
+
 static void test_socket_file_life(void **state) {
     struct control *second = NULL;
     char err[512], other[300];
@@ -336,6 +355,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_malformed_request_gets_an_error_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_is_answered_at_its_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_users_may_only_ask_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_peer_reads_the_refusal_not_a_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_file_life, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
