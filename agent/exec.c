@@ -49,6 +49,7 @@ struct exec_state {
     sd_event_source *child, *splay_timer, *kill_timer, *wait_timer, *retry_timer, *watch;
     bool restarting;            /* SIGTERM sent for a restart; respawn when it exits */
     bool quitting;              /* asked to stop: the program's exit ends us */
+    bool watch_error_said;      /* the directory cannot be watched, and we said so */
 };
 
 int exec_parse_signal(const char *s) {
@@ -260,30 +261,49 @@ static int on_splay(sd_event_source *s, uint64_t usec, void *userdata) {
     return 0;
 }
 
-/* The file changed: remember the credential; a new version arms the splay (once). */
-static void file_changed(struct exec_state *st) {
+/* The file changed: remember the credential; a new version arms the splay (once). When
+ * `may_be_missing` (the directory has just come back, the agent may not have republished
+ * into it yet), a file not there is not worth a word: its rename will be seen. */
+static void file_changed(struct exec_state *st, bool may_be_missing) {
     char err[512];
-    if (read_file(st, err, sizeof err) < 0) {
-        fprintf(stderr, "redis-creds exec: %s (keeping the program as it is)\n", err);
+    int r = read_file(st, err, sizeof err);
+    if (r < 0) {
+        if (!(may_be_missing && r == -ENOENT))
+            fprintf(stderr, "redis-creds exec: %s (keeping the program as it is)\n", err);
         return;
     }
     if (!st->child || st->splay_timer || strcmp(st->cred.cur.version, st->child_version) == 0)
         return;
     uint64_t delay = st->o.splay ? backoff_random() % (st->o.splay + 1) : 0;
-    int r = sd_event_add_time_relative(st->e, &st->splay_timer, CLOCK_MONOTONIC, delay,
-                                       EXEC_ACCURACY_USEC, on_splay, st);
+    r = sd_event_add_time_relative(st->e, &st->splay_timer, CLOCK_MONOTONIC, delay,
+                                   EXEC_ACCURACY_USEC, on_splay, st);
     if (r < 0)
         fprintf(stderr, "redis-creds exec: cannot arm the splay timer: %s\n", strerror(-r));
 }
 
 static int try_start(struct exec_state *st);
 
+/* The watched directory is gone: deleted or moved away (rm -rf, a cleanup), after which
+ * the agent, or systemd's RuntimeDirectory=, makes a new one at the path and republishes
+ * there. A watch on the old inode would never see that: drop it and watch the path again,
+ * once it is a directory again (try_start retries every EXEC_RETRY_USEC). */
+static void dir_lost(struct exec_state *st) {
+    st->watch = sd_event_source_disable_unref(st->watch);
+    fprintf(stderr, "redis-creds exec: %s was removed or moved away; waiting for it to come back\n",
+            st->o.runtime_dir);
+    try_start(st);
+}
+
 static int on_inotify(sd_event_source *s, const struct inotify_event *ev, void *userdata) {
     struct exec_state *st = userdata;
+    if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
+        dir_lost(st);
+        return 0;
+    }
     if (!(ev->mask & IN_Q_OVERFLOW) && !(ev->len && strcmp(ev->name, st->fname) == 0))
         return 0;
     if (st->child)
-        file_changed(st);
+        file_changed(st, false);
     else if (!st->pid)
         try_start(st);
     return 0;
@@ -295,26 +315,45 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
     return try_start(st);
 }
 
-/* Before the program runs: watch the directory (it may not exist yet), then read the file
- * and start the program when it is there. The watch comes first so no rename is missed. */
+/* Watches the runtime directory when it is not watched yet. 1 when it is watched, 0 when
+ * it is not there (yet), or -errno for another failure (said once until it works). */
+static int watch_dir(struct exec_state *st) {
+    if (st->watch)
+        return 1;
+    int r = sd_event_add_inotify(st->e, &st->watch, st->o.runtime_dir,
+                                 IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR,
+                                 on_inotify, st);
+    if (r == -ENOENT || r == -ENOTDIR)
+        return 0;
+    if (r < 0 && !st->watch_error_said)
+        fprintf(stderr, "redis-creds exec: cannot watch %s: %s\n", st->o.runtime_dir, strerror(-r));
+    st->watch_error_said = r < 0;
+    return r < 0 ? r : 1;
+}
+
+/* Watch the directory (it may not exist yet), then read the file: before the program runs,
+ * start it when the file is there; while it runs (the directory came back), act on a new
+ * version. The watch comes first so no rename is missed. A directory that cannot be
+ * watched ends us before the program runs, and is tried again while it runs. */
 static int try_start(struct exec_state *st) {
-    if (!st->watch) {
-        int r = sd_event_add_inotify(st->e, &st->watch, st->o.runtime_dir,
-                                     IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR, on_inotify, st);
-        if (r < 0 && r != -ENOENT && r != -ENOTDIR) {
-            fprintf(stderr, "redis-creds exec: cannot watch %s: %s\n", st->o.runtime_dir, strerror(-r));
-            return sd_event_exit(st->e, 1);
-        }
-    }
-    char err[512];
-    if (!st->watch || read_file(st, err, sizeof err) < 0) {
-        if (!st->watch && !st->retry_timer)
+    int w = watch_dir(st);
+    if (w < 0 && !st->child)
+        return sd_event_exit(st->e, 1);
+    if (w <= 0) {
+        if (!st->retry_timer)
             sd_event_add_time_relative(st->e, &st->retry_timer, CLOCK_MONOTONIC, EXEC_RETRY_USEC,
                                        EXEC_ACCURACY_USEC, on_retry, st);
         return 0;
     }
-    st->wait_timer = sd_event_source_disable_unref(st->wait_timer);
     st->retry_timer = sd_event_source_disable_unref(st->retry_timer);
+    if (st->child) {
+        file_changed(st, true);
+        return 0;
+    }
+    char err[512];
+    if (read_file(st, err, sizeof err) < 0)
+        return 0;
+    st->wait_timer = sd_event_source_disable_unref(st->wait_timer);
     int r = spawn_program(st);
     return r ? sd_event_exit(st->e, r) : 0;
 }

@@ -3,6 +3,7 @@ published file (issue 13 item 4). The real CLI runs a probe program while the re
 publishes from the file store and validates against a real redis-server."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -292,3 +293,21 @@ def test_exec_usage_errors_exit_2(sc, args, why):
 def test_exec_is_in_the_cli_help(sc):
     r = sc.run_cli("--help")
     assert r.returncode == 0 and "exec --credential NAME" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("how", ["deleted", "moved"])
+def test_exec_follows_a_runtime_directory_deleted_or_moved_and_made_again(sc, how):
+    # the agent makes the directory again and republishes (docs/operations.md, "The runtime
+    # directory"); exec must watch the new one, or it never sees another version
+    _published(sc, "pw-d-1", "pw-d-2")
+    x = Exec(sc, "--splay", "0")
+    x.wait_records("start", 1)
+    if how == "deleted":
+        shutil.rmtree(sc.tree.runtime)
+    else:
+        os.rename(sc.tree.runtime, sc.tree.runtime + ".old")
+    h.wait_until(lambda: os.path.exists(sc.path("cache.json")), 10, "the file republished")
+    _rotate(sc, "pw-d-2")
+    starts = x.wait_records("start", 2, timeout=10)
+    assert starts[-1]["env"]["REDIS_PASSWORD"] == "pw-d-2"
+    assert "was removed or moved away" in x.stderr(), x.stderr()
