@@ -544,6 +544,64 @@ static int watch_start(const char *dir, const struct config *cfg, const char *co
     return 0;
 }
 
+#define WATCH_MASK (IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+#define WATCH_LOST (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)
+
+/* The directory of a watch that was lost (deleted or moved away; the agent, or systemd,
+ * makes it again and republishes there): wait until the path is a directory again, watch
+ * it, and print the version it holds by then (none yet: its rename comes as an event).
+ * The new watch descriptor, or -1 when interrupted or on another error (said). */
+static int watch_again(int fd, const char *dir, const char *name) {
+    fprintf(stderr, "redis-creds watch: %s was removed or moved away; waiting for it to come back\n", dir);
+    while (!stop_watch) {
+        int wd = inotify_add_watch(fd, dir, WATCH_MASK);
+        if (wd >= 0) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%s.json", dir, name);
+            if (access(path, F_OK) == 0)
+                print_version(dir, name);
+            return wd;
+        }
+        if (errno != ENOENT && errno != ENOTDIR) {
+            fprintf(stderr, "redis-creds: cannot watch %s: %s\n", dir, strerror(errno));
+            return -1;
+        }
+        poll(NULL, 0, 100);   /* a signal ends the wait early: stop_watch */
+    }
+    return -1;
+}
+
+/* Prints a line at each rename of NAME's file in dir (watch descriptor wd) until
+ * interrupted (0), or until the directory cannot be watched again (1). Events of a watch
+ * we left (wd differs) are stale and skipped. */
+static int watch_loop(int fd, int wd, const char *dir, const char *name) {
+    char fname[96];
+    snprintf(fname, sizeof fname, "%s.json", name);
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    while (!stop_watch && wd >= 0) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        bool changed = false, lost = false;
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            p += sizeof *ev + ev->len;
+            if (ev->wd != wd)
+                continue;
+            lost |= (ev->mask & WATCH_LOST) != 0;
+            changed |= ev->len && strcmp(ev->name, fname) == 0;
+        }
+        if (lost) {
+            inotify_rm_watch(fd, wd);   /* a directory moved away is still watched */
+            wd = watch_again(fd, dir, name);
+        } else if (changed)
+            print_version(dir, name);
+    }
+    return wd < 0 && !stop_watch ? 1 : 0;
+}
+
 static int cmd_watch(const char *dir, const struct config *cfg, const char *config_path, int argc,
                      char **argv) {
     if (argc != 1 || !config_name_valid(argv[0])) {
@@ -551,13 +609,12 @@ static int cmd_watch(const char *dir, const struct config *cfg, const char *conf
         return 2;
     }
     const char *name = argv[0];
-    char fname[96];
-    snprintf(fname, sizeof fname, "%s.json", name);
 
     /* Watch the directory, not the file: a watch on the file is lost at the first rename.
      * Set up before the first look, so that nothing published in between is missed. */
     int fd = inotify_init1(IN_CLOEXEC);
-    if (fd < 0 || inotify_add_watch(fd, dir, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    int wd = fd < 0 ? -1 : inotify_add_watch(fd, dir, WATCH_MASK);
+    if (wd < 0) {
         fprintf(stderr, "redis-creds: cannot watch %s: %s\n", dir, strerror(errno));
         if (errno == EACCES)
             hint_way_out(dir);
@@ -573,26 +630,9 @@ static int cmd_watch(const char *dir, const struct config *cfg, const char *conf
         close(fd);
         return 1;
     }
-
-    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-    while (!stop_watch) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        bool changed = false;
-        for (char *p = buf; p < buf + n;) {
-            const struct inotify_event *ev = (const struct inotify_event *)p;
-            p += sizeof *ev + ev->len;
-            if (ev->len && strcmp(ev->name, fname) == 0)
-                changed = true;
-        }
-        if (changed)
-            print_version(dir, name);
-    }
+    int rc = watch_loop(fd, wd, dir, name);
     close(fd);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv) {
