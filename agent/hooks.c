@@ -91,14 +91,19 @@ int hooks_run(sd_event *e, char *const *argv, uint64_t timeout, const char *name
 
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
-    sigset_t none;
+    sigset_t none, all;
     sigemptyset(&none);
+    sigfillset(&all);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawnattr_init(&attr);
     posix_spawnattr_setsigmask(&attr, &none);   /* the agent blocks signals; the hook must not */
+    /* The agent ignores SIGPIPE (main.c, and systemd's IgnoreSIGPIPE=), and an ignored
+     * signal survives exec: a hook's `producer | head -1` would then never end its
+     * producer by SIGPIPE, and a non-interactive shell may not even trap it back. */
+    posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setpgroup(&attr, 0);        /* a group of its own, killed as one */
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
 
     pid_t pid;
     r = posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);

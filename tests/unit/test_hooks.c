@@ -146,6 +146,19 @@ static void test_hook_sees_its_environment(void **state) {
     unsetenv("NOTIFY_SOCKET");
 }
 
+/* The agent ignores SIGPIPE (main.c); a hook starts with every signal at its default, or
+ * `producer | head -1` in a hook script would leave its producer running. The hook sends
+ * itself SIGPIPE: at the default it dies of it, ignored it would exit 0. */
+static void test_hook_starts_with_default_signal_dispositions(void **state) {
+    char *argv[] = { "/bin/sh", "-c", "kill -PIPE $$; exit 0", NULL };
+    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+
+    (void)state;
+    assert_int_equal(hooks_run(ev, argv, 10 * SEC, "app-sig", "v1", "/f"), 0);
+    signal(SIGPIPE, old);
+    assert_true(run_until_logged("on_change /bin/sh killed by signal 13"));
+}
+
 static void test_failing_hook_is_logged(void **state) {
     char *argv[] = { "/bin/sh", "-c", "exit 3", NULL };
 
@@ -209,6 +222,7 @@ static void test_untrusted_program_is_not_run(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hook_sees_its_environment),
+        cmocka_unit_test(test_hook_starts_with_default_signal_dispositions),
         cmocka_unit_test(test_failing_hook_is_logged),
         cmocka_unit_test(test_hook_past_timeout_is_killed_with_its_group),
         cmocka_unit_test(test_untrusted_program_is_not_run),
