@@ -86,18 +86,40 @@ struct cli_paths {
     struct config *cfg;    /* the config file, when it was read */
 };
 
+/* The group that opens path to its members ("redis-creds" when it cannot be found). */
+static const char *group_of(const char *path) {
+    struct stat st;
+    const struct group *g = stat(path, &st) == 0 ? getgrgid(st.st_gid) : NULL;
+    return g && g->gr_gid != 0 ? g->gr_name : "redis-creds";
+}
+
 /* Says how a user who may not read a file of the agent's still gets what they asked for.
  * The group named is the file's own (the one to join), redis-creds when it cannot be
  * found. */
 static void hint_way_out(const char *path) {
-    struct stat st;
-    const struct group *g = stat(path, &st) == 0 ? getgrgid(st.st_gid) : NULL;
-    const char *grp = g && g->gr_gid != 0 ? g->gr_name : "redis-creds";
+    const char *grp = group_of(path);
     fprintf(stderr,
             "redis-creds: %s is not readable by this user; either name the runtime directory "
             "with --runtime-dir DIR or $REDIS_CREDS_RUNTIME_DIR (and the agent's socket with "
             "--control-socket or $REDIS_CREDS_CONTROL_SOCKET), or join the group %s "
             "(usermod -aG %s USER, then log in again)\n", path, grp, grp);
+}
+
+/* What to do when the agent's socket refused us (EACCES): the socket, or its directory
+ * when that is what we may not pass, is open to a group; join it, or be root. */
+static void hint_socket_access(const char *sock) {
+    char dir[sizeof ((struct sockaddr_un *)0)->sun_path];
+    snprintf(dir, sizeof dir, "%s", sock);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    struct stat st;
+    bool dir_blocks = slash && stat(sock, &st) < 0 && errno == EACCES;
+    const char *path = dir_blocks ? dir : sock, *grp = group_of(path);
+    fprintf(stderr,
+            "redis-creds: %s is open only to root, its owner and the group %s; join that group "
+            "(usermod -aG %s USER, then log in again) for status, or run the command as root or "
+            "as the agent's user (refresh, rotate and reload need that)\n", path, grp, grp);
 }
 
 /* Reads the config for the CLI: no plugin lookup, the CLI needs only the agent group and
@@ -150,8 +172,11 @@ static int connect_agent(const char *sock, uint64_t timeout_usec) {
                           .tv_usec = (suseconds_t)(timeout_usec % 1000000) };
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
         connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        fprintf(stderr, "redis-creds: cannot reach the agent at %s: %s%s\n", sock, strerror(errno),
-                errno == ENOENT || errno == ECONNREFUSED ? " (is the agent running?)" : "");
+        int e = errno;
+        fprintf(stderr, "redis-creds: cannot reach the agent at %s: %s%s\n", sock, strerror(e),
+                e == ENOENT || e == ECONNREFUSED ? " (is the agent running?)" : "");
+        if (e == EACCES)
+            hint_socket_access(sock);
         if (fd >= 0)
             close(fd);
         return -1;
@@ -327,7 +352,7 @@ static int cmd_request(const char *sock, const char *verb, int argc, char **argv
     if ((argc != 1 && !revoke) || !config_name_valid(argv[0])) {
         fprintf(stderr, "redis-creds %s: %s\n", verb, argc == 0 ? "NAME is required"
                                                    : argc > 1 ? "unexpected argument (rotate takes NAME [--revoke])"
-                                                              : "invalid credential name");
+                                                              : CONTROL_NAME_INVALID);
         return 2;
     }
     char req[128];
@@ -433,7 +458,7 @@ static int cmd_reload(const char *sock, int argc, char **argv) {
 }
 
 static int read_cred(const char *dir, const char *name, struct credfile *cf) {
-    char fname[96], err[512];
+    char fname[96], err[512] = "", path[4200];
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
         int r = -errno;
@@ -443,12 +468,20 @@ static int read_cred(const char *dir, const char *name, struct credfile *cf) {
         return r;
     }
     snprintf(fname, sizeof fname, "%s.json", name);
+    snprintf(path, sizeof path, "%s/%s", dir, fname);
     int r = credfile_read(dfd, fname, cf, err, sizeof err);
     close(dfd);
+    /* credfile's messages start with the file's name: the path replaces it */
+    size_t skip = strncmp(err, fname, strlen(fname)) == 0 && err[strlen(fname)] == ':' ? strlen(fname) + 2 : 0;
     if (r < 0)
-        fprintf(stderr, "redis-creds: %s/%s: %s\n", dir, fname, r == -ENOENT ? "not published" : err);
-    if (r == -EACCES)
-        hint_way_out(dir);
+        fprintf(stderr, "redis-creds: %s: %s\n", path, r == -ENOENT ? "not published" : err + skip);
+    if (r == -EACCES) {
+        /* the directory let us in: the file's own group is the way */
+        const char *grp = group_of(path);
+        fprintf(stderr, "redis-creds: %s is readable only by its owner and the group %s; join that "
+                "group (usermod -aG %s USER, then log in again), or run the command as root\n",
+                path, grp, grp);
+    }
     return r;
 }
 
@@ -467,7 +500,7 @@ static int cmd_get(const char *dir, int argc, char **argv) {
         }
     }
     if (!name || !config_name_valid(name)) {
-        fprintf(stderr, "redis-creds get: %s\n", name ? "invalid credential name" : "NAME is required");
+        fprintf(stderr, "redis-creds get: %s\n", name ? CONTROL_NAME_INVALID : "NAME is required");
         return 2;
     }
     if (field && strcmp(field, "username") && strcmp(field, "password") && strcmp(field, "version")) {
@@ -605,7 +638,7 @@ static int watch_loop(int fd, int wd, const char *dir, const char *name) {
 static int cmd_watch(const char *dir, const struct config *cfg, const char *config_path, int argc,
                      char **argv) {
     if (argc != 1 || !config_name_valid(argv[0])) {
-        fprintf(stderr, "redis-creds watch: %s\n", argc ? "invalid credential name" : "NAME is required");
+        fprintf(stderr, "redis-creds watch: %s\n", argc ? CONTROL_NAME_INVALID : "NAME is required");
         return 2;
     }
     const char *name = argv[0];

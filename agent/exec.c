@@ -18,6 +18,7 @@
 
 #include "backoff.h"
 #include "config.h"
+#include "control_request.h"
 #include "credfile.h"
 #include "duration.h"
 #include "secret.h"
@@ -440,7 +441,7 @@ static int parse_opts(int argc, char **argv, struct exec_opts *o) {
             return r;
     }
     const char *why = !o->name ? "--credential NAME is required"
-                      : !config_name_valid(o->name) ? "invalid credential name"
+                      : !config_name_valid(o->name) ? CONTROL_NAME_INVALID
                       : !prefix_valid(o->prefix) ? "--env-prefix must be letters, digits and _"
                       : restart && o->signal ? "--restart and --signal exclude each other"
                       : optind >= argc ? "the program to run is missing (after --)"
