@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,17 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
     return 0;
 }
 
+/* The variables of the agent's environment that hold a secret the agent uses: they stay
+ * out of a hook's (docs/design.md §14.2). IDENTITY_HEADER is the App Service managed
+ * identity's shared secret (plugins/azure/identity.c keeps it as a struct secret). */
+static bool env_is_secret(const char *entry) {
+    static const char *const secret_vars[] = { "IDENTITY_HEADER=" };
+    for (size_t i = 0; i < sizeof secret_vars / sizeof secret_vars[0]; i++)
+        if (strncmp(entry, secret_vars[i], strlen(secret_vars[i])) == 0)
+            return true;
+    return false;
+}
+
 int hooks_run(sd_event *e, char *const *argv, uint64_t timeout, const char *name,
               const char *version, const char *file) {
     /* Checked at load too; again here, for a program replaced since. */
@@ -80,7 +92,7 @@ int hooks_run(sd_event *e, char *const *argv, uint64_t timeout, const char *name
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++)
         if (strncmp(environ[i], "REDIS_CREDS_", 12) != 0 && strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0 &&
-            strncmp(environ[i], "WATCHDOG_", 9) != 0)
+            strncmp(environ[i], "WATCHDOG_", 9) != 0 && !env_is_secret(environ[i]))
             envp[k++] = environ[i];
     snprintf(e_name, sizeof e_name, "REDIS_CREDS_NAME=%s", name);
     snprintf(e_version, sizeof e_version, "REDIS_CREDS_VERSION=%s", version);

@@ -133,6 +133,7 @@ static void test_hook_sees_its_environment(void **state) {
     char *argv[] = { "/bin/sh", "-c", script, NULL };
     setenv("REDIS_CREDS_STALE", "from-the-agent", 1);
     setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1);
+    setenv("IDENTITY_HEADER", "azure-mi-shared-secret", 1);   /* the azure plugin's secret */
     assert_int_equal(hooks_run(ev, argv, 10 * SEC, "app-env", "v7", "/run/redis-creds/app-env.json"), 0);
     assert_true(run_until_logged("on_change /bin/sh exited 0"));
     assert_true(file_has(env_file, "REDIS_CREDS_NAME=app-env\n"));
@@ -142,6 +143,8 @@ static void test_hook_sees_its_environment(void **state) {
     /* the agent's own REDIS_CREDS_* and systemd's notify socket are not passed on */
     assert_false(file_has(env_file, "REDIS_CREDS_STALE"));
     assert_false(file_has(env_file, "NOTIFY_SOCKET"));
+    assert_false(file_has(env_file, "azure-mi-shared-secret"));
+    unsetenv("IDENTITY_HEADER");
     unsetenv("REDIS_CREDS_STALE");
     unsetenv("NOTIFY_SOCKET");
 }
