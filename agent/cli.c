@@ -159,7 +159,10 @@ static int find_paths(const char *opt_dir, const char *opt_sock, const char *con
     return ret->runtime_dir && ret->control_socket ? 0 : -ENOMEM;
 }
 
-/* Connects to the agent's socket; a read waits up to timeout_usec. The fd, or -1 (said). */
+/* Connects to the agent's socket; connecting and each read wait up to timeout_usec. The
+ * fd, or -1 (said). The connect needs its bound too: when the agent does not accept (its
+ * loop stuck or stopped) and its backlog is full, connect() blocks until there is room,
+ * and a health check of `redis-creds status` would hang instead of failing. */
 static int connect_agent(const char *sock, uint64_t timeout_usec) {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if (strlen(sock) >= sizeof sa.sun_path) {
@@ -171,10 +174,13 @@ static int connect_agent(const char *sock, uint64_t timeout_usec) {
     struct timeval tv = { .tv_sec = (time_t)(timeout_usec / 1000000),
                           .tv_usec = (suseconds_t)(timeout_usec % 1000000) };
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0 ||
         connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
         int e = errno;
-        fprintf(stderr, "redis-creds: cannot reach the agent at %s: %s%s\n", sock, strerror(e),
-                e == ENOENT || e == ECONNREFUSED ? " (is the agent running?)" : "");
+        fprintf(stderr, "redis-creds: cannot reach the agent at %s: %s%s\n", sock,
+                e == EAGAIN ? "it accepts no connections (its queue is full)" : strerror(e),
+                e == ENOENT || e == ECONNREFUSED ? " (is the agent running?)"
+                : e == EAGAIN ? "; is it stuck or stopped? see journalctl -u redis-creds-agent" : "");
         if (e == EACCES)
             hint_socket_access(sock);
         if (fd >= 0)
