@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <grp.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -86,18 +85,11 @@ struct cli_paths {
     struct config *cfg;    /* the config file, when it was read */
 };
 
-/* The group that opens path to its members ("redis-creds" when it cannot be found). */
-static const char *group_of(const char *path) {
-    struct stat st;
-    const struct group *g = stat(path, &st) == 0 ? getgrgid(st.st_gid) : NULL;
-    return g && g->gr_gid != 0 ? g->gr_name : "redis-creds";
-}
-
 /* Says how a user who may not read a file of the agent's still gets what they asked for.
  * The group named is the file's own (the one to join), redis-creds when it cannot be
  * found. */
 static void hint_way_out(const char *path) {
-    const char *grp = group_of(path);
+    const char *grp = exec_group_of(path);
     fprintf(stderr,
             "redis-creds: %s is not readable by this user; either name the runtime directory "
             "with --runtime-dir DIR or $REDIS_CREDS_RUNTIME_DIR (and the agent's socket with "
@@ -115,7 +107,7 @@ static void hint_socket_access(const char *sock) {
         *(slash == dir ? slash + 1 : slash) = '\0';
     struct stat st;
     bool dir_blocks = slash && stat(sock, &st) < 0 && errno == EACCES;
-    const char *path = dir_blocks ? dir : sock, *grp = group_of(path);
+    const char *path = dir_blocks ? dir : sock, *grp = exec_group_of(path);
     fprintf(stderr,
             "redis-creds: %s is open only to root, its owner and the group %s; join that group "
             "(usermod -aG %s USER, then log in again) for status, or run the command as root or "
@@ -483,7 +475,7 @@ static int read_cred(const char *dir, const char *name, struct credfile *cf) {
         fprintf(stderr, "redis-creds: %s: %s\n", path, r == -ENOENT ? "not published" : err + skip);
     if (r == -EACCES) {
         /* the directory let us in: the file's own group is the way */
-        const char *grp = group_of(path);
+        const char *grp = exec_group_of(path);
         fprintf(stderr, "redis-creds: %s is readable only by its owner and the group %s; join that "
                 "group (usermod -aG %s USER, then log in again), or run the command as root\n",
                 path, grp, grp);

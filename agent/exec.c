@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <systemd/sd-event.h>
@@ -131,6 +133,21 @@ char **exec_env_free(char **env) {
     free(env[n - 1]);
     free(env);
     return NULL;
+}
+
+const char *exec_group_of(const char *path) {
+    struct stat st;
+    const struct group *g = stat(path, &st) == 0 ? getgrgid(st.st_gid) : NULL;
+    return g && g->gr_gid != 0 ? g->gr_name : "redis-creds";
+}
+
+/* Permission denied on the runtime directory or the file: who may read it, and how to
+ * become one of them. */
+static void hint_join(const char *path) {
+    const char *g = exec_group_of(path);
+    fprintf(stderr, "redis-creds exec: %s is not readable by this user; join the group %s "
+            "(usermod -aG %s USER, then log in again; in a unit: SupplementaryGroups=%s)\n",
+            path, g, g, g);
 }
 
 /* Reads the published file into st->cred. 0, or -errno with the reason in err. */
@@ -326,8 +343,11 @@ static int watch_dir(struct exec_state *st) {
                                  on_inotify, st);
     if (r == -ENOENT || r == -ENOTDIR)
         return 0;
-    if (r < 0 && !st->watch_error_said)
+    if (r < 0 && !st->watch_error_said) {
         fprintf(stderr, "redis-creds exec: cannot watch %s: %s\n", st->o.runtime_dir, strerror(-r));
+        if (r == -EACCES)
+            hint_join(st->o.runtime_dir);
+    }
     st->watch_error_said = r < 0;
     return r < 0 ? r : 1;
 }
@@ -363,12 +383,17 @@ static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
     struct exec_state *st = userdata;
     st->wait_timer = sd_event_source_disable_unref(s);
     char err[512], when[32];
-    if (read_file(st, err, sizeof err) == 0)
+    int r = read_file(st, err, sizeof err);
+    if (r == 0)
         return try_start(st);
-    fprintf(stderr,
-            "redis-creds exec: %s after waiting %s (--wait); is the agent running and does it "
-            "publish credential \"%s\" into %s?\n",
-            err, duration_format(st->o.wait, when, sizeof when), st->o.name, st->o.runtime_dir);
+    fprintf(stderr, "redis-creds exec: %s after waiting %s (--wait)", err,
+            duration_format(st->o.wait, when, sizeof when));
+    if (r == -EACCES) {
+        fputc('\n', stderr);
+        hint_join(st->file_path);
+    } else
+        fprintf(stderr, "; is the agent running and does it publish credential \"%s\" into %s?\n",
+                st->o.name, st->o.runtime_dir);
     return sd_event_exit(st->e, 1);
 }
 

@@ -33,3 +33,7 @@ int exec_parse_signal(const char *s);
 char **exec_build_env(char *const *environ_in, const char *prefix, const char *username,
                       const char *password, size_t password_len, const char *file);
 char **exec_env_free(char **env);
+
+/* The group to join to read path: its group, or "redis-creds" when that is root's or
+ * cannot be found. For messages that name the way out; static storage (getgrgid). */
+const char *exec_group_of(const char *path);

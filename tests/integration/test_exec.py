@@ -311,3 +311,31 @@ def test_exec_follows_a_runtime_directory_deleted_or_moved_and_made_again(sc, ho
     starts = x.wait_records("start", 2, timeout=10)
     assert starts[-1]["env"]["REDIS_PASSWORD"] == "pw-d-2"
     assert "was removed or moved away" in x.stderr(), x.stderr()
+
+
+def _exec_as_nobody(sc, *opts):
+    return subprocess.run([h.CLI_BIN, "--runtime-dir", sc.tree.runtime, "exec", "--credential",
+                           "cache"] + list(opts) + ["--", "/bin/true"],
+                          user=65534, group=65534, extra_groups=[], cwd="/",
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=h.clean_env(), timeout=20)
+
+
+def test_exec_names_the_group_to_join_when_it_may_not_read(sc):
+    _published(sc, "pw-perm-1")
+    os.chmod(sc.tree.root, 0o711)
+    # the directory closed to the user: said at once, with the way in
+    os.chmod(sc.tree.runtime, 0o750)
+    r = _exec_as_nobody(sc, "--wait", "30s")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "cannot watch %s: Permission denied" % sc.tree.runtime in r.stderr, r.stderr
+    assert "%s is not readable by this user; join the group" % sc.tree.runtime in r.stderr, r.stderr
+    assert "SupplementaryGroups=" in r.stderr, r.stderr
+    # the directory open, the file not: after --wait, the file and the way in, not "is the
+    # agent running?"
+    os.chmod(sc.tree.runtime, 0o755)
+    r = _exec_as_nobody(sc, "--wait", "500ms")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "%s is not readable by this user; join the group" % sc.path("cache.json") in r.stderr, r.stderr
+    assert "is the agent running" not in r.stderr, r.stderr
+    assert "pw-perm-1" not in r.stderr
