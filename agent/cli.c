@@ -578,12 +578,14 @@ static int watch_start(const char *dir, const struct config *cfg, const char *co
 #define WATCH_MASK (IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 #define WATCH_LOST (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)
 
-/* The directory of a watch that was lost (deleted or moved away; the agent, or systemd,
- * makes it again and republishes there): wait until the path is a directory again, watch
- * it, and print the version it holds by then (none yet: its rename comes as an event).
- * The new watch descriptor, or -1 when interrupted or on another error (said). */
-static int watch_again(int fd, const char *dir, const char *name) {
-    fprintf(stderr, "redis-creds watch: %s was removed or moved away; waiting for it to come back\n", dir);
+/* A directory that is not there: its watch was lost (deleted or moved away; the agent,
+ * or systemd, makes it again and republishes there), or the agent has not made it yet.
+ * Waits until the path is a directory, watches it, and prints the version it holds by
+ * then (none yet: its rename comes as an event). `why` is said first unless NULL. The
+ * new watch descriptor, or -1 when interrupted or on another error (said). */
+static int watch_again(int fd, const char *dir, const char *name, const char *why) {
+    if (why)
+        fprintf(stderr, "redis-creds watch: %s %s\n", dir, why);
     while (!stop_watch) {
         int wd = inotify_add_watch(fd, dir, WATCH_MASK);
         if (wd >= 0) {
@@ -626,7 +628,7 @@ static int watch_loop(int fd, int wd, const char *dir, const char *name) {
         }
         if (lost) {
             inotify_rm_watch(fd, wd);   /* a directory moved away is still watched */
-            wd = watch_again(fd, dir, name);
+            wd = watch_again(fd, dir, name, "was removed or moved away; waiting for it to come back");
         } else if (changed)
             print_version(dir, name);
     }
@@ -645,7 +647,8 @@ static int cmd_watch(const char *dir, const struct config *cfg, const char *conf
      * Set up before the first look, so that nothing published in between is missed. */
     int fd = inotify_init1(IN_CLOEXEC);
     int wd = fd < 0 ? -1 : inotify_add_watch(fd, dir, WATCH_MASK);
-    if (wd < 0) {
+    bool no_dir_yet = wd < 0 && fd >= 0 && errno == ENOENT;   /* the agent makes it */
+    if (wd < 0 && !no_dir_yet) {
         fprintf(stderr, "redis-creds: cannot watch %s: %s\n", dir, strerror(errno));
         if (errno == EACCES)
             hint_way_out(dir);
@@ -661,6 +664,8 @@ static int cmd_watch(const char *dir, const struct config *cfg, const char *conf
         close(fd);
         return 1;
     }
+    if (no_dir_yet)   /* watch_start said that we wait */
+        wd = watch_again(fd, dir, name, NULL);
     int rc = watch_loop(fd, wd, dir, name);
     close(fd);
     return rc;

@@ -159,6 +159,28 @@ def test_watch_follows_a_runtime_directory_deleted_or_moved_and_made_again(sc, h
         _stop(p)
 
 
+def test_watch_started_before_the_agent_made_the_runtime_directory_waits_for_it(sc):
+    # boot order: watch first, the agent later; a configured name is waited for, like
+    # one that is only not published yet (docs/operations.md, `watch NAME`)
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    assert not os.path.exists(sc.tree.runtime)
+    p = _watch(sc, "cache")
+    out, err = p.stdout.fileno(), p.stderr.fileno()
+    try:
+        _wait_output(err, lambda t: "cache is not published in %s yet; waiting" % sc.tree.runtime in t,
+                     5, "note on stderr")
+        assert p.poll() is None, p.stderr.read()
+        a = sc.start_agent()
+        a.wait_ready()
+        doc = sc.wait_published(password="pw1")
+        _wait_output(out, lambda t: " cache version %s " % doc["version"] in t, 10,
+                     "line once the agent published")
+    finally:
+        _stop(p)
+
+
 def test_watch_of_an_unknown_name_fails_at_once(sc):
     _running(sc)
     r = subprocess.run([h.CLI_BIN, "-c", sc.tree.conf, "watch", "nosuch"], capture_output=True,
