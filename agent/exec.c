@@ -413,14 +413,23 @@ static void exec_usage(FILE *f) {
                "                        [--splay 30s] [--stop-timeout 10s] [--wait 30s] -- PROGRAM [ARGS...]\n");
 }
 
+/* Longest --splay, --stop-timeout, --wait: far beyond use ("forever" is 3650d), and far
+ * from what overflows a monotonic deadline (sd-event: EOVERFLOW) or the splay's draw
+ * (a modulo by splay + 1, which is 0 at UINT64_MAX). */
+#define EXEC_DURATION_MAX (3650ULL * 24 * 3600 * USEC_PER_SEC)
+
 static int parse_duration_opt(const char *opt, const char *s, uint64_t *ret) {
-    if (strcmp(s, "0") == 0 || duration_parse(s, ret) == 0) {   /* 0 needs no unit */
-        if (strcmp(s, "0") == 0)
-            *ret = 0;
-        return 0;
+    uint64_t v = 0;
+    if (strcmp(s, "0") != 0 && duration_parse(s, &v) < 0) {   /* 0 needs no unit */
+        fprintf(stderr, "redis-creds exec: %s: bad duration \"%s\" (use e.g. 500ms, 30s, 2m)\n", opt, s);
+        return -EINVAL;
     }
-    fprintf(stderr, "redis-creds exec: %s: bad duration \"%s\" (use e.g. 500ms, 30s, 2m)\n", opt, s);
-    return -EINVAL;
+    if (v > EXEC_DURATION_MAX) {
+        fprintf(stderr, "redis-creds exec: %s: \"%s\" is too long (at most 3650d)\n", opt, s);
+        return -EINVAL;
+    }
+    *ret = v;
+    return 0;
 }
 
 static bool prefix_valid(const char *p) {

@@ -281,6 +281,10 @@ def test_exec_passes_notify_socket_through(sc):
     (["--restart", "--signal", "HUP", "--", "true"], "exclude each other"),
     (["--signal", "NOSUCH", "--", "true"], "unknown signal"),
     (["--splay", "5x", "--", "true"], "bad duration"),
+    # UINT64_MAX: the splay's draw divided by splay + 1 = 0 (SIGFPE at the first rotation)
+    (["--splay", "18446744073709551615us", "--", "true"], "too long (at most 3650d)"),
+    (["--wait", "3651d", "--", "true"], "too long (at most 3650d)"),
+    (["--stop-timeout", "99999999999d", "--", "true"], "bad duration"),
     (["--env-prefix", "A-B", "--", "true"], "--env-prefix"),
     ([], "program to run is missing"),
 ])
