@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <grp.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -31,6 +30,7 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "control_request.h"
 #include "credfile.h"
 #include "duration.h"
 #include "exec.h"
@@ -89,14 +89,29 @@ struct cli_paths {
  * The group named is the file's own (the one to join), redis-creds when it cannot be
  * found. */
 static void hint_way_out(const char *path) {
-    struct stat st;
-    const struct group *g = stat(path, &st) == 0 ? getgrgid(st.st_gid) : NULL;
-    const char *grp = g && g->gr_gid != 0 ? g->gr_name : "redis-creds";
+    const char *grp = exec_group_of(path);
     fprintf(stderr,
             "redis-creds: %s is not readable by this user; either name the runtime directory "
             "with --runtime-dir DIR or $REDIS_CREDS_RUNTIME_DIR (and the agent's socket with "
             "--control-socket or $REDIS_CREDS_CONTROL_SOCKET), or join the group %s "
             "(usermod -aG %s USER, then log in again)\n", path, grp, grp);
+}
+
+/* What to do when the agent's socket refused us (EACCES): the socket, or its directory
+ * when that is what we may not pass, is open to a group; join it, or be root. */
+static void hint_socket_access(const char *sock) {
+    char dir[sizeof ((struct sockaddr_un *)0)->sun_path];
+    snprintf(dir, sizeof dir, "%s", sock);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    struct stat st;
+    bool dir_blocks = slash && stat(sock, &st) < 0 && errno == EACCES;
+    const char *path = dir_blocks ? dir : sock, *grp = exec_group_of(path);
+    fprintf(stderr,
+            "redis-creds: %s is open only to root, its owner and the group %s; join that group "
+            "(usermod -aG %s USER, then log in again) for status, or run the command as root or "
+            "as the agent's user (refresh, rotate and reload need that)\n", path, grp, grp);
 }
 
 /* Reads the config for the CLI: no plugin lookup, the CLI needs only the agent group and
@@ -136,7 +151,10 @@ static int find_paths(const char *opt_dir, const char *opt_sock, const char *con
     return ret->runtime_dir && ret->control_socket ? 0 : -ENOMEM;
 }
 
-/* Connects to the agent's socket; a read waits up to timeout_usec. The fd, or -1 (said). */
+/* Connects to the agent's socket; connecting and each read wait up to timeout_usec. The
+ * fd, or -1 (said). The connect needs its bound too: when the agent does not accept (its
+ * loop stuck or stopped) and its backlog is full, connect() blocks until there is room,
+ * and a health check of `redis-creds status` would hang instead of failing. */
 static int connect_agent(const char *sock, uint64_t timeout_usec) {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     if (strlen(sock) >= sizeof sa.sun_path) {
@@ -148,9 +166,15 @@ static int connect_agent(const char *sock, uint64_t timeout_usec) {
     struct timeval tv = { .tv_sec = (time_t)(timeout_usec / 1000000),
                           .tv_usec = (suseconds_t)(timeout_usec % 1000000) };
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0 ||
         connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        fprintf(stderr, "redis-creds: cannot reach the agent at %s: %s%s\n", sock, strerror(errno),
-                errno == ENOENT || errno == ECONNREFUSED ? " (is the agent running?)" : "");
+        int e = errno;
+        fprintf(stderr, "redis-creds: cannot reach the agent at %s: %s%s\n", sock,
+                e == EAGAIN ? "it accepts no connections (its queue is full)" : strerror(e),
+                e == ENOENT || e == ECONNREFUSED ? " (is the agent running?)"
+                : e == EAGAIN ? "; is it stuck or stopped? see journalctl -u redis-creds-agent" : "");
+        if (e == EACCES)
+            hint_socket_access(sock);
         if (fd >= 0)
             close(fd);
         return -1;
@@ -158,26 +182,51 @@ static int connect_agent(const char *sock, uint64_t timeout_usec) {
     return fd;
 }
 
-/* Sends one request line on fd and reads the one-line JSON answer; closes fd. */
-static json_t *exchange(int fd, const char *sock, const char *request) {
-    size_t len = strlen(request);
-    if (write(fd, request, len) != (ssize_t)len || write(fd, "\n", 1) != 1) {
-        fprintf(stderr, "redis-creds: %s: %s\n", sock, strerror(errno));
-        close(fd);
-        return NULL;
-    }
+/* Reads the agent's answer until it closes; the bytes (malloc'd, *ret_len of them), or NULL
+ * with errno set (0: it closed without a word, or said too much). A reset after some bytes
+ * ends the answer: the agent may close with our request unread (a refusal), and the line
+ * it sent before is still ours to read. */
+static char *read_answer(int fd, size_t *ret_len) {
     size_t cap = 1 << 20, got = 0;   /* status of many credentials stays far below 1 MiB */
     char *buf = malloc(cap);
     ssize_t n = 0;
     while (buf && got < cap && (n = read(fd, buf + got, cap - got)) > 0)
         got += (size_t)n;
-    close(fd);
+    if (n < 0 && errno == ECONNRESET && got > 0)
+        n = 0;
     if (!buf || n < 0 || got == 0 || got == cap) {
-        bool timed_out = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-        fprintf(stderr, "redis-creds: no answer from the agent at %s%s%s\n", sock,
-                timed_out ? ": timed out" : n < 0 ? ": " : " (it closed the connection)",
-                timed_out || n >= 0 ? "" : strerror(errno));
+        int e = n < 0 ? errno : 0;
         free(buf);
+        errno = e;
+        return NULL;
+    }
+    *ret_len = got;
+    return buf;
+}
+
+/* Sends one request line on fd and reads the one-line JSON answer; closes fd. A failed
+ * send is not the end: an agent that turns us away (too many connections) answers and
+ * closes before it reads, so its answer may be waiting. MSG_NOSIGNAL: a closed peer must
+ * not kill us with SIGPIPE before we have read it. */
+static json_t *exchange(int fd, const char *sock, const char *request) {
+    char line[CONTROL_MAX_REQUEST];
+    int len = snprintf(line, sizeof line, "%s\n", request);   /* our own requests: short */
+    ssize_t sent = len > 0 && (size_t)len < sizeof line ? send(fd, line, (size_t)len, MSG_NOSIGNAL) : -1;
+    int send_errno = sent == len ? 0 : sent < 0 ? errno : EIO;
+    size_t got = 0;
+    char *buf = send_errno == 0 || send_errno == EPIPE || send_errno == ECONNRESET
+                    ? read_answer(fd, &got) : NULL;
+    int read_errno = errno;
+    close(fd);
+    if (!buf && send_errno) {
+        fprintf(stderr, "redis-creds: %s: cannot send the request: %s\n", sock, strerror(send_errno));
+        return NULL;
+    }
+    if (!buf) {
+        bool timed_out = read_errno == EAGAIN || read_errno == EWOULDBLOCK;
+        fprintf(stderr, "redis-creds: no answer from the agent at %s%s%s\n", sock,
+                timed_out ? ": timed out" : read_errno ? ": " : " (it closed the connection)",
+                timed_out || !read_errno ? "" : strerror(read_errno));
         return NULL;
     }
     json_t *j = json_loadb(buf, got, 0, NULL);   /* only "malformed" is reported */
@@ -301,7 +350,7 @@ static int cmd_request(const char *sock, const char *verb, int argc, char **argv
     if ((argc != 1 && !revoke) || !config_name_valid(argv[0])) {
         fprintf(stderr, "redis-creds %s: %s\n", verb, argc == 0 ? "NAME is required"
                                                    : argc > 1 ? "unexpected argument (rotate takes NAME [--revoke])"
-                                                              : "invalid credential name");
+                                                              : CONTROL_NAME_INVALID);
         return 2;
     }
     char req[128];
@@ -407,7 +456,7 @@ static int cmd_reload(const char *sock, int argc, char **argv) {
 }
 
 static int read_cred(const char *dir, const char *name, struct credfile *cf) {
-    char fname[96], err[512];
+    char fname[96], err[512] = "", path[4200];
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0) {
         int r = -errno;
@@ -417,12 +466,20 @@ static int read_cred(const char *dir, const char *name, struct credfile *cf) {
         return r;
     }
     snprintf(fname, sizeof fname, "%s.json", name);
+    snprintf(path, sizeof path, "%s/%s", dir, fname);
     int r = credfile_read(dfd, fname, cf, err, sizeof err);
     close(dfd);
+    /* credfile's messages start with the file's name: the path replaces it */
+    size_t skip = strncmp(err, fname, strlen(fname)) == 0 && err[strlen(fname)] == ':' ? strlen(fname) + 2 : 0;
     if (r < 0)
-        fprintf(stderr, "redis-creds: %s/%s: %s\n", dir, fname, r == -ENOENT ? "not published" : err);
-    if (r == -EACCES)
-        hint_way_out(dir);
+        fprintf(stderr, "redis-creds: %s: %s\n", path, r == -ENOENT ? "not published" : err + skip);
+    if (r == -EACCES) {
+        /* the directory let us in: the file's own group is the way */
+        const char *grp = exec_group_of(path);
+        fprintf(stderr, "redis-creds: %s is readable only by its owner and the group %s; join that "
+                "group (usermod -aG %s USER, then log in again), or run the command as root\n",
+                path, grp, grp);
+    }
     return r;
 }
 
@@ -441,7 +498,7 @@ static int cmd_get(const char *dir, int argc, char **argv) {
         }
     }
     if (!name || !config_name_valid(name)) {
-        fprintf(stderr, "redis-creds get: %s\n", name ? "invalid credential name" : "NAME is required");
+        fprintf(stderr, "redis-creds get: %s\n", name ? CONTROL_NAME_INVALID : "NAME is required");
         return 2;
     }
     if (field && strcmp(field, "username") && strcmp(field, "password") && strcmp(field, "version")) {
@@ -518,20 +575,80 @@ static int watch_start(const char *dir, const struct config *cfg, const char *co
     return 0;
 }
 
+#define WATCH_MASK (IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+#define WATCH_LOST (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)
+
+/* A directory that is not there: its watch was lost (deleted or moved away; the agent,
+ * or systemd, makes it again and republishes there), or the agent has not made it yet.
+ * Waits until the path is a directory, watches it, and prints the version it holds by
+ * then (none yet: its rename comes as an event). `why` is said first unless NULL. The
+ * new watch descriptor, or -1 when interrupted or on another error (said). */
+static int watch_again(int fd, const char *dir, const char *name, const char *why) {
+    if (why)
+        fprintf(stderr, "redis-creds watch: %s %s\n", dir, why);
+    while (!stop_watch) {
+        int wd = inotify_add_watch(fd, dir, WATCH_MASK);
+        if (wd >= 0) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%s.json", dir, name);
+            if (access(path, F_OK) == 0)
+                print_version(dir, name);
+            return wd;
+        }
+        if (errno != ENOENT && errno != ENOTDIR) {
+            fprintf(stderr, "redis-creds: cannot watch %s: %s\n", dir, strerror(errno));
+            return -1;
+        }
+        poll(NULL, 0, 100);   /* a signal ends the wait early: stop_watch */
+    }
+    return -1;
+}
+
+/* Prints a line at each rename of NAME's file in dir (watch descriptor wd) until
+ * interrupted (0), or until the directory cannot be watched again (1). Events of a watch
+ * we left (wd differs) are stale and skipped. */
+static int watch_loop(int fd, int wd, const char *dir, const char *name) {
+    char fname[96];
+    snprintf(fname, sizeof fname, "%s.json", name);
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    while (!stop_watch && wd >= 0) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        bool changed = false, lost = false;
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            p += sizeof *ev + ev->len;
+            if (ev->wd != wd)
+                continue;
+            lost |= (ev->mask & WATCH_LOST) != 0;
+            changed |= ev->len && strcmp(ev->name, fname) == 0;
+        }
+        if (lost) {
+            inotify_rm_watch(fd, wd);   /* a directory moved away is still watched */
+            wd = watch_again(fd, dir, name, "was removed or moved away; waiting for it to come back");
+        } else if (changed)
+            print_version(dir, name);
+    }
+    return wd < 0 && !stop_watch ? 1 : 0;
+}
+
 static int cmd_watch(const char *dir, const struct config *cfg, const char *config_path, int argc,
                      char **argv) {
     if (argc != 1 || !config_name_valid(argv[0])) {
-        fprintf(stderr, "redis-creds watch: %s\n", argc ? "invalid credential name" : "NAME is required");
+        fprintf(stderr, "redis-creds watch: %s\n", argc ? CONTROL_NAME_INVALID : "NAME is required");
         return 2;
     }
     const char *name = argv[0];
-    char fname[96];
-    snprintf(fname, sizeof fname, "%s.json", name);
 
     /* Watch the directory, not the file: a watch on the file is lost at the first rename.
      * Set up before the first look, so that nothing published in between is missed. */
     int fd = inotify_init1(IN_CLOEXEC);
-    if (fd < 0 || inotify_add_watch(fd, dir, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
+    int wd = fd < 0 ? -1 : inotify_add_watch(fd, dir, WATCH_MASK);
+    bool no_dir_yet = wd < 0 && fd >= 0 && errno == ENOENT;   /* the agent makes it */
+    if (wd < 0 && !no_dir_yet) {
         fprintf(stderr, "redis-creds: cannot watch %s: %s\n", dir, strerror(errno));
         if (errno == EACCES)
             hint_way_out(dir);
@@ -547,26 +664,11 @@ static int cmd_watch(const char *dir, const struct config *cfg, const char *conf
         close(fd);
         return 1;
     }
-
-    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-    while (!stop_watch) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        bool changed = false;
-        for (char *p = buf; p < buf + n;) {
-            const struct inotify_event *ev = (const struct inotify_event *)p;
-            p += sizeof *ev + ev->len;
-            if (ev->len && strcmp(ev->name, fname) == 0)
-                changed = true;
-        }
-        if (changed)
-            print_version(dir, name);
-    }
+    if (no_dir_yet)   /* watch_start said that we wait */
+        wd = watch_again(fd, dir, name, NULL);
+    int rc = watch_loop(fd, wd, dir, name);
     close(fd);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv) {

@@ -196,7 +196,9 @@ static void conn_write(struct conn *k) {
             conn_free(k);
         return;
     }
-    ssize_t n = write(k->fd, k->out + k->out_off, k->out_len - k->out_off);
+    /* MSG_NOSIGNAL: a peer gone before its answer is an EPIPE here, not a SIGPIPE that
+     * would end the agent unless someone remembered to ignore it */
+    ssize_t n = send(k->fd, k->out + k->out_off, k->out_len - k->out_off, MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
@@ -261,12 +263,18 @@ static void note_refusal(struct control *c, const char *why) {
 }
 
 /* Answers a connection we will not serve with one error line, and closes it. The socket is
- * new and its buffer empty, so the short write does not block. */
+ * new and its buffer empty, so the short write does not block. A client usually sends its
+ * request before we accept: closing with that request unread would make the kernel reset
+ * the connection (ECONNRESET at the peer's next read, after our line), so what has
+ * arrived is read first, a request's worth at most (the socket does not block). */
 static void refuse(struct control *c, int fd, const char *why) {
-    char line[256];
+    char line[256], sink[CONTROL_MAX_REQUEST];
     int n = snprintf(line, sizeof line, "{\"ok\":false,\"error\":\"%s\"}\n", why);
-    if (n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) < 0)
+    if (n > 0 && (size_t)n < sizeof line && send(fd, line, (size_t)n, MSG_NOSIGNAL) < 0)
         log_debug("control_socket: cannot send the refusal: %s", strerror(errno));
+    shutdown(fd, SHUT_WR);
+    for (int i = 0; i < 4 && read(fd, sink, sizeof sink) > 0; i++)
+        ;
     close(fd);
     note_refusal(c, why);
 }

@@ -14,7 +14,9 @@
  * `rotate` and `reload` only for root and the agent's own user. Connections are capped
  * (per peer uid, and in total for unprivileged peers, bounded by a quarter of
  * RLIMIT_NOFILE) and the excess gets a one-line error; at EMFILE a reserve fd lets the
- * agent accept and answer instead of spinning. Everything runs on the loop thread; no request blocks it.
+ * agent accept and answer instead of spinning. A peer that leaves before its answer costs
+ * an EPIPE, never a SIGPIPE (the caller need not ignore it). Everything runs on the loop
+ * thread; no request blocks it.
  *
  * The request parser and the rights check are control_request.h's.
  */

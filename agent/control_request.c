@@ -81,13 +81,13 @@ static int parse_line(const char *line, size_t n, struct control_request *ret, c
         alen = (size_t)(sp2 - arg);
     }
     if (alen == 0 || alen > CONTROL_NAME_MAX) {
-        *ret_err = alen ? "invalid credential name (too long)" : "a credential NAME is required";
+        *ret_err = alen ? CONTROL_NAME_INVALID : "a credential NAME is required";
         return -EINVAL;
     }
     memcpy(name, arg, alen);
     name[alen] = '\0';
     if (!config_name_valid(name)) {
-        *ret_err = "invalid credential name";
+        *ret_err = CONTROL_NAME_INVALID;
         return -EINVAL;
     }
     ret->verb = v;

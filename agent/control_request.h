@@ -12,6 +12,10 @@
 
 #define CONTROL_MAX_REQUEST 1024
 #define CONTROL_NAME_MAX 64           /* a credential name (config_name_valid) */
+/* What a bad name is told, by the agent and the CLI alike: the rule, never the name. */
+#define CONTROL_NAME_INVALID                                                                  \
+    "invalid credential name (a name is 1 to 64 letters, digits, '_', '.' or '-', not "       \
+    "starting with '.'; it is the file name <name>.json in the runtime directory)"
 
 enum control_verb {
     CONTROL_STATUS,

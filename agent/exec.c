@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -12,12 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <systemd/sd-event.h>
 
 #include "backoff.h"
 #include "config.h"
+#include "control_request.h"
 #include "credfile.h"
 #include "duration.h"
 #include "secret.h"
@@ -49,6 +52,7 @@ struct exec_state {
     sd_event_source *child, *splay_timer, *kill_timer, *wait_timer, *retry_timer, *watch;
     bool restarting;            /* SIGTERM sent for a restart; respawn when it exits */
     bool quitting;              /* asked to stop: the program's exit ends us */
+    bool watch_error_said;      /* the directory cannot be watched, and we said so */
 };
 
 int exec_parse_signal(const char *s) {
@@ -129,6 +133,21 @@ char **exec_env_free(char **env) {
     free(env[n - 1]);
     free(env);
     return NULL;
+}
+
+const char *exec_group_of(const char *path) {
+    struct stat st;
+    const struct group *g = stat(path, &st) == 0 ? getgrgid(st.st_gid) : NULL;
+    return g && g->gr_gid != 0 ? g->gr_name : "redis-creds";
+}
+
+/* Permission denied on the runtime directory or the file: who may read it, and how to
+ * become one of them. */
+static void hint_join(const char *path) {
+    const char *g = exec_group_of(path);
+    fprintf(stderr, "redis-creds exec: %s is not readable by this user; join the group %s "
+            "(usermod -aG %s USER, then log in again; in a unit: SupplementaryGroups=%s)\n",
+            path, g, g, g);
 }
 
 /* Reads the published file into st->cred. 0, or -errno with the reason in err. */
@@ -260,30 +279,49 @@ static int on_splay(sd_event_source *s, uint64_t usec, void *userdata) {
     return 0;
 }
 
-/* The file changed: remember the credential; a new version arms the splay (once). */
-static void file_changed(struct exec_state *st) {
+/* The file changed: remember the credential; a new version arms the splay (once). When
+ * `may_be_missing` (the directory has just come back, the agent may not have republished
+ * into it yet), a file not there is not worth a word: its rename will be seen. */
+static void file_changed(struct exec_state *st, bool may_be_missing) {
     char err[512];
-    if (read_file(st, err, sizeof err) < 0) {
-        fprintf(stderr, "redis-creds exec: %s (keeping the program as it is)\n", err);
+    int r = read_file(st, err, sizeof err);
+    if (r < 0) {
+        if (!(may_be_missing && r == -ENOENT))
+            fprintf(stderr, "redis-creds exec: %s (keeping the program as it is)\n", err);
         return;
     }
     if (!st->child || st->splay_timer || strcmp(st->cred.cur.version, st->child_version) == 0)
         return;
     uint64_t delay = st->o.splay ? backoff_random() % (st->o.splay + 1) : 0;
-    int r = sd_event_add_time_relative(st->e, &st->splay_timer, CLOCK_MONOTONIC, delay,
-                                       EXEC_ACCURACY_USEC, on_splay, st);
+    r = sd_event_add_time_relative(st->e, &st->splay_timer, CLOCK_MONOTONIC, delay,
+                                   EXEC_ACCURACY_USEC, on_splay, st);
     if (r < 0)
         fprintf(stderr, "redis-creds exec: cannot arm the splay timer: %s\n", strerror(-r));
 }
 
 static int try_start(struct exec_state *st);
 
+/* The watched directory is gone: deleted or moved away (rm -rf, a cleanup), after which
+ * the agent, or systemd's RuntimeDirectory=, makes a new one at the path and republishes
+ * there. A watch on the old inode would never see that: drop it and watch the path again,
+ * once it is a directory again (try_start retries every EXEC_RETRY_USEC). */
+static void dir_lost(struct exec_state *st) {
+    st->watch = sd_event_source_disable_unref(st->watch);
+    fprintf(stderr, "redis-creds exec: %s was removed or moved away; waiting for it to come back\n",
+            st->o.runtime_dir);
+    try_start(st);
+}
+
 static int on_inotify(sd_event_source *s, const struct inotify_event *ev, void *userdata) {
     struct exec_state *st = userdata;
+    if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
+        dir_lost(st);
+        return 0;
+    }
     if (!(ev->mask & IN_Q_OVERFLOW) && !(ev->len && strcmp(ev->name, st->fname) == 0))
         return 0;
     if (st->child)
-        file_changed(st);
+        file_changed(st, false);
     else if (!st->pid)
         try_start(st);
     return 0;
@@ -295,26 +333,48 @@ static int on_retry(sd_event_source *s, uint64_t usec, void *userdata) {
     return try_start(st);
 }
 
-/* Before the program runs: watch the directory (it may not exist yet), then read the file
- * and start the program when it is there. The watch comes first so no rename is missed. */
-static int try_start(struct exec_state *st) {
-    if (!st->watch) {
-        int r = sd_event_add_inotify(st->e, &st->watch, st->o.runtime_dir,
-                                     IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR, on_inotify, st);
-        if (r < 0 && r != -ENOENT && r != -ENOTDIR) {
-            fprintf(stderr, "redis-creds exec: cannot watch %s: %s\n", st->o.runtime_dir, strerror(-r));
-            return sd_event_exit(st->e, 1);
-        }
+/* Watches the runtime directory when it is not watched yet. 1 when it is watched, 0 when
+ * it is not there (yet), or -errno for another failure (said once until it works). */
+static int watch_dir(struct exec_state *st) {
+    if (st->watch)
+        return 1;
+    int r = sd_event_add_inotify(st->e, &st->watch, st->o.runtime_dir,
+                                 IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR,
+                                 on_inotify, st);
+    if (r == -ENOENT || r == -ENOTDIR)
+        return 0;
+    if (r < 0 && !st->watch_error_said) {
+        fprintf(stderr, "redis-creds exec: cannot watch %s: %s\n", st->o.runtime_dir, strerror(-r));
+        if (r == -EACCES)
+            hint_join(st->o.runtime_dir);
     }
-    char err[512];
-    if (!st->watch || read_file(st, err, sizeof err) < 0) {
-        if (!st->watch && !st->retry_timer)
+    st->watch_error_said = r < 0;
+    return r < 0 ? r : 1;
+}
+
+/* Watch the directory (it may not exist yet), then read the file: before the program runs,
+ * start it when the file is there; while it runs (the directory came back), act on a new
+ * version. The watch comes first so no rename is missed. A directory that cannot be
+ * watched ends us before the program runs, and is tried again while it runs. */
+static int try_start(struct exec_state *st) {
+    int w = watch_dir(st);
+    if (w < 0 && !st->child)
+        return sd_event_exit(st->e, 1);
+    if (w <= 0) {
+        if (!st->retry_timer)
             sd_event_add_time_relative(st->e, &st->retry_timer, CLOCK_MONOTONIC, EXEC_RETRY_USEC,
                                        EXEC_ACCURACY_USEC, on_retry, st);
         return 0;
     }
-    st->wait_timer = sd_event_source_disable_unref(st->wait_timer);
     st->retry_timer = sd_event_source_disable_unref(st->retry_timer);
+    if (st->child) {
+        file_changed(st, true);
+        return 0;
+    }
+    char err[512];
+    if (read_file(st, err, sizeof err) < 0)
+        return 0;
+    st->wait_timer = sd_event_source_disable_unref(st->wait_timer);
     int r = spawn_program(st);
     return r ? sd_event_exit(st->e, r) : 0;
 }
@@ -323,12 +383,17 @@ static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
     struct exec_state *st = userdata;
     st->wait_timer = sd_event_source_disable_unref(s);
     char err[512], when[32];
-    if (read_file(st, err, sizeof err) == 0)
+    int r = read_file(st, err, sizeof err);
+    if (r == 0)
         return try_start(st);
-    fprintf(stderr,
-            "redis-creds exec: %s after waiting %s (--wait); is the agent running and does it "
-            "publish credential \"%s\" into %s?\n",
-            err, duration_format(st->o.wait, when, sizeof when), st->o.name, st->o.runtime_dir);
+    fprintf(stderr, "redis-creds exec: %s after waiting %s (--wait)", err,
+            duration_format(st->o.wait, when, sizeof when));
+    if (r == -EACCES) {
+        fputc('\n', stderr);
+        hint_join(st->file_path);
+    } else
+        fprintf(stderr, "; is the agent running and does it publish credential \"%s\" into %s?\n",
+                st->o.name, st->o.runtime_dir);
     return sd_event_exit(st->e, 1);
 }
 
@@ -348,14 +413,23 @@ static void exec_usage(FILE *f) {
                "                        [--splay 30s] [--stop-timeout 10s] [--wait 30s] -- PROGRAM [ARGS...]\n");
 }
 
+/* Longest --splay, --stop-timeout, --wait: far beyond use ("forever" is 3650d), and far
+ * from what overflows a monotonic deadline (sd-event: EOVERFLOW) or the splay's draw
+ * (a modulo by splay + 1, which is 0 at UINT64_MAX). */
+#define EXEC_DURATION_MAX (3650ULL * 24 * 3600 * USEC_PER_SEC)
+
 static int parse_duration_opt(const char *opt, const char *s, uint64_t *ret) {
-    if (strcmp(s, "0") == 0 || duration_parse(s, ret) == 0) {   /* 0 needs no unit */
-        if (strcmp(s, "0") == 0)
-            *ret = 0;
-        return 0;
+    uint64_t v = 0;
+    if (strcmp(s, "0") != 0 && duration_parse(s, &v) < 0) {   /* 0 needs no unit */
+        fprintf(stderr, "redis-creds exec: %s: bad duration \"%s\" (use e.g. 500ms, 30s, 2m)\n", opt, s);
+        return -EINVAL;
     }
-    fprintf(stderr, "redis-creds exec: %s: bad duration \"%s\" (use e.g. 500ms, 30s, 2m)\n", opt, s);
-    return -EINVAL;
+    if (v > EXEC_DURATION_MAX) {
+        fprintf(stderr, "redis-creds exec: %s: \"%s\" is too long (at most 3650d)\n", opt, s);
+        return -EINVAL;
+    }
+    *ret = v;
+    return 0;
 }
 
 static bool prefix_valid(const char *p) {
@@ -401,7 +475,7 @@ static int parse_opts(int argc, char **argv, struct exec_opts *o) {
             return r;
     }
     const char *why = !o->name ? "--credential NAME is required"
-                      : !config_name_valid(o->name) ? "invalid credential name"
+                      : !config_name_valid(o->name) ? CONTROL_NAME_INVALID
                       : !prefix_valid(o->prefix) ? "--env-prefix must be letters, digits and _"
                       : restart && o->signal ? "--restart and --signal exclude each other"
                       : optind >= argc ? "the program to run is missing (after --)"

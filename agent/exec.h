@@ -4,10 +4,11 @@
  * <prefix>USERNAME, <prefix>PASSWORD and REDIS_CREDS_FILE added to its environment (the
  * password is never in argv; the copies this process builds are wiped once the program
  * is started), and watches the runtime directory with inotify (the agent's rename
- * replaces the file, so a watch on the file would be lost). At each new version, after a
- * random delay of up to --splay, it restarts the program (SIGTERM, SIGKILL after
- * --stop-timeout; one restart at a time; the new program gets the newest credential) or,
- * with --signal, sends it that signal. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and
+ * replaces the file, so a watch on the file would be lost; a directory deleted or moved
+ * away is watched again at its path once it is back, where the agent republishes). At
+ * each new version, after a random delay of up to --splay, it restarts the program
+ * (SIGTERM, SIGKILL after --stop-timeout; one restart at a time; the new program gets the
+ * newest credential) or, with --signal, sends it that signal. SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and
  * SIGUSR2 are forwarded; NOTIFY_SOCKET is passed through untouched.
  *
  * Exit status: the program's (128 + n when it died of signal n); 1 when the file is not
@@ -32,3 +33,7 @@ int exec_parse_signal(const char *s);
 char **exec_build_env(char *const *environ_in, const char *prefix, const char *username,
                       const char *password, size_t password_len, const char *file);
 char **exec_env_free(char **env);
+
+/* The group to join to read path: its group, or "redis-creds" when that is root's or
+ * cannot be found. For messages that name the way out; static storage (getgrgid). */
+const char *exec_group_of(const char *path);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,17 @@ static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
     return 0;
 }
 
+/* The variables of the agent's environment that hold a secret the agent uses: they stay
+ * out of a hook's (docs/design.md §14.2). IDENTITY_HEADER is the App Service managed
+ * identity's shared secret (plugins/azure/identity.c keeps it as a struct secret). */
+static bool env_is_secret(const char *entry) {
+    static const char *const secret_vars[] = { "IDENTITY_HEADER=" };
+    for (size_t i = 0; i < sizeof secret_vars / sizeof secret_vars[0]; i++)
+        if (strncmp(entry, secret_vars[i], strlen(secret_vars[i])) == 0)
+            return true;
+    return false;
+}
+
 int hooks_run(sd_event *e, char *const *argv, uint64_t timeout, const char *name,
               const char *version, const char *file) {
     /* Checked at load too; again here, for a program replaced since. */
@@ -80,7 +92,7 @@ int hooks_run(sd_event *e, char *const *argv, uint64_t timeout, const char *name
     size_t k = 0;
     for (size_t i = 0; i < n_env; i++)
         if (strncmp(environ[i], "REDIS_CREDS_", 12) != 0 && strncmp(environ[i], "NOTIFY_SOCKET=", 14) != 0 &&
-            strncmp(environ[i], "WATCHDOG_", 9) != 0)
+            strncmp(environ[i], "WATCHDOG_", 9) != 0 && !env_is_secret(environ[i]))
             envp[k++] = environ[i];
     snprintf(e_name, sizeof e_name, "REDIS_CREDS_NAME=%s", name);
     snprintf(e_version, sizeof e_version, "REDIS_CREDS_VERSION=%s", version);
@@ -91,14 +103,19 @@ int hooks_run(sd_event *e, char *const *argv, uint64_t timeout, const char *name
 
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
-    sigset_t none;
+    sigset_t none, all;
     sigemptyset(&none);
+    sigfillset(&all);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawnattr_init(&attr);
     posix_spawnattr_setsigmask(&attr, &none);   /* the agent blocks signals; the hook must not */
+    /* The agent ignores SIGPIPE (main.c, and systemd's IgnoreSIGPIPE=), and an ignored
+     * signal survives exec: a hook's `producer | head -1` would then never end its
+     * producer by SIGPIPE, and a non-interactive shell may not even trap it back. */
+    posix_spawnattr_setsigdefault(&attr, &all);
     posix_spawnattr_setpgroup(&attr, 0);        /* a group of its own, killed as one */
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
 
     pid_t pid;
     r = posix_spawn(&pid, argv[0], &fa, &attr, argv, envp);

@@ -24,6 +24,32 @@ static const struct {
     { CRED_FORMAT_JSON, "json" },
 };
 
+/* The opened directory must belong to root or to us and not be writable by others:
+ * whoever owns it or may write it can rename and replace what we publish, squat our
+ * .lock, or plant it as a hard link to a file we would then truncate (a directory made
+ * in advance under a shared parent, /tmp say). Checked on the fd: what is checked is
+ * what is used. 0, or -EPERM + err. */
+static int check_dir(const char *dir, int dfd, char *err, size_t errlen) {
+    struct stat st;
+    if (fstat(dfd, &st) < 0) {
+        int r = -errno;
+        snprintf(err, errlen, "runtime_dir %s: %s", dir, strerror(errno));
+        return r;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        snprintf(err, errlen, "runtime_dir %s: owned by uid %u, neither root nor the agent's user "
+                 "(uid %u; refused); chown it to the agent's user, or remove it and let the agent "
+                 "create it", dir, (unsigned)st.st_uid, (unsigned)geteuid());
+        return -EPERM;
+    }
+    if (st.st_mode & S_IWOTH) {
+        snprintf(err, errlen, "runtime_dir %s: writable by others (mode %04o; refused)",
+                 dir, (unsigned)(st.st_mode & 07777));
+        return -EPERM;
+    }
+    return 0;
+}
+
 /* Creates dir when missing, checks it, opens it, takes its lock and removes stale
  * temporary files. 0 with *ret_dfd and *ret_lfd, or -errno + err. */
 static int open_locked(const char *dir, int *ret_dfd, int *ret_lfd, char *err, size_t errlen) {
@@ -46,26 +72,24 @@ static int open_locked(const char *dir, int *ret_dfd, int *ret_lfd, char *err, s
         snprintf(err, errlen, "runtime_dir %s: is a symlink or not a directory (refused)", dir);
         return -ENOTDIR;
     }
-    if (st.st_mode & S_IWOTH) {
-        snprintf(err, errlen, "runtime_dir %s: writable by others (mode %04o; refused)",
-                 dir, (unsigned)(st.st_mode & 07777));
-        return -EPERM;
-    }
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0) {
-        int r = -errno;
-        snprintf(err, errlen, "runtime_dir %s: %s", dir, strerror(errno));
+    int r = dfd < 0 ? -errno : check_dir(dir, dfd, err, errlen);
+    if (dfd < 0)
+        snprintf(err, errlen, "runtime_dir %s: %s", dir, strerror(-r));
+    if (r < 0) {
+        if (dfd >= 0)
+            close(dfd);
         return r;
     }
     int lfd = openat(dfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (lfd < 0) {
-        int r = -errno;
+        r = -errno;
         snprintf(err, errlen, "runtime_dir %s: cannot open .lock: %s", dir, strerror(errno));
         close(dfd);
         return r;
     }
     if (flock(lfd, LOCK_EX | LOCK_NB) < 0) {
-        int r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        r = errno == EWOULDBLOCK ? -EBUSY : -errno;
         char pid[32] = "";
         ssize_t n = pread(lfd, pid, sizeof pid - 1, 0);
         pid[n > 0 ? n : 0] = '\0';

@@ -1,10 +1,11 @@
 /* runtime: the runtime directory the agent publishes into (docs/design.md §2, §5).
  *
- * runtime_open() creates the directory when missing, refuses a symlink or a directory
- * writable by others, takes flock(LOCK_EX) on <dir>/.lock (a second agent gets -EBUSY
- * and "runtime_dir DIR in use by pid N"), and removes stale temporary files under the
- * lock. Publishing writes the configured formats through the directory fd, .env and
- * .password before .json, so the .json's IN_MOVED_TO means the whole set is current.
+ * runtime_open() creates the directory when missing, refuses a symlink, a directory
+ * writable by others or one owned by a user other than root and us (-EPERM), takes
+ * flock(LOCK_EX) on <dir>/.lock (a second agent gets -EBUSY and "runtime_dir DIR in use
+ * by pid N"), and removes stale temporary files under the lock. Publishing writes the
+ * configured formats through the directory fd, .env and .password before .json, so the
+ * .json's IN_MOVED_TO means the whole set is current.
  * Loop thread only (the loop is the only writer of published files).
  */
 #pragma once

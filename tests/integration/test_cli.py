@@ -120,6 +120,67 @@ def test_watch_prints_the_current_version_at_once_then_each_new_one(sc):
         _stop(p)
 
 
+def _wait_output(fd, pred, timeout, what):
+    """Reads fd (unbuffered, so select() tells the truth) until pred(all text so far)."""
+    got, deadline = "", time.monotonic() + timeout
+    while not pred(got):
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0, left))
+        assert ready and left > 0, "no %s within %ss (got %r)" % (what, timeout, got)
+        chunk = os.read(fd, 4096).decode()
+        assert chunk, "watch closed its output waiting for %s (got %r)" % (what, got)
+        got += chunk
+    return got
+
+
+@pytest.mark.parametrize("how", ["deleted", "moved"])
+def test_watch_follows_a_runtime_directory_deleted_or_moved_and_made_again(sc, how):
+    # the agent makes the directory again and republishes (docs/operations.md, "The runtime
+    # directory"); watch must follow the new one, not sit on the old inode in silence
+    _running(sc)
+    version = sc.read_doc()["version"]
+    p = _watch(sc, "cache")
+    out, err = p.stdout.fileno(), p.stderr.fileno()
+    try:
+        _wait_output(out, lambda t: version in t, 5, "line for the current version")
+        if how == "deleted":
+            shutil.rmtree(sc.tree.runtime)
+        else:
+            os.rename(sc.tree.runtime, sc.tree.runtime + ".old")
+        note = "%s was removed or moved away" % sc.tree.runtime
+        _wait_output(err, lambda t: note in t, 5, "note on stderr")
+        h.wait_until(lambda: os.path.exists(sc.path("cache.json")), 10, "the file republished")
+        sc.store_cred("app", "pw2")
+        doc = sc.wait_published(password="pw2", timeout=10)
+        want = " cache version %s " % doc["version"]
+        _wait_output(out, lambda t: want in t, 10, "line for the new version")
+        assert p.poll() is None
+    finally:
+        _stop(p)
+
+
+def test_watch_started_before_the_agent_made_the_runtime_directory_waits_for_it(sc):
+    # boot order: watch first, the agent later; a configured name is waited for, like
+    # one that is only not published yet (docs/operations.md, `watch NAME`)
+    sc.redis.create_user("app", "pw1")
+    sc.store_cred("app", "pw1")
+    sc.write_config()
+    assert not os.path.exists(sc.tree.runtime)
+    p = _watch(sc, "cache")
+    out, err = p.stdout.fileno(), p.stderr.fileno()
+    try:
+        _wait_output(err, lambda t: "cache is not published in %s yet; waiting" % sc.tree.runtime in t,
+                     5, "note on stderr")
+        assert p.poll() is None, p.stderr.read()
+        a = sc.start_agent()
+        a.wait_ready()
+        doc = sc.wait_published(password="pw1")
+        _wait_output(out, lambda t: " cache version %s " % doc["version"] in t, 10,
+                     "line once the agent published")
+    finally:
+        _stop(p)
+
+
 def test_watch_of_an_unknown_name_fails_at_once(sc):
     _running(sc)
     r = subprocess.run([h.CLI_BIN, "-c", sc.tree.conf, "watch", "nosuch"], capture_output=True,

@@ -3,6 +3,7 @@ published file (issue 13 item 4). The real CLI runs a probe program while the re
 publishes from the file store and validates against a real redis-server."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -280,6 +281,10 @@ def test_exec_passes_notify_socket_through(sc):
     (["--restart", "--signal", "HUP", "--", "true"], "exclude each other"),
     (["--signal", "NOSUCH", "--", "true"], "unknown signal"),
     (["--splay", "5x", "--", "true"], "bad duration"),
+    # UINT64_MAX: the splay's draw divided by splay + 1 = 0 (SIGFPE at the first rotation)
+    (["--splay", "18446744073709551615us", "--", "true"], "too long (at most 3650d)"),
+    (["--wait", "3651d", "--", "true"], "too long (at most 3650d)"),
+    (["--stop-timeout", "99999999999d", "--", "true"], "bad duration"),
     (["--env-prefix", "A-B", "--", "true"], "--env-prefix"),
     ([], "program to run is missing"),
 ])
@@ -292,3 +297,49 @@ def test_exec_usage_errors_exit_2(sc, args, why):
 def test_exec_is_in_the_cli_help(sc):
     r = sc.run_cli("--help")
     assert r.returncode == 0 and "exec --credential NAME" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("how", ["deleted", "moved"])
+def test_exec_follows_a_runtime_directory_deleted_or_moved_and_made_again(sc, how):
+    # the agent makes the directory again and republishes (docs/operations.md, "The runtime
+    # directory"); exec must watch the new one, or it never sees another version
+    _published(sc, "pw-d-1", "pw-d-2")
+    x = Exec(sc, "--splay", "0")
+    x.wait_records("start", 1)
+    if how == "deleted":
+        shutil.rmtree(sc.tree.runtime)
+    else:
+        os.rename(sc.tree.runtime, sc.tree.runtime + ".old")
+    h.wait_until(lambda: os.path.exists(sc.path("cache.json")), 10, "the file republished")
+    _rotate(sc, "pw-d-2")
+    starts = x.wait_records("start", 2, timeout=10)
+    assert starts[-1]["env"]["REDIS_PASSWORD"] == "pw-d-2"
+    assert "was removed or moved away" in x.stderr(), x.stderr()
+
+
+def _exec_as_nobody(sc, *opts):
+    return subprocess.run([h.CLI_BIN, "--runtime-dir", sc.tree.runtime, "exec", "--credential",
+                           "cache"] + list(opts) + ["--", "/bin/true"],
+                          user=65534, group=65534, extra_groups=[], cwd="/",
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          env=h.clean_env(), timeout=20)
+
+
+def test_exec_names_the_group_to_join_when_it_may_not_read(sc):
+    _published(sc, "pw-perm-1")
+    os.chmod(sc.tree.root, 0o711)
+    # the directory closed to the user: said at once, with the way in
+    os.chmod(sc.tree.runtime, 0o750)
+    r = _exec_as_nobody(sc, "--wait", "30s")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "cannot watch %s: Permission denied" % sc.tree.runtime in r.stderr, r.stderr
+    assert "%s is not readable by this user; join the group" % sc.tree.runtime in r.stderr, r.stderr
+    assert "SupplementaryGroups=" in r.stderr, r.stderr
+    # the directory open, the file not: after --wait, the file and the way in, not "is the
+    # agent running?"
+    os.chmod(sc.tree.runtime, 0o755)
+    r = _exec_as_nobody(sc, "--wait", "500ms")
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "%s is not readable by this user; join the group" % sc.path("cache.json") in r.stderr, r.stderr
+    assert "is the agent running" not in r.stderr, r.stderr
+    assert "pw-perm-1" not in r.stderr

@@ -303,6 +303,43 @@ static void test_other_users_may_only_ask_status(void **state) {
     assert_string_equal(fake.refreshed, "");
 }
 
+/* A peer over the cap that sent its request before the agent accepted it (what the CLI
+ * does) reads the refusal line and then the end, not a reset: the agent reads the request
+ * before it closes. */
+static void test_refused_peer_reads_the_refusal_not_a_reset(void **state) {
+    int held[CONTROL_MAX_CONNS_PER_UID];
+    char buf[1024];
+
+    (void)state;
+    for (int i = 0; i < CONTROL_MAX_CONNS_PER_UID; i++)
+        held[i] = connect_to();
+    for (int i = 0; i < 5; i++)
+        assert_true(sd_event_run(ev, 1000) >= 0);   /* all accepted: the cap is reached */
+    assert_string_equal(ask("status\n", buf, sizeof buf),
+                        "{\"ok\":false,\"error\":\"too many connections from this user; try again "
+                        "later\"}\n");
+    for (int i = 0; i < CONTROL_MAX_CONNS_PER_UID; i++)
+        close(held[i]);
+}
+
+/* A client that leaves before its answer (a killed CLI): the agent's write fails with
+ * EPIPE. SIGPIPE is at its default in this test program, as in any caller of control.h
+ * that did not ignore it: the answer must not raise it, or we would not get past here. */
+static void test_peer_gone_before_its_answer_raises_no_sigpipe(void **state) {
+    char buf[1024];
+
+    (void)state;
+    assert_true(signal(SIGPIPE, SIG_DFL) != SIG_ERR);
+    for (int i = 0; i < 3; i++) {
+        int fd = send_request("status\n");
+        shutdown(fd, SHUT_RDWR);
+        close(fd);
+        for (int j = 0; j < 5; j++)
+            assert_true(sd_event_run(ev, 1000) >= 0);
+    }
+    assert_string_equal(ask("status\n", buf, sizeof buf), "{\"ok\":true,\"credentials\":[{\"name\":\"app\"}]}\n");
+}
+
 static void test_socket_file_life(void **state) {
     struct control *second = NULL;
     char err[512], other[300];
@@ -336,6 +373,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_malformed_request_gets_an_error_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_is_answered_at_its_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_users_may_only_ask_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_peer_reads_the_refusal_not_a_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peer_gone_before_its_answer_raises_no_sigpipe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_socket_file_life, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -133,6 +133,7 @@ static void test_hook_sees_its_environment(void **state) {
     char *argv[] = { "/bin/sh", "-c", script, NULL };
     setenv("REDIS_CREDS_STALE", "from-the-agent", 1);
     setenv("NOTIFY_SOCKET", "/run/systemd/notify", 1);
+    setenv("IDENTITY_HEADER", "azure-mi-shared-secret", 1);   /* the azure plugin's secret */
     assert_int_equal(hooks_run(ev, argv, 10 * SEC, "app-env", "v7", "/run/redis-creds/app-env.json"), 0);
     assert_true(run_until_logged("on_change /bin/sh exited 0"));
     assert_true(file_has(env_file, "REDIS_CREDS_NAME=app-env\n"));
@@ -142,8 +143,23 @@ static void test_hook_sees_its_environment(void **state) {
     /* the agent's own REDIS_CREDS_* and systemd's notify socket are not passed on */
     assert_false(file_has(env_file, "REDIS_CREDS_STALE"));
     assert_false(file_has(env_file, "NOTIFY_SOCKET"));
+    assert_false(file_has(env_file, "azure-mi-shared-secret"));
+    unsetenv("IDENTITY_HEADER");
     unsetenv("REDIS_CREDS_STALE");
     unsetenv("NOTIFY_SOCKET");
+}
+
+/* The agent ignores SIGPIPE (main.c); a hook starts with every signal at its default, or
+ * `producer | head -1` in a hook script would leave its producer running. The hook sends
+ * itself SIGPIPE: at the default it dies of it, ignored it would exit 0. */
+static void test_hook_starts_with_default_signal_dispositions(void **state) {
+    char *argv[] = { "/bin/sh", "-c", "kill -PIPE $$; exit 0", NULL };
+    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+
+    (void)state;
+    assert_int_equal(hooks_run(ev, argv, 10 * SEC, "app-sig", "v1", "/f"), 0);
+    signal(SIGPIPE, old);
+    assert_true(run_until_logged("on_change /bin/sh killed by signal 13"));
 }
 
 static void test_failing_hook_is_logged(void **state) {
@@ -209,6 +225,7 @@ static void test_untrusted_program_is_not_run(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hook_sees_its_environment),
+        cmocka_unit_test(test_hook_starts_with_default_signal_dispositions),
         cmocka_unit_test(test_failing_hook_is_logged),
         cmocka_unit_test(test_hook_past_timeout_is_killed_with_its_group),
         cmocka_unit_test(test_untrusted_program_is_not_run),

@@ -1,5 +1,5 @@
 /* runtime: the directory the agent publishes into, in a fresh directory per test. Its
- * refusals at open (relative, a symlink, writable by others), the lock a second agent
+ * refusals at open (relative, a symlink, writable by others, another user's), the lock a second agent
  * runs into, stale temporary files, publishing and adopting, rewriting only what differs,
  * pruning what the config no longer names (and only files that are ours), and the
  * directory deleted or moved under a running agent. */
@@ -123,6 +123,28 @@ static void test_open_refuses_and_locks(void **state) {
     assert_int_equal(chmod(dir, 0750), 0);
 }
 
+/* A directory someone else made in advance (under /tmp, say) stays theirs whatever mode
+ * we give it: they could replace what we publish, or plant .lock as a hard link to a file
+ * of ours that the lock's pid record would truncate. Refused, the owner named. */
+static void test_open_refuses_a_directory_owned_by_another_user(void **state) {
+    struct runtime *rt = NULL;
+    char err[512], lock[300];
+
+    (void)state;
+    if (geteuid() != 0)
+        skip();   /* giving a directory away needs root */
+    assert_int_equal(mkdir(dir, 0755), 0);
+    assert_int_equal(chown(dir, 65534, 65534), 0);
+    assert_int_equal(runtime_open(dir, &rt, err, sizeof err), -EPERM);
+    assert_null(rt);
+    assert_non_null(strstr(err, "owned by uid 65534, neither root nor the agent's user"));
+    snprintf(lock, sizeof lock, "%s/.lock", dir);
+    assert_int_equal(access(lock, F_OK), -1);   /* nothing made in it */
+    assert_int_equal(chown(dir, 0, 0), 0);
+    rt = open_ok();
+    runtime_close(rt);
+}
+
 static void test_open_removes_stale_temporary_files(void **state) {
     struct runtime *rt;
 
@@ -244,6 +266,7 @@ static void test_dir_mode_and_groups(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_open_refuses_and_locks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_refuses_a_directory_owned_by_another_user, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_removes_stale_temporary_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_publish_adopt_and_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_removes_only_what_is_ours_and_unwanted, setup, teardown),
