@@ -409,7 +409,7 @@ static void test_nodes_are_asked_concurrently(void **state) {
     struct validate_result res;
     for (int i = 0; i < N; i++) {
         f[i] = fake_new("pw");
-        f[i]->delay_ms = 150;   /* AUTH + PING: 300 ms a node; one after another: 3.6 s */
+        f[i]->delay_ms = 250;   /* AUTH + PING: 500 ms a node; one after another: 6 s */
         fake_start(f[i]);
         eps[i] = f[i]->endpoint;
     }
@@ -417,8 +417,10 @@ static void test_nodes_are_asked_concurrently(void **state) {
     run(&r, "pw", NULL, &res);
     assert_int_equal(res.outcome, VALIDATE_PUBLISH);
     assert_int_equal(res.accepted, N);
-    assert_true(res.elapsed_usec >= 300 * MS);
-    assert_true(res.elapsed_usec < 1500 * MS);
+    /* at once: 0.5 s; the bound leaves 1.4 s for a loaded machine (ctest -j, ASan) and
+     * still fails when fewer than 4 nodes are asked at a time (3 rounds: 1.5 s, 4: 2 s) */
+    assert_true(res.elapsed_usec >= 500 * MS);
+    assert_true(res.elapsed_usec < 1900 * MS);
     for (int i = 0; i < N; i++)
         fake_free(f[i]);
 }
@@ -435,7 +437,7 @@ static void test_silent_node_times_out_alone_and_delays_no_other(void **state) {
         fake_start(good[i]);
         eps[1 + i] = good[i]->endpoint;
     }
-    struct config_redis r = redis_cfg(eps, 4, 500 * MS);
+    struct config_redis r = redis_cfg(eps, 4, 800 * MS);
     r.validate = VALIDATE_ANY;
     uint64_t t0 = rctime_mono_usec();
     run(&r, "pw", NULL, &res);
@@ -444,12 +446,12 @@ static void test_silent_node_times_out_alone_and_delays_no_other(void **state) {
     assert_int_equal(res.accepted, 3);
     assert_int_equal(res.unreachable, 1);
     /* the silent node's timeout is honoured: the whole call is one timeout, not more */
-    assert_true(took >= 490 * MS);
-    assert_true(took < 1200 * MS);
+    assert_true(took >= 790 * MS);
+    assert_true(took < 1550 * MS);   /* two timeouts would be 1.6 s */
     char want[100];
     snprintf(want, sizeof want, "%s=unreachable", eps[0]);
     assert_non_null(strstr(res.nodes, want));
-    assert_non_null(strstr(res.detail, "timed out after 500 ms"));
+    assert_non_null(strstr(res.detail, "timed out after 800 ms"));
 
     /* under "all", nothing is current: what the reachable nodes accept is published */
     r.validate = VALIDATE_ALL;
