@@ -17,22 +17,77 @@
 
 extern char **environ;
 
+/* The run asked for while the credential's hook still runs: only the newest is kept. */
+struct pending {
+    sd_event *e;
+    char **argv;
+    uint64_t timeout;
+    char *version;
+    char *file;
+};
+
 struct hook {
+    struct hook *next;      /* in `running` */
     char *name;
     char *cmd;
     pid_t pid;              /* and its process group */
     uint64_t timeout;
     sd_event_source *child;
     sd_event_source *timer;
+    struct pending *pending;
 };
 
+/* The hooks being tracked, at most one per credential name. */
+static struct hook *running;
+
+static void pending_free(struct pending *p) {
+    if (!p)
+        return;
+    for (size_t i = 0; p->argv && p->argv[i]; i++)
+        free(p->argv[i]);
+    free(p->argv);
+    free(p->version);
+    free(p->file);
+    free(p);
+}
+
+static struct pending *pending_new(sd_event *e, char *const *argv, uint64_t timeout,
+                                   const char *version, const char *file) {
+    size_t n = 0;
+    while (argv[n])
+        n++;
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p || !(p->argv = calloc(n + 1, sizeof *p->argv)))
+        goto fail;
+    for (size_t i = 0; i < n; i++)
+        if (!(p->argv[i] = strdup(argv[i])))
+            goto fail;
+    p->e = e;
+    p->timeout = timeout;
+    if (!(p->version = strdup(version)) || !(p->file = strdup(file)))
+        goto fail;
+    return p;
+fail:
+    pending_free(p);
+    return NULL;
+}
+
 static void hook_free(struct hook *h) {
+    for (struct hook **pp = &running; *pp; pp = &(*pp)->next)
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
     sd_event_source_disable_unref(h->child);
     sd_event_source_disable_unref(h->timer);
+    pending_free(h->pending);
     free(h->name);
     free(h->cmd);
     free(h);
 }
+
+static int spawn_hook(sd_event *e, char *const *argv, uint64_t timeout, const char *name,
+                      const char *version, const char *file);
 
 static int on_exit_cb(sd_event_source *s, const siginfo_t *si, void *userdata) {
     struct hook *h = userdata;
@@ -43,7 +98,15 @@ static int on_exit_cb(sd_event_source *s, const siginfo_t *si, void *userdata) {
         log_ctx_msg(LOG_WARNING, &ctx, "on_change %s exited with status %d", h->cmd, si->si_status);
     else
         log_ctx_msg(LOG_WARNING, &ctx, "on_change %s killed by signal %d", h->cmd, si->si_status);
+    struct pending *p = h->pending;
+    char *name = h->name;
+    h->pending = NULL;
+    h->name = NULL;
     hook_free(h);
+    if (p)
+        (void)spawn_hook(p->e, p->argv, p->timeout, name, p->version, p->file);
+    pending_free(p);
+    free(name);
     return 0;
 }
 
@@ -74,6 +137,26 @@ static bool env_is_secret(const char *entry) {
 
 int hooks_run(sd_event *e, char *const *argv, uint64_t timeout, const char *name,
               const char *version, const char *file) {
+    struct hook *h = running;
+    while (h && strcmp(h->name, name) != 0)
+        h = h->next;
+    if (!h)
+        return spawn_hook(e, argv, timeout, name, version, file);
+    /* One at a time per credential: a hook slower than the publishes (a flapping store)
+     * must not pile up processes and the agent's fds. The newest run waits for this one. */
+    struct pending *p = pending_new(e, argv, timeout, version, file);
+    if (!p)
+        return -ENOMEM;
+    pending_free(h->pending);
+    h->pending = p;
+    log_ctx_msg(LOG_DEBUG, &(struct log_ctx){ .name = name, .version = version },
+                "on_change %s still running (pid %ld): runs again for version %s when it ends",
+                h->cmd, (long)h->pid, version);
+    return 0;
+}
+
+static int spawn_hook(sd_event *e, char *const *argv, uint64_t timeout, const char *name,
+                      const char *version, const char *file) {
     /* Checked at load too; again here, for a program replaced since. */
     char why[512];
     int r = secretfile_check_trusted(argv[0], NULL, why, sizeof why);
@@ -145,6 +228,8 @@ int hooks_run(sd_event *e, char *const *argv, uint64_t timeout, const char *name
             hook_free(h);
         return 0;
     }
+    h->next = running;
+    running = h;
     log_ctx_msg(LOG_DEBUG, &ctx, "on_change %s started (pid %ld)", argv[0], (long)pid);
     return 0;
 }

@@ -10,11 +10,14 @@
  * `timeout` usec is killed with everything it started that is still in that group
  * (children it left behind after exiting on time are its business). A program that
  * fails secretfile_check_trusted() (owner, mode, its directory) is not run (a warning).
- * Loop thread only.
+ * One hook at a time per credential name: a run asked for while that credential's hook
+ * still runs is kept (arguments copied) and started when it ends; a newer one replaces
+ * it, so the hook always runs once more, for the newest version. Loop thread only.
  */
 #pragma once
 #include <systemd/sd-event.h>
 
-/* Returns 0 once the child is started, or -errno (logged). */
+/* Returns 0 once the child is started or queued behind the running one, or -errno
+ * (logged). */
 int hooks_run(sd_event *e, char *const *argv, uint64_t timeout, const char *name,
               const char *version, const char *file);

@@ -70,7 +70,7 @@ static int teardown(void **state) {
     ev = sd_event_unref(ev);
     log_open("test-hooks", LOG_TARGET_STDERR);
     close(jsock);
-    for (const char *const *n = (const char *const[]){ "journal", "env", "pid", NULL }; *n; n++) {
+    for (const char *const *n = (const char *const[]){ "journal", "env", "pid", "runs", "other", NULL }; *n; n++) {
         snprintf(p, sizeof p, "%s/%s", dir, *n);
         (void)unlink(p);
     }
@@ -120,6 +120,29 @@ static bool run_until_logged(const char *needle) {
         clock_gettime(CLOCK_MONOTONIC, &t);
     } while (t.tv_sec - t0.tv_sec < 10);
     return was_logged(needle);
+}
+
+static size_t count_logged(const char *needle) {
+    size_t n = 0;
+    for (const char *p = strstr(logged, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* Runs the loop until `needle` was logged `count` times in all, for 10 s at most. */
+static bool run_until_count(const char *needle, size_t count) {
+    struct timespec t0, t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        (void)was_logged(needle);
+        if (count_logged(needle) >= count)
+            return true;
+        assert_true(sd_event_run(ev, 50 * MS) >= 0);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (t.tv_sec - t0.tv_sec < 10);
+    (void)was_logged(needle);
+    return count_logged(needle) >= count;
 }
 
 static void test_hook_sees_its_environment(void **state) {
@@ -222,6 +245,39 @@ static void test_untrusted_program_is_not_run(void **state) {
     assert_true(hooks_run(ev, argv, 10 * SEC, "app-missing", "v3", "/f") < 0);
 }
 
+/* A hook slower than the publishes: one process at a time per credential, and the last
+ * version asked for always runs (v2 is overtaken by v3 while v1 runs). Another credential's
+ * hook is not held back. */
+static void test_one_hook_at_a_time_per_credential_newest_last(void **state) {
+    char script[600], out[260], other[260];
+
+    (void)state;
+    snprintf(out, sizeof out, "%s/runs", dir);
+    snprintf(other, sizeof other, "%s/other", dir);
+    snprintf(script, sizeof script,
+             "echo start $REDIS_CREDS_VERSION >> %s; sleep 0.3; echo end $REDIS_CREDS_VERSION >> %s",
+             out, out);
+    char *argv[] = { "/bin/sh", "-c", script, NULL };
+    (void)was_logged("");
+    size_t before = count_logged("on_change /bin/sh exited 0");
+    assert_int_equal(hooks_run(ev, argv, 10 * SEC, "app-slowhook", "v1", "/f"), 0);
+    script[0] = '\0';   /* the queued run holds its own copy of the arguments */
+    snprintf(script, sizeof script,
+             "echo start $REDIS_CREDS_VERSION >> %s; sleep 0.3; echo end $REDIS_CREDS_VERSION >> %s",
+             out, out);
+    assert_int_equal(hooks_run(ev, argv, 10 * SEC, "app-slowhook", "v2", "/f"), 0);
+    assert_int_equal(hooks_run(ev, argv, 10 * SEC, "app-slowhook", "v3", "/f"), 0);
+    char quick[300];
+    snprintf(quick, sizeof quick, "echo other >> %s", other);
+    char *argv2[] = { "/bin/sh", "-c", quick, NULL };
+    assert_int_equal(hooks_run(ev, argv2, 10 * SEC, "app-otherhook", "v1", "/f"), 0);
+    /* two runs of app-slowhook and one of app-otherhook exit 0 */
+    assert_true(run_until_count("on_change /bin/sh exited 0", before + 3));
+    assert_true(file_has(other, "other\n"));
+    assert_true(file_has(out, "start v1\nend v1\nstart v3\nend v3\n"));
+    assert_false(file_has(out, "v2"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hook_sees_its_environment),
@@ -229,6 +285,7 @@ int main(void) {
         cmocka_unit_test(test_failing_hook_is_logged),
         cmocka_unit_test(test_hook_past_timeout_is_killed_with_its_group),
         cmocka_unit_test(test_untrusted_program_is_not_run),
+        cmocka_unit_test(test_one_hook_at_a_time_per_credential_newest_last),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
