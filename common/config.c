@@ -1396,6 +1396,11 @@ static int check_on_change(struct ctx *x, const config_setting_t *e, const char 
                     conftext_quote(prog, q, sizeof q));
     if (x->check_files && secretfile_check_trusted(prog, NULL, why, sizeof why) < 0)
         return fail(x, config_setting_get_elem(m, 0), ep, "%s: %s", conftext_quote(prog, q, sizeof q), why);
+    /* Not executable: every publish would only log that it cannot start; say it now. */
+    struct stat st;
+    if (x->check_files && stat(prog, &st) == 0 && (!S_ISREG(st.st_mode) || !(st.st_mode & 0111)))
+        return fail(x, config_setting_get_elem(m, 0), ep, "%s is not an executable file (mode %04o): "
+                    "chmod +x it", conftext_quote(prog, q, sizeof q), (unsigned)(st.st_mode & 07777));
     return 0;
 }
 

@@ -1384,6 +1384,10 @@ static void test_on_change_program_must_not_be_writable_by_others(void **state) 
     assert_int_equal(load_file("agent.conf", &c), -EINVAL);
     assert_non_null(strstr(err, "agent.conf:4: credentials[0].on_change[0]: \""));
     assert_non_null(strstr(err, "/hook\": writable by group or others (mode 0757); refused: chmod go-w it"));
+    /* not executable: an error at load, not a warning at every publish */
+    chmod_rel("hook", 0644);
+    assert_int_equal(load_file("agent.conf", &c), -EINVAL);
+    assert_non_null(strstr(err, "/hook\" is not an executable file (mode 0644): chmod +x it"));
     chmod_rel("hook", 0755);
     assert_int_equal(load_file("agent.conf", &c), 0);
     assert_string_equal(c->credentials[0].on_change[0], hook);
