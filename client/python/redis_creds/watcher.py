@@ -65,6 +65,9 @@ class Watcher:
         self._wd_parent = -1
         self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
         self._thread = None
+        # stop() and a thread still in a callback: whoever comes last closes the fds
+        self._close_lock = threading.Lock()
+        self._thread_started = self._thread_done = self._thread_closes = False
         self._last_gen = cred_file.generation
         self._last_err = None
         libc = _inotify_libc() if method != "poll" else None
@@ -150,8 +153,10 @@ class Watcher:
     # --- thread
     def start(self):
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="redis-creds-watch",
-                                            daemon=True)
+            self._thread_started = True
+            self._thread_done = self._thread_closes = False
+            self._thread = threading.Thread(target=self._run_then_close,
+                                            name="redis-creds-watch", daemon=True)
             # The watch is in place since __init__; look at the file once now, so that a
             # change made before the watch existed is not missed.
             try:
@@ -164,11 +169,30 @@ class Watcher:
         return self
 
     def stop(self, timeout=5):
+        """Stops the thread, waiting up to timeout seconds for a callback that runs. A
+        callback that runs longer is not cut short: the thread then ends after it, and
+        closes the watcher's fds itself."""
+        self.file._watched = False
         if self._thread is not None:
             os.write(self._stop_w, b"x")
             self._thread.join(timeout)
             self._thread = None
-        self.file._watched = False
+        with self._close_lock:
+            if self._thread_started and not self._thread_done:
+                self._thread_closes = True
+                return
+        self._close_fds()
+
+    def _run_then_close(self):
+        try:
+            self._run()
+        finally:
+            with self._close_lock:
+                self._thread_done = True
+                if self._thread_closes:
+                    self._close_fds()
+
+    def _close_fds(self):
         for fd in (self._fd, self._stop_r, self._stop_w):
             if fd >= 0:
                 try:

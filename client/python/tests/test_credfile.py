@@ -247,6 +247,45 @@ def test_a_watcher_not_started_does_not_freeze_get_and_start_catches_up(rundir):
     assert not cf._watched
 
 
+@pytest.mark.parametrize("method", ["inotify", "poll"])
+def test_stop_during_a_long_callback_leaves_the_thread_its_fds(rundir, method):
+    """stop() used to close the fds under a thread still in a callback longer than its
+    timeout: the thread then died with a traceback (or, the fd number reused, read from
+    somebody else's fd). Now the thread finishes the callback and closes them itself."""
+    publish(rundir, doc())
+    cf = rc.CredentialFile("cache", rundir)
+    cf.get()
+    entered, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(snap, err):
+        entered.set()
+        release.wait(10)
+        done.set()
+    w = cf.watch(callback=slow, method=method, interval=0.05)
+    publish(rundir, doc(password="pw2", version="v2"))
+    assert entered.wait(5)
+    fds = [fd for fd in (w._fd, w._stop_r, w._stop_w) if fd >= 0]
+    thread = w._thread
+    errors = []
+    old_hook = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        w.stop(timeout=0.1)                       # the callback still runs
+        for fd in fds:
+            os.fstat(fd)                          # still open: the thread needs them
+        release.set()
+        thread.join(5)
+        assert not thread.is_alive() and done.is_set()
+        assert errors == []
+        for fd in fds:                            # closed by the thread at its end
+            with pytest.raises(OSError):
+                os.fstat(fd)
+        w.stop()                                  # again: nothing left to do
+    finally:
+        threading.excepthook = old_hook
+        release.set()
+
+
 @pytest.mark.parametrize("method", ["none", "inotify", "poll"])
 def test_a_time_out_of_range_keeps_the_last_good_credential(rundir, method):
     """Month 13 used to make calendar.timegm raise ValueError out of get() (and out of the
