@@ -575,9 +575,6 @@ static int watch_start(const char *dir, const struct config *cfg, const char *co
     return 0;
 }
 
-#define WATCH_MASK (IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
-#define WATCH_LOST (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)
-
 /* A directory that is not there: its watch was lost (deleted or moved away; the agent,
  * or systemd, makes it again and republishes there), or the agent has not made it yet.
  * Waits until the path is a directory, watches it, and prints the version it holds by
@@ -587,7 +584,7 @@ static int watch_again(int fd, const char *dir, const char *name, const char *wh
     if (why)
         fprintf(stderr, "redis-creds watch: %s %s\n", dir, why);
     while (!stop_watch) {
-        int wd = inotify_add_watch(fd, dir, WATCH_MASK);
+        int wd = inotify_add_watch(fd, dir, EXEC_DIR_WATCH_MASK);
         if (wd >= 0) {
             char path[4200];
             snprintf(path, sizeof path, "%s/%s.json", dir, name);
@@ -623,7 +620,7 @@ static int watch_loop(int fd, int wd, const char *dir, const char *name) {
             p += sizeof *ev + ev->len;
             if (ev->wd != wd)
                 continue;
-            lost |= (ev->mask & WATCH_LOST) != 0;
+            lost |= (ev->mask & EXEC_DIR_LOST_MASK) != 0;
             changed |= ev->len && strcmp(ev->name, fname) == 0;
         }
         if (lost) {
@@ -646,7 +643,7 @@ static int cmd_watch(const char *dir, const struct config *cfg, const char *conf
     /* Watch the directory, not the file: a watch on the file is lost at the first rename.
      * Set up before the first look, so that nothing published in between is missed. */
     int fd = inotify_init1(IN_CLOEXEC);
-    int wd = fd < 0 ? -1 : inotify_add_watch(fd, dir, WATCH_MASK);
+    int wd = fd < 0 ? -1 : inotify_add_watch(fd, dir, EXEC_DIR_WATCH_MASK);
     bool no_dir_yet = wd < 0 && fd >= 0 && errno == ENOENT;   /* the agent makes it */
     if (wd < 0 && !no_dir_yet) {
         fprintf(stderr, "redis-creds: cannot watch %s: %s\n", dir, strerror(errno));

@@ -314,7 +314,7 @@ static void dir_lost(struct exec_state *st) {
 
 static int on_inotify(sd_event_source *s, const struct inotify_event *ev, void *userdata) {
     struct exec_state *st = userdata;
-    if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)) {
+    if (ev->mask & EXEC_DIR_LOST_MASK) {
         dir_lost(st);
         return 0;
     }
@@ -339,8 +339,7 @@ static int watch_dir(struct exec_state *st) {
     if (st->watch)
         return 1;
     int r = sd_event_add_inotify(st->e, &st->watch, st->o.runtime_dir,
-                                 IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR,
-                                 on_inotify, st);
+                                 EXEC_DIR_WATCH_MASK, on_inotify, st);
     if (r == -ENOENT || r == -ENOTDIR)
         return 0;
     if (r < 0 && !st->watch_error_said) {

@@ -17,6 +17,7 @@
  * caller must not have other threads (signals are blocked process-wide).
  */
 #pragma once
+#include <sys/inotify.h>
 #include <stddef.h>
 
 /* Runs the exec command. argv[0] is "exec", then its options, then the program and its
@@ -33,6 +34,12 @@ int exec_parse_signal(const char *s);
 char **exec_build_env(char *const *environ_in, const char *prefix, const char *username,
                       const char *password, size_t password_len, const char *file);
 char **exec_env_free(char **env);
+
+/* The runtime directory's watch (exec and `redis-creds watch`): the renames and writes in
+ * it, and its own end; and the events that say the watch is lost (deleted, moved away,
+ * unmounted): the path is then watched again once a directory is back there. */
+#define EXEC_DIR_WATCH_MASK (IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+#define EXEC_DIR_LOST_MASK (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED | IN_UNMOUNT)
 
 /* The group to join to read path: its group, or "redis-creds" when that is root's or
  * cannot be found. For messages that name the way out; static storage (getgrgid). */

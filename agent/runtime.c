@@ -73,12 +73,14 @@ static int open_locked(const char *dir, int *ret_dfd, int *ret_lfd, char *err, s
         return -ENOTDIR;
     }
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int r = dfd < 0 ? -errno : check_dir(dir, dfd, err, errlen);
-    if (dfd < 0)
-        snprintf(err, errlen, "runtime_dir %s: %s", dir, strerror(-r));
+    if (dfd < 0) {
+        int r = -errno;
+        snprintf(err, errlen, "runtime_dir %s: %s", dir, strerror(errno));
+        return r;
+    }
+    int r = check_dir(dir, dfd, err, errlen);
     if (r < 0) {
-        if (dfd >= 0)
-            close(dfd);
+        close(dfd);
         return r;
     }
     int lfd = openat(dfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);

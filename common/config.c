@@ -1394,13 +1394,16 @@ static int check_on_change(struct ctx *x, const config_setting_t *e, const char 
         return fail(x, config_setting_get_elem(m, 0), ep,
                     "%s must be an absolute path (it runs without a shell or $PATH)",
                     conftext_quote(prog, q, sizeof q));
-    if (x->check_files && secretfile_check_trusted(prog, NULL, why, sizeof why) < 0)
+    if (!x->check_files)
+        return 0;
+    struct stat st;   /* one stat for both checks (a failing one: the trust check says why) */
+    const struct stat *stp = stat(prog, &st) == 0 ? &st : NULL;
+    if (secretfile_check_trusted(prog, stp, why, sizeof why) < 0)
         return fail(x, config_setting_get_elem(m, 0), ep, "%s: %s", conftext_quote(prog, q, sizeof q), why);
     /* Not executable: every publish would only log that it cannot start; say it now. */
-    struct stat st;
-    if (x->check_files && stat(prog, &st) == 0 && (!S_ISREG(st.st_mode) || !(st.st_mode & 0111)))
+    if (stp && (!S_ISREG(stp->st_mode) || !(stp->st_mode & 0111)))
         return fail(x, config_setting_get_elem(m, 0), ep, "%s is not an executable file (mode %04o): "
-                    "chmod +x it", conftext_quote(prog, q, sizeof q), (unsigned)(st.st_mode & 07777));
+                    "chmod +x it", conftext_quote(prog, q, sizeof q), (unsigned)(stp->st_mode & 07777));
     return 0;
 }
 

@@ -58,6 +58,13 @@ def wait_until(pred, timeout, what, interval=0.01):
         time.sleep(interval)
 
 
+def built_with_asan(path=None):
+    """Whether the binary or library at path (the agent by default) links AddressSanitizer's
+    runtime: the ASan pass of scripts/test.sh."""
+    with open(path or AGENT_BIN, "rb") as f:
+        return b"libasan.so" in f.read()
+
+
 def _ephemeral_low():
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:

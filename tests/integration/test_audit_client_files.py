@@ -88,9 +88,8 @@ def _c_env():
     """The environment for the C reader: a library built with AddressSanitizer (the ASan
     pass) loads into Python only with ASan's runtime preloaded; the interpreter's own
     allocations are not this test's leaks."""
-    with open(LIB, "rb") as f:
-        if b"libasan.so" not in f.read():
-            return h.clean_env()
+    if not h.built_with_asan(LIB):
+        return h.clean_env()
     asan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
                           text=True, check=True).stdout.strip()
     return h.clean_env({"LD_PRELOAD": asan, "ASAN_OPTIONS": "detect_leaks=0"})

@@ -32,10 +32,9 @@ def memcheck(sc):
     """The wrapper for Agent(wrapper=...) and the path of valgrind's report."""
     if VALGRIND is None:
         pytest.fail("valgrind is not installed (scripts/lib/deps.sh installs it)")
-    with open(h.AGENT_BIN, "rb") as f:
-        if b"libasan.so" in f.read():
-            pytest.skip("valgrind cannot run an AddressSanitizer build (label `once`: "
-                        "scripts/test.sh runs this on the release build only)")
+    if h.built_with_asan():
+        pytest.skip("valgrind cannot run an AddressSanitizer build (label `once`: "
+                    "scripts/test.sh runs this on the release build only)")
     vlog = os.path.join(sc.tree.root, "valgrind-%d.log" % len(sc.agents))
     return [VALGRIND, "--tool=memcheck", "--error-exitcode=1", "--leak-check=full",
             "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",

@@ -67,7 +67,7 @@ class Watcher:
         self._thread = None
         # stop() and a thread still in a callback: whoever comes last closes the fds
         self._close_lock = threading.Lock()
-        self._thread_started = self._thread_done = self._thread_closes = False
+        self._thread_done = self._thread_closes = False
         self._last_gen = cred_file.generation
         self._last_err = None
         libc = _inotify_libc() if method != "poll" else None
@@ -153,7 +153,6 @@ class Watcher:
     # --- thread
     def start(self):
         if self._thread is None:
-            self._thread_started = True
             self._thread_done = self._thread_closes = False
             self._thread = threading.Thread(target=self._run_then_close,
                                             name="redis-creds-watch", daemon=True)
@@ -173,13 +172,13 @@ class Watcher:
         callback that runs longer is not cut short: the thread then ends after it, and
         closes the watcher's fds itself."""
         self.file._watched = False
-        if self._thread is not None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
             os.write(self._stop_w, b"x")
-            self._thread.join(timeout)
-            self._thread = None
+            thread.join(timeout)
         with self._close_lock:
-            if self._thread_started and not self._thread_done:
-                self._thread_closes = True
+            if self._thread_closes or (thread is not None and not self._thread_done):
+                self._thread_closes = True   # the thread, still in a callback, closes them
                 return
         self._close_fds()
 
